@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["server/test/**/*.test.ts", "test/**/*.test.ts"],
+    // Integration tests start real processes on loopback ports; give them room on 2-core machines.
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    globalSetup: ["test/global-setup.ts"],
+    pool: "forks",
+  },
+});
