@@ -1,0 +1,530 @@
+/**
+ * `npm run bench`: the same load, from etcd's own load generator (tools/benchmark of etcd 3.4.23),
+ * on the reference etcd (Debian's /usr/bin/etcd 3.4) and on etcd-ts, interleaved in one run, and
+ * the ratio etcd-ts / etcd.
+ *
+ * Method
+ * - Each workload gets two fresh single-member servers (fresh loopback ports, fresh data dirs),
+ *   started one after the other and kept for all rounds of that workload; the peak RSS (VmHWM)
+ *   reported for a workload is therefore that workload's own, over its warm-up and all rounds.
+ *   State does grow over the rounds (puts add revisions), equally on both sides.
+ * - Warm-up: one short run per server (also warms etcd-ts's JIT); the slower of the two warm-up
+ *   rates sizes the timed runs so that the slower server takes about BENCH_SECONDS per run, within
+ *   a per-workload floor and ceiling. Both servers always get the same --total.
+ * - R rounds (BENCH_ROUNDS); in each round both servers run the workload, alternating which one
+ *   goes first, so that machine noise hits both alike. Reported values are medians over rounds.
+ * - The load generator shares the machine's cores with the server under test, as in etcd's own
+ *   single-machine figures; both servers pay that alike.
+ *
+ * Environment
+ *   BENCH_TARGETS=etcd,etcd-ts   the two servers, "A,B"; ratio is B/A (etcd,etcd measures noise)
+ *   BENCH_ROUNDS=3               rounds per workload
+ *   BENCH_SECONDS=4              target seconds per timed run for the slower server
+ *   BENCH_WORKLOADS=a,b          only these workloads (names as printed)
+ *   BENCH_OUT=.tools/bench-results.json
+ *   BENCH_PROFILE=1              run etcd-ts under `node --cpu-prof` (into .tools/prof/<stamp>/)
+ *                                and print its top self-time functions at the end
+ *   BENCH_ETCD_BIN=/usr/bin/etcd reference server binary
+ *   BENCH_NO_BUILD=1             do not run the TypeScript build before starting etcd-ts
+ *   BENCH_KEEP=1                 keep servers' data directories and logs (under the OS tmp dir)
+ *   BENCH_TIMEOUT_S=1800         hard limit for the whole run; servers are stopped on expiry
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { formatSelfTimeSummary, summarizeCpuProfiles, type SelfTimeSummary } from "./lib-cpuprofile.js";
+import { ensureBenchmarkBinary, runBenchmark, runBounded, type BenchmarkReport } from "./lib-etcd-benchmark.js";
+import { startServer, type BenchServer, type ServerKind } from "./lib-servers.js";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+interface Config {
+  targets: [ServerKind, ServerKind];
+  rounds: number;
+  targetSeconds: number;
+  workloadNames: string[] | undefined;
+  outPath: string;
+  profile: boolean;
+  etcdBinaryPath: string;
+  build: boolean;
+  keepFiles: boolean;
+  timeoutSec: number;
+}
+
+function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name}=${raw}: want a number in [${min}, ${max}]`);
+  return value;
+}
+
+function readConfig(): Config {
+  const targets = (process.env.BENCH_TARGETS ?? "etcd,etcd-ts").split(",").map((t) => t.trim());
+  if (targets.length !== 2 || !targets.every((t): t is ServerKind => t === "etcd" || t === "etcd-ts")) {
+    throw new Error(`BENCH_TARGETS=${process.env.BENCH_TARGETS}: want two of etcd, etcd-ts, e.g. "etcd,etcd-ts"`);
+  }
+  const names = process.env.BENCH_WORKLOADS;
+  return {
+    targets: targets as [ServerKind, ServerKind],
+    rounds: Math.round(envNumber("BENCH_ROUNDS", 3, 1, 50)),
+    targetSeconds: envNumber("BENCH_SECONDS", 4, 0.2, 600),
+    workloadNames: names === undefined || names === "" ? undefined : names.split(",").map((n) => n.trim()),
+    outPath: path.resolve(process.env.BENCH_OUT ?? path.join(repoRoot, ".tools", "bench-results.json")),
+    profile: process.env.BENCH_PROFILE === "1",
+    etcdBinaryPath: process.env.BENCH_ETCD_BIN ?? "/usr/bin/etcd",
+    build: process.env.BENCH_NO_BUILD !== "1",
+    keepFiles: process.env.BENCH_KEEP === "1",
+    timeoutSec: envNumber("BENCH_TIMEOUT_S", 1_800, 10, 86_400),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+interface Workload {
+  name: string;
+  clients: number;
+  conns: number;
+  /** Subcommand and flags for a run of `total` requests. */
+  command(total: number): string[];
+  warmupTotal: number;
+  totalMin: number;
+  totalMax: number;
+}
+
+/** The key the range workloads read; every server gets it (256-byte value) before any load. */
+const seedKey = "bench-range-key";
+const seedValue = "v".repeat(256);
+const valueBytes = 256;
+/** Puts spread over this many distinct keys, like a real key space, rather than one hot key. */
+const keySpaceSize = 100_000;
+
+const putFlags = [`--key-size=8`, `--key-space-size=${keySpaceSize}`, "--sequential-keys", `--val-size=${valueBytes}`];
+
+const allWorkloads: Workload[] = [
+  {
+    name: "put-1x1",
+    clients: 1,
+    conns: 1,
+    command: (total) => ["put", ...putFlags, `--total=${total}`],
+    warmupTotal: 500,
+    totalMin: 500,
+    totalMax: 50_000,
+  },
+  {
+    name: "put-100x10",
+    clients: 100,
+    conns: 10,
+    command: (total) => ["put", ...putFlags, `--total=${total}`],
+    warmupTotal: 5_000,
+    totalMin: 5_000,
+    totalMax: 300_000,
+  },
+  {
+    name: "range-s-100x10",
+    clients: 100,
+    conns: 10,
+    command: (total) => ["range", seedKey, "--consistency=s", `--total=${total}`],
+    warmupTotal: 5_000,
+    totalMin: 5_000,
+    totalMax: 300_000,
+  },
+  {
+    name: "range-l-100x10",
+    clients: 100,
+    conns: 10,
+    command: (total) => ["range", seedKey, "--consistency=l", `--total=${total}`],
+    warmupTotal: 5_000,
+    totalMin: 5_000,
+    totalMax: 300_000,
+  },
+  {
+    name: "txn-put-100x10",
+    clients: 100,
+    conns: 10,
+    command: (total) => [
+      "txn-put",
+      "--txn-ops=1",
+      "--key-size=8",
+      `--key-space-size=${keySpaceSize}`,
+      `--val-size=${valueBytes}`,
+      `--total=${total}`,
+    ],
+    warmupTotal: 5_000,
+    totalMin: 5_000,
+    totalMax: 300_000,
+  },
+  {
+    name: "lease-keepalive-100x10",
+    clients: 100,
+    conns: 10,
+    command: (total) => ["lease-keepalive", `--total=${total}`],
+    warmupTotal: 5_000,
+    totalMin: 5_000,
+    totalMax: 300_000,
+  },
+];
+
+/** Two significant digits, clamped: round numbers make the printed commands easy to repeat by hand. */
+function sizeTotal(workload: Workload, slowerRequestsPerSec: number, targetSeconds: number): number {
+  const raw = slowerRequestsPerSec * targetSeconds;
+  const magnitude = 10 ** Math.max(0, Math.floor(Math.log10(Math.max(raw, 1))) - 1);
+  const rounded = Math.round(raw / magnitude) * magnitude;
+  return Math.min(workload.totalMax, Math.max(workload.totalMin, rounded));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+interface RunRecord {
+  round: number;
+  /** 0 if this server ran first in its round, 1 if second. */
+  position: number;
+  requestsPerSec: number;
+  p50Ms: number | undefined;
+  p99Ms: number | undefined;
+  wallSec: number;
+  errors: Record<string, number>;
+}
+
+interface SideResult {
+  label: string;
+  kind: ServerKind;
+  warmupRequestsPerSec: number;
+  runs: RunRecord[];
+  medianRequestsPerSec: number;
+  medianP50Ms: number | undefined;
+  medianP99Ms: number | undefined;
+  /** (max - min) / 2 / median of req/s over rounds, in percent. */
+  spreadPercent: number;
+  peakRssKiB: number | undefined;
+}
+
+interface WorkloadResult {
+  name: string;
+  clients: number;
+  conns: number;
+  total?: number;
+  command?: string[];
+  sides?: [SideResult, SideResult];
+  /** medianRequestsPerSec(B) / medianRequestsPerSec(A). */
+  ratio?: number;
+  /** B/A per round (paired by round). */
+  ratioPerRound?: number[];
+  error?: string;
+  cpuProfile?: SelfTimeSummary;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function medianDefined(values: readonly (number | undefined)[]): number | undefined {
+  const defined = values.filter((v): v is number => v !== undefined);
+  return defined.length === 0 ? undefined : median(defined);
+}
+
+function toMs(report: BenchmarkReport, percentile: string): number | undefined {
+  const sec = report.latencyPercentilesSec[percentile];
+  return sec === undefined ? undefined : sec * 1_000;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+const activeServers = new Set<BenchServer>();
+
+async function stopServer(server: BenchServer, keepFiles: boolean): Promise<void> {
+  try {
+    await server.stop(15_000, keepFiles);
+  } finally {
+    activeServers.delete(server);
+  }
+}
+
+/** Expected wall time of a run from a measured rate, with generous slack; never under 60 s. */
+function runTimeoutMs(total: number, requestsPerSec: number): number {
+  const expectedMs = (1_000 * total) / Math.max(requestsPerSec, 1);
+  return Math.max(60_000, Math.round(10 * expectedMs) + 20_000);
+}
+
+async function runOnce(binaryPath: string, server: BenchServer, workload: Workload, total: number, timeoutMs: number) {
+  const startedAt = Date.now();
+  const report = await runBenchmark({
+    binaryPath,
+    endpoint: server.endpoint,
+    clients: workload.clients,
+    conns: workload.conns,
+    command: workload.command(total),
+    timeoutMs,
+  });
+  if (!server.running) throw new Error(`${server.kind} exited during ${workload.name}\n${server.logTail()}`);
+  const failed = Object.values(report.errors).reduce((a, b) => a + b, 0);
+  if (report.requestsPerSec === 0) {
+    throw new Error(`${server.kind}: every request of ${workload.name} failed: ${JSON.stringify(report.errors).slice(0, 1_000)}`);
+  }
+  if (failed > 0) console.log(`  warning: ${server.kind} failed ${failed} of ${total} requests: ${JSON.stringify(report.errors).slice(0, 500)}`);
+  return { report, wallSec: (Date.now() - startedAt) / 1_000 };
+}
+
+async function runWorkload(config: Config, binaryPath: string, workload: Workload, profileRoot: string | undefined): Promise<WorkloadResult> {
+  const result: WorkloadResult = { name: workload.name, clients: workload.clients, conns: workload.conns };
+  const labels = sideLabels(config.targets);
+  const servers: BenchServer[] = [];
+  try {
+    for (const [i, kind] of config.targets.entries()) {
+      const cpuProfileDir = kind === "etcd-ts" && profileRoot !== undefined ? path.join(profileRoot, workload.name) : undefined;
+      if (cpuProfileDir !== undefined) mkdirSync(cpuProfileDir, { recursive: true });
+      const server = await startServer({
+        kind,
+        name: `bench${i}`,
+        repoRoot,
+        etcdBinaryPath: config.etcdBinaryPath,
+        cpuProfileDir,
+        seedKey,
+        seedValue,
+        startTimeoutMs: 30_000,
+      });
+      activeServers.add(server);
+      servers.push(server);
+    }
+
+    const warmupRates: number[] = [];
+    for (const server of servers) {
+      const { report } = await runOnce(binaryPath, server, workload, workload.warmupTotal, 10 * 60_000);
+      warmupRates.push(report.requestsPerSec);
+    }
+    const total = sizeTotal(workload, Math.min(...warmupRates), config.targetSeconds);
+    result.total = total;
+    result.command = workload.command(total);
+    console.log(
+      `${workload.name}: warm-up ${labels[0]} ${warmupRates[0]!.toFixed(0)} req/s, ${labels[1]} ${warmupRates[1]!.toFixed(0)} req/s;` +
+        ` ${config.rounds} rounds of --clients=${workload.clients} --conns=${workload.conns} ${result.command.join(" ")}`,
+    );
+
+    const runs: RunRecord[][] = [[], []];
+    for (let round = 0; round < config.rounds; round++) {
+      const order = round % 2 === 0 ? [0, 1] : [1, 0];
+      for (const [position, side] of order.entries()) {
+        const server = servers[side]!;
+        const { report, wallSec } = await runOnce(binaryPath, server, workload, total, runTimeoutMs(total, warmupRates[side]!));
+        const record: RunRecord = {
+          round,
+          position,
+          requestsPerSec: report.requestsPerSec,
+          p50Ms: toMs(report, "50"),
+          p99Ms: toMs(report, "99"),
+          wallSec,
+          errors: report.errors,
+        };
+        runs[side]!.push(record);
+        console.log(
+          `  round ${round + 1} ${labels[side]!.padEnd(8)} ${report.requestsPerSec.toFixed(0).padStart(7)} req/s` +
+            `  p50 ${fmtMs(record.p50Ms)} ms  p99 ${fmtMs(record.p99Ms)} ms  (${wallSec.toFixed(1)} s)`,
+        );
+      }
+    }
+
+    const sides = servers.map((server, side): SideResult => {
+      const rates = runs[side]!.map((r) => r.requestsPerSec);
+      const med = median(rates);
+      return {
+        label: labels[side]!,
+        kind: server.kind,
+        warmupRequestsPerSec: warmupRates[side]!,
+        runs: runs[side]!,
+        medianRequestsPerSec: med,
+        medianP50Ms: medianDefined(runs[side]!.map((r) => r.p50Ms)),
+        medianP99Ms: medianDefined(runs[side]!.map((r) => r.p99Ms)),
+        spreadPercent: med === 0 ? 0 : (100 * (Math.max(...rates) - Math.min(...rates))) / 2 / med,
+        peakRssKiB: server.peakRssKiB(),
+      };
+    }) as [SideResult, SideResult];
+    result.sides = sides;
+    result.ratio = sides[1].medianRequestsPerSec / sides[0].medianRequestsPerSec;
+    result.ratioPerRound = runs[0]!.map((r, i) => runs[1]![i]!.requestsPerSec / r.requestsPerSec);
+  } catch (error) {
+    result.error = error instanceof Error ? error.message : String(error);
+    const tail = (error as { outputTail?: string }).outputTail;
+    console.log(`${workload.name}: FAILED: ${result.error}${tail ? `\n--- benchmark output tail ---\n${tail}` : ""}`);
+    for (const server of servers) {
+      if (!server.running) console.log(`--- ${server.kind} log tail (${server.logPath}) ---\n${server.logTail()}`);
+    }
+  } finally {
+    await Promise.all(servers.map((s) => stopServer(s, config.keepFiles)));
+  }
+  return result;
+}
+
+function sideLabels(targets: readonly ServerKind[]): [string, string] {
+  return targets[0] === targets[1] ? [`${targets[0]}#1`, `${targets[1]}#2`] : [targets[0]!, targets[1]!];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+function fmtMs(ms: number | undefined): string {
+  if (ms === undefined) return "-";
+  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
+}
+
+function fmtMiB(kib: number | undefined): string {
+  return kib === undefined ? "-" : (kib / 1024).toFixed(0);
+}
+
+function renderTable(results: readonly WorkloadResult[], labels: [string, string]): string {
+  const [a, b] = labels;
+  const header = [
+    "workload",
+    "total",
+    `${a} req/s`,
+    `${b} req/s`,
+    `ratio ${b}/${a}`,
+    `${a} p50 ms`,
+    `${b} p50 ms`,
+    `${a} p99 ms`,
+    `${b} p99 ms`,
+    `${a} RSS MiB`,
+    `${b} RSS MiB`,
+  ];
+  const rows = results.map((r) => {
+    if (r.sides === undefined) return [r.name, String(r.total ?? "-"), "FAILED", "", "", "", "", "", "", "", ""];
+    const [sa, sb] = r.sides;
+    const rate = (s: SideResult) => `${s.medianRequestsPerSec.toFixed(0)} ±${s.spreadPercent.toFixed(0)}%`;
+    return [
+      r.name,
+      String(r.total),
+      rate(sa),
+      rate(sb),
+      r.ratio!.toFixed(2),
+      fmtMs(sa.medianP50Ms),
+      fmtMs(sb.medianP50Ms),
+      fmtMs(sa.medianP99Ms),
+      fmtMs(sb.medianP99Ms),
+      fmtMiB(sa.peakRssKiB),
+      fmtMiB(sb.peakRssKiB),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ");
+  return [line(header), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line)].join("\n");
+}
+
+function listCpuProfiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .filter((f) => f.endsWith(".cpuprofile"))
+    .map((f) => path.join(dir, f));
+}
+
+function commandOutput(file: string, args: string[]): string {
+  try {
+    return execFileSync(file, args, { cwd: repoRoot, encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main(config: Config): Promise<number> {
+  const workloads = allWorkloads.filter((w) => config.workloadNames === undefined || config.workloadNames.includes(w.name));
+  if (workloads.length === 0) throw new Error(`BENCH_WORKLOADS matched nothing; workloads: ${allWorkloads.map((w) => w.name).join(", ")}`);
+
+  const binaryPath = await ensureBenchmarkBinary(repoRoot);
+  if (config.targets.includes("etcd-ts")) {
+    if (config.build) {
+      console.log("building etcd-ts (tsc -p tsconfig.build.json) ...");
+      const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
+      const build = await runBounded(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: repoRoot, timeoutMs: 5 * 60_000 });
+      if (build.exitCode !== 0) throw new Error(`build failed:\n${(build.stdout + build.stderr).slice(-4_000)}`);
+    }
+    if (!existsSync(path.join(repoRoot, "bin", "etcd-ts.js"))) throw new Error("bin/etcd-ts.js is missing");
+  }
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const profileRoot = config.profile && config.targets.includes("etcd-ts") ? path.join(repoRoot, ".tools", "prof", stamp) : undefined;
+
+  const labels = sideLabels(config.targets);
+  console.log(
+    `bench: ${labels[0]} vs ${labels[1]}, ${config.rounds} rounds, ~${config.targetSeconds} s per run, ` +
+      `${os.cpus().length} cpus, workloads: ${workloads.map((w) => w.name).join(", ")}`,
+  );
+  const startedAt = new Date();
+  const results: WorkloadResult[] = [];
+  for (const workload of workloads) {
+    results.push(await runWorkload(config, binaryPath, workload, profileRoot));
+  }
+
+  console.log(`\nmedians over ${config.rounds} rounds (req/s ± half the range over rounds):\n`);
+  console.log(renderTable(results, labels));
+
+  if (profileRoot !== undefined) {
+    const all = listCpuProfiles(profileRoot);
+    console.log(`\ncpu profiles of etcd-ts: ${all.length} file(s) under ${profileRoot}`);
+    if (all.length === 0) console.log("  none written: etcd-ts writes its profile only when it exits cleanly on SIGTERM");
+    for (const result of results) {
+      const files = listCpuProfiles(path.join(profileRoot, result.name));
+      if (files.length > 0) result.cpuProfile = summarizeCpuProfiles(files, 15, `file://${repoRoot}/`);
+    }
+    if (all.length > 0) {
+      console.log(`\nall workloads: ${formatSelfTimeSummary(summarizeCpuProfiles(all, 25, `file://${repoRoot}/`))}`);
+    }
+  }
+
+  const output = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryBytes: os.totalmem(), node: process.version },
+    etcdVersion: commandOutput(config.etcdBinaryPath, ["--version"]).split("\n")[0],
+    etcdTsCommit: commandOutput("git", ["describe", "--always", "--dirty"]),
+    targets: config.targets,
+    labels,
+    rounds: config.rounds,
+    targetSeconds: config.targetSeconds,
+    valueBytes,
+    keySpaceSize,
+    workloads: results,
+  };
+  mkdirSync(path.dirname(config.outPath), { recursive: true });
+  writeFileSync(config.outPath, JSON.stringify(output, null, 2) + "\n");
+  console.log(`\nresults written to ${path.relative(process.cwd(), config.outPath) || config.outPath}`);
+  return results.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+async function shutdown(reason: string, code: number): Promise<never> {
+  console.error(`bench: ${reason}; stopping servers`);
+  await Promise.all([...activeServers].map((s) => s.stop(5_000).catch(() => undefined)));
+  process.exit(code);
+}
+
+process.once("SIGINT", () => void shutdown("interrupted", 130));
+process.once("SIGTERM", () => void shutdown("terminated", 143));
+
+let config: Config;
+try {
+  config = readConfig();
+} catch (error) {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(2);
+}
+const watchdog = setTimeout(() => void shutdown(`over BENCH_TIMEOUT_S=${config.timeoutSec}`, 124), config.timeoutSec * 1_000);
+watchdog.unref();
+
+main(config)
+  .then((code) => {
+    process.exitCode = code;
+  })
+  .catch(async (error: unknown) => {
+    console.error(error instanceof Error ? (error.stack ?? error.message) : error);
+    await Promise.all([...activeServers].map((s) => s.stop(5_000).catch(() => undefined)));
+    process.exitCode = 1;
+  });
