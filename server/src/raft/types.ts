@@ -71,6 +71,8 @@ export enum ConfChangeType {
 }
 
 export interface ConfChange {
+  /** Request ID the proposer uses to match the applied change to its waiter (etcd's ConfChange.ID); 0n/absent if none. */
+  id?: bigint;
   type: ConfChangeType;
   nodeId: NodeId;
   /** Opaque to raft (etcd puts the member's JSON here). */
