@@ -65,7 +65,7 @@ export function voteRespType(t: MessageType): MessageType {
 
 /** Human-readable one-line form of a message, for transcripts and logs. */
 export function describeMessage(m: Message, describeData?: (e: Entry) => string): string {
-  let s = `${m.from}->${m.to} ${MessageType[m.type]} Term:${m.term} Log:${m.logTerm}/${m.index}`;
+  let s = `${m.from}->${m.to} Msg${MessageType[m.type]} Term:${m.term} Log:${m.logTerm}/${m.index}`;
   if (m.reject) s += ` Rejected (Hint: ${m.rejectHint})`;
   if (m.commit !== 0) s += ` Commit:${m.commit}`;
   if (m.entries.length > 0) {
