@@ -1,0 +1,73 @@
+/** Small filesystem helpers with the durability rules the WAL relies on (Linux semantics). */
+import { promises as fsp } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+
+/**
+ * How a segment's space is reserved before records are written into it:
+ *  - "zeros": write zeros up to the segment size, then fsync. Blocks are really allocated, so a
+ *    later fdatasync flushes only data (no allocation metadata), and a full disk fails at cut time
+ *    (in the background pipeline), not in the middle of an append. Costs one extra sequential
+ *    write of the segment. The default.
+ *  - "sparse": ftruncate to the segment size. Instant, but blocks are allocated on first write.
+ * Node has no fallocate(2); these are the two portable choices. Either way the tail reads as
+ * zeros, which the reader treats as "never written".
+ */
+export type Preallocation = "zeros" | "sparse";
+
+const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
+
+/** Grows `fh` (currently `currentBytes` long) to `targetBytes` per `mode`; never shrinks it. */
+export async function preallocate(fh: FileHandle, currentBytes: number, targetBytes: number, mode: Preallocation): Promise<void> {
+  if (currentBytes >= targetBytes) return;
+  if (mode === "sparse") {
+    await fh.truncate(targetBytes);
+    return;
+  }
+  let pos = currentBytes;
+  while (pos < targetBytes) {
+    const n = Math.min(ZERO_CHUNK.length, targetBytes - pos);
+    const { bytesWritten } = await fh.write(ZERO_CHUNK, 0, n, pos);
+    if (bytesWritten <= 0) throw new Error("short write while preallocating");
+    pos += bytesWritten;
+  }
+}
+
+/** fsync a directory so that creations, renames and unlinks inside it are durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes all of `bufs` at `position`, looping over short writes. */
+export async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<number> {
+  let total = 0;
+  for (const b of bufs) total += b.length;
+  let pending = bufs.filter((b) => b.length > 0);
+  let pos = position;
+  let guard = 0;
+  while (pending.length > 0) {
+    if (++guard > 1000) throw new Error("writev made no progress");
+    const { bytesWritten } = await fh.writev(pending, pos);
+    pos += bytesWritten;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const b of pending) {
+      if (skip >= b.length) {
+        skip -= b.length;
+      } else {
+        rest.push(skip > 0 ? b.subarray(skip) : b);
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+  return total;
+}
+
+export function isErrno(e: unknown, code: string): boolean {
+  return typeof e === "object" && e !== null && (e as { code?: unknown }).code === code;
+}

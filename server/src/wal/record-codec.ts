@@ -1,0 +1,340 @@
+/**
+ * etcd-ts WAL record format (version 1).
+ *
+ * A segment is a sequence of frames, each starting at an 8-byte-aligned offset. All integers are
+ * little-endian.
+ *
+ *   offset  size  field
+ *   0       4     payloadBytes   length of the payload (at most RECORD_PAYLOAD_BYTES_MAX)
+ *   4       1     type           1 metadata, 2 entry, 3 hardState, 4 snapshot marker, 5 crc
+ *   5       1     padBytes       zero bytes after the payload, (-payloadBytes) mod 8
+ *   6       2     reserved       0
+ *   8       4     chainCrc       crc32cUpdate(previous frame's chainCrc, recordCrc as 4 LE bytes)
+ *   12      4     recordCrc      CRC-32C of frame[0, 8) followed by the payload
+ *   16      n     payload
+ *   16+n    p     padding        zeros, so the next frame starts 8-aligned
+ *
+ * `recordCrc` makes every frame verifiable on its own (so damage can be told apart from valid
+ * records after it); `chainCrc` ties each frame to everything before it, across segments: the
+ * first frame of every segment is a crc record whose payload is the chainCrc of the previous
+ * segment's last frame (0 in the first segment), and whose own chainCrc continues from that value.
+ * Padding must be zero; every byte of a frame is covered by a check. A frame whose first 16 bytes
+ * are all zero is "no record here" (the preallocated, never-written tail of a segment).
+ *
+ * Payloads (u64 = 8 bytes LE; numbers must be safe integers):
+ *   metadata   opaque bytes chosen by the caller of Wal.create
+ *   entry      u64 term, u64 index, u8 entryType, data (rest of the payload)
+ *   hardState  u64 term, u64 vote (bigint member ID), u64 commit
+ *   snapshot   u64 index, u64 term, u8 hasConfState, then if 1:
+ *              u32 voterCount, voterCount × u64, u32 learnerCount, learnerCount × u64
+ *   crc        u32 chainCrc of the previous segment's last frame
+ */
+import type { ConfState, Entry, EntryType, HardState } from "../raft/types.js";
+import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
+
+export enum RecordType {
+  Metadata = 1,
+  Entry = 2,
+  HardState = 3,
+  Snapshot = 4,
+  Crc = 5,
+}
+
+export const FRAME_HEADER_BYTES = 16;
+/** Upper bound on one record's payload; larger records are refused on write and read as damage. */
+export const RECORD_PAYLOAD_BYTES_MAX = 256 * 1024 * 1024;
+const ENTRY_FIXED_BYTES = 17;
+const HARD_STATE_BYTES = 24;
+const TWO_POW_32 = 4294967296;
+
+/** The snapshot marker stored in the log: which snapshot the log's entries continue from. */
+export interface WalSnapshot {
+  index: number;
+  term: number;
+  confState?: ConfState;
+}
+
+/** Size of a whole frame (header + payload + padding) carrying `payloadBytes`. */
+export function frameSizeBytes(payloadBytes: number): number {
+  return (FRAME_HEADER_BYTES + payloadBytes + 7) & ~7;
+}
+
+export function entryPayloadBytes(e: Entry): number {
+  return ENTRY_FIXED_BYTES + e.data.length;
+}
+
+export function hardStatePayloadBytes(): number {
+  return HARD_STATE_BYTES;
+}
+
+export function isEmptyHardState(hs: HardState): boolean {
+  return hs.term === 0 && hs.vote === 0n && hs.commit === 0;
+}
+
+function writeU64(buf: Buffer, off: number, n: number): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`wal: ${n} is not a non-negative safe integer`);
+  buf.writeUInt32LE(n >>> 0, off);
+  buf.writeUInt32LE(Math.floor(n / TWO_POW_32), off + 4);
+}
+
+/** Reads a u64 as a number; returns -1 when it is not a safe integer (treated as damage). */
+function readU64(buf: Buffer, off: number): number {
+  const hi = buf.readUInt32LE(off + 4);
+  if (hi > 0x1fffff) return -1;
+  return hi * TWO_POW_32 + buf.readUInt32LE(off);
+}
+
+const chainScratch = Buffer.alloc(4);
+function chainNext(chain: number, recordCrc: number): number {
+  chainScratch.writeUInt32LE(recordCrc, 0);
+  return crc32cUpdate(chain, chainScratch);
+}
+
+/**
+ * Builds frames into one buffer. Usage: `reserve` the exact payload sizes first (so one buffer is
+ * allocated), then `add*` the records in the same order, then `finish()`.
+ * The builder owns the running chain CRC: pass in the chain of the last frame already written and
+ * read `chain` after `finish()`.
+ */
+export class FrameBuilder {
+  private buf: Buffer = Buffer.alloc(0);
+  private used = 0;
+  private reservedBytes = 0;
+
+  constructor(public chain: number) {}
+
+  reserve(payloadBytes: number): void {
+    if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) {
+      throw new RangeError(`wal: record payload of ${payloadBytes} bytes exceeds ${RECORD_PAYLOAD_BYTES_MAX}`);
+    }
+    this.reservedBytes += frameSizeBytes(payloadBytes);
+  }
+
+  /** Offset (relative to the builder's start) where the next frame will be written. */
+  get sizeBytes(): number {
+    return this.used;
+  }
+
+  private begin(type: RecordType, payloadBytes: number): number {
+    if (this.buf.length === 0) this.buf = Buffer.allocUnsafe(this.reservedBytes);
+    const size = frameSizeBytes(payloadBytes);
+    if (this.used + size > this.buf.length) throw new Error("wal: FrameBuilder used beyond its reservation");
+    const o = this.used;
+    this.buf.writeUInt32LE(payloadBytes, o);
+    this.buf[o + 4] = type;
+    this.buf[o + 5] = size - FRAME_HEADER_BYTES - payloadBytes;
+    this.buf[o + 6] = 0;
+    this.buf[o + 7] = 0;
+    return o;
+  }
+
+  private end(o: number, payloadBytes: number): void {
+    const size = frameSizeBytes(payloadBytes);
+    const payloadEnd = o + FRAME_HEADER_BYTES + payloadBytes;
+    this.buf.fill(0, payloadEnd, o + size);
+    const recordCrc = crc32cUpdate(crc32c(this.buf, o, o + 8), this.buf, o + FRAME_HEADER_BYTES, payloadEnd);
+    this.chain = chainNext(this.chain, recordCrc);
+    this.buf.writeUInt32LE(this.chain, o + 8);
+    this.buf.writeUInt32LE(recordCrc, o + 12);
+    this.used = o + size;
+  }
+
+  addMetadata(metadata: Uint8Array): void {
+    const o = this.begin(RecordType.Metadata, metadata.length);
+    this.buf.set(metadata, o + FRAME_HEADER_BYTES);
+    this.end(o, metadata.length);
+  }
+
+  addEntry(e: Entry): void {
+    const n = entryPayloadBytes(e);
+    const o = this.begin(RecordType.Entry, n);
+    const p = o + FRAME_HEADER_BYTES;
+    writeU64(this.buf, p, e.term);
+    writeU64(this.buf, p + 8, e.index);
+    this.buf[p + 16] = e.type;
+    this.buf.set(e.data, p + ENTRY_FIXED_BYTES);
+    this.end(o, n);
+  }
+
+  addHardState(hs: HardState): void {
+    const o = this.begin(RecordType.HardState, HARD_STATE_BYTES);
+    const p = o + FRAME_HEADER_BYTES;
+    writeU64(this.buf, p, hs.term);
+    this.buf.writeBigUInt64LE(hs.vote, p + 8);
+    writeU64(this.buf, p + 16, hs.commit);
+    this.end(o, HARD_STATE_BYTES);
+  }
+
+  addSnapshot(s: WalSnapshot): void {
+    const n = snapshotPayloadBytes(s);
+    const o = this.begin(RecordType.Snapshot, n);
+    let p = o + FRAME_HEADER_BYTES;
+    writeU64(this.buf, p, s.index);
+    writeU64(this.buf, p + 8, s.term);
+    p += 16;
+    if (s.confState === undefined) {
+      this.buf[p] = 0;
+    } else {
+      this.buf[p++] = 1;
+      for (const ids of [s.confState.voters, s.confState.learners]) {
+        this.buf.writeUInt32LE(ids.length, p);
+        p += 4;
+        for (const id of ids) {
+          this.buf.writeBigUInt64LE(id, p);
+          p += 8;
+        }
+      }
+    }
+    this.end(o, n);
+  }
+
+  /** The first frame of a segment: carries `previousChain` and restarts the chain from it. */
+  addCrc(previousChain: number): void {
+    const o = this.begin(RecordType.Crc, 4);
+    this.buf.writeUInt32LE(previousChain, o + FRAME_HEADER_BYTES);
+    this.chain = previousChain;
+    this.end(o, 4);
+  }
+
+  /** The frames built so far. The builder must not be used afterwards. */
+  finish(): Buffer {
+    return this.buf.subarray(0, this.used);
+  }
+}
+
+export function snapshotPayloadBytes(s: WalSnapshot): number {
+  if (s.confState === undefined) return 17;
+  return 17 + 8 + 8 * (s.confState.voters.length + s.confState.learners.length);
+}
+
+/** Outcome of looking at the bytes at one frame offset. */
+export type FrameProbe =
+  | {
+      kind: "record";
+      type: RecordType;
+      payloadStart: number;
+      payloadEnd: number;
+      /** Offset of the next frame. */
+      next: number;
+      chainCrc: number;
+      recordCrc: number;
+    }
+  /** 16 zero bytes: nothing was ever written here. */
+  | { kind: "zero" }
+  /** Exactly at the end of the data. */
+  | { kind: "eof" }
+  | { kind: "bad"; reason: string };
+
+/** Examines the frame at `off` in `buf[0, end)`; checks everything but the chain. */
+export function probeFrame(buf: Buffer, off: number, end: number): FrameProbe {
+  if (off === end) return { kind: "eof" };
+  if (off + FRAME_HEADER_BYTES > end) {
+    for (let i = off; i < end; i++) if (buf[i] !== 0) return { kind: "bad", reason: "truncated frame header" };
+    return { kind: "bad", reason: "truncated frame header (zeros)" };
+  }
+  const payloadBytes = buf.readUInt32LE(off);
+  const type = buf[off + 4]!;
+  const pad = buf[off + 5]!;
+  if (payloadBytes === 0 && type === 0) {
+    let zero = true;
+    for (let i = off + 5; i < off + FRAME_HEADER_BYTES; i++) if (buf[i] !== 0) zero = false;
+    if (zero) return { kind: "zero" };
+  }
+  if (type < RecordType.Metadata || type > RecordType.Crc) return { kind: "bad", reason: `unknown record type ${type}` };
+  if (buf[off + 6] !== 0 || buf[off + 7] !== 0) return { kind: "bad", reason: "reserved header bytes are not zero" };
+  if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) return { kind: "bad", reason: `record length ${payloadBytes} too large` };
+  const size = frameSizeBytes(payloadBytes);
+  if (pad !== size - FRAME_HEADER_BYTES - payloadBytes) return { kind: "bad", reason: "padding length does not match record length" };
+  if (off + size > end) return { kind: "bad", reason: `record of ${size} bytes runs past the end of the file` };
+  const payloadStart = off + FRAME_HEADER_BYTES;
+  const payloadEnd = payloadStart + payloadBytes;
+  for (let i = payloadEnd; i < off + size; i++) if (buf[i] !== 0) return { kind: "bad", reason: "padding is not zero" };
+  const recordCrc = buf.readUInt32LE(off + 12);
+  const actual = crc32cUpdate(crc32c(buf, off, off + 8), buf, payloadStart, payloadEnd);
+  if (actual !== recordCrc) {
+    return { kind: "bad", reason: `record crc mismatch (stored ${hex32(recordCrc)}, computed ${hex32(actual)})` };
+  }
+  return { kind: "record", type, payloadStart, payloadEnd, next: off + size, chainCrc: buf.readUInt32LE(off + 8), recordCrc };
+}
+
+/** Whether `chainCrc` of a frame correctly continues `previousChain`. */
+export function chainContinues(previousChain: number, probe: { chainCrc: number; recordCrc: number }): boolean {
+  return chainNext(previousChain, probe.recordCrc) === probe.chainCrc;
+}
+
+/**
+ * First 8-aligned offset in (after, end) holding a frame that verifies on its own, or -1.
+ * Used after damage to tell a torn tail (nothing valid follows) from mid-log corruption.
+ */
+export function findValidFrameAfter(buf: Buffer, after: number, end: number): number {
+  for (let off = (after + 8) & ~7; off + FRAME_HEADER_BYTES <= end; off += 8) {
+    const type = buf[off + 4]!;
+    if (type < RecordType.Metadata || type > RecordType.Crc) continue;
+    if (buf[off + 6] !== 0 || buf[off + 7] !== 0) continue;
+    const p = probeFrame(buf, off, end);
+    if (p.kind === "record") return off;
+  }
+  return -1;
+}
+
+/** Payload decoding; each throws `PayloadError` on malformed input. */
+export class PayloadError extends Error {}
+
+export function decodeEntry(buf: Buffer, start: number, end: number): Entry {
+  if (end - start < ENTRY_FIXED_BYTES) throw new PayloadError("entry payload too short");
+  const term = readU64(buf, start);
+  const index = readU64(buf, start + 8);
+  if (term < 0 || index < 0) throw new PayloadError("entry term/index out of range");
+  const type = buf[start + 16]! as EntryType;
+  const data = new Uint8Array(end - start - ENTRY_FIXED_BYTES);
+  data.set(buf.subarray(start + ENTRY_FIXED_BYTES, end));
+  return { term, index, type, data };
+}
+
+export function decodeHardState(buf: Buffer, start: number, end: number): HardState {
+  if (end - start !== HARD_STATE_BYTES) throw new PayloadError("hardState payload has the wrong length");
+  const term = readU64(buf, start);
+  const commit = readU64(buf, start + 16);
+  if (term < 0 || commit < 0) throw new PayloadError("hardState term/commit out of range");
+  return { term, vote: buf.readBigUInt64LE(start + 8), commit };
+}
+
+export function decodeSnapshot(buf: Buffer, start: number, end: number): WalSnapshot {
+  if (end - start < 17) throw new PayloadError("snapshot payload too short");
+  const index = readU64(buf, start);
+  const term = readU64(buf, start + 8);
+  if (term < 0 || index < 0) throw new PayloadError("snapshot term/index out of range");
+  const has = buf[start + 16];
+  if (has === 0) {
+    if (end - start !== 17) throw new PayloadError("snapshot payload has trailing bytes");
+    return { index, term };
+  }
+  let p = start + 17;
+  const lists: bigint[][] = [];
+  for (let k = 0; k < 2; k++) {
+    if (p + 4 > end) throw new PayloadError("snapshot confState truncated");
+    const n = buf.readUInt32LE(p);
+    p += 4;
+    if (p + 8 * n > end) throw new PayloadError("snapshot confState truncated");
+    const ids: bigint[] = [];
+    for (let i = 0; i < n; i++, p += 8) ids.push(buf.readBigUInt64LE(p));
+    lists.push(ids);
+  }
+  if (p !== end) throw new PayloadError("snapshot payload has trailing bytes");
+  return { index, term, confState: { voters: lists[0]!, learners: lists[1]! } };
+}
+
+export function decodeCrc(buf: Buffer, start: number, end: number): number {
+  if (end - start !== 4) throw new PayloadError("crc payload has the wrong length");
+  return buf.readUInt32LE(start);
+}
+
+export function decodeMetadata(buf: Buffer, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(buf.subarray(start, end));
+  return out;
+}
+
+export function hex32(n: number): string {
+  return n.toString(16).padStart(8, "0");
+}

@@ -1,0 +1,669 @@
+/**
+ * The write-ahead log: every HardState and entry the Raft core hands the driver is appended here
+ * (and fsynced when the Ready says so) before messages are sent or entries applied.
+ *
+ * On disk (one directory per member):
+ *   %016x-%016x.wal   segments: hex sequence number and the first log index the segment may hold
+ *                     (the last index written before it, plus one). Sequence numbers are gapless
+ *                     from the oldest kept segment to the newest; only the newest is appended to.
+ *   <n>.tmp           the next segment being prepared (see file-pipeline.ts); removed at open.
+ *   wal.lock          the process holding the log (see dir-lock.ts).
+ * The frame format is specified in record-codec.ts. A segment starts with a crc record (continuing
+ * the running chain), the metadata record, then a snapshot marker {0, 0} (first segment) or the
+ * latest HardState (every later one). Segments are preallocated (fs-durable.ts); when a segment's
+ * written bytes reach `segmentSizeBytes` after a save, the log is cut: the full segment is
+ * truncated to its data and fsynced, the prepared file gets its header, is fsynced, renamed to its
+ * segment name, and the directory is fsynced. So only the newest segment can ever have a torn
+ * tail, and a sealed segment ends exactly at its last frame.
+ *
+ * Recovery (`open`): frames are read in order from the segment that holds the snapshot marker's
+ * index. Where reading stops short of a clean end (a bad frame, a zeroed gap) the rest of the
+ * segment is searched for a frame that verifies on its own: if there is one, or the segment is
+ * not the newest, the log is corrupt (ErrWalCorrupt naming file and offset); otherwise it is a torn
+ * tail, which is cut (with a warning) and appending resumes after the last good frame.
+ * Known limit: a power loss that persists a later page of an unsynced write but not an earlier one
+ * looks exactly like mid-log damage and is refused rather than guessed at.
+ *
+ * Writes: `save` encodes synchronously (so record order is call order) and queues the bytes; a
+ * single writer loop writes everything queued with one writev and, if any waiting caller asked
+ * for sync, one fdatasync. Callers arriving while an fsync is in flight share the next one
+ * (group commit). Any I/O failure poisons the Wal (ErrWalFailed): what reached the disk is unknown
+ * and the member must stop and reopen the log.
+ */
+import { existsSync, readdirSync, promises as fsp } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import path from "node:path";
+import type { ConfState, Entry, HardState } from "../raft/types.js";
+import { acquireDirLock, type DirLock } from "./dir-lock.js";
+import {
+  ErrSnapshotMismatch,
+  ErrSnapshotNotFound,
+  ErrWalClosed,
+  ErrWalCorrupt,
+  ErrWalExists,
+  ErrWalFailed,
+  ErrWalNotFound,
+} from "./errors.js";
+import { FilePipeline } from "./file-pipeline.js";
+import { fsyncDir, isErrno, preallocate, writevAll, type Preallocation } from "./fs-durable.js";
+import {
+  decodeEntry,
+  decodeHardState,
+  decodeMetadata,
+  decodeSnapshot,
+  entryPayloadBytes,
+  findValidFrameAfter,
+  FrameBuilder,
+  hardStatePayloadBytes,
+  isEmptyHardState,
+  RecordType,
+  snapshotPayloadBytes,
+  type WalSnapshot,
+} from "./record-codec.js";
+import { scanSegment, SegmentChainError, type ScannedRecord } from "./segment-scan.js";
+
+export interface WalLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface WalOptions {
+  /** Size at which the log is cut to a new segment; default 64 MiB (etcd's SegmentSizeBytes). */
+  segmentSizeBytes?: number;
+  /** How segment space is reserved; default "zeros". See fs-durable.ts. */
+  preallocation?: Preallocation;
+  logger?: WalLogger;
+}
+
+export const SEGMENT_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
+const LOCK_FILE_NAME = "wal.lock";
+const SEGMENT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
+const EMPTY_HARD_STATE: HardState = { term: 0, vote: 0n, commit: 0 };
+const NOOP_LOGGER: WalLogger = { info: () => undefined, warn: () => undefined };
+
+export interface SegmentInfo {
+  seq: number;
+  firstIndex: number;
+  name: string;
+}
+
+export function segmentName(seq: number, firstIndex: number): string {
+  return `${seq.toString(16).padStart(16, "0")}-${firstIndex.toString(16).padStart(16, "0")}.wal`;
+}
+
+export function parseSegmentName(name: string): SegmentInfo | undefined {
+  const m = SEGMENT_NAME.exec(name);
+  if (m === null) return undefined;
+  const seq = Number.parseInt(m[1]!, 16);
+  const firstIndex = Number.parseInt(m[2]!, 16);
+  if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(firstIndex)) return undefined;
+  return { seq, firstIndex, name };
+}
+
+/** Segments in `dir`, oldest first. */
+export async function listSegments(dir: string): Promise<SegmentInfo[]> {
+  const names = await fsp.readdir(dir);
+  return names
+    .map(parseSegmentName)
+    .filter((s): s is SegmentInfo => s !== undefined)
+    .sort((a, b) => a.seq - b.seq);
+}
+
+interface ResolvedOptions {
+  segmentSizeBytes: number;
+  preallocation: Preallocation;
+  logger: WalLogger;
+}
+
+function resolveOptions(o: WalOptions | undefined): ResolvedOptions {
+  const segmentSizeBytes = o?.segmentSizeBytes ?? SEGMENT_SIZE_BYTES_DEFAULT;
+  if (!Number.isSafeInteger(segmentSizeBytes) || segmentSizeBytes < 4096) {
+    throw new RangeError(`wal: segmentSizeBytes must be an integer >= 4096, got ${segmentSizeBytes}`);
+  }
+  return { segmentSizeBytes, preallocation: o?.preallocation ?? "zeros", logger: o?.logger ?? NOOP_LOGGER };
+}
+
+interface LastSegmentState {
+  info: SegmentInfo;
+  path: string;
+  fileBytes: number;
+  goodEndBytes: number;
+  /** Chain after the last good frame of this segment. */
+  chain: number;
+  /** Chain at the end of the previous segment read, if any. */
+  chainBefore: number | undefined;
+  /** Whether every byte after goodEndBytes is zero. */
+  tailIsZero: boolean;
+  torn: { offsetBytes: number; reason: string } | undefined;
+}
+
+/**
+ * Reads `segs` in order. Non-metadata records go to `visit`; metadata records are checked for
+ * agreement. Damage is classified as described at the top of this file.
+ */
+async function readSegments(
+  dir: string,
+  segs: SegmentInfo[],
+  visit: (r: ScannedRecord, file: string) => void,
+): Promise<{ metadata: Uint8Array | undefined; last: LastSegmentState }> {
+  let metadata: Uint8Array | undefined;
+  let chain: number | undefined;
+  let last: LastSegmentState | undefined;
+  for (let i = 0; i < segs.length; i++) {
+    const seg = segs[i]!;
+    const file = path.join(dir, seg.name);
+    if (i > 0 && seg.seq !== segs[i - 1]!.seq + 1) {
+      throw new ErrWalCorrupt(file, 0, `missing segment(s) between sequence ${segs[i - 1]!.seq} and ${seg.seq}`);
+    }
+    const buf = await fsp.readFile(file);
+    const isLast = i === segs.length - 1;
+    const chainBefore = chain;
+    let scan;
+    try {
+      scan = scanSegment(buf, chain, (r) => {
+        if (r.type === RecordType.Metadata) {
+          const m = decodeMetadata(r.buf, r.payloadStart, r.payloadEnd);
+          if (metadata !== undefined && Buffer.compare(Buffer.from(metadata), Buffer.from(m)) !== 0) {
+            throw new ErrWalCorrupt(file, r.offsetBytes, "metadata record differs from an earlier one");
+          }
+          metadata = m;
+          return;
+        }
+        visit(r, file);
+      });
+    } catch (e) {
+      if (e instanceof SegmentChainError) throw new ErrWalCorrupt(file, e.offsetBytes, e.message);
+      throw e;
+    }
+    let torn: LastSegmentState["torn"];
+    if (scan.stop.kind === "damage") {
+      const { offsetBytes, reason } = scan.stop;
+      if (!isLast) throw new ErrWalCorrupt(file, offsetBytes, `${reason} (in a sealed segment; newer segments follow)`);
+      const validAt = findValidFrameAfter(buf, offsetBytes, buf.length);
+      if (validAt >= 0) throw new ErrWalCorrupt(file, offsetBytes, `${reason}; a valid record follows at offset ${validAt}`);
+      torn = { offsetBytes, reason };
+    } else if (scan.stop.kind === "zeros") {
+      if (!isLast) throw new ErrWalCorrupt(file, scan.goodEndBytes, "zero-filled gap in a sealed segment");
+      const validAt = findValidFrameAfter(buf, scan.goodEndBytes, buf.length);
+      if (validAt >= 0) {
+        throw new ErrWalCorrupt(file, scan.goodEndBytes, `zero-filled gap; a valid record follows at offset ${validAt}`);
+      }
+    }
+    chain = scan.chain;
+    if (isLast) {
+      let tailIsZero = true;
+      for (let k = scan.goodEndBytes; k < buf.length; k++) {
+        if (buf[k] !== 0) {
+          tailIsZero = false;
+          break;
+        }
+      }
+      last = {
+        info: seg,
+        path: file,
+        fileBytes: buf.length,
+        goodEndBytes: scan.goodEndBytes,
+        chain: scan.chain,
+        chainBefore,
+        tailIsZero,
+        torn,
+      };
+    }
+  }
+  if (last === undefined) throw new Error("readSegments: no segments");
+  return { metadata, last };
+}
+
+type QueueItem =
+  | { kind: "write"; serial: number; bytes: Buffer }
+  | { kind: "cut"; serial: number; seq: number; firstIndex: number; header: Buffer };
+
+interface Waiter {
+  serial: number;
+  sync: boolean;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+interface Tail {
+  info: SegmentInfo;
+  path: string;
+  fh: FileHandle;
+}
+
+export class Wal {
+  // Encode-time state (advanced synchronously by save/saveSnapshot, in call order).
+  private encodeChain: number;
+  private encodedOffsetBytes: number;
+  private lastIndex: number;
+  private hardState: HardState;
+  private nextSeq: number;
+  private serial = 0;
+
+  // I/O-time state (advanced by the writer loop).
+  private offsetBytes: number;
+  private writtenSerial = 0;
+  private syncedSerial = 0;
+  private readonly queue: QueueItem[] = [];
+  private waiters: Waiter[] = [];
+  private running = false;
+  private failure: ErrWalFailed | undefined;
+  private closing = false;
+  private closed = false;
+  private readonly pipeline: FilePipeline;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly opts: ResolvedOptions,
+    private readonly lock: DirLock,
+    private readonly metadata: Uint8Array,
+    private segments: SegmentInfo[],
+    private tail: Tail,
+    state: { offsetBytes: number; chain: number; lastIndex: number; hardState: HardState },
+  ) {
+    this.offsetBytes = state.offsetBytes;
+    this.encodedOffsetBytes = state.offsetBytes;
+    this.encodeChain = state.chain;
+    this.lastIndex = state.lastIndex;
+    this.hardState = state.hardState;
+    this.nextSeq = tail.info.seq + 1;
+    this.pipeline = new FilePipeline(dir, opts.segmentSizeBytes, opts.preallocation);
+    this.pipeline.start();
+  }
+
+  /** Whether `dir` holds at least one segment. */
+  static exists(dir: string): boolean {
+    if (!existsSync(dir)) return false;
+    try {
+      return readdirSync(dir).some((n) => SEGMENT_NAME.test(n));
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Creates a new log in `dir` (which must not hold one; it may be missing or empty) with
+   * `metadata` stored in every segment, and opens it for appending. The first segment is written
+   * in `<dir>.tmp` and renamed into place, so a crash leaves either no log or a complete one.
+   * Throws ErrWalExists.
+   */
+  static async create(dir: string, metadata: Uint8Array, options?: WalOptions): Promise<Wal> {
+    const opts = resolveOptions(options);
+    if (Wal.exists(dir)) throw new ErrWalExists(dir);
+    const tmpDir = `${dir}.tmp`;
+    await fsp.rm(tmpDir, { recursive: true, force: true });
+    await fsp.mkdir(tmpDir, { recursive: true });
+    const b = new FrameBuilder(0);
+    b.reserve(4);
+    b.reserve(metadata.length);
+    b.reserve(snapshotPayloadBytes({ index: 0, term: 0 }));
+    b.addCrc(0);
+    b.addMetadata(metadata);
+    b.addSnapshot({ index: 0, term: 0 });
+    const header = b.finish();
+    const fh = await fsp.open(path.join(tmpDir, segmentName(0, 0)), "w+");
+    try {
+      await writevAll(fh, [header], 0);
+      await preallocate(fh, header.length, opts.segmentSizeBytes, opts.preallocation);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsyncDir(tmpDir);
+    await fsp.mkdir(path.dirname(path.resolve(dir)), { recursive: true });
+    try {
+      await fsp.rename(tmpDir, dir);
+    } catch (e) {
+      if (isErrno(e, "ENOTEMPTY") || isErrno(e, "EEXIST")) {
+        throw new Error(`wal: cannot create in ${dir}: the directory exists and is not empty`);
+      }
+      throw e;
+    }
+    await fsyncDir(path.dirname(path.resolve(dir)));
+    opts.logger.info("wal: created", { dir, segmentSizeBytes: opts.segmentSizeBytes });
+    const { wal } = await Wal.open(dir, { index: 0, term: 0 }, options);
+    return wal;
+  }
+
+  /**
+   * Opens for appending after reading everything after `from` (a snapshot marker); repairs a torn
+   * tail. Returns the metadata, the last HardState (all zero if none was saved) and the entries
+   * with index > from.index (later records for an index replace earlier ones; the array is the
+   * caller's). Throws ErrWalLocked, ErrWalNotFound, ErrSnapshotNotFound, ErrSnapshotMismatch,
+   * ErrWalCorrupt (nothing is modified then).
+   */
+  static async open(
+    dir: string,
+    from: { index: number; term: number },
+    options?: WalOptions,
+  ): Promise<{ wal: Wal; metadata: Uint8Array; hardState: HardState; entries: Entry[] }> {
+    const opts = resolveOptions(options);
+    if (!existsSync(dir)) throw new ErrWalNotFound(dir, "no directory");
+    const lock = await acquireDirLock(dir, LOCK_FILE_NAME, (pid) =>
+      opts.logger.warn("wal: taking over a stale lock", { dir, holderPid: pid }),
+    );
+    let fh: FileHandle | undefined;
+    try {
+      for (const n of await fsp.readdir(dir)) {
+        if (n.endsWith(".tmp")) await fsp.rm(path.join(dir, n), { force: true });
+      }
+      const segments = await listSegments(dir);
+      if (segments.length === 0) throw new ErrWalNotFound(dir, "no segments");
+      let start = -1;
+      for (let i = 0; i < segments.length; i++) if (segments[i]!.firstIndex <= from.index) start = i;
+      if (start < 0) throw new ErrWalNotFound(dir, `no segment can hold index ${from.index}`);
+
+      const entries: Entry[] = [];
+      let hardState: HardState = { ...EMPTY_HARD_STATE };
+      let matched = false;
+      let lastEntryIndex = 0;
+      const { metadata, last } = await readSegments(dir, segments.slice(start), (r, file) => {
+        switch (r.type) {
+          case RecordType.Entry: {
+            const e = decodeEntry(r.buf, r.payloadStart, r.payloadEnd);
+            if (e.index > from.index) {
+              const up = e.index - from.index - 1;
+              if (up > entries.length) {
+                throw new ErrWalCorrupt(file, r.offsetBytes, `entry ${e.index} leaves a gap after index ${from.index + entries.length}`);
+              }
+              entries.length = up;
+              entries.push(e);
+            }
+            lastEntryIndex = e.index;
+            break;
+          }
+          case RecordType.HardState:
+            hardState = decodeHardState(r.buf, r.payloadStart, r.payloadEnd);
+            break;
+          case RecordType.Snapshot: {
+            const s = decodeSnapshot(r.buf, r.payloadStart, r.payloadEnd);
+            if (s.index === from.index) {
+              if (s.term !== from.term) throw new ErrSnapshotMismatch(from.index, from.term, s.term);
+              matched = true;
+            }
+            break;
+          }
+          default:
+            break;
+        }
+      });
+      if (metadata === undefined) throw new ErrWalCorrupt(path.join(dir, segments[start]!.name), 0, "no metadata record");
+      if (!matched) throw new ErrSnapshotNotFound(from.index, from.term);
+
+      // Make the newest segment appendable.
+      fh = await fsp.open(last.path, "r+");
+      let offsetBytes = last.goodEndBytes;
+      let chain = last.chain;
+      let sizeBytes = last.fileBytes;
+      if (last.torn !== undefined) {
+        opts.logger.warn("wal: cutting torn tail", {
+          file: last.path,
+          offsetBytes: last.torn.offsetBytes,
+          reason: last.torn.reason,
+          droppedBytes: last.fileBytes - last.goodEndBytes,
+        });
+      }
+      if (!last.tailIsZero) {
+        await fh.truncate(offsetBytes);
+        sizeBytes = offsetBytes;
+      }
+      if (offsetBytes === 0) {
+        // Nothing of this segment survived (not even its crc record): write its header again.
+        if (last.chainBefore === undefined) throw new ErrWalCorrupt(last.path, 0, "no valid record in the only segment");
+        const b = new FrameBuilder(last.chainBefore);
+        b.reserve(4);
+        b.reserve(metadata.length);
+        if (!isEmptyHardState(hardState)) b.reserve(hardStatePayloadBytes());
+        b.addCrc(last.chainBefore);
+        b.addMetadata(metadata);
+        if (!isEmptyHardState(hardState)) b.addHardState(hardState);
+        const header = b.finish();
+        await writevAll(fh, [header], 0);
+        offsetBytes = header.length;
+        sizeBytes = Math.max(sizeBytes, offsetBytes);
+        chain = b.chain;
+      }
+      await preallocate(fh, sizeBytes, opts.segmentSizeBytes, opts.preallocation);
+      await fh.sync();
+      const wal = new Wal(dir, opts, lock, metadata, segments, { info: last.info, path: last.path, fh }, {
+        offsetBytes,
+        chain,
+        lastIndex: Math.max(lastEntryIndex, from.index),
+        hardState,
+      });
+      return { wal, metadata, hardState, entries };
+    } catch (e) {
+      await fh?.close().catch(() => undefined);
+      await lock.release();
+      throw e;
+    }
+  }
+
+  /**
+   * The snapshot markers a snapshot may be loaded for (etcd's ValidSnapshotEntries): every marker
+   * in the log whose index is at or below the last saved HardState's commit. Reads without locking
+   * or repairing; a torn tail is ignored, corruption throws ErrWalCorrupt.
+   */
+  static async validSnapshotEntries(dir: string): Promise<WalSnapshot[]> {
+    const segments = await listSegments(dir);
+    if (segments.length === 0) throw new ErrWalNotFound(dir, "no segments");
+    const snaps: WalSnapshot[] = [];
+    let hardState: HardState = { ...EMPTY_HARD_STATE };
+    await readSegments(dir, segments, (r) => {
+      if (r.type === RecordType.Snapshot) snaps.push(decodeSnapshot(r.buf, r.payloadStart, r.payloadEnd));
+      else if (r.type === RecordType.HardState) hardState = decodeHardState(r.buf, r.payloadStart, r.payloadEnd);
+    });
+    return snaps.filter((s) => s.index <= hardState.commit);
+  }
+
+  /**
+   * Appends `hardState` (if given and not empty) and `entries`, entries first. With `sync`,
+   * resolves after fdatasync made them (and everything saved before) durable; otherwise after the
+   * write reached the OS. Concurrent calls are group-committed. Overwriting an existing index is
+   * legal: on read, the later record wins and drops everything after it.
+   * Rejects with ErrWalClosed, ErrWalFailed, or RangeError (bad numbers; nothing written then).
+   */
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void> {
+    const refused = this.refusal();
+    if (refused !== undefined) return Promise.reject(refused);
+    const writeHardState = hardState !== undefined && !isEmptyHardState(hardState);
+    let bytes: Buffer;
+    const b = new FrameBuilder(this.encodeChain);
+    try {
+      for (const e of entries) b.reserve(entryPayloadBytes(e));
+      if (writeHardState) b.reserve(hardStatePayloadBytes());
+      for (const e of entries) b.addEntry(e);
+      if (writeHardState) b.addHardState(hardState);
+      bytes = b.finish();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.encodeChain = b.chain;
+    if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
+    if (writeHardState) this.hardState = { ...hardState };
+    return this.enqueue(bytes, options.sync);
+  }
+
+  /** Appends a snapshot marker and fsyncs. Entries after it continue from `snap.index + 1`. */
+  saveSnapshot(snap: { index: number; term: number; confState?: ConfState }): Promise<void> {
+    const refused = this.refusal();
+    if (refused !== undefined) return Promise.reject(refused);
+    const marker: WalSnapshot = { index: snap.index, term: snap.term, confState: snap.confState };
+    const b = new FrameBuilder(this.encodeChain);
+    let bytes: Buffer;
+    try {
+      b.reserve(snapshotPayloadBytes(marker));
+      b.addSnapshot(marker);
+      bytes = b.finish();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.encodeChain = b.chain;
+    if (snap.index > this.lastIndex) this.lastIndex = snap.index;
+    return this.enqueue(bytes, true);
+  }
+
+  /**
+   * Deletes segments entirely before the one that contains `index` (after a snapshot at `index`,
+   * they are no longer needed). The segment being appended to is never deleted.
+   */
+  async releaseTo(index: number): Promise<void> {
+    if (this.closed) throw new ErrWalClosed();
+    let keep = -1;
+    for (let i = 0; i < this.segments.length; i++) if (this.segments[i]!.firstIndex <= index) keep = i;
+    if (keep <= 0) return;
+    const doomed = this.segments.slice(0, keep);
+    this.segments = this.segments.slice(keep);
+    for (const s of doomed) await fsp.rm(path.join(this.dir, s.name), { force: true });
+    await fsyncDir(this.dir);
+    this.opts.logger.info("wal: released segments", { dir: this.dir, index, removed: doomed.map((s) => s.name) });
+  }
+
+  /** Flushes and fsyncs what is queued, then closes files and releases the lock. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closing) {
+      while (!this.closed) await new Promise((r) => setTimeout(r, 5));
+      return;
+    }
+    try {
+      if (this.failure === undefined) await this.enqueue(Buffer.alloc(0), true).catch(() => undefined);
+    } finally {
+      this.closing = true;
+      await this.pipeline.stop();
+      await this.tail.fh.close().catch(() => undefined);
+      await this.lock.release();
+      this.closed = true;
+    }
+  }
+
+  /** Where the next frame goes (for diagnostics and tests); exact once all saves have resolved. */
+  tailPosition(): { path: string; offsetBytes: number } {
+    return { path: this.tail.path, offsetBytes: this.offsetBytes };
+  }
+
+  /** Names of the segments currently on disk, oldest first. */
+  segmentNames(): string[] {
+    return this.segments.map((s) => s.name);
+  }
+
+  private refusal(): Error | undefined {
+    if (this.failure !== undefined) return this.failure;
+    if (this.closing) return new ErrWalClosed();
+    return undefined;
+  }
+
+  private enqueue(bytes: Buffer, sync: boolean): Promise<void> {
+    const serial = ++this.serial;
+    this.queue.push({ kind: "write", serial, bytes });
+    this.encodedOffsetBytes += bytes.length;
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ serial, sync, resolve, reject }));
+    if (this.encodedOffsetBytes >= this.opts.segmentSizeBytes) this.planCut();
+    this.kick();
+    return done;
+  }
+
+  /** Decides a cut at this point of the record stream; the writer loop carries it out in order. */
+  private planCut(): void {
+    const seq = this.nextSeq++;
+    const firstIndex = this.lastIndex + 1;
+    const b = new FrameBuilder(this.encodeChain);
+    const withHardState = !isEmptyHardState(this.hardState);
+    b.reserve(4);
+    b.reserve(this.metadata.length);
+    if (withHardState) b.reserve(hardStatePayloadBytes());
+    b.addCrc(this.encodeChain);
+    b.addMetadata(this.metadata);
+    if (withHardState) b.addHardState(this.hardState);
+    const header = b.finish();
+    this.encodeChain = b.chain;
+    this.encodedOffsetBytes = header.length;
+    this.queue.push({ kind: "cut", serial: ++this.serial, seq, firstIndex, header });
+  }
+
+  private kick(): void {
+    if (this.running || this.failure !== undefined) return;
+    this.running = true;
+    void this.writeLoop();
+  }
+
+  private async writeLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const bufs: Buffer[] = [];
+        let serial = this.writtenSerial;
+        while (this.queue.length > 0 && this.queue[0]!.kind === "write") {
+          const item = this.queue.shift() as Extract<QueueItem, { kind: "write" }>;
+          bufs.push(item.bytes);
+          serial = item.serial;
+        }
+        if (bufs.length > 0) {
+          this.offsetBytes += await writevAll(this.tail.fh, bufs, this.offsetBytes);
+          this.writtenSerial = serial;
+        }
+        const head = this.queue[0];
+        if (head !== undefined && head.kind === "cut") {
+          this.queue.shift();
+          await this.cut(head);
+          this.writtenSerial = head.serial;
+          this.syncedSerial = head.serial;
+        } else if (this.syncWanted()) {
+          await this.tail.fh.datasync();
+          this.syncedSerial = this.writtenSerial;
+        }
+        this.settleWaiters();
+      }
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private syncWanted(): boolean {
+    for (const w of this.waiters) {
+      if (w.sync && w.serial <= this.writtenSerial && w.serial > this.syncedSerial) return true;
+    }
+    return false;
+  }
+
+  private settleWaiters(): void {
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.serial <= (w.sync ? this.syncedSerial : this.writtenSerial)) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  private async cut(item: Extract<QueueItem, { kind: "cut" }>): Promise<void> {
+    const old = this.tail;
+    await old.fh.truncate(this.offsetBytes);
+    await old.fh.sync();
+    const prepared = await this.pipeline.take();
+    const info: SegmentInfo = { seq: item.seq, firstIndex: item.firstIndex, name: segmentName(item.seq, item.firstIndex) };
+    const finalPath = path.join(this.dir, info.name);
+    try {
+      await writevAll(prepared.fh, [item.header], 0);
+      await prepared.fh.datasync();
+      await fsp.rename(prepared.path, finalPath);
+      await fsyncDir(this.dir);
+    } catch (e) {
+      await prepared.fh.close().catch(() => undefined);
+      throw e;
+    }
+    await old.fh.close();
+    this.tail = { info, path: finalPath, fh: prepared.fh };
+    this.offsetBytes = item.header.length;
+    this.segments.push(info);
+    this.opts.logger.info("wal: cut to new segment", { file: finalPath, previous: old.path });
+  }
+
+  private fail(e: unknown): void {
+    this.failure = e instanceof ErrWalFailed ? e : new ErrWalFailed(e);
+    this.opts.logger.warn("wal: write failed; refusing further writes", { dir: this.dir, error: String(e) });
+    this.queue.length = 0;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(this.failure);
+  }
+}

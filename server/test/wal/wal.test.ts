@@ -1,0 +1,186 @@
+import { readdirSync, statSync, writeFileSync, existsSync } from "node:fs";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  ErrSnapshotMismatch,
+  ErrSnapshotNotFound,
+  ErrWalClosed,
+  ErrWalExists,
+  ErrWalLocked,
+  ErrWalNotFound,
+  Wal,
+} from "../../src/wal/index.js";
+import type { Entry } from "../../src/raft/types.js";
+import { applyEntries, entry, hs, tempDir } from "./wal-helpers.js";
+
+const META = new TextEncoder().encode("member=1 cluster=2");
+let t: { dir: string; cleanup: () => void };
+let walDir: string;
+
+beforeEach(() => {
+  t = tempDir();
+  walDir = path.join(t.dir, "member", "wal");
+});
+afterEach(() => t.cleanup());
+
+function segs(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.endsWith(".wal")).sort();
+}
+
+describe("Wal round trips", () => {
+  it("creates, saves many batches, reopens with the same entries, hardState and metadata", async () => {
+    expect(Wal.exists(walDir)).toBe(false);
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20 });
+    expect(Wal.exists(walDir)).toBe(true);
+    const model: Entry[] = [];
+    let index = 0;
+    for (let b = 0; b < 200; b++) {
+      const batch: Entry[] = [];
+      for (let k = 0; k < (b % 7) + 1; k++) {
+        index++;
+        batch.push(entry(index, 1 + Math.floor(b / 50), new Uint8Array(index % 300).fill(index & 0xff)));
+      }
+      applyEntries(model, batch);
+      await wal.save(hs(1 + Math.floor(b / 50), Math.max(0, index - 3), 7n), batch, { sync: b % 3 === 0 });
+    }
+    await wal.close();
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(Buffer.from(r.metadata).toString()).toBe("member=1 cluster=2");
+    expect(r.hardState).toEqual({ term: 4, vote: 7n, commit: index - 3 });
+    expect(r.entries).toEqual(model);
+    await r.wal.close();
+  });
+
+  it("refuses create over an existing log and open of a missing one", async () => {
+    await expect(Wal.open(walDir, { index: 0, term: 0 })).rejects.toBeInstanceOf(ErrWalNotFound);
+    const wal = await Wal.create(walDir, META);
+    await wal.close();
+    await expect(Wal.create(walDir, META)).rejects.toBeInstanceOf(ErrWalExists);
+  });
+
+  it("cuts to new segments, names them seq-firstIndex, and reads across them", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 4096, preallocation: "sparse" });
+    const model: Entry[] = [];
+    for (let i = 1; i <= 300; i++) {
+      const batch = [entry(i, 2, new Uint8Array(100).fill(i & 0xff))];
+      applyEntries(model, batch);
+      await wal.save(hs(2, i - 1, 3n), batch, { sync: i % 10 === 0 });
+    }
+    await wal.close();
+    const names = segs(walDir);
+    expect(names.length).toBeGreaterThan(5);
+    expect(names[0]).toBe("0000000000000000-0000000000000000.wal");
+    for (let k = 1; k < names.length; k++) {
+      const [seq, first] = names[k]!.replace(".wal", "").split("-").map((h) => Number.parseInt(h, 16));
+      expect(seq).toBe(k);
+      // The first entry of segment k is `first` (the index after the last entry of segment k-1).
+      expect(first).toBeGreaterThan(1);
+      // Sealed segments are truncated to their data; the newest stays preallocated.
+      if (k < names.length - 1) expect(statSync(path.join(walDir, names[k]!)).size).toBeLessThan(4096 + 256);
+    }
+    expect(statSync(path.join(walDir, names[names.length - 1]!)).size).toBeGreaterThanOrEqual(4096);
+    const r = await Wal.open(walDir, { index: 0, term: 0 }, { segmentSizeBytes: 4096 });
+    expect(r.entries).toEqual(model);
+    expect(r.hardState).toEqual(hs(2, 299, 3n));
+    // Appending after reopen continues the chain and the sequence.
+    await r.wal.save(hs(3, 300, 3n), [entry(301, 3)], { sync: true });
+    await r.wal.close();
+    const r2 = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(r2.entries.length).toBe(301);
+    expect(r2.entries[300]).toEqual(entry(301, 3));
+    await r2.wal.close();
+  });
+
+  it("open after a snapshot marker returns only later entries; releaseTo drops older segments", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 4096, preallocation: "sparse" });
+    for (let i = 1; i <= 200; i++) await wal.save(hs(1, i, 1n), [entry(i, 1, new Uint8Array(64))], { sync: false });
+    const conf = { voters: [1n, 2n, 0xffffffffffffffffn], learners: [9n] };
+    await wal.saveSnapshot({ index: 150, term: 1, confState: conf });
+    for (let i = 201; i <= 260; i++) await wal.save(hs(1, i, 1n), [entry(i, 1, new Uint8Array(64))], { sync: false });
+    const before = segs(walDir);
+    await wal.releaseTo(150);
+    const after = segs(walDir);
+    expect(after.length).toBeLessThan(before.length);
+    // The segment that holds index 150 is kept.
+    const firstKept = Number.parseInt(after[0]!.split("-")[1]!.replace(".wal", ""), 16);
+    expect(firstKept).toBeLessThanOrEqual(150);
+    await wal.close();
+
+    const r = await Wal.open(walDir, { index: 150, term: 1 });
+    expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: 110 }, (_, k) => 151 + k));
+    expect(r.hardState.commit).toBe(260);
+    await r.wal.close();
+    expect(await Wal.validSnapshotEntries(walDir)).toEqual([{ index: 150, term: 1, confState: conf }]);
+    await expect(Wal.open(walDir, { index: 150, term: 2 })).rejects.toBeInstanceOf(ErrSnapshotMismatch);
+    await expect(Wal.open(walDir, { index: 0, term: 0 })).rejects.toBeInstanceOf(ErrWalNotFound);
+    await expect(Wal.open(walDir, { index: 170, term: 1 })).rejects.toBeInstanceOf(ErrSnapshotNotFound);
+  });
+
+  it("overwritten tail indices resolve to the latest records", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 4096, preallocation: "sparse" });
+    const model: Entry[] = [];
+    const save = async (batch: Entry[]): Promise<void> => {
+      applyEntries(model, batch);
+      await wal.save(undefined, batch, { sync: true });
+    };
+    await save([1, 2, 3, 4, 5].map((i) => entry(i, 1)));
+    await save([entry(4, 2, "new4"), entry(5, 2, "new5"), entry(6, 2)]);
+    await save([entry(3, 3, "newer3")]);
+    for (let i = 4; i <= 80; i++) await save([entry(i, 3, new Uint8Array(90))]);
+    await save([entry(60, 4, "cut-across-segments")]);
+    await wal.close();
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(r.entries).toEqual(model);
+    expect(r.entries.length).toBe(60);
+    expect(Buffer.from(r.entries[59]!.data).toString()).toBe("cut-across-segments");
+    expect(Buffer.from(r.entries[2]!.data).toString()).toBe("newer3");
+    await r.wal.close();
+  });
+
+  it("locks the directory against a second open, in this process and from stale files", async () => {
+    const wal = await Wal.create(walDir, META);
+    await expect(Wal.open(walDir, { index: 0, term: 0 })).rejects.toBeInstanceOf(ErrWalLocked);
+    await wal.close();
+    // A lock left by a process that no longer exists is taken over.
+    writeFileSync(path.join(walDir, "wal.lock"), JSON.stringify({ pid: 2 ** 22 + 12345 }));
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(existsSync(path.join(walDir, "wal.lock"))).toBe(true);
+    await r.wal.close();
+    expect(existsSync(path.join(walDir, "wal.lock"))).toBe(false);
+    // A lock held by a live process (our parent) is respected.
+    writeFileSync(path.join(walDir, "wal.lock"), JSON.stringify({ pid: process.ppid }));
+    await expect(Wal.open(walDir, { index: 0, term: 0 })).rejects.toBeInstanceOf(ErrWalLocked);
+  });
+
+  it("group-commits concurrent saves and rejects saves after close", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 64 * 1024, preallocation: "sparse" });
+    const writers = 32;
+    const perWriter = 40;
+    const ps: Promise<void>[] = [];
+    let index = 0;
+    for (let round = 0; round < perWriter; round++) {
+      for (let w = 0; w < writers; w++) {
+        index++;
+        ps.push(wal.save(hs(1, index - 1), [entry(index, 1, new Uint8Array(200))], { sync: true }));
+      }
+      if (round % 4 === 0) await ps[ps.length - 1];
+    }
+    await Promise.all(ps);
+    await wal.close();
+    await expect(wal.save(undefined, [entry(index + 1, 1)], { sync: true })).rejects.toBeInstanceOf(ErrWalClosed);
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: index }, (_, k) => k + 1));
+    await r.wal.close();
+  });
+
+  it("keeps bigint votes and entry types exactly", async () => {
+    const wal = await Wal.create(walDir, META);
+    const e = { index: 1, term: 2 ** 40, type: 1, data: new Uint8Array([0, 255]) };
+    await wal.save({ term: 2 ** 40, vote: 0xfedcba9876543210n, commit: 1 }, [e], { sync: true });
+    await wal.close();
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(r.hardState).toEqual({ term: 2 ** 40, vote: 0xfedcba9876543210n, commit: 1 });
+    expect(r.entries).toEqual([e]);
+    await r.wal.close();
+  });
+});
