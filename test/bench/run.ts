@@ -458,6 +458,10 @@ async function main(config: Config): Promise<number> {
     `bench: ${labels[0]} vs ${labels[1]}, ${config.rounds} rounds, ~${config.targetSeconds} s per run, ` +
       `${os.cpus().length} cpus, workloads: ${workloads.map((w) => w.name).join(", ")}`,
   );
+  const loadAverageAtStart = os.loadavg();
+  if (loadAverageAtStart[0]! > os.cpus().length / 2) {
+    console.log(`warning: load average ${loadAverageAtStart[0]!.toFixed(1)} on ${os.cpus().length} cpus; expect noisy numbers`);
+  }
   const startedAt = new Date();
   const results: WorkloadResult[] = [];
   for (const workload of workloads) {
@@ -483,7 +487,14 @@ async function main(config: Config): Promise<number> {
   const output = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    host: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryBytes: os.totalmem(), node: process.version },
+    host: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memoryBytes: os.totalmem(),
+      node: process.version,
+      loadAverageAtStart,
+      loadAverageAtEnd: os.loadavg(),
+    },
     etcdVersion: commandOutput(config.etcdBinaryPath, ["--version"]).split("\n")[0],
     etcdTsCommit: commandOutput("git", ["describe", "--always", "--dirty"]),
     targets: config.targets,
