@@ -173,6 +173,19 @@ export const RequestHeader: MessageFns<RequestHeader> = {
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
   },
+
+  create<I extends Exact<DeepPartial<RequestHeader>, I>>(base?: I): RequestHeader {
+    return RequestHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestHeader>, I>>(object: I): RequestHeader {
+    const message = createBaseRequestHeader();
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
+    message.username = object.username ?? "";
+    message.authRevision = (object.authRevision !== undefined && object.authRevision !== null)
+      ? BigInt(object.authRevision)
+      : 0n;
+    return message;
+  },
 };
 
 function createBaseInternalRaftRequest(): InternalRaftRequest {
@@ -560,6 +573,98 @@ export const InternalRaftRequest: MessageFns<InternalRaftRequest> = {
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
   },
+
+  create<I extends Exact<DeepPartial<InternalRaftRequest>, I>>(base?: I): InternalRaftRequest {
+    return InternalRaftRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InternalRaftRequest>, I>>(object: I): InternalRaftRequest {
+    const message = createBaseInternalRaftRequest();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? RequestHeader.fromPartial(object.header)
+      : undefined;
+    message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
+    message.range = (object.range !== undefined && object.range !== null)
+      ? RangeRequest.fromPartial(object.range)
+      : undefined;
+    message.put = (object.put !== undefined && object.put !== null) ? PutRequest.fromPartial(object.put) : undefined;
+    message.deleteRange = (object.deleteRange !== undefined && object.deleteRange !== null)
+      ? DeleteRangeRequest.fromPartial(object.deleteRange)
+      : undefined;
+    message.txn = (object.txn !== undefined && object.txn !== null) ? TxnRequest.fromPartial(object.txn) : undefined;
+    message.compaction = (object.compaction !== undefined && object.compaction !== null)
+      ? CompactionRequest.fromPartial(object.compaction)
+      : undefined;
+    message.leaseGrant = (object.leaseGrant !== undefined && object.leaseGrant !== null)
+      ? LeaseGrantRequest.fromPartial(object.leaseGrant)
+      : undefined;
+    message.leaseRevoke = (object.leaseRevoke !== undefined && object.leaseRevoke !== null)
+      ? LeaseRevokeRequest.fromPartial(object.leaseRevoke)
+      : undefined;
+    message.alarm = (object.alarm !== undefined && object.alarm !== null)
+      ? AlarmRequest.fromPartial(object.alarm)
+      : undefined;
+    message.leaseCheckpoint = (object.leaseCheckpoint !== undefined && object.leaseCheckpoint !== null)
+      ? LeaseCheckpointRequest.fromPartial(object.leaseCheckpoint)
+      : undefined;
+    message.authEnable = (object.authEnable !== undefined && object.authEnable !== null)
+      ? AuthEnableRequest.fromPartial(object.authEnable)
+      : undefined;
+    message.authDisable = (object.authDisable !== undefined && object.authDisable !== null)
+      ? AuthDisableRequest.fromPartial(object.authDisable)
+      : undefined;
+    message.authenticate = (object.authenticate !== undefined && object.authenticate !== null)
+      ? InternalAuthenticateRequest.fromPartial(object.authenticate)
+      : undefined;
+    message.authUserAdd = (object.authUserAdd !== undefined && object.authUserAdd !== null)
+      ? AuthUserAddRequest.fromPartial(object.authUserAdd)
+      : undefined;
+    message.authUserDelete = (object.authUserDelete !== undefined && object.authUserDelete !== null)
+      ? AuthUserDeleteRequest.fromPartial(object.authUserDelete)
+      : undefined;
+    message.authUserGet = (object.authUserGet !== undefined && object.authUserGet !== null)
+      ? AuthUserGetRequest.fromPartial(object.authUserGet)
+      : undefined;
+    message.authUserChangePassword =
+      (object.authUserChangePassword !== undefined && object.authUserChangePassword !== null)
+        ? AuthUserChangePasswordRequest.fromPartial(object.authUserChangePassword)
+        : undefined;
+    message.authUserGrantRole = (object.authUserGrantRole !== undefined && object.authUserGrantRole !== null)
+      ? AuthUserGrantRoleRequest.fromPartial(object.authUserGrantRole)
+      : undefined;
+    message.authUserRevokeRole = (object.authUserRevokeRole !== undefined && object.authUserRevokeRole !== null)
+      ? AuthUserRevokeRoleRequest.fromPartial(object.authUserRevokeRole)
+      : undefined;
+    message.authUserList = (object.authUserList !== undefined && object.authUserList !== null)
+      ? AuthUserListRequest.fromPartial(object.authUserList)
+      : undefined;
+    message.authRoleList = (object.authRoleList !== undefined && object.authRoleList !== null)
+      ? AuthRoleListRequest.fromPartial(object.authRoleList)
+      : undefined;
+    message.authRoleAdd = (object.authRoleAdd !== undefined && object.authRoleAdd !== null)
+      ? AuthRoleAddRequest.fromPartial(object.authRoleAdd)
+      : undefined;
+    message.authRoleDelete = (object.authRoleDelete !== undefined && object.authRoleDelete !== null)
+      ? AuthRoleDeleteRequest.fromPartial(object.authRoleDelete)
+      : undefined;
+    message.authRoleGet = (object.authRoleGet !== undefined && object.authRoleGet !== null)
+      ? AuthRoleGetRequest.fromPartial(object.authRoleGet)
+      : undefined;
+    message.authRoleGrantPermission =
+      (object.authRoleGrantPermission !== undefined && object.authRoleGrantPermission !== null)
+        ? AuthRoleGrantPermissionRequest.fromPartial(object.authRoleGrantPermission)
+        : undefined;
+    message.authRoleRevokePermission =
+      (object.authRoleRevokePermission !== undefined && object.authRoleRevokePermission !== null)
+        ? AuthRoleRevokePermissionRequest.fromPartial(object.authRoleRevokePermission)
+        : undefined;
+    message.clusterVersionSet = (object.clusterVersionSet !== undefined && object.clusterVersionSet !== null)
+      ? ClusterVersionSetRequest.fromPartial(object.clusterVersionSet)
+      : undefined;
+    message.clusterMemberAttrSet = (object.clusterMemberAttrSet !== undefined && object.clusterMemberAttrSet !== null)
+      ? ClusterMemberAttrSetRequest.fromPartial(object.clusterMemberAttrSet)
+      : undefined;
+    return message;
+  },
 };
 
 function createBaseInternalAuthenticateRequest(): InternalAuthenticateRequest {
@@ -628,6 +733,17 @@ export const InternalAuthenticateRequest: MessageFns<InternalAuthenticateRequest
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
   },
+
+  create<I extends Exact<DeepPartial<InternalAuthenticateRequest>, I>>(base?: I): InternalAuthenticateRequest {
+    return InternalAuthenticateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InternalAuthenticateRequest>, I>>(object: I): InternalAuthenticateRequest {
+    const message = createBaseInternalAuthenticateRequest();
+    message.name = object.name ?? "";
+    message.password = object.password ?? "";
+    message.simpleToken = object.simpleToken ?? "";
+    return message;
+  },
 };
 
 function createBaseClusterVersionSetRequest(): ClusterVersionSetRequest {
@@ -673,6 +789,15 @@ export const ClusterVersionSetRequest: MessageFns<ClusterVersionSetRequest> = {
     } finally {
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
+  },
+
+  create<I extends Exact<DeepPartial<ClusterVersionSetRequest>, I>>(base?: I): ClusterVersionSetRequest {
+    return ClusterVersionSetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterVersionSetRequest>, I>>(object: I): ClusterVersionSetRequest {
+    const message = createBaseClusterVersionSetRequest();
+    message.ver = object.ver ?? "";
+    return message;
   },
 };
 
@@ -745,9 +870,34 @@ export const ClusterMemberAttrSetRequest: MessageFns<ClusterMemberAttrSetRequest
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
   },
+
+  create<I extends Exact<DeepPartial<ClusterMemberAttrSetRequest>, I>>(base?: I): ClusterMemberAttrSetRequest {
+    return ClusterMemberAttrSetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterMemberAttrSetRequest>, I>>(object: I): ClusterMemberAttrSetRequest {
+    const message = createBaseClusterMemberAttrSetRequest();
+    message.memberID = (object.memberID !== undefined && object.memberID !== null) ? BigInt(object.memberID) : 0n;
+    message.name = object.name ?? "";
+    message.clientUrls = object.clientUrls?.map((e) => e) || [];
+    return message;
+  },
 };
+
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
+
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
+
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+export type Exact<P, I extends P> = P extends Builtin ? P
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
   decode(input: BinaryReader | Uint8Array, length?: number): T;
+  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
 }

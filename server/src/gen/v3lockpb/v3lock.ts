@@ -107,6 +107,16 @@ export const LockRequest: MessageFns<LockRequest> = {
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
   },
+
+  create<I extends Exact<DeepPartial<LockRequest>, I>>(base?: I): LockRequest {
+    return LockRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LockRequest>, I>>(object: I): LockRequest {
+    const message = createBaseLockRequest();
+    message.name = object.name ?? Buffer.alloc(0);
+    message.lease = (object.lease !== undefined && object.lease !== null) ? BigInt(object.lease) : 0n;
+    return message;
+  },
 };
 
 function createBaseLockResponse(): LockResponse {
@@ -164,6 +174,18 @@ export const LockResponse: MessageFns<LockResponse> = {
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
   },
+
+  create<I extends Exact<DeepPartial<LockResponse>, I>>(base?: I): LockResponse {
+    return LockResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LockResponse>, I>>(object: I): LockResponse {
+    const message = createBaseLockResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.key = object.key ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseUnlockRequest(): UnlockRequest {
@@ -210,6 +232,15 @@ export const UnlockRequest: MessageFns<UnlockRequest> = {
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
   },
+
+  create<I extends Exact<DeepPartial<UnlockRequest>, I>>(base?: I): UnlockRequest {
+    return UnlockRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnlockRequest>, I>>(object: I): UnlockRequest {
+    const message = createBaseUnlockRequest();
+    message.key = object.key ?? Buffer.alloc(0);
+    return message;
+  },
 };
 
 function createBaseUnlockResponse(): UnlockResponse {
@@ -255,6 +286,17 @@ export const UnlockResponse: MessageFns<UnlockResponse> = {
     } finally {
       (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
     }
+  },
+
+  create<I extends Exact<DeepPartial<UnlockResponse>, I>>(base?: I): UnlockResponse {
+    return UnlockResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UnlockResponse>, I>>(object: I): UnlockResponse {
+    const message = createBaseUnlockResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    return message;
   },
 };
 
@@ -327,7 +369,21 @@ export const LockClient = makeGenericClientConstructor(LockService, "v3lockpb.Lo
   serviceName: string;
 };
 
+type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
+
+export type DeepPartial<T> = T extends bigint ? string | number | bigint
+  : T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>>
+  : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
+  : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
+  : Partial<T>;
+
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+export type Exact<P, I extends P> = P extends Builtin ? P
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
   decode(input: BinaryReader | Uint8Array, length?: number): T;
+  create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+  fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
 }

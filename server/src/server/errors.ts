@@ -1,0 +1,46 @@
+/**
+ * Errors the member raises while validating, proposing and applying requests. Each carries a
+ * stable code; the API layer translates codes (and the mvcc/lease layers' own error classes) to
+ * etcd's gRPC status and message in one table (server/src/api/errors.ts).
+ */
+export type ServerErrorCode =
+  | "EmptyKey"
+  | "KeyNotFound"
+  | "ValueProvided"
+  | "LeaseProvided"
+  | "TooManyOps"
+  | "DuplicateKey"
+  | "RequestTooLarge"
+  | "TooManyRequests"
+  | "NoSpace"
+  | "NoLeader"
+  | "NotLeader"
+  | "LeaderChanged"
+  | "Stopped"
+  | "Timeout"
+  | "TimeoutDueToLeaderFail"
+  | "Unhealthy"
+  | "Corrupt"
+  | "MemberNotFound"
+  | "MemberExist"
+  | "PeerURLExist"
+  | "MemberBadURLs"
+  | "MemberNotLearner"
+  | "LearnerNotReady"
+  | "TooManyLearners"
+  | "BadLeaderTransferee"
+  | "NotSupportedForLearner"
+  | "AuthNotEnabled"
+  | "InvalidSortOption"
+  | "Unimplemented";
+
+export class ServerError extends Error {
+  constructor(readonly code: ServerErrorCode, detail?: string) {
+    super(detail ?? code);
+    this.name = "ServerError";
+  }
+}
+
+export function serverError(code: ServerErrorCode, detail?: string): ServerError {
+  return new ServerError(code, detail);
+}

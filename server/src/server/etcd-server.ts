@@ -1,0 +1,611 @@
+/**
+ * The member: owns the Raft driver, the apply loop, the read path and the lessor's clock.
+ *
+ * Write path: propose(request) → raft (append) → WAL + fsync (group-committed by the Ready loop)
+ * → commit → apply (one backend batch per entry holding the MVCC changes, lease/member records
+ * and the consistent index) → watchers → the proposer's waiter resolves.
+ * Read path: serializable reads go to the store directly; linearizable reads first wait for a
+ * ReadIndex round (shared by every read that arrives while one is in flight) and for apply to
+ * reach its index.
+ */
+import { InternalRaftRequest } from "../gen/etcdserverpb/raft_internal.js";
+import {
+  CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, PutRequest, PutResponse,
+  RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+} from "../gen/etcdserverpb/rpc.js";
+import { ConfChange, ConfChangeType, ConfState, Entry, EntryType, NodeId, ReadState, SoftState, StateRole } from "../raft/types.js";
+import type { RawNode } from "../raft/raw-node.js";
+import { ErrProposalDropped } from "../raft/raw-node.js";
+import { decodeConfChange } from "../raft/conf-change-codec.js";
+import type { Lessor } from "../lease/lessor.js";
+import { ErrLeaseNotFound } from "../lease/errors.js";
+import { IdGenerator } from "../lease/lease-id.js";
+import type { Logger } from "../pkg/logger.js";
+import { ServerError, serverError } from "./errors.js";
+import {
+  applyDeleteRange, applyPut, applyRange, applyTxn, CompactedRevisionInTxn, FutureRevisionInTxn, isTxnReadOnly,
+  KvWriter, LeaseNotFoundForPut,
+} from "./kv-ops.js";
+import { Membership, MemberRecord, decodeMember } from "./membership.js";
+import type { ApplyBatch, RaftNode } from "./raft-node.js";
+import type { StorePort, WriteSession } from "./store-port.js";
+import { WaitRegistry } from "./wait-registry.js";
+
+/** The etcd API version etcd-ts serves; clients gate features on it. */
+export const ETCD_API_VERSION = "3.4.23";
+export const CLUSTER_VERSION = "3.4.0";
+
+export interface EtcdServerOptions {
+  memberId: bigint;
+  clusterId: bigint;
+  name: string;
+  clientUrls: string[];
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  electionMs: number;
+  heartbeatMs: number;
+  quotaBackendBytes: number;
+  /** How long a proposal may wait for apply before "request timed out". */
+  requestTimeoutMs: number;
+  /** Lease expiry/checkpoint polling period. */
+  leaseTickMs?: number;
+}
+
+export interface EtcdServerDeps {
+  store: StorePort;
+  lessor: Lessor;
+  membership: Membership;
+  /** Set by attachRaft() once the driver exists (the driver's apply callback is this server). */
+  logger: Logger;
+}
+
+type ApplyResult = { value?: unknown; error?: Error; physical?: Promise<void> };
+
+export class EtcdServer {
+  private raft!: RaftNode;
+  private readonly wait = new WaitRegistry<ApplyResult>();
+  private readonly ids: IdGenerator;
+  private appliedIndex = 0;
+  private committedIndex = 0;
+  private confState: ConfState = { voters: [], learners: [] };
+  private stopped = false;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private readonly applyWaiters: { index: number; resolve: () => void }[] = [];
+  private readonly readPending: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readInFlight: { ctx: string; waiters: { resolve: () => void; reject: (e: Error) => void }[]; timer: NodeJS.Timeout } | undefined;
+  private readSeq = 0n;
+  private published = false;
+  private leaderChanges = 0;
+  readonly alarms: { memberId: bigint; alarm: number }[] = [];
+
+  constructor(readonly options: EtcdServerOptions, private readonly deps: EtcdServerDeps) {
+    this.ids = new IdGenerator(options.memberId, Date.now());
+  }
+
+  /** Connects the Raft driver; must be called once before start(). */
+  attachRaft(raft: RaftNode, appliedIndex: number, confState: ConfState): void {
+    this.raft = raft;
+    this.appliedIndex = appliedIndex;
+    this.committedIndex = appliedIndex;
+    this.confState = confState;
+  }
+
+  get store(): StorePort {
+    return this.deps.store;
+  }
+
+  get lessor(): Lessor {
+    return this.deps.lessor;
+  }
+
+  get membership(): Membership {
+    return this.deps.membership;
+  }
+
+  get memberId(): bigint {
+    return this.options.memberId;
+  }
+
+  get clusterId(): bigint {
+    return this.options.clusterId;
+  }
+
+  get term(): number {
+    return this.raft.currentTerm;
+  }
+
+  get leader(): NodeId {
+    return this.raft.leader;
+  }
+
+  get isLeader(): boolean {
+    return this.raft.isLeader;
+  }
+
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  get committed(): number {
+    return Math.max(this.committedIndex, this.raft.rawNode.status().hardState.commit);
+  }
+
+  get isLearner(): boolean {
+    return this.confState.learners.includes(this.options.memberId);
+  }
+
+  start(): void {
+    this.raft.start();
+    const tick = this.options.leaseTickMs ?? 500;
+    this.leaseTimer = setInterval(() => this.leaseTick(), tick);
+    this.leaseTimer.unref();
+    // A lone voter need not wait out an election timeout to lead.
+    const status = this.raft.rawNode.status();
+    if (status.confState.voters.length === 1 && status.confState.voters[0] === this.options.memberId) {
+      this.raft.withCore((n) => n.campaign());
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    this.deps.lessor.stop();
+    await this.raft.stop();
+    const err = serverError("Stopped");
+    this.wait.failAll(err);
+    for (const r of this.readPending.splice(0)) r.reject(err);
+    if (this.readInFlight) {
+      clearTimeout(this.readInFlight.timer);
+      for (const r of this.readInFlight.waiters) r.reject(err);
+      this.readInFlight = undefined;
+    }
+  }
+
+  /** A response header for the given store revision (0 = current). */
+  header(revision?: number): ResponseHeader {
+    return {
+      clusterId: this.options.clusterId,
+      memberId: this.options.memberId,
+      revision: BigInt(revision ?? this.deps.store.currentRevision),
+      raftTerm: BigInt(this.raft.currentTerm),
+    };
+  }
+
+  // ---- proposals -------------------------------------------------------------------------
+
+  /**
+   * Proposes a request and resolves with its apply result.
+   * @throws ServerError RequestTooLarge, NoLeader, Timeout, Stopped; or the apply error.
+   */
+  async propose(req: InternalRaftRequest): Promise<ApplyResult> {
+    if (this.stopped) throw serverError("Stopped");
+    const id = this.ids.next();
+    req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
+    req.ID = id;
+    const data = InternalRaftRequest.encode(req).finish();
+    if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
+    const done = this.wait.register(id);
+    try {
+      this.raft.withCore((n) => n.propose(data));
+    } catch (err) {
+      this.wait.fail(id, err instanceof ErrProposalDropped ? serverError("NoLeader") : (err as Error));
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.wait.fail(id, serverError("Timeout"));
+        reject(serverError("Timeout"));
+      }, this.options.requestTimeoutMs);
+    });
+    try {
+      const result = await Promise.race([done, timeout]);
+      if (result.error) throw result.error;
+      return result;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async put(req: PutRequest): Promise<PutResponse> {
+    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), put: req });
+    return r.value as PutResponse;
+  }
+
+  async deleteRange(req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), deleteRange: req });
+    return r.value as DeleteRangeResponse;
+  }
+
+  async txn(req: TxnRequest): Promise<TxnResponse> {
+    if (isTxnReadOnly(req)) {
+      // Read-only txns are served like ranges: no log entry.
+      const serializable = allRangesSerializable(req);
+      if (!serializable) await this.linearizableReadNotify();
+      const txnResp = await applyTxn(readOnlyWriter(this.deps.store), req, this.txnChecks());
+      txnResp.header = this.header();
+      return txnResp;
+    }
+    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), txn: req });
+    return r.value as TxnResponse;
+  }
+
+  async compact(req: CompactionRequest): Promise<ResponseHeader> {
+    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), compaction: req });
+    if (req.physical && r.physical) await r.physical;
+    return r.value as ResponseHeader;
+  }
+
+  async range(req: RangeRequest): Promise<RangeResponse> {
+    if (!req.serializable) await this.linearizableReadNotify();
+    const resp = await applyRange(this.deps.store, req);
+    resp.header = this.header(Number(resp.header!.revision));
+    return resp;
+  }
+
+  async leaseGrant(ttlSeconds: number, requestedId: bigint): Promise<LeaseGrantResponse> {
+    let id = requestedId;
+    if (id === 0n) {
+      do id = this.ids.nextLeaseId(); while (this.deps.lessor.lookup(id) !== undefined);
+    }
+    const r = await this.propose({
+      ...InternalRaftRequest.fromPartial({}),
+      leaseGrant: { TTL: BigInt(ttlSeconds), ID: id },
+    });
+    return r.value as LeaseGrantResponse;
+  }
+
+  async leaseRevoke(id: bigint): Promise<ResponseHeader> {
+    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), leaseRevoke: { ID: id } });
+    return r.value as ResponseHeader;
+  }
+
+  /** A no-op entry through the log: proves the member can commit (used by /health). */
+  async proposeNoop(): Promise<void> {
+    await this.propose(InternalRaftRequest.fromPartial({}));
+  }
+
+  /**
+   * Keepalive on the leader: returns the new TTL, or 0 when the lease does not exist.
+   * Waits for an expired lease to be revoked, as etcd does, then reports 0.
+   */
+  async leaseRenew(id: bigint): Promise<number> {
+    if (!this.isLeader) throw serverError("NotLeader");
+    try {
+      return this.deps.lessor.renew(id);
+    } catch (err) {
+      if (err instanceof ErrLeaseNotFound) return 0;
+      if ((err as Error).name === "ErrLeaseExpired" || (err as { code?: string }).code === "LEASE_EXPIRED") {
+        await this.deps.lessor.waitRevoked(id).catch(() => undefined);
+        return 0;
+      }
+      throw err;
+    }
+  }
+
+  // ---- linearizable reads ----------------------------------------------------------------
+
+  /** Resolves when a read served now would be linearizable. @throws ServerError Timeout/Stopped */
+  linearizableReadNotify(): Promise<void> {
+    if (this.stopped) return Promise.reject(serverError("Stopped"));
+    return new Promise<void>((resolve, reject) => {
+      this.readPending.push({ resolve, reject });
+      if (this.readInFlight === undefined) this.startReadRound();
+    });
+  }
+
+  private startReadRound(): void {
+    if (this.readPending.length === 0 || this.stopped) return;
+    const waiters = this.readPending.splice(0);
+    this.readSeq += 1n;
+    const ctxBuf = Buffer.alloc(8);
+    ctxBuf.writeBigUInt64BE(this.readSeq);
+    const ctx = ctxBuf.toString("hex");
+    const timer = setTimeout(() => {
+      if (this.readInFlight?.ctx !== ctx) return;
+      this.readInFlight = undefined;
+      const err = serverError(this.raft.leader === 0n ? "NoLeader" : "Timeout");
+      for (const w of waiters) w.reject(err);
+      this.startReadRound();
+    }, this.options.requestTimeoutMs);
+    this.readInFlight = { ctx, waiters, timer };
+    this.raft.withCore((n) => n.readIndex(ctxBuf));
+  }
+
+  /** Called by the driver with the answers to readIndex requests. */
+  onReadStates(states: ReadState[]): void {
+    for (const rs of states) {
+      const ctx = Buffer.from(rs.requestCtx).toString("hex");
+      const round = this.readInFlight;
+      if (round === undefined || round.ctx !== ctx) continue;
+      clearTimeout(round.timer);
+      this.readInFlight = undefined;
+      void this.waitApplied(rs.index).then(() => {
+        for (const w of round.waiters) w.resolve();
+      });
+      this.startReadRound();
+    }
+  }
+
+  /** Resolves once the apply loop has applied `index`. */
+  waitApplied(index: number): Promise<void> {
+    if (this.appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.applyWaiters.push({ index, resolve });
+    });
+  }
+
+  private notifyApplied(): void {
+    if (this.applyWaiters.length === 0) return;
+    let keep = 0;
+    for (const w of this.applyWaiters) {
+      if (w.index <= this.appliedIndex) w.resolve();
+      else this.applyWaiters[keep++] = w;
+    }
+    this.applyWaiters.length = keep;
+  }
+
+  onSoftState(state: SoftState): void {
+    const leader = state.role === StateRole.Leader;
+    if (leader) {
+      this.leaderChanges++;
+      this.deps.lessor.promote(this.options.electionMs);
+      this.deps.logger.info("became leader", { term: this.raft.rawNode.status().hardState.term });
+      if (!this.published) void this.publish();
+    } else if (this.deps.lessor.isPrimary()) {
+      this.deps.lessor.demote();
+    }
+    if (state.lead === 0n && this.readInFlight) {
+      // Reads of an unknown leader fail fast, as etcd's do.
+    }
+  }
+
+  /** Publishes this member's name and client URLs, then (leader) the cluster version. */
+  private async publish(): Promise<void> {
+    this.published = true;
+    try {
+      await this.propose({
+        ...InternalRaftRequest.fromPartial({}),
+        clusterMemberAttrSet: { memberID: this.options.memberId, name: this.options.name, clientUrls: this.options.clientUrls },
+      });
+      if (this.isLeader && this.deps.membership.clusterVersion === "") {
+        await this.propose({ ...InternalRaftRequest.fromPartial({}), clusterVersionSet: { ver: CLUSTER_VERSION } });
+      }
+    } catch (err) {
+      this.published = false;
+      this.deps.logger.warn("failed to publish member attributes", { error: String(err) });
+    }
+  }
+
+  private leaseTick(): void {
+    if (this.stopped || !this.isLeader) return;
+    const lessor = this.deps.lessor;
+    for (const id of lessor.expiredLeases(500)) {
+      void this.propose({ ...InternalRaftRequest.fromPartial({}), leaseRevoke: { ID: id } }).catch((err) => {
+        if (!(err instanceof ErrLeaseNotFound)) this.deps.logger.warn("failed to revoke expired lease", { lease: id, error: String(err) });
+      });
+    }
+    const cps = lessor.checkpoints(1000);
+    if (cps.length > 0) {
+      void this.propose({
+        ...InternalRaftRequest.fromPartial({}),
+        leaseCheckpoint: { checkpoints: cps.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtlSeconds) })) },
+      }).catch(() => undefined);
+    }
+  }
+
+  private txnChecks(): { leases: { exists: (id: bigint) => boolean }; currentRevision: number; compactRevision: number } {
+    return {
+      leases: { exists: (id) => this.deps.lessor.lookup(id) !== undefined },
+      currentRevision: this.deps.store.currentRevision,
+      compactRevision: this.deps.store.compactRevision,
+    };
+  }
+
+  // ---- apply -----------------------------------------------------------------------------
+
+  /** The driver's apply callback: applies a batch of committed entries in order. */
+  async applyBatch(batch: ApplyBatch): Promise<void> {
+    if (batch.snapshot) {
+      // Single-member and local snapshots carry no state to install: the backend already holds
+      // everything up to the consistent index. (Receiving a leader's snapshot is the member
+      // transport's job and installs the backend before this point.)
+      this.appliedIndex = Math.max(this.appliedIndex, batch.snapshot.metadata.index);
+      this.confState = batch.snapshot.metadata.confState;
+    }
+    for (const entry of batch.entries) {
+      this.committedIndex = Math.max(this.committedIndex, entry.index);
+      if (entry.index <= this.deps.store.consistentIndex()) {
+        // Already in the backend (replay after restart); conf changes must still reach raft.
+        if (entry.type === EntryType.ConfChange) this.applyConfChangeToRaft(entry);
+        this.appliedIndex = entry.index;
+        continue;
+      }
+      if (entry.type === EntryType.ConfChange) await this.applyConfChangeEntry(entry);
+      else await this.applyNormalEntry(entry);
+      this.appliedIndex = entry.index;
+    }
+    this.notifyApplied();
+  }
+
+  private applyConfChangeToRaft(entry: Entry): ConfChange {
+    const cc = decodeConfChange(entry.data);
+    this.confState = this.raft.rawNode.applyConfChange(cc);
+    return cc;
+  }
+
+  private async applyConfChangeEntry(entry: Entry): Promise<void> {
+    const cc = this.applyConfChangeToRaft(entry);
+    const w = this.deps.store.beginWrite();
+    const membership = this.deps.membership;
+    switch (cc.type) {
+      case ConfChangeType.AddNode:
+      case ConfChangeType.AddLearnerNode: {
+        const existing = membership.get(cc.nodeId);
+        if (existing && cc.type === ConfChangeType.AddNode && existing.isLearner) {
+          membership.promote(cc.nodeId, w);
+        } else if (cc.context.length > 0) {
+          const m: MemberRecord = decodeMember(cc.context);
+          m.isLearner = cc.type === ConfChangeType.AddLearnerNode;
+          membership.add(m, w);
+        }
+        break;
+      }
+      case ConfChangeType.RemoveNode:
+        membership.remove(cc.nodeId, w);
+        break;
+      case ConfChangeType.UpdateNode:
+        if (cc.context.length > 0) membership.add(decodeMember(cc.context), w);
+        break;
+    }
+    await w.commit(entry.index);
+    if (cc.id !== undefined && cc.id !== 0n) this.wait.trigger(cc.id, { value: membership.list() });
+  }
+
+  private async applyNormalEntry(entry: Entry): Promise<void> {
+    const w = this.deps.store.beginWrite();
+    if (entry.data.length === 0) {
+      // The empty entry a new leader appends: nothing to apply but the index.
+      await w.commit(entry.index);
+      return;
+    }
+    let req: InternalRaftRequest;
+    try {
+      req = InternalRaftRequest.decode(entry.data);
+    } catch (err) {
+      // We wrote every entry ourselves: an undecodable one is corruption.
+      throw new Error(`raft entry ${entry.index} does not decode: ${String(err)}`);
+    }
+    const id = req.header?.ID ?? req.ID;
+    let result: ApplyResult;
+    try {
+      result = await this.dispatch(req, w);
+    } catch (err) {
+      result = { error: translateApplyError(err as Error) };
+    }
+    await w.commit(entry.index);
+    this.wait.trigger(id, result);
+  }
+
+  private async dispatch(req: InternalRaftRequest, w: WriteSession): Promise<ApplyResult> {
+    const lessor = this.deps.lessor;
+    const kv = leaseTrackingWriter(w, lessor);
+    if (req.put) {
+      const p = req.put;
+      if (p.lease !== 0n && lessor.lookup(p.lease) === undefined) throw new ErrLeaseNotFound();
+      return { value: (await applyPut(kv, p)).resp };
+    }
+    if (req.deleteRange) {
+      return { value: await applyDeleteRange(kv, req.deleteRange) };
+    }
+    if (req.txn) {
+      const resp = await applyTxn(kv, req.txn, this.txnChecks());
+      resp.header = { clusterId: 0n, memberId: 0n, raftTerm: 0n, revision: BigInt(w.changed ? w.beginRevision + 1 : w.beginRevision) };
+      return { value: resp };
+    }
+    if (req.compaction) {
+      const physical = this.deps.store.compact(w, Number(req.compaction.revision));
+      physical.catch(() => undefined);
+      return { value: undefined, physical };
+    }
+    if (req.leaseGrant) {
+      const l = lessor.grant(req.leaseGrant.ID, Number(req.leaseGrant.TTL));
+      return { value: { header: undefined, ID: l.id, TTL: BigInt(l.ttlSeconds), error: "" } satisfies LeaseGrantResponse };
+    }
+    if (req.leaseRevoke) {
+      const keys = lessor.revoke(req.leaseRevoke.ID);
+      for (const key of keys) w.deleteRange(key, undefined);
+      return { value: undefined };
+    }
+    if (req.leaseCheckpoint) {
+      for (const cp of req.leaseCheckpoint.checkpoints) {
+        try {
+          lessor.applyCheckpoint(cp.ID, Number(cp.remainingTTL));
+        } catch {
+          // the lease was revoked meanwhile
+        }
+      }
+      return { value: undefined };
+    }
+    if (req.clusterMemberAttrSet) {
+      const a = req.clusterMemberAttrSet;
+      this.deps.membership.setAttributes(a.memberID, a.name, a.clientUrls, w);
+      return { value: undefined };
+    }
+    if (req.clusterVersionSet) {
+      this.deps.membership.setClusterVersion(req.clusterVersionSet.ver, w);
+      return { value: undefined };
+    }
+    if (req.alarm) {
+      return { value: undefined };
+    }
+    // A no-op (health check) entry.
+    return { value: undefined };
+  }
+}
+
+/** A writer over the store for read-only txns: writes are impossible by construction. */
+function readOnlyWriter(store: StorePort): KvWriter {
+  return {
+    range: (k, e, o) => store.range(k, e, o),
+    put: () => {
+      throw new Error("read-only txn attempted a put");
+    },
+    deleteRange: () => {
+      throw new Error("read-only txn attempted a delete");
+    },
+    changed: false,
+    beginRevision: store.currentRevision,
+  };
+}
+
+/** Wraps the apply session so that every put and delete keeps the lessor's key sets right. */
+function leaseTrackingWriter(w: WriteSession, lessor: Lessor): KvWriter {
+  const detach = (lease: bigint, key: Buffer): void => {
+    try {
+      lessor.detach(lease, [key]);
+    } catch {
+      // the lease is already gone (revoked in this same entry)
+    }
+  };
+  return {
+    range: (k, e, o) => w.range(k, e, o),
+    put: (key, value, lease) => {
+      const prev = lessor.leaseOfKey(key);
+      w.put(key, value, lease);
+      if (prev !== lease) {
+        if (prev !== 0n) detach(prev, key);
+        if (lease !== 0n) lessor.attach(lease, [key]);
+      }
+    },
+    deleteRange: (key, end) => {
+      const deleted = w.deleteRange(key, end);
+      for (const k of deleted) {
+        const lease = lessor.leaseOfKey(k);
+        if (lease !== 0n) detach(lease, k);
+      }
+      return deleted;
+    },
+    get changed() {
+      return w.changed;
+    },
+    get beginRevision() {
+      return w.beginRevision;
+    },
+  };
+}
+
+function allRangesSerializable(req: TxnRequest): boolean {
+  for (const op of [...req.success, ...req.failure]) {
+    if (op.requestRange && !op.requestRange.serializable) return false;
+    if (op.requestTxn && !allRangesSerializable(op.requestTxn)) return false;
+  }
+  return true;
+}
+
+function translateApplyError(err: Error): Error {
+  if (err instanceof LeaseNotFoundForPut) return new ErrLeaseNotFound();
+  if (err instanceof FutureRevisionInTxn || err instanceof CompactedRevisionInTxn) return err;
+  if (err instanceof ServerError) return err;
+  return err;
+}

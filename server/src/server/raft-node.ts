@@ -1,0 +1,198 @@
+/**
+ * The Ready loop: the one place that turns the pure Raft core's output into I/O, in one
+ * documented order (house style rule 3):
+ *
+ *   1. a leader sends its messages first (it may replicate while its own write is in flight);
+ *   2. persist: snapshot file (if any) → WAL (HardState + entries, fsync when mustSync) →
+ *      in-memory raft storage;
+ *   3. a follower sends its messages only now (its votes and acks promise durable state);
+ *   4. hand the snapshot and committed entries to the apply pipeline (applied strictly in order,
+ *      asynchronously; a batch holding a conf change is waited for before advancing, because
+ *      the core must see the new configuration);
+ *   5. advance.
+ *
+ * Many proposals that arrive while one fsync is in flight land in the next Ready together, so
+ * they share one fsync (group commit) without any timer.
+ */
+import {
+  EntryType, Entry, Message, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
+} from "../raft/types.js";
+import type { RawNode } from "../raft/raw-node.js";
+import type { MemoryStorage } from "../raft/storage.js";
+import type { Logger } from "../pkg/logger.js";
+
+/** Durable log the loop writes to (the WAL). */
+export interface LogPersistence {
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void>;
+  saveSnapshot(snap: { index: number; term: number }): Promise<void>;
+  releaseTo(index: number): Promise<void>;
+}
+
+/** Durable snapshot files. */
+export interface SnapshotPersistence {
+  save(snapshot: Snapshot): Promise<void>;
+}
+
+/** Delivers messages to other members; must not block. */
+export interface PeerTransport {
+  send(messages: Message[]): void;
+}
+
+/** One unit of work for the apply pipeline. */
+export interface ApplyBatch {
+  snapshot?: Snapshot;
+  entries: Entry[];
+}
+
+export interface RaftNodeOptions {
+  tickMs: number;
+  /** Skip fsync (--unsafe-no-fsync). */
+  unsafeNoFsync: boolean;
+}
+
+export interface RaftNodeDeps {
+  rawNode: RawNode;
+  storage: MemoryStorage;
+  wal: LogPersistence;
+  snapshotter: SnapshotPersistence;
+  transport: PeerTransport;
+  /** Applies one batch; batches are handed over strictly in log order, one at a time. */
+  apply: (batch: ApplyBatch) => Promise<void>;
+  onReadStates: (states: ReadState[]) => void;
+  onSoftState: (state: SoftState) => void;
+  onHardState?: (state: HardState) => void;
+  logger: Logger;
+}
+
+export class RaftNode {
+  private stopped = true;
+  private ticker: NodeJS.Timeout | undefined;
+  private wake: (() => void) | undefined;
+  private loopDone: Promise<void> = Promise.resolve();
+  private applyChain: Promise<void> = Promise.resolve();
+  private applyError: Error | undefined;
+  private role: StateRole = StateRole.Follower;
+  private lead: NodeId = 0n;
+  private term = 0;
+
+  constructor(private readonly options: RaftNodeOptions, private readonly deps: RaftNodeDeps) {}
+
+  get rawNode(): RawNode {
+    return this.deps.rawNode;
+  }
+
+  get isLeader(): boolean {
+    return this.role === StateRole.Leader;
+  }
+
+  get leader(): NodeId {
+    return this.lead;
+  }
+
+  get currentTerm(): number {
+    return this.term;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.ticker = setInterval(() => {
+      this.deps.rawNode.tick();
+      this.kick();
+    }, this.options.tickMs);
+    this.loopDone = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    this.kick();
+    await this.loopDone;
+    await this.applyChain.catch(() => undefined);
+  }
+
+  /** Wakes the loop after any call into the core (propose, step, readIndex, ...). */
+  kick(): void {
+    const w = this.wake;
+    if (w !== undefined) {
+      this.wake = undefined;
+      w();
+    }
+  }
+
+  /** Runs `fn` against the core and wakes the loop. Errors from the core propagate. */
+  withCore<T>(fn: (node: RawNode) => T): T {
+    try {
+      return fn(this.deps.rawNode);
+    } finally {
+      this.kick();
+    }
+  }
+
+  /** Resolves once every batch handed to apply so far has been applied. */
+  applied(): Promise<void> {
+    return this.applyChain;
+  }
+
+  private async loop(): Promise<void> {
+    const { rawNode, storage, wal, snapshotter, transport, logger } = this.deps;
+    while (!this.stopped) {
+      if (!rawNode.hasReady()) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        continue;
+      }
+      const rd: Ready = rawNode.ready();
+      if (rd.softState) {
+        this.role = rd.softState.role;
+        this.lead = rd.softState.lead;
+        this.deps.onSoftState(rd.softState);
+      }
+      if (rd.hardState) this.term = rd.hardState.term;
+      const leader = this.role === StateRole.Leader;
+      if (leader && rd.messages.length > 0) transport.send(rd.messages);
+
+      try {
+        if (rd.snapshot && rd.snapshot.metadata.index > 0) {
+          await snapshotter.save(rd.snapshot);
+          await wal.saveSnapshot({ index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term });
+        }
+        if (rd.hardState || rd.entries.length > 0) {
+          await wal.save(rd.hardState, rd.entries, { sync: rd.mustSync && !this.options.unsafeNoFsync });
+        }
+      } catch (err) {
+        // Losing the ability to persist is not recoverable: stop rather than acknowledge writes.
+        logger.error("failed to persist raft state; stopping", { error: String(err) });
+        process.exitCode = 1;
+        throw err;
+      }
+      if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
+      if (rd.hardState) {
+        storage.setHardState(rd.hardState);
+        this.deps.onHardState?.(rd.hardState);
+      }
+      if (rd.entries.length > 0) storage.append(rd.entries);
+      if (!leader && rd.messages.length > 0) transport.send(rd.messages);
+      if (rd.readStates.length > 0) this.deps.onReadStates(rd.readStates);
+
+      const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
+      if (hasSnapshot || rd.committedEntries.length > 0) {
+        const batch: ApplyBatch = { snapshot: hasSnapshot ? rd.snapshot : undefined, entries: rd.committedEntries };
+        this.applyChain = this.applyChain.then(() => {
+          if (this.applyError) return;
+          return this.deps.apply(batch).catch((err: Error) => {
+            this.applyError = err;
+            logger.error("apply failed; stopping", { error: String(err), stack: err.stack });
+            throw err;
+          });
+        });
+        if (hasSnapshot || rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
+          await this.applyChain;
+        }
+      }
+      rawNode.advance(rd);
+    }
+  }
+}

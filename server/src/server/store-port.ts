@@ -1,0 +1,41 @@
+/**
+ * What the member needs of the revisioned store and its backend (consumer-owned interfaces;
+ * server/src/server/mvcc-store-port.ts adapts the mvcc layer to them).
+ *
+ * Apply handshake, once per applied raft entry that changes anything:
+ *   const w = port.beginWrite();   // reads see the store at head plus w's own writes
+ *   ...w.put / w.deleteRange / w.stage(bucket, key, value)...
+ *   await w.commit(entryIndex);    // ONE backend batch: the changes + records + consistent index;
+ *                                  // then the store advances its revision and notifies watchers
+ * Only one write session is open at a time (the apply loop is serial).
+ */
+import type { KvReader, KvWriter } from "./kv-ops.js";
+
+/** Backend buckets other layers keep records in, next to the key-value data. */
+export type RecordBucket = "lease" | "members" | "meta";
+
+export interface WriteSession extends KvWriter {
+  /** Stages a record put (value) or delete (undefined) into this session's batch. */
+  stage(bucket: RecordBucket, key: Buffer, value: Buffer | undefined): void;
+  /** Writes the batch with the consistent index; resolves once the store shows it. */
+  commit(consistentIndex: number): Promise<void>;
+}
+
+export interface StorePort extends KvReader {
+  readonly currentRevision: number;
+  readonly compactRevision: number;
+  /** Raft index of the last entry whose effects are in the backend. */
+  consistentIndex(): number;
+  beginWrite(): WriteSession;
+  /**
+   * Compacts at `revision` inside the given session (logical part applied with it); the returned
+   * promise settles when the physical deletion is done.
+   * @throws the mvcc layer's ErrCompacted / ErrFutureRev.
+   */
+  compact(session: WriteSession, revision: number): Promise<void>;
+  hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
+  /** Every record of a bucket (start-up). */
+  loadRecords(bucket: RecordBucket): Promise<[Buffer, Buffer][]>;
+  sizeBytes(): Promise<number>;
+  close(): Promise<void>;
+}
