@@ -351,6 +351,7 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
     result.sides = sides;
     result.ratio = sides[1].medianRequestsPerSec / sides[0].medianRequestsPerSec;
     result.ratioPerRound = runs[0]!.map((r, i) => runs[1]![i]!.requestsPerSec / r.requestsPerSec);
+    console.log(`  ${labels[1]}/${labels[0]} per round: ${result.ratioPerRound.map((r) => r.toFixed(2)).join(" ")}`);
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
     const tail = (error as { outputTail?: string }).outputTail;
@@ -507,7 +508,8 @@ async function main(config: Config): Promise<number> {
   };
   mkdirSync(path.dirname(config.outPath), { recursive: true });
   writeFileSync(config.outPath, JSON.stringify(output, null, 2) + "\n");
-  console.log(`\nresults written to ${path.relative(process.cwd(), config.outPath) || config.outPath}`);
+  const shownPath = path.relative(process.cwd(), config.outPath);
+  console.log(`\nresults written to ${shownPath.startsWith("..") ? config.outPath : shownPath}`);
   return results.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
