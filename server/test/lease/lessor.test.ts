@@ -72,6 +72,19 @@ describe("grant", () => {
     expect(ids(lessor.leases())).toEqual([3n, 7n, 50n, 1000n]);
   });
 
+  it("lists leases by expiry on request, as etcd's leader does", () => {
+    const { lessor, clock } = setup();
+    lessor.promote(0);
+    lessor.grant(1n, 10);
+    lessor.grant(2n, 5);
+    clock.advance(1);
+    lessor.grant(3n, 9);
+    lessor.grant(4n, 9);
+    expect(ids(lessor.leases("expiry"))).toEqual([2n, 3n, 4n, 1n]);
+    lessor.demote();
+    expect(ids(lessor.leases("expiry"))).toEqual([1n, 2n, 3n, 4n]);
+  });
+
   it("does not count down on a follower", () => {
     const { lessor, clock } = setup();
     const lease = lessor.grant(1n, 10);
