@@ -227,7 +227,8 @@ export class InteractionEnv {
     if (rd.snapshot) m.storage.applySnapshot(rd.snapshot);
     m.storage.append(rd.entries);
     // 2. send
-    for (const msg of rd.messages) this.messages.push(msg);
+    // Messages over a cut link are lost on the wire.
+    for (const msg of rd.messages) if (!this.linkCut(msg.from, msg.to)) this.messages.push(msg);
     // 3. apply
     if (rd.snapshot) m.applied = JSON.parse(dec.decode(rd.snapshot.data)) as string[];
     for (const e of rd.committedEntries) {
@@ -315,6 +316,7 @@ export class InteractionEnv {
       this.log(`${m.id}: ${roleName(st.softState.role)} term=${st.hardState.term} lead=${st.softState.lead} (no progress: not leader)`);
       return;
     }
+    this.log(`term=${st.hardState.term} commit=${st.hardState.commit} applied=${st.applied} last=${st.lastIndex}`);
     for (const [id, pr] of st.progress) {
       const raw = m.rn.raft.prs.progress.get(id)!;
       this.log(`${id}: ${raw.toString()}`);
