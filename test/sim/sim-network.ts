@@ -113,6 +113,13 @@ export class SimNetwork<M> {
     return this.heap.length;
   }
 
+  /** Drops every message in flight (every member restarted: all connections were reset). */
+  clear(): number {
+    const n = this.heap.length;
+    this.heap.length = 0;
+    return n;
+  }
+
   /** Drops every message in flight to or from `id` (a crashed member's sockets die with it). */
   dropAllFor(id: bigint, filter?: (m: InFlight<M>) => boolean): number {
     const keep = this.heap.filter((m) => !(m.to === id || m.from === id) || (filter !== undefined && !filter(m)));
