@@ -641,7 +641,8 @@ export class Raft {
         case ConfChangeType.AddNode: {
           const pr = this.prs.progress.get(id);
           if (pr === undefined) {
-            this.prs.progress.set(id, new Progress(last + 1, this.prs.maxInflightMsgs, false, true));
+            // Start probing at our last entry: the first append carries it and finds out quickly.
+            this.prs.progress.set(id, new Progress(Math.max(last, 1), this.prs.maxInflightMsgs, false, true));
           } else {
             pr.isLearner = false; // promotion of a learner (or no-op for a voter)
           }
@@ -652,7 +653,7 @@ export class Raft {
         case ConfChangeType.AddLearnerNode: {
           const pr = this.prs.progress.get(id);
           if (pr === undefined) {
-            this.prs.progress.set(id, new Progress(last + 1, this.prs.maxInflightMsgs, true, true));
+            this.prs.progress.set(id, new Progress(Math.max(last, 1), this.prs.maxInflightMsgs, true, true));
           } else {
             pr.isLearner = true; // demotion of a voter (or no-op)
           }
