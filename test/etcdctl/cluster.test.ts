@@ -1,0 +1,85 @@
+/**
+ * Cluster and Maintenance basics (member list, endpoint status/health/hashkv, alarm list,
+ * defrag) and compaction, against real etcd and the server under test (see diff-suite.ts).
+ * Both servers run with the same name, cluster token and advertised URLs, so member and cluster
+ * IDs must match exactly.
+ */
+import { describe } from "vitest";
+import { diffSuite } from "./diff-suite.js";
+
+describe("etcdctl cluster and maintenance", () => {
+  const s = diffSuite("cluster");
+
+  s.case("member list", async (c) => {
+    await c.ctl(["member", "list"]);
+    await c.ctl(["member", "list", "-w", "json"]);
+    await c.ctl(["member", "list", "-w", "fields"]);
+    await c.ctl(["member", "list", "-w", "table"]);
+    await c.ctl(["member", "list", "-w", "protobuf"]);
+    await c.ctl(["member", "list", "--hex", "-w", "json"]);
+  });
+
+  s.case("endpoint status, health and hashkv on a fresh member", async (c) => {
+    await c.ctl(["endpoint", "status"]);
+    await c.ctl(["endpoint", "status", "-w", "json"]);
+    await c.ctl(["endpoint", "status", "-w", "fields"]);
+    await c.ctl(["endpoint", "status", "-w", "table"]);
+    await c.ctl(["endpoint", "health"]);
+    await c.ctl(["endpoint", "health", "-w", "json"]);
+    await c.ctl(["endpoint", "health", "-w", "table"]);
+    await c.ctl(["endpoint", "hashkv"]);
+    await c.ctl(["endpoint", "hashkv", "-w", "json"]);
+    await c.ctl(["endpoint", "hashkv", "-w", "table"]);
+  });
+
+  s.case("hashkv and status follow writes", async (c) => {
+    await c.ctl(["put", "h/a", "1"]);
+    await c.ctl(["put", "h/b", "2"]);
+    await c.ctl(["endpoint", "hashkv", "-w", "json"]);
+    await c.ctl(["put", "h/a", "3"]);
+    await c.ctl(["del", "h/b"]);
+    await c.ctl(["put", "h/c", "", "-w", "json"]);
+    await c.ctl(["endpoint", "hashkv"]);
+    await c.ctl(["endpoint", "hashkv", "--rev=2", "-w", "json"]);
+    await c.ctl(["endpoint", "hashkv", "--rev=4"]);
+    await c.ctl(["endpoint", "status", "-w", "json"]);
+    await c.ctl(["endpoint", "status", "-w", "table"]);
+  });
+
+  s.case("alarm list and defrag", async (c) => {
+    await c.ctl(["alarm", "list"]);
+    await c.ctl(["alarm", "list", "-w", "json"]);
+    await c.ctl(["defrag"]);
+    await c.ctl(["get", "h/", "--prefix"]);
+  });
+
+  s.case("compaction", async (c) => {
+    for (let i = 1; i <= 5; i++) await c.ctl(["put", "cmp/k", `v${i}`]);
+    const head = (JSON.parse((await c.ctl(["get", "cmp/k", "-w", "json"])).stdout) as { header: { revision: number } }).header.revision;
+    await c.ctl(["get", "cmp/k", `--rev=${head - 3}`]);
+    await c.ctl(["compaction", `${head - 2}`]);
+    await c.ctl(["get", "cmp/k", `--rev=${head - 3}`]);
+    await c.ctl(["get", "cmp/k", `--rev=${head - 3}`, "-w", "json"]);
+    await c.ctl(["get", "cmp/k", `--rev=${head - 2}`]);
+    await c.ctl(["get", "cmp/k", `--rev=${head - 1}`]);
+    await c.ctl(["compaction", `${head - 3}`]);
+    await c.ctl(["compaction", `${head - 2}`]);
+    await c.ctl(["compaction", `${head + 10}`]);
+    await c.ctl(["compaction", "--physical", `${head - 1}`]);
+    await c.ctl(["compaction", "--physical=true", `${head}`, "-w", "json"]);
+    await c.ctl(["get", "cmp/k", `--rev=${head - 1}`]);
+    await c.ctl(["get", "cmp/k", `--rev=${head}`, "-w", "json"]);
+    await c.ctl(["endpoint", "hashkv", "-w", "json"]);
+    await c.ctl(["endpoint", "hashkv", `--rev=${head - 2}`]);
+    const watch = c.background(["watch", "cmp/k", `--rev=${head - 2}`]);
+    await watch.wait(10_000);
+    const watchJson = c.background(["watch", "cmp/k", `--rev=${head - 2}`, "-w", "json"]);
+    await watchJson.wait(10_000);
+    await c.ctl(["compaction"]);
+    await c.ctl(["compaction", "abc"]);
+    await c.ctl(["compaction", "0"]);
+    await c.ctl(["put", "cmp/k", "after"]);
+    await c.ctl(["get", "cmp/k", "-w", "json"]);
+    await c.ctl(["endpoint", "status", "-w", "json"]);
+  });
+});

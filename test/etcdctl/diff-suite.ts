@@ -1,0 +1,324 @@
+/**
+ * Differential etcdctl tests: every case is a script of etcdctl invocations that runs against a
+ * fresh real etcd (the reference) and against the server under test (etcd-ts by default), each
+ * side recording a transcript (command, stdin, stdout, stderr, exit status). After normalising
+ * only what is inherently time- or identity-dependent (see `normalise`), the transcripts must be
+ * equal.
+ *
+ * The reference transcripts are also checked in as golden files (golden/<suite>.txt):
+ *   - with the reference etcd installed, the reference transcript must equal the golden one too
+ *     (so the golden files stay current); `UPDATE_GOLDEN=1` rewrites them instead;
+ *   - without it (`ETCD_REFERENCE_BIN` missing), the server under test is compared against the
+ *     golden transcripts alone.
+ *
+ * Switches: `ETCD_BIN` picks the server under test (default etcd-ts; `ETCD_BIN=/usr/bin/etcd`
+ * compares etcd with itself, which proves the harness), `ETCD_REFERENCE_BIN` the reference
+ * (default /usr/bin/etcd), `ETCDCTL_BIN` the client (default /usr/bin/etcdctl).
+ *
+ * One pair of servers serves a whole suite (one test file); cases run in order and use their own
+ * keys, so revisions in a golden file depend on the cases before it. Running a single case with
+ * `-t` still compares the two live servers correctly, but its golden section will not match.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { BackgroundEtcdctl, runEtcdctl, spawnEtcdctl, type EtcdctlResult } from "../harness/etcdctl.js";
+import { binaryUnderTest, referenceEtcdPath, serverBinaryFromSpec, startMember, type Member } from "../harness/member.js";
+import { killAllChildren, sleep } from "../harness/processes.js";
+
+const goldenDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "golden");
+
+/**
+ * Identity shared by both servers: same name, token and advertised URLs give the same member ID,
+ * cluster ID and member list. Nobody dials the advertised URLs (single-member cluster); each
+ * process listens on its own free ports.
+ */
+export const DIFF_IDENTITY = {
+  name: "etcd-diff",
+  clusterToken: "etcd-diff-token",
+  advertiseClientUrl: "http://127.0.0.1:2379",
+  advertisePeerUrl: "http://127.0.0.1:2380",
+} as const;
+
+export type SideName = "reference" | "candidate";
+
+export interface CtlOptions {
+  /** Fed to etcdctl's stdin (interactive txn). */
+  stdin?: string;
+  /**
+   * Sort stdout lines before comparing. Only for output whose order etcd itself does not define
+   * (e.g. `lease list` walks a Go map).
+   */
+  sortLines?: boolean;
+  timeoutMs?: number;
+}
+
+/** What a case script gets: the same calls run against each side. */
+export interface CaseContext {
+  readonly side: SideName;
+  /** Runs `etcdctl <args>` and records it in the transcript. */
+  ctl(args: string[], options?: CtlOptions): Promise<EtcdctlResult>;
+  /** Starts `etcdctl <args>` in the background (watch); `stop()` records it. */
+  background(args: string[]): BackgroundCtl;
+  /** Extracts the lease ID (hex) printed by `lease grant` and registers it for normalisation. */
+  leaseId(grant: EtcdctlResult): string;
+  /** Adds a free-form line to the transcript. */
+  note(text: string): void;
+}
+
+export interface BackgroundCtl {
+  write(text: string): void;
+  closeStdin(): void;
+  /** Waits until stdout has at least `count` lines matching `pattern` (bounded). */
+  waitForLines(pattern: RegExp, count: number, timeoutMs?: number): Promise<boolean>;
+  /** Waits until stdout has at least `count` matches of the global regexp `pattern` (bounded). */
+  waitForMatches(pattern: RegExp, count: number, timeoutMs?: number): Promise<boolean>;
+  /** Stops it (SIGTERM unless it already exited) and records its output. */
+  stop(): Promise<EtcdctlResult>;
+  /** Waits for it to exit by itself (bounded, then SIGKILL) and records its output. */
+  wait(timeoutMs?: number): Promise<EtcdctlResult>;
+}
+
+interface SideState {
+  name: SideName;
+  member: Member;
+  leaseIds: bigint[];
+  lines: string[];
+}
+
+function formatCommand(args: string[]): string {
+  return "$ etcdctl " + args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
+}
+
+function isProtobuf(args: string[]): boolean {
+  return args.some((a, i) => a === "--write-out=protobuf" || a === "-wprotobuf" || ((a === "-w" || a === "--write-out") && args[i + 1] === "protobuf"));
+}
+
+function recordResult(lines: string[], args: string[], res: EtcdctlResult, options: CtlOptions, background = false): void {
+  lines.push(formatCommand(args) + (background ? "  &" : ""));
+  if (options.stdin !== undefined) lines.push("[stdin]", options.stdin.replace(/\n$/, ""));
+  let stdout = res.stdout;
+  if (isProtobuf(args)) stdout = res.stdoutBytes.toString("hex").replace(/(.{64})/g, "$1\n");
+  if (options.sortLines) stdout = stdout.split("\n").filter((l) => l !== "").sort().join("\n") + "\n";
+  if (stdout !== "") lines.push("[stdout]", stdout.replace(/\n$/, ""));
+  if (res.stderr !== "") lines.push("[stderr]", res.stderr.replace(/\n$/, ""));
+  lines.push(res.signal !== null ? `[signal ${res.signal}]` : `[exit ${res.code}]`);
+}
+
+function makeContext(state: SideState): CaseContext {
+  const endpoint = state.member.clientUrl;
+  return {
+    side: state.name,
+    async ctl(args, options = {}) {
+      const res = await runEtcdctl(endpoint, args, { stdin: options.stdin, timeoutMs: options.timeoutMs ?? 20_000 });
+      recordResult(state.lines, args, res, options);
+      return res;
+    },
+    background(args) {
+      const bg: BackgroundEtcdctl = spawnEtcdctl(endpoint, args);
+      let recorded = false;
+      const record = (res: EtcdctlResult): EtcdctlResult => {
+        if (!recorded) recordResult(state.lines, args, res, {}, true);
+        recorded = true;
+        return res;
+      };
+      return {
+        write: (text) => bg.write(text),
+        closeStdin: () => bg.closeStdin(),
+        waitForLines: (pattern, count, timeoutMs = 5_000) =>
+          bg.waitFor((out) => out.split("\n").filter((l) => pattern.test(l)).length >= count, timeoutMs),
+        waitForMatches: (pattern, count, timeoutMs = 5_000) =>
+          bg.waitFor((out) => (out.match(pattern) ?? []).length >= count, timeoutMs),
+        stop: async () => record(await bg.stop("SIGTERM")),
+        wait: async (timeoutMs = 10_000) => record(await bg.wait(timeoutMs)),
+      };
+    },
+    leaseId(grant) {
+      const hex = /lease ([0-9a-f]+) granted/.exec(grant.stdout);
+      const dec = /"ID" ?: ?(\d+)/.exec(grant.stdout);
+      if (!hex && !dec) throw new Error(`${state.name}: no lease ID in lease grant output: ${JSON.stringify(grant)}`);
+      const id = hex ? BigInt("0x" + hex[1]!) : BigInt(dec![1]!);
+      state.leaseIds.push(id);
+      return id.toString(16);
+    },
+    note(text) {
+      state.lines.push(`# ${text}`);
+    },
+  };
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * Replaces what legitimately differs between two correct servers (or two runs of one server).
+ * Each rule is the smallest we could find:
+ *  1. the client URL each process listens on (free ports differ per run) -> <endpoint>;
+ *  2. clientv3's own warning log lines on stderr carry a wall-clock "ts" and a random client
+ *     UUID in "target" -> <ts>, <uuid>;
+ *  3. lease IDs: etcd mixes the member ID with the wall clock when generating them ->
+ *     <lease-N>, numbered in grant order (hex, zero-padded hex and decimal forms);
+ *  4. the remaining TTL of a lease (`timetolive`) depends on when the command ran: a value at
+ *     most 3 s below the granted TTL becomes <remaining>; anything else is left visible;
+ *  5. `endpoint health` reports how long the health check took -> <duration>;
+ *  6. `endpoint status` reports the backend file size, which depends on the storage engine
+ *     (bbolt pages vs LevelDB files) -> <db-size>.
+ *  For the tables holding 5 and 6, borders and padding are collapsed as well, because the column
+ *  widths follow the replaced strings.
+ */
+export function normalise(text: string, state: { member: Member; leaseIds: bigint[] }): string {
+  let t = text;
+  // 1. endpoint
+  t = t.split(state.member.clientUrl).join("<endpoint>");
+  t = t.split(`127.0.0.1:${state.member.clientPort}`).join("<endpoint-host>");
+  // 2. clientv3 log lines
+  t = t.replace(/"ts":"[^"]*"/g, '"ts":"<ts>"');
+  t = t.replace(/client-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, "client-<uuid>");
+  // 3. lease IDs
+  state.leaseIds.forEach((id, i) => {
+    const label = `<lease-${i + 1}>`;
+    t = t.replace(new RegExp(`\\b0*${id.toString(16)}\\b`, "g"), label);
+    t = t.replace(new RegExp(`\\b${escapeRegExp(id.toString(10))}\\b`, "g"), label);
+  });
+  // 4. remaining TTL
+  const near = (remaining: string, granted: string): boolean => {
+    const r = Number(remaining);
+    const g = Number(granted);
+    return r <= g && r >= g - 3;
+  };
+  t = t.replace(/granted with TTL\((\d+)s\), remaining\((-?\d+)s\)/g, (all, g: string, r: string) =>
+    near(r, g) ? `granted with TTL(${g}s), remaining(<remaining>)` : all,
+  );
+  t = t.replace(/"ttl":(-?\d+),"granted-ttl":(\d+)/g, (all, r: string, g: string) =>
+    near(r, g) ? `"ttl":<remaining>,"granted-ttl":${g}` : all,
+  );
+  t = t.replace(/"TTL" : (-?\d+)\n"GrantedTTL" : (\d+)/g, (all, r: string, g: string) =>
+    near(r, g) ? `"TTL" : <remaining>\n"GrantedTTL" : ${g}` : all,
+  );
+  // 5. health timing
+  t = t.replace(/took = \S+/g, "took = <duration>");
+  t = t.replace(/"took":"[^"]*"/g, '"took":"<duration>"');
+  // 6. backend size (endpoint status only)
+  t = t.replace(/"dbSize":\d+/g, '"dbSize":<db-size>').replace(/"dbSizeInUse":\d+/g, '"dbSizeInUse":<db-size>');
+  t = t.replace(/"DBSize" : \d+/g, '"DBSize" : <db-size>').replace(/"DBSizeInUse" : \d+/g, '"DBSizeInUse" : <db-size>');
+  t = t.replace(/^(.*), (\d+(?:\.\d+)? (?:B|kB|MB|GB)), (true|false), /gm, "$1, <db-size>, $3, ");
+  const lines = t.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^\|.*\| (DB SIZE|TOOK) \|/.test(lines[i]!.replace(/\s+/g, " "))) continue;
+    // Header of a table with a size or duration column: collapse borders and padding until the
+    // table ends, and replace the size/duration cells.
+    for (let j = Math.max(0, i - 1); j < lines.length && /^[|+]/.test(lines[j] ?? ""); j++) {
+      let l = lines[j]!;
+      if (l.startsWith("+")) l = l.replace(/-+/g, "-");
+      else {
+        l = l.replace(/ +\|/g, " |").replace(/\| +/g, "| ");
+        l = l.replace(/\| \d+(?:\.\d+)? (?:B|kB|MB|GB) \|/, "| <db-size> |");
+        l = l.replace(/\| \d+(?:\.\d+)?(?:ns|µs|us|ms|s|m\d.*?s) \|/, "| <duration> |");
+      }
+      lines[j] = l;
+    }
+  }
+  return lines.join("\n");
+}
+
+interface Golden {
+  sections: Map<string, string>;
+}
+
+function readGolden(suite: string): Golden {
+  const file = path.join(goldenDir, `${suite}.txt`);
+  const sections = new Map<string, string>();
+  if (!fs.existsSync(file)) return { sections };
+  const text = fs.readFileSync(file, "utf8");
+  const parts = text.split(/^#### case: (.*)$/m);
+  for (let i = 1; i + 1 < parts.length; i += 2) sections.set(parts[i]!, parts[i + 1]!.replace(/^\n/, "").replace(/\n+$/, "\n"));
+  return { sections };
+}
+
+function writeGolden(suite: string, cases: Array<[string, string]>): void {
+  fs.mkdirSync(goldenDir, { recursive: true });
+  const header =
+    `# Transcripts recorded from real etcd 3.4 (etcdctl API v3) by test/etcdctl/${suite}.test.ts.\n` +
+    `# Normalised placeholders (<endpoint>, <lease-N>, <remaining>, <duration>, <db-size>, <ts>,\n` +
+    `# <uuid>) are explained in test/etcdctl/diff-suite.ts. Regenerate with UPDATE_GOLDEN=1.\n\n`;
+  const body = cases.map(([name, t]) => `#### case: ${name}\n${t}\n`).join("\n");
+  fs.writeFileSync(path.join(goldenDir, `${suite}.txt`), header + body);
+}
+
+export interface DiffSuite {
+  /** Registers one differential case (a vitest test). */
+  case(name: string, script: (ctx: CaseContext) => Promise<void>, timeoutMs?: number): void;
+}
+
+/**
+ * Declares a differential suite in the current test file: starts the reference and the server
+ * under test before the first case and kills both after the last.
+ */
+export function diffSuite(suite: string, options: { extraArgs?: string[] } = {}): DiffSuite {
+  const referencePath = referenceEtcdPath();
+  const updateGolden = process.env.UPDATE_GOLDEN === "1";
+  const golden = readGolden(suite);
+  const recorded: Array<[string, string]> = [];
+  let reference: SideState | undefined;
+  let candidate: SideState | undefined;
+  let referenceError: Error | undefined;
+  let candidateError: Error | undefined;
+
+  beforeAll(async () => {
+    const start = async (spec: string | undefined, name: SideName): Promise<SideState> => {
+      const binary = spec === undefined ? binaryUnderTest() : serverBinaryFromSpec(spec);
+      const member = await startMember({ binary, ...DIFF_IDENTITY, extraArgs: options.extraArgs });
+      return { name, member, leaseIds: [], lines: [] };
+    };
+    const [ref, cand] = await Promise.allSettled([
+      referencePath !== undefined ? start(referencePath, "reference") : Promise.reject(new Error("no reference etcd")),
+      start(undefined, "candidate"),
+    ]);
+    if (ref.status === "fulfilled") reference = ref.value;
+    else if (referencePath !== undefined) referenceError = ref.reason as Error;
+    if (cand.status === "fulfilled") candidate = cand.value;
+    else candidateError = cand.reason as Error;
+  });
+
+  afterAll(async () => {
+    await Promise.all([reference?.member.destroy(), candidate?.member.destroy()]);
+    await killAllChildren();
+    if (updateGolden && recorded.length > 0) writeGolden(suite, recorded);
+  });
+
+  return {
+    case(name, script, timeoutMs = 120_000) {
+      it(
+        name,
+        async () => {
+          if (referenceError) throw new Error(`reference etcd failed to start: ${referenceError.message}`);
+          const run = async (state: SideState | undefined): Promise<string | undefined> => {
+            if (!state) return undefined;
+            state.lines = [];
+            await script(makeContext(state));
+            return normalise(state.lines.join("\n") + "\n", state);
+          };
+          // Both sides run concurrently; a failure on the candidate side must not hide the reference transcript.
+          const [refT, candT] = await Promise.allSettled([run(reference), run(candidate)]);
+          if (refT.status === "rejected") throw refT.reason;
+          const referenceText = refT.value;
+          if (referenceText !== undefined) recorded.push([name, referenceText]);
+          const goldenText = golden.sections.get(name);
+          const expected = referenceText ?? goldenText;
+          if (expected === undefined) throw new Error(`no reference etcd and no golden section "${name}" in golden/${suite}.txt`);
+          if (candidateError) throw new Error(`server under test failed to start: ${candidateError.message}`);
+          if (candT.status === "rejected") throw candT.reason;
+          expect(candT.value, `server under test (${candidate!.member.options.binary.kind}) differs from ${referenceText !== undefined ? "real etcd" : "golden"}`).toBe(expected);
+          if (referenceText !== undefined && !updateGolden) {
+            expect(goldenText, `golden/${suite}.txt is stale for "${name}" (UPDATE_GOLDEN=1 regenerates)`).toBe(referenceText);
+          }
+        },
+        timeoutMs,
+      );
+    },
+  };
+}
+
+export { sleep };

@@ -1,0 +1,95 @@
+/**
+ * etcdctl lease grant / keep-alive --once / timetolive / list / revoke, keys attached to leases,
+ * and expiry, against real etcd and the server under test (see diff-suite.ts). Lease IDs and the
+ * remaining TTL are normalised (diff-suite.ts explains why); every case revokes the leases it
+ * granted so that `lease list` in a later case sees only its own.
+ */
+import { describe } from "vitest";
+import { diffSuite, sleep } from "./diff-suite.js";
+
+describe("etcdctl lease", () => {
+  const s = diffSuite("lease");
+
+  s.case("grant, timetolive, keep-alive --once, revoke in every format", async (c) => {
+    const a = c.leaseId(await c.ctl(["lease", "grant", "600"]));
+    const b = c.leaseId(await c.ctl(["lease", "grant", "300", "-w", "json"]));
+    const d = c.leaseId(await c.ctl(["lease", "grant", "120", "-w", "fields"]));
+    await c.ctl(["put", "l1/a1", "x", `--lease=${a}`]);
+    await c.ctl(["put", "l1/a2", "y", `--lease=${a}`]);
+    await c.ctl(["put", "l1/b", "z", `--lease=${b}`]);
+    await c.ctl(["get", "l1/", "--prefix", "-w", "json"]);
+    await c.ctl(["lease", "timetolive", a]);
+    await c.ctl(["lease", "timetolive", a, "--keys"]);
+    await c.ctl(["lease", "timetolive", a, "--keys", "-w", "json"]);
+    await c.ctl(["lease", "timetolive", b, "-w", "json"]);
+    await c.ctl(["lease", "timetolive", a, "--keys", "-w", "fields"]);
+    await c.ctl(["lease", "timetolive", d, "--keys"]);
+    await c.ctl(["lease", "keep-alive", "--once", a]);
+    await c.ctl(["lease", "keep-alive", "--once", b, "-w", "json"]);
+    await c.ctl(["lease", "keep-alive", "--once", d, "-w", "fields"]);
+    await c.ctl(["lease", "list"], { sortLines: true });
+    await c.ctl(["lease", "revoke", d, "-w", "json"]);
+    await c.ctl(["lease", "revoke", b, "-w", "fields"]);
+    await c.ctl(["get", "l1/", "--prefix"]);
+    await c.ctl(["lease", "list", "-w", "json"]);
+    await c.ctl(["lease", "list", "-w", "fields"]);
+    await c.ctl(["lease", "revoke", a]);
+    await c.ctl(["get", "l1/", "--prefix", "-w", "json"]);
+    await c.ctl(["lease", "list"]);
+    await c.ctl(["lease", "list", "-w", "json"]);
+  });
+
+  s.case("revoked leases", async (c) => {
+    const a = c.leaseId(await c.ctl(["lease", "grant", "600"]));
+    await c.ctl(["put", "l2/k", "v", `--lease=${a}`]);
+    await c.ctl(["lease", "revoke", a]);
+    await c.ctl(["lease", "revoke", a]);
+    await c.ctl(["lease", "timetolive", a]);
+    await c.ctl(["lease", "timetolive", a, "--keys", "-w", "json"]);
+    await c.ctl(["lease", "keep-alive", "--once", a]);
+    await c.ctl(["put", "l2/k", "v", `--lease=${a}`]);
+    await c.ctl(["get", "l2/", "--prefix", "-w", "json"]);
+  });
+
+  s.case("lease argument errors and nonexistent leases", async (c) => {
+    await c.ctl(["lease", "grant"]);
+    await c.ctl(["lease", "grant", "abc"]);
+    await c.ctl(["lease", "grant", "10", "20"]);
+    await c.ctl(["lease", "revoke"]);
+    await c.ctl(["lease", "revoke", "zz"]);
+    await c.ctl(["lease", "revoke", "123456"]);
+    await c.ctl(["lease", "timetolive", "123456"]);
+    await c.ctl(["lease", "timetolive", "123456", "-w", "json"]);
+    await c.ctl(["lease", "timetolive"]);
+    await c.ctl(["lease", "keep-alive", "--once", "123456"]);
+    await c.ctl(["lease", "keep-alive", "--once"]);
+    await c.ctl(["lease", "list", "extra"]);
+  });
+
+  s.case("minimum TTL and expiry", async (c) => {
+    // etcd raises TTLs below its minimum (derived from the election timeout) to that minimum.
+    const short = c.leaseId(await c.ctl(["lease", "grant", "1"]));
+    const zero = c.leaseId(await c.ctl(["lease", "grant", "0", "-w", "json"]));
+    await c.ctl(["put", "l4/short", "s", `--lease=${short}`]);
+    await c.ctl(["put", "l4/zero", "z", `--lease=${zero}`]);
+    await c.ctl(["put", "l4/stay", "v"]);
+    // Both leases (2 s) must have expired and their keys been deleted well within 6 s.
+    await sleep(6_000);
+    await c.ctl(["get", "l4/", "--prefix", "-w", "json"]);
+    await c.ctl(["lease", "timetolive", short]);
+    await c.ctl(["lease", "keep-alive", "--once", zero]);
+    await c.ctl(["lease", "list"]);
+  });
+
+  s.case("keep-alive extends a short lease", async (c) => {
+    const a = c.leaseId(await c.ctl(["lease", "grant", "3"]));
+    await c.ctl(["put", "l5/k", "v", `--lease=${a}`]);
+    for (let i = 0; i < 4; i++) {
+      await sleep(1_000);
+      await c.ctl(["lease", "keep-alive", "--once", a]);
+    }
+    await c.ctl(["get", "l5/k"]);
+    await c.ctl(["lease", "revoke", a]);
+    await c.ctl(["get", "l5/k"]);
+  });
+});
