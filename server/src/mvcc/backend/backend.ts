@@ -1,0 +1,385 @@
+/**
+ * The backend: etcd-ts's single LevelDB (classic-level) database, split into buckets.
+ *
+ * On-disk layout
+ * - Every LevelDB key is `[bucketId: 1 byte] ++ bucketKey`. A bucket is therefore a contiguous key
+ *   range, iterated in byte order. Bucket ids are fixed forever (see `Bucket`); never renumber.
+ * - `meta` holds the consistent index (`consistent_index`, 8-byte big-endian uint64) and the raft
+ *   term of that entry (`term`, same encoding), plus whatever the layers above keep there (the MVCC
+ *   store keeps `scheduledCompactRev` / `finishedCompactRev`).
+ *
+ * Writes
+ * - All changes go through a `BackendBatch`. The apply loop builds ONE batch per applied raft
+ *   entry (or group of entries): MVCC changes, lessor/membership/auth records and the consistent
+ *   index, then calls `write(batch)`. LevelDB applies a batch atomically, so after a crash either
+ *   all of an entry's effects and its consistent index are on disk, or none are.
+ * - Writes are not fsynced: the WAL is the durable log, and a restart replays entries above the
+ *   stored consistent index.
+ * - `write()` calls are applied in call order. While one LevelDB write is in flight, later batches
+ *   queue up and are written together as one LevelDB batch (group commit); each batch's
+ *   `onWritten` hooks run, in order, after its data is in LevelDB and before its promise resolves.
+ * - A failed LevelDB write is fatal: the backend refuses all further writes (state above it has
+ *   already moved on); the owner must stop and restart from the WAL.
+ *
+ * Reads
+ * - `get`/`getMany` read the latest written state. `iterate` reads from an implicit snapshot taken
+ *   when the iteration starts, so a long scan is consistent even while writes continue.
+ */
+import { ClassicLevel } from "classic-level";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+
+/** Bucket ids (the first byte of every LevelDB key). Stable on-disk values. */
+export const Bucket = {
+  key: 0x01,
+  meta: 0x02,
+  lease: 0x03,
+  members: 0x04,
+  membersRemoved: 0x05,
+  cluster: 0x06,
+  alarm: 0x07,
+  auth: 0x08,
+  authUsers: 0x09,
+  authRoles: 0x0a,
+} as const;
+
+export type BucketName = keyof typeof Bucket;
+
+export const META_CONSISTENT_INDEX = Buffer.from("consistent_index");
+export const META_TERM = Buffer.from("term");
+
+/** Thrown by `write()` once a LevelDB write has failed; the backend is unusable after that. */
+export class BackendFailedError extends Error {
+  readonly code = "BACKEND_FAILED";
+  constructor(readonly causeError: unknown) {
+    super(`backend: a write failed earlier; restart required (${String(causeError)})`);
+  }
+}
+
+export class BackendClosedError extends Error {
+  readonly code = "BACKEND_CLOSED";
+  constructor() {
+    super("backend: closed");
+  }
+}
+
+export interface BackendOptions {
+  /** LevelDB block cache. Default 64 MiB. */
+  cacheSizeBytes?: number;
+  /** LevelDB memtable size. Default 32 MiB. */
+  writeBufferSizeBytes?: number;
+  /** Most batches merged into one LevelDB write while another write is in flight. Default 256. */
+  groupCommitBatchesMax?: number;
+}
+
+interface BatchOp {
+  type: "put" | "del";
+  key: Buffer;
+  value?: Buffer;
+}
+
+/** Encodes a uint64 (a safe JS integer) as 8 big-endian bytes. */
+export function encodeUint64(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeUInt32BE(Math.floor(n / 0x1_0000_0000), 0);
+  b.writeUInt32BE(n >>> 0, 4);
+  return b;
+}
+
+/** Decodes 8 big-endian bytes (from `offset`) as a safe JS integer. */
+export function decodeUint64(b: Buffer, offset = 0): number {
+  return b.readUInt32BE(offset) * 0x1_0000_0000 + b.readUInt32BE(offset + 4);
+}
+
+/** Returns `[bucketId] ++ key` as a new buffer. */
+export function bucketKey(bucket: BucketName, key: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(key.length + 1);
+  b[0] = Bucket[bucket];
+  key.copy(b, 1);
+  return b;
+}
+
+/**
+ * A set of changes that `Backend.write` applies atomically. Build it, add the consistent index,
+ * write it once. Buffers passed in are owned by the batch from then on (do not mutate them).
+ */
+export class BackendBatch {
+  /** @internal */ readonly ops: BatchOp[] = [];
+  /** @internal */ readonly hooks: Array<() => void> = [];
+  /** @internal */ submitted = false;
+  private consistentIndexValue: number | undefined;
+  private termValue: number | undefined;
+
+  put(bucket: BucketName, key: Buffer, value: Buffer): void {
+    this.assertOpen();
+    this.ops.push({ type: "put", key: bucketKey(bucket, key), value });
+  }
+
+  del(bucket: BucketName, key: Buffer): void {
+    this.assertOpen();
+    this.ops.push({ type: "del", key: bucketKey(bucket, key) });
+  }
+
+  /** Puts a key that already carries its bucket byte (fast path for the MVCC store). */
+  putPrefixed(fullKey: Buffer, value: Buffer): void {
+    this.assertOpen();
+    this.ops.push({ type: "put", key: fullKey, value });
+  }
+
+  /** Deletes a key that already carries its bucket byte. */
+  delPrefixed(fullKey: Buffer): void {
+    this.assertOpen();
+    this.ops.push({ type: "del", key: fullKey });
+  }
+
+  /**
+   * Records the raft index (and optionally term) of the last entry whose effects are in this
+   * batch. Later calls win. Must not go backwards across batches (the caller's invariant).
+   */
+  setConsistentIndex(index: number, term?: number): void {
+    this.assertOpen();
+    this.consistentIndexValue = index;
+    if (term !== undefined) this.termValue = term;
+  }
+
+  /** The consistent index this batch will store, if set. */
+  get consistentIndex(): number | undefined {
+    return this.consistentIndexValue;
+  }
+
+  /**
+   * Runs `hook` synchronously after this batch is in LevelDB, before `write()` resolves. Hooks run
+   * in registration order; a hook must not throw (a throw is treated as a broken invariant).
+   */
+  onWritten(hook: () => void): void {
+    this.assertOpen();
+    this.hooks.push(hook);
+  }
+
+  /** The term this batch will store, if set. */
+  get term(): number | undefined {
+    return this.termValue;
+  }
+
+  /** Number of put/del operations staged (not counting the consistent index). */
+  get size(): number {
+    return this.ops.length;
+  }
+
+  /** @internal */
+  finalOps(): BatchOp[] {
+    if (this.consistentIndexValue !== undefined) {
+      this.ops.push({ type: "put", key: bucketKey("meta", META_CONSISTENT_INDEX), value: encodeUint64(this.consistentIndexValue) });
+    }
+    if (this.termValue !== undefined) {
+      this.ops.push({ type: "put", key: bucketKey("meta", META_TERM), value: encodeUint64(this.termValue) });
+    }
+    return this.ops;
+  }
+
+  private assertOpen(): void {
+    if (this.submitted) throw new Error("backend: batch already submitted");
+  }
+}
+
+/** Bounds for `Backend.iterate`, in bucket-key space (without the bucket byte). */
+export interface IterateRange {
+  gte?: Buffer;
+  gt?: Buffer;
+  lt?: Buffer;
+  lte?: Buffer;
+  reverse?: boolean;
+  /** Stop after this many entries. */
+  limit?: number;
+  /** Skip reading values (the value is then an empty buffer). */
+  keysOnly?: boolean;
+}
+
+interface PendingWrite {
+  batch: BackendBatch;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+const EMPTY = Buffer.alloc(0);
+const ITERATE_CHUNK = 1000;
+
+export class Backend {
+  private closed = false;
+  private failure: unknown = undefined;
+  private writing = false;
+  private readonly queue: PendingWrite[] = [];
+  private idle: Promise<void> = Promise.resolve();
+  private idleResolve: (() => void) | undefined;
+  private consistentIndexValue = 0;
+  private termValue = 0;
+
+  private constructor(
+    /** @internal */ readonly db: ClassicLevel<Buffer, Buffer>,
+    readonly dir: string,
+    private readonly groupCommitBatchesMax: number,
+  ) {}
+
+  /** Opens (creating if missing) the database in `dir` and loads the consistent index. */
+  static async open(dir: string, options: BackendOptions = {}): Promise<Backend> {
+    await fs.mkdir(dir, { recursive: true });
+    const db = new ClassicLevel<Buffer, Buffer>(dir, {
+      keyEncoding: "buffer",
+      valueEncoding: "buffer",
+      cacheSize: options.cacheSizeBytes ?? 64 * 1024 * 1024,
+      writeBufferSize: options.writeBufferSizeBytes ?? 32 * 1024 * 1024,
+    });
+    await db.open();
+    const backend = new Backend(db, dir, options.groupCommitBatchesMax ?? 256);
+    const ci = await db.get(bucketKey("meta", META_CONSISTENT_INDEX));
+    if (ci) backend.consistentIndexValue = decodeUint64(ci);
+    const term = await db.get(bucketKey("meta", META_TERM));
+    if (term) backend.termValue = decodeUint64(term);
+    return backend;
+  }
+
+  /** A new, empty batch. */
+  batch(): BackendBatch {
+    return new BackendBatch();
+  }
+
+  /**
+   * Applies `batch` atomically (no fsync). Batches are applied in call order; hooks run before the
+   * promise resolves. Rejects with BackendFailedError (and stays failed) if LevelDB fails.
+   */
+  write(batch: BackendBatch): Promise<void> {
+    if (this.closed) return Promise.reject(new BackendClosedError());
+    if (this.failure !== undefined) return Promise.reject(new BackendFailedError(this.failure));
+    if (batch.submitted) return Promise.reject(new Error("backend: batch already submitted"));
+    batch.submitted = true;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ batch, resolve, reject });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    this.idle = new Promise((r) => (this.idleResolve = r));
+    try {
+      while (this.queue.length > 0) {
+        const group = this.queue.splice(0, this.groupCommitBatchesMax);
+        let ops: BatchOp[];
+        if (group.length === 1) {
+          ops = group[0]!.batch.finalOps();
+        } else {
+          ops = [];
+          for (const p of group) for (const op of p.batch.finalOps()) ops.push(op);
+        }
+        try {
+          if (ops.length > 0) await this.db.batch(ops as never);
+        } catch (e) {
+          this.failure = e;
+          for (const p of group) p.reject(new BackendFailedError(e));
+          for (const p of this.queue.splice(0)) p.reject(new BackendFailedError(e));
+          return;
+        }
+        for (const p of group) {
+          const ci = p.batch.consistentIndex;
+          if (ci !== undefined) this.consistentIndexValue = ci;
+          const term = p.batch.term;
+          if (term !== undefined) this.termValue = term;
+          for (const hook of p.batch.hooks) hook();
+          p.resolve();
+        }
+      }
+    } finally {
+      this.writing = false;
+      this.idleResolve?.();
+    }
+  }
+
+  /** Reads one key of a bucket; undefined when absent. */
+  async get(bucket: BucketName, key: Buffer): Promise<Buffer | undefined> {
+    this.assertOpen();
+    return (await this.db.get(bucketKey(bucket, key))) ?? undefined;
+  }
+
+  /** Reads many keys that already carry their bucket byte; undefined for each absent one. */
+  async getManyPrefixed(fullKeys: Buffer[]): Promise<(Buffer | undefined)[]> {
+    this.assertOpen();
+    return this.db.getMany(fullKeys);
+  }
+
+  /**
+   * Iterates a bucket in key order (or reverse) within `range`, yielding `[bucketKey, value]`
+   * (bucket byte stripped). Reads from a snapshot taken at the first `next()`. The caller may stop
+   * early (break); the underlying iterator is closed either way.
+   */
+  async *iterate(bucket: BucketName, range: IterateRange = {}): AsyncIterable<[Buffer, Buffer]> {
+    this.assertOpen();
+    const id = Bucket[bucket];
+    const prefix = Buffer.from([id]);
+    const options: Record<string, unknown> = { keys: true, values: !range.keysOnly, reverse: range.reverse ?? false };
+    if (range.gt) options.gt = Buffer.concat([prefix, range.gt]);
+    else options.gte = range.gte ? Buffer.concat([prefix, range.gte]) : prefix;
+    if (range.lt) options.lt = Buffer.concat([prefix, range.lt]);
+    else if (range.lte) options.lte = Buffer.concat([prefix, range.lte]);
+    else options.lt = Buffer.from([id + 1]);
+    if (range.limit !== undefined) options.limit = range.limit;
+    const it = this.db.iterator(options as never);
+    try {
+      for (;;) {
+        const entries = (await it.nextv(ITERATE_CHUNK)) as unknown as Array<[Buffer, Buffer | undefined]>;
+        if (entries.length === 0) break;
+        for (const [k, v] of entries) yield [k.subarray(1), v ?? EMPTY];
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  /** @internal Opens a raw LevelDB iterator (full keys with bucket byte). */
+  rawIterator(options: Record<string, unknown>) {
+    this.assertOpen();
+    return this.db.iterator({ keys: true, values: true, ...options } as never) as unknown as {
+      nextv(n: number): Promise<Array<[Buffer, Buffer]>>;
+      close(): Promise<void>;
+    };
+  }
+
+  /** Raft index of the last entry whose effects were written (0 for a new database). */
+  consistentIndex(): number {
+    return this.consistentIndexValue;
+  }
+
+  /** Raft term stored with the consistent index (0 if never stored). */
+  consistentTerm(): number {
+    return this.termValue;
+  }
+
+  /** Bytes the database occupies on disk (sum of the files in its directory). */
+  async sizeBytes(): Promise<number> {
+    let total = 0;
+    for (const name of await fs.readdir(this.dir)) {
+      try {
+        const st = await fs.stat(path.join(this.dir, name));
+        if (st.isFile()) total += st.size;
+      } catch {
+        // a file removed by LevelDB's own compaction meanwhile
+      }
+    }
+    return total;
+  }
+
+  /** Waits for queued writes, then closes the database. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    while (this.writing) await this.idle;
+    this.closed = true;
+    await this.db.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new BackendClosedError();
+  }
+}

@@ -1,0 +1,475 @@
+/**
+ * The watchable part of the store: watchers, their groups, and delivery.
+ *
+ * States of a watcher
+ * - synced: it has seen every revision up to the store's current revision; after each committed
+ *   write the hub hands it that revision's matching events (`notify`), synchronously.
+ * - unsynced: it is behind (a historical start revision, or its consumer was slow). A single
+ *   background loop catches unsynced watchers up from the store, reading the key bucket in
+ *   bounded chunks (about `catchUpEntriesMax` entries, never splitting a revision). A watcher whose
+ *   next revision is below the compact revision gets the compacted signal and is removed.
+ *
+ * Backpressure: `sink.send()` returns false when the consumer's (bounded) buffer is full. The
+ * batch is then NOT delivered; a synced watcher drops to unsynced at that revision and later
+ * re-reads it from the store, so the write path never waits and nothing is lost or duplicated.
+ * The loop backs off (up to `retryDelayMaxMs`) while no watcher makes progress.
+ *
+ * Ordering: a watcher receives events in revision order, each revision's events together and in
+ * their txn order. Synced batches carry one revision (`revision` = that revision); catch-up batches
+ * may carry several (`revision` = the last revision the watcher is now caught up to).
+ *
+ * prevKv (etcd semantics): for an event at revision R that is not a creation, prevKv is the key's
+ * version at R-1, omitted if R-1 is compacted or the key did not exist then.
+ */
+import type { Event, KeyValue } from "./key-value.js";
+import { indexKey } from "./key-index.js";
+
+export type WatchFilter = "NOPUT" | "NODELETE";
+
+export interface WatchOptions {
+  key: Buffer;
+  /** Undefined or empty: the single key. One zero byte: every key >= key. Else `[key, end)`. */
+  end?: Buffer;
+  /** First revision wanted; 0 (or any revision above the current one) watches from head. */
+  startRevision: number;
+  prevKv: boolean;
+  filters?: WatchFilter[];
+}
+
+export interface WatchEvents {
+  events: Event[];
+  /** Revision the watcher has now seen everything up to. `events` empty = progress notification. */
+  revision: number;
+}
+
+export interface WatchCompacted {
+  /** The watcher's start revision was compacted; the watcher is cancelled. */
+  compactRevision: number;
+}
+
+export type WatchMessage = WatchEvents | WatchCompacted;
+
+/** The consumer end of a watcher (its buffer is the consumer's, and bounded). */
+export interface WatchSink {
+  /**
+   * Offers a message. Return true if taken; false if the buffer is full, in which case the
+   * message is not taken and the hub re-offers the same data later. Must not throw or block.
+   */
+  send(message: WatchMessage): boolean;
+}
+
+export interface Watcher {
+  /** Stops delivery. Idempotent. */
+  cancel(): void;
+  /**
+   * If the watcher is synced, sends it an empty batch at the current revision (a progress
+   * notification) and returns what `send` returned; returns false if it is catching up.
+   */
+  requestProgress(): boolean;
+  readonly isSynced: boolean;
+}
+
+/** What the hub needs from the store. */
+export interface WatchSource {
+  readonly currentRevision: number;
+  readonly compactRevision: number;
+  /**
+   * Events of revisions [fromRev, toRev], in order, stopping after about `entriesMax` entries at
+   * a revision boundary; `lastRevision` is the last revision fully covered.
+   */
+  readEvents(fromRev: number, toRev: number, entriesMax: number): Promise<{ events: Event[]; lastRevision: number }>;
+  /** The key's version visible at `rev`, undefined if absent or compacted. */
+  versionAt(key: Buffer, rev: number): Promise<KeyValue | undefined>;
+  /** The cached version named by (main, sub), undefined if not cached. */
+  cachedVersion(main: number, sub: number): KeyValue | undefined;
+}
+
+/** One change of a committed revision, as the write txn recorded it. */
+export interface CommittedChange {
+  event: Event;
+  keyStr: string;
+  /** The key's visible revision before the txn (0/0 = none): the source of prevKv. */
+  prevMain: number;
+  prevSub: number;
+}
+
+export interface WatchHubOptions {
+  /** Entries read per catch-up chunk. Default 1000. */
+  catchUpEntriesMax?: number;
+  /** Unsynced watchers served per catch-up round. Default 512. */
+  catchUpWatchersMax?: number;
+  /** Longest back-off while consumers are full. Default 100 ms. */
+  retryDelayMaxMs?: number;
+}
+
+type State = "synced" | "unsynced" | "cancelled";
+
+class HubWatcher implements Watcher {
+  state: State = "unsynced";
+  minRev: number;
+  readonly keyStr: string;
+  /** undefined: single key; "" : no upper bound; else exclusive upper bound. */
+  readonly endStr: string | undefined;
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+
+  constructor(
+    private readonly hub: WatchHub,
+    readonly key: Buffer,
+    end: Buffer | undefined,
+    readonly wantPrevKv: boolean,
+    filters: WatchFilter[] | undefined,
+    readonly sink: WatchSink,
+    startRevision: number,
+  ) {
+    this.keyStr = indexKey(key);
+    if (end === undefined || end.length === 0) this.endStr = undefined;
+    else if (end.length === 1 && end[0] === 0) this.endStr = "";
+    else this.endStr = indexKey(end);
+    this.noPut = filters?.includes("NOPUT") ?? false;
+    this.noDelete = filters?.includes("NODELETE") ?? false;
+    this.minRev = startRevision;
+  }
+
+  get isRange(): boolean {
+    return this.endStr !== undefined;
+  }
+
+  matches(keyStr: string): boolean {
+    if (this.endStr === undefined) return keyStr === this.keyStr;
+    if (keyStr < this.keyStr) return false;
+    return this.endStr === "" || keyStr < this.endStr;
+  }
+
+  passes(event: Event): boolean {
+    return event.type === "PUT" ? !this.noPut : !this.noDelete;
+  }
+
+  get isSynced(): boolean {
+    return this.state === "synced";
+  }
+
+  cancel(): void {
+    this.hub.remove(this);
+  }
+
+  requestProgress(): boolean {
+    if (this.state !== "synced") return false;
+    return this.sink.send({ events: [], revision: this.hub.currentRevision });
+  }
+}
+
+function isCreate(e: Event): boolean {
+  return e.type === "PUT" && e.kv.createRevision === e.kv.modRevision;
+}
+
+export class WatchHub {
+  private readonly singles = new Map<string, Set<HubWatcher>>();
+  private readonly ranges = new Set<HubWatcher>();
+  private syncedCount = 0;
+  private readonly unsynced = new Set<HubWatcher>();
+  private looping = false;
+  private closed = false;
+  private wake: (() => void) | undefined;
+  private readonly catchUpEntriesMax: number;
+  private readonly catchUpWatchersMax: number;
+  private readonly retryDelayMaxMs: number;
+  /** Resolves when the loop has nothing to do (tests and shutdown). */
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly source: WatchSource,
+    options: WatchHubOptions = {},
+  ) {
+    this.catchUpEntriesMax = options.catchUpEntriesMax ?? 1000;
+    this.catchUpWatchersMax = options.catchUpWatchersMax ?? 512;
+    this.retryDelayMaxMs = options.retryDelayMaxMs ?? 100;
+  }
+
+  get currentRevision(): number {
+    return this.source.currentRevision;
+  }
+
+  /** Registers a watcher. See WatchOptions for the range and start-revision rules. */
+  watch(options: WatchOptions, sink: WatchSink): Watcher {
+    if (this.closed) throw new Error("mvcc: watch on a closed store");
+    const cur = this.source.currentRevision;
+    const start = options.startRevision;
+    const w = new HubWatcher(this, options.key, options.end, options.prevKv, options.filters, sink, start);
+    if (start <= 0 || start > cur) {
+      w.minRev = Math.max(cur + 1, start);
+      this.addSynced(w);
+    } else {
+      this.addUnsynced(w);
+    }
+    return w;
+  }
+
+  /** Number of watchers per state (metrics, tests). */
+  counts(): { synced: number; unsynced: number } {
+    return { synced: this.syncedCount, unsynced: this.unsynced.size };
+  }
+
+  /**
+   * The revision every watcher has seen everything up to: the current revision when all are
+   * synced, else one below the lowest next revision of a catching-up watcher.
+   */
+  syncedRevision(): number {
+    let rev = this.source.currentRevision;
+    for (const w of this.unsynced) rev = Math.min(rev, w.minRev - 1);
+    return rev;
+  }
+
+  /** @internal */
+  remove(w: HubWatcher): void {
+    if (w.state === "synced") this.removeSynced(w);
+    else if (w.state === "unsynced") this.unsynced.delete(w);
+    w.state = "cancelled";
+  }
+
+  private addSynced(w: HubWatcher): void {
+    w.state = "synced";
+    this.syncedCount++;
+    if (w.isRange) {
+      this.ranges.add(w);
+    } else {
+      let set = this.singles.get(w.keyStr);
+      if (!set) this.singles.set(w.keyStr, (set = new Set()));
+      set.add(w);
+    }
+  }
+
+  private removeSynced(w: HubWatcher): void {
+    this.syncedCount--;
+    if (w.isRange) {
+      this.ranges.delete(w);
+    } else {
+      const set = this.singles.get(w.keyStr);
+      if (set) {
+        set.delete(w);
+        if (set.size === 0) this.singles.delete(w.keyStr);
+      }
+    }
+  }
+
+  private addUnsynced(w: HubWatcher): void {
+    w.state = "unsynced";
+    this.unsynced.add(w);
+    this.scheduleCatchUp();
+  }
+
+  private demote(w: HubWatcher, fromRev: number): void {
+    this.removeSynced(w);
+    w.minRev = fromRev;
+    this.addUnsynced(w);
+  }
+
+  /**
+   * Feeds synced watchers one committed revision. Called by the store right after the revision
+   * is in LevelDB and `currentRevision` has advanced to `rev`. Never blocks, never throws.
+   */
+  notify(rev: number, changes: CommittedChange[]): void {
+    if (this.syncedCount === 0) return;
+    let perWatcher: Map<HubWatcher, CommittedChange[]> | undefined;
+    for (const ch of changes) {
+      const singles = this.singles.get(ch.keyStr);
+      if (singles) {
+        for (const w of singles) {
+          perWatcher ??= new Map();
+          const list = perWatcher.get(w);
+          if (list) list.push(ch);
+          else perWatcher.set(w, [ch]);
+        }
+      }
+      if (this.ranges.size > 0) {
+        for (const w of this.ranges) {
+          if (!w.matches(ch.keyStr)) continue;
+          perWatcher ??= new Map();
+          const list = perWatcher.get(w);
+          if (list) list.push(ch);
+          else perWatcher.set(w, [ch]);
+        }
+      }
+    }
+    if (!perWatcher) return;
+    let withPrev: Map<CommittedChange, Event | null> | undefined;
+    for (const [w, list] of perWatcher) {
+      if (w.state !== "synced" || w.minRev > rev) continue;
+      const events: Event[] = [];
+      let unresolved = false;
+      for (const ch of list) {
+        if (!w.passes(ch.event)) continue;
+        if (!w.wantPrevKv || isCreate(ch.event) || ch.prevMain === 0 || rev - 1 < this.source.compactRevision) {
+          events.push(ch.event);
+          continue;
+        }
+        withPrev ??= new Map();
+        let e = withPrev.get(ch);
+        if (e === undefined) {
+          const prev = this.source.cachedVersion(ch.prevMain, ch.prevSub);
+          e = prev ? { type: ch.event.type, kv: ch.event.kv, prevKv: prev } : null;
+          withPrev.set(ch, e);
+        }
+        if (e === null) {
+          unresolved = true;
+          break;
+        }
+        events.push(e);
+      }
+      if (unresolved) {
+        // The previous version is not in memory: let the catch-up loop read it from the store.
+        this.demote(w, rev);
+        continue;
+      }
+      if (events.length === 0) continue;
+      if (w.sink.send({ events, revision: rev })) {
+        w.minRev = rev + 1;
+      } else {
+        this.demote(w, rev);
+      }
+    }
+  }
+
+  private scheduleCatchUp(): void {
+    if (this.closed) return;
+    if (this.looping) {
+      this.wake?.();
+      return;
+    }
+    this.looping = true;
+    setImmediate(() => void this.catchUpLoop());
+  }
+
+  /** Resolves once no watcher is catching up (or the hub is closed). */
+  whenIdle(): Promise<void> {
+    if (!this.looping) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private async catchUpLoop(): Promise<void> {
+    let delayMs = 0;
+    try {
+      while (!this.closed && this.unsynced.size > 0) {
+        const progressed = await this.catchUpRound();
+        if (progressed) {
+          delayMs = 0;
+          await new Promise<void>((r) => setImmediate(r));
+        } else {
+          delayMs = Math.min(this.retryDelayMaxMs, delayMs === 0 ? 1 : delayMs * 2);
+          await new Promise<void>((r) => {
+            const t = setTimeout(() => {
+              this.wake = undefined;
+              r();
+            }, delayMs);
+            this.wake = () => {
+              clearTimeout(t);
+              this.wake = undefined;
+              r();
+            };
+          });
+        }
+      }
+    } finally {
+      this.looping = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of waiters) r();
+    }
+  }
+
+  /** One bounded catch-up step; returns true if any watcher moved forward. */
+  private async catchUpRound(): Promise<boolean> {
+    const chosen: HubWatcher[] = [];
+    for (const w of this.unsynced) {
+      chosen.push(w);
+      if (chosen.length >= this.catchUpWatchersMax) break;
+    }
+    // Round-robin fairness: chosen watchers go to the back of the line.
+    for (const w of chosen) {
+      this.unsynced.delete(w);
+      this.unsynced.add(w);
+    }
+    let progressed = false;
+    const compactRev = this.source.compactRevision;
+    let cur = this.source.currentRevision;
+    let minRev = Infinity;
+    const active: HubWatcher[] = [];
+    for (const w of chosen) {
+      if (w.minRev < compactRev) {
+        if (w.sink.send({ compactRevision: compactRev })) {
+          this.unsynced.delete(w);
+          w.state = "cancelled";
+          progressed = true;
+        }
+        continue;
+      }
+      if (w.minRev > cur) {
+        this.unsynced.delete(w);
+        this.addSynced(w);
+        progressed = true;
+        continue;
+      }
+      active.push(w);
+      if (w.minRev < minRev) minRev = w.minRev;
+    }
+    if (active.length === 0) return progressed;
+
+    const { events, lastRevision } = await this.source.readEvents(minRev, cur, this.catchUpEntriesMax);
+    const prevCache = new Map<Event, Promise<KeyValue | undefined>>();
+    for (const w of active) {
+      if (w.state !== "unsynced") continue; // cancelled meanwhile
+      const start = w.minRev;
+      const picked: Event[] = [];
+      for (const e of events) {
+        if (e.kv.modRevision < start) continue;
+        if (!w.matches(indexKey(e.kv.key)) || !w.passes(e)) continue;
+        picked.push(e);
+      }
+      let out = picked;
+      if (w.wantPrevKv && picked.length > 0) {
+        out = [];
+        for (const e of picked) {
+          if (isCreate(e)) {
+            out.push(e);
+            continue;
+          }
+          let p = prevCache.get(e);
+          if (!p) {
+            p = this.source.versionAt(e.kv.key, e.kv.modRevision - 1);
+            prevCache.set(e, p);
+          }
+          const prev = await p;
+          out.push(prev ? { type: e.type, kv: e.kv, prevKv: prev } : e);
+        }
+        if (w.state !== "unsynced" || w.minRev !== start) continue;
+      }
+      if (out.length === 0 || w.sink.send({ events: out, revision: lastRevision })) {
+        w.minRev = lastRevision + 1;
+        progressed = true;
+      }
+    }
+    // Watchers now past the head join the synced group (synchronously with the head check, so
+    // no revision published meanwhile can be missed).
+    cur = this.source.currentRevision;
+    for (const w of active) {
+      if (w.state === "unsynced" && w.minRev > cur) {
+        this.unsynced.delete(w);
+        this.addSynced(w);
+      }
+    }
+    return progressed;
+  }
+
+  /** Stops the catch-up loop and drops every watcher (no signal is sent). */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+    for (const w of this.unsynced) w.state = "cancelled";
+    this.unsynced.clear();
+    for (const set of this.singles.values()) for (const w of set) w.state = "cancelled";
+    for (const w of this.ranges) w.state = "cancelled";
+    this.singles.clear();
+    this.ranges.clear();
+    this.syncedCount = 0;
+  }
+}
