@@ -9,17 +9,18 @@
  *   4       1     type           1 metadata, 2 entry, 3 hardState, 4 snapshot marker, 5 crc
  *   5       1     padBytes       zero bytes after the payload, (-payloadBytes) mod 8
  *   6       2     reserved       0
- *   8       4     chainCrc       crc32cUpdate(previous frame's chainCrc, recordCrc as 4 LE bytes)
- *   12      4     recordCrc      CRC-32C of frame[0, 8) followed by the payload
+ *   8       4     chainCrc       crc32cUpdate(previous frame's chainCrc, contentCrc as 4 LE bytes)
+ *   12      4     recordCrc      CRC-32C of frame[0, 8) ++ payload ++ frame[8, 12)
  *   16      n     payload
  *   16+n    p     padding        zeros, so the next frame starts 8-aligned
+ * where contentCrc = CRC-32C of frame[0, 8) ++ payload (not stored).
  *
- * `recordCrc` makes every frame verifiable on its own (so damage can be told apart from valid
- * records after it); `chainCrc` ties each frame to everything before it, across segments: the
- * first frame of every segment is a crc record whose payload is the chainCrc of the previous
- * segment's last frame (0 in the first segment), and whose own chainCrc continues from that value.
- * Padding must be zero; every byte of a frame is covered by a check. A frame whose first 16 bytes
- * are all zero is "no record here" (the preallocated, never-written tail of a segment).
+ * `recordCrc` makes every frame verifiable on its own, chain field included (so damage can be told
+ * apart from valid records after it); `chainCrc` ties each frame to everything before it, across
+ * segments: the first frame of every segment is a crc record whose payload is the chainCrc of the
+ * previous segment's last frame (0 in the first segment), and whose own chainCrc continues from
+ * that value. Padding must be zero, so every byte of a frame is covered by a check. A frame whose
+ * first 16 bytes are all zero is "no record here" (the preallocated, never-written tail).
  *
  * Payloads (u64 = 8 bytes LE; numbers must be safe integers):
  *   metadata   opaque bytes chosen by the caller of Wal.create
@@ -85,8 +86,8 @@ function readU64(buf: Buffer, off: number): number {
 }
 
 const chainScratch = Buffer.alloc(4);
-function chainNext(chain: number, recordCrc: number): number {
-  chainScratch.writeUInt32LE(recordCrc, 0);
+function chainNext(chain: number, contentCrc: number): number {
+  chainScratch.writeUInt32LE(contentCrc, 0);
   return crc32cUpdate(chain, chainScratch);
 }
 
@@ -132,10 +133,10 @@ export class FrameBuilder {
     const size = frameSizeBytes(payloadBytes);
     const payloadEnd = o + FRAME_HEADER_BYTES + payloadBytes;
     this.buf.fill(0, payloadEnd, o + size);
-    const recordCrc = crc32cUpdate(crc32c(this.buf, o, o + 8), this.buf, o + FRAME_HEADER_BYTES, payloadEnd);
-    this.chain = chainNext(this.chain, recordCrc);
+    const contentCrc = crc32cUpdate(crc32c(this.buf, o, o + 8), this.buf, o + FRAME_HEADER_BYTES, payloadEnd);
+    this.chain = chainNext(this.chain, contentCrc);
     this.buf.writeUInt32LE(this.chain, o + 8);
-    this.buf.writeUInt32LE(recordCrc, o + 12);
+    this.buf.writeUInt32LE(crc32cUpdate(contentCrc, this.buf, o + 8, o + 12), o + 12);
     this.used = o + size;
   }
 
@@ -217,7 +218,7 @@ export type FrameProbe =
       /** Offset of the next frame. */
       next: number;
       chainCrc: number;
-      recordCrc: number;
+      contentCrc: number;
     }
   /** 16 zero bytes: nothing was ever written here. */
   | { kind: "zero" }
@@ -250,16 +251,17 @@ export function probeFrame(buf: Buffer, off: number, end: number): FrameProbe {
   const payloadEnd = payloadStart + payloadBytes;
   for (let i = payloadEnd; i < off + size; i++) if (buf[i] !== 0) return { kind: "bad", reason: "padding is not zero" };
   const recordCrc = buf.readUInt32LE(off + 12);
-  const actual = crc32cUpdate(crc32c(buf, off, off + 8), buf, payloadStart, payloadEnd);
+  const contentCrc = crc32cUpdate(crc32c(buf, off, off + 8), buf, payloadStart, payloadEnd);
+  const actual = crc32cUpdate(contentCrc, buf, off + 8, off + 12);
   if (actual !== recordCrc) {
     return { kind: "bad", reason: `record crc mismatch (stored ${hex32(recordCrc)}, computed ${hex32(actual)})` };
   }
-  return { kind: "record", type, payloadStart, payloadEnd, next: off + size, chainCrc: buf.readUInt32LE(off + 8), recordCrc };
+  return { kind: "record", type, payloadStart, payloadEnd, next: off + size, chainCrc: buf.readUInt32LE(off + 8), contentCrc };
 }
 
 /** Whether `chainCrc` of a frame correctly continues `previousChain`. */
-export function chainContinues(previousChain: number, probe: { chainCrc: number; recordCrc: number }): boolean {
-  return chainNext(previousChain, probe.recordCrc) === probe.chainCrc;
+export function chainContinues(previousChain: number, probe: { chainCrc: number; contentCrc: number }): boolean {
+  return chainNext(previousChain, probe.contentCrc) === probe.chainCrc;
 }
 
 /**

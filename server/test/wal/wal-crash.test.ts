@@ -79,6 +79,11 @@ async function scenario(seed: number, dir: string): Promise<string> {
     }
     await wal.save(hs, batch, { sync: true });
   }
+  const endPos = wal.tailPosition();
+  if (endPos.path !== segmentFile) {
+    // The last save filled its segment: the log was cut to a segment holding only its header.
+    recs.push({ file: endPos.path, start: 0, end: endPos.offsetBytes, effect: { kind: "header" } });
+  }
   await wal.close();
   void hardState;
 
