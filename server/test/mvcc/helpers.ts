@@ -1,0 +1,88 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Backend } from "../../src/mvcc/backend/backend.js";
+import { MvccStore, type MvccStoreOptions } from "../../src/mvcc/kv-store.js";
+import type { Event, KeyValue } from "../../src/mvcc/key-value.js";
+
+export const b = (s: string): Buffer => Buffer.from(s);
+export const s = (x: Buffer): string => x.toString();
+
+export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), "etcd-ts-mvcc-"));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A store on a fresh backend in `dir`, plus helpers that run one write txn per call. */
+export class Harness {
+  private constructor(
+    readonly dir: string,
+    public backend: Backend,
+    public store: MvccStore,
+    private readonly options: MvccStoreOptions,
+  ) {}
+
+  static async open(dir: string, options: MvccStoreOptions = {}): Promise<Harness> {
+    const backend = await Backend.open(dir);
+    const store = await MvccStore.open(backend, options);
+    return new Harness(dir, backend, store, options);
+  }
+
+  index = 0;
+
+  async put(key: string, value: string, lease = 0n): Promise<KeyValue> {
+    const txn = this.store.write();
+    const r = txn.put(b(key), b(value), lease);
+    await this.commit(txn);
+    return r.kv;
+  }
+
+  async del(key: string, end?: string): Promise<number> {
+    const txn = this.store.write();
+    const n = txn.deleteRange(b(key), end === undefined ? undefined : end === "\0" ? Buffer.from([0]) : b(end)).length;
+    await this.commit(txn);
+    return n;
+  }
+
+  async commit(txn: ReturnType<MvccStore["write"]>): Promise<Event[]> {
+    const batch = this.backend.batch();
+    const events = txn.end(batch);
+    batch.setConsistentIndex(++this.index);
+    await this.backend.write(batch);
+    return events;
+  }
+
+  async get(key: string, revision = 0): Promise<KeyValue | undefined> {
+    return (await this.store.range(b(key), undefined, { revision })).kvs[0];
+  }
+
+  async reopen(options: MvccStoreOptions = this.options): Promise<void> {
+    await this.store.close();
+    await this.backend.close();
+    this.backend = await Backend.open(this.dir);
+    this.store = await MvccStore.open(this.backend, options);
+    this.index = this.backend.consistentIndex();
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+    await this.backend.close();
+  }
+}
+
+export function seedFromEnv(): number {
+  const env = process.env.SEED;
+  return env ? Number(env) : Math.floor(Math.random() * 2 ** 31);
+}
+
+/** mulberry32: small seeded PRNG. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
