@@ -55,7 +55,8 @@ export interface EtcdServerDeps {
   store: StorePort;
   lessor: Lessor;
   membership: Membership;
-  /** Set by attachRaft() once the driver exists (the driver's apply callback is this server). */
+  /** Where the lessor's records go while an entry is applied. */
+  leaseRecords: { bind(session: WriteSession): void; unbind(): void };
   logger: Logger;
 }
 
@@ -130,6 +131,11 @@ export class EtcdServer {
     return Math.max(this.committedIndex, this.raft.rawNode.status().hardState.commit);
   }
 
+  /** Proposals waiting to be applied. */
+  get pendingProposals(): number {
+    return this.wait.size;
+  }
+
   get isLearner(): boolean {
     return this.confState.learners.includes(this.options.memberId);
   }
@@ -139,9 +145,14 @@ export class EtcdServer {
     const tick = this.options.leaseTickMs ?? 500;
     this.leaseTimer = setInterval(() => this.leaseTick(), tick);
     this.leaseTimer.unref();
-    // A lone voter need not wait out an election timeout to lead.
-    const status = this.raft.rawNode.status();
-    if (status.confState.voters.length === 1 && status.confState.voters[0] === this.options.memberId) {
+    this.campaignIfAlone();
+  }
+
+  /** A lone voter need not wait out an election timeout to lead. */
+  private campaignIfAlone(): void {
+    if (this.stopped || this.raft.leader !== 0n) return;
+    const voters = this.raft.rawNode.status().confState.voters;
+    if (voters.length === 1 && voters[0] === this.options.memberId) {
       this.raft.withCore((n) => n.campaign());
     }
   }
@@ -431,6 +442,8 @@ export class EtcdServer {
   private applyConfChangeToRaft(entry: Entry): ConfChange {
     const cc = decodeConfChange(entry.data);
     this.confState = this.raft.rawNode.applyConfChange(cc);
+    // After a restart the configuration is rebuilt by replaying conf changes.
+    queueMicrotask(() => this.campaignIfAlone());
     return cc;
   }
 
@@ -478,10 +491,13 @@ export class EtcdServer {
     }
     const id = req.header?.ID ?? req.ID;
     let result: ApplyResult;
+    this.deps.leaseRecords.bind(w);
     try {
       result = await this.dispatch(req, w);
     } catch (err) {
       result = { error: translateApplyError(err as Error) };
+    } finally {
+      this.deps.leaseRecords.unbind();
     }
     await w.commit(entry.index);
     this.wait.trigger(id, result);

@@ -10,6 +10,7 @@
  * Only one write session is open at a time (the apply loop is serial).
  */
 import type { KvReader, KvWriter } from "./kv-ops.js";
+import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 
 /** Backend buckets other layers keep records in, next to the key-value data. */
 export type RecordBucket = "lease" | "members" | "meta";
@@ -37,5 +38,7 @@ export interface StorePort extends KvReader {
   /** Every record of a bucket (start-up). */
   loadRecords(bucket: RecordBucket): Promise<[Buffer, Buffer][]>;
   sizeBytes(): Promise<number>;
+  /** Registers a watcher on the store's watch hub (see mvcc/watch-hub.ts for delivery rules). */
+  watch(options: WatchOptions, sink: WatchSink): Watcher;
   close(): Promise<void>;
 }

@@ -1,0 +1,71 @@
+/**
+ * The HTTP/1.1 side of the client port: /health, /livez, /readyz, /version and /metrics.
+ */
+import type http from "node:http";
+import type { EtcdServer } from "../server/etcd-server.js";
+import { CLUSTER_VERSION, ETCD_API_VERSION } from "../server/etcd-server.js";
+import type { Metrics } from "./metrics.js";
+
+/** etcd's health check gives a proposal this long to commit. */
+const HEALTH_TIMEOUT_MS = 1000;
+
+async function healthy(server: EtcdServer): Promise<boolean> {
+  if (server.alarms.length > 0 || server.leader === 0n) return false;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    // Like etcd 3.4, a health check is a real round through the log.
+    await Promise.race([
+      server.proposeNoop(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("timeout")), HEALTH_TIMEOUT_MS);
+      }),
+    ]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function httpHandler(server: EtcdServer, metrics: Metrics): http.RequestListener {
+  return (req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const json = (status: number, body: unknown): void => {
+      res.statusCode = status;
+      res.setHeader("Content-Type", "application/json");
+      res.end(JSON.stringify(body));
+    };
+    switch (url.pathname) {
+      case "/health":
+        void healthy(server).then((ok) => json(ok ? 200 : 503, { health: ok ? "true" : "false" }));
+        return;
+      case "/livez":
+        res.end("ok");
+        return;
+      case "/readyz":
+        res.statusCode = server.leader !== 0n ? 200 : 503;
+        res.end(server.leader !== 0n ? "ok" : "not ready");
+        return;
+      case "/version":
+        json(200, { etcdserver: ETCD_API_VERSION, etcdcluster: server.membership.clusterVersion || CLUSTER_VERSION });
+        return;
+      case "/metrics":
+        metrics.registry.metrics().then(
+          (text) => {
+            res.setHeader("Content-Type", metrics.registry.contentType);
+            res.end(text);
+          },
+          (err: Error) => {
+            res.statusCode = 500;
+            res.end(String(err));
+          },
+        );
+        return;
+      default:
+        res.statusCode = 404;
+        res.setHeader("Content-Type", "text/plain; charset=utf-8");
+        res.end("404 page not found\n");
+    }
+  };
+}

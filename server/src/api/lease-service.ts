@@ -1,0 +1,65 @@
+/** The etcdserverpb.Lease service. Keepalives are answered by the leader without a log entry. */
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import type {
+  LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseServer, LeaseTimeToLiveResponse,
+} from "../gen/etcdserverpb/rpc.js";
+import type { EtcdServer } from "../server/etcd-server.js";
+import { timeToLiveSeconds } from "../lease/lease.js";
+import type { Logger } from "../pkg/logger.js";
+import { unary } from "./grpc-util.js";
+import { toServiceError } from "./errors.js";
+
+/** Keepalive requests one stream may have queued before it stops reading (back-pressure bound). */
+const KEEPALIVE_QUEUE_MAX = 1024;
+
+export function leaseService(server: EtcdServer, logger: Logger): LeaseServer {
+  return {
+    leaseGrant: unary(async (req) => {
+      const resp = await server.leaseGrant(Number(req.TTL), req.ID);
+      resp.header = server.header(Number(resp.header?.revision ?? 0n));
+      return resp;
+    }, logger),
+    leaseRevoke: unary(async (req) => {
+      await server.leaseRevoke(req.ID);
+      return { header: server.header() };
+    }, logger),
+    leaseTimeToLive: unary(async (req): Promise<LeaseTimeToLiveResponse> => {
+      const lease = server.lessor.lookup(req.ID);
+      if (lease === undefined) {
+        return { header: server.header(), ID: req.ID, TTL: -1n, grantedTTL: 0n, keys: [] };
+      }
+      return {
+        header: server.header(),
+        ID: req.ID,
+        TTL: BigInt(timeToLiveSeconds(lease, Date.now())),
+        grantedTTL: BigInt(lease.ttlSeconds),
+        keys: req.keys ? lease.keys() : [],
+      };
+    }, logger),
+    leaseLeases: unary(async () => {
+      return { header: server.header(), leases: server.lessor.leases().map((l) => ({ ID: l.id })) };
+    }, logger),
+    leaseKeepAlive: (stream: ServerDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>) => {
+      let queued = 0;
+      let chain = Promise.resolve();
+      stream.on("data", (req: LeaseKeepAliveRequest) => {
+        queued++;
+        if (queued >= KEEPALIVE_QUEUE_MAX) stream.pause();
+        chain = chain.then(async () => {
+          try {
+            const ttl = await server.leaseRenew(req.ID);
+            if (!stream.cancelled) stream.write({ header: server.header(), ID: req.ID, TTL: BigInt(ttl) });
+          } catch (err) {
+            stream.emit("error", toServiceError(err));
+          } finally {
+            queued--;
+            if (queued < KEEPALIVE_QUEUE_MAX) stream.resume();
+          }
+        });
+      });
+      stream.on("end", () => {
+        void chain.then(() => stream.end());
+      });
+    },
+  };
+}

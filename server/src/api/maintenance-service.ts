@@ -1,0 +1,60 @@
+/** The etcdserverpb.Maintenance service: status, hashes, alarms, defragmentation. */
+import type { MaintenanceServer, StatusResponse } from "../gen/etcdserverpb/rpc.js";
+import { AlarmRequest_AlarmAction } from "../gen/etcdserverpb/rpc.js";
+import type { EtcdServer } from "../server/etcd-server.js";
+import { ETCD_API_VERSION } from "../server/etcd-server.js";
+import { serverError } from "../server/errors.js";
+import type { Logger } from "../pkg/logger.js";
+import { unary } from "./grpc-util.js";
+
+export function maintenanceService(server: EtcdServer, logger: Logger): MaintenanceServer {
+  return {
+    status: unary(async (): Promise<StatusResponse> => {
+      const dbSize = await server.store.sizeBytes();
+      return {
+        header: server.header(),
+        version: ETCD_API_VERSION,
+        dbSize: BigInt(dbSize),
+        leader: server.leader,
+        raftIndex: BigInt(server.committed),
+        raftTerm: BigInt(server.term),
+        raftAppliedIndex: BigInt(server.applied),
+        errors: server.alarms.map((a) => `memberID:${a.memberId} alarm:${a.alarm === 1 ? "NOSPACE" : "CORRUPT"} `),
+        dbSizeInUse: BigInt(dbSize),
+        isLearner: server.isLearner,
+        storageVersion: "",
+        dbSizeQuota: 0n,
+        downgradeInfo: undefined,
+      };
+    }, logger),
+    hashKv: unary(async (req) => {
+      const h = await server.store.hashKV(Number(req.revision));
+      return {
+        header: server.header(h.revision),
+        hash: h.hash,
+        compactRevision: BigInt(h.compactRevision),
+        hashRevision: BigInt(h.revision),
+      };
+    }, logger),
+    hash: unary(async () => {
+      const h = await server.store.hashKV(0);
+      return { header: server.header(), hash: h.hash };
+    }, logger),
+    alarm: unary(async (req) => {
+      if (req.action === AlarmRequest_AlarmAction.GET) {
+        return { header: server.header(), alarms: server.alarms.map((a) => ({ memberID: a.memberId, alarm: a.alarm })) };
+      }
+      return { header: server.header(), alarms: [] };
+    }, logger),
+    defragment: unary(async () => ({ header: server.header() }), logger),
+    snapshot: (call) => {
+      call.emit("error", { code: 12, details: "etcdserver: not implemented" });
+    },
+    moveLeader: unary(async () => {
+      throw serverError("Unimplemented");
+    }, logger),
+    downgrade: unary(async () => {
+      throw serverError("Unimplemented");
+    }, logger),
+  };
+}

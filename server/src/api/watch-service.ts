@@ -1,0 +1,210 @@
+/**
+ * The etcdserverpb.Watch service: many watchers multiplexed over one bidirectional stream, as
+ * etcd's serverWatchStream does it. Watch IDs are per stream (server-chosen from 0, or the
+ * client's). Delivery is back-pressured: when the gRPC stream's buffer is full, the sink refuses
+ * further messages and the store's watch hub retries later (catching up from the store), so a slow
+ * client never blocks the apply loop.
+ */
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  WatchCreateRequest_FilterType, WatchRequest, WatchResponse, WatchServer,
+} from "../gen/etcdserverpb/rpc.js";
+import type { Event as PbEvent } from "../gen/mvccpb/kv.js";
+import { Event_EventType } from "../gen/mvccpb/kv.js";
+import type { Event, KeyValue } from "../mvcc/key-value.js";
+import type { WatchFilter, WatchMessage, Watcher } from "../mvcc/watch-hub.js";
+import type { EtcdServer } from "../server/etcd-server.js";
+import { toPbKv } from "../server/kv-ops.js";
+import type { Logger } from "../pkg/logger.js";
+
+export interface WatchServiceOptions {
+  /** Period of progress notifications for watchers that asked for them (etcd: 10m). */
+  progressNotifyIntervalMs: number;
+  /** Responses larger than this are split when the watcher asked for fragments. */
+  fragmentBytesMax?: number;
+}
+
+/** Watchers one stream may hold (bounded, as everything from the network is). */
+const WATCHERS_PER_STREAM_MAX = 10_000;
+const DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream";
+
+interface StreamWatcher {
+  id: bigint;
+  watcher: Watcher | undefined;
+  prevKv: boolean;
+  progressNotify: boolean;
+  fragment: boolean;
+  /** Whether anything was sent since the last progress tick. */
+  sentSinceTick: boolean;
+}
+
+function toPbEvent(e: Event, withPrev: boolean): PbEvent {
+  return {
+    type: e.type === "PUT" ? Event_EventType.PUT : Event_EventType.DELETE,
+    kv: toPbKv(e.kv as KeyValue),
+    prevKv: withPrev && e.prevKv ? toPbKv(e.prevKv as KeyValue) : undefined,
+  };
+}
+
+function eventBytes(e: PbEvent): number {
+  return 32 + (e.kv ? e.kv.key.length + e.kv.value.length : 0) + (e.prevKv ? e.prevKv.key.length + e.prevKv.value.length : 0);
+}
+
+export function watchService(server: EtcdServer, options: WatchServiceOptions, logger: Logger): WatchServer {
+  const fragmentBytesMax = options.fragmentBytesMax ?? 1.5 * 1024 * 1024;
+  return {
+    watch: (stream: ServerDuplexStream<WatchRequest, WatchResponse>) => {
+      const watchers = new Map<bigint, StreamWatcher>();
+      let nextId = 0n;
+      let congested = false;
+      let closed = false;
+
+      const write = (resp: WatchResponse): boolean => {
+        if (closed) return false;
+        const ok = stream.write(resp);
+        if (!ok) congested = true;
+        return true;
+      };
+      stream.on("drain", () => {
+        congested = false;
+      });
+
+      const deliver = (sw: StreamWatcher, msg: WatchMessage): boolean => {
+        if (closed) return true; // drop silently: the stream is gone
+        if (congested) return false;
+        if ("compactRevision" in msg) {
+          write({
+            header: server.header(),
+            watchId: sw.id,
+            created: false,
+            canceled: true,
+            compactRevision: BigInt(msg.compactRevision),
+            cancelReason: "",
+            fragment: false,
+            events: [],
+          });
+          sw.watcher?.cancel();
+          watchers.delete(sw.id);
+          return true;
+        }
+        sw.sentSinceTick = true;
+        const events = msg.events.map((e) => toPbEvent(e, sw.prevKv));
+        const base = { header: server.header(msg.revision), watchId: sw.id, created: false, canceled: false, compactRevision: 0n, cancelReason: "" };
+        if (!sw.fragment) {
+          write({ ...base, fragment: false, events });
+          return true;
+        }
+        // Split into fragments no larger than fragmentBytesMax (at least one event each).
+        let start = 0;
+        while (start < events.length || start === 0) {
+          let size = 0;
+          let end = start;
+          while (end < events.length && (end === start || size + eventBytes(events[end]!) <= fragmentBytesMax)) {
+            size += eventBytes(events[end]!);
+            end++;
+          }
+          write({ ...base, fragment: end < events.length, events: events.slice(start, end) });
+          if (end >= events.length) break;
+          start = end;
+        }
+        return true;
+      };
+
+      const create = (req: NonNullable<WatchRequest["createRequest"]>): void => {
+        let key = req.key;
+        if (key.length === 0) key = Buffer.from([0]); // the smallest key
+        const end = req.rangeEnd.length === 0 ? undefined : req.rangeEnd;
+        let id = req.watchId;
+        const headerRev = server.store.currentRevision;
+        if (id !== 0n && watchers.has(id)) {
+          write({
+            header: server.header(headerRev), watchId: -1n, created: true, canceled: true, compactRevision: 0n,
+            cancelReason: DUPLICATE_ID, fragment: false, events: [],
+          });
+          return;
+        }
+        if (watchers.size >= WATCHERS_PER_STREAM_MAX) {
+          write({
+            header: server.header(headerRev), watchId: -1n, created: true, canceled: true, compactRevision: 0n,
+            cancelReason: "etcdserver: too many watchers on one stream", fragment: false, events: [],
+          });
+          return;
+        }
+        if (id === 0n) {
+          while (watchers.has(nextId)) nextId++;
+          id = nextId++;
+        }
+        const filters: WatchFilter[] = [];
+        for (const f of req.filters) {
+          if (f === WatchCreateRequest_FilterType.NOPUT) filters.push("NOPUT");
+          else if (f === WatchCreateRequest_FilterType.NODELETE) filters.push("NODELETE");
+        }
+        const sw: StreamWatcher = {
+          id, watcher: undefined, prevKv: req.prevKv, progressNotify: req.progressNotify, fragment: req.fragment, sentSinceTick: false,
+        };
+        watchers.set(id, sw);
+        write({
+          header: server.header(headerRev), watchId: id, created: true, canceled: false, compactRevision: 0n,
+          cancelReason: "", fragment: false, events: [],
+        });
+        const start = Number(req.startRevision);
+        sw.watcher = server.store.watch(
+          { key, end, startRevision: start === 0 ? headerRev + 1 : start, prevKv: req.prevKv, filters },
+          { send: (msg) => deliver(sw, msg) },
+        );
+      };
+
+      const progressTimer = options.progressNotifyIntervalMs > 0
+        ? setInterval(() => {
+            for (const sw of watchers.values()) {
+              if (sw.progressNotify && !sw.sentSinceTick) sw.watcher?.requestProgress();
+              sw.sentSinceTick = false;
+            }
+          }, options.progressNotifyIntervalMs)
+        : undefined;
+      progressTimer?.unref();
+
+      const close = (): void => {
+        if (closed) return;
+        closed = true;
+        if (progressTimer) clearInterval(progressTimer);
+        for (const sw of watchers.values()) sw.watcher?.cancel();
+        watchers.clear();
+      };
+
+      stream.on("data", (req: WatchRequest) => {
+        try {
+          if (req.createRequest) {
+            create(req.createRequest);
+          } else if (req.cancelRequest) {
+            const id = req.cancelRequest.watchId;
+            const sw = watchers.get(id);
+            if (sw) {
+              sw.watcher?.cancel();
+              watchers.delete(id);
+              write({
+                header: server.header(), watchId: id, created: false, canceled: true, compactRevision: 0n,
+                cancelReason: "", fragment: false, events: [],
+              });
+            }
+          } else if (req.progressRequest) {
+            // Not tied to one watcher: etcd answers with watch ID -1.
+            write({
+              header: server.header(), watchId: -1n, created: false, canceled: false, compactRevision: 0n,
+              cancelReason: "", fragment: false, events: [],
+            });
+          }
+        } catch (err) {
+          logger.warn("watch request failed", { error: String(err) });
+        }
+      });
+      stream.on("end", () => {
+        close();
+        stream.end();
+      });
+      stream.on("cancelled", close);
+      stream.on("error", close);
+      stream.on("close", close);
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The `etcd-ts` command: parses etcd's flags, environment and config file, starts one member,
+ * and stops it cleanly on SIGINT/SIGTERM. Exit codes follow etcd: 2 for a malformed command line,
+ * 1 for a configuration or start-up failure.
+ */
+import { createRequire } from "node:module";
+import { resolveConfig } from "./config.js";
+import { FLAGS_NOT_ACTED_ON, usageText } from "./etcd-flags.js";
+import { FlagError } from "../pkg/flag-set.js";
+import { createLogger, LogLevel } from "../pkg/logger.js";
+import { ETCD_API_VERSION } from "../server/etcd-server.js";
+import { startMember } from "./start-member.js";
+
+const require = createRequire(import.meta.url);
+const PACKAGE_VERSION = (require("../../../package.json") as { version: string }).version;
+
+export async function main(argv: string[]): Promise<number> {
+  let invocation;
+  try {
+    invocation = resolveConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof FlagError) {
+      if (err.message === "help requested") {
+        process.stdout.write(usageText());
+        return 0;
+      }
+      process.stderr.write(err.message + "\n");
+      if (!err.message.startsWith("error verifying flags") && !err.message.startsWith("conflicting") && !err.message.startsWith("--")) {
+        process.stderr.write(usageText());
+        return 2;
+      }
+      return 1;
+    }
+    throw err;
+  }
+  if (invocation.kind === "version") {
+    process.stdout.write(
+      `etcd-ts Version: ${PACKAGE_VERSION}\netcd API Version: ${ETCD_API_VERSION}\nNode Version: ${process.version}\nNode OS/Arch: ${process.platform}/${process.arch}\n`,
+    );
+    return 0;
+  }
+  if (invocation.kind === "help") {
+    process.stdout.write(usageText());
+    return 0;
+  }
+  const cfg = invocation.config;
+  const logger = createLogger({ level: cfg.logLevel as LogLevel });
+  for (const w of invocation.warnings) logger.warn(w);
+  for (const flag of cfg.explicit) {
+    if (FLAGS_NOT_ACTED_ON.has(flag)) logger.warn("flag accepted but not acted on by etcd-ts yet", { flag });
+  }
+  logger.info("starting etcd-ts", { version: PACKAGE_VERSION, "etcd-api-version": ETCD_API_VERSION, name: cfg.name, "data-dir": cfg.dataDir });
+  let member;
+  try {
+    member = await startMember(cfg, logger);
+  } catch (err) {
+    logger.error("failed to start", { error: String(err), stack: (err as Error).stack });
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const shutdown = (signal: string): void => {
+      logger.info("received signal; shutting down", { signal });
+      member.stop().then(
+        () => resolve(0),
+        (err) => {
+          logger.error("shutdown failed", { error: String(err) });
+          resolve(1);
+        },
+      );
+    };
+    process.once("SIGINT", () => shutdown("SIGINT"));
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+  });
+}

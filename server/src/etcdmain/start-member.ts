@@ -1,0 +1,235 @@
+/**
+ * Builds and starts one member from a ServerConfig, bottom layer first, and returns a handle that
+ * stops everything in reverse order. The data dir holds, as etcd's does:
+ *   <data-dir>/member/wal/      write-ahead log segments (or --wal-dir)
+ *   <data-dir>/member/snap/     raft snapshot files
+ *   <data-dir>/member/snap/db/  the LevelDB backend (the revisioned store, leases, members)
+ */
+import { mkdirSync } from "node:fs";
+import http from "node:http";
+import type net from "node:net";
+import path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "../gen/etcdserverpb/rpc.js";
+import { MemoryStorage } from "../raft/storage.js";
+import { RawNode } from "../raft/raw-node.js";
+import { seededRng } from "../raft/rng.js";
+import type { ConfState, HardState, Snapshot } from "../raft/types.js";
+import { Wal } from "../wal/wal.js";
+import { Backend } from "../mvcc/backend/backend.js";
+import { MvccStore } from "../mvcc/kv-store.js";
+import { Lessor } from "../lease/lessor.js";
+import type { Logger } from "../pkg/logger.js";
+import { EtcdServer } from "../server/etcd-server.js";
+import { LeaseRecords } from "../server/lease-records.js";
+import { Membership, encodeMember } from "../server/membership.js";
+import { computeClusterId, computeMemberId } from "../server/member-id.js";
+import { MvccStorePort } from "../server/mvcc-store-port.js";
+import { RaftNode } from "../server/raft-node.js";
+import { kvService } from "../api/kv-service.js";
+import { leaseService } from "../api/lease-service.js";
+import { clusterService } from "../api/cluster-service.js";
+import { maintenanceService } from "../api/maintenance-service.js";
+import { watchService } from "../api/watch-service.js";
+import { httpHandler } from "../api/http-handler.js";
+import { listenClient } from "../api/client-listener.js";
+import { Metrics } from "../api/metrics.js";
+import type { ServerConfig } from "./config.js";
+
+/** etcd's gRPC receive limit is the request limit plus this much framing. */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+export interface RunningMember {
+  server: EtcdServer;
+  clientListeners: net.Server[];
+  stop(): Promise<void>;
+}
+
+interface WalMetadata {
+  memberId: string;
+  clusterId: string;
+}
+
+export async function startMember(cfg: ServerConfig, logger: Logger): Promise<RunningMember> {
+  const memberDir = path.join(cfg.dataDir, "member");
+  const walDir = cfg.walDir !== "" ? cfg.walDir : path.join(memberDir, "wal");
+  const snapDir = path.join(memberDir, "snap");
+  mkdirSync(snapDir, { recursive: true, mode: 0o700 });
+
+  // Storage layers first.
+  const backend = await Backend.open(path.join(snapDir, "db"));
+  const mvcc = await MvccStore.open(backend, {});
+  const store = new MvccStorePort(backend, mvcc);
+
+  const storage = new MemoryStorage();
+  let wal: Wal;
+  let memberId: bigint;
+  let clusterId: bigint;
+  let applied = 0;
+  let confState: ConfState = { voters: [], learners: [] };
+  const membershipRecords = await store.loadRecords("members");
+  let bootstrapPeers: { id: bigint; context: Uint8Array }[] | undefined;
+
+  if (Wal.exists(walDir)) {
+    const snapshot: Snapshot | undefined = undefined; // snapshot files join with the snap layer
+    const from = { index: 0, term: 0 };
+    const opened = await Wal.open(walDir, from, { logger: logger.named("wal") });
+    wal = opened.wal;
+    const meta = JSON.parse(Buffer.from(opened.metadata).toString()) as WalMetadata;
+    memberId = BigInt("0x" + meta.memberId);
+    clusterId = BigInt("0x" + meta.clusterId);
+    if (snapshot) {
+      storage.applySnapshot(snapshot);
+      applied = (snapshot as Snapshot).metadata.index;
+      confState = (snapshot as Snapshot).metadata.confState;
+    }
+    storage.setHardState(opened.hardState as HardState);
+    storage.append(opened.entries);
+    logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
+  } else {
+    if (cfg.initialClusterState !== "new") {
+      throw new Error("--initial-cluster-state=existing needs the peer transport, which this build does not serve yet");
+    }
+    const peers = [...cfg.initialCluster.entries()].map(([name, urls]) => ({
+      name,
+      urls,
+      id: computeMemberId(urls, cfg.initialClusterToken),
+    }));
+    clusterId = computeClusterId(peers.map((p) => p.id));
+    const self = peers.find((p) => p.name === cfg.name);
+    if (self === undefined) throw new Error(`couldn't find local name "${cfg.name}" in the initial cluster configuration`);
+    memberId = self.id;
+    const meta: WalMetadata = { memberId: memberId.toString(16), clusterId: clusterId.toString(16) };
+    wal = await Wal.create(walDir, Buffer.from(JSON.stringify(meta)), { logger: logger.named("wal") });
+    bootstrapPeers = peers.map((p) => ({
+      id: p.id,
+      context: encodeMember({ id: p.id, name: p.name, peerUrls: p.urls, clientUrls: [], isLearner: false }),
+    }));
+    logger.info("starting a new member", { "member-id": memberId, "cluster-id": clusterId });
+  }
+
+  const electionTicks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
+  const rawNode = new RawNode(
+    {
+      id: memberId,
+      electionTicks,
+      heartbeatTicks: 1,
+      applied,
+      maxSizePerMsgBytes: 1024 * 1024,
+      maxInflightMsgs: 4096 / 8,
+      maxUncommittedEntriesBytes: 1 << 30,
+      preVote: cfg.preVote,
+      checkQuorum: true,
+    },
+    { storage, rng: seededRng(Number(memberId & 0xffffffffn) ^ Date.now()), logger: logger.named("raft") },
+  );
+  if (bootstrapPeers) rawNode.bootstrap(bootstrapPeers);
+
+  const membership = new Membership(clusterId);
+  membership.load(membershipRecords);
+  const leaseRecords = new LeaseRecords(store);
+  const minTtlSeconds = Math.ceil((Math.floor((3 * electionTicks) / 2) * cfg.heartbeatMs) / 1000);
+  const lessor = new Lessor(
+    { minTtlSeconds, enableCheckpoints: cfg.enableLeaseCheckpoint },
+    { persistence: leaseRecords, clock: { nowMs: () => Date.now() }, logger: logger.named("lease") },
+  );
+  await lessor.recover();
+  // Keys remember their lease; give the lessor its key sets back.
+  const all = await mvcc.range(Buffer.from([0]), Buffer.from([0]), { keysOnly: true });
+  for (const kv of all.kvs) {
+    if (kv.lease !== 0n && lessor.lookup(kv.lease) !== undefined) lessor.attach(kv.lease, [kv.key]);
+  }
+
+  const server = new EtcdServer(
+    {
+      memberId,
+      clusterId,
+      name: cfg.name,
+      clientUrls: cfg.advertiseClientUrls,
+      maxRequestBytes: cfg.maxRequestBytes,
+      maxTxnOps: cfg.maxTxnOps,
+      electionMs: cfg.electionMs,
+      heartbeatMs: cfg.heartbeatMs,
+      quotaBackendBytes: cfg.quotaBackendBytes,
+      requestTimeoutMs: 5000 + 2 * cfg.electionMs,
+    },
+    { store, lessor, membership, leaseRecords, logger: logger.named("etcdserver") },
+  );
+  const raft = new RaftNode(
+    { tickMs: cfg.heartbeatMs, unsafeNoFsync: cfg.unsafeNoFsync },
+    {
+      rawNode,
+      storage,
+      wal,
+      snapshotter: {
+        save: async () => {
+          throw new Error("raft snapshots are not written by this build yet");
+        },
+      },
+      transport: { send: () => undefined },
+      apply: (batch) => server.applyBatch(batch),
+      onReadStates: (states) => server.onReadStates(states),
+      onSoftState: (state) => server.onSoftState(state),
+      logger: logger.named("raft"),
+    },
+  );
+  server.attachRaft(raft, applied, confState);
+
+  // Client API.
+  const metrics = new Metrics(server);
+  const grpcServer = new grpc.Server({
+    "grpc.max_receive_message_length": cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    "grpc.max_send_message_length": 2 ** 31 - 1,
+    "grpc.max_concurrent_streams": Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1),
+    "grpc.keepalive_time_ms": cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000,
+    "grpc.keepalive_timeout_ms": cfg.grpcKeepaliveTimeoutMs || 20_000,
+  });
+  const apiLogger = logger.named("api");
+  grpcServer.addService(KVService, kvService(server, { maxTxnOps: cfg.maxTxnOps }, apiLogger));
+  grpcServer.addService(LeaseService, leaseService(server, apiLogger));
+  grpcServer.addService(ClusterService, clusterService(server, apiLogger));
+  grpcServer.addService(MaintenanceService, maintenanceService(server, apiLogger));
+  grpcServer.addService(WatchService, watchService(server, { progressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger));
+  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const http1 = http.createServer(httpHandler(server, metrics));
+
+  server.start();
+  const clientListeners: net.Server[] = [];
+  for (const u of cfg.listenClientUrls) {
+    const url = new URL(u);
+    clientListeners.push(await listenClient({ url }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
+    logger.info("serving client traffic", { address: u });
+  }
+  // The peer port is bound as etcd binds it, so a clash is found at start-up.
+  const peerListeners: net.Server[] = [];
+  for (const u of cfg.listenPeerUrls) {
+    const url = new URL(u);
+    const peer = http.createServer((_req, res) => {
+      res.statusCode = 404;
+      res.end();
+    });
+    await new Promise<void>((resolve, reject) => {
+      peer.once("error", reject);
+      peer.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 2380) }, () => resolve());
+    });
+    peerListeners.push(peer);
+  }
+  logger.info("ready to serve client requests", { name: cfg.name });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    server,
+    clientListeners,
+    stop: () => {
+      stopping ??= (async () => {
+        for (const l of [...clientListeners, ...peerListeners]) l.close();
+        injector.drain(1000);
+        await server.stop();
+        grpcServer.forceShutdown();
+        await wal.close();
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+}

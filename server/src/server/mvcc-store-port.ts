@@ -1,0 +1,106 @@
+/** Adapts the mvcc layer (MvccStore on its Backend) to the member's StorePort. */
+import { Backend, BackendBatch, BucketName } from "../mvcc/backend/backend.js";
+import { MvccStore, WriteTxn } from "../mvcc/kv-store.js";
+import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
+import type { StoreRangeOptions, StoreRangeResult } from "./kv-ops.js";
+import type { RecordBucket, StorePort, WriteSession } from "./store-port.js";
+
+const BUCKETS: Record<RecordBucket, BucketName> = { lease: "lease", members: "members", meta: "meta" };
+
+class MvccWriteSession implements WriteSession {
+  private readonly records: [RecordBucket, Buffer, Buffer | undefined][] = [];
+  private ended = false;
+
+  /** The batch this session ends into; compaction stages its record into it too. */
+  readonly batch: BackendBatch;
+
+  constructor(private readonly backend: Backend, private readonly txn: WriteTxn) {
+    this.batch = backend.batch();
+  }
+
+  get changed(): boolean {
+    return this.txn.changes > 0;
+  }
+
+  get beginRevision(): number {
+    return this.txn.revision - 1;
+  }
+
+  range(key: Buffer, end: Buffer | undefined, options: StoreRangeOptions): Promise<StoreRangeResult> {
+    return this.txn.range(key, end, options);
+  }
+
+  put(key: Buffer, value: Buffer, lease: bigint): void {
+    this.txn.put(Buffer.from(key), Buffer.from(value), lease);
+  }
+
+  deleteRange(key: Buffer, end: Buffer | undefined): Buffer[] {
+    return this.txn.deleteRange(key, end).map((k) => k.key);
+  }
+
+  stage(bucket: RecordBucket, key: Buffer, value: Buffer | undefined): void {
+    this.records.push([bucket, key, value]);
+  }
+
+  async commit(consistentIndex: number): Promise<void> {
+    if (this.ended) throw new Error("write session committed twice");
+    this.ended = true;
+    this.txn.end(this.batch);
+    for (const [bucket, key, value] of this.records) {
+      if (value === undefined) this.batch.del(BUCKETS[bucket], key);
+      else this.batch.put(BUCKETS[bucket], key, value);
+    }
+    this.batch.setConsistentIndex(consistentIndex);
+    await this.backend.write(this.batch);
+  }
+}
+
+export class MvccStorePort implements StorePort {
+  constructor(readonly backend: Backend, readonly mvcc: MvccStore) {}
+
+  get currentRevision(): number {
+    return this.mvcc.currentRevision;
+  }
+
+  get compactRevision(): number {
+    return this.mvcc.compactRevision;
+  }
+
+  consistentIndex(): number {
+    return this.backend.consistentIndex();
+  }
+
+  range(key: Buffer, end: Buffer | undefined, options: StoreRangeOptions): Promise<StoreRangeResult> {
+    return this.mvcc.range(key, end, options);
+  }
+
+  beginWrite(): WriteSession {
+    return new MvccWriteSession(this.backend, this.mvcc.write());
+  }
+
+  compact(session: WriteSession, revision: number): Promise<void> {
+    return this.mvcc.scheduleCompaction(revision, (session as MvccWriteSession).batch);
+  }
+
+  hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }> {
+    return this.mvcc.hashKV(revision);
+  }
+
+  async loadRecords(bucket: RecordBucket): Promise<[Buffer, Buffer][]> {
+    const out: [Buffer, Buffer][] = [];
+    for await (const kv of this.backend.iterate(BUCKETS[bucket])) out.push(kv);
+    return out;
+  }
+
+  sizeBytes(): Promise<number> {
+    return this.backend.sizeBytes();
+  }
+
+  watch(options: WatchOptions, sink: WatchSink): Watcher {
+    return this.mvcc.watch(options, sink);
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+  }
+}
