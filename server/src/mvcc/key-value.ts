@@ -161,7 +161,7 @@ export function decodeKeyValue(b: Buffer): KeyValue {
       do {
         if (p >= n) throw new CorruptRecordError("truncated varint");
         byte = b[p++]!;
-        if (shift < 49) num += (byte & 0x7f) * 2 ** shift;
+        if (shift < 56) num += (byte & 0x7f) * 2 ** shift;
         shift += 7;
       } while (byte & 0x80);
       if (field === 6) {
