@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the test suite drives besides npm packages: Debian's etcd 3.4 (etcd-server,
+# etcd-client), the reference the suite compares etcd-ts against. Needs root (or sudo).
+set -euo pipefail
+need=()
+for p in etcd-server etcd-client; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+if ((${#need[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The Debian package starts a system etcd on 2379; the suite uses its own ports, but stop it so a
+# developer's `npx etcd-ts` on 127.0.0.1:2379 does not collide with it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd || true
+fi
+pkill -x etcd 2>/dev/null || true
+etcd --version | head -1
+etcdctl version | head -1
