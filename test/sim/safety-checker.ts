@@ -65,6 +65,8 @@ export class SafetyChecker {
   private readonly applied = new Map<number, AppliedEntry>();
   /** Counters for the run summary. */
   leadersElected = 0;
+  /** Indexes first seen committed as the last committed index while holding an older term's entry. */
+  oldTermCommits = 0;
 
   /** Call when `id` is leader of `term` (after persisting the Ready that reported it). */
   observeLeader(id: NodeId, term: number, log: LogView): void {
@@ -130,6 +132,7 @@ export class SafetyChecker {
       if (t === undefined) continue;
       const c = this.committed.get(i);
       if (c === undefined) {
+        if (i === commit && t < currentTerm) this.oldTermCommits++;
         this.committed.set(i, { term: t, commitTerm: currentTerm });
         if (i > this.maxCommitted) this.maxCommitted = i;
       } else if (c.term !== t) {

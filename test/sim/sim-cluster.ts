@@ -59,6 +59,8 @@ export interface ClusterHooks {
   onMemberStopped(id: NodeId): void;
   /** A member applied a conf change. */
   onConfChangeApplied(by: NodeId, cc: ConfChange, index: number): void;
+  /** A member became leader. */
+  onLeaderElected(id: NodeId, term: number): void;
 }
 
 interface Envelope {
@@ -213,7 +215,9 @@ export class SimCluster {
     const lost = m.disk.crash(this.rng);
     this.stats.crashes++;
     this.stop(m);
-    this.log(() => `n${m.id} crashed (${lost} unsynced records lost)`);
+    // Messages still in the member's socket buffers die with it (sometimes all of them).
+    const unsent = this.rng.chance(0.5) ? this.network.dropAllFor(m.id, (x) => x.from === m.id) : 0;
+    this.log(() => `n${m.id} crashed (${lost} unsynced records lost, ${unsent} outgoing messages lost)`);
   }
 
   restart(m: SimMember): void {
@@ -412,6 +416,7 @@ export class SimCluster {
         const term = node.status().hardState.term;
         this.log(() => `n${m.id} became leader in term ${term} (last index ${storage.lastIndex()})`);
         this.checker.observeLeader(m.id, term, view);
+        this.hooks.onLeaderElected(m.id, term);
       } else if (this.tracing && was !== m.role) {
         this.log(() => `n${m.id} is ${StateRole[m.role]} (lead ${m.lead}, term ${node.status().hardState.term})`);
       }

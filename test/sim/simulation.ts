@@ -32,6 +32,15 @@ export interface SimProfile {
   crashes: boolean;
   partitions: boolean;
   networkFaults: boolean;
+  /** Faults aimed at the current leader (crash it, isolate it), for fast leader churn. */
+  leaderFaults: boolean;
+  /**
+   * Probability that a newly elected leader is crashed or cut off a few time units after its
+   * election (before or while it replicates its first entries): leaves divergent log tails.
+   */
+  newLeaderFaultRate: number;
+  /** Such a fault strikes within this many time units of the election. */
+  newLeaderFaultMaxDelayUnits: number;
   membership: boolean;
   /** Probability per tick that the operator starts a membership change. */
   membershipRate: number;
@@ -53,26 +62,38 @@ export interface ProfileOverrides {
   divergentApply?: boolean;
   faultRate?: number;
   maxSizePerMsgBytes?: number;
+  maxInflightMsgs?: number;
+  electionTicks?: number;
+  leaderFaults?: boolean;
+  newLeaderFaultRate?: number;
+  newLeaderFaultMaxDelayUnits?: number;
+  networkFaults?: boolean;
+  crashes?: boolean;
+  partitions?: boolean;
+  clients?: number;
 }
 
 /** Derives a run's configuration from its seed (and explicit overrides). */
 export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
   const r = new SimRng(seed).fork("profile");
   const voters = o.voters ?? (r.chance(0.6) ? 3 : 5);
-  const electionTicks = r.pick([5, 10, 10, 20]);
+  const electionTicks = o.electionTicks ?? r.pick([5, 10, 10, 20]);
   const snapshots = o.snapshots ?? r.chance(0.4);
   const checkQuorum = o.checkQuorum ?? r.chance(0.5);
   const profile: SimProfile = {
     seed,
     voters,
-    clients: r.between(2, 5),
+    clients: o.clients ?? r.between(2, 5),
     keys: ["a", "b", "c"].slice(0, r.between(1, 3)),
     faultTicks: o.faultTicks ?? r.between(150, 300),
     livenessBoundTicks: 30 * electionTicks,
     faultRate: o.faultRate ?? r.pick([0.02, 0.05, 0.1, 0.15]),
-    crashes: r.chance(0.8),
-    partitions: r.chance(0.8),
-    networkFaults: r.chance(0.8),
+    crashes: o.crashes ?? r.chance(0.8),
+    partitions: o.partitions ?? r.chance(0.8),
+    networkFaults: o.networkFaults ?? r.chance(0.8),
+    leaderFaults: o.leaderFaults ?? r.chance(0.5),
+    newLeaderFaultRate: o.newLeaderFaultRate ?? r.pick([0, 0, 0.1, 0.3]),
+    newLeaderFaultMaxDelayUnits: o.newLeaderFaultMaxDelayUnits ?? r.pick([8, 40]),
     membership: o.membership ?? r.chance(0.4),
     membershipRate: r.pick([0.02, 0.05, 0.1]),
     opTimeoutTicks: r.between(2, 5) * electionTicks,
@@ -83,7 +104,7 @@ export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
       checkQuorum,
       readOnlyOption: "safe",
       maxSizePerMsgBytes: o.maxSizePerMsgBytes ?? r.pick([1, 256, 4096, 1 << 20]),
-      maxInflightMsgs: r.pick([1, 2, 16, 256]),
+      maxInflightMsgs: o.maxInflightMsgs ?? r.pick([1, 2, 16, 256]),
       snapshotEveryEntries: snapshots ? r.between(3, 30) : 0,
       snapshotKeepEntries: r.between(0, 5),
       backgroundFlushRate: r.pick([0, 0.1, 0.5]),
@@ -107,6 +128,8 @@ export function describeProfile(p: SimProfile): string {
     `crashes=${p.crashes}`,
     `partitions=${p.partitions}`,
     `netFaults=${p.networkFaults}`,
+    `leaderFaults=${p.leaderFaults}`,
+    `newLeaderFaults=${p.newLeaderFaultRate}`,
     `membership=${p.membership}`,
     `election=${c.electionTicks}/${c.heartbeatTicks}`,
     `preVote=${c.preVote}`,
@@ -126,6 +149,7 @@ export interface SimStats {
   okOps: number;
   unknownOps: number;
   leaders: number;
+  oldTermCommits: number;
   crashes: number;
   snapshotsSent: number;
   confChanges: number;
@@ -176,6 +200,8 @@ class Simulation {
   private readonly clients: Client[] = [];
   private eventSeq = 0;
   private scheduled: { atTick: number; what: string; run: () => void }[] = [];
+  /** Time-unit precise events (faults aimed at new leaders). */
+  private unitEvents: { atUnit: number; what: string; run: () => void }[] = [];
   private nextMemberId: bigint;
   private ccSeq = 0n;
   private pendingChange: { id: bigint; deadlineTick: number } | undefined;
@@ -201,6 +227,7 @@ class Simulation {
         onConfChangeApplied: (_by, cc) => {
           if (this.pendingChange && cc.id === this.pendingChange.id) this.pendingChange = undefined;
         },
+        onLeaderElected: (id) => this.leaderElected(id),
       },
       trace,
     );
@@ -258,6 +285,7 @@ class Simulation {
         okOps: ops.filter((r) => r.op.ret !== Infinity).length,
         unknownOps: ops.filter((r) => r.op.ret === Infinity).length,
         leaders: this.cluster.checker.leadersElected,
+        oldTermCommits: this.cluster.checker.oldTermCommits,
         crashes: cs.crashes,
         snapshotsSent: cs.snapshotsSent,
         confChanges: cs.confChanges,
@@ -284,7 +312,58 @@ class Simulation {
   }
 
   private stepTick(): void {
-    for (let i = 0; i < TICK_UNITS; i++) this.cluster.stepUnit();
+    for (let i = 0; i < TICK_UNITS; i++) {
+      this.cluster.stepUnit();
+      if (this.unitEvents.length > 0) this.runUnitEvents();
+    }
+  }
+
+  private runUnitEvents(): void {
+    const now = this.cluster.now;
+    const due = this.unitEvents.filter((e) => e.atUnit <= now);
+    if (due.length === 0) return;
+    this.unitEvents = this.unitEvents.filter((e) => e.atUnit > now);
+    for (const e of due) {
+      this.log(() => `fault: ${e.what}`);
+      e.run();
+    }
+    this.cluster.handleAllReadies();
+  }
+
+  /** Maybe crash or cut off a leader shortly after its election. */
+  private leaderElected(id: NodeId): void {
+    const p = this.profile;
+    if (this.phase !== "faults" || !this.faultRng.chance(p.newLeaderFaultRate)) return;
+    const rng = this.faultRng;
+    const c = this.cluster;
+    const m = c.members.get(id)!;
+    const incarnation = m.incarnation;
+    const afterUnits = rng.between(0, p.newLeaderFaultMaxDelayUnits);
+    const downTicks = rng.between(1, 4 * p.cluster.electionTicks);
+    if (rng.chance(0.5)) {
+      this.unitEvents.push({
+        atUnit: c.now + afterUnits,
+        what: `crash new leader n${id}`,
+        run: () => {
+          if (m.incarnation !== incarnation || !m.up) return;
+          c.crash(m);
+          this.schedule(downTicks, `restart n${id}`, () => c.restart(m));
+        },
+      });
+    } else {
+      this.unitEvents.push({
+        atUnit: c.now + afterUnits,
+        what: `isolate new leader n${id}`,
+        run: () => {
+          const others = c.liveMembers().map((x) => x.id).filter((x) => x !== id);
+          for (const o of others) {
+            c.network.blockOneWay(id, o);
+            c.network.blockOneWay(o, id);
+          }
+          this.schedule(downTicks, "heal partitions", () => c.network.heal(false));
+        },
+      });
+    }
   }
 
   private runLivenessPhase(): void {
@@ -292,6 +371,7 @@ class Simulation {
     const c = this.cluster;
     this.log(() => "=== liveness phase: heal everything, restart every member ===");
     this.scheduled = [];
+    this.unitEvents = [];
     c.network.heal(true);
     c.network.clear();
     for (const m of c.liveMembers()) {
@@ -506,6 +586,7 @@ class Simulation {
     if (p.crashes) kinds.push("crash", "crash", "crash");
     if (p.partitions) kinds.push("partition", "partition", "one-way", "heal");
     if (p.networkFaults) kinds.push("network", "network");
+    if (p.leaderFaults) kinds.push("crash-leader", "crash-leader", "isolate-leader", "isolate-leader");
     const kind = rng.pick(kinds);
     const live = c.liveMembers();
     const ids = live.map((m) => m.id);
@@ -517,6 +598,22 @@ class Simulation {
         c.crash(victim);
         const downFor = rng.between(1, 8 * p.cluster.electionTicks);
         this.schedule(downFor, `restart n${victim.id}`, () => c.restart(victim));
+        return;
+      }
+      case "crash-leader": {
+        const leader = this.currentLeader();
+        if (!leader) return;
+        c.crash(leader);
+        this.schedule(rng.between(1, 3 * p.cluster.electionTicks), `restart n${leader.id}`, () => c.restart(leader));
+        return;
+      }
+      case "isolate-leader": {
+        const leader = this.currentLeader();
+        if (!leader) return;
+        const rest = ids.filter((id) => id !== leader.id);
+        c.network.partition([[leader.id], rest]);
+        this.log(() => `isolate leader n${leader.id}`);
+        this.schedule(rng.between(1, 3 * p.cluster.electionTicks), "heal partitions", () => c.network.heal(false));
         return;
       }
       case "partition": {
