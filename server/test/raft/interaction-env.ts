@@ -136,7 +136,7 @@ export class InteractionEnv {
       }
       case "tick-election": return this.tickElection(this.member(a[0]));
       case "process-ready": for (const id of this.ids(a)) this.processReady(this.members.get(id)!); return;
-      case "deliver-msgs": return this.deliverMsgs(cmd);
+      case "deliver-msgs": this.deliverMsgs(cmd); return;
       case "drop-msgs": return this.dropMsgs(cmd);
       case "stabilize": return this.stabilize(this.ids(a));
       case "status": return this.status(this.member(a[0]));
