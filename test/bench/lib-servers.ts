@@ -51,6 +51,13 @@ export class BenchServer {
     return readPeakRssKiB(this.pid);
   }
 
+  /** "code N" or "signal S" once the process has exited; "running" before. */
+  exitStatus(): string {
+    if (this.child.exitCode !== null) return `code ${this.child.exitCode}`;
+    if (this.child.signalCode !== null) return `signal ${this.child.signalCode}`;
+    return "running";
+  }
+
   logTail(bytes = 3_000): string {
     return readTail(this.logPath, bytes);
   }
@@ -133,9 +140,11 @@ export async function startServer(options: ServerStartOptions): Promise<BenchSer
     const spawnFailure = new Promise<Error>((resolve) => child.once("error", resolve));
     const ready = await waitWritable(server, options, spawnFailure);
     if (ready === true) return server;
-    lastError = new Error(`${options.kind} did not become writable: ${ready}\n--- log tail ---\n${server.logTail()}`);
+    lastError = new Error(
+      `${options.kind} did not become writable: ${ready}; log kept at ${logPath}\n--- log tail ---\n${server.logTail()}`,
+    );
     const portTaken = /address already in use|EADDRINUSE/i.test(server.logTail(20_000));
-    await server.stop(2_000);
+    await server.stop(2_000, true);
     if (!portTaken) break;
   }
   throw lastError!;
@@ -147,7 +156,7 @@ async function waitWritable(server: BenchServer, options: ServerStartOptions, sp
   const deadline = Date.now() + options.startTimeoutMs;
   for (let probe = 0; probe < 1_000 && Date.now() < deadline; probe++) {
     if (failure !== undefined) return failure;
-    if (!server.running) return "process exited";
+    if (!server.running) return `process exited (${server.exitStatus()})`;
     // etcdctl waits out its whole dial timeout on a closed port; a plain connect fails fast.
     if ((await canConnect(server.endpoint)) && await etcdctlPut(server.endpoint, options.seedKey, options.seedValue)) return true;
     await sleep(200);

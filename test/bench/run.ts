@@ -357,10 +357,12 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
     const tail = (error as { outputTail?: string }).outputTail;
     console.log(`${workload.name}: FAILED: ${result.error}${tail ? `\n--- benchmark output tail ---\n${tail}` : ""}`);
     for (const server of servers) {
-      if (!server.running) console.log(`--- ${server.kind} log tail (${server.logPath}) ---\n${server.logTail()}`);
+      if (!server.running) console.log(`--- ${server.kind} exited (${server.exitStatus()}); log tail ---\n${server.logTail()}`);
+      console.log(`  ${server.kind} log kept at ${server.logPath}`);
     }
   } finally {
-    await Promise.all(servers.map((s) => stopServer(s, config.keepFiles)));
+    // A failed workload keeps its servers' data directories and logs for a look afterwards.
+    await Promise.all(servers.map((s) => stopServer(s, config.keepFiles || result.error !== undefined)));
   }
   return result;
 }
