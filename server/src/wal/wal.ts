@@ -526,10 +526,11 @@ export class Wal {
       while (!this.closed) await new Promise((r) => setTimeout(r, 5));
       return;
     }
+    // Refuse new saves first, then let everything already queued reach the disk.
+    this.closing = true;
     try {
       if (this.failure === undefined) await this.enqueue(Buffer.alloc(0), true).catch(() => undefined);
     } finally {
-      this.closing = true;
       await this.pipeline.stop();
       await this.tail.fh.close().catch(() => undefined);
       await this.lock.release();

@@ -1,11 +1,13 @@
-import { readdirSync, statSync, writeFileSync, existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   ErrSnapshotMismatch,
   ErrSnapshotNotFound,
   ErrWalClosed,
+  ErrWalCorrupt,
   ErrWalExists,
+  ErrWalFailed,
   ErrWalLocked,
   ErrWalNotFound,
   Wal,
@@ -182,5 +184,90 @@ describe("Wal round trips", () => {
     expect(r.hardState).toEqual({ term: 2 ** 40, vote: 0xfedcba9876543210n, commit: 1 });
     expect(r.entries).toEqual([e]);
     await r.wal.close();
+  });
+});
+
+describe("Wal recovery edges", () => {
+  it("cuts a partial last record with a warning, and names file and offset for mid-log damage", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20, preallocation: "sparse" });
+    for (let i = 1; i <= 10; i++) await wal.save(hs(1, i), [entry(i, 1, new Uint8Array(100).fill(i))], { sync: true });
+    const before9 = wal.tailPosition().offsetBytes;
+    await wal.save(hs(1, 11), [entry(11, 1, new Uint8Array(100).fill(11))], { sync: true });
+    const end = wal.tailPosition();
+    await wal.close();
+
+    // Torn: the last save was only half written.
+    const buf = readFileSync(end.path);
+    const torn = Buffer.from(buf);
+    torn.fill(0, before9 + 60, end.offsetBytes);
+    writeFileSync(end.path, torn);
+    const warnings: string[] = [];
+    const logger = { info: () => undefined, warn: (m: string) => void warnings.push(m) };
+    const r = await Wal.open(walDir, { index: 0, term: 0 }, { logger });
+    expect(r.entries.length).toBe(10);
+    expect(r.hardState).toEqual(hs(1, 10));
+    expect(warnings.some((w) => w.includes("torn"))).toBe(true);
+    await r.wal.save(hs(1, 11), [entry(11, 2)], { sync: true });
+    await r.wal.close();
+
+    // Mid-log: damage record 5 while later records are intact.
+    const now = readFileSync(end.path);
+    now[300]! ^= 0x01;
+    writeFileSync(end.path, now);
+    const err = await Wal.open(walDir, { index: 0, term: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ErrWalCorrupt);
+    expect(String((err as Error).message)).toMatch(new RegExp(`${path.basename(end.path)} at offset \\d+: .*valid record follows`));
+  });
+
+  it("refuses a log with a missing middle segment and removes leftover tmp files", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 4096, preallocation: "sparse" });
+    for (let i = 1; i <= 100; i++) await wal.save(undefined, [entry(i, 1, new Uint8Array(100))], { sync: false });
+    await wal.close();
+    writeFileSync(path.join(walDir, "7.tmp"), "leftover of a crash during a cut");
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(existsSync(path.join(walDir, "7.tmp"))).toBe(false);
+    await r.wal.close();
+    const names = segs(walDir);
+    rmSync(path.join(walDir, names[2]!));
+    const err = await Wal.open(walDir, { index: 0, term: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ErrWalCorrupt);
+    expect((err as Error).message).toMatch(/missing segment/);
+  });
+
+  it("refuses segments that do not chain (a segment from another log)", async () => {
+    const other = path.join(t.dir, "other");
+    for (const d of [walDir, other]) {
+      const w = await Wal.create(d, META, { segmentSizeBytes: 4096, preallocation: "sparse" });
+      for (let i = 1; i <= 60; i++) await w.save(undefined, [entry(i, 1, new Uint8Array(100).fill(d === walDir ? 1 : 2))], { sync: false });
+      await w.close();
+    }
+    const name = segs(walDir)[1]!;
+    expect(segs(other)[1]).toBe(name);
+    writeFileSync(path.join(walDir, name), readFileSync(path.join(other, name)));
+    const err = await Wal.open(walDir, { index: 0, term: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ErrWalCorrupt);
+    expect((err as Error).message).toMatch(/does not continue/);
+  });
+
+  it("poisons itself after an I/O failure and closes saves racing with close cleanly", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20, preallocation: "sparse" });
+    await wal.save(hs(1, 0), [entry(1, 1)], { sync: true });
+    // Simulate the disk going away under the open file.
+    await (wal as unknown as { tail: { fh: { close(): Promise<void> } } }).tail.fh.close();
+    await expect(wal.save(undefined, [entry(2, 1)], { sync: true })).rejects.toBeInstanceOf(ErrWalFailed);
+    await expect(wal.save(undefined, [entry(3, 1)], { sync: true })).rejects.toBeInstanceOf(ErrWalFailed);
+    await wal.close();
+
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(r.entries.map((e) => e.index)).toEqual([1]);
+    const racing = [2, 3, 4].map((i) => r.wal.save(undefined, [entry(i, 1)], { sync: true }));
+    const closing = r.wal.close();
+    const late = r.wal.save(undefined, [entry(5, 1)], { sync: true }).catch((e: unknown) => e);
+    await Promise.all(racing);
+    await closing;
+    expect(await late).toBeInstanceOf(ErrWalClosed);
+    const again = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(again.entries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
+    await again.wal.close();
   });
 });
