@@ -855,7 +855,9 @@ function stepLeader(r: Raft, m: Message): void {
         return;
       }
       const oldPaused = pr.isPaused();
-      if (pr.maybeUpdate(m.index)) {
+      // A probing follower that confirms the match we already know (for example after an
+      // unreachable report) can go straight back to replicating.
+      if (pr.maybeUpdate(m.index) || (pr.match === m.index && pr.state === "probe")) {
         if (pr.state === "probe") {
           pr.becomeReplicate();
         } else if (pr.state === "snapshot" && pr.match + 1 >= r.log.firstIndex()) {
@@ -884,7 +886,9 @@ function stepLeader(r: Raft, m: Message): void {
       pr.recentActive = true;
       pr.probeSent = false;
       if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirstOne();
-      if (pr.match < r.log.lastIndex()) r.sendAppend(m.from);
+      // Also probe a caught-up follower in probe state, so that its answer moves it back to
+      // replicate.
+      if (pr.match < r.log.lastIndex() || pr.state === "probe") r.sendAppend(m.from);
       if (r.readOnlyOption === "safe" && m.context.byteLength > 0) r.handleReadAck(m);
       return;
     }
