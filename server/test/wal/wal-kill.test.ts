@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Wal } from "../../src/wal/index.js";
+import { ErrWalLocked, Wal } from "../../src/wal/index.js";
 import { dataForIndex } from "./fixtures/kill-child-data.js";
 import { rng, runsFromEnv, seedFromEnv, tempDir } from "./wal-helpers.js";
 
@@ -21,7 +21,12 @@ beforeEach(() => {
 afterEach(() => t.cleanup());
 
 /** Runs the child until `killAfterMs` after it is ready, SIGKILLs it, returns the acked indexes. */
-function runAndKill(dir: string, killAfterMs: number, writers: number): Promise<{ acked: number[]; start: number }> {
+function runAndKill(
+  dir: string,
+  killAfterMs: number,
+  writers: number,
+  whileRunning: () => Promise<void> = async () => undefined,
+): Promise<{ acked: number[]; start: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", CHILD, dir, "8192", String(writers)], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -41,7 +46,13 @@ function runAndKill(dir: string, killAfterMs: number, writers: number): Promise<
         if (line.startsWith("ack ")) acked.push(Number(line.slice(4)));
         else if (line.startsWith("ready ")) {
           start = Number(line.slice(6));
-          setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+          whileRunning().then(
+            () => setTimeout(() => child.kill("SIGKILL"), killAfterMs),
+            (e: unknown) => {
+              child.kill("SIGKILL");
+              reject(e);
+            },
+          );
         }
       }
     });
@@ -63,7 +74,15 @@ describe("Wal survives SIGKILL", () => {
     let expectedMin = 0;
     try {
       for (let round = 0; round < rounds; round++) {
-        const { acked, start } = await runAndKill(dir, rand.int(50, 600), rand.int(1, 16));
+        let lockedOut: unknown;
+        const { acked, start } = await runAndKill(dir, rand.int(50, 600), rand.int(1, 16), async () => {
+          // While the child holds the log, this process must not be able to open it.
+          lockedOut = await Wal.open(dir, { index: 0, term: 0 }).then(
+            (r) => r.wal.close().then(() => "opened"),
+            (e: unknown) => e,
+          );
+        });
+        expect(lockedOut).toBeInstanceOf(ErrWalLocked);
         expect(start).toBeGreaterThan(expectedMin);
         const r = await Wal.open(dir, { index: 0, term: 0 }, { segmentSizeBytes: 8192, preallocation: "sparse" });
         await r.wal.close();
