@@ -18,11 +18,13 @@ describe("etcdctl lease", () => {
     await c.ctl(["put", "l1/a2", "y", `--lease=${a}`]);
     await c.ctl(["put", "l1/b", "z", `--lease=${b}`]);
     await c.ctl(["get", "l1/", "--prefix", "-w", "json"]);
+    // etcd lists a lease's keys in Go map order, so --keys is only asked of single-key leases.
     await c.ctl(["lease", "timetolive", a]);
-    await c.ctl(["lease", "timetolive", a, "--keys"]);
-    await c.ctl(["lease", "timetolive", a, "--keys", "-w", "json"]);
+    await c.ctl(["lease", "timetolive", a, "-w", "json"]);
+    await c.ctl(["lease", "timetolive", b, "--keys"]);
+    await c.ctl(["lease", "timetolive", b, "--keys", "-w", "json"]);
     await c.ctl(["lease", "timetolive", b, "-w", "json"]);
-    await c.ctl(["lease", "timetolive", a, "--keys", "-w", "fields"]);
+    await c.ctl(["lease", "timetolive", b, "--keys", "-w", "fields"]);
     await c.ctl(["lease", "timetolive", d, "--keys"]);
     await c.ctl(["lease", "keep-alive", "--once", a]);
     await c.ctl(["lease", "keep-alive", "--once", b, "-w", "json"]);
