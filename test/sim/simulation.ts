@@ -73,6 +73,31 @@ export interface ProfileOverrides {
   clients?: number;
 }
 
+/** Named override sets, for the runner (SIM_PRESET) and the tests. */
+export const PRESETS: Record<string, ProfileOverrides> = {
+  /**
+   * Fast leader churn on three members with one-entry messages and one message in flight:
+   * leaders die right after their election, leaving divergent log tails, and new leaders bring
+   * followers up one entry at a time. The ground for the Raft paper's figure 8.
+   */
+  "figure8-hunt": {
+    voters: 3,
+    maxSizePerMsgBytes: 1,
+    maxInflightMsgs: 1,
+    faultRate: 0.1,
+    preVote: false,
+    checkQuorum: false,
+    leaderFaults: true,
+    newLeaderFaultRate: 0.9,
+    newLeaderFaultMaxDelayUnits: 8,
+    electionTicks: 5,
+    networkFaults: false,
+    partitions: true,
+    crashes: true,
+    membership: false,
+  },
+};
+
 /** Derives a run's configuration from its seed (and explicit overrides). */
 export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
   const r = new SimRng(seed).fork("profile");

@@ -1,0 +1,71 @@
+/**
+ * Proof that the simulation's checkers can fail: with each of the Raft core's unsafe testing
+ * knobs turned on, a bounded number of seeds must produce a reported violation.
+ *
+ *  - grantVoteWithoutLogCheck: voters ignore the candidate's log (§5.4.1), so a stale member
+ *    wins and its log lacks committed entries (leader completeness);
+ *  - commitPreviousTermByCounting: a leader commits an older term's entry once a majority holds
+ *    it (the Raft paper's figure 8), which a later leader can overwrite. This needs a specific
+ *    interleaving, so the search uses the "figure8-hunt" preset; a scripted figure-8 run checks
+ *    the same detection deterministically.
+ */
+import { describe, expect, it } from "vitest";
+import { PRESETS, runSimulation, type ProfileOverrides, type SimResult } from "./simulation.js";
+import { runFigure8Script } from "./figure8-script.js";
+
+function hunt(overrides: ProfileOverrides, maxSeeds: number): { found?: SimResult; tried: number } {
+  for (let seed = 1; seed <= maxSeeds; seed++) {
+    const r = runSimulation(seed, overrides);
+    if (!r.ok) return { found: r, tried: seed };
+  }
+  return { tried: maxSeeds };
+}
+
+function report(name: string, h: { found?: SimResult; tried: number }): void {
+  if (h.found) {
+    const v = h.found.violation!;
+    console.log(`${name}: caught at seed=${h.found.seed} (after ${h.tried} seeds): ${v.invariant}: ${v.detail.split("\n")[0]}`);
+  } else {
+    console.log(`${name}: NOT caught in ${h.tried} seeds`);
+  }
+}
+
+const safetyInvariants = [
+  "election safety",
+  "log matching",
+  "leader completeness",
+  "state machine safety",
+  "committed entry changed",
+  "linearizability",
+];
+
+describe("broken Raft variants are caught", () => {
+  it("grantVoteWithoutLogCheck", () => {
+    const h = hunt({ knobs: { grantVoteWithoutLogCheck: true } }, 300);
+    report("grantVoteWithoutLogCheck", h);
+    expect(h.found, "no violation reported").toBeDefined();
+    expect(safetyInvariants).toContain(h.found!.violation!.invariant);
+  }, 300_000);
+
+  it("commitPreviousTermByCounting (random search)", () => {
+    const h = hunt({ ...PRESETS["figure8-hunt"], knobs: { commitPreviousTermByCounting: true } }, 1500);
+    report("commitPreviousTermByCounting", h);
+    expect(h.found, "no violation reported").toBeDefined();
+    expect(safetyInvariants).toContain(h.found!.violation!.invariant);
+  }, 600_000);
+
+  it("commitPreviousTermByCounting (scripted figure 8)", () => {
+    const broken = runFigure8Script(true);
+    expect(broken.violation?.invariant).toBe("leader completeness");
+    const correct = runFigure8Script(false);
+    expect(correct.violation).toBeUndefined();
+    expect(correct.reachedEnd).toBe(true);
+  });
+
+  it("the figure-8 preset itself shows no violation without the knob", () => {
+    for (let seed = 1; seed <= 100; seed++) {
+      const r = runSimulation(seed, PRESETS["figure8-hunt"]);
+      if (!r.ok) throw new Error(`seed=${seed} ${r.violation!.invariant}: ${r.violation!.detail}`);
+    }
+  }, 300_000);
+});

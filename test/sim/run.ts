@@ -1,0 +1,271 @@
+/**
+ * Runner of the cluster simulation (`npm run sim`).
+ *
+ *   npm run sim                          2,000 seeds (1..2000) on 2 worker processes
+ *   SEED=n npm run sim                   replay one run exactly; TRACE=1 prints its trace
+ *   SEEDS=a-b npm run sim                the seeds a..b (inclusive)
+ *   RUNS=n npm run sim                   the seeds 1..n
+ *   SIM_DURATION=10m npm run sim         new seeds (from SIM_BASE_SEED, else a time-derived base)
+ *                                        until the time is up
+ *   SIM_WORKERS=n                        worker processes (default 2)
+ *   SIM_KNOB=name[,name]                 turn on raft's unsafe testing knobs (to watch checks fire)
+ *   SIM_PRESET=name                      a named profile preset (see PRESETS in simulation.ts)
+ *
+ * Prints `seed=N` and the violated invariant for every failing run, a summary line
+ * (`2000 passed, 0 failed`), and exits non-zero on any violation.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { PRESETS, runSimulation, type ProfileOverrides, type SimResult } from "./simulation.js";
+import type { RaftKnobs } from "./sim-cluster.js";
+
+const env = process.env;
+
+function overridesFromEnv(): ProfileOverrides {
+  let o: ProfileOverrides = {};
+  const preset = env["SIM_PRESET"];
+  if (preset) {
+    const p = PRESETS[preset];
+    if (!p) throw new Error(`unknown SIM_PRESET ${preset}; known: ${Object.keys(PRESETS).join(", ")}`);
+    o = { ...p };
+  }
+  const knobs = env["SIM_KNOB"];
+  if (knobs) {
+    const k: RaftKnobs = {};
+    for (const name of knobs.split(",")) {
+      if (name !== "commitPreviousTermByCounting" && name !== "grantVoteWithoutLogCheck" && name !== "skipCheckQuorum") {
+        throw new Error(`unknown SIM_KNOB ${name}`);
+      }
+      k[name] = true;
+    }
+    o.knobs = k;
+  }
+  return o;
+}
+
+function parseDurationMs(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+  if (!m) throw new Error(`bad SIM_DURATION ${s} (use e.g. 90s, 10m, 1h)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? "s";
+  return n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60_000 : 3_600_000);
+}
+
+/** The compact per-seed report a worker sends back. */
+interface SeedReport {
+  seed: number;
+  ok: boolean;
+  invariant?: string;
+  detail?: string;
+  at?: string;
+  profile: string;
+  lin: SimResult["linearizability"];
+  stats: SimResult["stats"];
+}
+
+function toReport(r: SimResult): SeedReport {
+  return {
+    seed: r.seed,
+    ok: r.ok,
+    ...(r.violation ? { invariant: r.violation.invariant, detail: r.violation.detail, at: r.violation.at } : {}),
+    profile: r.profile,
+    lin: r.linearizability,
+    stats: r.stats,
+  };
+}
+
+// ---- worker side ----------------------------------------------------------------------------
+
+function workerMain(): void {
+  const overrides = overridesFromEnv();
+  process.on("message", (msg: { seeds?: number[]; stop?: boolean }) => {
+    if (msg.stop) process.exit(0);
+    for (const seed of msg.seeds ?? []) {
+      const report = toReport(runSimulation(seed, overrides));
+      process.send!({ report });
+    }
+    process.send!({ idle: true });
+  });
+  process.send!({ idle: true });
+}
+
+// ---- parent side ----------------------------------------------------------------------------
+
+function printFailure(r: SeedReport, fullDetail: boolean): void {
+  const lines = (r.detail ?? "").split("\n");
+  const shown = fullDetail ? lines : lines.slice(0, 12);
+  console.log(`seed=${r.seed} FAILED ${r.invariant}: ${shown[0]}${r.at ? ` (at tick ${r.at})` : ""}`);
+  for (const l of shown.slice(1)) console.log(`  ${l}`);
+  if (!fullDetail && lines.length > shown.length) console.log(`  ... (${lines.length - shown.length} more lines)`);
+  console.log(`  profile: ${r.profile}`);
+  console.log(`  replay:  SEED=${r.seed} TRACE=1 npm run sim`);
+}
+
+interface Totals {
+  passed: number;
+  failed: number;
+  linTimeouts: number;
+  stats: Record<string, number>;
+  failures: SeedReport[];
+}
+
+function account(t: Totals, r: SeedReport): void {
+  if (r.ok) t.passed++;
+  else {
+    t.failed++;
+    t.failures.push(r);
+    printFailure(r, false);
+  }
+  if (r.lin === "timeout") t.linTimeouts++;
+  for (const [k, v] of Object.entries(r.stats)) t.stats[k] = (t.stats[k] ?? 0) + v;
+}
+
+async function runMany(nextSeeds: (n: number) => number[] | undefined, workers: number): Promise<Totals> {
+  const totals: Totals = { passed: 0, failed: 0, linTimeouts: 0, stats: {}, failures: [] };
+  const self = fileURLToPath(import.meta.url);
+  const hangMs = 120_000;
+  await new Promise<void>((resolve) => {
+    let live = 0;
+    const spawn = (): void => {
+      const child: ChildProcess = fork(self, [], { env: { ...env, SIM_WORKER: "1" }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+      live++;
+      let inHand: number[] = [];
+      let lastProgress = performance.now();
+      let finished = false;
+      const timer = setInterval(() => {
+        if (inHand.length > 0 && performance.now() - lastProgress > hangMs) {
+          const seed = inHand[0]!;
+          account(totals, {
+            seed, ok: false, invariant: "hang", detail: `the run did not finish within ${hangMs / 1000}s`,
+            profile: "", lin: "skipped", stats: {} as SimResult["stats"],
+          });
+          inHand = [];
+          child.kill("SIGKILL");
+        }
+      }, 1000);
+      const give = (): void => {
+        const seeds = nextSeeds(10);
+        if (!seeds || seeds.length === 0) {
+          finished = true;
+          child.send({ stop: true });
+          return;
+        }
+        inHand = seeds.slice();
+        lastProgress = performance.now();
+        child.send({ seeds });
+      };
+      child.on("message", (msg: { report?: SeedReport; idle?: boolean }) => {
+        if (msg.report) {
+          lastProgress = performance.now();
+          inHand = inHand.filter((s) => s !== msg.report!.seed);
+          account(totals, msg.report);
+        }
+        if (msg.idle) give();
+      });
+      child.on("exit", (code) => {
+        clearInterval(timer);
+        live--;
+        if (!finished) {
+          // The worker died mid-run: the seed in hand is a failure; go on with a new worker.
+          if (inHand.length > 0) {
+            const seed = inHand[0]!;
+            account(totals, {
+              seed, ok: false, invariant: "worker died", detail: `exit code ${code}`,
+              profile: "", lin: "skipped", stats: {} as SimResult["stats"],
+            });
+            const rest = inHand.slice(1);
+            pushBack.push(...rest);
+          }
+          spawn();
+          return;
+        }
+        if (live === 0) resolve();
+      });
+    };
+    for (let i = 0; i < workers; i++) spawn();
+  });
+  return totals;
+}
+
+/** Seeds handed back by a worker that died, served before new ones. */
+const pushBack: number[] = [];
+
+async function main(): Promise<number> {
+  if (env["SIM_WORKER"]) {
+    workerMain();
+    return -1;
+  }
+  const overrides = overridesFromEnv();
+  const started = performance.now();
+
+  if (env["SEED"] !== undefined) {
+    const seed = Number(env["SEED"]);
+    const trace = env["TRACE"] && env["TRACE"] !== "0" ? (line: string) => console.log(line) : undefined;
+    const r = runSimulation(seed, overrides, trace);
+    const report = toReport(r);
+    console.log(`profile: ${r.profile}`);
+    console.log(`stats: ${JSON.stringify(r.stats)}`);
+    if (!r.ok) printFailure(report, true);
+    console.log(`${r.ok ? "1 passed, 0 failed" : "0 passed, 1 failed"} (seed=${seed}, linearizability ${r.linearizability}) in ${((performance.now() - started) / 1000).toFixed(2)}s`);
+    return r.ok ? 0 : 1;
+  }
+
+  const workers = Math.max(1, Number(env["SIM_WORKERS"] ?? 2));
+  let totals: Totals;
+  let label: string;
+  if (env["SIM_DURATION"]) {
+    const budgetMs = parseDurationMs(env["SIM_DURATION"]);
+    const base = env["SIM_BASE_SEED"] !== undefined ? Number(env["SIM_BASE_SEED"]) : 1_000_000 + (Date.now() % 1_000_000_000);
+    let next = base;
+    console.log(`long mode: ${env["SIM_DURATION"]} from seed ${base}`);
+    totals = await runMany((n) => {
+      if (pushBack.length > 0) return pushBack.splice(0, n);
+      if (performance.now() - started > budgetMs) return undefined;
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push(next++);
+      return out;
+    }, workers);
+    label = `seeds ${base}..${next - 1}`;
+  } else {
+    let lo = 1;
+    let hi = 2000;
+    if (env["SEEDS"]) {
+      const m = /^(\d+)-(\d+)$/.exec(env["SEEDS"]);
+      if (!m) throw new Error(`bad SEEDS ${env["SEEDS"]} (use a-b)`);
+      lo = Number(m[1]);
+      hi = Number(m[2]);
+    } else if (env["RUNS"]) {
+      hi = Number(env["RUNS"]);
+    }
+    let next = lo;
+    totals = await runMany((n) => {
+      if (pushBack.length > 0) return pushBack.splice(0, n);
+      if (next > hi) return undefined;
+      const out: number[] = [];
+      for (let i = 0; i < n && next <= hi; i++) out.push(next++);
+      return out;
+    }, workers);
+    label = `seeds ${lo}..${hi}`;
+  }
+  const secs = ((performance.now() - started) / 1000).toFixed(1);
+  const s = totals.stats;
+  console.log(
+    `stats: ${s["ops"] ?? 0} client ops (${s["unknownOps"] ?? 0} unknown), ${s["leaders"] ?? 0} leaders, ` +
+      `${s["crashes"] ?? 0} crashes, ${s["snapshotsSent"] ?? 0} snapshots sent, ${s["confChanges"] ?? 0} conf changes applied, ` +
+      `${s["messages"] ?? 0} messages, ${s["ticks"] ?? 0} ticks`,
+  );
+  if (totals.linTimeouts > 0) console.log(`note: the linearizability check gave up (inconclusive) on ${totals.linTimeouts} runs`);
+  if (totals.failed > 0) console.log(`failing seeds: ${totals.failures.map((f) => f.seed).sort((a, b) => a - b).join(" ")}`);
+  console.log(`${totals.passed} passed, ${totals.failed} failed (${label}, ${workers} workers, ${secs}s)`);
+  return totals.failed > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (e) => {
+    console.error(e);
+    process.exitCode = 2;
+  },
+);
