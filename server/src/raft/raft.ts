@@ -293,7 +293,8 @@ export class Raft {
     const last = this.log.lastIndex();
     for (const [id, pr] of this.prs.progress) {
       const fresh = new Progress(last + 1, this.prs.maxInflightMsgs, pr.isLearner, pr.recentActive);
-      if (id === this.id) fresh.match = last;
+      // We count our own log only as far as it is durable (see persistedTo()).
+      if (id === this.id) fresh.match = this.stableLastIndex();
       this.prs.progress.set(id, fresh);
     }
     this.pendingConfIndex = 0;
@@ -361,16 +362,35 @@ export class Raft {
 
   /** Leader: append entries at our term; false (nothing appended) if over the uncommitted limit. */
   appendEntry(es: Entry[]): boolean {
-    let li = this.log.lastIndex();
+    const li = this.log.lastIndex();
     const ents = es.map((e, i) => ({ ...e, term: this.term, index: li + 1 + i }));
     if (!this.increaseUncommittedSize(ents)) {
       this.logger.warn("appending new entries would exceed the uncommitted entry size limit; dropping proposal", { id: this.id });
       return false;
     }
-    li = this.log.append(ents);
-    this.prs.progress.get(this.id)?.maybeUpdate(li);
-    this.maybeCommit();
+    this.log.append(ents);
+    // Our own copy counts towards the quorum once the driver persisted it: persistedTo().
     return true;
+  }
+
+  /** Last index of the part of our log that the driver reported durable. */
+  stableLastIndex(): number {
+    return Math.min(this.log.lastIndex(), this.log.unstable.offset - 1);
+  }
+
+  /**
+   * The driver persisted our log through (index, term). A leader now counts that entry in its own
+   * acknowledgement (thesis §10.2.1: the leader may write its log in parallel with replicating
+   * it, but it only counts itself once its write is durable), which may commit entries.
+   */
+  persistedTo(index: number, term: number): void {
+    if (this.role !== StateRole.Leader || !this.log.matchTerm(index, term)) return;
+    const self = this.prs.progress.get(this.id);
+    if (self === undefined || !self.maybeUpdate(index)) return;
+    if (this.maybeCommit()) {
+      this.releasePendingReadIndexMessages();
+      this.bcastAppend();
+    }
   }
 
   private increaseUncommittedSize(ents: Entry[]): boolean {
@@ -624,7 +644,7 @@ export class Raft {
       this.prs.progress.set(id, new Progress(next, this.prs.maxInflightMsgs, true, true));
     }
     const self = this.prs.progress.get(this.id);
-    if (self) self.match = this.log.lastIndex();
+    if (self) self.match = this.stableLastIndex();
   }
 
   // ---- membership ------------------------------------------------------------------------
@@ -719,15 +739,16 @@ export class Raft {
 
   /** Leader: handle a ReadIndex request (thesis §6.4). Returns false when it was dropped. */
   handleReadIndex(m: Message): void {
+    if (!this.committedEntryInCurrentTerm()) {
+      // A new leader does not know the latest commit index until it commits an entry of its term
+      // (its persisted commit index may lag behind what was acknowledged before a restart).
+      if (this.pendingReadIndexMessages.length < 4096) this.pendingReadIndexMessages.push(m);
+      else throw new ErrProposalDropped("too many pending read index requests");
+      return;
+    }
     if (this.prs.isSingleton()) {
       // Our own vote is a quorum: what we committed is what the cluster committed.
       this.respondToReadIndex(m, this.log.committed);
-      return;
-    }
-    if (!this.committedEntryInCurrentTerm()) {
-      // A new leader does not know the latest commit index until it commits an entry of its term.
-      if (this.pendingReadIndexMessages.length < 4096) this.pendingReadIndexMessages.push(m);
-      else throw new ErrProposalDropped("too many pending read index requests");
       return;
     }
     if (this.readOnlyOption === "lease-based") {

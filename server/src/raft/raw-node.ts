@@ -7,6 +7,9 @@
  * fsync when mustSync, mirror them into the Storage given here, send messages, apply the snapshot
  * then committedEntries, then call advance(rd). ready() may be called again before advance() (it
  * only returns what is new), but Readies must be advanced in the order they were returned.
+ *
+ * A leader may send a Ready's messages before its own write of the Ready's entries is durable: it
+ * counts its own copy towards commitment only when advance() reports the write done.
  */
 import {
   EntryType, MessageType, NONE, StateRole, emptyMessage,
@@ -254,6 +257,7 @@ export class RawNode {
     if (rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1]!;
       log.unstable.stableTo(last.index, last.term);
+      this.raft.persistedTo(last.index, last.term);
     }
     if (rd.snapshot !== undefined) {
       log.unstable.stableSnapTo(rd.snapshot.metadata.index);

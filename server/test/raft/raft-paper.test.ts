@@ -278,6 +278,10 @@ describe("§5.4.2 Committing entries from previous terms (Figure 8)", () => {
     r.step(msg(MessageType.VoteResp, 3n, 1n, { term: 4 }));
     expect(r.role).toBe(StateRole.Leader);
     expect(r.log.lastIndex()).toBe(4); // the empty entry of term 4
+    // The driver persists it; from now on the leader counts its own copy.
+    const rd = rn.ready();
+    storage.append(rd.entries);
+    rn.advance(rd);
     // Members 2 and 3 acknowledge index 3 ("a"), not yet the term-4 entry.
     r.step(msg(MessageType.AppResp, 2n, 1n, { term: 4, index: 3 }));
     r.step(msg(MessageType.AppResp, 3n, 1n, { term: 4, index: 3 }));
@@ -743,6 +747,31 @@ describe("Flow control", () => {
 });
 
 describe("Ready / advance contract", () => {
+  it("a leader counts its own entries only after they are persisted (thesis §10.2.1)", () => {
+    const net = new Network(3);
+    net.elect(1);
+    const rn = net.get(1).rn;
+    const r1 = net.raft(1);
+    rn.propose(enc.encode("x"));
+    const rd = rn.ready(); // entries handed out, not yet durable
+    // Both followers acknowledge before the leader's own write is done.
+    const index = rd.entries[0]!.index;
+    for (const from of [2n, 3n]) rn.step({ ...msg(MessageType.AppResp, from, 1n), term: r1.term, index });
+    expect(r1.log.committed).toBe(index); // a quorum of followers suffices
+    const net2 = new Network(3);
+    net2.elect(1);
+    const rn2 = net2.get(1).rn;
+    const r2 = net2.raft(1);
+    rn2.propose(enc.encode("x"));
+    const rd2 = rn2.ready();
+    const i2 = rd2.entries[0]!.index;
+    rn2.step({ ...msg(MessageType.AppResp, 2n, 1n), term: r2.term, index: i2 });
+    expect(r2.log.committed).toBe(i2 - 1); // one follower + an unpersisted leader copy: no
+    net2.get(1).storage.append(rd2.entries);
+    rn2.advance(rd2);
+    expect(r2.log.committed).toBe(i2); // now the leader's copy counts
+  });
+
   it("mustSync is set when term, vote or entries change, not for commit-only changes", () => {
     const net = new Network(3);
     net.get(1).rn.campaign();
@@ -772,6 +801,10 @@ describe("Ready / advance contract", () => {
     rn.advance(rd1);
     st.append(rd2.entries);
     rn.advance(rd2);
+    // The leader counted its own copies when they were reported durable: both commit now.
+    const rd3 = rn.ready();
+    expect(rd3.committedEntries.map((e) => e.index)).toEqual([3, 4]);
+    rn.advance(rd3);
     expect(rn.status().applied).toBe(4);
   });
 
