@@ -79,6 +79,12 @@ export interface MvccStoreOptions {
   compactionPauseMs?: number;
   /** Keys compacted in the in-memory index per event-loop turn. Default 10000. */
   indexCompactionChunkKeys?: number;
+  /**
+   * Cache misses of one read up to this many are fetched with synchronous LevelDB gets (a few
+   * microseconds each when the data is in the OS page cache) instead of one async getMany (a
+   * thread-pool round trip). 0 = always async. Default 4.
+   */
+  syncReadMissesMax?: number;
   /** Watch delivery tuning. */
   watch?: WatchHubOptions;
   /** Structured logger (warn/info); defaults to silence. */
@@ -180,6 +186,7 @@ export class MvccStore {
   private readonly compactionBatchEntries: number;
   private readonly compactionPauseMs: number;
   private readonly indexCompactionChunkKeys: number;
+  private readonly syncReadMissesMax: number;
   private readonly log: NonNullable<MvccStoreOptions["log"]>;
   /** Completes when a compaction interrupted by a restart has been finished (tests). */
   resumedCompaction: Promise<void> = Promise.resolve();
@@ -192,6 +199,7 @@ export class MvccStore {
     this.compactionBatchEntries = options.compactionBatchEntries ?? 1000;
     this.compactionPauseMs = options.compactionPauseMs ?? 1;
     this.indexCompactionChunkKeys = options.indexCompactionChunkKeys ?? 10000;
+    this.syncReadMissesMax = options.syncReadMissesMax ?? 4;
     this.log = options.log ?? { info: noop, warn: noop };
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
@@ -357,12 +365,17 @@ export class MvccStore {
       (missKeys ??= []).push(revisionKey(main, sub, false));
     }
     if (missIdx && missKeys) {
-      this.beginRead(rev);
       let values: (Buffer | undefined)[];
-      try {
-        values = await this.backend.getManyPrefixed(missKeys);
-      } finally {
-        this.endRead(rev);
+      if (missKeys.length <= this.syncReadMissesMax) {
+        // Synchronous: no compaction can run in between, no registration needed.
+        values = missKeys.map((k) => this.backend.getPrefixedSync(k));
+      } else {
+        this.beginRead(rev);
+        try {
+          values = await this.backend.getManyPrefixed(missKeys);
+        } finally {
+          this.endRead(rev);
+        }
       }
       for (let j = 0; j < missIdx.length; j++) {
         const v = values[j];
@@ -573,9 +586,14 @@ export class MvccStore {
         values: false,
         limit: this.compactionBatchEntries,
       });
-      let keys: Array<[Buffer, Buffer]>;
+      const keys: Array<[Buffer, Buffer]> = [];
       try {
-        keys = await it.nextv(this.compactionBatchEntries);
+        // nextv may return fewer entries than asked for before the end: loop until full or done.
+        while (keys.length < this.compactionBatchEntries) {
+          const got = await it.nextv(this.compactionBatchEntries - keys.length);
+          if (got.length === 0) break;
+          for (const e of got) keys.push(e);
+        }
       } finally {
         await it.close();
       }

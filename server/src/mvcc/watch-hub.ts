@@ -104,6 +104,16 @@ export interface WatchHubOptions {
 
 type State = "synced" | "unsynced" | "cancelled";
 
+/** Offers a message to a sink; a throwing sink is treated as gone (the watcher is cancelled). */
+function offer(w: HubWatcher, message: WatchMessage): boolean {
+  try {
+    return w.sink.send(message);
+  } catch {
+    w.cancel();
+    return false;
+  }
+}
+
 class HubWatcher implements Watcher {
   state: State = "unsynced";
   minRev: number;
@@ -155,7 +165,7 @@ class HubWatcher implements Watcher {
 
   requestProgress(): boolean {
     if (this.state !== "synced") return false;
-    return this.sink.send({ events: [], revision: this.hub.currentRevision });
+    return offer(this, { events: [], revision: this.hub.currentRevision });
   }
 }
 
@@ -322,9 +332,9 @@ export class WatchHub {
         continue;
       }
       if (events.length === 0) continue;
-      if (w.sink.send({ events, revision: rev })) {
+      if (offer(w, { events, revision: rev })) {
         w.minRev = rev + 1;
-      } else {
+      } else if (w.state === "synced") {
         this.demote(w, rev);
       }
     }
@@ -396,7 +406,7 @@ export class WatchHub {
     const active: HubWatcher[] = [];
     for (const w of chosen) {
       if (w.minRev < compactRev) {
-        if (w.sink.send({ compactRevision: compactRev })) {
+        if (offer(w, { compactRevision: compactRev })) {
           this.unsynced.delete(w);
           w.state = "cancelled";
           progressed = true;
@@ -443,7 +453,7 @@ export class WatchHub {
         }
         if (w.state !== "unsynced" || w.minRev !== start) continue;
       }
-      if (out.length === 0 || w.sink.send({ events: out, revision: lastRevision })) {
+      if (out.length === 0 || offer(w, { events: out, revision: lastRevision })) {
         w.minRev = lastRevision + 1;
         progressed = true;
       }

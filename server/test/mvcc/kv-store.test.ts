@@ -254,6 +254,22 @@ describe("compaction", () => {
     expect(() => h.store.scheduleCompaction(3)).toThrow(ErrCompacted);
   });
 
+  it("removes every dropped entry with the default batch size (large history)", async () => {
+    const batchOps: Promise<void>[] = [];
+    for (let i = 0; i < 6000; i++) {
+      const txn = h.store.write();
+      txn.put(b(`k${i % 100}`), Buffer.alloc(100, i % 256), 0n);
+      const batch = h.backend.batch();
+      txn.end(batch);
+      batchOps.push(h.backend.write(batch));
+    }
+    await Promise.all(batchOps);
+    await h.store.compact(5001);
+    // newest <= 5001 for each of 100 keys, plus revisions 5002..6001
+    expect(await keyBucketEntries()).toBe(100 + 1000);
+    expect((await h.store.range(ZERO, ZERO)).count).toBe(100);
+  });
+
   it("compacts in many bounded batches while writes continue", async () => {
     const h2 = await Harness.open((await tempDir()).dir, { compactionBatchEntries: 7, indexCompactionChunkKeys: 5, compactionPauseMs: 0 });
     for (let i = 0; i < 200; i++) await h2.put(`k${i % 30}`, `${i}`);

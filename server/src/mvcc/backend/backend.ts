@@ -334,6 +334,15 @@ export class Backend {
     }
   }
 
+  /**
+   * Reads one key that already carries its bucket byte, synchronously (blocks the event loop for
+   * the LevelDB lookup: meant for a few keys that are likely in the OS page cache).
+   */
+  getPrefixedSync(fullKey: Buffer): Buffer | undefined {
+    this.assertOpen();
+    return this.db.getSync(fullKey) ?? undefined;
+  }
+
   /** @internal Opens a raw LevelDB iterator (full keys with bucket byte). */
   rawIterator(options: Record<string, unknown>) {
     this.assertOpen();
