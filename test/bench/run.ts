@@ -480,7 +480,12 @@ async function main(config: Config): Promise<number> {
     if (all.length === 0) console.log("  none written: etcd-ts writes its profile only when it exits cleanly on SIGTERM");
     for (const result of results) {
       const files = listCpuProfiles(path.join(profileRoot, result.name));
-      if (files.length > 0) result.cpuProfile = summarizeCpuProfiles(files, 15, `file://${repoRoot}/`);
+      if (files.length === 0) continue;
+      result.cpuProfile = summarizeCpuProfiles(files, 15, `file://${repoRoot}/`);
+      if (results.length > 1) {
+        const top = { ...result.cpuProfile, rows: result.cpuProfile.rows.slice(0, 8) };
+        console.log(`\n${result.name}: ${formatSelfTimeSummary(top)}`);
+      }
     }
     if (all.length > 0) {
       console.log(`\nall workloads: ${formatSelfTimeSummary(summarizeCpuProfiles(all, 25, `file://${repoRoot}/`))}`);
