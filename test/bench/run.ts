@@ -8,9 +8,9 @@
  *   started one after the other and kept for all rounds of that workload; the peak RSS (VmHWM)
  *   reported for a workload is therefore that workload's own, over its warm-up and all rounds.
  *   State does grow over the rounds (puts add revisions), equally on both sides.
- * - Warm-up: one short run per server (also warms etcd-ts's JIT); the slower of the two warm-up
- *   rates sizes the timed runs so that the slower server takes about BENCH_SECONDS per run, within
- *   a per-workload floor and ceiling. Both servers always get the same --total.
+ * - Warm-up: one short run per server (also warms etcd-ts's JIT); the two warm-up rates size the
+ *   timed runs so that the slower server takes about BENCH_SECONDS per run and the faster one at
+ *   least a quarter of that (see sizeTotal). Both servers always get the same --total.
  * - R rounds (BENCH_ROUNDS); in each round both servers run the workload, alternating which one
  *   goes first, so that machine noise hits both alike. Reported values are medians over rounds.
  * - The load generator shares the machine's cores with the server under test, as in etcd's own
@@ -171,9 +171,16 @@ const allWorkloads: Workload[] = [
   },
 ];
 
-/** Two significant digits, clamped: round numbers make the printed commands easy to repeat by hand. */
-function sizeTotal(workload: Workload, slowerRequestsPerSec: number, targetSeconds: number): number {
-  const raw = slowerRequestsPerSec * targetSeconds;
+/**
+ * The --total for the timed runs, from the two warm-up rates: the slower server should take about
+ * `targetSeconds`, but the faster one at least a quarter of that (short runs are mostly connection
+ * set-up and noise), as long as that does not stretch the slower one beyond three times the target.
+ * Rounded to two significant digits (easy to repeat by hand) and clamped to the workload's bounds.
+ */
+function sizeTotal(workload: Workload, warmupRequestsPerSec: readonly number[], targetSeconds: number): number {
+  const slower = Math.min(...warmupRequestsPerSec);
+  const faster = Math.max(...warmupRequestsPerSec);
+  const raw = Math.min(Math.max(slower * targetSeconds, (faster * targetSeconds) / 4), slower * targetSeconds * 3);
   const magnitude = 10 ** Math.max(0, Math.floor(Math.log10(Math.max(raw, 1))) - 1);
   const rounded = Math.round(raw / magnitude) * magnitude;
   return Math.min(workload.totalMax, Math.max(workload.totalMin, rounded));
@@ -302,7 +309,7 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
       const { report } = await runOnce(binaryPath, server, workload, workload.warmupTotal, 10 * 60_000);
       warmupRates.push(report.requestsPerSec);
     }
-    const total = sizeTotal(workload, Math.min(...warmupRates), config.targetSeconds);
+    const total = sizeTotal(workload, warmupRates, config.targetSeconds);
     result.total = total;
     result.command = workload.command(total);
     console.log(
