@@ -32,6 +32,15 @@ describe("etcdctl cluster and maintenance", () => {
     await c.ctl(["endpoint", "hashkv", "-w", "table"]);
   });
 
+  s.case("per-endpoint commands with a host:port endpoint (no scheme)", async (c) => {
+    await c.ctl(["endpoint", "status"], { bareEndpoint: true });
+    await c.ctl(["endpoint", "status", "-w", "json"], { bareEndpoint: true });
+    await c.ctl(["endpoint", "health"], { bareEndpoint: true });
+    await c.ctl(["endpoint", "hashkv"], { bareEndpoint: true });
+    await c.ctl(["member", "list"], { bareEndpoint: true });
+    await c.ctl(["get", "nothing-here", "-w", "json"], { bareEndpoint: true });
+  });
+
   s.case("hashkv and status follow writes", async (c) => {
     await c.ctl(["put", "h/a", "1"]);
     await c.ctl(["put", "h/b", "2"]);
@@ -49,6 +58,7 @@ describe("etcdctl cluster and maintenance", () => {
   s.case("alarm list and defrag", async (c) => {
     await c.ctl(["alarm", "list"]);
     await c.ctl(["alarm", "list", "-w", "json"]);
+    await c.ctl(["alarm", "disarm"]);
     await c.ctl(["defrag"]);
     await c.ctl(["get", "h/", "--prefix"]);
   });

@@ -52,6 +52,12 @@ export interface CtlOptions {
    */
   sortLines?: boolean;
   timeoutMs?: number;
+  /**
+   * Pass the endpoint as `127.0.0.1:<port>` instead of `http://127.0.0.1:<port>`. etcdctl's
+   * per-endpoint commands (endpoint status/hashkv, defrag) then send a plain host:port HTTP/2
+   * :authority instead of the whole URL.
+   */
+  bareEndpoint?: boolean;
 }
 
 /** What a case script gets: the same calls run against each side. */
@@ -96,7 +102,7 @@ function isProtobuf(args: string[]): boolean {
 }
 
 function recordResult(lines: string[], args: string[], res: EtcdctlResult, options: CtlOptions, background = false): void {
-  lines.push(formatCommand(args) + (background ? "  &" : ""));
+  lines.push(formatCommand(args) + (background ? "  &" : "") + (options.bareEndpoint ? "  # --endpoints=host:port" : ""));
   if (options.stdin !== undefined) lines.push("[stdin]", options.stdin.replace(/\n$/, ""));
   let stdout = res.stdout;
   if (isProtobuf(args)) stdout = res.stdoutBytes.toString("hex").replace(/(.{64})/g, "$1\n");
@@ -111,7 +117,8 @@ function makeContext(state: SideState): CaseContext {
   return {
     side: state.name,
     async ctl(args, options = {}) {
-      const res = await runEtcdctl(endpoint, args, { stdin: options.stdin, timeoutMs: options.timeoutMs ?? 20_000 });
+      const target = options.bareEndpoint ? `127.0.0.1:${state.member.clientPort}` : endpoint;
+      const res = await runEtcdctl(target, args, { stdin: options.stdin, timeoutMs: options.timeoutMs ?? 20_000 });
       recordResult(state.lines, args, res, options);
       return res;
     },
