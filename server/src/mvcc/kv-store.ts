@@ -291,6 +291,16 @@ export class MvccStore {
     return this.compactRev;
   }
 
+  /**
+   * Visits every live key that has a lease, with that lease (the lessor re-attaches them at
+   * start-up). Synchronous; the visitor must not write to the store.
+   */
+  forEachLeasedKey(visit: (key: Buffer, lease: bigint) => void): void {
+    this.index.forRange("", undefined, (ki) => {
+      if (ki.lease !== NO_LEASE && ki.isLive()) visit(ki.key, ki.lease);
+    });
+  }
+
   /** Number of keys in the index (live or with history). */
   get indexedKeys(): number {
     return this.index.size;

@@ -102,6 +102,8 @@ describe("Backend", () => {
     for (let i = 0; i < 100; i++) batch.put("key", b(`k${i}`), Buffer.alloc(1000, i));
     await backend.write(batch);
     expect(await backend.sizeBytes()).toBeGreaterThan(0);
+    await backend.defragment();
+    expect(await backend.sizeInUseBytes()).toBeGreaterThan(0);
   });
 });
 

@@ -304,6 +304,9 @@ describe("restart", () => {
     expect(h.store.compactRevision).toBe(3);
     expect(await h.store.range(ZERO, ZERO)).toEqual(before);
     expect(await h.store.hashKV(0)).toEqual(hashBefore);
+    const leased: string[] = [];
+    h.store.forEachLeasedKey((k, l) => leased.push(`${s(k)}:${l}`));
+    expect(leased).toEqual(["c:9"]);
     const txn = h.store.write();
     const r = txn.put(b("c"), b("2"), 0n);
     expect(r.prev?.lease).toBe(9n);

@@ -376,6 +376,24 @@ export class Backend {
     return total;
   }
 
+  /**
+   * Approximate bytes LevelDB uses for live data (etcd's "size in use"); LevelDB estimates from
+   * its table files, so recent unflushed writes may not count yet.
+   */
+  async sizeInUseBytes(): Promise<number> {
+    this.assertOpen();
+    return this.db.approximateSize(Buffer.from([0]), Buffer.from([0xff]));
+  }
+
+  /**
+   * Rewrites LevelDB's tables over the whole key space, dropping deleted entries (etcd's
+   * defragment). Runs in LevelDB's background thread; reads and writes continue meanwhile.
+   */
+  async defragment(): Promise<void> {
+    this.assertOpen();
+    await this.db.compactRange(Buffer.from([0]), Buffer.from([0xff]));
+  }
+
   /** Waits for queued writes, then closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
