@@ -26,6 +26,7 @@ export function runFigure8Script(
     readOnlyOption: "safe",
     maxSizePerMsgBytes: 1,
     maxInflightMsgs: 1,
+    maxUncommittedEntriesBytes: 0,
     snapshotEveryEntries: 0,
     snapshotKeepEntries: 0,
     backgroundFlushRate: 0,

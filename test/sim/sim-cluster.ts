@@ -38,6 +38,8 @@ export interface ClusterOptions {
   readOnlyOption: "safe" | "lease-based";
   maxSizePerMsgBytes: number;
   maxInflightMsgs: number;
+  /** Leader drops proposals beyond this many uncommitted payload bytes (0: no limit). */
+  maxUncommittedEntriesBytes: number;
   /** Take a local snapshot every this many applied entries (0: never). */
   snapshotEveryEntries: number;
   /** Entries kept in the log below a local snapshot. */
@@ -196,6 +198,7 @@ export class SimCluster {
         applied: m.applied,
         maxSizePerMsgBytes: this.options.maxSizePerMsgBytes,
         maxInflightMsgs: this.options.maxInflightMsgs,
+        maxUncommittedEntriesBytes: this.options.maxUncommittedEntriesBytes,
         preVote: this.options.preVote,
         checkQuorum: this.options.checkQuorum,
         readOnlyOption: this.options.readOnlyOption,

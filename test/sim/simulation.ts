@@ -71,6 +71,7 @@ export interface ProfileOverrides {
   crashes?: boolean;
   partitions?: boolean;
   clients?: number;
+  readOnlyOption?: "safe" | "lease-based";
 }
 
 /** Named override sets, for the runner (SIM_PRESET) and the tests. */
@@ -127,9 +128,10 @@ export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
       heartbeatTicks: r.between(1, Math.max(1, Math.floor(electionTicks / 3))),
       preVote: o.preVote ?? r.chance(0.5),
       checkQuorum,
-      readOnlyOption: "safe",
+      readOnlyOption: o.readOnlyOption ?? "safe",
       maxSizePerMsgBytes: o.maxSizePerMsgBytes ?? r.pick([1, 256, 4096, 1 << 20]),
       maxInflightMsgs: o.maxInflightMsgs ?? r.pick([1, 2, 16, 256]),
+      maxUncommittedEntriesBytes: r.pick([0, 0, 0, 300, 3000]),
       snapshotEveryEntries: snapshots ? r.between(3, 30) : 0,
       snapshotKeepEntries: r.between(0, 5),
       backgroundFlushRate: r.pick([0, 0.1, 0.5]),
@@ -161,7 +163,9 @@ export function describeProfile(p: SimProfile): string {
     `checkQuorum=${c.checkQuorum}`,
     `maxMsg=${c.maxSizePerMsgBytes}`,
     `inflight=${c.maxInflightMsgs}`,
+    ...(c.maxUncommittedEntriesBytes > 0 ? [`maxUncommitted=${c.maxUncommittedEntriesBytes}`] : []),
     `snapshotEvery=${c.snapshotEveryEntries}`,
+    ...(c.readOnlyOption !== "safe" ? [`reads=${c.readOnlyOption}`] : []),
     ...(knobs.length ? [`knobs=${knobs.join("+")}`] : []),
     ...(p.staleReads ? ["staleReads"] : []),
     ...(c.divergentApply ? ["divergentApply"] : []),
