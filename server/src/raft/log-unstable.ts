@@ -51,6 +51,11 @@ export class UnstableLog {
     return this.entries.slice(inProgress);
   }
 
+  /** Whether nextEntries() would return anything (without allocating). */
+  hasNextEntries(): boolean {
+    return this.offsetInProgress < this.offset + this.entries.length;
+  }
+
   /** The pending snapshot, if it has not been handed out yet. */
   nextSnapshot(): Snapshot | undefined {
     return this.snapshot && !this.snapshotInProgress ? this.snapshot : undefined;

@@ -198,9 +198,24 @@ export class ProgressTracker {
     };
   }
 
-  /** All member IDs (voters then learners), sorted within each group: a stable iteration order. */
-  ids(): NodeId[] {
-    return [...this.progress.keys()].sort(compareIds);
+  private sortedIds: NodeId[] | undefined = undefined;
+  private sortedIdsSize = -1;
+
+  /**
+   * All member IDs, sorted: a stable iteration order. Cached; callers must not mutate the result.
+   * The cache is refreshed when membership changes (see invalidate()).
+   */
+  ids(): readonly NodeId[] {
+    if (this.sortedIds === undefined || this.sortedIdsSize !== this.progress.size) {
+      this.sortedIds = [...this.progress.keys()].sort(compareIds);
+      this.sortedIdsSize = this.progress.size;
+    }
+    return this.sortedIds;
+  }
+
+  /** Forget cached orderings; call after adding or removing members. */
+  invalidate(): void {
+    this.sortedIds = undefined;
   }
 
   voterIds(): NodeId[] {

@@ -53,14 +53,22 @@ export class RaftLog {
     return this.storage.term(i);
   }
 
-  /** Term of entry `i`, or 0 when it is compacted or beyond the log. */
-  zeroTermOnOutOfRange(i: number): number {
+  /** Term of entry `i`, or undefined when it is compacted or beyond the log (no exception: hot path). */
+  maybeTerm(i: number): number | undefined {
+    const t = this.unstable.maybeTerm(i);
+    if (t !== undefined) return t;
+    if (i < this.firstIndex() - 1 || i > this.lastIndex()) return undefined;
     try {
-      return this.term(i);
+      return this.storage.term(i);
     } catch (e) {
-      if (e instanceof ErrCompacted || e instanceof ErrUnavailable) return 0;
+      if (e instanceof ErrCompacted || e instanceof ErrUnavailable) return undefined;
       throw e;
     }
+  }
+
+  /** Term of entry `i`, or 0 when it is compacted or beyond the log. */
+  zeroTermOnOutOfRange(i: number): number {
+    return this.maybeTerm(i) ?? 0;
   }
 
   lastTerm(): number {
@@ -68,12 +76,7 @@ export class RaftLog {
   }
 
   matchTerm(i: number, t: number): boolean {
-    try {
-      return this.term(i) === t;
-    } catch (e) {
-      if (e instanceof ErrCompacted || e instanceof ErrUnavailable) return false;
-      throw e;
-    }
+    return this.maybeTerm(i) === t;
   }
 
   /** §5.4.1: is a log ending at (lasti, term) at least as up-to-date as ours? */
@@ -126,14 +129,8 @@ export class RaftLog {
    */
   findConflictByTerm(index: number, term: number): number {
     for (; index > 0; index--) {
-      let t: number;
-      try {
-        t = this.term(index);
-      } catch (e) {
-        if (e instanceof ErrCompacted || e instanceof ErrUnavailable) return index;
-        throw e;
-      }
-      if (t <= term) return index;
+      const t = this.maybeTerm(index);
+      if (t === undefined || t <= term) return index;
     }
     return 0;
   }

@@ -643,6 +643,7 @@ export class Raft {
       this.prs.learners.add(id);
       this.prs.progress.set(id, new Progress(next, this.prs.maxInflightMsgs, true, true));
     }
+    this.prs.invalidate();
     const self = this.prs.progress.get(this.id);
     if (self) self.match = this.stableLastIndex();
   }
@@ -690,6 +691,7 @@ export class Raft {
           break;
       }
     }
+    this.prs.invalidate();
     // The change is applied: a new one may be proposed.
     this.logger.info("applied conf change", { id: this.id, type: ConfChangeType[cc.type], node: id, voters: [...this.prs.voters].map(String) });
 

@@ -212,7 +212,7 @@ export class RawNode {
     if (!sameHardState(hs, this.prevHardState)) return true;
     if (r.log.unstable.nextSnapshot() !== undefined) return true;
     if (r.msgs.length > 0 || r.readStates.length > 0) return true;
-    if (r.log.unstable.nextEntries().length > 0) return true;
+    if (r.log.unstable.hasNextEntries()) return true;
     return r.log.hasNextCommittedEnts();
   }
 
