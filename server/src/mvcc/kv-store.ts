@@ -176,6 +176,8 @@ export class MvccStore {
   private currentRev = 1;
   private stagedRev = 1;
   private compactRev = -1;
+  /** Highest compaction scheduled (>= compactRev); differs while it waits for a staged revision. */
+  private scheduledCompactRev = -1;
   private openTxn: StoreWriteTxn | undefined;
   private closed = false;
   private readonly hub: WatchHub;
@@ -235,6 +237,7 @@ export class MvccStore {
     const finishedRev = finished ? decodeRevisionValue(finished) : -1;
     const scheduledRev = scheduled ? decodeRevisionValue(scheduled) : -1;
     this.compactRev = finishedRev;
+    this.scheduledCompactRev = finishedRev;
 
     let lastMain = 1;
     const it = this.backend.rawIterator({ gte: Buffer.from([Bucket.key]), lt: Buffer.from([Bucket.key + 1]) });
@@ -271,6 +274,7 @@ export class MvccStore {
     this.stagedRev = this.currentRev;
     if (scheduledRev > finishedRev) {
       this.compactRev = scheduledRev;
+      this.scheduledCompactRev = scheduledRev;
       this.log.info("resuming scheduled compaction", { revision: scheduledRev });
       this.resumedCompaction = this.enqueueCompaction(scheduledRev);
     }
@@ -289,6 +293,11 @@ export class MvccStore {
   /** The last compaction's revision, -1 if never compacted. Reads below it fail. */
   get compactRevision(): number {
     return this.compactRev;
+  }
+
+  /** The last compaction scheduled, including one waiting for its staged revision to publish. */
+  get scheduledCompactRevision(): number {
+    return this.scheduledCompactRev;
   }
 
   /**
@@ -516,9 +525,12 @@ export class MvccStore {
    * Compacts at `revision`: afterwards reads below it fail with ErrCompacted, and for every key
    * only its newest version <= revision survives (dropped if that is a tombstone).
    *
-   * Synchronously (before returning): validates (ErrCompacted if revision <= compactRevision,
-   * ErrFutureRev if above the staged revision), sets `compactRevision`, and stages the scheduled
-   * compaction record into `batch` (or writes it in its own batch when none is given).
+   * Synchronously (before returning): validates (ErrCompacted if revision <= the last scheduled
+   * compaction, ErrFutureRev if above the staged revision) and stages the scheduled compaction
+   * record into `batch` (or writes it in its own batch when none is given). `compactRevision`
+   * moves to `revision` at once when `revision` is published (as in etcd); when it is only staged
+   * (grouped apply), it moves when that revision is published, so head reads never fail meanwhile.
+   * Reads in later txns of the same group already see the compaction.
    * In the background, once that record is written: compacts the key index in chunks, waits for
    * in-flight reads below `revision`, deletes the dropped entries from LevelDB in bounded
    * batches, then records the compaction as finished. The returned promise resolves then
@@ -526,14 +538,17 @@ export class MvccStore {
    */
   scheduleCompaction(revision: number, batch?: BackendBatch): Promise<void> {
     this.assertOpen();
-    if (revision <= this.compactRev) throw new ErrCompacted(this.compactRev);
+    if (revision <= this.scheduledCompactRev) throw new ErrCompacted(this.scheduledCompactRev);
     if (revision > this.stagedRev) throw new ErrFutureRev(this.currentRev);
-    this.compactRev = revision;
+    this.scheduledCompactRev = revision;
+    if (revision <= this.currentRev) this.compactRev = revision;
     const own = batch === undefined;
     const b = batch ?? this.backend.batch();
     b.put("meta", META_SCHEDULED_COMPACT, encodeRevisionValue(revision));
     const done = new Promise<void>((resolve, reject) => {
       b.onWritten(() => {
+        // By now every revision up to `revision` is published (batches are written in order).
+        if (revision > this.compactRev) this.compactRev = revision;
         this.enqueueCompaction(revision).then(resolve, reject);
       });
     });
@@ -768,7 +783,8 @@ class StoreWriteTxn implements WriteTxn {
     let rev = options.revision ?? 0;
     if (rev > cur) throw new ErrFutureRev(cur);
     if (rev <= 0) rev = cur;
-    if (rev < this.store.compactRevision) throw new ErrCompacted(this.store.compactRevision);
+    const compactRev = this.store.scheduledCompactRevision;
+    if (rev < compactRev) throw new ErrCompacted(compactRev);
     return this.store.rangeAt(key, end, rev, cur, options);
   }
 

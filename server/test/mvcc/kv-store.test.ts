@@ -270,6 +270,28 @@ describe("compaction", () => {
     expect((await h.store.range(ZERO, ZERO)).count).toBe(100);
   });
 
+  it("a compaction at a revision still staged in the same batch takes effect when it is published", async () => {
+    await h.put("k", "1"); // 2
+    const batch = h.backend.batch();
+    const t1 = h.store.write();
+    t1.put(b("k"), b("2"), 0n); // 3, staged
+    t1.end(batch);
+    const done = h.store.scheduleCompaction(3, batch);
+    expect(h.store.compactRevision).toBe(-1);
+    expect(h.store.scheduledCompactRevision).toBe(3);
+    expect(() => h.store.scheduleCompaction(3)).toThrow(ErrCompacted);
+    // head reads keep working until the batch is written
+    expect(s((await h.get("k"))!.value)).toBe("1");
+    const t2 = h.store.write();
+    await expect(t2.range(b("k"), undefined, { revision: 2 })).rejects.toBeInstanceOf(ErrCompacted);
+    t2.end(batch);
+    await h.backend.write(batch);
+    expect(h.store.compactRevision).toBe(3);
+    await done;
+    await expect(h.get("k", 2)).rejects.toBeInstanceOf(ErrCompacted);
+    expect(await keyBucketEntries()).toBe(1);
+  });
+
   it("compacts in many bounded batches while writes continue", async () => {
     const h2 = await Harness.open((await tempDir()).dir, { compactionBatchEntries: 7, indexCompactionChunkKeys: 5, compactionPauseMs: 0 });
     for (let i = 0; i < 200; i++) await h2.put(`k${i % 30}`, `${i}`);
