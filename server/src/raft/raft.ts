@@ -63,6 +63,8 @@ export interface RaftConfig {
 }
 
 type CampaignType = "pre-election" | "election" | "transfer";
+/** Bound on ReadIndex requests a leader keeps waiting (beyond it, requests are dropped). */
+const MAX_PENDING_READS = 65536;
 /** Context of vote requests caused by a leader transfer: they override the receivers' lease. */
 const CAMPAIGN_TRANSFER = new TextEncoder().encode("CampaignTransfer");
 
@@ -744,7 +746,7 @@ export class Raft {
     if (!this.committedEntryInCurrentTerm()) {
       // A new leader does not know the latest commit index until it commits an entry of its term
       // (its persisted commit index may lag behind what was acknowledged before a restart).
-      if (this.pendingReadIndexMessages.length < 4096) this.pendingReadIndexMessages.push(m);
+      if (this.pendingReadIndexMessages.length < MAX_PENDING_READS) this.pendingReadIndexMessages.push(m);
       else throw new ErrProposalDropped("too many pending read index requests");
       return;
     }
@@ -757,6 +759,7 @@ export class Raft {
       this.respondToReadIndex(m, this.log.committed);
       return;
     }
+    if (this.readOnly.pendingCount() >= MAX_PENDING_READS) throw new ErrProposalDropped("too many pending read index requests");
     this.readOnly.addRequest(this.log.committed, m);
     this.maybeStartReadRound();
   }

@@ -10,6 +10,10 @@
  *
  * A leader may send a Ready's messages before its own write of the Ready's entries is durable: it
  * counts its own copy towards commitment only when advance() reports the write done.
+ *
+ * Transport duties: for every MsgSnap sent, report the outcome with reportSnapshot() (until then
+ * the leader sends that follower nothing else); report peers the transport cannot reach with
+ * reportUnreachable().
  */
 import {
   EntryType, MessageType, NONE, StateRole, emptyMessage,
