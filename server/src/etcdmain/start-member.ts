@@ -170,6 +170,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       apply: (batch) => server.applyBatch(batch),
       onReadStates: (states) => server.onReadStates(states),
       onSoftState: (state) => server.onSoftState(state),
+      afterAdvance: () => server.afterAdvance(),
       logger: logger.named("raft"),
     },
   );

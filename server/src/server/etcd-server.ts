@@ -76,6 +76,7 @@ export class EtcdServer {
   private readInFlight: { ctx: string; waiters: { resolve: () => void; reject: (e: Error) => void }[]; timer: NodeJS.Timeout } | undefined;
   private readSeq = 0n;
   private published = false;
+  private campaignAfterAdvance = false;
   private leaderChanges = 0;
   readonly alarms: { memberId: bigint; alarm: number }[] = [];
 
@@ -145,6 +146,15 @@ export class EtcdServer {
     const tick = this.options.leaseTickMs ?? 500;
     this.leaseTimer = setInterval(() => this.leaseTick(), tick);
     this.leaseTimer.unref();
+    // With entries still to apply, conf changes among them campaign after their advance().
+    const status = this.raft.rawNode.status();
+    if (status.applied >= status.hardState.commit) this.campaignIfAlone();
+  }
+
+  /** The driver's afterAdvance hook. */
+  afterAdvance(): void {
+    if (!this.campaignAfterAdvance) return;
+    this.campaignAfterAdvance = false;
     this.campaignIfAlone();
   }
 
@@ -442,8 +452,9 @@ export class EtcdServer {
   private applyConfChangeToRaft(entry: Entry): ConfChange {
     const cc = decodeConfChange(entry.data);
     this.confState = this.raft.rawNode.applyConfChange(cc);
-    // After a restart the configuration is rebuilt by replaying conf changes.
-    queueMicrotask(() => this.campaignIfAlone());
+    // After a restart the configuration is rebuilt by replaying conf changes; once the core has
+    // taken them (after advance), a lone voter campaigns at once.
+    this.campaignAfterAdvance = true;
     return cc;
   }
 

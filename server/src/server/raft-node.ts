@@ -61,6 +61,8 @@ export interface RaftNodeDeps {
   onReadStates: (states: ReadState[]) => void;
   onSoftState: (state: SoftState) => void;
   onHardState?: (state: HardState) => void;
+  /** Called after each advance(), when the core may take new instructions (e.g. campaign). */
+  afterAdvance?: () => void;
   logger: Logger;
 }
 
@@ -193,6 +195,7 @@ export class RaftNode {
         }
       }
       rawNode.advance(rd);
+      this.deps.afterAdvance?.();
     }
   }
 }

@@ -34,6 +34,17 @@ function processStartTicks(pid: number): string | undefined {
   }
 }
 
+/** A process that has exited but not been reaped yet (state Z or X) holds nothing. */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X";
+  } catch {
+    return false;
+  }
+}
+
 function holderAlive(c: LockContent, lockPath: string): boolean {
   if (c.pid === process.pid) {
     if (heldInThisProcess.has(lockPath)) return true;
@@ -46,6 +57,7 @@ function holderAlive(c: LockContent, lockPath: string): boolean {
     if (isErrno(e, "ESRCH")) return false;
     // EPERM: exists, owned by someone else.
   }
+  if (isZombie(c.pid)) return false;
   const now = processStartTicks(c.pid);
   if (c.startTicks !== undefined && now !== undefined && now !== c.startTicks) return false;
   return true;
