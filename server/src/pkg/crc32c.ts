@@ -12,6 +12,9 @@ const POLY_REFLECTED = 0x82f63b78;
 
 /** TABLES[k][b]: CRC contribution of byte b followed by k zero bytes. */
 const TABLES: Uint32Array[] = buildTables();
+const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES as [
+  Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array,
+];
 
 function buildTables(): Uint32Array[] {
   const tables: Uint32Array[] = [];
@@ -33,9 +36,6 @@ function buildTables(): Uint32Array[] {
 
 /** Continues `crc` (a finished CRC-32C value, 0 for "nothing yet") over `data[start, end)`. */
 export function crc32cUpdate(crc: number, data: Uint8Array, start = 0, end = data.length): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES as [
-    Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array,
-  ];
   let c = ~crc >>> 0;
   let i = start;
   const end8 = start + ((end - start) & ~7);

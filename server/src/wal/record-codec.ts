@@ -270,6 +270,11 @@ export function chainContinues(previousChain: number, probe: { chainCrc: number;
  */
 export function findValidFrameAfter(buf: Buffer, after: number, end: number): number {
   for (let off = (after + 8) & ~7; off + FRAME_HEADER_BYTES <= end; off += 8) {
+    // Skip runs of zeros (the preallocated tail) a block at a time: no frame starts there.
+    if ((off & (ZERO_BLOCK.length - 1)) === 0 && off + ZERO_BLOCK.length <= end && isZeroRange(buf, off, off + ZERO_BLOCK.length)) {
+      off += ZERO_BLOCK.length - 8;
+      continue;
+    }
     const type = buf[off + 4]!;
     if (type < RecordType.Metadata || type > RecordType.Crc) continue;
     if (buf[off + 6] !== 0 || buf[off + 7] !== 0) continue;
@@ -277,6 +282,17 @@ export function findValidFrameAfter(buf: Buffer, after: number, end: number): nu
     if (p.kind === "record") return off;
   }
   return -1;
+}
+
+const ZERO_BLOCK = Buffer.alloc(64 * 1024);
+
+/** Whether `buf[start, end)` is all zero bytes (compared natively, a block at a time). */
+export function isZeroRange(buf: Buffer, start: number, end: number): boolean {
+  for (let p = start; p < end; p += ZERO_BLOCK.length) {
+    const n = Math.min(ZERO_BLOCK.length, end - p);
+    if (buf.compare(ZERO_BLOCK, 0, n, p, p + n) !== 0) return false;
+  }
+  return true;
 }
 
 /** Payload decoding; each throws `PayloadError` on malformed input. */

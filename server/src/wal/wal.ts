@@ -56,6 +56,7 @@ import {
   FrameBuilder,
   hardStatePayloadBytes,
   isEmptyHardState,
+  isZeroRange,
   RecordType,
   snapshotPayloadBytes,
   type WalSnapshot,
@@ -191,13 +192,7 @@ async function readSegments(
     }
     chain = scan.chain;
     if (isLast) {
-      let tailIsZero = true;
-      for (let k = scan.goodEndBytes; k < buf.length; k++) {
-        if (buf[k] !== 0) {
-          tailIsZero = false;
-          break;
-        }
-      }
+      const tailIsZero = isZeroRange(buf, scan.goodEndBytes, buf.length);
       last = {
         info: seg,
         path: file,

@@ -65,10 +65,11 @@ function runAndKill(
   });
 }
 
+const rounds = runsFromEnv(6);
+
 describe("Wal survives SIGKILL", () => {
   it("keeps every acknowledged record across repeated kills", async () => {
     const seed = seedFromEnv(Date.now() % 1_000_000);
-    const rounds = runsFromEnv(6);
     const rand = rng(seed);
     const dir = path.join(t.dir, "wal");
     let expectedMin = 0;
@@ -103,5 +104,5 @@ describe("Wal survives SIGKILL", () => {
       console.error(`seed=${seed}`);
       throw e;
     }
-  }, 300_000);
+  }, Math.max(300_000, rounds * 15_000));
 });
