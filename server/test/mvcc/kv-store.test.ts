@@ -230,16 +230,37 @@ describe("compaction", () => {
     expect(brief((await h.get("k"))!)).toEqual(["k", "y", 2, 8, 7]);
   });
 
-  it("waits for an in-flight read below the compaction before deleting", async () => {
-    const h2 = await Harness.open((await tempDir()).dir, { valueCacheBytes: 0 });
-    for (let i = 0; i < 20; i++) await h2.put(`k${i % 4}`, `${i}`);
-    const reading = h2.store.range(ZERO, ZERO, { revision: 5 });
-    const compacting = h2.store.compact(20);
-    const r = await reading;
-    expect(r.kvs.length).toBe(4);
+  it("waits for in-flight reads below the compaction before deleting", async () => {
+    const t = await tempDir();
+    const h2 = await Harness.open(t.dir, { valueCacheBytes: 0, syncReadMissesMax: 0, compactionPauseMs: 0 });
+    const KEYS = 1500;
+    for (let v = 0; v < 3; v++) {
+      const batch = h2.backend.batch();
+      for (let i = 0; i < KEYS; i += 100) {
+        const txn = h2.store.write();
+        for (let j = i; j < i + 100; j++) txn.put(b(`k${String(j).padStart(5, "0")}`), b(`v${v}`), 0n);
+        txn.end(batch);
+      }
+      await h2.backend.write(batch);
+    }
+    const oldRev = KEYS / 100 + 1; // every key at version 1
+    // Slow LevelDB reads down so that compaction gets to run while they are in flight.
+    const backend = h2.backend;
+    const getMany = backend.getManyPrefixed.bind(backend);
+    backend.getManyPrefixed = async (keys: Buffer[]) => {
+      await new Promise((r) => setTimeout(r, 100));
+      return getMany(keys);
+    };
+    const reads = Array.from({ length: 12 }, () => h2.store.range(ZERO, ZERO, { revision: oldRev }));
+    const compacting = h2.store.compact(h2.store.currentRevision);
+    for (const r of await Promise.all(reads)) {
+      expect(r.kvs.length).toBe(KEYS);
+      expect(r.kvs.every((kv) => kv.value.toString() === "v0")).toBe(true);
+    }
     await compacting;
-    await expect(h2.store.range(ZERO, ZERO, { revision: 5 })).rejects.toBeInstanceOf(ErrCompacted);
+    await expect(h2.store.range(ZERO, ZERO, { revision: oldRev })).rejects.toBeInstanceOf(ErrCompacted);
     await h2.close();
+    await t.cleanup();
   });
 
   it("compaction staged into the apply batch is persisted with it", async () => {
