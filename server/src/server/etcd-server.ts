@@ -415,10 +415,11 @@ export class EtcdServer {
     }
   }
 
-  private txnChecks(): { leases: { exists: (id: bigint) => boolean }; currentRevision: number; compactRevision: number } {
+  /** What txn checks compare against: the published store, or an apply step's view of it. */
+  private txnChecks(view?: KvWriter): { leases: { exists: (id: bigint) => boolean }; currentRevision: number; compactRevision: number } {
     return {
       leases: { exists: (id) => this.deps.lessor.lookup(id) !== undefined },
-      currentRevision: this.deps.store.currentRevision,
+      currentRevision: view ? view.beginRevision : this.deps.store.currentRevision,
       compactRevision: this.deps.store.compactRevision,
     };
   }
@@ -434,18 +435,29 @@ export class EtcdServer {
       this.appliedIndex = Math.max(this.appliedIndex, batch.snapshot.metadata.index);
       this.confState = batch.snapshot.metadata.confState;
     }
+    // Entries are applied one after another, but their backend batches are not awaited one by
+    // one: the backend group-commits everything queued into one LevelDB write, and each
+    // proposer is answered once its own batch is in.
+    const written: Promise<void>[] = [];
+    const consistentIndex = this.deps.store.consistentIndex();
+    let last = this.appliedIndex;
     for (const entry of batch.entries) {
       this.committedIndex = Math.max(this.committedIndex, entry.index);
-      if (entry.index <= this.deps.store.consistentIndex()) {
+      last = entry.index;
+      if (entry.index <= consistentIndex) {
         // Already in the backend (replay after restart); conf changes must still reach raft.
         if (entry.type === EntryType.ConfChange) this.applyConfChangeToRaft(entry);
-        this.appliedIndex = entry.index;
         continue;
       }
-      if (entry.type === EntryType.ConfChange) await this.applyConfChangeEntry(entry);
-      else await this.applyNormalEntry(entry);
-      this.appliedIndex = entry.index;
+      if (entry.type === EntryType.ConfChange) {
+        await Promise.all(written.splice(0));
+        await this.applyConfChangeEntry(entry);
+      } else {
+        written.push((await this.applyNormalEntry(entry)).written);
+      }
     }
+    await Promise.all(written);
+    this.appliedIndex = Math.max(this.appliedIndex, last);
     this.notifyApplied();
   }
 
@@ -486,12 +498,16 @@ export class EtcdServer {
     if (cc.id !== undefined && cc.id !== 0n) this.wait.trigger(cc.id, { value: membership.list() });
   }
 
-  private async applyNormalEntry(entry: Entry): Promise<void> {
+  /**
+   * Applies one entry into its own write session and starts writing it.
+   * @returns `written`, which settles once the entry's batch is in the backend and its proposer
+   *   has been answered (wrapped: an async function cannot return a promise unresolved).
+   */
+  private async applyNormalEntry(entry: Entry): Promise<{ written: Promise<void> }> {
     const w = this.deps.store.beginWrite();
     if (entry.data.length === 0) {
       // The empty entry a new leader appends: nothing to apply but the index.
-      await w.commit(entry.index);
-      return;
+      return { written: w.commit(entry.index) };
     }
     let req: InternalRaftRequest;
     try {
@@ -510,8 +526,7 @@ export class EtcdServer {
     } finally {
       this.deps.leaseRecords.unbind();
     }
-    await w.commit(entry.index);
-    this.wait.trigger(id, result);
+    return { written: w.commit(entry.index).then(() => this.wait.trigger(id, result)) };
   }
 
   private async dispatch(req: InternalRaftRequest, w: WriteSession): Promise<ApplyResult> {
@@ -526,7 +541,7 @@ export class EtcdServer {
       return { value: await applyDeleteRange(kv, req.deleteRange) };
     }
     if (req.txn) {
-      const resp = await applyTxn(kv, req.txn, this.txnChecks());
+      const resp = await applyTxn(kv, req.txn, this.txnChecks(w));
       resp.header = { clusterId: 0n, memberId: 0n, raftTerm: 0n, revision: BigInt(w.changed ? w.beginRevision + 1 : w.beginRevision) };
       return { value: resp };
     }
