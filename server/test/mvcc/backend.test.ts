@@ -97,6 +97,25 @@ describe("Backend", () => {
     await expect(backend.write(backend.batch())).rejects.toBeInstanceOf(BackendFailedError);
   });
 
+  it("iterateAll copies a whole database into another one", async () => {
+    const batch = backend.batch();
+    batch.put("lease", b("1"), b("l"));
+    batch.put("members", b("m"), b("x"));
+    batch.setConsistentIndex(7);
+    await backend.write(batch);
+    const t = await tempDir();
+    const copy = await Backend.open(t.dir);
+    const restore = copy.batch();
+    for await (const [k, v] of backend.iterateAll()) restore.putPrefixed(k, v);
+    await copy.write(restore);
+    await copy.close();
+    const reopened = await Backend.open(t.dir);
+    expect(reopened.consistentIndex()).toBe(7);
+    expect((await reopened.get("members", b("m")))?.toString()).toBe("x");
+    await reopened.close();
+    await t.cleanup();
+  });
+
   it("reports its size on disk", async () => {
     const batch = backend.batch();
     for (let i = 0; i < 100; i++) batch.put("key", b(`k${i}`), Buffer.alloc(1000, i));

@@ -343,6 +343,24 @@ export class Backend {
     return this.db.getSync(fullKey) ?? undefined;
   }
 
+  /**
+   * Every entry of every bucket, in LevelDB order, as `[fullKey, value]` (bucket byte included),
+   * from one snapshot: what a snapshot sender streams. A receiver restores by writing the entries
+   * back with `putPrefixed` into an empty backend.
+   */
+  async *iterateAll(): AsyncIterable<[Buffer, Buffer]> {
+    const it = this.rawIterator({});
+    try {
+      for (;;) {
+        const entries = await it.nextv(ITERATE_CHUNK);
+        if (entries.length === 0) break;
+        for (const e of entries) yield e;
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
   /** @internal Opens a raw LevelDB iterator (full keys with bucket byte). */
   rawIterator(options: Record<string, unknown>) {
     this.assertOpen();
