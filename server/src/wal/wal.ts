@@ -377,6 +377,8 @@ export class Wal {
               if (s.term !== from.term) throw new ErrSnapshotMismatch(from.index, from.term, s.term);
               matched = true;
             }
+            // As when writing: entries after a marker continue from its index.
+            if (s.index > lastEntryIndex) lastEntryIndex = s.index;
             break;
           }
           default:
