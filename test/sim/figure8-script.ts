@@ -30,6 +30,7 @@ export function runFigure8Script(
     snapshotEveryEntries: 0,
     snapshotKeepEntries: 0,
     backgroundFlushRate: 0,
+    leaderWriteDelayUnits: 0,
     ...(commitPreviousTermByCounting ? { knobs: { commitPreviousTermByCounting: true } } : {}),
   };
   const noop = (): void => {};

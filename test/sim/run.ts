@@ -3,6 +3,7 @@
  *
  *   npm run sim                          2,000 seeds (1..2000) on 2 worker processes
  *   SEED=n npm run sim                   replay one run exactly; TRACE=1 prints its trace
+ *                                        (TRACE=2 also every message delivered)
  *   SEEDS=a-b npm run sim                the seeds a..b (inclusive)
  *   RUNS=n npm run sim                   the seeds 1..n
  *   SIM_DURATION=10m npm run sim         new seeds (from SIM_BASE_SEED, else a time-derived base)
@@ -201,7 +202,7 @@ async function main(): Promise<number> {
   if (env["SEED"] !== undefined) {
     const seed = Number(env["SEED"]);
     const trace = env["TRACE"] && env["TRACE"] !== "0" ? (line: string) => console.log(line) : undefined;
-    const r = runSimulation(seed, overrides, trace);
+    const r = runSimulation(seed, overrides, trace, env["TRACE"] === "2");
     const report = toReport(r);
     console.log(`profile: ${r.profile}`);
     console.log(`stats: ${JSON.stringify(r.stats)}`);

@@ -46,6 +46,12 @@ export interface ClusterOptions {
   snapshotKeepEntries: number;
   /** Probability per Ready that unsynced writes are flushed anyway (the OS writing back). */
   backgroundFlushRate: number;
+  /**
+   * A leader sends a Ready's messages at once and finishes its own write (persist, apply,
+   * advance) up to this many time units later, as etcd's leader writes its WAL in parallel with
+   * replicating (0: every Ready is handled synchronously). A crash meanwhile loses the write.
+   */
+  leaderWriteDelayUnits: number;
   knobs?: RaftKnobs;
   /** Self-test: this member corrupts its state machine after applying this many commands. */
   divergentApply?: { memberId: NodeId; afterCommands: number };
@@ -76,6 +82,16 @@ interface PendingRead {
   index?: number;
 }
 
+/** A Ready whose handling waits (behind a leader's write still in flight). */
+interface HeldReady {
+  rd: Ready;
+  /** Its messages already went out. */
+  sent: boolean;
+  dueAt: number;
+  /** The member's term when the Ready was taken (for a leader's election report). */
+  term: number;
+}
+
 interface Deferred {
   memberId: NodeId;
   incarnation: number;
@@ -95,6 +111,10 @@ export class SimMember {
   snapshotIndex = 0;
   role: StateRole = StateRole.Follower;
   lead: NodeId = 0n;
+  /** The role as of the last ready() (ahead of `role` while Readies are held). */
+  readyRole: StateRole = StateRole.Follower;
+  /** Readies taken from the node and not yet handled, in order. */
+  held: HeldReady[] = [];
   incarnation = 0;
   removed = false;
   commandsApplied = 0;
@@ -122,6 +142,8 @@ export class SimCluster {
   private deferred: Deferred[] = [];
   private readonly initialVoters: NodeId[];
   private readonly tracing: boolean;
+  /** Trace every delivered message, not only votes and snapshots. */
+  traceMessages = false;
   /** Counters for the run summary. */
   readonly stats = { crashes: 0, restarts: 0, snapshotsSent: 0, snapshotsApplied: 0, localSnapshots: 0, confChanges: 0, readies: 0 };
 
@@ -188,6 +210,8 @@ export class SimCluster {
     m.checkedCommit = 0;
     m.role = StateRole.Follower;
     m.lead = 0n;
+    m.readyRole = StateRole.Follower;
+    m.held = [];
     m.incarnation++;
     m.commandsApplied = 0;
     const node = new RawNode(
@@ -230,6 +254,7 @@ export class SimCluster {
   }
 
   private stop(m: SimMember): void {
+    m.held = []; // writes still in flight are lost
     m.node = undefined;
     m.storage = undefined;
     m.role = StateRole.Follower;
@@ -315,6 +340,10 @@ export class SimCluster {
     for (let round = 0; round < 100_000; round++) {
       let any = false;
       for (const m of this.members.values()) {
+        if (m.node && m.held.length > 0 && m.held[0]!.dueAt <= this.now) {
+          this.handleHeld(m);
+          any = true;
+        }
         if (m.node && m.node.hasReady()) {
           this.handleReady(m);
           any = true;
@@ -345,7 +374,7 @@ export class SimCluster {
     const isSnap = env.msg.type === MessageType.Snap;
     const ok = target !== undefined && target.node !== undefined && !target.removed && !this.network.isBlocked(from, to);
     if (ok) {
-      if (this.tracing && (isSnap || env.msg.type === MessageType.Vote || env.msg.type === MessageType.PreVote)) {
+      if (this.tracing && (this.traceMessages || isSnap || env.msg.type === MessageType.Vote || env.msg.type === MessageType.PreVote)) {
         this.log(() => `n${to} <- ${describeMsg(env.msg)}`);
       }
       target.node!.step(env.msg);
@@ -381,9 +410,36 @@ export class SimCluster {
 
   private handleReady(m: SimMember): void {
     const node = m.node!;
-    const storage = m.storage!;
     const rd: Ready = node.ready();
     this.stats.readies++;
+    const term = rd.softState ? node.status().hardState.term : 0;
+    if (rd.softState) m.readyRole = rd.softState.role;
+    if (this.options.leaderWriteDelayUnits > 0 && m.readyRole === StateRole.Leader) {
+      // The leader replicates while its own write is in flight.
+      for (const msg of rd.messages) this.send(m, msg);
+      const delay = this.rng.between(0, this.options.leaderWriteDelayUnits);
+      const dueAt = Math.max(this.now + delay, m.held.length > 0 ? m.held[m.held.length - 1]!.dueAt : 0);
+      m.held.push({ rd, sent: true, dueAt, term });
+      return;
+    }
+    if (m.held.length > 0) {
+      // Readies are handled in order: wait behind the write in flight.
+      m.held.push({ rd, sent: false, dueAt: m.held[m.held.length - 1]!.dueAt, term });
+      return;
+    }
+    this.processReady(m, rd, false, term);
+  }
+
+  private handleHeld(m: SimMember): void {
+    while (m.node && m.held.length > 0 && m.held[0]!.dueAt <= this.now) {
+      const h = m.held.shift()!;
+      this.processReady(m, h.rd, h.sent, h.term);
+    }
+  }
+
+  private processReady(m: SimMember, rd: Ready, alreadySent: boolean, termAtReady: number): void {
+    const node = m.node!;
+    const storage = m.storage!;
 
     // 1. Persist: snapshot, hardState, entries; fsync when required.
     if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
@@ -416,17 +472,17 @@ export class SimCluster {
       m.role = rd.softState.role;
       m.lead = rd.softState.lead;
       if (m.role === StateRole.Leader && was !== StateRole.Leader) {
-        const term = node.status().hardState.term;
+        const term = termAtReady;
         this.log(() => `n${m.id} became leader in term ${term} (last index ${storage.lastIndex()})`);
         this.checker.observeLeader(m.id, term, view);
         this.hooks.onLeaderElected(m.id, term);
       } else if (this.tracing && was !== m.role) {
-        this.log(() => `n${m.id} is ${StateRole[m.role]} (lead ${m.lead}, term ${node.status().hardState.term})`);
+        this.log(() => `n${m.id} is ${StateRole[m.role]} (lead ${m.lead}, term ${termAtReady})`);
       }
     }
 
-    // 2. Send.
-    for (const msg of rd.messages) this.send(m, msg);
+    // 2. Send (unless a leader already did, before its write).
+    if (!alreadySent) for (const msg of rd.messages) this.send(m, msg);
 
     // 3. Reads that got their index.
     for (const rs of rd.readStates) {

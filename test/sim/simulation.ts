@@ -72,6 +72,7 @@ export interface ProfileOverrides {
   partitions?: boolean;
   clients?: number;
   readOnlyOption?: "safe" | "lease-based";
+  leaderWriteDelayUnits?: number;
 }
 
 /** Named override sets, for the runner (SIM_PRESET) and the tests. */
@@ -135,6 +136,7 @@ export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
       snapshotEveryEntries: snapshots ? r.between(3, 30) : 0,
       snapshotKeepEntries: r.between(0, 5),
       backgroundFlushRate: r.pick([0, 0.1, 0.5]),
+      leaderWriteDelayUnits: o.leaderWriteDelayUnits ?? r.pick([0, 0, 2, 6]),
       ...(o.knobs ? { knobs: o.knobs } : {}),
       ...(o.divergentApply ? { divergentApply: { memberId: 2n, afterCommands: 5 } } : {}),
     },
@@ -165,6 +167,7 @@ export function describeProfile(p: SimProfile): string {
     `inflight=${c.maxInflightMsgs}`,
     ...(c.maxUncommittedEntriesBytes > 0 ? [`maxUncommitted=${c.maxUncommittedEntriesBytes}`] : []),
     `snapshotEvery=${c.snapshotEveryEntries}`,
+    ...(c.leaderWriteDelayUnits > 0 ? [`leaderWriteDelay=${c.leaderWriteDelayUnits}`] : []),
     ...(c.readOnlyOption !== "safe" ? [`reads=${c.readOnlyOption}`] : []),
     ...(knobs.length ? [`knobs=${knobs.join("+")}`] : []),
     ...(p.staleReads ? ["staleReads"] : []),
@@ -214,9 +217,18 @@ interface Client {
   lastSeen: Map<string, string | null>;
 }
 
-export function runSimulation(seed: number, overrides: ProfileOverrides = {}, trace?: (line: string) => void): SimResult {
+/**
+ * Runs one seed. `trace` receives a readable log of the run; with `traceMessages` it also
+ * shows every message delivered.
+ */
+export function runSimulation(
+  seed: number,
+  overrides: ProfileOverrides = {},
+  trace?: (line: string) => void,
+  traceMessages = false,
+): SimResult {
   const profile = profileFor(seed, overrides);
-  return new Simulation(profile, trace).run();
+  return new Simulation(profile, trace, traceMessages).run();
 }
 
 class Simulation {
@@ -241,6 +253,7 @@ class Simulation {
   constructor(
     private readonly profile: SimProfile,
     private readonly trace?: (line: string) => void,
+    traceMessages = false,
   ) {
     this.rng = new SimRng(profile.seed);
     this.faultRng = this.rng.fork("faults");
@@ -260,6 +273,7 @@ class Simulation {
       },
       trace,
     );
+    this.cluster.traceMessages = traceMessages;
     this.nextMemberId = BigInt(profile.voters + 1);
     for (let i = 0; i < profile.clients; i++) {
       this.clients.push({ nextAtTick: this.clientRng.between(1, 5), busy: false, seq: 0, lastSeen: new Map() });
