@@ -147,7 +147,8 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
-    this.next = Math.max(Math.min(rejected, matchHint + 1), 1);
+    // Never below match + 1: a reordered, stale rejection may hint below what is known to match.
+    this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
     this.probeSent = false;
     return true;
   }

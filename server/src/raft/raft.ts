@@ -791,7 +791,11 @@ export class Raft {
     this.log.checkInvariants();
     if (this.role === StateRole.Leader) {
       invariant(this.lead === this.id, () => `leader ${this.id} has lead ${this.lead}`);
-      invariant(this.vote === this.id || this.vote === NONE || this.prs.voters.size > 0, "leader vote");
+      invariant(this.vote === this.id, () => `leader ${this.id} voted for ${this.vote} in term ${this.term}`);
+      for (const [id, pr] of this.prs.progress) {
+        invariant(pr.match <= this.log.lastIndex() || id !== this.id, () => `leader's own match ${pr.match} beyond its last index ${this.log.lastIndex()}`);
+        invariant(pr.next >= 1 && pr.match < pr.next, () => `progress of ${id}: match ${pr.match}, next ${pr.next}`);
+      }
     }
   }
 }

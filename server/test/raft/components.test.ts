@@ -126,6 +126,15 @@ describe("§5.3 Flow control: Inflights and Progress", () => {
     expect(pr.next).toBe(4); // back to match + 1
   });
 
+  it("a reordered stale rejection never moves next below match + 1", () => {
+    const pr = new Progress(6, 4, false, true);
+    pr.maybeUpdate(5);
+    pr.becomeProbe();
+    expect(pr.next).toBe(6);
+    expect(pr.maybeDecrTo(5, 2)).toBe(true);
+    expect(pr.next).toBe(6);
+  });
+
   it("snapshot state pauses sending; probing resumes after the snapshot index", () => {
     const pr = new Progress(10, 4, false, true);
     pr.becomeSnapshot(20);
