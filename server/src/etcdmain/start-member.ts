@@ -14,8 +14,9 @@ import { ClusterService, KVService, LeaseService, MaintenanceService, WatchServi
 import { MemoryStorage } from "../raft/storage.js";
 import { RawNode } from "../raft/raw-node.js";
 import { seededRng } from "../raft/rng.js";
-import type { ConfState, HardState, Snapshot } from "../raft/types.js";
+import type { ConfState, HardState } from "../raft/types.js";
 import { Wal } from "../wal/wal.js";
+import { Snapshotter } from "../snap/snapshotter.js";
 import { Backend } from "../mvcc/backend/backend.js";
 import { MvccStore } from "../mvcc/kv-store.js";
 import { Lessor } from "../lease/lessor.js";
@@ -70,9 +71,12 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const membershipRecords = await store.loadRecords("members");
   let bootstrapPeers: { id: bigint; context: Uint8Array }[] | undefined;
 
+  const snapshotter = new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") });
   if (Wal.exists(walDir)) {
-    const snapshot: Snapshot | undefined = undefined; // snapshot files join with the snap layer
-    const from = { index: 0, term: 0 };
+    // The newest snapshot the WAL has a marker for; the log is replayed on top of it.
+    const markers = await Wal.validSnapshotEntries(walDir);
+    const snapshot = markers.some((m) => m.index > 0) ? await snapshotter.loadNewestAvailable(markers) : undefined;
+    const from = snapshot ? { index: snapshot.metadata.index, term: snapshot.metadata.term } : { index: 0, term: 0 };
     const opened = await Wal.open(walDir, from, { logger: logger.named("wal") });
     wal = opened.wal;
     const meta = JSON.parse(Buffer.from(opened.metadata).toString()) as WalMetadata;
@@ -80,8 +84,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     clusterId = BigInt("0x" + meta.clusterId);
     if (snapshot) {
       storage.applySnapshot(snapshot);
-      applied = (snapshot as Snapshot).metadata.index;
-      confState = (snapshot as Snapshot).metadata.confState;
+      applied = snapshot.metadata.index;
+      confState = snapshot.metadata.confState;
     }
     storage.setHardState(opened.hardState as HardState);
     storage.append(opened.entries);
@@ -152,6 +156,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       heartbeatMs: cfg.heartbeatMs,
       quotaBackendBytes: cfg.quotaBackendBytes,
       requestTimeoutMs: 5000 + 2 * cfg.electionMs,
+      snapshotCount: cfg.snapshotCount,
+      maxSnapshots: cfg.maxSnapshots,
     },
     { store, lessor, membership, leaseRecords, logger: logger.named("etcdserver") },
   );
@@ -161,11 +167,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       rawNode,
       storage,
       wal,
-      snapshotter: {
-        save: async () => {
-          throw new Error("raft snapshots are not written by this build yet");
-        },
-      },
+      snapshotter,
       transport: { send: () => undefined },
       apply: (batch) => server.applyBatch(batch),
       onReadStates: (states) => server.onReadStates(states),

@@ -49,6 +49,12 @@ export interface EtcdServerOptions {
   requestTimeoutMs: number;
   /** Lease expiry/checkpoint polling period. */
   leaseTickMs?: number;
+  /** Applied entries between snapshots (--snapshot-count). */
+  snapshotCount: number;
+  /** Entries kept in the log behind a snapshot for slow followers (etcd: 5000). */
+  snapshotCatchUpEntries?: number;
+  /** Snapshot files kept (--max-snapshots; 0 keeps all). */
+  maxSnapshots: number;
 }
 
 export interface EtcdServerDeps {
@@ -76,6 +82,7 @@ export class EtcdServer {
   private readInFlight: { ctx: string; waiters: { resolve: () => void; reject: (e: Error) => void }[]; timer: NodeJS.Timeout } | undefined;
   private readSeq = 0n;
   private published = false;
+  private snapshotIndex = 0;
   private campaignAfterAdvance = false;
   private leaderChanges = 0;
   readonly alarms: { memberId: bigint; alarm: number }[] = [];
@@ -88,6 +95,7 @@ export class EtcdServer {
   attachRaft(raft: RaftNode, appliedIndex: number, confState: ConfState): void {
     this.raft = raft;
     this.appliedIndex = appliedIndex;
+    this.snapshotIndex = appliedIndex;
     this.committedIndex = appliedIndex;
     this.confState = confState;
   }
@@ -459,6 +467,21 @@ export class EtcdServer {
     await Promise.all(written);
     this.appliedIndex = Math.max(this.appliedIndex, last);
     this.notifyApplied();
+    if (this.appliedIndex - this.snapshotIndex > this.options.snapshotCount) await this.takeSnapshot();
+  }
+
+  /**
+   * Snapshots at the applied index. The backend already holds all state up to it (with the
+   * consistent index), so the raft snapshot carries only what identifies it.
+   */
+  private async takeSnapshot(): Promise<void> {
+    const index = this.appliedIndex;
+    await this.deps.store.sync();
+    const data = Buffer.from(JSON.stringify({ clusterVersion: this.deps.membership.clusterVersion }));
+    await this.raft.snapshot(index, this.confState, data, this.options.snapshotCatchUpEntries ?? 5000);
+    this.snapshotIndex = index;
+    this.deps.logger.info("saved snapshot", { "snapshot-index": index });
+    if (this.options.maxSnapshots > 0) await this.raft.purgeSnapshots(this.options.maxSnapshots);
   }
 
   private applyConfChangeToRaft(entry: Entry): ConfChange {

@@ -96,6 +96,14 @@ export class MvccStorePort implements StorePort {
     return this.backend.sizeBytes();
   }
 
+  /**
+   * Backend writes skip fsync (the WAL is the durable log); before WAL segments are released
+   * behind a snapshot, one synced write makes every earlier LevelDB write durable too.
+   */
+  async sync(): Promise<void> {
+    await this.backend.writeSynced(this.backend.batch());
+  }
+
   watch(options: WatchOptions, sink: WatchSink): Watcher {
     return this.mvcc.watch(options, sink);
   }

@@ -15,7 +15,7 @@
  * they share one fsync (group commit) without any timer.
  */
 import {
-  EntryType, Entry, Message, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
+  ConfState, EntryType, Entry, Message, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
 } from "../raft/types.js";
 import type { RawNode } from "../raft/raw-node.js";
 import type { MemoryStorage } from "../raft/storage.js";
@@ -31,6 +31,8 @@ export interface LogPersistence {
 /** Durable snapshot files. */
 export interface SnapshotPersistence {
   save(snapshot: Snapshot): Promise<void>;
+  /** Keeps the newest `keep` files (0 keeps all). */
+  purge(keep: number): Promise<unknown>;
 }
 
 /** Delivers messages to other members; must not block. */
@@ -130,6 +132,27 @@ export class RaftNode {
     } finally {
       this.kick();
     }
+  }
+
+  /**
+   * Takes a snapshot at `index` (applied): writes the snapshot file and the WAL marker, then
+   * compacts the in-memory log, keeping `catchUpEntries` entries behind it so that slow
+   * followers can catch up from the log, and releases WAL segments before the compacted index.
+   * The caller must have made the state machine durable up to `index` first.
+   */
+  async snapshot(index: number, confState: ConfState, data: Uint8Array, catchUpEntries: number): Promise<Snapshot> {
+    const { storage, wal, snapshotter } = this.deps;
+    const snap = storage.createSnapshot(index, confState, data);
+    await snapshotter.save(snap);
+    await wal.saveSnapshot({ index, term: snap.metadata.term });
+    const compactIndex = index > catchUpEntries ? index - catchUpEntries : 0;
+    if (compactIndex > storage.firstIndex()) storage.compact(compactIndex);
+    await wal.releaseTo(compactIndex);
+    return snap;
+  }
+
+  purgeSnapshots(keep: number): Promise<unknown> {
+    return this.deps.snapshotter.purge(keep);
   }
 
   /** Resolves once every batch handed to apply so far has been applied. */

@@ -38,6 +38,8 @@ export interface StorePort extends KvReader {
   /** Every record of a bucket (start-up). */
   loadRecords(bucket: RecordBucket): Promise<[Buffer, Buffer][]>;
   sizeBytes(): Promise<number>;
+  /** Makes everything written so far durable (before the WAL behind it is released). */
+  sync(): Promise<void>;
   /** Registers a watcher on the store's watch hub (see mvcc/watch-hub.ts for delivery rules). */
   watch(options: WatchOptions, sink: WatchSink): Watcher;
   close(): Promise<void>;

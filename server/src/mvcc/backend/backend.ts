@@ -107,6 +107,8 @@ export class BackendBatch {
   /** @internal */ readonly ops: BatchOp[] = [];
   /** @internal */ readonly hooks: Array<() => void> = [];
   /** @internal */ submitted = false;
+  /** @internal Write with fsync (see Backend.writeSynced). */
+  sync = false;
   private consistentIndexValue: number | undefined;
   private termValue: number | undefined;
 
@@ -258,6 +260,22 @@ export class Backend {
     });
   }
 
+  /**
+   * Like `write`, but LevelDB fsyncs its log before resolving, which makes this batch AND every
+   * earlier write durable. Use before letting the WAL drop entries the backend now covers (after
+   * a snapshot). An empty batch is fine (it rewrites the consistent index to have something to
+   * sync).
+   */
+  writeSynced(batch: BackendBatch): Promise<void> {
+    if (!batch.submitted) {
+      batch.sync = true;
+      if (batch.size === 0 && batch.consistentIndex === undefined) {
+        batch.putPrefixed(bucketKey("meta", META_CONSISTENT_INDEX), encodeUint64(this.consistentIndexValue));
+      }
+    }
+    return this.write(batch);
+  }
+
   private async drain(): Promise<void> {
     this.writing = true;
     this.idle = new Promise((r) => (this.idleResolve = r));
@@ -272,7 +290,8 @@ export class Backend {
           for (const p of group) for (const op of p.batch.finalOps()) ops.push(op);
         }
         try {
-          if (ops.length > 0) await this.db.batch(ops as never);
+          const sync = group.some((p) => p.batch.sync);
+          if (ops.length > 0) await this.db.batch(ops as never, { sync } as never);
         } catch (e) {
           this.failure = e;
           for (const p of group) p.reject(new BackendFailedError(e));
@@ -292,6 +311,16 @@ export class Backend {
       this.writing = false;
       this.idleResolve?.();
     }
+  }
+
+  /**
+   * Like write(), then makes this batch and every earlier write durable: one synced LevelDB write
+   * fsyncs its log, which holds all earlier records too. Used before WAL segments are released
+   * behind a snapshot, when the backend must stand on its own.
+   */
+  async writeSynced(batch: BackendBatch): Promise<void> {
+    await this.write(batch);
+    await this.db.put(bucketKey("meta", Buffer.from("lastSynced")) as never, Buffer.from(String(Date.now())) as never, { sync: true } as never);
   }
 
   /** Reads one key of a bucket; undefined when absent. */
