@@ -1,14 +1,14 @@
 /**
- * Crash test: concurrent writers put keys into one member, the member is SIGKILLed at a seeded
+ * Crash test: concurrent writers put (and now and then delete) keys in one member, the member is SIGKILLed at a seeded
  * random moment under load, restarted on the same data dir, and checked:
  *
- *  1. durability: every acknowledged put (key, value, revision from its response header) is in
- *     the history at exactly that revision, and the restarted member's revision is at least the
+ *  1. durability: every acknowledged put or delete (key, value, revision from its response
+ *     header) is in the history at exactly that revision, and the restarted member's revision is at least the
  *     highest acknowledged one;
  *  2. revisions: acknowledged revisions are unique, increase strictly per writer (also across
  *     restarts), and the full history read back with `etcdctl watch --rev=1` has exactly one
- *     event per revision 2..head (no gaps, no repeats) -- every revision is one of our puts,
- *     acknowledged or in flight at the kill (its value must then be one we attempted);
+ *     event per revision 2..head (no gaps, no repeats) -- every revision is one of our writes,
+ *     acknowledged or in flight at the kill (it must then be one we attempted);
  *  3. the current state (a prefix Range) equals the last event of every key in that history;
  *  4. the restarted member keeps accepting writes (the next cycle writes again, and a final put
  *     must succeed).
@@ -26,23 +26,10 @@ import { GrpcLiteClient } from "../harness/grpc-lite.js";
 import { binaryUnderTest, Member, startMember } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
 import { SeededRandom, testSeed } from "../harness/seeded-random.js";
+import { attemptId, checkHistory, type Ack, type HistoryEvent } from "./history-check.js";
 
 const PREFIX = "crash/";
 const KEYS_PER_WRITER = 16;
-
-interface Ack {
-  key: string;
-  value: string;
-  revision: number;
-  writer: number;
-}
-
-interface HistoryEvent {
-  key: string;
-  value: string;
-  type: "PUT" | "DELETE";
-  revision: number;
-}
 
 function envInt(name: string, fallback: number): number {
   const v = process.env[name];
@@ -66,10 +53,18 @@ function startWriters(member: Member, writers: number, cycle: number, acks: Ack[
       for (let i = 0; !stopping && i < 1_000_000; i++) {
         const key = `${PREFIX}w${w}/k${i % KEYS_PER_WRITER}`;
         const value = `c${cycle}-w${w}-n${i}`;
-        attempted.add(`${key}=${value}`);
+        // Every 7th operation deletes instead; a delete that removed nothing creates no
+        // revision and is not recorded.
+        const del = i % 7 === 6;
+        attempted.add(attemptId(del ? "DELETE" : "PUT", key, value));
         try {
-          const header = await client.put(key, value);
-          acks.push({ key, value, revision: Number(header.revision), writer: w });
+          if (del) {
+            const res = await client.deleteRange(key);
+            if (res.deleted > 0n) acks.push({ key, value: "", type: "DELETE", revision: Number(res.header.revision), writer: w });
+          } else {
+            const header = await client.put(key, value);
+            acks.push({ key, value, type: "PUT", revision: Number(header.revision), writer: w });
+          }
         } catch {
           errors++;
           client.close();
@@ -157,7 +152,7 @@ describe("crash: SIGKILL under write load, restart, verify", () => {
           const errors = await load.stop();
           const cycleAcks = acks.length - ackedBefore;
           const maxAcked = acks.reduce((m, a) => Math.max(m, a.revision), 0);
-          log.push(`cycle ${cycle}: killed after ${killAfterMs}ms, ${cycleAcks} acked puts, ${errors} failed, max acked revision ${maxAcked}`);
+          log.push(`cycle ${cycle}: killed after ${killAfterMs}ms, ${cycleAcks} acked writes, ${errors} failed, max acked revision ${maxAcked}`);
           expect(cycleAcks, `cycle ${cycle}: no write was acknowledged before the kill`).toBeGreaterThan(0);
 
           await member.start();
@@ -165,45 +160,16 @@ describe("crash: SIGKILL under write load, restart, verify", () => {
           const head = Number((await client.range(`${PREFIX}`, { rangeEnd: "crash0", limit: 1n })).header.revision);
           log.push(`cycle ${cycle}: restarted, head revision ${head}`);
 
-          // 1 + 2: acknowledged revisions are unique, ordered per writer, and durable.
-          expect(head, `cycle ${cycle}: head after restart below the highest acknowledged revision`).toBeGreaterThanOrEqual(maxAcked);
-          const byRevision = new Map<number, Ack>();
-          for (const a of acks) {
-            const prev = byRevision.get(a.revision);
-            expect(prev, `revision ${a.revision} acknowledged twice: ${JSON.stringify(prev)} and ${JSON.stringify(a)}`).toBeUndefined();
-            byRevision.set(a.revision, a);
-          }
-          const lastByWriter = new Map<number, number>();
-          for (const a of acks) {
-            const last = lastByWriter.get(a.writer) ?? 0;
-            expect(a.revision, `writer ${a.writer}: revision ${a.revision} after ${last}`).toBeGreaterThan(last);
-            lastByWriter.set(a.writer, a.revision);
-          }
-
           const history = await readHistory(member, head);
-          const seen = new Map<number, HistoryEvent>();
-          for (const e of history) {
-            expect(seen.get(e.revision), `revision ${e.revision} appears twice in the history`).toBeUndefined();
-            seen.set(e.revision, e);
-            expect(e.type, `unexpected delete at revision ${e.revision}`).toBe("PUT");
-            expect(attempted.has(`${e.key}=${e.value}`), `revision ${e.revision}: ${e.key}=${e.value} was never written`).toBe(true);
-          }
-          for (let r = 2; r <= head; r++) expect(seen.has(r), `revision ${r} missing from the history (head ${head})`).toBe(true);
-          for (const a of acks) {
-            const e = seen.get(a.revision);
-            expect(e, `acknowledged put ${a.key}=${a.value} at revision ${a.revision} lost`).toBeDefined();
-            expect({ key: e!.key, value: e!.value }, `revision ${a.revision}`).toEqual({ key: a.key, value: a.value });
-          }
-
-          // 3: the current state is the last event of every key.
-          const latest = new Map<string, HistoryEvent>();
-          for (const e of history) latest.set(e.key, e);
           const state = await client.range(PREFIX, { rangeEnd: "crash0" });
-          expect(state.kvs.length).toBe(latest.size);
-          for (const kv of state.kvs) {
-            const e = latest.get(kv.key);
-            expect({ key: kv.key, value: kv.value, rev: Number(kv.modRevision) }).toEqual({ key: e?.key, value: e?.value, rev: e?.revision });
-          }
+          const problems = checkHistory({
+            acks,
+            attempted,
+            history,
+            head,
+            state: state.kvs.map((kv) => ({ key: kv.key, value: kv.value, modRevision: Number(kv.modRevision) })),
+          });
+          expect(problems, `cycle ${cycle}: history check`).toEqual([]);
         }
         // 4: still writable after the last restart.
         const header = await member.grpc().put(`${PREFIX}final`, "ok");

@@ -319,6 +319,9 @@ export function diffSuite(suite: string, options: { extraArgs?: string[] } = {})
           const expected = referenceText ?? goldenText;
           if (expected === undefined) throw new Error(`no reference etcd and no golden section "${name}" in golden/${suite}.txt`);
           if (candidateError) throw new Error(`server under test failed to start: ${candidateError.message}`);
+          if (candidate && !candidate.member.running) {
+            throw new Error(`server under test exited during this case\n${candidate.member.logTail(6_000)}`);
+          }
           if (candT.status === "rejected") throw candT.reason;
           expect(candT.value, `server under test (${candidate!.member.options.binary.kind}) differs from ${referenceText !== undefined ? "real etcd" : "golden"}`).toBe(expected);
           if (referenceText !== undefined && !updateGolden && process.env.DIFF_BARE_ENDPOINTS !== "1") {

@@ -10,6 +10,8 @@
  *              bytes value = 5; int64 lease = 6; }
  *   PutRequest { bytes key = 1; bytes value = 2; int64 lease = 3; bool prev_kv = 4; ... }
  *   PutResponse { ResponseHeader header = 1; KeyValue prev_kv = 2; }
+ *   DeleteRangeRequest { bytes key = 1; bytes range_end = 2; bool prev_kv = 3; }
+ *   DeleteRangeResponse { ResponseHeader header = 1; int64 deleted = 2; repeated KeyValue prev_kvs = 3; }
  *   RangeRequest { bytes key = 1; bytes range_end = 2; int64 limit = 3; int64 revision = 4; ...
  *                  bool serializable = 7; ... }
  *   RangeResponse { ResponseHeader header = 1; repeated KeyValue kvs = 2; bool more = 3; int64 count = 4; }
@@ -316,6 +318,13 @@ export class GrpcLiteClient {
     const req = new ProtoWriter().bytesField(1, key).bytesField(2, value).varint(3, opts.lease ?? 0n).finish();
     const res = decodeFields(await this.unary("/etcdserverpb.KV/Put", req));
     return decodeHeader(bytesField(res, 1));
+  }
+
+  /** DeleteRange { key = 1; range_end = 2; prev_kv = 3 } -> { header = 1; deleted = 2 }. */
+  async deleteRange(key: string, opts: { rangeEnd?: string } = {}): Promise<{ header: ResponseHeader; deleted: bigint }> {
+    const req = new ProtoWriter().bytesField(1, key).bytesField(2, opts.rangeEnd ?? "").finish();
+    const res = decodeFields(await this.unary("/etcdserverpb.KV/DeleteRange", req));
+    return { header: decodeHeader(bytesField(res, 1)), deleted: intField(res, 2) };
   }
 
   async range(
