@@ -360,7 +360,13 @@ export class WatchHub {
     let delayMs = 0;
     try {
       while (!this.closed && this.unsynced.size > 0) {
-        const progressed = await this.catchUpRound();
+        let progressed: boolean;
+        try {
+          progressed = await this.catchUpRound();
+        } catch (e) {
+          if (this.closed) break; // the store is shutting down under an in-flight read
+          throw e; // a broken invariant (e.g. a corrupt record): crash loudly
+        }
         if (progressed) {
           delayMs = 0;
           await new Promise<void>((r) => setImmediate(r));
@@ -437,20 +443,21 @@ export class WatchHub {
       }
       let out = picked;
       if (w.wantPrevKv && picked.length > 0) {
-        out = [];
-        for (const e of picked) {
-          if (isCreate(e)) {
-            out.push(e);
-            continue;
-          }
-          let p = prevCache.get(e);
-          if (!p) {
-            p = this.source.versionAt(e.kv.key, e.kv.modRevision - 1);
-            prevCache.set(e, p);
-          }
-          const prev = await p;
-          out.push(prev ? { type: e.type, kv: e.kv, prevKv: prev } : e);
-        }
+        const prevs = await Promise.all(
+          picked.map((e) => {
+            if (isCreate(e)) return undefined;
+            let p = prevCache.get(e);
+            if (!p) {
+              p = this.source.versionAt(e.kv.key, e.kv.modRevision - 1);
+              prevCache.set(e, p);
+            }
+            return p;
+          }),
+        );
+        out = picked.map((e, i) => {
+          const prev = prevs[i];
+          return prev ? { type: e.type, kv: e.kv, prevKv: prev } : e;
+        });
         if (w.state !== "unsynced" || w.minRev !== start) continue;
       }
       if (out.length === 0 || offer(w, { events: out, revision: lastRevision })) {

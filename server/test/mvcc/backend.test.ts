@@ -97,6 +97,21 @@ describe("Backend", () => {
     await expect(backend.write(backend.batch())).rejects.toBeInstanceOf(BackendFailedError);
   });
 
+  it("writeSynced writes (and syncs) even an empty batch", async () => {
+    const batch = backend.batch();
+    batch.put("lease", b("9"), b("x"));
+    batch.setConsistentIndex(11);
+    await backend.write(batch);
+    await backend.writeSynced(backend.batch());
+    const synced = backend.batch();
+    synced.put("lease", b("10"), b("y"));
+    await backend.writeSynced(synced);
+    await backend.close();
+    backend = await Backend.open(dir);
+    expect(backend.consistentIndex()).toBe(11);
+    expect((await backend.get("lease", b("10")))?.toString()).toBe("y");
+  });
+
   it("iterateAll copies a whole database into another one", async () => {
     const batch = backend.batch();
     batch.put("lease", b("1"), b("l"));

@@ -313,16 +313,6 @@ export class Backend {
     }
   }
 
-  /**
-   * Like write(), then makes this batch and every earlier write durable: one synced LevelDB write
-   * fsyncs its log, which holds all earlier records too. Used before WAL segments are released
-   * behind a snapshot, when the backend must stand on its own.
-   */
-  async writeSynced(batch: BackendBatch): Promise<void> {
-    await this.write(batch);
-    await this.db.put(bucketKey("meta", Buffer.from("lastSynced")) as never, Buffer.from(String(Date.now())) as never, { sync: true } as never);
-  }
-
   /** Reads one key of a bucket; undefined when absent. */
   async get(bucket: BucketName, key: Buffer): Promise<Buffer | undefined> {
     this.assertOpen();
