@@ -793,10 +793,15 @@ export class Raft {
       invariant(this.lead === this.id, () => `leader ${this.id} has lead ${this.lead}`);
       invariant(this.vote === this.id, () => `leader ${this.id} voted for ${this.vote} in term ${this.term}`);
       for (const [id, pr] of this.prs.progress) {
-        invariant(pr.match <= this.log.lastIndex() || id !== this.id, () => `leader's own match ${pr.match} beyond its last index ${this.log.lastIndex()}`);
+        invariant(pr.match <= this.log.lastIndex(), () => `match ${pr.match} of ${id} beyond the leader's last index ${this.log.lastIndex()}`);
         invariant(pr.next >= 1 && pr.match < pr.next, () => `progress of ${id}: match ${pr.match}, next ${pr.next}`);
+        invariant(pr.state === "snapshot" || pr.pendingSnapshot === 0, () => `progress of ${id}: pending snapshot in ${pr.state} state`);
       }
+    } else {
+      invariant(this.lead !== this.id, () => `${StateRole[this.role]} ${this.id} believes it leads`);
     }
+    if (this.role === StateRole.Candidate) invariant(this.vote === this.id, () => `candidate ${this.id} voted for ${this.vote}`);
+    invariant(this.log.firstIndex() - 1 <= this.log.committed, () => `log compacted to ${this.log.firstIndex() - 1} beyond commit ${this.log.committed}`);
   }
 }
 
