@@ -10,7 +10,10 @@
  *  - state machine safety: no two members apply different entries at one index, and the state
  *    machines agree after applying the same index (also after restoring a snapshot);
  *  - committed entries never change: once index i is known committed with term t, every member
- *    that later reports i committed has term t there.
+ *    that later reports i committed has term t there;
+ *  - one vote per term, durably: a member never reports two different votes in one term, and
+ *    its term never goes back (not even across a crash: both are synced before they are used);
+ *  - leaders only append: a leader never truncates or rewrites its own log.
  *
  * Every check throws a Violation naming the property.
  */
@@ -63,6 +66,9 @@ export class SafetyChecker {
   private readonly committed = new Map<number, CommittedEntry>();
   private maxCommitted = 0;
   private readonly applied = new Map<number, AppliedEntry>();
+  /** "member:term" -> the vote the member reported in that term. */
+  private readonly votes = new Map<string, NodeId>();
+  private readonly maxTerm = new Map<NodeId, number>();
   /** Counters for the run summary. */
   leadersElected = 0;
   /** Indexes first seen committed as the last committed index while holding an older term's entry. */
@@ -143,6 +149,34 @@ export class SafetyChecker {
       } else if (currentTerm < c.commitTerm) {
         c.commitTerm = currentTerm;
       }
+    }
+  }
+
+  /** Call with every HardState a member persisted. */
+  observeHardState(id: NodeId, term: number, vote: NodeId): void {
+    const max = this.maxTerm.get(id) ?? 0;
+    if (term < max) {
+      throw new Violation("term monotonic", `member ${id} reports term ${term} after term ${max}`);
+    }
+    if (term > max) this.maxTerm.set(id, term);
+    if (vote === 0n) return;
+    const key = `${id}:${term}`;
+    const prev = this.votes.get(key);
+    if (prev === undefined) this.votes.set(key, vote);
+    else if (prev !== vote) {
+      throw new Violation("one vote per term", `member ${id} voted for ${prev} and then for ${vote} in term ${term}`);
+    }
+  }
+
+  /** Call before a leader's new entries are appended to its log (lastIndex as it was). */
+  observeLeaderAppend(id: NodeId, term: number, lastIndexBefore: number, appended: readonly Entry[]): void {
+    const first = appended[0];
+    if (first === undefined) return;
+    if (first.index <= lastIndexBefore) {
+      throw new Violation(
+        "leader append-only",
+        `leader ${id} of term ${term} rewrote its log from index ${first.index} (its last index was ${lastIndexBefore})`,
+      );
     }
   }
 

@@ -442,6 +442,9 @@ export class SimCluster {
     const storage = m.storage!;
 
     // 1. Persist: snapshot, hardState, entries; fsync when required.
+    if (m.role === StateRole.Leader && (!rd.softState || rd.softState.role === StateRole.Leader) && rd.entries.length > 0) {
+      this.checker.observeLeaderAppend(m.id, rd.entries[0]!.term, storage.lastIndex(), rd.entries);
+    }
     if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
     if (rd.hardState) storage.setHardState(rd.hardState);
     if (rd.entries.length > 0) storage.append(rd.entries);
@@ -456,6 +459,7 @@ export class SimCluster {
     if (rd.entries.length > 0) this.checker.observePersistedEntries(m.id, rd.entries, view);
     if (rd.hardState) {
       const hs = rd.hardState;
+      this.checker.observeHardState(m.id, hs.term, hs.vote);
       if (hs.commit < m.commit) {
         throw new Violation("commit monotonic", `member ${m.id} commit went from ${m.commit} to ${hs.commit}`);
       }
