@@ -67,6 +67,11 @@ export interface Watcher {
    */
   requestProgress(): boolean;
   readonly isSynced: boolean;
+  /**
+   * Hint that the sink can take data again after refusing some (e.g. its stream drained): the
+   * catch-up loop retries now instead of after its back-off. Optional to call.
+   */
+  resume(): void;
 }
 
 /** What the hub needs from the store. */
@@ -161,6 +166,10 @@ class HubWatcher implements Watcher {
 
   cancel(): void {
     this.hub.remove(this);
+  }
+
+  resume(): void {
+    if (this.state === "unsynced") this.hub.wakeCatchUp();
   }
 
   requestProgress(): boolean {
@@ -338,6 +347,11 @@ export class WatchHub {
         this.demote(w, rev);
       }
     }
+  }
+
+  /** @internal */
+  wakeCatchUp(): void {
+    this.wake?.();
   }
 
   private scheduleCatchUp(): void {

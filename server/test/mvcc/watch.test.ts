@@ -222,9 +222,10 @@ describe("unsynced watchers", () => {
     const c = new Collector();
     let open = false;
     c.accept = () => open;
-    h.store.watch({ key: b("a"), startRevision: 2, prevKv: false }, c);
+    const w = h.store.watch({ key: b("a"), startRevision: 2, prevKv: false }, c);
     await until(() => c.refused >= 2, "refusals");
     open = true;
+    w.resume();
     await until(() => c.messages.length === 1, "compacted");
     expect(c.messages).toEqual([{ compactRevision: 4 }]);
   });
