@@ -3,6 +3,22 @@
  * and commands that step, tick, deliver and print. Used by the golden transcript tests
  * (testdata/*.txt, see transcript.test.ts). Everything is deterministic: each member's RNG is
  * seeded with its ID.
+ *
+ * Commands (ids are member IDs; several ids mean "each of them", none means "all"):
+ *   add-nodes N [voters=(1,2,3)] [learners=(4)] [index=I] [prevote=true] [checkquorum=true]
+ *             [max-inflight=N] [max-size=BYTES] [max-uncommitted=BYTES] [read-only=lease-based]
+ *             [disable-forwarding=true] [election=TICKS] [heartbeat=TICKS]
+ *   campaign ID | propose ID DATA | propose-conf-change ID add|remove|learner|update NODE
+ *   read-index ID CTX | transfer-leader ID to=NODE
+ *   tick ID [N] | tick-heartbeat ID | tick-election ID (exactly until the randomized timeout fires)
+ *   process-ready [ID...]   handle one Ready each: persist, send, apply, advance (and print it)
+ *   deliver-msgs [ID...] [type=MsgApp] | drop-msgs [ID...] [type=...]
+ *   stabilize [ID...]       Readies and deliveries among the given members until quiet
+ *   partition A B / C D | partition A (A against everyone) | heal
+ *   compact ID INDEX        snapshot the state machine at INDEX (<= applied) and compact the log
+ *   report-unreachable ID PEER | report-snapshot ID PEER [fail]
+ *   status ID | raft-state | raft-log ID | applied ID | log on|off (the members' log lines)
+ * Messages over a partitioned link are lost when sent and when delivered.
  */
 import {
   ConfChangeType, EntryType, MessageType, MemoryStorage, NONE, RawNode, StateRole, decodeConfChange,

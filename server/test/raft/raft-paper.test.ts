@@ -444,6 +444,17 @@ describe("Thesis §4.1 Membership changes (one at a time)", () => {
     expect(rn.status().confState).toEqual({ voters: [1n, 2n, 3n, 4n], learners: [] });
   });
 
+  it("a voter can be demoted to a learner (AddLearnerNode on a voter)", () => {
+    const net = new Network(3);
+    net.elect(1);
+    net.get(1).rn.proposeConfChange({ type: ConfChangeType.AddLearnerNode, nodeId: 3n, context: new Uint8Array(0) });
+    net.stabilize();
+    expect(net.get(1).rn.status().confState).toEqual({ voters: [1n, 2n], learners: [3n] });
+    expect(net.get(3).rn.status().confState).toEqual({ voters: [1n, 2n], learners: [3n] });
+    net.get(3).rn.campaign();
+    expect(net.raft(3).role).toBe(StateRole.Follower);
+  });
+
   it("a new leader treats unapplied entries as possibly pending conf changes", () => {
     const net = new Network(3);
     net.elect(1);
