@@ -6,7 +6,8 @@
  *
  *   offset  size  field
  *   0       4     payloadBytes   length of the payload (at most RECORD_PAYLOAD_BYTES_MAX)
- *   4       1     type           1 metadata, 2 entry, 3 hardState, 4 snapshot marker, 5 crc
+ *   4       1     type           1 metadata, 2 entry, 3 hardState, 4 snapshot marker, 5 crc,
+ *                                 6 sync mark
  *   5       1     padBytes       zero bytes after the payload, (-payloadBytes) mod 8
  *   6       2     reserved       0
  *   8       4     chainCrc       crc32cUpdate(previous frame's chainCrc, contentCrc as 4 LE bytes)
@@ -22,6 +23,11 @@
  * that value. Padding must be zero, so every byte of a frame is covered by a check. A frame whose
  * first 16 bytes are all zero is "no record here" (the preallocated, never-written tail).
  *
+ * Sync marks are chain-neutral: the writer puts one in front of every write it issues, recording
+ * how far the segment had been fsynced at that moment; their chainCrc field is 0, and the chain
+ * skips them. They let recovery prove that damaged bytes had been made durable (then the damage is
+ * corruption) or show that they may still have been in flight (then it may be a torn write).
+ *
  * Payloads (u64 = 8 bytes LE; numbers must be safe integers):
  *   metadata   opaque bytes chosen by the caller of Wal.create
  *   entry      u64 term, u64 index, u8 entryType, data (rest of the payload)
@@ -29,6 +35,7 @@
  *   snapshot   u64 index, u64 term, u8 hasConfState, then if 1:
  *              u32 voterCount, voterCount × u64, u32 learnerCount, learnerCount × u64
  *   crc        u32 chainCrc of the previous segment's last frame
+ *   syncMark   u64 syncedEndBytes: offset in this segment up to which data was fsynced
  */
 import type { ConfState, Entry, EntryType, HardState } from "../raft/types.js";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
@@ -39,7 +46,10 @@ export enum RecordType {
   HardState = 3,
   Snapshot = 4,
   Crc = 5,
+  SyncMark = 6,
 }
+
+const RECORD_TYPE_MAX = RecordType.SyncMark;
 
 export const FRAME_HEADER_BYTES = 16;
 /** Upper bound on one record's payload; larger records are refused on write and read as damage. */
@@ -189,6 +199,17 @@ export class FrameBuilder {
     this.end(o, n);
   }
 
+  /** A chain-neutral sync mark (see the format notes): the chain is neither checked nor advanced. */
+  addSyncMark(syncedEndBytes: number): void {
+    const o = this.begin(RecordType.SyncMark, 8);
+    writeU64(this.buf, o + FRAME_HEADER_BYTES, syncedEndBytes);
+    const payloadEnd = o + FRAME_HEADER_BYTES + 8;
+    this.buf.writeUInt32LE(0, o + 8);
+    const contentCrc = crc32cUpdate(crc32c(this.buf, o, o + 8), this.buf, o + FRAME_HEADER_BYTES, payloadEnd);
+    this.buf.writeUInt32LE(crc32cUpdate(contentCrc, this.buf, o + 8, o + 12), o + 12);
+    this.used = o + frameSizeBytes(8);
+  }
+
   /** The first frame of a segment: carries `previousChain` and restarts the chain from it. */
   addCrc(previousChain: number): void {
     const o = this.begin(RecordType.Crc, 4);
@@ -241,7 +262,7 @@ export function probeFrame(buf: Buffer, off: number, end: number): FrameProbe {
     for (let i = off + 5; i < off + FRAME_HEADER_BYTES; i++) if (buf[i] !== 0) zero = false;
     if (zero) return { kind: "zero" };
   }
-  if (type < RecordType.Metadata || type > RecordType.Crc) return { kind: "bad", reason: `unknown record type ${type}` };
+  if (type < RecordType.Metadata || type > RECORD_TYPE_MAX) return { kind: "bad", reason: `unknown record type ${type}` };
   if (buf[off + 6] !== 0 || buf[off + 7] !== 0) return { kind: "bad", reason: "reserved header bytes are not zero" };
   if (payloadBytes > RECORD_PAYLOAD_BYTES_MAX) return { kind: "bad", reason: `record length ${payloadBytes} too large` };
   const size = frameSizeBytes(payloadBytes);
@@ -276,12 +297,58 @@ export function findValidFrameAfter(buf: Buffer, after: number, end: number): nu
       continue;
     }
     const type = buf[off + 4]!;
-    if (type < RecordType.Metadata || type > RecordType.Crc) continue;
+    if (type < RecordType.Metadata || type > RECORD_TYPE_MAX) continue;
     if (buf[off + 6] !== 0 || buf[off + 7] !== 0) continue;
     const p = probeFrame(buf, off, end);
     if (p.kind === "record") return off;
   }
   return -1;
+}
+
+const SECTOR_BYTES = 512;
+
+/** What follows damage at `damageAt` in the newest segment (see classifyDamage). */
+export interface DamageEvidence {
+  /** First frame after the damage that verifies on its own, or -1. */
+  validAt: number;
+  /** A valid sync mark after the damage saying the damaged bytes had been fsynced, or -1. */
+  syncedProofAt: number;
+  /** A 512-byte-aligned all-zero sector between the damage and validAt (a sector never written), or -1. */
+  zeroSectorAt: number;
+}
+
+/**
+ * Gathers the evidence recovery needs about damage at `damageAt` in `buf[0, end)`: walks every
+ * frame that verifies after it (resynchronising at 8-byte steps past bad bytes).
+ */
+export function classifyDamage(buf: Buffer, damageAt: number, end: number): DamageEvidence {
+  const validAt = findValidFrameAfter(buf, damageAt, end);
+  let syncedProofAt = -1;
+  let zeroSectorAt = -1;
+  if (validAt < 0) return { validAt, syncedProofAt, zeroSectorAt };
+  for (let s = Math.ceil(damageAt / SECTOR_BYTES) * SECTOR_BYTES; s + SECTOR_BYTES <= validAt; s += SECTOR_BYTES) {
+    if (isZeroRange(buf, s, s + SECTOR_BYTES)) {
+      zeroSectorAt = s;
+      break;
+    }
+  }
+  let off = validAt;
+  for (let guard = 0; off >= 0 && off < end && guard < end; guard++) {
+    const p = probeFrame(buf, off, end);
+    if (p.kind === "record") {
+      if (p.type === RecordType.SyncMark && p.payloadEnd - p.payloadStart === 8) {
+        const syncedEnd = readU64(buf, p.payloadStart);
+        if (syncedEnd > damageAt) {
+          syncedProofAt = off;
+          break;
+        }
+      }
+      off = p.next;
+    } else {
+      off = findValidFrameAfter(buf, off, end);
+    }
+  }
+  return { validAt, syncedProofAt, zeroSectorAt };
 }
 
 const ZERO_BLOCK = Buffer.alloc(64 * 1024);
@@ -346,6 +413,16 @@ export function decodeCrc(buf: Buffer, start: number, end: number): number {
   if (end - start !== 4) throw new PayloadError("crc payload has the wrong length");
   return buf.readUInt32LE(start);
 }
+
+export function decodeSyncMark(buf: Buffer, start: number, end: number): number {
+  if (end - start !== 8) throw new PayloadError("sync mark payload has the wrong length");
+  const n = readU64(buf, start);
+  if (n < 0) throw new PayloadError("sync mark out of range");
+  return n;
+}
+
+/** Size of the sync mark frame the writer puts in front of every write. */
+export const SYNC_MARK_FRAME_BYTES = frameSizeBytes(8);
 
 export function decodeMetadata(buf: Buffer, start: number, end: number): Uint8Array {
   const out = new Uint8Array(end - start);

@@ -75,6 +75,11 @@ export function scanSegment(
       chain = previous;
     } else if (p.type === RecordType.Crc) {
       return { goodEndBytes: off, chain, records, stop: { kind: "damage", offsetBytes: off, reason: "crc record in the middle of a segment" } };
+    } else if (p.type === RecordType.SyncMark) {
+      // Chain-neutral: nothing to check or hand out beyond its own CRC.
+      records++;
+      off = p.next;
+      continue;
     }
     if (!chainContinues(chain, p)) {
       return { goodEndBytes: off, chain, records, stop: { kind: "damage", offsetBytes: off, reason: "chain crc mismatch" } };

@@ -17,12 +17,15 @@
  * tail, and a sealed segment ends exactly at its last frame.
  *
  * Recovery (`open`): frames are read in order from the segment that holds the snapshot marker's
- * index. Where reading stops short of a clean end (a bad frame, a zeroed gap) the rest of the
- * segment is searched for a frame that verifies on its own: if there is one, or the segment is
- * not the newest, the log is corrupt (ErrWalCorrupt naming file and offset); otherwise it is a torn
- * tail, which is cut (with a warning) and appending resumes after the last good frame.
- * Known limit: a power loss that persists a later page of an unsynced write but not an earlier one
- * looks exactly like mid-log damage and is refused rather than guessed at.
+ * index. Where reading stops short of a clean end (a bad frame, a zero-filled header) at offset D:
+ *  - in a sealed segment: corrupt (ErrWalCorrupt naming file and offset);
+ *  - a later sync mark says D had been fsynced: corrupt;
+ *  - nothing after D verifies: a torn tail;
+ *  - frames after D verify, none proves D durable, and a whole 512-byte sector between D and them
+ *    is zero (never written): a torn write whose later pages reached the disk before its earlier
+ *    ones (power loss during an unsynced write); also cut;
+ *  - otherwise (bad bytes, valid frames after): corrupt.
+ * A torn tail is cut with a warning and appending resumes after the last good frame.
  *
  * Writes: `save` encodes synchronously (so record order is call order) and queues the bytes; a
  * single writer loop writes everything queued with one writev and, if any waiting caller asked
@@ -51,14 +54,15 @@ import {
   decodeHardState,
   decodeMetadata,
   decodeSnapshot,
+  classifyDamage,
   entryPayloadBytes,
-  findValidFrameAfter,
   FrameBuilder,
   hardStatePayloadBytes,
   isEmptyHardState,
   isZeroRange,
   RecordType,
   snapshotPayloadBytes,
+  SYNC_MARK_FRAME_BYTES,
   type WalSnapshot,
 } from "./record-codec.js";
 import { scanSegment, SegmentChainError, type ScannedRecord } from "./segment-scan.js";
@@ -177,17 +181,33 @@ async function readSegments(
       throw e;
     }
     let torn: LastSegmentState["torn"];
-    if (scan.stop.kind === "damage") {
-      const { offsetBytes, reason } = scan.stop;
-      if (!isLast) throw new ErrWalCorrupt(file, offsetBytes, `${reason} (in a sealed segment; newer segments follow)`);
-      const validAt = findValidFrameAfter(buf, offsetBytes, buf.length);
-      if (validAt >= 0) throw new ErrWalCorrupt(file, offsetBytes, `${reason}; a valid record follows at offset ${validAt}`);
-      torn = { offsetBytes, reason };
-    } else if (scan.stop.kind === "zeros") {
-      if (!isLast) throw new ErrWalCorrupt(file, scan.goodEndBytes, "zero-filled gap in a sealed segment");
-      const validAt = findValidFrameAfter(buf, scan.goodEndBytes, buf.length);
-      if (validAt >= 0) {
-        throw new ErrWalCorrupt(file, scan.goodEndBytes, `zero-filled gap; a valid record follows at offset ${validAt}`);
+    if (scan.stop.kind !== "eof") {
+      const offsetBytes = scan.goodEndBytes;
+      const reason = scan.stop.kind === "damage" ? scan.stop.reason : "zero-filled frame header";
+      if (!isLast) {
+        throw new ErrWalCorrupt(file, offsetBytes, `${reason} (in a sealed segment; newer segments follow)`);
+      }
+      const evidence = classifyDamage(buf, offsetBytes, buf.length);
+      if (evidence.syncedProofAt >= 0) {
+        throw new ErrWalCorrupt(
+          file,
+          offsetBytes,
+          `${reason}; these bytes had been fsynced (sync mark at offset ${evidence.syncedProofAt})`,
+        );
+      }
+      if (evidence.validAt >= 0 && evidence.zeroSectorAt < 0) {
+        throw new ErrWalCorrupt(file, offsetBytes, `${reason}; a valid record follows at offset ${evidence.validAt}`);
+      }
+      // Either nothing valid follows, or what follows was never proven durable and the damage
+      // has the shape of a write that did not reach the disk (a never-written, zero sector).
+      if (scan.stop.kind === "damage" || evidence.validAt >= 0) {
+        torn = {
+          offsetBytes,
+          reason:
+            evidence.validAt >= 0
+              ? `${reason}; unwritten sector at ${evidence.zeroSectorAt}, unsynced records from ${evidence.validAt} dropped`
+              : reason,
+        };
       }
     }
     chain = scan.chain;
@@ -237,6 +257,8 @@ export class Wal {
 
   // I/O-time state (advanced by the writer loop).
   private offsetBytes: number;
+  /** Offset in the current segment up to which an fsync has completed. */
+  private syncedOffsetBytes: number;
   private writtenSerial = 0;
   private syncedSerial = 0;
   private readonly queue: QueueItem[] = [];
@@ -258,6 +280,7 @@ export class Wal {
     state: { offsetBytes: number; chain: number; lastIndex: number; hardState: HardState },
   ) {
     this.offsetBytes = state.offsetBytes;
+    this.syncedOffsetBytes = state.offsetBytes;
     this.encodedOffsetBytes = state.offsetBytes;
     this.encodeChain = state.chain;
     this.lastIndex = state.lastIndex;
@@ -562,7 +585,8 @@ export class Wal {
   private enqueue(bytes: Buffer, sync: boolean): Promise<void> {
     const serial = ++this.serial;
     this.queue.push({ kind: "write", serial, bytes });
-    this.encodedOffsetBytes += bytes.length;
+    // Count a sync mark per save: an upper bound, as several saves may share one write.
+    this.encodedOffsetBytes += bytes.length + SYNC_MARK_FRAME_BYTES;
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ serial, sync, resolve, reject }));
     if (this.encodedOffsetBytes >= this.opts.segmentSizeBytes) this.planCut();
     this.kick();
@@ -598,10 +622,19 @@ export class Wal {
       while (this.queue.length > 0) {
         const bufs: Buffer[] = [];
         let serial = this.writtenSerial;
+        let dataBytes = 0;
         while (this.queue.length > 0 && this.queue[0]!.kind === "write") {
           const item = this.queue.shift() as Extract<QueueItem, { kind: "write" }>;
           bufs.push(item.bytes);
+          dataBytes += item.bytes.length;
           serial = item.serial;
+        }
+        if (dataBytes > 0) {
+          // Every write starts with a sync mark saying how far this segment is already durable.
+          const mark = new FrameBuilder(0);
+          mark.reserve(8);
+          mark.addSyncMark(this.syncedOffsetBytes);
+          bufs.unshift(mark.finish());
         }
         if (bufs.length > 0) {
           const n = await writevAll(this.tail.fh, bufs, this.offsetBytes);
@@ -622,6 +655,7 @@ export class Wal {
           this.counters.fsyncs++;
           this.counters.fsyncMsTotal += performance.now() - t0;
           this.syncedSerial = this.writtenSerial;
+          this.syncedOffsetBytes = this.offsetBytes;
         }
         this.settleWaiters();
       }
@@ -667,6 +701,7 @@ export class Wal {
     await old.fh.close();
     this.tail = { info, path: finalPath, fh: prepared.fh };
     this.offsetBytes = item.header.length;
+    this.syncedOffsetBytes = item.header.length;
     this.segments.push(info);
     this.counters.cuts++;
     this.opts.logger.info("wal: cut to new segment", { file: finalPath, previous: old.path });

@@ -11,11 +11,20 @@ import { readFileSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrWalCorrupt, Wal } from "../../src/wal/index.js";
-import { entryPayloadBytes, frameSizeBytes, hardStatePayloadBytes } from "../../src/wal/record-codec.js";
+import {
+  entryPayloadBytes,
+  frameSizeBytes,
+  hardStatePayloadBytes,
+  SYNC_MARK_FRAME_BYTES,
+} from "../../src/wal/record-codec.js";
 import type { Entry, HardState } from "../../src/raft/types.js";
 import { applyEntries, entry, rng, runsFromEnv, seedFromEnv, tempDir } from "./wal-helpers.js";
 
-type Effect = { kind: "entry"; e: Entry } | { kind: "hs"; hs: HardState } | { kind: "header" };
+type Effect =
+  | { kind: "entry"; e: Entry }
+  | { kind: "hs"; hs: HardState }
+  | { kind: "header" }
+  | { kind: "mark"; syncedEnd: number };
 interface Rec {
   file: string;
   start: number;
@@ -66,6 +75,11 @@ async function scenario(seed: number, dir: string): Promise<string> {
     if (batch.length > 0) last = batch[batch.length - 1]!.index;
     const hs = rand.next() < 0.6 ? { term, vote: BigInt(rand.int(1, 5)), commit: Math.max(0, last - rand.int(0, 5)) } : undefined;
     let off = pos.offsetBytes;
+    if (batch.length > 0 || hs !== undefined) {
+      // Each write starts with a sync mark; every earlier save was fsynced, so it points at itself.
+      recs.push({ file: pos.path, start: off, end: off + SYNC_MARK_FRAME_BYTES, effect: { kind: "mark", syncedEnd: off } });
+      off += SYNC_MARK_FRAME_BYTES;
+    }
     for (const e of batch) {
       const size = frameSizeBytes(entryPayloadBytes(e));
       recs.push({ file: pos.path, start: off, end: off + size, effect: { kind: "entry", e } });
@@ -112,7 +126,7 @@ async function scenario(seed: number, dir: string): Promise<string> {
   let damaged: Buffer = Buffer.from(original);
   let truncatedAt = -1;
   let damagedFile = lastFile;
-  const mode = rand.int(0, 5);
+  const mode = rand.int(0, 6);
   let desc = "";
   if (mode === 0) {
     truncatedAt = rand.int(low, dataEnd);
@@ -129,8 +143,19 @@ async function scenario(seed: number, dir: string): Promise<string> {
       at.push(o);
     }
     desc = `flip bits at ${at.join(",")}`;
+  } else if (mode === 6) {
+    // Power loss during the last write: some 512-byte sectors of it never reached the disk.
+    const firstSector = Math.ceil(Math.max(low, dataEnd - 4096) / 512);
+    const lastSector = Math.floor(dataEnd / 512) - 1;
+    const at: number[] = [];
+    for (let k = rand.int(1, 2); k > 0 && lastSector >= firstSector; k--) {
+      const sct = rand.int(firstSector, lastSector) * 512;
+      damaged.fill(0, sct, sct + 512);
+      at.push(sct);
+    }
+    desc = `zero sectors at ${at.join(",")}`;
   } else if (mode === 3) {
-    const a = rand.int(Math.max(low, dataEnd - 600), dataEnd - 1);
+    const a = rand.int(Math.max(low, dataEnd - 2000), dataEnd - 1);
     const b = rand.next() < 0.5 ? dataEnd : rand.int(a + 1, dataEnd);
     damaged.fill(0, a, b);
     desc = `zero [${a}, ${b})`;
@@ -168,7 +193,20 @@ async function scenario(seed: number, dir: string): Promise<string> {
     return false;
   };
   const firstBad = all.findIndex(isDamaged);
-  const validAfter = firstBad >= 0 && all.slice(firstBad + 1).some((r) => !isDamaged(r));
+  // The recovery rule (see wal.ts): damage at D is corruption if a later sync mark proves D was
+  // fsynced, or if valid frames follow and no never-written (zero) sector explains the damage.
+  let validAfter = false;
+  if (firstBad >= 0) {
+    const d = all[firstBad]!.start;
+    const intactAfter = all.slice(firstBad + 1).filter((r) => !isDamaged(r));
+    const proof = intactAfter.some((r) => r.effect.kind === "mark" && r.effect.syncedEnd > d);
+    const v = intactAfter.length > 0 ? intactAfter[0]!.start : -1;
+    let zeroSector = false;
+    for (let sct = Math.ceil(d / 512) * 512; v >= 0 && sct + 512 <= v; sct += 512) {
+      if (damaged.subarray(sct, sct + 512).every((b) => b === 0)) zeroSector = true;
+    }
+    validAfter = proof || (v >= 0 && !zeroSector);
+  }
   const outcome = await Wal.open(dir, { index: 0, term: 0 }, { segmentSizeBytes, preallocation }).then(
     (r) => r,
     (e: unknown) => e,

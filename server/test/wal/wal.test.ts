@@ -216,7 +216,7 @@ describe("Wal recovery edges", () => {
     writeFileSync(end.path, now);
     const err = await Wal.open(walDir, { index: 0, term: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ErrWalCorrupt);
-    expect(String((err as Error).message)).toMatch(new RegExp(`${path.basename(end.path)} at offset \\d+: .*valid record follows`));
+    expect(String((err as Error).message)).toMatch(new RegExp(`${path.basename(end.path)} at offset \\d+: .*had been fsynced`));
   });
 
   it("refuses a log with a missing middle segment and removes leftover tmp files", async () => {
@@ -269,5 +269,46 @@ describe("Wal recovery edges", () => {
     const again = await Wal.open(walDir, { index: 0, term: 0 });
     expect(again.entries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
     await again.wal.close();
+  });
+});
+
+describe("Wal recovery after power loss mid-write", () => {
+  it("cuts a last write whose middle sector never reached the disk, but refuses when a later write proves it was synced", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20, preallocation: "sparse" });
+    for (let i = 1; i <= 5; i++) await wal.save(hs(1, i), [entry(i, 1, new Uint8Array(100).fill(i))], { sync: true });
+    const lastWriteAt = wal.tailPosition().offsetBytes;
+    // One write of ~6 KiB: 20 entries; pretend power failed before all its sectors were persisted.
+    const big = Array.from({ length: 20 }, (_, k) => entry(6 + k, 1, new Uint8Array(280).fill(0x5a)));
+    await wal.save(hs(1, 25), big, { sync: false });
+    const end = wal.tailPosition();
+    await wal.close();
+    const original = readFileSync(end.path);
+    const sector = Math.ceil((lastWriteAt + 2048) / 512) * 512;
+    expect(sector + 512).toBeLessThan(end.offsetBytes - 600);
+    const torn = Buffer.from(original);
+    torn.fill(0, sector, sector + 512);
+    writeFileSync(end.path, torn);
+    const warnings: string[] = [];
+    const r = await Wal.open(walDir, { index: 0, term: 0 }, { logger: { info: () => undefined, warn: (m, f) => void warnings.push(`${m} ${JSON.stringify(f)}`) } });
+    // Everything of the earlier, synced writes survives; the torn write is cut at its first damaged entry.
+    expect(r.entries.length).toBeGreaterThanOrEqual(5);
+    expect(r.entries.length).toBeLessThan(25);
+    expect(r.entries.slice(0, 5).map((e) => e.index)).toEqual([1, 2, 3, 4, 5]);
+    expect(r.hardState).toEqual(hs(1, 5));
+    expect(warnings.join("\n")).toMatch(/unwritten sector .* dropped/);
+    await r.wal.close();
+
+    // The same lost sector, but a later write carries a sync mark covering it: real corruption.
+    writeFileSync(end.path, original);
+    const again = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(again.entries.length).toBe(25);
+    await again.wal.save(hs(1, 26), [entry(26, 1)], { sync: true });
+    await again.wal.close();
+    const withLater = readFileSync(end.path);
+    withLater.fill(0, sector, sector + 512);
+    writeFileSync(end.path, withLater);
+    const err = await Wal.open(walDir, { index: 0, term: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ErrWalCorrupt);
+    expect((err as Error).message).toMatch(/had been fsynced/);
   });
 });
