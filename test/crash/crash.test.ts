@@ -1,10 +1,11 @@
 /**
- * Crash test: concurrent writers put (and now and then delete) keys in one member, the member is SIGKILLed at a seeded
- * random moment under load, restarted on the same data dir, and checked:
+ * Crash test: concurrent writers put (and now and then delete) keys in one member, the member is
+ * SIGKILLed at a seeded random moment under load, restarted on the same data dir, and checked
+ * (the judge is history-check.ts):
  *
  *  1. durability: every acknowledged put or delete (key, value, revision from its response
- *     header) is in the history at exactly that revision, and the restarted member's revision is at least the
- *     highest acknowledged one;
+ *     header) is in the history at exactly that revision, and the restarted member's revision
+ *     is at least the highest acknowledged one;
  *  2. revisions: acknowledged revisions are unique, increase strictly per writer (also across
  *     restarts), and the full history read back with `etcdctl watch --rev=1` has exactly one
  *     event per revision 2..head (no gaps, no repeats) -- every revision is one of our writes,
