@@ -41,7 +41,13 @@ export interface RaftConfig {
   electionTicks: number;
   /** Leader sends heartbeats every heartbeatTicks ticks. Must be < electionTicks. */
   heartbeatTicks: number;
-  /** Last applied index when restarting (entries up to it will not be handed out again). */
+  /**
+   * Last applied index when restarting: committed entries up to it are not handed out again.
+   * Conf changes among them are then not re-applied either, and the configuration comes only
+   * from Storage.initialState(); so either keep it at the index of the snapshot the storage was
+   * restored from (as etcd does, re-applying later conf changes), or make initialState() return
+   * the configuration as of `applied`.
+   */
   applied?: number;
   /** Upper bound on the entries' size in one append message (at least one entry is always sent). */
   maxSizePerMsgBytes: number;
