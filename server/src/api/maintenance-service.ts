@@ -1,6 +1,5 @@
 /** The etcdserverpb.Maintenance service: status, hashes, alarms, defragmentation. */
 import type { MaintenanceServer, StatusResponse } from "../gen/etcdserverpb/rpc.js";
-import { AlarmRequest_AlarmAction } from "../gen/etcdserverpb/rpc.js";
 import type { EtcdServer } from "../server/etcd-server.js";
 import { ETCD_API_VERSION } from "../server/etcd-server.js";
 import { serverError } from "../server/errors.js";
@@ -20,10 +19,10 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
         raftTerm: BigInt(server.term),
         raftAppliedIndex: BigInt(server.applied),
         errors: server.alarms.map((a) => `memberID:${a.memberId} alarm:${a.alarm === 1 ? "NOSPACE" : "CORRUPT"} `),
+        dbSizeQuota: 0n,
         dbSizeInUse: BigInt(dbSize),
         isLearner: server.isLearner,
         storageVersion: "",
-        dbSizeQuota: 0n,
         downgradeInfo: undefined,
       };
     }, logger),
@@ -41,10 +40,8 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       return { header: server.header(), hash: h.hash };
     }, logger),
     alarm: unary(async (req) => {
-      if (req.action === AlarmRequest_AlarmAction.GET) {
-        return { header: server.header(), alarms: server.alarms.map((a) => ({ memberID: a.memberId, alarm: a.alarm })) };
-      }
-      return { header: server.header(), alarms: [] };
+      const alarms = await server.alarm(req);
+      return { header: server.header(), alarms };
     }, logger),
     defragment: unary(async () => ({ header: server.header() }), logger),
     snapshot: (call) => {

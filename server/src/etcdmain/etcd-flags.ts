@@ -5,30 +5,36 @@
  */
 import { FlagSpec, FlagKind } from "../pkg/flag-set.js";
 
+/**
+ * etcd's URL-list check (types.NewURLs): every comma-separated entry is http(s) with a
+ * "host:port" and no path, or unix(s). Parsed by hand because WHATWG URLs add a "/" path.
+ */
 function urlList(value: string): void {
   for (const raw of value.split(",")) {
     const u = raw.trim();
-    let parsed: URL;
-    try {
-      parsed = new URL(u);
-    } catch {
-      throw new Error(`URL scheme must be http, https, unix, or unixs: ${u}`);
+    const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):(?:\/\/([^/?#]*))?([^?#]*)/.exec(u);
+    const scheme = m?.[1]?.toLowerCase() ?? "";
+    if (scheme === "unix" || scheme === "unixs") continue;
+    if (scheme !== "http" && scheme !== "https") throw new Error(`URL scheme must be http, https, unix, or unixs: ${u}`);
+    const host = m![2] ?? "";
+    if (!/^(\[[^\]]*\]|[^:]*):[^:]*$/.test(host.replace(/^[^@]*@/, ""))) {
+      throw new Error(`URL address does not have the form "host:port": ${u}`);
     }
-    if (!["http:", "https:", "unix:", "unixs:"].includes(parsed.protocol)) {
-      throw new Error(`URL scheme must be http, https, unix, or unixs: ${u}`);
-    }
-    if (parsed.pathname !== "/" && parsed.pathname !== "" && parsed.protocol.startsWith("http")) {
-      throw new Error(`URL must not contain a path: ${u}`);
-    }
+    if (m![3] !== "") throw new Error(`URL must not contain a path: ${u}`);
   }
 }
 
+/** etcd's SelectiveStringValue: anything outside the set fails with "invalid value". */
 function oneOf(...allowed: string[]): (value: string) => void {
   return (value) => {
-    if (!allowed.includes(value)) {
-      throw new Error(`valid values are ${JSON.stringify(allowed.join(", "))}`);
-    }
+    if (!allowed.includes(value)) throw new Error("invalid value");
   };
+}
+
+/** The log levels etcd's loggers know; etcd panics on another (exit 2), etcd-ts rejects it as a flag error. */
+function logLevel(value: string): void {
+  const allowed = ["debug", "info", "warn", "error", "panic", "fatal"];
+  if (!allowed.includes(value)) throw new Error(`unknown level ${JSON.stringify(value)}`);
 }
 
 type Row = [name: string, kind: FlagKind, defaultText: string, usage: string, validate?: (v: string) => void];
@@ -50,7 +56,7 @@ const ROWS: Row[] = [
   ["backend-batch-limit", "int", "0", "BackendBatchLimit is the maximum operations before commit the backend transaction."],
   ["max-txn-ops", "uint", "128", "Maximum number of operations permitted in a transaction."],
   ["max-request-bytes", "uint", "1572864", "Maximum client request size in bytes the server will accept."],
-  ["max-concurrent-streams", "uint", "4294967295", "Maximum concurrent streams that each client can open at a time."],
+  ["max-concurrent-streams", "uint32", "4294967295", "Maximum concurrent streams that each client can open at a time."],
   ["grpc-keepalive-min-time", "duration", "5s", "Minimum duration interval that a client should wait before pinging server."],
   ["grpc-keepalive-interval", "duration", "2h", "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable)."],
   ["grpc-keepalive-timeout", "duration", "20s", "Additional duration of wait before closing a non-responsive connection (0 to disable)."],
@@ -67,7 +73,7 @@ const ROWS: Row[] = [
   ["strict-reconfig-check", "bool", "true", "Reject reconfiguration requests that would cause quorum loss."],
   ["pre-vote", "bool", "false", "Enable to run an additional Raft election phase."],
   ["auto-compaction-retention", "string", "0", "Auto compaction retention length. 0 means disable auto compaction."],
-  ["auto-compaction-mode", "string", "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision.", oneOf("periodic", "revision")],
+  ["auto-compaction-mode", "string", "periodic", "Interpret 'auto-compaction-retention' one of: periodic|revision."],
   ["enable-v2", "bool", "false", "Accept etcd V2 client requests."],
   ["cert-file", "string", "", "Path to the client server TLS cert file."],
   ["key-file", "string", "", "Path to the client server TLS key file."],
@@ -91,11 +97,11 @@ const ROWS: Row[] = [
   ["bcrypt-cost", "uint", "10", "Specify the cost/strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."],
   ["auth-token-ttl", "uint", "300", "Time (in seconds) of the auth-token-ttl."],
   ["enable-pprof", "bool", "false", "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\""],
-  ["metrics", "string", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.", oneOf("basic", "extensive")],
+  ["metrics", "string", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."],
   ["listen-metrics-urls", "string", "", "List of URLs to listen on for the metrics and health endpoints.", (v) => { if (v !== "") urlList(v); }],
-  ["logger", "string", "capnslog", "Specify 'zap' for structured logging or 'capnslog'.", oneOf("zap", "capnslog")],
+  ["logger", "string", "capnslog", "Specify 'zap' for structured logging or 'capnslog'."],
   ["log-outputs", "string", "default", "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."],
-  ["log-level", "string", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.", oneOf("debug", "info", "warn", "error", "panic", "fatal")],
+  ["log-level", "string", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.", logLevel],
   ["proxy", "string", "off", "Proxy mode setting ('off', 'readonly' or 'on').", oneOf("off", "readonly", "on")],
   ["proxy-failure-wait", "uint", "5000", "Time (in milliseconds) an endpoint will be held in a failed state."],
   ["proxy-refresh-interval", "uint", "30000", "Time (in milliseconds) of the endpoints refresh interval."],

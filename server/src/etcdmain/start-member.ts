@@ -27,6 +27,7 @@ import { Membership, encodeMember } from "../server/membership.js";
 import { computeClusterId, computeMemberId } from "../server/member-id.js";
 import { MvccStorePort } from "../server/mvcc-store-port.js";
 import { RaftNode } from "../server/raft-node.js";
+import { Compactor } from "../server/compactor.js";
 import { kvService } from "../api/kv-service.js";
 import { leaseService } from "../api/lease-service.js";
 import { clusterService } from "../api/cluster-service.js";
@@ -177,6 +178,17 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     },
   );
   server.attachRaft(raft, applied, confState);
+  server.loadAlarms(await store.loadRecords("alarm"));
+  const compactor = new Compactor(
+    { mode: cfg.autoCompactionMode, retention: cfg.autoCompactionRetention },
+    {
+      currentRevision: () => mvcc.currentRevision,
+      compactRevision: () => mvcc.compactRevision,
+      isLeader: () => server.isLeader,
+      compact: (revision) => server.compact({ revision: BigInt(revision), physical: false }).then(() => undefined),
+      logger: logger.named("compactor"),
+    },
+  );
 
   // Client API.
   const metrics = new Metrics(server);
@@ -197,6 +209,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const http1 = http.createServer(httpHandler(server, metrics));
 
   server.start();
+  compactor.start();
   const clientListeners: net.Server[] = [];
   for (const u of cfg.listenClientUrls) {
     const url = new URL(u);
@@ -227,6 +240,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       stopping ??= (async () => {
         for (const l of [...clientListeners, ...peerListeners]) l.close();
         injector.drain(1000);
+        compactor.stop();
         await server.stop();
         grpcServer.forceShutdown();
         await wal.close();

@@ -10,7 +10,7 @@
  */
 import { InternalRaftRequest } from "../gen/etcdserverpb/raft_internal.js";
 import {
-  CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, PutRequest, PutResponse,
+  AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, PutRequest, PutResponse,
   RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 } from "../gen/etcdserverpb/rpc.js";
 import { ConfChange, ConfChangeType, ConfState, Entry, EntryType, NodeId, ReadState, SoftState, StateRole } from "../raft/types.js";
@@ -44,6 +44,7 @@ export interface EtcdServerOptions {
   maxTxnOps: number;
   electionMs: number;
   heartbeatMs: number;
+  /** Backend size at which writes stop with NOSPACE (0 = etcd's default, 2 GiB). */
   quotaBackendBytes: number;
   /** How long a proposal may wait for apply before "request timed out". */
   requestTimeoutMs: number;
@@ -85,7 +86,10 @@ export class EtcdServer {
   private snapshotIndex = 0;
   private campaignAfterAdvance = false;
   private leaderChanges = 0;
+  /** Raised alarms, in raise order (NOSPACE = 1, CORRUPT = 2). */
   readonly alarms: { memberId: bigint; alarm: number }[] = [];
+  private dbSizeBytes = 0;
+  private sizeTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly options: EtcdServerOptions, private readonly deps: EtcdServerDeps) {
     this.ids = new IdGenerator(options.memberId, Date.now());
@@ -149,8 +153,19 @@ export class EtcdServer {
     return this.confState.learners.includes(this.options.memberId);
   }
 
+  /** Restores raised alarms (start-up, before start()). */
+  loadAlarms(records: [Buffer, Buffer][]): void {
+    for (const [k] of records) this.alarms.push({ memberId: k.readBigUInt64BE(0), alarm: k[8]! });
+  }
+
   start(): void {
     this.raft.start();
+    const refreshSize = (): void => {
+      this.deps.store.sizeBytes().then((n) => (this.dbSizeBytes = n), () => undefined);
+    };
+    refreshSize();
+    this.sizeTimer = setInterval(refreshSize, 1000);
+    this.sizeTimer.unref();
     const tick = this.options.leaseTickMs ?? 500;
     this.leaseTimer = setInterval(() => this.leaseTick(), tick);
     this.leaseTimer.unref();
@@ -179,6 +194,7 @@ export class EtcdServer {
     if (this.stopped) return;
     this.stopped = true;
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.sizeTimer) clearInterval(this.sizeTimer);
     this.deps.lessor.stop();
     await this.raft.stop();
     const err = serverError("Stopped");
@@ -236,7 +252,36 @@ export class EtcdServer {
     }
   }
 
+  private get quotaBytes(): number {
+    return this.options.quotaBackendBytes > 0 ? this.options.quotaBackendBytes : 2 * 1024 * 1024 * 1024;
+  }
+
+  /**
+   * etcd's backend quota: a write that would grow the backend past the quota raises the NOSPACE
+   * alarm; while it is raised, writes that add data fail with "database space exceeded".
+   * @throws ServerError NoSpace
+   */
+  private checkQuota(costBytes: number): void {
+    if (this.alarms.some((a) => a.alarm === AlarmType.NOSPACE)) throw serverError("NoSpace");
+    if (this.dbSizeBytes + costBytes <= this.quotaBytes) return;
+    this.deps.logger.warn("backend quota exceeded; raising NOSPACE alarm", { "db-size": this.dbSizeBytes, quota: this.quotaBytes });
+    void this.alarm({ action: AlarmRequest_AlarmAction.ACTIVATE, memberID: this.options.memberId, alarm: AlarmType.NOSPACE }).catch(() => undefined);
+    throw serverError("NoSpace");
+  }
+
+  /** Raises or clears an alarm through the log; GET answers locally. */
+  async alarm(req: AlarmRequest): Promise<AlarmMember[]> {
+    if (req.action === AlarmRequest_AlarmAction.GET) {
+      return this.alarms
+        .filter((a) => req.alarm === AlarmType.NONE || a.alarm === req.alarm)
+        .map((a) => ({ memberID: a.memberId, alarm: a.alarm }));
+    }
+    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), alarm: req });
+    return r.value as AlarmMember[];
+  }
+
   async put(req: PutRequest): Promise<PutResponse> {
+    this.checkQuota(req.key.length + req.value.length + 64);
     const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), put: req });
     return r.value as PutResponse;
   }
@@ -255,6 +300,7 @@ export class EtcdServer {
       txnResp.header = this.header();
       return txnResp;
     }
+    this.checkQuota(txnCostBytes(req));
     const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), txn: req });
     return r.value as TxnResponse;
   }
@@ -273,6 +319,7 @@ export class EtcdServer {
   }
 
   async leaseGrant(ttlSeconds: number, requestedId: bigint): Promise<LeaseGrantResponse> {
+    this.checkQuota(64);
     let id = requestedId;
     if (id === 0n) {
       do id = this.ids.nextLeaseId(); while (this.deps.lessor.lookup(id) !== undefined);
@@ -433,6 +480,28 @@ export class EtcdServer {
   }
 
   // ---- apply -----------------------------------------------------------------------------
+
+  private applyAlarm(req: AlarmRequest, w: WriteSession): AlarmMember[] {
+    const key = Buffer.alloc(9);
+    key.writeBigUInt64BE(req.memberID);
+    key[8] = req.alarm;
+    const i = this.alarms.findIndex((a) => a.memberId === req.memberID && a.alarm === req.alarm);
+    if (req.action === AlarmRequest_AlarmAction.ACTIVATE) {
+      if (req.alarm === AlarmType.NONE) return [];
+      if (i < 0) {
+        this.alarms.push({ memberId: req.memberID, alarm: req.alarm });
+        w.stage("alarm", key, Buffer.alloc(0));
+      }
+      return [{ memberID: req.memberID, alarm: req.alarm }];
+    }
+    if (req.action === AlarmRequest_AlarmAction.DEACTIVATE) {
+      if (i < 0) return [];
+      this.alarms.splice(i, 1);
+      w.stage("alarm", key, undefined);
+      return [{ memberID: req.memberID, alarm: req.alarm }];
+    }
+    return [];
+  }
 
   /** The driver's apply callback: applies a batch of committed entries in order. */
   async applyBatch(batch: ApplyBatch): Promise<void> {
@@ -602,11 +671,21 @@ export class EtcdServer {
       return { value: undefined };
     }
     if (req.alarm) {
-      return { value: undefined };
+      return { value: this.applyAlarm(req.alarm, w) };
     }
     // A no-op (health check) entry.
     return { value: undefined };
   }
+}
+
+/** Bytes a txn's puts may add (etcd's quota cost). */
+function txnCostBytes(req: TxnRequest): number {
+  let cost = 0;
+  for (const op of [...req.success, ...req.failure]) {
+    if (op.requestPut) cost += op.requestPut.key.length + op.requestPut.value.length + 64;
+    else if (op.requestTxn) cost += txnCostBytes(op.requestTxn);
+  }
+  return cost;
 }
 
 /** A writer over the store for read-only txns: writes are impossible by construction. */

@@ -5,7 +5,7 @@ import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 import type { StoreRangeOptions, StoreRangeResult } from "./kv-ops.js";
 import type { RecordBucket, StorePort, WriteSession } from "./store-port.js";
 
-const BUCKETS: Record<RecordBucket, BucketName> = { lease: "lease", members: "members", meta: "meta" };
+const BUCKETS: Record<RecordBucket, BucketName> = { lease: "lease", members: "members", meta: "meta", alarm: "alarm" };
 
 class MvccWriteSession implements WriteSession {
   private readonly records: [RecordBucket, Buffer, Buffer | undefined][] = [];
