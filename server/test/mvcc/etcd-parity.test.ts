@@ -31,11 +31,16 @@ let endpoint = "";
 let etcdDir: { dir: string; cleanup: () => Promise<void> };
 
 function ctl(...args: string[]): string {
+  return ctlInput(undefined, ...args);
+}
+
+function ctlInput(input: string | undefined, ...args: string[]): string {
   return execFileSync(ETCDCTL, [`--endpoints=${endpoint}`, "--command-timeout=5s", ...args], {
     env: { ...process.env, ETCDCTL_API: "3" },
     timeout: 10_000,
     encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
+    input,
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
   });
 }
 
@@ -98,7 +103,22 @@ describe.skipIf(!haveEtcd)("parity with etcd 3.4", () => {
     try {
       for (let step = 0; step < 60; step++) {
         const x = r();
-        if (x < 0.6) {
+        if (x < 0.1) {
+          // a multi-op txn: one revision, several sub revisions
+          // etcd refuses a txn that names a key twice: use distinct keys
+          const chosen = [...keys].sort(() => r() - 0.5).slice(0, 1 + Math.floor(r() * 3));
+          const ops: Array<["put", string, string] | ["del", string]> = chosen.map((k, i) =>
+            r() < 0.7 ? (["put", k, `t${step}-${i}`] as ["put", string, string]) : (["del", k] as ["del", string]),
+          );
+          const input = "\n" + ops.map((o) => (o[0] === "put" ? `put ${o[1]} ${o[2]}` : `del ${o[1]}`)).join("\n") + "\n\n\n";
+          ctlInput(input, "txn");
+          const txn = h.store.write();
+          for (const o of ops) {
+            if (o[0] === "put") txn.put(Buffer.from(o[1]), Buffer.from(o[2]), 0n);
+            else txn.deleteRange(Buffer.from(o[1]), undefined);
+          }
+          await h.commit(txn);
+        } else if (x < 0.6) {
           const k = pick(keys);
           const v = `v${step}-${"x".repeat(Math.floor(r() * 40))}`;
           ctl("put", k, v);
