@@ -422,6 +422,31 @@ describe("Thesis §4.2.1 Learners", () => {
     expect(r1.role).toBe(StateRole.Leader);
   });
 
+  it("a learner answers vote requests: it may have been promoted without knowing yet", () => {
+    // 1 was promoted by a change committed on {2, 3} that 1 has not received; then 2 failed.
+    // 3 needs 1's vote to be elected, and 1 still believes it is a learner. If learners refused
+    // to answer, nobody could ever be elected.
+    const mk = (id: bigint, voters: bigint[], learners: bigint[], extra: number) => {
+      const storage = new MemoryStorage();
+      storage.applySnapshot({ metadata: { index: 1, term: 1, confState: { voters, learners } }, data: new Uint8Array(0) });
+      storage.append(Array.from({ length: extra }, (_, i) => ({ term: 1, index: 2 + i, type: EntryType.Normal, data: new Uint8Array(0) })));
+      storage.setHardState({ term: 1, vote: NONE, commit: 1 });
+      return new RawNode(defaultConfig(id), { storage, rng: seededRng(Number(id)) });
+    };
+    const learner = mk(1n, [2n, 3n], [1n], 0);
+    const candidate = mk(3n, [1n, 2n, 3n], [], 1);
+    candidate.campaign();
+    const req = candidate.raft.msgs.find((m) => m.type === MessageType.Vote && m.to === 1n)!;
+    learner.step(req);
+    const resp = learner.raft.msgs.find((m) => m.type === MessageType.VoteResp)!;
+    expect(resp.reject).toBe(false);
+    candidate.step(resp);
+    expect(candidate.raft.role).toBe(StateRole.Leader);
+    // The learner itself still never campaigns.
+    learner.campaign();
+    expect(learner.raft.role).toBe(StateRole.Follower);
+  });
+
   it("leadership is never transferred to a learner", () => {
     const net = new Network(3, { learners: [3n] });
     net.elect(1);
