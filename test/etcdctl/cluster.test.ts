@@ -92,4 +92,32 @@ describe("etcdctl cluster and maintenance", () => {
     await c.ctl(["get", "cmp/k", "-w", "json"]);
     await c.ctl(["endpoint", "status", "-w", "json"]);
   });
+
+  // Last in the file: it changes the membership. The added learners are never started (their
+  // peer URLs point at closed ports); a single voter stays the quorum. Member IDs of added
+  // members are random, so member lists after an add are compared with sorted lines.
+  s.case("membership changes with learners", async (c) => {
+    const learner = c.addedMemberId(await c.ctl(["member", "add", "learner-a", "--learner", "--peer-urls=http://127.0.0.1:2391"]));
+    await c.ctl(["member", "list"], { sortLines: true });
+    await c.ctl(["member", "add", "learner-b", "--learner", "--peer-urls=http://127.0.0.1:2391"]);
+    // etcd 3.4 allows one learner at a time. (No voter is added: etcd accepts a second voter in
+    // a one-member cluster, which would then lose its quorum.)
+    await c.ctl(["member", "add", "learner-d", "--learner", "--peer-urls=http://127.0.0.1:2393"]);
+    await c.ctl(["member", "add", "bad-url", "--learner", "--peer-urls=not-a-url"]);
+    await c.ctl(["member", "add", "no-urls", "--learner"]);
+    await c.ctl(["member", "promote", learner]);
+    await c.ctl(["member", "update", learner, "--peer-urls=http://127.0.0.1:2392"]);
+    await c.ctl(["member", "list"], { sortLines: true });
+    await c.ctl(["member", "remove", learner]);
+    await c.ctl(["member", "remove", learner]);
+    await c.ctl(["member", "update", learner, "--peer-urls=http://127.0.0.1:2394"]);
+    await c.ctl(["member", "promote", "1234"]);
+    await c.ctl(["member", "remove", "xyz"]);
+    await c.ctl(["member", "list", "-w", "json"]);
+    // Not -w json: its member array is in (random) member-ID order.
+    const second = c.addedMemberId(await c.ctl(["member", "add", "learner-c", "--learner", "--peer-urls=http://127.0.0.1:2395"]));
+    await c.ctl(["member", "remove", second, "-w", "json"]);
+    await c.ctl(["member", "list", "-w", "table"]);
+    await c.ctl(["endpoint", "status", "-w", "json"], { bareEndpoint: true });
+  });
 });

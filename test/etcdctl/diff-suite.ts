@@ -71,6 +71,11 @@ export interface CaseContext {
   background(args: string[]): BackgroundCtl;
   /** Extracts the lease ID (hex) printed by `lease grant` and registers it for normalisation. */
   leaseId(grant: EtcdctlResult): string;
+  /**
+   * Extracts the ID of the member added by `member add` (hex) and registers it for
+   * normalisation: etcd derives it from the peer URLs and the wall clock.
+   */
+  addedMemberId(add: EtcdctlResult): string;
   /** Adds a free-form line to the transcript. */
   note(text: string): void;
 }
@@ -92,6 +97,7 @@ interface SideState {
   name: SideName;
   member: Member;
   leaseIds: bigint[];
+  memberIds: bigint[];
   lines: string[];
 }
 
@@ -108,8 +114,8 @@ function recordResult(lines: string[], args: string[], res: EtcdctlResult, optio
   if (options.stdin !== undefined) lines.push("[stdin]", options.stdin.replace(/\n$/, ""));
   let stdout = res.stdout;
   if (isProtobuf(args)) stdout = res.stdoutBytes.toString("hex").replace(/(.{64})/g, "$1\n");
-  if (options.sortLines) stdout = stdout.split("\n").filter((l) => l !== "").sort().join("\n") + "\n";
-  if (stdout !== "") lines.push("[stdout]", stdout.replace(/\n$/, ""));
+  // Sorted after normalisation (see sortMarkedBlocks), so that placeholders decide the order.
+  if (stdout !== "") lines.push(options.sortLines ? "[stdout, lines sorted]" : "[stdout]", stdout.replace(/\n$/, ""));
   if (res.stderr !== "") lines.push("[stderr]", res.stderr.replace(/\n$/, ""));
   lines.push(res.signal !== null ? `[signal ${res.signal}]` : `[exit ${res.code}]`);
 }
@@ -152,10 +158,32 @@ function makeContext(state: SideState): CaseContext {
       state.leaseIds.push(id);
       return id.toString(16);
     },
+    addedMemberId(add) {
+      const hex = /Member ([0-9a-f]+) added/.exec(add.stdout);
+      const dec = /"member":\{"ID":(\d+)/.exec(add.stdout);
+      if (!hex && !dec) throw new Error(`${state.name}: no member ID in member add output: ${JSON.stringify(add)}`);
+      const id = hex ? BigInt("0x" + hex[1]!) : BigInt(dec![1]!);
+      state.memberIds.push(id);
+      return id.toString(16);
+    },
     note(text) {
       state.lines.push(`# ${text}`);
     },
   };
+}
+
+/** Sorts the lines of every "[stdout, lines sorted]" block (up to the next "[...]" marker line). */
+function sortMarkedBlocks(text: string): string {
+  const lines = text.split("\n");
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    out.push(lines[i]!);
+    if (lines[i] !== "[stdout, lines sorted]") continue;
+    const block: string[] = [];
+    while (i + 1 < lines.length && !/^\[(stderr|exit \d+|signal \w+)\]$/.test(lines[i + 1]!)) block.push(lines[++i]!);
+    out.push(...block.filter((l) => l !== "").sort());
+  }
+  return out.join("\n");
 }
 
 function escapeRegExp(s: string): string {
@@ -169,7 +197,10 @@ function escapeRegExp(s: string): string {
  *  2. clientv3's own warning log lines on stderr carry a wall-clock "ts" and a random client
  *     UUID in "target" -> <ts>, <uuid>;
  *  3. lease IDs: etcd mixes the member ID with the wall clock when generating them ->
- *     <lease-N>, numbered in grant order (hex, zero-padded hex and decimal forms);
+ *     <lease-N>, numbered in grant order (hex, zero-padded hex and decimal forms); likewise
+ *     the IDs of members added by `member add` (peer URLs hashed with the wall clock) ->
+ *     <added-member-N>; `member add` lists the cluster in member-ID order, which the random
+ *     new ID decides, so that list is sorted;
  *  4. the remaining TTL of a lease (`timetolive`) depends on when the command ran: a value at
  *     most 3 s below the granted TTL becomes <remaining>; anything else is left visible;
  *  5. `endpoint health` reports how long the health check took -> <duration>;
@@ -178,7 +209,7 @@ function escapeRegExp(s: string): string {
  *  For the tables holding 5 and 6, borders and padding are collapsed as well, because the column
  *  widths follow the replaced strings.
  */
-export function normalise(text: string, state: { member: Member; leaseIds: bigint[] }): string {
+export function normalise(text: string, state: { member: Member; leaseIds: bigint[]; memberIds?: bigint[] }): string {
   let t = text;
   // 1. endpoint
   t = t.split(state.member.clientUrl).join("<endpoint>");
@@ -187,11 +218,20 @@ export function normalise(text: string, state: { member: Member; leaseIds: bigin
   t = t.replace(/"ts":"[^"]*"/g, '"ts":"<ts>"');
   t = t.replace(/client-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, "client-<uuid>");
   // 3. lease IDs
-  state.leaseIds.forEach((id, i) => {
-    const label = `<lease-${i + 1}>`;
-    t = t.replace(new RegExp(`\\b0*${id.toString(16)}\\b`, "g"), label);
-    t = t.replace(new RegExp(`\\b${escapeRegExp(id.toString(10))}\\b`, "g"), label);
-  });
+  const replaceIds = (ids: bigint[], kind: string): void => {
+    ids.forEach((id, i) => {
+      const label = `<${kind}-${i + 1}>`;
+      t = t.replace(new RegExp(`\\b0*${id.toString(16)}\\b`, "g"), label);
+      t = t.replace(new RegExp(`\\b${escapeRegExp(id.toString(10))}\\b`, "g"), label);
+    });
+  };
+  replaceIds(state.leaseIds, "lease");
+  // 3b. IDs of members added with `member add` -> <added-member-N>
+  replaceIds(state.memberIds ?? [], "added-member");
+  // etcdctl prints member IDs in `member add/remove/update` with %16x: space-padded when short.
+  t = t.replace(/ +(<added-member-\d+>)/g, " $1");
+  // 3c. `member add` prints the cluster in member-ID order, and the new ID is random: sort it.
+  t = t.replace(/^ETCD_INITIAL_CLUSTER="([^"]*)"$/gm, (_all, list: string) => `ETCD_INITIAL_CLUSTER="${list.split(",").sort().join(",")}"`);
   // 4. remaining TTL
   const near = (remaining: string, granted: string): boolean => {
     const r = Number(remaining);
@@ -230,7 +270,7 @@ export function normalise(text: string, state: { member: Member; leaseIds: bigin
       lines[j] = l;
     }
   }
-  return lines.join("\n");
+  return sortMarkedBlocks(lines.join("\n"));
 }
 
 interface Golden {
@@ -280,7 +320,7 @@ export function diffSuite(suite: string, options: { extraArgs?: string[] } = {})
     const start = async (spec: string | undefined, name: SideName): Promise<SideState> => {
       const binary = spec === undefined ? binaryUnderTest() : serverBinaryFromSpec(spec);
       const member = await startMember({ binary, ...DIFF_IDENTITY, extraArgs: options.extraArgs });
-      return { name, member, leaseIds: [], lines: [] };
+      return { name, member, leaseIds: [], memberIds: [], lines: [] };
     };
     const [ref, cand] = await Promise.allSettled([
       referencePath !== undefined ? start(referencePath, "reference") : Promise.reject(new Error("no reference etcd")),
