@@ -81,6 +81,7 @@ export interface BoundedRunResult {
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   timedOut: boolean;
+  aborted: boolean;
   stdout: string;
   stderr: string;
   /** Set when the process could not be started or its output exceeded the buffer. */
@@ -93,6 +94,8 @@ export interface BoundedRunOptions {
   env?: NodeJS.ProcessEnv;
   /** Upper bound on each of stdout and stderr; the process is killed beyond it. */
   outputBytesMax?: number;
+  /** Aborting SIGKILLs the process; the result then has `aborted` set. */
+  abortSignal?: AbortSignal;
 }
 
 /**
@@ -116,6 +119,7 @@ export function runBounded(file: string, args: readonly string[], options: Bound
         maxBuffer: options.outputBytesMax ?? 32 * 1024 * 1024,
         killSignal: "SIGKILL",
         encoding: "utf8",
+        signal: options.abortSignal,
       },
       (error, stdout, stderr) => {
         clearTimeout(timer);
@@ -124,11 +128,12 @@ export function runBounded(file: string, args: readonly string[], options: Bound
           exitCode: code,
           signal: child.signalCode,
           timedOut,
+          aborted: options.abortSignal?.aborted ?? false,
           stdout: String(stdout),
           stderr: String(stderr),
         };
         // A non-zero exit is reported through exitCode; keep only errors that are not that.
-        if (error !== null && code === null && !timedOut) result.spawnError = error;
+        if (error !== null && code === null && !timedOut && !result.aborted) result.spawnError = error;
         resolve(result);
       },
     );
@@ -145,6 +150,8 @@ export interface BenchmarkInvocation {
   /** Subcommand and its arguments, e.g. ["put", "--val-size=256", "--total=1000"]. */
   command: readonly string[];
   timeoutMs: number;
+  /** Aborts the run (e.g. because the server under load went away). */
+  abortSignal?: AbortSignal;
 }
 
 /** Runs the tool once. Throws (with the output tail) if it timed out, crashed or printed no report. */
@@ -157,8 +164,9 @@ export async function runBenchmark(invocation: BenchmarkInvocation): Promise<Ben
     "--precise",
     ...invocation.command,
   ];
-  const run = await runBounded(invocation.binaryPath, args, { timeoutMs: invocation.timeoutMs });
+  const run = await runBounded(invocation.binaryPath, args, { timeoutMs: invocation.timeoutMs, abortSignal: invocation.abortSignal });
   const tail = (run.stdout.slice(-1_500) + "\n" + run.stderr.slice(-1_500)).trim();
+  if (run.aborted) throw new BenchmarkOutputError(`benchmark ${invocation.command[0]} aborted`, tail);
   if (run.timedOut) {
     throw new BenchmarkOutputError(`benchmark ${invocation.command[0]} timed out after ${invocation.timeoutMs} ms`, tail);
   }

@@ -30,13 +30,19 @@ export interface ServerStartOptions {
 
 /** A server started by startServer. Call stop() exactly once; it is safe after a crash too. */
 export class BenchServer {
+  /** Resolves once the process has exited, however that came about. */
+  readonly exited: Promise<void>;
+
+  /** `child` must have been spawned just now (its exit cannot have been missed). */
   constructor(
     readonly kind: ServerKind,
     readonly endpoint: string,
     private readonly child: ChildProcess,
     private readonly baseDir: string,
     readonly logPath: string,
-  ) {}
+  ) {
+    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
+  }
 
   get pid(): number {
     return this.child.pid!;
@@ -107,15 +113,27 @@ function serverCommand(options: ServerStartOptions, flags: string[]): { file: st
   return { file: process.execPath, args: [...nodeFlags, path.join(options.repoRoot, "bin", "etcd-ts.js"), ...flags] };
 }
 
+/** startServer gave up; `exited` tells whether the process went away (rather than hanging). */
+export class ServerStartError extends Error {
+  constructor(
+    message: string,
+    readonly exited: boolean,
+  ) {
+    super(message);
+    this.name = "ServerStartError";
+  }
+}
+
 const startAttemptsMax = 3;
 
 /**
  * Starts one single-member server and waits until it accepts a write (the seed key).
- * Retries with fresh ports if a port was taken meanwhile. Throws with the log tail if the server
- * exits or is not writable within `startTimeoutMs`; nothing is left running in that case.
+ * Retries with fresh ports if a port was taken meanwhile. Throws ServerStartError (with the log
+ * tail) if the server exits or is not writable within `startTimeoutMs`; nothing is left running
+ * in that case, and its log and data directory are kept.
  */
 export async function startServer(options: ServerStartOptions): Promise<BenchServer> {
-  let lastError: Error | undefined;
+  let lastError: ServerStartError | undefined;
   for (let attempt = 1; attempt <= startAttemptsMax; attempt++) {
     const baseDir = mkdtempSync(path.join(os.tmpdir(), `etcd-bench-${options.kind}-`));
     const [clientPort, peerPort] = await freePorts(2);
@@ -140,8 +158,9 @@ export async function startServer(options: ServerStartOptions): Promise<BenchSer
     const spawnFailure = new Promise<Error>((resolve) => child.once("error", resolve));
     const ready = await waitWritable(server, options, spawnFailure);
     if (ready === true) return server;
-    lastError = new Error(
+    lastError = new ServerStartError(
       `${options.kind} did not become writable: ${ready}; log kept at ${logPath}\n--- log tail ---\n${server.logTail()}`,
+      !server.running,
     );
     const portTaken = /address already in use|EADDRINUSE/i.test(server.logTail(20_000));
     await server.stop(2_000, true);

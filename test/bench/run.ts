@@ -36,7 +36,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatSelfTimeSummary, summarizeCpuProfiles, type SelfTimeSummary } from "./lib-cpuprofile.js";
 import { ensureBenchmarkBinary, runBenchmark, runBounded, type BenchmarkReport } from "./lib-etcd-benchmark.js";
-import { startServer, type BenchServer, type ServerKind } from "./lib-servers.js";
+import { ServerStartError, startServer, type BenchServer, type ServerKind } from "./lib-servers.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -225,6 +225,10 @@ interface WorkloadResult {
   /** B/A per round (paired by round). */
   ratioPerRound?: number[];
   error?: string;
+  /** Set when a server under test exited on its own (crashed or was killed from outside). */
+  serverExited?: boolean;
+  /** The error of a first attempt that was retried because a server exited. */
+  firstAttemptError?: string;
   cpuProfile?: SelfTimeSummary;
 }
 
@@ -263,17 +267,38 @@ function runTimeoutMs(total: number, requestsPerSec: number): number {
   return Math.max(60_000, Math.round(10 * expectedMs) + 20_000);
 }
 
+/** A server under test exited while the bench still needed it. */
+class ServerExitedError extends Error {
+  constructor(server: BenchServer, workload: Workload) {
+    super(`${server.kind} exited (${server.exitStatus()}) during ${workload.name}`);
+    this.name = "ServerExitedError";
+  }
+}
+
+/**
+ * Runs the tool once against `server`. Throws ServerExitedError at once if the server exits
+ * meanwhile (the tool would otherwise retry its connections until the timeout).
+ */
 async function runOnce(binaryPath: string, server: BenchServer, workload: Workload, total: number, timeoutMs: number) {
   const startedAt = Date.now();
-  const report = await runBenchmark({
-    binaryPath,
-    endpoint: server.endpoint,
-    clients: workload.clients,
-    conns: workload.conns,
-    command: workload.command(total),
-    timeoutMs,
-  });
-  if (!server.running) throw new Error(`${server.kind} exited during ${workload.name}\n${server.logTail()}`);
+  const abort = new AbortController();
+  void server.exited.then(() => abort.abort());
+  let report: BenchmarkReport;
+  try {
+    report = await runBenchmark({
+      binaryPath,
+      endpoint: server.endpoint,
+      clients: workload.clients,
+      conns: workload.conns,
+      command: workload.command(total),
+      timeoutMs,
+      abortSignal: abort.signal,
+    });
+  } catch (error) {
+    if (!server.running) throw new ServerExitedError(server, workload);
+    throw error;
+  }
+  if (!server.running) throw new ServerExitedError(server, workload);
   const failed = Object.values(report.errors).reduce((a, b) => a + b, 0);
   if (report.requestsPerSec === 0) {
     throw new Error(`${server.kind}: every request of ${workload.name} failed: ${JSON.stringify(report.errors).slice(0, 1_000)}`);
@@ -361,6 +386,10 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
     console.log(`  ${labels[1]}/${labels[0]} per round: ${result.ratioPerRound.map((r) => r.toFixed(2)).join(" ")}`);
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
+    result.serverExited =
+      error instanceof ServerExitedError ||
+      (error instanceof ServerStartError && error.exited) ||
+      servers.some((server) => !server.running);
     const tail = (error as { outputTail?: string }).outputTail;
     console.log(`${workload.name}: FAILED: ${result.error}${tail ? `\n--- benchmark output tail ---\n${tail}` : ""}`);
     for (const server of servers) {
@@ -475,7 +504,14 @@ async function main(config: Config): Promise<number> {
   const startedAt = new Date();
   const results: WorkloadResult[] = [];
   for (const workload of workloads) {
-    results.push(await runWorkload(config, binaryPath, workload, profileRoot));
+    let result = await runWorkload(config, binaryPath, workload, profileRoot);
+    if (result.serverExited === true) {
+      console.log(`${workload.name}: a server exited before the workload was done; one more try with fresh servers`);
+      const firstAttemptError = result.error;
+      result = await runWorkload(config, binaryPath, workload, profileRoot);
+      result.firstAttemptError = firstAttemptError;
+    }
+    results.push(result);
   }
 
   console.log(`\nmedians over ${config.rounds} rounds (req/s ± half the range over rounds):\n`);
