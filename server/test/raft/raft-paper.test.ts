@@ -844,6 +844,23 @@ describe("Ready / advance contract", () => {
     expect(rn.status().applied).toBe(4);
   });
 
+  it("committed entries are paged across Readies by maxCommittedSizePerReadyBytes", () => {
+    const net = new Network(1, { maxCommittedSizePerReadyBytes: 110 });
+    net.elect(1);
+    const rn = net.get(1).rn;
+    for (let i = 0; i < 10; i++) rn.propose(new Uint8Array(40));
+    const sizes: number[] = [];
+    for (let k = 0; k < 20 && rn.hasReady(); k++) {
+      const rd = rn.ready();
+      net.get(1).storage.append(rd.entries);
+      if (rd.committedEntries.length > 0) sizes.push(rd.committedEntries.length);
+      rn.advance(rd);
+    }
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(10);
+    expect(Math.max(...sizes)).toBe(2); // each entry counts 52 bytes: two fit in 110
+    expect(rn.status().applied).toBe(rn.status().hardState.commit);
+  });
+
   it("local message types are rejected by step()", () => {
     const net = new Network(1);
     expect(() => net.get(1).rn.step(msg(MessageType.Hup, 1n, 1n))).toThrow();
