@@ -111,7 +111,10 @@ function isProtobuf(args: string[]): boolean {
 
 function recordResult(lines: string[], args: string[], res: EtcdctlResult, options: CtlOptions, background = false): void {
   lines.push(formatCommand(args) + (background ? "  &" : "") + (options.bareEndpoint ? "  # --endpoints=host:port" : ""));
-  if (options.stdin !== undefined) lines.push("[stdin]", options.stdin.replace(/\n$/, ""));
+  if (options.stdin !== undefined) {
+    const stdin = options.stdin.length <= 2_000 ? options.stdin : `<${options.stdin.length} characters starting ${JSON.stringify(options.stdin.slice(0, 60))}>`;
+    lines.push("[stdin]", stdin.replace(/\n$/, ""));
+  }
   let stdout = res.stdout;
   if (isProtobuf(args)) stdout = res.stdoutBytes.toString("hex").replace(/(.{64})/g, "$1\n");
   // Sorted after normalisation (see sortMarkedBlocks), so that placeholders decide the order.

@@ -178,4 +178,15 @@ describe("etcdctl kv", () => {
     await c.ctl(["del", "del/", "--prefix", "--from-key"]);
     await c.ctl(["del", "del2", "-w", "protobuf"]);
   });
+
+  s.case("request size limits", async (c) => {
+    // etcd's default --max-request-bytes is 1.5 MiB. (Messages over 2 MiB never leave etcdctl:
+    // its gRPC send limit is 2 MiB.)
+    const mib = 1024 * 1024;
+    await c.ctl(["put", "size/1mib"], { stdin: "a".repeat(mib) });
+    await c.ctl(["put", "size/1.7mib"], { stdin: "b".repeat(Math.floor(1.7 * mib)) });
+    await c.ctl(["get", "size/", "--prefix", "--keys-only"]);
+    await c.ctl(["txn"], { stdin: `\nput size/t1 ${"d".repeat(100_000)}\nput size/t2 ${"e".repeat(100_000)}\n\n\n` });
+    await c.ctl(["get", "size/", "--prefix", "--keys-only", "-w", "json"]);
+  });
 });
