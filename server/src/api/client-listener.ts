@@ -9,6 +9,7 @@ import tls from "node:tls";
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../pkg/logger.js";
+import { AuthorityRewriter } from "./h2-authority.js";
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Bytes a client may trickle before we must decide; the preface is 24 bytes. */
@@ -44,8 +45,9 @@ export function sniffConnection(socket: Duplex, deps: ClientListenerDeps): void 
     socket.pause();
     socket.unshift(buffered);
     if (isH2Prefix) {
-      // Node's HTTP/2 session takes over the socket and first drains what is buffered in it.
-      deps.injectGrpc(socket);
+      // Go clients may send a full URL as :authority, which Node's HTTP/2 rejects: the
+      // rewriter makes it acceptable (see h2-authority.ts).
+      deps.injectGrpc(new AuthorityRewriter(socket));
     } else {
       deps.http1.emit("connection", socket);
       socket.resume();

@@ -16,7 +16,7 @@ export function clusterService(server: EtcdServer, logger: Logger): ClusterServe
   };
   return {
     memberList: unary(async () => ({
-      header: server.header(),
+      header: server.clusterHeader(),
       members: server.membership.list().map(toPbMember),
     }), logger),
     memberAdd: unary(unsupported, logger),

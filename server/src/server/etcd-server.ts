@@ -217,6 +217,11 @@ export class EtcdServer {
     };
   }
 
+  /** The header etcd's Cluster service answers with: no store revision. */
+  clusterHeader(): ResponseHeader {
+    return { clusterId: this.options.clusterId, memberId: this.options.memberId, revision: 0n, raftTerm: BigInt(this.raft.currentTerm) };
+  }
+
   // ---- proposals -------------------------------------------------------------------------
 
   /**
