@@ -117,7 +117,12 @@ export class RawNode {
     this.raft.step(emptyMessage(MessageType.Hup, NONE, NONE));
   }
 
-  /** Propose a normal entry. Throws ErrProposalDropped (no leader known, transfer in progress, size limit, ...). */
+  /**
+   * Propose a normal entry. Throws ErrProposalDropped when this member can tell at once that it
+   * will not be appended (no leader known, forwarding disabled, leader transfer in progress,
+   * uncommitted size limit). On a follower the proposal is forwarded, and the leader may still
+   * drop it (or lose leadership): callers must wait for the entry to be applied, with a timeout.
+   */
   propose(data: Uint8Array): void {
     const m = emptyMessage(MessageType.Prop, NONE, this.raft.id);
     m.entries = [{ term: 0, index: 0, type: EntryType.Normal, data }];
@@ -134,7 +139,8 @@ export class RawNode {
 
   /**
    * Propose a membership change. Only one may be pending (proposed and not yet applied) at a
-   * time; throws ErrProposalDropped otherwise, or when no leader is known.
+   * time; throws ErrProposalDropped otherwise, or when no leader is known. As with propose(), a
+   * change forwarded by a follower may still be dropped by the leader.
    */
   proposeConfChange(cc: ConfChange): void {
     const m = emptyMessage(MessageType.Prop, NONE, this.raft.id);
