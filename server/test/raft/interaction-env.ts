@@ -193,6 +193,8 @@ export class InteractionEnv {
       const storage = new MemoryStorage();
       if (index !== undefined && (voters.length > 0 || learners.length > 0)) {
         storage.applySnapshot({ metadata: { index, term: 1, confState: { voters, learners } }, data: enc.encode("[]") });
+        // A member that holds a term-1 snapshot has seen term 1: elections start at term 2.
+        storage.setHardState({ term: 1, vote: 0n, commit: index });
       }
       const config: RaftConfig = {
         id, electionTicks: Number(cmd.kv.get("election") ?? "10"), heartbeatTicks: Number(cmd.kv.get("heartbeat") ?? "1"),
