@@ -585,8 +585,8 @@ export class Wal {
   private enqueue(bytes: Buffer, sync: boolean): Promise<void> {
     const serial = ++this.serial;
     this.queue.push({ kind: "write", serial, bytes });
-    // Count a sync mark per save: an upper bound, as several saves may share one write.
-    this.encodedOffsetBytes += bytes.length + SYNC_MARK_FRAME_BYTES;
+    // Count a sync mark per non-empty save: an upper bound, as several saves may share one write.
+    if (bytes.length > 0) this.encodedOffsetBytes += bytes.length + SYNC_MARK_FRAME_BYTES;
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ serial, sync, resolve, reject }));
     if (this.encodedOffsetBytes >= this.opts.segmentSizeBytes) this.planCut();
     this.kick();

@@ -7,7 +7,7 @@
  *
  * SEED=<n> replays one scenario family, RUNS=<n> sets how many scenarios run.
  */
-import { readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrWalCorrupt, Wal } from "../../src/wal/index.js";
@@ -71,7 +71,9 @@ async function scenario(seed: number, dir: string): Promise<string> {
     const batch: Entry[] = [];
     let next = rand.next() < 0.15 ? Math.max(1, last - rand.int(0, 3)) : last + 1;
     if (next <= last) term++;
-    for (let k = rand.int(0, 4); k > 0; k--) batch.push(entry(next++, term, rand.bytes(rand.int(0, 400))));
+    // Sometimes end with one large write, so that a power loss can tear it in the middle.
+    const count = b === batches - 1 && rand.next() < 0.6 ? rand.int(8, 25) : rand.int(0, 4);
+    for (let k = count; k > 0; k--) batch.push(entry(next++, term, rand.bytes(rand.int(0, 400))));
     if (batch.length > 0) last = batch[batch.length - 1]!.index;
     const hs = rand.next() < 0.6 ? { term, vote: BigInt(rand.int(1, 5)), commit: Math.max(0, last - rand.int(0, 5)) } : undefined;
     let off = pos.offsetBytes;
@@ -115,6 +117,7 @@ async function scenario(seed: number, dir: string): Promise<string> {
     if (r.end > metaEnd) all.push({ ...r, start: metaEnd, end: r.end });
   }
   const files = [...new Set(all.map((r) => r.file))];
+  if (process.env.WAL_CRASH_DEBUG) console.log(files, readdirSync(dir));
   const lastFile = files[files.length - 1]!;
   const inLast = all.filter((r) => r.file === lastFile);
   const dataEnd = inLast[inLast.length - 1]!.end;
@@ -145,7 +148,10 @@ async function scenario(seed: number, dir: string): Promise<string> {
     desc = `flip bits at ${at.join(",")}`;
   } else if (mode === 6) {
     // Power loss during the last write: some 512-byte sectors of it never reached the disk.
-    const firstSector = Math.ceil(Math.max(low, dataEnd - 4096) / 512);
+    const marks = inLast.filter((r) => r.effect.kind === "mark");
+    const lastWriteAt = marks.length > 0 ? marks[marks.length - 1]!.start : 0;
+    const from = rand.next() < 0.7 ? lastWriteAt : dataEnd - 4096;
+    const firstSector = Math.ceil(Math.max(low, from) / 512);
     const lastSector = Math.floor(dataEnd / 512) - 1;
     const at: number[] = [];
     for (let k = rand.int(1, 2); k > 0 && lastSector >= firstSector; k--) {
@@ -196,6 +202,7 @@ async function scenario(seed: number, dir: string): Promise<string> {
   // The recovery rule (see wal.ts): damage at D is corruption if a later sync mark proves D was
   // fsynced, or if valid frames follow and no never-written (zero) sector explains the damage.
   let validAfter = false;
+  let unsyncedCut = false;
   if (firstBad >= 0) {
     const d = all[firstBad]!.start;
     const intactAfter = all.slice(firstBad + 1).filter((r) => !isDamaged(r));
@@ -206,6 +213,7 @@ async function scenario(seed: number, dir: string): Promise<string> {
       if (damaged.subarray(sct, sct + 512).every((b) => b === 0)) zeroSector = true;
     }
     validAfter = proof || (v >= 0 && !zeroSector);
+    unsyncedCut = !validAfter && v >= 0;
   }
   const outcome = await Wal.open(dir, { index: 0, term: 0 }, { segmentSizeBytes, preallocation }).then(
     (r) => r,
@@ -234,7 +242,7 @@ async function scenario(seed: number, dir: string): Promise<string> {
   expect(again.entries, desc).toEqual(want.entries);
   expect(again.hardState, desc).toEqual(moreHs);
   await again.wal.close();
-  return `${desc} -> kept ${kept.length}/${all.length} records`;
+  return `${desc} -> kept ${kept.length}/${all.length} records${unsyncedCut ? " (torn write cut before valid frames)" : ""}`;
 }
 
 describe("Wal crash recovery (seeded)", () => {
@@ -246,7 +254,13 @@ describe("Wal crash recovery (seeded)", () => {
       const seed = seed0 + run;
       try {
         const result = await scenario(seed, path.join(t.dir, `run-${run}`));
-        const key = result.includes("corrupt") ? "corrupt" : result.includes("sealed") ? "sealed" : "kept";
+        const key = result.includes("corrupt")
+          ? "corrupt"
+          : result.includes("sealed")
+            ? "sealed"
+            : result.includes("torn write cut")
+              ? "tornWriteCut"
+              : "kept";
         outcomes[key] = (outcomes[key] ?? 0) + 1;
       } catch (e) {
         console.error(`seed=${seed} (SEED=${seed} RUNS=1 replays it)`);
