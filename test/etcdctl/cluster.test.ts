@@ -93,6 +93,47 @@ describe("etcdctl cluster and maintenance", () => {
     await c.ctl(["endpoint", "status", "-w", "json"]);
   });
 
+  s.case("which requests take a raft entry (raft index after each)", async (c) => {
+    await c.noteRaftIndex();
+    const steps: string[][] = [
+      ["put", "ri/k", "v"],
+      ["put", "ri/k", "v2", "--prev-kv"],
+      ["get", "ri/k"],
+      ["get", "ri/k", "--consistency=s"],
+      ["del", "ri/nothing"],
+      ["del", "ri/k"],
+      ["put", "", "v"],
+      ["put", "ri/k", "v", "--lease=1234"],
+      ["put", "ri/missing", "--ignore-value"],
+      ["compaction", "1"],
+      ["compaction", "100000"],
+      ["lease", "revoke", "1234"],
+      ["lease", "keep-alive", "--once", "1234"],
+      ["lease", "timetolive", "1234"],
+      ["lease", "list"],
+      ["alarm", "list"],
+      ["alarm", "disarm"],
+      ["member", "list"],
+      ["endpoint", "health"],
+      ["endpoint", "hashkv"],
+      ["defrag"],
+    ];
+    for (const args of steps) {
+      await c.ctl(args, { bareEndpoint: true });
+      await c.noteRaftIndex();
+    }
+    await c.ctl(["txn"], { stdin: "\nput ri/a 1\nput ri/a 2\n\n\n" });
+    await c.noteRaftIndex();
+    await c.ctl(["txn"], { stdin: 'ver("ri/a") = "5"\n\n\nget ri/a\n\n' });
+    await c.noteRaftIndex();
+    const lease = c.leaseId(await c.ctl(["lease", "grant", "600"]));
+    await c.noteRaftIndex();
+    await c.ctl(["lease", "keep-alive", "--once", lease]);
+    await c.noteRaftIndex();
+    await c.ctl(["lease", "revoke", lease]);
+    await c.noteRaftIndex();
+  });
+
   // Last in the file: it changes the membership. The added learners are never started (their
   // peer URLs point at closed ports); a single voter stays the quorum. Member IDs of added
   // members are random, so member lists after an add are compared with sorted lines.

@@ -81,6 +81,11 @@ export interface CaseContext {
   addedMemberId(add: EtcdctlResult): string;
   /** Adds a free-form line to the transcript. */
   note(text: string): void;
+  /**
+   * Records the member's raft index (Maintenance/Status over gRPC, not through etcdctl): shows
+   * exactly which requests go through raft, which `endpoint status` exposes.
+   */
+  noteRaftIndex(): Promise<void>;
 }
 
 export interface BackgroundCtl {
@@ -181,6 +186,14 @@ function makeContext(state: SideState): CaseContext {
     },
     note(text) {
       state.lines.push(`# ${text}`);
+    },
+    async noteRaftIndex() {
+      try {
+        const status = await state.member.grpc().status();
+        state.lines.push(`# raft index ${status.raftIndex}, applied ${status.raftAppliedIndex}`);
+      } catch (err) {
+        state.lines.push(`# raft index unavailable: ${(err as Error).message}`);
+      }
     },
   };
 }
