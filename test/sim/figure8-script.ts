@@ -35,7 +35,7 @@ export function runFigure8Script(
   };
   const noop = (): void => {};
   const cluster = new SimCluster(options, 5, new SimRng(8), {
-    onWriteDone: noop, onReadDone: noop, onMemberStopped: noop, onConfChangeApplied: noop, onLeaderElected: noop,
+    onWriteDone: noop, onReadDone: noop, onMemberStopped: noop, onConfChangeApplied: noop, onLeaderElected: noop, onCommandApplied: noop,
   }, trace);
   const [s1, s2, s3, s4, s5] = [1n, 2n, 3n, 4n, 5n].map((id) => cluster.members.get(id)!);
   const net = cluster.network;

@@ -106,6 +106,7 @@ interface Totals {
   passed: number;
   failed: number;
   linTimeouts: number;
+  linTimeoutSeeds: number[];
   stats: Record<string, number>;
   failures: SeedReport[];
 }
@@ -117,12 +118,15 @@ function account(t: Totals, r: SeedReport): void {
     t.failures.push(r);
     printFailure(r, false);
   }
-  if (r.lin === "timeout") t.linTimeouts++;
+  if (r.lin === "timeout") {
+    t.linTimeouts++;
+    t.linTimeoutSeeds.push(r.seed);
+  }
   for (const [k, v] of Object.entries(r.stats)) t.stats[k] = (t.stats[k] ?? 0) + v;
 }
 
 async function runMany(nextSeeds: (n: number) => number[] | undefined, workers: number): Promise<Totals> {
-  const totals: Totals = { passed: 0, failed: 0, linTimeouts: 0, stats: {}, failures: [] };
+  const totals: Totals = { passed: 0, failed: 0, linTimeouts: 0, linTimeoutSeeds: [], stats: {}, failures: [] };
   const self = fileURLToPath(import.meta.url);
   const hangMs = 120_000;
   await new Promise<void>((resolve) => {
@@ -255,7 +259,12 @@ async function main(): Promise<number> {
       `${s["crashes"] ?? 0} crashes, ${s["snapshotsSent"] ?? 0} snapshots sent, ${s["confChanges"] ?? 0} conf changes applied, ` +
       `${s["messages"] ?? 0} messages, ${s["ticks"] ?? 0} ticks`,
   );
-  if (totals.linTimeouts > 0) console.log(`note: the linearizability check gave up (inconclusive) on ${totals.linTimeouts} runs`);
+  if (totals.linTimeouts > 0) {
+    console.log(
+      `note: the linearizability check gave up (inconclusive) on ${totals.linTimeouts} runs: seeds ` +
+        totals.linTimeoutSeeds.slice(0, 20).join(" "),
+    );
+  }
   if (totals.failed > 0) console.log(`failing seeds: ${totals.failures.map((f) => f.seed).sort((a, b) => a - b).join(" ")}`);
   console.log(`${totals.passed} passed, ${totals.failed} failed (${label}, ${workers} workers, ${secs}s)`);
   return totals.failed > 0 ? 1 : 0;

@@ -67,6 +67,8 @@ export interface ClusterHooks {
   onMemberStopped(id: NodeId): void;
   /** A member applied a conf change. */
   onConfChangeApplied(by: NodeId, cc: ConfChange, index: number): void;
+  /** A member applied the command with this request id (every member, every time). */
+  onCommandApplied(requestId: string): void;
   /** A member became leader. */
   onLeaderElected(id: NodeId, term: number): void;
 }
@@ -567,6 +569,7 @@ export class SimCluster {
       this.log(() => `n${m.id} SELF-TEST: state machine corrupted at index ${e.index}`);
     }
     this.checker.observeApply(m.id, e, m.sm.digest());
+    this.hooks.onCommandApplied(cmd.requestId);
     if (m.pendingWrites.delete(cmd.requestId)) this.hooks.onWriteDone(cmd.requestId, out);
   }
 

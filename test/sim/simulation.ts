@@ -240,6 +240,8 @@ class Simulation {
   private readonly pending = new Map<string, OpRecord>();
   private readonly clients: Client[] = [];
   private eventSeq = 0;
+  /** requestId -> event time of the first application by any member (commit happened before). */
+  private readonly firstApplied = new Map<string, number>();
   private scheduled: { atTick: number; what: string; run: () => void }[] = [];
   /** Time-unit precise events (faults aimed at new leaders). */
   private unitEvents: { atUnit: number; what: string; run: () => void }[] = [];
@@ -270,6 +272,9 @@ class Simulation {
           if (this.pendingChange && cc.id === this.pendingChange.id) this.pendingChange = undefined;
         },
         onLeaderElected: (id) => this.leaderElected(id),
+        onCommandApplied: (id) => {
+          if (!this.firstApplied.has(id)) this.firstApplied.set(id, ++this.eventSeq);
+        },
       },
       trace,
     );
@@ -766,7 +771,8 @@ class Simulation {
   private checkHistory(): { outcome: CheckOutcome; steps: number; detail: string } {
     // What the final state says about writes whose outcome the client never learned: a write
     // that is not in the final state never took effect (after the liveness phase nothing older
-    // can still commit); one that is has the output the state machine recorded.
+    // can still commit); one that is has the output the state machine recorded, and took effect
+    // no later than its first application anywhere (it was committed before that).
     const finalState = this.currentLeader()?.sm;
     const ops: KvOperation[] = [];
     for (const rec of this.history) {
@@ -774,7 +780,9 @@ class Simulation {
       if (rec.op.ret === Infinity && finalState) {
         const out = finalState.resultOf(rec.requestId);
         if (out === undefined) continue;
-        rec.op.output = out;
+        const applied = this.firstApplied.get(rec.requestId);
+        ops.push({ ...rec.op, output: out, ret: applied !== undefined && applied > rec.op.call ? applied : Infinity });
+        continue;
       }
       ops.push(rec.op);
     }
