@@ -1,5 +1,5 @@
 /** The write-ahead log (see wal.ts for the on-disk layout and record-codec.ts for the format). */
-export { Wal, SEGMENT_SIZE_BYTES_DEFAULT, segmentName, parseSegmentName, type WalOptions, type WalLogger } from "./wal.js";
+export { Wal, SEGMENT_SIZE_BYTES_DEFAULT, segmentName, parseSegmentName, type WalOptions, type WalLogger, type WalObserver } from "./wal.js";
 export type { WalSnapshot } from "./record-codec.js";
 export type { Preallocation } from "./fs-durable.js";
 export {

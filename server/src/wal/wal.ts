@@ -72,12 +72,22 @@ export interface WalLogger {
   warn(msg: string, fields?: Record<string, unknown>): void;
 }
 
+/**
+ * Hooks for metrics (the server feeds etcd's `etcd_disk_wal_fsync_duration_seconds` histogram and
+ * `etcd_disk_wal_write_bytes_total` counter from them). Called on the write path: keep them cheap.
+ */
+export interface WalObserver {
+  observeFsyncSeconds(seconds: number): void;
+  addWrittenBytes(bytes: number): void;
+}
+
 export interface WalOptions {
   /** Size at which the log is cut to a new segment; default 64 MiB (etcd's SegmentSizeBytes). */
   segmentSizeBytes?: number;
   /** How segment space is reserved; default "zeros". See fs-durable.ts. */
   preallocation?: Preallocation;
   logger?: WalLogger;
+  observer?: WalObserver;
 }
 
 export const SEGMENT_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
@@ -118,6 +128,7 @@ interface ResolvedOptions {
   segmentSizeBytes: number;
   preallocation: Preallocation;
   logger: WalLogger;
+  observer: WalObserver | undefined;
 }
 
 function resolveOptions(o: WalOptions | undefined): ResolvedOptions {
@@ -125,7 +136,12 @@ function resolveOptions(o: WalOptions | undefined): ResolvedOptions {
   if (!Number.isSafeInteger(segmentSizeBytes) || segmentSizeBytes < 4096) {
     throw new RangeError(`wal: segmentSizeBytes must be an integer >= 4096, got ${segmentSizeBytes}`);
   }
-  return { segmentSizeBytes, preallocation: o?.preallocation ?? "zeros", logger: o?.logger ?? NOOP_LOGGER };
+  return {
+    segmentSizeBytes,
+    preallocation: o?.preallocation ?? "zeros",
+    logger: o?.logger ?? NOOP_LOGGER,
+    observer: o?.observer,
+  };
 }
 
 interface LastSegmentState {
@@ -642,6 +658,7 @@ export class Wal {
           this.writtenSerial = serial;
           this.counters.writes++;
           this.counters.bytesWritten += n;
+          this.opts.observer?.addWrittenBytes(n);
         }
         const head = this.queue[0];
         if (head !== undefined && head.kind === "cut") {
@@ -652,8 +669,10 @@ export class Wal {
         } else if (this.syncWanted()) {
           const t0 = performance.now();
           await this.tail.fh.datasync();
+          const ms = performance.now() - t0;
           this.counters.fsyncs++;
-          this.counters.fsyncMsTotal += performance.now() - t0;
+          this.counters.fsyncMsTotal += ms;
+          this.opts.observer?.observeFsyncSeconds(ms / 1000);
           this.syncedSerial = this.writtenSerial;
           this.syncedOffsetBytes = this.offsetBytes;
         }

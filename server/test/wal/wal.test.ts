@@ -155,7 +155,10 @@ describe("Wal round trips", () => {
   });
 
   it("group-commits concurrent saves and rejects saves after close", async () => {
-    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 64 * 1024, preallocation: "sparse" });
+    let observedFsyncs = 0;
+    let observedBytes = 0;
+    const observer = { observeFsyncSeconds: () => void observedFsyncs++, addWrittenBytes: (n: number) => void (observedBytes += n) };
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 64 * 1024, preallocation: "sparse", observer });
     const writers = 32;
     const perWriter = 40;
     const ps: Promise<void>[] = [];
@@ -168,6 +171,12 @@ describe("Wal round trips", () => {
       if (round % 4 === 0) await ps[ps.length - 1];
     }
     await Promise.all(ps);
+    const st = wal.stats();
+    // Group commit: far fewer fsyncs than synced saves.
+    expect(st.fsyncs).toBeLessThan(index / 4);
+    expect(st.cuts).toBeGreaterThan(0);
+    expect(observedFsyncs).toBe(st.fsyncs);
+    expect(observedBytes).toBe(st.bytesWritten);
     await wal.close();
     await expect(wal.save(undefined, [entry(index + 1, 1)], { sync: true })).rejects.toBeInstanceOf(ErrWalClosed);
     const r = await Wal.open(walDir, { index: 0, term: 0 });
