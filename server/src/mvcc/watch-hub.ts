@@ -449,6 +449,9 @@ export class WatchHub {
     for (const w of active) {
       if (w.state !== "unsynced") continue; // cancelled meanwhile
       const start = w.minRev;
+      // The chunk ends below this watcher's next revision (the chunk started at a slower
+      // watcher's): nothing for it this round, and its position must not move back.
+      if (start > lastRevision) continue;
       const picked: Event[] = [];
       for (const e of events) {
         if (e.kv.modRevision < start) continue;

@@ -191,6 +191,18 @@ describe("unsynced watchers", () => {
     expect(c.lines[c.lines.length - 1]).toBe("PUT k3=late@53");
   });
 
+  it("a chunk read for a slower watcher never moves a faster one back", async () => {
+    await openWith({ watch: { catchUpEntriesMax: 1 } });
+    for (let i = 0; i < 6; i++) await h.put("a", `${i}`); // revisions 2..7
+    const slow = new Collector();
+    const fast = new Collector();
+    const ws = h.store.watch({ key: b("a"), startRevision: 2, prevKv: false }, slow);
+    const wf = h.store.watch({ key: b("a"), startRevision: 6, prevKv: false }, fast);
+    await until(() => ws.isSynced && wf.isSynced, "both synced");
+    expect(slow.lines).toEqual(["PUT a=0@2", "PUT a=1@3", "PUT a=2@4", "PUT a=3@5", "PUT a=4@6", "PUT a=5@7"]);
+    expect(fast.lines).toEqual(["PUT a=4@6", "PUT a=5@7"]);
+  });
+
   it("catch-up fills prevKv from the store", async () => {
     for (let i = 0; i < 4; i++) await h.put("a", `${i}`);
     await h.del("a");
