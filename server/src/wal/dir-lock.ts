@@ -78,10 +78,11 @@ export async function acquireDirLock(
   if (heldInThisProcess.has(lockPath)) throw new ErrWalLocked(dir, process.pid);
   const content: LockContent = { pid: process.pid, startTicks: processStartTicks(process.pid) };
   const tmp = `${lockPath}.${process.pid}.${Date.now()}.tmp`;
-  await fsp.writeFile(tmp, JSON.stringify(content));
   try {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
+        // (Re)written every attempt: another process opening the log may remove stray *.tmp files.
+        await fsp.writeFile(tmp, JSON.stringify(content));
         await fsp.link(tmp, lockPath);
         heldInThisProcess.add(lockPath);
         let released = false;
@@ -95,6 +96,7 @@ export async function acquireDirLock(
           },
         };
       } catch (e) {
+        if (isErrno(e, "ENOENT")) continue;
         if (!isErrno(e, "EEXIST")) throw e;
       }
       let holder: LockContent;
