@@ -1,12 +1,18 @@
 /**
  * Resolves etcd's three configuration sources into one ServerConfig, with etcd's precedence:
- * a `--config-file` replaces flags and environment entirely; otherwise command-line flags win,
- * `ETCD_<FLAG_NAME>` environment variables fill the flags not given, and defaults the rest.
+ * a `--config-file` (or ETCD_CONFIG_FILE) replaces flags and environment entirely; otherwise
+ * command-line flags win, `ETCD_<FLAG_NAME>` environment variables fill the flags not given, and
+ * defaults the rest. Then etcd's verification runs, in etcd's order, with etcd's messages.
+ *
+ * Failures come in two kinds, as in etcd: a malformed command line is a FlagError (from
+ * pkg/flag-set: printed with the usage, exit 2); everything found later is a ConfigError (logged,
+ * exit 1).
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import YAML from "yaml";
-import { ETCD_FLAGS } from "./etcd-flags.js";
-import { FlagError, checkFlagValue, parseFlags, parseGoBool, parseGoDurationMs } from "../pkg/flag-set.js";
+import { ETCD_FLAGS, checkUrlList } from "./etcd-flags.js";
+import { flagValueProblem, parseFlags, parseGoBool, parseGoDurationMs, parseGoInt } from "../pkg/flag-set.js";
 
 export interface ServerConfig {
   name: string;
@@ -20,8 +26,12 @@ export interface ServerConfig {
   listenClientUrls: string[];
   initialAdvertisePeerUrls: string[];
   advertiseClientUrls: string[];
-  /** name → peer URLs, in the order given. */
-  initialCluster: Map<string, string[]>;
+  /**
+   * `--initial-cluster` as etcd holds it ("name=url,name=url"), after etcd's default rule: with a
+   * non-default name and the default cluster, it is `<name>=<each advertise peer URL>`. Parsed and
+   * checked only when a new member bootstraps (verifyBootstrap), as etcd does.
+   */
+  initialCluster: string;
   initialClusterState: "new" | "existing";
   initialClusterToken: string;
   maxSnapshots: number;
@@ -36,6 +46,7 @@ export interface ServerConfig {
   strictReconfigCheck: boolean;
   preVote: boolean;
   autoCompactionMode: "periodic" | "revision";
+  /** As given: hours (periodic) or revisions (revision) when an integer, else a Go duration. */
   autoCompactionRetention: string;
   certFile: string;
   keyFile: string;
@@ -71,57 +82,199 @@ export type Invocation =
 
 export const DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024;
 
-function splitList(value: string): string[] {
-  return value.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+/**
+ * A configuration etcd parses but refuses: the message is etcd's text, which the caller logs
+ * (etcd logs it from "etcdmain" or "pkg/flags") before exiting with status 1.
+ */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
 }
 
-/**
- * Parses `--initial-cluster` ("a=http://x:2380,b=http://y:2380"); one name may appear several
- * times with different URLs.
- * @throws Error naming the malformed entry.
- */
-export function parseInitialCluster(text: string): Map<string, string[]> {
-  const cluster = new Map<string, string[]>();
-  for (const item of splitList(text)) {
-    const eq = item.indexOf("=");
-    if (eq <= 0 || eq === item.length - 1) throw new Error(`invalid initial-cluster entry: ${JSON.stringify(item)}`);
-    const name = item.slice(0, eq);
-    const url = item.slice(eq + 1);
-    try {
-      new URL(url);
-    } catch {
-      throw new Error(`URL scheme must be http, https, unix, or unixs: ${url}`);
-    }
-    const urls = cluster.get(name) ?? [];
-    urls.push(url);
-    cluster.set(name, urls);
-  }
-  return cluster;
+/** etcd wraps configuration failures found while parsing in this sentence. */
+function verifyError(message: string): ConfigError {
+  return new ConfigError(`error verifying flags, ${message}. See 'etcd --help'.`);
+}
+
+const DEFAULT_INITIAL_CLUSTER = "default=http://localhost:2380";
+
+function splitList(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
 function envName(flag: string): string {
   return "ETCD_" + flag.toUpperCase().replace(/-/g, "_");
 }
 
-/** Config-file keys are the flag names; values may be YAML scalars or lists. */
+/** Go's %q of a []string: `["a" "b"]`. */
+function goQuoteList(items: readonly string[]): string {
+  return `[${items.map((s) => JSON.stringify(s)).join(" ")}]`;
+}
+
+/**
+ * Parses etcd's "name=url,name=url" (one name may appear with several URLs).
+ * @returns name → sorted URLs, names in the order first seen.
+ * @throws ConfigError "error setting up initial cluster: <why>" for a malformed entry.
+ */
+export function parseInitialCluster(text: string): Map<string, string[]> {
+  const cluster = new Map<string, string[]>();
+  for (const item of text.split(",")) {
+    if (item === "") continue;
+    const eq = item.indexOf("=");
+    const name = decodeURIComponent(eq >= 0 ? item.slice(0, eq) : item);
+    const url = decodeURIComponent(eq >= 0 ? item.slice(eq + 1) : "");
+    const urls = cluster.get(name) ?? [];
+    urls.push(url);
+    cluster.set(name, urls);
+  }
+  for (const urls of cluster.values()) {
+    try {
+      checkUrlList(urls.join(","));
+    } catch (err) {
+      throw new ConfigError(`error setting up initial cluster: ${(err as Error).message}`);
+    }
+    urls.sort();
+  }
+  return cluster;
+}
+
+/** etcd's URLsMap.String(): "name=url" pairs sorted by name, then URL. */
+function clusterString(cluster: ReadonlyMap<string, readonly string[]>): string {
+  const pairs: string[] = [];
+  for (const name of [...cluster.keys()].sort()) for (const u of cluster.get(name)!) pairs.push(`${name}=${u}`);
+  return pairs.join(",");
+}
+
+/**
+ * The checks etcd makes before bootstrapping a member that has no WAL yet (etcdserver's
+ * VerifyBootstrap / VerifyJoinExisting), with etcd's messages.
+ * @returns the parsed initial cluster.
+ * @throws ConfigError when the initial cluster is malformed, does not name this member, disagrees
+ *   with --initial-advertise-peer-urls (new clusters) or lists one URL twice.
+ */
+export function verifyBootstrap(cfg: Pick<ServerConfig, "name" | "initialCluster" | "initialClusterState" | "initialAdvertisePeerUrls">): Map<string, string[]> {
+  const cluster = parseInitialCluster(cfg.initialCluster);
+  const own = cluster.get(cfg.name);
+  if (own === undefined) {
+    throw new ConfigError(`couldn't find local name "${cfg.name}" in the initial cluster configuration`);
+  }
+  if (cfg.initialClusterState === "new") {
+    const ap = [...cfg.initialAdvertisePeerUrls].sort();
+    let why: string | undefined;
+    if (ap.length !== own.length) {
+      why = `len(${goQuoteList(ap)}) != len(${goQuoteList(own)})`;
+    } else {
+      // etcd resolves host names before comparing; etcd-ts compares the URLs as written (so
+      // "localhost" and "127.0.0.1" differ, as they do for etcd wherever localhost is ::1).
+      for (let i = 0; i < ap.length; i++) {
+        if (ap[i] !== own[i]) {
+          why = `resolved urls: ${JSON.stringify(ap[i])} != ${JSON.stringify(own[i])}`;
+          break;
+        }
+      }
+    }
+    if (why !== undefined) {
+      const apSet = new Set(ap);
+      const ownSet = new Set(own);
+      const missingFromAp = own.filter((u) => !apSet.has(u));
+      if (missingFromAp.length > 0) {
+        throw new ConfigError(
+          `--initial-cluster has ${missingFromAp.map((u) => `${cfg.name}=${u}`).join(",")} but missing from --initial-advertise-peer-urls=${ap.join(",")} (${why})`,
+        );
+      }
+      const missingFromCluster = ap.filter((u) => !ownSet.has(u));
+      if (missingFromCluster.length > 0) {
+        throw new ConfigError(
+          `--initial-advertise-peer-urls has ${missingFromCluster.join(",")} but missing from --initial-cluster=${clusterString(new Map([[cfg.name, ap]]))}`,
+        );
+      }
+      throw new ConfigError(`failed to resolve ${ap.join(",")} to match --initial-cluster=${clusterString(new Map([[cfg.name, own]]))} (${why})`);
+    }
+  }
+  const seen = new Set<string>();
+  for (const urls of cluster.values()) {
+    for (const u of urls) {
+      if (seen.has(u)) throw new ConfigError(`initial cluster ${clusterString(cluster)} has duplicate url`);
+      seen.add(u);
+    }
+  }
+  return cluster;
+}
+
+/** The Go type etcd's YAML struct gives a flag kind (named in its unmarshal errors). */
+const GO_TYPE: Record<string, string> = { uint: "uint", uint32: "uint32", int: "int64", bool: "bool", duration: "time.Duration", float: "float64", string: "string" };
+
+/** The JSON type name Go's decoder reports for a YAML value ("number 1.5", "string", ...). */
+function jsonTypeOf(raw: unknown): string {
+  if (typeof raw === "number") return `number ${raw}`;
+  if (typeof raw === "boolean") return "bool";
+  if (Array.isArray(raw)) return "array";
+  if (typeof raw === "object") return "object";
+  return "string";
+}
+
+/** Keys of etcd's YAML whose values are comma-separated URL lists (checked when read). */
+const URL_LIST_KEYS = new Set(["listen-peer-urls", "listen-client-urls", "initial-advertise-peer-urls", "advertise-client-urls", "listen-metrics-urls"]);
+
+/**
+ * Reads etcd's YAML config file. Keys are the flag names; unknown keys are ignored, as etcd does.
+ * Values are taken in etcd's YAML types (numbers for counts, booleans, nanosecond integers for
+ * durations, strings or lists for lists) and, more leniently than etcd, as their flag text
+ * ("true", "128", "2h", "a,b").
+ * @throws ConfigError with etcd's text for an unreadable file, malformed YAML, a value of the wrong
+ *   type or a malformed URL.
+ */
 function valuesFromConfigFile(path: string): Map<string, string> {
   let doc: unknown;
   try {
     doc = YAML.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new FlagError(`error verifying flags, ${(err as Error).message}. See 'etcd --help'.`);
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "ENOENT") throw verifyError(`open ${path}: no such file or directory`);
+    if (e.code === "EACCES") throw verifyError(`open ${path}: permission denied`);
+    throw verifyError(`error converting YAML to JSON: yaml: ${e.message.split("\n")[0]}`);
   }
   const values = new Map<string, string>();
   if (doc === null || doc === undefined) return values;
   if (typeof doc !== "object" || Array.isArray(doc)) {
-    throw new FlagError(`error verifying flags, config file ${path} is not a YAML mapping. See 'etcd --help'.`);
+    throw verifyError(`error unmarshaling JSON: while decoding JSON: json: cannot unmarshal ${jsonTypeOf(doc)} into Go value of type embed.configYAML`);
   }
+  const typeError = (key: string, raw: unknown, kind: string): ConfigError =>
+    verifyError(`error unmarshaling JSON: while decoding JSON: json: cannot unmarshal ${jsonTypeOf(raw)} into Go struct field configYAML.${key} of type ${GO_TYPE[kind] ?? kind}`);
   for (const [key, raw] of Object.entries(doc as Record<string, unknown>)) {
     const spec = ETCD_FLAGS.get(key);
-    if (spec === undefined) continue; // etcd ignores keys it does not know (and nested TLS blocks are read below)
+    if (spec === undefined || key === "config-file") continue; // etcd ignores keys it does not know
     if (raw === null || raw === undefined) continue;
-    const text = Array.isArray(raw) ? raw.join(",") : String(raw);
-    checkFlagValue(spec, text, `config file key ${key}`);
+    let text: string;
+    if (Array.isArray(raw)) {
+      if (spec.kind !== "string") throw typeError(key, raw, spec.kind);
+      text = raw.map(String).join(",");
+    } else if (typeof raw === "object") {
+      throw typeError(key, raw, spec.kind);
+    } else if (spec.kind === "duration" && typeof raw === "number") {
+      if (!Number.isInteger(raw)) throw typeError(key, raw, spec.kind);
+      text = `${raw}ns`; // etcd's YAML durations are nanoseconds
+    } else if (spec.kind === "bool" && typeof raw === "string" && /^(yes|on|y)$/i.test(raw)) {
+      text = "true"; // YAML 1.1 booleans, which etcd's YAML reader still knows
+    } else if (spec.kind === "bool" && typeof raw === "string" && /^(no|off|n)$/i.test(raw)) {
+      text = "false";
+    } else {
+      text = String(raw);
+    }
+    if (URL_LIST_KEYS.has(key)) {
+      if (text === "") continue;
+      try {
+        checkUrlList(text);
+      } catch (err) {
+        throw new ConfigError(`unexpected error setting up ${key}: ${(err as Error).message}`);
+      }
+    } else if (key === "initial-cluster-state" || key === "discovery-fallback" || key === "proxy") {
+      // etcd's YAML takes any string here; the cluster state is checked with the others below.
+    } else if (flagValueProblem(spec, text) !== undefined) {
+      throw typeError(key, raw, spec.kind);
+    }
     values.set(key, text);
   }
   // etcd's YAML nests TLS settings under client-transport-security / peer-transport-security.
@@ -131,115 +284,187 @@ function valuesFromConfigFile(path: string): Map<string, string> {
   ];
   for (const [block, prefix] of nested) {
     const sec = (doc as Record<string, unknown>)[block];
-    if (sec === null || typeof sec !== "object") continue;
+    if (sec === null || typeof sec !== "object" || Array.isArray(sec)) continue;
     const s = sec as Record<string, unknown>;
-    const pairs: [string, string][] = [
-      ["cert-file", "cert-file"], ["key-file", "key-file"], ["client-cert-auth", "client-cert-auth"],
-      ["trusted-ca-file", "trusted-ca-file"], ["auto-tls", "auto-tls"],
-    ];
-    for (const [yamlKey, flag] of pairs) {
-      if (s[yamlKey] !== undefined && s[yamlKey] !== null) values.set(prefix + flag, String(s[yamlKey]));
+    for (const key of ["cert-file", "key-file", "client-cert-auth", "trusted-ca-file", "auto-tls"]) {
+      const raw = s[key];
+      if (raw === undefined || raw === null) continue;
+      values.set(prefix + key, String(raw));
     }
   }
   return values;
 }
 
 /**
+ * Fills flags not given on the command line from ETCD_* variables, as etcd's SetFlagsFromEnv does:
+ * empty variables are skipped; a variable for a flag also given on the command line is fatal; an
+ * ETCD_* variable naming no flag is reported as a warning.
+ * @throws ConfigError with etcd's text.
+ */
+function applyEnvironment(values: Map<string, string>, commandLine: ReadonlyMap<string, string>, env: NodeJS.ProcessEnv, warnings: string[]): void {
+  let problem: string | undefined;
+  const used = new Set<string>();
+  for (const spec of ETCD_FLAGS.values()) {
+    const key = envName(spec.name);
+    const value = env[key];
+    if (commandLine.has(spec.name) || value === undefined || value === "") continue;
+    used.add(key);
+    const why = flagValueProblem(spec, value);
+    if (why !== undefined) problem = `invalid value "${value}" for ${key}: ${why}`;
+    else values.set(spec.name, value);
+  }
+  const shadowed = new Set([...commandLine.keys()].map(envName));
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined || used.has(key)) continue;
+    if (shadowed.has(key)) {
+      throw new ConfigError(
+        `conflicting environment variable "${key}" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)`,
+      );
+    }
+    if (key.startsWith("ETCD_")) warnings.push(`unrecognized environment variable ${key}=${value}`);
+  }
+  if (problem !== undefined) throw verifyError(problem);
+}
+
+/** etcd's checkBindURLs: listen URLs bind to an IP (or localhost), unix sockets aside. */
+function checkBindUrls(urls: readonly string[]): void {
+  for (const u of urls) {
+    const m = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)/i.exec(u);
+    if (m === null) continue;
+    const scheme = m[1]!.toLowerCase();
+    if (scheme === "unix" || scheme === "unixs") continue;
+    const hostPort = m[2]!.replace(/^[^@]*@/, "");
+    const colon = hostPort.lastIndexOf(":");
+    const host = (colon >= 0 ? hostPort.slice(0, colon) : hostPort).replace(/^\[|\]$/g, "");
+    if (host === "localhost") continue;
+    if (isIP(host) === 0) throw verifyError(`expected IP in URL for binding (${u})`);
+  }
+}
+
+/** etcd's setupLogging checks for the logger and its outputs. */
+function checkLogging(logger: string, outputs: readonly string[]): void {
+  const list = outputs.length === 0 ? ["default"] : outputs;
+  if (logger === "capnslog") {
+    if (list.length > 1) throw verifyError(`--logger=capnslog supports only 1 value in '--log-outputs', got ${goQuoteList(list)}`);
+    if (!["default", "stderr", "stdout"].includes(list[0]!)) {
+      throw verifyError(`unknown log-output "${list[0]}" (only supports "default", "stderr", "stdout")`);
+    }
+  } else if (logger === "zap") {
+    if (list.length > 1 && list.includes("default")) throw verifyError(`multi logoutput for "default" is not supported yet`);
+  } else {
+    throw verifyError(`unknown logger option "${logger}"`);
+  }
+}
+
+/**
+ * etcd's parseCompactionRetention: an integer is hours (periodic) or revisions (revision),
+ * anything else must be a Go duration.
+ * @throws ConfigError "error parsing CompactionRetention: time: ..." with Go's text.
+ */
+function checkCompactionRetention(retention: string): void {
+  if (/^[+-]?[0-9]+$/.test(retention) && !retention.startsWith("-")) return;
+  try {
+    parseGoDurationMs(retention);
+  } catch {
+    const quoted = JSON.stringify(retention);
+    const body = retention.replace(/^[+-]/, "");
+    let why = `invalid duration ${quoted}`;
+    if (/^([0-9]+\.?[0-9]*|\.[0-9]+)$/.test(body)) why = `missing unit in duration ${quoted}`;
+    else {
+      const unit = /^([0-9]+\.?[0-9]*|\.[0-9]+)([^0-9.]+)/.exec(body);
+      if (unit !== null && !/^(ns|us|µs|μs|ms|s|m|h)/.test(unit[2]!)) why = `unknown unit ${JSON.stringify(unit[2])} in duration ${quoted}`;
+    }
+    throw new ConfigError(`error parsing CompactionRetention: time: ${why}`);
+  }
+}
+
+/**
  * Turns argv + environment into an Invocation.
- * @throws FlagError with the exact text etcd prints (the caller prints it and exits 2, or 1 for
- *   "error verifying flags" failures, as etcd does).
+ * @throws FlagError for a malformed command line (caller prints it with the usage, exit 2).
+ * @throws ConfigError for everything etcd finds after parsing (caller logs it, exit 1).
  */
 export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Invocation {
   const parsed = parseFlags(ETCD_FLAGS, argv);
   const warnings: string[] = [];
   if (parsed.rest.length > 0) {
-    throw new FlagError(`error verifying flags, '${parsed.rest[0]}' is not a valid flag. See 'etcd --help'.`);
+    throw verifyError(`'${parsed.rest[0]}' is not a valid flag`);
   }
   if (parsed.values.get("version") !== undefined && parseGoBool(parsed.values.get("version")!)) {
     return { kind: "version" };
   }
 
   let values: Map<string, string>;
-  const configFile = parsed.values.get("config-file") ?? env["ETCD_CONFIG_FILE"];
-  if (configFile !== undefined && configFile !== "") {
-    values = valuesFromConfigFile(configFile);
+  const fromFile = (parsed.values.get("config-file") ?? "") !== "" || (env["ETCD_CONFIG_FILE"] ?? "") !== "";
+  if (fromFile) {
+    values = valuesFromConfigFile(parsed.values.get("config-file") || env["ETCD_CONFIG_FILE"]!);
   } else {
     values = new Map(parsed.values);
-    for (const [key, value] of Object.entries(env)) {
-      if (!key.startsWith("ETCD_") || value === undefined) continue;
-      const flag = key.slice(5).toLowerCase().replace(/_/g, "-");
-      const spec = ETCD_FLAGS.get(flag);
-      if (spec === undefined) {
-        // etcdctl's own variables share the prefix; etcd warns about them as well.
-        warnings.push(`unrecognized environment variable ${key}=${value}`);
-        continue;
-      }
-      if (parsed.values.has(flag)) {
-        throw new FlagError(
-          `conflicting environment variable "${envName(flag)}" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)`,
-        );
-      }
-      try {
-        checkFlagValue(spec, value, key);
-      } catch (err) {
-        const msg = (err as Error).message.replace(/^invalid boolean value (".*") for .*: parse error$/, `invalid value $1 for ${key}: parse error`);
-        throw new FlagError(`error verifying flags, ${msg}. See 'etcd --help'.`);
-      }
-      values.set(flag, value);
-    }
+    applyEnvironment(values, parsed.values, env, warnings);
   }
 
-  const get = (name: string): string => {
-    const v = values.get(name);
-    if (v !== undefined) return v;
-    const spec = ETCD_FLAGS.get(name)!;
-    return spec.defaultText;
-  };
-  const num = (name: string): number => Number(get(name));
+  const get = (name: string): string => values.get(name) ?? ETCD_FLAGS.get(name)!.defaultText;
+  const num = (name: string): number => parseGoInt(get(name));
   const bool = (name: string): boolean => parseGoBool(get(name)) === true;
   const durMs = (name: string): number => (get(name) === "" ? 0 : parseGoDurationMs(get(name)));
 
   const name = get("name");
-  const explicit = new Set(values.keys());
-  let initialCluster: Map<string, string[]>;
-  try {
-    let clusterText = get("initial-cluster");
-    // etcd: when only --initial-advertise-peer-urls is given, the default cluster follows it.
-    if (!values.has("initial-cluster") && values.has("initial-advertise-peer-urls")) {
-      clusterText = splitList(get("initial-advertise-peer-urls")).map((u) => `${name}=${u}`).join(",");
-    } else if (!values.has("initial-cluster") && name !== "default") {
-      clusterText = splitList(get("initial-advertise-peer-urls")).map((u) => `${name}=${u}`).join(",");
-    }
-    initialCluster = parseInitialCluster(clusterText);
-  } catch (err) {
-    throw new FlagError(`error verifying flags, ${(err as Error).message}. See 'etcd --help'.`);
-  }
   const heartbeatMs = num("heartbeat-interval");
   const electionMs = num("election-timeout");
-  if (heartbeatMs <= 0 || electionMs < 5 * heartbeatMs) {
-    if (electionMs < 5 * heartbeatMs) {
-      throw new FlagError(
-        `--election-timeout[${electionMs}ms] should be at least as 5 times as --heartbeat-interval[${heartbeatMs}ms]`,
-      );
-    }
+  const logger = get("logger");
+  const logOutputs = splitList(get("log-outputs"));
+  const listenPeerUrls = splitList(get("listen-peer-urls"));
+  const listenClientUrls = splitList(get("listen-client-urls"));
+  const listenMetricsUrls = splitList(get("listen-metrics-urls"));
+  const initialClusterState = get("initial-cluster-state");
+  const autoCompactionMode = get("auto-compaction-mode");
+
+  // embed.Config.Validate, in its order.
+  checkLogging(logger, logOutputs);
+  checkBindUrls(listenPeerUrls);
+  checkBindUrls(listenClientUrls);
+  checkBindUrls(listenMetricsUrls);
+  if (initialClusterState !== "new" && initialClusterState !== "existing") {
+    throw verifyError(`unexpected clusterState "${initialClusterState}"`);
   }
-  if (electionMs > 50000) {
-    throw new FlagError(`--election-timeout[${electionMs}ms] is too long, and should be set less than 50000ms`);
+  if (heartbeatMs <= 0) throw verifyError(`--heartbeat-interval must be >0 (set to ${heartbeatMs}ms)`);
+  if (electionMs <= 0) throw verifyError(`--election-timeout must be >0 (set to ${electionMs}ms)`);
+  if (5 * heartbeatMs > electionMs) {
+    throw verifyError(`--election-timeout[${electionMs}ms] should be at least as 5 times as --heartbeat-interval[${heartbeatMs}ms]`);
   }
+  if (electionMs > 50000) throw verifyError(`--election-timeout[${electionMs}ms] is too long, and should be set less than 50000ms`);
+  // etcd drops the default advertise URL when only the listen URL is given on the command line
+  // (or in the environment), unless it may run as a proxy.
+  if (!fromFile && values.has("listen-client-urls") && !values.has("advertise-client-urls") && get("proxy") === "off") {
+    throw verifyError("--advertise-client-urls is required when --listen-client-urls is set explicitly");
+  }
+  if (autoCompactionMode !== "" && autoCompactionMode !== "periodic" && autoCompactionMode !== "revision") {
+    throw verifyError(`unknown auto-compaction-mode "${autoCompactionMode}"`);
+  }
+  const autoCompactionRetention = get("auto-compaction-retention") || "0";
+  checkCompactionRetention(autoCompactionRetention);
+
+  // etcd: with a non-default name and the default cluster, the cluster is this member alone, at
+  // its advertised peer URLs.
+  let initialCluster = get("initial-cluster");
+  if (name !== "default" && initialCluster === DEFAULT_INITIAL_CLUSTER) {
+    initialCluster = splitList(get("initial-advertise-peer-urls")).map((u) => `${name}=${u}`).join(",");
+  }
+  const dataDir = values.get("data-dir") ?? "";
+
   const config: ServerConfig = {
     name,
-    dataDir: values.has("data-dir") ? get("data-dir") : `${name}.etcd`,
+    dataDir: dataDir !== "" ? dataDir : `${name}.etcd`,
     walDir: get("wal-dir"),
     snapshotCount: num("snapshot-count"),
     heartbeatMs,
     electionMs,
     initialElectionTickAdvance: bool("initial-election-tick-advance"),
-    listenPeerUrls: splitList(get("listen-peer-urls")),
-    listenClientUrls: splitList(get("listen-client-urls")),
+    listenPeerUrls,
+    listenClientUrls,
     initialAdvertisePeerUrls: splitList(get("initial-advertise-peer-urls")),
     advertiseClientUrls: splitList(get("advertise-client-urls")),
     initialCluster,
-    initialClusterState: get("initial-cluster-state") as "new" | "existing",
+    initialClusterState,
     initialClusterToken: get("initial-cluster-token"),
     maxSnapshots: num("max-snapshots"),
     maxWals: num("max-wals"),
@@ -251,8 +476,8 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     grpcKeepaliveTimeoutMs: durMs("grpc-keepalive-timeout"),
     strictReconfigCheck: bool("strict-reconfig-check"),
     preVote: bool("pre-vote"),
-    autoCompactionMode: get("auto-compaction-mode") as "periodic" | "revision",
-    autoCompactionRetention: get("auto-compaction-retention"),
+    autoCompactionMode: autoCompactionMode === "revision" ? "revision" : "periodic",
+    autoCompactionRetention,
     certFile: get("cert-file"),
     keyFile: get("key-file"),
     clientCertAuth: bool("client-cert-auth"),
@@ -264,10 +489,11 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     authToken: get("auth-token"),
     bcryptCost: num("bcrypt-cost"),
     authTokenTtlSeconds: num("auth-token-ttl"),
-    metrics: get("metrics") as "basic" | "extensive",
-    listenMetricsUrls: splitList(get("listen-metrics-urls")),
-    logger: get("logger"),
-    logOutputs: splitList(get("log-outputs")),
+    // etcd takes any other text as "basic".
+    metrics: get("metrics") === "extensive" ? "extensive" : "basic",
+    listenMetricsUrls,
+    logger,
+    logOutputs,
     logLevel: bool("debug") ? "debug" : get("log-level"),
     enableLeaseCheckpoint: bool("experimental-enable-lease-checkpoint"),
     compactionBatchLimit: num("experimental-compaction-batch-limit"),
@@ -275,30 +501,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     warningApplyDurationMs: durMs("experimental-warning-apply-duration"),
     unsafeNoFsync: bool("unsafe-no-fsync"),
     forceNewCluster: bool("force-new-cluster"),
-    explicit,
+    explicit: new Set(values.keys()),
   };
-  validateConfig(config);
   return { kind: "run", config, warnings };
-}
-
-/** Cross-flag checks etcd makes before starting. @throws FlagError */
-function validateConfig(c: ServerConfig): void {
-  if (c.initialClusterState === "new" && !c.initialCluster.has(c.name)) {
-    throw new FlagError(
-      `couldn't find local name "${c.name}" in the initial cluster configuration`,
-    );
-  }
-  if (c.autoCompactionRetention !== "0" && c.autoCompactionRetention !== "") {
-    if (c.autoCompactionMode === "revision" && !/^[0-9]+$/.test(c.autoCompactionRetention)) {
-      throw new FlagError(`invalid auto-compaction-retention "${c.autoCompactionRetention}" (expected a revision count)`);
-    }
-    if (c.autoCompactionMode === "periodic" && !/^[0-9]+$/.test(c.autoCompactionRetention)) {
-      try {
-        parseGoDurationMs(c.autoCompactionRetention);
-      } catch {
-        throw new FlagError(`invalid auto-compaction-retention "${c.autoCompactionRetention}" (expected hours or a duration)`);
-      }
-    }
-  }
-  if (c.maxTxnOps <= 0) throw new FlagError("--max-txn-ops must be greater than 0");
 }

@@ -9,7 +9,7 @@ import { FlagSpec, FlagKind } from "../pkg/flag-set.js";
  * etcd's URL-list check (types.NewURLs): every comma-separated entry is http(s) with a
  * "host:port" and no path, or unix(s). Parsed by hand because WHATWG URLs add a "/" path.
  */
-function urlList(value: string): void {
+export function checkUrlList(value: string): void {
   for (const raw of value.split(",")) {
     const u = raw.trim();
     const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):(?:\/\/([^/?#]*))?([^?#]*)/.exec(u);
@@ -47,8 +47,8 @@ const ROWS: Row[] = [
   ["heartbeat-interval", "uint", "100", "Time (in milliseconds) of a heartbeat interval."],
   ["election-timeout", "uint", "1000", "Time (in milliseconds) for an election to timeout."],
   ["initial-election-tick-advance", "bool", "true", "Whether to fast-forward initial election ticks on boot for faster election."],
-  ["listen-peer-urls", "string", "http://localhost:2380", "List of URLs to listen on for peer traffic.", urlList],
-  ["listen-client-urls", "string", "http://localhost:2379", "List of URLs to listen on for client traffic.", urlList],
+  ["listen-peer-urls", "string", "http://localhost:2380", "List of URLs to listen on for peer traffic.", checkUrlList],
+  ["listen-client-urls", "string", "http://localhost:2379", "List of URLs to listen on for client traffic.", checkUrlList],
   ["max-snapshots", "uint", "5", "Maximum number of snapshot files to retain (0 is unlimited)."],
   ["max-wals", "uint", "5", "Maximum number of wal files to retain (0 is unlimited)."],
   ["quota-backend-bytes", "int", "0", "Raise alarms when backend size exceeds the given quota (0 defaults to low space quota)."],
@@ -60,11 +60,11 @@ const ROWS: Row[] = [
   ["grpc-keepalive-min-time", "duration", "5s", "Minimum duration interval that a client should wait before pinging server."],
   ["grpc-keepalive-interval", "duration", "2h", "Frequency duration of server-to-client ping to check if a connection is alive (0 to disable)."],
   ["grpc-keepalive-timeout", "duration", "20s", "Additional duration of wait before closing a non-responsive connection (0 to disable)."],
-  ["initial-advertise-peer-urls", "string", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster.", urlList],
+  ["initial-advertise-peer-urls", "string", "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster.", checkUrlList],
   ["initial-cluster", "string", "default=http://localhost:2380", "Initial cluster configuration for bootstrapping."],
   ["initial-cluster-state", "string", "new", "Initial cluster state ('new' or 'existing').", oneOf("new", "existing")],
   ["initial-cluster-token", "string", "etcd-cluster", "Initial cluster token for the etcd cluster during bootstrap."],
-  ["advertise-client-urls", "string", "http://localhost:2379", "List of this member's client URLs to advertise to the public.", urlList],
+  ["advertise-client-urls", "string", "http://localhost:2379", "List of this member's client URLs to advertise to the public.", checkUrlList],
   ["discovery", "string", "", "Discovery URL used to bootstrap the cluster."],
   ["discovery-fallback", "string", "proxy", "Expected behavior ('exit' or 'proxy') when discovery services fails.", oneOf("exit", "proxy")],
   ["discovery-proxy", "string", "", "HTTP proxy to use for traffic to discovery service."],
@@ -98,7 +98,7 @@ const ROWS: Row[] = [
   ["auth-token-ttl", "uint", "300", "Time (in seconds) of the auth-token-ttl."],
   ["enable-pprof", "bool", "false", "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\""],
   ["metrics", "string", "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."],
-  ["listen-metrics-urls", "string", "", "List of URLs to listen on for the metrics and health endpoints.", (v) => { if (v !== "") urlList(v); }],
+  ["listen-metrics-urls", "string", "", "List of URLs to listen on for the metrics and health endpoints.", (v) => { if (v !== "") checkUrlList(v); }],
   ["logger", "string", "capnslog", "Specify 'zap' for structured logging or 'capnslog'."],
   ["log-outputs", "string", "default", "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."],
   ["log-level", "string", "info", "Configures log level. Only supports debug, info, warn, error, panic, or fatal.", logLevel],

@@ -1,15 +1,14 @@
 /**
  * The `etcd-ts` command: parses etcd's flags, environment and config file, starts one member,
- * and stops it cleanly on SIGINT/SIGTERM. Exit codes follow etcd: 2 for a malformed command line,
- * 1 for a configuration or start-up failure.
+ * and stops it cleanly on SIGINT/SIGTERM. Exit codes follow etcd: 2 for a malformed command line
+ * (the error and the usage on stderr), 1 for a configuration or start-up failure (logged, with
+ * etcd's message as the log line's "msg").
  */
 import { createRequire } from "node:module";
-import { resolveConfig } from "./config.js";
+import { ConfigError, resolveConfig } from "./config.js";
 import { FLAGS_NOT_ACTED_ON, usageText } from "./etcd-flags.js";
 import { FlagError } from "../pkg/flag-set.js";
 import { createLogger, LogLevel } from "../pkg/logger.js";
-import { ETCD_API_VERSION } from "../server/etcd-server.js";
-import { startMember } from "./start-member.js";
 
 const require = createRequire(import.meta.url);
 const PACKAGE_VERSION = (require("../../../package.json") as { version: string }).version;
@@ -20,19 +19,24 @@ export async function main(argv: string[]): Promise<number> {
     invocation = resolveConfig(argv, process.env);
   } catch (err) {
     if (err instanceof FlagError) {
+      // Go's flag package: the error, then the usage, on stderr; -h/--help is not an error.
       if (err.message === "help requested") {
         process.stdout.write(usageText());
         return 0;
       }
-      process.stderr.write(err.message + "\n");
-      if (!err.message.startsWith("error verifying flags") && !err.message.startsWith("conflicting") && !err.message.startsWith("--")) {
-        process.stderr.write(usageText());
-        return 2;
-      }
+      process.stderr.write(err.message + "\n" + usageText());
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      // etcd logs these (from etcdmain or pkg/flags) and exits 1; the logger is not configured yet.
+      createLogger({ level: "info" }).error(err.message);
       return 1;
     }
     throw err;
   }
+  // The server's modules (gRPC, LevelDB, ...) load only when needed, so that a bad command line
+  // is answered at once.
+  const { ETCD_API_VERSION } = await import("../server/etcd-server.js");
   if (invocation.kind === "version") {
     process.stdout.write(
       `etcd-ts Version: ${PACKAGE_VERSION}\netcd API Version: ${ETCD_API_VERSION}\nNode Version: ${process.version}\nNode OS/Arch: ${process.platform}/${process.arch}\n`,
@@ -52,9 +56,11 @@ export async function main(argv: string[]): Promise<number> {
   logger.info("starting etcd-ts", { version: PACKAGE_VERSION, "etcd-api-version": ETCD_API_VERSION, name: cfg.name, "data-dir": cfg.dataDir });
   let member;
   try {
+    const { startMember } = await import("./start-member.js");
     member = await startMember(cfg, logger);
   } catch (err) {
-    logger.error("failed to start", { error: String(err), stack: (err as Error).stack });
+    if (err instanceof ConfigError) logger.error(err.message);
+    else logger.error("failed to start", { error: String(err), stack: (err as Error).stack });
     return 1;
   }
   return new Promise<number>((resolve) => {

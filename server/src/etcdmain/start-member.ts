@@ -21,7 +21,7 @@ import { Backend } from "../mvcc/backend/backend.js";
 import { MvccStore } from "../mvcc/kv-store.js";
 import { Lessor } from "../lease/lessor.js";
 import type { Logger } from "../pkg/logger.js";
-import { EtcdServer } from "../server/etcd-server.js";
+import { CONF_STATE_KEY, EtcdServer, decodeConfState } from "../server/etcd-server.js";
 import { LeaseRecords } from "../server/lease-records.js";
 import { Membership, encodeMember } from "../server/membership.js";
 import { computeClusterId, computeMemberId } from "../server/member-id.js";
@@ -36,7 +36,7 @@ import { watchService } from "../api/watch-service.js";
 import { httpHandler } from "../api/http-handler.js";
 import { listenClient } from "../api/client-listener.js";
 import { Metrics } from "../api/metrics.js";
-import type { ServerConfig } from "./config.js";
+import { verifyBootstrap, type ServerConfig } from "./config.js";
 
 /** etcd's gRPC receive limit is the request limit plus this much framing. */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
@@ -89,21 +89,32 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       confState = snapshot.metadata.confState;
     }
     storage.setHardState(opened.hardState as HardState);
-    storage.append(opened.entries);
+    let entries = opened.entries;
+    // The backend is applied up to its consistent index, with raft's configuration as of then:
+    // raft resumes from there instead of re-applying what the backend already holds.
+    const consistentIndex = backend.consistentIndex();
+    const confRecord = await backend.get("meta", CONF_STATE_KEY);
+    const atIndex = entries.find((e) => e.index === consistentIndex);
+    if (confRecord !== undefined && consistentIndex > applied && atIndex !== undefined) {
+      confState = decodeConfState(confRecord);
+      storage.applySnapshot({ metadata: { index: consistentIndex, term: atIndex.term, confState }, data: new Uint8Array(0) });
+      applied = consistentIndex;
+      entries = entries.filter((e) => e.index > consistentIndex);
+    }
+    storage.append(entries);
     logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
   } else {
+    const initialCluster = verifyBootstrap(cfg);
     if (cfg.initialClusterState !== "new") {
       throw new Error("--initial-cluster-state=existing needs the peer transport, which this build does not serve yet");
     }
-    const peers = [...cfg.initialCluster.entries()].map(([name, urls]) => ({
+    const peers = [...initialCluster.entries()].map(([name, urls]) => ({
       name,
       urls,
       id: computeMemberId(urls, cfg.initialClusterToken),
     }));
     clusterId = computeClusterId(peers.map((p) => p.id));
-    const self = peers.find((p) => p.name === cfg.name);
-    if (self === undefined) throw new Error(`couldn't find local name "${cfg.name}" in the initial cluster configuration`);
-    memberId = self.id;
+    memberId = peers.find((p) => p.name === cfg.name)!.id;
     const meta: WalMetadata = { memberId: memberId.toString(16), clusterId: clusterId.toString(16) };
     wal = await Wal.create(walDir, Buffer.from(JSON.stringify(meta)), { logger: logger.named("wal") });
     bootstrapPeers = peers.map((p) => ({
