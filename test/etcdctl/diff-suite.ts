@@ -79,6 +79,8 @@ export interface CaseContext {
    * normalisation: etcd derives it from the peer URLs and the wall clock.
    */
   addedMemberId(add: EtcdctlResult): string;
+  /** A path in this side's scratch directory (shown as <member-dir>/... in transcripts). */
+  scratchPath(name: string): string;
   /** Adds a free-form line to the transcript. */
   note(text: string): void;
   /**
@@ -174,7 +176,7 @@ function makeContext(state: SideState): CaseContext {
       return id.toString(16);
     },
     addedMemberId(add) {
-      const hex = /Member ([0-9a-f]+) added/.exec(add.stdout);
+      const hex = /Member +([0-9a-f]+) added/.exec(add.stdout);
       const dec = /"member":\{"ID":(\d+)/.exec(add.stdout);
       if (!hex && !dec) {
         state.lines.push("# (no member ID in that output)");
@@ -183,6 +185,9 @@ function makeContext(state: SideState): CaseContext {
       const id = hex ? BigInt("0x" + hex[1]!) : BigInt(dec![1]!);
       state.memberIds.push(id);
       return id.toString(16);
+    },
+    scratchPath(name) {
+      return path.join(state.member.baseDir, name);
     },
     note(text) {
       state.lines.push(`# ${text}`);
@@ -219,9 +224,10 @@ function escapeRegExp(s: string): string {
 /**
  * Replaces what legitimately differs between two correct servers (or two runs of one server).
  * Each rule is the smallest we could find:
- *  1. the client URL each process listens on (free ports differ per run) -> <endpoint>;
- *  2. clientv3's own warning log lines on stderr carry a wall-clock "ts" and a random client
- *     UUID in "target" -> <ts>, <uuid>;
+ *  1. the client URL each process listens on (free ports differ per run) -> <endpoint>, and
+ *     the member's scratch directory (data dir, snapshot files) -> <member-dir>;
+ *  2. etcdctl's own log lines on stderr carry a wall-clock "ts" (and clientv3's a random
+ *     client UUID in "target") -> <ts>, <uuid>; snapshot logs also report "took";
  *  3. lease IDs: etcd mixes the member ID with the wall clock when generating them ->
  *     <lease-N>, numbered in grant order (hex, zero-padded hex and decimal forms); likewise
  *     the IDs of members added by `member add` (peer URLs hashed with the wall clock) ->
@@ -231,7 +237,8 @@ function escapeRegExp(s: string): string {
  *     most 3 s below the granted TTL becomes <remaining>; anything else is left visible;
  *  5. `endpoint health` reports how long the health check took -> <duration>;
  *  6. `endpoint status` reports the backend file size, which depends on the storage engine
- *     (bbolt pages vs LevelDB files) -> <db-size>.
+ *     (bbolt pages vs LevelDB files) -> <db-size>; so do the size of a saved snapshot file
+ *     and `snapshot status`'s totalSize.
  *  For the tables holding 5 and 6, borders and padding are collapsed as well, because the column
  *  widths follow the replaced strings.
  */
@@ -240,8 +247,9 @@ export function normalise(text: string, state: { member: Member; leaseIds: bigin
   // 1. endpoint
   t = t.split(state.member.clientUrl).join("<endpoint>");
   t = t.split(`127.0.0.1:${state.member.clientPort}`).join("<endpoint-host>");
-  // 2. clientv3 log lines
-  t = t.replace(/"ts":"[^"]*"/g, '"ts":"<ts>"');
+  t = t.split(state.member.baseDir).join("<member-dir>");
+  // 2. etcdctl's own log lines (clientv3 warnings, snapshot progress)
+  t = t.replace(/"ts":"[^"]*"/g, '"ts":"<ts>"').replace(/"ts":[0-9.e+-]+/g, '"ts":"<ts>"');
   t = t.replace(/client-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, "client-<uuid>");
   // 3. lease IDs
   const replaceIds = (ids: bigint[], kind: string): void => {
@@ -275,14 +283,17 @@ export function normalise(text: string, state: { member: Member; leaseIds: bigin
   );
   // 5. health timing
   t = t.replace(/took = \S+/g, "took = <duration>");
-  t = t.replace(/"took":"[^"]*"/g, '"took":"<duration>"');
+  t = t.replace(/"took":"[^"]*"/g, '"took":"<duration>"').replace(/"took":[0-9.e+-]+/g, '"took":"<duration>"');
   // 6. backend size (endpoint status only)
   t = t.replace(/"dbSize":\d+/g, '"dbSize":<db-size>').replace(/"dbSizeInUse":\d+/g, '"dbSizeInUse":<db-size>');
   t = t.replace(/"DBSize" : \d+/g, '"DBSize" : <db-size>').replace(/"DBSizeInUse" : \d+/g, '"DBSizeInUse" : <db-size>');
   t = t.replace(/^(.*), (\d+(?:\.\d+)? (?:B|kB|MB|GB)), (true|false), /gm, "$1, <db-size>, $3, ");
+  // ... and the snapshot file size (snapshot save's log, snapshot status)
+  t = t.replace(/"size":"[^"]*"/g, '"size":"<db-size>"').replace(/"totalSize":\d+/g, '"totalSize":<db-size>');
+  t = t.replace(/^([0-9a-f]{1,8}, \d+, \d+), \d+(?:\.\d+)? (?:B|kB|MB|GB)$/gm, "$1, <db-size>");
   const lines = t.split("\n");
   for (let i = 0; i < lines.length; i++) {
-    if (!/^\|.*\| (DB SIZE|TOOK) \|/.test(lines[i]!.replace(/\s+/g, " "))) continue;
+    if (!/^\|.*\| (DB SIZE|TOOK|TOTAL SIZE) \|/.test(lines[i]!.replace(/\s+/g, " "))) continue;
     // Header of a table with a size or duration column: collapse borders and padding until the
     // table ends, and replace the size/duration cells.
     for (let j = Math.max(0, i - 1); j < lines.length && /^[|+]/.test(lines[j] ?? ""); j++) {
