@@ -1,7 +1,6 @@
 /** The etcdserverpb.Cluster service. Membership changes need the peer transport (not yet served). */
 import type { ClusterServer, Member } from "../gen/etcdserverpb/rpc.js";
 import type { EtcdServer } from "../server/etcd-server.js";
-import { serverError } from "../server/errors.js";
 import type { MemberRecord } from "../server/membership.js";
 import type { Logger } from "../pkg/logger.js";
 import { unary } from "./grpc-util.js";
@@ -11,17 +10,30 @@ export function toPbMember(m: MemberRecord): Member {
 }
 
 export function clusterService(server: EtcdServer, logger: Logger): ClusterServer {
-  const unsupported = async (): Promise<never> => {
-    throw serverError("Unimplemented");
-  };
   return {
     memberList: unary(async () => ({
       header: server.clusterHeader(),
       members: server.membership.list().map(toPbMember),
     }), logger),
-    memberAdd: unary(unsupported, logger),
-    memberRemove: unary(unsupported, logger),
-    memberUpdate: unary(unsupported, logger),
-    memberPromote: unary(unsupported, logger),
+    memberAdd: unary(async (req) => {
+      const { member, members } = await server.memberAdd(req.peerURLs, req.isLearner);
+      return {
+        header: server.clusterHeader(),
+        member: { ID: member.id, name: "", peerURLs: member.peerUrls, clientURLs: [], isLearner: member.isLearner },
+        members: members.map(toPbMember),
+      };
+    }, logger),
+    memberRemove: unary(async (req) => ({
+      header: server.clusterHeader(),
+      members: (await server.memberRemove(req.ID)).map(toPbMember),
+    }), logger),
+    memberUpdate: unary(async (req) => ({
+      header: server.clusterHeader(),
+      members: (await server.memberUpdate(req.ID, req.peerURLs)).map(toPbMember),
+    }), logger),
+    memberPromote: unary(async (req) => ({
+      header: server.clusterHeader(),
+      members: (await server.memberPromote(req.ID)).map(toPbMember),
+    }), logger),
   };
 }

@@ -40,8 +40,8 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       return { header: server.header(), hash: h.hash };
     }, logger),
     alarm: unary(async (req) => {
-      const alarms = await server.alarm(req);
-      return { header: server.header(), alarms };
+      // etcd answers alarm requests straight from the apply step: no header.
+      return { header: undefined, alarms: await server.alarm(req) };
     }, logger),
     defragment: unary(async () => ({ header: server.header() }), logger),
     snapshot: (call) => {

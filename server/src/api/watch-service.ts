@@ -74,7 +74,8 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         if (congested) return false;
         if ("compactRevision" in msg) {
           write({
-            header: server.header(),
+            // etcd's compaction notice carries no store revision.
+            header: server.header(0),
             watchId: sw.id,
             created: false,
             canceled: true,
@@ -148,6 +149,11 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
           cancelReason: "", fragment: false, events: [],
         });
         const start = Number(req.startRevision);
+        if (start < 0) {
+          // Below any revision the store ever had: etcd cancels it as compacted.
+          deliver(sw, { compactRevision: server.store.compactRevision });
+          return;
+        }
         sw.watcher = server.store.watch(
           { key, end, startRevision: start === 0 ? headerRev + 1 : start, prevKv: req.prevKv, filters },
           { send: (msg) => deliver(sw, msg) },

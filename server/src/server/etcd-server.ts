@@ -26,10 +26,26 @@ import {
   applyDeleteRange, applyPut, applyRange, applyTxn, CompactedRevisionInTxn, FutureRevisionInTxn, isTxnReadOnly,
   KvWriter, LeaseNotFoundForPut,
 } from "./kv-ops.js";
-import { Membership, MemberRecord, decodeMember } from "./membership.js";
+import { Membership, MemberRecord, decodeMember, encodeMember } from "./membership.js";
+import { computeMemberId } from "./member-id.js";
 import type { ApplyBatch, RaftNode } from "./raft-node.js";
 import type { StorePort, WriteSession } from "./store-port.js";
 import { WaitRegistry } from "./wait-registry.js";
+
+/** etcd 3.4 allows one learner at a time. */
+const MAX_LEARNERS = 1;
+/** A learner is promotable once its log matches this fraction of the leader's. */
+const LEARNER_READY_FRACTION = 0.9;
+export const CONF_STATE_KEY = Buffer.from("confState");
+
+export function encodeConfState(cs: ConfState): Buffer {
+  return Buffer.from(JSON.stringify({ voters: cs.voters.map((v) => v.toString(16)), learners: cs.learners.map((v) => v.toString(16)) }));
+}
+
+export function decodeConfState(b: Buffer): ConfState {
+  const j = JSON.parse(b.toString()) as { voters: string[]; learners: string[] };
+  return { voters: j.voters.map((v) => BigInt("0x" + v)), learners: j.learners.map((v) => BigInt("0x" + v)) };
+}
 
 /** The etcd API version etcd-ts serves; clients gate features on it. */
 export const ETCD_API_VERSION = "3.4.23";
@@ -276,11 +292,7 @@ export class EtcdServer {
 
   /** Raises or clears an alarm through the log; GET answers locally. */
   async alarm(req: AlarmRequest): Promise<AlarmMember[]> {
-    if (req.action === AlarmRequest_AlarmAction.GET) {
-      return this.alarms
-        .filter((a) => req.alarm === AlarmType.NONE || a.alarm === req.alarm)
-        .map((a) => ({ memberID: a.memberId, alarm: a.alarm }));
-    }
+    // Like etcd, every alarm request (GET included) is a round through the log.
     const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), alarm: req });
     return r.value as AlarmMember[];
   }
@@ -505,7 +517,9 @@ export class EtcdServer {
       w.stage("alarm", key, undefined);
       return [{ memberID: req.memberID, alarm: req.alarm }];
     }
-    return [];
+    return this.alarms
+      .filter((a) => req.alarm === AlarmType.NONE || a.alarm === req.alarm)
+      .map((a) => ({ memberID: a.memberId, alarm: a.alarm }));
   }
 
   /** The driver's apply callback: applies a batch of committed entries in order. */
@@ -567,32 +581,157 @@ export class EtcdServer {
     return cc;
   }
 
-  private async applyConfChangeEntry(entry: Entry): Promise<void> {
-    const cc = this.applyConfChangeToRaft(entry);
-    const w = this.deps.store.beginWrite();
+  /**
+   * Validates a conf change against the membership (etcd's ValidateConfigurationChange). A
+   * rejected change is applied as a no-op: raft's configuration does not change and the proposer
+   * gets the error.
+   */
+  private validateConfChange(cc: ConfChange, m: MemberRecord | undefined): ServerError | undefined {
     const membership = this.deps.membership;
+    const existing = membership.get(cc.nodeId);
     switch (cc.type) {
       case ConfChangeType.AddNode:
       case ConfChangeType.AddLearnerNode: {
-        const existing = membership.get(cc.nodeId);
-        if (existing && cc.type === ConfChangeType.AddNode && existing.isLearner) {
-          membership.promote(cc.nodeId, w);
-        } else if (cc.context.length > 0) {
-          const m: MemberRecord = decodeMember(cc.context);
-          m.isLearner = cc.type === ConfChangeType.AddLearnerNode;
-          membership.add(m, w);
+        if (membership.isRemoved(cc.nodeId)) return serverError("MemberNotFound");
+        if (existing) {
+          // AddNode for an existing learner is its promotion.
+          if (cc.type === ConfChangeType.AddNode && existing.isLearner && m === undefined) return undefined;
+          if (cc.type === ConfChangeType.AddNode && m === undefined) return serverError("MemberNotLearner");
+          return serverError("MemberExist");
         }
-        break;
+        if (m === undefined) return serverError("MemberNotFound");
+        const urls = new Set(m.peerUrls);
+        if (membership.list().some((o) => o.peerUrls.some((u) => urls.has(u)))) return serverError("PeerURLExist");
+        if (cc.type === ConfChangeType.AddLearnerNode && membership.list().filter((o) => o.isLearner).length >= MAX_LEARNERS) {
+          return serverError("TooManyLearners");
+        }
+        return undefined;
       }
       case ConfChangeType.RemoveNode:
-        membership.remove(cc.nodeId, w);
-        break;
-      case ConfChangeType.UpdateNode:
-        if (cc.context.length > 0) membership.add(decodeMember(cc.context), w);
-        break;
+        if (membership.isRemoved(cc.nodeId) || !existing) return serverError("MemberNotFound");
+        return undefined;
+      case ConfChangeType.UpdateNode: {
+        if (membership.isRemoved(cc.nodeId) || !existing) return serverError("MemberNotFound");
+        const urls = new Set(m?.peerUrls ?? []);
+        if (membership.list().some((o) => o.id !== cc.nodeId && o.peerUrls.some((u) => urls.has(u)))) return serverError("PeerURLExist");
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  private async applyConfChangeEntry(entry: Entry): Promise<void> {
+    const cc = decodeConfChange(entry.data);
+    const m = cc.context.length > 0 ? decodeMember(cc.context) : undefined;
+    const rejected = this.validateConfChange(cc, m);
+    const w = this.deps.store.beginWrite();
+    const membership = this.deps.membership;
+    if (rejected === undefined) {
+      this.confState = this.raft.rawNode.applyConfChange(cc);
+      this.campaignAfterAdvance = true;
+      switch (cc.type) {
+        case ConfChangeType.AddNode:
+        case ConfChangeType.AddLearnerNode:
+          if (m === undefined) membership.promote(cc.nodeId, w);
+          else membership.add({ ...m, isLearner: cc.type === ConfChangeType.AddLearnerNode }, w);
+          break;
+        case ConfChangeType.RemoveNode:
+          membership.remove(cc.nodeId, w);
+          break;
+        case ConfChangeType.UpdateNode:
+          if (m !== undefined) membership.setRaftAttributes(cc.nodeId, m.peerUrls, m.isLearner, w);
+          break;
+      }
+      // Raft's configuration lives next to the data it configures, so a restart resumes from it.
+      w.stage("meta", CONF_STATE_KEY, encodeConfState(this.confState));
     }
     await w.commit(entry.index);
-    if (cc.id !== undefined && cc.id !== 0n) this.wait.trigger(cc.id, { value: membership.list() });
+    if (cc.id !== undefined && cc.id !== 0n) {
+      this.wait.trigger(cc.id, rejected ? { error: rejected } : { value: membership.list() });
+    }
+  }
+
+  // ---- membership changes ---------------------------------------------------------------
+
+  /** Proposes a conf change and resolves with the members after it applied. */
+  private async configure(cc: ConfChange): Promise<MemberRecord[]> {
+    if (this.stopped) throw serverError("Stopped");
+    if (!this.isLeader) throw serverError(this.leader === 0n ? "NoLeader" : "NotLeader");
+    const id = this.ids.next();
+    cc.id = id;
+    const done = this.wait.register(id);
+    try {
+      this.raft.withCore((n) => n.proposeConfChange(cc));
+    } catch (err) {
+      this.wait.fail(id, err instanceof ErrProposalDropped ? serverError("Timeout") : (err as Error));
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.wait.fail(id, serverError("Timeout"));
+        reject(serverError("Timeout"));
+      }, this.options.requestTimeoutMs);
+    });
+    try {
+      const r = await Promise.race([done, timeout]);
+      if (r.error) throw r.error;
+      return r.value as MemberRecord[];
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Adds a member (voter or learner) with etcd's ID rule: SHA-1 of its peer URLs and the current
+   * Unix second. A voter is refused while the cluster could lose quorum by it.
+   */
+  async memberAdd(peerUrls: string[], isLearner: boolean): Promise<{ member: MemberRecord; members: MemberRecord[] }> {
+    for (const u of peerUrls) {
+      let parsed: URL;
+      try {
+        parsed = new URL(u);
+      } catch {
+        throw serverError("MemberBadURLs");
+      }
+      if (!["http:", "https:", "unix:", "unixs:"].includes(parsed.protocol) || parsed.host === "") throw serverError("MemberBadURLs");
+    }
+    if (peerUrls.length === 0) throw serverError("MemberBadURLs");
+    const member: MemberRecord = {
+      id: computeMemberId(peerUrls, "", Math.floor(Date.now() / 1000)),
+      name: "",
+      peerUrls,
+      clientUrls: [],
+      isLearner,
+    };
+    const members = await this.configure({
+      type: isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode,
+      nodeId: member.id,
+      context: encodeMember(member),
+    });
+    return { member, members };
+  }
+
+  async memberRemove(id: bigint): Promise<MemberRecord[]> {
+    return this.configure({ type: ConfChangeType.RemoveNode, nodeId: id, context: new Uint8Array(0) });
+  }
+
+  async memberUpdate(id: bigint, peerUrls: string[]): Promise<MemberRecord[]> {
+    const existing = this.deps.membership.get(id);
+    // As in etcd 3.4, an update carries fresh raft attributes, so the learner flag resets.
+    const m: MemberRecord = { id, name: existing?.name ?? "", peerUrls, clientUrls: existing?.clientUrls ?? [], isLearner: false };
+    return this.configure({ type: ConfChangeType.UpdateNode, nodeId: id, context: encodeMember(m) });
+  }
+
+  /** Promotes a learner once its log is within 90% of the leader's (etcd's readiness rule). */
+  async memberPromote(id: bigint): Promise<MemberRecord[]> {
+    if (!this.isLeader) throw serverError(this.leader === 0n ? "NoLeader" : "NotLeader");
+    const progress = this.raft.rawNode.status().progress;
+    const learner = progress?.get(id);
+    if (learner !== undefined) {
+      const leaderMatch = progress!.get(this.options.memberId)?.match ?? 0;
+      if (learner.match < leaderMatch * LEARNER_READY_FRACTION) throw serverError("LearnerNotReady");
+    }
+    return this.configure({ type: ConfChangeType.AddNode, nodeId: id, context: new Uint8Array(0) });
   }
 
   /**
@@ -649,7 +788,8 @@ export class EtcdServer {
     }
     if (req.leaseGrant) {
       const l = lessor.grant(req.leaseGrant.ID, Number(req.leaseGrant.TTL));
-      return { value: { header: undefined, ID: l.id, TTL: BigInt(l.ttlSeconds), error: "" } satisfies LeaseGrantResponse };
+      const header = { clusterId: 0n, memberId: 0n, raftTerm: 0n, revision: BigInt(w.beginRevision) };
+      return { value: { header, ID: l.id, TTL: BigInt(l.ttlSeconds), error: "" } satisfies LeaseGrantResponse };
     }
     if (req.leaseRevoke) {
       const keys = lessor.revoke(req.leaseRevoke.ID);

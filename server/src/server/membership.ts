@@ -103,6 +103,15 @@ export class Membership {
     w.stage("members", memberKey(id), encodeMember(m));
   }
 
+  /** Replaces a member's raft attributes (peer URLs and learner flag), as etcd's update does. */
+  setRaftAttributes(id: bigint, peerUrls: string[], isLearner: boolean, w: WriteSession): void {
+    const m = this.members.get(id);
+    if (m === undefined) return;
+    m.peerUrls = peerUrls;
+    m.isLearner = isLearner;
+    w.stage("members", memberKey(id), encodeMember(m));
+  }
+
   promote(id: bigint, w: WriteSession): void {
     const m = this.members.get(id);
     if (m === undefined) return;
