@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrNoSnapshot, Snapshotter, snapshotFileName } from "../../src/snap/index.js";
+import { Wal } from "../../src/wal/index.js";
 import type { Snapshot } from "../../src/raft/types.js";
 
 let dir: string;
@@ -71,5 +72,32 @@ describe("Snapshotter", () => {
     expect(await s.names()).toEqual([snapshotFileName(1, 60), snapshotFileName(1, 50)]);
     expect(existsSync(path.join(dir, "leftover.snap.tmp"))).toBe(false);
     await expect(s.purge(0)).rejects.toBeInstanceOf(RangeError);
+  });
+});
+
+describe("Snapshotter with the WAL's snapshot markers", () => {
+  it("restarts from the newest snapshot the WAL can continue from", async () => {
+    const walDir = path.join(path.dirname(dir), "wal");
+    const s = new Snapshotter({ dir });
+    const wal = await Wal.create(walDir, new Uint8Array([1]), { segmentSizeBytes: 4096, preallocation: "sparse" });
+    const ent = (i: number) => ({ index: i, term: 2, type: 0, data: new Uint8Array(50) });
+    for (let i = 1; i <= 40; i++) await wal.save({ term: 2, vote: 1n, commit: i }, [ent(i)], { sync: false });
+    // etcd's order: snapshot file first, then the WAL marker, then release old segments.
+    await s.save(snap(2, 30));
+    await wal.saveSnapshot({ index: 30, term: 2, confState: snap(2, 30).metadata.confState });
+    await wal.releaseTo(30);
+    for (let i = 41; i <= 50; i++) await wal.save({ term: 2, vote: 1n, commit: i - 2 }, [ent(i)], { sync: true });
+    // A snapshot file whose marker never reached the WAL (crash in between) must not be chosen.
+    await s.save(snap(2, 45));
+    await wal.close();
+
+    const markers = await Wal.validSnapshotEntries(walDir);
+    expect(markers.map((m) => m.index)).toEqual([30]);
+    const chosen = await s.loadNewestAvailable(markers);
+    expect(chosen.metadata.index).toBe(30);
+    const r = await Wal.open(walDir, { index: chosen.metadata.index, term: chosen.metadata.term });
+    expect(r.entries.map((e) => e.index)).toEqual(Array.from({ length: 20 }, (_, k) => 31 + k));
+    expect(r.hardState.commit).toBe(48);
+    await r.wal.close();
   });
 });
