@@ -287,7 +287,7 @@ export function chainContinues(previousChain: number, probe: { chainCrc: number;
 
 /**
  * First 8-aligned offset in (after, end) holding a frame that verifies on its own, or -1.
- * Used after damage to tell a torn tail (nothing valid follows) from mid-log corruption.
+ * Used after damage (see classifyDamage) to tell a torn tail from mid-log corruption.
  */
 export function findValidFrameAfter(buf: Buffer, after: number, end: number): number {
   for (let off = (after + 8) & ~7; off + FRAME_HEADER_BYTES <= end; off += 8) {

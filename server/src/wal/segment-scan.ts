@@ -1,7 +1,7 @@
 /**
  * Reading one segment's bytes: walks frames from offset 0, checks each frame and the chain, hands
  * good records to a visitor, and says where and why it stopped. Deciding whether a stop is a torn
- * tail (cut it) or corruption (refuse) is the caller's job; `findValidFrameAfter` is the evidence.
+ * tail (cut it) or corruption (refuse) is the caller's job; `classifyDamage` gathers the evidence.
  */
 import {
   chainContinues,

@@ -28,10 +28,11 @@
  * A torn tail is cut with a warning and appending resumes after the last good frame.
  *
  * Writes: `save` encodes synchronously (so record order is call order) and queues the bytes; a
- * single writer loop writes everything queued with one writev and, if any waiting caller asked
- * for sync, one fdatasync. Callers arriving while an fsync is in flight share the next one
- * (group commit). Any I/O failure poisons the Wal (ErrWalFailed): what reached the disk is unknown
- * and the member must stop and reopen the log.
+ * single writer loop writes everything queued with one writev (led by a sync mark) and, if any
+ * waiting caller asked for sync, one fdatasync. Callers arriving while an fsync is in flight share
+ * the next one (group commit). The queue is not bounded here: the driver awaits each save. Any I/O
+ * failure poisons the Wal (ErrWalFailed): what reached the disk is unknown and the member must
+ * stop and reopen the log.
  */
 import { existsSync, readdirSync, promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
