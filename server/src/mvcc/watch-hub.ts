@@ -12,7 +12,9 @@
  * Backpressure: `sink.send()` returns false when the consumer's (bounded) buffer is full. The
  * batch is then NOT delivered; a synced watcher drops to unsynced at that revision and later
  * re-reads it from the store, so the write path never waits and nothing is lost or duplicated.
- * The loop backs off (up to `retryDelayMaxMs`) while no watcher makes progress.
+ * Each refusing watcher backs off on its own (1 ms doubling up to `retryDelayMaxMs`, reset by
+ * a delivery or `resume()`), and catch-up rounds skip watchers that are backing off, so one stalled
+ * consumer never holds back the others.
  *
  * Ordering: a watcher receives events in revision order, each revision's events together and in
  * their txn order. Synced batches carry one revision (`revision` = that revision); catch-up batches
@@ -122,6 +124,9 @@ function offer(w: HubWatcher, message: WatchMessage): boolean {
 class HubWatcher implements Watcher {
   state: State = "unsynced";
   minRev: number;
+  /** Catch-up skips this watcher until then (ms since epoch); 0 = eligible. */
+  retryAt = 0;
+  retryDelayMs = 0;
   readonly keyStr: string;
   /** undefined: single key; "" : no upper bound; else exclusive upper bound. */
   readonly endStr: string | undefined;
@@ -169,6 +174,8 @@ class HubWatcher implements Watcher {
   }
 
   resume(): void {
+    this.retryAt = 0;
+    this.retryDelayMs = 0;
     if (this.state === "unsynced") this.hub.wakeCatchUp();
   }
 
@@ -176,6 +183,16 @@ class HubWatcher implements Watcher {
     if (this.state !== "synced") return false;
     return offer(this, { events: [], revision: this.hub.currentRevision });
   }
+}
+
+function refused(w: HubWatcher, maxMs: number): void {
+  w.retryDelayMs = Math.min(maxMs, w.retryDelayMs === 0 ? 1 : w.retryDelayMs * 2);
+  w.retryAt = Date.now() + w.retryDelayMs;
+}
+
+function delivered(w: HubWatcher): void {
+  w.retryDelayMs = 0;
+  w.retryAt = 0;
 }
 
 function isCreate(e: Event): boolean {
@@ -248,6 +265,7 @@ export class WatchHub {
 
   private addSynced(w: HubWatcher): void {
     w.state = "synced";
+    delivered(w);
     this.syncedCount++;
     if (w.isRange) {
       this.ranges.add(w);
@@ -344,6 +362,7 @@ export class WatchHub {
       if (offer(w, { events, revision: rev })) {
         w.minRev = rev + 1;
       } else if (w.state === "synced") {
+        refused(w, this.retryDelayMaxMs);
         this.demote(w, rev);
       }
     }
@@ -371,33 +390,30 @@ export class WatchHub {
   }
 
   private async catchUpLoop(): Promise<void> {
-    let delayMs = 0;
     try {
       while (!this.closed && this.unsynced.size > 0) {
-        let progressed: boolean;
+        let waitMs: number;
         try {
-          progressed = await this.catchUpRound();
+          waitMs = await this.catchUpRound();
         } catch (e) {
           if (this.closed) break; // the store is shutting down under an in-flight read
           throw e; // a broken invariant (e.g. a corrupt record): crash loudly
         }
-        if (progressed) {
-          delayMs = 0;
+        if (waitMs === 0) {
           await new Promise<void>((r) => setImmediate(r));
-        } else {
-          delayMs = Math.min(this.retryDelayMaxMs, delayMs === 0 ? 1 : delayMs * 2);
-          await new Promise<void>((r) => {
-            const t = setTimeout(() => {
-              this.wake = undefined;
-              r();
-            }, delayMs);
-            this.wake = () => {
-              clearTimeout(t);
-              this.wake = undefined;
-              r();
-            };
-          });
+          continue;
         }
+        await new Promise<void>((r) => {
+          const t = setTimeout(() => {
+            this.wake = undefined;
+            r();
+          }, waitMs);
+          this.wake = () => {
+            clearTimeout(t);
+            this.wake = undefined;
+            r();
+          };
+        });
       }
     } finally {
       this.looping = false;
@@ -407,19 +423,28 @@ export class WatchHub {
     }
   }
 
-  /** One bounded catch-up step; returns true if any watcher moved forward. */
-  private async catchUpRound(): Promise<boolean> {
+  /**
+   * One bounded catch-up step over the watchers not backing off. Returns 0 to go on at once, or
+   * how long to sleep when every unsynced watcher is backing off.
+   */
+  private async catchUpRound(): Promise<number> {
+    const now = Date.now();
     const chosen: HubWatcher[] = [];
+    let earliest = Infinity;
     for (const w of this.unsynced) {
+      if (w.retryAt > now) {
+        earliest = Math.min(earliest, w.retryAt);
+        continue;
+      }
       chosen.push(w);
       if (chosen.length >= this.catchUpWatchersMax) break;
     }
+    if (chosen.length === 0) return Math.max(1, Math.min(this.retryDelayMaxMs, earliest - now));
     // Round-robin fairness: chosen watchers go to the back of the line.
     for (const w of chosen) {
       this.unsynced.delete(w);
       this.unsynced.add(w);
     }
-    let progressed = false;
     const compactRev = this.source.compactRevision;
     let cur = this.source.currentRevision;
     let minRev = Infinity;
@@ -429,20 +454,20 @@ export class WatchHub {
         if (offer(w, { compactRevision: compactRev })) {
           this.unsynced.delete(w);
           w.state = "cancelled";
-          progressed = true;
+        } else if (w.state === "unsynced") {
+          refused(w, this.retryDelayMaxMs);
         }
         continue;
       }
       if (w.minRev > cur) {
         this.unsynced.delete(w);
         this.addSynced(w);
-        progressed = true;
         continue;
       }
       active.push(w);
       if (w.minRev < minRev) minRev = w.minRev;
     }
-    if (active.length === 0) return progressed;
+    if (active.length === 0) return 0;
 
     const { events, lastRevision } = await this.source.readEvents(minRev, cur, this.catchUpEntriesMax);
     const prevCache = new Map<Event, Promise<KeyValue | undefined>>();
@@ -479,7 +504,9 @@ export class WatchHub {
       }
       if (out.length === 0 || offer(w, { events: out, revision: lastRevision })) {
         w.minRev = lastRevision + 1;
-        progressed = true;
+        if (out.length > 0) delivered(w);
+      } else if (w.state === "unsynced") {
+        refused(w, this.retryDelayMaxMs);
       }
     }
     // Watchers now past the head join the synced group (synchronously with the head check, so
@@ -491,7 +518,7 @@ export class WatchHub {
         this.addSynced(w);
       }
     }
-    return progressed;
+    return 0;
   }
 
   /** Stops the catch-up loop and drops every watcher (no signal is sent). */

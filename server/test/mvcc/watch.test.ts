@@ -203,6 +203,25 @@ describe("unsynced watchers", () => {
     expect(fast.lines).toEqual(["PUT a=4@6", "PUT a=5@7"]);
   });
 
+  it("a stalled consumer does not hold back another watcher's catch-up", async () => {
+    await openWith({ watch: { catchUpEntriesMax: 1, retryDelayMaxMs: 50 } });
+    for (let i = 0; i < 30; i++) await h.put("a", `${i}`);
+    const stalled = new Collector();
+    stalled.accept = () => false;
+    const live = new Collector();
+    const ws = h.store.watch({ key: b("a"), startRevision: 2, prevKv: false }, stalled);
+    const wl = h.store.watch({ key: b("a"), startRevision: 2, prevKv: false }, live);
+    await until(() => wl.isSynced, "the live watcher synced", 3000);
+    expect(live.events.length).toBe(30);
+    expect(ws.isSynced).toBe(false);
+    expect(stalled.refused).toBeGreaterThan(0);
+    // once it drains, the stalled one catches up too
+    stalled.accept = () => true;
+    ws.resume();
+    await until(() => ws.isSynced, "the stalled watcher synced", 3000);
+    expect(stalled.events.length).toBe(30);
+  });
+
   it("catch-up fills prevKv from the store", async () => {
     for (let i = 0; i < 4; i++) await h.put("a", `${i}`);
     await h.del("a");
