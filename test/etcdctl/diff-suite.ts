@@ -67,8 +67,11 @@ export interface CaseContext {
   readonly side: SideName;
   /** Runs `etcdctl <args>` and records it in the transcript. */
   ctl(args: string[], options?: CtlOptions): Promise<EtcdctlResult>;
-  /** Starts `etcdctl <args>` in the background (watch); `stop()` records it. */
-  background(args: string[]): BackgroundCtl;
+  /**
+   * Starts `etcdctl <args>` in the background (watch); `stop()` records it. With
+   * `omitStdout`, the transcript gets only stdout's line count (the script records what matters).
+   */
+  background(args: string[], options?: { omitStdout?: boolean }): BackgroundCtl;
   /**
    * Extracts the lease ID (hex) printed by `lease grant` and registers it for normalisation.
    * Without one in the output, notes that in the transcript and returns "0".
@@ -79,6 +82,11 @@ export interface CaseContext {
    * normalisation: etcd derives it from the peer URLs and the wall clock.
    */
   addedMemberId(add: EtcdctlResult): string;
+  /**
+   * Puts many keys quickly over gRPC (not through etcdctl), one request each, in order; records
+   * one transcript line with the count and the revision of the last put.
+   */
+  bulkPut(entries: Array<[string, string]>): Promise<void>;
   /** A path in this side's scratch directory (shown as <member-dir>/... in transcripts). */
   scratchPath(name: string): string;
   /** Adds a free-form line to the transcript. */
@@ -144,11 +152,16 @@ function makeContext(state: SideState): CaseContext {
       recordResult(state.lines, args, res, options);
       return res;
     },
-    background(args) {
+    background(args, bgOptions = {}) {
       const bg: BackgroundEtcdctl = spawnEtcdctl(endpoint, args);
       let recorded = false;
       const record = (res: EtcdctlResult): EtcdctlResult => {
-        if (!recorded) recordResult(state.lines, args, res, {}, true);
+        if (!recorded) {
+          const shown = bgOptions.omitStdout
+            ? { ...res, stdout: `<${res.stdout.split("\n").filter((l) => l !== "").length} lines>\n` }
+            : res;
+          recordResult(state.lines, args, shown, {}, true);
+        }
         recorded = true;
         return res;
       };
@@ -185,6 +198,16 @@ function makeContext(state: SideState): CaseContext {
       const id = hex ? BigInt("0x" + hex[1]!) : BigInt(dec![1]!);
       state.memberIds.push(id);
       return id.toString(16);
+    },
+    async bulkPut(entries) {
+      const client = state.member.grpc();
+      let revision = -1n;
+      try {
+        for (const [k, v] of entries) revision = (await client.put(k, v)).revision;
+        state.lines.push(`# ${entries.length} puts over gRPC, last at revision ${revision}`);
+      } catch (err) {
+        state.lines.push(`# puts over gRPC failed after revision ${revision}: ${(err as Error).message}`);
+      }
     },
     scratchPath(name) {
       return path.join(state.member.baseDir, name);

@@ -68,6 +68,26 @@ describe("etcdctl lease", () => {
     await c.ctl(["lease", "list", "extra"]);
   });
 
+  s.case("revoking a lease deletes its keys in one revision, in key order", async (c) => {
+    const head = JSON.parse((await c.ctl(["get", "l6-probe", "-w", "json"])).stdout) as { header: { revision: number } };
+    const a = c.leaseId(await c.ctl(["lease", "grant", "600"]));
+    for (const k of ["m", "c", "x", "a"]) await c.ctl(["put", `l6/${k}`, k, `--lease=${a}`]);
+    await c.ctl(["put", "l6/free", "f"]);
+    await c.ctl(["lease", "revoke", a]);
+    const w = c.background(["watch", "l6/", "--prefix", "--prev-kv", `--rev=${head.header.revision + 1}`, "-w", "json"]);
+    await w.waitForMatches(/[{,]"kv":/g, 9);
+    await w.stop();
+    await c.ctl(["get", "l6/", "--prefix", "-w", "json"]);
+  });
+
+  s.case("TTL bounds", async (c) => {
+    // etcd's maximum lease TTL is 9000000000 s.
+    await c.ctl(["lease", "grant", "9000000001"]);
+    const big = c.leaseId(await c.ctl(["lease", "grant", "9000000000"]));
+    await c.ctl(["lease", "timetolive", big]);
+    await c.ctl(["lease", "revoke", big]);
+  });
+
   s.case("minimum TTL and expiry", async (c) => {
     // etcd raises TTLs below its minimum (derived from the election timeout) to that minimum.
     const short = c.leaseId(await c.ctl(["lease", "grant", "1"]));
@@ -75,9 +95,15 @@ describe("etcdctl lease", () => {
     await c.ctl(["put", "l4/short", "s", `--lease=${short}`]);
     await c.ctl(["put", "l4/zero", "z", `--lease=${zero}`]);
     await c.ctl(["put", "l4/stay", "v"]);
+    const head = JSON.parse((await c.ctl(["get", "l4/", "--prefix", "-w", "json"])).stdout) as { header: { revision: number } };
     // Both leases (2 s) must have expired and their keys been deleted well within 6 s.
     await sleep(6_000);
     await c.ctl(["get", "l4/", "--prefix", "-w", "json"]);
+    // The expiry delete as a watcher sees it. (One key only: two leases expiring together are
+    // revoked in no defined order.)
+    const w = c.background(["watch", "l4/short", "--prev-kv", `--rev=${head.header.revision - 2}`]);
+    await w.waitForLines(/^(PUT|DELETE)$/, 3);
+    await w.stop();
     await c.ctl(["lease", "timetolive", short]);
     await c.ctl(["lease", "keep-alive", "--once", zero]);
     await c.ctl(["lease", "list"]);

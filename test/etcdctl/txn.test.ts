@@ -61,6 +61,15 @@ describe("etcdctl txn", () => {
       stdin: txn([`ver("txn4/c") = "0"`], ["del txn4/ --prefix", "get txn4/ --prefix"], []),
     });
     await c.ctl(["txn", "-w", "fields"], { stdin: txn([], ["put txn4/e e", "get txn4/e", "del txn4/e"], []) });
+    const rev = (JSON.parse((await c.ctl(["get", "txn4/", "--prefix", "-w", "json"])).stdout) as { header: { revision: number } }).header.revision;
+    await c.ctl(["txn", "-w", "json"], {
+      stdin: txn([], [
+        `get txn4/ --prefix --rev=${rev - 3}`,
+        "get txn4/ --prefix --sort-by=VALUE --order=DESCEND",
+        "get txn4/ --from-key --limit=1",
+        `get txn4/ --prefix --rev=${rev + 100}`,
+      ], []),
+    });
     await c.ctl(["get", "txn4/", "--prefix", "-w", "json"]);
   });
 

@@ -115,6 +115,31 @@ describe("etcdctl watch", () => {
     await w.stop();
   });
 
+  s.case("replaying a long history (response batching)", async (c) => {
+    const start = (await headRevision(c)) + 1;
+    await c.bulkPut(Array.from({ length: 1_200 }, (_, i): [string, string] => [`w7/k${i % 50}`, `v${i}`]));
+    // Many events in one revision too.
+    const many = Array.from({ length: 120 }, (_, i) => `put w7/t${i} x`).join("\n");
+    await c.ctl(["txn"], { stdin: `\n${many}\n\n\n` });
+    const json = c.background(["watch", "w7/", "--prefix", `--rev=${start}`, "-w", "json"], { omitStdout: true });
+    await json.waitForMatches(JSON_EVENT, 1_320, 15_000);
+    const res = await json.stop();
+    // The full output is large; the transcript keeps how it was split into responses.
+    const shape = res.stdout
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => {
+        const r = JSON.parse(l) as { Header: { revision: number }; Events: Array<{ kv: { mod_revision: number } }> | null };
+        const ev = r.Events ?? [];
+        return `response: header revision ${r.Header.revision}, ${ev.length} events, revisions ${ev[0]?.kv.mod_revision}..${ev[ev.length - 1]?.kv.mod_revision}`;
+      });
+    c.note(`watch -w json split the history into ${shape.length} responses:`);
+    for (const line of shape) c.note(line);
+    const simple = c.background(["watch", "w7/k7", `--rev=${start}`]);
+    await simple.waitForLines(EVENT_LINE, 24, 10_000);
+    await simple.stop();
+  });
+
   s.case("watch argument errors", async (c) => {
     await c.ctl(["watch"]);
     await c.ctl(["watch", "a", "--prefix", "z"]);
