@@ -341,6 +341,17 @@ function checkBindUrls(urls: readonly string[]): void {
   }
 }
 
+/** etcd's checkHostURLs for advertised URLs: each needs a host (unix sockets aside). */
+function checkHostUrls(flag: string, urls: readonly string[]): void {
+  for (const u of urls) {
+    const m = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)/i.exec(u);
+    if (m === null || /^unixs?$/i.test(m[1]!)) continue;
+    const hostPort = m[2]!.replace(/^[^@]*@/, "");
+    const host = hostPort.slice(0, Math.max(0, hostPort.lastIndexOf(":")));
+    if (host === "") throw verifyError(`--${flag} "${urls.join(",")}" must be "host:port" (unexpected empty host (${u}))`);
+  }
+}
+
 /** etcd's setupLogging checks for the logger and its outputs. */
 function checkLogging(logger: string, outputs: readonly string[]): void {
   const list = outputs.length === 0 ? ["default"] : outputs;
@@ -423,8 +434,22 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
   checkBindUrls(listenPeerUrls);
   checkBindUrls(listenClientUrls);
   checkBindUrls(listenMetricsUrls);
+  const initialAdvertisePeerUrls = splitList(get("initial-advertise-peer-urls"));
+  const advertiseClientUrls = splitList(get("advertise-client-urls"));
+  checkHostUrls("initial-advertise-peer-urls", initialAdvertisePeerUrls);
+  checkHostUrls("advertise-client-urls", advertiseClientUrls);
   if (initialClusterState !== "new" && initialClusterState !== "existing") {
     throw verifyError(`unexpected clusterState "${initialClusterState}"`);
+  }
+  // One way to bootstrap: an explicit initial cluster or discovery (etcd drops the default
+  // cluster when discovery is asked for). etcd-ts does not discover: rather than bootstrap a
+  // cluster of one where discovery was meant, it refuses.
+  const discoveries = [get("discovery"), get("discovery-srv")].filter((d) => d !== "").length;
+  if (discoveries + (values.has("initial-cluster") ? 1 : 0) > 1) {
+    throw verifyError(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery" or "discovery-srv"`);
+  }
+  if (discoveries > 0) {
+    throw verifyError("--discovery and --discovery-srv are not supported by etcd-ts; bootstrap with --initial-cluster");
   }
   if (heartbeatMs <= 0) throw verifyError(`--heartbeat-interval must be >0 (set to ${heartbeatMs}ms)`);
   if (electionMs <= 0) throw verifyError(`--election-timeout must be >0 (set to ${electionMs}ms)`);
@@ -461,8 +486,8 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     initialElectionTickAdvance: bool("initial-election-tick-advance"),
     listenPeerUrls,
     listenClientUrls,
-    initialAdvertisePeerUrls: splitList(get("initial-advertise-peer-urls")),
-    advertiseClientUrls: splitList(get("advertise-client-urls")),
+    initialAdvertisePeerUrls,
+    advertiseClientUrls,
     initialCluster,
     initialClusterState,
     initialClusterToken: get("initial-cluster-token"),

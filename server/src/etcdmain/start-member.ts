@@ -38,6 +38,14 @@ import { listenClient } from "../api/client-listener.js";
 import { Metrics } from "../api/metrics.js";
 import { verifyBootstrap, type ServerConfig } from "./config.js";
 
+/**
+ * WAL segments are reserved sparsely (ftruncate) by default: Node has no fallocate, and zero-
+ * filling 64 MiB per segment (twice at start-up: the first segment and the pipeline's next) puts
+ * a burst of writes on the disk that the fsyncs of the first client writes queue behind.
+ * ETCD_TS_WAL_PREALLOCATION=zeros selects zero-filling.
+ */
+const WAL_PREALLOCATION = (process.env["ETCD_TS_WAL_PREALLOCATION"] === "zeros" ? "zeros" : "sparse") as "zeros" | "sparse";
+
 /** etcd's gRPC receive limit is the request limit plus this much framing. */
 const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
@@ -78,7 +86,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     const markers = await Wal.validSnapshotEntries(walDir);
     const snapshot = markers.some((m) => m.index > 0) ? await snapshotter.loadNewestAvailable(markers) : undefined;
     const from = snapshot ? { index: snapshot.metadata.index, term: snapshot.metadata.term } : { index: 0, term: 0 };
-    const opened = await Wal.open(walDir, from, { logger: logger.named("wal") });
+    const opened = await Wal.open(walDir, from, { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION });
     wal = opened.wal;
     const meta = JSON.parse(Buffer.from(opened.metadata).toString()) as WalMetadata;
     memberId = BigInt("0x" + meta.memberId);
@@ -116,7 +124,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     clusterId = computeClusterId(peers.map((p) => p.id));
     memberId = peers.find((p) => p.name === cfg.name)!.id;
     const meta: WalMetadata = { memberId: memberId.toString(16), clusterId: clusterId.toString(16) };
-    wal = await Wal.create(walDir, Buffer.from(JSON.stringify(meta)), { logger: logger.named("wal") });
+    wal = await Wal.create(walDir, Buffer.from(JSON.stringify(meta)), { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION });
     bootstrapPeers = peers.map((p) => ({
       id: p.id,
       context: encodeMember({ id: p.id, name: p.name, peerUrls: p.urls, clientUrls: [], isLearner: false }),

@@ -114,6 +114,11 @@ const CASES: Case[] = [
   { name: "unknown log output", kind: "logged", args: (s) => [...SAFE(s), "--log-outputs=bogus"] },
   { name: "two log outputs for capnslog", kind: "logged", args: (s) => [...SAFE(s), "--log-outputs=stderr,stdout"] },
   { name: "zap with default among outputs", kind: "logged", args: (s) => [...SAFE(s), "--logger=zap", "--log-outputs=default,stderr"] },
+  { name: "advertised client URL without a host", kind: "logged", args: (s) => [...SAFE(s), `--advertise-client-urls=http://:${s.client}`] },
+  { name: "advertised peer URL without a host", kind: "logged", args: (s) => [...SAFE(s), `--initial-advertise-peer-urls=http://:${s.peer}`] },
+  { name: "metrics URL with a host name", kind: "logged", args: (s) => [...SAFE(s), `--listen-metrics-urls=http://example.com:${s.spare}`] },
+  { name: "discovery and an initial cluster", kind: "logged", args: (s) => [...SAFE(s), `--discovery=http://127.0.0.1:${s.spare}/d`] },
+  { name: "DNS discovery and an initial cluster", kind: "logged", args: (s) => [...SAFE(s), "--discovery-srv=example.com"] },
   { name: "listen URL with a host name", kind: "logged", args: (s) => [...SAFE(s), `--listen-client-urls=http://example.com:${s.client}`] },
   {
     name: "listen client URL without advertise client URL",
