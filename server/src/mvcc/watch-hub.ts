@@ -470,6 +470,7 @@ export class WatchHub {
     if (active.length === 0) return 0;
 
     const { events, lastRevision } = await this.source.readEvents(minRev, cur, this.catchUpEntriesMax);
+    const keyStrs = events.map((e) => indexKey(e.kv.key));
     const prevCache = new Map<Event, Promise<KeyValue | undefined>>();
     for (const w of active) {
       if (w.state !== "unsynced") continue; // cancelled meanwhile
@@ -478,9 +479,10 @@ export class WatchHub {
       // watcher's): nothing for it this round, and its position must not move back.
       if (start > lastRevision) continue;
       const picked: Event[] = [];
-      for (const e of events) {
+      for (let i = 0; i < events.length; i++) {
+        const e = events[i]!;
         if (e.kv.modRevision < start) continue;
-        if (!w.matches(indexKey(e.kv.key)) || !w.passes(e)) continue;
+        if (!w.matches(keyStrs[i]!) || !w.passes(e)) continue;
         picked.push(e);
       }
       let out = picked;
