@@ -123,8 +123,8 @@ export function parseInitialCluster(text: string): Map<string, string[]> {
   for (const item of text.split(",")) {
     if (item === "") continue;
     const eq = item.indexOf("=");
-    const name = decodeURIComponent(eq >= 0 ? item.slice(0, eq) : item);
-    const url = decodeURIComponent(eq >= 0 ? item.slice(eq + 1) : "");
+    const name = eq >= 0 ? item.slice(0, eq) : item;
+    const url = eq >= 0 ? item.slice(eq + 1) : "";
     const urls = cluster.get(name) ?? [];
     urls.push(url);
     cluster.set(name, urls);

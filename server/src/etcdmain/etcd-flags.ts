@@ -12,6 +12,8 @@ import { FlagSpec, FlagKind } from "../pkg/flag-set.js";
 export function checkUrlList(value: string): void {
   for (const raw of value.split(",")) {
     const u = raw.trim();
+    const badEscape = /%(?![0-9a-fA-F]{2}).{0,2}/.exec(u);
+    if (badEscape !== null) throw new Error(`parse ${JSON.stringify(u)}: invalid URL escape ${JSON.stringify(badEscape[0])}`);
     const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):(?:\/\/([^/?#]*))?([^?#]*)/.exec(u);
     const scheme = m?.[1]?.toLowerCase() ?? "";
     if (scheme === "unix" || scheme === "unixs") continue;

@@ -129,6 +129,8 @@ const CASES: Case[] = [
   { name: "empty name", kind: "logged", args: (s) => [...SAFE(s), "--name="] },
   { name: "initial cluster entry without URL", kind: "logged", args: (s) => [...SAFE(s), "--initial-cluster=foo"] },
   { name: "initial cluster with a bad URL", kind: "logged", args: (s) => [...SAFE(s), "--initial-cluster=default=notaurl"] },
+  { name: "initial cluster URL with a bad escape", kind: "logged", args: (s) => [...SAFE(s), `--initial-cluster=default=http://127.0.0.1:${s.peer}/%zz`] },
+  { name: "URL with a bad escape", kind: "flag", args: (s) => [...SAFE(s), `--listen-client-urls=http://127.0.0.1:${s.client}/%zz`] },
   { name: "initial cluster disagrees with advertised peer URL", kind: "logged", args: (s) => [...SAFE(s), `--initial-cluster=default=http://127.0.0.1:${s.spare}`] },
   {
     name: "initial cluster lists more URLs than advertised",
