@@ -42,6 +42,8 @@ export interface SimProfile {
   /** Such a fault strikes within this many time units of the election. */
   newLeaderFaultMaxDelayUnits: number;
   membership: boolean;
+  /** A learner joins early in the run (also when `membership` is off: it then stays a learner). */
+  initialLearner: boolean;
   /** Probability per tick that the operator starts a membership change. */
   membershipRate: number;
   opTimeoutTicks: number;
@@ -57,6 +59,7 @@ export interface ProfileOverrides {
   preVote?: boolean;
   checkQuorum?: boolean;
   membership?: boolean;
+  initialLearner?: boolean;
   snapshots?: boolean;
   staleReads?: boolean;
   divergentApply?: boolean;
@@ -122,6 +125,7 @@ export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
     newLeaderFaultRate: o.newLeaderFaultRate ?? r.pick([0, 0, 0.1, 0.3]),
     newLeaderFaultMaxDelayUnits: o.newLeaderFaultMaxDelayUnits ?? r.pick([8, 40]),
     membership: o.membership ?? r.chance(0.4),
+    initialLearner: o.initialLearner ?? r.chance(0.3),
     membershipRate: r.pick([0.02, 0.05, 0.1]),
     opTimeoutTicks: r.between(2, 5) * electionTicks,
     cluster: {
@@ -160,6 +164,7 @@ export function describeProfile(p: SimProfile): string {
     `leaderFaults=${p.leaderFaults}`,
     `newLeaderFaults=${p.newLeaderFaultRate}`,
     `membership=${p.membership}`,
+    ...(p.initialLearner ? ["learner"] : []),
     `election=${c.electionTicks}/${c.heartbeatTicks}`,
     `preVote=${c.preVote}`,
     `checkQuorum=${c.checkQuorum}`,
@@ -248,6 +253,7 @@ class Simulation {
   private nextMemberId: bigint;
   private ccSeq = 0n;
   private pendingChange: { id: bigint; deadlineTick: number } | undefined;
+  private initialLearner: NodeId | undefined;
   private phase: "faults" | "liveness" = "faults";
   private writtenValues: string[] = [];
   private livenessTicks = 0;
@@ -434,6 +440,11 @@ class Simulation {
     let committed = false;
     let lastProposalTick = -Infinity;
     let caughtUp = false;
+    // Every member of the configuration must catch up too, unless the run has neither
+    // check-quorum nor pre-vote: then a member whose term ran ahead while it was cut off (and
+    // whose stale configuration sends its votes nowhere useful) ignores the leader's lower-term
+    // messages for good, as etcd's raft does; etcd itself always runs with check-quorum.
+    const requireCatchUp = this.profile.cluster.checkQuorum || this.profile.cluster.preVote;
     while (this.tick - start < bound) {
       this.stepTick();
       this.expireOps();
@@ -446,6 +457,10 @@ class Simulation {
         }
         committed = c.upMembers().some((m) => m.role === StateRole.Leader && m.sm.resultOf(liveId) !== undefined);
         if (committed) this.log(() => `liveness proposal committed after ${this.tick - start} ticks`);
+      }
+      if (committed && !requireCatchUp) {
+        caughtUp = true;
+        break;
       }
       if (committed) {
         const leader = this.currentLeader();
@@ -722,7 +737,12 @@ class Simulation {
 
   private maybeMembershipChange(): void {
     const p = this.profile;
-    if (!p.membership || this.phase !== "faults") return;
+    if (this.phase !== "faults") return;
+    if (p.initialLearner && this.initialLearner === undefined) {
+      this.addInitialLearner();
+      return;
+    }
+    if (!p.membership) return;
     const rng = this.faultRng;
     if (this.pendingChange && this.tick < this.pendingChange.deadlineTick) return;
     this.pendingChange = undefined;
@@ -746,7 +766,6 @@ class Simulation {
     switch (action) {
       case "add-learner": {
         const newId = this.nextMemberId++;
-        c.addMember(newId);
         cc = { id, type: ConfChangeType.AddLearnerNode, nodeId: newId, context: new Uint8Array(0) };
         break;
       }
@@ -763,7 +782,25 @@ class Simulation {
     const proposer = this.currentLeader() ?? rng.pick(c.upMembers());
     const ok = c.proposeConfChange(proposer, cc);
     this.log(() => `operator: ${action} ${ConfChangeType[cc.type]} n${cc.nodeId} via n${proposer.id}${ok ? "" : " (dropped)"}`);
+    // The new member's process starts once the change is on its way (it waits to be contacted).
+    if (ok && action === "add-learner") c.addMember(cc.nodeId);
     if (ok) this.pendingChange = { id, deadlineTick: this.tick + 20 * p.cluster.electionTicks };
+  }
+
+  /** Once a leader is known, starts a member and adds it as a learner (retrying until raft takes it). */
+  private addInitialLearner(): void {
+    const leader = this.currentLeader();
+    if (!leader) return;
+    const c = this.cluster;
+    const id = this.nextMemberId++;
+    const cc: ConfChange = { id: ++this.ccSeq, type: ConfChangeType.AddLearnerNode, nodeId: id, context: new Uint8Array(0) };
+    const ok = c.proposeConfChange(leader, cc);
+    this.log(() => `operator: add learner n${id} via n${leader.id}${ok ? "" : " (dropped)"}`);
+    if (ok) {
+      c.addMember(id);
+      this.initialLearner = id;
+      this.pendingChange = { id: cc.id!, deadlineTick: this.tick + 20 * this.profile.cluster.electionTicks };
+    }
   }
 
   // ---- the history -----------------------------------------------------------------------------
