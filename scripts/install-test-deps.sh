@@ -14,6 +14,6 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   systemctl stop etcd || true
 fi
-pkill -x etcd 2>/dev/null || true
+
 etcd --version | head -1
 etcdctl version | head -1

@@ -160,6 +160,12 @@ export class RaftNode {
     return this.applyChain;
   }
 
+  /** Losing the ability to persist is not recoverable: stop rather than acknowledge writes. */
+  private persistFailed(err: unknown): never {
+    this.deps.logger.error("failed to persist raft state; exiting", { error: String(err) });
+    process.exit(1);
+  }
+
   private async loop(): Promise<void> {
     const { rawNode, storage, wal, snapshotter, transport, logger } = this.deps;
     while (!this.stopped) {
@@ -185,12 +191,15 @@ export class RaftNode {
           await wal.saveSnapshot({ index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term });
         }
         if (rd.hardState || rd.entries.length > 0) {
-          await wal.save(rd.hardState, rd.entries, { sync: rd.mustSync && !this.options.unsafeNoFsync });
+          const saved = wal.save(rd.hardState, rd.entries, { sync: rd.mustSync && !this.options.unsafeNoFsync });
+          // Only what must be synced is waited for. A HardState that merely advances the commit
+          // index may reach the disk later (the WAL keeps the order); a lost one is recomputed
+          // after a restart, as in etcd.
+          if (rd.mustSync) await saved;
+          else saved.catch((err: unknown) => this.persistFailed(err));
         }
       } catch (err) {
-        // Losing the ability to persist is not recoverable: stop rather than acknowledge writes.
-        logger.error("failed to persist raft state; stopping", { error: String(err) });
-        process.exitCode = 1;
+        this.persistFailed(err);
         throw err;
       }
       if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
