@@ -11,7 +11,13 @@
  *   Rebuilt at open by one scan of the key bucket. Ranges are answered from the index; only the
  *   visible versions' values are fetched.
  * - Value cache (value-cache.ts): an LRU of decoded versions, bounded in bytes, filled by writes
- *   and reads, so reads at head mostly avoid LevelDB. Misses are fetched with one `getMany`.
+ *   and reads, so reads at head mostly avoid LevelDB. A read with a few misses fetches them
+ *   with synchronous gets (microseconds from the page cache), more with one async `getMany`.
+ * - HashKV hashes exactly the bytes etcd would (same key layout and value encoding, CRC-32C),
+ *   so it equals etcd's hash for the same history (see the parity test).
+ *
+ * Errors: ErrCompacted / ErrFutureRev (errors.ts, etcd's messages) for revisions out of range,
+ * ErrClosed after close(). Anything else thrown is a broken invariant (crash).
  *
  * Revisions
  * - The store starts at revision 1 (empty). A write txn with changes gets main revision
