@@ -68,6 +68,62 @@ const SAFE = (s: Slots): string[] => [
   "--initial-cluster", `default=http://127.0.0.1:${s.peer}`,
 ];
 
+/**
+ * The shape of etcd 3.4's etcd.conf.yml.sample (empty keys, nested TLS blocks, a YAML list),
+ * on loopback ports and in the run's directory.
+ */
+function sampleConfig(s: Slots, initialCluster: string): string {
+  return `name: 'default'
+data-dir: ${path.join(s.dir, "data")}
+wal-dir:
+snapshot-count: 10000
+heartbeat-interval: 100
+election-timeout: 1000
+quota-backend-bytes: 0
+listen-peer-urls: http://127.0.0.1:${s.peer}
+listen-client-urls: http://127.0.0.1:${s.client}
+max-snapshots: 5
+max-wals: 5
+cors:
+initial-advertise-peer-urls: http://127.0.0.1:${s.peer}
+advertise-client-urls: http://127.0.0.1:${s.client}
+discovery:
+discovery-fallback: 'proxy'
+discovery-proxy:
+discovery-srv:
+initial-cluster: ${initialCluster}
+initial-cluster-token: 'etcd-cluster'
+initial-cluster-state: 'new'
+strict-reconfig-check: false
+enable-v2: true
+enable-pprof: true
+proxy: 'off'
+proxy-failure-wait: 5000
+proxy-refresh-interval: 30000
+proxy-dial-timeout: 1000
+proxy-write-timeout: 5000
+proxy-read-timeout: 0
+client-transport-security:
+  cert-file:
+  key-file:
+  client-cert-auth: false
+  trusted-ca-file:
+  auto-tls: false
+peer-transport-security:
+  cert-file:
+  key-file:
+  client-cert-auth: false
+  trusted-ca-file:
+  auto-tls: false
+debug: false
+logger: zap
+log-outputs: [stderr]
+force-new-cluster: false
+auto-compaction-mode: periodic
+auto-compaction-retention: "1"
+`;
+}
+
 const CASES: Case[] = [
   // Go's flag package.
   { name: "unknown flag --foo", process: true, kind: "flag", args: (s) => [...SAFE(s), "--foo"] },
@@ -175,7 +231,19 @@ const CASES: Case[] = [
     env: { ETCD_CONFIG_FILE: "c.yaml" },
     args: () => [],
   },
+  {
+    name: "etcd's sample config file, with no initial cluster",
+    kind: "logged",
+    files: (s) => ({ "c.yaml": sampleConfig(s, "") }),
+    args: (s) => ["--config-file", path.join(s.dir, "c.yaml")],
+  },
   // Starts anyway.
+  {
+    name: "etcd's sample config file",
+    kind: "starts",
+    files: (s) => ({ "c.yaml": sampleConfig(s, `default=http://127.0.0.1:${s.peer}`) }),
+    args: (s) => ["--config-file", path.join(s.dir, "c.yaml")],
+  },
   { name: "unknown ETCD_FOO=1", process: true, kind: "starts", env: { ETCD_FOO: "1" }, args: (s) => SAFE(s), warning: "unrecognized environment variable ETCD_FOO=1" },
   { name: "--max-txn-ops=0", kind: "starts", args: (s) => [...SAFE(s), "--max-txn-ops=0"] },
   { name: "hexadecimal uint", kind: "starts", args: (s) => [...SAFE(s), "--max-txn-ops=0x10"] },
@@ -202,7 +270,8 @@ function cleanEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv 
   return { ...env, ...(extra ?? {}) };
 }
 
-const READY = /ready to serve client requests/;
+/** The line each server logs once it serves clients (etcd: capnslog, or zap). */
+const READY = /ready to serve client requests|serving client traffic insecurely/;
 
 /**
  * Runs one binary to completion (or, with `untilReady`, until it logs that it serves clients,
@@ -241,13 +310,23 @@ function run(binary: ServerBinary, args: string[], env: NodeJS.ProcessEnv, cwd: 
   });
 }
 
-/** etcd's logged error: the first E/C line from etcdmain or pkg/flags, without its prefix. */
+/**
+ * etcd's logged error: the first E/C capnslog line from etcdmain or pkg/flags, without its
+ * prefix; under --logger=zap, the "error" field (else "msg") of the first error/fatal JSON line.
+ */
 function etcdLoggedError(stderr: string): string | undefined {
   for (const line of stderr.split("\n")) {
     const m = /^\S+ \S+ [EC] \| (?:etcdmain|pkg\/flags): (.*)$/.exec(line);
     if (m) return m[1];
+    if (line.startsWith("{")) {
+      try {
+        const entry = JSON.parse(line) as { level?: string; msg?: string; error?: string };
+        if (entry.level === "error" || entry.level === "fatal") return entry.error ?? entry.msg;
+      } catch {
+        /* not a log line */
+      }
+    }
   }
-  // A few config-file failures are printed bare (e.g. "unexpected error setting up ...").
   return undefined;
 }
 
