@@ -257,6 +257,14 @@ export class EtcdServer {
     } catch (err) {
       this.wait.fail(id, err instanceof ErrProposalDropped ? serverError("NoLeader") : (err as Error));
     }
+    return this.awaitApplied(id, done);
+  }
+
+  /**
+   * Waits for the apply result of proposal `id`, at most the request timeout.
+   * @throws the apply error, or ServerError Timeout.
+   */
+  private async awaitApplied(id: bigint, done: Promise<ApplyResult>): Promise<ApplyResult> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -665,20 +673,7 @@ export class EtcdServer {
     } catch (err) {
       this.wait.fail(id, err instanceof ErrProposalDropped ? serverError("Timeout") : (err as Error));
     }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.wait.fail(id, serverError("Timeout"));
-        reject(serverError("Timeout"));
-      }, this.options.requestTimeoutMs);
-    });
-    try {
-      const r = await Promise.race([done, timeout]);
-      if (r.error) throw r.error;
-      return r.value as MemberRecord[];
-    } finally {
-      clearTimeout(timer);
-    }
+    return (await this.awaitApplied(id, done)).value as MemberRecord[];
   }
 
   /**
