@@ -97,6 +97,22 @@ describe("Backend", () => {
     await expect(backend.write(backend.batch())).rejects.toBeInstanceOf(BackendFailedError);
   });
 
+  it("a synced empty batch queued behind others does not roll the consistent index back", async () => {
+    const a = backend.batch();
+    a.setConsistentIndex(5);
+    const b1 = backend.batch();
+    b1.put("lease", b("1"), b("x"));
+    b1.setConsistentIndex(6);
+    const w1 = backend.write(a);
+    const w2 = backend.write(b1);
+    const w3 = backend.writeSynced(backend.batch());
+    await Promise.all([w1, w2, w3]);
+    expect(backend.consistentIndex()).toBe(6);
+    await backend.close();
+    backend = await Backend.open(dir);
+    expect(backend.consistentIndex()).toBe(6);
+  });
+
   it("writeSynced writes (and syncs) even an empty batch", async () => {
     const batch = backend.batch();
     batch.put("lease", b("9"), b("x"));

@@ -47,6 +47,8 @@ export type BucketName = keyof typeof Bucket;
 
 export const META_CONSISTENT_INDEX = Buffer.from("consistent_index");
 export const META_TERM = Buffer.from("term");
+/** A constant record a synced write of an empty batch stores (see writeSynced). */
+const META_SYNC_MARKER = Buffer.from("sync");
 
 /** Thrown by `write()` once a LevelDB write has failed; the backend is unusable after that. */
 export class BackendFailedError extends Error {
@@ -263,15 +265,14 @@ export class Backend {
   /**
    * Like `write`, but LevelDB fsyncs its log before resolving, which makes this batch AND every
    * earlier write durable. Use before letting the WAL drop entries the backend now covers (after
-   * a snapshot). An empty batch is fine (it rewrites the consistent index to have something to
-   * sync).
+   * a snapshot). An empty batch is fine (a constant marker record gives LevelDB something to
+   * log and sync; the consistent index is left alone, since batches queued before this one may
+   * carry a newer one).
    */
   writeSynced(batch: BackendBatch): Promise<void> {
     if (!batch.submitted) {
       batch.sync = true;
-      if (batch.size === 0 && batch.consistentIndex === undefined) {
-        batch.putPrefixed(bucketKey("meta", META_CONSISTENT_INDEX), encodeUint64(this.consistentIndexValue));
-      }
+      if (batch.size === 0 && batch.consistentIndex === undefined) batch.put("meta", META_SYNC_MARKER, EMPTY);
     }
     return this.write(batch);
   }
