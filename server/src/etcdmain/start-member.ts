@@ -64,6 +64,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const memberDir = path.join(cfg.dataDir, "member");
   const walDir = cfg.walDir !== "" ? cfg.walDir : path.join(memberDir, "wal");
   const snapDir = path.join(memberDir, "snap");
+  // A member without a WAL bootstraps: check its initial cluster before touching the disk.
+  const initialCluster = Wal.exists(walDir) ? undefined : verifyBootstrap(cfg);
   mkdirSync(snapDir, { recursive: true, mode: 0o700 });
 
   // Storage layers first.
@@ -81,7 +83,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   let bootstrapPeers: { id: bigint; context: Uint8Array }[] | undefined;
 
   const snapshotter = new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") });
-  if (Wal.exists(walDir)) {
+  if (initialCluster === undefined) {
     // The newest snapshot the WAL has a marker for; the log is replayed on top of it.
     const markers = await Wal.validSnapshotEntries(walDir);
     const snapshot = markers.some((m) => m.index > 0) ? await snapshotter.loadNewestAvailable(markers) : undefined;
@@ -112,7 +114,6 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     storage.append(entries);
     logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
   } else {
-    const initialCluster = verifyBootstrap(cfg);
     if (cfg.initialClusterState !== "new") {
       throw new Error("--initial-cluster-state=existing needs the peer transport, which this build does not serve yet");
     }
@@ -229,6 +230,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
 
   server.start();
   compactor.start();
+  // As etcd, serve clients once the member has published itself (it has a leader and the log
+  // commits).
+  await server.ready;
   const clientListeners: net.Server[] = [];
   for (const u of cfg.listenClientUrls) {
     const url = new URL(u);

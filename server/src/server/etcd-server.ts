@@ -452,16 +452,24 @@ export class EtcdServer {
       this.leaderChanges++;
       this.deps.lessor.promote(this.options.electionMs);
       this.deps.logger.info("became leader", { term: this.raft.rawNode.status().hardState.term });
-      if (!this.published) void this.publish();
+
     } else if (this.deps.lessor.isPrimary()) {
       this.deps.lessor.demote();
     }
+    // Once any leader is known, the member publishes itself through the log.
+    if (state.lead !== 0n && !this.published) void this.publish();
     if (state.lead === 0n && this.readInFlight) {
       // Reads of an unknown leader fail fast, as etcd's do.
     }
   }
 
   /** Publishes this member's name and client URLs, then (leader) the cluster version. */
+  private markReady: () => void = () => undefined;
+  /** Resolves once this member has published its attributes: etcd serves clients from then on. */
+  readonly ready: Promise<void> = new Promise((resolve) => {
+    this.markReady = resolve;
+  });
+
   private async publish(): Promise<void> {
     this.published = true;
     try {
@@ -472,6 +480,7 @@ export class EtcdServer {
       if (this.isLeader && this.deps.membership.clusterVersion === "") {
         await this.propose({ ...InternalRaftRequest.fromPartial({}), clusterVersionSet: { ver: CLUSTER_VERSION } });
       }
+      this.markReady();
     } catch (err) {
       this.published = false;
       this.deps.logger.warn("failed to publish member attributes", { error: String(err) });
