@@ -228,17 +228,6 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const http1 = http.createServer(httpHandler(server, metrics));
 
-  server.start();
-  compactor.start();
-  // As etcd, serve clients once the member has published itself (it has a leader and the log
-  // commits).
-  await server.ready;
-  const clientListeners: net.Server[] = [];
-  for (const u of cfg.listenClientUrls) {
-    const url = new URL(u);
-    clientListeners.push(await listenClient({ url }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
-    logger.info("serving client traffic", { address: u });
-  }
   // The peer port is bound as etcd binds it, so a clash is found at start-up.
   const peerListeners: net.Server[] = [];
   for (const u of cfg.listenPeerUrls) {
@@ -252,6 +241,17 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       peer.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 2380) }, () => resolve());
     });
     peerListeners.push(peer);
+  }
+  server.start();
+  compactor.start();
+  // As etcd, serve clients once the member has published itself (it has a leader and the log
+  // commits).
+  await server.ready;
+  const clientListeners: net.Server[] = [];
+  for (const u of cfg.listenClientUrls) {
+    const url = new URL(u);
+    clientListeners.push(await listenClient({ url }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
+    logger.info("serving client traffic", { address: u });
   }
   logger.info("ready to serve client requests", { name: cfg.name });
 
