@@ -34,7 +34,7 @@
  *   hardState  u64 term, u64 vote (bigint member ID), u64 commit
  *   snapshot   u64 index, u64 term, u8 hasConfState, then if 1:
  *              u32 voterCount, voterCount × u64, u32 learnerCount, learnerCount × u64
- *   crc        u32 chainCrc of the previous segment's last frame
+ *   crc        u32 chainCrc of the previous segment's last frame, u32 format version (1)
  *   syncMark   u64 syncedEndBytes: offset in this segment up to which data was fsynced
  */
 import type { ConfState, Entry, EntryType, HardState } from "../raft/types.js";
@@ -51,7 +51,10 @@ export enum RecordType {
 
 const RECORD_TYPE_MAX = RecordType.SyncMark;
 
+/** Written in every segment's crc record; a reader refuses segments of another version. */
+export const WAL_FORMAT_VERSION = 1;
 export const FRAME_HEADER_BYTES = 16;
+export const CRC_PAYLOAD_BYTES = 8;
 /** Upper bound on one record's payload; larger records are refused on write and read as damage. */
 export const RECORD_PAYLOAD_BYTES_MAX = 256 * 1024 * 1024;
 const ENTRY_FIXED_BYTES = 17;
@@ -210,12 +213,16 @@ export class FrameBuilder {
     this.used = o + frameSizeBytes(8);
   }
 
-  /** The first frame of a segment: carries `previousChain` and restarts the chain from it. */
+  /**
+   * The first frame of a segment: carries `previousChain` (and the format version) and restarts
+   * the chain from it. Reserve CRC_PAYLOAD_BYTES for it.
+   */
   addCrc(previousChain: number): void {
-    const o = this.begin(RecordType.Crc, 4);
+    const o = this.begin(RecordType.Crc, CRC_PAYLOAD_BYTES);
     this.buf.writeUInt32LE(previousChain, o + FRAME_HEADER_BYTES);
+    this.buf.writeUInt32LE(WAL_FORMAT_VERSION, o + FRAME_HEADER_BYTES + 4);
     this.chain = previousChain;
-    this.end(o, 4);
+    this.end(o, CRC_PAYLOAD_BYTES);
   }
 
   /** The frames built so far. The builder must not be used afterwards. */
@@ -409,9 +416,9 @@ export function decodeSnapshot(buf: Buffer, start: number, end: number): WalSnap
   return { index, term, confState: { voters: lists[0]!, learners: lists[1]! } };
 }
 
-export function decodeCrc(buf: Buffer, start: number, end: number): number {
-  if (end - start !== 4) throw new PayloadError("crc payload has the wrong length");
-  return buf.readUInt32LE(start);
+export function decodeCrc(buf: Buffer, start: number, end: number): { previousChain: number; version: number } {
+  if (end - start !== CRC_PAYLOAD_BYTES) throw new PayloadError("crc payload has the wrong length");
+  return { previousChain: buf.readUInt32LE(start), version: buf.readUInt32LE(start + 4) };
 }
 
 export function decodeSyncMark(buf: Buffer, start: number, end: number): number {

@@ -10,6 +10,7 @@ import {
   probeFrame,
   RecordType,
   hex32,
+  WAL_FORMAT_VERSION,
 } from "./record-codec.js";
 
 export interface ScannedRecord {
@@ -64,7 +65,11 @@ export function scanSegment(
       }
       let previous: number;
       try {
-        previous = decodeCrc(buf, p.payloadStart, p.payloadEnd);
+        const crc = decodeCrc(buf, p.payloadStart, p.payloadEnd);
+        if (crc.version !== WAL_FORMAT_VERSION) {
+          throw new SegmentChainError(off, `unsupported WAL format version ${crc.version} (this build reads ${WAL_FORMAT_VERSION})`);
+        }
+        previous = crc.previousChain;
       } catch (e) {
         if (!(e instanceof PayloadError)) throw e;
         return { goodEndBytes: off, chain, records, stop: { kind: "damage", offsetBytes: off, reason: e.message } };

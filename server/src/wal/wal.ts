@@ -56,6 +56,7 @@ import {
   decodeMetadata,
   decodeSnapshot,
   classifyDamage,
+  CRC_PAYLOAD_BYTES,
   entryPayloadBytes,
   FrameBuilder,
   hardStatePayloadBytes,
@@ -330,7 +331,7 @@ export class Wal {
     await fsp.rm(tmpDir, { recursive: true, force: true });
     await fsp.mkdir(tmpDir, { recursive: true });
     const b = new FrameBuilder(0);
-    b.reserve(4);
+    b.reserve(CRC_PAYLOAD_BYTES);
     b.reserve(metadata.length);
     b.reserve(snapshotPayloadBytes({ index: 0, term: 0 }));
     b.addCrc(0);
@@ -449,7 +450,7 @@ export class Wal {
         // Nothing of this segment survived (not even its crc record): write its header again.
         if (last.chainBefore === undefined) throw new ErrWalCorrupt(last.path, 0, "no valid record in the only segment");
         const b = new FrameBuilder(last.chainBefore);
-        b.reserve(4);
+        b.reserve(CRC_PAYLOAD_BYTES);
         b.reserve(metadata.length);
         if (!isEmptyHardState(hardState)) b.reserve(hardStatePayloadBytes());
         b.addCrc(last.chainBefore);
@@ -616,7 +617,7 @@ export class Wal {
     const firstIndex = this.lastIndex + 1;
     const b = new FrameBuilder(this.encodeChain);
     const withHardState = !isEmptyHardState(this.hardState);
-    b.reserve(4);
+    b.reserve(CRC_PAYLOAD_BYTES);
     b.reserve(this.metadata.length);
     if (withHardState) b.reserve(hardStatePayloadBytes());
     b.addCrc(this.encodeChain);

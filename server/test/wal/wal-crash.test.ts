@@ -12,6 +12,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrWalCorrupt, Wal } from "../../src/wal/index.js";
 import {
+  CRC_PAYLOAD_BYTES,
   entryPayloadBytes,
   frameSizeBytes,
   hardStatePayloadBytes,
@@ -110,7 +111,7 @@ async function scenario(seed: number, dir: string): Promise<string> {
       all.push(r);
       continue;
     }
-    const crcEnd = frameSizeBytes(4);
+    const crcEnd = frameSizeBytes(CRC_PAYLOAD_BYTES);
     const metaEnd = crcEnd + frameSizeBytes(META.length);
     all.push({ ...r, start: 0, end: crcEnd });
     all.push({ ...r, start: crcEnd, end: metaEnd });

@@ -14,6 +14,7 @@ import {
 } from "../../src/wal/index.js";
 import type { Entry } from "../../src/raft/types.js";
 import { applyEntries, entry, hs, tempDir } from "./wal-helpers.js";
+import { crc32c, crc32cUpdate } from "../../src/pkg/crc32c.js";
 
 const META = new TextEncoder().encode("member=1 cluster=2");
 let t: { dir: string; cleanup: () => void };
@@ -278,6 +279,26 @@ describe("Wal recovery edges", () => {
     const again = await Wal.open(walDir, { index: 0, term: 0 });
     expect(again.entries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
     await again.wal.close();
+  });
+});
+
+describe("Wal format version", () => {
+  it("refuses segments written in another format version", async () => {
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 4096, preallocation: "sparse" });
+    await wal.close();
+    const file = path.join(walDir, segs(walDir)[0]!);
+    const buf = readFileSync(file);
+    // Rewrite the crc frame at offset 0 with version 2 and valid checksums.
+    buf.writeUInt32LE(2, 16 + 4);
+    const content = crc32cUpdate(crc32c(buf, 0, 8), buf, 16, 24);
+    const le = Buffer.alloc(4);
+    le.writeUInt32LE(content);
+    buf.writeUInt32LE(crc32cUpdate(buf.readUInt32LE(16), le), 8);
+    buf.writeUInt32LE(crc32cUpdate(content, buf, 8, 12), 12);
+    writeFileSync(file, buf);
+    const err = await Wal.open(walDir, { index: 0, term: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ErrWalCorrupt);
+    expect((err as Error).message).toMatch(/unsupported WAL format version 2/);
   });
 });
 
