@@ -113,6 +113,18 @@ describe("Backend", () => {
     expect(backend.consistentIndex()).toBe(6);
   });
 
+  it("refuses a consistent index that goes back", async () => {
+    const a = backend.batch();
+    a.setConsistentIndex(9);
+    await backend.write(a);
+    const back = backend.batch();
+    back.setConsistentIndex(8);
+    await expect(backend.write(back)).rejects.toThrow("consistent index going back");
+    const same = backend.batch();
+    same.setConsistentIndex(9);
+    await backend.write(same);
+  });
+
   it("writeSynced writes (and syncs) even an empty batch", async () => {
     const batch = backend.batch();
     batch.put("lease", b("9"), b("x"));

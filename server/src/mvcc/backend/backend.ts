@@ -216,6 +216,8 @@ export class Backend {
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
   private consistentIndexValue = 0;
+  /** Highest consistent index submitted (written or queued). */
+  private queuedConsistentIndex = 0;
   private termValue = 0;
 
   private constructor(
@@ -236,7 +238,7 @@ export class Backend {
     await db.open();
     const backend = new Backend(db, dir, options.groupCommitBatchesMax ?? 256);
     const ci = await db.get(bucketKey("meta", META_CONSISTENT_INDEX));
-    if (ci) backend.consistentIndexValue = decodeUint64(ci);
+    if (ci) backend.consistentIndexValue = backend.queuedConsistentIndex = decodeUint64(ci);
     const term = await db.get(bucketKey("meta", META_TERM));
     if (term) backend.termValue = decodeUint64(term);
     return backend;
@@ -249,12 +251,20 @@ export class Backend {
 
   /**
    * Applies `batch` atomically (no fsync). Batches are applied in call order; hooks run before the
-   * promise resolves. Rejects with BackendFailedError (and stays failed) if LevelDB fails.
+   * promise resolves. Rejects with BackendFailedError (and stays failed) if LevelDB fails, and
+   * (writing nothing) if the batch's consistent index is below one already submitted.
    */
   write(batch: BackendBatch): Promise<void> {
     if (this.closed) return Promise.reject(new BackendClosedError());
     if (this.failure !== undefined) return Promise.reject(new BackendFailedError(this.failure));
     if (batch.submitted) return Promise.reject(new Error("backend: batch already submitted"));
+    const ci = batch.consistentIndex;
+    if (ci !== undefined) {
+      if (ci < this.queuedConsistentIndex) {
+        return Promise.reject(new Error(`backend: consistent index going back from ${this.queuedConsistentIndex} to ${ci}`));
+      }
+      this.queuedConsistentIndex = ci;
+    }
     batch.submitted = true;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ batch, resolve, reject });
