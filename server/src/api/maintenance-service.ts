@@ -1,10 +1,11 @@
-/** The etcdserverpb.Maintenance service: status, hashes, alarms, defragmentation. */
+/** The etcdserverpb.Maintenance service: status, hashes, alarms, defragmentation, snapshots. */
 import type { MaintenanceServer, StatusResponse } from "../gen/etcdserverpb/rpc.js";
 import type { EtcdServer } from "../server/etcd-server.js";
 import { ETCD_API_VERSION } from "../server/etcd-server.js";
 import { serverError } from "../server/errors.js";
 import type { Logger } from "../pkg/logger.js";
 import { unary } from "./grpc-util.js";
+import { snapshotHandler } from "./snapshot-stream.js";
 
 export function maintenanceService(server: EtcdServer, logger: Logger): MaintenanceServer {
   return {
@@ -44,9 +45,7 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       return { header: undefined, alarms: await server.alarm(req) };
     }, logger),
     defragment: unary(async () => ({ header: server.header() }), logger),
-    snapshot: (call) => {
-      call.emit("error", { code: 12, details: "etcdserver: not implemented" });
-    },
+    snapshot: snapshotHandler(server, logger),
     moveLeader: unary(async () => {
       throw serverError("Unimplemented");
     }, logger),

@@ -1,9 +1,16 @@
 /** Adapts the mvcc layer (MvccStore on its Backend) to the member's StorePort. */
-import { Backend, BackendBatch, BucketName } from "../mvcc/backend/backend.js";
+import { Backend, BackendBatch, BucketName, encodeUint64 } from "../mvcc/backend/backend.js";
 import { MvccStore, WriteTxn } from "../mvcc/kv-store.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 import type { StoreRangeOptions, StoreRangeResult } from "./kv-ops.js";
 import type { RecordBucket, StorePort, WriteSession } from "./store-port.js";
+
+/**
+ * Meta key: raft index of the last applied entry that changed the key space. etcd 3.4 persists
+ * its consistent index only with such entries; snapshots export this value as etcd's
+ * `consistent_index` (see backend-snapshot.ts).
+ */
+export const META_MVCC_CONSISTENT_INDEX = Buffer.from("mvcc_consistent_index");
 
 const BUCKETS: Record<RecordBucket, BucketName> = { lease: "lease", members: "members", meta: "meta", alarm: "alarm" };
 
@@ -45,7 +52,9 @@ class MvccWriteSession implements WriteSession {
   async commit(consistentIndex: number): Promise<void> {
     if (this.ended) throw new Error("write session committed twice");
     this.ended = true;
+    const keySpaceChanged = this.txn.changes > 0;
     this.txn.end(this.batch);
+    if (keySpaceChanged) this.batch.put("meta", META_MVCC_CONSISTENT_INDEX, encodeUint64(consistentIndex));
     for (const [bucket, key, value] of this.records) {
       if (value === undefined) this.batch.del(BUCKETS[bucket], key);
       else this.batch.put(BUCKETS[bucket], key, value);

@@ -1,0 +1,128 @@
+/**
+ * Maintenance.Snapshot: streams the backend as an etcd 3.4 bbolt database file.
+ *
+ * Stream (as etcd 3.4's server sends it):
+ *   - the file in blobs of 32 KiB (the last one shorter), each with `remaining_bytes` = bytes of
+ *     the file still to come after it; the first message also carries the response header whose
+ *     revision is the store's revision when the snapshot was taken (etcd 3.4 leaves the header
+ *     out; clients ignore it);
+ *   - one final message with `remaining_bytes` 0 and the SHA-256 of the whole file as its blob.
+ *     `etcdctl snapshot save` stores the concatenated blobs, so the saved file ends with that
+ *     digest, which `etcdctl snapshot restore` verifies (size % 512 == 32 marks it) and strips.
+ *
+ * The file is built first in a private temporary directory (one LevelDB snapshot, see
+ * server/backend-snapshot.ts), then read back in order; the directory is removed afterwards,
+ * also when the client goes away. The stream respects grpc-js flow control (waits for `drain`).
+ */
+import type { ServerWritableStream, handleServerStreamingCall } from "@grpc/grpc-js";
+import { createHash } from "node:crypto";
+import { mkdtemp, open, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { SnapshotRequest, SnapshotResponse } from "../gen/etcdserverpb/rpc.js";
+import { backendOf, writeEtcdSnapshotFile } from "../server/backend-snapshot.js";
+import type { EtcdServer } from "../server/etcd-server.js";
+import { serverError } from "../server/errors.js";
+import type { Logger } from "../pkg/logger.js";
+import { toServiceError } from "./errors.js";
+
+/** Blob size per message: etcd's snapshotSendBufferSize. */
+export const SNAPSHOT_BLOB_BYTES = 32 * 1024;
+
+export interface SnapshotStreamOptions {
+  /** Where the temporary file goes. Default: the OS temp directory. */
+  tempDir?: string;
+}
+
+export function snapshotHandler(
+  server: EtcdServer,
+  logger: Logger,
+  options: SnapshotStreamOptions = {},
+): handleServerStreamingCall<SnapshotRequest, SnapshotResponse> {
+  return (call) => {
+    let gone = false;
+    call.on("cancelled", () => (gone = true));
+    streamSnapshot(server, call, logger, options, () => gone).then(
+      () => {
+        if (!gone) call.end();
+      },
+      (err: unknown) => {
+        if (gone) return;
+        logger.warn("failed to send database snapshot", { error: String(err) });
+        call.emit("error", toServiceError(err));
+      },
+    );
+  };
+}
+
+async function streamSnapshot(
+  server: EtcdServer,
+  call: ServerWritableStream<SnapshotRequest, SnapshotResponse>,
+  logger: Logger,
+  options: SnapshotStreamOptions,
+  isGone: () => boolean,
+): Promise<void> {
+  const backend = backendOf(server.store);
+  if (backend === undefined) throw serverError("Unimplemented");
+  const header = server.header();
+  const dir = await mkdtemp(path.join(options.tempDir ?? os.tmpdir(), "etcd-ts-snapshot-"));
+  try {
+    const file = path.join(dir, "db");
+    const info = await writeEtcdSnapshotFile(backend, file);
+    const total = info.sizeBytes;
+    logger.info("sending database snapshot to client", { "total-bytes": total, revision: Number(header.revision) });
+    const started = Date.now();
+    const sha = createHash("sha256");
+    const fd = await open(file, "r");
+    try {
+      const buf = Buffer.alloc(SNAPSHOT_BLOB_BYTES);
+      let sent = 0;
+      let first = true;
+      // Bounded by the file size: every round sends at least one byte or fails.
+      while (sent < total) {
+        if (isGone()) return;
+        const want = Math.min(SNAPSHOT_BLOB_BYTES, total - sent);
+        let got = 0;
+        while (got < want) {
+          const { bytesRead } = await fd.read(buf, got, want - got, sent + got);
+          if (bytesRead <= 0) throw new Error(`snapshot file ended after ${sent + got} of ${total} bytes`);
+          got += bytesRead;
+        }
+        const blob = Buffer.from(buf.subarray(0, got));
+        sha.update(blob);
+        sent += got;
+        await send(call, {
+          header: first ? header : undefined,
+          remainingBytes: BigInt(total - sent),
+          blob,
+          version: "",
+        });
+        first = false;
+      }
+    } finally {
+      await fd.close();
+    }
+    if (isGone()) return;
+    logger.info("sending database sha256 checksum to client", { "total-bytes": total });
+    await send(call, { header: undefined, remainingBytes: 0n, blob: sha.digest(), version: "" });
+    logger.info("sent database snapshot to client", { "total-bytes": total, "took-ms": Date.now() - started });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Writes one message; waits for `drain` when grpc-js asks the writer to slow down. */
+function send(call: ServerWritableStream<SnapshotRequest, SnapshotResponse>, msg: SnapshotResponse): Promise<void> {
+  if (call.write(msg)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off("drain", done);
+      call.off("cancelled", done);
+      call.off("close", done);
+      resolve();
+    };
+    call.on("drain", done);
+    call.on("cancelled", done);
+    call.on("close", done);
+  });
+}
