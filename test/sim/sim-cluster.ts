@@ -6,6 +6,10 @@
  *   persist snapshot + hardState + entries (fsync when mustSync) → send messages →
  *   apply snapshot, then committed entries → advance.
  *
+ * With `leaderWriteDelayUnits` a leader sends first and finishes the rest of its Ready later (as
+ * etcd's leader writes its WAL while replicating); the member's later Readies wait behind it, in
+ * order, and a crash meanwhile loses them.
+ *
  * Every Ready is checked against Raft's safety properties (safety-checker.ts) as it is handled.
  * Time is counted in units; a member ticks every TICK_UNITS units (each member with its own phase).
  */

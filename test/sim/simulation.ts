@@ -260,7 +260,7 @@ class Simulation {
 
   constructor(
     private readonly profile: SimProfile,
-    private readonly trace?: (line: string) => void,
+    trace?: (line: string) => void,
     traceMessages = false,
   ) {
     this.rng = new SimRng(profile.seed);
