@@ -211,6 +211,9 @@ interface OpRecord {
   memberId: NodeId;
   clientIndex: number;
   deadlineTick: number;
+  /** Simulated times (units) of the invocation and of the answer, if any. */
+  callAt: number;
+  retAt?: number;
   done: boolean;
   discarded: boolean;
 }
@@ -546,6 +549,7 @@ class Simulation {
         memberId: member.id,
         clientIndex: ci,
         deadlineTick: this.tick + this.profile.opTimeoutTicks,
+        callAt: this.cluster.now,
         done: false,
         discarded: false,
       };
@@ -579,6 +583,7 @@ class Simulation {
     this.pending.delete(requestId);
     rec.op.output = output;
     rec.op.ret = ++this.eventSeq;
+    rec.retAt = this.cluster.now;
     rec.done = true;
     const client = this.clients[rec.clientIndex]!;
     if (output.kind === "get") client.lastSeen.set(rec.op.input.key, output.value);
@@ -827,10 +832,16 @@ class Simulation {
     let detail = "";
     if (r.outcome !== "ok" && r.failed) {
       const key = r.failed.ops[0]?.input.key ?? "?";
+      const byCall = new Map(this.history.map((rec) => [rec.op.call, rec]));
       const lines = r.failed.ops
         .slice()
         .sort((a, b) => a.call - b.call)
-        .map((op) => "    " + kvModel.describe!(op));
+        .map((op) => {
+          const rec = byCall.get(op.call)!;
+          const when = `[${fmtTime(rec.callAt)} .. ${rec.retAt !== undefined ? fmtTime(rec.retAt) : "unknown"}]`;
+          const unknown = rec.retAt === undefined ? ` (outcome unknown to the client; took effect by event ${op.ret})` : "";
+          return `    ${when} ${rec.requestId} via n${rec.memberId}: ${describeInput(op.input)} -> ${describeOutput(op.output)}${unknown}`;
+        });
       const prefix = r.failed.longestPrefix.map((op) => describeInput(op.input) + "->" + describeOutput(op.output));
       detail =
         `history of key "${key}" (${r.failed.ops.length} ops) is not linearizable; ` +
