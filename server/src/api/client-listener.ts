@@ -3,17 +3,42 @@
  * HTTP/2 connection preface goes to the gRPC server (through grpc-js's connection injector), any
  * other first bytes to the HTTP/1.1 handler (/health, /version, /metrics, the JSON gateway).
  * TLS, when configured, wraps the socket before the sniffing.
+ *
+ * An HTTP/2 connection is handed over in one of two ways (see h2-opening.ts): natively (the
+ * session takes the socket's handle), or through `AuthorityRewriter` for the few clients whose
+ * requests carry a URL-shaped `:authority`. To tell them apart the listener answers the preface
+ * with a SETTINGS frame of its own and reads on until the client's first request, a frame that
+ * needs the session, or a short idle deadline after the client's ACK of that SETTINGS.
  */
 import net from "node:net";
 import tls from "node:tls";
 import http from "node:http";
+import type http2 from "node:http2";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../pkg/logger.js";
 import { AuthorityRewriter } from "./h2-authority.js";
+import { H2_PREFACE, H2Opening, serverSettingsFrame, type H2Path } from "./h2-opening.js";
 
-const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Bytes a client may trickle before we must decide; the preface is 24 bytes. */
 const SNIFF_TIMEOUT_MS = 10_000;
+/**
+ * How long an HTTP/2 client may stay silent after ACKing our SETTINGS before it is handed over
+ * natively without a first request. Go clients send their first request within microseconds of
+ * the ACK; the wait is generous because a URL-authority client misjudged as idle would fail its
+ * requests, while waiting costs nothing to a client that does send (it is decided at once).
+ */
+const FIRST_REQUEST_WAIT_MS = 100;
+/**
+ * How long to wait for the client's ACK of our SETTINGS (RFC 9113 says "immediately"). Without
+ * it the connection goes through `AuthorityRewriter`, which removes the ACK when it comes.
+ */
+const SETTINGS_ACK_WAIT_MS = 1_000;
+/**
+ * Bound on what one HTTP/2 connection may send before it is handed over. A client's first
+ * flight is its SETTINGS, WINDOW_UPDATE, one request's HEADERS and at most 64 KiB of DATA (the
+ * initial flow-control window).
+ */
+const H2_OPENING_BYTES_MAX = 256 * 1024;
 
 export interface ClientListenerDeps {
   injectGrpc: (conn: Duplex) => void;
@@ -21,13 +46,36 @@ export interface ClientListenerDeps {
   logger: Logger;
 }
 
+export interface ClientH2Options {
+  /**
+   * The SETTINGS the gRPC server's HTTP/2 sessions send (grpc-js sends only
+   * `maxConcurrentStreams`, from `grpc.max_concurrent_streams`); the listener's own SETTINGS frame
+   * carries the same values. Default: none (all protocol defaults).
+   */
+  settings?: http2.Settings;
+  /** Overrides FIRST_REQUEST_WAIT_MS (tests). */
+  firstRequestWaitMs?: number;
+}
+
 export interface ClientListenerOptions {
   url: URL;
   tls?: tls.TlsOptions;
+  h2?: ClientH2Options;
+}
+
+/** HTTP/2 connections handed to the gRPC server since start, by path (process-wide). */
+const h2Handovers: Record<H2Path, number> = { native: 0, rewrite: 0 };
+
+/**
+ * How many HTTP/2 connections this process has handed to the gRPC server natively and through
+ * `AuthorityRewriter` (a debugging aid; tests compare two snapshots). A fresh object.
+ */
+export function h2HandoverCounts(): Record<H2Path, number> {
+  return { ...h2Handovers };
 }
 
 /** Routes one connection by its first bytes. */
-export function sniffConnection(socket: Duplex, deps: ClientListenerDeps): void {
+export function sniffConnection(socket: Duplex, deps: ClientListenerDeps, h2: ClientH2Options = {}): void {
   let buffered = Buffer.alloc(0);
   const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
   const onError = (): void => {
@@ -42,27 +90,101 @@ export function sniffConnection(socket: Duplex, deps: ClientListenerDeps): void 
     clearTimeout(timer);
     socket.removeListener("data", onData);
     socket.removeListener("error", onError);
+    if (isH2Prefix) {
+      routeH2(socket, buffered, deps, h2);
+      return;
+    }
     socket.pause();
     socket.unshift(buffered);
-    if (isH2Prefix) {
-      // Go clients may send a full URL as :authority, which Node's HTTP/2 rejects: the
-      // rewriter makes it acceptable (see h2-authority.ts).
-      deps.injectGrpc(new AuthorityRewriter(socket));
-    } else {
-      deps.http1.emit("connection", socket);
-      socket.resume();
-    }
+    deps.http1.emit("connection", socket);
+    socket.resume();
   };
   socket.on("data", onData);
+}
+
+/**
+ * Reads the opening of an HTTP/2 connection (whose bytes so far, preface first, are `first`)
+ * and hands it to the gRPC server natively or through `AuthorityRewriter` (see h2-opening.ts).
+ * Called from a 'data' handler: the socket is flowing.
+ */
+function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: ClientH2Options): void {
+  const opening = new H2Opening();
+  const firstRequestWaitMs = h2.firstRequestWaitMs ?? FIRST_REQUEST_WAIT_MS;
+  let idleTimer: NodeJS.Timeout | undefined;
+  let finished = false;
+
+  const cleanUp = (): void => {
+    finished = true;
+    clearTimeout(ackTimer);
+    clearTimeout(idleTimer);
+    socket.removeListener("data", onData);
+    socket.removeListener("end", onEnd);
+    socket.removeListener("close", cleanUp);
+    socket.removeListener("error", cleanUp);
+  };
+  const handOver = (path: H2Path, reason: string): void => {
+    if (finished) return;
+    cleanUp();
+    const settingsAcksToDrop = opening.settingsAckSeen ? 0 : 1;
+    socket.pause();
+    socket.unshift(opening.takeBytes());
+    h2Handovers[path]++;
+    deps.logger.debug("http2 connection handed over", { path, reason, authority: opening.decision?.authority });
+    deps.injectGrpc(path === "native" ? socket : new AuthorityRewriter(socket, { settingsAcksToDrop }));
+  };
+  const step = (): void => {
+    if (finished) return;
+    const decision = opening.decision;
+    if (decision?.path === "rewrite") {
+      handOver("rewrite", decision.reason); // the rewriter removes an ACK that is still to come
+      return;
+    }
+    if (opening.settingsAckSeen) {
+      if (decision === undefined && opening.bufferedBytes > H2_OPENING_BYTES_MAX) opening.decide("native", "opening-too-large");
+      const decided = opening.decision;
+      if (decided !== undefined) {
+        handOver(decided.path, decided.reason);
+      } else if (idleTimer === undefined) {
+        // A timer fires before the poll phase reads sockets: decide in the check phase, after
+        // bytes that had already arrived have been read.
+        idleTimer = setTimeout(() => setImmediate(() => {
+          opening.decide("native", "idle");
+          step();
+        }), firstRequestWaitMs);
+      }
+      return;
+    }
+    // Without the ACK the session cannot have the socket: only the rewriter can remove an ACK
+    // that is still to come.
+    if (opening.unframeable || opening.bufferedBytes > H2_OPENING_BYTES_MAX) handOver("rewrite", decision?.reason ?? "opening-too-large");
+  };
+  const onData = (chunk: Buffer): void => {
+    opening.push(chunk);
+    step();
+  };
+  const onEnd = (): void => {
+    // Half-closed before its first request was handed over: nothing will answer it.
+    cleanUp();
+    socket.destroy();
+  };
+  const ackTimer = setTimeout(() => handOver("rewrite", opening.decision?.reason ?? "no-settings-ack"), SETTINGS_ACK_WAIT_MS);
+
+  socket.on("data", onData);
+  socket.on("end", onEnd);
+  socket.on("close", cleanUp);
+  socket.on("error", cleanUp); // the socket is destroyed; nothing else to do
+  socket.write(serverSettingsFrame(h2.settings));
+  opening.push(first);
+  step();
 }
 
 /** Listens on one client URL; resolves once bound. */
 export function listenClient(options: ClientListenerOptions, deps: ClientListenerDeps): Promise<net.Server> {
   const server = options.tls
-    ? tls.createServer({ ...options.tls, ALPNProtocols: ["h2", "http/1.1"] }, (s) => sniffConnection(s, deps))
+    ? tls.createServer({ ...options.tls, ALPNProtocols: ["h2", "http/1.1"] }, (s) => sniffConnection(s, deps, options.h2))
     : net.createServer((s) => {
         s.setNoDelay(true);
-        sniffConnection(s, deps);
+        sniffConnection(s, deps, options.h2);
       });
   server.on("error", (err) => deps.logger.error("client listener error", { error: String(err) }));
   const host = options.url.hostname.replace(/^\[|\]$/g, "");

@@ -4,7 +4,9 @@
  * server accepts that; Node's (nghttp2) rejects the stream with PROTOCOL_ERROR. This module sits
  * between the client socket and the HTTP/2 session and rewrites literal `:authority` header
  * fields in the client's HEADERS frames into a plain, valid value, leaving every other byte as it
- * came.
+ * came. It costs a JS stream between socket and session, so the client listener puts it only on
+ * connections whose first request carries such an authority (`firstBlockAuthority`,
+ * `isUrlAuthority`); every other connection is handed to the session natively.
  *
  * HPACK keeps a dynamic table on both sides. A rewritten field may enter nghttp2's table with a
  * value no longer than the client's, so nghttp2 never evicts an entry before the client does and
@@ -17,9 +19,12 @@
  * continued in CONTINUATION frames (no END_HEADERS, 0x4) is passed on untouched.
  */
 import { Duplex } from "node:stream";
+import { decodeHuffman } from "./hpack-huffman.js";
 
 const FRAME_HEADER_BYTES = 9;
 const TYPE_HEADERS = 1;
+const TYPE_SETTINGS = 4;
+const FLAG_ACK = 0x1;
 const FLAG_END_HEADERS = 0x4;
 const FLAG_PADDED = 0x8;
 const FLAG_PRIORITY = 0x20;
@@ -28,7 +33,8 @@ const PREFACE_BYTES = 24;
 const MAX_BUFFERED_FRAME_BYTES = 1 << 24;
 
 /** Decodes an HPACK integer with an N-bit prefix at `pos`; returns [value, next position]. */
-function readInt(buf: Buffer, pos: number, prefixBits: number): [number, number] {
+function readInt(buf: Uint8Array, pos: number, prefixBits: number): [number, number] {
+  if (pos >= buf.length) throw new Error("bad hpack integer");
   const max = (1 << prefixBits) - 1;
   let value = buf[pos]! & max;
   pos++;
@@ -65,6 +71,97 @@ function safeAuthority(raw: Buffer, huffman: boolean): Buffer | undefined {
     return Buffer.from(host.length > 0 ? host : "localhost".slice(0, Math.max(1, raw.length)), "latin1");
   }
   return Buffer.from("localhost".slice(0, Math.max(1, raw.length)), "latin1");
+}
+
+/** HPACK static table (RFC 7541 Appendix A): entries 1..61; entry 1 is `:authority` (no value). */
+const STATIC_TABLE_ENTRIES = 61;
+const STATIC_AUTHORITY_INDEX = 1;
+
+/** A header block that does not decode (RFC 7541 §2.3, §5, §6). */
+export class HpackBlockError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "HpackBlockError";
+  }
+}
+
+/** Reads a string literal at `pos`; returns [its bytes (Huffman-coded or not), huffman, next position]. */
+function readStringLiteral(block: Uint8Array, pos: number): [Uint8Array, boolean, number] {
+  if (pos >= block.length) throw new HpackBlockError("hpack: truncated string literal");
+  const huffman = (block[pos]! & 0x80) !== 0;
+  const [length, at] = readInt(block, pos, 7);
+  if (at + length > block.length) throw new HpackBlockError("hpack: truncated string literal");
+  return [block.subarray(at, at + length), huffman, at + length];
+}
+
+function literalText(bytes: Uint8Array, huffman: boolean): string {
+  return huffman ? decodeHuffman(bytes) : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1");
+}
+
+/**
+ * The `:authority` of the first header block a client sends on a connection, decoded as HPACK
+ * decodes that block: with an empty dynamic table (entries the block itself adds are tracked).
+ * Returns the first `:authority` value (latin1, one char per byte), or undefined when the block
+ * has none. Other fields are skipped without decoding their values. Dynamic table size updates
+ * and evictions are not modelled: an index that names an entry the block never added is an error.
+ *
+ * @throws HpackBlockError or HpackHuffmanError when the block is malformed; the caller should then
+ *   treat the connection as if its authority needed rewriting (the conservative path).
+ */
+export function firstBlockAuthority(block: Uint8Array): string | undefined {
+  /** Entries added by this block, newest first; only `:authority` values are kept. */
+  const added: Array<{ authority: boolean; value: string }> = [];
+  const entryAt = (index: number): { authority: boolean; value: string } => {
+    if (index === 0) throw new HpackBlockError("hpack: index 0");
+    if (index <= STATIC_TABLE_ENTRIES) return { authority: index === STATIC_AUTHORITY_INDEX, value: "" };
+    const entry = added[index - STATIC_TABLE_ENTRIES - 1];
+    if (entry === undefined) throw new HpackBlockError(`hpack: index ${index} outside the table`);
+    return entry;
+  };
+  let pos = 0;
+  try {
+    while (pos < block.length) {
+      const b = block[pos]!;
+      if (b & 0x80) {
+        const [index, next] = readInt(block, pos, 7); // indexed field
+        pos = next;
+        const entry = entryAt(index);
+        if (entry.authority) return entry.value;
+        continue;
+      }
+      if ((b & 0xe0) === 0x20) {
+        pos = readInt(block, pos, 5)[1]; // dynamic table size update
+        continue;
+      }
+      const incremental = (b & 0xc0) === 0x40;
+      const [nameIndex, afterName] = readInt(block, pos, incremental ? 6 : 4);
+      pos = afterName;
+      let authority: boolean;
+      if (nameIndex === 0) {
+        const [name, huffman, next] = readStringLiteral(block, pos);
+        pos = next;
+        authority = literalText(name, huffman) === ":authority";
+      } else {
+        authority = entryAt(nameIndex).authority;
+      }
+      const [value, huffman, next] = readStringLiteral(block, pos);
+      pos = next;
+      if (authority) return literalText(value, huffman);
+      if (incremental) added.unshift({ authority: false, value: "" });
+    }
+  } catch (err) {
+    if (err instanceof Error && err.message === "bad hpack integer") throw new HpackBlockError("hpack: bad integer");
+    throw err;
+  }
+  return undefined;
+}
+
+/**
+ * Whether an `:authority` value is URL-shaped (`http://host:port`, `host/path`), which Node's
+ * HTTP/2 rejects and `AuthorityRewriter` must fix. A host, `host:port` or `[v6]:port` is not.
+ */
+export function isUrlAuthority(authority: string): boolean {
+  return authority.includes("/");
 }
 
 /**
@@ -140,18 +237,33 @@ function rewriteHeadersFrame(frame: Buffer): Buffer {
   return out;
 }
 
+export interface AuthorityRewriterOptions {
+  /**
+   * How many of the client's SETTINGS ACK frames to remove before they reach the session: 1 when
+   * the listener sent the client a SETTINGS frame of its own whose ACK has not arrived yet (the
+   * session would take that ACK for one of its own SETTINGS and fail the connection). Default 0.
+   */
+  settingsAcksToDrop?: number;
+}
+
 /**
  * A duplex over a client socket whose readable side is the socket's bytes with `:authority`
- * rewritten, and whose writable side writes to the socket.
+ * rewritten (and, if asked, the client's first SETTINGS ACKs removed), and whose writable side
+ * writes to the socket. The socket's bytes must start with the client connection preface.
  */
 export class AuthorityRewriter extends Duplex {
   private pending: Buffer = Buffer.alloc(0);
   private prefaceLeft = PREFACE_BYTES;
   /** Bytes of an oversized frame still to pass through unparsed. */
   private passThrough = 0;
+  private settingsAcksToDrop: number;
 
-  constructor(private readonly socket: Duplex) {
+  constructor(
+    private readonly socket: Duplex,
+    options: AuthorityRewriterOptions = {},
+  ) {
     super({ allowHalfOpen: false });
+    this.settingsAcksToDrop = options.settingsAcksToDrop ?? 0;
     socket.on("data", (chunk: Buffer) => {
       if (!this.push(this.process(chunk))) socket.pause();
     });
@@ -182,6 +294,11 @@ export class AuthorityRewriter extends Duplex {
       const length = data.readUIntBE(0, 3);
       const type = data[3]!;
       const total = FRAME_HEADER_BYTES + length;
+      if (type === TYPE_SETTINGS && (data[4]! & FLAG_ACK) !== 0 && length === 0 && this.settingsAcksToDrop > 0) {
+        this.settingsAcksToDrop--;
+        data = data.subarray(FRAME_HEADER_BYTES);
+        continue;
+      }
       if (type !== TYPE_HEADERS || total > MAX_BUFFERED_FRAME_BYTES) {
         // Not ours to change: pass it on as it streams in.
         const n = Math.min(total, data.length);
