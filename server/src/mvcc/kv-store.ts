@@ -228,7 +228,7 @@ export class MvccStore {
         get compactRevision() {
           return self.compactRev;
         },
-        readEvents: (from, to, max) => this.readEvents(from, to, max),
+        readEvents: (from, to, revisionsMax, entriesMax) => this.readEvents(from, to, revisionsMax, entriesMax),
         versionAt: (key, rev) => this.versionAt(key, rev),
         cachedVersion: (main, sub) => (revisionIdOk(main, sub) ? this.cache.get(revisionId(main, sub)) : undefined),
       },
@@ -724,22 +724,32 @@ export class MvccStore {
     return this.hub.whenIdle();
   }
 
-  private async readEvents(fromRev: number, toRev: number, entriesMax: number): Promise<{ events: Event[]; lastRevision: number }> {
+  private async readEvents(
+    fromRev: number,
+    toRev: number,
+    revisionsMax: number,
+    entriesMax: number,
+  ): Promise<{ events: Event[]; lastRevision: number }> {
     const it = this.backend.rawIterator({ gte: revisionKey(fromRev, 0, false), lt: revisionKey(toRev + 1, 0, false) });
     const events: Event[] = [];
     let lastRevision = toRev;
     try {
       let lastMain = -1;
+      let revisions = 0;
       outer: for (;;) {
         const entries = await it.nextv(Math.min(entriesMax, 1000));
         if (entries.length === 0) break;
         for (const [k, v] of entries) {
           const main = mainOfKey(k);
-          if (events.length >= entriesMax && main !== lastMain) {
-            lastRevision = lastMain;
-            break outer;
+          if (main !== lastMain) {
+            // Only ever stop at a revision boundary.
+            if (revisions >= revisionsMax || events.length >= entriesMax) {
+              lastRevision = lastMain;
+              break outer;
+            }
+            revisions++;
+            lastMain = main;
           }
-          lastMain = main;
           const kv = decodeKeyValue(v);
           if (isTombstoneKey(k)) {
             events.push({ type: "DELETE", kv: { key: kv.key, createRevision: 0, modRevision: main, version: 0, value: EMPTY_BUFFER, lease: NO_LEASE } });

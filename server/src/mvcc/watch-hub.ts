@@ -6,7 +6,8 @@
  *   write the hub hands it that revision's matching events (`notify`), synchronously.
  * - unsynced: it is behind (a historical start revision, or its consumer was slow). A single
  *   background loop catches unsynced watchers up from the store, reading the key bucket in
- *   bounded chunks (about `catchUpEntriesMax` entries, never splitting a revision). A watcher whose
+ *   bounded chunks (at most `catchUpRevisionsMax` revisions, like etcd's 1000-revision watch
+ *   batches, and about `catchUpEntriesMax` entries; never splitting a revision). A watcher whose
  *   next revision is below the compact revision gets the compacted signal and is removed.
  *
  * Backpressure: `sink.send()` returns false when the consumer's (bounded) buffer is full. The
@@ -18,7 +19,7 @@
  *
  * Ordering: a watcher receives events in revision order, each revision's events together and in
  * their txn order. Synced batches carry one revision (`revision` = that revision); catch-up batches
- * may carry several (`revision` = the last revision the watcher is now caught up to).
+ * may carry several (`revision` = the store's revision at the read, as etcd's header says).
  *
  * prevKv (etcd semantics): for an event at revision R that is not a creation, prevKv is the key's
  * version at R-1, omitted if R-1 is compacted or the key did not exist then.
@@ -40,7 +41,11 @@ export interface WatchOptions {
 
 export interface WatchEvents {
   events: Event[];
-  /** Revision the watcher has now seen everything up to. `events` empty = progress notification. */
+  /**
+   * etcd's header revision: for a synced batch the events' revision; for a catch-up batch the
+   * store's revision when it was read (the watcher may still be behind it). With `events` empty:
+   * a progress notification (the watcher has seen everything up to `revision`).
+   */
   revision: number;
 }
 
@@ -81,10 +86,11 @@ export interface WatchSource {
   readonly currentRevision: number;
   readonly compactRevision: number;
   /**
-   * Events of revisions [fromRev, toRev], in order, stopping after about `entriesMax` entries at
+   * Events of revisions [fromRev, toRev], in order, stopping at a revision boundary once
+   * `revisionsMax` revisions or `entriesMax` entries are read;
    * a revision boundary; `lastRevision` is the last revision fully covered.
    */
-  readEvents(fromRev: number, toRev: number, entriesMax: number): Promise<{ events: Event[]; lastRevision: number }>;
+  readEvents(fromRev: number, toRev: number, revisionsMax: number, entriesMax: number): Promise<{ events: Event[]; lastRevision: number }>;
   /** The key's version visible at `rev`, undefined if absent or compacted. */
   versionAt(key: Buffer, rev: number): Promise<KeyValue | undefined>;
   /** The cached version named by (main, sub), undefined if not cached. */
@@ -101,8 +107,10 @@ export interface CommittedChange {
 }
 
 export interface WatchHubOptions {
-  /** Entries read per catch-up chunk. Default 1000. */
+  /** Entries read per catch-up chunk (a memory bound; a revision is never split). Default 100000. */
   catchUpEntriesMax?: number;
+  /** Revisions read per catch-up chunk (etcd's watch batch). Default 1000. */
+  catchUpRevisionsMax?: number;
   /** Unsynced watchers served per catch-up round. Default 512. */
   catchUpWatchersMax?: number;
   /** Longest back-off while consumers are full. Default 100 ms. */
@@ -208,6 +216,7 @@ export class WatchHub {
   private closed = false;
   private wake: (() => void) | undefined;
   private readonly catchUpEntriesMax: number;
+  private readonly catchUpRevisionsMax: number;
   private readonly catchUpWatchersMax: number;
   private readonly retryDelayMaxMs: number;
   /** Resolves when the loop has nothing to do (tests and shutdown). */
@@ -217,7 +226,8 @@ export class WatchHub {
     private readonly source: WatchSource,
     options: WatchHubOptions = {},
   ) {
-    this.catchUpEntriesMax = options.catchUpEntriesMax ?? 1000;
+    this.catchUpEntriesMax = options.catchUpEntriesMax ?? 100_000;
+    this.catchUpRevisionsMax = options.catchUpRevisionsMax ?? 1000;
     this.catchUpWatchersMax = options.catchUpWatchersMax ?? 512;
     this.retryDelayMaxMs = options.retryDelayMaxMs ?? 100;
   }
@@ -469,7 +479,7 @@ export class WatchHub {
     }
     if (active.length === 0) return 0;
 
-    const { events, lastRevision } = await this.source.readEvents(minRev, cur, this.catchUpEntriesMax);
+    const { events, lastRevision } = await this.source.readEvents(minRev, cur, this.catchUpRevisionsMax, this.catchUpEntriesMax);
     const keyStrs = events.map((e) => indexKey(e.kv.key));
     const prevCache = new Map<Event, Promise<KeyValue | undefined>>();
     for (const w of active) {
@@ -504,7 +514,8 @@ export class WatchHub {
         });
         if (w.state !== "unsynced" || w.minRev !== start) continue;
       }
-      if (out.length === 0 || offer(w, { events: out, revision: lastRevision })) {
+      // Header revision as etcd sends it for catch-up responses: the store's revision.
+      if (out.length === 0 || offer(w, { events: out, revision: cur })) {
         w.minRev = lastRevision + 1;
         if (out.length > 0) delivered(w);
       } else if (w.state === "unsynced") {
