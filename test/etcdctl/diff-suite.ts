@@ -116,7 +116,6 @@ interface SideState {
   member: Member;
   leaseIds: bigint[];
   memberIds: bigint[];
-  lines: string[];
 }
 
 function formatCommand(args: string[]): string {
@@ -141,7 +140,8 @@ function recordResult(lines: string[], args: string[], res: EtcdctlResult, optio
   lines.push(res.signal !== null ? `[signal ${res.signal}]` : `[exit ${res.code}]`);
 }
 
-function makeContext(state: SideState): CaseContext {
+/** The context a script runs with on one side; everything it records goes to `lines`. */
+function makeContext(state: SideState, lines: string[]): CaseContext {
   const endpoint = state.member.clientUrl;
   return {
     side: state.name,
@@ -149,7 +149,7 @@ function makeContext(state: SideState): CaseContext {
       const bare = options.bareEndpoint ?? process.env.DIFF_BARE_ENDPOINTS === "1";
       const target = bare ? `127.0.0.1:${state.member.clientPort}` : endpoint;
       const res = await runEtcdctl(target, args, { stdin: options.stdin, timeoutMs: options.timeoutMs ?? 20_000 });
-      recordResult(state.lines, args, res, options);
+      recordResult(lines, args, res, options);
       return res;
     },
     background(args, bgOptions = {}) {
@@ -160,7 +160,7 @@ function makeContext(state: SideState): CaseContext {
           const shown = bgOptions.omitStdout
             ? { ...res, stdout: `<${res.stdout.split("\n").filter((l) => l !== "").length} lines>\n` }
             : res;
-          recordResult(state.lines, args, shown, {}, true);
+          recordResult(lines, args, shown, {}, true);
         }
         recorded = true;
         return res;
@@ -181,7 +181,7 @@ function makeContext(state: SideState): CaseContext {
       const dec = /"ID" ?: ?(\d+)/.exec(grant.stdout);
       if (!hex && !dec) {
         // Keep going with an ID that does not exist: the transcripts will show the difference.
-        state.lines.push("# (no lease ID in that output)");
+        lines.push("# (no lease ID in that output)");
         return "0";
       }
       const id = hex ? BigInt("0x" + hex[1]!) : BigInt(dec![1]!);
@@ -192,7 +192,7 @@ function makeContext(state: SideState): CaseContext {
       const hex = /Member +([0-9a-f]+) added/.exec(add.stdout);
       const dec = /"member":\{"ID":(\d+)/.exec(add.stdout);
       if (!hex && !dec) {
-        state.lines.push("# (no member ID in that output)");
+        lines.push("# (no member ID in that output)");
         return "0";
       }
       const id = hex ? BigInt("0x" + hex[1]!) : BigInt(dec![1]!);
@@ -204,23 +204,23 @@ function makeContext(state: SideState): CaseContext {
       let revision = -1n;
       try {
         for (const [k, v] of entries) revision = (await client.put(k, v)).revision;
-        state.lines.push(`# ${entries.length} puts over gRPC, last at revision ${revision}`);
+        lines.push(`# ${entries.length} puts over gRPC, last at revision ${revision}`);
       } catch (err) {
-        state.lines.push(`# puts over gRPC failed after revision ${revision}: ${(err as Error).message}`);
+        lines.push(`# puts over gRPC failed after revision ${revision}: ${(err as Error).message}`);
       }
     },
     scratchPath(name) {
       return path.join(state.member.baseDir, name);
     },
     note(text) {
-      state.lines.push(`# ${text}`);
+      lines.push(`# ${text}`);
     },
     async noteRaftIndex() {
       try {
         const status = await state.member.grpc().status();
-        state.lines.push(`# raft index ${status.raftIndex}, applied ${status.raftAppliedIndex}`);
+        lines.push(`# raft index ${status.raftIndex}, applied ${status.raftAppliedIndex}`);
       } catch (err) {
-        state.lines.push(`# raft index unavailable: ${(err as Error).message}`);
+        lines.push(`# raft index unavailable: ${(err as Error).message}`);
       }
     },
   };
@@ -380,7 +380,7 @@ export function diffSuite(suite: string, options: { extraArgs?: string[] } = {})
     const start = async (spec: string | undefined, name: SideName): Promise<SideState> => {
       const binary = spec === undefined ? binaryUnderTest() : serverBinaryFromSpec(spec);
       const member = await startMember({ binary, ...DIFF_IDENTITY, extraArgs: options.extraArgs });
-      return { name, member, leaseIds: [], memberIds: [], lines: [] };
+      return { name, member, leaseIds: [], memberIds: [] };
     };
     const [ref, cand] = await Promise.allSettled([
       referencePath !== undefined ? start(referencePath, "reference") : Promise.reject(new Error("no reference etcd")),
@@ -406,9 +406,19 @@ export function diffSuite(suite: string, options: { extraArgs?: string[] } = {})
           if (referenceError) throw new Error(`reference etcd failed to start: ${referenceError.message}`);
           const run = async (state: SideState | undefined): Promise<string | undefined> => {
             if (!state) return undefined;
-            state.lines = [];
-            await script(makeContext(state));
-            return normalise(state.lines.join("\n") + "\n", state);
+            const lines: string[] = [];
+            // A side that hangs must still leave a transcript to compare: stop waiting for it
+            // after the budget (its etcdctl processes end on their own timeouts).
+            const budgetMs = Math.max(10_000, timeoutMs - 20_000);
+            let timer: NodeJS.Timeout | undefined;
+            const outcome = await Promise.race([
+              script(makeContext(state, lines)).then(() => "done" as const),
+              new Promise<"timeout">((resolve) => {
+                timer = setTimeout(() => resolve("timeout"), budgetMs);
+              }),
+            ]).finally(() => clearTimeout(timer));
+            const text = lines.join("\n") + (outcome === "timeout" ? `\n# script did not finish within ${budgetMs} ms` : "");
+            return normalise(text + "\n", state);
           };
           // Both sides run concurrently; a failure on the candidate side must not hide the reference transcript.
           const [refT, candT] = await Promise.allSettled([run(reference), run(candidate)]);
