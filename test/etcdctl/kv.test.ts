@@ -132,6 +132,12 @@ describe("etcdctl kv", () => {
     await c.ctl(["get", "opts/", "--prefix", "--consistency=x"]);
     await c.ctl(["get"]);
     await c.ctl(["get", "opts/x", "opts/y", "opts/z"]);
+    await c.ctl(["get", ""]);
+    await c.ctl(["get", "", "opts/y"]);
+    await c.ctl(["del", ""]);
+    await c.ctl(["get", "opts/", "--prefix", "--limit=0"]);
+    await c.ctl(["get", "opts/", "--prefix", "--limit=100", "-w", "json"]);
+    await c.ctl(["get", "opts/", "--prefix", "--limit=-1"]);
   });
 
   s.case("get --rev and revision filters", async (c) => {

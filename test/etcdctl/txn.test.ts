@@ -97,6 +97,14 @@ describe("etcdctl txn", () => {
     await c.ctl(["txn"], { stdin: txn([], ["put txn7/l a --lease=abc"], []) });
     await c.ctl(["txn"], { stdin: txn([], ["put txn7/l"], []) });
     await c.ctl(["txn", "extra-arg"], { stdin: txn([], [], []) });
+    // Overlapping delete and put in one branch; the same in different branches is fine.
+    await c.ctl(["txn"], { stdin: txn([], ["del txn7/ --prefix", "put txn7/x 1"], []) });
+    await c.ctl(["txn"], { stdin: txn([`ver("txn7/k") = "1"`], ["del txn7/ --prefix"], ["put txn7/x 1"]) });
+    // etcd's default --max-txn-ops is 128.
+    const ops = (n: number) => Array.from({ length: n }, (_, i) => `put txn7/ops${i} v`);
+    await c.ctl(["txn"], { stdin: txn([], ops(129), []) });
+    await c.ctl(["txn"], { stdin: txn([], ops(128), []) });
+    await c.ctl(["txn"], { stdin: txn(Array.from({ length: 129 }, () => `ver("txn7/k") = "1"`), [], []) });
     await c.ctl(["get", "txn7/", "--prefix", "-w", "json"]);
   });
 });
