@@ -10,6 +10,9 @@ import { FLAGS_NOT_ACTED_ON, usageText } from "./etcd-flags.js";
 import { FlagError } from "../pkg/flag-set.js";
 import { createLogger, LogLevel } from "../pkg/logger.js";
 
+/** How long a signal received during start-up waits for the member to be up and stop cleanly. */
+const START_GRACE_MS = 5_000;
+
 const require = createRequire(import.meta.url);
 const PACKAGE_VERSION = (require("../../../package.json") as { version: string }).version;
 
@@ -54,7 +57,27 @@ export async function main(argv: string[]): Promise<number> {
     if (FLAGS_NOT_ACTED_ON.has(flag)) logger.warn("flag accepted but not acted on by etcd-ts yet", { flag });
   }
   logger.info("starting etcd-ts", { version: PACKAGE_VERSION, "etcd-api-version": ETCD_API_VERSION, name: cfg.name, "data-dir": cfg.dataDir });
-  let member;
+  // Signals are taken from here on. One that arrives while the member starts stops it once it is
+  // up, if that takes at most START_GRACE_MS (a member waiting for a quorum may never be up);
+  // otherwise the process ends there and then, as an unhandled signal would have ended it.
+  let signalled: string | undefined;
+  let onSignal: ((signal: string) => void) | undefined;
+  const takeSignal = (signal: string): void => {
+    if (signalled !== undefined) return;
+    signalled = signal;
+    logger.info("received signal; shutting down", { signal });
+    if (onSignal !== undefined) {
+      onSignal(signal);
+      return;
+    }
+    setTimeout(() => {
+      logger.warn("still starting; exiting without a clean stop", { signal });
+      process.exit(1);
+    }, START_GRACE_MS).unref();
+  };
+  process.once("SIGINT", () => takeSignal("SIGINT"));
+  process.once("SIGTERM", () => takeSignal("SIGTERM"));
+  let member: { stop(): Promise<void> };
   try {
     const { startMember } = await import("./start-member.js");
     member = await startMember(cfg, logger);
@@ -64,8 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return new Promise<number>((resolve) => {
-    const shutdown = (signal: string): void => {
-      logger.info("received signal; shutting down", { signal });
+    const stop = (): void => {
       member.stop().then(
         () => resolve(0),
         (err) => {
@@ -74,7 +96,7 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     };
-    process.once("SIGINT", () => shutdown("SIGINT"));
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    if (signalled !== undefined) stop();
+    else onSignal = stop;
   });
 }
