@@ -655,6 +655,7 @@ class Simulation {
     if (p.partitions) kinds.push("partition", "partition", "one-way", "heal");
     if (p.networkFaults) kinds.push("network", "network");
     if (p.leaderFaults) kinds.push("crash-leader", "crash-leader", "isolate-leader", "isolate-leader");
+    if (p.partitions && p.leaderFaults) kinds.push("leader-minority", "leader-minority");
     const kind = rng.pick(kinds);
     const live = c.liveMembers();
     const ids = live.map((m) => m.id);
@@ -682,6 +683,20 @@ class Simulation {
         c.network.partition([[leader.id], rest]);
         this.log(() => `isolate leader n${leader.id}`);
         this.schedule(rng.between(1, 3 * p.cluster.electionTicks), "heal partitions", () => c.network.heal(false));
+        return;
+      }
+      case "leader-minority": {
+        // The leader keeps a minority with it (so it may go on believing it leads) while the
+        // majority elects a new leader and moves on.
+        const leader = this.currentLeader();
+        if (!leader) return;
+        const others = rng.shuffled(ids.filter((id) => id !== leader.id));
+        // Followers that stay with the leader: at most one fewer than half the members.
+        const companions = rng.between(0, Math.max(0, Math.floor((ids.length - 1) / 2) - 1));
+        const groups = [[leader.id, ...others.slice(0, companions)], others.slice(companions)];
+        c.network.partition(groups);
+        this.log(() => `partition (leader in the minority) ${groups.map((g) => `{${g.join(",")}}`).join(" | ")}`);
+        this.schedule(rng.between(5, 10 * p.cluster.electionTicks), "heal partitions", () => c.network.heal(false));
         return;
       }
       case "partition": {
