@@ -167,7 +167,7 @@ function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: Cl
     cleanUp();
     socket.destroy();
   };
-  const ackTimer = setTimeout(() => handOver("rewrite", opening.decision?.reason ?? "no-settings-ack"), SETTINGS_ACK_WAIT_MS);
+  const ackTimer = setTimeout(() => handOver("rewrite", "no-settings-ack"), SETTINGS_ACK_WAIT_MS);
 
   socket.on("data", onData);
   socket.on("end", onEnd);
