@@ -15,5 +15,5 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/d
   systemctl stop etcd || true
 fi
 
-etcd --version | head -1
-etcdctl version | head -1
+etcd --version | sed -n 1p
+etcdctl version | sed -n 1p
