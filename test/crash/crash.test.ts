@@ -22,12 +22,12 @@
  * far faster than one etcdctl process per write.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { spawnEtcdctl } from "../harness/etcdctl.js";
 import { GrpcLiteClient } from "../harness/grpc-lite.js";
 import { binaryUnderTest, Member, startMember } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
 import { SeededRandom, testSeed } from "../harness/seeded-random.js";
-import { attemptId, checkHistory, type Ack, type HistoryEvent } from "./history-check.js";
+import { attemptId, checkHistory, type Ack } from "./history-check.js";
+import { readHistory } from "./history-read.js";
 
 const PREFIX = "crash/";
 const KEYS_PER_WRITER = 16;
@@ -85,45 +85,6 @@ function startWriters(member: Member, writers: number, cycle: number, acks: Ack[
   };
 }
 
-/** Reads every event under PREFIX from revision 1 up to `head` with `etcdctl watch -w json`. */
-async function readHistory(member: Member, head: number): Promise<HistoryEvent[]> {
-  const watch = spawnEtcdctl(member.clientUrl, ["watch", PREFIX, "--prefix", "--rev=1", "-w", "json"]);
-  const events: HistoryEvent[] = [];
-  let parsedUpTo = 0;
-  let maxRev = 0;
-  const parseNew = (out: string): void => {
-    const end = out.lastIndexOf("\n") + 1;
-    if (end <= parsedUpTo) return;
-    for (const line of out.slice(parsedUpTo, end).split("\n")) {
-      if (line.trim() === "") continue;
-      const resp = JSON.parse(line) as {
-        Events?: Array<{ type?: number; kv: { key: string; value?: string; mod_revision: number } }> | null;
-      };
-      for (const e of resp.Events ?? []) {
-        const ev: HistoryEvent = {
-          key: Buffer.from(e.kv.key, "base64").toString("utf8"),
-          value: Buffer.from(e.kv.value ?? "", "base64").toString("utf8"),
-          type: e.type === 1 ? "DELETE" : "PUT",
-          revision: e.kv.mod_revision,
-        };
-        events.push(ev);
-        maxRev = Math.max(maxRev, ev.revision);
-      }
-    }
-    parsedUpTo = end;
-  };
-  await watch.waitFor((out) => {
-    parseNew(out);
-    return maxRev >= head;
-  }, 60_000);
-  const res = await watch.stop("SIGTERM");
-  parseNew(res.stdout);
-  if (maxRev < head) {
-    throw new Error(`history read stopped at revision ${maxRev}, head is ${head}; etcdctl stderr: ${res.stderr.slice(0, 2_000)}`);
-  }
-  return events.filter((e) => e.revision <= head);
-}
-
 describe("crash: SIGKILL under write load, restart, verify", () => {
   const seed = testSeed();
   const cycles = envInt("CYCLES", 3);
@@ -161,7 +122,7 @@ describe("crash: SIGKILL under write load, restart, verify", () => {
           const head = Number((await client.range(`${PREFIX}`, { rangeEnd: "crash0", limit: 1n })).header.revision);
           log.push(`cycle ${cycle}: restarted, head revision ${head}`);
 
-          const history = await readHistory(member, head);
+          const history = await readHistory(member.clientUrl, PREFIX, head);
           const state = await client.range(PREFIX, { rangeEnd: "crash0" });
           const problems = checkHistory({
             acks,

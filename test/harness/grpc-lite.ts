@@ -376,6 +376,13 @@ export class GrpcLiteClient {
     };
   }
 
+  /** HashKVRequest { int64 revision = 1 } -> HashKVResponse { header = 1; uint32 hash = 2; int64 compact_revision = 3 }. */
+  async hashKv(revision: bigint): Promise<{ header: ResponseHeader; hash: bigint; compactRevision: bigint }> {
+    const req = new ProtoWriter().varint(1, revision).finish();
+    const res = decodeFields(await this.unary("/etcdserverpb.Maintenance/HashKV", req));
+    return { header: decodeHeader(bytesField(res, 1)), hash: BigInt.asUintN(32, intField(res, 2)), compactRevision: intField(res, 3) };
+  }
+
   close(): void {
     this.session?.close();
     this.session?.destroy();

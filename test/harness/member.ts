@@ -66,6 +66,18 @@ export interface MemberOptions {
   advertiseClientUrl?: string;
   /** Advertised peer URL; default: the URL the member listens on. */
   advertisePeerUrl?: string;
+  /**
+   * --initial-cluster; default `<name>=<advertised peer URL>` (a one-member cluster). For a
+   * multi-member cluster pass the whole list and preassigned `ports`.
+   */
+  initialCluster?: string;
+  /** Ports to listen on; default: free ports picked on the first start. */
+  ports?: { client: number; peer: number };
+  /**
+   * Readiness also requires the member list to show this many published members (default 1:
+   * only this member). Members of a new multi-member cluster become ready together.
+   */
+  readyMembers?: number;
   /** Extra flags appended after the generated ones. */
   extraArgs?: string[];
   /** Extra environment variables. */
@@ -128,7 +140,7 @@ export class Member {
       "--advertise-client-urls", this.advertiseClientUrl,
       "--listen-peer-urls", this.listenPeerUrl,
       "--initial-advertise-peer-urls", this.advertisePeerUrl,
-      "--initial-cluster", `${this.name}=${this.advertisePeerUrl}`,
+      "--initial-cluster", this.options.initialCluster ?? `${this.name}=${this.advertisePeerUrl}`,
       "--initial-cluster-token", token,
       "--initial-cluster-state", "new",
       ...(this.options.extraArgs ?? []),
@@ -143,7 +155,12 @@ export class Member {
   async start(): Promise<void> {
     if (this.running) throw new Error(`member ${this.name} is already running`);
     if (this.starts === 0) {
-      [this.clientPort, this.peerPort] = await freePorts(2);
+      if (this.options.ports) {
+        this.clientPort = this.options.ports.client;
+        this.peerPort = this.options.ports.peer;
+      } else {
+        [this.clientPort, this.peerPort] = await freePorts(2);
+      }
     }
     this.starts++;
     const log = fs.openSync(this.logPath, "a");
@@ -176,7 +193,8 @@ export class Member {
         try {
           const list = await probe.memberList();
           const self = list.members.find((m) => m.name === this.name);
-          if (self && self.clientUrls.length > 0) {
+          const published = list.members.filter((m) => m.name !== "" && m.clientUrls.length > 0).length;
+          if (self && self.clientUrls.length > 0 && published >= (this.options.readyMembers ?? 1)) {
             await probe.range("health-probe");
             return;
           }
