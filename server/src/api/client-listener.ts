@@ -29,10 +29,11 @@ const SNIFF_TIMEOUT_MS = 10_000;
  */
 const FIRST_REQUEST_WAIT_MS = 100;
 /**
- * How long to wait for the client's ACK of our SETTINGS (RFC 9113 says "immediately"). Without
- * it the connection goes through `AuthorityRewriter`, which removes the ACK when it comes.
+ * How long the opening may take in all. Its one use: a client that has not ACKed our SETTINGS
+ * by then (RFC 9113 says "immediately"), or is stuck inside a frame, goes through
+ * `AuthorityRewriter`, which works with any authority and removes the ACK should it come later.
  */
-const SETTINGS_ACK_WAIT_MS = 1_000;
+const OPENING_WAIT_MS = 1_000;
 /**
  * Bound on what one HTTP/2 connection may send before it is handed over. A client's first
  * flight is its SETTINGS, WINDOW_UPDATE, one request's HEADERS and at most 64 KiB of DATA (the
@@ -115,7 +116,7 @@ function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: Cl
 
   const cleanUp = (): void => {
     finished = true;
-    clearTimeout(ackTimer);
+    clearTimeout(openingTimer);
     clearTimeout(idleTimer);
     socket.removeListener("data", onData);
     socket.removeListener("end", onEnd);
@@ -145,18 +146,31 @@ function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: Cl
       if (decided !== undefined) {
         handOver(decided.path, decided.reason);
       } else if (idleTimer === undefined) {
-        // A timer fires before the poll phase reads sockets: decide in the check phase, after
-        // bytes that had already arrived have been read.
-        idleTimer = setTimeout(() => setImmediate(() => {
-          opening.decide("native", "idle");
-          step();
-        }), firstRequestWaitMs);
+        armIdleTimer();
       }
       return;
     }
     // Without the ACK the session cannot have the socket: only the rewriter can remove an ACK
     // that is still to come.
     if (opening.unframeable || opening.bufferedBytes > H2_OPENING_BYTES_MAX) handOver("rewrite", decision?.reason ?? "opening-too-large");
+  };
+  const armIdleTimer = (): void => {
+    // A timer fires before the poll phase reads sockets: decide in the check phase, after bytes
+    // that had already arrived have been read. A frame still arriving gets more time (up to the
+    // opening's deadline).
+    idleTimer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (finished) return;
+          if (opening.endsIncomplete) {
+            armIdleTimer();
+            return;
+          }
+          opening.decide("native", "idle");
+          step();
+        }),
+      firstRequestWaitMs,
+    );
   };
   const onData = (chunk: Buffer): void => {
     opening.push(chunk);
@@ -167,7 +181,10 @@ function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: Cl
     cleanUp();
     socket.destroy();
   };
-  const ackTimer = setTimeout(() => handOver("rewrite", "no-settings-ack"), SETTINGS_ACK_WAIT_MS);
+  const openingTimer = setTimeout(
+    () => handOver("rewrite", opening.settingsAckSeen ? "opening-timeout" : "no-settings-ack"),
+    OPENING_WAIT_MS,
+  );
 
   socket.on("data", onData);
   socket.on("end", onEnd);

@@ -108,6 +108,11 @@ export class H2Opening {
     return this.malformed;
   }
 
+  /** Whether the bytes end inside a frame or inside a header block (more of it is on its way). */
+  get endsIncomplete(): boolean {
+    return !this.malformed && (this.scanAt < this.bytes.length || this.headerFragments !== undefined);
+  }
+
   /** Bytes received so far. */
   get bufferedBytes(): number {
     return this.bytes.length;

@@ -114,3 +114,20 @@ describe("H2Opening", () => {
     expect(serverSettingsFrame({ maxConcurrentStreams: 2 ** 31 - 1 }).toString("hex")).toBe("000006040000000000" + "00037fffffff");
   });
 });
+
+describe("H2Opening.endsIncomplete", () => {
+  it("is true inside a frame and inside a header block, false between frames", () => {
+    const o = new H2Opening();
+    o.push(Buffer.concat([H2_PREFACE, settings, settingsAck]));
+    expect(o.endsIncomplete).toBe(false);
+    const h = headers("http://h:1", 0);
+    o.push(h.subarray(0, 5));
+    expect(o.endsIncomplete).toBe(true);
+    o.push(h.subarray(5));
+    expect(o.decision).toBeUndefined();
+    expect(o.endsIncomplete).toBe(true); // CONTINUATION still to come
+    o.push(frame(9, 0x4, 1, Buffer.alloc(0)));
+    expect(o.endsIncomplete).toBe(false);
+    expect(o.decision?.path).toBe("rewrite");
+  });
+});
