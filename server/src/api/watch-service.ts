@@ -67,6 +67,8 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
       };
       stream.on("drain", () => {
         congested = false;
+        // Watchers refused while the stream was full catch up now rather than after a back-off.
+        for (const sw of watchers.values()) sw.watcher?.resume();
       });
 
       const deliver = (sw: StreamWatcher, msg: WatchMessage): boolean => {

@@ -160,10 +160,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   await lessor.recover();
   // Keys remember their lease; give the lessor its key sets back.
-  const all = await mvcc.range(Buffer.from([0]), Buffer.from([0]), { keysOnly: true });
-  for (const kv of all.kvs) {
-    if (kv.lease !== 0n && lessor.lookup(kv.lease) !== undefined) lessor.attach(kv.lease, [kv.key]);
-  }
+  mvcc.forEachLeasedKey((key, lease) => {
+    if (lessor.lookup(lease) !== undefined) lessor.attach(lease, [key]);
+  });
 
   const server = new EtcdServer(
     {
