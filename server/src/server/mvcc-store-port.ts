@@ -110,7 +110,10 @@ export class MvccStorePort implements StorePort {
    * behind a snapshot, one synced write makes every earlier LevelDB write durable too.
    */
   async sync(): Promise<void> {
-    await this.backend.writeSynced(this.backend.batch());
+    const batch = this.backend.batch();
+    // Called when the member snapshots: etcd 3.4 saves its consistent index then too.
+    batch.put("meta", META_MVCC_CONSISTENT_INDEX, encodeUint64(this.backend.consistentIndex()));
+    await this.backend.writeSynced(batch);
   }
 
   watch(options: WatchOptions, sink: WatchSink): Watcher {
