@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Regenerates server/src/gen from proto/ with buf (compiler) and ts-proto (static TypeScript
-// encoders/decoders and @grpc/grpc-js service definitions). The output is committed; run this
-// after editing any .proto file: `npm run proto`.
+// Regenerates server/src/gen from proto/ with buf (compiler, fetched from the npm registry at a
+// pinned version on first use) and ts-proto (static TypeScript encoders/decoders and
+// @grpc/grpc-js service definitions). The output is committed; run this after editing any .proto
+// file: `npm run proto`.
 import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import path from "node:path";
@@ -9,7 +10,8 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 rmSync(path.join(root, "server/src/gen"), { recursive: true, force: true });
-execFileSync(path.join(root, "node_modules/.bin/buf"), ["generate", "proto", "--template", "proto/buf.gen.yaml"], {
+const BUF_VERSION = "1.75.0";
+execFileSync("npx", ["--yes", `@bufbuild/buf@${BUF_VERSION}`, "generate", "proto", "--template", "proto/buf.gen.yaml"], {
   cwd: root,
   stdio: "inherit",
 });
