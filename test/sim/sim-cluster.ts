@@ -27,6 +27,8 @@ import { KvStateMachine, decodeCommand, type KvOutput } from "./kv-model.js";
 import { SafetyChecker, Violation, type LogView } from "./safety-checker.js";
 
 export const TICK_UNITS = 10;
+/** A removed member keeps running this many ticks before it stops (etcd: ten ticks). */
+const REMOVED_STOP_DELAY_TICKS = 10;
 
 export interface RaftKnobs {
   commitPreviousTermByCounting?: boolean;
@@ -123,6 +125,8 @@ export class SimMember {
   held: HeldReady[] = [];
   incarnation = 0;
   removed = false;
+  /** A removed member that is still running stops at this time (units). */
+  leavingAt: number | undefined;
   commandsApplied = 0;
   /** A conf change was applied after the last local snapshot. */
   confChangedSinceSnapshot = false;
@@ -270,16 +274,31 @@ export class SimCluster {
     this.hooks.onMemberStopped(m.id);
   }
 
-  /** The member is out of the cluster for good: stop it; the network forgets it. */
+  /**
+   * The member is out of the cluster for good. Like etcd, a running member stops only after a
+   * grace period (etcd waits ten ticks), so that a removed leader can still tell the others that
+   * its removal committed; then the network forgets it.
+   */
   private remove(m: SimMember): void {
     if (m.removed) return;
     m.removed = true;
+    if (m.up) {
+      m.leavingAt = this.now + REMOVED_STOP_DELAY_TICKS * TICK_UNITS;
+      this.log(() => `n${m.id} removed from the cluster; stops in ${REMOVED_STOP_DELAY_TICKS} ticks`);
+      return;
+    }
+    this.network.dropAllFor(m.id);
+    this.log(() => `n${m.id} removed from the cluster`);
+  }
+
+  private stopRemoved(m: SimMember): void {
+    m.leavingAt = undefined;
     if (m.up) {
       m.disk.sync();
       this.stop(m);
     }
     this.network.dropAllFor(m.id);
-    this.log(() => `n${m.id} removed from the cluster and stopped`);
+    this.log(() => `n${m.id} stopped (removed)`);
   }
 
   // ---- requests ---------------------------------------------------------------------------
@@ -332,6 +351,9 @@ export class SimCluster {
   /** Advances time by one unit: deliver due messages, tick, handle every Ready. */
   stepUnit(): void {
     this.now++;
+    for (const m of this.members.values()) {
+      if (m.leavingAt !== undefined && m.leavingAt <= this.now) this.stopRemoved(m);
+    }
     this.runDeferred();
     for (let env = this.network.popDue(this.now); env; env = this.network.popDue(this.now)) {
       this.deliver(env.from, env.to, env.msg);
@@ -378,7 +400,7 @@ export class SimCluster {
     const target = this.members.get(to);
     const sender = this.members.get(from);
     const isSnap = env.msg.type === MessageType.Snap;
-    const ok = target !== undefined && target.node !== undefined && !target.removed && !this.network.isBlocked(from, to);
+    const ok = target !== undefined && target.node !== undefined && !this.network.isBlocked(from, to);
     if (ok) {
       if (this.tracing && (this.traceMessages || isSnap || env.msg.type === MessageType.Vote || env.msg.type === MessageType.PreVote)) {
         this.log(() => `n${to} <- ${describeMsg(env.msg)}`);
@@ -399,7 +421,7 @@ export class SimCluster {
       return;
     }
     const target = this.members.get(msg.to);
-    if (target === undefined || target.removed) return;
+    if (target === undefined || (target.removed && !target.up)) return;
     if (msg.type === MessageType.Snap) {
       this.stats.snapshotsSent++;
       this.log(() => `n${m.id} -> ${describeMsg(msg)}`);

@@ -140,7 +140,7 @@ export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
       snapshotEveryEntries: snapshots ? r.between(3, 30) : 0,
       snapshotKeepEntries: r.between(0, 5),
       backgroundFlushRate: r.pick([0, 0.1, 0.5]),
-      leaderWriteDelayUnits: o.leaderWriteDelayUnits ?? r.pick([0, 0, 2, 6]),
+      leaderWriteDelayUnits: o.leaderWriteDelayUnits ?? r.pick([0, 0, 3, 15, 30]),
       ...(o.knobs ? { knobs: o.knobs } : {}),
       ...(o.divergentApply ? { divergentApply: { memberId: 2n, afterCommands: 5 } } : {}),
     },
