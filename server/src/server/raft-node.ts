@@ -217,9 +217,11 @@ export class RaftNode {
         this.applyChain = this.applyChain.then(() => {
           if (this.applyError) return;
           return this.deps.apply(batch).catch((err: Error) => {
+            // A failed apply (the backend refused a write, or a broken invariant) leaves the state
+            // machine behind the log: exit, and let the restart replay the WAL.
             this.applyError = err;
-            logger.error("apply failed; stopping", { error: String(err), stack: err.stack });
-            throw err;
+            logger.error("apply failed; exiting", { error: String(err), stack: err.stack });
+            process.exit(1);
           });
         });
         if (hasSnapshot || rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
