@@ -61,7 +61,8 @@ describe("etcdctl watch", () => {
   s.case("live watch receives new writes", async (c) => {
     const live = c.background(["watch", "w3/", "--prefix"]);
     const liveJson = c.background(["watch", "w3/k", "-w", "json", "--prev-kv"]);
-    await sleep(1_500);
+    // No way to see the watch registered that both servers share, so give etcdctl time.
+    await sleep(2_000);
     await c.ctl(["put", "w3/k", "1"]);
     await c.ctl(["put", "w3/other", "x"]);
     await c.ctl(["put", "w3/k", "2"]);
