@@ -32,16 +32,27 @@ const PREFACE_BYTES = 24;
 /** Frames larger than this are passed through without buffering them whole. */
 const MAX_BUFFERED_FRAME_BYTES = 1 << 24;
 
-/** Decodes an HPACK integer with an N-bit prefix at `pos`; returns [value, next position]. */
+/** A header block that does not decode (RFC 7541 §5, §6). */
+export class HpackBlockError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "HpackBlockError";
+  }
+}
+
+/**
+ * Decodes an HPACK integer with an N-bit prefix at `pos`; returns [value, next position].
+ * @throws HpackBlockError when the integer is cut short or too large.
+ */
 function readInt(buf: Uint8Array, pos: number, prefixBits: number): [number, number] {
-  if (pos >= buf.length) throw new Error("bad hpack integer");
+  if (pos >= buf.length) throw new HpackBlockError("hpack: truncated integer");
   const max = (1 << prefixBits) - 1;
   let value = buf[pos]! & max;
   pos++;
   if (value < max) return [value, pos];
   let shift = 0;
   for (;;) {
-    if (pos >= buf.length || shift > 28) throw new Error("bad hpack integer");
+    if (pos >= buf.length || shift > 28) throw new HpackBlockError("hpack: bad integer");
     const b = buf[pos++]!;
     value += (b & 0x7f) * 2 ** shift;
     shift += 7;
@@ -77,18 +88,9 @@ function safeAuthority(raw: Buffer, huffman: boolean): Buffer | undefined {
 const STATIC_TABLE_ENTRIES = 61;
 const STATIC_AUTHORITY_INDEX = 1;
 
-/** A header block that does not decode (RFC 7541 §2.3, §5, §6). */
-export class HpackBlockError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "HpackBlockError";
-  }
-}
-
 /** Reads a string literal at `pos`; returns [its bytes (Huffman-coded or not), huffman, next position]. */
 function readStringLiteral(block: Uint8Array, pos: number): [Uint8Array, boolean, number] {
-  if (pos >= block.length) throw new HpackBlockError("hpack: truncated string literal");
-  const huffman = (block[pos]! & 0x80) !== 0;
+  const huffman = pos < block.length && (block[pos]! & 0x80) !== 0;
   const [length, at] = readInt(block, pos, 7);
   if (at + length > block.length) throw new HpackBlockError("hpack: truncated string literal");
   return [block.subarray(at, at + length), huffman, at + length];
@@ -100,58 +102,52 @@ function literalText(bytes: Uint8Array, huffman: boolean): string {
 
 /**
  * The `:authority` of the first header block a client sends on a connection, decoded as HPACK
- * decodes that block: with an empty dynamic table (entries the block itself adds are tracked).
+ * decodes that block: with an empty dynamic table, holding only what the block itself adds.
  * Returns the first `:authority` value (latin1, one char per byte), or undefined when the block
- * has none. Other fields are skipped without decoding their values. Dynamic table size updates
- * and evictions are not modelled: an index that names an entry the block never added is an error.
+ * has none. Other fields are skipped without decoding their values. Evictions are not modelled:
+ * an index past the entries the block added is an error.
  *
  * @throws HpackBlockError or HpackHuffmanError when the block is malformed; the caller should then
  *   treat the connection as if its authority needed rewriting (the conservative path).
  */
 export function firstBlockAuthority(block: Uint8Array): string | undefined {
-  /** Entries added by this block, newest first; only `:authority` values are kept. */
-  const added: Array<{ authority: boolean; value: string }> = [];
-  const entryAt = (index: number): { authority: boolean; value: string } => {
-    if (index === 0) throw new HpackBlockError("hpack: index 0");
-    if (index <= STATIC_TABLE_ENTRIES) return { authority: index === STATIC_AUTHORITY_INDEX, value: "" };
-    const entry = added[index - STATIC_TABLE_ENTRIES - 1];
-    if (entry === undefined) throw new HpackBlockError(`hpack: index ${index} outside the table`);
-    return entry;
+  // Entries the block has added so far. None of them is an :authority field: decoding stops at
+  // the first one.
+  let entriesAdded = 0;
+  const isAuthorityIndex = (index: number): boolean => {
+    if (index === 0 || index > STATIC_TABLE_ENTRIES + entriesAdded) {
+      throw new HpackBlockError(`hpack: index ${index} outside the table`);
+    }
+    return index === STATIC_AUTHORITY_INDEX;
   };
   let pos = 0;
-  try {
-    while (pos < block.length) {
-      const b = block[pos]!;
-      if (b & 0x80) {
-        const [index, next] = readInt(block, pos, 7); // indexed field
-        pos = next;
-        const entry = entryAt(index);
-        if (entry.authority) return entry.value;
-        continue;
-      }
-      if ((b & 0xe0) === 0x20) {
-        pos = readInt(block, pos, 5)[1]; // dynamic table size update
-        continue;
-      }
-      const incremental = (b & 0xc0) === 0x40;
-      const [nameIndex, afterName] = readInt(block, pos, incremental ? 6 : 4);
-      pos = afterName;
-      let authority: boolean;
-      if (nameIndex === 0) {
-        const [name, huffman, next] = readStringLiteral(block, pos);
-        pos = next;
-        authority = literalText(name, huffman) === ":authority";
-      } else {
-        authority = entryAt(nameIndex).authority;
-      }
-      const [value, huffman, next] = readStringLiteral(block, pos);
+  while (pos < block.length) {
+    const b = block[pos]!;
+    if (b & 0x80) {
+      const [index, next] = readInt(block, pos, 7); // indexed field
       pos = next;
-      if (authority) return literalText(value, huffman);
-      if (incremental) added.unshift({ authority: false, value: "" });
+      if (isAuthorityIndex(index)) return ""; // the static entry has no value
+      continue;
     }
-  } catch (err) {
-    if (err instanceof Error && err.message === "bad hpack integer") throw new HpackBlockError("hpack: bad integer");
-    throw err;
+    if ((b & 0xe0) === 0x20) {
+      pos = readInt(block, pos, 5)[1]; // dynamic table size update
+      continue;
+    }
+    const incremental = (b & 0xc0) === 0x40;
+    const [nameIndex, afterName] = readInt(block, pos, incremental ? 6 : 4);
+    pos = afterName;
+    let authority: boolean;
+    if (nameIndex === 0) {
+      const [name, huffman, next] = readStringLiteral(block, pos);
+      pos = next;
+      authority = literalText(name, huffman) === ":authority";
+    } else {
+      authority = isAuthorityIndex(nameIndex);
+    }
+    const [value, huffman, next] = readStringLiteral(block, pos);
+    pos = next;
+    if (authority) return literalText(value, huffman);
+    if (incremental) entriesAdded++;
   }
   return undefined;
 }
