@@ -11,8 +11,9 @@
  *     digest, which `etcdctl snapshot restore` verifies (size % 512 == 32 marks it) and strips.
  *
  * The file is built first in a private temporary directory (one LevelDB snapshot, see
- * server/backend-snapshot.ts), then read back in order; the directory is removed afterwards,
- * also when the client goes away. The stream respects grpc-js flow control (waits for `drain`).
+ * server/backend-snapshot.ts), opened, unlinked, then read back in order through the open
+ * descriptor: nothing is left behind once the stream ends, fails or the process dies (except a
+ * half-written file when the process dies while building it). The stream respects grpc-js flow control (waits for `drain`).
  */
 import type { ServerWritableStream, handleServerStreamingCall } from "@grpc/grpc-js";
 import { createHash } from "node:crypto";
@@ -66,15 +67,23 @@ async function streamSnapshot(
   if (backend === undefined) throw serverError("Unimplemented");
   const header = server.header();
   const dir = await mkdtemp(path.join(options.tempDir ?? os.tmpdir(), "etcd-ts-snapshot-"));
+  let removed = false;
+  const removeDir = async (): Promise<void> => {
+    if (removed) return;
+    removed = true;
+    await rm(dir, { recursive: true, force: true });
+  };
   try {
     const file = path.join(dir, "db");
     const info = await writeEtcdSnapshotFile(backend, file);
     const total = info.sizeBytes;
-    logger.info("sending database snapshot to client", { "total-bytes": total, revision: Number(header.revision) });
+    const fd = await open(file, "r");
     const started = Date.now();
     const sha = createHash("sha256");
-    const fd = await open(file, "r");
     try {
+      // Unlinked while open: the space is freed when the descriptor closes, even if the process dies.
+      await removeDir();
+      logger.info("sending database snapshot to client", { "total-bytes": total, revision: Number(header.revision) });
       const buf = Buffer.alloc(SNAPSHOT_BLOB_BYTES);
       let sent = 0;
       let first = true;
@@ -107,7 +116,7 @@ async function streamSnapshot(
     await send(call, { header: undefined, remainingBytes: 0n, blob: sha.digest(), version: "" });
     logger.info("sent database snapshot to client", { "total-bytes": total, "took-ms": Date.now() - started });
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await removeDir();
   }
 }
 
