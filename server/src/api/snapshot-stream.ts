@@ -13,7 +13,8 @@
  * The file is built first in a private temporary directory (one LevelDB snapshot, see
  * server/backend-snapshot.ts), opened, unlinked, then read back in order through the open
  * descriptor: nothing is left behind once the stream ends, fails or the process dies (except a
- * half-written file when the process dies while building it). The stream respects grpc-js flow control (waits for `drain`).
+ * half-written file when the process dies while building it). At most `concurrentMax` snapshots
+ * are built and streamed at once; further requests wait in arrival order. The stream respects grpc-js flow control (waits for `drain`).
  */
 import type { ServerWritableStream, handleServerStreamingCall } from "@grpc/grpc-js";
 import { createHash } from "node:crypto";
@@ -33,6 +34,34 @@ export const SNAPSHOT_BLOB_BYTES = 32 * 1024;
 export interface SnapshotStreamOptions {
   /** Where the temporary file goes. Default: the OS temp directory. */
   tempDir?: string;
+  /**
+   * Snapshots built and streamed at once (each holds a temporary copy of the database); later
+   * requests wait their turn. Default 2.
+   */
+  concurrentMax?: number;
+}
+
+/** Counts holders of a bounded resource; waiters are served in arrival order. */
+class Slots {
+  private used = 0;
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(private readonly max: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.used < this.max) {
+      this.used++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Hands the slot to the next waiter, or frees it. */
+  release(): void {
+    const next = this.waiters.shift();
+    if (next !== undefined) next();
+    else this.used--;
+  }
 }
 
 export function snapshotHandler(
@@ -40,10 +69,19 @@ export function snapshotHandler(
   logger: Logger,
   options: SnapshotStreamOptions = {},
 ): handleServerStreamingCall<SnapshotRequest, SnapshotResponse> {
+  const slots = new Slots(Math.max(1, options.concurrentMax ?? 2));
   return (call) => {
     let gone = false;
     call.on("cancelled", () => (gone = true));
-    streamSnapshot(server, call, logger, options, () => gone).then(
+    const run = async (): Promise<void> => {
+      await slots.acquire();
+      try {
+        if (!gone) await streamSnapshot(server, call, logger, options, () => gone);
+      } finally {
+        slots.release();
+      }
+    };
+    run().then(
       () => {
         if (!gone) call.end();
       },
