@@ -87,6 +87,11 @@ export interface CaseContext {
    * one transcript line with the count and the revision of the last put.
    */
   bulkPut(entries: Array<[string, string]>): Promise<void>;
+  /**
+   * Sends an HTTP/1.1 request to the member's client URL (the JSON gateway, /version, ...) and
+   * records the status line and the body (not the headers, which carry a Date).
+   */
+  http(method: "GET" | "POST", path: string, body?: unknown): Promise<{ status: number; text: string }>;
   /** A path in this side's scratch directory (shown as <member-dir>/... in transcripts). */
   scratchPath(name: string): string;
   /** Adds a free-form line to the transcript. */
@@ -209,6 +214,24 @@ function makeContext(state: SideState, lines: string[]): CaseContext {
         lines.push(`# puts over gRPC failed after revision ${revision}: ${(err as Error).message}`);
       }
     },
+    async http(method, urlPath, body) {
+      const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+      lines.push(`$ ${method} ${urlPath}${payload === undefined ? "" : " " + payload}`);
+      try {
+        const res = await fetch(state.member.clientUrl + urlPath, {
+          method,
+          body: payload,
+          headers: payload === undefined ? {} : { "content-type": "application/json" },
+          signal: AbortSignal.timeout(10_000),
+        });
+        const text = await res.text();
+        lines.push(`[http ${res.status}]`, text.replace(/\n$/, ""));
+        return { status: res.status, text };
+      } catch (err) {
+        lines.push(`[http error] ${(err as Error).message}`);
+        return { status: 0, text: "" };
+      }
+    },
     scratchPath(name) {
       return path.join(state.member.baseDir, name);
     },
@@ -309,6 +332,7 @@ export function normalise(text: string, state: { member: Member; leaseIds: bigin
   t = t.replace(/"took":"[^"]*"/g, '"took":"<duration>"').replace(/"took":[0-9.e+-]+/g, '"took":"<duration>"');
   // 6. backend size (endpoint status only)
   t = t.replace(/"dbSize":\d+/g, '"dbSize":<db-size>').replace(/"dbSizeInUse":\d+/g, '"dbSizeInUse":<db-size>');
+  t = t.replace(/"dbSize":"\d+"/g, '"dbSize":"<db-size>"').replace(/"dbSizeInUse":"\d+"/g, '"dbSizeInUse":"<db-size>"');
   t = t.replace(/"DBSize" : \d+/g, '"DBSize" : <db-size>').replace(/"DBSizeInUse" : \d+/g, '"DBSizeInUse" : <db-size>');
   t = t.replace(/^(.*), (\d+(?:\.\d+)? (?:B|kB|MB|GB)), (true|false), /gm, "$1, <db-size>, $3, ");
   // ... and the snapshot file size (snapshot save's log, snapshot status)
