@@ -99,12 +99,23 @@ export class BboltReader {
   entries(bucket: Buffer | string): Array<[Buffer, Buffer]> | undefined {
     const ref = this.bucketRef(typeof bucket === "string" ? Buffer.from(bucket) : bucket);
     if (ref === undefined) return undefined;
-    const out: Array<[Buffer, Buffer]> = [];
+    return [...this.pairs(ref)];
+  }
+
+  /**
+   * Iterates a top-level bucket's key/value pairs in order, one page in memory at a time (for
+   * big files). Yields nothing when there is no such bucket.
+   */
+  *iterate(bucket: Buffer | string): Generator<[Buffer, Buffer]> {
+    const ref = this.bucketRef(typeof bucket === "string" ? Buffer.from(bucket) : bucket);
+    if (ref !== undefined) yield* this.pairs(ref);
+  }
+
+  private *pairs(ref: BucketRef): Generator<[Buffer, Buffer]> {
     for (const e of this.walk(ref)) {
       if ((e.flags & BUCKET_LEAF_FLAG) !== 0) continue; // nested buckets are not listed
-      out.push([e.key, e.value]);
+      yield [e.key, e.value];
     }
-    return out;
   }
 
   /** Every top-level bucket with its entries, sorted by bucket name. */
@@ -190,8 +201,12 @@ export class BboltReader {
         }
       }
     }
-    for (let i = 0; i < highWater; i++) {
-      if (!reachable.has(i) && !freed.has(i)) errors.push(`page ${i}: unreachable unfreed`);
+    // Without a stored freelist (bbolt's NoFreelistSync, as etcd runs it) bbolt takes every
+    // unreachable page for free.
+    if (this.meta.freelistPgid !== 0xffffffffffffffffn) {
+      for (let i = 0; i < highWater; i++) {
+        if (!reachable.has(i) && !freed.has(i)) errors.push(`page ${i}: unreachable unfreed`);
+      }
     }
     return errors;
   }
@@ -219,20 +234,22 @@ export class BboltReader {
   /** Leaf elements of a bucket's tree, in order. */
   private *walk(ref: BucketRef): Generator<Element> {
     let visited = 0;
-    const stack: PageView[] = [];
+    // Pages still to visit: an inline page, or page ids read when their turn comes.
+    const stack: Array<PageView | number> = [];
     if (ref.inline !== undefined) {
       const buf = ref.inline;
       stack.push({ pgid: -1, buf, flags: buf.readUInt16LE(8), count: buf.readUInt16LE(10), overflow: 0 });
     } else {
-      stack.push(this.page(ref.root));
+      stack.push(ref.root);
     }
     // Depth-first, left to right: push children in reverse.
     while (stack.length > 0) {
       if (++visited > PAGES_VISITED_MAX) throw new BboltFormatError("bbolt: too many pages (cycle?)");
-      const p = stack.pop()!;
+      const top = stack.pop()!;
+      const p = typeof top === "number" ? this.page(top) : top;
       const elements = this.elements(p);
       if ((p.flags & PageFlag.branch) !== 0) {
-        for (let i = elements.length - 1; i >= 0; i--) stack.push(this.page(elements[i]!.child));
+        for (let i = elements.length - 1; i >= 0; i--) stack.push(elements[i]!.child);
       } else if ((p.flags & PageFlag.leaf) !== 0) {
         yield* elements;
       } else {
