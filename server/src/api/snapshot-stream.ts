@@ -3,9 +3,9 @@
  *
  * Stream (as etcd 3.4's server sends it):
  *   - the file in blobs of 32 KiB (the last one shorter), each with `remaining_bytes` = bytes of
- *     the file still to come after it; the first message also carries the response header whose
- *     revision is the store's revision when the snapshot was taken (etcd 3.4 leaves the header
- *     out; clients ignore it);
+ *     the file still to come after it; the first message also carries a response header with
+ *     the store's revision when the request started (writes applied while the LevelDB snapshot
+ *     is being opened may still be in the file; etcd 3.4 sends no header, clients ignore it);
  *   - one final message with `remaining_bytes` 0 and the SHA-256 of the whole file as its blob.
  *     `etcdctl snapshot save` stores the concatenated blobs, so the saved file ends with that
  *     digest, which `etcdctl snapshot restore` verifies (size % 512 == 32 marks it) and strips.
