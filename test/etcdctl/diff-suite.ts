@@ -69,9 +69,10 @@ export interface CaseContext {
   ctl(args: string[], options?: CtlOptions): Promise<EtcdctlResult>;
   /**
    * Starts `etcdctl <args>` in the background (watch); `stop()` records it. With
-   * `omitStdout`, the transcript gets only stdout's line count (the script records what matters).
+   * `omitStdout`, the transcript gets only stdout's line count (the script records what matters);
+   * with `firstLines`, only that many leading lines of stdout (for output that repeats with time).
    */
-  background(args: string[], options?: { omitStdout?: boolean }): BackgroundCtl;
+  background(args: string[], options?: { omitStdout?: boolean; firstLines?: number }): BackgroundCtl;
   /**
    * Extracts the lease ID (hex) printed by `lease grant` and registers it for normalisation.
    * Without one in the output, notes that in the transcript and returns "0".
@@ -162,9 +163,12 @@ function makeContext(state: SideState, lines: string[]): CaseContext {
       let recorded = false;
       const record = (res: EtcdctlResult): EtcdctlResult => {
         if (!recorded) {
+          const outLines = res.stdout.split("\n").filter((l) => l !== "");
           const shown = bgOptions.omitStdout
-            ? { ...res, stdout: `<${res.stdout.split("\n").filter((l) => l !== "").length} lines>\n` }
-            : res;
+            ? { ...res, stdout: `<${outLines.length} lines>\n` }
+            : bgOptions.firstLines !== undefined
+              ? { ...res, stdout: outLines.slice(0, bgOptions.firstLines).join("\n") + "\n" }
+              : res;
           recordResult(lines, args, shown, {}, true);
         }
         recorded = true;
@@ -374,7 +378,7 @@ function readGolden(suite: string): Golden {
 function writeGolden(suite: string, cases: Array<[string, string]>): void {
   fs.mkdirSync(goldenDir, { recursive: true });
   const header =
-    `# Transcripts recorded from real etcd 3.4 (etcdctl API v3) by test/etcdctl/${suite}.test.ts.\n` +
+    `# Transcripts recorded from real etcd 3.4 by test/etcdctl/${suite}.test.ts.\n` +
     `# Normalised placeholders (<endpoint>, <lease-N>, <remaining>, <duration>, <db-size>, <ts>,\n` +
     `# <uuid>) are explained in test/etcdctl/diff-suite.ts. Regenerate with UPDATE_GOLDEN=1.\n\n`;
   const body = cases.map(([name, t]) => `#### case: ${name}\n${t}\n`).join("\n");

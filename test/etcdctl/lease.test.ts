@@ -120,4 +120,23 @@ describe("etcdctl lease", () => {
     await c.ctl(["lease", "revoke", a]);
     await c.ctl(["get", "l5/k"]);
   });
+
+  s.case("streaming keep-alive", async (c) => {
+    const a = c.leaseId(await c.ctl(["lease", "grant", "3"]));
+    await c.ctl(["put", "l7/k", "v", `--lease=${a}`]);
+    // etcdctl renews about every TTL/3 s; the number of lines depends on time, so only the
+    // first two are compared.
+    const ka = c.background(["lease", "keep-alive", a], { firstLines: 2 });
+    await ka.waitForLines(/keepalived/, 2, 10_000);
+    await sleep(3_500);
+    await c.ctl(["get", "l7/k"]);
+    await ka.stop();
+    const kaJson = c.background(["lease", "keep-alive", a, "-w", "json"], { firstLines: 1 });
+    await kaJson.waitForLines(/"TTL"/, 1, 10_000);
+    await kaJson.stop();
+    await c.ctl(["lease", "revoke", a]);
+    // Keep-alive of a lease that is gone: etcdctl reports it and exits.
+    const gone = c.background(["lease", "keep-alive", a]);
+    await gone.wait(10_000);
+  });
 });
