@@ -22,7 +22,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { SnapshotRequest, SnapshotResponse } from "../gen/etcdserverpb/rpc.js";
-import { backendOf, writeEtcdSnapshotFile } from "../server/backend-snapshot.js";
+import { SnapshotAbortedError, backendOf, writeEtcdSnapshotFile } from "../server/backend-snapshot.js";
 import type { EtcdServer } from "../server/etcd-server.js";
 import { serverError } from "../server/errors.js";
 import type { Logger } from "../pkg/logger.js";
@@ -113,7 +113,13 @@ async function streamSnapshot(
   };
   try {
     const file = path.join(dir, "db");
-    const info = await writeEtcdSnapshotFile(backend, file);
+    let info;
+    try {
+      info = await writeEtcdSnapshotFile(backend, file, { aborted: isGone });
+    } catch (e) {
+      if (e instanceof SnapshotAbortedError) return; // the client went away
+      throw e;
+    }
     const total = info.sizeBytes;
     const fd = await open(file, "r");
     const started = Date.now();

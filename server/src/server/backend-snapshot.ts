@@ -47,8 +47,23 @@ export function backendOf(store: StorePort): Backend | undefined {
  * Writes the backend to `filePath` as an etcd 3.4 bbolt database (see the mapping above).
  * Rejects with the backend's or the file system's errors; the file is then incomplete.
  */
-export async function writeEtcdSnapshotFile(backend: Backend, filePath: string, options: BboltWriterOptions = {}): Promise<BboltFileInfo> {
+export interface EtcdSnapshotOptions extends BboltWriterOptions {
+  /** Polled while reading the backend; when it returns true the export stops with SnapshotAbortedError. */
+  aborted?: () => boolean;
+}
+
+/** The export was stopped through `EtcdSnapshotOptions.aborted`; the file is incomplete. */
+export class SnapshotAbortedError extends Error {
+  readonly code = "SNAPSHOT_ABORTED";
+  constructor() {
+    super("snapshot: aborted");
+  }
+}
+
+export async function writeEtcdSnapshotFile(backend: Backend, filePath: string, options: EtcdSnapshotOptions = {}): Promise<BboltFileInfo> {
   const writer = await BboltWriter.create(filePath, options);
+  const aborted = options.aborted ?? (() => false);
+  let read = 0;
   try {
     const small = {
       meta: new Map<string, Buffer>(),
@@ -75,6 +90,7 @@ export async function writeEtcdSnapshotFile(backend: Backend, filePath: string, 
     };
 
     for await (const [fullKey, value] of backend.iterateAll()) {
+      if (++read % 1024 === 0 && aborted()) throw new SnapshotAbortedError();
       const id = fullKey[0]!;
       const key = fullKey.subarray(1);
       switch (id) {

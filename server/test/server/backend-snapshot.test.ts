@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Backend, encodeUint64 } from "../../src/mvcc/backend/backend.js";
 import { BboltReader } from "../../src/mvcc/backend/bbolt-reader.js";
 import { encodeRevisionValue, revisionKey } from "../../src/mvcc/revision.js";
-import { encodeEtcdMemberJson, goJsonString, writeEtcdSnapshotFile } from "../../src/server/backend-snapshot.js";
+import { SnapshotAbortedError, encodeEtcdMemberJson, goJsonString, writeEtcdSnapshotFile } from "../../src/server/backend-snapshot.js";
 import { encodeMember } from "../../src/server/membership.js";
 import { META_MVCC_CONSISTENT_INDEX } from "../../src/server/mvcc-store-port.js";
 
@@ -127,6 +127,18 @@ describe("writeEtcdSnapshotFile", () => {
       } finally {
         r.close();
       }
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it("stops when aborted while reading the backend", async () => {
+    const backend = await Backend.open(path.join(dir, "db3"));
+    try {
+      const b = backend.batch();
+      for (let rev = 2; rev < 3000; rev++) b.putPrefixed(Buffer.concat([Buffer.from([0x01]), revisionKey(rev, 0, false).subarray(1)]), Buffer.from("v"));
+      await backend.write(b);
+      await expect(writeEtcdSnapshotFile(backend, path.join(dir, "out3.db"), { aborted: () => true })).rejects.toBeInstanceOf(SnapshotAbortedError);
     } finally {
       await backend.close();
     }
