@@ -20,20 +20,33 @@ import { describe, expect, it } from "vitest";
 import { PRESETS, runSimulation, type ProfileOverrides, type SimResult } from "./simulation.js";
 import { runFigure8Script } from "./figure8-script.js";
 
-function hunt(overrides: ProfileOverrides, maxSeeds: number): { found?: SimResult; tried: number } {
-  for (let seed = 1; seed <= maxSeeds; seed++) {
-    const r = runSimulation(seed, overrides);
-    if (!r.ok) return { found: r, tried: seed };
-  }
-  return { tried: maxSeeds };
+interface Hunt {
+  /** The first run in which one of the simulation's own checks fired. */
+  found?: SimResult;
+  tried: number;
+  /** Runs before it that ended with the core throwing (its own invariants), not a check. */
+  coreCrashes: number[];
 }
 
-function report(name: string, h: { found?: SimResult; tried: number }): void {
+/** Runs seeds 1.. until a safety or linearizability check fires (a core crash does not count). */
+function hunt(overrides: ProfileOverrides, maxSeeds: number): Hunt {
+  const coreCrashes: number[] = [];
+  for (let seed = 1; seed <= maxSeeds; seed++) {
+    const r = runSimulation(seed, overrides);
+    if (r.ok) continue;
+    if (safetyInvariants.includes(r.violation!.invariant)) return { found: r, tried: seed, coreCrashes };
+    coreCrashes.push(seed);
+  }
+  return { tried: maxSeeds, coreCrashes };
+}
+
+function report(name: string, h: Hunt): void {
+  const crashes = h.coreCrashes.length > 0 ? ` (before it, the core threw on seeds ${h.coreCrashes.join(" ")})` : "";
   if (h.found) {
     const v = h.found.violation!;
-    console.log(`${name}: caught at seed=${h.found.seed} (after ${h.tried} seeds): ${v.invariant}: ${v.detail.split("\n")[0]}`);
+    console.log(`${name}: caught at seed=${h.found.seed} (after ${h.tried} seeds): ${v.invariant}: ${v.detail.split("\n")[0]}${crashes}`);
   } else {
-    console.log(`${name}: NOT caught in ${h.tried} seeds`);
+    console.log(`${name}: NOT caught in ${h.tried} seeds${crashes}`);
   }
 }
 

@@ -106,7 +106,7 @@ export const PRESETS: Record<string, ProfileOverrides> = {
 /** Derives a run's configuration from its seed (and explicit overrides). */
 export function profileFor(seed: number, o: ProfileOverrides = {}): SimProfile {
   const r = new SimRng(seed).fork("profile");
-  const voters = o.voters ?? (r.chance(0.6) ? 3 : 5);
+  const voters = o.voters ?? (r.chance(0.5) ? 3 : 5);
   const electionTicks = o.electionTicks ?? r.pick([5, 10, 10, 20]);
   const snapshots = o.snapshots ?? r.chance(0.4);
   const checkQuorum = o.checkQuorum ?? r.chance(0.5);
