@@ -1,10 +1,13 @@
 /**
- * The HTTP/1.1 side of the client port: /health, /livez, /readyz, /version and /metrics.
+ * The HTTP/1.1 side of the client port: /health, /livez, /readyz, /version, /metrics, and the
+ * v3 JSON gateway under /v3/ and /v3beta/ (gateway.ts).
  */
 import type http from "node:http";
 import type { EtcdServer } from "../server/etcd-server.js";
 import { CLUSTER_VERSION, ETCD_API_VERSION } from "../server/etcd-server.js";
 import type { Metrics } from "./metrics.js";
+import { nullLogger, type Logger } from "../pkg/logger.js";
+import { Gateway, gatewayBodyBytesMax } from "./gateway.js";
 
 /** etcd's health check gives a proposal this long to commit. */
 const HEALTH_TIMEOUT_MS = 1000;
@@ -28,9 +31,14 @@ async function healthy(server: EtcdServer): Promise<boolean> {
   }
 }
 
-export function httpHandler(server: EtcdServer, metrics: Metrics): http.RequestListener {
+export function httpHandler(server: EtcdServer, metrics: Metrics, logger: Logger = nullLogger): http.RequestListener {
+  const gateway = new Gateway({ bodyBytesMax: gatewayBodyBytesMax(server.options.maxRequestBytes) }, { server, logger });
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
+    if (gateway.owns(url.pathname)) {
+      gateway.handle(req, res, url.pathname);
+      return;
+    }
     const json = (status: number, body: unknown): void => {
       res.statusCode = status;
       res.setHeader("Content-Type", "application/json");

@@ -1,0 +1,358 @@
+/**
+ * etcd 3.4's HTTP/JSON gateway (grpc-gateway) on the client port: POST /v3/<service>/<method>
+ * (and the same under /v3beta) runs the gRPC method with the JSON body as its request and answers
+ * with the response as JSON (see gateway-json.ts for the mapping).
+ *
+ * Each route calls the very handler the gRPC server runs (kv-service.ts, lease-service.ts, ...)
+ * through an in-process call object, so validation, errors and results are the gRPC ones.
+ *
+ * Responses, as grpc-gateway writes them:
+ *   - unary: 200 and the message; on error the HTTP status for the gRPC code (httpStatusOf) and
+ *     {"error": msg, "message": msg, "code": n};
+ *   - streams (watch, lease keepalive, snapshot): the body holds one or more JSON requests; the
+ *     answer is 200, chunked, one {"result": message} line per response. An error after the
+ *     stream started is one {"error": {grpc_code, http_code, message, http_status}} line. A body
+ *     whose first request does not decode gets 500 with code 2 (as etcd); later undecodable
+ *     requests end the reading. Watch streams stay open until the client goes (etcd keeps the
+ *     watchers of a half-closed stream); keepalive ends after answering every request.
+ *   - a path under /v3/ or /v3beta/ that names no method: 404 "Not Found"; a method other than
+ *     POST (OPTIONS excepted, which gets the CORS headers): 405 "Method Not Allowed".
+ *
+ * Bounds: the body is read up to `bodyBytesMax` (derived from --max-request-bytes; beyond it the
+ * request fails with ResourceExhausted as gRPC's receive limit does); requests per stream body
+ * are bounded by the body. A stream lives as long as its HTTP connection.
+ */
+import { EventEmitter } from "node:events";
+import type http from "node:http";
+import { Metadata, status as Status } from "@grpc/grpc-js";
+import type { EtcdServer } from "../server/etcd-server.js";
+import type { Logger } from "../pkg/logger.js";
+import { kvService } from "./kv-service.js";
+import { leaseService } from "./lease-service.js";
+import { clusterService } from "./cluster-service.js";
+import { maintenanceService } from "./maintenance-service.js";
+import { watchService } from "./watch-service.js";
+import { statusOf } from "./errors.js";
+import { GATEWAY_SCHEMA } from "./gateway-schema.js";
+import { GatewayCodec, GatewayInputError, JsonReader, type JsonValue } from "./gateway-json.js";
+
+/** Route shapes: how the handler is called. */
+type RouteKind = "unary" | "bidi" | "server-stream";
+
+interface Route {
+  kind: RouteKind;
+  /** Fully qualified request and response message names. */
+  request: string;
+  response: string;
+  /** The grpc-js style handler the gRPC server runs for this method. */
+  handler: (...args: never[]) => void;
+}
+
+/** grpc-gateway (v1, as vendored by etcd 3.4): HTTP status for a gRPC status code. */
+export function httpStatusOf(code: number): number {
+  switch (code) {
+    case Status.OK: return 200;
+    case Status.CANCELLED: return 408;
+    case Status.UNKNOWN: return 500;
+    case Status.INVALID_ARGUMENT: return 400;
+    case Status.DEADLINE_EXCEEDED: return 504;
+    case Status.NOT_FOUND: return 404;
+    case Status.ALREADY_EXISTS: return 409;
+    case Status.PERMISSION_DENIED: return 403;
+    case Status.UNAUTHENTICATED: return 401;
+    case Status.RESOURCE_EXHAUSTED: return 429;
+    case Status.FAILED_PRECONDITION: return 412;
+    case Status.ABORTED: return 409;
+    case Status.OUT_OF_RANGE: return 400;
+    case Status.UNIMPLEMENTED: return 501;
+    case Status.INTERNAL: return 500;
+    case Status.UNAVAILABLE: return 503;
+    case Status.DATA_LOSS: return 500;
+    default: return 500;
+  }
+}
+
+/** The unary error body grpc-gateway writes. */
+export function errorBody(code: number, message: string): string {
+  return JSON.stringify({ error: message, message, code });
+}
+
+/** The stream error line grpc-gateway writes once a stream has started. */
+export function streamErrorLine(code: number, message: string): string {
+  const httpCode = httpStatusOf(code);
+  return JSON.stringify({ error: { grpc_code: code, http_code: httpCode, message, http_status: httpStatusText(httpCode) } }) + "\n";
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
+  409: "Conflict", 412: "Precondition Failed", 429: "Too Many Requests", 500: "Internal Server Error",
+  501: "Not Implemented", 503: "Service Unavailable", 504: "Gateway Timeout",
+};
+
+function httpStatusText(code: number): string {
+  return STATUS_TEXT[code] ?? "";
+}
+
+/** The path prefixes etcd 3.4 serves the gateway under. */
+const PREFIXES = ["/v3/", "/v3beta/"];
+
+export interface GatewayOptions {
+  /** Largest request body read (bytes); larger bodies fail with ResourceExhausted. */
+  bodyBytesMax: number;
+  /** Progress notification period of watch streams (etcd: 10 minutes). */
+  watchProgressNotifyIntervalMs?: number;
+}
+
+export interface GatewayDeps {
+  server: EtcdServer;
+  logger: Logger;
+}
+
+/** Body bytes allowed for a --max-request-bytes limit: room for base64 (4/3) and JSON framing. */
+export function gatewayBodyBytesMax(maxRequestBytes: number): number {
+  return Math.ceil((maxRequestBytes * 4) / 3) + 64 * 1024;
+}
+
+export class Gateway {
+  private readonly codec = new GatewayCodec(GATEWAY_SCHEMA);
+  private readonly routes = new Map<string, Route>();
+
+  constructor(private readonly options: GatewayOptions, deps: GatewayDeps) {
+    const { server, logger } = deps;
+    const kv = kvService(server, { maxTxnOps: server.options.maxTxnOps }, logger);
+    const lease = leaseService(server, logger);
+    const cluster = clusterService(server, logger);
+    const maintenance = maintenanceService(server, logger);
+    const watch = watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs ?? 10 * 60 * 1000 }, logger);
+    const pb = (name: string): string => `etcdserverpb.${name}`;
+    const add = (paths: string[], kind: RouteKind, rpc: string, handler: Route["handler"], request = `${rpc}Request`, response = `${rpc}Response`): void => {
+      for (const p of paths) this.routes.set(p, { kind, request: pb(request), response: pb(response), handler });
+    };
+    add(["kv/range"], "unary", "Range", kv.range);
+    add(["kv/put"], "unary", "Put", kv.put);
+    add(["kv/deleterange"], "unary", "DeleteRange", kv.deleteRange);
+    add(["kv/txn"], "unary", "Txn", kv.txn);
+    add(["kv/compaction"], "unary", "Compaction", kv.compact);
+    add(["watch"], "bidi", "Watch", watch.watch);
+    add(["lease/grant"], "unary", "LeaseGrant", lease.leaseGrant);
+    add(["lease/revoke", "kv/lease/revoke"], "unary", "LeaseRevoke", lease.leaseRevoke);
+    add(["lease/keepalive"], "bidi", "LeaseKeepAlive", lease.leaseKeepAlive);
+    add(["lease/timetolive", "kv/lease/timetolive"], "unary", "LeaseTimeToLive", lease.leaseTimeToLive);
+    add(["lease/leases", "kv/lease/leases"], "unary", "LeaseLeases", lease.leaseLeases);
+    add(["cluster/member/add"], "unary", "MemberAdd", cluster.memberAdd);
+    add(["cluster/member/remove"], "unary", "MemberRemove", cluster.memberRemove);
+    add(["cluster/member/update"], "unary", "MemberUpdate", cluster.memberUpdate);
+    add(["cluster/member/list"], "unary", "MemberList", cluster.memberList);
+    add(["cluster/member/promote"], "unary", "MemberPromote", cluster.memberPromote);
+    add(["maintenance/alarm"], "unary", "Alarm", maintenance.alarm);
+    add(["maintenance/status"], "unary", "Status", maintenance.status);
+    add(["maintenance/defragment"], "unary", "Defragment", maintenance.defragment);
+    add(["maintenance/hash"], "unary", "Hash", maintenance.hash);
+    add(["maintenance/hashkv"], "unary", "HashKV", maintenance.hashKv);
+    add(["maintenance/snapshot"], "server-stream", "Snapshot", maintenance.snapshot);
+    add(["maintenance/transfer-leadership"], "unary", "MoveLeader", maintenance.moveLeader);
+    for (const r of this.routes.values()) {
+      // A route naming a message the schema lacks is a programming error: fail at start-up.
+      this.codec.empty(r.request);
+      this.codec.empty(r.response);
+    }
+  }
+
+  /** Whether `pathname` belongs to the gateway (so the caller hands the request to handle()). */
+  owns(pathname: string): boolean {
+    return PREFIXES.some((p) => pathname.startsWith(p));
+  }
+
+  /** Serves one HTTP request whose path the gateway owns. Never throws. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): void {
+    res.setHeader("Access-Control-Allow-Origin", "*");
+    res.setHeader("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE");
+    res.setHeader("Access-Control-Allow-Headers", "accept, content-type, authorization");
+    if (req.method === "OPTIONS") {
+      res.end();
+      return;
+    }
+    const prefix = PREFIXES.find((p) => pathname.startsWith(p))!;
+    const route = this.routes.get(pathname.slice(prefix.length));
+    if (route === undefined) return plain(res, 404, "Not Found");
+    if (req.method !== "POST") return plain(res, 405, "Method Not Allowed");
+    readBody(req, this.options.bodyBytesMax).then(
+      (body) => {
+        if (body === undefined) {
+          const msg = `grpc: received message larger than max (${req.headers["content-length"] ?? "more"} vs. ${this.options.bodyBytesMax})`;
+          return jsonError(res, Status.RESOURCE_EXHAUSTED, msg);
+        }
+        if (route.kind === "unary") return this.unary(route, body, req, res);
+        return this.stream(route, body, req, res);
+      },
+      () => res.destroy(),
+    );
+  }
+
+  private unary(route: Route, body: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+    let request: Record<string, unknown>;
+    try {
+      const v = new JsonReader(body).next();
+      request = v === undefined ? this.codec.empty(route.request) : this.codec.decode(route.request, v);
+    } catch (err) {
+      if (err instanceof GatewayInputError) return jsonError(res, Status.INVALID_ARGUMENT, err.message);
+      return jsonError(res, Status.UNKNOWN, String(err));
+    }
+    const call = new GatewayCall(request, req);
+    res.on("close", () => call.cancel());
+    const callback = (err: unknown, value?: unknown): void => {
+      if (res.writableEnded || res.destroyed) return;
+      if (err) {
+        const [code, message] = statusOf(err);
+        return jsonError(res, code, message);
+      }
+      res.statusCode = 200;
+      res.setHeader("Content-Type", "application/json");
+      res.end(this.codec.encode(route.response, value));
+    };
+    (route.handler as (call: unknown, cb: typeof callback) => void)(call, callback);
+  }
+
+  private stream(route: Route, body: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Decode every request first: the first failing is an error answer, a later one ends reading.
+    const reader = new JsonReader(body);
+    const requests: Record<string, unknown>[] = [];
+    for (;;) {
+      let v: JsonValue | undefined;
+      try {
+        v = reader.next();
+        if (v === undefined) break;
+        requests.push(this.codec.decode(route.request, v));
+      } catch (err) {
+        if (requests.length === 0) return jsonError(res, Status.UNKNOWN, (err as Error).message);
+        break;
+      }
+      if (route.kind === "server-stream") break;
+    }
+    if (route.kind === "server-stream" && requests.length === 0) requests.push(this.codec.empty(route.request));
+
+    const call = new GatewayCall(requests[0], req);
+    let started = false;
+    const start = (): void => {
+      if (started) return;
+      started = true;
+      res.statusCode = 200;
+      res.setHeader("Content-Type", "application/json");
+      res.setHeader("Transfer-Encoding", "chunked");
+    };
+    call.sink = {
+      write: (msg) => {
+        if (res.writableEnded || res.destroyed) return false;
+        start();
+        return res.write(JSON.stringify({ result: this.codec.toJson(route.response, msg) }) + "\n");
+      },
+      end: () => {
+        if (res.writableEnded || res.destroyed) return;
+        start();
+        res.end();
+      },
+      fail: (err) => {
+        if (res.writableEnded || res.destroyed) return;
+        const [code, message] = statusOf(err);
+        if (!started) return jsonError(res, code, message);
+        res.end(streamErrorLine(code, message));
+      },
+    };
+    res.on("drain", () => call.emit("drain"));
+    res.on("close", () => call.cancel());
+    (route.handler as (call: unknown) => void)(call);
+    if (route.kind === "bidi") {
+      for (const r of requests) call.emit("data", r);
+      // etcd ends a keepalive stream once the client stops sending; a watch stays open.
+      if (route.request !== "etcdserverpb.WatchRequest") call.emit("end");
+    }
+  }
+}
+
+/** What a stream call writes to: the HTTP response, framed as grpc-gateway frames it. */
+interface StreamSink {
+  write(msg: unknown): boolean;
+  end(): void;
+  fail(err: unknown): void;
+}
+
+/**
+ * The in-process stand-in for a grpc-js call object (unary, server-streaming or duplex): the
+ * request, metadata, cancellation, and write/end/error for streams.
+ */
+class GatewayCall extends EventEmitter {
+  readonly metadata = new Metadata();
+  cancelled = false;
+  sink: StreamSink | undefined;
+
+  constructor(readonly request: unknown, private readonly req: http.IncomingMessage) {
+    super();
+    // A handler reports a stream failure by emitting "error"; it goes to the client.
+    this.on("error", (err: unknown) => this.sink?.fail(err));
+  }
+
+  getPeer(): string {
+    return `${this.req.socket.remoteAddress ?? ""}:${this.req.socket.remotePort ?? 0}`;
+  }
+  getDeadline(): number {
+    return Infinity;
+  }
+  getPath(): string {
+    return this.req.url ?? "";
+  }
+  sendMetadata(): void {}
+  pause(): this {
+    return this;
+  }
+  resume(): this {
+    return this;
+  }
+  write(msg: unknown): boolean {
+    return this.sink?.write(msg) ?? false;
+  }
+  end(): void {
+    this.sink?.end();
+  }
+  /** The client went away: the handler sees grpc-js's cancellation events. */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.emit("cancelled", "cancelled");
+    this.emit("close");
+  }
+}
+
+function plain(res: http.ServerResponse, status: number, text: string): void {
+  res.statusCode = status;
+  res.setHeader("Content-Type", "text/plain; charset=utf-8");
+  res.setHeader("X-Content-Type-Options", "nosniff");
+  res.end(text);
+}
+
+function jsonError(res: http.ServerResponse, code: number, message: string): void {
+  if (res.writableEnded || res.destroyed) return;
+  res.statusCode = httpStatusOf(code);
+  res.setHeader("Content-Type", "application/json");
+  res.end(errorBody(code, message));
+}
+
+/** The body as text, or undefined once it exceeds `bytesMax` (the rest is discarded). */
+function readBody(req: http.IncomingMessage, bytesMax: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let over = false;
+    req.on("data", (chunk: Buffer) => {
+      if (over) return;
+      bytes += chunk.length;
+      if (bytes > bytesMax) {
+        over = true;
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(over ? undefined : Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
