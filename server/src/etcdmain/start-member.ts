@@ -249,7 +249,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const clientListeners: net.Server[] = [];
   for (const u of cfg.listenClientUrls) {
     const url = new URL(u);
-    clientListeners.push(await listenClient({ url }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
+    clientListeners.push(await listenClient({ url, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
     logger.info("serving client traffic", { address: u });
   }
   logger.info("ready to serve client requests", { name: cfg.name });
