@@ -18,9 +18,11 @@
  *   - a path under /v3/ or /v3beta/ that names no method: 404 "Not Found"; a method other than
  *     POST (OPTIONS excepted, which gets the CORS headers): 405 "Method Not Allowed".
  *
- * Bounds: the body is read up to `bodyBytesMax` (derived from --max-request-bytes; beyond it the
- * request fails with ResourceExhausted as gRPC's receive limit does); requests per stream body
- * are bounded by the body. A stream lives as long as its HTTP connection.
+ * Bounds: each decoded request is held to gRPC's receive limit (`messageBytesMax`, measured on its
+ * protobuf encoding, failing with ResourceExhausted and grpc-go's text as etcd's gateway does);
+ * the body itself is read up to `bodyBytesMax` (room for base64 and JSON around such a message;
+ * beyond it the same error, counting body bytes). Requests per stream body are bounded by the
+ * body. A stream lives as long as its HTTP connection (as in etcd).
  */
 import { EventEmitter } from "node:events";
 import type http from "node:http";
@@ -35,6 +37,7 @@ import { watchService } from "./watch-service.js";
 import { statusOf } from "./errors.js";
 import { GATEWAY_SCHEMA } from "./gateway-schema.js";
 import { GatewayCodec, GatewayInputError, JsonReader, type JsonValue } from "./gateway-json.js";
+import * as rpc from "../gen/etcdserverpb/rpc.js";
 
 /** Route shapes: how the handler is called. */
 type RouteKind = "unary" | "bidi" | "server-stream";
@@ -97,6 +100,8 @@ function httpStatusText(code: number): string {
 const PREFIXES = ["/v3/", "/v3beta/"];
 
 export interface GatewayOptions {
+  /** gRPC's receive limit: largest protobuf-encoded request (bytes). */
+  messageBytesMax: number;
   /** Largest request body read (bytes); larger bodies fail with ResourceExhausted. */
   bodyBytesMax: number;
   /** Progress notification period of watch streams (etcd: 10 minutes). */
@@ -108,10 +113,29 @@ export interface GatewayDeps {
   logger: Logger;
 }
 
-/** Body bytes allowed for a --max-request-bytes limit: room for base64 (4/3) and JSON framing. */
-export function gatewayBodyBytesMax(maxRequestBytes: number): number {
-  return Math.ceil((maxRequestBytes * 4) / 3) + 64 * 1024;
+/** etcd's gRPC receive limit: --max-request-bytes plus 512 KiB for the rest of the message. */
+export function gatewayMessageBytesMax(maxRequestBytes: number): number {
+  return maxRequestBytes + 512 * 1024;
 }
+
+/** Body bytes read for a message limit: room for base64 (4/3), escapes and JSON framing. */
+export function gatewayBodyBytesMax(messageBytesMax: number): number {
+  return 2 * messageBytesMax + 64 * 1024;
+}
+
+/** grpc-go's text for a message over the receive limit. */
+function tooLargeMessage(bytes: number, max: number): string {
+  return `grpc: received message larger than max (${bytes} vs. ${max})`;
+}
+
+/** The protobuf size of ts-proto object `msg` of message `type` ("etcdserverpb.X_Y"). */
+function protoBytes(type: string, msg: unknown): number {
+  const fns = (rpc as unknown as Record<string, { encode(m: unknown): { finish(): Uint8Array } } | undefined>)[type.split(".").slice(1).join("_")];
+  if (fns === undefined) throw new Error(`gateway: no encoder for ${type}`);
+  return fns.encode(msg).finish().length;
+}
+
+class MessageTooLarge extends Error {}
 
 export class Gateway {
   private readonly codec = new GatewayCodec(GATEWAY_SCHEMA);
@@ -179,8 +203,8 @@ export class Gateway {
     readBody(req, this.options.bodyBytesMax).then(
       (body) => {
         if (body === undefined) {
-          const msg = `grpc: received message larger than max (${req.headers["content-length"] ?? "more"} vs. ${this.options.bodyBytesMax})`;
-          return jsonError(res, Status.RESOURCE_EXHAUSTED, msg);
+          const bytes = Number(req.headers["content-length"] ?? this.options.bodyBytesMax + 1);
+          return jsonError(res, Status.RESOURCE_EXHAUSTED, tooLargeMessage(bytes, this.options.messageBytesMax));
         }
         if (route.kind === "unary") return this.unary(route, body, req, res);
         return this.stream(route, body, req, res);
@@ -189,13 +213,21 @@ export class Gateway {
     );
   }
 
+  /** Throws MessageTooLarge when `request` is over gRPC's receive limit. */
+  private checkSize(route: Route, request: unknown): void {
+    const bytes = protoBytes(route.request, request);
+    if (bytes > this.options.messageBytesMax) throw new MessageTooLarge(tooLargeMessage(bytes, this.options.messageBytesMax));
+  }
+
   private unary(route: Route, body: string, req: http.IncomingMessage, res: http.ServerResponse): void {
     let request: Record<string, unknown>;
     try {
       const v = new JsonReader(body).next();
       request = v === undefined ? this.codec.empty(route.request) : this.codec.decode(route.request, v);
+      this.checkSize(route, request);
     } catch (err) {
       if (err instanceof GatewayInputError) return jsonError(res, Status.INVALID_ARGUMENT, err.message);
+      if (err instanceof MessageTooLarge) return jsonError(res, Status.RESOURCE_EXHAUSTED, err.message);
       return jsonError(res, Status.UNKNOWN, String(err));
     }
     const call = new GatewayCall(request, req);
@@ -222,8 +254,11 @@ export class Gateway {
       try {
         v = reader.next();
         if (v === undefined) break;
-        requests.push(this.codec.decode(route.request, v));
+        const r = this.codec.decode(route.request, v);
+        this.checkSize(route, r);
+        requests.push(r);
       } catch (err) {
+        if (err instanceof MessageTooLarge) return jsonError(res, Status.RESOURCE_EXHAUSTED, err.message);
         if (requests.length === 0) return jsonError(res, Status.UNKNOWN, (err as Error).message);
         break;
       }

@@ -7,7 +7,7 @@ import type { EtcdServer } from "../server/etcd-server.js";
 import { CLUSTER_VERSION, ETCD_API_VERSION } from "../server/etcd-server.js";
 import type { Metrics } from "./metrics.js";
 import { nullLogger, type Logger } from "../pkg/logger.js";
-import { Gateway, gatewayBodyBytesMax } from "./gateway.js";
+import { Gateway, gatewayBodyBytesMax, gatewayMessageBytesMax } from "./gateway.js";
 
 /** etcd's health check gives a proposal this long to commit. */
 const HEALTH_TIMEOUT_MS = 1000;
@@ -32,7 +32,8 @@ async function healthy(server: EtcdServer): Promise<boolean> {
 }
 
 export function httpHandler(server: EtcdServer, metrics: Metrics, logger: Logger = nullLogger): http.RequestListener {
-  const gateway = new Gateway({ bodyBytesMax: gatewayBodyBytesMax(server.options.maxRequestBytes) }, { server, logger });
+  const messageBytesMax = gatewayMessageBytesMax(server.options.maxRequestBytes);
+  const gateway = new Gateway({ messageBytesMax, bodyBytesMax: gatewayBodyBytesMax(messageBytesMax) }, { server, logger });
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (gateway.owns(url.pathname)) {
