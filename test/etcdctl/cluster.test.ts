@@ -85,6 +85,15 @@ describe("etcdctl cluster and maintenance", () => {
     await watch.wait(10_000);
     const watchJson = c.background(["watch", "cmp/k", `--rev=${head - 2}`, "-w", "json"]);
     await watchJson.wait(10_000);
+    // Watching from exactly the compacted revision is allowed.
+    const atCompacted = c.background(["watch", "cmp/k", `--rev=${head}`, "--prev-kv"]);
+    await atCompacted.waitForLines(/^(PUT|DELETE)$/, 1);
+    await atCompacted.stop();
+    const interactive = c.background(["watch", "-i"]);
+    interactive.write(`watch cmp/k --rev=${head - 3}\n`);
+    await interactive.waitForLines(/canceled/, 1, 3_000);
+    interactive.closeStdin();
+    await interactive.wait(10_000);
     await c.ctl(["compaction"]);
     await c.ctl(["compaction", "abc"]);
     await c.ctl(["compaction", "0"]);

@@ -121,6 +121,27 @@ describe("etcdctl lease", () => {
     await c.ctl(["get", "l5/k"]);
   });
 
+  s.case("keys moving between leases", async (c) => {
+    const a = c.leaseId(await c.ctl(["lease", "grant", "600"]));
+    const b = c.leaseId(await c.ctl(["lease", "grant", "600"]));
+    await c.ctl(["put", "l8/detach", "1", `--lease=${a}`]);
+    await c.ctl(["put", "l8/move", "1", `--lease=${a}`]);
+    await c.ctl(["put", "l8/gone", "1", `--lease=${a}`]);
+    await c.ctl(["put", "l8/detach", "2"]);
+    await c.ctl(["put", "l8/move", "2", `--lease=${b}`]);
+    await c.ctl(["del", "l8/gone"]);
+    await c.ctl(["lease", "timetolive", a, "--keys"]);
+    await c.ctl(["lease", "timetolive", b, "--keys"]);
+    await c.ctl(["lease", "revoke", a]);
+    await c.ctl(["get", "l8/", "--prefix", "-w", "json"]);
+    await c.ctl(["lease", "revoke", b]);
+    await c.ctl(["get", "l8/", "--prefix", "-w", "json"]);
+    const head = JSON.parse((await c.ctl(["get", "l8/", "--prefix", "-w", "json"])).stdout) as { header: { revision: number } };
+    const w = c.background(["watch", "l8/", "--prefix", `--rev=${head.header.revision - 6}`]);
+    await w.waitForLines(/^(PUT|DELETE)$/, 7);
+    await w.stop();
+  });
+
   s.case("streaming keep-alive", async (c) => {
     const a = c.leaseId(await c.ctl(["lease", "grant", "3"]));
     await c.ctl(["put", "l7/k", "v", `--lease=${a}`]);
