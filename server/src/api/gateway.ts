@@ -9,22 +9,25 @@
  * Responses, as grpc-gateway writes them:
  *   - unary: 200 and the message; on error the HTTP status for the gRPC code (httpStatusOf) and
  *     {"error": msg, "message": msg, "code": n};
- *   - streams (watch, lease keepalive, snapshot): the body holds one or more JSON requests; the
- *     answer is 200, chunked, one {"result": message} line per response. An error after the
- *     stream started is one {"error": {grpc_code, http_code, message, http_status}} line. A body
- *     whose first request does not decode gets 500 with code 2 (as etcd); later undecodable
- *     requests end the reading. Watch streams stay open until the client goes (etcd keeps the
- *     watchers of a half-closed stream); keepalive ends after answering every request.
+ *   - streams (watch, lease keepalive, snapshot): 200, chunked, one {"result": message} line
+ *     per response. Watch and keepalive read their requests from the body as they arrive (one
+ *     JSON request after another); the first not decoding gets 500 with code 2 (as etcd), a later
+ *     one ends the reading. The end of the body is the client's half-close: keepalive then ends;
+ *     a watch stays open (etcd keeps the watchers of a half-closed stream) until the client goes.
+ *     Snapshot takes one request. An error after the stream started is one
+ *     {"error": {grpc_code, http_code, message, http_status}} line.
  *   - a path under /v3/ or /v3beta/ that names no method: 404 "Not Found"; a method other than
  *     POST (OPTIONS excepted, which gets the CORS headers): 405 "Method Not Allowed".
  *
  * Bounds: each decoded request is held to gRPC's receive limit (`messageBytesMax`, measured on its
  * protobuf encoding, failing with ResourceExhausted and grpc-go's text as etcd's gateway does);
- * the body itself is read up to `bodyBytesMax` (room for base64 and JSON around such a message;
- * beyond it the same error, counting body bytes). Requests per stream body are bounded by the
- * body. A stream lives as long as its HTTP connection (as in etcd).
+ * a unary body, and the undecoded rest of a stream body, are held to `bodyBytesMax` (room for
+ * base64 and JSON around such a message; beyond it the same error, counting body bytes). The
+ * handlers' own back-pressure (pause/resume) pauses reading the body. A stream lives as long as
+ * its HTTP connection (as in etcd).
  */
 import { EventEmitter } from "node:events";
+import { StringDecoder } from "node:string_decoder";
 import type http from "node:http";
 import { Metadata, status as Status } from "@grpc/grpc-js";
 import type { EtcdServer } from "../server/etcd-server.js";
@@ -200,6 +203,7 @@ export class Gateway {
     const route = this.routes.get(pathname.slice(prefix.length));
     if (route === undefined) return plain(res, 404, "Not Found");
     if (req.method !== "POST") return plain(res, 405, "Method Not Allowed");
+    if (route.kind === "bidi") return this.bidi(route, req, res);
     readBody(req, this.options.bodyBytesMax).then(
       (body) => {
         if (body === undefined) {
@@ -207,7 +211,7 @@ export class Gateway {
           return jsonError(res, Status.RESOURCE_EXHAUSTED, tooLargeMessage(bytes, this.options.messageBytesMax));
         }
         if (route.kind === "unary") return this.unary(route, body, req, res);
-        return this.stream(route, body, req, res);
+        return this.serverStream(route, body, req, res);
       },
       () => res.destroy(),
     );
@@ -245,28 +249,105 @@ export class Gateway {
     (route.handler as (call: unknown, cb: typeof callback) => void)(call, callback);
   }
 
-  private stream(route: Route, body: string, req: http.IncomingMessage, res: http.ServerResponse): void {
-    // Decode every request first: the first failing is an error answer, a later one ends reading.
-    const reader = new JsonReader(body);
-    const requests: Record<string, unknown>[] = [];
-    for (;;) {
-      let v: JsonValue | undefined;
-      try {
-        v = reader.next();
-        if (v === undefined) break;
-        const r = this.codec.decode(route.request, v);
-        this.checkSize(route, r);
-        requests.push(r);
-      } catch (err) {
-        if (err instanceof MessageTooLarge) return jsonError(res, Status.RESOURCE_EXHAUSTED, err.message);
-        if (requests.length === 0) return jsonError(res, Status.UNKNOWN, (err as Error).message);
-        break;
-      }
-      if (route.kind === "server-stream") break;
+  /**
+   * A server-streaming method (snapshot): one request from the whole body (decoded as a unary
+   * request is, so a bad body is InvalidArgument), then one result line per response.
+   */
+  private serverStream(route: Route, body: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+    let request: Record<string, unknown>;
+    try {
+      const v = new JsonReader(body).next();
+      request = v === undefined ? this.codec.empty(route.request) : this.codec.decode(route.request, v);
+      this.checkSize(route, request);
+    } catch (err) {
+      if (err instanceof MessageTooLarge) return jsonError(res, Status.RESOURCE_EXHAUSTED, err.message);
+      return jsonError(res, Status.INVALID_ARGUMENT, (err as Error).message);
     }
-    if (route.kind === "server-stream" && requests.length === 0) requests.push(this.codec.empty(route.request));
+    this.openStream(route, request, req, res);
+  }
 
-    const call = new GatewayCall(requests[0], req);
+  /**
+   * A bidirectional method (watch, keepalive): requests are decoded from the body as they arrive
+   * and handed to the handler one by one while its responses stream back. The first request
+   * failing to decode is an error answer (500, code 2, as etcd's gateway); a later one ends the
+   * reading. The end of the body is the client's half-close: keepalive then finishes; a watch
+   * stays open (etcd keeps the watchers of a half-closed stream) until the client goes.
+   */
+  private bidi(route: Route, req: http.IncomingMessage, res: http.ServerResponse): void {
+    const decoder = new StringDecoder("utf8");
+    const halfCloseEnds = route.request !== "etcdserverpb.WatchRequest";
+    let pending = "";
+    let call: GatewayCall | undefined;
+    let reading = true;
+    let ended = false;
+
+    const open = (first: Record<string, unknown>): GatewayCall => {
+      call ??= this.openStream(route, first, req, res);
+      return call;
+    };
+    const stopReading = (err?: unknown): void => {
+      reading = false;
+      pending = "";
+      if (call === undefined && err !== undefined) {
+        const tooLarge = err instanceof MessageTooLarge;
+        jsonError(res, tooLarge ? Status.RESOURCE_EXHAUSTED : Status.UNKNOWN, (err as Error).message);
+        return;
+      }
+      const c = open(this.codec.empty(route.request));
+      if (halfCloseEnds) c.emit("end");
+    };
+    const consume = (): void => {
+      // Each pass takes one complete request off the front of `pending`; bounded by its length.
+      while (reading) {
+        if (pending.length > this.options.bodyBytesMax) {
+          stopReading(new MessageTooLarge(tooLargeMessage(Buffer.byteLength(pending), this.options.messageBytesMax)));
+          return;
+        }
+        const reader = new JsonReader(pending);
+        let v: JsonValue | undefined;
+        try {
+          v = reader.next();
+        } catch (err) {
+          if (err instanceof GatewayInputError && err.message === "unexpected EOF" && !ended) return; // wait for more
+          stopReading(err);
+          return;
+        }
+        if (v === undefined) {
+          pending = "";
+          if (ended) stopReading();
+          return;
+        }
+        pending = pending.slice(reader.offset);
+        let request: Record<string, unknown>;
+        try {
+          request = this.codec.decode(route.request, v);
+          this.checkSize(route, request);
+        } catch (err) {
+          stopReading(err);
+          return;
+        }
+        open(request).emit("data", request);
+      }
+    };
+    req.on("data", (chunk: Buffer) => {
+      if (!reading) return;
+      const text = decoder.write(chunk);
+      pending += text;
+      // A request is an object: nothing can complete before a '}' arrives.
+      if (text.includes("}")) consume();
+      else if (pending.length > this.options.bodyBytesMax) consume();
+    });
+    req.on("end", () => {
+      ended = true;
+      if (!reading) return;
+      pending += decoder.end();
+      consume();
+    });
+  }
+
+  /** Starts the handler of a stream route on an in-process call writing to `res`. */
+  private openStream(route: Route, request: Record<string, unknown>, req: http.IncomingMessage, res: http.ServerResponse): GatewayCall {
+    const call = new GatewayCall(request, req);
     let started = false;
     const start = (): void => {
       if (started) return;
@@ -296,11 +377,7 @@ export class Gateway {
     res.on("drain", () => call.emit("drain"));
     res.on("close", () => call.cancel());
     (route.handler as (call: unknown) => void)(call);
-    if (route.kind === "bidi") {
-      for (const r of requests) call.emit("data", r);
-      // etcd ends a keepalive stream once the client stops sending; a watch stays open.
-      if (route.request !== "etcdserverpb.WatchRequest") call.emit("end");
-    }
+    return call;
   }
 }
 
@@ -336,10 +413,13 @@ class GatewayCall extends EventEmitter {
     return this.req.url ?? "";
   }
   sendMetadata(): void {}
+  /** Back-pressure from the handler: stop reading the request body for a while. */
   pause(): this {
+    this.req.pause();
     return this;
   }
   resume(): this {
+    this.req.resume();
     return this;
   }
   write(msg: unknown): boolean {
