@@ -22,6 +22,7 @@ import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
 import type { Snapshot } from "../raft/types.js";
 import { ErrNoSnapshot, ErrSnapshotCorrupt } from "./errors.js";
 import { fsyncDir, writeFileAtomic } from "./fs-durable.js";
+import { readU64LE, writeU64LE } from "../pkg/u64-le.js";
 
 export interface SnapLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -40,7 +41,6 @@ export interface SnapshotterDependencies {
 const MAGIC = Buffer.from("etsnap01", "latin1");
 const HEADER_BYTES = 16;
 const SNAP_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
-const TWO_POW_32 = 4294967296;
 const NOOP_LOGGER: SnapLogger = { info: () => undefined, warn: () => undefined };
 
 export function snapshotFileName(term: number, index: number): string {
@@ -60,17 +60,7 @@ function hex16(n: number): string {
   return n.toString(16).padStart(16, "0");
 }
 
-function writeU64(buf: Buffer, off: number, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`snap: ${n} is not a non-negative safe integer`);
-  buf.writeUInt32LE(n >>> 0, off);
-  buf.writeUInt32LE(Math.floor(n / TWO_POW_32), off + 4);
-}
 
-function readU64(buf: Buffer, off: number): number {
-  const hi = buf.readUInt32LE(off + 4);
-  if (hi > 0x1fffff) return -1;
-  return hi * TWO_POW_32 + buf.readUInt32LE(off);
-}
 
 /** Encodes a snapshot file: [header+metadata, data] (the data is not copied). */
 export function encodeSnapshotFile(s: Snapshot): Uint8Array[] {
@@ -79,8 +69,8 @@ export function encodeSnapshotFile(s: Snapshot): Uint8Array[] {
   const head = Buffer.alloc(HEADER_BYTES + metaBytes);
   MAGIC.copy(head, 0);
   let p = HEADER_BYTES;
-  writeU64(head, p, s.metadata.index);
-  writeU64(head, p + 8, s.metadata.term);
+  writeU64LE(head, p, s.metadata.index, "snap");
+  writeU64LE(head, p + 8, s.metadata.term, "snap");
   p += 16;
   for (const ids of [voters, learners]) {
     head.writeUInt32LE(ids.length, p);
@@ -90,7 +80,7 @@ export function encodeSnapshotFile(s: Snapshot): Uint8Array[] {
       p += 8;
     }
   }
-  writeU64(head, p, s.data.length);
+  writeU64LE(head, p, s.data.length, "snap");
   const crc = crc32cOf([head.subarray(HEADER_BYTES), s.data]);
   head.writeUInt32LE(crc, 8);
   return [head, s.data];
@@ -113,8 +103,8 @@ export function decodeSnapshotFile(file: string, buf: Buffer): Snapshot {
   const actual = crc32c(buf, HEADER_BYTES);
   if (stored !== actual) bad(`crc mismatch (stored ${stored.toString(16)}, computed ${actual.toString(16)})`);
   let p = HEADER_BYTES;
-  const index = readU64(buf, p);
-  const term = readU64(buf, p + 8);
+  const index = readU64LE(buf, p);
+  const term = readU64LE(buf, p + 8);
   if (index < 0 || term < 0) bad("index/term out of range");
   p += 16;
   const lists: bigint[][] = [];
@@ -128,7 +118,7 @@ export function decodeSnapshotFile(file: string, buf: Buffer): Snapshot {
     lists.push(ids);
   }
   if (p + 8 > buf.length) bad("truncated data length");
-  const dataBytes = readU64(buf, p);
+  const dataBytes = readU64LE(buf, p);
   p += 8;
   if (dataBytes !== buf.length - p) bad(`data length ${dataBytes} does not match the file (${buf.length - p} bytes left)`);
   const data = new Uint8Array(dataBytes);

@@ -39,6 +39,7 @@
  */
 import type { ConfState, Entry, EntryType, HardState } from "../raft/types.js";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
+import { readU64LE, writeU64LE } from "../pkg/u64-le.js";
 
 export enum RecordType {
   Metadata = 1,
@@ -59,7 +60,6 @@ export const CRC_PAYLOAD_BYTES = 8;
 export const RECORD_PAYLOAD_BYTES_MAX = 256 * 1024 * 1024;
 const ENTRY_FIXED_BYTES = 17;
 const HARD_STATE_BYTES = 24;
-const TWO_POW_32 = 4294967296;
 
 /** The snapshot marker stored in the log: which snapshot the log's entries continue from. */
 export interface WalSnapshot {
@@ -85,18 +85,7 @@ export function isEmptyHardState(hs: HardState): boolean {
   return hs.term === 0 && hs.vote === 0n && hs.commit === 0;
 }
 
-function writeU64(buf: Buffer, off: number, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`wal: ${n} is not a non-negative safe integer`);
-  buf.writeUInt32LE(n >>> 0, off);
-  buf.writeUInt32LE(Math.floor(n / TWO_POW_32), off + 4);
-}
 
-/** Reads a u64 as a number; returns -1 when it is not a safe integer (treated as damage). */
-function readU64(buf: Buffer, off: number): number {
-  const hi = buf.readUInt32LE(off + 4);
-  if (hi > 0x1fffff) return -1;
-  return hi * TWO_POW_32 + buf.readUInt32LE(off);
-}
 
 const chainScratch = Buffer.alloc(4);
 function chainNext(chain: number, contentCrc: number): number {
@@ -163,8 +152,8 @@ export class FrameBuilder {
     const n = entryPayloadBytes(e);
     const o = this.begin(RecordType.Entry, n);
     const p = o + FRAME_HEADER_BYTES;
-    writeU64(this.buf, p, e.term);
-    writeU64(this.buf, p + 8, e.index);
+    writeU64LE(this.buf, p, e.term, "wal");
+    writeU64LE(this.buf, p + 8, e.index, "wal");
     this.buf[p + 16] = e.type;
     this.buf.set(e.data, p + ENTRY_FIXED_BYTES);
     this.end(o, n);
@@ -173,9 +162,9 @@ export class FrameBuilder {
   addHardState(hs: HardState): void {
     const o = this.begin(RecordType.HardState, HARD_STATE_BYTES);
     const p = o + FRAME_HEADER_BYTES;
-    writeU64(this.buf, p, hs.term);
+    writeU64LE(this.buf, p, hs.term, "wal");
     this.buf.writeBigUInt64LE(hs.vote, p + 8);
-    writeU64(this.buf, p + 16, hs.commit);
+    writeU64LE(this.buf, p + 16, hs.commit, "wal");
     this.end(o, HARD_STATE_BYTES);
   }
 
@@ -183,8 +172,8 @@ export class FrameBuilder {
     const n = snapshotPayloadBytes(s);
     const o = this.begin(RecordType.Snapshot, n);
     let p = o + FRAME_HEADER_BYTES;
-    writeU64(this.buf, p, s.index);
-    writeU64(this.buf, p + 8, s.term);
+    writeU64LE(this.buf, p, s.index, "wal");
+    writeU64LE(this.buf, p + 8, s.term, "wal");
     p += 16;
     if (s.confState === undefined) {
       this.buf[p] = 0;
@@ -205,7 +194,7 @@ export class FrameBuilder {
   /** A chain-neutral sync mark (see the format notes): the chain is neither checked nor advanced. */
   addSyncMark(syncedEndBytes: number): void {
     const o = this.begin(RecordType.SyncMark, 8);
-    writeU64(this.buf, o + FRAME_HEADER_BYTES, syncedEndBytes);
+    writeU64LE(this.buf, o + FRAME_HEADER_BYTES, syncedEndBytes, "wal");
     const payloadEnd = o + FRAME_HEADER_BYTES + 8;
     this.buf.writeUInt32LE(0, o + 8);
     const contentCrc = crc32cUpdate(crc32c(this.buf, o, o + 8), this.buf, o + FRAME_HEADER_BYTES, payloadEnd);
@@ -344,7 +333,7 @@ export function classifyDamage(buf: Buffer, damageAt: number, end: number): Dama
     const p = probeFrame(buf, off, end);
     if (p.kind === "record") {
       if (p.type === RecordType.SyncMark && p.payloadEnd - p.payloadStart === 8) {
-        const syncedEnd = readU64(buf, p.payloadStart);
+        const syncedEnd = readU64LE(buf, p.payloadStart);
         if (syncedEnd > damageAt) {
           syncedProofAt = off;
           break;
@@ -374,8 +363,8 @@ export class PayloadError extends Error {}
 
 export function decodeEntry(buf: Buffer, start: number, end: number): Entry {
   if (end - start < ENTRY_FIXED_BYTES) throw new PayloadError("entry payload too short");
-  const term = readU64(buf, start);
-  const index = readU64(buf, start + 8);
+  const term = readU64LE(buf, start);
+  const index = readU64LE(buf, start + 8);
   if (term < 0 || index < 0) throw new PayloadError("entry term/index out of range");
   const type = buf[start + 16]! as EntryType;
   const data = new Uint8Array(end - start - ENTRY_FIXED_BYTES);
@@ -385,16 +374,16 @@ export function decodeEntry(buf: Buffer, start: number, end: number): Entry {
 
 export function decodeHardState(buf: Buffer, start: number, end: number): HardState {
   if (end - start !== HARD_STATE_BYTES) throw new PayloadError("hardState payload has the wrong length");
-  const term = readU64(buf, start);
-  const commit = readU64(buf, start + 16);
+  const term = readU64LE(buf, start);
+  const commit = readU64LE(buf, start + 16);
   if (term < 0 || commit < 0) throw new PayloadError("hardState term/commit out of range");
   return { term, vote: buf.readBigUInt64LE(start + 8), commit };
 }
 
 export function decodeSnapshot(buf: Buffer, start: number, end: number): WalSnapshot {
   if (end - start < 17) throw new PayloadError("snapshot payload too short");
-  const index = readU64(buf, start);
-  const term = readU64(buf, start + 8);
+  const index = readU64LE(buf, start);
+  const term = readU64LE(buf, start + 8);
   if (term < 0 || index < 0) throw new PayloadError("snapshot term/index out of range");
   const has = buf[start + 16];
   if (has === 0) {
@@ -423,7 +412,7 @@ export function decodeCrc(buf: Buffer, start: number, end: number): { previousCh
 
 export function decodeSyncMark(buf: Buffer, start: number, end: number): number {
   if (end - start !== 8) throw new PayloadError("sync mark payload has the wrong length");
-  const n = readU64(buf, start);
+  const n = readU64LE(buf, start);
   if (n < 0) throw new PayloadError("sync mark out of range");
   return n;
 }
