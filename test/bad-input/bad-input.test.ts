@@ -10,19 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { binaryUnderTest, startMember, type Member } from "../harness/member.js";
 import { killAllChildren } from "../harness/processes.js";
 import { GrpcError } from "../harness/grpc-lite.js";
+import { SeededRandom, testSeed } from "../harness/seeded-random.js";
 import { RangeRequest, PutRequest, TxnRequest, Compare, Compare_CompareTarget, Compare_CompareResult } from "../../server/src/gen/etcdserverpb/rpc.js";
 
-const SEED = Number(process.env["SEED"] ?? Date.now() % 100000);
+const SEED = testSeed();
 
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new SeededRandom(seed);
+  return () => r.next();
 }
 
 const UNARY_METHODS = [
