@@ -143,6 +143,8 @@ class MessageTooLarge extends Error {}
 export class Gateway {
   private readonly codec = new GatewayCodec(GATEWAY_SCHEMA);
   private readonly routes = new Map<string, Route>();
+  /** Gateway paths of methods not served yet, with their gRPC method paths. */
+  private readonly unserved = new Map<string, string>();
 
   constructor(private readonly options: GatewayOptions, deps: GatewayDeps) {
     const { server, logger } = deps;
@@ -178,6 +180,26 @@ export class Gateway {
     // etcd 3.4 has no gateway route for HashKV (gRPC only).
     add(["maintenance/snapshot"], "server-stream", "Snapshot", maintenance.snapshot);
     add(["maintenance/transfer-leadership"], "unary", "MoveLeader", maintenance.moveLeader);
+    // Routes etcd 3.4 serves for services etcd-ts does not serve yet (Auth, v3lock, v3election):
+    // answered as the gRPC port answers their methods (Unimplemented).
+    const unserved: Array<[service: string, routes: Array<[path: string, method: string]>]> = [
+      ["etcdserverpb.Auth", [
+        ["auth/enable", "AuthEnable"], ["auth/disable", "AuthDisable"], ["auth/authenticate", "Authenticate"],
+        ["auth/user/add", "UserAdd"], ["auth/user/get", "UserGet"], ["auth/user/list", "UserList"],
+        ["auth/user/delete", "UserDelete"], ["auth/user/changepw", "UserChangePassword"],
+        ["auth/user/grant", "UserGrantRole"], ["auth/user/revoke", "UserRevokeRole"],
+        ["auth/role/add", "RoleAdd"], ["auth/role/get", "RoleGet"], ["auth/role/list", "RoleList"],
+        ["auth/role/delete", "RoleDelete"], ["auth/role/grant", "RoleGrantPermission"], ["auth/role/revoke", "RoleRevokePermission"],
+      ]],
+      ["v3lockpb.Lock", [["lock/lock", "Lock"], ["lock/unlock", "Unlock"]]],
+      ["v3electionpb.Election", [
+        ["election/campaign", "Campaign"], ["election/proclaim", "Proclaim"], ["election/leader", "Leader"],
+        ["election/observe", "Observe"], ["election/resign", "Resign"],
+      ]],
+    ];
+    for (const [service, routes] of unserved) {
+      for (const [p, method] of routes) this.unserved.set(p, `/${service}/${method}`);
+    }
     for (const r of this.routes.values()) {
       // A route naming a message the schema lacks is a programming error: fail at start-up.
       this.codec.empty(r.request);
@@ -201,8 +223,10 @@ export class Gateway {
     }
     const prefix = PREFIXES.find((p) => pathname.startsWith(p))!;
     const route = this.routes.get(pathname.slice(prefix.length));
-    if (route === undefined) return plain(res, 404, "Not Found");
+    const unserved = this.unserved.get(pathname.slice(prefix.length));
+    if (route === undefined && unserved === undefined) return plain(res, 404, "Not Found");
     if (req.method !== "POST") return plain(res, 405, "Method Not Allowed");
+    if (route === undefined) return this.unimplemented(unserved!, req, res);
     if (route.kind === "bidi") return this.bidi(route, req, res);
     readBody(req, this.options.bodyBytesMax).then(
       (body) => {
@@ -212,6 +236,21 @@ export class Gateway {
         }
         if (route.kind === "unary") return this.unary(route, body, req, res);
         return this.serverStream(route, body, req, res);
+      },
+      () => res.destroy(),
+    );
+  }
+
+  /** A method the gRPC port does not serve: its answer, once the body is read as JSON. */
+  private unimplemented(grpcPath: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+    readBody(req, this.options.bodyBytesMax).then(
+      (body) => {
+        try {
+          if (body !== undefined) new JsonReader(body).next();
+        } catch (err) {
+          return jsonError(res, Status.INVALID_ARGUMENT, (err as Error).message);
+        }
+        jsonError(res, Status.UNIMPLEMENTED, `The server does not implement the method ${grpcPath}`);
       },
       () => res.destroy(),
     );

@@ -128,6 +128,44 @@ describe("gateway streams", () => {
     expect(got.some((l) => Array.isArray(l.result.events))).toBe(true);
   });
 
+  it("watch: requests are read as they arrive, answers stream meanwhile (body still open)", async () => {
+    const key = b64("gws/slow");
+    const seen: string[] = [];
+    let req: http.ClientRequest | undefined;
+    const done = new Promise<void>((resolve) => {
+      req = http.request({ host: "127.0.0.1", port, method: "POST", path: "/v3/watch", agent: false }, (res) => {
+        res.setEncoding("utf8");
+        let buf = "";
+        res.on("data", (c: string) => {
+          buf += c;
+          for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+            seen.push(buf.slice(0, nl));
+            buf = buf.slice(nl + 1);
+          }
+          if (seen.length >= 3) resolve();
+        });
+      });
+      req.on("error", () => undefined);
+    });
+    const waitFor = async (n: number): Promise<void> => {
+      for (let i = 0; i < 100 && seen.length < n; i++) await sleep(20);
+      expect(seen.length).toBeGreaterThanOrEqual(n);
+    };
+    req!.write(JSON.stringify({ create_request: { key } }));
+    await waitFor(1);
+    expect(JSON.parse(seen[0])).toMatchObject({ result: { created: true } });
+    await post("/v3/kv/put", { key, value: b64("1") });
+    await waitFor(2);
+    // A request split across writes is taken once complete.
+    req!.write('{"cancel_request":');
+    await sleep(50);
+    expect(seen.length).toBe(2);
+    req!.write('{"watch_id":"0"}}');
+    await done;
+    expect(JSON.parse(seen[2])).toMatchObject({ result: { canceled: true } });
+    req!.destroy();
+  });
+
   it("stream whose first request does not decode: 500 with code 2", async () => {
     const answer = await post("/v3/watch", '{"create_request":{"key":5}}');
     expect(answer.status).toBe(500);
@@ -168,6 +206,17 @@ describe("gateway routing", () => {
     const options = await request("OPTIONS", "/v3/kv/range");
     expect(options.status).toBe(200);
     expect(options.headers["access-control-allow-origin"]).toBe("*");
+  });
+
+  it("methods of services not served yet answer Unimplemented (501), after the body is read as JSON", async () => {
+    const answer = await post("/v3/auth/user/list", {});
+    expect([answer.status, JSON.parse(answer.text)]).toEqual([501, {
+      error: "The server does not implement the method /etcdserverpb.Auth/UserList",
+      message: "The server does not implement the method /etcdserverpb.Auth/UserList",
+      code: 12,
+    }]);
+    expect((await post("/v3/lock/lock", "{x")).status).toBe(400);
+    expect((await post("/v3/auth/status", {})).text).toBe("Not Found");
   });
 
   it("FailedPrecondition maps to 412 (grpc-gateway v1)", async () => {
