@@ -91,7 +91,7 @@ describe("Backend", () => {
     await backend.write(batch);
     await expect(backend.write(batch)).rejects.toThrow("already submitted");
     const bad = backend.batch();
-    // LevelDB rejects a non-buffer key through classic-level's validation.
+    // A non-buffer key is refused before it reaches LevelDB, and the backend fails closed.
     (bad as unknown as { ops: unknown[] }).ops.push({ type: "put", key: null, value: b("x") });
     await expect(backend.write(bad)).rejects.toBeInstanceOf(BackendFailedError);
     await expect(backend.write(backend.batch())).rejects.toBeInstanceOf(BackendFailedError);
