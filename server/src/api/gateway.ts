@@ -14,8 +14,9 @@
  *     JSON request after another); the first not decoding gets 500 with code 2 (as etcd), a later
  *     one ends the reading. The end of the body is the client's half-close: keepalive then ends;
  *     a watch stays open (etcd keeps the watchers of a half-closed stream) until the client goes.
- *     Snapshot takes one request. An error after the stream started is one
- *     {"error": {grpc_code, http_code, message, http_status}} line.
+ *     Snapshot takes one request. A failing stream ends with one
+ *     {"error": {grpc_code, http_code, message, http_status}} chunk (with the code's HTTP status
+ *     when nothing was sent before it).
  *   - a path under /v3/ or /v3beta/ that names no method: 404 "Not Found"; a method other than
  *     POST (OPTIONS excepted, which gets the CORS headers): 405 "Method Not Allowed".
  *
@@ -83,10 +84,13 @@ export function errorBody(code: number, message: string): string {
   return JSON.stringify({ error: message, message, code });
 }
 
-/** The stream error line grpc-gateway writes once a stream has started. */
-export function streamErrorLine(code: number, message: string): string {
+/**
+ * The chunk grpc-gateway writes when a stream fails (last in the body, no line break after it);
+ * if nothing was sent yet, the HTTP status is the code's.
+ */
+export function streamErrorChunk(code: number, message: string): string {
   const httpCode = httpStatusOf(code);
-  return JSON.stringify({ error: { grpc_code: code, http_code: httpCode, message, http_status: httpStatusText(httpCode) } }) + "\n";
+  return JSON.stringify({ error: { grpc_code: code, http_code: httpCode, message, http_status: httpStatusText(httpCode) } });
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -409,8 +413,11 @@ export class Gateway {
       fail: (err) => {
         if (res.writableEnded || res.destroyed) return;
         const [code, message] = statusOf(err);
-        if (!started) return jsonError(res, code, message);
-        res.end(streamErrorLine(code, message));
+        if (!started) {
+          start();
+          res.statusCode = httpStatusOf(code);
+        }
+        res.end(streamErrorChunk(code, message));
       },
     };
     res.on("drain", () => call.emit("drain"));

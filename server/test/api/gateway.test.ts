@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { GATEWAY_SCHEMA } from "../../src/api/gateway-schema.js";
 import { buildSchema, checkoutSources, jsonNameOf, parseProto } from "../../src/api/gateway-schema-gen.js";
 import { GatewayCodec, GatewayInputError, JsonReader, decodeBase64Std } from "../../src/api/gateway-json.js";
-import { errorBody, httpStatusOf, streamErrorLine } from "../../src/api/gateway.js";
+import { errorBody, httpStatusOf, streamErrorChunk } from "../../src/api/gateway.js";
 import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder } from "../../src/gen/etcdserverpb/rpc.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -206,8 +206,8 @@ describe("gateway statuses", () => {
     expect(errorBody(5, "etcdserver: requested lease not found")).toBe(
       '{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}',
     );
-    expect(streamErrorLine(14, "etcdserver: no leader")).toBe(
-      '{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}}\n',
+    expect(streamErrorChunk(14, "etcdserver: no leader")).toBe(
+      '{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader","http_status":"Service Unavailable"}}',
     );
   });
 });
