@@ -282,11 +282,15 @@ export class Gateway {
     const callback = (err: unknown, value?: unknown): void => {
       if (res.writableEnded || res.destroyed) return;
       if (err) {
+        // An answer from the method (not from decoding) carries the gRPC trailer, as in etcd.
         const [code, message] = statusOf(err);
+        res.setHeader("Trailer", "Grpc-Trailer-Content-Type");
+        res.addTrailers({ "Grpc-Trailer-Content-Type": "application/grpc" });
         return jsonError(res, code, message);
       }
       res.statusCode = 200;
       res.setHeader("Content-Type", "application/json");
+      res.setHeader("Grpc-Metadata-Content-Type", "application/grpc");
       res.end(this.codec.encode(route.response, value));
     };
     (route.handler as (call: unknown, cb: typeof callback) => void)(call, callback);
@@ -397,6 +401,7 @@ export class Gateway {
       started = true;
       res.statusCode = 200;
       res.setHeader("Content-Type", "application/json");
+      res.setHeader("Grpc-Metadata-Content-Type", "application/grpc");
       res.setHeader("Transfer-Encoding", "chunked");
     };
     call.sink = {
