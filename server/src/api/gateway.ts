@@ -18,7 +18,8 @@
  *     {"error": {grpc_code, http_code, message, http_status}} chunk (with the code's HTTP status
  *     when nothing was sent before it).
  *   - a path under /v3/ or /v3beta/ that names no method: 404 "Not Found"; a method other than
- *     POST (OPTIONS excepted, which gets the CORS headers): 405 "Method Not Allowed".
+ *     POST (OPTIONS excepted, which gets the CORS headers): 405 "Method Not Allowed"; "/v3"
+ *     itself: 301 to "/v3/" (Go's ServeMux).
  *
  * Bounds: each decoded request is held to gRPC's receive limit (`messageBytesMax`, measured on its
  * protobuf encoding, failing with ResourceExhausted and grpc-go's text as etcd's gateway does);
@@ -213,7 +214,7 @@ export class Gateway {
 
   /** Whether `pathname` belongs to the gateway (so the caller hands the request to handle()). */
   owns(pathname: string): boolean {
-    return PREFIXES.some((p) => pathname.startsWith(p));
+    return pathname === "/v3" || PREFIXES.some((p) => pathname.startsWith(p));
   }
 
   /** Serves one HTTP request whose path the gateway owns. Never throws. */
@@ -225,6 +226,7 @@ export class Gateway {
       res.end();
       return;
     }
+    if (pathname === "/v3") return redirectToSubtree(req, res, "/v3/");
     const prefix = PREFIXES.find((p) => pathname.startsWith(p))!;
     const route = this.routes.get(pathname.slice(prefix.length));
     const unserved = this.unserved.get(pathname.slice(prefix.length));
@@ -486,6 +488,21 @@ class GatewayCall extends EventEmitter {
     this.emit("cancelled", "cancelled");
     this.emit("close");
   }
+}
+
+/** Go's ServeMux answer for a subtree root asked without its trailing slash. */
+function redirectToSubtree(req: http.IncomingMessage, res: http.ServerResponse, target: string): void {
+  const query = (req.url ?? "").indexOf("?");
+  const location = query >= 0 ? target + (req.url ?? "").slice(query) : target;
+  res.statusCode = 301;
+  res.setHeader("Location", location);
+  if (req.method === "GET" || req.method === "HEAD") {
+    res.setHeader("Content-Type", "text/html; charset=utf-8");
+    const escaped = location.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;" })[c]!);
+    res.end(`<a href="${escaped}">Moved Permanently</a>.\n\n`);
+    return;
+  }
+  res.end();
 }
 
 function plain(res: http.ServerResponse, status: number, text: string): void {

@@ -199,10 +199,12 @@ describe("gateway routing", () => {
     expect([alpha.status, alpha.text]).toEqual([404, "404 page not found\n"]);
   });
 
-  it("unknown method 404 Not Found, wrong HTTP method 405, OPTIONS 200 with CORS headers", async () => {
+  it("unknown method 404 Not Found, wrong HTTP method 405, /v3 301, OPTIONS 200 with CORS headers", async () => {
     expect(await post("/v3beta/nope", {})).toMatchObject({ status: 404, text: "Not Found" });
     expect(await post("/v3/maintenance/hashkv", {})).toMatchObject({ status: 404, text: "Not Found" });
     expect(await request("GET", "/v3/kv/range")).toMatchObject({ status: 405, text: "Method Not Allowed" });
+    const redirect = await request("GET", "/v3?a=1&b=2");
+    expect([redirect.status, redirect.headers.location, redirect.text]).toEqual([301, "/v3/?a=1&b=2", '<a href="/v3/?a=1&amp;b=2">Moved Permanently</a>.\n\n']);
     const options = await request("OPTIONS", "/v3/kv/range");
     expect(options.status).toBe(200);
     expect(options.headers["access-control-allow-origin"]).toBe("*");
