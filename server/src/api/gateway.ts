@@ -290,10 +290,16 @@ export class Gateway {
         res.addTrailers({ "Grpc-Trailer-Content-Type": "application/grpc" });
         return jsonError(res, code, message);
       }
+      let text: string;
+      try {
+        text = this.codec.encode(route.response, value);
+      } catch (encodeErr) {
+        return jsonError(res, Status.INTERNAL, `gateway: cannot encode ${route.response}: ${String(encodeErr)}`);
+      }
       res.statusCode = 200;
       res.setHeader("Content-Type", "application/json");
       res.setHeader("Grpc-Metadata-Content-Type", "application/grpc");
-      res.end(this.codec.encode(route.response, value));
+      res.end(text);
     };
     (route.handler as (call: unknown, cb: typeof callback) => void)(call, callback);
   }
