@@ -92,7 +92,8 @@ describe(`bad input (seed=${SEED})`, () => {
     const inverted = await range({ key: Buffer.from("z"), rangeEnd: Buffer.from("a") });
     expect(inverted.length).toBeGreaterThan(0);
     await expect(range({ key: Buffer.alloc(0) })).rejects.toMatchObject({ details: "etcdserver: key is not provided" });
-    await expect(range({ key: Buffer.from("a"), sortOrder: 7 as never })).rejects.toMatchObject({ details: "etcdserver: invalid sort option" });
+    // etcd 3.4 accepts an unknown sort order and does not sort.
+    await range({ key: Buffer.from("a"), sortOrder: 7 as never, sortTarget: 9 as never });
     await expect(range({ key: Buffer.from("a"), revision: 1n << 40n })).rejects.toMatchObject({
       code: 11, details: "etcdserver: mvcc: required revision is a future revision",
     });

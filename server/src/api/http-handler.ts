@@ -31,9 +31,17 @@ async function healthy(server: EtcdServer): Promise<boolean> {
   }
 }
 
-export function httpHandler(server: EtcdServer, metrics: Metrics, logger: Logger = nullLogger): http.RequestListener {
+export function httpHandler(
+  server: EtcdServer,
+  metrics: Metrics,
+  logger: Logger = nullLogger,
+  options: { watchProgressNotifyIntervalMs?: number } = {},
+): http.RequestListener {
   const messageBytesMax = gatewayMessageBytesMax(server.options.maxRequestBytes);
-  const gateway = new Gateway({ messageBytesMax, bodyBytesMax: gatewayBodyBytesMax(messageBytesMax) }, { server, logger });
+  const gateway = new Gateway(
+    { messageBytesMax, bodyBytesMax: gatewayBodyBytesMax(messageBytesMax), watchProgressNotifyIntervalMs: options.watchProgressNotifyIntervalMs },
+    { server, logger },
+  );
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (gateway.owns(url.pathname)) {

@@ -44,10 +44,12 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       // etcd answers alarm requests straight from the apply step: no header.
       return { header: undefined, alarms: await server.alarm(req) };
     }, logger),
-    defragment: unary(async () => ({ header: server.header() }), logger),
+    // etcd answers a defragment without a header.
+    defragment: unary(async () => ({ header: undefined }), logger),
     snapshot: snapshotHandler(server, logger),
-    moveLeader: unary(async () => {
-      throw serverError("Unimplemented");
+    moveLeader: unary(async (req) => {
+      await server.moveLeader(req.targetID);
+      return { header: server.header() };
     }, logger),
     downgrade: unary(async () => {
       throw serverError("Unimplemented");

@@ -225,7 +225,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   grpcServer.addService(MaintenanceService, maintenanceService(server, apiLogger));
   grpcServer.addService(WatchService, watchService(server, { progressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger));
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const http1 = http.createServer(httpHandler(server, metrics));
+  const http1 = http.createServer(httpHandler(server, metrics, apiLogger, { watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }));
 
   // The peer port is bound as etcd binds it, so a clash is found at start-up.
   const peerListeners: net.Server[] = [];

@@ -29,9 +29,9 @@ export type ServerErrorCode =
   | "LearnerNotReady"
   | "TooManyLearners"
   | "BadLeaderTransferee"
+  | "TimeoutLeaderTransfer"
   | "NotSupportedForLearner"
   | "AuthNotEnabled"
-  | "InvalidSortOption"
   | "Unimplemented";
 
 export class ServerError extends Error {

@@ -726,6 +726,23 @@ export class EtcdServer {
     return this.configure({ type: ConfChangeType.UpdateNode, nodeId: id, context: encodeMember(m) });
   }
 
+  /**
+   * Hands leadership to `transferee` and waits until it leads (etcd's MoveLeader).
+   * @throws ServerError NotLeader, BadLeaderTransferee, TimeoutLeaderTransfer
+   */
+  async moveLeader(transferee: bigint): Promise<void> {
+    if (!this.isLeader) throw serverError("NotLeader");
+    const m = this.deps.membership.get(transferee);
+    if (m === undefined || m.isLearner) throw serverError("BadLeaderTransferee");
+    if (transferee === this.options.memberId) return;
+    this.raft.withCore((n) => n.transferLeader(transferee));
+    const deadline = Date.now() + this.options.requestTimeoutMs;
+    while (this.raft.leader !== transferee) {
+      if (Date.now() > deadline || this.stopped) throw serverError("TimeoutLeaderTransfer");
+      await new Promise((r) => setTimeout(r, this.options.heartbeatMs));
+    }
+  }
+
   /** Promotes a learner once its log is within 90% of the leader's (etcd's readiness rule). */
   async memberPromote(id: bigint): Promise<MemberRecord[]> {
     if (!this.isLeader) throw serverError(this.leader === 0n ? "NoLeader" : "NotLeader");

@@ -128,7 +128,8 @@ export async function applyRange(reader: KvReader, r: RangeRequest): Promise<Ran
   let order = r.sortOrder;
   // The store returns keys ascending; any other target sorts ascending unless told otherwise.
   if (r.sortTarget !== RangeRequest_SortTarget.KEY && order === RangeRequest_SortOrder.NONE) order = RangeRequest_SortOrder.ASCEND;
-  if (order !== RangeRequest_SortOrder.NONE) {
+  // Only ASCEND and DESCEND sort (an unknown order leaves the store's key order, as in etcd).
+  if (order === RangeRequest_SortOrder.ASCEND || order === RangeRequest_SortOrder.DESCEND) {
     const cmp = sortKey(r.sortTarget);
     if (kvs === rr.kvs) kvs = kvs.slice();
     if (order === RangeRequest_SortOrder.DESCEND) kvs.sort((a, b) => cmp(b, a));
