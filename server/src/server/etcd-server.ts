@@ -14,7 +14,6 @@ import {
   RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 } from "../gen/etcdserverpb/rpc.js";
 import { ConfChange, ConfChangeType, ConfState, Entry, EntryType, NodeId, ReadState, SoftState, StateRole } from "../raft/types.js";
-import type { RawNode } from "../raft/raw-node.js";
 import { ErrProposalDropped } from "../raft/raw-node.js";
 import { decodeConfChange } from "../raft/conf-change-codec.js";
 import type { Lessor } from "../lease/lessor.js";
@@ -23,7 +22,7 @@ import { IdGenerator } from "../lease/lease-id.js";
 import type { Logger } from "../pkg/logger.js";
 import { ServerError, serverError } from "./errors.js";
 import {
-  applyDeleteRange, applyPut, applyRange, applyTxn, CompactedRevisionInTxn, FutureRevisionInTxn, isTxnReadOnly,
+  applyDeleteRange, applyPut, applyRange, applyTxn, isTxnReadOnly,
   KvWriter, LeaseNotFoundForPut,
 } from "./kv-ops.js";
 import { Membership, MemberRecord, decodeMember, encodeMember } from "./membership.js";
@@ -458,9 +457,6 @@ export class EtcdServer {
     }
     // Once any leader is known, the member publishes itself through the log.
     if (state.lead !== 0n && !this.published) void this.publish();
-    if (state.lead === 0n && this.readInFlight) {
-      // Reads of an unknown leader fail fast, as etcd's do.
-    }
   }
 
   /** Publishes this member's name and client URLs, then (leader) the cluster version. */
@@ -913,9 +909,7 @@ function allRangesSerializable(req: TxnRequest): boolean {
   return true;
 }
 
+/** A txn's lease check reports in the lessor's terms, as etcd does. */
 function translateApplyError(err: Error): Error {
-  if (err instanceof LeaseNotFoundForPut) return new ErrLeaseNotFound();
-  if (err instanceof FutureRevisionInTxn || err instanceof CompactedRevisionInTxn) return err;
-  if (err instanceof ServerError) return err;
-  return err;
+  return err instanceof LeaseNotFoundForPut ? new ErrLeaseNotFound() : err;
 }
