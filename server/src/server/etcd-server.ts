@@ -98,6 +98,9 @@ export class EtcdServer {
   private readInFlight: { ctx: string; waiters: { resolve: () => void; reject: (e: Error) => void }[]; timer: NodeJS.Timeout } | undefined;
   private readSeq = 0n;
   private published = false;
+  /** Requests proposed here, by their encoded bytes (apply skips decoding them again). */
+  private readonly proposed = new WeakMap<Uint8Array, InternalRaftRequest>();
+  private timeoutTimer: NodeJS.Timeout | undefined;
   private snapshotIndex = 0;
   private campaignAfterAdvance = false;
   private leaderChanges = 0;
@@ -181,6 +184,8 @@ export class EtcdServer {
     refreshSize();
     this.sizeTimer = setInterval(refreshSize, 1000);
     this.sizeTimer.unref();
+    this.timeoutTimer = setInterval(() => this.wait.expire(Date.now(), () => serverError("Timeout")), 100);
+    this.timeoutTimer.unref();
     const tick = this.options.leaseTickMs ?? 500;
     this.leaseTimer = setInterval(() => this.leaseTick(), tick);
     this.leaseTimer.unref();
@@ -210,6 +215,7 @@ export class EtcdServer {
     this.stopped = true;
     if (this.leaseTimer) clearInterval(this.leaseTimer);
     if (this.sizeTimer) clearInterval(this.sizeTimer);
+    if (this.timeoutTimer) clearInterval(this.timeoutTimer);
     this.deps.lessor.stop();
     await this.raft.stop();
     const err = serverError("Stopped");
@@ -250,34 +256,26 @@ export class EtcdServer {
     req.ID = id;
     const data = InternalRaftRequest.encode(req).finish();
     if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
-    const done = this.wait.register(id);
+    const done = this.wait.register(id, Date.now() + this.options.requestTimeoutMs);
+    // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
+    this.proposed.set(data, req);
     try {
       this.raft.withCore((n) => n.propose(data));
     } catch (err) {
       this.wait.fail(id, err instanceof ErrProposalDropped ? serverError("NoLeader") : (err as Error));
     }
-    return this.awaitApplied(id, done);
+    return this.awaitApplied(done);
   }
 
   /**
-   * Waits for the apply result of proposal `id`, at most the request timeout.
+   * Waits for the apply result of a registered proposal; the registry fails it with Timeout at
+   * its deadline (swept by one timer for all proposals).
    * @throws the apply error, or ServerError Timeout.
    */
-  private async awaitApplied(id: bigint, done: Promise<ApplyResult>): Promise<ApplyResult> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.wait.fail(id, serverError("Timeout"));
-        reject(serverError("Timeout"));
-      }, this.options.requestTimeoutMs);
-    });
-    try {
-      const result = await Promise.race([done, timeout]);
-      if (result.error) throw result.error;
-      return result;
-    } finally {
-      clearTimeout(timer);
-    }
+  private async awaitApplied(done: Promise<ApplyResult>): Promise<ApplyResult> {
+    const result = await done;
+    if (result.error) throw result.error;
+    return result;
   }
 
   private get quotaBytes(): number {
@@ -672,13 +670,13 @@ export class EtcdServer {
     if (!this.isLeader) throw serverError(this.leader === 0n ? "NoLeader" : "NotLeader");
     const id = this.ids.next();
     cc.id = id;
-    const done = this.wait.register(id);
+    const done = this.wait.register(id, Date.now() + this.options.requestTimeoutMs);
     try {
       this.raft.withCore((n) => n.proposeConfChange(cc));
     } catch (err) {
       this.wait.fail(id, err instanceof ErrProposalDropped ? serverError("Timeout") : (err as Error));
     }
-    return (await this.awaitApplied(id, done)).value as MemberRecord[];
+    return (await this.awaitApplied(done)).value as MemberRecord[];
   }
 
   /**
@@ -762,12 +760,14 @@ export class EtcdServer {
       // The empty entry a new leader appends: nothing to apply but the index.
       return { written: w.commit(entry.index) };
     }
-    let req: InternalRaftRequest;
-    try {
-      req = InternalRaftRequest.decode(entry.data);
-    } catch (err) {
-      // We wrote every entry ourselves: an undecodable one is corruption.
-      throw new Error(`raft entry ${entry.index} does not decode: ${String(err)}`);
+    let req = this.proposed.get(entry.data);
+    if (req === undefined) {
+      try {
+        req = InternalRaftRequest.decode(entry.data);
+      } catch (err) {
+        // We wrote every entry ourselves: an undecodable one is corruption.
+        throw new Error(`raft entry ${entry.index} does not decode: ${String(err)}`);
+      }
     }
     const id = req.header?.ID ?? req.ID;
     let result: ApplyResult;

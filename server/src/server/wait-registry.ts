@@ -5,13 +5,36 @@
  */
 export class WaitRegistry<T> {
   private readonly waiting = new Map<bigint, { resolve: (v: T) => void; reject: (e: Error) => void }>();
+  /**
+   * Deadlines in registration order. Every waiter gets the same timeout, so they are also in
+   * deadline order; entries of waiters already settled are skipped when they come up.
+   */
+  private readonly deadlines: { atMs: number; id: bigint }[] = [];
+  private deadlinesHead = 0;
 
-  /** @throws Error if `id` is already registered (a broken invariant: IDs are unique). */
-  register(id: bigint): Promise<T> {
+  /**
+   * @param deadlineMs when set, expire() fails the waiter after this time (same timeout for all).
+   * @throws Error if `id` is already registered (a broken invariant: IDs are unique).
+   */
+  register(id: bigint, deadlineMs?: number): Promise<T> {
     if (this.waiting.has(id)) throw new Error(`duplicate wait id ${id.toString(16)}`);
+    if (deadlineMs !== undefined) this.deadlines.push({ atMs: deadlineMs, id });
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
     });
+  }
+
+  /** Fails every waiter whose deadline is before `nowMs` with `makeError()`. */
+  expire(nowMs: number, makeError: () => Error): void {
+    const d = this.deadlines;
+    while (this.deadlinesHead < d.length && d[this.deadlinesHead]!.atMs <= nowMs) {
+      this.fail(d[this.deadlinesHead]!.id, makeError());
+      this.deadlinesHead++;
+    }
+    if (this.deadlinesHead > 1024 && this.deadlinesHead * 2 > d.length) {
+      d.splice(0, this.deadlinesHead);
+      this.deadlinesHead = 0;
+    }
   }
 
   isRegistered(id: bigint): boolean {
