@@ -217,6 +217,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     "grpc.max_concurrent_streams": Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1),
     "grpc.keepalive_time_ms": cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000,
     "grpc.keepalive_timeout_ms": cfg.grpcKeepaliveTimeoutMs || 20_000,
+    // channelz bookkeeping costs every call and nothing here reads it.
+    "grpc.enable_channelz": 0,
   });
   const apiLogger = logger.named("api");
   grpcServer.addService(KVService, kvService(server, { maxTxnOps: cfg.maxTxnOps }, apiLogger));
