@@ -3,7 +3,7 @@
 # etcd-client), the reference the suite compares etcd-ts against. Needs root (or sudo).
 set -euo pipefail
 need=()
-for p in etcd-server etcd-client; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in etcd-server etcd-client openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq

@@ -142,6 +142,7 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "experimental-initial-corrupt-check", "experimental-corrupt-check-time", "host-whitelist", "cors",
   "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "client-cert-allowed-hostname",
   "experimental-peer-skip-client-san-verification", "grpc-keepalive-min-time", "force-new-cluster",
+  "peer-cert-file", "peer-key-file", "peer-client-cert-auth", "peer-trusted-ca-file",
 ]);
 
 export function usageText(): string {

@@ -5,7 +5,8 @@
  *   <data-dir>/member/snap/     raft snapshot files
  *   <data-dir>/member/snap/db/  the LevelDB backend (the revisioned store, leases, members)
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import type tls from "node:tls";
 import http from "node:http";
 import type net from "node:net";
 import path from "node:path";
@@ -58,6 +59,21 @@ export interface RunningMember {
 interface WalMetadata {
   memberId: string;
   clusterId: string;
+}
+
+/**
+ * TLS for https client URLs, from --cert-file/--key-file; --client-cert-auth with
+ * --trusted-ca-file requires and verifies client certificates, as etcd does.
+ */
+function clientTlsOptions(cfg: ServerConfig): tls.TlsOptions | undefined {
+  if (cfg.certFile === "" || cfg.keyFile === "") return undefined;
+  const options: tls.TlsOptions = { cert: readFileSync(cfg.certFile), key: readFileSync(cfg.keyFile), minVersion: "TLSv1.2" };
+  if (cfg.trustedCaFile !== "") options.ca = readFileSync(cfg.trustedCaFile);
+  if (cfg.clientCertAuth) {
+    options.requestCert = true;
+    options.rejectUnauthorized = true;
+  }
+  return options;
 }
 
 export async function startMember(cfg: ServerConfig, logger: Logger): Promise<RunningMember> {
@@ -249,9 +265,14 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // commits).
   await server.ready;
   const clientListeners: net.Server[] = [];
+  const clientTls = clientTlsOptions(cfg);
   for (const u of cfg.listenClientUrls) {
     const url = new URL(u);
-    clientListeners.push(await listenClient({ url, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
+    const secure = url.protocol === "https:" || url.protocol === "unixs:";
+    if (secure && clientTls === undefined) {
+      throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${u} with HTTPS scheme`);
+    }
+    clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
     logger.info("serving client traffic", { address: u });
   }
   logger.info("ready to serve client requests", { name: cfg.name });
