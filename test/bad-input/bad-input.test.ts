@@ -10,15 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { binaryUnderTest, startMember, type Member } from "../harness/member.js";
 import { killAllChildren } from "../harness/processes.js";
 import { GrpcError } from "../harness/grpc-lite.js";
-import { SeededRandom, testSeed } from "../harness/seeded-random.js";
+import { seededUniform as rng, testSeed } from "../harness/seeded-random.js";
 import { RangeRequest, PutRequest, TxnRequest, Compare, Compare_CompareTarget, Compare_CompareResult } from "../../server/src/gen/etcdserverpb/rpc.js";
 
 const SEED = testSeed();
 
-function rng(seed: number): () => number {
-  const r = new SeededRandom(seed);
-  return () => r.next();
-}
 
 const UNARY_METHODS = [
   "/etcdserverpb.KV/Range", "/etcdserverpb.KV/Put", "/etcdserverpb.KV/DeleteRange", "/etcdserverpb.KV/Txn",

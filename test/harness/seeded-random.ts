@@ -36,3 +36,9 @@ export class SeededRandom {
     return min + Math.floor(this.next() * (max - min + 1));
   }
 }
+
+/** A seeded uniform source in [0, 1) as a function (mulberry32, the same sequence as SeededRandom). */
+export function seededUniform(seed: number): () => number {
+  const r = new SeededRandom(seed);
+  return () => r.next();
+}

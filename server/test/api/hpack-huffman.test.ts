@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { decodeHuffman, huffmanCodeTable, HpackHuffmanError } from "../../src/api/hpack-huffman.js";
 import { firstBlockAuthority, HpackBlockError, isUrlAuthority } from "../../src/api/h2-authority.js";
+import { seededUniform as rng } from "../../../test/harness/seeded-random.js";
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
@@ -30,17 +31,6 @@ function encodeHuffman(bytes: Uint8Array): Buffer {
   return Buffer.from(out);
 }
 
-/** A small seeded generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("decodeHuffman (RFC 7541 §5.2, Appendix B)", () => {
   it("decodes the Huffman-coded strings of Appendix C.4 (requests)", () => {

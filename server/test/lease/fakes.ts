@@ -30,17 +30,7 @@ export class MemoryLeasePersistence implements LeasePersistence {
   }
 }
 
-/** mulberry32: a small seeded PRNG for the randomised tests. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededUniform as seededRandom } from "../../../test/harness/seeded-random.js";
 
 /** The seed from SEED=, or a fresh one. */
 export function testSeed(): number {

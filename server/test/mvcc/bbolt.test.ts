@@ -12,21 +12,12 @@ import { afterAll, describe, expect, it } from "vitest";
 import { fnv1a64 } from "../../src/mvcc/backend/bbolt-format.js";
 import { BboltReader } from "../../src/mvcc/backend/bbolt-reader.js";
 import { BboltWriter, BboltWriterUsageError } from "../../src/mvcc/backend/bbolt-writer.js";
+import { seededUniform as rng } from "../../../test/harness/seeded-random.js";
 
 const ETCDCTL = process.env.ETCDCTL_BIN ?? "/usr/bin/etcdctl";
 const dir = mkdtempSync(path.join(os.tmpdir(), "bbolt-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function seedFromEnv(): number {
   return process.env.SEED ? Number(process.env.SEED) >>> 0 : Math.floor(Math.random() * 0xffffffff);

@@ -75,14 +75,4 @@ export function seedFromEnv(): number {
   return env ? Number(env) : Math.floor(Math.random() * 2 ** 31);
 }
 
-/** mulberry32: small seeded PRNG. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededUniform as rng } from "../../../test/harness/seeded-random.js";
