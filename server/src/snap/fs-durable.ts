@@ -1,14 +1,7 @@
 /** Durability helpers for snapshot files (Linux semantics: a rename is durable once the dir is fsynced). */
 import { promises as fsp } from "node:fs";
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+import { fsyncDir } from "../pkg/fsync-dir.js";
 
 /** Writes `data` to `finalPath` atomically: `<finalPath>.tmp`, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(dir: string, finalPath: string, parts: Uint8Array[]): Promise<void> {

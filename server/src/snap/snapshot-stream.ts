@@ -22,7 +22,7 @@ import path from "node:path";
 import { Readable, Writable } from "node:stream";
 import { crc32cUpdate } from "../pkg/crc32c.js";
 import { ErrSnapshotCorrupt } from "./errors.js";
-import { fsyncDir } from "./fs-durable.js";
+import { fsyncDir } from "../pkg/fsync-dir.js";
 
 const TRAILER_BYTES = 16;
 const TRAILER_MAGIC = 0x73737465; // "etss" little-endian

@@ -21,7 +21,8 @@ import path from "node:path";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
 import type { Snapshot } from "../raft/types.js";
 import { ErrNoSnapshot, ErrSnapshotCorrupt } from "./errors.js";
-import { fsyncDir, writeFileAtomic } from "./fs-durable.js";
+import { writeFileAtomic } from "./fs-durable.js";
+import { fsyncDir } from "../pkg/fsync-dir.js";
 import { readU64LE, writeU64LE } from "../pkg/u64-le.js";
 
 export interface SnapLogger {

@@ -32,16 +32,6 @@ export async function preallocate(fh: FileHandle, currentBytes: number, targetBy
   }
 }
 
-/** fsync a directory so that creations, renames and unlinks inside it are durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Writes all of `bufs` at `position`, looping over short writes. */
 export async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<number> {
   let total = 0;

@@ -49,7 +49,8 @@ import {
   ErrWalNotFound,
 } from "./errors.js";
 import { FilePipeline } from "./file-pipeline.js";
-import { fsyncDir, isErrno, preallocate, writevAll, type Preallocation } from "./fs-durable.js";
+import { isErrno, preallocate, writevAll, type Preallocation } from "./fs-durable.js";
+import { fsyncDir } from "../pkg/fsync-dir.js";
 import {
   decodeEntry,
   decodeHardState,
