@@ -1,5 +1,4 @@
 /** Small filesystem helpers with the durability rules the WAL relies on (Linux semantics). */
-import { promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 
 /**
