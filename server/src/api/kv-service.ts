@@ -13,23 +13,17 @@ export function kvService(server: EtcdServer, options: { maxTxnOps: number }, lo
     }, logger),
     put: unary(async (req) => {
       checkPut(req);
-      const resp = await server.put(req);
-      resp.header = server.header(Number(resp.header?.revision ?? 0n));
-      return resp;
+      return server.fillHeader(await server.put(req));
     }, logger),
     deleteRange: unary(async (req) => {
       checkDelete(req);
-      const resp = await server.deleteRange(req);
-      resp.header = server.header(Number(resp.header?.revision ?? 0n));
-      return resp;
+      return server.fillHeader(await server.deleteRange(req));
     }, logger),
     txn: unary(async (req) => {
       checkTxn(req, options.maxTxnOps);
       checkWriteOverlaps(req.success);
       checkWriteOverlaps(req.failure);
-      const resp = await server.txn(req);
-      resp.header = server.header(Number(resp.header?.revision ?? 0n));
-      return resp;
+      return server.fillHeader(await server.txn(req));
     }, logger),
     compact: unary(async (req) => {
       await server.compact(req);

@@ -15,9 +15,7 @@ const KEEPALIVE_QUEUE_MAX = 1024;
 export function leaseService(server: EtcdServer, logger: Logger): LeaseServer {
   return {
     leaseGrant: unary(async (req) => {
-      const resp = await server.leaseGrant(Number(req.TTL), req.ID);
-      resp.header = server.header(Number(resp.header?.revision ?? 0n));
-      return resp;
+      return server.fillHeader(await server.leaseGrant(Number(req.TTL), req.ID));
     }, logger),
     leaseRevoke: unary(async (req) => {
       await server.leaseRevoke(req.ID);

@@ -238,6 +238,15 @@ export class EtcdServer {
     };
   }
 
+  /**
+   * Completes the header an apply step left on a response (it knows only the revision): etcd's
+   * header populator adds cluster and member IDs and the term.
+   */
+  fillHeader<R extends { header?: ResponseHeader | undefined }>(resp: R): R {
+    resp.header = this.header(Number(resp.header?.revision ?? 0n));
+    return resp;
+  }
+
   /** The header etcd's Cluster service answers with: no store revision. */
   clusterHeader(): ResponseHeader {
     return { clusterId: this.options.clusterId, memberId: this.options.memberId, revision: 0n, raftTerm: BigInt(this.raft.currentTerm) };
@@ -298,18 +307,18 @@ export class EtcdServer {
   /** Raises or clears an alarm through the log; GET answers locally. */
   async alarm(req: AlarmRequest): Promise<AlarmMember[]> {
     // Like etcd, every alarm request (GET included) is a round through the log.
-    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), alarm: req });
+    const r = await this.propose(raftRequest({ alarm: req }));
     return r.value as AlarmMember[];
   }
 
   async put(req: PutRequest): Promise<PutResponse> {
     this.checkQuota(req.key.length + req.value.length + 64);
-    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), put: req });
+    const r = await this.propose(raftRequest({ put: req }));
     return r.value as PutResponse;
   }
 
   async deleteRange(req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
-    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), deleteRange: req });
+    const r = await this.propose(raftRequest({ deleteRange: req }));
     return r.value as DeleteRangeResponse;
   }
 
@@ -323,12 +332,12 @@ export class EtcdServer {
       return txnResp;
     }
     this.checkQuota(txnCostBytes(req));
-    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), txn: req });
+    const r = await this.propose(raftRequest({ txn: req }));
     return r.value as TxnResponse;
   }
 
   async compact(req: CompactionRequest): Promise<ResponseHeader> {
-    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), compaction: req });
+    const r = await this.propose(raftRequest({ compaction: req }));
     if (req.physical && r.physical) await r.physical;
     return r.value as ResponseHeader;
   }
@@ -346,21 +355,18 @@ export class EtcdServer {
     if (id === 0n) {
       do id = this.ids.nextLeaseId(); while (this.deps.lessor.lookup(id) !== undefined);
     }
-    const r = await this.propose({
-      ...InternalRaftRequest.fromPartial({}),
-      leaseGrant: { TTL: BigInt(ttlSeconds), ID: id },
-    });
+    const r = await this.propose(raftRequest({ leaseGrant: { TTL: BigInt(ttlSeconds), ID: id } }));
     return r.value as LeaseGrantResponse;
   }
 
   async leaseRevoke(id: bigint): Promise<ResponseHeader> {
-    const r = await this.propose({ ...InternalRaftRequest.fromPartial({}), leaseRevoke: { ID: id } });
+    const r = await this.propose(raftRequest({ leaseRevoke: { ID: id } }));
     return r.value as ResponseHeader;
   }
 
   /** A no-op entry through the log: proves the member can commit (used by /health). */
   async proposeNoop(): Promise<void> {
-    await this.propose(InternalRaftRequest.fromPartial({}));
+    await this.propose(raftRequest({}));
   }
 
   /**
@@ -467,12 +473,10 @@ export class EtcdServer {
   private async publish(): Promise<void> {
     this.published = true;
     try {
-      await this.propose({
-        ...InternalRaftRequest.fromPartial({}),
-        clusterMemberAttrSet: { memberID: this.options.memberId, name: this.options.name, clientUrls: this.options.clientUrls },
-      });
+      const { memberId, name, clientUrls } = this.options;
+      await this.propose(raftRequest({ clusterMemberAttrSet: { memberID: memberId, name, clientUrls } }));
       if (this.isLeader && this.deps.membership.clusterVersion === "") {
-        await this.propose({ ...InternalRaftRequest.fromPartial({}), clusterVersionSet: { ver: CLUSTER_VERSION } });
+        await this.propose(raftRequest({ clusterVersionSet: { ver: CLUSTER_VERSION } }));
       }
       this.markReady();
     } catch (err) {
@@ -485,16 +489,13 @@ export class EtcdServer {
     if (this.stopped || !this.isLeader) return;
     const lessor = this.deps.lessor;
     for (const id of lessor.expiredLeases(500)) {
-      void this.propose({ ...InternalRaftRequest.fromPartial({}), leaseRevoke: { ID: id } }).catch((err) => {
+      void this.propose(raftRequest({ leaseRevoke: { ID: id } })).catch((err) => {
         if (!(err instanceof ErrLeaseNotFound)) this.deps.logger.warn("failed to revoke expired lease", { lease: id, error: String(err) });
       });
     }
     const cps = lessor.checkpoints(1000);
     if (cps.length > 0) {
-      void this.propose({
-        ...InternalRaftRequest.fromPartial({}),
-        leaseCheckpoint: { checkpoints: cps.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtlSeconds) })) },
-      }).catch(() => undefined);
+      void this.propose(raftRequest({ leaseCheckpoint: { checkpoints: cps.map((c) => ({ ID: c.id, remainingTTL: BigInt(c.remainingTtlSeconds) })) } })).catch(() => undefined);
     }
   }
 
@@ -848,6 +849,13 @@ function txnCostBytes(req: TxnRequest): number {
     else if (op.requestTxn) cost += txnCostBytes(op.requestTxn);
   }
   return cost;
+}
+
+const EMPTY_RAFT_REQUEST: Readonly<InternalRaftRequest> = Object.freeze(InternalRaftRequest.fromPartial({}));
+
+/** A log entry's request carrying only `fields` (everything else at its default). */
+function raftRequest(fields: Partial<InternalRaftRequest>): InternalRaftRequest {
+  return { ...EMPTY_RAFT_REQUEST, ...fields };
 }
 
 /** A writer over the store for read-only txns: writes are impossible by construction. */
