@@ -38,6 +38,14 @@ interface StreamWatcher {
   sentSinceTick: boolean;
 }
 
+/** A WatchResponse with `fields` set and everything else at its default. */
+function watchResponse(fields: Partial<WatchResponse>): WatchResponse {
+  return {
+    header: undefined, watchId: 0n, created: false, canceled: false, compactRevision: 0n,
+    cancelReason: "", fragment: false, events: [], ...fields,
+  };
+}
+
 function toPbEvent(e: Event, withPrev: boolean): PbEvent {
   return {
     type: e.type === "PUT" ? Event_EventType.PUT : Event_EventType.DELETE,
@@ -75,26 +83,17 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         if (closed) return true; // drop silently: the stream is gone
         if (congested) return false;
         if ("compactRevision" in msg) {
-          write({
-            // etcd's compaction notice carries no store revision.
-            header: server.header(0),
-            watchId: sw.id,
-            created: false,
-            canceled: true,
-            compactRevision: BigInt(msg.compactRevision),
-            cancelReason: "",
-            fragment: false,
-            events: [],
-          });
+          // etcd's compaction notice carries no store revision.
+          write(watchResponse({ header: server.header(0), watchId: sw.id, canceled: true, compactRevision: BigInt(msg.compactRevision) }));
           sw.watcher?.cancel();
           watchers.delete(sw.id);
           return true;
         }
         sw.sentSinceTick = true;
         const events = msg.events.map((e) => toPbEvent(e, sw.prevKv));
-        const base = { header: server.header(msg.revision), watchId: sw.id, created: false, canceled: false, compactRevision: 0n, cancelReason: "" };
+        const header = server.header(msg.revision);
         if (!sw.fragment) {
-          write({ ...base, fragment: false, events });
+          write(watchResponse({ header, watchId: sw.id, events }));
           return true;
         }
         // Split into fragments no larger than fragmentBytesMax (at least one event each).
@@ -106,7 +105,7 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
             size += eventBytes(events[end]!);
             end++;
           }
-          write({ ...base, fragment: end < events.length, events: events.slice(start, end) });
+          write(watchResponse({ header, watchId: sw.id, fragment: end < events.length, events: events.slice(start, end) }));
           if (end >= events.length) break;
           start = end;
         }
@@ -120,17 +119,13 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         let id = req.watchId;
         const headerRev = server.store.currentRevision;
         if (id !== 0n && watchers.has(id)) {
-          write({
-            header: server.header(headerRev), watchId: -1n, created: true, canceled: true, compactRevision: 0n,
-            cancelReason: DUPLICATE_ID, fragment: false, events: [],
-          });
+          write(watchResponse({ header: server.header(headerRev), watchId: -1n, created: true, canceled: true, cancelReason: DUPLICATE_ID }));
           return;
         }
         if (watchers.size >= WATCHERS_PER_STREAM_MAX) {
-          write({
-            header: server.header(headerRev), watchId: -1n, created: true, canceled: true, compactRevision: 0n,
-            cancelReason: "etcdserver: too many watchers on one stream", fragment: false, events: [],
-          });
+          write(watchResponse({
+            header: server.header(headerRev), watchId: -1n, created: true, canceled: true, cancelReason: "etcdserver: too many watchers on one stream",
+          }));
           return;
         }
         if (id === 0n) {
@@ -146,10 +141,7 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
           id, watcher: undefined, prevKv: req.prevKv, progressNotify: req.progressNotify, fragment: req.fragment, sentSinceTick: false,
         };
         watchers.set(id, sw);
-        write({
-          header: server.header(headerRev), watchId: id, created: true, canceled: false, compactRevision: 0n,
-          cancelReason: "", fragment: false, events: [],
-        });
+        write(watchResponse({ header: server.header(headerRev), watchId: id, created: true }));
         const start = Number(req.startRevision);
         if (start < 0) {
           // Below any revision the store ever had: etcd cancels it as compacted.
@@ -190,17 +182,11 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
             if (sw) {
               sw.watcher?.cancel();
               watchers.delete(id);
-              write({
-                header: server.header(), watchId: id, created: false, canceled: true, compactRevision: 0n,
-                cancelReason: "", fragment: false, events: [],
-              });
+              write(watchResponse({ header: server.header(), watchId: id, canceled: true }));
             }
           } else if (req.progressRequest) {
             // Not tied to one watcher: etcd answers with watch ID -1.
-            write({
-              header: server.header(), watchId: -1n, created: false, canceled: false, compactRevision: 0n,
-              cancelReason: "", fragment: false, events: [],
-            });
+            write(watchResponse({ header: server.header(), watchId: -1n }));
           }
         } catch (err) {
           logger.warn("watch request failed", { error: String(err) });
