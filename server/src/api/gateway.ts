@@ -262,6 +262,17 @@ export class Gateway {
     );
   }
 
+  /**
+   * The one request in a body (an empty body is the empty request), checked against gRPC's size
+   * limit. @throws GatewayInputError for bad JSON, MessageTooLarge over the limit.
+   */
+  private decodeBody(route: Route, body: string): Record<string, unknown> {
+    const v = new JsonReader(body).next();
+    const request = v === undefined ? this.codec.empty(route.request) : this.codec.decode(route.request, v);
+    this.checkSize(route, request);
+    return request;
+  }
+
   /** Throws MessageTooLarge when `request` is over gRPC's receive limit. */
   private checkSize(route: Route, request: unknown): void {
     const bytes = protoBytes(route.request, request);
@@ -271,9 +282,7 @@ export class Gateway {
   private unary(route: Route, body: string, req: http.IncomingMessage, res: http.ServerResponse): void {
     let request: Record<string, unknown>;
     try {
-      const v = new JsonReader(body).next();
-      request = v === undefined ? this.codec.empty(route.request) : this.codec.decode(route.request, v);
-      this.checkSize(route, request);
+      request = this.decodeBody(route, body);
     } catch (err) {
       if (err instanceof GatewayInputError) return jsonError(res, Status.INVALID_ARGUMENT, err.message);
       if (err instanceof MessageTooLarge) return jsonError(res, Status.RESOURCE_EXHAUSTED, err.message);
@@ -311,9 +320,7 @@ export class Gateway {
   private serverStream(route: Route, body: string, req: http.IncomingMessage, res: http.ServerResponse): void {
     let request: Record<string, unknown>;
     try {
-      const v = new JsonReader(body).next();
-      request = v === undefined ? this.codec.empty(route.request) : this.codec.decode(route.request, v);
-      this.checkSize(route, request);
+      request = this.decodeBody(route, body);
     } catch (err) {
       if (err instanceof MessageTooLarge) return jsonError(res, Status.RESOURCE_EXHAUSTED, err.message);
       return jsonError(res, Status.INVALID_ARGUMENT, (err as Error).message);
