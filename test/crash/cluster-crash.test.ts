@@ -12,65 +12,17 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
-import { GrpcLiteClient } from "../harness/grpc-lite.js";
 import { binaryUnderTest } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
 import { SeededRandom, testSeed } from "../harness/seeded-random.js";
-import { attemptId, checkHistory, type Ack } from "./history-check.js";
+import { checkHistory, type Ack } from "./history-check.js";
 import { readHistory } from "./history-read.js";
+import { envInt, startWriters } from "./writers.js";
 
 const PREFIX = "ccrash/";
 const PREFIX_END = "ccrash0";
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
-  return n;
-}
 
-/** Writers that each talk to one member and move to the next member after an error. */
-function startWriters(urls: string[], writers: number, cycle: number, acks: Ack[], attempted: Set<string>) {
-  let stopping = false;
-  let errors = 0;
-  const loops = Array.from({ length: writers }, async (_, w) => {
-    let target = w % urls.length;
-    let client = new GrpcLiteClient({ url: urls[target]!, callTimeoutMs: 3_000 });
-    try {
-      for (let i = 0; !stopping && i < 1_000_000; i++) {
-        const key = `${PREFIX}w${w}/k${i % 8}`;
-        const value = `c${cycle}-w${w}-n${i}`;
-        const del = i % 5 === 4;
-        attempted.add(attemptId(del ? "DELETE" : "PUT", key, value));
-        try {
-          if (del) {
-            const res = await client.deleteRange(key);
-            if (res.deleted > 0n) acks.push({ key, value: "", type: "DELETE", revision: Number(res.header.revision), writer: w });
-          } else {
-            const header = await client.put(key, value);
-            acks.push({ key, value, type: "PUT", revision: Number(header.revision), writer: w });
-          }
-        } catch {
-          errors++;
-          client.close();
-          target = (target + 1) % urls.length;
-          client = new GrpcLiteClient({ url: urls[target]!, callTimeoutMs: 3_000 });
-          if (!stopping) await sleep(50);
-        }
-      }
-    } finally {
-      client.close();
-    }
-  });
-  return {
-    async stop(): Promise<number> {
-      stopping = true;
-      await Promise.all(loops);
-      return errors;
-    },
-  };
-}
 
 describe("cluster crash: SIGKILL one of three members under load", () => {
   const seed = testSeed();
@@ -94,7 +46,7 @@ describe("cluster crash: SIGKILL one of three members under load", () => {
         cluster = await Cluster.start({ binary: binaryUnderTest(), size: 3, namePrefix: "cc", clusterToken: "cluster-crash" });
         for (let cycle = 1; cycle <= cycles; cycle++) {
           const ackedBefore = acks.length;
-          const load = startWriters(cluster.clientUrls, writers, cycle, acks, attempted);
+          const load = startWriters({ urls: cluster.clientUrls, writers, cycle, prefix: PREFIX, keysPerWriter: 8, deleteEvery: 5, retryDelayMs: 50 }, acks, attempted);
           await sleep(rng.int(300, 1_200));
           const leader = await cluster.leaderIndex();
           const killLeader = rng.next() < 0.5;

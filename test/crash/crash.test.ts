@@ -22,68 +22,17 @@
  * far faster than one etcdctl process per write.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { GrpcLiteClient } from "../harness/grpc-lite.js";
 import { binaryUnderTest, Member, startMember } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
 import { SeededRandom, testSeed } from "../harness/seeded-random.js";
-import { attemptId, checkHistory, type Ack } from "./history-check.js";
+import { checkHistory, type Ack } from "./history-check.js";
 import { readHistory } from "./history-read.js";
+import { envInt, startWriters } from "./writers.js";
 
 const PREFIX = "crash/";
 const KEYS_PER_WRITER = 16;
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
-  return n;
-}
 
-/**
- * Runs `writers` sequential put loops until `stop()` is called. Every put that returns a header
- * is recorded as acknowledged; a put that fails is remembered as attempted (it may or may not
- * have been applied).
- */
-function startWriters(member: Member, writers: number, cycle: number, acks: Ack[], attempted: Set<string>) {
-  let stopping = false;
-  let errors = 0;
-  const loops = Array.from({ length: writers }, async (_, w) => {
-    const client = new GrpcLiteClient({ url: member.clientUrl, callTimeoutMs: 3_000 });
-    try {
-      for (let i = 0; !stopping && i < 1_000_000; i++) {
-        const key = `${PREFIX}w${w}/k${i % KEYS_PER_WRITER}`;
-        const value = `c${cycle}-w${w}-n${i}`;
-        // Every 7th operation deletes instead; a delete that removed nothing creates no
-        // revision and is not recorded.
-        const del = i % 7 === 6;
-        attempted.add(attemptId(del ? "DELETE" : "PUT", key, value));
-        try {
-          if (del) {
-            const res = await client.deleteRange(key);
-            if (res.deleted > 0n) acks.push({ key, value: "", type: "DELETE", revision: Number(res.header.revision), writer: w });
-          } else {
-            const header = await client.put(key, value);
-            acks.push({ key, value, type: "PUT", revision: Number(header.revision), writer: w });
-          }
-        } catch {
-          errors++;
-          client.close();
-          if (!stopping) await sleep(20);
-        }
-      }
-    } finally {
-      client.close();
-    }
-  });
-  return {
-    async stop(): Promise<number> {
-      stopping = true;
-      await Promise.all(loops);
-      return errors;
-    },
-  };
-}
 
 describe("crash: SIGKILL under write load, restart, verify", () => {
   const seed = testSeed();
@@ -107,7 +56,7 @@ describe("crash: SIGKILL under write load, restart, verify", () => {
         member = await startMember({ binary: binaryUnderTest(), name: "crash", clusterToken: "crash-token" });
         for (let cycle = 1; cycle <= cycles; cycle++) {
           const ackedBefore = acks.length;
-          const load = startWriters(member, writers, cycle, acks, attempted);
+          const load = startWriters({ urls: [member.clientUrl], writers, cycle, prefix: PREFIX, keysPerWriter: KEYS_PER_WRITER, deleteEvery: 7, retryDelayMs: 20 }, acks, attempted);
           const killAfterMs = rng.int(300, 1_500);
           await sleep(killAfterMs);
           await member.kill("SIGKILL");
