@@ -6,7 +6,7 @@ import { status as Status, ServiceError, Metadata } from "@grpc/grpc-js";
 import { ServerError, ServerErrorCode } from "../server/errors.js";
 import { ErrCompacted, ErrFutureRev } from "../mvcc/errors.js";
 import { ErrLeaseExists, ErrLeaseNotFound, ErrLeaseTTLTooLarge, ErrNotPrimary } from "../lease/errors.js";
-import { CompactedRevisionInTxn, FutureRevisionInTxn } from "../server/kv-ops.js";
+import { CompactedRevisionInTxn, FutureRevisionInTxn } from "../server/apply/kv-ops.js";
 
 type Row = [code: Status, message: string];
 

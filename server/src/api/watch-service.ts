@@ -14,7 +14,7 @@ import { Event_EventType } from "../gen/mvccpb/kv.js";
 import type { Event, KeyValue } from "../mvcc/key-value.js";
 import type { WatchFilter, WatchMessage, Watcher } from "../mvcc/watch-hub.js";
 import type { EtcdServer } from "../server/etcd-server.js";
-import { toPbKv } from "../server/kv-ops.js";
+import { toPbKv } from "../server/apply/kv-ops.js";
 import type { Logger } from "../pkg/logger.js";
 
 export interface WatchServiceOptions {

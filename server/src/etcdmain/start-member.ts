@@ -12,23 +12,13 @@ import type net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "../gen/etcdserverpb/rpc.js";
-import { MemoryStorage } from "../raft/storage.js";
-import { RawNode } from "../raft/raw-node.js";
-import { seededRng } from "../raft/rng.js";
-import type { ConfState, HardState } from "../raft/types.js";
 import { Wal } from "../wal/wal.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Backend } from "../mvcc/backend/backend.js";
-import { MvccStore } from "../mvcc/kv-store.js";
-import { Lessor } from "../lease/lessor.js";
+import { systemClock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
-import { CONF_STATE_KEY, EtcdServer, decodeConfState } from "../server/etcd-server.js";
-import { LeaseRecords } from "../server/lease-records.js";
-import { Membership, encodeMember } from "../server/membership.js";
-import { computeClusterId, computeMemberId } from "../server/member-id.js";
-import { MvccStorePort } from "../server/mvcc-store-port.js";
-import { RaftNode } from "../server/raft-node.js";
-import { Compactor } from "../server/compactor.js";
+import type { EtcdServer } from "../server/etcd-server.js";
+import { bootstrapMember, type WalDirectory } from "../server/bootstrap.js";
 import { kvService } from "../api/kv-service.js";
 import { leaseService } from "../api/lease-service.js";
 import { clusterService } from "../api/cluster-service.js";
@@ -76,114 +66,30 @@ function clientTlsOptions(cfg: ServerConfig): tls.TlsOptions | undefined {
   return options;
 }
 
+/** The WAL directory on disk, for bootstrap. */
+function walDirectory(dir: string, logger: Logger): WalDirectory {
+  const options = { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION };
+  return {
+    exists: () => Wal.exists(dir),
+    create: (metadata) => Wal.create(dir, metadata, options),
+    open: (from) => Wal.open(dir, from, options),
+    validSnapshotEntries: () => Wal.validSnapshotEntries(dir),
+  };
+}
+
 export async function startMember(cfg: ServerConfig, logger: Logger): Promise<RunningMember> {
   const memberDir = path.join(cfg.dataDir, "member");
   const walDir = cfg.walDir !== "" ? cfg.walDir : path.join(memberDir, "wal");
   const snapDir = path.join(memberDir, "snap");
   // A member without a WAL bootstraps: check its initial cluster before touching the disk.
   const initialCluster = Wal.exists(walDir) ? undefined : verifyBootstrap(cfg);
+  if (initialCluster !== undefined && cfg.initialClusterState !== "new") {
+    throw new Error("--initial-cluster-state=existing needs the peer transport, which this build does not serve yet");
+  }
   mkdirSync(snapDir, { recursive: true, mode: 0o700 });
 
-  // Storage layers first.
-  const backend = await Backend.open(path.join(snapDir, "db"));
-  const mvcc = await MvccStore.open(backend, {});
-  const store = new MvccStorePort(backend, mvcc);
-
-  const storage = new MemoryStorage();
-  let wal: Wal;
-  let memberId: bigint;
-  let clusterId: bigint;
-  let applied = 0;
-  let confState: ConfState = { voters: [], learners: [] };
-  const membershipRecords = await store.loadRecords("members");
-  let bootstrapPeers: { id: bigint; context: Uint8Array }[] | undefined;
-
-  const snapshotter = new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") });
-  if (initialCluster === undefined) {
-    // The newest snapshot the WAL has a marker for; the log is replayed on top of it.
-    const markers = await Wal.validSnapshotEntries(walDir);
-    const snapshot = markers.some((m) => m.index > 0) ? await snapshotter.loadNewestAvailable(markers) : undefined;
-    const from = snapshot ? { index: snapshot.metadata.index, term: snapshot.metadata.term } : { index: 0, term: 0 };
-    const opened = await Wal.open(walDir, from, { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION });
-    wal = opened.wal;
-    const meta = JSON.parse(Buffer.from(opened.metadata).toString()) as WalMetadata;
-    memberId = BigInt("0x" + meta.memberId);
-    clusterId = BigInt("0x" + meta.clusterId);
-    if (snapshot) {
-      storage.applySnapshot(snapshot);
-      applied = snapshot.metadata.index;
-      confState = snapshot.metadata.confState;
-    }
-    storage.setHardState(opened.hardState as HardState);
-    let entries = opened.entries;
-    // The backend is applied up to its consistent index, with raft's configuration as of then:
-    // raft resumes from there instead of re-applying what the backend already holds.
-    const consistentIndex = backend.consistentIndex();
-    const confRecord = await backend.get("meta", CONF_STATE_KEY);
-    const atIndex = entries.find((e) => e.index === consistentIndex);
-    if (confRecord !== undefined && consistentIndex > applied && atIndex !== undefined) {
-      confState = decodeConfState(confRecord);
-      storage.applySnapshot({ metadata: { index: consistentIndex, term: atIndex.term, confState }, data: new Uint8Array(0) });
-      applied = consistentIndex;
-      entries = entries.filter((e) => e.index > consistentIndex);
-    }
-    storage.append(entries);
-    logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
-  } else {
-    if (cfg.initialClusterState !== "new") {
-      throw new Error("--initial-cluster-state=existing needs the peer transport, which this build does not serve yet");
-    }
-    const peers = [...initialCluster.entries()].map(([name, urls]) => ({
-      name,
-      urls,
-      id: computeMemberId(urls, cfg.initialClusterToken),
-    }));
-    clusterId = computeClusterId(peers.map((p) => p.id));
-    memberId = peers.find((p) => p.name === cfg.name)!.id;
-    const meta: WalMetadata = { memberId: memberId.toString(16), clusterId: clusterId.toString(16) };
-    wal = await Wal.create(walDir, Buffer.from(JSON.stringify(meta)), { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION });
-    bootstrapPeers = peers.map((p) => ({
-      id: p.id,
-      context: encodeMember({ id: p.id, name: p.name, peerUrls: p.urls, clientUrls: [], isLearner: false }),
-    }));
-    logger.info("starting a new member", { "member-id": memberId, "cluster-id": clusterId });
-  }
-
-  const electionTicks = Math.max(2, Math.round(cfg.electionMs / cfg.heartbeatMs));
-  const rawNode = new RawNode(
+  const member = await bootstrapMember(
     {
-      id: memberId,
-      electionTicks,
-      heartbeatTicks: 1,
-      applied,
-      maxSizePerMsgBytes: 1024 * 1024,
-      maxInflightMsgs: 4096 / 8,
-      maxUncommittedEntriesBytes: 1 << 30,
-      preVote: cfg.preVote,
-      checkQuorum: true,
-    },
-    { storage, rng: seededRng(Number(memberId & 0xffffffffn) ^ Date.now()), logger: logger.named("raft") },
-  );
-  if (bootstrapPeers) rawNode.bootstrap(bootstrapPeers);
-
-  const membership = new Membership(clusterId);
-  membership.load(membershipRecords);
-  const leaseRecords = new LeaseRecords(store);
-  const minTtlSeconds = Math.ceil((Math.floor((3 * electionTicks) / 2) * cfg.heartbeatMs) / 1000);
-  const lessor = new Lessor(
-    { minTtlSeconds, enableCheckpoints: cfg.enableLeaseCheckpoint },
-    { persistence: leaseRecords, clock: { nowMs: () => Date.now() }, logger: logger.named("lease") },
-  );
-  await lessor.recover();
-  // Keys remember their lease; give the lessor its key sets back.
-  mvcc.forEachLeasedKey((key, lease) => {
-    if (lessor.lookup(lease) !== undefined) lessor.attach(lease, [key]);
-  });
-
-  const server = new EtcdServer(
-    {
-      memberId,
-      clusterId,
       name: cfg.name,
       clientUrls: cfg.advertiseClientUrls,
       maxRequestBytes: cfg.maxRequestBytes,
@@ -194,36 +100,29 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       requestTimeoutMs: 5000 + 2 * cfg.electionMs,
       snapshotCount: cfg.snapshotCount,
       maxSnapshots: cfg.maxSnapshots,
+      initialCluster,
+      initialClusterToken: cfg.initialClusterToken,
+      preVote: cfg.preVote,
+      enableLeaseCheckpoint: cfg.enableLeaseCheckpoint,
+      unsafeNoFsync: cfg.unsafeNoFsync,
+      autoCompactionMode: cfg.autoCompactionMode,
+      autoCompactionRetention: cfg.autoCompactionRetention,
     },
-    { store, lessor, membership, leaseRecords, logger: logger.named("etcdserver") },
-  );
-  const raft = new RaftNode(
-    { tickMs: cfg.heartbeatMs, unsafeNoFsync: cfg.unsafeNoFsync },
     {
-      rawNode,
-      storage,
-      wal,
-      snapshotter,
+      wal: walDirectory(walDir, logger),
+      snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
+      backend: await Backend.open(path.join(snapDir, "db")),
       transport: { send: () => undefined },
-      apply: (batch) => server.applyBatch(batch),
-      onReadStates: (states) => server.onReadStates(states),
-      onSoftState: (state) => server.onSoftState(state),
-      afterAdvance: () => server.afterAdvance(),
-      logger: logger.named("raft"),
+      clock: systemClock,
+      fatal: (message, fields) => {
+        logger.error(`${message}; exiting`, fields);
+        process.exit(1);
+      },
+      randomSeed: Date.now(),
+      logger,
     },
   );
-  server.attachRaft(raft, applied, confState);
-  server.loadAlarms(await store.loadRecords("alarm"));
-  const compactor = new Compactor(
-    { mode: cfg.autoCompactionMode, retention: cfg.autoCompactionRetention },
-    {
-      currentRevision: () => mvcc.currentRevision,
-      compactRevision: () => mvcc.compactRevision,
-      isLeader: () => server.isLeader,
-      compact: (revision) => server.compact({ revision: BigInt(revision), physical: false }).then(() => undefined),
-      logger: logger.named("compactor"),
-    },
-  );
+  const server = member.server;
 
   // Client API.
   const metrics = new Metrics(server);
@@ -259,8 +158,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     });
     peerListeners.push(peer);
   }
-  server.start();
-  compactor.start();
+  member.start();
   // As etcd, serve clients once the member has published itself (it has a leader and the log
   // commits).
   await server.ready;
@@ -285,11 +183,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       stopping ??= (async () => {
         for (const l of [...clientListeners, ...peerListeners]) l.close();
         injector.drain(1000);
-        compactor.stop();
-        await server.stop();
+        await member.stop();
         grpcServer.forceShutdown();
-        await wal.close();
-        await store.close();
       })();
       return stopping;
     },

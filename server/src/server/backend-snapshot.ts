@@ -29,7 +29,7 @@
  */
 import { BboltWriter, type BboltFileInfo, type BboltWriterOptions } from "../mvcc/backend/bbolt-writer.js";
 import { Backend, Bucket, encodeUint64 } from "../mvcc/backend/backend.js";
-import { decodeMember, type MemberRecord } from "./membership.js";
+import { decodeMember, type MemberRecord } from "./cluster/membership.js";
 import { META_MVCC_CONSISTENT_INDEX, MvccStorePort } from "./mvcc-store-port.js";
 import type { StorePort } from "./store-port.js";
 

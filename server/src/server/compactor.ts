@@ -5,6 +5,7 @@
  *    the revision sampled one retention ago, so history older than the retention goes.
  * A bare number as periodic retention means hours, as in etcd.
  */
+import type { Clock, TimerHandle } from "../pkg/clock.js";
 import { parseGoDurationMs } from "../pkg/flag-set.js";
 import type { Logger } from "../pkg/logger.js";
 
@@ -19,13 +20,14 @@ export interface CompactorDeps {
   compactRevision(): number;
   isLeader(): boolean;
   compact(revision: number): Promise<void>;
+  clock: Clock;
   logger: Logger;
 }
 
 const HOUR_MS = 3600_000;
 
 export class Compactor {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
   private readonly samples: { atMs: number; revision: number }[] = [];
   private readonly retentionRevisions: number;
   private readonly retentionMs: number;
@@ -49,13 +51,13 @@ export class Compactor {
     const intervalMs = this.options.mode === "revision"
       ? this.options.revisionIntervalMs ?? 5 * 60_000
       : Math.max(1000, Math.min(HOUR_MS, this.retentionMs / 10));
-    this.timer = setInterval(() => this.tick(Date.now()), intervalMs);
-    this.timer.unref();
-    this.samples.push({ atMs: Date.now(), revision: this.deps.currentRevision() });
+    const { clock } = this.deps;
+    this.timer = clock.setInterval(() => this.tick(clock.nowMs()), intervalMs);
+    this.samples.push({ atMs: clock.nowMs(), revision: this.deps.currentRevision() });
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) this.deps.clock.clearInterval(this.timer);
   }
 
   /** One pass; exposed for tests. */

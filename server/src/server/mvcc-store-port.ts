@@ -2,7 +2,7 @@
 import { Backend, BackendBatch, BucketName, encodeUint64 } from "../mvcc/backend/backend.js";
 import { MvccStore, WriteTxn } from "../mvcc/kv-store.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
-import type { StoreRangeOptions, StoreRangeResult } from "./kv-ops.js";
+import type { StoreRangeOptions, StoreRangeResult } from "./apply/kv-ops.js";
 import type { RecordBucket, StorePort, WriteSession } from "./store-port.js";
 
 /**

@@ -15,10 +15,11 @@
  * they share one fsync (group commit) without any timer.
  */
 import {
-  ConfState, EntryType, Entry, Message, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
+  ConfChange, ConfState, EntryType, Entry, Message, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
 } from "../raft/types.js";
-import type { RawNode } from "../raft/raw-node.js";
+import type { RawNode, RaftStatus } from "../raft/raw-node.js";
 import type { MemoryStorage } from "../raft/storage.js";
+import type { Clock, TimerHandle } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 
 /** Durable log the loop writes to (the WAL). */
@@ -40,6 +41,28 @@ export interface PeerTransport {
   send(messages: Message[]): void;
 }
 
+/**
+ * What the driver hands to the member it drives (etcd's raftReadyHandler). The member implements
+ * it; the driver calls it from its loop, never re-entrantly.
+ */
+export interface ReadyHandler {
+  /** Applies one batch; batches are handed over strictly in log order, one at a time. */
+  apply(batch: ApplyBatch): Promise<void>;
+  /** Answers to readIndex requests, in the order the core produced them. */
+  onReadStates(states: ReadState[]): void;
+  /** The leader or this member's role changed. */
+  onSoftState(state: SoftState): void;
+  /** Called after each advance(), when the core may take new instructions (e.g. campaign). */
+  afterAdvance(): void;
+}
+
+/**
+ * Called when the member cannot go on safely (its WAL or backend refused a write): nothing more
+ * may be acknowledged. Production exits the process; the simulation crashes the member. The
+ * driver has stopped its loop before calling it, so a hook that returns (or throws) is safe.
+ */
+export type FatalHook = (message: string, fields: Record<string, unknown>) => void;
+
 /** One unit of work for the apply pipeline. */
 export interface ApplyBatch {
   snapshot?: Snapshot;
@@ -58,19 +81,16 @@ export interface RaftNodeDeps {
   wal: LogPersistence;
   snapshotter: SnapshotPersistence;
   transport: PeerTransport;
-  /** Applies one batch; batches are handed over strictly in log order, one at a time. */
-  apply: (batch: ApplyBatch) => Promise<void>;
-  onReadStates: (states: ReadState[]) => void;
-  onSoftState: (state: SoftState) => void;
-  onHardState?: (state: HardState) => void;
-  /** Called after each advance(), when the core may take new instructions (e.g. campaign). */
-  afterAdvance?: () => void;
+  clock: Clock;
+  fatal: FatalHook;
   logger: Logger;
+  /** Sees every Ready before it is handled (the simulation's safety checks); must not throw. */
+  observeReady?: (rd: Ready) => void;
 }
 
 export class RaftNode {
   private stopped = true;
-  private ticker: NodeJS.Timeout | undefined;
+  private ticker: TimerHandle | undefined;
   private wake: (() => void) | undefined;
   private loopDone: Promise<void> = Promise.resolve();
   private applyChain: Promise<void> = Promise.resolve();
@@ -80,10 +100,6 @@ export class RaftNode {
   private term = 0;
 
   constructor(private readonly options: RaftNodeOptions, private readonly deps: RaftNodeDeps) {}
-
-  get rawNode(): RawNode {
-    return this.deps.rawNode;
-  }
 
   get isLeader(): boolean {
     return this.role === StateRole.Leader;
@@ -97,20 +113,21 @@ export class RaftNode {
     return this.term;
   }
 
-  start(): void {
+  /** Starts ticking and the Ready loop, handing its output to `handler`. */
+  start(handler: ReadyHandler): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.ticker = setInterval(() => {
+    this.ticker = this.deps.clock.setInterval(() => {
       this.deps.rawNode.tick();
       this.kick();
     }, this.options.tickMs);
-    this.loopDone = this.loop();
+    this.loopDone = this.loop(handler);
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.ticker) clearInterval(this.ticker);
+    if (this.ticker) this.deps.clock.clearInterval(this.ticker);
     this.kick();
     await this.loopDone;
     await this.applyChain.catch(() => undefined);
@@ -126,12 +143,60 @@ export class RaftNode {
   }
 
   /** Runs `fn` against the core and wakes the loop. Errors from the core propagate. */
-  withCore<T>(fn: (node: RawNode) => T): T {
+  private withCore<T>(fn: (node: RawNode) => T): T {
     try {
       return fn(this.deps.rawNode);
     } finally {
       this.kick();
     }
+  }
+
+  /** @throws ErrProposalDropped when the core refuses it (no leader, transfer in progress). */
+  propose(data: Uint8Array): void {
+    this.withCore((n) => n.propose(data));
+  }
+
+  /** @throws ErrProposalDropped when the core refuses it. */
+  proposeConfChange(cc: ConfChange): void {
+    this.withCore((n) => n.proposeConfChange(cc));
+  }
+
+  /** Asks for a read index; the answer comes back through the handler's onReadStates. */
+  readIndex(requestCtx: Uint8Array): void {
+    this.withCore((n) => n.readIndex(requestCtx));
+  }
+
+  transferLeader(transferee: NodeId): void {
+    this.withCore((n) => n.transferLeader(transferee));
+  }
+
+  campaign(): void {
+    this.withCore((n) => n.campaign());
+  }
+
+  /** Delivers a message from a peer (the transport's receiving side). */
+  step(m: Message): void {
+    this.withCore((n) => n.step(m));
+  }
+
+  reportUnreachable(id: NodeId): void {
+    this.withCore((n) => n.reportUnreachable(id));
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    this.withCore((n) => n.reportSnapshot(id, ok));
+  }
+
+  /**
+   * Applies a committed conf change to the core's configuration (from the apply path, while the
+   * loop waits for the batch holding it).
+   */
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.withCore((n) => n.applyConfChange(cc));
+  }
+
+  status(): RaftStatus {
+    return this.deps.rawNode.status();
   }
 
   /**
@@ -160,14 +225,19 @@ export class RaftNode {
     return this.applyChain;
   }
 
-  /** Losing the ability to persist is not recoverable: stop rather than acknowledge writes. */
-  private persistFailed(err: unknown): never {
-    this.deps.logger.error("failed to persist raft state; exiting", { error: String(err) });
-    process.exit(1);
+  /** Stops the loop for good and reports why; nothing after this is acknowledged. */
+  private die(message: string, fields: Record<string, unknown>): void {
+    this.stopped = true;
+    if (this.ticker) this.deps.clock.clearInterval(this.ticker);
+    try {
+      this.deps.fatal(message, fields);
+    } catch {
+      // a simulated crash unwinding: the loop is already stopped
+    }
   }
 
-  private async loop(): Promise<void> {
-    const { rawNode, storage, wal, snapshotter, transport, logger } = this.deps;
+  private async loop(handler: ReadyHandler): Promise<void> {
+    const { rawNode, storage, wal, snapshotter, transport } = this.deps;
     while (!this.stopped) {
       if (!rawNode.hasReady()) {
         await new Promise<void>((resolve) => {
@@ -176,10 +246,11 @@ export class RaftNode {
         continue;
       }
       const rd: Ready = rawNode.ready();
+      this.deps.observeReady?.(rd);
       if (rd.softState) {
         this.role = rd.softState.role;
         this.lead = rd.softState.lead;
-        this.deps.onSoftState(rd.softState);
+        handler.onSoftState(rd.softState);
       }
       if (rd.hardState) this.term = rd.hardState.term;
       const leader = this.role === StateRole.Leader;
@@ -196,40 +267,38 @@ export class RaftNode {
           // index may reach the disk later (the WAL keeps the order); a lost one is recomputed
           // after a restart, as in etcd.
           if (rd.mustSync) await saved;
-          else saved.catch((err: unknown) => this.persistFailed(err));
+          else saved.catch((err: unknown) => this.die("failed to persist raft state", { error: String(err) }));
         }
       } catch (err) {
-        this.persistFailed(err);
-        throw err;
+        // Losing the ability to persist is not recoverable: stop rather than acknowledge writes.
+        this.die("failed to persist raft state", { error: String(err) });
+        return;
       }
       if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
-      if (rd.hardState) {
-        storage.setHardState(rd.hardState);
-        this.deps.onHardState?.(rd.hardState);
-      }
+      if (rd.hardState) storage.setHardState(rd.hardState);
       if (rd.entries.length > 0) storage.append(rd.entries);
       if (!leader && rd.messages.length > 0) transport.send(rd.messages);
-      if (rd.readStates.length > 0) this.deps.onReadStates(rd.readStates);
+      if (rd.readStates.length > 0) handler.onReadStates(rd.readStates);
 
       const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
       if (hasSnapshot || rd.committedEntries.length > 0) {
         const batch: ApplyBatch = { snapshot: hasSnapshot ? rd.snapshot : undefined, entries: rd.committedEntries };
         this.applyChain = this.applyChain.then(() => {
           if (this.applyError) return;
-          return this.deps.apply(batch).catch((err: Error) => {
+          return handler.apply(batch).catch((err: Error) => {
             // A failed apply (the backend refused a write, or a broken invariant) leaves the state
-            // machine behind the log: exit, and let the restart replay the WAL.
+            // machine behind the log: stop, and let the restart replay the WAL.
             this.applyError = err;
-            logger.error("apply failed; exiting", { error: String(err), stack: err.stack });
-            process.exit(1);
+            this.die("apply failed", { error: String(err), stack: err.stack });
           });
         });
         if (hasSnapshot || rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
           await this.applyChain;
         }
       }
+      if (this.stopped) return;
       rawNode.advance(rd);
-      this.deps.afterAdvance?.();
+      handler.afterAdvance();
     }
   }
 }

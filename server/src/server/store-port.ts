@@ -9,7 +9,7 @@
  *                                  // then the store advances its revision and notifies watchers
  * Only one write session is open at a time (the apply loop is serial).
  */
-import type { KvReader, KvWriter } from "./kv-ops.js";
+import type { KvReader, KvWriter } from "./apply/kv-ops.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 
 /** Backend buckets other layers keep records in, next to the key-value data. */

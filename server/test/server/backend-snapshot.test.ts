@@ -11,7 +11,7 @@ import { Backend, encodeUint64 } from "../../src/mvcc/backend/backend.js";
 import { BboltReader } from "../../src/mvcc/backend/bbolt-reader.js";
 import { encodeRevisionValue, revisionKey } from "../../src/mvcc/revision.js";
 import { SnapshotAbortedError, encodeEtcdMemberJson, goJsonString, writeEtcdSnapshotFile } from "../../src/server/backend-snapshot.js";
-import { encodeMember } from "../../src/server/membership.js";
+import { encodeMember } from "../../src/server/cluster/membership.js";
 import { META_MVCC_CONSISTENT_INDEX } from "../../src/server/mvcc-store-port.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "backend-snapshot-test-"));

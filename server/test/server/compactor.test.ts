@@ -1,6 +1,7 @@
 /** Auto-compaction decisions in both of etcd's modes, on a fake clock. */
 import { describe, expect, it } from "vitest";
 import { Compactor } from "../../src/server/compactor.js";
+import { systemClock } from "../../src/pkg/clock.js";
 import { nullLogger } from "../../src/pkg/logger.js";
 
 function harness(mode: "periodic" | "revision", retention: string) {
@@ -15,6 +16,7 @@ function harness(mode: "periodic" | "revision", retention: string) {
         state.calls.push(r);
         state.compacted = r;
       },
+      clock: systemClock,
       logger: nullLogger,
     },
   );

@@ -8,9 +8,9 @@ import {
   Compare, Compare_CompareResult, Compare_CompareTarget, DeleteRangeRequest, DeleteRangeResponse,
   PutRequest, PutResponse, RangeRequest, RangeRequest_SortOrder, RangeRequest_SortTarget, RangeResponse,
   RequestOp, ResponseOp, TxnRequest, TxnResponse,
-} from "../gen/etcdserverpb/rpc.js";
-import { KeyValue as PbKeyValue } from "../gen/mvccpb/kv.js";
-import { serverError } from "./errors.js";
+} from "../../gen/etcdserverpb/rpc.js";
+import { KeyValue as PbKeyValue } from "../../gen/mvccpb/kv.js";
+import { serverError } from "../errors.js";
 
 /** A key-value record as the store returns it. Buffers are not to be mutated by callers. */
 export interface StoreKeyValue {

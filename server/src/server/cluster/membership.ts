@@ -3,7 +3,7 @@
  * named by member-attribute entries, persisted as JSON records in the backend's "members"
  * bucket in the same batch as the entry that changed them.
  */
-import type { WriteSession } from "./store-port.js";
+import type { WriteSession } from "../store-port.js";
 
 export interface MemberRecord {
   id: bigint;

@@ -1,0 +1,86 @@
+/**
+ * The applier: what applying each kind of log request does to the member's state (etcd's
+ * applierV3). Appliers are layered, each wrapping the next and passing through what it does not
+ * change, with the backend applier (the real effects) innermost:
+ *
+ *   [auth: permission checks, next]  →  alarm layer (capped / corrupt)  →  backend applier
+ *
+ * Every method runs inside the apply step of one entry, with that entry's write session; an
+ * error it throws is the proposer's answer (the entry still counts as applied).
+ */
+import type {
+  ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest,
+} from "../../gen/etcdserverpb/raft_internal.js";
+import type {
+  AlarmMember, AlarmRequest, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest,
+  LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, PutRequest, PutResponse, TxnRequest, TxnResponse,
+} from "../../gen/etcdserverpb/rpc.js";
+import type { WriteSession } from "../store-port.js";
+import type { ApplyResult } from "../proposer.js";
+
+export interface Applier {
+  put(w: WriteSession, req: PutRequest): Promise<PutResponse>;
+  deleteRange(w: WriteSession, req: DeleteRangeRequest): Promise<DeleteRangeResponse>;
+  txn(w: WriteSession, req: TxnRequest): Promise<TxnResponse>;
+  /** The logical compaction is part of `w`; the result's `physical` settles when files shrank. */
+  compaction(w: WriteSession, req: CompactionRequest): ApplyResult;
+  leaseGrant(w: WriteSession, req: LeaseGrantRequest): LeaseGrantResponse;
+  leaseRevoke(w: WriteSession, req: LeaseRevokeRequest): void;
+  leaseCheckpoint(w: WriteSession, req: LeaseCheckpointRequest): void;
+  alarm(w: WriteSession, req: AlarmRequest): AlarmMember[];
+  clusterMemberAttrSet(w: WriteSession, req: ClusterMemberAttrSetRequest): void;
+  clusterVersionSet(w: WriteSession, req: ClusterVersionSetRequest): void;
+}
+
+/** Passes every request to the next applier: the base of the layers that change only some. */
+export class PassThroughApplier implements Applier {
+  constructor(protected readonly next: Applier) {}
+  put(w: WriteSession, req: PutRequest): Promise<PutResponse> {
+    return this.next.put(w, req);
+  }
+  deleteRange(w: WriteSession, req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
+    return this.next.deleteRange(w, req);
+  }
+  txn(w: WriteSession, req: TxnRequest): Promise<TxnResponse> {
+    return this.next.txn(w, req);
+  }
+  compaction(w: WriteSession, req: CompactionRequest): ApplyResult {
+    return this.next.compaction(w, req);
+  }
+  leaseGrant(w: WriteSession, req: LeaseGrantRequest): LeaseGrantResponse {
+    return this.next.leaseGrant(w, req);
+  }
+  leaseRevoke(w: WriteSession, req: LeaseRevokeRequest): void {
+    this.next.leaseRevoke(w, req);
+  }
+  leaseCheckpoint(w: WriteSession, req: LeaseCheckpointRequest): void {
+    this.next.leaseCheckpoint(w, req);
+  }
+  alarm(w: WriteSession, req: AlarmRequest): AlarmMember[] {
+    return this.next.alarm(w, req);
+  }
+  clusterMemberAttrSet(w: WriteSession, req: ClusterMemberAttrSetRequest): void {
+    this.next.clusterMemberAttrSet(w, req);
+  }
+  clusterVersionSet(w: WriteSession, req: ClusterVersionSetRequest): void {
+    this.next.clusterVersionSet(w, req);
+  }
+}
+
+/**
+ * Applies one decoded log request through `applier` (etcd's applyV3 dispatch). A request with no
+ * field set is a no-op entry (the /health probe).
+ */
+export async function applyRequest(applier: Applier, req: InternalRaftRequest, w: WriteSession): Promise<ApplyResult> {
+  if (req.put) return { value: await applier.put(w, req.put) };
+  if (req.deleteRange) return { value: await applier.deleteRange(w, req.deleteRange) };
+  if (req.txn) return { value: await applier.txn(w, req.txn) };
+  if (req.compaction) return applier.compaction(w, req.compaction);
+  if (req.leaseGrant) return { value: applier.leaseGrant(w, req.leaseGrant) };
+  if (req.leaseRevoke) return { value: applier.leaseRevoke(w, req.leaseRevoke) };
+  if (req.leaseCheckpoint) return { value: applier.leaseCheckpoint(w, req.leaseCheckpoint) };
+  if (req.alarm) return { value: applier.alarm(w, req.alarm) };
+  if (req.clusterMemberAttrSet) return { value: applier.clusterMemberAttrSet(w, req.clusterMemberAttrSet) };
+  if (req.clusterVersionSet) return { value: applier.clusterVersionSet(w, req.clusterVersionSet) };
+  return { value: undefined };
+}

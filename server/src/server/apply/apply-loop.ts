@@ -1,0 +1,195 @@
+/**
+ * The apply path: committed entries, in log order, into the state machine (etcd's applyAll).
+ *
+ * - An entry at or below the backend's consistent index is already applied (a replay after a
+ *   restart): only a conf change among them still reaches raft, whose configuration is rebuilt.
+ * - A normal entry is decoded (or taken as proposed here), applied through the applier chain into
+ *   its own write session, and its batch is written with the entry's index as the consistent
+ *   index; its proposer is answered once the batch is in.
+ * - Entries are applied one after another, but their batches are not awaited one by one: the
+ *   backend group-commits what is queued, so a Ready's entries usually share one LevelDB write.
+ *   A conf change waits for the batches before it, and is applied alone.
+ * - Every `snapshotCount` applied entries, a raft snapshot is taken at the applied index.
+ */
+import { InternalRaftRequest } from "../../gen/etcdserverpb/raft_internal.js";
+import { ErrLeaseNotFound } from "../../lease/errors.js";
+import { decodeConfChange } from "../../raft/conf-change-codec.js";
+import { EntryType, type ConfChange, type ConfState, type Entry, type Snapshot } from "../../raft/types.js";
+import type { Logger } from "../../pkg/logger.js";
+import { applyConfChangeToMembership, memberOfConfChange, validateConfChange } from "../cluster/conf-change.js";
+import type { Membership } from "../cluster/membership.js";
+import type { ApplyBatch } from "../raft-node.js";
+import type { ApplyResult, Proposer } from "../proposer.js";
+import type { StorePort, WriteSession } from "../store-port.js";
+import { applyRequest, type Applier } from "./applier.js";
+import { LeaseNotFoundForPut } from "./kv-ops.js";
+
+export interface ApplyLoopOptions {
+  /** Applied entries between snapshots (--snapshot-count). */
+  snapshotCount: number;
+  /** Entries kept in the log behind a snapshot for slow followers (etcd: 5000). */
+  snapshotCatchUpEntries: number;
+  /** Snapshot files kept (--max-snapshots; 0 keeps all). */
+  maxSnapshots: number;
+}
+
+/** The part of the Raft driver the apply path needs. */
+export interface ApplyRaft {
+  applyConfChange(cc: ConfChange): ConfState;
+  snapshot(index: number, confState: ConfState, data: Uint8Array, catchUpEntries: number): Promise<Snapshot>;
+  purgeSnapshots(keep: number): Promise<unknown>;
+}
+
+export interface ApplyLoopDeps {
+  store: StorePort;
+  proposer: Proposer;
+  /** The applier chain for the entry about to be applied (it changes as alarms come and go). */
+  applier(): Applier;
+  raft: ApplyRaft;
+  membership: Membership;
+  /** Where the lessor's records go while an entry is applied. */
+  leaseRecords: { bind(session: WriteSession): void; unbind(): void };
+  /** A conf change reached raft (the member may campaign once the driver has advanced). */
+  onConfChange(): void;
+  logger: Logger;
+}
+
+export class ApplyLoop {
+  private appliedIndex: number;
+  private snapshotIndex: number;
+  private confState: ConfState;
+  private readonly applyWaiters: { index: number; resolve: () => void }[] = [];
+
+  /** Starts at `appliedIndex` with raft's configuration as of it. */
+  constructor(private readonly options: ApplyLoopOptions, private readonly deps: ApplyLoopDeps, appliedIndex: number, confState: ConfState) {
+    this.appliedIndex = appliedIndex;
+    this.snapshotIndex = appliedIndex;
+    this.confState = confState;
+  }
+
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  /** Raft's configuration as of the applied index. */
+  get configuration(): ConfState {
+    return this.confState;
+  }
+
+  /** Resolves once `index` has been applied. */
+  waitApplied(index: number): Promise<void> {
+    if (this.appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.applyWaiters.push({ index, resolve });
+    });
+  }
+
+  /** Applies a batch of committed entries (and the snapshot before them) in order. */
+  async apply(batch: ApplyBatch): Promise<void> {
+    if (batch.snapshot) {
+      // A local snapshot carries no state to install: the backend already holds everything up
+      // to the consistent index. (A leader's snapshot is installed by the transport's receiving
+      // side before it reaches raft.)
+      this.appliedIndex = Math.max(this.appliedIndex, batch.snapshot.metadata.index);
+      this.confState = batch.snapshot.metadata.confState;
+    }
+    const written: Promise<void>[] = [];
+    const consistentIndex = this.deps.store.consistentIndex();
+    let last = this.appliedIndex;
+    for (const entry of batch.entries) {
+      last = entry.index;
+      if (entry.index <= consistentIndex) {
+        if (entry.type === EntryType.ConfChange) this.reconfigureRaft(decodeConfChange(entry.data));
+        continue;
+      }
+      if (entry.type === EntryType.ConfChange) {
+        await Promise.all(written.splice(0));
+        await this.applyConfChange(entry);
+      } else {
+        written.push((await this.applyNormal(entry)).written);
+      }
+    }
+    await Promise.all(written);
+    this.appliedIndex = Math.max(this.appliedIndex, last);
+    this.notifyApplied();
+    if (this.appliedIndex - this.snapshotIndex > this.options.snapshotCount) await this.takeSnapshot();
+  }
+
+  private notifyApplied(): void {
+    if (this.applyWaiters.length === 0) return;
+    let keep = 0;
+    for (const w of this.applyWaiters) {
+      if (w.index <= this.appliedIndex) w.resolve();
+      else this.applyWaiters[keep++] = w;
+    }
+    this.applyWaiters.length = keep;
+  }
+
+  /**
+   * Snapshots at the applied index. The backend already holds all state up to it (with the
+   * consistent index), so the raft snapshot carries only what identifies it.
+   */
+  private async takeSnapshot(): Promise<void> {
+    const index = this.appliedIndex;
+    await this.deps.store.sync();
+    const data = Buffer.from(JSON.stringify({ clusterVersion: this.deps.membership.clusterVersion }));
+    await this.deps.raft.snapshot(index, this.confState, data, this.options.snapshotCatchUpEntries);
+    this.snapshotIndex = index;
+    this.deps.logger.info("saved snapshot", { "snapshot-index": index });
+    if (this.options.maxSnapshots > 0) await this.deps.raft.purgeSnapshots(this.options.maxSnapshots);
+  }
+
+  private reconfigureRaft(cc: ConfChange): void {
+    this.confState = this.deps.raft.applyConfChange(cc);
+    this.deps.onConfChange();
+  }
+
+  private async applyConfChange(entry: Entry): Promise<void> {
+    const cc = decodeConfChange(entry.data);
+    const m = memberOfConfChange(cc);
+    const rejected = validateConfChange(this.deps.membership, cc, m);
+    const w = this.deps.store.beginWrite();
+    if (rejected === undefined) {
+      this.reconfigureRaft(cc);
+      applyConfChangeToMembership(this.deps.membership, cc, m, this.confState, w);
+    }
+    await w.commit(entry.index);
+    if (cc.id !== undefined && cc.id !== 0n) {
+      this.deps.proposer.trigger(cc.id, rejected ? { error: rejected } : { value: this.deps.membership.list() });
+    }
+  }
+
+  /**
+   * Applies one entry into its own write session and starts writing it.
+   * @returns `written`, which settles once the entry's batch is in the backend and its proposer
+   *   has been answered (wrapped: an async function cannot return a promise unresolved).
+   */
+  private async applyNormal(entry: Entry): Promise<{ written: Promise<void> }> {
+    const w = this.deps.store.beginWrite();
+    if (entry.data.length === 0) {
+      // The empty entry a new leader appends: nothing to apply but the index.
+      return { written: w.commit(entry.index) };
+    }
+    let req = this.deps.proposer.decodedProposal(entry.data);
+    if (req === undefined) {
+      try {
+        req = InternalRaftRequest.decode(entry.data);
+      } catch (err) {
+        // Every entry was written by a member: an undecodable one is corruption.
+        throw new Error(`raft entry ${entry.index} does not decode: ${String(err)}`);
+      }
+    }
+    const id = req.header?.ID ?? req.ID;
+    let result: ApplyResult;
+    this.deps.leaseRecords.bind(w);
+    try {
+      result = await applyRequest(this.deps.applier(), req, w);
+    } catch (err) {
+      // A txn's lease check reports in the lessor's terms, as etcd does.
+      result = { error: err instanceof LeaseNotFoundForPut ? new ErrLeaseNotFound() : (err as Error) };
+    } finally {
+      this.deps.leaseRecords.unbind();
+    }
+    return { written: w.commit(entry.index).then(() => this.deps.proposer.trigger(id, result)) };
+  }
+}

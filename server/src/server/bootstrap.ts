@@ -1,0 +1,260 @@
+/**
+ * Bootstrap: a member from its disk (etcd's bootstrap). A member whose WAL exists restarts from
+ * it; one without a WAL starts a new cluster from its initial cluster configuration.
+ *
+ * Restart, in order:
+ *   1. the newest snapshot the WAL has a marker for; the WAL is replayed on top of it;
+ *   2. the backend is applied up to its consistent index, with raft's configuration as of then
+ *      (stored next to the data): raft resumes from there instead of re-applying what the
+ *      backend already holds;
+ *   3. membership, leases (with their key sets, from the keys that name them) and alarms are
+ *      loaded from the backend.
+ * New member: member and cluster IDs from the initial cluster (as etcd computes them), a WAL
+ * whose metadata names them, and raft bootstrapped with the initial members as conf changes.
+ *
+ * Every piece of I/O and time comes in through BootstrapDeps: production passes the WAL and
+ * snapshot directories on disk and the system clock; the simulation passes in-memory ones.
+ */
+import { MvccStore } from "../mvcc/kv-store.js";
+import type { Backend } from "../mvcc/backend/backend.js";
+import { Lessor } from "../lease/lessor.js";
+import { RawNode } from "../raft/raw-node.js";
+import { seededRng } from "../raft/rng.js";
+import { MemoryStorage } from "../raft/storage.js";
+import type { ConfState, Entry, HardState, Ready, Snapshot } from "../raft/types.js";
+import type { Clock } from "../pkg/clock.js";
+import type { Logger } from "../pkg/logger.js";
+import { AlarmStore } from "./alarms.js";
+import { CONF_STATE_KEY, decodeConfState } from "./cluster/conf-change.js";
+import { computeClusterId, computeMemberId } from "./cluster/member-id.js";
+import { Membership, encodeMember } from "./cluster/membership.js";
+import { Compactor } from "./compactor.js";
+import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
+import { LeaseRecords } from "./lease-records.js";
+import { MvccStorePort } from "./mvcc-store-port.js";
+import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type SnapshotPersistence } from "./raft-node.js";
+
+/** A WAL the member writes and closes. */
+export interface MemberWal extends LogPersistence {
+  close(): Promise<void>;
+}
+
+/** A WAL directory as bootstrap needs it: tell whether one exists, create it, or open it. */
+export interface WalDirectory {
+  exists(): boolean;
+  /** Creates the WAL with `metadata` (a new member). */
+  create(metadata: Uint8Array): Promise<MemberWal>;
+  /** Opens the WAL and reads it from the snapshot at `from` (index 0: from the beginning). */
+  open(from: { index: number; term: number }): Promise<{ wal: MemberWal; metadata: Uint8Array; hardState: HardState; entries: Entry[] }>;
+  /** The snapshot markers the WAL holds (a snapshot without one is not trusted). */
+  validSnapshotEntries(): Promise<{ index: number; term: number }[]>;
+}
+
+/** The snapshot files as bootstrap needs them (and the driver writes them). */
+export interface SnapshotDirectory extends SnapshotPersistence {
+  /** The newest snapshot that one of `markers` names. @throws when none is readable */
+  loadNewestAvailable(markers: { index: number; term: number }[]): Promise<Snapshot>;
+}
+
+export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "clusterId"> {
+  /**
+   * The checked initial cluster (name → peer URLs): a member without a WAL starts from it; a
+   * member with one ignores it, as etcd does.
+   */
+  initialCluster: Map<string, string[]> | undefined;
+  initialClusterToken: string;
+  preVote: boolean;
+  enableLeaseCheckpoint: boolean;
+  /** Skip fsync (--unsafe-no-fsync). */
+  unsafeNoFsync: boolean;
+  autoCompactionMode: "periodic" | "revision";
+  autoCompactionRetention: string;
+}
+
+export interface BootstrapDeps {
+  wal: WalDirectory;
+  snapshotter: SnapshotDirectory;
+  /** The opened backend; the member owns it from here on and closes it when it stops. */
+  backend: Backend;
+  transport: PeerTransport;
+  clock: Clock;
+  fatal: FatalHook;
+  /** Seeds raft's randomized election timeouts (mixed with the member ID). */
+  randomSeed: number;
+  logger: Logger;
+  /** Sees every Ready before it is handled (the simulation's safety checks). */
+  observeReady?: (rd: Ready) => void;
+}
+
+/** A bootstrapped member: the server and what runs beside it. */
+export interface Member {
+  server: EtcdServer;
+  /** Starts raft, the apply path and the member's timers. */
+  start(): void;
+  /** Stops everything in reverse order and closes the WAL and the backend. Idempotent. */
+  stop(): Promise<void>;
+}
+
+interface WalMetadata {
+  memberId: string;
+  clusterId: string;
+}
+
+/** Where raft resumes: the recovered log, HardState and configuration. */
+interface RecoveredLog {
+  memberId: bigint;
+  clusterId: bigint;
+  wal: MemberWal;
+  storage: MemoryStorage;
+  applied: number;
+  confState: ConfState;
+  bootstrapPeers?: { id: bigint; context: Uint8Array }[];
+}
+
+/** @throws Error when the member has no WAL and no initial cluster, or its disk is unreadable. */
+export async function bootstrapMember(options: BootstrapOptions, deps: BootstrapDeps): Promise<Member> {
+  const { backend, clock, logger } = deps;
+  const mvcc = await MvccStore.open(backend, {});
+  const store = new MvccStorePort(backend, mvcc);
+  const log = deps.wal.exists() ? await restartLog(deps, backend) : await newLog(options, deps);
+
+  const electionTicks = Math.max(2, Math.round(options.electionMs / options.heartbeatMs));
+  const rawNode = new RawNode(
+    {
+      id: log.memberId,
+      electionTicks,
+      heartbeatTicks: 1,
+      applied: log.applied,
+      maxSizePerMsgBytes: 1024 * 1024,
+      maxInflightMsgs: 4096 / 8,
+      maxUncommittedEntriesBytes: 1 << 30,
+      preVote: options.preVote,
+      checkQuorum: true,
+    },
+    { storage: log.storage, rng: seededRng(Number(log.memberId & 0xffffffffn) ^ deps.randomSeed), logger: logger.named("raft") },
+  );
+  if (log.bootstrapPeers) rawNode.bootstrap(log.bootstrapPeers);
+
+  const membership = new Membership(log.clusterId);
+  membership.load(await store.loadRecords("members"));
+  const alarms = new AlarmStore();
+  alarms.load(await store.loadRecords("alarm"));
+  const leaseRecords = new LeaseRecords(store);
+  const minTtlSeconds = Math.ceil((Math.floor((3 * electionTicks) / 2) * options.heartbeatMs) / 1000);
+  const lessor = new Lessor(
+    { minTtlSeconds, enableCheckpoints: options.enableLeaseCheckpoint },
+    { persistence: leaseRecords, clock, logger: logger.named("lease") },
+  );
+  await lessor.recover();
+  // Keys remember their lease; give the lessor its key sets back.
+  mvcc.forEachLeasedKey((key, lease) => {
+    if (lessor.lookup(lease) !== undefined) lessor.attach(lease, [key]);
+  });
+
+  const raft = new RaftNode(
+    { tickMs: options.heartbeatMs, unsafeNoFsync: options.unsafeNoFsync },
+    {
+      rawNode,
+      storage: log.storage,
+      wal: log.wal,
+      snapshotter: deps.snapshotter,
+      transport: deps.transport,
+      clock,
+      fatal: deps.fatal,
+      logger: logger.named("raft"),
+      observeReady: deps.observeReady,
+    },
+  );
+  const server = new EtcdServer(
+    { ...options, memberId: log.memberId, clusterId: log.clusterId },
+    { raft, store, lessor, membership, alarms, leaseRecords, clock, logger: logger.named("etcdserver") },
+    { index: log.applied, confState: log.confState },
+  );
+  const compactor = new Compactor(
+    { mode: options.autoCompactionMode, retention: options.autoCompactionRetention },
+    {
+      currentRevision: () => mvcc.currentRevision,
+      compactRevision: () => mvcc.compactRevision,
+      isLeader: () => server.isLeader,
+      compact: (revision) => server.compact({ revision: BigInt(revision), physical: false }).then(() => undefined),
+      clock,
+      logger: logger.named("compactor"),
+    },
+  );
+  let stopping: Promise<void> | undefined;
+  return {
+    server,
+    start: () => {
+      server.start();
+      compactor.start();
+    },
+    stop: () => {
+      stopping ??= (async () => {
+        compactor.stop();
+        await server.stop();
+        await log.wal.close();
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<RecoveredLog> {
+  const markers = await deps.wal.validSnapshotEntries();
+  const snapshot = markers.some((m) => m.index > 0) ? await deps.snapshotter.loadNewestAvailable(markers) : undefined;
+  const from = snapshot ? { index: snapshot.metadata.index, term: snapshot.metadata.term } : { index: 0, term: 0 };
+  const opened = await deps.wal.open(from);
+  const meta = JSON.parse(Buffer.from(opened.metadata).toString()) as WalMetadata;
+  const memberId = BigInt("0x" + meta.memberId);
+  const clusterId = BigInt("0x" + meta.clusterId);
+  const storage = new MemoryStorage();
+  let applied = 0;
+  let confState: ConfState = { voters: [], learners: [] };
+  if (snapshot) {
+    storage.applySnapshot(snapshot);
+    applied = snapshot.metadata.index;
+    confState = snapshot.metadata.confState;
+  }
+  storage.setHardState(opened.hardState);
+  let entries = opened.entries;
+  const consistentIndex = backend.consistentIndex();
+  const confRecord = await backend.get("meta", CONF_STATE_KEY);
+  const atIndex = entries.find((e) => e.index === consistentIndex);
+  if (confRecord !== undefined && consistentIndex > applied && atIndex !== undefined) {
+    confState = decodeConfState(confRecord);
+    storage.applySnapshot({ metadata: { index: consistentIndex, term: atIndex.term, confState }, data: new Uint8Array(0) });
+    applied = consistentIndex;
+    entries = entries.filter((e) => e.index > consistentIndex);
+  }
+  storage.append(entries);
+  deps.logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
+  return { memberId, clusterId, wal: opened.wal, storage, applied, confState };
+}
+
+async function newLog(options: BootstrapOptions, deps: BootstrapDeps): Promise<RecoveredLog> {
+  if (options.initialCluster === undefined) throw new Error("a new member needs its initial cluster");
+  const peers = [...options.initialCluster.entries()].map(([name, urls]) => ({
+    name,
+    urls,
+    id: computeMemberId(urls, options.initialClusterToken),
+  }));
+  const self = peers.find((p) => p.name === options.name);
+  if (self === undefined) throw new Error(`couldn't find local name "${options.name}" in the initial cluster configuration`);
+  const clusterId = computeClusterId(peers.map((p) => p.id));
+  const meta: WalMetadata = { memberId: self.id.toString(16), clusterId: clusterId.toString(16) };
+  const wal = await deps.wal.create(Buffer.from(JSON.stringify(meta)));
+  deps.logger.info("starting a new member", { "member-id": self.id, "cluster-id": clusterId });
+  return {
+    memberId: self.id,
+    clusterId,
+    wal,
+    storage: new MemoryStorage(),
+    applied: 0,
+    confState: { voters: [], learners: [] },
+    bootstrapPeers: peers.map((p) => ({
+      id: p.id,
+      context: encodeMember({ id: p.id, name: p.name, peerUrls: p.urls, clientUrls: [], isLearner: false }),
+    })),
+  };
+}

@@ -1,0 +1,146 @@
+/**
+ * Proposals and their waiters: a request gets a unique ID, goes into the log as an
+ * InternalRaftRequest, and its proposer waits until the apply path triggers that ID with the
+ * result, or until its deadline passes ("request timed out"). One timer sweeps every deadline.
+ */
+import { InternalRaftRequest } from "../gen/etcdserverpb/raft_internal.js";
+import type { ConfChange } from "../raft/types.js";
+import { ErrProposalDropped } from "../raft/raw-node.js";
+import { IdGenerator } from "../lease/lease-id.js";
+import type { Clock, TimerHandle } from "../pkg/clock.js";
+import { serverError, type ServerErrorCode } from "./errors.js";
+import { WaitRegistry } from "./wait-registry.js";
+
+/** What applying an entry produced for its proposer. */
+export interface ApplyResult {
+  value?: unknown;
+  error?: Error;
+  /** A compaction's physical deletion, when the proposer asked to wait for it. */
+  physical?: Promise<void>;
+}
+
+/** The part of the Raft driver proposals go through. */
+export interface ProposalSink {
+  /** @throws ErrProposalDropped */
+  propose(data: Uint8Array): void;
+  /** @throws ErrProposalDropped */
+  proposeConfChange(cc: ConfChange): void;
+}
+
+export interface ProposerOptions {
+  memberId: bigint;
+  /** Larger encoded requests are refused ("request is too large"). */
+  maxRequestBytes: number;
+  /** How long a proposal may wait for apply before "request timed out". */
+  requestTimeoutMs: number;
+}
+
+export interface ProposerDeps {
+  raft: ProposalSink;
+  clock: Clock;
+}
+
+const EMPTY_RAFT_REQUEST: Readonly<InternalRaftRequest> = Object.freeze(InternalRaftRequest.fromPartial({}));
+
+/** A log entry's request carrying only `fields` (everything else at its default). */
+export function raftRequest(fields: Partial<InternalRaftRequest>): InternalRaftRequest {
+  return { ...EMPTY_RAFT_REQUEST, ...fields };
+}
+
+/** Deadline sweeps per second: a timed-out proposal is answered within this resolution. */
+const SWEEP_INTERVAL_MS = 100;
+
+export class Proposer {
+  private readonly wait = new WaitRegistry<ApplyResult>();
+  private readonly ids: IdGenerator;
+  /** Requests proposed here, by their encoded bytes (apply skips decoding them again). */
+  private readonly proposed = new WeakMap<Uint8Array, InternalRaftRequest>();
+  private sweepTimer: TimerHandle | undefined;
+  private stoppedWith: Error | undefined;
+
+  constructor(private readonly options: ProposerOptions, private readonly deps: ProposerDeps) {
+    this.ids = new IdGenerator(options.memberId, deps.clock.nowMs());
+  }
+
+  start(): void {
+    const { clock } = this.deps;
+    this.sweepTimer = clock.setInterval(() => this.wait.expire(clock.nowMs(), () => serverError("Timeout")), SWEEP_INTERVAL_MS);
+  }
+
+  /** Fails every waiting proposal with `err`; later proposals fail with it at once. */
+  stop(err: Error): void {
+    this.stoppedWith = err;
+    if (this.sweepTimer) this.deps.clock.clearInterval(this.sweepTimer);
+    this.wait.failAll(err);
+  }
+
+  /** Proposals waiting to be applied. */
+  get pending(): number {
+    return this.wait.size;
+  }
+
+  /** A fresh lease ID (the caller checks the lessor for a collision). */
+  nextLeaseId(): bigint {
+    return this.ids.nextLeaseId();
+  }
+
+  /**
+   * Proposes a request and resolves with its apply result.
+   * @throws ServerError RequestTooLarge, NoLeader, Timeout, Stopped; or the apply error.
+   */
+  async propose(req: InternalRaftRequest): Promise<ApplyResult> {
+    if (this.stoppedWith) throw this.stoppedWith;
+    const id = this.ids.next();
+    req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
+    req.ID = id;
+    const data = InternalRaftRequest.encode(req).finish();
+    if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
+    const done = this.register(id);
+    // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
+    this.proposed.set(data, req);
+    this.submit(id, () => this.deps.raft.propose(data), "NoLeader");
+    return this.settled(done);
+  }
+
+  /**
+   * Proposes a conf change (its `id` is set here) and resolves with its apply result.
+   * @throws ServerError Timeout, Stopped; or the apply error.
+   */
+  async proposeConfChange(cc: ConfChange): Promise<ApplyResult> {
+    if (this.stoppedWith) throw this.stoppedWith;
+    const id = this.ids.next();
+    cc.id = id;
+    const done = this.register(id);
+    this.submit(id, () => this.deps.raft.proposeConfChange(cc), "Timeout");
+    return this.settled(done);
+  }
+
+  /** The decoded form of an entry proposed here (undefined for entries from other members). */
+  decodedProposal(data: Uint8Array): InternalRaftRequest | undefined {
+    return this.proposed.get(data);
+  }
+
+  /** Answers the proposer of request `id`, if it waits here. */
+  trigger(id: bigint, result: ApplyResult): void {
+    this.wait.trigger(id, result);
+  }
+
+  private register(id: bigint): Promise<ApplyResult> {
+    return this.wait.register(id, this.deps.clock.nowMs() + this.options.requestTimeoutMs);
+  }
+
+  private submit(id: bigint, send: () => void, droppedAs: ServerErrorCode): void {
+    try {
+      send();
+    } catch (err) {
+      this.wait.fail(id, err instanceof ErrProposalDropped ? serverError(droppedAs) : (err as Error));
+    }
+  }
+
+  /** Waits for a registered proposal's result; the sweep fails it with Timeout at its deadline. */
+  private async settled(done: Promise<ApplyResult>): Promise<ApplyResult> {
+    const result = await done;
+    if (result.error) throw result.error;
+    return result;
+  }
+}

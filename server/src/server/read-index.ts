@@ -1,0 +1,99 @@
+/**
+ * Linearizable reads (etcd's linearizableReadNotify): a read waits for a ReadIndex round, which
+ * confirms with a quorum that this member's view of the commit index is current, and then for
+ * the apply path to reach that index. Every read that arrives while a round is in flight shares
+ * the next round, so a burst of reads costs one round.
+ */
+import type { NodeId, ReadState } from "../raft/types.js";
+import type { Clock, TimerHandle } from "../pkg/clock.js";
+import { serverError } from "./errors.js";
+
+/** The part of the Raft driver reads go through. */
+export interface ReadIndexSink {
+  readIndex(requestCtx: Uint8Array): void;
+  readonly leader: NodeId;
+}
+
+export interface LinearizableReadsOptions {
+  /** A round not answered within this fails its readers (NoLeader or Timeout). */
+  requestTimeoutMs: number;
+}
+
+export interface LinearizableReadsDeps {
+  raft: ReadIndexSink;
+  /** Resolves once the apply path has applied `index`. */
+  waitApplied(index: number): Promise<void>;
+  clock: Clock;
+}
+
+interface Reader {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+interface Round {
+  ctx: string;
+  readers: Reader[];
+  timer: TimerHandle;
+}
+
+export class LinearizableReads {
+  private readonly pending: Reader[] = [];
+  private inFlight: Round | undefined;
+  private seq = 0n;
+  private stoppedWith: Error | undefined;
+
+  constructor(private readonly options: LinearizableReadsOptions, private readonly deps: LinearizableReadsDeps) {}
+
+  /** Resolves when a read served now would be linearizable. @throws ServerError Timeout/NoLeader/Stopped */
+  notify(): Promise<void> {
+    if (this.stoppedWith) return Promise.reject(this.stoppedWith);
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      if (this.inFlight === undefined) this.startRound();
+    });
+  }
+
+  /** The driver's answers to readIndex requests. */
+  onReadStates(states: ReadState[]): void {
+    for (const rs of states) {
+      const round = this.inFlight;
+      if (round === undefined || round.ctx !== Buffer.from(rs.requestCtx).toString("hex")) continue;
+      this.deps.clock.clearTimeout(round.timer);
+      this.inFlight = undefined;
+      void this.deps.waitApplied(rs.index).then(() => {
+        for (const r of round.readers) r.resolve();
+      });
+      this.startRound();
+    }
+  }
+
+  /** Fails every waiting reader with `err`; later reads fail with it at once. */
+  stop(err: Error): void {
+    this.stoppedWith = err;
+    for (const r of this.pending.splice(0)) r.reject(err);
+    if (this.inFlight) {
+      this.deps.clock.clearTimeout(this.inFlight.timer);
+      for (const r of this.inFlight.readers) r.reject(err);
+      this.inFlight = undefined;
+    }
+  }
+
+  private startRound(): void {
+    if (this.pending.length === 0 || this.stoppedWith) return;
+    const readers = this.pending.splice(0);
+    this.seq += 1n;
+    const ctxBuf = Buffer.alloc(8);
+    ctxBuf.writeBigUInt64BE(this.seq);
+    const ctx = ctxBuf.toString("hex");
+    const timer = this.deps.clock.setTimeout(() => {
+      if (this.inFlight?.ctx !== ctx) return;
+      this.inFlight = undefined;
+      const err = serverError(this.deps.raft.leader === 0n ? "NoLeader" : "Timeout");
+      for (const r of readers) r.reject(err);
+      this.startRound();
+    }, this.options.requestTimeoutMs);
+    this.inFlight = { ctx, readers, timer };
+    this.deps.raft.readIndex(ctxBuf);
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * Who is asking, and over which connection: built once by the API layer for every client request
+ * and passed into the member's client-facing methods, so that the checks a request meets on its
+ * way (authentication, permissions) see the same facts wherever they are made.
+ */
+export interface RequestContext {
+  /** The client's address as `host:port` ("" when unknown, e.g. a unix socket). */
+  readonly remoteAddress: string;
+  /** The auth token the client sent (gRPC metadata `token`, or the gateway's Authorization). */
+  readonly token?: string;
+  /** The common name of the client's verified TLS certificate, when it presented one. */
+  readonly certCommonName?: string;
+}
+
+/** The context of requests the member makes itself (publishing, lease expiry, compaction). */
+export const INTERNAL_CONTEXT: RequestContext = Object.freeze({ remoteAddress: "" });
