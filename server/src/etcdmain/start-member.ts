@@ -29,14 +29,14 @@ import { computeClusterId, computeMemberId } from "../server/member-id.js";
 import { MvccStorePort } from "../server/mvcc-store-port.js";
 import { RaftNode } from "../server/raft-node.js";
 import { Compactor } from "../server/compactor.js";
-import { kvService } from "../api/kv-service.js";
-import { leaseService } from "../api/lease-service.js";
-import { clusterService } from "../api/cluster-service.js";
-import { maintenanceService } from "../api/maintenance-service.js";
-import { watchService } from "../api/watch-service.js";
-import { httpHandler } from "../api/http-handler.js";
-import { listenClient } from "../api/client-listener.js";
-import { Metrics } from "../api/metrics.js";
+import { kvService } from "../api/v3rpc/kv-service.js";
+import { leaseService } from "../api/v3rpc/lease-service.js";
+import { clusterService } from "../api/v3rpc/cluster-service.js";
+import { maintenanceService } from "../api/v3rpc/maintenance-service.js";
+import { watchService } from "../api/v3rpc/watch-service.js";
+import { httpHandler } from "../api/http/http-handler.js";
+import { listenClient } from "../api/listener/client-listener.js";
+import { Metrics } from "../api/http/metrics.js";
 import { verifyBootstrap, type ServerConfig } from "./config.js";
 
 /**

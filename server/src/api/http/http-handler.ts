@@ -1,13 +1,13 @@
 /**
  * The HTTP/1.1 side of the client port: /health, /livez, /readyz, /version, /metrics, and the
- * v3 JSON gateway under /v3/ and /v3beta/ (gateway.ts).
+ * v3 JSON gateway under /v3/ and /v3beta/ (gateway/gateway.ts).
  */
 import type http from "node:http";
-import type { EtcdServer } from "../server/etcd-server.js";
-import { CLUSTER_VERSION, ETCD_API_VERSION } from "../server/etcd-server.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import { CLUSTER_VERSION, ETCD_API_VERSION } from "../../server/etcd-server.js";
 import type { Metrics } from "./metrics.js";
-import { nullLogger, type Logger } from "../pkg/logger.js";
-import { Gateway, gatewayBodyBytesMax, gatewayMessageBytesMax } from "./gateway.js";
+import { nullLogger, type Logger } from "../../pkg/logger.js";
+import { Gateway, gatewayBodyBytesMax, gatewayMessageBytesMax } from "../gateway/gateway.js";
 
 /** etcd's health check gives a proposal this long to commit. */
 const HEALTH_TIMEOUT_MS = 1000;

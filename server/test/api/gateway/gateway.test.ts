@@ -1,18 +1,18 @@
 /**
- * The HTTP gateway's JSON mapping (gateway-json.ts, gateway-schema*.ts) and its status mapping
+ * The HTTP gateway's JSON mapping (json-mapping.ts, schema*.ts) and its status mapping
  * (gateway.ts). Expected texts come from etcd 3.4.23's gateway (grpc-gateway over jsonpb and Go's
  * encoding/json), recorded with curl against /usr/bin/etcd.
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { GATEWAY_SCHEMA } from "../../src/api/gateway-schema.js";
-import { buildSchema, checkoutSources, jsonNameOf, parseProto } from "../../src/api/gateway-schema-gen.js";
-import { GatewayCodec, GatewayInputError, JsonReader, decodeBase64Std } from "../../src/api/gateway-json.js";
-import { errorBody, httpStatusOf, streamErrorChunk } from "../../src/api/gateway.js";
-import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder } from "../../src/gen/etcdserverpb/rpc.js";
+import { GATEWAY_SCHEMA } from "../../../src/api/gateway/schema.js";
+import { buildSchema, checkoutSources, jsonNameOf, parseProto } from "../../../src/api/gateway/schema-gen.js";
+import { GatewayCodec, GatewayInputError, JsonReader, decodeBase64Std } from "../../../src/api/gateway/json-mapping.js";
+import { errorBody, httpStatusOf, streamErrorChunk } from "../../../src/api/gateway/gateway.js";
+import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder } from "../../../src/gen/etcdserverpb/rpc.js";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
 const codec = new GatewayCodec(GATEWAY_SCHEMA);
 const b64 = (s: string): string => Buffer.from(s).toString("base64");
 
@@ -32,7 +32,7 @@ function errorOf(fn: () => unknown): string {
 }
 
 describe("gateway schema", () => {
-  it("the committed table matches the .proto files and ts-proto output (regenerate with gateway-schema-gen.ts)", () => {
+  it("the committed table matches the .proto files and ts-proto output (regenerate with schema-gen.ts)", () => {
     const { proto, ts } = checkoutSources(root);
     expect(buildSchema(proto, ts)).toEqual(GATEWAY_SCHEMA);
   });

@@ -1,9 +1,9 @@
 /**
  * etcd 3.4's HTTP/JSON gateway (grpc-gateway) on the client port: POST /v3/<service>/<method>
  * (and the same under /v3beta) runs the gRPC method with the JSON body as its request and answers
- * with the response as JSON (see gateway-json.ts for the mapping).
+ * with the response as JSON (see json-mapping.ts for the mapping).
  *
- * Each route calls the very handler the gRPC server runs (kv-service.ts, lease-service.ts, ...)
+ * Each route calls the very handler the gRPC server runs (v3rpc/kv-service.ts, v3rpc/lease-service.ts, ...)
  * through an in-process call object, so validation, errors and results are the gRPC ones.
  *
  * Responses, as grpc-gateway writes them:
@@ -32,17 +32,17 @@ import { EventEmitter } from "node:events";
 import { StringDecoder } from "node:string_decoder";
 import type http from "node:http";
 import { Metadata, status as Status } from "@grpc/grpc-js";
-import type { EtcdServer } from "../server/etcd-server.js";
-import type { Logger } from "../pkg/logger.js";
-import { kvService } from "./kv-service.js";
-import { leaseService } from "./lease-service.js";
-import { clusterService } from "./cluster-service.js";
-import { maintenanceService } from "./maintenance-service.js";
-import { watchService } from "./watch-service.js";
-import { statusOf } from "./errors.js";
-import { GATEWAY_SCHEMA } from "./gateway-schema.js";
-import { GatewayCodec, GatewayInputError, JsonReader, type JsonValue } from "./gateway-json.js";
-import * as rpc from "../gen/etcdserverpb/rpc.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import type { Logger } from "../../pkg/logger.js";
+import { kvService } from "../v3rpc/kv-service.js";
+import { leaseService } from "../v3rpc/lease-service.js";
+import { clusterService } from "../v3rpc/cluster-service.js";
+import { maintenanceService } from "../v3rpc/maintenance-service.js";
+import { watchService } from "../v3rpc/watch-service.js";
+import { statusOf } from "../v3rpc/errors.js";
+import { GATEWAY_SCHEMA } from "./schema.js";
+import { GatewayCodec, GatewayInputError, JsonReader, type JsonValue } from "./json-mapping.js";
+import * as rpc from "../../gen/etcdserverpb/rpc.js";
 
 /** Route shapes: how the handler is called. */
 type RouteKind = "unary" | "bidi" | "server-stream";

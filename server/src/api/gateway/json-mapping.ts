@@ -11,7 +11,7 @@
  * unset; 64-bit integers as numbers or strings; enums by name or number; bytes as standard base64.
  * Errors carry Go's message text (clients and tests compare it), as a GatewayInputError.
  */
-import type { ProtoField, ProtoSchema } from "./gateway-schema-gen.js";
+import type { ProtoField, ProtoSchema } from "./schema-gen.js";
 
 /** A request body that is not valid JSON or does not fit the message; `message` is Go's text. */
 export class GatewayInputError extends Error {
