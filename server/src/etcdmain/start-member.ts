@@ -11,7 +11,6 @@ import http from "node:http";
 import type net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "../gen/etcdserverpb/rpc.js";
 import { MemoryStorage } from "../raft/storage.js";
 import { RawNode } from "../raft/raw-node.js";
 import { seededRng } from "../raft/rng.js";
@@ -29,11 +28,7 @@ import { computeClusterId, computeMemberId } from "../server/member-id.js";
 import { MvccStorePort } from "../server/mvcc-store-port.js";
 import { RaftNode } from "../server/raft-node.js";
 import { Compactor } from "../server/compactor.js";
-import { kvService } from "../api/v3rpc/kv-service.js";
-import { leaseService } from "../api/v3rpc/lease-service.js";
-import { clusterService } from "../api/v3rpc/cluster-service.js";
-import { maintenanceService } from "../api/v3rpc/maintenance-service.js";
-import { watchService } from "../api/v3rpc/watch-service.js";
+import { serviceRegistry } from "../api/v3rpc/service-registry.js";
 import { httpHandler } from "../api/http/http-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
@@ -237,13 +232,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     "grpc.enable_channelz": 0,
   });
   const apiLogger = logger.named("api");
-  grpcServer.addService(KVService, kvService(server, { maxTxnOps: cfg.maxTxnOps }, apiLogger));
-  grpcServer.addService(LeaseService, leaseService(server, apiLogger));
-  grpcServer.addService(ClusterService, clusterService(server, apiLogger));
-  grpcServer.addService(MaintenanceService, maintenanceService(server, apiLogger));
-  grpcServer.addService(WatchService, watchService(server, { progressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger));
+  const services = serviceRegistry(server, { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger);
+  for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const http1 = http.createServer(httpHandler(server, metrics, apiLogger, { watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }));
+  const http1 = http.createServer(httpHandler(server, metrics, services));
 
   // The peer port is bound as etcd binds it, so a clash is found at start-up.
   const peerListeners: net.Server[] = [];
