@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Regenerates server/src/gen from proto/ with buf (compiler, fetched from the npm registry at a
 // pinned version on first use) and ts-proto (static TypeScript encoders/decoders and
-// @grpc/grpc-js service definitions). The output is committed; run this after editing any .proto
-// file: `npm run proto`.
+// @grpc/grpc-js service definitions), then the JSON gateway's message table
+// (server/src/api/gateway/schema.ts) with scripts/gateway-schema-gen.ts. The output is committed;
+// run this after editing any .proto file: `npm run proto`.
 import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import path from "node:path";
@@ -15,3 +16,4 @@ execFileSync("npx", ["--yes", `@bufbuild/buf@${BUF_VERSION}`, "generate", "proto
   cwd: root,
   stdio: "inherit",
 });
+execFileSync(process.execPath, ["--import", "tsx", "scripts/gateway-schema-gen.ts"], { cwd: root, stdio: "inherit" });

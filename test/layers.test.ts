@@ -8,7 +8,14 @@
  *  - mvcc/, lease/ (and auth/, transport/ when they come) import nothing from server/, api/,
  *               etcdmain/;
  *  - server/    never imports api/ or etcdmain/;
- *  - api/       never imports etcdmain/;
+ *  - api/       never imports etcdmain/, and keeps to its rooms:
+ *      v3rpc/    (the gRPC services and their registry) imports nothing from the other rooms;
+ *      gateway/  (the JSON gateway) takes from v3rpc/ only the service registry and the error
+ *                translation, and nothing from server/, mvcc/, lease/ (it reaches the member only
+ *                through the registry's services);
+ *      listener/ (the client port) imports nothing from the other rooms and no layer but pkg/;
+ *      http/     (/health, /version, /metrics) takes from v3rpc/ only the service registry, from
+ *                gateway/ only its entry (gateway/gateway.ts), nothing from listener/;
  *  - gen/, pkg/ import nothing from other layers.
  * Every violation is printed as "file → import" before the test fails.
  */
@@ -104,6 +111,7 @@ function collect(): { imports: Import[]; sources: Map<string, string> } {
 /** Why an import breaks the layering, or undefined. */
 function violation(imp: Import): string | undefined {
   const { from, to, target } = imp;
+  if (from === "api") return to === "etcdmain" ? "api/ never imports etcdmain/" : apiRoomViolation(imp);
   if (to === from) return undefined;
   switch (from) {
     case "raft":
@@ -121,11 +129,35 @@ function violation(imp: Import): string | undefined {
       return ["server", "api", "etcdmain"].includes(to) ? `${from}/ imports nothing from server/, api/, etcdmain/` : undefined;
     case "server":
       return ["api", "etcdmain"].includes(to) ? "server/ never imports api/ or etcdmain/" : undefined;
-    case "api":
-      return to === "etcdmain" ? "api/ never imports etcdmain/" : undefined;
     case "gen":
     case "pkg":
       return to === "<package>" ? undefined : `${from}/ imports nothing from other layers`;
+    default:
+      return undefined;
+  }
+}
+
+/** The rooms of api/ (server/src/api/<room>/). */
+const API_ROOMS = ["v3rpc", "gateway", "listener", "http"];
+
+/** Why an import from a file of api/ breaks the rooms' rules, or undefined. */
+function apiRoomViolation(imp: Import): string | undefined {
+  const room = imp.file.split("/")[1];
+  const target = imp.target?.replace(/\.(js|ts)$/, "");
+  const toRoom = imp.to === "api" ? target!.split("/")[1] : undefined;
+  if (toRoom === room) return undefined;
+  switch (room) {
+    case "v3rpc":
+      return toRoom === undefined ? undefined : "api/v3rpc/ imports nothing from the other rooms of api/";
+    case "gateway":
+      if (["server", "mvcc", "lease"].includes(imp.to)) return "api/gateway/ reaches the member only through the service registry";
+      if (toRoom === undefined || ["api/v3rpc/service-registry", "api/v3rpc/errors"].includes(target!)) return undefined;
+      return "api/gateway/ takes from api/ only v3rpc/service-registry and v3rpc/errors";
+    case "listener":
+      return ["<package>", "pkg"].includes(imp.to) ? undefined : "api/listener/ imports nothing from the other rooms of api/ and no layer but pkg/";
+    case "http":
+      if (toRoom === undefined || ["api/v3rpc/service-registry", "api/gateway/gateway"].includes(target!)) return undefined;
+      return "api/http/ takes from api/ only v3rpc/service-registry and gateway/gateway";
     default:
       return undefined;
   }
@@ -150,6 +182,13 @@ describe("layering of server/src (imports point down only)", () => {
       expect(layers.has(layer), `server/src/${layer}/ has .ts files`).toBe(true);
     }
     expect(imports.length).toBeGreaterThan(50);
+  });
+
+  it("every file of api/ lives in one of its rooms", () => {
+    const apiFiles = [...sources.keys()].filter((f) => f.startsWith("api/"));
+    const outside = apiFiles.filter((f) => !API_ROOMS.includes(f.split("/")[1]!) || f.split("/").length < 3);
+    expect(outside, `rooms: ${API_ROOMS.join(", ")}`).toEqual([]);
+    for (const room of API_ROOMS) expect(apiFiles.some((f) => f.startsWith(`api/${room}/`)), `server/src/api/${room}/ has .ts files`).toBe(true);
   });
 
   it("no import points up or sideways", () => {
@@ -185,5 +224,15 @@ describe("layering of server/src (imports point down only)", () => {
     expect(violation({ file: "wal/x.ts", spec: "../raft/raft.js", from: "wal", to: "raft", target: "raft/raft.js" })).toBeDefined();
     expect(violation({ file: "server/x.ts", spec: "../api/y.js", from: "server", to: "api", target: "api/y.js" })).toBeDefined();
     expect(violation({ file: "raft/x.ts", spec: "node:fs", from: "raft", to: "<package>" })).toBeDefined();
+    const api = (file: string, spec: string, to: string, target?: string): Import => ({ file, spec, from: "api", to, target });
+    expect(violation(api("api/gateway/gateway.ts", "../v3rpc/service-registry.js", "api", "api/v3rpc/service-registry.js"))).toBeUndefined();
+    expect(violation(api("api/gateway/gateway.ts", "../v3rpc/kv-service.js", "api", "api/v3rpc/kv-service.js"))).toBeDefined();
+    expect(violation(api("api/gateway/gateway.ts", "../../server/etcd-server.js", "server", "server/etcd-server.js"))).toBeDefined();
+    expect(violation(api("api/http/http-handler.ts", "../gateway/gateway.js", "api", "api/gateway/gateway.js"))).toBeUndefined();
+    expect(violation(api("api/http/http-handler.ts", "../gateway/json-mapping.js", "api", "api/gateway/json-mapping.js"))).toBeDefined();
+    expect(violation(api("api/listener/client-listener.ts", "../gateway/gateway.js", "api", "api/gateway/gateway.js"))).toBeDefined();
+    expect(violation(api("api/listener/client-listener.ts", "../../server/etcd-server.js", "server", "server/etcd-server.js"))).toBeDefined();
+    expect(violation(api("api/v3rpc/kv-service.ts", "../http/metrics.js", "api", "api/http/metrics.js"))).toBeDefined();
+    expect(violation(api("api/v3rpc/kv-service.ts", "../../etcdmain/config.js", "etcdmain", "etcdmain/config.js"))).toBeDefined();
   });
 });

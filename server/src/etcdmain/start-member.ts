@@ -11,7 +11,6 @@ import http from "node:http";
 import type net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "../gen/etcdserverpb/rpc.js";
 import { Wal } from "../wal/wal.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Backend } from "../mvcc/backend/backend.js";
@@ -19,14 +18,10 @@ import { systemClock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import type { EtcdServer } from "../server/etcd-server.js";
 import { bootstrapMember, type WalDirectory } from "../server/bootstrap.js";
-import { kvService } from "../api/kv-service.js";
-import { leaseService } from "../api/lease-service.js";
-import { clusterService } from "../api/cluster-service.js";
-import { maintenanceService } from "../api/maintenance-service.js";
-import { watchService } from "../api/watch-service.js";
-import { httpHandler } from "../api/http-handler.js";
-import { listenClient } from "../api/client-listener.js";
-import { Metrics } from "../api/metrics.js";
+import { serviceRegistry } from "../api/v3rpc/service-registry.js";
+import { httpHandler } from "../api/http/http-handler.js";
+import { listenClient } from "../api/listener/client-listener.js";
+import { Metrics } from "../api/http/metrics.js";
 import { verifyBootstrap, type ServerConfig } from "./config.js";
 
 /**
@@ -136,13 +131,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     "grpc.enable_channelz": 0,
   });
   const apiLogger = logger.named("api");
-  grpcServer.addService(KVService, kvService(server, { maxTxnOps: cfg.maxTxnOps }, apiLogger));
-  grpcServer.addService(LeaseService, leaseService(server, apiLogger));
-  grpcServer.addService(ClusterService, clusterService(server, apiLogger));
-  grpcServer.addService(MaintenanceService, maintenanceService(server, apiLogger));
-  grpcServer.addService(WatchService, watchService(server, { progressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger));
+  const services = serviceRegistry(server, { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger);
+  for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const http1 = http.createServer(httpHandler(server, metrics, apiLogger, { watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }));
+  const http1 = http.createServer(httpHandler(server, metrics, services));
 
   // The peer port is bound as etcd binds it, so a clash is found at start-up.
   const peerListeners: net.Server[] = [];

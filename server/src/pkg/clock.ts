@@ -175,3 +175,8 @@ export class ManualClock implements Clock {
     return timer as unknown as TimerHandle;
   }
 }
+
+/** Resolves after `ms` on `clock`. */
+export function sleep(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimeout(resolve, ms));
+}

@@ -1,7 +1,7 @@
 /**
  * Errors the member raises while validating, proposing and applying requests. Each carries a
  * stable code; the API layer translates codes (and the mvcc/lease layers' own error classes) to
- * etcd's gRPC status and message in one table (server/src/api/errors.ts).
+ * etcd's gRPC status and message in one table (server/src/api/v3rpc/errors.ts).
  */
 export type ServerErrorCode =
   | "EmptyKey"

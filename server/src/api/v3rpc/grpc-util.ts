@@ -1,7 +1,7 @@
 /** Adapters between grpc-js handler shapes and async functions, with etcd's error translation. */
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
 import { toServiceError } from "./errors.js";
-import type { Logger } from "../pkg/logger.js";
+import type { Logger } from "../../pkg/logger.js";
 
 /** Wraps an async handler as a grpc-js unary handler; thrown errors become etcd's statuses. */
 export function unary<Req, Res>(fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>, logger?: Logger): handleUnaryCall<Req, Res> {

@@ -9,10 +9,10 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveConfig } from "../../src/etcdmain/config.js";
-import { startMember, type RunningMember } from "../../src/etcdmain/start-member.js";
-import { nullLogger } from "../../src/pkg/logger.js";
-import { freePorts, sleep } from "../../../test/harness/processes.js";
+import { resolveConfig } from "../../../src/etcdmain/config.js";
+import { startMember, type RunningMember } from "../../../src/etcdmain/start-member.js";
+import { nullLogger } from "../../../src/pkg/logger.js";
+import { freePorts, sleep } from "../../../../test/harness/processes.js";
 
 let member: RunningMember;
 let dataDir: string;

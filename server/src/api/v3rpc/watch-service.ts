@@ -8,14 +8,14 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   WatchCreateRequest_FilterType, WatchRequest, WatchResponse, WatchServer,
-} from "../gen/etcdserverpb/rpc.js";
-import type { Event as PbEvent } from "../gen/mvccpb/kv.js";
-import { Event_EventType } from "../gen/mvccpb/kv.js";
-import type { Event, KeyValue } from "../mvcc/key-value.js";
-import type { WatchFilter, WatchMessage, Watcher } from "../mvcc/watch-hub.js";
-import type { EtcdServer } from "../server/etcd-server.js";
-import { toPbKv } from "../server/apply/kv-ops.js";
-import type { Logger } from "../pkg/logger.js";
+} from "../../gen/etcdserverpb/rpc.js";
+import type { Event as PbEvent } from "../../gen/mvccpb/kv.js";
+import { Event_EventType } from "../../gen/mvccpb/kv.js";
+import type { Event, KeyValue } from "../../mvcc/key-value.js";
+import type { WatchFilter, WatchMessage, Watcher } from "../../mvcc/watch-hub.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import { toPbKv } from "../../server/apply/kv-ops.js";
+import type { Logger } from "../../pkg/logger.js";
 
 export interface WatchServiceOptions {
   /** Period of progress notifications for watchers that asked for them (etcd: 10m). */

@@ -17,13 +17,13 @@ import os from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { h2HandoverCounts } from "../../src/api/client-listener.js";
-import { resolveConfig } from "../../src/etcdmain/config.js";
-import { startMember, type RunningMember } from "../../src/etcdmain/start-member.js";
-import { KVClient, PutRequest, RangeRequest } from "../../src/gen/etcdserverpb/rpc.js";
-import { createLogger } from "../../src/pkg/logger.js";
-import { runEtcdctl } from "../../../test/harness/etcdctl.js";
-import { freePorts, sleep } from "../../../test/harness/processes.js";
+import { h2HandoverCounts } from "../../../src/api/listener/client-listener.js";
+import { resolveConfig } from "../../../src/etcdmain/config.js";
+import { startMember, type RunningMember } from "../../../src/etcdmain/start-member.js";
+import { KVClient, PutRequest, RangeRequest } from "../../../src/gen/etcdserverpb/rpc.js";
+import { createLogger } from "../../../src/pkg/logger.js";
+import { runEtcdctl } from "../../../../test/harness/etcdctl.js";
+import { freePorts, sleep } from "../../../../test/harness/processes.js";
 
 interface Handover {
   path: "native" | "rewrite";

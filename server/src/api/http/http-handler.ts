@@ -1,13 +1,13 @@
 /**
  * The HTTP/1.1 side of the client port: /health, /livez, /readyz, /version, /metrics, and the
- * v3 JSON gateway under /v3/ and /v3beta/ (gateway.ts).
+ * v3 JSON gateway under /v3/ and /v3beta/ (gateway/gateway.ts).
  */
 import type http from "node:http";
-import type { EtcdServer } from "../server/etcd-server.js";
-import { CLUSTER_VERSION, ETCD_API_VERSION } from "../server/etcd-server.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import { CLUSTER_VERSION, ETCD_API_VERSION } from "../../server/etcd-server.js";
+import type { ServiceRegistry } from "../v3rpc/service-registry.js";
+import { Gateway, gatewayBodyBytesMax, gatewayMessageBytesMax } from "../gateway/gateway.js";
 import type { Metrics } from "./metrics.js";
-import { nullLogger, type Logger } from "../pkg/logger.js";
-import { Gateway, gatewayBodyBytesMax, gatewayMessageBytesMax } from "./gateway.js";
 
 /** etcd's health check gives a proposal this long to commit. */
 const HEALTH_TIMEOUT_MS = 1000;
@@ -31,17 +31,10 @@ async function healthy(server: EtcdServer): Promise<boolean> {
   }
 }
 
-export function httpHandler(
-  server: EtcdServer,
-  metrics: Metrics,
-  logger: Logger = nullLogger,
-  options: { watchProgressNotifyIntervalMs?: number } = {},
-): http.RequestListener {
+/** The handler for `server`; the gateway runs the gRPC services in `services`. */
+export function httpHandler(server: EtcdServer, metrics: Metrics, services: ServiceRegistry): http.RequestListener {
   const messageBytesMax = gatewayMessageBytesMax(server.options.maxRequestBytes);
-  const gateway = new Gateway(
-    { messageBytesMax, bodyBytesMax: gatewayBodyBytesMax(messageBytesMax), watchProgressNotifyIntervalMs: options.watchProgressNotifyIntervalMs },
-    { server, logger },
-  );
+  const gateway = new Gateway({ messageBytesMax, bodyBytesMax: gatewayBodyBytesMax(messageBytesMax) }, services);
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (gateway.owns(url.pathname)) {

@@ -1,9 +1,9 @@
 /** The etcdserverpb.Maintenance service: status, hashes, alarms, defragmentation, snapshots. */
-import type { MaintenanceServer, StatusResponse } from "../gen/etcdserverpb/rpc.js";
-import type { EtcdServer } from "../server/etcd-server.js";
-import { ETCD_API_VERSION } from "../server/etcd-server.js";
-import { serverError } from "../server/errors.js";
-import type { Logger } from "../pkg/logger.js";
+import type { MaintenanceServer, StatusResponse } from "../../gen/etcdserverpb/rpc.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import { ETCD_API_VERSION } from "../../server/etcd-server.js";
+import { serverError } from "../../server/errors.js";
+import type { Logger } from "../../pkg/logger.js";
 import { unary } from "./grpc-util.js";
 import { snapshotHandler } from "./snapshot-stream.js";
 

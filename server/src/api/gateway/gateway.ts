@@ -1,10 +1,11 @@
 /**
  * etcd 3.4's HTTP/JSON gateway (grpc-gateway) on the client port: POST /v3/<service>/<method>
  * (and the same under /v3beta) runs the gRPC method with the JSON body as its request and answers
- * with the response as JSON (see gateway-json.ts for the mapping).
+ * with the response as JSON (see json-mapping.ts for the mapping).
  *
- * Each route calls the very handler the gRPC server runs (kv-service.ts, lease-service.ts, ...)
- * through an in-process call object, so validation, errors and results are the gRPC ones.
+ * The routes come from the service registry (routes.ts): each calls the very handler the gRPC
+ * server runs, through an in-process call object, so validation, errors and results are the gRPC
+ * ones.
  *
  * Responses, as grpc-gateway writes them:
  *   - unary: 200 and the message; on error the HTTP status for the gRPC code (httpStatusOf) and
@@ -32,29 +33,11 @@ import { EventEmitter } from "node:events";
 import { StringDecoder } from "node:string_decoder";
 import type http from "node:http";
 import { Metadata, status as Status } from "@grpc/grpc-js";
-import type { EtcdServer } from "../server/etcd-server.js";
-import type { Logger } from "../pkg/logger.js";
-import { kvService } from "./kv-service.js";
-import { leaseService } from "./lease-service.js";
-import { clusterService } from "./cluster-service.js";
-import { maintenanceService } from "./maintenance-service.js";
-import { watchService } from "./watch-service.js";
-import { statusOf } from "./errors.js";
-import { GATEWAY_SCHEMA } from "./gateway-schema.js";
-import { GatewayCodec, GatewayInputError, JsonReader, type JsonValue } from "./gateway-json.js";
-import * as rpc from "../gen/etcdserverpb/rpc.js";
-
-/** Route shapes: how the handler is called. */
-type RouteKind = "unary" | "bidi" | "server-stream";
-
-interface Route {
-  kind: RouteKind;
-  /** Fully qualified request and response message names. */
-  request: string;
-  response: string;
-  /** The grpc-js style handler the gRPC server runs for this method. */
-  handler: (...args: never[]) => void;
-}
+import { statusOf } from "../v3rpc/errors.js";
+import type { ServiceRegistry } from "../v3rpc/service-registry.js";
+import { GATEWAY_SCHEMA } from "./schema.js";
+import { GatewayCodec, GatewayInputError, JsonReader, type JsonValue } from "./json-mapping.js";
+import { gatewayRoutes, type Route } from "./routes.js";
 
 /** grpc-gateway (v1, as vendored by etcd 3.4): HTTP status for a gRPC status code. */
 export function httpStatusOf(code: number): number {
@@ -112,13 +95,6 @@ export interface GatewayOptions {
   messageBytesMax: number;
   /** Largest request body read (bytes); larger bodies fail with ResourceExhausted. */
   bodyBytesMax: number;
-  /** Progress notification period of watch streams (etcd: 10 minutes). */
-  watchProgressNotifyIntervalMs?: number;
-}
-
-export interface GatewayDeps {
-  server: EtcdServer;
-  logger: Logger;
 }
 
 /** etcd's gRPC receive limit: --max-request-bytes plus 512 KiB for the rest of the message. */
@@ -136,75 +112,18 @@ function tooLargeMessage(bytes: number, max: number): string {
   return `grpc: received message larger than max (${bytes} vs. ${max})`;
 }
 
-/** The protobuf size of ts-proto object `msg` of message `type` ("etcdserverpb.X_Y"). */
-function protoBytes(type: string, msg: unknown): number {
-  const fns = (rpc as unknown as Record<string, { encode(m: unknown): { finish(): Uint8Array } } | undefined>)[type.split(".").slice(1).join("_")];
-  if (fns === undefined) throw new Error(`gateway: no encoder for ${type}`);
-  return fns.encode(msg).finish().length;
-}
-
 class MessageTooLarge extends Error {}
 
 export class Gateway {
   private readonly codec = new GatewayCodec(GATEWAY_SCHEMA);
-  private readonly routes = new Map<string, Route>();
-  /** Gateway paths of methods not served yet, with their gRPC method paths. */
-  private readonly unserved = new Map<string, string>();
+  private readonly routes: Map<string, Route>;
+  /** Gateway paths of methods not served, with their gRPC method paths. */
+  private readonly unserved: Map<string, string>;
 
-  constructor(private readonly options: GatewayOptions, deps: GatewayDeps) {
-    const { server, logger } = deps;
-    const kv = kvService(server, { maxTxnOps: server.options.maxTxnOps }, logger);
-    const lease = leaseService(server, logger);
-    const cluster = clusterService(server, logger);
-    const maintenance = maintenanceService(server, logger);
-    const watch = watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs ?? 10 * 60 * 1000 }, logger);
-    const pb = (name: string): string => `etcdserverpb.${name}`;
-    const add = (paths: string[], kind: RouteKind, rpc: string, handler: Route["handler"], request = `${rpc}Request`, response = `${rpc}Response`): void => {
-      for (const p of paths) this.routes.set(p, { kind, request: pb(request), response: pb(response), handler });
-    };
-    add(["kv/range"], "unary", "Range", kv.range);
-    add(["kv/put"], "unary", "Put", kv.put);
-    add(["kv/deleterange"], "unary", "DeleteRange", kv.deleteRange);
-    add(["kv/txn"], "unary", "Txn", kv.txn);
-    add(["kv/compaction"], "unary", "Compaction", kv.compact);
-    add(["watch"], "bidi", "Watch", watch.watch);
-    add(["lease/grant"], "unary", "LeaseGrant", lease.leaseGrant);
-    add(["lease/revoke", "kv/lease/revoke"], "unary", "LeaseRevoke", lease.leaseRevoke);
-    add(["lease/keepalive"], "bidi", "LeaseKeepAlive", lease.leaseKeepAlive);
-    add(["lease/timetolive", "kv/lease/timetolive"], "unary", "LeaseTimeToLive", lease.leaseTimeToLive);
-    add(["lease/leases", "kv/lease/leases"], "unary", "LeaseLeases", lease.leaseLeases);
-    add(["cluster/member/add"], "unary", "MemberAdd", cluster.memberAdd);
-    add(["cluster/member/remove"], "unary", "MemberRemove", cluster.memberRemove);
-    add(["cluster/member/update"], "unary", "MemberUpdate", cluster.memberUpdate);
-    add(["cluster/member/list"], "unary", "MemberList", cluster.memberList);
-    add(["cluster/member/promote"], "unary", "MemberPromote", cluster.memberPromote);
-    add(["maintenance/alarm"], "unary", "Alarm", maintenance.alarm);
-    add(["maintenance/status"], "unary", "Status", maintenance.status);
-    add(["maintenance/defragment"], "unary", "Defragment", maintenance.defragment);
-    add(["maintenance/hash"], "unary", "Hash", maintenance.hash);
-    // etcd 3.4 has no gateway route for HashKV (gRPC only).
-    add(["maintenance/snapshot"], "server-stream", "Snapshot", maintenance.snapshot);
-    add(["maintenance/transfer-leadership"], "unary", "MoveLeader", maintenance.moveLeader);
-    // Routes etcd 3.4 serves for services etcd-ts does not serve yet (Auth, v3lock, v3election):
-    // answered as the gRPC port answers their methods (Unimplemented).
-    const unserved: Array<[service: string, routes: Array<[path: string, method: string]>]> = [
-      ["etcdserverpb.Auth", [
-        ["auth/enable", "AuthEnable"], ["auth/disable", "AuthDisable"], ["auth/authenticate", "Authenticate"],
-        ["auth/user/add", "UserAdd"], ["auth/user/get", "UserGet"], ["auth/user/list", "UserList"],
-        ["auth/user/delete", "UserDelete"], ["auth/user/changepw", "UserChangePassword"],
-        ["auth/user/grant", "UserGrantRole"], ["auth/user/revoke", "UserRevokeRole"],
-        ["auth/role/add", "RoleAdd"], ["auth/role/get", "RoleGet"], ["auth/role/list", "RoleList"],
-        ["auth/role/delete", "RoleDelete"], ["auth/role/grant", "RoleGrantPermission"], ["auth/role/revoke", "RoleRevokePermission"],
-      ]],
-      ["v3lockpb.Lock", [["lock/lock", "Lock"], ["lock/unlock", "Unlock"]]],
-      ["v3electionpb.Election", [
-        ["election/campaign", "Campaign"], ["election/proclaim", "Proclaim"], ["election/leader", "Leader"],
-        ["election/observe", "Observe"], ["election/resign", "Resign"],
-      ]],
-    ];
-    for (const [service, routes] of unserved) {
-      for (const [p, method] of routes) this.unserved.set(p, `/${service}/${method}`);
-    }
+  constructor(private readonly options: GatewayOptions, services: ServiceRegistry) {
+    const routes = gatewayRoutes(services);
+    this.routes = routes.served;
+    this.unserved = routes.unserved;
     for (const r of this.routes.values()) {
       // A route naming a message the schema lacks is a programming error: fail at start-up.
       this.codec.empty(r.request);
@@ -275,7 +194,7 @@ export class Gateway {
 
   /** Throws MessageTooLarge when `request` is over gRPC's receive limit. */
   private checkSize(route: Route, request: unknown): void {
-    const bytes = protoBytes(route.request, request);
+    const bytes = route.method.requestSerialize(request).length;
     if (bytes > this.options.messageBytesMax) throw new MessageTooLarge(tooLargeMessage(bytes, this.options.messageBytesMax));
   }
 

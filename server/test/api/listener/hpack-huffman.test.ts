@@ -4,9 +4,9 @@
  * the same code table. Randomised cases take SEED= and RUNS= and print seed=N on failure.
  */
 import { describe, expect, it } from "vitest";
-import { decodeHuffman, huffmanCodeTable, HpackHuffmanError } from "../../src/api/hpack-huffman.js";
-import { firstBlockAuthority, HpackBlockError, isUrlAuthority } from "../../src/api/h2-authority.js";
-import { seededUniform as rng } from "../../../test/harness/seeded-random.js";
+import { decodeHuffman, huffmanCodeTable, HpackHuffmanError } from "../../../src/api/listener/hpack-huffman.js";
+import { firstBlockAuthority, HpackBlockError, isUrlAuthority } from "../../../src/api/listener/h2-authority.js";
+import { seededUniform as rng } from "../../../../test/harness/seeded-random.js";
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ""), "hex");
 

@@ -1,18 +1,14 @@
 /**
- * The HTTP gateway's JSON mapping (gateway-json.ts, gateway-schema*.ts) and its status mapping
+ * The HTTP gateway's JSON mapping (json-mapping.ts over schema.ts) and its status mapping
  * (gateway.ts). Expected texts come from etcd 3.4.23's gateway (grpc-gateway over jsonpb and Go's
  * encoding/json), recorded with curl against /usr/bin/etcd.
  */
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { GATEWAY_SCHEMA } from "../../src/api/gateway-schema.js";
-import { buildSchema, checkoutSources, jsonNameOf, parseProto } from "../../src/api/gateway-schema-gen.js";
-import { GatewayCodec, GatewayInputError, JsonReader, decodeBase64Std } from "../../src/api/gateway-json.js";
-import { errorBody, httpStatusOf, streamErrorChunk } from "../../src/api/gateway.js";
-import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder } from "../../src/gen/etcdserverpb/rpc.js";
+import { GATEWAY_SCHEMA } from "../../../src/api/gateway/schema.js";
+import { GatewayCodec, GatewayInputError, JsonReader, decodeBase64Std } from "../../../src/api/gateway/json-mapping.js";
+import { errorBody, httpStatusOf, streamErrorChunk } from "../../../src/api/gateway/gateway.js";
+import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder } from "../../../src/gen/etcdserverpb/rpc.js";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const codec = new GatewayCodec(GATEWAY_SCHEMA);
 const b64 = (s: string): string => Buffer.from(s).toString("base64");
 
@@ -30,45 +26,6 @@ function errorOf(fn: () => unknown): string {
   }
   throw new Error("no error");
 }
-
-describe("gateway schema", () => {
-  it("the committed table matches the .proto files and ts-proto output (regenerate with gateway-schema-gen.ts)", () => {
-    const { proto, ts } = checkoutSources(root);
-    expect(buildSchema(proto, ts)).toEqual(GATEWAY_SCHEMA);
-  });
-
-  it("keeps .proto names and maps them to ts-proto's property names", () => {
-    const names = (m: string): Array<[string, string]> => GATEWAY_SCHEMA.messages[m].fields.map((f) => [f.protoName, f.tsName]);
-    expect(names("etcdserverpb.ResponseHeader")).toEqual([
-      ["cluster_id", "clusterId"], ["member_id", "memberId"], ["revision", "revision"], ["raft_term", "raftTerm"],
-    ]);
-    expect(names("etcdserverpb.Member")).toEqual([
-      ["ID", "ID"], ["name", "name"], ["peerURLs", "peerURLs"], ["clientURLs", "clientURLs"], ["isLearner", "isLearner"],
-    ]);
-    const ttl = GATEWAY_SCHEMA.messages["etcdserverpb.LeaseTimeToLiveResponse"].fields.map((f) => f.protoName);
-    expect(ttl).toEqual(["header", "ID", "TTL", "grantedTTL", "keys"]);
-  });
-
-  it("json names follow protoc (underscores dropped, next letter upper-cased)", () => {
-    expect(jsonNameOf("prev_kv")).toBe("prevKv");
-    expect(jsonNameOf("ID")).toBe("ID");
-    expect(jsonNameOf("peerURLs")).toBe("peerURLs");
-    expect(jsonNameOf("range_end")).toBe("rangeEnd");
-  });
-
-  it("resolves nested enums, oneofs and cross-package types", () => {
-    const p = parseProto(`syntax = "proto3"; package p;
-      message A { enum E { X = 0; Y = 1; } E e = 1; oneof u { int64 n = 2; B b = 3; } repeated q.C cs = 4; }
-      message B {}`);
-    expect(p.messages.get("p.A")!.map((f) => [f.name, f.type, f.oneof ?? ""])).toEqual([
-      ["e", "E", ""], ["n", "int64", "u"], ["b", "B", "u"], ["cs", "q.C", ""],
-    ]);
-    expect(p.enums.get("p.A.E")).toEqual([["X", 0], ["Y", 1]]);
-    const compare = GATEWAY_SCHEMA.messages["etcdserverpb.Compare"].fields;
-    expect(compare.find((f) => f.protoName === "target")).toMatchObject({ kind: "enum", typeName: "etcdserverpb.Compare.CompareTarget" });
-    expect(compare.find((f) => f.protoName === "value")).toMatchObject({ kind: "bytes", oneof: "target_union" });
-  });
-});
 
 describe("gateway JSON output", () => {
   const header = { clusterId: 6878750039025194678n, memberId: 16142149176449103983n, revision: 4n, raftTerm: 2n };

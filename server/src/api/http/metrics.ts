@@ -3,8 +3,8 @@
  * Gauges read the member's state when scraped; nothing is updated on the hot path here.
  */
 import { Registry, Gauge, collectDefaultMetrics } from "prom-client";
-import type { EtcdServer } from "../server/etcd-server.js";
-import { ETCD_API_VERSION } from "../server/etcd-server.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import { ETCD_API_VERSION } from "../../server/etcd-server.js";
 
 export class Metrics {
   readonly registry = new Registry();

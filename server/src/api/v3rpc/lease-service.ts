@@ -2,10 +2,10 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type {
   LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseServer, LeaseTimeToLiveResponse,
-} from "../gen/etcdserverpb/rpc.js";
-import type { EtcdServer } from "../server/etcd-server.js";
-import { timeToLiveSeconds } from "../lease/lease.js";
-import type { Logger } from "../pkg/logger.js";
+} from "../../gen/etcdserverpb/rpc.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import { timeToLiveSeconds } from "../../lease/lease.js";
+import type { Logger } from "../../pkg/logger.js";
 import { unary } from "./grpc-util.js";
 import { toServiceError } from "./errors.js";
 

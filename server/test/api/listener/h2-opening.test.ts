@@ -3,7 +3,7 @@
  * which bytes the session gets), from byte sequences shaped like those real clients send.
  */
 import { describe, expect, it } from "vitest";
-import { H2_PREFACE, H2Opening, serverSettingsFrame } from "../../src/api/h2-opening.js";
+import { H2_PREFACE, H2Opening, serverSettingsFrame } from "../../../src/api/listener/h2-opening.js";
 
 function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const header = Buffer.alloc(9);

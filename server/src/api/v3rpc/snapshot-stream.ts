@@ -21,11 +21,11 @@ import { createHash } from "node:crypto";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { SnapshotRequest, SnapshotResponse } from "../gen/etcdserverpb/rpc.js";
-import { SnapshotAbortedError, backendOf, writeEtcdSnapshotFile } from "../server/backend-snapshot.js";
-import type { EtcdServer } from "../server/etcd-server.js";
-import { serverError } from "../server/errors.js";
-import type { Logger } from "../pkg/logger.js";
+import type { SnapshotRequest, SnapshotResponse } from "../../gen/etcdserverpb/rpc.js";
+import { SnapshotAbortedError, backendOf, writeEtcdSnapshotFile } from "../../server/backend-snapshot.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import { serverError } from "../../server/errors.js";
+import type { Logger } from "../../pkg/logger.js";
 import { toServiceError } from "./errors.js";
 
 /** Blob size per message: etcd's snapshotSendBufferSize. */

@@ -15,7 +15,7 @@ import tls from "node:tls";
 import http from "node:http";
 import type http2 from "node:http2";
 import type { Duplex } from "node:stream";
-import type { Logger } from "../pkg/logger.js";
+import type { Logger } from "../../pkg/logger.js";
 import { AuthorityRewriter } from "./h2-authority.js";
 import { H2_PREFACE, H2Opening, serverSettingsFrame, type H2Path } from "./h2-opening.js";
 

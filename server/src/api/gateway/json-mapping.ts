@@ -11,7 +11,40 @@
  * unset; 64-bit integers as numbers or strings; enums by name or number; bytes as standard base64.
  * Errors carry Go's message text (clients and tests compare it), as a GatewayInputError.
  */
-import type { ProtoField, ProtoSchema } from "./gateway-schema-gen.js";
+
+/** Field types the gateway distinguishes. */
+export type ScalarKind = "int64" | "uint64" | "int32" | "uint32" | "bool" | "string" | "bytes";
+
+export interface ProtoField {
+  /** Name as written in the .proto (grpc-gateway's OrigName output). */
+  protoName: string;
+  /** protoc's json_name (lowerCamel of protoName), accepted on input. */
+  jsonName: string;
+  /** Property name in the ts-proto interface. */
+  tsName: string;
+  number: number;
+  repeated: boolean;
+  /** Set when the field belongs to a oneof (then it is emitted whenever present). */
+  oneof?: string;
+  kind: ScalarKind | "enum" | "message";
+  /** Fully qualified type name for enum and message fields (e.g. "mvccpb.KeyValue"). */
+  typeName?: string;
+}
+
+export interface ProtoMessage {
+  fields: ProtoField[];
+}
+
+export interface ProtoEnum {
+  /** Value names by number, and numbers by name. */
+  values: Array<[name: string, number: number]>;
+}
+
+/** The message table the mapping works from (schema.ts, generated from the .proto files). */
+export interface ProtoSchema {
+  messages: Record<string, ProtoMessage>;
+  enums: Record<string, ProtoEnum>;
+}
 
 /** A request body that is not valid JSON or does not fit the message; `message` is Go's text. */
 export class GatewayInputError extends Error {

@@ -3,10 +3,10 @@
  * (etcdctl, clientv3) match on the message text, so each is etcd's, byte for byte.
  */
 import { status as Status, ServiceError, Metadata } from "@grpc/grpc-js";
-import { ServerError, ServerErrorCode } from "../server/errors.js";
-import { ErrCompacted, ErrFutureRev } from "../mvcc/errors.js";
-import { ErrLeaseExists, ErrLeaseNotFound, ErrLeaseTTLTooLarge, ErrNotPrimary } from "../lease/errors.js";
-import { CompactedRevisionInTxn, FutureRevisionInTxn } from "../server/apply/kv-ops.js";
+import { ServerError, ServerErrorCode } from "../../server/errors.js";
+import { ErrCompacted, ErrFutureRev } from "../../mvcc/errors.js";
+import { ErrLeaseExists, ErrLeaseNotFound, ErrLeaseTTLTooLarge, ErrNotPrimary } from "../../lease/errors.js";
+import { CompactedRevisionInTxn, FutureRevisionInTxn } from "../../server/apply/kv-ops.js";
 
 type Row = [code: Status, message: string];
 

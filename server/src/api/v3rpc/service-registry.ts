@@ -1,0 +1,45 @@
+/**
+ * The gRPC services a member serves, as one list of {definition, implementation}: the gRPC server
+ * adds every entry, and the JSON gateway routes its requests to the same implementations. A
+ * service is served on both by adding it here.
+ */
+import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "../../gen/etcdserverpb/rpc.js";
+import type { EtcdServer } from "../../server/etcd-server.js";
+import type { Logger } from "../../pkg/logger.js";
+import { kvService } from "./kv-service.js";
+import { leaseService } from "./lease-service.js";
+import { clusterService } from "./cluster-service.js";
+import { maintenanceService } from "./maintenance-service.js";
+import { watchService } from "./watch-service.js";
+
+/** One served service: its methods (paths, streaming, codecs) and the handlers behind them. */
+export interface ServiceEntry {
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+/** The services of one member, in the order the gRPC server adds them. */
+export type ServiceRegistry = readonly ServiceEntry[];
+
+export interface ServiceRegistryOptions {
+  /** Most operations one transaction may hold (--max-txn-ops). */
+  maxTxnOps: number;
+  /** Period of watch progress notifications (etcd: 10 minutes). */
+  watchProgressNotifyIntervalMs: number;
+}
+
+/** Pairs a definition with its implementation (the compiler checks that they name the same methods). */
+function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I): ServiceEntry {
+  return { definition, implementation };
+}
+
+export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
+  return [
+    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger)),
+    entry(LeaseService, leaseService(server, logger)),
+    entry(ClusterService, clusterService(server, logger)),
+    entry(MaintenanceService, maintenanceService(server, logger)),
+    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger)),
+  ];
+}
