@@ -384,6 +384,9 @@ class GatewayCall extends EventEmitter {
 
   constructor(readonly request: unknown, private readonly req: http.IncomingMessage) {
     super();
+    // etcd's gateway passes the Authorization header on as the `token` metadata.
+    const auth = req.headers.authorization;
+    if (auth !== undefined) this.metadata.set("token", auth);
     // A handler reports a stream failure by emitting "error"; it goes to the client.
     this.on("error", (err: unknown) => this.sink?.fail(err));
   }

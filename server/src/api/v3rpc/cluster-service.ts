@@ -15,25 +15,25 @@ export function clusterService(server: EtcdServer, logger: Logger): ClusterServe
       header: server.clusterHeader(),
       members: server.membership.list().map(toPbMember),
     }), logger),
-    memberAdd: unary(async (req) => {
-      const { member, members } = await server.memberAdd(req.peerURLs, req.isLearner);
+    memberAdd: unary(async (req, ctx) => {
+      const { member, members } = await server.memberAdd(req.peerURLs, req.isLearner, ctx);
       return {
         header: server.clusterHeader(),
         member: { ID: member.id, name: "", peerURLs: member.peerUrls, clientURLs: [], isLearner: member.isLearner },
         members: members.map(toPbMember),
       };
     }, logger),
-    memberRemove: unary(async (req) => ({
+    memberRemove: unary(async (req, ctx) => ({
       header: server.clusterHeader(),
-      members: (await server.memberRemove(req.ID)).map(toPbMember),
+      members: (await server.memberRemove(req.ID, ctx)).map(toPbMember),
     }), logger),
-    memberUpdate: unary(async (req) => ({
+    memberUpdate: unary(async (req, ctx) => ({
       header: server.clusterHeader(),
-      members: (await server.memberUpdate(req.ID, req.peerURLs)).map(toPbMember),
+      members: (await server.memberUpdate(req.ID, req.peerURLs, ctx)).map(toPbMember),
     }), logger),
-    memberPromote: unary(async (req) => ({
+    memberPromote: unary(async (req, ctx) => ({
       header: server.clusterHeader(),
-      members: (await server.memberPromote(req.ID)).map(toPbMember),
+      members: (await server.memberPromote(req.ID, ctx)).map(toPbMember),
     }), logger),
   };
 }

@@ -1,14 +1,27 @@
 /** Adapters between grpc-js handler shapes and async functions, with etcd's error translation. */
-import type { handleUnaryCall, sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
+import type { handleUnaryCall, Metadata, sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
 import { toServiceError } from "./errors.js";
 import type { Logger } from "../../pkg/logger.js";
+import type { RequestContext } from "../../server/request-context.js";
 
-/** Wraps an async handler as a grpc-js unary handler; thrown errors become etcd's statuses. */
-export function unary<Req, Res>(fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>, logger?: Logger): handleUnaryCall<Req, Res> {
+/**
+ * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address and the auth
+ * token from the `token` metadata, as etcd's clients send it.
+ */
+export function requestContext(call: { getPeer(): string; metadata: Metadata }): RequestContext {
+  const token = call.metadata.get("token")[0];
+  return token === undefined ? { remoteAddress: call.getPeer() } : { remoteAddress: call.getPeer(), token: String(token) };
+}
+
+/**
+ * Wraps an async handler as a grpc-js unary handler; thrown errors become etcd's statuses. The
+ * handler gets the request and its context.
+ */
+export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<Res>, logger?: Logger): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     let p: Promise<Res>;
     try {
-      p = fn(call.request, call);
+      p = fn(call.request, requestContext(call));
     } catch (err) {
       p = Promise.reject(err);
     }

@@ -7,26 +7,26 @@ import { checkDelete, checkPut, checkRange, checkTxn, checkWriteOverlaps } from 
 
 export function kvService(server: EtcdServer, options: { maxTxnOps: number }, logger: Logger): KVServer {
   return {
-    range: unary(async (req) => {
+    range: unary(async (req, ctx) => {
       checkRange(req);
-      return server.range(req);
+      return server.range(req, ctx);
     }, logger),
-    put: unary(async (req) => {
+    put: unary(async (req, ctx) => {
       checkPut(req);
-      return server.fillHeader(await server.put(req));
+      return server.fillHeader(await server.put(req, ctx));
     }, logger),
-    deleteRange: unary(async (req) => {
+    deleteRange: unary(async (req, ctx) => {
       checkDelete(req);
-      return server.fillHeader(await server.deleteRange(req));
+      return server.fillHeader(await server.deleteRange(req, ctx));
     }, logger),
-    txn: unary(async (req) => {
+    txn: unary(async (req, ctx) => {
       checkTxn(req, options.maxTxnOps);
       checkWriteOverlaps(req.success);
       checkWriteOverlaps(req.failure);
-      return server.fillHeader(await server.txn(req));
+      return server.fillHeader(await server.txn(req, ctx));
     }, logger),
-    compact: unary(async (req) => {
-      await server.compact(req);
+    compact: unary(async (req, ctx) => {
+      await server.compact(req, ctx);
       return { header: server.header() };
     }, logger),
   };

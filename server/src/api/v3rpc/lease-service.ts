@@ -6,7 +6,7 @@ import type {
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { timeToLiveSeconds } from "../../lease/lease.js";
 import type { Logger } from "../../pkg/logger.js";
-import { unary } from "./grpc-util.js";
+import { requestContext, unary } from "./grpc-util.js";
 import { toServiceError } from "./errors.js";
 
 /** Keepalive requests one stream may have queued before it stops reading (back-pressure bound). */
@@ -14,11 +14,11 @@ const KEEPALIVE_QUEUE_MAX = 1024;
 
 export function leaseService(server: EtcdServer, logger: Logger): LeaseServer {
   return {
-    leaseGrant: unary(async (req) => {
-      return server.fillHeader(await server.leaseGrant(Number(req.TTL), req.ID));
+    leaseGrant: unary(async (req, ctx) => {
+      return server.fillHeader(await server.leaseGrant(Number(req.TTL), req.ID, ctx));
     }, logger),
-    leaseRevoke: unary(async (req) => {
-      await server.leaseRevoke(req.ID);
+    leaseRevoke: unary(async (req, ctx) => {
+      await server.leaseRevoke(req.ID, ctx);
       return { header: server.header() };
     }, logger),
     leaseTimeToLive: unary(async (req): Promise<LeaseTimeToLiveResponse> => {
@@ -38,6 +38,7 @@ export function leaseService(server: EtcdServer, logger: Logger): LeaseServer {
       return { header: server.header(), leases: server.lessor.leases().map((l) => ({ ID: l.id })) };
     }, logger),
     leaseKeepAlive: (stream: ServerDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>) => {
+      const ctx = requestContext(stream);
       let queued = 0;
       let chain = Promise.resolve();
       stream.on("data", (req: LeaseKeepAliveRequest) => {
@@ -45,7 +46,7 @@ export function leaseService(server: EtcdServer, logger: Logger): LeaseServer {
         if (queued >= KEEPALIVE_QUEUE_MAX) stream.pause();
         chain = chain.then(async () => {
           try {
-            const ttl = await server.leaseRenew(req.ID);
+            const ttl = await server.leaseRenew(req.ID, ctx);
             if (!stream.cancelled) stream.write({ header: server.header(), ID: req.ID, TTL: BigInt(ttl) });
           } catch (err) {
             stream.emit("error", toServiceError(err));

@@ -40,15 +40,15 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       const h = await server.store.hashKV(0);
       return { header: server.header(), hash: h.hash };
     }, logger),
-    alarm: unary(async (req) => {
+    alarm: unary(async (req, ctx) => {
       // etcd answers alarm requests straight from the apply step: no header.
-      return { header: undefined, alarms: await server.alarm(req) };
+      return { header: undefined, alarms: await server.alarm(req, ctx) };
     }, logger),
     // etcd answers a defragment without a header.
     defragment: unary(async () => ({ header: undefined }), logger),
     snapshot: snapshotHandler(server, logger),
-    moveLeader: unary(async (req) => {
-      await server.moveLeader(req.targetID);
+    moveLeader: unary(async (req, ctx) => {
+      await server.moveLeader(req.targetID, ctx);
       return { header: server.header() };
     }, logger),
     downgrade: unary(async () => {
