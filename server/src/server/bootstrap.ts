@@ -21,7 +21,7 @@ import { Lessor } from "../lease/lessor.js";
 import { RawNode } from "../raft/raw-node.js";
 import { seededRng } from "../raft/rng.js";
 import { MemoryStorage } from "../raft/storage.js";
-import type { ConfState, Entry, HardState, Ready, Snapshot } from "../raft/types.js";
+import type { ConfState, Entry, HardState, Snapshot } from "../raft/types.js";
 import type { Clock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import { AlarmStore } from "./alarms.js";
@@ -32,7 +32,7 @@ import { Compactor } from "./compactor.js";
 import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
 import { LeaseRecords } from "./lease-records.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
-import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type SnapshotPersistence } from "./raft-node.js";
+import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
 
 /** A WAL the member writes and closes. */
 export interface MemberWal extends LogPersistence {
@@ -82,8 +82,14 @@ export interface BootstrapDeps {
   /** Seeds raft's randomized election timeouts (mixed with the member ID). */
   randomSeed: number;
   logger: Logger;
-  /** Sees every Ready before it is handled (the simulation's safety checks). */
-  observeReady?: (rd: Ready) => void;
+  /** Watches the driver and the apply path (the simulation's safety checks). */
+  observer?: MemberObserver;
+}
+
+/** What the simulation watches of a member; every hook must change nothing. */
+export interface MemberObserver extends ReadyObserver {
+  /** An entry's effects are in the store, which it left at `revision`. */
+  applied?(entry: Entry, revision: number): void;
 }
 
 /** A bootstrapped member: the server and what runs beside it. */
@@ -162,12 +168,12 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       clock,
       fatal: deps.fatal,
       logger: logger.named("raft"),
-      observeReady: deps.observeReady,
+      observer: deps.observer,
     },
   );
   const server = new EtcdServer(
     { ...options, memberId: log.memberId, clusterId: log.clusterId },
-    { raft, store, lessor, membership, alarms, leaseRecords, clock, logger: logger.named("etcdserver") },
+    { raft, store, lessor, membership, alarms, leaseRecords, clock, logger: logger.named("etcdserver"), observeApplied: deps.observer?.applied?.bind(deps.observer) },
     { index: log.applied, confState: log.confState },
   );
   const compactor = new Compactor(

@@ -20,7 +20,7 @@ import {
   AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse,
   LeaseGrantResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 } from "../gen/etcdserverpb/rpc.js";
-import { StateRole, type ConfState, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
+import { StateRole, type ConfState, type Entry, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
 import type { Lessor } from "../lease/lessor.js";
 import { ErrLeaseNotFound } from "../lease/errors.js";
 import type { Clock } from "../pkg/clock.js";
@@ -80,6 +80,8 @@ export interface EtcdServerDeps {
   leaseRecords: { bind(session: WriteSession): void; unbind(): void };
   clock: Clock;
   logger: Logger;
+  /** Sees each applied entry with the store's revision then (the simulation's checks). */
+  observeApplied?: (entry: Entry, revision: number) => void;
 }
 
 /** Where the member resumes: the applied index and raft's configuration as of it. */
@@ -125,6 +127,7 @@ export class EtcdServer implements ReadyHandler {
         leaseRecords: deps.leaseRecords,
         onConfChange: () => (this.campaignAfterAdvance = true),
         logger,
+        observeApplied: deps.observeApplied,
       },
       resumeFrom.index,
       resumeFrom.confState,

@@ -63,6 +63,18 @@ export interface ReadyHandler {
  */
 export type FatalHook = (message: string, fields: Record<string, unknown>) => void;
 
+/**
+ * Watches the driver at work, for the simulation's safety checks. `log` is the in-memory raft
+ * log the driver keeps. A hook may throw only to report a broken invariant (the simulation's
+ * failure); it must change nothing.
+ */
+export interface ReadyObserver {
+  /** A Ready as the core produced it, before anything is done with it. */
+  taken?(rd: Ready, log: MemoryStorage): void;
+  /** The Ready's snapshot, HardState and entries are durable and in the in-memory log. */
+  persisted?(rd: Ready, log: MemoryStorage): void;
+}
+
 /** One unit of work for the apply pipeline. */
 export interface ApplyBatch {
   snapshot?: Snapshot;
@@ -84,8 +96,7 @@ export interface RaftNodeDeps {
   clock: Clock;
   fatal: FatalHook;
   logger: Logger;
-  /** Sees every Ready before it is handled (the simulation's safety checks); must not throw. */
-  observeReady?: (rd: Ready) => void;
+  observer?: ReadyObserver;
 }
 
 export class RaftNode {
@@ -246,7 +257,7 @@ export class RaftNode {
         continue;
       }
       const rd: Ready = rawNode.ready();
-      this.deps.observeReady?.(rd);
+      this.deps.observer?.taken?.(rd, storage);
       if (rd.softState) {
         this.role = rd.softState.role;
         this.lead = rd.softState.lead;
@@ -277,6 +288,7 @@ export class RaftNode {
       if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
       if (rd.hardState) storage.setHardState(rd.hardState);
       if (rd.entries.length > 0) storage.append(rd.entries);
+      this.deps.observer?.persisted?.(rd, storage);
       if (!leader && rd.messages.length > 0) transport.send(rd.messages);
       if (rd.readStates.length > 0) handler.onReadStates(rd.readStates);
 

@@ -52,6 +52,11 @@ export interface ApplyLoopDeps {
   /** A conf change reached raft (the member may campaign once the driver has advanced). */
   onConfChange(): void;
   logger: Logger;
+  /**
+   * Sees each entry once its effects are in the store, with the revision the entry left the
+   * store at (the simulation's state machine checks); must change nothing.
+   */
+  observeApplied?: (entry: Entry, revision: number) => void;
 }
 
 export class ApplyLoop {
@@ -154,6 +159,7 @@ export class ApplyLoop {
       applyConfChangeToMembership(this.deps.membership, cc, m, this.confState, w);
     }
     await w.commit(entry.index);
+    this.deps.observeApplied?.(entry, revisionAfter(w));
     if (cc.id !== undefined && cc.id !== 0n) {
       this.deps.proposer.trigger(cc.id, rejected ? { error: rejected } : { value: this.deps.membership.list() });
     }
@@ -168,7 +174,7 @@ export class ApplyLoop {
     const w = this.deps.store.beginWrite();
     if (entry.data.length === 0) {
       // The empty entry a new leader appends: nothing to apply but the index.
-      return { written: w.commit(entry.index) };
+      return { written: w.commit(entry.index).then(() => this.deps.observeApplied?.(entry, revisionAfter(w))) };
     }
     let req = this.deps.proposer.decodedProposal(entry.data);
     if (req === undefined) {
@@ -190,6 +196,17 @@ export class ApplyLoop {
     } finally {
       this.deps.leaseRecords.unbind();
     }
-    return { written: w.commit(entry.index).then(() => this.deps.proposer.trigger(id, result)) };
+    const revision = revisionAfter(w);
+    return {
+      written: w.commit(entry.index).then(() => {
+        this.deps.observeApplied?.(entry, revision);
+        this.deps.proposer.trigger(id, result);
+      }),
+    };
   }
+}
+
+/** The store revision after a write session's changes (unchanged when it wrote no key). */
+function revisionAfter(w: WriteSession): number {
+  return w.changed ? w.beginRevision + 1 : w.beginRevision;
 }
