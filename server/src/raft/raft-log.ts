@@ -90,7 +90,7 @@ export class RaftLog {
    * `ents` (dropping any conflicting suffix), advance commit to min(committed, last new index),
    * and return the last new index. Returns undefined when the consistency check fails.
    */
-  maybeAppend(index: number, logTerm: number, committed: number, ents: Entry[]): number | undefined {
+  maybeAppend(index: number, logTerm: number, committed: number, ents: Entry[], unsafeCommitBeyondLastNew = false): number | undefined {
     if (!this.matchTerm(index, logTerm)) return undefined;
     const lastNew = index + ents.length;
     const ci = this.findConflict(ents);
@@ -98,7 +98,8 @@ export class RaftLog {
       invariant(ci > this.committed, () => `entry ${ci} conflicts with committed entry [committed(${this.committed})]`);
       this.append(ents.slice(ci - (index + 1)));
     }
-    this.commitTo(Math.min(committed, lastNew));
+    // Only what the leader just confirmed may commit: an older tail beyond it may still conflict.
+    this.commitTo(Math.min(committed, unsafeCommitBeyondLastNew ? this.lastIndex() : lastNew));
     return lastNew;
   }
 

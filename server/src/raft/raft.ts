@@ -65,7 +65,13 @@ export interface RaftConfig {
   /** Followers drop proposals instead of forwarding them to the leader. */
   disableProposalForwarding?: boolean;
   /** Deliberately broken rules, ONLY for proving that the simulation's checkers can fail. */
-  unsafeTestingKnobs?: { commitPreviousTermByCounting?: boolean; grantVoteWithoutLogCheck?: boolean; skipCheckQuorum?: boolean };
+  unsafeTestingKnobs?: {
+    commitPreviousTermByCounting?: boolean;
+    grantVoteWithoutLogCheck?: boolean;
+    skipCheckQuorum?: boolean;
+    /** A follower commits up to the leader's commit even beyond the entries it just received. */
+    commitBeyondLastNewEntry?: boolean;
+  };
 }
 
 type CampaignType = "pre-election" | "election" | "transfer";
@@ -572,7 +578,7 @@ export class Raft {
       this.send(resp);
       return;
     }
-    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries, this.knobs.commitBeyondLastNewEntry === true);
     const resp = emptyMessage(MessageType.AppResp, m.from, NONE);
     if (lastNew !== undefined) {
       resp.index = lastNew;

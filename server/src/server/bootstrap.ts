@@ -18,7 +18,7 @@
 import { MvccStore } from "../mvcc/kv-store.js";
 import type { Backend } from "../mvcc/backend/backend.js";
 import { Lessor } from "../lease/lessor.js";
-import { RawNode } from "../raft/raw-node.js";
+import { RawNode, type RaftConfig } from "../raft/raw-node.js";
 import { seededRng } from "../raft/rng.js";
 import { MemoryStorage } from "../raft/storage.js";
 import type { ConfState, Entry, HardState, Snapshot } from "../raft/types.js";
@@ -69,6 +69,11 @@ export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "
   unsafeNoFsync: boolean;
   autoCompactionMode: "periodic" | "revision";
   autoCompactionRetention: string;
+  /** Deliberately broken variants, ONLY for proving that the simulation's checks can fail. */
+  unsafeTestingKnobs?: {
+    raft?: RaftConfig["unsafeTestingKnobs"];
+    applyBeforePersist?: boolean;
+  };
 }
 
 export interface BootstrapDeps {
@@ -136,6 +141,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       maxUncommittedEntriesBytes: 1 << 30,
       preVote: options.preVote,
       checkQuorum: true,
+      unsafeTestingKnobs: options.unsafeTestingKnobs?.raft,
     },
     { storage: log.storage, rng: seededRng(Number(log.memberId & 0xffffffffn) ^ deps.randomSeed), logger: logger.named("raft") },
   );
@@ -158,7 +164,11 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   });
 
   const raft = new RaftNode(
-    { tickMs: options.heartbeatMs, unsafeNoFsync: options.unsafeNoFsync },
+    {
+      tickMs: options.heartbeatMs,
+      unsafeNoFsync: options.unsafeNoFsync,
+      unsafeTestingKnobs: { applyBeforePersist: options.unsafeTestingKnobs?.applyBeforePersist },
+    },
     {
       rawNode,
       storage: log.storage,

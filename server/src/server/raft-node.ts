@@ -85,6 +85,11 @@ export interface RaftNodeOptions {
   tickMs: number;
   /** Skip fsync (--unsafe-no-fsync). */
   unsafeNoFsync: boolean;
+  /** Deliberately broken order, ONLY for proving that the simulation's checks can fail. */
+  unsafeTestingKnobs?: {
+    /** Committed entries go to apply before this Ready's WAL write is durable. */
+    applyBeforePersist?: boolean;
+  };
 }
 
 export interface RaftNodeDeps {
@@ -267,6 +272,9 @@ export class RaftNode {
       const leader = this.role === StateRole.Leader;
       if (leader && rd.messages.length > 0) transport.send(rd.messages);
 
+      const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
+      const applyFirst = this.options.unsafeTestingKnobs?.applyBeforePersist === true && !hasSnapshot;
+      if (applyFirst && rd.committedEntries.length > 0) this.handToApply(handler, { entries: rd.committedEntries });
       try {
         if (rd.snapshot && rd.snapshot.metadata.index > 0) {
           await snapshotter.save(rd.snapshot);
@@ -292,25 +300,26 @@ export class RaftNode {
       if (!leader && rd.messages.length > 0) transport.send(rd.messages);
       if (rd.readStates.length > 0) handler.onReadStates(rd.readStates);
 
-      const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
-      if (hasSnapshot || rd.committedEntries.length > 0) {
-        const batch: ApplyBatch = { snapshot: hasSnapshot ? rd.snapshot : undefined, entries: rd.committedEntries };
-        this.applyChain = this.applyChain.then(() => {
-          if (this.applyError) return;
-          return handler.apply(batch).catch((err: Error) => {
-            // A failed apply (the backend refused a write, or a broken invariant) leaves the state
-            // machine behind the log: stop, and let the restart replay the WAL.
-            this.applyError = err;
-            this.die("apply failed", { error: String(err), stack: err.stack });
-          });
-        });
-        if (hasSnapshot || rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
-          await this.applyChain;
-        }
+      if (!applyFirst && (hasSnapshot || rd.committedEntries.length > 0)) {
+        this.handToApply(handler, { snapshot: hasSnapshot ? rd.snapshot : undefined, entries: rd.committedEntries });
       }
+      if (hasSnapshot || rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) await this.applyChain;
       if (this.stopped) return;
       rawNode.advance(rd);
       handler.afterAdvance();
     }
+  }
+
+  /** Queues a batch behind the ones handed over before it; applied strictly in order. */
+  private handToApply(handler: ReadyHandler, batch: ApplyBatch): void {
+    this.applyChain = this.applyChain.then(() => {
+      if (this.applyError) return;
+      return handler.apply(batch).catch((err: Error) => {
+        // A failed apply (the backend refused a write, or a broken invariant) leaves the state
+        // machine behind the log: stop, and let the restart replay the WAL.
+        this.applyError = err;
+        this.die("apply failed", { error: String(err), stack: err.stack });
+      });
+    });
   }
 }
