@@ -78,6 +78,7 @@ import {
   RevisionSet,
   subOfKey,
 } from "./revision.js";
+import { sleep, type Clock } from "../pkg/clock.js";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
 import { ValueCache } from "./value-cache.js";
 import { WatchHub, type CommittedChange, type WatchHubOptions, type WatchOptions, type WatchSink, type Watcher } from "./watch-hub.js";
@@ -104,6 +105,11 @@ export interface MvccStoreOptions {
   watch?: WatchHubOptions;
   /** Structured logger (warn/info); defaults to silence. */
   log?: { info(msg: string, fields?: object): void; warn(msg: string, fields?: object): void };
+}
+
+export interface MvccStoreDeps {
+  /** Times the pauses of physical compaction and the watchers' back-off. */
+  clock: Clock;
 }
 
 export interface RangeOptions {
@@ -205,13 +211,16 @@ export class MvccStore {
   private readonly indexCompactionChunkKeys: number;
   private readonly syncReadMissesMax: number;
   private readonly log: NonNullable<MvccStoreOptions["log"]>;
+  private readonly clock: Clock;
   /** Completes when a compaction interrupted by a restart has been finished (tests). */
   resumedCompaction: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly backend: Backend,
     options: MvccStoreOptions,
+    deps: MvccStoreDeps,
   ) {
+    this.clock = deps.clock;
     this.cache = new ValueCache(options.valueCacheBytes ?? 64 * 1024 * 1024);
     this.compactionBatchEntries = options.compactionBatchEntries ?? 1000;
     this.compactionPauseMs = options.compactionPauseMs ?? 1;
@@ -232,7 +241,8 @@ export class MvccStore {
         versionAt: (key, rev) => this.versionAt(key, rev),
         cachedVersion: (main, sub) => (revisionIdOk(main, sub) ? this.cache.get(revisionId(main, sub)) : undefined),
       },
-      options.watch,
+      options.watch ?? {},
+      { clock: deps.clock },
     );
   }
 
@@ -240,8 +250,8 @@ export class MvccStore {
    * Opens the store on `backend`: rebuilds the key index from the key bucket and resumes a
    * compaction that a restart interrupted (in the background; see `resumedCompaction`).
    */
-  static async open(backend: Backend, options: MvccStoreOptions = {}): Promise<MvccStore> {
-    const store = new MvccStore(backend, options);
+  static async open(backend: Backend, options: MvccStoreOptions, deps: MvccStoreDeps): Promise<MvccStore> {
+    const store = new MvccStore(backend, options, deps);
     await store.rebuild();
     return store;
   }
@@ -654,7 +664,7 @@ export class MvccStore {
       }
       lower = keys[keys.length - 1]![0];
       inclusive = false;
-      if (this.compactionPauseMs > 0) await new Promise<void>((r) => setTimeout(r, this.compactionPauseMs));
+      if (this.compactionPauseMs > 0) await sleep(this.clock, this.compactionPauseMs);
       else await new Promise<void>((r) => setImmediate(r));
     }
   }

@@ -14,8 +14,8 @@
  * batch is then NOT delivered; a synced watcher drops to unsynced at that revision and later
  * re-reads it from the store, so the write path never waits and nothing is lost or duplicated.
  * Each refusing watcher backs off on its own (1 ms doubling up to `retryDelayMaxMs`, reset by
- * a delivery or `resume()`), and catch-up rounds skip watchers that are backing off, so one stalled
- * consumer never holds back the others.
+ * a delivery or `resume()`, timed on the injected clock), and catch-up rounds skip watchers that
+ * are backing off, so one stalled consumer never holds back the others.
  *
  * Ordering: a watcher receives events in revision order, each revision's events together and in
  * their txn order. Synced batches carry one revision (`revision` = that revision); catch-up batches
@@ -24,6 +24,7 @@
  * prevKv (etcd semantics): for an event at revision R that is not a creation, prevKv is the key's
  * version at R-1, omitted if R-1 is compacted or the key did not exist then.
  */
+import type { Clock } from "../pkg/clock.js";
 import type { Event, KeyValue } from "./key-value.js";
 import { indexKey } from "./key-index.js";
 
@@ -117,6 +118,11 @@ export interface WatchHubOptions {
   retryDelayMaxMs?: number;
 }
 
+export interface WatchHubDeps {
+  /** Times the back-off of refusing consumers; the catch-up loop sleeps on it. */
+  clock: Clock;
+}
+
 type State = "synced" | "unsynced" | "cancelled";
 
 /** Offers a message to a sink; a throwing sink is treated as gone (the watcher is cancelled). */
@@ -132,7 +138,7 @@ function offer(w: HubWatcher, message: WatchMessage): boolean {
 class HubWatcher implements Watcher {
   state: State = "unsynced";
   minRev: number;
-  /** Catch-up skips this watcher until then (ms since epoch); 0 = eligible. */
+  /** Catch-up skips this watcher until then (the clock's ms); 0 = eligible. */
   retryAt = 0;
   retryDelayMs = 0;
   readonly keyStr: string;
@@ -193,9 +199,9 @@ class HubWatcher implements Watcher {
   }
 }
 
-function refused(w: HubWatcher, maxMs: number): void {
+function refused(w: HubWatcher, maxMs: number, nowMs: number): void {
   w.retryDelayMs = Math.min(maxMs, w.retryDelayMs === 0 ? 1 : w.retryDelayMs * 2);
-  w.retryAt = Date.now() + w.retryDelayMs;
+  w.retryAt = nowMs + w.retryDelayMs;
 }
 
 function delivered(w: HubWatcher): void {
@@ -222,10 +228,14 @@ export class WatchHub {
   /** Resolves when the loop has nothing to do (tests and shutdown). */
   private idleWaiters: Array<() => void> = [];
 
+  private readonly clock: Clock;
+
   constructor(
     private readonly source: WatchSource,
-    options: WatchHubOptions = {},
+    options: WatchHubOptions,
+    deps: WatchHubDeps,
   ) {
+    this.clock = deps.clock;
     this.catchUpEntriesMax = options.catchUpEntriesMax ?? 100_000;
     this.catchUpRevisionsMax = options.catchUpRevisionsMax ?? 1000;
     this.catchUpWatchersMax = options.catchUpWatchersMax ?? 512;
@@ -372,7 +382,7 @@ export class WatchHub {
       if (offer(w, { events, revision: rev })) {
         w.minRev = rev + 1;
       } else if (w.state === "synced") {
-        refused(w, this.retryDelayMaxMs);
+        refused(w, this.retryDelayMaxMs, this.clock.nowMs());
         this.demote(w, rev);
       }
     }
@@ -414,12 +424,12 @@ export class WatchHub {
           continue;
         }
         await new Promise<void>((r) => {
-          const t = setTimeout(() => {
+          const t = this.clock.setTimeout(() => {
             this.wake = undefined;
             r();
           }, waitMs);
           this.wake = () => {
-            clearTimeout(t);
+            this.clock.clearTimeout(t);
             this.wake = undefined;
             r();
           };
@@ -438,7 +448,7 @@ export class WatchHub {
    * how long to sleep when every unsynced watcher is backing off.
    */
   private async catchUpRound(): Promise<number> {
-    const now = Date.now();
+    const now = this.clock.nowMs();
     const chosen: HubWatcher[] = [];
     let earliest = Infinity;
     for (const w of this.unsynced) {
@@ -465,7 +475,7 @@ export class WatchHub {
           this.unsynced.delete(w);
           w.state = "cancelled";
         } else if (w.state === "unsynced") {
-          refused(w, this.retryDelayMaxMs);
+          refused(w, this.retryDelayMaxMs, this.clock.nowMs());
         }
         continue;
       }
@@ -519,7 +529,7 @@ export class WatchHub {
         w.minRev = lastRevision + 1;
         if (out.length > 0) delivered(w);
       } else if (w.state === "unsynced") {
-        refused(w, this.retryDelayMaxMs);
+        refused(w, this.retryDelayMaxMs, this.clock.nowMs());
       }
     }
     // Watchers now past the head join the synced group (synchronously with the head check, so

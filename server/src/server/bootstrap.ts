@@ -114,7 +114,7 @@ interface RecoveredLog {
 /** @throws Error when the member has no WAL and no initial cluster, or its disk is unreadable. */
 export async function bootstrapMember(options: BootstrapOptions, deps: BootstrapDeps): Promise<Member> {
   const { backend, clock, logger } = deps;
-  const mvcc = await MvccStore.open(backend, {});
+  const mvcc = await MvccStore.open(backend, {}, { clock });
   const store = new MvccStorePort(backend, mvcc);
   const log = deps.wal.exists() ? await restartLog(deps, backend) : await newLog(options, deps);
 

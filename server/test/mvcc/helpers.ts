@@ -2,7 +2,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Backend } from "../../src/mvcc/backend/backend.js";
-import { MvccStore, type MvccStoreOptions } from "../../src/mvcc/kv-store.js";
+import { MvccStore, type MvccStoreDeps, type MvccStoreOptions } from "../../src/mvcc/kv-store.js";
+import { systemClock, type Clock, type TimerHandle } from "../../src/pkg/clock.js";
 import type { Event, KeyValue } from "../../src/mvcc/key-value.js";
 
 export const b = (s: string): Buffer => Buffer.from(s);
@@ -20,12 +21,13 @@ export class Harness {
     public backend: Backend,
     public store: MvccStore,
     private readonly options: MvccStoreOptions,
+    private readonly deps: MvccStoreDeps,
   ) {}
 
-  static async open(dir: string, options: MvccStoreOptions = {}): Promise<Harness> {
+  static async open(dir: string, options: MvccStoreOptions = {}, deps: MvccStoreDeps = { clock: systemClock }): Promise<Harness> {
     const backend = await Backend.open(dir);
-    const store = await MvccStore.open(backend, options);
-    return new Harness(dir, backend, store, options);
+    const store = await MvccStore.open(backend, options, deps);
+    return new Harness(dir, backend, store, options, deps);
   }
 
   index = 0;
@@ -60,13 +62,62 @@ export class Harness {
     await this.store.close();
     await this.backend.close();
     this.backend = await Backend.open(this.dir);
-    this.store = await MvccStore.open(this.backend, options);
+    this.store = await MvccStore.open(this.backend, options, this.deps);
     this.index = this.backend.consistentIndex();
   }
 
   async close(): Promise<void> {
     await this.store.close();
     await this.backend.close();
+  }
+}
+
+/** A clock whose time moves only when told to; its timers fire in `advance`, in due order. */
+export class ManualClock implements Clock {
+  private nowValue = 1_000_000;
+  private readonly timers = new Map<TimerHandle, { dueMs: number; fn: () => void; everyMs?: number }>();
+
+  get pendingTimers(): number {
+    return this.timers.size;
+  }
+
+  nowMs(): number {
+    return this.nowValue;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const h = {};
+    this.timers.set(h, { dueMs: this.nowValue + ms, fn });
+    return h;
+  }
+
+  clearTimeout(h: TimerHandle): void {
+    this.timers.delete(h);
+  }
+
+  setInterval(fn: () => void, ms: number): TimerHandle {
+    const h = {};
+    this.timers.set(h, { dueMs: this.nowValue + ms, fn, everyMs: ms });
+    return h;
+  }
+
+  clearInterval(h: TimerHandle): void {
+    this.timers.delete(h);
+  }
+
+  advance(ms: number): void {
+    const until = this.nowValue + ms;
+    for (;;) {
+      let next: [TimerHandle, { dueMs: number; fn: () => void; everyMs?: number }] | undefined;
+      for (const e of this.timers) if (e[1].dueMs <= until && (next === undefined || e[1].dueMs < next[1].dueMs)) next = e;
+      if (next === undefined) break;
+      const [h, t] = next;
+      this.nowValue = Math.max(this.nowValue, t.dueMs);
+      if (t.everyMs !== undefined) t.dueMs += Math.max(1, t.everyMs);
+      else this.timers.delete(h);
+      t.fn();
+    }
+    this.nowValue = until;
   }
 }
 
