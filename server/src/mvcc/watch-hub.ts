@@ -220,6 +220,8 @@ export class WatchHub {
   private readonly unsynced = new Set<HubWatcher>();
   private looping = false;
   private closed = false;
+  /** Bumped by restore(): a catch-up round that read the replaced contents is discarded. */
+  private generation = 0;
   private wake: (() => void) | undefined;
   private readonly catchUpEntriesMax: number;
   private readonly catchUpRevisionsMax: number;
@@ -388,6 +390,19 @@ export class WatchHub {
     }
   }
 
+  /**
+   * The store's contents were replaced (etcd's watchableStore.Restore): every synced watcher goes
+   * back to catching up from its next revision, so it gets the new contents' events from there
+   * (or the compacted signal when they are compacted past it); a catch-up round in flight is
+   * discarded. Called by the store once its new contents are readable.
+   */
+  restore(): void {
+    this.generation++;
+    const synced = [...this.ranges];
+    for (const set of this.singles.values()) synced.push(...set);
+    for (const w of synced) this.demote(w, w.minRev);
+  }
+
   /** @internal */
   wakeCatchUp(): void {
     this.wake?.();
@@ -489,7 +504,9 @@ export class WatchHub {
     }
     if (active.length === 0) return 0;
 
+    const generation = this.generation;
     const { events, lastRevision } = await this.source.readEvents(minRev, cur, this.catchUpRevisionsMax, this.catchUpEntriesMax);
+    if (generation !== this.generation) return 0;
     const keyStrs = events.map((e) => indexKey(e.kv.key));
     const prevCache = new Map<Event, Promise<KeyValue | undefined>>();
     for (const w of active) {
@@ -522,6 +539,7 @@ export class WatchHub {
           const prev = prevs[i];
           return prev ? { type: e.type, kv: e.kv, prevKv: prev } : e;
         });
+        if (generation !== this.generation) return 0;
         if (w.state !== "unsynced" || w.minRev !== start) continue;
       }
       // Header revision as etcd sends it for catch-up responses: the store's revision.
