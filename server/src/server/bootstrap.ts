@@ -30,7 +30,7 @@ import { computeClusterId, computeMemberId } from "./cluster/member-id.js";
 import { Membership, encodeMember } from "./cluster/membership.js";
 import { Compactor } from "./compactor.js";
 import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
-import { LeaseRecords } from "./lease-records.js";
+import { LeaseRecords, recoverLeases } from "./lease-records.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type SnapshotPersistence } from "./raft-node.js";
 
@@ -145,11 +145,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
     { minTtlSeconds, enableCheckpoints: options.enableLeaseCheckpoint },
     { persistence: leaseRecords, clock, logger: logger.named("lease") },
   );
-  await lessor.recover();
-  // Keys remember their lease; give the lessor its key sets back.
-  mvcc.forEachLeasedKey((key, lease) => {
-    if (lessor.lookup(lease) !== undefined) lessor.attach(lease, [key]);
-  });
+  await recoverLeases(lessor, store);
 
   const raft = new RaftNode(
     { tickMs: options.heartbeatMs, unsafeNoFsync: options.unsafeNoFsync },
@@ -167,7 +163,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   );
   const server = new EtcdServer(
     { ...options, memberId: log.memberId, clusterId: log.clusterId },
-    { raft, store, lessor, membership, alarms, leaseRecords, clock, logger: logger.named("etcdserver") },
+    { raft, transport: deps.transport, store, lessor, membership, alarms, leaseRecords, clock, logger: logger.named("etcdserver") },
     { index: log.applied, confState: log.confState },
   );
   const compactor = new Compactor(
