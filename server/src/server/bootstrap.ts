@@ -6,7 +6,8 @@
  *   1. the newest snapshot the WAL has a marker for; the WAL is replayed on top of it;
  *   2. the backend is applied up to its consistent index, with raft's configuration as of then
  *      (stored next to the data): raft resumes from there instead of re-applying what the
- *      backend already holds;
+ *      backend already holds; a backend behind the snapshot is refused (the entries it lacks
+ *      are no longer in the WAL);
  *   3. membership, leases (with their key sets, from the keys that name them) and alarms are
  *      loaded from the backend.
  * New member: member and cluster IDs from the initial cluster (as etcd computes them), a WAL
@@ -215,6 +216,14 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
   storage.setHardState(opened.hardState);
   let entries = opened.entries;
   const consistentIndex = backend.consistentIndex();
+  if (snapshot && consistentIndex < snapshot.metadata.index) {
+    // Snapshots are taken of a synced backend, and a leader's is installed before anything after
+    // it is applied: a backend behind one lost what the WAL no longer replays.
+    throw new Error(
+      `the backend's consistent index ${consistentIndex} is behind the raft snapshot at ${snapshot.metadata.index} ` +
+        "(a snapshot from the leader was not installed completely); remove this member's data and add it back",
+    );
+  }
   const confRecord = await backend.get("meta", CONF_STATE_KEY);
   const atIndex = entries.find((e) => e.index === consistentIndex);
   if (confRecord !== undefined && consistentIndex > applied && atIndex !== undefined) {
