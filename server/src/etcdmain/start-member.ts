@@ -107,7 +107,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       wal: walDirectory(walDir, logger),
       snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
       backend: await Backend.open(path.join(snapDir, "db")),
-      transport: { send: () => undefined },
+      transport: { send: () => undefined, sendSnapshot: () => undefined },
       clock: systemClock,
       fatal: (message, fields) => {
         logger.error(`${message}; exiting`, fields);

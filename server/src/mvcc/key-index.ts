@@ -222,6 +222,10 @@ export class TreeIndex {
     this.tree.delete(key);
   }
 
+  clear(): void {
+    this.tree.clear();
+  }
+
   /**
    * Visits the keys in `[start, end)` in order; `end === undefined` means no upper bound. The
    * visitor returns true to stop. The tree must not be modified during the visit.

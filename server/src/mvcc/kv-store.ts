@@ -53,8 +53,10 @@
  * - Reads in flight are registered by revision; physical compaction at C waits until no read
  *   below C is in flight. Reads at or above C only need versions compaction keeps.
  * - Scans (hashKV, watch catch-up, rebuild) use LevelDB iterators, which read from a snapshot.
+ * - `restore(image)` replaces the whole contents (a leader's snapshot): reads, hashes and watch
+ *   catch-up that start meanwhile wait for it; watchers resume from the new contents.
  */
-import { Backend, BackendBatch, Bucket } from "./backend/backend.js";
+import { Backend, BackendBatch, Bucket, type BackendImage } from "./backend/backend.js";
 import { ErrClosed, ErrCompacted, ErrFutureRev } from "./errors.js";
 import { indexKey, KeyIndex, TreeIndex } from "./key-index.js";
 import {
@@ -78,6 +80,7 @@ import {
   RevisionSet,
   subOfKey,
 } from "./revision.js";
+import { sleep, type Clock } from "../pkg/clock.js";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
 import { ValueCache } from "./value-cache.js";
 import { WatchHub, type CommittedChange, type WatchHubOptions, type WatchOptions, type WatchSink, type Watcher } from "./watch-hub.js";
@@ -104,6 +107,11 @@ export interface MvccStoreOptions {
   watch?: WatchHubOptions;
   /** Structured logger (warn/info); defaults to silence. */
   log?: { info(msg: string, fields?: object): void; warn(msg: string, fields?: object): void };
+}
+
+export interface MvccStoreDeps {
+  /** Times the pauses of physical compaction and the watchers' back-off. */
+  clock: Clock;
 }
 
 export interface RangeOptions {
@@ -200,18 +208,25 @@ export class MvccStore {
   private readonly activeReads = new Map<number, number>();
   private readWaiters: Array<() => void> = [];
   private compactionChain: Promise<void> = Promise.resolve();
+  /** Bumped by restore(): a compaction of the replaced contents stops at its next step. */
+  private compactionEpoch = 0;
+  /** Set while restore() replaces the contents: reads wait for it. */
+  private restoring: Promise<void> | undefined;
   private readonly compactionBatchEntries: number;
   private readonly compactionPauseMs: number;
   private readonly indexCompactionChunkKeys: number;
   private readonly syncReadMissesMax: number;
   private readonly log: NonNullable<MvccStoreOptions["log"]>;
+  private readonly clock: Clock;
   /** Completes when a compaction interrupted by a restart has been finished (tests). */
   resumedCompaction: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly backend: Backend,
     options: MvccStoreOptions,
+    deps: MvccStoreDeps,
   ) {
+    this.clock = deps.clock;
     this.cache = new ValueCache(options.valueCacheBytes ?? 64 * 1024 * 1024);
     this.compactionBatchEntries = options.compactionBatchEntries ?? 1000;
     this.compactionPauseMs = options.compactionPauseMs ?? 1;
@@ -232,7 +247,8 @@ export class MvccStore {
         versionAt: (key, rev) => this.versionAt(key, rev),
         cachedVersion: (main, sub) => (revisionIdOk(main, sub) ? this.cache.get(revisionId(main, sub)) : undefined),
       },
-      options.watch,
+      options.watch ?? {},
+      { clock: deps.clock },
     );
   }
 
@@ -240,8 +256,8 @@ export class MvccStore {
    * Opens the store on `backend`: rebuilds the key index from the key bucket and resumes a
    * compaction that a restart interrupted (in the background; see `resumedCompaction`).
    */
-  static async open(backend: Backend, options: MvccStoreOptions = {}): Promise<MvccStore> {
-    const store = new MvccStore(backend, options);
+  static async open(backend: Backend, options: MvccStoreOptions, deps: MvccStoreDeps): Promise<MvccStore> {
+    const store = new MvccStore(backend, options, deps);
     await store.rebuild();
     return store;
   }
@@ -341,6 +357,7 @@ export class MvccStore {
    */
   async range(key: Buffer, end: Buffer | undefined, options: RangeOptions = {}): Promise<RangeResult> {
     this.assertOpen();
+    if (this.restoring !== undefined) await this.restoring;
     const cur = this.currentRev;
     let rev = options.revision ?? 0;
     if (rev > cur) throw new ErrFutureRev(cur);
@@ -589,17 +606,23 @@ export class MvccStore {
   }
 
   private async runCompaction(revision: number): Promise<void> {
-    if (this.closed) return;
-    const keep = await this.compactIndex(revision);
+    const epoch = this.compactionEpoch;
+    if (this.compactionStopped(epoch)) return;
+    const keep = await this.compactIndex(revision, epoch);
     await this.readsBelowDrained(revision);
-    await this.deleteCompacted(revision, keep);
+    await this.deleteCompacted(revision, keep, epoch);
+  }
+
+  /** The store closed, or its contents were replaced, since the compaction of `epoch` began. */
+  private compactionStopped(epoch: number): boolean {
+    return this.closed || epoch !== this.compactionEpoch;
   }
 
   /** Compacts the key index at `revision` in chunks; returns the revisions kept. */
-  private async compactIndex(revision: number): Promise<RevisionSet> {
+  private async compactIndex(revision: number, epoch: number): Promise<RevisionSet> {
     const keep = new RevisionSet();
     let next = this.index.nextKey(undefined);
-    while (next !== undefined && !this.closed) {
+    while (next !== undefined && !this.compactionStopped(epoch)) {
       let last: string | undefined;
       let n = 0;
       const empty: string[] = [];
@@ -618,12 +641,12 @@ export class MvccStore {
   }
 
   /** Deletes key-bucket entries <= revision not in `keep`, in bounded batches. */
-  private async deleteCompacted(revision: number, keep: RevisionSet): Promise<void> {
+  private async deleteCompacted(revision: number, keep: RevisionSet, epoch: number): Promise<void> {
     const upper = revisionKey(revision + 1, 0, false);
     let lower: Buffer = Buffer.from([Bucket.key]);
     let inclusive = true;
     for (;;) {
-      if (this.closed) return; // resumed at the next open
+      if (this.compactionStopped(epoch)) return; // resumed at the next open, or replaced
       const it = this.backend.rawIterator({
         [inclusive ? "gte" : "gt"]: lower,
         lt: upper,
@@ -654,7 +677,7 @@ export class MvccStore {
       }
       lower = keys[keys.length - 1]![0];
       inclusive = false;
-      if (this.compactionPauseMs > 0) await new Promise<void>((r) => setTimeout(r, this.compactionPauseMs));
+      if (this.compactionPauseMs > 0) await sleep(this.clock, this.compactionPauseMs);
       else await new Promise<void>((r) => setImmediate(r));
     }
   }
@@ -670,6 +693,7 @@ export class MvccStore {
    */
   async hashKV(revision: number): Promise<HashKVResult> {
     this.assertOpen();
+    if (this.restoring !== undefined) await this.restoring;
     const compactRev = this.compactRev;
     const cur = this.currentRev;
     if (revision > 0 && revision <= compactRev) throw new ErrCompacted(compactRev);
@@ -730,6 +754,7 @@ export class MvccStore {
     revisionsMax: number,
     entriesMax: number,
   ): Promise<{ events: Event[]; lastRevision: number }> {
+    if (this.restoring !== undefined) await this.restoring;
     const it = this.backend.rawIterator({ gte: revisionKey(fromRev, 0, false), lt: revisionKey(toRev + 1, 0, false) });
     const events: Event[] = [];
     let lastRevision = toRev;
@@ -765,9 +790,46 @@ export class MvccStore {
   }
 
   private async versionAt(key: Buffer, rev: number): Promise<KeyValue | undefined> {
+    if (this.restoring !== undefined) await this.restoring;
     if (rev < this.compactRev || rev > this.currentRev || rev <= 0) return undefined;
     const r = await this.rangeAt(key, undefined, rev, this.currentRev, {});
     return r.kvs[0];
+  }
+
+  // ---------------------------------------------------------------- restore
+
+  /**
+   * Replaces the store's contents with `image` (a leader's backend, see BackendImage), as etcd's
+   * kv.Restore does with a received backend: stops a compaction in progress, waits for reads in
+   * flight, replaces the backend's contents (Backend.replace), rebuilds the key index, revisions
+   * and compaction state from them (resuming a compaction the image had scheduled but not
+   * finished), and drops cached values. Every synced watcher goes back to catching up from its
+   * next revision (etcd's watchableStore.Restore), so it receives the image's events from there,
+   * or the compacted signal with the image's compact revision when it is compacted past it.
+   * Reads, hashes and watch catch-up that start meanwhile wait until it is done.
+   * Throws when a write is in progress (an open txn, or a staged revision not yet published): the
+   * apply loop restores between entries. Rejects with the backend's errors; the store is then
+   * unusable (stop, restart from the WAL).
+   */
+  async restore(image: BackendImage): Promise<void> {
+    this.assertOpen();
+    if (this.openTxn !== undefined || this.stagedRev !== this.currentRev) throw new Error("mvcc: restore while a write is in progress");
+    let restored!: () => void;
+    this.restoring = new Promise((resolve) => (restored = resolve));
+    try {
+      this.compactionEpoch++;
+      await this.compactionChain;
+      await this.readsBelowDrained(Infinity);
+      await this.backend.replace(image);
+      this.index.clear();
+      this.cache.clear();
+      this.pending.clear();
+      await this.rebuild();
+      this.hub.restore();
+    } finally {
+      this.restoring = undefined;
+      restored();
+    }
   }
 
   // ---------------------------------------------------------------- lifecycle

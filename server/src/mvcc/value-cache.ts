@@ -34,6 +34,12 @@ export class ValueCache {
     if (this.bytes > this.maxBytes) this.evict();
   }
 
+  /** Drops every entry (the store's contents were replaced). */
+  clear(): void {
+    this.map.clear();
+    this.bytes = 0;
+  }
+
   private evict(): void {
     const target = this.maxBytes * 0.9;
     for (const [id, kv] of this.map) {

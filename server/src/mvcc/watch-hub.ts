@@ -14,8 +14,8 @@
  * batch is then NOT delivered; a synced watcher drops to unsynced at that revision and later
  * re-reads it from the store, so the write path never waits and nothing is lost or duplicated.
  * Each refusing watcher backs off on its own (1 ms doubling up to `retryDelayMaxMs`, reset by
- * a delivery or `resume()`), and catch-up rounds skip watchers that are backing off, so one stalled
- * consumer never holds back the others.
+ * a delivery or `resume()`, timed on the injected clock), and catch-up rounds skip watchers that
+ * are backing off, so one stalled consumer never holds back the others.
  *
  * Ordering: a watcher receives events in revision order, each revision's events together and in
  * their txn order. Synced batches carry one revision (`revision` = that revision); catch-up batches
@@ -24,6 +24,7 @@
  * prevKv (etcd semantics): for an event at revision R that is not a creation, prevKv is the key's
  * version at R-1, omitted if R-1 is compacted or the key did not exist then.
  */
+import type { Clock } from "../pkg/clock.js";
 import type { Event, KeyValue } from "./key-value.js";
 import { indexKey } from "./key-index.js";
 
@@ -117,6 +118,11 @@ export interface WatchHubOptions {
   retryDelayMaxMs?: number;
 }
 
+export interface WatchHubDeps {
+  /** Times the back-off of refusing consumers; the catch-up loop sleeps on it. */
+  clock: Clock;
+}
+
 type State = "synced" | "unsynced" | "cancelled";
 
 /** Offers a message to a sink; a throwing sink is treated as gone (the watcher is cancelled). */
@@ -132,7 +138,7 @@ function offer(w: HubWatcher, message: WatchMessage): boolean {
 class HubWatcher implements Watcher {
   state: State = "unsynced";
   minRev: number;
-  /** Catch-up skips this watcher until then (ms since epoch); 0 = eligible. */
+  /** Catch-up skips this watcher until then (the clock's ms); 0 = eligible. */
   retryAt = 0;
   retryDelayMs = 0;
   readonly keyStr: string;
@@ -193,9 +199,9 @@ class HubWatcher implements Watcher {
   }
 }
 
-function refused(w: HubWatcher, maxMs: number): void {
+function refused(w: HubWatcher, maxMs: number, nowMs: number): void {
   w.retryDelayMs = Math.min(maxMs, w.retryDelayMs === 0 ? 1 : w.retryDelayMs * 2);
-  w.retryAt = Date.now() + w.retryDelayMs;
+  w.retryAt = nowMs + w.retryDelayMs;
 }
 
 function delivered(w: HubWatcher): void {
@@ -214,6 +220,8 @@ export class WatchHub {
   private readonly unsynced = new Set<HubWatcher>();
   private looping = false;
   private closed = false;
+  /** Bumped by restore(): a catch-up round that read the replaced contents is discarded. */
+  private generation = 0;
   private wake: (() => void) | undefined;
   private readonly catchUpEntriesMax: number;
   private readonly catchUpRevisionsMax: number;
@@ -222,10 +230,14 @@ export class WatchHub {
   /** Resolves when the loop has nothing to do (tests and shutdown). */
   private idleWaiters: Array<() => void> = [];
 
+  private readonly clock: Clock;
+
   constructor(
     private readonly source: WatchSource,
-    options: WatchHubOptions = {},
+    options: WatchHubOptions,
+    deps: WatchHubDeps,
   ) {
+    this.clock = deps.clock;
     this.catchUpEntriesMax = options.catchUpEntriesMax ?? 100_000;
     this.catchUpRevisionsMax = options.catchUpRevisionsMax ?? 1000;
     this.catchUpWatchersMax = options.catchUpWatchersMax ?? 512;
@@ -372,10 +384,23 @@ export class WatchHub {
       if (offer(w, { events, revision: rev })) {
         w.minRev = rev + 1;
       } else if (w.state === "synced") {
-        refused(w, this.retryDelayMaxMs);
+        refused(w, this.retryDelayMaxMs, this.clock.nowMs());
         this.demote(w, rev);
       }
     }
+  }
+
+  /**
+   * The store's contents were replaced (etcd's watchableStore.Restore): every synced watcher goes
+   * back to catching up from its next revision, so it gets the new contents' events from there
+   * (or the compacted signal when they are compacted past it); a catch-up round in flight is
+   * discarded. Called by the store once its new contents are readable.
+   */
+  restore(): void {
+    this.generation++;
+    const synced = [...this.ranges];
+    for (const set of this.singles.values()) synced.push(...set);
+    for (const w of synced) this.demote(w, w.minRev);
   }
 
   /** @internal */
@@ -414,12 +439,12 @@ export class WatchHub {
           continue;
         }
         await new Promise<void>((r) => {
-          const t = setTimeout(() => {
+          const t = this.clock.setTimeout(() => {
             this.wake = undefined;
             r();
           }, waitMs);
           this.wake = () => {
-            clearTimeout(t);
+            this.clock.clearTimeout(t);
             this.wake = undefined;
             r();
           };
@@ -438,7 +463,7 @@ export class WatchHub {
    * how long to sleep when every unsynced watcher is backing off.
    */
   private async catchUpRound(): Promise<number> {
-    const now = Date.now();
+    const now = this.clock.nowMs();
     const chosen: HubWatcher[] = [];
     let earliest = Infinity;
     for (const w of this.unsynced) {
@@ -465,7 +490,7 @@ export class WatchHub {
           this.unsynced.delete(w);
           w.state = "cancelled";
         } else if (w.state === "unsynced") {
-          refused(w, this.retryDelayMaxMs);
+          refused(w, this.retryDelayMaxMs, this.clock.nowMs());
         }
         continue;
       }
@@ -479,7 +504,9 @@ export class WatchHub {
     }
     if (active.length === 0) return 0;
 
+    const generation = this.generation;
     const { events, lastRevision } = await this.source.readEvents(minRev, cur, this.catchUpRevisionsMax, this.catchUpEntriesMax);
+    if (generation !== this.generation) return 0;
     const keyStrs = events.map((e) => indexKey(e.kv.key));
     const prevCache = new Map<Event, Promise<KeyValue | undefined>>();
     for (const w of active) {
@@ -512,6 +539,7 @@ export class WatchHub {
           const prev = prevs[i];
           return prev ? { type: e.type, kv: e.kv, prevKv: prev } : e;
         });
+        if (generation !== this.generation) return 0;
         if (w.state !== "unsynced" || w.minRev !== start) continue;
       }
       // Header revision as etcd sends it for catch-up responses: the store's revision.
@@ -519,7 +547,7 @@ export class WatchHub {
         w.minRev = lastRevision + 1;
         if (out.length > 0) delivered(w);
       } else if (w.state === "unsynced") {
-        refused(w, this.retryDelayMaxMs);
+        refused(w, this.retryDelayMaxMs, this.clock.nowMs());
       }
     }
     // Watchers now past the head join the synced group (synchronously with the head check, so

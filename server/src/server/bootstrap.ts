@@ -6,7 +6,8 @@
  *   1. the newest snapshot the WAL has a marker for; the WAL is replayed on top of it;
  *   2. the backend is applied up to its consistent index, with raft's configuration as of then
  *      (stored next to the data): raft resumes from there instead of re-applying what the
- *      backend already holds;
+ *      backend already holds; a backend behind the snapshot is refused (the entries it lacks
+ *      are no longer in the WAL);
  *   3. membership, leases (with their key sets, from the keys that name them) and alarms are
  *      loaded from the backend.
  * New member: member and cluster IDs from the initial cluster (as etcd computes them), a WAL
@@ -30,7 +31,7 @@ import { computeClusterId, computeMemberId } from "./cluster/member-id.js";
 import { Membership, encodeMember } from "./cluster/membership.js";
 import { Compactor } from "./compactor.js";
 import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
-import { LeaseRecords } from "./lease-records.js";
+import { LeaseRecords, recoverLeases } from "./lease-records.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
 
@@ -125,7 +126,7 @@ interface RecoveredLog {
 /** @throws Error when the member has no WAL and no initial cluster, or its disk is unreadable. */
 export async function bootstrapMember(options: BootstrapOptions, deps: BootstrapDeps): Promise<Member> {
   const { backend, clock, logger } = deps;
-  const mvcc = await MvccStore.open(backend, {});
+  const mvcc = await MvccStore.open(backend, {}, { clock });
   const store = new MvccStorePort(backend, mvcc);
   const log = deps.wal.exists() ? await restartLog(deps, backend) : await newLog(options, deps);
 
@@ -157,11 +158,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
     { minTtlSeconds, enableCheckpoints: options.enableLeaseCheckpoint },
     { persistence: leaseRecords, clock, logger: logger.named("lease") },
   );
-  await lessor.recover();
-  // Keys remember their lease; give the lessor its key sets back.
-  mvcc.forEachLeasedKey((key, lease) => {
-    if (lessor.lookup(lease) !== undefined) lessor.attach(lease, [key]);
-  });
+  await recoverLeases(lessor, store);
 
   const raft = new RaftNode(
     {
@@ -183,7 +180,18 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   );
   const server = new EtcdServer(
     { ...options, memberId: log.memberId, clusterId: log.clusterId },
-    { raft, store, lessor, membership, alarms, leaseRecords, clock, logger: logger.named("etcdserver"), observeApplied: deps.observer?.applied?.bind(deps.observer) },
+    {
+      raft,
+      transport: deps.transport,
+      store,
+      lessor,
+      membership,
+      alarms,
+      leaseRecords,
+      clock,
+      logger: logger.named("etcdserver"),
+      observeApplied: deps.observer?.applied?.bind(deps.observer),
+    },
     { index: log.applied, confState: log.confState },
   );
   const compactor = new Compactor(
@@ -235,6 +243,14 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
   storage.setHardState(opened.hardState);
   let entries = opened.entries;
   const consistentIndex = backend.consistentIndex();
+  if (snapshot && consistentIndex < snapshot.metadata.index) {
+    // Snapshots are taken of a synced backend, and a leader's is installed before anything after
+    // it is applied: a backend behind one lost what the WAL no longer replays.
+    throw new Error(
+      `the backend's consistent index ${consistentIndex} is behind the raft snapshot at ${snapshot.metadata.index} ` +
+        "(a snapshot from the leader was not installed completely); remove this member's data and add it back",
+    );
+  }
   const confRecord = await backend.get("meta", CONF_STATE_KEY);
   const atIndex = entries.find((e) => e.index === consistentIndex);
   if (confRecord !== undefined && consistentIndex > applied && atIndex !== undefined) {

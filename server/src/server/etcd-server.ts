@@ -7,6 +7,8 @@
  *   apply/          the apply path and the applier chain  alarms.ts       raised alarms
  *   cluster/        membership, conf changes, member administration
  *   raft-node.ts    the Ready loop (the driver), which calls back through ReadyHandler
+ *   transport-port.ts  what the peer transport calls (PeerHandler): messages and merged snapshots
+ *   received-snapshots.ts  leaders' backend images, kept until their snapshot is applied
  *   bootstrap.ts    recovery from the WAL, snapshot and backend, and assembling all of the above
  *
  * Write path: propose(request) → raft (append) → WAL + fsync (group-committed by the Ready loop)
@@ -20,7 +22,7 @@ import {
   AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse,
   LeaseGrantResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 } from "../gen/etcdserverpb/rpc.js";
-import { StateRole, type ConfState, type Entry, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
+import { MessageType, StateRole, type ConfState, type Entry, type Message, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
 import type { Lessor } from "../lease/lessor.js";
 import { ErrLeaseNotFound } from "../lease/errors.js";
 import type { Clock } from "../pkg/clock.js";
@@ -37,10 +39,12 @@ import type { MemberRecord, Membership } from "./cluster/membership.js";
 import { LeaseClock } from "./lease-clock.js";
 import { Proposer, raftRequest } from "./proposer.js";
 import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./quota.js";
-import type { ApplyBatch, RaftNode, ReadyHandler } from "./raft-node.js";
+import type { ApplyBatch, PeerTransport, RaftNode, ReadyHandler } from "./raft-node.js";
 import { LinearizableReads } from "./read-index.js";
+import { ReceivedSnapshots } from "./received-snapshots.js";
 import type { RequestContext } from "./request-context.js";
 import type { StorePort, WriteSession } from "./store-port.js";
+import { PeerMessageRefusedError, type MergedSnapshot, type PeerHandler } from "./transport-port.js";
 
 /** The etcd API version etcd-ts serves; clients gate features on it. */
 export const ETCD_API_VERSION = "3.4.23";
@@ -72,6 +76,8 @@ export interface EtcdServerOptions {
 export interface EtcdServerDeps {
   /** The Raft driver over this member's log; the member starts and stops it. */
   raft: RaftNode;
+  /** Where merged snapshots go (the driver sends everything else through it). */
+  transport: PeerTransport;
   store: StorePort;
   lessor: Lessor;
   membership: Membership;
@@ -90,7 +96,7 @@ export interface AppliedState {
   confState: ConfState;
 }
 
-export class EtcdServer implements ReadyHandler {
+export class EtcdServer implements ReadyHandler, PeerHandler {
   private readonly raft: RaftNode;
   private readonly proposer: Proposer;
   private readonly reads: LinearizableReads;
@@ -99,6 +105,7 @@ export class EtcdServer implements ReadyHandler {
   private readonly applyLoop: ApplyLoop;
   private readonly admin: MemberAdmin;
   private readonly baseApplier: Applier;
+  private readonly receivedSnapshots = new ReceivedSnapshots();
   private stopped = false;
   private published = false;
   private campaignAfterAdvance = false;
@@ -124,7 +131,10 @@ export class EtcdServer implements ReadyHandler {
         applier: () => applierForAlarms(this.baseApplier, (a) => alarms.isRaised(a)),
         raft,
         membership,
+        alarms,
+        lessor,
         leaseRecords: deps.leaseRecords,
+        snapshotImages: this.receivedSnapshots,
         onConfChange: () => (this.campaignAfterAdvance = true),
         logger,
         observeApplied: deps.observeApplied,
@@ -250,6 +260,12 @@ export class EtcdServer implements ReadyHandler {
     this.campaignIfAlone();
   }
 
+  sendSnapshot(message: Message): void {
+    // The image is read when the transport first iterates it: by then the backend holds at least
+    // everything up to the snapshot's index, since snapshots are taken only of a synced backend.
+    this.deps.transport.sendSnapshot({ message, image: this.deps.store.image() });
+  }
+
   /** A lone voter need not wait out an election timeout to lead. */
   private campaignIfAlone(): void {
     if (this.stopped || this.raft.leader !== 0n) return;
@@ -271,6 +287,40 @@ export class EtcdServer implements ReadyHandler {
       this.published = false;
       this.deps.logger.warn("failed to publish member attributes", { error: String(err) });
     }
+  }
+
+  // ---- the transport's calls (PeerHandler) -----------------------------------------------
+
+  process(message: Message): void {
+    if (message.type === MessageType.Snap) throw new PeerMessageRefusedError("SnapshotMisrouted", "a snapshot message came without its backend image");
+    this.refuseRemoved(message.from);
+    this.raft.step(message);
+  }
+
+  receiveSnapshot(merged: MergedSnapshot): void {
+    const { message, image } = merged;
+    if (message.type !== MessageType.Snap || message.snapshot === undefined) {
+      throw new PeerMessageRefusedError("SnapshotMisrouted", `a merged snapshot carries a message of type ${MessageType[message.type]}`);
+    }
+    this.refuseRemoved(message.from);
+    this.receivedSnapshots.keep(message.snapshot.metadata.index, image, this.applyLoop.applied);
+    this.raft.step(message);
+  }
+
+  isIdRemoved(id: NodeId): boolean {
+    return this.deps.membership.isRemoved(id);
+  }
+
+  reportUnreachable(id: NodeId): void {
+    this.raft.reportUnreachable(id);
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    this.raft.reportSnapshot(id, ok);
+  }
+
+  private refuseRemoved(from: NodeId): void {
+    if (this.deps.membership.isRemoved(from)) throw new PeerMessageRefusedError("MemberRemoved", "cannot process message from removed member");
   }
 
   // ---- response headers ------------------------------------------------------------------

@@ -5,7 +5,7 @@
  * Record: key = lease ID as 8 bytes big-endian (two's complement); value = 16 bytes, granted TTL
  * and remaining TTL in seconds as big-endian uint64.
  */
-import type { LeasePersistence, LeaseRecord } from "../lease/lessor.js";
+import type { LeasePersistence, LeaseRecord, Lessor } from "../lease/lessor.js";
 import type { StorePort, WriteSession } from "./store-port.js";
 
 export class LeaseRecords implements LeasePersistence {
@@ -56,4 +56,16 @@ function leaseKey(id: bigint): Buffer {
   const b = Buffer.alloc(8);
   b.writeBigInt64BE(id);
   return b;
+}
+
+/**
+ * Reloads the lessor from the store (start-up, or after a snapshot is installed): its leases from
+ * the lease records, then their keys from the keys that name them (the store remembers each key's
+ * lease). Rejects like Lessor.recover().
+ */
+export async function recoverLeases(lessor: Lessor, store: StorePort): Promise<void> {
+  await lessor.recover();
+  store.forEachLeasedKey((key, lease) => {
+    if (lessor.lookup(lease) !== undefined) lessor.attach(lease, [key]);
+  });
 }

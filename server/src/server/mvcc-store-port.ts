@@ -1,5 +1,5 @@
 /** Adapts the mvcc layer (MvccStore on its Backend) to the member's StorePort. */
-import { Backend, BackendBatch, BucketName, encodeUint64 } from "../mvcc/backend/backend.js";
+import { Backend, BackendBatch, BucketName, encodeUint64, type BackendImage } from "../mvcc/backend/backend.js";
 import { MvccStore, WriteTxn } from "../mvcc/kv-store.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 import type { StoreRangeOptions, StoreRangeResult } from "./apply/kv-ops.js";
@@ -99,6 +99,18 @@ export class MvccStorePort implements StorePort {
     const out: [Buffer, Buffer][] = [];
     for await (const kv of this.backend.iterate(BUCKETS[bucket])) out.push(kv);
     return out;
+  }
+
+  forEachLeasedKey(visit: (key: Buffer, lease: bigint) => void): void {
+    this.mvcc.forEachLeasedKey(visit);
+  }
+
+  image(): BackendImage {
+    return this.backend.iterateAll();
+  }
+
+  restore(image: BackendImage): Promise<void> {
+    return this.mvcc.restore(image);
   }
 
   sizeBytes(): Promise<number> {

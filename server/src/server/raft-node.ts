@@ -7,20 +7,24 @@
  *      in-memory raft storage;
  *   3. a follower sends its messages only now (its votes and acks promise durable state);
  *   4. hand the snapshot and committed entries to the apply pipeline (applied strictly in order,
- *      asynchronously; a batch holding a conf change is waited for before advancing, because
- *      the core must see the new configuration);
+ *      asynchronously; a batch holding a snapshot or a conf change is waited for before
+ *      advancing, because the core must see the new state and configuration);
  *   5. advance.
+ *
+ * Messages go to the PeerTransport, except MsgSnap: the member sends those merged with its
+ * backend image (ReadyHandler.sendSnapshot), as etcd's server does with its raftNode's msgSnapC.
  *
  * Many proposals that arrive while one fsync is in flight land in the next Ready together, so
  * they share one fsync (group commit) without any timer.
  */
 import {
-  ConfChange, ConfState, EntryType, Entry, Message, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
+  ConfChange, ConfState, EntryType, Entry, Message, MessageType, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
 } from "../raft/types.js";
 import type { RawNode, RaftStatus } from "../raft/raw-node.js";
 import type { MemoryStorage } from "../raft/storage.js";
 import type { Clock, TimerHandle } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
+import type { MergedSnapshot } from "./transport-port.js";
 
 /** Durable log the loop writes to (the WAL). */
 export interface LogPersistence {
@@ -36,9 +40,15 @@ export interface SnapshotPersistence {
   purge(keep: number): Promise<unknown>;
 }
 
-/** Delivers messages to other members; must not block. */
+/** Delivers messages to other members (the sending end; see transport-port.ts). */
 export interface PeerTransport {
+  /** Sends messages of any type but MsgSnap, best effort; must not block. */
   send(messages: Message[]): void;
+  /**
+   * Sends a merged snapshot (a MsgSnap with the backend image it stands for); must not block.
+   * The transport reports the outcome through the sender's PeerHandler.reportSnapshot, once.
+   */
+  sendSnapshot(merged: MergedSnapshot): void;
 }
 
 /**
@@ -54,6 +64,11 @@ export interface ReadyHandler {
   onSoftState(state: SoftState): void;
   /** Called after each advance(), when the core may take new instructions (e.g. campaign). */
   afterAdvance(): void;
+  /**
+   * A MsgSnap the core wants sent: the member sends it merged with its backend image through
+   * PeerTransport.sendSnapshot (etcd's msgSnapC and createMergedSnapshotMessage).
+   */
+  sendSnapshot(message: Message): void;
 }
 
 /**
@@ -252,8 +267,21 @@ export class RaftNode {
     }
   }
 
+  /** Sends a Ready's messages: MsgSnap through the member, which merges them, the rest as they are. */
+  private send(messages: Message[], handler: ReadyHandler): void {
+    let ordinary = messages;
+    if (messages.some((m) => m.type === MessageType.Snap)) {
+      ordinary = [];
+      for (const m of messages) {
+        if (m.type === MessageType.Snap) handler.sendSnapshot(m);
+        else ordinary.push(m);
+      }
+    }
+    if (ordinary.length > 0) this.deps.transport.send(ordinary);
+  }
+
   private async loop(handler: ReadyHandler): Promise<void> {
-    const { rawNode, storage, wal, snapshotter, transport } = this.deps;
+    const { rawNode, storage, wal, snapshotter } = this.deps;
     while (!this.stopped) {
       if (!rawNode.hasReady()) {
         await new Promise<void>((resolve) => {
@@ -270,7 +298,7 @@ export class RaftNode {
       }
       if (rd.hardState) this.term = rd.hardState.term;
       const leader = this.role === StateRole.Leader;
-      if (leader && rd.messages.length > 0) transport.send(rd.messages);
+      if (leader && rd.messages.length > 0) this.send(rd.messages, handler);
 
       const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
       const applyFirst = this.options.unsafeTestingKnobs?.applyBeforePersist === true && !hasSnapshot;
@@ -297,7 +325,7 @@ export class RaftNode {
       if (rd.hardState) storage.setHardState(rd.hardState);
       if (rd.entries.length > 0) storage.append(rd.entries);
       this.deps.observer?.persisted?.(rd, storage);
-      if (!leader && rd.messages.length > 0) transport.send(rd.messages);
+      if (!leader && rd.messages.length > 0) this.send(rd.messages, handler);
       if (rd.readStates.length > 0) handler.onReadStates(rd.readStates);
 
       if (!applyFirst && (hasSnapshot || rd.committedEntries.length > 0)) {

@@ -9,6 +9,7 @@
  *                                  // then the store advances its revision and notifies watchers
  * Only one write session is open at a time (the apply loop is serial).
  */
+import type { BackendImage } from "../mvcc/backend/backend.js";
 import type { KvReader, KvWriter } from "./apply/kv-ops.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 
@@ -35,8 +36,25 @@ export interface StorePort extends KvReader {
    */
   compact(session: WriteSession, revision: number): Promise<void>;
   hashKV(revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
-  /** Every record of a bucket (start-up). */
+  /** Every record of a bucket (start-up, and after a snapshot is installed). */
   loadRecords(bucket: RecordBucket): Promise<[Buffer, Buffer][]>;
+  /**
+   * Visits every live key that has a lease, with that lease (the lessor re-attaches them).
+   * Synchronous; the visitor must not write.
+   */
+  forEachLeasedKey(visit: (key: Buffer, lease: bigint) => void): void;
+  /**
+   * The backend as an image (what a leader's merged snapshot carries), read lazily: from one
+   * LevelDB snapshot taken when it is first iterated, so its consistent index is at least the
+   * one of every raft snapshot taken before that.
+   */
+  image(): BackendImage;
+  /**
+   * Replaces everything with `image` (a leader's backend) and rebuilds the store from it; watchers
+   * catch up from the new contents (see MvccStore.restore). Only between applied entries (no
+   * write session open). Rejects with the backend's errors: the member must stop.
+   */
+  restore(image: BackendImage): Promise<void>;
   sizeBytes(): Promise<number>;
   /** Makes everything written so far durable (before the WAL behind it is released). */
   sync(): Promise<void>;

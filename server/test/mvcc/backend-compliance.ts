@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Backend, BackendClosedError, BackendFailedError, type IterateRange } from "../../src/mvcc/backend/backend.js";
 import { MvccStore } from "../../src/mvcc/kv-store.js";
+import { systemClock } from "../../src/pkg/clock.js";
 import type { EngineDisk } from "./storage-engine-compliance.js";
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -165,7 +166,7 @@ export function describeBackend(name: string, newDisk: () => Promise<EngineDisk>
     });
 
     it("carries the revisioned store across a reopen", async () => {
-      let store = await MvccStore.open(backend, {});
+      let store = await MvccStore.open(backend, {}, { clock: systemClock });
       for (let i = 1; i <= 5; i++) {
         const txn = store.write();
         txn.put(b(`k${i % 3}`), b(`v${i}`), 0n);
@@ -176,7 +177,7 @@ export function describeBackend(name: string, newDisk: () => Promise<EngineDisk>
       }
       await store.close();
       await reopen();
-      store = await MvccStore.open(backend, {});
+      store = await MvccStore.open(backend, {}, { clock: systemClock });
       const r = await store.range(b("k"), b("l"), {});
       expect(r.kvs.map((kv) => `${kv.key}=${kv.value}@${kv.modRevision}`)).toEqual(["k0=v3@4", "k1=v4@5", "k2=v5@6"]);
       expect(store.currentRevision).toBe(6);

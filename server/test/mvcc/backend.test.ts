@@ -159,6 +159,56 @@ describe("Backend", () => {
     await t.cleanup();
   });
 
+  it("replace swaps every bucket for an image's, the consistent index and term last", async () => {
+    const old = backend.batch();
+    for (let i = 0; i < 12_000; i++) old.put("key", b(`old-${String(i).padStart(6, "0")}`), b("o"));
+    old.put("lease", b("gone"), b("l"));
+    old.setConsistentIndex(5, 2);
+    await backend.write(old);
+
+    const t = await tempDir();
+    const source = await Backend.open(t.dir);
+    const img = source.batch();
+    for (let i = 0; i < 25_000; i++) img.put("key", b(`new-${String(i).padStart(6, "0")}`), Buffer.alloc(200, i % 251));
+    img.put("members", b("m"), b("x"));
+    img.setConsistentIndex(40, 3);
+    await source.write(img);
+    const expected: string[] = [];
+    for await (const [k, v] of source.iterateAll()) expected.push(`${k.toString("hex")}=${v.toString("hex")}`);
+
+    await backend.replace(source.iterateAll());
+    expect(backend.consistentIndex()).toBe(40);
+    expect(backend.consistentTerm()).toBe(3);
+    const got: string[] = [];
+    for await (const [k, v] of backend.iterateAll()) got.push(`${k.toString("hex")}=${v.toString("hex")}`);
+    expect(got).toEqual(expected);
+    // later writes go on from the image's consistent index
+    const next = backend.batch();
+    next.setConsistentIndex(41);
+    await backend.write(next);
+    await backend.close();
+    backend = await Backend.open(dir);
+    expect(backend.consistentIndex()).toBe(41);
+    expect(await backend.get("lease", b("gone"))).toBeUndefined();
+    await source.close();
+    await t.cleanup();
+  });
+
+  it("replace with an image without a consistent index leaves none", async () => {
+    const old = backend.batch();
+    old.put("members", b("m"), b("x"));
+    old.setConsistentIndex(9, 1);
+    await backend.write(old);
+    async function* image(): AsyncIterable<[Buffer, Buffer]> {
+      yield [Buffer.from([0x03, 0x01]), b("lease")];
+    }
+    await backend.replace(image());
+    expect(backend.consistentIndex()).toBe(0);
+    expect(backend.consistentTerm()).toBe(0);
+    expect(await backend.get("members", b("m"))).toBeUndefined();
+    expect((await backend.get("lease", Buffer.from([0x01])))?.toString()).toBe("lease");
+  });
+
   it("reports its size on disk", async () => {
     const batch = backend.batch();
     for (let i = 0; i < 100; i++) batch.put("key", b(`k${i}`), Buffer.alloc(1000, i));

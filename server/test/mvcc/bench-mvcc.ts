@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Backend } from "../../src/mvcc/backend/backend.js";
 import { MvccStore } from "../../src/mvcc/kv-store.js";
+import { systemClock } from "../../src/pkg/clock.js";
 
 const PUTS = Number(process.env.PUTS ?? 100_000);
 const KEYS = Number(process.env.KEYS ?? 10_000);
@@ -20,7 +21,7 @@ function key(i: number): Buffer {
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), "etcd-ts-mvcc-bench-"));
   const backend = await Backend.open(dir);
-  const store = await MvccStore.open(backend);
+  const store = await MvccStore.open(backend, {}, { clock: systemClock });
   const value = Buffer.alloc(VALUE_BYTES, 0x61);
   let ci = 0;
   let seed = 12345;
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
   await backend.close();
   const backend2 = await Backend.open(dir);
   t0 = performance.now();
-  const store2 = await MvccStore.open(backend2, { valueCacheBytes: 0, syncReadMissesMax: Number(process.env.SYNC_READS ?? 4) });
+  const store2 = await MvccStore.open(backend2, { valueCacheBytes: 0, syncReadMissesMax: Number(process.env.SYNC_READS ?? 4) }, { clock: systemClock });
   ms = performance.now() - t0;
   console.log(`reopen (index rebuild of ${2 * PUTS} revisions): ${Math.round(ms)} ms`);
   t0 = performance.now();

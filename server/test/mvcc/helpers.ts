@@ -2,7 +2,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Backend } from "../../src/mvcc/backend/backend.js";
-import { MvccStore, type MvccStoreOptions } from "../../src/mvcc/kv-store.js";
+import { MvccStore, type MvccStoreDeps, type MvccStoreOptions } from "../../src/mvcc/kv-store.js";
+import { systemClock } from "../../src/pkg/clock.js";
 import type { Event, KeyValue } from "../../src/mvcc/key-value.js";
 
 export const b = (s: string): Buffer => Buffer.from(s);
@@ -20,12 +21,13 @@ export class Harness {
     public backend: Backend,
     public store: MvccStore,
     private readonly options: MvccStoreOptions,
+    private readonly deps: MvccStoreDeps,
   ) {}
 
-  static async open(dir: string, options: MvccStoreOptions = {}): Promise<Harness> {
+  static async open(dir: string, options: MvccStoreOptions = {}, deps: MvccStoreDeps = { clock: systemClock }): Promise<Harness> {
     const backend = await Backend.open(dir);
-    const store = await MvccStore.open(backend, options);
-    return new Harness(dir, backend, store, options);
+    const store = await MvccStore.open(backend, options, deps);
+    return new Harness(dir, backend, store, options, deps);
   }
 
   index = 0;
@@ -60,7 +62,7 @@ export class Harness {
     await this.store.close();
     await this.backend.close();
     this.backend = await Backend.open(this.dir);
-    this.store = await MvccStore.open(this.backend, options);
+    this.store = await MvccStore.open(this.backend, options, this.deps);
     this.index = this.backend.consistentIndex();
   }
 
@@ -76,3 +78,5 @@ export function seedFromEnv(): number {
 }
 
 export { seededUniform as rng } from "../../../test/harness/seeded-random.js";
+
+export { ManualClock } from "../../src/pkg/clock.js";

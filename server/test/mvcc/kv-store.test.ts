@@ -3,7 +3,7 @@ import { ErrCompacted, ErrFutureRev } from "../../src/mvcc/errors.js";
 import { Bucket } from "../../src/mvcc/backend/backend.js";
 import { META_FINISHED_COMPACT, META_SCHEDULED_COMPACT } from "../../src/mvcc/kv-store.js";
 import { encodeRevisionValue } from "../../src/mvcc/revision.js";
-import { b, Harness, s, tempDir } from "./helpers.js";
+import { b, Harness, ManualClock, s, tempDir } from "./helpers.js";
 
 const ZERO = Buffer.from([0]);
 
@@ -394,6 +394,31 @@ describe("restart", () => {
     await h.reopen();
     expect(h.store.compactRevision).toBe(9);
     expect((await h.store.hashKV(11)).hash).toBe(hashDuring.hash);
+  });
+
+  it("pauses between compaction batches on the store's clock", async () => {
+    const t = await tempDir();
+    const clock = new ManualClock();
+    const h2 = await Harness.open(t.dir, { compactionBatchEntries: 3, compactionPauseMs: 5 }, { clock });
+    for (let i = 0; i < 12; i++) await h2.put(`k${i % 2}`, `${i}`);
+    let finished = false;
+    const done = h2.store.compact(12).then(() => (finished = true));
+    let pauses = 0;
+    while (!finished) {
+      if (clock.pendingTimers() === 0) {
+        await new Promise((r) => setImmediate(r));
+        continue;
+      }
+      // Asleep on the clock: only advancing it lets the next batch run.
+      await new Promise((r) => setTimeout(r, 5));
+      expect(clock.pendingTimers()).toBe(1);
+      clock.advance(5);
+      pauses++;
+    }
+    await done;
+    expect(pauses).toBe(3); // 11 key-bucket entries at or below 12, read 3 at a time: 4 batches
+    await h2.close();
+    await t.cleanup();
   });
 
   it("resumes a compaction interrupted half way through its deletions", async () => {

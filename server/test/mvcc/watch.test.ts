@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Event } from "../../src/mvcc/key-value.js";
 import type { WatchMessage, WatchSink } from "../../src/mvcc/watch-hub.js";
 import type { MvccStoreOptions } from "../../src/mvcc/kv-store.js";
-import { b, Harness, rng, s, seedFromEnv, tempDir } from "./helpers.js";
+import { b, Harness, ManualClock, rng, s, seedFromEnv, tempDir } from "./helpers.js";
 
 const ZERO = Buffer.from([0]);
 
@@ -220,6 +220,26 @@ describe("unsynced watchers", () => {
     ws.resume();
     await until(() => ws.isSynced, "the stalled watcher synced", 3000);
     expect(stalled.events.length).toBe(30);
+  });
+
+  it("a refusing consumer's back-off runs on the store's clock, not on wall time", async () => {
+    await h.close();
+    await cleanup();
+    const t = await tempDir();
+    cleanup = t.cleanup;
+    const clock = new ManualClock();
+    h = await Harness.open(t.dir, { watch: { retryDelayMaxMs: 50 } }, { clock });
+    for (let i = 0; i < 3; i++) await h.put("a", `${i}`);
+    const c = new Collector();
+    c.accept = () => false;
+    const w = h.store.watch({ key: b("a"), startRevision: 2, prevKv: false }, c);
+    await until(() => c.refused === 1 && clock.pendingTimers() === 1, "the catch-up loop asleep on the clock");
+    c.accept = () => true;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(c.events).toEqual([]);
+    clock.advance(1);
+    await until(() => w.isSynced, "synced once the clock moved");
+    expect(c.lines).toEqual(["PUT a=0@2", "PUT a=1@3", "PUT a=2@4"]);
   });
 
   it("catch-up fills prevKv from the store", async () => {

@@ -176,6 +176,16 @@ export class BackendBatch {
   }
 }
 
+/**
+ * A whole backend as data: every entry of every bucket as `[fullKey, value]`, the key carrying its
+ * bucket byte, in key order, read from one LevelDB snapshot (`Backend.iterateAll`). Its meta
+ * bucket holds the consistent index the contents are as of. It is what a leader's merged snapshot
+ * carries to a follower, which installs it with `Backend.replace`.
+ * Single pass: it is iterated at most once. A lazily read image (iterateAll's) opens its LevelDB
+ * snapshot at the first `next()`; an image that is never iterated holds nothing open.
+ */
+export type BackendImage = AsyncIterable<[Buffer, Buffer]>;
+
 /** Bounds for `Backend.iterate`, in bucket-key space (without the bucket byte). */
 export interface IterateRange {
   gte?: Buffer;
@@ -197,6 +207,10 @@ interface PendingWrite {
 
 const EMPTY = Buffer.alloc(0);
 const ITERATE_CHUNK = 1000;
+/** `replace` writes the image in batches of at most this many entries... */
+const REPLACE_BATCH_ENTRIES = 10_000;
+/** ...or about this many bytes of keys and values. */
+const REPLACE_BATCH_BYTES = 4 * 1024 * 1024;
 
 export class Backend {
   private closed = false;
@@ -385,10 +399,9 @@ export class Backend {
 
   /**
    * Every entry of every bucket, in LevelDB order, as `[fullKey, value]` (bucket byte included),
-   * from one snapshot: what a snapshot sender streams. A receiver restores by writing the entries
-   * back with `putPrefixed` into an empty backend.
+   * from one snapshot taken at the first `next()`: the backend as an image (see BackendImage).
    */
-  async *iterateAll(): AsyncIterable<[Buffer, Buffer]> {
+  async *iterateAll(): BackendImage {
     const it = this.rawIterator({});
     try {
       for (;;) {
@@ -399,6 +412,59 @@ export class Backend {
     } finally {
       await it.close();
     }
+  }
+
+  /**
+   * Replaces the whole database with `image`: waits for the writes queued before it, deletes
+   * every entry, then writes the image in bounded batches, the consistent index and term records
+   * last, in a synced batch; `consistentIndex()` and `consistentTerm()` then report the image's
+   * (0 when it has none, and from the deletions on until the end). The caller must not write
+   * meanwhile; the database is not readable in a meaningful way until this resolves.
+   * Not atomic: a crash part-way leaves a mix of old and new entries whose stored consistent
+   * index is the old one or none. Its owner must then not trust the database (bootstrap refuses a
+   * backend behind its raft snapshot, which an interrupted install leaves behind).
+   * Rejects like `write` (BackendFailedError: the backend is unusable), or with the image's error.
+   */
+  async replace(image: BackendImage): Promise<void> {
+    this.assertOpen();
+    while (this.writing) await this.idle;
+    const old = this.rawIterator({ values: false });
+    try {
+      for (;;) {
+        const entries = await old.nextv(REPLACE_BATCH_ENTRIES);
+        if (entries.length === 0) break;
+        const batch = this.batch();
+        for (const [k] of entries) batch.delPrefixed(k);
+        await this.write(batch);
+      }
+    } finally {
+      await old.close();
+    }
+    this.consistentIndexValue = this.queuedConsistentIndex = this.termValue = 0;
+    const consistentIndexKey = bucketKey("meta", META_CONSISTENT_INDEX);
+    const termKey = bucketKey("meta", META_TERM);
+    let consistentIndex: Buffer | undefined;
+    let term: Buffer | undefined;
+    let batch = this.batch();
+    let batchBytes = 0;
+    for await (const [k, v] of image) {
+      if (k.equals(consistentIndexKey)) consistentIndex = v;
+      else if (k.equals(termKey)) term = v;
+      else {
+        batch.putPrefixed(k, v);
+        batchBytes += k.length + v.length;
+      }
+      if (batch.size >= REPLACE_BATCH_ENTRIES || batchBytes >= REPLACE_BATCH_BYTES) {
+        await this.write(batch);
+        batch = this.batch();
+        batchBytes = 0;
+      }
+    }
+    if (consistentIndex !== undefined) batch.putPrefixed(consistentIndexKey, consistentIndex);
+    if (term !== undefined) batch.putPrefixed(termKey, term);
+    await this.writeSynced(batch);
+    this.consistentIndexValue = this.queuedConsistentIndex = consistentIndex ? decodeUint64(consistentIndex) : 0;
+    this.termValue = term ? decodeUint64(term) : 0;
   }
 
   /**

@@ -10,14 +10,22 @@
  *   backend group-commits what is queued, so a Ready's entries usually share one LevelDB write.
  *   A conf change waits for the batches before it, and is applied alone.
  * - Every `snapshotCount` applied entries, a raft snapshot is taken at the applied index.
+ * - A snapshot from the leader (its index above the consistent index) is installed before the
+ *   entries after it (etcd's applySnapshot): the backend becomes the image received with it, and
+ *   every view kept beside the backend is reloaded from there (see installSnapshot). A snapshot
+ *   at or below the consistent index carries nothing the backend lacks.
  */
 import { InternalRaftRequest } from "../../gen/etcdserverpb/raft_internal.js";
 import { ErrLeaseNotFound } from "../../lease/errors.js";
+import type { Lessor } from "../../lease/lessor.js";
+import type { BackendImage } from "../../mvcc/backend/backend.js";
 import { decodeConfChange } from "../../raft/conf-change-codec.js";
 import { EntryType, type ConfChange, type ConfState, type Entry, type Snapshot } from "../../raft/types.js";
 import type { Logger } from "../../pkg/logger.js";
 import { applyConfChangeToMembership, memberOfConfChange, validateConfChange } from "../cluster/conf-change.js";
+import type { AlarmStore } from "../alarms.js";
 import type { Membership } from "../cluster/membership.js";
+import { recoverLeases } from "../lease-records.js";
 import type { ApplyBatch } from "../raft-node.js";
 import type { ApplyResult, Proposer } from "../proposer.js";
 import type { StorePort, WriteSession } from "../store-port.js";
@@ -40,6 +48,12 @@ export interface ApplyRaft {
   purgeSnapshots(keep: number): Promise<unknown>;
 }
 
+/** Where the images received with leaders' snapshots wait (received-snapshots.ts). */
+export interface SnapshotImages {
+  /** The image of the snapshot at `index`. @throws Error when none was received (a broken invariant). */
+  take(index: number): BackendImage;
+}
+
 export interface ApplyLoopDeps {
   store: StorePort;
   proposer: Proposer;
@@ -47,8 +61,11 @@ export interface ApplyLoopDeps {
   applier(): Applier;
   raft: ApplyRaft;
   membership: Membership;
+  alarms: AlarmStore;
+  lessor: Lessor;
   /** Where the lessor's records go while an entry is applied. */
   leaseRecords: { bind(session: WriteSession): void; unbind(): void };
+  snapshotImages: SnapshotImages;
   /** A conf change reached raft (the member may campaign once the driver has advanced). */
   onConfChange(): void;
   logger: Logger;
@@ -89,12 +106,14 @@ export class ApplyLoop {
     });
   }
 
-  /** Applies a batch of committed entries (and the snapshot before them) in order. */
+  /**
+   * Applies a batch of committed entries (and the snapshot before them) in order.
+   * Rejects when the backend refuses a write or an invariant is broken (a leader's snapshot
+   * without its image, an image behind its snapshot): the member must stop.
+   */
   async apply(batch: ApplyBatch): Promise<void> {
     if (batch.snapshot) {
-      // A local snapshot carries no state to install: the backend already holds everything up
-      // to the consistent index. (A leader's snapshot is installed by the transport's receiving
-      // side before it reaches raft.)
+      if (batch.snapshot.metadata.index > this.deps.store.consistentIndex()) await this.installSnapshot(batch.snapshot);
       this.appliedIndex = Math.max(this.appliedIndex, batch.snapshot.metadata.index);
       this.confState = batch.snapshot.metadata.confState;
     }
@@ -142,6 +161,28 @@ export class ApplyLoop {
     this.snapshotIndex = index;
     this.deps.logger.info("saved snapshot", { "snapshot-index": index });
     if (this.options.maxSnapshots > 0) await this.deps.raft.purgeSnapshots(this.options.maxSnapshots);
+  }
+
+  /**
+   * Installs a leader's snapshot (etcd's applySnapshot): the store restores the image received
+   * with it (its key index, revisions, compaction and watchers follow), then the membership, the
+   * alarms and the lessor (leases and their keys) are reloaded from the new backend; raft's
+   * configuration is the snapshot's. The image may be newer than the snapshot (its consistent
+   * index above the snapshot's): entries up to that index are then skipped as already applied,
+   * conf changes among them still reaching raft.
+   */
+  private async installSnapshot(snapshot: Snapshot): Promise<void> {
+    const { index, term } = snapshot.metadata;
+    const { store, membership, alarms, lessor, logger } = this.deps;
+    logger.info("applying snapshot", { "applied-index": this.appliedIndex, "incoming-leader-snapshot-index": index, "incoming-leader-snapshot-term": term });
+    await store.restore(this.deps.snapshotImages.take(index));
+    const consistentIndex = store.consistentIndex();
+    if (consistentIndex < index) throw new Error(`the image of the snapshot at ${index} is as of index ${consistentIndex}`);
+    membership.load(await store.loadRecords("members"));
+    alarms.load(await store.loadRecords("alarm"));
+    await recoverLeases(lessor, store);
+    this.snapshotIndex = index;
+    logger.info("applied snapshot", { "snapshot-index": index, "consistent-index": consistentIndex, revision: store.currentRevision });
   }
 
   private reconfigureRaft(cc: ConfChange): void {

@@ -56,8 +56,11 @@ export class Membership {
 
   constructor(readonly clusterId: bigint) {}
 
-  /** Loads persisted records (start-up). */
+  /** Replaces the members with persisted records (start-up, or after a snapshot is installed). */
   load(records: [Buffer, Buffer][]): void {
+    this.members.clear();
+    this.removed.clear();
+    this.clusterVersion = "";
     for (const [k, v] of records) {
       const key = k.toString();
       if (key === "clusterVersion") {
