@@ -1,4 +1,7 @@
-/** Snapshot files: raft snapshots (snapshotter.ts) and streamed state-machine images (snapshot-stream.ts). */
+/**
+ * Snapshot files: raft snapshots (snapshotter.ts, or memory-snapshotter.ts in memory, both
+ * SnapshotStores) and streamed state-machine images (snapshot-stream.ts).
+ */
 export {
   Snapshotter,
   snapshotFileName,
@@ -17,4 +20,6 @@ export {
   SnapshotWriter,
   type SnapshotStreamInfo,
 } from "./snapshot-stream.js";
+export type { SnapshotStore } from "./snapshot-store.js";
+export { MemorySnapDir, MemorySnapshotter, type MemorySnapDirOptions, type MemorySnapshotterOptions } from "./memory-snapshotter.js";
 export { ErrSnapshotCorrupt, ErrNoSnapshot } from "./errors.js";

@@ -21,6 +21,7 @@ import path from "node:path";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
 import type { Snapshot } from "../raft/types.js";
 import { ErrNoSnapshot, ErrSnapshotCorrupt } from "./errors.js";
+import type { SnapshotStore } from "./snapshot-store.js";
 import { writeFileAtomic } from "./fs-durable.js";
 import { fsyncDir } from "../pkg/fsync-dir.js";
 import { readU64LE, writeU64LE } from "../pkg/u64-le.js";
@@ -127,7 +128,7 @@ export function decodeSnapshotFile(file: string, buf: Buffer): Snapshot {
   return { metadata: { index, term, confState: { voters: lists[0]!, learners: lists[1]! } }, data };
 }
 
-export class Snapshotter {
+export class Snapshotter implements SnapshotStore {
   readonly dir: string;
   private readonly logger: SnapLogger;
 
