@@ -40,7 +40,6 @@ import path from "node:path";
 import type { ConfState, Entry, HardState } from "../raft/types.js";
 import { acquireDirLock, type DirLock } from "./dir-lock.js";
 import {
-  ErrSnapshotMismatch,
   ErrSnapshotNotFound,
   ErrWalClosed,
   ErrWalCorrupt,
@@ -69,6 +68,7 @@ import {
   type WalSnapshot,
 } from "./record-codec.js";
 import { scanSegment, SegmentChainError, type ScannedRecord } from "./segment-scan.js";
+import { validSnapshots, WalReplay } from "./wal-replay.js";
 
 export interface WalLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -391,44 +391,25 @@ export class Wal {
       for (let i = 0; i < segments.length; i++) if (segments[i]!.firstIndex <= from.index) start = i;
       if (start < 0) throw new ErrWalNotFound(dir, `no segment can hold index ${from.index}`);
 
-      const entries: Entry[] = [];
-      let hardState: HardState = { ...EMPTY_HARD_STATE };
-      let matched = false;
-      let lastEntryIndex = 0;
+      const replay = new WalReplay(from);
       const { metadata, last } = await readSegments(dir, segments.slice(start), (r, file) => {
         switch (r.type) {
-          case RecordType.Entry: {
-            const e = decodeEntry(r.buf, r.payloadStart, r.payloadEnd);
-            if (e.index > from.index) {
-              const up = e.index - from.index - 1;
-              if (up > entries.length) {
-                throw new ErrWalCorrupt(file, r.offsetBytes, `entry ${e.index} leaves a gap after index ${from.index + entries.length}`);
-              }
-              entries.length = up;
-              entries.push(e);
-            }
-            lastEntryIndex = e.index;
+          case RecordType.Entry:
+            replay.entry(decodeEntry(r.buf, r.payloadStart, r.payloadEnd), file, r.offsetBytes);
             break;
-          }
           case RecordType.HardState:
-            hardState = decodeHardState(r.buf, r.payloadStart, r.payloadEnd);
+            replay.hardStateRecord(decodeHardState(r.buf, r.payloadStart, r.payloadEnd));
             break;
-          case RecordType.Snapshot: {
-            const s = decodeSnapshot(r.buf, r.payloadStart, r.payloadEnd);
-            if (s.index === from.index) {
-              if (s.term !== from.term) throw new ErrSnapshotMismatch(from.index, from.term, s.term);
-              matched = true;
-            }
-            // As when writing: entries after a marker continue from its index.
-            if (s.index > lastEntryIndex) lastEntryIndex = s.index;
+          case RecordType.Snapshot:
+            replay.snapshot(decodeSnapshot(r.buf, r.payloadStart, r.payloadEnd));
             break;
-          }
           default:
             break;
         }
       });
       if (metadata === undefined) throw new ErrWalCorrupt(path.join(dir, segments[start]!.name), 0, "no metadata record");
-      if (!matched) throw new ErrSnapshotNotFound(from.index, from.term);
+      if (!replay.matched) throw new ErrSnapshotNotFound(from.index, from.term);
+      const { hardState, entries } = replay;
 
       // Make the newest segment appendable.
       fh = await fsp.open(last.path, "r+");
@@ -468,7 +449,7 @@ export class Wal {
       const wal = new Wal(dir, opts, lock, metadata, segments, { info: last.info, path: last.path, fh }, {
         offsetBytes,
         chain,
-        lastIndex: Math.max(lastEntryIndex, from.index),
+        lastIndex: Math.max(replay.lastIndex, from.index),
         hardState,
       });
       return { wal, metadata, hardState, entries };
@@ -493,7 +474,7 @@ export class Wal {
       if (r.type === RecordType.Snapshot) snaps.push(decodeSnapshot(r.buf, r.payloadStart, r.payloadEnd));
       else if (r.type === RecordType.HardState) hardState = decodeHardState(r.buf, r.payloadStart, r.payloadEnd);
     });
-    return snaps.filter((s) => s.index <= hardState.commit);
+    return validSnapshots(snaps, hardState);
   }
 
   /**
