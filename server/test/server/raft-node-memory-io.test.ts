@@ -13,6 +13,7 @@ import { RaftNode, type LogPersistence, type SnapshotPersistence } from "../../s
 import { MemoryWalDir } from "../../src/wal/index.js";
 import { MemorySnapDir, MemorySnapshotter } from "../../src/snap/index.js";
 import { createLogger } from "../../src/pkg/logger.js";
+import { systemClock } from "../../src/pkg/clock.js";
 import { SeededRandom, testSeed } from "../../../test/harness/seeded-random.js";
 
 const logger = createLogger({ level: "error" });
@@ -76,21 +77,28 @@ async function startMember(walDir: MemoryWalDir, snapDir: MemorySnapDir): Promis
       storage,
       wal: log,
       snapshotter: snaps,
-      transport: { send: () => undefined },
-      apply: async (batch) => {
-        for (const e of batch.entries) {
-          if (e.type === EntryType.ConfChange) confState = member.raft.withCore((n) => n.applyConfChange(decodeConfChange(e.data)));
-          else if (e.data.length > 0) member.applied.push(new TextDecoder().decode(e.data));
-          member.appliedIndex = e.index;
-        }
+      transport: { send: () => undefined, sendSnapshot: () => undefined },
+      clock: systemClock,
+      fatal: (message, fields) => {
+        throw new Error(`${message} ${JSON.stringify(fields)}`);
       },
-      onReadStates: () => undefined,
-      onSoftState: () => undefined,
       logger,
     },
   );
-  member.raft.start();
-  member.raft.withCore((n) => n.campaign());
+  member.raft.start({
+    apply: async (batch) => {
+      for (const e of batch.entries) {
+        if (e.type === EntryType.ConfChange) confState = member.raft.applyConfChange(decodeConfChange(e.data));
+        else if (e.data.length > 0) member.applied.push(new TextDecoder().decode(e.data));
+        member.appliedIndex = e.index;
+      }
+    },
+    onReadStates: () => undefined,
+    onSoftState: () => undefined,
+    afterAdvance: () => undefined,
+    sendSnapshot: () => undefined,
+  });
+  member.raft.campaign();
   return member;
 }
 
@@ -119,14 +127,14 @@ describe("RaftNode on the in-memory WAL and snapshots", () => {
         for (let i = 0; i < 40; i++) {
           const p = `life${life}-p${i}`;
           proposed.push(p);
-          m.raft.withCore((n) => n.propose(new TextEncoder().encode(p)));
+          m.raft.propose(new TextEncoder().encode(p));
           if (i % 8 === 7) await until("apply", () => m.applied.length === proposed.length);
         }
         await until("apply", () => m.applied.length === proposed.length);
         await m.raft.applied();
         await m.raft.snapshot(m.appliedIndex, m.confState(), new TextEncoder().encode(JSON.stringify(m.applied)), 5);
         await m.raft.purgeSnapshots(2);
-        for (let i = 0; i < 5; i++) m.raft.withCore((n) => n.propose(new TextEncoder().encode(`life${life}-tail${i}`)));
+        for (let i = 0; i < 5; i++) m.raft.propose(new TextEncoder().encode(`life${life}-tail${i}`));
         proposed.push(...Array.from({ length: 5 }, (_, i) => `life${life}-tail${i}`));
         await until("apply", () => m.applied.length === proposed.length);
         await m.raft.stop();
