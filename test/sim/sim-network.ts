@@ -79,7 +79,11 @@ export class SimNetwork<M> {
     if (calm) this.faults = { ...CALM_NETWORK };
   }
 
-  send(from: bigint, to: bigint, msg: M, now: number, clone: (m: M) => M): SendFate {
+  /**
+   * Sends `msg`; `clone` makes a duplicate's copy, or returns undefined for a message that is
+   * never duplicated.
+   */
+  send(from: bigint, to: bigint, msg: M, now: number, clone: (m: M) => M | undefined): SendFate {
     this.sent++;
     if (this.isBlocked(from, to)) {
       this.dropped++;
@@ -91,8 +95,11 @@ export class SimNetwork<M> {
     }
     this.enqueue(from, to, msg, now);
     if (this.rng.chance(this.faults.duplicateRate)) {
-      this.duplicated++;
-      this.enqueue(from, to, clone(msg), now);
+      const copy = clone(msg);
+      if (copy !== undefined) {
+        this.duplicated++;
+        this.enqueue(from, to, copy, now);
+      }
     }
     return "queued";
   }
@@ -107,6 +114,11 @@ export class SimNetwork<M> {
     const top = this.heap[0];
     if (top === undefined || top.deliverAt > now) return undefined;
     return this.pop();
+  }
+
+  /** When the next message falls due, or undefined when none is in flight. */
+  nextDueAt(): number | undefined {
+    return this.heap[0]?.deliverAt;
   }
 
   inFlightCount(): number {

@@ -12,12 +12,13 @@ import type net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { Wal } from "../wal/wal.js";
+import { FsWalDir } from "../wal/wal-dir.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Backend } from "../mvcc/backend/backend.js";
 import { systemClock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import type { EtcdServer } from "../server/etcd-server.js";
-import { bootstrapMember, type WalDirectory } from "../server/bootstrap.js";
+import { bootstrapMember } from "../server/bootstrap.js";
 import { serviceRegistry } from "../api/v3rpc/service-registry.js";
 import { httpHandler } from "../api/http/http-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
@@ -61,17 +62,6 @@ function clientTlsOptions(cfg: ServerConfig): tls.TlsOptions | undefined {
   return options;
 }
 
-/** The WAL directory on disk, for bootstrap. */
-function walDirectory(dir: string, logger: Logger): WalDirectory {
-  const options = { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION };
-  return {
-    exists: () => Wal.exists(dir),
-    create: (metadata) => Wal.create(dir, metadata, options),
-    open: (from) => Wal.open(dir, from, options),
-    validSnapshotEntries: () => Wal.validSnapshotEntries(dir),
-  };
-}
-
 export async function startMember(cfg: ServerConfig, logger: Logger): Promise<RunningMember> {
   const memberDir = path.join(cfg.dataDir, "member");
   const walDir = cfg.walDir !== "" ? cfg.walDir : path.join(memberDir, "wal");
@@ -104,7 +94,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       autoCompactionRetention: cfg.autoCompactionRetention,
     },
     {
-      wal: walDirectory(walDir, logger),
+      wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION } }),
       snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
       backend: await Backend.open(path.join(snapDir, "db")),
       transport: { send: () => undefined, sendSnapshot: () => undefined },

@@ -256,6 +256,9 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
   if (confRecord !== undefined && consistentIndex > applied && atIndex !== undefined) {
     confState = decodeConfState(confRecord);
     storage.applySnapshot({ metadata: { index: consistentIndex, term: atIndex.term, confState }, data: new Uint8Array(0) });
+    // What was applied was committed: a HardState whose commit-only update did not reach the
+    // disk (it is written without fsync) may lag the backend, never the other way round.
+    if (opened.hardState.commit < consistentIndex) storage.setHardState({ ...opened.hardState, commit: consistentIndex });
     applied = consistentIndex;
     entries = entries.filter((e) => e.index > consistentIndex);
   }

@@ -1,0 +1,510 @@
+/**
+ * One seeded run of the simulation on real members (real-cluster.ts):
+ *
+ *  1. fault phase: clients call the members' client-facing methods (Put, Range linearizable and
+ *     serializable, DeleteRange, Txn compare-and-set, Compact) on random members, and watchers
+ *     watch the whole key space of every member incarnation from random start revisions, while
+ *     the run crashes and restarts members (losing unsynced writes), partitions the network
+ *     (symmetric and one-way), and drops, delays, duplicates and reorders messages;
+ *  2. liveness phase: the network heals and every member runs again; within a bound, a write must
+ *     be acknowledged and applied by every member, and all members must hold the same store
+ *     (revision and HashKV);
+ *  3. checks: Raft's safety properties on every Ready (ready-check.ts); the client history is
+ *     linearizable (etcd-model.ts, per key, plus the revision order across keys); the watch
+ *     guarantees hold and the watched history agrees with every acknowledged write and every
+ *     serializable read (watch-check.ts).
+ * Everything derives from the seed: the same seed replays the same run.
+ */
+import { PutRequest, RangeRequest, DeleteRangeRequest, TxnRequest, Compare_CompareResult, Compare_CompareTarget } from "../../server/src/gen/etcdserverpb/rpc.js";
+import { checkLinearizable } from "./linearizability.js";
+import { checkRevisionLinearization, checkRevisionOrder, etcdModel, type EtcdInput, type EtcdOperation, type EtcdOutput } from "./etcd-model.js";
+import { RealCluster, type RealMember } from "./real-cluster.js";
+import { MemberChecks } from "./member-checks.js";
+import { SimRng } from "./sim-rng.js";
+import { Violation } from "./safety-checker.js";
+import { checkAcknowledgedWrites, checkWatches, type RevisionHistory, type SeenEvent, type WatchRecord } from "./watch-check.js";
+
+export interface RealSimProfile {
+  seed: number;
+  members: number;
+  clients: number;
+  keys: string[];
+  faultMs: number;
+  livenessBoundMs: number;
+  /** Probability per fault slot (every heartbeat) of one fault. */
+  faultRate: number;
+  crashes: boolean;
+  partitions: boolean;
+  networkFaults: boolean;
+  compactions: boolean;
+  heartbeatMs: number;
+  electionMs: number;
+  snapshotCount: number;
+}
+
+export interface RealSimOverrides {
+  members?: number;
+  faultMs?: number;
+  crashes?: boolean;
+  partitions?: boolean;
+  networkFaults?: boolean;
+}
+
+export function realProfile(seed: number, o: RealSimOverrides = {}): RealSimProfile {
+  const rng = new SimRng(seed).fork("profile");
+  const keyCount = rng.between(1, 3);
+  return {
+    seed,
+    members: o.members ?? rng.pick([3, 3, 5]),
+    clients: rng.between(2, 5),
+    keys: Array.from({ length: keyCount }, (_, i) => `k${i}`),
+    faultMs: o.faultMs ?? rng.between(1500, 3000),
+    livenessBoundMs: 30 * 100,
+    faultRate: rng.pick([0.02, 0.05, 0.1]),
+    crashes: o.crashes ?? rng.chance(0.8),
+    partitions: o.partitions ?? rng.chance(0.7),
+    networkFaults: o.networkFaults ?? rng.chance(0.7),
+    compactions: rng.chance(0.5),
+    heartbeatMs: 10,
+    electionMs: 100,
+    snapshotCount: rng.pick([10, 50, 10_000]),
+  };
+}
+
+export interface RealSimResult {
+  ok: boolean;
+  failure?: string;
+  profile: RealSimProfile;
+  /** How linearizability was decided: from the revisions, by search, or not (search bound). */
+  linearizability: "revisions" | "search" | "undecided";
+  stats: { ops: number; unknown: number; crashes: number; readies: number; messages: number; watchEvents: number; finalRevision: number };
+}
+
+const enc = (s: string): Buffer => Buffer.from(s);
+
+interface PendingOp {
+  op: EtcdOperation;
+  member: RealMember;
+  incarnation: number;
+}
+
+export async function runRealSimulation(profile: RealSimProfile): Promise<RealSimResult> {
+  const rng = new SimRng(profile.seed);
+  const faultRng = rng.fork("faults");
+  const clientRng = rng.fork("clients");
+  const checks = new MemberChecks();
+  const cluster = new RealCluster(
+    {
+      members: profile.members,
+      heartbeatMs: profile.heartbeatMs,
+      electionMs: profile.electionMs,
+      requestTimeoutMs: 10 * profile.electionMs,
+      snapshotCount: profile.snapshotCount,
+      snapshotCatchUpEntries: 5,
+      preVote: true,
+      backgroundFlushRate: 0.05,
+    },
+    rng.fork("cluster"),
+    (m) => checks.observer(m.id),
+  );
+  let seq = 0;
+  const tick = (): number => ++seq;
+  const history: EtcdOperation[] = [];
+  const serializableReads: { key: string; value: string | null; modRevision: number; revision: number; what: string }[] = [];
+  const pending = new Set<PendingOp>();
+  const watches: WatchRecord[] = [];
+  let crashes = 0;
+  let failure: string | undefined;
+  let valueSeq = 0;
+
+  const fail = (why: string): void => {
+    failure ??= why;
+  };
+
+  const openWatcher = (m: RealMember): void => {
+    const server = m.member!.server;
+    const current = server.store.currentRevision;
+    const from = clientRng.chance(0.5) ? 0 : clientRng.between(1, current);
+    const record: WatchRecord = { label: `${m.name}#${m.incarnation} from ${from || "head"}`, startRevision: from === 0 ? current + 1 : from, responses: [] };
+    watches.push(record);
+    server.store.watch({ key: Buffer.from([0]), end: Buffer.from([0]), startRevision: from, prevKv: false }, {
+      send(message) {
+        if ("compactRevision" in message) {
+          record.compactRevision = message.compactRevision;
+          return true;
+        }
+        if (message.events.length === 0) return true;
+        record.responses.push(
+          message.events.map((e): SeenEvent => ({ type: e.type, key: e.kv.key.toString(), value: e.type === "PUT" ? e.kv.value.toString() : "", modRevision: e.kv.modRevision })),
+        );
+        return true;
+      },
+    });
+  };
+
+  const startMember = async (m: RealMember): Promise<void> => {
+    await cluster.start(m);
+    if (m.alive) openWatcher(m);
+  };
+
+  const crash = (m: RealMember): void => {
+    if (!m.alive) return;
+    cluster.crash(m);
+    crashes++;
+    for (const p of pending) {
+      if (p.member === m) pending.delete(p);
+    }
+  };
+
+  /** Issues one client operation to a random live member. */
+  const issue = (clientId: number): void => {
+    const live = cluster.members.filter((m) => m.alive);
+    if (live.length === 0) return;
+    const m = clientRng.pick(live);
+    const server = m.member!.server;
+    const key = clientRng.pick(profile.keys);
+    const roll = clientRng.float();
+    const value = `c${clientId}-${++valueSeq}`;
+    let input: EtcdInput;
+    let call: () => Promise<EtcdOutput>;
+    if (profile.compactions && roll < 0.02) {
+      const target = server.store.currentRevision - clientRng.between(0, 20);
+      if (target > 1) void server.compact({ revision: BigInt(target), physical: false }).catch(() => undefined);
+      return;
+    }
+    if (roll < 0.4) {
+      input = { kind: "put", key, value };
+      call = async () => {
+        const r = await server.put(PutRequest.fromPartial({ key: enc(key), value: enc(value) }));
+        return { kind: "put", revision: Number(r.header!.revision) };
+      };
+    } else if (roll < 0.75) {
+      const serializable = roll >= 0.65;
+      const at = tick();
+      void server.range(RangeRequest.fromPartial({ key: enc(key), serializable })).then(
+        (r) => {
+          const kv = r.kvs[0];
+          const output: EtcdOutput = { kind: "get", value: kv ? kv.value.toString() : null, modRevision: kv ? Number(kv.modRevision) : 0, revision: Number(r.header!.revision) };
+          if (serializable) {
+            if (m.member?.server === server) serializableReads.push({ key, value: output.value, modRevision: output.modRevision, revision: output.revision, what: `serializable get(${key}) on ${m.name}` });
+          } else {
+            history.push({ clientId, input: { kind: "get", key }, output, call: at, ret: tick() });
+          }
+        },
+        () => undefined,
+      );
+      return;
+    } else if (roll < 0.85) {
+      input = { kind: "delete", key };
+      call = async () => {
+        const r = await server.deleteRange(DeleteRangeRequest.fromPartial({ key: enc(key) }));
+        return { kind: "delete", deleted: Number(r.deleted), revision: Number(r.header!.revision) };
+      };
+    } else {
+      const expected = clientRng.chance(0.3) ? null : lastValueSeen(key);
+      input = { kind: "cas", key, expected, value };
+      call = async () => {
+        const compare = expected === null
+          ? { key: enc(key), target: Compare_CompareTarget.CREATE, result: Compare_CompareResult.EQUAL, createRevision: 0n }
+          : { key: enc(key), target: Compare_CompareTarget.VALUE, result: Compare_CompareResult.EQUAL, value: enc(expected) };
+        const r = await server.txn(TxnRequest.fromPartial({
+          compare: [compare],
+          success: [{ requestPut: { key: enc(key), value: enc(value) } }],
+          failure: [{ requestRange: { key: enc(key) } }],
+        }));
+        const read = r.responses[0]?.responseRange?.kvs[0];
+        return {
+          kind: "cas",
+          succeeded: r.succeeded,
+          revision: Number(r.header!.revision),
+          value: read ? read.value.toString() : null,
+          modRevision: read ? Number(read.modRevision) : 0,
+        };
+      };
+    }
+    const op: EtcdOperation = { clientId, input, output: undefined, call: tick(), ret: Infinity };
+    history.push(op);
+    const p: PendingOp = { op, member: m, incarnation: m.incarnation };
+    pending.add(p);
+    call().then(
+      (output) => {
+        if (!pending.has(p)) return;
+        pending.delete(p);
+        op.output = output;
+        op.ret = tick();
+      },
+      () => pending.delete(p),
+    );
+  };
+
+  /** The last value any client wrote to `key` (a likely CAS expectation). */
+  const lastValueSeen = (key: string): string | null => {
+    for (let i = history.length - 1; i >= 0; i--) {
+      const inp = history[i]!.input;
+      if (inp.key === key && (inp.kind === "put" || inp.kind === "cas")) return inp.value;
+    }
+    return null;
+  };
+
+  const injectFault = (): void => {
+    const kinds: string[] = [];
+    if (profile.crashes) kinds.push("crash", "crash-leader", "restart");
+    if (profile.partitions) kinds.push("partition", "one-way", "heal");
+    if (profile.networkFaults) kinds.push("network");
+    if (kinds.length === 0) return;
+    const kind = faultRng.pick(kinds);
+    const ids = cluster.members.map((m) => m.id);
+    switch (kind) {
+      case "crash": {
+        const m = faultRng.pick(cluster.members);
+        crash(m);
+        cluster.schedule(cluster.now + faultRng.between(50, 500), () => startMember(m));
+        break;
+      }
+      case "crash-leader": {
+        const leader = cluster.members.find((m) => m.member?.server.isLeader);
+        if (leader) {
+          crash(leader);
+          cluster.schedule(cluster.now + faultRng.between(50, 500), () => startMember(leader));
+        }
+        break;
+      }
+      case "restart":
+        for (const m of cluster.members) if (!m.alive) void startMember(m);
+        break;
+      case "partition": {
+        const shuffled = faultRng.shuffled(ids);
+        const cut = faultRng.between(1, shuffled.length - 1);
+        cluster.network.partition([shuffled.slice(0, cut), shuffled.slice(cut)]);
+        break;
+      }
+      case "one-way": {
+        const [a, b] = faultRng.shuffled(ids);
+        cluster.network.blockOneWay(a!, b!);
+        break;
+      }
+      case "heal":
+        cluster.network.heal(false);
+        break;
+      case "network":
+        cluster.network.setFaults({
+          dropRate: faultRng.pick([0, 0.05, 0.2]),
+          duplicateRate: faultRng.pick([0, 0.05, 0.1]),
+          minDelayUnits: 1,
+          maxDelayUnits: faultRng.pick([3, 20, 60]),
+        });
+        break;
+    }
+  };
+
+  try {
+    for (const m of cluster.members) await startMember(m);
+    const faultEnd = cluster.now + profile.faultMs;
+    // Clients: each issues an operation every few milliseconds of virtual time.
+    for (let c = 0; c < profile.clients; c++) {
+      const loop = (): void => {
+        if (failure !== undefined) return;
+        issue(c);
+        if (cluster.now < faultEnd) cluster.schedule(cluster.now + clientRng.between(1, 40), loop);
+      };
+      cluster.schedule(cluster.now + clientRng.between(1, 40), loop);
+    }
+    for (let t = cluster.now + profile.heartbeatMs; t < faultEnd; t += profile.heartbeatMs) {
+      cluster.schedule(t, () => {
+        if (faultRng.chance(profile.faultRate)) injectFault();
+      });
+    }
+    await cluster.runUntil(faultEnd);
+    if (failure === undefined) failure = haltedMember(cluster);
+
+    // Liveness: heal, restart everyone, and demand progress everywhere.
+    if (failure === undefined) {
+      cluster.network.heal(true);
+      for (const m of cluster.members) if (!m.alive) await startMember(m);
+      const deadline = cluster.now + profile.livenessBoundMs;
+      let marker: { revision: number } | undefined;
+      while (marker === undefined && cluster.now < deadline) {
+        const leader = cluster.members.find((m) => m.member?.server.isLeader);
+        if (leader) {
+          const server = leader.member!.server;
+          const value = `liveness-${++valueSeq}`;
+          const op: EtcdOperation = { clientId: -1, input: { kind: "put", key: profile.keys[0]!, value }, output: undefined, call: tick(), ret: Infinity };
+          history.push(op);
+          void server.put(PutRequest.fromPartial({ key: enc(profile.keys[0]!), value: enc(value) })).then((r) => {
+            op.output = { kind: "put", revision: Number(r.header!.revision) };
+            op.ret = tick();
+            marker = { revision: Number(r.header!.revision) };
+          }, () => undefined);
+        }
+        await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs);
+      }
+      if (marker === undefined) {
+        fail(`liveness: no write acknowledged within ${profile.livenessBoundMs} ms after healing`);
+      } else {
+        while (cluster.now < deadline && !cluster.members.every((m) => (m.member?.server.store.currentRevision ?? 0) >= marker!.revision)) {
+          await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs);
+        }
+        const behind = cluster.members.filter((m) => (m.member?.server.store.currentRevision ?? 0) < marker!.revision);
+        if (behind.length > 0) fail(`liveness: ${behind.map((m) => m.name).join(", ")} did not reach revision ${marker.revision}`);
+      }
+      if (failure === undefined) failure = haltedMember(cluster);
+      if (failure === undefined) failure = await compareStores(cluster);
+    }
+  } catch (err) {
+    if (err instanceof Violation) fail(`${err.invariant}: ${err.detail}`);
+    else fail(`exception: ${(err as Error).stack ?? String(err)}`);
+  }
+
+  // The history checks.
+  const watched = checkWatches(watches);
+  if (failure === undefined && "violation" in watched) fail(`watch: ${watched.violation}`);
+  const revisions: RevisionHistory = "history" in watched ? watched.history : new Map();
+  let finalRevision = 0;
+  for (const m of cluster.members) finalRevision = Math.max(finalRevision, m.member?.server.store.currentRevision ?? 0);
+  const checked = failure === undefined ? resolveUnknownWrites(history, revisions, finalRevision) : history;
+  if (failure === undefined) {
+    const acked = checked.flatMap((op) => ackedWrite(op));
+    const why = checkAcknowledgedWrites(revisions, acked);
+    if (why) fail(`watch history: ${why}`);
+  }
+  if (failure === undefined) {
+    const why = checkSerializableReads(revisions, serializableReads);
+    if (why) fail(`serializable read: ${why}`);
+  }
+  const openWrites = checked.some((op) => op.output === undefined && op.input.kind !== "get");
+  let linearizability: "revisions" | "search" | "undecided" = "revisions";
+  if (failure === undefined && !openWrites) {
+    const why = checkRevisionLinearization(checked);
+    if (why) fail(`linearizability: ${why}`);
+  } else if (failure === undefined) {
+    const why = checkRevisionOrder(checked);
+    if (why) fail(`revision order: ${why}`);
+  }
+  if (failure === undefined && openWrites) {
+    linearizability = "search";
+    const r = checkLinearizable(etcdModel, checked, { maxStepsPerPartition: Number(process.env["SIM_LIN_STEPS"] ?? 2_000_000) });
+    if (r.outcome === "illegal") {
+      const prefix = new Set(r.failed!.longestPrefix);
+      const describe = (o: EtcdOperation): string => `${prefix.has(o) ? "  " : "✗ "}${etcdModel.describe!(o)}`;
+      fail(
+        `linearizability: key history not linearizable (longest linearizable prefix: ${prefix.size} of ${r.failed!.ops.length}; ` +
+          `✗ marks the rest):\n  ${r.failed!.ops.map(describe).join("\n  ")}`,
+      );
+    } else if (r.outcome === "timeout") {
+      // Writes of unknown outcome can make the search exponential; what the revisions decide
+      // (their order) was checked above.
+      linearizability = "undecided";
+    }
+  }
+  let watchEvents = 0;
+  for (const w of watches) for (const r of w.responses) watchEvents += r.length;
+  for (const m of cluster.members) if (m.member) await m.member.stop().catch(() => undefined);
+  return {
+    ok: failure === undefined,
+    failure,
+    profile,
+    linearizability,
+    stats: {
+      ops: history.length,
+      unknown: checked.filter((o) => o.output === undefined).length,
+      crashes,
+      readies: checks.readies,
+      messages: cluster.messagesDelivered,
+      watchEvents,
+      finalRevision,
+    },
+  };
+}
+
+function haltedMember(cluster: RealCluster): string | undefined {
+  const m = cluster.members.find((x) => x.fatal !== undefined);
+  return m ? `member ${m.name} halted: ${m.fatal}` : undefined;
+}
+
+/** Every member holds the same store: revision and HashKV at it. */
+async function compareStores(cluster: RealCluster): Promise<string | undefined> {
+  const states: { name: string; revision: number; hash: number }[] = [];
+  const revision = Math.min(...cluster.members.map((m) => m.member!.server.store.currentRevision));
+  for (const m of cluster.members) {
+    const h = await m.member!.server.store.hashKV(revision);
+    states.push({ name: m.name, revision: m.member!.server.store.currentRevision, hash: h.hash });
+  }
+  const first = states[0]!;
+  const other = states.find((s) => s.hash !== first.hash);
+  return other ? `stores differ at revision ${revision}: ${states.map((s) => `${s.name} hash ${s.hash.toString(16)}`).join(", ")}` : undefined;
+}
+
+/** The write an acknowledged operation made, for matching against the watched history. */
+function ackedWrite(op: EtcdOperation): { key: string; value: string | null; revision: number; what: string }[] {
+  const o = op.output;
+  if (o === undefined) return [];
+  const what = etcdModel.describe!(op);
+  if (o.kind === "put" && op.input.kind === "put") return [{ key: op.input.key, value: op.input.value, revision: o.revision, what }];
+  if (o.kind === "cas" && o.succeeded && op.input.kind === "cas") return [{ key: op.input.key, value: op.input.value, revision: o.revision, what }];
+  if (o.kind === "delete" && o.deleted > 0) return [{ key: op.input.key, value: null, revision: o.revision, what }];
+  return [];
+}
+
+/**
+ * Fills in the outcome of writes whose client never learned it, from the watched history: a put
+ * or compare-and-set whose (unique) value shows up took effect at that revision. When the history
+ * is complete (every revision up to `lastRevision` was seen), one whose value never shows up
+ * never took effect, and leaves the history (a compare-and-set that did not write changes
+ * nothing either); and when every deletion of a key in it belongs to an acknowledged delete, the
+ * key's unknown deletes found nothing to delete, if they ran at all, and leave it too. Other
+ * deletes stay open.
+ */
+function resolveUnknownWrites(history: EtcdOperation[], revisions: RevisionHistory, lastRevision: number): EtcdOperation[] {
+  const written = new Map<string, number>();
+  for (const [rev, events] of revisions) for (const e of events) if (e.type === "PUT") written.set(`${e.key}\u0000${e.value}`, rev);
+  let complete = true;
+  for (let rev = 2; rev <= lastRevision && complete; rev++) complete = revisions.has(rev);
+  const ackedDeletes = new Set<string>();
+  for (const op of history) {
+    if (op.output?.kind === "delete" && op.output.deleted > 0) ackedDeletes.add(`${op.input.key}@${op.output.revision}`);
+  }
+  const otherDeletions = new Set<string>();
+  for (const [rev, events] of revisions) {
+    for (const e of events) if (e.type === "DELETE" && !ackedDeletes.has(`${e.key}@${rev}`)) otherDeletions.add(e.key);
+  }
+  const kept: EtcdOperation[] = [];
+  for (const op of history) {
+    const inp = op.input;
+    if (op.output === undefined && inp.kind === "delete" && complete && !otherDeletions.has(inp.key)) continue;
+    if (op.output === undefined && (inp.kind === "put" || inp.kind === "cas")) {
+      const rev = written.get(`${inp.key}\u0000${inp.value}`);
+      if (rev !== undefined) {
+        op.output = inp.kind === "put" ? { kind: "put", revision: rev } : { kind: "cas", succeeded: true, revision: rev, value: null, modRevision: 0 };
+      } else if (complete) {
+        continue;
+      }
+    }
+    kept.push(op);
+  }
+  return kept;
+}
+
+/**
+ * A serializable read may be stale, but it must show the key as it was at the revision it
+ * answered at (when the watched history covers the key up to there).
+ */
+function checkSerializableReads(revisions: RevisionHistory, reads: { key: string; value: string | null; modRevision: number; revision: number; what: string }[]): string | undefined {
+  const sorted = [...revisions.keys()].sort((a, b) => a - b);
+  for (const r of reads) {
+    // The history must be complete from revision 2 up to the read's revision to judge it.
+    if (r.revision > 1 && !(sorted[0] === 2 && sorted.length >= r.revision - 1 && sorted[r.revision - 2] === r.revision)) continue;
+    let value: string | null = null;
+    let modRevision = 0;
+    for (let rev = 2; rev <= r.revision; rev++) {
+      for (const e of revisions.get(rev) ?? []) {
+        if (e.key !== r.key) continue;
+        value = e.type === "PUT" ? e.value : null;
+        modRevision = e.type === "PUT" ? rev : 0;
+      }
+    }
+    if (value !== r.value || (value !== null && modRevision !== r.modRevision)) {
+      return `${r.what} read ${r.value ?? "∅"}@${r.modRevision} at revision ${r.revision}; the history has ${value ?? "∅"}@${modRevision}`;
+    }
+  }
+  return undefined;
+}
