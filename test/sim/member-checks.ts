@@ -35,6 +35,22 @@ interface Incarnation {
 export class MemberChecks {
   readonly checker = new SafetyChecker();
   readies = 0;
+  /**
+   * The first violation seen. The hooks run inside the member, whose own error handling must not
+   * see a check fail (it would halt the member instead): they record it here for the run.
+   */
+  violation: Violation | undefined;
+
+  private guard<A extends unknown[]>(hook: (...args: A) => void): (...args: A) => void {
+    return (...args: A) => {
+      try {
+        hook(...args);
+      } catch (err) {
+        if (!(err instanceof Violation)) throw err;
+        this.violation ??= err;
+      }
+    };
+  }
 
   /** An observer for one incarnation of member `id`. */
   observer(id: NodeId): MemberObserver {
@@ -48,15 +64,15 @@ export class MemberChecks {
     };
     const checker = this.checker;
     return {
-      taken: (rd: Ready, log: MemoryStorage) => {
+      taken: this.guard((rd: Ready, log: MemoryStorage) => {
         this.readies++;
         const s = state(log);
         s.termAtTaken = rd.hardState?.term ?? log.initialState().hardState.term;
         if (s.role === StateRole.Leader && (!rd.softState || rd.softState.role === StateRole.Leader) && rd.entries.length > 0) {
           checker.observeLeaderAppend(id, rd.entries[0]!.term, log.lastIndex(), rd.entries);
         }
-      },
-      persisted: (rd: Ready, log: MemoryStorage) => {
+      }),
+      persisted: this.guard((rd: Ready, log: MemoryStorage) => {
         const s = state(log);
         const view = logView(log);
         if (rd.entries.length > 0) checker.observePersistedEntries(id, rd.entries, view);
@@ -87,10 +103,10 @@ export class MemberChecks {
           }
           s.handedToApply = e.index;
         }
-      },
-      applied: (entry: Entry, revision: number) => {
+      }),
+      applied: this.guard((entry: Entry, revision: number) => {
         checker.observeApply(id, entry, `rev ${revision}`);
-      },
+      }),
     };
   }
 }

@@ -15,16 +15,17 @@
  * whatever its clients were waiting for has an unknown outcome. A restart bootstraps a new
  * incarnation from the disks.
  */
-import { bootstrapMember, type Member, type MemberObserver } from "../../server/src/server/bootstrap.js";
+import { bootstrapMember, type BootstrapOptions, type Member, type MemberObserver, type MemberWal, type WalDirectory } from "../../server/src/server/bootstrap.js";
 import { Backend } from "../../server/src/mvcc/backend/backend.js";
 import { MemoryEngine, MemoryLevelStore } from "../../server/src/mvcc/backend/memory-engine.js";
 import { MemoryWalDir } from "../../server/src/wal/memory-wal.js";
 import { MemorySnapDir, MemorySnapshotter } from "../../server/src/snap/memory-snapshotter.js";
-import { ManualClock, type Clock, type TimerHandle } from "../../server/src/pkg/clock.js";
+import { ManualClock, sleep, type Clock, type TimerHandle } from "../../server/src/pkg/clock.js";
 import { nullLogger, type Logger } from "../../server/src/pkg/logger.js";
 import { computeMemberId } from "../../server/src/server/cluster/member-id.js";
 import { MessageType, type Message, type NodeId } from "../../server/src/raft/types.js";
 import { PeerMessageRefusedError, type MergedSnapshot } from "../../server/src/server/transport-port.js";
+import type { EtcdServer } from "../../server/src/server/etcd-server.js";
 import { SimNetwork } from "./sim-network.js";
 import type { SimRng } from "./sim-rng.js";
 
@@ -44,6 +45,14 @@ export interface RealClusterOptions {
   preVote: boolean;
   /** Probability per settle that a member's disks write back unsynced data on their own. */
   backgroundFlushRate: number;
+  /**
+   * A WAL write that must be synced takes up to this long (virtual ms, 0: at once): a leader
+   * replicates meanwhile, and a crash before it finishes loses it.
+   */
+  walSyncDelayMaxMs: number;
+  /** Deliberately broken variants of the real code (the checks must catch them). */
+  knobs?: BootstrapOptions["unsafeTestingKnobs"];
+  raftTuning?: BootstrapOptions["raftTuning"];
 }
 
 interface Envelope {
@@ -113,19 +122,31 @@ export class RealMember {
   member: Member | undefined;
   /** The running incarnation's timers. */
   clock: IncarnationClock | undefined;
+  /** A start is under way (bootstrap reads the disks). */
+  starting = false;
   /** A fatal error the member reported (a failed write): the run's failure. */
   fatal: string | undefined;
+  /** Removed from the cluster: stopped for good, never restarted (etcd does not reuse IDs). */
+  removed = false;
 
   constructor(
     readonly name: string,
     readonly id: NodeId,
     readonly peerUrl: string,
+    /** Set for a member added to the running cluster: it joins instead of bootstrapping one. */
+    readonly joins?: { clusterId: bigint },
   ) {
     this.wal = new MemoryWalDir({ name: name, segmentSizeBytes: 64 * 1024 });
   }
 
   get alive(): boolean {
     return this.member !== undefined;
+  }
+
+  /** The server of the running incarnation. @throws when it is not running */
+  get server(): EtcdServer {
+    if (this.member === undefined) throw new Error(`${this.name} is not running`);
+    return this.member.server;
   }
 }
 
@@ -170,8 +191,39 @@ export class RealCluster {
   }
 
   /** Starts (or restarts) a member from its disks. */
+  /**
+   * A member added to the cluster (by member add on the leader, which named its ID); start it
+   * to join.
+   */
+  addMember(id: NodeId, peerUrl: string, clusterId: bigint): RealMember {
+    const m = new RealMember(`m${this.members.length + 1}`, id, peerUrl, { clusterId });
+    this.members.push(m);
+    this.byId.set(id, m);
+    return m;
+  }
+
+  /** Stops a removed member for good. */
+  retire(m: RealMember): void {
+    this.crash(m);
+    m.removed = true;
+  }
+
+  /** Members not removed. */
+  current(): RealMember[] {
+    return this.members.filter((m) => !m.removed);
+  }
+
   async start(m: RealMember): Promise<void> {
-    if (m.alive) return;
+    if (m.alive || m.starting || m.removed) return;
+    m.starting = true;
+    try {
+      await this.bootstrap(m);
+    } finally {
+      m.starting = false;
+    }
+  }
+
+  private async bootstrap(m: RealMember): Promise<void> {
     m.incarnation++;
     const incarnation = m.incarnation;
     const clock = new IncarnationClock(this.clock);
@@ -191,16 +243,19 @@ export class RealCluster {
         snapshotCount: o.snapshotCount,
         snapshotCatchUpEntries: o.snapshotCatchUpEntries,
         maxSnapshots: 0,
-        initialCluster: this.initialCluster,
+        initialCluster: m.joins ? undefined : this.initialCluster,
+        joinExisting: m.joins ? { clusterId: m.joins.clusterId, memberId: m.id } : undefined,
         initialClusterToken: this.token,
         preVote: o.preVote,
         enableLeaseCheckpoint: true,
         unsafeNoFsync: false,
         autoCompactionMode: "revision",
         autoCompactionRetention: "0",
+        unsafeTestingKnobs: o.knobs,
+        raftTuning: o.raftTuning,
       },
       {
-        wal: m.wal,
+        wal: o.walSyncDelayMaxMs > 0 ? withSyncLatency(m.wal, clock, this.rng.fork(`fsync-${m.name}-${incarnation}`), o.walSyncDelayMaxMs) : m.wal,
         snapshotter: new MemorySnapshotter({ dir: m.snapshots }),
         backend: await Backend.openOn(engine),
         transport: {
@@ -240,6 +295,41 @@ export class RealCluster {
     this.network.dropAllFor(m.id, (f) => f.to === m.id);
   }
 
+  /** Ends the run: every incarnation stops where it is (nothing more runs; the disks stay). */
+  halt(): void {
+    for (const m of this.members) {
+      m.clock?.kill();
+      m.clock = undefined;
+      m.member = undefined;
+      m.incarnation++;
+      m.level.kill();
+      m.wal.kill();
+      m.snapshots.kill();
+    }
+  }
+
+  /** The member that leads in the highest term, if any runs. */
+  leader(): RealMember | undefined {
+    let best: RealMember | undefined;
+    for (const m of this.members) {
+      const s = m.member?.server;
+      if (s?.isLeader && (best === undefined || s.term > best.member!.server.term)) best = m;
+    }
+    return best;
+  }
+
+  /**
+   * Delivers a forged message to `to` as if `from` had sent it (a stale MsgTimeoutNow from an
+   * earlier leader transfer, which makes its receiver campaign at once).
+   */
+  inject(to: RealMember, msg: Message): void {
+    try {
+      to.member?.server.process(msg);
+    } catch (err) {
+      if (!(err instanceof PeerMessageRefusedError)) throw err;
+    }
+  }
+
   private send(from: RealMember, incarnation: number, messages: Message[]): void {
     if (from.incarnation !== incarnation) return;
     for (const msg of messages) this.network.send(from.id, msg.to, { msg, incarnation }, this.now, duplicate);
@@ -268,8 +358,8 @@ export class RealCluster {
     for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
   }
 
-  /** Runs events until virtual time `until` (inclusive). */
-  async runUntil(until: number): Promise<void> {
+  /** Runs events until virtual time `until` (inclusive), or until `stop()` says so. */
+  async runUntil(until: number, stop: () => boolean = () => false): Promise<void> {
     for (;;) {
       const next = Math.min(this.clock.nextDueMs() ?? Infinity, this.network.nextDueAt() ?? Infinity, this.actions[0]?.at ?? Infinity);
       if (next > until) break;
@@ -277,6 +367,7 @@ export class RealCluster {
       for (let f = this.network.popDue(next); f !== undefined; f = this.network.popDue(next)) this.deliver(f.from, f.to, f.msg);
       while (this.actions.length > 0 && this.actions[0]!.at <= next) await this.actions.shift()!.run();
       await this.settle();
+      if (stop()) return;
       for (const m of this.members) {
         if (m.fatal !== undefined) return;
         if (m.alive && this.rng.chance(this.options.backgroundFlushRate)) {
@@ -312,6 +403,37 @@ export class RealCluster {
  */
 function duplicate(e: Envelope): Envelope | undefined {
   return e.msg.type === MessageType.Prop ? undefined : { ...e };
+}
+
+/**
+ * A WAL directory whose synced writes take time: each write waits behind the ones before it (the
+ * order is kept) and a synced one first waits up to `maxMs` on the member's clock. A crash kills
+ * the clock's timers, so a write still waiting never reaches the disk.
+ */
+function withSyncLatency(dir: WalDirectory, clock: Clock, rng: SimRng, maxMs: number): WalDirectory {
+  const wrap = (log: MemberWal): MemberWal => {
+    let queue: Promise<unknown> = Promise.resolve();
+    const after = <T>(run: () => Promise<T>, sync: boolean): Promise<T> => {
+      const done = queue.then(() => (sync ? sleep(clock, rng.between(0, maxMs)) : undefined)).then(run);
+      queue = done.catch(() => undefined);
+      return done;
+    };
+    return {
+      save: (hs, entries, options) => after(() => log.save(hs, entries, options), options.sync),
+      saveSnapshot: (snap) => after(() => log.saveSnapshot(snap), true),
+      releaseTo: (index) => after(() => log.releaseTo(index), false),
+      close: () => after(() => log.close(), false),
+    };
+  };
+  return {
+    exists: () => dir.exists(),
+    create: async (metadata) => wrap(await dir.create(metadata)),
+    open: async (from) => {
+      const opened = await dir.open(from);
+      return { ...opened, wal: wrap(opened.wal) };
+    },
+    validSnapshotEntries: () => dir.validSnapshotEntries(),
+  };
 }
 
 /** An image read back from what the sender streamed. */

@@ -18,7 +18,8 @@
 import { PutRequest, RangeRequest, DeleteRangeRequest, TxnRequest, Compare_CompareResult, Compare_CompareTarget } from "../../server/src/gen/etcdserverpb/rpc.js";
 import { checkLinearizable } from "./linearizability.js";
 import { checkRevisionLinearization, checkRevisionOrder, etcdModel, type EtcdInput, type EtcdOperation, type EtcdOutput } from "./etcd-model.js";
-import { RealCluster, type RealMember } from "./real-cluster.js";
+import { RealCluster, SIM_EPOCH_MS, type RealClusterOptions, type RealMember } from "./real-cluster.js";
+import { MessageType, StateRole, type Message } from "../../server/src/raft/types.js";
 import { MemberChecks } from "./member-checks.js";
 import { SimRng } from "./sim-rng.js";
 import { Violation } from "./safety-checker.js";
@@ -36,10 +37,57 @@ export interface RealSimProfile {
   crashes: boolean;
   partitions: boolean;
   networkFaults: boolean;
+  /** Faults aimed at the leader: crash it, isolate it, leave it in a minority. */
+  leaderFaults: boolean;
+  /** Membership changes through the members' API: add a learner, promote it, remove a member. */
+  membership: boolean;
+  /** Probability that a new leader is crashed or cut off within a few ms of its election. */
+  newLeaderFaultRate: number;
+  preVote: boolean;
+  /** Raft's message sizing (undefined: etcd's); one-entry messages make replication crawl. */
+  raftTuning?: { maxSizePerMsgBytes: number; maxInflightMsgs: number };
   compactions: boolean;
   heartbeatMs: number;
   electionMs: number;
   snapshotCount: number;
+  walSyncDelayMaxMs: number;
+  knobs?: RealKnobs;
+}
+
+/** Deliberately broken variants of the real code, by name (SIM_KNOB). */
+export type RealKnobs = NonNullable<RealClusterOptions["knobs"]>;
+
+export const KNOB_NAMES = [
+  "grantVoteWithoutLogCheck",
+  "commitPreviousTermByCounting",
+  "skipCheckQuorum",
+  "commitBeyondLastNewEntry",
+  "applyBeforeFsync",
+  "skipEventOnCatchUp",
+] as const;
+
+/** The knobs named, placed where the real code takes them. */
+export function knobsByName(names: readonly string[]): RealKnobs {
+  const knobs: RealKnobs = {};
+  for (const name of names) {
+    switch (name) {
+      case "grantVoteWithoutLogCheck":
+      case "commitPreviousTermByCounting":
+      case "skipCheckQuorum":
+      case "commitBeyondLastNewEntry":
+        knobs.raft = { ...knobs.raft, [name]: true };
+        break;
+      case "applyBeforeFsync":
+        knobs.applyBeforeFsync = true;
+        break;
+      case "skipEventOnCatchUp":
+        knobs.watch = { skipEventOnCatchUp: true };
+        break;
+      default:
+        throw new Error(`unknown knob ${name}; known: ${KNOB_NAMES.join(", ")}`);
+    }
+  }
+  return knobs;
 }
 
 export interface RealSimOverrides {
@@ -48,7 +96,36 @@ export interface RealSimOverrides {
   crashes?: boolean;
   partitions?: boolean;
   networkFaults?: boolean;
+  leaderFaults?: boolean;
+  membership?: boolean;
+  newLeaderFaultRate?: number;
+  preVote?: boolean;
+  faultRate?: number;
+  electionMs?: number;
+  raftTuning?: { maxSizePerMsgBytes: number; maxInflightMsgs: number };
+  knobs?: RealKnobs;
 }
+
+/** Named override sets (SIM_PRESET). */
+export const PRESETS: Record<string, RealSimOverrides> = {
+  /**
+   * Fast leader churn on three members, one entry per message and one message in flight:
+   * leaders die right after their election, leaving divergent log tails. The ground for the Raft
+   * paper's figure 8.
+   */
+  "figure8-hunt": {
+    members: 3,
+    raftTuning: { maxSizePerMsgBytes: 1, maxInflightMsgs: 1 },
+    faultRate: 0.1,
+    preVote: false,
+    leaderFaults: true,
+    newLeaderFaultRate: 0.9,
+    electionMs: 50,
+    networkFaults: false,
+    partitions: true,
+    crashes: true,
+  },
+};
 
 export function realProfile(seed: number, o: RealSimOverrides = {}): RealSimProfile {
   const rng = new SimRng(seed).fork("profile");
@@ -60,14 +137,21 @@ export function realProfile(seed: number, o: RealSimOverrides = {}): RealSimProf
     keys: Array.from({ length: keyCount }, (_, i) => `k${i}`),
     faultMs: o.faultMs ?? rng.between(1500, 3000),
     livenessBoundMs: 30 * 100,
-    faultRate: rng.pick([0.02, 0.05, 0.1]),
+    faultRate: o.faultRate ?? rng.pick([0.02, 0.05, 0.1, 0.15]),
     crashes: o.crashes ?? rng.chance(0.8),
-    partitions: o.partitions ?? rng.chance(0.7),
+    partitions: o.partitions ?? rng.chance(0.8),
     networkFaults: o.networkFaults ?? rng.chance(0.7),
+    leaderFaults: o.leaderFaults ?? rng.chance(0.5),
+    membership: o.membership ?? rng.chance(0.4),
+    newLeaderFaultRate: o.newLeaderFaultRate ?? rng.pick([0, 0, 0.1, 0.3]),
+    preVote: o.preVote ?? rng.chance(0.7),
+    raftTuning: o.raftTuning ?? (rng.chance(0.2) ? { maxSizePerMsgBytes: 1, maxInflightMsgs: rng.pick([1, 4]) } : undefined),
     compactions: rng.chance(0.5),
     heartbeatMs: 10,
-    electionMs: 100,
+    electionMs: o.electionMs ?? rng.pick([50, 100, 100, 200]),
     snapshotCount: rng.pick([10, 50, 10_000]),
+    walSyncDelayMaxMs: rng.pick([0, 3, 15]),
+    knobs: o.knobs,
   };
 }
 
@@ -77,10 +161,15 @@ export interface RealSimResult {
   profile: RealSimProfile;
   /** How linearizability was decided: from the revisions, by search, or not (search bound). */
   linearizability: "revisions" | "search" | "undecided";
-  stats: { ops: number; unknown: number; crashes: number; readies: number; messages: number; watchEvents: number; finalRevision: number };
+  stats: { ops: number; unknown: number; crashes: number; elections: number; readies: number; messages: number; watchEvents: number; finalRevision: number };
 }
 
 const enc = (s: string): Buffer => Buffer.from(s);
+
+const EMPTY_MESSAGE: Message = {
+  type: MessageType.Heartbeat, to: 0n, from: 0n, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
+  snapshot: undefined, reject: false, rejectHint: 0, context: new Uint8Array(0),
+};
 
 interface PendingOp {
   op: EtcdOperation;
@@ -88,7 +177,8 @@ interface PendingOp {
   incarnation: number;
 }
 
-export async function runRealSimulation(profile: RealSimProfile): Promise<RealSimResult> {
+/** Prints a line of the run's trace (faults, membership, starts) when `trace` is given. */
+export async function runRealSimulation(profile: RealSimProfile, trace?: (line: string) => void): Promise<RealSimResult> {
   const rng = new SimRng(profile.seed);
   const faultRng = rng.fork("faults");
   const clientRng = rng.fork("clients");
@@ -101,11 +191,23 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
       requestTimeoutMs: 10 * profile.electionMs,
       snapshotCount: profile.snapshotCount,
       snapshotCatchUpEntries: 5,
-      preVote: true,
+      preVote: profile.preVote,
+      raftTuning: profile.raftTuning,
       backgroundFlushRate: 0.05,
+      walSyncDelayMaxMs: profile.walSyncDelayMaxMs,
+      knobs: profile.knobs,
     },
     rng.fork("cluster"),
-    (m) => checks.observer(m.id),
+    (m) => {
+      const checker = checks.observer(m.id);
+      return {
+        ...checker,
+        taken: (rd, log) => {
+          checker.taken!(rd, log);
+          if (rd.softState?.role === StateRole.Leader) leaderElected(m);
+        },
+      };
+    },
   );
   let seq = 0;
   const tick = (): number => ++seq;
@@ -117,6 +219,9 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
   let failure: string | undefined;
   let valueSeq = 0;
 
+  const log = (what: () => string): void => {
+    if (trace) trace(`${((cluster.now - SIM_EPOCH_MS) / 1000).toFixed(3)}s ${what()}`);
+  };
   const fail = (why: string): void => {
     failure ??= why;
   };
@@ -134,9 +239,10 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
           return true;
         }
         if (message.events.length === 0) return true;
-        record.responses.push(
-          message.events.map((e): SeenEvent => ({ type: e.type, key: e.kv.key.toString(), value: e.type === "PUT" ? e.kv.value.toString() : "", modRevision: e.kv.modRevision })),
-        );
+        record.responses.push({
+          events: message.events.map((e): SeenEvent => ({ type: e.type, key: e.kv.key.toString(), value: e.type === "PUT" ? e.kv.value.toString() : "", modRevision: e.kv.modRevision })),
+          compactRevision: server.store.compactRevision,
+        });
         return true;
       },
     });
@@ -144,6 +250,7 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
 
   const startMember = async (m: RealMember): Promise<void> => {
     await cluster.start(m);
+    log(() => `${m.name} ${m.alive ? "started" : "did not start"} (incarnation ${m.incarnation}${m.joins ? ", joining" : ""})`);
     if (m.alive) openWatcher(m);
   };
 
@@ -158,7 +265,7 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
 
   /** Issues one client operation to a random live member. */
   const issue = (clientId: number): void => {
-    const live = cluster.members.filter((m) => m.alive);
+    const live = cluster.current().filter((m) => m.alive);
     if (live.length === 0) return;
     const m = clientRng.pick(live);
     const server = m.member!.server;
@@ -246,41 +353,84 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
     return null;
   };
 
+  let phase: "faults" | "liveness" = "faults";
+  /** One membership change at a time (etcd's strict reconfiguration). */
+  let membershipBusy = false;
+  let peerUrlSeq = 0;
+  const downMs = (): number => faultRng.between(profile.heartbeatMs, 8 * profile.electionMs);
+  const healLater = (): void => cluster.schedule(cluster.now + faultRng.between(profile.electionMs / 2, 10 * profile.electionMs), () => cluster.network.heal(false));
+  const crashFor = (m: RealMember, ms: number): void => {
+    crash(m);
+    cluster.schedule(cluster.now + ms, () => startMember(m));
+  };
+  const isolate = (m: RealMember): void => {
+    cluster.network.partition([[m.id], cluster.current().filter((x) => x !== m).map((x) => x.id)]);
+    healLater();
+  };
+
+  /** Maybe crash or cut off a leader within a few ms of its election (divergent log tails). */
+  let elections = 0;
+  const leaderElected = (m: RealMember): void => {
+    elections++;
+    if (phase !== "faults" || !faultRng.chance(profile.newLeaderFaultRate)) return;
+    const incarnation = m.incarnation;
+    const crashIt = faultRng.chance(0.5);
+    cluster.schedule(cluster.now + faultRng.between(0, 3 * profile.heartbeatMs), () => {
+      if (m.incarnation !== incarnation || !m.alive) return;
+      if (crashIt) crashFor(m, downMs());
+      else isolate(m);
+    });
+  };
+
   const injectFault = (): void => {
-    const kinds: string[] = [];
-    if (profile.crashes) kinds.push("crash", "crash-leader", "restart");
-    if (profile.partitions) kinds.push("partition", "one-way", "heal");
-    if (profile.networkFaults) kinds.push("network");
-    if (kinds.length === 0) return;
+    const kinds: string[] = ["campaign", "transfer"];
+    if (profile.crashes) kinds.push("crash", "crash", "restart");
+    if (profile.partitions) kinds.push("partition", "partition", "one-way", "heal");
+    if (profile.networkFaults) kinds.push("network", "network");
+    if (profile.leaderFaults) kinds.push("crash-leader", "crash-leader", "isolate-leader", "isolate-leader");
+    if (profile.leaderFaults && profile.partitions) kinds.push("leader-minority", "leader-minority");
+    if (profile.membership) kinds.push("add-learner", "promote", "remove");
     const kind = faultRng.pick(kinds);
-    const ids = cluster.members.map((m) => m.id);
+    const ids = cluster.current().map((m) => m.id);
+    const leader = cluster.leader();
+    log(() => `fault ${kind} (leader ${leader?.name ?? "none"})`);
     switch (kind) {
-      case "crash": {
-        const m = faultRng.pick(cluster.members);
-        crash(m);
-        cluster.schedule(cluster.now + faultRng.between(50, 500), () => startMember(m));
+      case "crash":
+        crashFor(faultRng.pick(cluster.current()), downMs());
         break;
-      }
-      case "crash-leader": {
-        const leader = cluster.members.find((m) => m.member?.server.isLeader);
-        if (leader) {
-          crash(leader);
-          cluster.schedule(cluster.now + faultRng.between(50, 500), () => startMember(leader));
-        }
+      case "crash-leader":
+        if (leader) crashFor(leader, faultRng.between(profile.heartbeatMs, 3 * profile.electionMs));
         break;
-      }
       case "restart":
-        for (const m of cluster.members) if (!m.alive) void startMember(m);
+        for (const m of cluster.current()) if (!m.alive) void startMember(m);
         break;
+      case "isolate-leader":
+        if (leader) isolate(leader);
+        break;
+      case "leader-minority": {
+        // The leader keeps a minority with it (so it may go on believing it leads) while the
+        // majority elects a new leader and moves on.
+        if (!leader) break;
+        const others = faultRng.shuffled(ids.filter((id) => id !== leader.id));
+        const companions = faultRng.between(0, Math.max(0, Math.floor((ids.length - 1) / 2) - 1));
+        cluster.network.partition([[leader.id, ...others.slice(0, companions)], others.slice(companions)]);
+        healLater();
+        break;
+      }
       case "partition": {
         const shuffled = faultRng.shuffled(ids);
         const cut = faultRng.between(1, shuffled.length - 1);
         cluster.network.partition([shuffled.slice(0, cut), shuffled.slice(cut)]);
+        healLater();
         break;
       }
       case "one-way": {
-        const [a, b] = faultRng.shuffled(ids);
-        cluster.network.blockOneWay(a!, b!);
+        const links = faultRng.between(1, 3);
+        for (let i = 0; i < links; i++) {
+          const [a, b] = faultRng.shuffled(ids);
+          cluster.network.blockOneWay(a!, b!);
+        }
+        healLater();
         break;
       }
       case "heal":
@@ -294,6 +444,73 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
           maxDelayUnits: faultRng.pick([3, 20, 60]),
         });
         break;
+      case "campaign": {
+        // A stale MsgTimeoutNow (from an earlier transfer) makes a member campaign at once.
+        const target = faultRng.pick(cluster.current());
+        const s = target.member?.server;
+        if (s) cluster.inject(target, { ...EMPTY_MESSAGE, type: MessageType.TimeoutNow, from: s.leader || target.id, to: target.id, term: s.term });
+        break;
+      }
+      case "add-learner": {
+        // etcd allows one learner at a time; a new member joins with a fresh name and URL.
+        if (!leader || membershipBusy) break;
+        const url = `http://10.0.1.${++peerUrlSeq}:2380`;
+        membershipBusy = true;
+        const clusterId = leader.server.clusterId;
+        const join = (id: bigint): void => {
+          if (cluster.member(id)) return;
+          const joined = cluster.addMember(id, url, clusterId);
+          cluster.schedule(cluster.now + faultRng.between(1, 5 * profile.heartbeatMs), () => startMember(joined));
+        };
+        void leader.server.memberAdd([url], true).then(
+          ({ member }) => {
+            log(() => `member add ${url} -> ${member.id.toString(16)}`);
+            join(member.id);
+          },
+          () => {
+            // The change may still commit after its proposer gave up: look for it later, so that
+            // no member of the configuration goes without its process.
+            cluster.schedule(cluster.now + 20 * profile.electionMs, () => {
+              const added = cluster.leader()?.server.membership.list().find((r) => r.peerUrls.includes(url));
+              if (added) join(added.id);
+            });
+          },
+        ).finally(() => (membershipBusy = false));
+        break;
+      }
+      case "promote": {
+        if (!leader || membershipBusy) break;
+        const learner = leader.server.membership.list().find((r) => r.isLearner);
+        if (!learner) break;
+        membershipBusy = true;
+        void leader.server.memberPromote(learner.id).catch(() => undefined).finally(() => (membershipBusy = false));
+        break;
+      }
+      case "remove": {
+        // Keep at least three voters; a removed member stops for good (its ID is never reused).
+        if (!leader || membershipBusy) break;
+        const records = leader.server.membership.list();
+        const voters = records.filter((r) => !r.isLearner);
+        const candidates = records.filter((r) => r.isLearner || voters.length > 3);
+        if (candidates.length === 0) break;
+        const target = faultRng.pick(candidates);
+        membershipBusy = true;
+        void leader.server.memberRemove(target.id).then(
+          () => {
+            const gone = cluster.member(target.id);
+            // etcd's removed member stops once it learns of its removal; here, ten ticks later.
+            if (gone) cluster.schedule(cluster.now + 10 * profile.heartbeatMs, () => cluster.retire(gone));
+          },
+          () => undefined,
+        ).finally(() => (membershipBusy = false));
+        break;
+      }
+      case "transfer": {
+        // etcd's MoveLeader, through the member's API.
+        const target = faultRng.pick(cluster.current());
+        if (leader && target !== leader) void leader.member!.server.moveLeader(target.id).catch(() => undefined);
+        break;
+      }
     }
   };
 
@@ -314,17 +531,19 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
         if (faultRng.chance(profile.faultRate)) injectFault();
       });
     }
-    await cluster.runUntil(faultEnd);
+    await cluster.runUntil(faultEnd, () => checks.violation !== undefined);
+    if (checks.violation) fail(`${checks.violation.invariant}: ${checks.violation.detail}`);
     if (failure === undefined) failure = haltedMember(cluster);
 
     // Liveness: heal, restart everyone, and demand progress everywhere.
+    phase = "liveness";
     if (failure === undefined) {
       cluster.network.heal(true);
-      for (const m of cluster.members) if (!m.alive) await startMember(m);
+      for (const m of cluster.current()) if (!m.alive) await startMember(m);
       const deadline = cluster.now + profile.livenessBoundMs;
       let marker: { revision: number } | undefined;
       while (marker === undefined && cluster.now < deadline) {
-        const leader = cluster.members.find((m) => m.member?.server.isLeader);
+        const leader = cluster.current().find((m) => m.member?.server.isLeader);
         if (leader) {
           const server = leader.member!.server;
           const value = `liveness-${++valueSeq}`;
@@ -336,17 +555,27 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
             marker = { revision: Number(r.header!.revision) };
           }, () => undefined);
         }
-        await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs);
+        await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs, () => checks.violation !== undefined);
       }
       if (marker === undefined) {
         fail(`liveness: no write acknowledged within ${profile.livenessBoundMs} ms after healing`);
       } else {
-        while (cluster.now < deadline && !cluster.members.every((m) => (m.member?.server.store.currentRevision ?? 0) >= marker!.revision)) {
-          await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs);
+        // Members the cluster removed while their removal's proposer gave up stop here too.
+        const configured = new Set(cluster.leader()?.server.membership.list().map((r) => r.id) ?? []);
+        for (const m of cluster.current()) if (!configured.has(m.id)) cluster.retire(m);
+        const inConfiguration = cluster.current();
+        while (cluster.now < deadline && !inConfiguration.every((m) => (m.member?.server.store.currentRevision ?? 0) >= marker!.revision)) {
+          await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs, () => checks.violation !== undefined);
         }
-        const behind = cluster.members.filter((m) => (m.member?.server.store.currentRevision ?? 0) < marker!.revision);
-        if (behind.length > 0) fail(`liveness: ${behind.map((m) => m.name).join(", ")} did not reach revision ${marker.revision}`);
+        const behind = inConfiguration.filter((m) => (m.member?.server.store.currentRevision ?? 0) < marker!.revision);
+        const describeMember = (m: RealMember): string => {
+          if (!m.member) return `${m.name} (not running)`;
+          const st = m.server;
+          return `${m.name} (revision ${st.store.currentRevision}, applied ${st.applied}, committed ${st.committed}, term ${st.term}, leader ${st.leader.toString(16)})`;
+        };
+        if (behind.length > 0) fail(`liveness: ${behind.map(describeMember).join(", ")} did not reach revision ${marker.revision}`);
       }
+      if (failure === undefined && checks.violation) fail(`${checks.violation.invariant}: ${checks.violation.detail}`);
       if (failure === undefined) failure = haltedMember(cluster);
       if (failure === undefined) failure = await compareStores(cluster);
     }
@@ -397,8 +626,8 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
     }
   }
   let watchEvents = 0;
-  for (const w of watches) for (const r of w.responses) watchEvents += r.length;
-  for (const m of cluster.members) if (m.member) await m.member.stop().catch(() => undefined);
+  for (const w of watches) for (const r of w.responses) watchEvents += r.events.length;
+  cluster.halt();
   return {
     ok: failure === undefined,
     failure,
@@ -408,6 +637,7 @@ export async function runRealSimulation(profile: RealSimProfile): Promise<RealSi
       ops: history.length,
       unknown: checked.filter((o) => o.output === undefined).length,
       crashes,
+      elections,
       readies: checks.readies,
       messages: cluster.messagesDelivered,
       watchEvents,
@@ -424,14 +654,26 @@ function haltedMember(cluster: RealCluster): string | undefined {
 /** Every member holds the same store: revision and HashKV at it. */
 async function compareStores(cluster: RealCluster): Promise<string | undefined> {
   const states: { name: string; revision: number; hash: number }[] = [];
-  const revision = Math.min(...cluster.members.map((m) => m.member!.server.store.currentRevision));
-  for (const m of cluster.members) {
-    const h = await m.member!.server.store.hashKV(revision);
-    states.push({ name: m.name, revision: m.member!.server.store.currentRevision, hash: h.hash });
+  const members = cluster.current();
+  const revision = Math.min(...members.map((m) => m.server.store.currentRevision));
+  const same = members.every((m) => m.server.store.currentRevision === revision);
+  const compacted = members.find((m) => m.server.store.compactRevision >= revision);
+  if (compacted && !same) {
+    const all = members.map((m) => `${m.name} at ${m.server.store.currentRevision} compacted ${m.server.store.compactRevision}`).join(", ");
+    return `stores differ: ${compacted.name} is compacted past the others' revision (${all})`;
+  }
+  for (const m of members) {
+    // HashKV at a compacted revision is refused; at the head (0) it is not.
+    const h = await m.server.store.hashKV(same ? 0 : revision);
+    states.push({ name: m.name, revision: m.server.store.currentRevision, hash: h.hash });
   }
   const first = states[0]!;
   const other = states.find((s) => s.hash !== first.hash);
-  return other ? `stores differ at revision ${revision}: ${states.map((s) => `${s.name} hash ${s.hash.toString(16)}`).join(", ")}` : undefined;
+  const describe = (s: { name: string; hash: number }): string => {
+    const store = cluster.current().find((m) => m.name === s.name)!.server.store;
+    return `${s.name} hash ${s.hash.toString(16)} (compacted at ${store.compactRevision})`;
+  };
+  return other ? `stores differ at revision ${revision}: ${states.map(describe).join(", ")}` : undefined;
 }
 
 /** The write an acknowledged operation made, for matching against the watched history. */

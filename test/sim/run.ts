@@ -1,5 +1,6 @@
 /**
- * Runner of the cluster simulation (`npm run sim`).
+ * Runner of the cluster simulation (`npm run sim`): by default the simulation of real members
+ * (real-simulation.ts); `SIM_MODEL=core` runs the model of the Raft core alone (simulation.ts).
  *
  *   npm run sim                          2,000 seeds (1..2000) on 2 worker processes
  *   SEED=n npm run sim                   replay one run exactly; TRACE=1 prints its trace
@@ -19,8 +20,39 @@ import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { PRESETS, runSimulation, type ProfileOverrides, type SimResult } from "./simulation.js";
 import type { RaftKnobs } from "./sim-cluster.js";
+import { knobsByName, PRESETS as MEMBER_PRESETS, realProfile, runRealSimulation, type RealSimOverrides } from "./real-simulation.js";
 
 const env = process.env;
+/** Which simulation runs: the real members (default) or the Raft core's model. */
+const MODEL = env["SIM_MODEL"] === "core" ? "core" : "members";
+
+function memberOverridesFromEnv(): RealSimOverrides {
+  const preset = env["SIM_PRESET"];
+  let o: RealSimOverrides = {};
+  if (preset) {
+    const p = MEMBER_PRESETS[preset];
+    if (!p) throw new Error(`unknown SIM_PRESET ${preset}; known: ${Object.keys(MEMBER_PRESETS).join(", ")}`);
+    o = { ...p };
+  }
+  if (env["SIM_KNOB"]) o.knobs = knobsByName(env["SIM_KNOB"].split(","));
+  return o;
+}
+
+/** One seed of the selected simulation, as the runner reports it. */
+async function runSeed(seed: number, trace?: (line: string) => void): Promise<SeedReport> {
+  if (MODEL === "core") return toReport(runSimulation(seed, overridesFromEnv()));
+  const r = await runRealSimulation(realProfile(seed, memberOverridesFromEnv()), trace);
+  const failure = r.failure ?? "";
+  const colon = failure.indexOf(": ");
+  return {
+    seed,
+    ok: r.ok,
+    ...(r.ok ? {} : { invariant: colon > 0 ? failure.slice(0, colon) : failure, detail: colon > 0 ? failure.slice(colon + 2) : "" }),
+    profile: JSON.stringify(r.profile),
+    lin: r.linearizability === "undecided" ? "timeout" : "ok",
+    stats: r.stats as unknown as SimResult["stats"],
+  };
+}
 
 function overridesFromEnv(): ProfileOverrides {
   let o: ProfileOverrides = {};
@@ -78,14 +110,12 @@ function toReport(r: SimResult): SeedReport {
 // ---- worker side ----------------------------------------------------------------------------
 
 function workerMain(): void {
-  const overrides = overridesFromEnv();
   process.on("message", (msg: { seeds?: number[]; stop?: boolean }) => {
     if (msg.stop) process.exit(0);
-    for (const seed of msg.seeds ?? []) {
-      const report = toReport(runSimulation(seed, overrides));
-      process.send!({ report });
-    }
-    process.send!({ idle: true });
+    void (async () => {
+      for (const seed of msg.seeds ?? []) process.send!({ report: await runSeed(seed) });
+      process.send!({ idle: true });
+    })();
   });
   process.send!({ idle: true });
 }
@@ -99,7 +129,7 @@ function printFailure(r: SeedReport, fullDetail: boolean): void {
   for (const l of shown.slice(1)) console.log(`  ${l}`);
   if (!fullDetail && lines.length > shown.length) console.log(`  ... (${lines.length - shown.length} more lines)`);
   console.log(`  profile: ${r.profile}`);
-  console.log(`  replay:  SEED=${r.seed} TRACE=1 npm run sim`);
+  console.log(`  replay:  SEED=${r.seed}${MODEL === "core" ? " SIM_MODEL=core" : ""} TRACE=1 npm run sim`);
 }
 
 interface Totals {
@@ -200,10 +230,18 @@ async function main(): Promise<number> {
     workerMain();
     return -1;
   }
-  const overrides = overridesFromEnv();
   const started = performance.now();
 
+  if (env["SEED"] !== undefined && MODEL === "members") {
+    const r = await runSeed(Number(env["SEED"]), env["TRACE"] && env["TRACE"] !== "0" ? (line) => console.log(line) : undefined);
+    console.log(`profile: ${r.profile}`);
+    console.log(`stats: ${JSON.stringify(r.stats)}`);
+    if (!r.ok) printFailure(r, true);
+    console.log(`${r.ok ? "1 passed, 0 failed" : "0 passed, 1 failed"} (seed=${r.seed}) in ${((performance.now() - started) / 1000).toFixed(2)}s`);
+    return r.ok ? 0 : 1;
+  }
   if (env["SEED"] !== undefined) {
+    const overrides = overridesFromEnv();
     const seed = Number(env["SEED"]);
     const trace = env["TRACE"] && env["TRACE"] !== "0" ? (line: string) => console.log(line) : undefined;
     const r = runSimulation(seed, overrides, trace, env["TRACE"] === "2");
@@ -254,11 +292,18 @@ async function main(): Promise<number> {
   }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   const s = totals.stats;
-  console.log(
-    `stats: ${s["ops"] ?? 0} client ops (${s["unknownOps"] ?? 0} unknown), ${s["leaders"] ?? 0} leaders, ` +
-      `${s["crashes"] ?? 0} crashes, ${s["snapshotsSent"] ?? 0} snapshots sent, ${s["confChanges"] ?? 0} conf changes applied, ` +
-      `${s["messages"] ?? 0} messages, ${s["ticks"] ?? 0} ticks`,
-  );
+  if (MODEL === "core") {
+    console.log(
+      `stats: ${s["ops"] ?? 0} client ops (${s["unknownOps"] ?? 0} unknown), ${s["leaders"] ?? 0} leaders, ` +
+        `${s["crashes"] ?? 0} crashes, ${s["snapshotsSent"] ?? 0} snapshots sent, ${s["confChanges"] ?? 0} conf changes applied, ` +
+        `${s["messages"] ?? 0} messages, ${s["ticks"] ?? 0} ticks`,
+    );
+  } else {
+    console.log(
+      `stats: ${s["ops"] ?? 0} client ops (${s["unknown"] ?? 0} of unknown outcome), ${s["elections"] ?? 0} elections, ` +
+        `${s["crashes"] ?? 0} crashes, ${s["readies"] ?? 0} Readies, ${s["messages"] ?? 0} messages, ${s["watchEvents"] ?? 0} watch events`,
+    );
+  }
   if (totals.linTimeouts > 0) {
     console.log(
       `note: the linearizability check gave up (inconclusive) on ${totals.linTimeouts} runs: seeds ` +

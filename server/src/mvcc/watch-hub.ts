@@ -116,6 +116,11 @@ export interface WatchHubOptions {
   catchUpWatchersMax?: number;
   /** Longest back-off while consumers are full. Default 100 ms. */
   retryDelayMaxMs?: number;
+  /** Deliberately broken delivery, ONLY for proving that the simulation's checks can fail. */
+  unsafeTestingKnobs?: {
+    /** A catch-up response spanning several revisions loses its first event. */
+    skipEventOnCatchUp?: boolean;
+  };
 }
 
 export interface WatchHubDeps {
@@ -227,6 +232,7 @@ export class WatchHub {
   private readonly catchUpRevisionsMax: number;
   private readonly catchUpWatchersMax: number;
   private readonly retryDelayMaxMs: number;
+  private readonly skipEventOnCatchUp: boolean;
   /** Resolves when the loop has nothing to do (tests and shutdown). */
   private idleWaiters: Array<() => void> = [];
 
@@ -242,6 +248,7 @@ export class WatchHub {
     this.catchUpRevisionsMax = options.catchUpRevisionsMax ?? 1000;
     this.catchUpWatchersMax = options.catchUpWatchersMax ?? 512;
     this.retryDelayMaxMs = options.retryDelayMaxMs ?? 100;
+    this.skipEventOnCatchUp = options.unsafeTestingKnobs?.skipEventOnCatchUp === true;
   }
 
   get currentRevision(): number {
@@ -523,6 +530,9 @@ export class WatchHub {
         picked.push(e);
       }
       let out = picked;
+      if (this.skipEventOnCatchUp && picked.length > 1 && picked[0]!.kv.modRevision !== picked[picked.length - 1]!.kv.modRevision) {
+        out = picked.slice(1);
+      }
       if (w.wantPrevKv && picked.length > 0) {
         const prevs = await Promise.all(
           picked.map((e) => {

@@ -17,6 +17,7 @@
  * snapshot directories on disk and the system clock; the simulation passes in-memory ones.
  */
 import { MvccStore } from "../mvcc/kv-store.js";
+import type { WatchHubOptions } from "../mvcc/watch-hub.js";
 import type { Backend } from "../mvcc/backend/backend.js";
 import { Lessor } from "../lease/lessor.js";
 import { RawNode, type RaftConfig } from "../raft/raw-node.js";
@@ -64,16 +65,28 @@ export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "
    */
   initialCluster: Map<string, string[]> | undefined;
   initialClusterToken: string;
+  /**
+   * Joining a running cluster (--initial-cluster-state existing), as the cluster's member list
+   * (fetched from its peers) names this member: raft starts empty and learns the log and the
+   * membership from the leader. Undefined: a new member starts a new cluster.
+   */
+  joinExisting?: { clusterId: bigint; memberId: bigint };
   preVote: boolean;
   enableLeaseCheckpoint: boolean;
   /** Skip fsync (--unsafe-no-fsync). */
   unsafeNoFsync: boolean;
   autoCompactionMode: "periodic" | "revision";
   autoCompactionRetention: string;
+  /**
+   * Raft's message sizing, fixed in etcd 3.4 (1 MiB per append message, 512 appends in flight to
+   * a follower); the simulation shrinks them to make replication go entry by entry.
+   */
+  raftTuning?: { maxSizePerMsgBytes: number; maxInflightMsgs: number };
   /** Deliberately broken variants, ONLY for proving that the simulation's checks can fail. */
   unsafeTestingKnobs?: {
     raft?: RaftConfig["unsafeTestingKnobs"];
-    applyBeforePersist?: boolean;
+    applyBeforeFsync?: boolean;
+    watch?: WatchHubOptions["unsafeTestingKnobs"];
   };
 }
 
@@ -126,9 +139,13 @@ interface RecoveredLog {
 /** @throws Error when the member has no WAL and no initial cluster, or its disk is unreadable. */
 export async function bootstrapMember(options: BootstrapOptions, deps: BootstrapDeps): Promise<Member> {
   const { backend, clock, logger } = deps;
-  const mvcc = await MvccStore.open(backend, {}, { clock });
+  const mvcc = await MvccStore.open(backend, { watch: { unsafeTestingKnobs: options.unsafeTestingKnobs?.watch } }, { clock });
   const store = new MvccStorePort(backend, mvcc);
-  const log = deps.wal.exists() ? await restartLog(deps, backend) : await newLog(options, deps);
+  const log = deps.wal.exists()
+    ? await restartLog(deps, backend)
+    : options.joinExisting
+      ? await joinLog(options.joinExisting, deps)
+      : await newLog(options, deps);
 
   const electionTicks = Math.max(2, Math.round(options.electionMs / options.heartbeatMs));
   const rawNode = new RawNode(
@@ -137,8 +154,8 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       electionTicks,
       heartbeatTicks: 1,
       applied: log.applied,
-      maxSizePerMsgBytes: 1024 * 1024,
-      maxInflightMsgs: 4096 / 8,
+      maxSizePerMsgBytes: options.raftTuning?.maxSizePerMsgBytes ?? 1024 * 1024,
+      maxInflightMsgs: options.raftTuning?.maxInflightMsgs ?? 4096 / 8,
       maxUncommittedEntriesBytes: 1 << 30,
       preVote: options.preVote,
       checkQuorum: true,
@@ -164,7 +181,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
     {
       tickMs: options.heartbeatMs,
       unsafeNoFsync: options.unsafeNoFsync,
-      unsafeTestingKnobs: { applyBeforePersist: options.unsafeTestingKnobs?.applyBeforePersist },
+      unsafeTestingKnobs: { applyBeforeFsync: options.unsafeTestingKnobs?.applyBeforeFsync },
     },
     {
       rawNode,
@@ -265,6 +282,14 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
   storage.append(entries);
   deps.logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
   return { memberId, clusterId, wal: opened.wal, storage, applied, confState };
+}
+
+/** A member joining a running cluster: an empty log under the IDs the cluster gave it. */
+async function joinLog(join: { clusterId: bigint; memberId: bigint }, deps: BootstrapDeps): Promise<RecoveredLog> {
+  const meta: WalMetadata = { memberId: join.memberId.toString(16), clusterId: join.clusterId.toString(16) };
+  const wal = await deps.wal.create(Buffer.from(JSON.stringify(meta)));
+  deps.logger.info("joining an existing cluster", { "member-id": join.memberId, "cluster-id": join.clusterId });
+  return { ...join, wal, storage: new MemoryStorage(), applied: 0, confState: { voters: [], learners: [] } };
 }
 
 async function newLog(options: BootstrapOptions, deps: BootstrapDeps): Promise<RecoveredLog> {

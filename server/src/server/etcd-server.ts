@@ -260,10 +260,23 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.campaignIfAlone();
   }
 
+  /**
+   * Sends a MsgSnap as etcd's merged snapshot: raft picked its newest local snapshot, but the
+   * message goes out for the applied state instead (etcd's createMergedSnapshotMessage): index
+   * and term of the last applied entry and the configuration as of it, with the backend as its
+   * image. A member added after the local snapshot is in that configuration, so it accepts it.
+   * The image is read when the transport first iterates it; the backend then holds at least
+   * everything applied (its consistent index can only be ahead, and the receiver skips the
+   * entries it already holds).
+   */
   sendSnapshot(message: Message): void {
-    // The image is read when the transport first iterates it: by then the backend holds at least
-    // everything up to the snapshot's index, since snapshots are taken only of a synced backend.
-    this.deps.transport.sendSnapshot({ message, image: this.deps.store.image() });
+    const index = this.applyLoop.applied;
+    const snapshot = message.snapshot;
+    const merged: Message =
+      snapshot === undefined || index <= snapshot.metadata.index
+        ? message
+        : { ...message, snapshot: { ...snapshot, metadata: { index, term: this.raft.termAt(index), confState: this.applyLoop.configuration } } };
+    this.deps.transport.sendSnapshot({ message: merged, image: this.deps.store.image() });
   }
 
   /** A lone voter need not wait out an election timeout to lead. */

@@ -102,8 +102,11 @@ export interface RaftNodeOptions {
   unsafeNoFsync: boolean;
   /** Deliberately broken order, ONLY for proving that the simulation's checks can fail. */
   unsafeTestingKnobs?: {
-    /** Committed entries go to apply before this Ready's WAL write is durable. */
-    applyBeforePersist?: boolean;
+    /**
+     * The loop goes on (a follower's acks, apply, advance) without waiting for the WAL's fsync:
+     * committed entries are applied, and the core counts entries as stored, before they are.
+     */
+    applyBeforeFsync?: boolean;
   };
 }
 
@@ -230,6 +233,11 @@ export class RaftNode {
     return this.deps.rawNode.status();
   }
 
+  /** The term of the entry at `index` in the in-memory log (at or above its first index - 1). */
+  termAt(index: number): number {
+    return this.deps.storage.term(index);
+  }
+
   /**
    * Takes a snapshot at `index` (applied): writes the snapshot file and the WAL marker, then
    * compacts the in-memory log, keeping `catchUpEntries` entries behind it so that slow
@@ -301,8 +309,6 @@ export class RaftNode {
       if (leader && rd.messages.length > 0) this.send(rd.messages, handler);
 
       const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
-      const applyFirst = this.options.unsafeTestingKnobs?.applyBeforePersist === true && !hasSnapshot;
-      if (applyFirst && rd.committedEntries.length > 0) this.handToApply(handler, { entries: rd.committedEntries });
       try {
         if (rd.snapshot && rd.snapshot.metadata.index > 0) {
           await snapshotter.save(rd.snapshot);
@@ -313,7 +319,7 @@ export class RaftNode {
           // Only what must be synced is waited for. A HardState that merely advances the commit
           // index may reach the disk later (the WAL keeps the order); a lost one is recomputed
           // after a restart, as in etcd.
-          if (rd.mustSync) await saved;
+          if (rd.mustSync && this.options.unsafeTestingKnobs?.applyBeforeFsync !== true) await saved;
           else saved.catch((err: unknown) => this.die("failed to persist raft state", { error: String(err) }));
         }
       } catch (err) {
@@ -328,7 +334,7 @@ export class RaftNode {
       if (!leader && rd.messages.length > 0) this.send(rd.messages, handler);
       if (rd.readStates.length > 0) handler.onReadStates(rd.readStates);
 
-      if (!applyFirst && (hasSnapshot || rd.committedEntries.length > 0)) {
+      if (hasSnapshot || rd.committedEntries.length > 0) {
         this.handToApply(handler, { snapshot: hasSnapshot ? rd.snapshot : undefined, entries: rd.committedEntries });
       }
       if (hasSnapshot || rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) await this.applyChain;

@@ -6,9 +6,10 @@
  *
  * Snapshots travel as merged snapshots (etcd's snap.Message): a raft MsgSnap together with the
  * leader's whole backend as an image, whose consistent index is at or above the snapshot's index.
- *   leader    the Ready's MsgSnap → withMergedSnapshots (merged-snapshot.ts) pairs it with the
- *             backend image → PeerTransport.sendSnapshot → the transport delivers it, then calls
- *             the leader's PeerHandler.reportSnapshot(to, ok), which reaches raft
+ *   leader    the Ready's MsgSnap → EtcdServer.sendSnapshot moves it to the applied state and
+ *             pairs it with the backend image → PeerTransport.sendSnapshot → the transport
+ *             delivers it, then calls the leader's PeerHandler.reportSnapshot(to, ok), which
+ *             reaches raft
  *   follower  the transport has received the whole merged snapshot → PeerHandler.receiveSnapshot
  *             keeps the image and steps the message into raft → raft hands the snapshot to the
  *             apply path (Ready.snapshot) → the apply loop installs the image and reloads every
