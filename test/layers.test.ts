@@ -16,7 +16,16 @@
  *      listener/ (the client port) imports nothing from the other rooms and no layer but pkg/;
  *      http/     (/health, /version, /metrics) takes from v3rpc/ only the service registry, from
  *                gateway/ only its entry (gateway/gateway.ts), nothing from listener/;
- *  - gen/, pkg/ import nothing from other layers.
+ *  - pkg/     imports nothing from other layers;
+ *  - the generated protobuf code is the @etcd-ts/proto package (proto/gen, built to proto/dist):
+ *               server/src imports it by name ("@etcd-ts/proto/<pkg>/<file>"), which counts as
+ *               the layer "proto" for the rules above (so raft/, wal/, snap/, pkg/ and
+ *               api/listener/ may not use it); no relative import leaves server/src but the
+ *               one for the server package's own package.json (other packages are reached by
+ *               name only);
+ *  - proto/gen imports nothing from the server: only itself (relative paths inside proto/gen)
+ *               and the proto package's own dependencies;
+ *  - server/src and proto/gen import only packages their package.json declares (or node:).
  * Every violation is printed as "file → import" before the test fails.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -24,7 +33,23 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
-const srcRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "server", "src");
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const srcRoot = path.join(repoRoot, "server", "src");
+/** The generated code: the source of the @etcd-ts/proto package. */
+const protoGenRoot = path.join(repoRoot, "proto", "gen");
+const PROTO_PACKAGE = "@etcd-ts/proto";
+
+/** The npm package a bare specifier names ("@scope/name/sub" → "@scope/name", "a/b" → "a"). */
+function packageOf(spec: string): string {
+  const parts = spec.split("/");
+  return spec.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
+}
+
+/** The dependencies a workspace package declares (dir relative to the repository root). */
+function declaredDependencies(dir: string): Set<string> {
+  const pkg = JSON.parse(readFileSync(path.join(repoRoot, dir, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
+  return new Set(Object.keys(pkg.dependencies ?? {}));
+}
 
 function tsFiles(dir: string): string[] {
   const out: string[] = [];
@@ -81,9 +106,12 @@ interface Import {
   spec: string;
   /** Layer of the importing file. */
   from: string;
-  /** Layer imported (first folder under server/src), "<package>" or "<outside>". */
+  /**
+   * Layer imported (first folder under server/src), "proto" (the @etcd-ts/proto package), another
+   * "<package>", or "<outside>" (a relative path out of server/src).
+   */
   to: string;
-  /** Imported path relative to server/src (relative imports inside server/src only). */
+  /** Imported path relative to server/src (relative imports only; "../x" when outside). */
   target?: string;
 }
 
@@ -97,11 +125,11 @@ function collect(): { imports: Import[]; sources: Map<string, string> } {
     sources.set(file, src);
     for (const spec of importsOf(src)) {
       if (!spec.startsWith(".")) {
-        imports.push({ file, spec, from, to: "<package>" });
+        imports.push({ file, spec, from, to: packageOf(spec) === PROTO_PACKAGE ? "proto" : "<package>" });
         continue;
       }
       const target = path.relative(srcRoot, path.resolve(path.dirname(full), spec)).split(path.sep).join("/");
-      if (target.startsWith("..")) imports.push({ file, spec, from, to: "<outside>" });
+      if (target.startsWith("..")) imports.push({ file, spec, from, to: "<outside>", target });
       else imports.push({ file, spec, from, to: target.split("/")[0]!, target });
     }
   }
@@ -111,6 +139,10 @@ function collect(): { imports: Import[]; sources: Map<string, string> } {
 /** Why an import breaks the layering, or undefined. */
 function violation(imp: Import): string | undefined {
   const { from, to, target } = imp;
+  if (to === "<outside>") {
+    // The one file of its own package outside src/ it reads: package.json (for its version).
+    return target === "../package.json" ? undefined : "server/src reaches other packages by name, never by a relative path";
+  }
   if (from === "api") return to === "etcdmain" ? "api/ never imports etcdmain/" : apiRoomViolation(imp);
   if (to === from) return undefined;
   switch (from) {
@@ -129,7 +161,6 @@ function violation(imp: Import): string | undefined {
       return ["server", "api", "etcdmain"].includes(to) ? `${from}/ imports nothing from server/, api/, etcdmain/` : undefined;
     case "server":
       return ["api", "etcdmain"].includes(to) ? "server/ never imports api/ or etcdmain/" : undefined;
-    case "gen":
     case "pkg":
       return to === "<package>" ? undefined : `${from}/ imports nothing from other layers`;
     default:
@@ -182,6 +213,7 @@ describe("layering of server/src (imports point down only)", () => {
       expect(layers.has(layer), `server/src/${layer}/ has .ts files`).toBe(true);
     }
     expect(imports.length).toBeGreaterThan(50);
+    expect(imports.some((i) => i.to === "proto"), `server/src imports ${PROTO_PACKAGE}`).toBe(true);
   });
 
   it("every file of api/ lives in one of its rooms", () => {
@@ -198,6 +230,15 @@ describe("layering of server/src (imports point down only)", () => {
       if (why !== undefined) found.push(`server/src/${imp.file} → ${imp.spec}   (${why})`);
     }
     for (const line of found) console.log(`layering violation: ${line}`);
+    expect(found, found.join("\n")).toEqual([]);
+  });
+
+  it("imports only packages server/package.json declares", () => {
+    const declared = declaredDependencies("server");
+    const found = imports
+      .filter((i) => (i.to === "<package>" || i.to === "proto") && !i.spec.startsWith("node:") && !declared.has(packageOf(i.spec)))
+      .map((i) => `server/src/${i.file} → ${i.spec}   (not a dependency in server/package.json)`);
+    for (const line of found) console.log(`dependency violation: ${line}`);
     expect(found, found.join("\n")).toEqual([]);
   });
 
@@ -234,5 +275,46 @@ describe("layering of server/src (imports point down only)", () => {
     expect(violation(api("api/listener/client-listener.ts", "../../server/etcd-server.js", "server", "server/etcd-server.js"))).toBeDefined();
     expect(violation(api("api/v3rpc/kv-service.ts", "../http/metrics.js", "api", "api/http/metrics.js"))).toBeDefined();
     expect(violation(api("api/v3rpc/kv-service.ts", "../../etcdmain/config.js", "etcdmain", "etcdmain/config.js"))).toBeDefined();
+    const rpc = `${PROTO_PACKAGE}/etcdserverpb/rpc`;
+    expect(violation({ file: "server/x.ts", spec: rpc, from: "server", to: "proto" })).toBeUndefined();
+    expect(violation({ file: "mvcc/x.ts", spec: rpc, from: "mvcc", to: "proto" })).toBeUndefined();
+    expect(violation({ file: "wal/x.ts", spec: rpc, from: "wal", to: "proto" })).toBeDefined();
+    expect(violation({ file: "raft/x.ts", spec: rpc, from: "raft", to: "proto" })).toBeDefined();
+    expect(violation({ file: "pkg/x.ts", spec: rpc, from: "pkg", to: "proto" })).toBeDefined();
+    expect(violation(api("api/listener/client-listener.ts", rpc, "proto"))).toBeDefined();
+    expect(violation(api("api/v3rpc/kv-service.ts", rpc, "proto"))).toBeUndefined();
+    expect(violation({ file: "server/x.ts", spec: "../../../proto/gen/etcdserverpb/rpc.js", from: "server", to: "<outside>", target: "../../proto/gen/etcdserverpb/rpc.js" })).toBeDefined();
+    expect(violation({ file: "etcdmain/x.ts", spec: "../../../package.json", from: "etcdmain", to: "<outside>", target: "../../package.json" })).toBeDefined();
+    expect(violation({ file: "etcdmain/x.ts", spec: "../../package.json", from: "etcdmain", to: "<outside>", target: "../package.json" })).toBeUndefined();
+    expect(packageOf("@etcd-ts/proto/etcdserverpb/rpc")).toBe(PROTO_PACKAGE);
+    expect(packageOf("@bufbuild/protobuf/wire")).toBe("@bufbuild/protobuf");
+    expect(packageOf("sorted-btree")).toBe("sorted-btree");
+  });
+});
+
+describe(`the ${PROTO_PACKAGE} package (proto/gen) imports nothing from the server`, () => {
+  const files = tsFiles(protoGenRoot);
+  const declared = declaredDependencies("proto");
+
+  it("finds the generated code", () => {
+    expect(files.length).toBeGreaterThan(0);
+  });
+
+  it("imports only itself and the proto package's own dependencies", () => {
+    const found: string[] = [];
+    for (const full of files) {
+      const file = path.relative(repoRoot, full).split(path.sep).join("/");
+      for (const spec of importsOf(stripComments(readFileSync(full, "utf8")))) {
+        if (spec.startsWith(".")) {
+          const target = path.relative(protoGenRoot, path.resolve(path.dirname(full), spec));
+          if (target.startsWith("..") || path.isAbsolute(target)) found.push(`${file} → ${spec}   (outside proto/gen)`);
+        } else if (!spec.startsWith("node:") && !declared.has(packageOf(spec))) {
+          found.push(`${file} → ${spec}   (not a dependency in proto/package.json)`);
+        }
+      }
+    }
+    for (const line of found) console.log(`proto package violation: ${line}`);
+    expect(found, found.join("\n")).toEqual([]);
+    expect(declared.has("etcd-ts"), "proto/package.json does not depend on the server").toBe(false);
   });
 });

@@ -11,7 +11,7 @@ import { binaryUnderTest, startMember, type Member } from "../harness/member.js"
 import { killAllChildren } from "../harness/processes.js";
 import { GrpcError } from "../harness/grpc-lite.js";
 import { seededUniform as rng, testSeed } from "../harness/seeded-random.js";
-import { RangeRequest, PutRequest, TxnRequest, Compare, Compare_CompareTarget, Compare_CompareResult } from "../../server/src/gen/etcdserverpb/rpc.js";
+import { RangeRequest, PutRequest, TxnRequest, Compare, Compare_CompareTarget, Compare_CompareResult } from "@etcd-ts/proto/etcdserverpb/rpc";
 
 const SEED = testSeed();
 

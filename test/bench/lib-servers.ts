@@ -1,6 +1,6 @@
 /**
  * Starts single-member servers for the benchmark: the reference etcd (Debian's /usr/bin/etcd 3.4)
- * or etcd-ts (`node bin/etcd-ts.js`), both with etcd's flags, on fresh loopback ports and a fresh
+ * or etcd-ts (`node server/bin/etcd-ts.js`), both with etcd's flags, on fresh loopback ports and a fresh
  * data directory, and stops them again.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -110,7 +110,7 @@ export async function etcdctlPut(endpoint: string, key: string, value: string): 
 function serverCommand(options: ServerStartOptions, flags: string[]): { file: string; args: string[] } {
   if (options.kind === "etcd") return { file: options.etcdBinaryPath, args: flags };
   const nodeFlags = options.cpuProfileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`];
-  return { file: process.execPath, args: [...nodeFlags, path.join(options.repoRoot, "bin", "etcd-ts.js"), ...flags] };
+  return { file: process.execPath, args: [...nodeFlags, path.join(options.repoRoot, "server", "bin", "etcd-ts.js"), ...flags] };
 }
 
 /** startServer gave up; `exited` tells whether the process went away (rather than hanging). */

@@ -482,12 +482,12 @@ async function main(config: Config): Promise<number> {
   const binaryPath = await ensureBenchmarkBinary(repoRoot);
   if (config.targets.includes("etcd-ts")) {
     if (config.build) {
-      console.log("building etcd-ts (tsc -p tsconfig.build.json) ...");
+      console.log("building etcd-ts (tsc -b server) ...");
       const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
-      const build = await runBounded(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: repoRoot, timeoutMs: 5 * 60_000 });
+      const build = await runBounded(process.execPath, [tsc, "-b", "server"], { cwd: repoRoot, timeoutMs: 5 * 60_000 });
       if (build.exitCode !== 0) throw new Error(`build failed:\n${(build.stdout + build.stderr).slice(-4_000)}`);
     }
-    if (!existsSync(path.join(repoRoot, "bin", "etcd-ts.js"))) throw new Error("bin/etcd-ts.js is missing");
+    if (!existsSync(path.join(repoRoot, "server", "bin", "etcd-ts.js"))) throw new Error("server/bin/etcd-ts.js is missing");
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const profileRoot = config.profile && config.targets.includes("etcd-ts") ? path.join(repoRoot, ".tools", "prof", stamp) : undefined;

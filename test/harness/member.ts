@@ -33,9 +33,9 @@ export interface ServerBinary {
   prefixArgs: string[];
 }
 
-/** The etcd-ts binary of this checkout (`node bin/etcd-ts.js`). */
+/** The etcd-ts binary of this checkout (`node server/bin/etcd-ts.js`). */
 export function etcdTsBinary(): ServerBinary {
-  return { kind: "etcd-ts", command: process.execPath, prefixArgs: [path.join(repoRoot, "bin", "etcd-ts.js")] };
+  return { kind: "etcd-ts", command: process.execPath, prefixArgs: [path.join(repoRoot, "server", "bin", "etcd-ts.js")] };
 }
 
 /** Interprets a binary spec: undefined/""/"etcd-ts" means our server, anything else is a path to an etcd binary. */

@@ -15,7 +15,7 @@
  *     serializable read (watch-check.ts).
  * Everything derives from the seed: the same seed replays the same run.
  */
-import { PutRequest, RangeRequest, DeleteRangeRequest, TxnRequest, Compare_CompareResult, Compare_CompareTarget } from "../../server/src/gen/etcdserverpb/rpc.js";
+import { PutRequest, RangeRequest, DeleteRangeRequest, TxnRequest, Compare_CompareResult, Compare_CompareTarget } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { checkLinearizable } from "./linearizability.js";
 import { checkRevisionLinearization, checkRevisionOrder, etcdModel, type EtcdInput, type EtcdOperation, type EtcdOutput } from "./etcd-model.js";
 import { RealCluster, SIM_EPOCH_MS, type RealClusterOptions, type RealMember } from "./real-cluster.js";

@@ -11,7 +11,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MaintenanceClient, type SnapshotResponse } from "../../server/src/gen/etcdserverpb/rpc.js";
+import { MaintenanceClient, type SnapshotResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { BboltReader } from "../../server/src/mvcc/backend/bbolt-reader.js";
 import { Member, binaryUnderTest, referenceEtcdPath, startMember, type ServerBinary } from "../harness/member.js";
 

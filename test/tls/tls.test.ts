@@ -20,7 +20,7 @@ function openssl(...args: string[]): void {
 }
 
 function startServer(args: string[]): { child: ReturnType<typeof spawn>; output: () => string } {
-  const child = spawn(process.execPath, [path.join(repoRoot, "bin/etcd-ts.js"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [path.join(repoRoot, "server/bin/etcd-ts.js"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
   trackChild(child);
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));

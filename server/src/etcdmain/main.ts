@@ -14,7 +14,7 @@ import { createLogger, LogLevel } from "../pkg/logger.js";
 const START_GRACE_MS = 5_000;
 
 const require = createRequire(import.meta.url);
-const PACKAGE_VERSION = (require("../../../package.json") as { version: string }).version;
+const PACKAGE_VERSION = (require("../../package.json") as { version: string }).version;
 
 export async function main(argv: string[]): Promise<number> {
   let invocation;

@@ -3,7 +3,7 @@
  * by applying alarm requests from the log, persisted in the backend's "alarm" bucket (key: member
  * ID as 8 bytes big-endian ++ alarm type as 1 byte) in the same batch as the entry.
  */
-import { AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType } from "../gen/etcdserverpb/rpc.js";
+import { AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { WriteSession } from "./store-port.js";
 
 export interface RaisedAlarm {

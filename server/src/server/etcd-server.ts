@@ -21,7 +21,7 @@
 import {
   AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse,
   LeaseGrantResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
-} from "../gen/etcdserverpb/rpc.js";
+} from "@etcd-ts/proto/etcdserverpb/rpc";
 import { MessageType, StateRole, type ConfState, type Entry, type Message, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
 import type { Lessor } from "../lease/lessor.js";
 import { ErrLeaseNotFound } from "../lease/errors.js";

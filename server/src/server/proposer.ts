@@ -3,7 +3,7 @@
  * InternalRaftRequest, and its proposer waits until the apply path triggers that ID with the
  * result, or until its deadline passes ("request timed out"). One timer sweeps every deadline.
  */
-import { InternalRaftRequest } from "../gen/etcdserverpb/raft_internal.js";
+import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type { ConfChange } from "../raft/types.js";
 import { ErrProposalDropped } from "../raft/raw-node.js";
 import { IdGenerator } from "../lease/lease-id.js";

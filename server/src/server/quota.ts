@@ -5,7 +5,7 @@
  * "database space exceeded". The backend's size is sampled once a second, as etcd's is read
  * from its database file.
  */
-import { AlarmType, TxnRequest } from "../gen/etcdserverpb/rpc.js";
+import { AlarmType, TxnRequest } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { Clock, TimerHandle } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import { serverError } from "./errors.js";

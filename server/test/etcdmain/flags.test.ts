@@ -1,6 +1,6 @@
 /**
  * Differential test of the command line: the real etcd 3.4 (`/usr/bin/etcd`, or
- * ETCD_REFERENCE_BIN) and etcd-ts (`node bin/etcd-ts.js`) get the same bad or edge-case command
+ * ETCD_REFERENCE_BIN) and etcd-ts (`node server/bin/etcd-ts.js`) get the same bad or edge-case command
  * line and environment, and must agree on what a user or a script sees:
  *  - "flag" cases (Go's flag package refuses the command line): exit 2, the same first line of
  *    stderr, the usage after it;
@@ -52,7 +52,7 @@ interface Case {
   /** Compare the exit code only (etcd's text there is a Go panic, not a message). */
   exitCodeOnly?: boolean;
   /**
-   * Run etcd-ts as a process (`node bin/etcd-ts.js`). The other cases call its command-line
+   * Run etcd-ts as a process (`node server/bin/etcd-ts.js`). The other cases call its command-line
    * resolution (resolveConfig, then verifyBootstrap as a fresh member would) in this process and
    * map the error classes to exit codes the way main.ts does; the process cases prove that
    * mapping end to end, one or more per kind.

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Backend, BackendFailedError } from "../../src/mvcc/backend/backend.js";
 import { decodeKeyValue, encodeKeyValue, encodeTombstone, type KeyValue } from "../../src/mvcc/key-value.js";
-import { KeyValue as PbKeyValue } from "../../src/gen/mvccpb/kv.js";
+import { KeyValue as PbKeyValue } from "@etcd-ts/proto/mvccpb/kv";
 import { b, rng, seedFromEnv, tempDir } from "./helpers.js";
 
 let dir: string;

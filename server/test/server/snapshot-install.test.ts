@@ -6,8 +6,8 @@
  * alarms and configuration, and watchers that resume from the new contents.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { InternalRaftRequest } from "../../src/gen/etcdserverpb/raft_internal.js";
-import { AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, PutRequest } from "../../src/gen/etcdserverpb/rpc.js";
+import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
+import { AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, PutRequest } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { Lessor } from "../../src/lease/lessor.js";
 import { Backend } from "../../src/mvcc/backend/backend.js";
 import { MvccStore } from "../../src/mvcc/kv-store.js";

@@ -10,7 +10,7 @@
  * time is a manual clock moved by the test, raft's randomness is seeded.
  */
 import { afterEach, expect, it } from "vitest";
-import { AlarmRequest_AlarmAction, AlarmType } from "../../src/gen/etcdserverpb/rpc.js";
+import { AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { Backend, type BackendImage } from "../../src/mvcc/backend/backend.js";
 import { nullLogger } from "../../src/pkg/logger.js";
 import { MessageType, type Message, type NodeId, type Snapshot } from "../../src/raft/types.js";

@@ -1,5 +1,5 @@
 /** The etcdserverpb.Cluster service. Membership changes need the peer transport (not yet served). */
-import type { ClusterServer, Member } from "../../gen/etcdserverpb/rpc.js";
+import type { ClusterServer, Member } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdServer } from "../../server/etcd-server.js";
 import type { MemberRecord } from "../../server/cluster/membership.js";
 import type { Logger } from "../../pkg/logger.js";

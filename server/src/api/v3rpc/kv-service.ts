@@ -1,5 +1,5 @@
 /** The etcdserverpb.KV service: request checks, then the member's read and write paths. */
-import type { KVServer } from "../../gen/etcdserverpb/rpc.js";
+import type { KVServer } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdServer } from "../../server/etcd-server.js";
 import type { Logger } from "../../pkg/logger.js";
 import { unary } from "./grpc-util.js";

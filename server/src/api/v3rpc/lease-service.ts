@@ -2,7 +2,7 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type {
   LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseServer, LeaseTimeToLiveResponse,
-} from "../../gen/etcdserverpb/rpc.js";
+} from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { timeToLiveSeconds } from "../../lease/lease.js";
 import type { Logger } from "../../pkg/logger.js";

@@ -1,5 +1,5 @@
 /** The etcdserverpb.Maintenance service: status, hashes, alarms, defragmentation, snapshots. */
-import type { MaintenanceServer, StatusResponse } from "../../gen/etcdserverpb/rpc.js";
+import type { MaintenanceServer, StatusResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { ETCD_API_VERSION } from "../../server/etcd-server.js";
 import { serverError } from "../../server/errors.js";

@@ -4,7 +4,7 @@
  * service is served on both by adding it here.
  */
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "../../gen/etcdserverpb/rpc.js";
+import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdServer } from "../../server/etcd-server.js";
 import type { Logger } from "../../pkg/logger.js";
 import { kvService } from "./kv-service.js";

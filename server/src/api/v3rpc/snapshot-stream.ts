@@ -21,7 +21,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import type { SnapshotRequest, SnapshotResponse } from "../../gen/etcdserverpb/rpc.js";
+import type { SnapshotRequest, SnapshotResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { SnapshotAbortedError, backendOf, writeEtcdSnapshotFile } from "../../server/backend-snapshot.js";
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { serverError } from "../../server/errors.js";

@@ -3,7 +3,7 @@
  * conflicts, txn size, and overlapping writes inside a txn. Each failure is a ServerError whose
  * code the error table turns into etcd's exact status and message.
  */
-import { DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from "../../gen/etcdserverpb/rpc.js";
+import { DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { serverError } from "../../server/errors.js";
 
 /** etcd 3.4 checks only the key here; unknown sort orders and targets simply do not sort. */

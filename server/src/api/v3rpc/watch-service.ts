@@ -8,9 +8,9 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   WatchCreateRequest_FilterType, WatchRequest, WatchResponse, WatchServer,
-} from "../../gen/etcdserverpb/rpc.js";
-import type { Event as PbEvent } from "../../gen/mvccpb/kv.js";
-import { Event_EventType } from "../../gen/mvccpb/kv.js";
+} from "@etcd-ts/proto/etcdserverpb/rpc";
+import type { Event as PbEvent } from "@etcd-ts/proto/mvccpb/kv";
+import { Event_EventType } from "@etcd-ts/proto/mvccpb/kv";
 import type { Event, KeyValue } from "../../mvcc/key-value.js";
 import type { WatchFilter, WatchMessage, Watcher } from "../../mvcc/watch-hub.js";
 import type { EtcdServer } from "../../server/etcd-server.js";

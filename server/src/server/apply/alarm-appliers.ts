@@ -6,7 +6,7 @@
  *   can be freed;
  * - CORRUPT raised: every request that reads or writes the key space fails with "corrupt cluster".
  */
-import { AlarmType, type CompactionRequest, type DeleteRangeRequest, type DeleteRangeResponse, type LeaseGrantRequest, type LeaseGrantResponse, type LeaseRevokeRequest, type PutRequest, type PutResponse, type TxnRequest, type TxnResponse } from "../../gen/etcdserverpb/rpc.js";
+import { AlarmType, type CompactionRequest, type DeleteRangeRequest, type DeleteRangeResponse, type LeaseGrantRequest, type LeaseGrantResponse, type LeaseRevokeRequest, type PutRequest, type PutResponse, type TxnRequest, type TxnResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ApplyResult } from "../proposer.js";
 import { txnCostBytes } from "../quota.js";
 import { serverError } from "../errors.js";

@@ -10,11 +10,11 @@
  */
 import type {
   ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest,
-} from "../../gen/etcdserverpb/raft_internal.js";
+} from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type {
   AlarmMember, AlarmRequest, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest,
   LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, PutRequest, PutResponse, TxnRequest, TxnResponse,
-} from "../../gen/etcdserverpb/rpc.js";
+} from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { WriteSession } from "../store-port.js";
 import type { ApplyResult } from "../proposer.js";
 

@@ -15,7 +15,7 @@
  *   every view kept beside the backend is reloaded from there (see installSnapshot). A snapshot
  *   at or below the consistent index carries nothing the backend lacks.
  */
-import { InternalRaftRequest } from "../../gen/etcdserverpb/raft_internal.js";
+import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import { ErrLeaseNotFound } from "../../lease/errors.js";
 import type { Lessor } from "../../lease/lessor.js";
 import type { BackendImage } from "../../mvcc/backend/backend.js";

@@ -3,11 +3,11 @@
  * revisioned store, the lessor, the membership and the alarms, all staged into the entry's write
  * session so that they reach the backend in one batch with the consistent index.
  */
-import type { ClusterMemberAttrSetRequest, ClusterVersionSetRequest } from "../../gen/etcdserverpb/raft_internal.js";
+import type { ClusterMemberAttrSetRequest, ClusterVersionSetRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type {
   AlarmMember, AlarmRequest, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest,
   LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, PutRequest, PutResponse, TxnRequest, TxnResponse,
-} from "../../gen/etcdserverpb/rpc.js";
+} from "@etcd-ts/proto/etcdserverpb/rpc";
 import { ErrLeaseNotFound } from "../../lease/errors.js";
 import type { Lessor } from "../../lease/lessor.js";
 import type { AlarmStore } from "../alarms.js";

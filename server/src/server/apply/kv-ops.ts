@@ -8,8 +8,8 @@ import {
   Compare, Compare_CompareResult, Compare_CompareTarget, DeleteRangeRequest, DeleteRangeResponse,
   PutRequest, PutResponse, RangeRequest, RangeRequest_SortOrder, RangeRequest_SortTarget, RangeResponse,
   RequestOp, ResponseOp, TxnRequest, TxnResponse,
-} from "../../gen/etcdserverpb/rpc.js";
-import { KeyValue as PbKeyValue } from "../../gen/mvccpb/kv.js";
+} from "@etcd-ts/proto/etcdserverpb/rpc";
+import { KeyValue as PbKeyValue } from "@etcd-ts/proto/mvccpb/kv";
 import { serverError } from "../errors.js";
 
 /** A key-value record as the store returns it. Buffers are not to be mutated by callers. */

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { GATEWAY_SCHEMA } from "../../../src/api/gateway/schema.js";
 import { GatewayCodec, GatewayInputError, JsonReader, decodeBase64Std } from "../../../src/api/gateway/json-mapping.js";
 import { errorBody, httpStatusOf, streamErrorChunk } from "../../../src/api/gateway/gateway.js";
-import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder } from "../../../src/gen/etcdserverpb/rpc.js";
+import { Compare_CompareResult, Compare_CompareTarget, RangeRequest_SortOrder } from "@etcd-ts/proto/etcdserverpb/rpc";
 
 const codec = new GatewayCodec(GATEWAY_SCHEMA);
 const b64 = (s: string): string => Buffer.from(s).toString("base64");

@@ -12,9 +12,9 @@ import { gatewayRoutes } from "../../../src/api/gateway/routes.js";
 import type { ServiceEntry } from "../../../src/api/v3rpc/service-registry.js";
 import {
   AuthService, ClusterService, KVService, LeaseService, MaintenanceService, WatchService,
-} from "../../../src/gen/etcdserverpb/rpc.js";
-import { ElectionService } from "../../../src/gen/v3electionpb/v3election.js";
-import { LockService } from "../../../src/gen/v3lockpb/v3lock.js";
+} from "@etcd-ts/proto/etcdserverpb/rpc";
+import { ElectionService } from "@etcd-ts/proto/v3electionpb/v3election";
+import { LockService } from "@etcd-ts/proto/v3lockpb/v3lock";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
 

@@ -1,6 +1,6 @@
 /**
  * The gateway's message table (schema.ts) and its generator (scripts/gateway-schema-gen.ts): the
- * committed table is what the generator builds from proto/ and server/src/gen, with .proto names,
+ * committed table is what the generator builds from proto/ and proto/gen, with .proto names,
  * protoc's json names and ts-proto's property names.
  */
 import path from "node:path";

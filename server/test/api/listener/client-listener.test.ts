@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { h2HandoverCounts } from "../../../src/api/listener/client-listener.js";
 import { resolveConfig } from "../../../src/etcdmain/config.js";
 import { startMember, type RunningMember } from "../../../src/etcdmain/start-member.js";
-import { KVClient, PutRequest, RangeRequest } from "../../../src/gen/etcdserverpb/rpc.js";
+import { KVClient, PutRequest, RangeRequest } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { createLogger } from "../../../src/pkg/logger.js";
 import { runEtcdctl } from "../../../../test/harness/etcdctl.js";
 import { freePorts, sleep } from "../../../../test/harness/processes.js";

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The etcd-ts server binary: `etcd-ts [etcd flags]` (see `etcd-ts --help`).
-import { main } from "../dist/server/etcdmain/main.js";
+import { main } from "../dist/etcdmain/main.js";
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
