@@ -561,13 +561,25 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
         fail(`liveness: no write acknowledged within ${profile.livenessBoundMs} ms after healing`);
       } else {
         // Members the cluster removed while their removal's proposer gave up stop here too.
-        const configured = new Set(cluster.leader()?.server.membership.list().map((r) => r.id) ?? []);
-        for (const m of cluster.current()) if (!configured.has(m.id)) cluster.retire(m);
+        // (The membership as the most advanced running member has applied it.)
+        const ahead = cluster.current().filter((m) => m.alive).sort((a, b) => b.server.applied - a.server.applied)[0];
+        const configured = new Set(ahead?.server.membership.list().map((r) => r.id) ?? []);
+        if (ahead) for (const m of cluster.current()) if (!configured.has(m.id)) cluster.retire(m);
         const inConfiguration = cluster.current();
-        while (cluster.now < deadline && !inConfiguration.every((m) => (m.member?.server.store.currentRevision ?? 0) >= marker!.revision)) {
+        // Every member reaches the marker, and then they all settle on the same applied index (the
+        // writes still in flight when the marker was acknowledged apply too).
+        const converged = (): boolean => {
+          if (!inConfiguration.every((m) => (m.member?.server.store.currentRevision ?? 0) >= marker!.revision)) return false;
+          const applied = new Set(inConfiguration.map((m) => m.member!.server.applied));
+          return applied.size === 1 && cluster.leader()?.server.committed === [...applied][0];
+        };
+        while (cluster.now < deadline && !converged()) {
           await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs, () => checks.violation !== undefined);
         }
         const behind = inConfiguration.filter((m) => (m.member?.server.store.currentRevision ?? 0) < marker!.revision);
+        if (behind.length === 0 && !converged()) {
+          fail(`liveness: members did not settle on one applied index (${inConfiguration.map((m) => `${m.name} ${m.member?.server.applied}`).join(", ")})`);
+        }
         const describeMember = (m: RealMember): string => {
           if (!m.member) return `${m.name} (not running)`;
           const st = m.server;
