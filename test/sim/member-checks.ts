@@ -7,18 +7,8 @@
 import type { MemberObserver } from "../../server/src/server/bootstrap.js";
 import type { MemoryStorage } from "../../server/src/raft/storage.js";
 import { StateRole, type Entry, type NodeId, type Ready } from "../../server/src/raft/types.js";
-import { SafetyChecker, Violation, type LogView } from "./safety-checker.js";
+import { SafetyChecker, Violation, logView } from "./safety-checker.js";
 
-function logView(storage: MemoryStorage): LogView {
-  return {
-    termAt(index: number): number | undefined {
-      if (index < storage.firstIndex() - 1 || index > storage.lastIndex()) return undefined;
-      return storage.term(index);
-    },
-    snapshotIndex: () => storage.firstIndex() - 1,
-    lastIndex: () => storage.lastIndex(),
-  };
-}
 
 /** What the checks remember of one incarnation. */
 interface Incarnation {

@@ -18,6 +18,7 @@
  * Every check throws a Violation naming the property.
  */
 import { EntryType, type Entry, type NodeId } from "../../server/src/raft/types.js";
+import type { MemoryStorage } from "../../server/src/raft/storage.js";
 
 export class Violation extends Error {
   override name = "Violation";
@@ -57,6 +58,18 @@ export interface LogView {
   /** The snapshot index: entries at or below it are covered by the snapshot. */
   snapshotIndex(): number;
   lastIndex(): number;
+}
+
+/** The checker's view of a member's in-memory raft log. */
+export function logView(storage: MemoryStorage): LogView {
+  return {
+    termAt(index: number): number | undefined {
+      if (index < storage.firstIndex() - 1 || index > storage.lastIndex()) return undefined;
+      return storage.term(index);
+    },
+    snapshotIndex: () => storage.firstIndex() - 1,
+    lastIndex: () => storage.lastIndex(),
+  };
 }
 
 export class SafetyChecker {

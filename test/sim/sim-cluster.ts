@@ -24,7 +24,7 @@ import { SimDisk } from "./sim-disk.js";
 import { SimNetwork } from "./sim-network.js";
 import type { SimRng } from "./sim-rng.js";
 import { KvStateMachine, decodeCommand, type KvOutput } from "./kv-model.js";
-import { SafetyChecker, Violation, type LogView } from "./safety-checker.js";
+import { SafetyChecker, Violation, logView } from "./safety-checker.js";
 
 export const TICK_UNITS = 10;
 /** A removed member keeps running this many ticks before it stops (etcd: ten ticks). */
@@ -633,16 +633,6 @@ function cloneEnvelope(env: Envelope): Envelope {
   return { msg: { ...env.msg, entries: env.msg.entries.slice() }, senderIncarnation: env.senderIncarnation };
 }
 
-function logView(storage: MemoryStorage): LogView {
-  return {
-    termAt(index: number): number | undefined {
-      if (index < storage.firstIndex() - 1 || index > storage.lastIndex()) return undefined;
-      return storage.term(index);
-    },
-    snapshotIndex: () => storage.firstIndex() - 1,
-    lastIndex: () => storage.lastIndex(),
-  };
-}
 
 export function fmtTime(units: number): string {
   return `${Math.floor(units / TICK_UNITS)}.${units % TICK_UNITS}`;

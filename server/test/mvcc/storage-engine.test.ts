@@ -13,6 +13,7 @@ import { SeededRandom, testSeed } from "../../../test/harness/seeded-random.js";
 import { describeBackend } from "./backend-compliance.js";
 import { del, describeStorageEngine, put, readAll, type EngineDisk } from "./storage-engine-compliance.js";
 import { tempDir } from "./helpers.js";
+import { settles } from "../../../test/harness/settles.js";
 
 const ENGINE_MODULE = fileURLToPath(new URL("../../src/mvcc/backend/classic-level-engine.ts", import.meta.url));
 
@@ -68,16 +69,6 @@ describeBackend("Backend on ClassicLevelEngine", levelDisk);
 describeBackend("Backend on MemoryEngine", memoryDisk);
 
 /** Whether `p` settles within a few turns of the event loop. */
-async function settles(p: Promise<unknown>): Promise<boolean> {
-  let settled = false;
-  p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-  return settled;
-}
-
 describe("MemoryLevelStore: power loss", () => {
   it("keeps synced batches and loses unsynced ones; a synced batch carries the earlier ones", async () => {
     const store = new MemoryLevelStore();

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { Snapshotter } from "../../src/snap/index.js";
 import { MemorySnapDir, MemorySnapshotter } from "../../src/snap/memory-snapshotter.js";
 import { describeSnapshotStore, snap } from "./snapshot-store-compliance.js";
+import { settles } from "../../../test/harness/settles.js";
 
 describeSnapshotStore("Snapshotter", () => {
   const root = mkdtempSync(path.join(os.tmpdir(), "etcd-ts-snap-store-"));
@@ -43,16 +44,6 @@ describeSnapshotStore("MemorySnapshotter", () => {
     destroy: () => undefined,
   };
 });
-
-async function settles(p: Promise<unknown>): Promise<boolean> {
-  let settled = false;
-  p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-  return settled;
-}
 
 describe("MemorySnapDir: crashes", () => {
   for (const how of ["crash", "kill"] as const) {

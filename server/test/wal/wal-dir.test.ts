@@ -12,6 +12,7 @@ import type { Entry, HardState } from "../../src/raft/types.js";
 import { SeededRandom, testSeed } from "../../../test/harness/seeded-random.js";
 import { describeWalDir, type WalSave } from "./wal-dir-compliance.js";
 import { applyEntries, entry, hs, tempDir } from "./wal-helpers.js";
+import { settles } from "../../../test/harness/settles.js";
 
 const WAL_MODULE = fileURLToPath(new URL("../../src/wal/wal.ts", import.meta.url));
 const SMALL = 4096;
@@ -77,16 +78,6 @@ describeWalDir("MemoryWalDir", ({ smallSegments }) => {
 });
 
 const META = new TextEncoder().encode("meta");
-
-async function settles(p: Promise<unknown>): Promise<boolean> {
-  let settled = false;
-  p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-  return settled;
-}
 
 describe("MemoryWalDir: power loss", () => {
   it("keeps synced records, loses unsynced ones; markers, cuts and open make everything durable", async () => {
