@@ -29,6 +29,9 @@ import type { EtcdServer } from "../../server/src/server/etcd-server.js";
 import { SimNetwork } from "./sim-network.js";
 import type { SimRng } from "./sim-rng.js";
 
+/** How long a sender waits for a snapshot's delivery before reporting it failed (virtual ms). */
+const SNAPSHOT_TIMEOUT_MS = 1000;
+
 /** Virtual time starts at a realistic Unix time (request and lease IDs embed it). */
 export const SIM_EPOCH_MS = 1_700_000_000_000;
 
@@ -61,6 +64,8 @@ interface Envelope {
   incarnation: number;
   /** A MsgSnap's backend image, read whole by the sender before it goes on the wire. */
   image?: [Buffer, Buffer][];
+  /** For a snapshot: set once its fate was reported to the sender. */
+  reported?: { done: boolean };
 }
 
 /** A timer facade per incarnation: a crash cancels every timer the incarnation set. */
@@ -343,8 +348,17 @@ export class RealCluster {
     const image: [Buffer, Buffer][] = [];
     for await (const kv of merged.image) image.push(kv);
     if (from.incarnation !== incarnation) return;
-    const fate = this.network.send(from.id, merged.message.to, { msg: merged.message, incarnation, image }, this.now, duplicate);
-    if (fate !== "queued") from.member?.server.reportSnapshot(merged.message.to, false);
+    const reported = { done: false };
+    const report = (ok: boolean): void => {
+      if (reported.done || from.incarnation !== incarnation) return;
+      reported.done = true;
+      from.member?.server.reportSnapshot(merged.message.to, ok);
+    };
+    const fate = this.network.send(from.id, merged.message.to, { msg: merged.message, incarnation, image, reported }, this.now, duplicate);
+    if (fate !== "queued") report(false);
+    // A snapshot lost on the way (its receiver crashed, a partition cut it) is reported failed
+    // when the sender's stream times out, as the peer transport does.
+    else this.schedule(this.now + SNAPSHOT_TIMEOUT_MS, () => report(false));
   }
 
   /** Schedules `run` at virtual time `at`. */
@@ -392,7 +406,10 @@ export class RealCluster {
         if (!(err instanceof PeerMessageRefusedError)) throw err;
       }
     }
-    if (e.image !== undefined && sender?.incarnation === e.incarnation) sender.member?.server.reportSnapshot(to, ok);
+    if (e.reported !== undefined && !e.reported.done && sender?.incarnation === e.incarnation) {
+      e.reported.done = true;
+      sender.member?.server.reportSnapshot(to, ok);
+    }
   }
 }
 

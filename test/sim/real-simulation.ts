@@ -19,6 +19,7 @@ import { PutRequest, RangeRequest, DeleteRangeRequest, TxnRequest, Compare_Compa
 import { checkLinearizable } from "./linearizability.js";
 import { checkRevisionLinearization, checkRevisionOrder, etcdModel, type EtcdInput, type EtcdOperation, type EtcdOutput } from "./etcd-model.js";
 import { RealCluster, SIM_EPOCH_MS, type RealClusterOptions, type RealMember } from "./real-cluster.js";
+import type { EtcdServer } from "../../server/src/server/etcd-server.js";
 import { MessageType, StateRole, type Message } from "../../server/src/raft/types.js";
 import { MemberChecks } from "./member-checks.js";
 import { SimRng } from "./sim-rng.js";
@@ -41,6 +42,8 @@ export interface RealSimProfile {
   leaderFaults: boolean;
   /** Membership changes through the members' API: add a learner, promote it, remove a member. */
   membership: boolean;
+  /** Clients also grant leases, put keys under them, keep some alive and revoke some. */
+  leases: boolean;
   /** Probability that a new leader is crashed or cut off within a few ms of its election. */
   newLeaderFaultRate: number;
   preVote: boolean;
@@ -143,6 +146,7 @@ export function realProfile(seed: number, o: RealSimOverrides = {}): RealSimProf
     networkFaults: o.networkFaults ?? rng.chance(0.7),
     leaderFaults: o.leaderFaults ?? rng.chance(0.5),
     membership: o.membership ?? rng.chance(0.4),
+    leases: rng.chance(0.5),
     newLeaderFaultRate: o.newLeaderFaultRate ?? rng.pick([0, 0, 0.1, 0.3]),
     preVote: o.preVote ?? rng.chance(0.7),
     raftTuning: o.raftTuning ?? (rng.chance(0.2) ? { maxSizePerMsgBytes: 1, maxInflightMsgs: rng.pick([1, 4]) } : undefined),
@@ -240,7 +244,13 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
         }
         if (message.events.length === 0) return true;
         record.responses.push({
-          events: message.events.map((e): SeenEvent => ({ type: e.type, key: e.kv.key.toString(), value: e.type === "PUT" ? e.kv.value.toString() : "", modRevision: e.kv.modRevision })),
+          events: message.events.map((e): SeenEvent => ({
+            type: e.type,
+            key: e.kv.key.toString(),
+            value: e.type === "PUT" ? e.kv.value.toString() : "",
+            modRevision: e.kv.modRevision,
+            lease: e.type === "PUT" ? e.kv.lease : 0n,
+          })),
           compactRevision: server.store.compactRevision,
         });
         return true;
@@ -274,6 +284,10 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
     const value = `c${clientId}-${++valueSeq}`;
     let input: EtcdInput;
     let call: () => Promise<EtcdOutput>;
+    if (profile.leases && roll >= 0.9) {
+      issueLeaseOp(server, clientRng.float());
+      return;
+    }
     if (profile.compactions && roll < 0.02) {
       const target = server.store.currentRevision - clientRng.between(0, 20);
       if (target > 1) void server.compact({ revision: BigInt(target), physical: false }).catch(() => undefined);
@@ -342,6 +356,27 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
       },
       () => pending.delete(p),
     );
+  };
+
+  /** Leases granted so far (whether or not they still exist), and the keys put under them. */
+  const leases: bigint[] = [];
+  let leaseKeySeq = 0;
+  /**
+   * A lease operation on keys of their own ("l0".."l4", outside the linearizability check): grant
+   * a short lease, put a key under one, keep one alive (on the leader), or revoke one.
+   */
+  const issueLeaseOp = (server: EtcdServer, roll: number): void => {
+    const lease = leases.length > 0 ? clientRng.pick(leases) : undefined;
+    if (roll < 0.25 || lease === undefined) {
+      void server.leaseGrant(clientRng.between(1, 2), 0n).then((r) => leases.push(r.ID), () => undefined);
+    } else if (roll < 0.7) {
+      const key = `l${clientRng.between(0, 4)}`;
+      void server.put(PutRequest.fromPartial({ key: enc(key), value: enc(`lv${++leaseKeySeq}`), lease })).catch(() => undefined);
+    } else if (roll < 0.9) {
+      if (server.isLeader) void server.leaseRenew(lease).catch(() => undefined);
+    } else {
+      void server.leaseRevoke(lease).catch(() => undefined);
+    }
   };
 
   /** The last value any client wrote to `key` (a likely CAS expectation). */
@@ -609,6 +644,10 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
     if (why) fail(`watch history: ${why}`);
   }
   if (failure === undefined) {
+    const why = checkLeaseDeletions(revisions, finalRevision);
+    if (why) fail(`lease: ${why}`);
+  }
+  if (failure === undefined) {
     const why = checkSerializableReads(revisions, serializableReads);
     if (why) fail(`serializable read: ${why}`);
   }
@@ -736,6 +775,33 @@ function resolveUnknownWrites(history: EtcdOperation[], revisions: RevisionHisto
     kept.push(op);
   }
   return kept;
+}
+
+/**
+ * A lease's keys go together: when the history is complete, every revision that deletes keys put
+ * under leases ("l*" keys, deleted only by a lease's revocation or expiry) deletes exactly the
+ * keys attached to one lease at that point, all of them, and nothing else.
+ */
+function checkLeaseDeletions(revisions: RevisionHistory, lastRevision: number): string | undefined {
+  for (let rev = 2; rev <= lastRevision; rev++) if (!revisions.has(rev)) return undefined;
+  const attached = new Map<string, bigint>();
+  for (let rev = 2; rev <= lastRevision; rev++) {
+    const events = revisions.get(rev)!.filter((e) => e.key.startsWith("l"));
+    const deleted = events.filter((e) => e.type === "DELETE").map((e) => e.key);
+    if (deleted.length > 0) {
+      const lease = attached.get(deleted[0]!);
+      const expected = [...attached.entries()].filter(([, l]) => l === lease).map(([k]) => k).sort();
+      if (lease === undefined || expected.join(",") !== [...deleted].sort().join(",")) {
+        return `revision ${rev} deletes [${deleted.join(", ")}], but the lease of ${deleted[0]} held [${expected.join(", ")}]`;
+      }
+    }
+    for (const e of events) {
+      if (e.type === "DELETE") attached.delete(e.key);
+      else if (e.lease !== undefined && e.lease !== 0n) attached.set(e.key, e.lease);
+      else attached.delete(e.key);
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -24,6 +24,8 @@ export interface SeenEvent {
   /** "" for a delete. */
   value: string;
   modRevision: number;
+  /** The lease a put attached the key to (0: none). */
+  lease?: bigint;
 }
 
 /** One response: its events, and the member's compacted revision when it came. */

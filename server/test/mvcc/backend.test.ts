@@ -1,3 +1,4 @@
+/** Backend behaviour specific to LevelDB on disk; the contract both engines share is in backend-compliance.ts. */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Backend, BackendFailedError } from "../../src/mvcc/backend/backend.js";
 import { decodeKeyValue, encodeKeyValue, encodeTombstone, type KeyValue } from "../../src/mvcc/key-value.js";
@@ -21,71 +22,6 @@ afterEach(async () => {
 });
 
 describe("Backend", () => {
-  it("puts, deletes and reads by bucket; buckets do not overlap", async () => {
-    const batch = backend.batch();
-    batch.put("lease", b("1"), b("lease-1"));
-    batch.put("members", b("1"), b("member-1"));
-    batch.put("members", b("2"), b("member-2"));
-    await backend.write(batch);
-    expect((await backend.get("lease", b("1")))?.toString()).toBe("lease-1");
-    expect(await backend.get("lease", b("2"))).toBeUndefined();
-    const members: string[] = [];
-    for await (const [k, v] of backend.iterate("members")) members.push(`${k}=${v}`);
-    expect(members).toEqual(["1=member-1", "2=member-2"]);
-    const del = backend.batch();
-    del.del("members", b("1"));
-    await backend.write(del);
-    const after: string[] = [];
-    for await (const [k] of backend.iterate("members")) after.push(k.toString());
-    expect(after).toEqual(["2"]);
-  });
-
-  it("iterates with bounds, reverse and limit", async () => {
-    const batch = backend.batch();
-    for (const k of ["a", "b", "c", "d"]) batch.put("auth", b(k), b(k.toUpperCase()));
-    await backend.write(batch);
-    const keys = async (range: Parameters<Backend["iterate"]>[1]) => {
-      const out: string[] = [];
-      for await (const [k] of backend.iterate("auth", range)) out.push(k.toString());
-      return out;
-    };
-    expect(await keys({ gte: b("b"), lt: b("d") })).toEqual(["b", "c"]);
-    expect(await keys({ gt: b("b") })).toEqual(["c", "d"]);
-    expect(await keys({ reverse: true, limit: 2 })).toEqual(["d", "c"]);
-    expect(await keys({ lte: b("b") })).toEqual(["a", "b"]);
-  });
-
-  it("keeps the consistent index and term with the batch, across reopen", async () => {
-    expect(backend.consistentIndex()).toBe(0);
-    const batch = backend.batch();
-    batch.put("cluster", b("version"), b("3.4.0"));
-    batch.setConsistentIndex(42, 3);
-    await backend.write(batch);
-    expect(backend.consistentIndex()).toBe(42);
-    expect(backend.consistentTerm()).toBe(3);
-    await backend.close();
-    backend = await Backend.open(dir);
-    expect(backend.consistentIndex()).toBe(42);
-    expect(backend.consistentTerm()).toBe(3);
-    expect((await backend.get("cluster", b("version")))?.toString()).toBe("3.4.0");
-  });
-
-  it("applies batches in call order (group commit) and runs hooks before resolving", async () => {
-    const order: number[] = [];
-    const writes: Promise<void>[] = [];
-    for (let i = 1; i <= 50; i++) {
-      const batch = backend.batch();
-      batch.put("meta", b("x"), b(String(i)));
-      batch.setConsistentIndex(i);
-      batch.onWritten(() => order.push(i));
-      writes.push(backend.write(batch).then(() => expect(order[order.length - 1]).toBeGreaterThanOrEqual(i)));
-    }
-    await Promise.all(writes);
-    expect(order).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
-    expect((await backend.get("meta", b("x")))?.toString()).toBe("50");
-    expect(backend.consistentIndex()).toBe(50);
-  });
-
   it("refuses a batch twice and fails closed after a LevelDB error", async () => {
     const batch = backend.batch();
     await backend.write(batch);
