@@ -611,6 +611,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
         while (cluster.now < deadline && !converged()) {
           await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs, () => checks.violation !== undefined);
         }
+        failure ??= haltedMember(cluster);
         const behind = inConfiguration.filter((m) => (m.member?.server.store.currentRevision ?? 0) < marker!.revision);
         if (behind.length === 0 && !converged()) {
           fail(`liveness: members did not settle on one applied index (${inConfiguration.map((m) => `${m.name} ${m.member?.server.applied}`).join(", ")})`);

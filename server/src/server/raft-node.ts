@@ -21,7 +21,7 @@ import {
   ConfChange, ConfState, EntryType, Entry, Message, MessageType, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
 } from "../raft/types.js";
 import type { RawNode, RaftStatus } from "../raft/raw-node.js";
-import type { MemoryStorage } from "../raft/storage.js";
+import { ErrSnapOutOfDate, type MemoryStorage } from "../raft/storage.js";
 import type { Clock, TimerHandle } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import type { MergedSnapshot } from "./transport-port.js";
@@ -243,10 +243,18 @@ export class RaftNode {
    * compacts the in-memory log, keeping `catchUpEntries` entries behind it so that slow
    * followers can catch up from the log, and releases WAL segments before the compacted index.
    * The caller must have made the state machine durable up to `index` first.
+   * @returns the snapshot, or undefined when the log already holds a newer one (apply runs behind
+   *   the loop, which may meanwhile have installed a leader's snapshot: etcd skips it too).
    */
-  async snapshot(index: number, confState: ConfState, data: Uint8Array, catchUpEntries: number): Promise<Snapshot> {
+  async snapshot(index: number, confState: ConfState, data: Uint8Array, catchUpEntries: number): Promise<Snapshot | undefined> {
     const { storage, wal, snapshotter } = this.deps;
-    const snap = storage.createSnapshot(index, confState, data);
+    let snap: Snapshot;
+    try {
+      snap = storage.createSnapshot(index, confState, data);
+    } catch (err) {
+      if (err instanceof ErrSnapOutOfDate) return undefined;
+      throw err;
+    }
     await snapshotter.save(snap);
     await wal.saveSnapshot({ index, term: snap.metadata.term });
     const compactIndex = index > catchUpEntries ? index - catchUpEntries : 0;

@@ -44,7 +44,7 @@ export interface ApplyLoopOptions {
 /** The part of the Raft driver the apply path needs. */
 export interface ApplyRaft {
   applyConfChange(cc: ConfChange): ConfState;
-  snapshot(index: number, confState: ConfState, data: Uint8Array, catchUpEntries: number): Promise<Snapshot>;
+  snapshot(index: number, confState: ConfState, data: Uint8Array, catchUpEntries: number): Promise<Snapshot | undefined>;
   purgeSnapshots(keep: number): Promise<unknown>;
 }
 
@@ -157,8 +157,9 @@ export class ApplyLoop {
     const index = this.appliedIndex;
     await this.deps.store.sync();
     const data = Buffer.from(JSON.stringify({ clusterVersion: this.deps.membership.clusterVersion }));
-    await this.deps.raft.snapshot(index, this.confState, data, this.options.snapshotCatchUpEntries);
+    const snap = await this.deps.raft.snapshot(index, this.confState, data, this.options.snapshotCatchUpEntries);
     this.snapshotIndex = index;
+    if (snap === undefined) return;
     this.deps.logger.info("saved snapshot", { "snapshot-index": index });
     if (this.options.maxSnapshots > 0) await this.deps.raft.purgeSnapshots(this.options.maxSnapshots);
   }
