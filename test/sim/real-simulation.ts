@@ -133,13 +133,13 @@ export const PRESETS: Record<string, RealSimOverrides> = {
 export function realProfile(seed: number, o: RealSimOverrides = {}): RealSimProfile {
   const rng = new SimRng(seed).fork("profile");
   const keyCount = rng.between(1, 3);
-  return {
+  const profile: RealSimProfile = {
     seed,
     members: o.members ?? rng.pick([3, 3, 5]),
     clients: rng.between(2, 5),
     keys: Array.from({ length: keyCount }, (_, i) => `k${i}`),
     faultMs: o.faultMs ?? rng.between(1500, 3000),
-    livenessBoundMs: 30 * 100,
+    livenessBoundMs: 3000,
     faultRate: o.faultRate ?? rng.pick([0.02, 0.05, 0.1, 0.15]),
     crashes: o.crashes ?? rng.chance(0.8),
     partitions: o.partitions ?? rng.chance(0.8),
@@ -157,6 +157,10 @@ export function realProfile(seed: number, o: RealSimOverrides = {}): RealSimProf
     walSyncDelayMaxMs: rng.pick([0, 3, 15]),
     knobs: o.knobs,
   };
+  // With one entry per message, a follower that fell behind catches up one entry per heartbeat
+  // (raft's probe state), so the bound scales with the backlog a fault phase can leave.
+  if (profile.raftTuning) profile.livenessBoundMs = 15_000;
+  return profile;
 }
 
 export interface RealSimResult {
