@@ -6,41 +6,22 @@
  * merged with its backend image; the lagging member keeps the image, raft restores the snapshot,
  * and the apply path installs it: all three end with the same store, leases, members and alarms.
  *
- * The WAL and snapshot directories are plain in-memory stand-ins (nothing here restarts a member);
- * time is a manual clock moved by the test, raft's randomness is seeded.
+ * The WAL and snapshot directories are the in-memory ones (nothing here restarts a member); time is
+ * a manual clock moved by the test, raft's randomness is seeded.
  */
 import { afterEach, expect, it } from "vitest";
 import { AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { Backend, type BackendImage } from "../../src/mvcc/backend/backend.js";
 import { nullLogger } from "../../src/pkg/logger.js";
-import { MessageType, type Message, type NodeId, type Snapshot } from "../../src/raft/types.js";
-import { bootstrapMember, type Member, type MemberWal, type SnapshotDirectory, type WalDirectory } from "../../src/server/bootstrap.js";
+import { MessageType, type Message, type NodeId } from "../../src/raft/types.js";
+import { bootstrapMember, type Member } from "../../src/server/bootstrap.js";
+import { MemoryWalDir } from "../../src/wal/memory-wal.js";
+import { MemorySnapDir, MemorySnapshotter } from "../../src/snap/memory-snapshotter.js";
 import type { PeerTransport } from "../../src/server/raft-node.js";
 import type { MergedSnapshot } from "../../src/server/transport-port.js";
 import { ManualClock, tempDir } from "../mvcc/helpers.js";
 
 const b = (x: string): Buffer => Buffer.from(x);
-
-function memoryWal(): WalDirectory {
-  let created = false;
-  const wal: MemberWal = { save: async () => undefined, saveSnapshot: async () => undefined, releaseTo: async () => undefined, close: async () => undefined };
-  return {
-    exists: () => created,
-    create: async () => {
-      created = true;
-      return wal;
-    },
-    open: async () => {
-      throw new Error("not restarted here");
-    },
-    validSnapshotEntries: async () => [],
-  };
-}
-
-function memorySnapshots(): SnapshotDirectory & { saved: Snapshot[] } {
-  const saved: Snapshot[] = [];
-  return { saved, save: async (s) => void saved.push(s), purge: async () => undefined, loadNewestAvailable: async () => saved[saved.length - 1]! };
-}
 
 /** Delivers between members asynchronously; `isolated` members neither send nor receive. */
 class MemoryNetwork {
@@ -134,7 +115,7 @@ it("a member far behind catches up through the leader's merged snapshot", async 
         unsafeNoFsync: false, autoCompactionMode: "periodic", autoCompactionRetention: "0",
       },
       {
-        wal: memoryWal(), snapshotter: memorySnapshots(), backend: await Backend.open(t.dir),
+        wal: new MemoryWalDir(), snapshotter: new MemorySnapshotter({ dir: new MemorySnapDir() }), backend: await Backend.open(t.dir),
         transport: network.endpoint(), clock, fatal: (message, fields) => {
           throw new Error(`${name}: ${message} ${JSON.stringify(fields)}`);
         },
