@@ -235,7 +235,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
   };
 
   const openWatcher = (m: RealMember): void => {
-    const server = m.member!.server;
+    const server = m.server;
     const current = server.store.currentRevision;
     const from = clientRng.chance(0.5) ? 0 : clientRng.between(1, current);
     const record: WatchRecord = { label: `${m.name}#${m.incarnation} from ${from || "head"}`, startRevision: from === 0 ? current + 1 : from, responses: [] };
@@ -282,7 +282,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
     const live = cluster.current().filter((m) => m.alive);
     if (live.length === 0) return;
     const m = clientRng.pick(live);
-    const server = m.member!.server;
+    const server = m.server;
     const key = clientRng.pick(profile.keys);
     const roll = clientRng.float();
     const value = `c${clientId}-${++valueSeq}`;
@@ -547,7 +547,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
       case "transfer": {
         // etcd's MoveLeader, through the member's API.
         const target = faultRng.pick(cluster.current());
-        if (leader && target !== leader) void leader.member!.server.moveLeader(target.id).catch(() => undefined);
+        if (leader && target !== leader) void leader.server.moveLeader(target.id).catch(() => undefined);
         break;
       }
     }
@@ -584,7 +584,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
       while (marker === undefined && cluster.now < deadline) {
         const leader = cluster.current().find((m) => m.member?.server.isLeader);
         if (leader) {
-          const server = leader.member!.server;
+          const server = leader.server;
           const value = `liveness-${++valueSeq}`;
           const op: EtcdOperation = { clientId: -1, input: { kind: "put", key: profile.keys[0]!, value }, output: undefined, call: tick(), ret: Infinity };
           history.push(op);
@@ -609,7 +609,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
         // writes still in flight when the marker was acknowledged apply too).
         const converged = (): boolean => {
           if (!inConfiguration.every((m) => (m.member?.server.store.currentRevision ?? 0) >= marker!.revision)) return false;
-          const applied = new Set(inConfiguration.map((m) => m.member!.server.applied));
+          const applied = new Set(inConfiguration.map((m) => m.server.applied));
           return applied.size === 1 && cluster.leader()?.server.committed === [...applied][0];
         };
         while (cluster.now < deadline && !converged()) {

@@ -30,7 +30,7 @@ import type { Logger } from "../pkg/logger.js";
 import { serverError } from "./errors.js";
 import { AlarmStore, type RaisedAlarm } from "./alarms.js";
 import { ApplyLoop } from "./apply/apply-loop.js";
-import { applierForAlarms, } from "./apply/alarm-appliers.js";
+import { applierForAlarms } from "./apply/alarm-appliers.js";
 import type { Applier } from "./apply/applier.js";
 import { BackendApplier, txnChecks } from "./apply/backend-applier.js";
 import { applyRange, applyTxn, isTxnReadOnly, type KvWriter } from "./apply/kv-ops.js";

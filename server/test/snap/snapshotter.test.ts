@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSy
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ErrNoSnapshot, Snapshotter, snapshotFileName } from "../../src/snap/index.js";
+import { Snapshotter, snapshotFileName } from "../../src/snap/index.js";
 import { Wal } from "../../src/wal/index.js";
 import type { Snapshot } from "../../src/raft/types.js";
 
@@ -51,16 +51,6 @@ describe("Snapshotter", () => {
     expect(existsSync(`${newest}.broken`)).toBe(true);
     expect(existsSync(`${second}.broken`)).toBe(true);
     expect(existsSync(newest)).toBe(false);
-  });
-
-  it("loadNewestAvailable picks the newest snapshot the WAL has a marker for", async () => {
-    const s = new Snapshotter({ dir });
-    await s.save(snap(1, 10));
-    await s.save(snap(2, 20));
-    await s.save(snap(3, 30));
-    expect(await s.loadNewestAvailable([{ index: 10, term: 1 }, { index: 20, term: 2 }])).toEqual(snap(2, 20));
-    expect(await s.loadNewestAvailable([{ index: 30, term: 3 }])).toEqual(snap(3, 30));
-    await expect(s.loadNewestAvailable([{ index: 20, term: 9 }])).rejects.toBeInstanceOf(ErrNoSnapshot);
   });
 
   it("purge keeps the newest N", async () => {

@@ -119,27 +119,6 @@ describe("Wal round trips", () => {
     await expect(Wal.open(walDir, { index: 170, term: 1 })).rejects.toBeInstanceOf(ErrSnapshotNotFound);
   });
 
-  it("overwritten tail indices resolve to the latest records", async () => {
-    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 4096, preallocation: "sparse" });
-    const model: Entry[] = [];
-    const save = async (batch: Entry[]): Promise<void> => {
-      applyEntries(model, batch);
-      await wal.save(undefined, batch, { sync: true });
-    };
-    await save([1, 2, 3, 4, 5].map((i) => entry(i, 1)));
-    await save([entry(4, 2, "new4"), entry(5, 2, "new5"), entry(6, 2)]);
-    await save([entry(3, 3, "newer3")]);
-    for (let i = 4; i <= 80; i++) await save([entry(i, 3, new Uint8Array(90))]);
-    await save([entry(60, 4, "cut-across-segments")]);
-    await wal.close();
-    const r = await Wal.open(walDir, { index: 0, term: 0 });
-    expect(r.entries).toEqual(model);
-    expect(r.entries.length).toBe(60);
-    expect(Buffer.from(r.entries[59]!.data).toString()).toBe("cut-across-segments");
-    expect(Buffer.from(r.entries[2]!.data).toString()).toBe("newer3");
-    await r.wal.close();
-  });
-
   it("locks the directory against a second open, in this process and from stale files", async () => {
     const wal = await Wal.create(walDir, META);
     await expect(Wal.open(walDir, { index: 0, term: 0 })).rejects.toBeInstanceOf(ErrWalLocked);
