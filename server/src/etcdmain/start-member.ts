@@ -92,6 +92,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       unsafeNoFsync: cfg.unsafeNoFsync,
       autoCompactionMode: cfg.autoCompactionMode,
       autoCompactionRetention: cfg.autoCompactionRetention,
+      strictReconfigCheck: cfg.strictReconfigCheck,
     },
     {
       wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION } }),

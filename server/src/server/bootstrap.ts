@@ -35,6 +35,8 @@ import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
 import { LeaseRecords, recoverLeases } from "./lease-records.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
+import type { PeerActivity } from "./cluster/member-admin.js";
+import type { LeaderClient } from "./leader-forward.js";
 
 /** A WAL the member writes and closes. */
 export interface MemberWal extends LogPersistence {
@@ -103,6 +105,10 @@ export interface BootstrapDeps {
   logger: Logger;
   /** Watches the driver and the apply path (the simulation's safety checks). */
   observer?: MemberObserver;
+  /** The peer connections, for strict reconfiguration checks (absent: all peers count as connected). */
+  peerActivity?: PeerActivity;
+  /** Forwards leader-only requests (lease keep-alive and time-to-live, promote) from a follower. */
+  leaderClient?: LeaderClient;
 }
 
 /** What the simulation watches of a member; every hook must change nothing. */
@@ -208,6 +214,8 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       clock,
       logger: logger.named("etcdserver"),
       observeApplied: deps.observer?.applied?.bind(deps.observer),
+      peerActivity: deps.peerActivity,
+      leaderClient: deps.leaderClient,
     },
     { index: log.applied, confState: log.confState },
   );

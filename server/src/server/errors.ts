@@ -20,6 +20,7 @@ export type ServerErrorCode =
   | "Timeout"
   | "TimeoutDueToLeaderFail"
   | "Unhealthy"
+  | "NotEnoughStartedMembers"
   | "Corrupt"
   | "MemberNotFound"
   | "MemberExist"

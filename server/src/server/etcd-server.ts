@@ -25,6 +25,7 @@ import {
 import { MessageType, StateRole, type ConfState, type Entry, type Message, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
 import type { Lessor } from "../lease/lessor.js";
 import { ErrLeaseNotFound } from "../lease/errors.js";
+import { timeToLiveSeconds } from "../lease/lease.js";
 import type { Clock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import { serverError } from "./errors.js";
@@ -34,7 +35,8 @@ import { applierForAlarms } from "./apply/alarm-appliers.js";
 import type { Applier } from "./apply/applier.js";
 import { BackendApplier, txnChecks } from "./apply/backend-applier.js";
 import { applyRange, applyTxn, isTxnReadOnly, type KvWriter } from "./apply/kv-ops.js";
-import { MemberAdmin } from "./cluster/member-admin.js";
+import { MemberAdmin, type PeerActivity } from "./cluster/member-admin.js";
+import { forwardToLeader, type LeaderClient } from "./leader-forward.js";
 import type { MemberRecord, Membership } from "./cluster/membership.js";
 import { LeaseClock } from "./lease-clock.js";
 import { Proposer, raftRequest } from "./proposer.js";
@@ -71,6 +73,8 @@ export interface EtcdServerOptions {
   snapshotCatchUpEntries?: number;
   /** Snapshot files kept (--max-snapshots; 0 keeps all). */
   maxSnapshots: number;
+  /** Refuse membership changes that would endanger an active quorum (default true). */
+  strictReconfigCheck?: boolean;
 }
 
 export interface EtcdServerDeps {
@@ -88,6 +92,10 @@ export interface EtcdServerDeps {
   logger: Logger;
   /** Sees each applied entry with the store's revision then (the simulation's checks). */
   observeApplied?: (entry: Entry, revision: number) => void;
+  /** The peer connections, for strict reconfiguration (absent: every peer counts as connected). */
+  peerActivity?: PeerActivity;
+  /** Forwards leader-only requests from a follower (absent: a follower answers NotLeader). */
+  leaderClient?: LeaderClient;
 }
 
 /** Where the member resumes: the applied index and raft's configuration as of it. */
@@ -154,7 +162,10 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       logger,
     });
     this.leaseClock = new LeaseClock({ tickMs: options.leaseTickMs ?? 500 }, { lessor, proposer: this.proposer, isLeader: () => this.isLeader, clock, logger });
-    this.admin = new MemberAdmin(options, { raft, proposer: this.proposer, membership, clock, stopped: () => this.stopped });
+    this.admin = new MemberAdmin(options, {
+      raft, proposer: this.proposer, membership, clock, stopped: () => this.stopped,
+      activity: deps.peerActivity, leaderClient: deps.leaderClient,
+    });
   }
 
   get store(): StorePort {
@@ -425,11 +436,22 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   }
 
   /**
-   * Keepalive on the leader: returns the new TTL, or 0 when the lease does not exist.
-   * Waits for an expired lease to be revoked, as etcd does, then reports 0.
+   * A keep-alive: returns the new TTL, or 0 when the lease does not exist. The leader renews
+   * (after waiting for an expired lease to be revoked, as etcd does); a follower forwards the
+   * keep-alive to the leader.
+   * @throws ServerError NotLeader (a follower without a leader client), Timeout, Stopped.
    */
   async leaseRenew(id: bigint, _ctx?: RequestContext): Promise<number> {
-    if (!this.isLeader) throw serverError("NotLeader");
+    if (!this.isLeader) {
+      const client = this.deps.leaderClient;
+      if (client === undefined) throw serverError("NotLeader");
+      try {
+        return await this.forward((url, ms) => client.leaseRenew(url, id, ms), (e) => e instanceof ErrLeaseNotFound);
+      } catch (err) {
+        if (err instanceof ErrLeaseNotFound) return 0;
+        throw err;
+      }
+    }
     try {
       return this.deps.lessor.renew(id);
     } catch (err) {
@@ -440,6 +462,42 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       }
       throw err;
     }
+  }
+
+  /**
+   * A lease's remaining and granted TTL as the leader knows them (undefined: no such lease). The
+   * leader answers once everything committed is applied; a follower asks the leader.
+   * @throws ServerError NotLeader (a follower without a leader client), Timeout, Stopped.
+   */
+  async leaseTimeToLive(id: bigint, keys: boolean, _ctx?: RequestContext): Promise<{ ttlSeconds: number; grantedTtlSeconds: number; keys: Buffer[] } | undefined> {
+    if (!this.isLeader) {
+      const client = this.deps.leaderClient;
+      if (client === undefined) throw serverError("NotLeader");
+      try {
+        const r = await this.forward((url, ms) => client.leaseTimeToLive(url, id, keys, ms), (e) => e instanceof ErrLeaseNotFound);
+        return { ttlSeconds: Number(r.TTL), grantedTtlSeconds: Number(r.grantedTTL), keys: r.keys.map((k) => Buffer.from(k)) };
+      } catch (err) {
+        if (err instanceof ErrLeaseNotFound) return undefined;
+        throw err;
+      }
+    }
+    await this.applyLoop.waitApplied(this.raft.status().hardState.commit);
+    const lease = this.deps.lessor.lookup(id);
+    if (lease === undefined) return undefined;
+    return {
+      ttlSeconds: timeToLiveSeconds(lease, this.deps.clock.nowMs()),
+      grantedTtlSeconds: lease.ttlSeconds,
+      keys: keys ? lease.keys() : [],
+    };
+  }
+
+  private forward<T>(call: (peerUrl: string, remainingMs: number) => Promise<T>, isFinal: (err: unknown) => boolean): Promise<T> {
+    return forwardToLeader(
+      { clock: this.deps.clock, leader: () => this.raft.leader, member: (m) => this.deps.membership.get(m), stopped: () => this.stopped },
+      this.options.requestTimeoutMs,
+      call,
+      isFinal,
+    );
   }
 
   // ---- maintenance -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ const SERVER_ERRORS: Record<ServerErrorCode, Row> = {
   Timeout: [Status.UNAVAILABLE, "etcdserver: request timed out"],
   TimeoutDueToLeaderFail: [Status.UNAVAILABLE, "etcdserver: request timed out, possibly due to previous leader failure"],
   Unhealthy: [Status.UNAVAILABLE, "etcdserver: unhealthy cluster"],
+  NotEnoughStartedMembers: [Status.FAILED_PRECONDITION, "etcdserver: re-configuration failed due to not enough started members"],
   Corrupt: [Status.DATA_LOSS, "etcdserver: corrupt cluster"],
   MemberNotFound: [Status.NOT_FOUND, "etcdserver: member not found"],
   MemberExist: [Status.FAILED_PRECONDITION, "etcdserver: member ID already exist"],

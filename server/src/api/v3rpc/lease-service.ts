@@ -1,10 +1,12 @@
-/** The etcdserverpb.Lease service. Keepalives are answered by the leader without a log entry. */
+/**
+ * The etcdserverpb.Lease service. Keep-alives and time-to-live are answered by the leader without a
+ * log entry (a follower forwards them to it).
+ */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type {
   LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseServer, LeaseTimeToLiveResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdServer } from "../../server/etcd-server.js";
-import { timeToLiveSeconds } from "../../lease/lease.js";
 import type { Logger } from "../../pkg/logger.js";
 import { requestContext, unary } from "./grpc-util.js";
 import { toServiceError } from "./errors.js";
@@ -21,18 +23,12 @@ export function leaseService(server: EtcdServer, logger: Logger): LeaseServer {
       await server.leaseRevoke(req.ID, ctx);
       return { header: server.header() };
     }, logger),
-    leaseTimeToLive: unary(async (req): Promise<LeaseTimeToLiveResponse> => {
-      const lease = server.lessor.lookup(req.ID);
+    leaseTimeToLive: unary(async (req, ctx): Promise<LeaseTimeToLiveResponse> => {
+      const lease = await server.leaseTimeToLive(req.ID, req.keys, ctx);
       if (lease === undefined) {
         return { header: server.header(), ID: req.ID, TTL: -1n, grantedTTL: 0n, keys: [] };
       }
-      return {
-        header: server.header(),
-        ID: req.ID,
-        TTL: BigInt(timeToLiveSeconds(lease, Date.now())),
-        grantedTTL: BigInt(lease.ttlSeconds),
-        keys: req.keys ? lease.keys() : [],
-      };
+      return { header: server.header(), ID: req.ID, TTL: BigInt(lease.ttlSeconds), grantedTTL: BigInt(lease.grantedTtlSeconds), keys: lease.keys };
     }, logger),
     leaseLeases: unary(async () => {
       return { header: server.header(), leases: server.lessor.leases().map((l) => ({ ID: l.id })) };
