@@ -164,8 +164,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     clientListeners,
     stop: () => {
       stopping ??= (async () => {
-        for (const l of [...clientListeners, ...peerListeners]) l.close();
+        for (const l of clientListeners) l.close();
         injector.drain(1000);
+        // A leader hands over first (the peer port stays up for it), as etcd's Stop does.
+        await server.transferLeadershipForStop();
+        for (const l of peerListeners) l.close();
         await member.stop();
         grpcServer.forceShutdown();
       })();

@@ -45,7 +45,10 @@ function setup(s: Setup): { admin: MemberAdmin; proposed: ConfChange[]; clock: M
     leader: isLeader ? SELF : 2n,
     isLeader,
     status: () => ({ progress: new Map(s.members.map((m) => [m.id, { match: 100 }])) }) as unknown as ReturnType<MemberAdminRaft["status"]>,
-    transferLeader: () => undefined,
+    transferLeader(to) {
+      // The transferee takes over at once.
+      (this as { leader: bigint }).leader = to;
+    },
   };
   const connected = s.connectedMsAgo;
   const admin = new MemberAdmin(
@@ -177,5 +180,19 @@ describe("promotion", () => {
   it("a follower without a leader client answers NotLeader", async () => {
     const { admin } = setup({ members: [member(1n), member(2n)], isLeader: false });
     expect(await code(admin.promote(4n))).toBe("NotLeader");
+  });
+});
+
+describe("leadership transfer before a graceful stop", () => {
+  it("hands leadership to the voter connected the longest, never a learner", async () => {
+    const members = [member(1n), member(2n), member(3n), member(4n, true, true)];
+    const { admin } = setup({ members, connectedMsAgo: new Map([[2n, LONG], [3n, LONG + 5000], [4n, LONG + 60_000]]) });
+    expect(await admin.transferLeadership()).toBe(3n);
+  });
+
+  it("a follower or a lone voter has nothing to hand over; no connected voter is unhealthy", async () => {
+    expect(await setup({ members: [member(1n), member(2n)], isLeader: false, connectedMsAgo: new Map([[2n, LONG]]) }).admin.transferLeadership()).toBeUndefined();
+    expect(await setup({ members: [member(1n), member(4n, true, true)], connectedMsAgo: new Map([[4n, LONG]]) }).admin.transferLeadership()).toBeUndefined();
+    expect(await code(setup({ members: [member(1n), member(2n)], connectedMsAgo: new Map() }).admin.transferLeadership())).toBe("Unhealthy");
   });
 });

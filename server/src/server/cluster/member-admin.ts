@@ -161,6 +161,30 @@ export class MemberAdmin {
     }
   }
 
+  /**
+   * Before a graceful stop, a leader hands leadership to the voter it has been connected to the
+   * longest (etcd's TransferLeadership); a follower or a lone voter has nothing to hand over.
+   * @throws ServerError Unhealthy (no voter connected), TimeoutLeaderTransfer.
+   */
+  async transferLeadership(): Promise<bigint | undefined> {
+    if (!this.deps.raft.isLeader) return undefined;
+    const voters = this.voters();
+    if (voters.length < 2) return undefined;
+    let transferee: bigint | undefined;
+    let oldest = Infinity;
+    for (const m of voters) {
+      if (m.id === this.options.memberId) continue;
+      const t = this.activeSince(m.id);
+      if (t !== undefined && t < oldest) {
+        oldest = t;
+        transferee = m.id;
+      }
+    }
+    if (transferee === undefined) throw serverError("Unhealthy");
+    await this.moveLeader(transferee);
+    return transferee;
+  }
+
   /** Proposes a conf change (raft forwards it from a follower) and resolves with the members after it applied. */
   private async configure(cc: ConfChange): Promise<MemberRecord[]> {
     return (await this.deps.proposer.proposeConfChange(cc)).value as MemberRecord[];
