@@ -77,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once("SIGINT", () => takeSignal("SIGINT"));
   process.once("SIGTERM", () => takeSignal("SIGTERM"));
-  let member: { stop(): Promise<void> };
+  let member: { stop(): Promise<void>; server: { removed: Promise<void> } };
   try {
     const { startMember } = await import("./start-member.js");
     member = await startMember(cfg, logger);
@@ -98,5 +98,11 @@ export async function main(argv: string[]): Promise<number> {
     };
     if (signalled !== undefined) stop();
     else onSignal = stop;
+    // A member removed from the cluster stops, as etcd's does.
+    void member.server.removed.then(() => {
+      if (signalled !== undefined) return;
+      signalled = "removed";
+      stop();
+    });
   });
 }

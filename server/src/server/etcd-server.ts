@@ -22,7 +22,7 @@ import {
   AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse,
   LeaseGrantResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
-import { MessageType, StateRole, type ConfState, type Entry, type Message, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
+import { ConfChangeType, MessageType, StateRole, type ConfChange, type ConfState, type Entry, type Message, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
 import type { Lessor } from "../lease/lessor.js";
 import { ErrLeaseNotFound } from "../lease/errors.js";
 import { timeToLiveSeconds } from "../lease/lease.js";
@@ -118,6 +118,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private published = false;
   private campaignAfterAdvance = false;
   private markReady: () => void = () => undefined;
+  private markRemoved: () => void = () => undefined;
+  /**
+   * Resolves once this member has applied its own removal from the cluster: the process should
+   * stop (etcd stops ten heartbeats later and exits 0; the data dir must not be reused).
+   */
+  readonly removed: Promise<void> = new Promise((resolve) => {
+    this.markRemoved = resolve;
+  });
   /** Resolves once this member has published its attributes: etcd serves clients from then on. */
   readonly ready: Promise<void> = new Promise((resolve) => {
     this.markReady = resolve;
@@ -143,7 +151,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
         lessor,
         leaseRecords: deps.leaseRecords,
         snapshotImages: this.receivedSnapshots,
-        onConfChange: () => (this.campaignAfterAdvance = true),
+        onConfChange: (cc) => this.onConfChange(cc),
         logger,
         observeApplied: deps.observeApplied,
       },
@@ -263,6 +271,16 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     }
     // Once any leader is known, the member publishes itself through the log.
     if (state.lead !== 0n && !this.published) void this.publish();
+  }
+
+  private onConfChange(cc: ConfChange): void {
+    this.campaignAfterAdvance = true;
+    if (cc.type !== ConfChangeType.RemoveNode || cc.nodeId !== this.options.memberId) return;
+    this.deps.logger.warn("the member has been permanently removed from the cluster; the data-dir used by this member must be removed", {
+      "local-member-id": this.options.memberId.toString(16),
+    });
+    // As etcd, give the removal's acknowledgement time to reach the proposer before stopping.
+    this.deps.clock.setTimeout(() => this.markRemoved(), 10 * this.options.heartbeatMs);
   }
 
   afterAdvance(): void {

@@ -66,8 +66,8 @@ export interface ApplyLoopDeps {
   /** Where the lessor's records go while an entry is applied. */
   leaseRecords: { bind(session: WriteSession): void; unbind(): void };
   snapshotImages: SnapshotImages;
-  /** A conf change reached raft (the member may campaign once the driver has advanced). */
-  onConfChange(): void;
+  /** A conf change reached raft (the member may campaign once the driver has advanced, or stop if removed). */
+  onConfChange(cc: ConfChange): void;
   logger: Logger;
   /**
    * Sees each entry once its effects are in the store, with the revision the entry left the
@@ -188,7 +188,7 @@ export class ApplyLoop {
 
   private reconfigureRaft(cc: ConfChange): void {
     this.confState = this.deps.raft.applyConfChange(cc);
-    this.deps.onConfChange();
+    this.deps.onConfChange(cc);
   }
 
   private async applyConfChange(entry: Entry): Promise<void> {
