@@ -1,7 +1,78 @@
 import { describe, expect, it } from "vitest";
-import { checkLinearizable } from "./linearizability.js";
-import { kvModel, type KvInput, type KvOperation, type KvOutput } from "./kv-model.js";
+import { checkLinearizable, type Model, type Operation } from "./linearizability.js";
 import { SimRng } from "./sim-rng.js";
+
+/**
+ * The checker's test subject: a register per key with put, get and compare-and-set (the
+ * simulation itself checks etcd's richer model, etcd-model.ts).
+ */
+type KvInput =
+  | { kind: "put"; key: string; value: string }
+  | { kind: "get"; key: string }
+  | { kind: "cas"; key: string; expected: string | null; value: string };
+
+type KvOutput =
+  | { kind: "put" }
+  | { kind: "get"; value: string | null }
+  | { kind: "cas"; ok: boolean };
+
+type KvOperation = Operation<KvInput, KvOutput>;
+
+function describeInput(input: KvInput): string {
+  switch (input.kind) {
+    case "put":
+      return `put(${input.key}=${input.value})`;
+    case "get":
+      return `get(${input.key})`;
+    case "cas":
+      return `cas(${input.key}: ${input.expected ?? "∅"} -> ${input.value})`;
+  }
+}
+
+function describeOutput(output: KvOutput | undefined): string {
+  if (output === undefined) return "?";
+  switch (output.kind) {
+    case "put":
+      return "ok";
+    case "get":
+      return output.value ?? "∅";
+    case "cas":
+      return output.ok ? "ok" : "failed";
+  }
+}
+
+/** Sequential specification of one key; the history is partitioned per key. */
+const kvModel: Model<string | null, KvInput, KvOutput> = {
+  init: () => null,
+  step(state, input, output) {
+    switch (input.kind) {
+      case "put":
+        if (output !== undefined && output.kind !== "put") return undefined;
+        return input.value;
+      case "get":
+        if (output === undefined) return state;
+        if (output.kind !== "get" || output.value !== state) return undefined;
+        return state;
+      case "cas": {
+        const matches = state === input.expected;
+        if (output !== undefined && (output.kind !== "cas" || output.ok !== matches)) return undefined;
+        return matches ? input.value : state;
+      }
+    }
+  },
+  stateKey: (state) => (state === null ? "\u0000" : "=" + state),
+  partition(ops) {
+    const byKey = new Map<string, KvOperation[]>();
+    for (const op of ops) {
+      let list = byKey.get(op.input.key);
+      if (!list) byKey.set(op.input.key, (list = []));
+      list.push(op);
+    }
+    return [...byKey.keys()].sort().map((k) => byKey.get(k)!);
+  },
+  describe: (op) =>
+    `c${op.clientId} [${op.call}, ${op.ret === Infinity ? "∞" : op.ret}] ${describeInput(op.input)} -> ${describeOutput(op.output)}`,
+};
 
 function op(clientId: number, call: number, ret: number, input: KvInput, output: KvOutput | undefined): KvOperation {
   return { clientId, call, ret, input, output };

@@ -169,7 +169,18 @@ export interface RealSimResult {
   profile: RealSimProfile;
   /** How linearizability was decided: from the revisions, by search, or not (search bound). */
   linearizability: "revisions" | "search" | "undecided";
-  stats: { ops: number; unknown: number; crashes: number; elections: number; readies: number; messages: number; watchEvents: number; finalRevision: number };
+  stats: {
+    ops: number;
+    unknown: number;
+    crashes: number;
+    elections: number;
+    readies: number;
+    messages: number;
+    watchEvents: number;
+    /** Watches opened below the member's compaction (each must have been refused). */
+    compactedWatchesRefused: number;
+    finalRevision: number;
+  };
 }
 
 const enc = (s: string): Buffer => Buffer.from(s);
@@ -234,11 +245,16 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
     failure ??= why;
   };
 
-  const openWatcher = (m: RealMember): void => {
+  const openWatcher = (m: RealMember, at?: number): void => {
     const server = m.server;
     const current = server.store.currentRevision;
-    const from = clientRng.chance(0.5) ? 0 : clientRng.between(1, current);
-    const record: WatchRecord = { label: `${m.name}#${m.incarnation} from ${from || "head"}`, startRevision: from === 0 ? current + 1 : from, responses: [] };
+    const from = at ?? (clientRng.chance(0.5) ? 0 : clientRng.between(1, current));
+    const record: WatchRecord = {
+      label: `${m.name}#${m.incarnation} from ${from || "head"}`,
+      startRevision: from === 0 ? current + 1 : from,
+      compactRevisionAtStart: server.store.compactRevision,
+      responses: [],
+    };
     watches.push(record);
     server.store.watch({ key: Buffer.from([0]), end: Buffer.from([0]), startRevision: from, prevKv: false }, {
       send(message) {
@@ -262,10 +278,25 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
     });
   };
 
+  /**
+   * A watch from a revision below the member's compaction, which the member must refuse (etcd: a
+   * response with the compact revision, canceled, no events): on a member that starts with a
+   * compacted store, and after a client's compaction. Its own random stream, so the rest of a
+   * seed's run does not depend on it.
+   */
+  const probeRng = rng.fork("compacted-watches");
+  const probeCompactedStart = (m: RealMember): void => {
+    const compacted = m.member?.server.store.compactRevision ?? -1;
+    if (compacted > 1 && probeRng.chance(0.5)) openWatcher(m, probeRng.between(1, compacted - 1));
+  };
+
   const startMember = async (m: RealMember): Promise<void> => {
     await cluster.start(m);
     log(() => `${m.name} ${m.alive ? "started" : "did not start"} (incarnation ${m.incarnation}${m.joins ? ", joining" : ""})`);
-    if (m.alive) openWatcher(m);
+    if (m.alive) {
+      openWatcher(m);
+      probeCompactedStart(m);
+    }
   };
 
   const crash = (m: RealMember): void => {
@@ -294,7 +325,11 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
     }
     if (profile.compactions && roll < 0.02) {
       const target = server.store.currentRevision - clientRng.between(0, 20);
-      if (target > 1) void server.compact({ revision: BigInt(target), physical: false }).catch(() => undefined);
+      if (target > 1) {
+        void server.compact({ revision: BigInt(target), physical: false }).then(() => {
+          if (m.member?.server === server) probeCompactedStart(m);
+        }, () => undefined);
+      }
       return;
     }
     if (roll < 0.4) {
@@ -697,6 +732,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
       readies: checks.readies,
       messages: cluster.messagesDelivered,
       watchEvents,
+      compactedWatchesRefused: watches.filter((w) => w.startRevision < w.compactRevisionAtStart && w.compactRevision !== undefined).length,
       finalRevision,
     },
   };

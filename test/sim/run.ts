@@ -1,6 +1,5 @@
 /**
- * Runner of the cluster simulation (`npm run sim`): by default the simulation of real members
- * (real-simulation.ts); `SIM_MODEL=core` runs the model of the Raft core alone (simulation.ts).
+ * Runner of the cluster simulation of real members (`npm run sim`, real-simulation.ts).
  *
  *   npm run sim                          2,000 seeds (1..2000) on 2 worker processes
  *   SEED=n npm run sim                   replay one run exactly; TRACE=1 prints its trace
@@ -10,37 +9,33 @@
  *   SIM_DURATION=10m npm run sim         new seeds (from SIM_BASE_SEED, else a time-derived base)
  *                                        until the time is up
  *   SIM_WORKERS=n                        worker processes (default 2)
- *   SIM_KNOB=name[,name]                 turn on raft's unsafe testing knobs (to watch checks fire)
- *   SIM_PRESET=name                      a named profile preset (see PRESETS in simulation.ts)
+ *   SIM_KNOB=name[,name]                 turn on deliberately broken knobs of the real code (to
+ *                                        watch the checks fire; KNOB_NAMES in real-simulation.ts)
+ *   SIM_PRESET=name                      a named profile preset (PRESETS in real-simulation.ts)
  *
  * Prints `seed=N` and the violated invariant for every failing run, a summary line
  * (`2000 passed, 0 failed`), and exits non-zero on any violation.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { PRESETS, runSimulation, type ProfileOverrides, type SimResult } from "./simulation.js";
-import type { RaftKnobs } from "./sim-cluster.js";
-import { knobsByName, PRESETS as MEMBER_PRESETS, realProfile, runRealSimulation, type RealSimOverrides } from "./real-simulation.js";
+import { knobsByName, PRESETS, realProfile, runRealSimulation, type RealSimOverrides, type RealSimResult } from "./real-simulation.js";
 
 const env = process.env;
-/** Which simulation runs: the real members (default) or the Raft core's model. */
-const MODEL = env["SIM_MODEL"] === "core" ? "core" : "members";
 
 function memberOverridesFromEnv(): RealSimOverrides {
   const preset = env["SIM_PRESET"];
   let o: RealSimOverrides = {};
   if (preset) {
-    const p = MEMBER_PRESETS[preset];
-    if (!p) throw new Error(`unknown SIM_PRESET ${preset}; known: ${Object.keys(MEMBER_PRESETS).join(", ")}`);
+    const p = PRESETS[preset];
+    if (!p) throw new Error(`unknown SIM_PRESET ${preset}; known: ${Object.keys(PRESETS).join(", ")}`);
     o = { ...p };
   }
   if (env["SIM_KNOB"]) o.knobs = knobsByName(env["SIM_KNOB"].split(","));
   return o;
 }
 
-/** One seed of the selected simulation, as the runner reports it. */
+/** One seed, as the runner reports it. */
 async function runSeed(seed: number, trace?: (line: string) => void): Promise<SeedReport> {
-  if (MODEL === "core") return toReport(runSimulation(seed, overridesFromEnv()));
   const r = await runRealSimulation(realProfile(seed, memberOverridesFromEnv()), trace);
   const failure = r.failure ?? "";
   const colon = failure.indexOf(": ");
@@ -50,30 +45,8 @@ async function runSeed(seed: number, trace?: (line: string) => void): Promise<Se
     ...(r.ok ? {} : { invariant: colon > 0 ? failure.slice(0, colon) : failure, detail: colon > 0 ? failure.slice(colon + 2) : "" }),
     profile: JSON.stringify(r.profile),
     lin: r.linearizability === "undecided" ? "timeout" : "ok",
-    stats: r.stats as unknown as SimResult["stats"],
+    stats: r.stats,
   };
-}
-
-function overridesFromEnv(): ProfileOverrides {
-  let o: ProfileOverrides = {};
-  const preset = env["SIM_PRESET"];
-  if (preset) {
-    const p = PRESETS[preset];
-    if (!p) throw new Error(`unknown SIM_PRESET ${preset}; known: ${Object.keys(PRESETS).join(", ")}`);
-    o = { ...p };
-  }
-  const knobs = env["SIM_KNOB"];
-  if (knobs) {
-    const k: RaftKnobs = {};
-    for (const name of knobs.split(",")) {
-      if (name !== "commitPreviousTermByCounting" && name !== "grantVoteWithoutLogCheck" && name !== "skipCheckQuorum") {
-        throw new Error(`unknown SIM_KNOB ${name}`);
-      }
-      k[name] = true;
-    }
-    o.knobs = k;
-  }
-  return o;
 }
 
 function parseDurationMs(s: string): number {
@@ -90,21 +63,9 @@ interface SeedReport {
   ok: boolean;
   invariant?: string;
   detail?: string;
-  at?: string;
   profile: string;
-  lin: SimResult["linearizability"];
-  stats: SimResult["stats"];
-}
-
-function toReport(r: SimResult): SeedReport {
-  return {
-    seed: r.seed,
-    ok: r.ok,
-    ...(r.violation ? { invariant: r.violation.invariant, detail: r.violation.detail, at: r.violation.at } : {}),
-    profile: r.profile,
-    lin: r.linearizability,
-    stats: r.stats,
-  };
+  lin: "ok" | "timeout" | "skipped";
+  stats: Partial<RealSimResult["stats"]>;
 }
 
 // ---- worker side ----------------------------------------------------------------------------
@@ -125,11 +86,11 @@ function workerMain(): void {
 function printFailure(r: SeedReport, fullDetail: boolean): void {
   const lines = (r.detail ?? "").split("\n");
   const shown = fullDetail ? lines : lines.slice(0, 12);
-  console.log(`seed=${r.seed} FAILED ${r.invariant}: ${shown[0]}${r.at ? ` (at tick ${r.at})` : ""}`);
+  console.log(`seed=${r.seed} FAILED ${r.invariant}: ${shown[0]}`);
   for (const l of shown.slice(1)) console.log(`  ${l}`);
   if (!fullDetail && lines.length > shown.length) console.log(`  ... (${lines.length - shown.length} more lines)`);
   console.log(`  profile: ${r.profile}`);
-  console.log(`  replay:  SEED=${r.seed}${MODEL === "core" ? " SIM_MODEL=core" : ""} TRACE=1 npm run sim`);
+  console.log(`  replay:  SEED=${r.seed} TRACE=1 npm run sim`);
 }
 
 interface Totals {
@@ -152,7 +113,7 @@ function account(t: Totals, r: SeedReport): void {
     t.linTimeouts++;
     t.linTimeoutSeeds.push(r.seed);
   }
-  for (const [k, v] of Object.entries(r.stats)) t.stats[k] = (t.stats[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(r.stats)) t.stats[k] = (t.stats[k] ?? 0) + (v ?? 0);
 }
 
 async function runMany(nextSeeds: (n: number) => number[] | undefined, workers: number): Promise<Totals> {
@@ -172,7 +133,7 @@ async function runMany(nextSeeds: (n: number) => number[] | undefined, workers: 
           const seed = inHand[0]!;
           account(totals, {
             seed, ok: false, invariant: "hang", detail: `the run did not finish within ${hangMs / 1000}s`,
-            profile: "", lin: "skipped", stats: {} as SimResult["stats"],
+            profile: "", lin: "skipped", stats: {},
           });
           inHand = [];
           child.kill("SIGKILL");
@@ -206,7 +167,7 @@ async function runMany(nextSeeds: (n: number) => number[] | undefined, workers: 
             const seed = inHand[0]!;
             account(totals, {
               seed, ok: false, invariant: "worker died", detail: `exit code ${code}`,
-              profile: "", lin: "skipped", stats: {} as SimResult["stats"],
+              profile: "", lin: "skipped", stats: {},
             });
             const rest = inHand.slice(1);
             pushBack.push(...rest);
@@ -232,7 +193,7 @@ async function main(): Promise<number> {
   }
   const started = performance.now();
 
-  if (env["SEED"] !== undefined && MODEL === "members") {
+  if (env["SEED"] !== undefined) {
     const r = await runSeed(Number(env["SEED"]), env["TRACE"] && env["TRACE"] !== "0" ? (line) => console.log(line) : undefined);
     console.log(`profile: ${r.profile}`);
     console.log(`stats: ${JSON.stringify(r.stats)}`);
@@ -240,19 +201,6 @@ async function main(): Promise<number> {
     console.log(`${r.ok ? "1 passed, 0 failed" : "0 passed, 1 failed"} (seed=${r.seed}) in ${((performance.now() - started) / 1000).toFixed(2)}s`);
     return r.ok ? 0 : 1;
   }
-  if (env["SEED"] !== undefined) {
-    const overrides = overridesFromEnv();
-    const seed = Number(env["SEED"]);
-    const trace = env["TRACE"] && env["TRACE"] !== "0" ? (line: string) => console.log(line) : undefined;
-    const r = runSimulation(seed, overrides, trace, env["TRACE"] === "2");
-    const report = toReport(r);
-    console.log(`profile: ${r.profile}`);
-    console.log(`stats: ${JSON.stringify(r.stats)}`);
-    if (!r.ok) printFailure(report, true);
-    console.log(`${r.ok ? "1 passed, 0 failed" : "0 passed, 1 failed"} (seed=${seed}, linearizability ${r.linearizability}) in ${((performance.now() - started) / 1000).toFixed(2)}s`);
-    return r.ok ? 0 : 1;
-  }
-
   const workers = Math.max(1, Number(env["SIM_WORKERS"] ?? 2));
   let totals: Totals;
   let label: string;
@@ -292,18 +240,11 @@ async function main(): Promise<number> {
   }
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   const s = totals.stats;
-  if (MODEL === "core") {
-    console.log(
-      `stats: ${s["ops"] ?? 0} client ops (${s["unknownOps"] ?? 0} unknown), ${s["leaders"] ?? 0} leaders, ` +
-        `${s["crashes"] ?? 0} crashes, ${s["snapshotsSent"] ?? 0} snapshots sent, ${s["confChanges"] ?? 0} conf changes applied, ` +
-        `${s["messages"] ?? 0} messages, ${s["ticks"] ?? 0} ticks`,
-    );
-  } else {
-    console.log(
-      `stats: ${s["ops"] ?? 0} client ops (${s["unknown"] ?? 0} of unknown outcome), ${s["elections"] ?? 0} elections, ` +
-        `${s["crashes"] ?? 0} crashes, ${s["readies"] ?? 0} Readies, ${s["messages"] ?? 0} messages, ${s["watchEvents"] ?? 0} watch events`,
-    );
-  }
+  console.log(
+    `stats: ${s["ops"] ?? 0} client ops (${s["unknown"] ?? 0} of unknown outcome), ${s["elections"] ?? 0} elections, ` +
+      `${s["crashes"] ?? 0} crashes, ${s["readies"] ?? 0} Readies, ${s["messages"] ?? 0} messages, ${s["watchEvents"] ?? 0} watch events, ` +
+      `${s["compactedWatchesRefused"] ?? 0} watches from a compacted revision refused`,
+  );
   if (totals.linTimeouts > 0) {
     console.log(
       `note: the linearizability check gave up (inconclusive) on ${totals.linTimeouts} runs: seeds ` +

@@ -63,8 +63,6 @@ describe("SafetyChecker", () => {
     expect(violation(() => c.observeApply(2n, ent(1, 1), "d1"))).toBe("none");
     expect(violation(() => c.observeApply(2n, ent(1, 2), "d1"))).toBe("state machine safety");
     expect(violation(() => c.observeApply(2n, ent(1, 1), "other"))).toBe("state machine safety");
-    expect(violation(() => c.observeSnapshotRestore(3n, 1, 1, "other"))).toBe("state machine safety");
-    expect(violation(() => c.observeSnapshotRestore(3n, 1, 1, "d1"))).toBe("none");
   });
 
   it("one vote per term and terms never go back", () => {

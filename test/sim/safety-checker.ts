@@ -8,7 +8,7 @@
  *  - leader completeness: an entry committed in term t is in the log of every leader of a term
  *    after t (checked when a member becomes leader);
  *  - state machine safety: no two members apply different entries at one index, and the state
- *    machines agree after applying the same index (also after restoring a snapshot);
+ *    machines agree after applying the same index;
  *  - committed entries never change: once index i is known committed with term t, every member
  *    that later reports i committed has term t there;
  *  - one vote per term, durably: a member never reports two different votes in one term, and
@@ -213,24 +213,5 @@ export class SafetyChecker {
         `member ${id}'s state after applying index ${e.index} (${digest}) differs from member ${seen.by}'s (${seen.digest})`,
       );
     }
-  }
-
-  /** Call after a member restored its state machine from a snapshot at `index`/`term`. */
-  observeSnapshotRestore(id: NodeId, index: number, term: number, digest: string): void {
-    const seen = this.applied.get(index);
-    if (seen === undefined) return;
-    if (seen.term !== term) {
-      throw new Violation("state machine safety", `member ${id} restored a snapshot at ${index}/${term}, but ${index}/${seen.term} was applied`);
-    }
-    if (seen.digest !== digest) {
-      throw new Violation(
-        "state machine safety",
-        `member ${id}'s state from the snapshot at ${index} (${digest}) differs from member ${seen.by}'s (${seen.digest})`,
-      );
-    }
-  }
-
-  committedIndex(): number {
-    return this.maxCommitted;
   }
 }

@@ -14,7 +14,9 @@
  * - history:   every watcher (on every member) reports the same events for a revision, and they
  *              match the acknowledged writes;
  * - compacted: a watcher told that its start revision was compacted started at or below that
- *              compaction, and gets nothing else.
+ *              compaction, and gets nothing else; a watcher whose start revision was below the
+ *              member's compaction when it opened is refused that way (etcd answers such a watch
+ *              with the compact revision, canceled, and no events).
  */
 
 /** One event as a watcher received it. */
@@ -39,6 +41,8 @@ export interface WatchRecord {
   /** Who watched: member and incarnation, for messages. */
   label: string;
   startRevision: number;
+  /** The member's compaction when the watch opened (-1: none). */
+  compactRevisionAtStart: number;
   responses: SeenResponse[];
   /** Set when the hub cancelled it for a compacted start revision. */
   compactRevision?: number;
@@ -68,6 +72,18 @@ export function checkWatches(records: WatchRecord[]): { history: RevisionHistory
      * The next revision the watcher must see: every revision of the store after the first (the
      * empty store's) holds an event.
      */
+    if (w.startRevision < w.compactRevisionAtStart) {
+      if (w.responses.length > 0) {
+        return { violation: `${w.label}: served events from revision ${w.startRevision}, below the compaction at ${w.compactRevisionAtStart}` };
+      }
+      if (w.compactRevision === undefined) {
+        return { violation: `${w.label}: never refused, though revision ${w.startRevision} is below the compaction at ${w.compactRevisionAtStart}` };
+      }
+      if (w.compactRevision < w.compactRevisionAtStart) {
+        return { violation: `${w.label}: refused with compact revision ${w.compactRevision}, but the member was compacted at ${w.compactRevisionAtStart}` };
+      }
+      continue;
+    }
     let next = Math.max(w.startRevision, 2);
     /** The revision of the last event seen, -1 before any. */
     let current = -1;
