@@ -78,6 +78,16 @@ export interface MemberOptions {
    * only this member). Members of a new multi-member cluster become ready together.
    */
   readyMembers?: number;
+  /**
+   * --initial-cluster-state; default "new". A member added to a running cluster (`member add`)
+   * starts with "existing" and the initial cluster `member add` printed.
+   */
+  initialClusterState?: "new" | "existing";
+  /**
+   * Readiness probe reads serializably instead of linearizably: a learner refuses linearizable
+   * reads, and a joining member may be ready before it can reach a quorum read.
+   */
+  readySerializable?: boolean;
   /** Extra flags appended after the generated ones. */
   extraArgs?: string[];
   /** Extra environment variables. */
@@ -142,7 +152,7 @@ export class Member {
       "--initial-advertise-peer-urls", this.advertisePeerUrl,
       "--initial-cluster", this.options.initialCluster ?? `${this.name}=${this.advertisePeerUrl}`,
       "--initial-cluster-token", token,
-      "--initial-cluster-state", "new",
+      "--initial-cluster-state", this.options.initialClusterState ?? "new",
       ...(this.options.extraArgs ?? []),
     ];
   }
@@ -195,7 +205,7 @@ export class Member {
           const self = list.members.find((m) => m.name === this.name);
           const published = list.members.filter((m) => m.name !== "" && m.clientUrls.length > 0).length;
           if (self && self.clientUrls.length > 0 && published >= (this.options.readyMembers ?? 1)) {
-            await probe.range("health-probe");
+            await probe.range("health-probe", { serializable: this.options.readySerializable === true });
             return;
           }
           lastError = "member not yet published";
@@ -216,6 +226,11 @@ export class Member {
     this.client?.close();
     this.client = undefined;
     if (this.child) await killChild(this.child, signal, 10_000);
+  }
+
+  /** Sends `signal` without waiting (SIGSTOP / SIGCONT to freeze and thaw the process). */
+  signal(signal: NodeJS.Signals): void {
+    if (this.child && isRunning(this.child)) this.child.kill(signal);
   }
 
   /** Graceful stop: SIGTERM, escalating to SIGKILL after 10 s. */
