@@ -135,7 +135,7 @@ export class Watcher {
 
   constructor(
     readonly label: string,
-    endpoint: string,
+    readonly endpoint: string,
     prefix: string,
   ) {
     this.proc = spawnEtcdctl(endpoint, ["watch", prefix, "--prefix", "--rev=1", "-w", "json"]);

@@ -229,10 +229,20 @@ export class Cluster {
     return runEtcdctl(eps, args, { timeoutMs: 20_000 });
   }
 
-  private async etcdctlOk(args: string[], endpoints?: number[]): Promise<EtcdctlResult> {
-    const r = await this.etcdctl(args, endpoints);
-    if (r.code !== 0) throw new EtcdctlError(args, r);
-    return r;
+  /**
+   * Runs etcdctl and insists on success. "unhealthy cluster" is retried (bounded): etcd 3.4's
+   * strict reconfiguration check refuses to add or remove a member until the leader has been
+   * connected to a quorum for 5 s (its health interval), e.g. right after the cluster started or
+   * a member restarted; the refusal is definite, so the retry cannot apply the change twice.
+   */
+  private async etcdctlOk(args: string[], endpoints?: number[], timeoutMs = 30_000): Promise<EtcdctlResult> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.etcdctl(args, endpoints);
+      if (r.code === 0) return r;
+      if (!/unhealthy cluster/.test(r.stderr) || Date.now() > deadline) throw new EtcdctlError(args, r);
+      await sleep(250);
+    }
   }
 
   /**

@@ -84,8 +84,8 @@ export interface MemberOptions {
    */
   initialClusterState?: "new" | "existing";
   /**
-   * Readiness probe reads serializably instead of linearizably: a learner refuses linearizable
-   * reads, and a joining member may be ready before it can reach a quorum read.
+   * Readiness is Status plus a serializable read instead of the member list plus a linearizable
+   * read: a learner (etcd 3.4) refuses everything else, the member list included.
    */
   readySerializable?: boolean;
   /** Extra flags appended after the generated ones. */
@@ -201,11 +201,17 @@ export class Member {
           throw new Error(`${this.options.binary.kind} member ${this.name} exited (code ${this.child?.exitCode}, signal ${this.child?.signalCode}) before becoming ready\n${this.logTail()}`);
         }
         try {
+          if (this.options.readySerializable) {
+            // A learner answers only Status and serializable reads (not even the member list).
+            await probe.status();
+            await probe.range("health-probe", { serializable: true });
+            return;
+          }
           const list = await probe.memberList();
           const self = list.members.find((m) => m.name === this.name);
           const published = list.members.filter((m) => m.name !== "" && m.clientUrls.length > 0).length;
           if (self && self.clientUrls.length > 0 && published >= (this.options.readyMembers ?? 1)) {
-            await probe.range("health-probe", { serializable: this.options.readySerializable === true });
+            await probe.range("health-probe");
             return;
           }
           lastError = "member not yet published";
