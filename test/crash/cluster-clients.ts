@@ -126,19 +126,48 @@ export class HistoryClients {
   }
 }
 
-/** One `etcdctl watch <prefix> --prefix --rev=1 -w json` on one member, recording responses. */
+/**
+ * `etcdctl watch <prefix> --prefix --rev=1 -w json` on one member, recording every response.
+ * etcdctl watches with "require leader": a member that loses its leader cancels the watch ("no
+ * leader") and etcdctl exits; the watcher then starts a new etcdctl from the revision after the
+ * last it saw, so its record stays one continuous watch (gaps or repeats across the restart are
+ * caught like any other).
+ */
 export class Watcher {
-  private readonly proc: BackgroundEtcdctl;
+  private proc: BackgroundEtcdctl;
   private parsedUpTo = 0;
+  private stopped = false;
+  private readonly loop: Promise<void>;
   readonly responses: SeenResponse[] = [];
   maxRevision = 0;
+  restarts = 0;
+  private stderrTail = "";
 
   constructor(
     readonly label: string,
     readonly endpoint: string,
-    prefix: string,
+    private readonly prefix: string,
   ) {
-    this.proc = spawnEtcdctl(endpoint, ["watch", prefix, "--prefix", "--rev=1", "-w", "json"]);
+    this.proc = this.spawn();
+    this.loop = this.keepWatching();
+  }
+
+  private spawn(): BackgroundEtcdctl {
+    this.parsedUpTo = 0;
+    return spawnEtcdctl(this.endpoint, ["watch", this.prefix, "--prefix", `--rev=${this.maxRevision + 1}`, "-w", "json"]);
+  }
+
+  private async keepWatching(): Promise<void> {
+    while (!this.stopped) {
+      const res = await this.proc.wait(24 * 3_600_000);
+      this.parse();
+      this.stderrTail = (this.stderrTail + res.stderr).slice(-2_000);
+      if (this.stopped) return;
+      await sleep(100);
+      if (this.stopped) return;
+      this.restarts++;
+      this.proc = this.spawn();
+    }
   }
 
   private parse(): void {
@@ -165,20 +194,29 @@ export class Watcher {
 
   /** Waits (bounded) until the watcher has seen `revision`; returns whether it did. */
   async waitFor(revision: number, timeoutMs: number): Promise<boolean> {
-    return this.proc.waitFor(() => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
       this.parse();
-      return this.maxRevision >= revision;
-    }, timeoutMs);
+      if (this.maxRevision >= revision) return true;
+      await sleep(20);
+    }
+    this.parse();
+    return this.maxRevision >= revision;
   }
 
   async stop(): Promise<WatchRecord> {
-    await this.proc.stop("SIGTERM");
-    this.parse();
+    if (!this.stopped) {
+      this.stopped = true;
+      await this.proc.stop("SIGTERM");
+      await this.loop;
+      this.parse();
+    }
     return { label: this.label, startRevision: 1, responses: this.responses };
   }
 
+  /** What etcdctl printed on stderr lately (all incarnations). */
   get stderr(): string {
-    return this.proc.stderr;
+    return this.stderrTail + this.proc.stderr;
   }
 }
 

@@ -47,6 +47,8 @@ export interface AddMemberOptions {
   name?: string;
   /** Default: the cluster's. */
   extraArgs?: string[];
+  /** Sees etcdctl's `member add` result (for transcripts). */
+  onMemberAdd?: (result: EtcdctlResult) => void;
 }
 
 /** An etcdctl call that failed; carries the whole result. */
@@ -138,6 +140,17 @@ export class Cluster {
   /** Client URLs of all members in the membership (running or not), by index. */
   get clientUrls(): string[] {
     return this.members.filter((_, i) => !this.removed.has(i)).map((m) => m.clientUrl);
+  }
+
+  /**
+   * Waits until etcd 3.4's strict reconfiguration check can pass: it refuses member add/remove
+   * ("unhealthy cluster") until the leader has been connected to a quorum for 5 s, so this waits
+   * until 5.5 s have passed since the last start of any live member.
+   */
+  async waitReconfigurable(): Promise<void> {
+    const last = Math.max(0, ...this.live.map((i) => this.members[i]!.startedAt));
+    const wait = last + 5_500 - Date.now();
+    if (wait > 0) await sleep(wait);
   }
 
   /** Member i's ID (learned from the member list when it started). */
@@ -258,6 +271,7 @@ export class Cluster {
     const advertised = this.proxy ? this.proxy.frontUrl(index) : `http://127.0.0.1:${peer}`;
     const args = ["member", "add", name, `--peer-urls=${advertised}`, ...(options.learner ? ["--learner"] : [])];
     const res = await this.etcdctlOk(args);
+    options.onMemberAdd?.(res);
     const initial = /^ETCD_INITIAL_CLUSTER="([^"]*)"$/m.exec(res.stdout);
     if (!initial) throw new Error(`member add printed no ETCD_INITIAL_CLUSTER:\n${res.stdout}`);
     const member = new Member({

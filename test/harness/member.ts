@@ -104,6 +104,8 @@ export class Member {
   readonly logPath: string;
   clientPort = 0;
   peerPort = 0;
+  /** Wall-clock time (ms) of the last start; 0 before the first. */
+  startedAt = 0;
   private child: ChildProcess | undefined;
   private client: GrpcLiteClient | undefined;
   private starts = 0;
@@ -173,6 +175,7 @@ export class Member {
       }
     }
     this.starts++;
+    this.startedAt = Date.now();
     const log = fs.openSync(this.logPath, "a");
     fs.writeSync(log, `\n===== start #${this.starts}: ${this.options.binary.command} ${[...this.options.binary.prefixArgs, ...this.args()].join(" ")}\n`);
     const child = spawn(this.options.binary.command, [...this.options.binary.prefixArgs, ...this.args()], {
