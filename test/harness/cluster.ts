@@ -68,6 +68,8 @@ export class Cluster {
   readonly removed = new Set<number>();
   /** Indexes of members stopped with SIGSTOP (their calls would hang). */
   readonly paused = new Set<number>();
+  /** Indexes of members added as learners and not promoted yet (they refuse most requests). */
+  readonly learners = new Set<number>();
   private readonly ids = new Map<number, bigint>();
 
   private constructor(
@@ -181,7 +183,8 @@ export class Cluster {
   /** Calls `fn` on answering members in turn until one succeeds (short-lived clients). */
   async withAnswering<T>(fn: (c: GrpcLiteClient, index: number) => Promise<T>, timeoutMs = 2_000): Promise<T> {
     let last: unknown = new Error("no answering member");
-    for (const i of this.answering) {
+    const voters = this.answering.filter((i) => !this.learners.has(i));
+    for (const i of [...voters, ...this.answering.filter((i) => this.learners.has(i))]) {
       const c = new GrpcLiteClient({ url: this.members[i]!.clientUrl, callTimeoutMs: timeoutMs });
       try {
         return await fn(c, i);
@@ -236,9 +239,12 @@ export class Cluster {
     return this.members[i]!.grpc();
   }
 
-  /** Runs etcdctl against the answering members (all of them as endpoints, or `endpoints`). */
+  /**
+   * Runs etcdctl against the answering voters (all of them as endpoints; a learner would refuse
+   * the call), or against `endpoints`.
+   */
   async etcdctl(args: string[], endpoints?: number[]): Promise<EtcdctlResult> {
-    const eps = (endpoints ?? this.answering).map((i) => this.members[i]!.clientUrl).join(",");
+    const eps = (endpoints ?? this.answering.filter((i) => !this.learners.has(i))).map((i) => this.members[i]!.clientUrl).join(",");
     return runEtcdctl(eps, args, { timeoutMs: 20_000 });
   }
 
@@ -287,6 +293,7 @@ export class Cluster {
       readyTimeoutMs: this.options.readyTimeoutMs ?? 60_000,
     });
     this.members.push(member);
+    if (options.learner) this.learners.add(index);
     await member.start();
     await this.learnIds();
     return index;
@@ -300,7 +307,10 @@ export class Cluster {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const r = await this.etcdctl(["member", "promote", this.memberId(i).toString(16)]);
-      if (r.code === 0) return;
+      if (r.code === 0) {
+        this.learners.delete(i);
+        return;
+      }
       const retryable = /not in sync|too many requests|leader changed|timed out|no leader/i.test(r.stderr);
       if (!retryable || Date.now() > deadline) throw new EtcdctlError(["member", "promote"], r);
       await sleep(200);
@@ -312,9 +322,10 @@ export class Cluster {
    * and stops its process (a removed member shuts down by itself; it is killed if it does not).
    */
   async removeMember(i: number): Promise<void> {
-    const others = this.answering.filter((j) => j !== i);
+    const others = this.answering.filter((j) => j !== i && !this.learners.has(j));
     await this.etcdctlOk(["member", "remove", this.memberId(i).toString(16)], others.length > 0 ? others : undefined);
     this.removed.add(i);
+    this.learners.delete(i);
     const m = this.members[i]!;
     const deadline = Date.now() + 5_000;
     while (m.running && Date.now() < deadline) await sleep(50);
