@@ -270,8 +270,17 @@ export function judgeHistory(input: JudgeInput): Judgement {
 
   const checked = resolveUnknownWrites(input.history, revisions, input.finalRevision);
   const unknown = checked.filter((o) => o.output === undefined).length;
-  const why = checkAcknowledgedWrites(revisions, checked.flatMap((op) => ackedWrites(op)));
+  const acked = checked.flatMap((op) => ackedWrites(op));
+  const why = checkAcknowledgedWrites(revisions, acked);
   if (why) problems.push(`watch history: ${why}`);
+  // checkAcknowledgedWrites skips revisions no watcher saw; here every revision up to the final
+  // one must have been seen (checked above), so an acknowledged write elsewhere is lost.
+  for (const w of acked) {
+    if (w.revision > input.finalRevision || !revisions.has(w.revision)) {
+      problems.push(`${w.what} acknowledged at revision ${w.revision}, which is not in the history (final revision ${input.finalRevision}): lost`);
+      break;
+    }
+  }
   const open = checked.some((op) => op.output === undefined && op.input.kind !== "get");
   let linearizability: Judgement["linearizability"] = "revisions";
   if (!open) {
