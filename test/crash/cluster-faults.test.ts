@@ -5,7 +5,9 @@
  * time:
  *   SIGKILL of the leader or a follower (restarted on its data dir), SIGSTOP/SIGCONT of the
  *   leader or a follower, the leader isolated, the leader's outgoing or incoming messages cut
- *   (one-way), a symmetric partition between two members, and slow links (delays).
+ *   (one-way), a symmetric partition between two members, and slow links (delays); in long mode
+ *   also a follower down for 12 s while the others snapshot every 500 entries (it catches up
+ *   from a snapshot).
  * After the last fault everything is healed and restarted, and then:
  *  - liveness: a write succeeds within 20 s;
  *  - convergence: every member reaches the same revision and the same HashKV;
@@ -17,12 +19,14 @@
  * Excluded from the default run until etcd-ts has its peer transport; `CLUSTER_TESTS=1` includes it.
  * Knobs: `ETCD_BIN` (binary of every member; default etcd-ts), `MIX_BIN` (if set, each member is
  * this binary or ETCD_BIN, as the seed decides), `SEED` (first run's seed; run k uses SEED+k),
- * `RUNS` (default 20), `FAULTS` (faults per run, default 2), `CLUSTER_FAULTS_LONG=1` (5 runs of
+ * `RUNS` (default 20), `FAULTS` (faults per run, default 2), `FAULT_KINDS=a,b` (only these faults;
+ * names as in the log), `CLUSTER_FAULTS_LONG=1` (5 runs of
  * 30 faults each unless RUNS/FAULTS say otherwise). A failure prints `seed=N`; rerun it with
  * `SEED=N RUNS=1`.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
+import { GrpcLiteClient } from "../harness/grpc-lite.js";
 import type { CutMode } from "../harness/link-proxy.js";
 import { binaryUnderTest, serverBinaryFromSpec, type ServerBinary } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
@@ -35,8 +39,12 @@ const long = process.env.CLUSTER_FAULTS_LONG === "1";
 const runs = envInt("RUNS", long ? 5 : 20);
 const faultsPerRun = envInt("FAULTS", long ? 30 : 2);
 const baseSeed = testSeed();
-/** Short timeouts so that failover fits in a short run; the same flags on etcd and etcd-ts. */
-const timingFlags = ["--heartbeat-interval=50", "--election-timeout=500"];
+/**
+ * Short timeouts so that failover fits in a short run; the same flags on etcd and etcd-ts. The
+ * long mode also snapshots often, so that a follower down for long (kill-follower-long) is
+ * behind the leader's compacted log and catches up from a snapshot sent over the peer link.
+ */
+const timingFlags = ["--heartbeat-interval=50", "--election-timeout=500", ...(long ? ["--snapshot-count=500"] : [])];
 
 type Fault =
   | "kill-leader"
@@ -47,11 +55,45 @@ type Fault =
   | "cut-leader-out"
   | "cut-leader-in"
   | "partition-pair"
-  | "slow-links";
-const faults: Fault[] = ["kill-leader", "kill-follower", "stop-leader", "stop-follower", "isolate-leader", "cut-leader-out", "cut-leader-in", "partition-pair", "slow-links"];
+  | "slow-links"
+  | "kill-follower-long";
+const allFaults: Fault[] = [
+  "kill-leader",
+  "kill-follower",
+  "stop-leader",
+  "stop-follower",
+  "isolate-leader",
+  "cut-leader-out",
+  "cut-leader-in",
+  "partition-pair",
+  "slow-links",
+  ...(long ? (["kill-follower-long"] satisfies Fault[]) : []),
+];
+const faults = allFaults.filter((f) => !process.env.FAULT_KINDS || process.env.FAULT_KINDS.split(",").includes(f));
+if (faults.length === 0) throw new Error(`FAULT_KINDS=${process.env.FAULT_KINDS} names no fault`);
 
 function pick<T>(rng: SeededRandom, list: readonly T[]): T {
   return list[rng.int(0, list.length - 1)]!;
+}
+
+/** `count` puts to f/bulk/* over 32 connections; returns how many were acknowledged. */
+async function bulkPuts(urls: string[], count: number): Promise<number> {
+  let next = 0;
+  let acked = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async (_, w) => {
+      const client = new GrpcLiteClient({ url: urls[w % urls.length]!, callTimeoutMs: 2_000 });
+      try {
+        while (next < count) {
+          const n = next++;
+          await client.put(`${PREFIX}bulk/${n % 64}`, `b${n}`).then(() => acked++, () => undefined);
+        }
+      } finally {
+        client.close();
+      }
+    }),
+  );
+  return acked;
 }
 
 async function runOnce(seed: number, log: string[]): Promise<void> {
@@ -86,10 +128,17 @@ async function runOnce(seed: number, log: string[]): Promise<void> {
       const t0 = Date.now();
       switch (fault) {
         case "kill-leader":
-        case "kill-follower": {
+        case "kill-follower":
+        case "kill-follower-long": {
           const victim = fault === "kill-leader" ? target : follower;
           await cluster.kill(victim);
-          await sleep(holdMs);
+          if (fault === "kill-follower-long") {
+            // More entries than etcd keeps behind a snapshot (5000): the victim's log is compacted
+            // away on the others, so it catches up from a snapshot.
+            const bulk = await bulkPuts(cluster.clientUrls.filter((_, i) => i !== victim), 6_000);
+            log.push(`fault ${f}: ${bulk} bulk puts while ${cluster.members[victim]!.name} is down`);
+          }
+          await sleep(fault === "kill-follower-long" ? 5_000 : holdMs);
           await cluster.restart(victim);
           log.push(`fault ${f}: SIGKILL ${cluster.members[victim]!.name} (leader was ${leader}), restarted after ${Date.now() - t0}ms`);
           break;
