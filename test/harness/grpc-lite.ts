@@ -347,6 +347,33 @@ export class GrpcLiteClient {
     };
   }
 
+  /**
+   * A compare-and-set transaction: if `key`'s value equals `expected` (undefined: the key is
+   * absent, i.e. its version is 0) put `value`, else read the key. Answers whether it succeeded
+   * and, when not, what it read.
+   */
+  async txnCas(key: string, expected: string | undefined, value: string): Promise<{ header: ResponseHeader; succeeded: boolean; current: KeyValue | undefined }> {
+    // Compare { result = 1 (EQUAL=0), target = 2 (VERSION=0, VALUE=3), key = 3, version = 4, value = 7 }
+    const compare = expected === undefined
+      ? new ProtoWriter().bytesField(3, key).finish()
+      : new ProtoWriter().varint(2, 3).bytesField(3, key).bytesField(7, expected).finish();
+    // RequestOp { request_range = 1, request_put = 2 }
+    const put = new ProtoWriter().bytesField(2, new ProtoWriter().bytesField(1, key).bytesField(2, value).finish()).finish();
+    const get = new ProtoWriter().bytesField(1, new ProtoWriter().bytesField(1, key).finish()).finish();
+    // TxnRequest { compare = 1, success = 2, failure = 3 }
+    const req = new ProtoWriter().bytesField(1, compare).bytesField(2, put).bytesField(3, get).finish();
+    const res = decodeFields(await this.unary("/etcdserverpb.KV/Txn", req));
+    const succeeded = intField(res, 2) !== 0n;
+    let current: KeyValue | undefined;
+    if (!succeeded) {
+      const op = decodeFields(messages(res, 3)[0] ?? Buffer.alloc(0));
+      const range = decodeFields(bytesField(op, 1));
+      const kv = messages(range, 2)[0];
+      current = kv === undefined ? undefined : decodeKeyValue(kv);
+    }
+    return { header: decodeHeader(bytesField(res, 1)), succeeded, current };
+  }
+
   async memberList(): Promise<{ header: ResponseHeader; members: Member[] }> {
     const res = decodeFields(await this.unary("/etcdserverpb.Cluster/MemberList", Buffer.alloc(0)));
     return {

@@ -78,6 +78,16 @@ export interface MemberOptions {
    * only this member). Members of a new multi-member cluster become ready together.
    */
   readyMembers?: number;
+  /**
+   * --initial-cluster-state; default "new". A member added to a running cluster (`member add`)
+   * starts with "existing" and the initial cluster `member add` printed.
+   */
+  initialClusterState?: "new" | "existing";
+  /**
+   * Readiness is Status plus a serializable read instead of the member list plus a linearizable
+   * read: a learner (etcd 3.4) refuses everything else, the member list included.
+   */
+  readySerializable?: boolean;
   /** Extra flags appended after the generated ones. */
   extraArgs?: string[];
   /** Extra environment variables. */
@@ -94,6 +104,8 @@ export class Member {
   readonly logPath: string;
   clientPort = 0;
   peerPort = 0;
+  /** Wall-clock time (ms) of the last start; 0 before the first. */
+  startedAt = 0;
   private child: ChildProcess | undefined;
   private client: GrpcLiteClient | undefined;
   private starts = 0;
@@ -142,7 +154,7 @@ export class Member {
       "--initial-advertise-peer-urls", this.advertisePeerUrl,
       "--initial-cluster", this.options.initialCluster ?? `${this.name}=${this.advertisePeerUrl}`,
       "--initial-cluster-token", token,
-      "--initial-cluster-state", "new",
+      "--initial-cluster-state", this.options.initialClusterState ?? "new",
       ...(this.options.extraArgs ?? []),
     ];
   }
@@ -163,6 +175,7 @@ export class Member {
       }
     }
     this.starts++;
+    this.startedAt = Date.now();
     const log = fs.openSync(this.logPath, "a");
     fs.writeSync(log, `\n===== start #${this.starts}: ${this.options.binary.command} ${[...this.options.binary.prefixArgs, ...this.args()].join(" ")}\n`);
     const child = spawn(this.options.binary.command, [...this.options.binary.prefixArgs, ...this.args()], {
@@ -191,6 +204,12 @@ export class Member {
           throw new Error(`${this.options.binary.kind} member ${this.name} exited (code ${this.child?.exitCode}, signal ${this.child?.signalCode}) before becoming ready\n${this.logTail()}`);
         }
         try {
+          if (this.options.readySerializable) {
+            // A learner answers only Status and serializable reads (not even the member list).
+            await probe.status();
+            await probe.range("health-probe", { serializable: true });
+            return;
+          }
           const list = await probe.memberList();
           const self = list.members.find((m) => m.name === this.name);
           const published = list.members.filter((m) => m.name !== "" && m.clientUrls.length > 0).length;
@@ -216,6 +235,11 @@ export class Member {
     this.client?.close();
     this.client = undefined;
     if (this.child) await killChild(this.child, signal, 10_000);
+  }
+
+  /** Sends `signal` without waiting (SIGSTOP / SIGCONT to freeze and thaw the process). */
+  signal(signal: NodeJS.Signals): void {
+    if (this.child && isRunning(this.child)) this.child.kill(signal);
   }
 
   /** Graceful stop: SIGTERM, escalating to SIGKILL after 10 s. */

@@ -19,6 +19,7 @@
  * (-1), which later comparisons accept.
  */
 import type { Model, Operation } from "./linearizability.js";
+import type { RevisionHistory } from "./watch-check.js";
 
 export type EtcdInput =
   | { kind: "put"; key: string; value: string }
@@ -246,4 +247,54 @@ export function checkRevisionLinearization(ops: EtcdOperation[]): string | undef
     }
   }
   return undefined;
+}
+
+/** The write an acknowledged operation made (none for reads, failed CAS, empty deletes). */
+export function ackedWrites(op: EtcdOperation): { key: string; value: string | null; revision: number; what: string }[] {
+  const o = op.output;
+  if (o === undefined) return [];
+  const what = etcdModel.describe!(op);
+  if (o.kind === "put" && op.input.kind === "put") return [{ key: op.input.key, value: op.input.value, revision: o.revision, what }];
+  if (o.kind === "cas" && o.succeeded && op.input.kind === "cas") return [{ key: op.input.key, value: op.input.value, revision: o.revision, what }];
+  if (o.kind === "delete" && o.deleted > 0) return [{ key: op.input.key, value: null, revision: o.revision, what }];
+  return [];
+}
+
+/**
+ * Fills in the outcome of writes whose client never learned it, from the watched history: a put
+ * or compare-and-set whose (unique) value shows up took effect at that revision. When the history
+ * is complete (every revision up to `lastRevision` was seen), one whose value never shows up
+ * never took effect, and leaves the history (a compare-and-set that did not write changes
+ * nothing either); and when every deletion of a key in it belongs to an acknowledged delete, the
+ * key's unknown deletes found nothing to delete, if they ran at all, and leave it too. Other
+ * deletes stay open.
+ */
+export function resolveUnknownWrites(history: EtcdOperation[], revisions: RevisionHistory, lastRevision: number): EtcdOperation[] {
+  const written = new Map<string, number>();
+  for (const [rev, events] of revisions) for (const e of events) if (e.type === "PUT") written.set(`${e.key}\u0000${e.value}`, rev);
+  let complete = true;
+  for (let rev = 2; rev <= lastRevision && complete; rev++) complete = revisions.has(rev);
+  const ackedDeletes = new Set<string>();
+  for (const op of history) {
+    if (op.output?.kind === "delete" && op.output.deleted > 0) ackedDeletes.add(`${op.input.key}@${op.output.revision}`);
+  }
+  const otherDeletions = new Set<string>();
+  for (const [rev, events] of revisions) {
+    for (const e of events) if (e.type === "DELETE" && !ackedDeletes.has(`${e.key}@${rev}`)) otherDeletions.add(e.key);
+  }
+  const kept: EtcdOperation[] = [];
+  for (const op of history) {
+    const inp = op.input;
+    if (op.output === undefined && inp.kind === "delete" && complete && !otherDeletions.has(inp.key)) continue;
+    if (op.output === undefined && (inp.kind === "put" || inp.kind === "cas")) {
+      const rev = written.get(`${inp.key}\u0000${inp.value}`);
+      if (rev !== undefined) {
+        op.output = inp.kind === "put" ? { kind: "put", revision: rev } : { kind: "cas", succeeded: true, revision: rev, value: null, modRevision: 0 };
+      } else if (complete) {
+        continue;
+      }
+    }
+    kept.push(op);
+  }
+  return kept;
 }
