@@ -27,6 +27,7 @@ function watch(label: string, events: Array<[number, string, string]>): WatchRec
   return {
     label,
     startRevision: 1,
+    compactRevisionAtStart: 0,
     responses: events.map(([rev, key, value]) => ({ events: [{ type: "PUT" as const, key, value, modRevision: rev }], compactRevision: 0 })),
   };
 }
