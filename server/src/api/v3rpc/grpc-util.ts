@@ -35,3 +35,23 @@ export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<R
     );
   };
 }
+
+/**
+ * Like `unary`, for handlers that wait: the handler also gets a signal that aborts when the
+ * caller goes away (cancels, or its deadline passes; the gateway's client closes).
+ */
+export function cancellableUnary<Req, Res>(
+  fn: (req: Req, ctx: RequestContext, signal: AbortSignal) => Promise<Res>,
+  logger?: Logger,
+): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const controller = new AbortController();
+    const abort = (): void => controller.abort();
+    call.on("cancelled", abort);
+    const inner = unary<Req, Res>((req, ctx) => fn(req, ctx, controller.signal), logger);
+    inner(call, (err, value) => {
+      call.off("cancelled", abort);
+      callback(err, value);
+    });
+  };
+}
