@@ -14,10 +14,10 @@
  */
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { credentials, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { KVClient, LeaseClient, RangeRequest } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { LockClient } from "@etcd-ts/proto/v3lockpb/v3lock";
-import { ElectionClient, type LeaderKey, type LeaderResponse } from "@etcd-ts/proto/v3electionpb/v3election";
+import { ElectionClient, type CampaignResponse, type LeaderResponse } from "@etcd-ts/proto/v3electionpb/v3election";
 import { DIFF_IDENTITY } from "../etcdctl/diff-suite.js";
 import { spawnEtcdctl } from "../harness/etcdctl.js";
 import { etcdTsBinary, referenceEtcdPath, serverBinaryFromSpec, startMember, type Member } from "../harness/member.js";
@@ -238,6 +238,29 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
     });
   });
 
+  it("lock: several lockers get the lock in the order they asked, each when the one before unlocks", async () => {
+    await differential(async (s) => {
+      const ids = [0x2001n, 0x2002n, 0x2003n, 0x2004n];
+      for (const id of ids) await s.grant(id, 300);
+      const order: string[] = [];
+      const waiting = [];
+      for (const id of ids) {
+        const p = s.call<{ key: Buffer }>((cb) => s.lock.lock({ name: B("lc"), lease: id }, cb));
+        void p.then(() => order.push(id.toString(16)));
+        waiting.push(p);
+        await sleep(50); // each in turn: their keys are created in this order
+      }
+      s.rec("keys", await s.keys("lc/"));
+      for (const [i, id] of ids.entries()) {
+        s.rec(`locker ${i} answer`, await waiting[i]);
+        s.rec("others still waiting", (await Promise.all(waiting.slice(i + 1).map((w) => settlesWithin(w, 100)))).every((settled) => !settled));
+        s.rec(`unlock ${i}`, await s.call((cb) => s.lock.unlock({ key: B(`lc/${id.toString(16)}`) }, cb)));
+      }
+      s.rec("order", order);
+      for (const id of ids) await s.revoke(id);
+    });
+  });
+
   it("lock: bad leases; lease 0 gets a fresh 60 s lease; an empty name", async () => {
     await differential(async (s) => {
       s.rec("lock missing lease", await s.call((cb) => s.lock.lock({ name: B("l2"), lease: 0x999n }, cb)));
@@ -278,7 +301,7 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       await s.grant(0x4001n, 300);
       await s.grant(0x4002n, 300);
       s.rec("lock A", await s.call((cb) => s.lock.lock({ name: B("l4"), lease: 0x4001n }, cb)));
-      const b = await s.call((cb) => s.lock.lock({ name: B("l4"), lease: 0x4002n }, { deadline: Date.now() + 700 }, cb));
+      const b = await s.call((cb) => s.lock.lock({ name: B("l4"), lease: 0x4002n }, new Metadata(), { deadline: Date.now() + 700 }, cb));
       s.rec("lock B with a deadline", "code" in b ? { code: b.code } : b);
       let keys: string[] = [];
       for (let i = 0; i < 50; i++) {
@@ -299,9 +322,9 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       s.rec("leader with none", await s.call((cb) => s.election.leader({ name: B("e1") }, cb)));
       const obs = s.observe("e1");
       await sleep(200);
-      const a = await s.call<{ leader: LeaderKey }>((cb) => s.election.campaign({ name: B("e1"), lease: 0x5001n, value: B("a1") }, cb));
+      const a = await s.call<CampaignResponse>((cb) => s.election.campaign({ name: B("e1"), lease: 0x5001n, value: B("a1") }, cb));
       s.rec("campaign A", a);
-      const b = s.call<{ leader: LeaderKey }>((cb) => s.election.campaign({ name: B("e1"), lease: 0x5002n, value: B("b1") }, cb));
+      const b = s.call<CampaignResponse>((cb) => s.election.campaign({ name: B("e1"), lease: 0x5002n, value: B("b1") }, cb));
       s.rec("B elected within 500ms", await settlesWithin(b, 500));
       const aKey = "ok" in a ? a.ok.leader : undefined;
       s.rec("proclaim A", await s.call((cb) => s.election.proclaim({ leader: aKey, value: B("a2") }, cb)));
@@ -313,7 +336,7 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       const bAnswer = await b;
       s.rec("campaign B", bAnswer);
       s.rec("leader", await s.call((cb) => s.election.leader({ name: B("e1") }, cb)));
-      s.rec("campaign C", await s.call((cb) => s.election.campaign({ name: B("e1"), lease: 0x5003n, value: B("c1") }, { deadline: Date.now() + 300 }, cb)).then((r) => ("code" in r ? { code: r.code } : r)));
+      s.rec("campaign C", await s.call((cb) => s.election.campaign({ name: B("e1"), lease: 0x5003n, value: B("c1") }, new Metadata(), { deadline: Date.now() + 300 }, cb)).then((r) => ("code" in r ? { code: r.code } : r)));
       await sleep(300);
       s.rec("keys after C went away", await s.keys("e1/"));
       s.rec("revoke B's lease", await s.revoke(0x5002n));
@@ -335,12 +358,12 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       s.rec("resign without leader", await s.call((cb) => s.election.resign({ leader: undefined }, cb)));
       s.rec("proclaim empty leader", await s.call((cb) => s.election.proclaim({ leader: { name: B(""), key: B(""), rev: 0n, lease: 7n }, value: B("v") }, cb)));
       await s.grant(0x6001n, 300);
-      const a = await s.call<{ leader: LeaderKey }>((cb) => s.election.campaign({ name: B("e2"), lease: 0x6001n, value: B("v") }, cb));
+      const a = await s.call<CampaignResponse>((cb) => s.election.campaign({ name: B("e2"), lease: 0x6001n, value: B("v") }, cb));
       s.rec("campaign", a);
       const key = "ok" in a ? a.ok.leader : undefined;
       s.rec("proclaim with a missing lease", await s.call((cb) => s.election.proclaim({ leader: { ...key!, lease: 0x999n }, value: B("w") }, cb)));
-      const fresh = await s.call<{ leader: LeaderKey }>((cb) => s.election.campaign({ name: B("e3"), lease: 0n, value: B("z") }, cb));
-      const chosen = "ok" in fresh ? fresh.ok.leader.lease : 0n;
+      const fresh = await s.call<CampaignResponse>((cb) => s.election.campaign({ name: B("e3"), lease: 0n, value: B("z") }, cb));
+      const chosen = "ok" in fresh ? fresh.ok.leader!.lease : 0n;
       s.chose(chosen);
       s.rec("campaign lease 0", fresh);
       s.rec("revoke", [await s.revoke(0x6001n), await s.revoke(chosen)]);
@@ -356,6 +379,17 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       s.rec("B answered within 500ms", await settlesWithin(b, 500));
       s.rec("unlock A", await s.post("/v3/lock/unlock", { key: b64("g1/7001") }));
       s.rec("lock B", await b);
+      const gone = s.postStream("/v3/lock/lock", { name: b64("g1"), lease: String(0x7001) });
+      await sleep(300);
+      s.rec("keys while a gateway client waits", await s.keys("g1/"));
+      gone.close();
+      let keys: string[] = [];
+      for (let i = 0; i < 50; i++) {
+        keys = await s.keys("g1/");
+        if (keys.length === 1) break;
+        await sleep(50);
+      }
+      s.rec("keys after it went away", keys);
       s.rec("lock missing lease", await s.post("/v3/lock/lock", { name: b64("g1"), lease: "12345" }));
       s.rec("unlock empty", await s.post("/v3/lock/unlock", {}));
       s.rec("leader none", await s.post("/v3/election/leader", { name: b64("g2") }));
@@ -395,7 +429,7 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
 
       const watcher = spawnEtcdctl(s.member.clientUrl, ["elect", "-l", "i2"]);
       await sleep(300);
-      const a = await s.call<{ leader: LeaderKey }>((cb) => s.election.campaign({ name: B("i2"), lease: 0x8001n, value: B("first") }, cb));
+      const a = await s.call<CampaignResponse>((cb) => s.election.campaign({ name: B("i2"), lease: 0x8001n, value: B("first") }, cb));
       s.rec("campaign", a);
       if ("ok" in a) s.rec("proclaim", await s.call((cb) => s.election.proclaim({ leader: a.ok.leader, value: B("second") }, cb)));
       await watcher.waitFor((out) => out.includes("second"), 3_000);
