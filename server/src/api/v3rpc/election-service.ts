@@ -3,7 +3,7 @@
  * until the caller leads; Proclaim and Resign act for a LeaderKey Campaign answered with; Leader
  * reads the current leader; Observe streams the leader's value and each change. Errors are those
  * of etcd's in-process client: gRPC code Unknown with etcd's text ("election: not leader",
- * "election: no leader", ...); as answers, not faults, they are not logged here.
+ * "election: no leader", ...).
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import type { ElectionServer, LeaderRequest, LeaderResponse } from "@etcd-ts/proto/v3electionpb/v3election";
@@ -15,10 +15,10 @@ import { CallAbortedError, type LocalClient } from "./local-client.js";
 
 export function electionService(client: LocalClient, logger: Logger): ElectionServer {
   return {
-    campaign: cancellableUnary(async (req, ctx, signal) => campaign(client, req.name, req.lease, req.value, ctx, signal)),
-    proclaim: unary(async (req, ctx) => ({ header: await proclaim(client, req.leader, req.value, ctx) })),
-    leader: unary(async (req, ctx) => leader(client, req.name, ctx)),
-    resign: unary(async (req, ctx) => ({ header: await resign(client, req.leader, ctx) })),
+    campaign: cancellableUnary(async (req, ctx, signal) => campaign(client, req.name, req.lease, req.value, ctx, signal), logger),
+    proclaim: unary(async (req, ctx) => ({ header: await proclaim(client, req.leader, req.value, ctx) }), logger),
+    leader: unary(async (req, ctx) => leader(client, req.name, ctx), logger),
+    resign: unary(async (req, ctx) => ({ header: await resign(client, req.leader, ctx) }), logger),
     observe: (call: ServerWritableStream<LeaderRequest, LeaderResponse>) => {
       const controller = new AbortController();
       const abort = (): void => controller.abort();

@@ -29,7 +29,11 @@ export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<R
       (res) => callback(null, res),
       (err: unknown) => {
         const se = toServiceError(err);
-        if (se.code === 2 /* UNKNOWN */) logger?.warn("request failed", { error: String(err), stack: (err as Error)?.stack });
+        // Unknown from an error that carries no status of its own is a fault worth a log line;
+        // an error that chose code Unknown (etcd's in-process client's answers) is not.
+        if (se.code === 2 /* UNKNOWN */ && typeof (err as { details?: unknown })?.details !== "string") {
+          logger?.warn("request failed", { error: String(err), stack: (err as Error)?.stack });
+        }
         callback(se);
       },
     );

@@ -48,7 +48,7 @@ export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOpti
     entry(ClusterService, clusterService(server, logger)),
     entry(MaintenanceService, maintenanceService(server, logger)),
     entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger)),
-    entry(LockService, lockService(local)),
+    entry(LockService, lockService(local, logger)),
     entry(ElectionService, electionService(local, logger)),
   ];
 }
