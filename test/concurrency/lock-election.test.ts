@@ -367,6 +367,19 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       s.chose(chosen);
       s.rec("campaign lease 0", fresh);
       s.rec("revoke", [await s.revoke(0x6001n), await s.revoke(chosen)]);
+      // Proclaim and Resign naming lease 0 get a fresh session lease too; Proclaim's put moves
+      // the leader's key onto it.
+      await s.grant(0x6002n, 300);
+      const e4 = await s.call<CampaignResponse>((cb) => s.election.campaign({ name: B("e4"), lease: 0x6002n, value: B("v") }, cb));
+      const e4Key = "ok" in e4 ? e4.ok.leader! : undefined;
+      s.rec("proclaim naming lease 0", await s.call((cb) => s.election.proclaim({ leader: { ...e4Key!, lease: 0n }, value: B("w") }, cb)));
+      const now = await s.call<LeaderResponse>((cb) => s.election.leader({ name: B("e4") }, cb));
+      if ("ok" in now) s.chose(now.ok.kv!.lease);
+      s.rec("leader", now);
+      s.rec("resign naming lease 0", await s.call((cb) => s.election.resign({ leader: { ...e4Key!, lease: 0n } }, cb)));
+      const leases = await s.call<{ leases: Array<{ ID: bigint }> }>((cb) => s.lease.leaseLeases({}, cb));
+      s.rec("leases", "ok" in leases ? leases.ok.leases.length : leases);
+      for (const l of "ok" in leases ? leases.ok.leases : []) await s.revoke(l.ID);
     });
   });
 
