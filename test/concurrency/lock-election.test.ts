@@ -94,6 +94,17 @@ class Side {
     return a.ok.kvs.map((kv) => `${kv.key.toString()}@${kv.createRevision} lease=${kv.lease}`);
   }
 
+  /** The keys under `prefix` once there are `count` of them (or after a bounded wait). */
+  async keysSettled(prefix: string, count: number): Promise<string[]> {
+    let keys: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      keys = await this.keys(prefix);
+      if (keys.length === count) break;
+      await sleep(50);
+    }
+    return keys;
+  }
+
   /** Waits (bounded) until lease `id` has expired. */
   async expired(id: bigint, timeoutMs = 10_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
@@ -303,13 +314,7 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       s.rec("lock A", await s.call((cb) => s.lock.lock({ name: B("l4"), lease: 0x4001n }, cb)));
       const b = await s.call((cb) => s.lock.lock({ name: B("l4"), lease: 0x4002n }, new Metadata(), { deadline: Date.now() + 700 }, cb));
       s.rec("lock B with a deadline", "code" in b ? { code: b.code } : b);
-      let keys: string[] = [];
-      for (let i = 0; i < 50; i++) {
-        keys = await s.keys("l4/");
-        if (keys.length === 1) break;
-        await sleep(50);
-      }
-      s.rec("keys", keys);
+      s.rec("keys", await s.keysSettled("l4/", 1));
       s.rec("revoke", [await s.revoke(0x4001n), await s.revoke(0x4002n)]);
     });
   });
@@ -337,8 +342,7 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       s.rec("campaign B", bAnswer);
       s.rec("leader", await s.call((cb) => s.election.leader({ name: B("e1") }, cb)));
       s.rec("campaign C", await s.call((cb) => s.election.campaign({ name: B("e1"), lease: 0x5003n, value: B("c1") }, new Metadata(), { deadline: Date.now() + 300 }, cb)).then((r) => ("code" in r ? { code: r.code } : r)));
-      await sleep(300);
-      s.rec("keys after C went away", await s.keys("e1/"));
+      s.rec("keys after C went away", await s.keysSettled("e1/", 1));
       s.rec("revoke B's lease", await s.revoke(0x5002n));
       s.rec("campaign A again", await s.call((cb) => s.election.campaign({ name: B("e1"), lease: 0x5001n, value: B("a3") }, cb)));
       s.rec("re-campaign A with a new value", await s.call((cb) => s.election.campaign({ name: B("e1"), lease: 0x5001n, value: B("a4") }, cb)));
@@ -396,13 +400,7 @@ describe.skipIf(reference === undefined)("Lock and Election services against etc
       await sleep(300);
       s.rec("keys while a gateway client waits", await s.keys("g1/"));
       gone.close();
-      let keys: string[] = [];
-      for (let i = 0; i < 50; i++) {
-        keys = await s.keys("g1/");
-        if (keys.length === 1) break;
-        await sleep(50);
-      }
-      s.rec("keys after it went away", keys);
+      s.rec("keys after it went away", await s.keysSettled("g1/", 1));
       s.rec("lock missing lease", await s.post("/v3/lock/lock", { name: b64("g1"), lease: "12345" }));
       s.rec("unlock empty", await s.post("/v3/lock/unlock", {}));
       s.rec("leader none", await s.post("/v3/election/leader", { name: b64("g2") }));
