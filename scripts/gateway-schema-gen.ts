@@ -207,7 +207,7 @@ export function renderSchema(schema: ProtoSchema): string {
 
 /** The proto and ts-proto sources the gateway schema is built from, read from a checkout. */
 export function checkoutSources(root: string): { proto: string[]; ts: string[] } {
-  const files = ["mvccpb/kv", "authpb/auth", "etcdserverpb/rpc"];
+  const files = ["mvccpb/kv", "authpb/auth", "etcdserverpb/rpc", "v3lockpb/v3lock", "v3electionpb/v3election"];
   return {
     proto: files.map((f) => fs.readFileSync(path.join(root, "proto", `${f}.proto`), "utf8")),
     ts: files.map((f) => fs.readFileSync(path.join(root, "proto/gen", `${f}.ts`), "utf8")),

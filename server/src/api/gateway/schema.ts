@@ -2393,6 +2393,252 @@ export const GATEWAY_SCHEMA: ProtoSchema = {
      "kind": "int64"
     }
    ]
+  },
+  "v3electionpb.CampaignRequest": {
+   "fields": [
+    {
+     "protoName": "name",
+     "jsonName": "name",
+     "tsName": "name",
+     "number": 1,
+     "repeated": false,
+     "kind": "bytes"
+    },
+    {
+     "protoName": "lease",
+     "jsonName": "lease",
+     "tsName": "lease",
+     "number": 2,
+     "repeated": false,
+     "kind": "int64"
+    },
+    {
+     "protoName": "value",
+     "jsonName": "value",
+     "tsName": "value",
+     "number": 3,
+     "repeated": false,
+     "kind": "bytes"
+    }
+   ]
+  },
+  "v3electionpb.CampaignResponse": {
+   "fields": [
+    {
+     "protoName": "header",
+     "jsonName": "header",
+     "tsName": "header",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "etcdserverpb.ResponseHeader"
+    },
+    {
+     "protoName": "leader",
+     "jsonName": "leader",
+     "tsName": "leader",
+     "number": 2,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "v3electionpb.LeaderKey"
+    }
+   ]
+  },
+  "v3electionpb.LeaderKey": {
+   "fields": [
+    {
+     "protoName": "name",
+     "jsonName": "name",
+     "tsName": "name",
+     "number": 1,
+     "repeated": false,
+     "kind": "bytes"
+    },
+    {
+     "protoName": "key",
+     "jsonName": "key",
+     "tsName": "key",
+     "number": 2,
+     "repeated": false,
+     "kind": "bytes"
+    },
+    {
+     "protoName": "rev",
+     "jsonName": "rev",
+     "tsName": "rev",
+     "number": 3,
+     "repeated": false,
+     "kind": "int64"
+    },
+    {
+     "protoName": "lease",
+     "jsonName": "lease",
+     "tsName": "lease",
+     "number": 4,
+     "repeated": false,
+     "kind": "int64"
+    }
+   ]
+  },
+  "v3electionpb.LeaderRequest": {
+   "fields": [
+    {
+     "protoName": "name",
+     "jsonName": "name",
+     "tsName": "name",
+     "number": 1,
+     "repeated": false,
+     "kind": "bytes"
+    }
+   ]
+  },
+  "v3electionpb.LeaderResponse": {
+   "fields": [
+    {
+     "protoName": "header",
+     "jsonName": "header",
+     "tsName": "header",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "etcdserverpb.ResponseHeader"
+    },
+    {
+     "protoName": "kv",
+     "jsonName": "kv",
+     "tsName": "kv",
+     "number": 2,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "mvccpb.KeyValue"
+    }
+   ]
+  },
+  "v3electionpb.ProclaimRequest": {
+   "fields": [
+    {
+     "protoName": "leader",
+     "jsonName": "leader",
+     "tsName": "leader",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "v3electionpb.LeaderKey"
+    },
+    {
+     "protoName": "value",
+     "jsonName": "value",
+     "tsName": "value",
+     "number": 2,
+     "repeated": false,
+     "kind": "bytes"
+    }
+   ]
+  },
+  "v3electionpb.ProclaimResponse": {
+   "fields": [
+    {
+     "protoName": "header",
+     "jsonName": "header",
+     "tsName": "header",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "etcdserverpb.ResponseHeader"
+    }
+   ]
+  },
+  "v3electionpb.ResignRequest": {
+   "fields": [
+    {
+     "protoName": "leader",
+     "jsonName": "leader",
+     "tsName": "leader",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "v3electionpb.LeaderKey"
+    }
+   ]
+  },
+  "v3electionpb.ResignResponse": {
+   "fields": [
+    {
+     "protoName": "header",
+     "jsonName": "header",
+     "tsName": "header",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "etcdserverpb.ResponseHeader"
+    }
+   ]
+  },
+  "v3lockpb.LockRequest": {
+   "fields": [
+    {
+     "protoName": "name",
+     "jsonName": "name",
+     "tsName": "name",
+     "number": 1,
+     "repeated": false,
+     "kind": "bytes"
+    },
+    {
+     "protoName": "lease",
+     "jsonName": "lease",
+     "tsName": "lease",
+     "number": 2,
+     "repeated": false,
+     "kind": "int64"
+    }
+   ]
+  },
+  "v3lockpb.LockResponse": {
+   "fields": [
+    {
+     "protoName": "header",
+     "jsonName": "header",
+     "tsName": "header",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "etcdserverpb.ResponseHeader"
+    },
+    {
+     "protoName": "key",
+     "jsonName": "key",
+     "tsName": "key",
+     "number": 2,
+     "repeated": false,
+     "kind": "bytes"
+    }
+   ]
+  },
+  "v3lockpb.UnlockRequest": {
+   "fields": [
+    {
+     "protoName": "key",
+     "jsonName": "key",
+     "tsName": "key",
+     "number": 1,
+     "repeated": false,
+     "kind": "bytes"
+    }
+   ]
+  },
+  "v3lockpb.UnlockResponse": {
+   "fields": [
+    {
+     "protoName": "header",
+     "jsonName": "header",
+     "tsName": "header",
+     "number": 1,
+     "repeated": false,
+     "kind": "message",
+     "typeName": "etcdserverpb.ResponseHeader"
+    }
+   ]
   }
  },
  "enums": {

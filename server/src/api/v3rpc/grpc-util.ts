@@ -29,9 +29,33 @@ export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<R
       (res) => callback(null, res),
       (err: unknown) => {
         const se = toServiceError(err);
-        if (se.code === 2 /* UNKNOWN */) logger?.warn("request failed", { error: String(err), stack: (err as Error)?.stack });
+        // Unknown from an error that carries no status of its own is a fault worth a log line;
+        // an error that chose code Unknown (etcd's in-process client's answers) is not.
+        if (se.code === 2 /* UNKNOWN */ && typeof (err as { details?: unknown })?.details !== "string") {
+          logger?.warn("request failed", { error: String(err), stack: (err as Error)?.stack });
+        }
         callback(se);
       },
     );
+  };
+}
+
+/**
+ * Like `unary`, for handlers that wait: the handler also gets a signal that aborts when the
+ * caller goes away (cancels, or its deadline passes; the gateway's client closes).
+ */
+export function cancellableUnary<Req, Res>(
+  fn: (req: Req, ctx: RequestContext, signal: AbortSignal) => Promise<Res>,
+  logger?: Logger,
+): handleUnaryCall<Req, Res> {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const controller = new AbortController();
+    const abort = (): void => controller.abort();
+    call.on("cancelled", abort);
+    const inner = unary<Req, Res>((req, ctx) => fn(req, ctx, controller.signal), logger);
+    inner(call, (err, value) => {
+      call.off("cancelled", abort);
+      callback(err, value);
+    });
   };
 }

@@ -5,6 +5,8 @@
  */
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "@etcd-ts/proto/etcdserverpb/rpc";
+import { LockService } from "@etcd-ts/proto/v3lockpb/v3lock";
+import { ElectionService } from "@etcd-ts/proto/v3electionpb/v3election";
 import type { EtcdServer } from "../../server/etcd-server.js";
 import type { Logger } from "../../pkg/logger.js";
 import { kvService } from "./kv-service.js";
@@ -12,6 +14,9 @@ import { leaseService } from "./lease-service.js";
 import { clusterService } from "./cluster-service.js";
 import { maintenanceService } from "./maintenance-service.js";
 import { watchService } from "./watch-service.js";
+import { LocalClient } from "./local-client.js";
+import { lockService } from "./lock-service.js";
+import { electionService } from "./election-service.js";
 
 /** One served service: its methods (paths, streaming, codecs) and the handlers behind them. */
 export interface ServiceEntry {
@@ -35,11 +40,15 @@ function entry<I extends UntypedServiceImplementation>(definition: ServiceDefini
 }
 
 export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
+  // Lock and Election run their recipes through the member as its own client.
+  const local = new LocalClient({ maxTxnOps: options.maxTxnOps }, server, logger);
   return [
     entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger)),
     entry(LeaseService, leaseService(server, logger)),
     entry(ClusterService, clusterService(server, logger)),
     entry(MaintenanceService, maintenanceService(server, logger)),
     entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger)),
+    entry(LockService, lockService(local, logger)),
+    entry(ElectionService, electionService(local, logger)),
   ];
 }
