@@ -20,7 +20,7 @@ import { isIP } from "node:net";
 import { promises as dnsPromises } from "node:dns";
 import { Wal } from "../wal/wal.js";
 import type { Logger } from "../pkg/logger.js";
-import { ConfigError, verifyBootstrap, type ServerConfig } from "./config.js";
+import { ConfigError, parseInitialCluster, verifyBootstrap, type ServerConfig } from "./config.js";
 import { defaultDiscoveryResolver, initialClusterFromSrv, type DiscoveryResolver } from "./discovery-srv.js";
 
 /** etcd's per-request bound for the member list (GetClusterFromRemotePeers). */
@@ -381,18 +381,34 @@ export async function planStart(
     return { initialCluster: undefined };
   }
   let resolved = cfg;
+  let lookup = deps.lookup ?? defaultLookup;
   if (cfg.discoverySrv !== "") {
+    const resolver = deps.resolver ?? defaultDiscoveryResolver();
+    if (deps.lookup === undefined) lookup = (host) => resolver.lookupHost(host);
     try {
-      resolved = { ...cfg, initialCluster: await initialClusterFromSrv(cfg, deps.resolver ?? defaultDiscoveryResolver(), deps.logger) };
+      resolved = { ...cfg, initialCluster: await initialClusterFromSrv(cfg, resolver, deps.logger) };
     } catch (err) {
       throw new ConfigError(`error setting up initial cluster: ${(err as Error).message}`);
+    }
+  }
+  // As etcd, advertised peer URLs that differ from the initial cluster's only as host names
+  // (resolving to the same addresses) match.
+  if (cfg.initialClusterState === "new") {
+    let own: string[] | undefined;
+    try {
+      own = parseInitialCluster(resolved.initialCluster).get(cfg.name);
+    } catch {
+      own = undefined; // verifyBootstrap reports it
+    }
+    if (own !== undefined && (await peerUrlsDiffer(cfg.initialAdvertisePeerUrls, own, lookup)) === undefined) {
+      resolved = { ...resolved, initialAdvertisePeerUrls: own };
     }
   }
   const initialCluster = verifyBootstrap(resolved);
   if (cfg.initialClusterState === "new") return { initialCluster };
   const plan = await joinRunningCluster(cfg, initialCluster, {
     get: deps.get ?? peerGet(peerClientTls(cfg)),
-    lookup: deps.lookup,
+    lookup,
     logger: deps.logger,
   });
   deps.logger.info("joining a running cluster", {
