@@ -20,6 +20,7 @@ import { isIP } from "node:net";
 import { promises as dnsPromises } from "node:dns";
 import { Wal } from "../wal/wal.js";
 import type { Logger } from "../pkg/logger.js";
+import { computeMemberId } from "../server/cluster/member-id.js";
 import { ConfigError, parseInitialCluster, verifyBootstrap, type ServerConfig } from "./config.js";
 import { defaultDiscoveryResolver, initialClusterFromSrv, type DiscoveryResolver } from "./discovery-srv.js";
 
@@ -222,13 +223,22 @@ export function describeCluster(c: RemoteCluster): string {
  * @returns name → the running member's ID, for every initial member.
  * @throws Error "member count is unequal" or "PeerURLs: no match found for existing member ...".
  */
-export async function assignIdsFromRemote(initial: ReadonlyMap<string, readonly string[]>, remote: RemoteCluster, lookup: HostLookup): Promise<Map<string, bigint>> {
+export async function assignIdsFromRemote(
+  initial: ReadonlyMap<string, readonly string[]>,
+  token: string,
+  remote: RemoteCluster,
+  lookup: HostLookup,
+): Promise<Map<string, bigint>> {
   if (remote.members.length !== initial.size) throw new Error("member count is unequal");
   const ids = new Map<string, bigint>();
-  for (const m of remote.members) {
+  // Both sides in ID order, as etcd walks them (the initial members by the IDs a new cluster
+  // would give them), so that the first mismatch reported is etcd's.
+  const byId = <T>(list: T[], id: (t: T) => bigint): T[] => list.sort((x, y) => (id(x) < id(y) ? -1 : id(x) > id(y) ? 1 : 0));
+  const local = byId([...initial].map(([name, urls]) => ({ name, urls, id: computeMemberId(urls, token) })), (l) => l.id);
+  for (const m of byId([...remote.members], (r) => r.id)) {
     let why: string | undefined;
     let matched = false;
-    for (const [name, urls] of initial) {
+    for (const { name, urls } of local) {
       why = await peerUrlsDiffer(m.peerUrls, urls, lookup);
       if (why === undefined) {
         ids.set(name, m.id);
@@ -320,7 +330,7 @@ export async function joinRunningCluster(
   }
   let ids: Map<string, bigint>;
   try {
-    ids = await assignIdsFromRemote(initial, remote, lookup);
+    ids = await assignIdsFromRemote(initial, cfg.initialClusterToken, remote, lookup);
   } catch (err) {
     throw new ConfigError(`error validating peerURLs ${describeCluster(remote)}: ${(err as Error).message}`);
   }
