@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
 import { serverBinaryFromSpec } from "../harness/member.js";
-import { freePorts, killAllChildren, killChild } from "../harness/processes.js";
+import { freePorts, killAllChildren, killChild, sleep } from "../harness/processes.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
 import { spawnServer, untilEtcdctl } from "./spawn-server.js";
 
@@ -26,11 +26,21 @@ describe.skipIf(!existsSync("/usr/bin/etcd"))("etcd-ts joins a running etcd 3.4 
   it("is listed as started by etcdctl member list", async () => {
     cluster = await Cluster.start({ binary: serverBinaryFromSpec("/usr/bin/etcd"), size: 3 });
     const endpoint = cluster.members[0]!.clientUrl;
-    expect((await runEtcdctl(endpoint, ["put", "before", "join"])).code).toBe(0);
+    let put = await runEtcdctl(endpoint, ["put", "before", "join"]);
+    for (let i = 0; i < 20 && put.code !== 0; i++) {
+      await sleep(250); // a fresh cluster may still be settling its leader
+      put = await runEtcdctl(endpoint, ["put", "before", "join"]);
+    }
+    expect(put.stderr).toBe("");
     const [client, peer] = await freePorts(2);
     const peerUrl = `http://127.0.0.1:${peer}`;
-    const added = await runEtcdctl(endpoint, ["member", "add", "ts", `--peer-urls=${peerUrl}`]);
-    expect(added.code).toBe(0);
+    // etcd refuses reconfiguration ("unhealthy cluster") until its peers have been connected 5 s.
+    let added = await runEtcdctl(endpoint, ["member", "add", "ts", `--peer-urls=${peerUrl}`]);
+    for (let i = 0; i < 40 && added.code !== 0; i++) {
+      await sleep(250);
+      added = await runEtcdctl(endpoint, ["member", "add", "ts", `--peer-urls=${peerUrl}`]);
+    }
+    expect(added.stderr).toBe("");
     const initialCluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(added.stdout)![1]!;
     const url = `http://127.0.0.1:${client}`;
     const server = spawnServer("etcd-ts", [
