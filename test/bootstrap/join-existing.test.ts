@@ -88,6 +88,21 @@ describe.skipIf(!existsSync("/usr/bin/etcd"))("joining a running etcd 3.4 cluste
     expect(await refusal(missing.args)).toBe(`couldn't find local name "new" in the initial cluster configuration`);
   });
 
+  it("refuses to start a new cluster as a member the running cluster already has", async () => {
+    const peer = cluster.members[0]!.listenPeerUrl;
+    const [client] = await freePorts(1);
+    // m0 again (same peer URL and token: same ID); the other listed member reaches the real m0.
+    const args = [
+      "--name", "m0", "--data-dir", mkdtempSync(path.join(dir, "again-")),
+      "--listen-client-urls", `http://127.0.0.1:${client}`, "--advertise-client-urls", `http://127.0.0.1:${client}`,
+      "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+      "--initial-cluster", `m0=${peer},alias=${peer.replace("127.0.0.1", "localhost")}`, "--initial-cluster-token", "etcd-test-cluster",
+    ];
+    const list = await runEtcdctl(cluster.members[0]!.clientUrl, ["member", "list"]);
+    const id = /^([0-9a-f]+), started, m0,/m.exec(list.stdout)![1];
+    expect(await refusal(args)).toBe(`member ${id} has already been bootstrapped`);
+  });
+
   it("takes the member and cluster IDs etcd assigned (etcdctl member add)", async () => {
     const [newPeer] = await freePorts(1);
     const endpoint = cluster.members[0]!.clientUrl;

@@ -19,7 +19,7 @@ import type tls from "node:tls";
 import { isIP } from "node:net";
 import { promises as dnsPromises } from "node:dns";
 import { Wal } from "../wal/wal.js";
-import type { Logger } from "../pkg/logger.js";
+import { nullLogger, type Logger } from "../pkg/logger.js";
 import { computeMemberId } from "../server/cluster/member-id.js";
 import { ConfigError, parseInitialCluster, verifyBootstrap, type ServerConfig } from "./config.js";
 import { defaultDiscoveryResolver, initialClusterFromSrv, type DiscoveryResolver } from "./discovery-srv.js";
@@ -353,6 +353,11 @@ export interface StartPlan {
   joinExisting?: { clusterId: bigint; memberId: bigint };
   /** Joining: the running cluster's members (the peers the transport dials first). */
   remotes?: RemoteMember[];
+  /**
+   * The name peers' https certificates are verified against (etcd's rule for SRV discovery
+   * without --peer-trusted-ca-file: the discovery domain); undefined: each peer URL's host.
+   */
+  peerServerName?: string;
 }
 
 /**
@@ -415,9 +420,17 @@ export async function planStart(
     }
   }
   const initialCluster = verifyBootstrap(resolved);
-  if (cfg.initialClusterState === "new") return { initialCluster };
+  // etcd: peers dialled over https found by SRV, with no CA given, are verified as the domain.
+  const peerServerName = cfg.discoverySrv !== "" && resolved.initialCluster.includes("https://") && cfg.peerTrustedCaFile === "" ? cfg.discoverySrv : undefined;
+  const get = deps.get ?? peerGet({ ...peerClientTls(cfg), ...(peerServerName !== undefined ? { servername: peerServerName } : {}) });
+  if (cfg.initialClusterState === "new") {
+    if (await alreadyBootstrapped(cfg, initialCluster, get)) {
+      throw new ConfigError(`member ${computeMemberId(initialCluster.get(cfg.name)!, cfg.initialClusterToken).toString(16)} has already been bootstrapped`);
+    }
+    return { initialCluster, peerServerName };
+  }
   const plan = await joinRunningCluster(cfg, initialCluster, {
-    get: deps.get ?? peerGet(peerClientTls(cfg)),
+    get,
     lookup,
     logger: deps.logger,
   });
@@ -426,6 +439,27 @@ export async function planStart(
     "local-member-id": plan.memberId.toString(16),
     members: plan.remote.members.map((m) => m.id.toString(16)),
   });
-  return { initialCluster, joinExisting: { clusterId: plan.clusterId, memberId: plan.memberId }, remotes: plan.remote.members };
+  return { initialCluster, joinExisting: { clusterId: plan.clusterId, memberId: plan.memberId }, remotes: plan.remote.members, peerServerName };
+}
+
+/** etcd's bootstrap timeout for asking peers whether a new member already runs. */
+const BOOTSTRAP_PROBE_TIMEOUT_MS = 1_000;
+
+/**
+ * etcd's isMemberBootstrapped: a member starting a new cluster asks the other initial members
+ * (1 s each, failures silent) and is refused if the cluster they run already has it published.
+ */
+async function alreadyBootstrapped(cfg: ServerConfig, initial: ReadonlyMap<string, readonly string[]>, get: PeerGet): Promise<boolean> {
+  const urls = [...initial].filter(([name]) => name !== cfg.name).flatMap(([, u]) => u).sort();
+  if (urls.length === 0) return false;
+  let remote: RemoteCluster;
+  try {
+    remote = await fetchRemoteCluster(urls, get, nullLogger, BOOTSTRAP_PROBE_TIMEOUT_MS);
+  } catch {
+    return false;
+  }
+  const id = computeMemberId(initial.get(cfg.name)!, cfg.initialClusterToken);
+  const m = remote.members.find((r) => r.id === id);
+  return m !== undefined && m.clientUrls.length > 0;
 }
 
