@@ -23,10 +23,14 @@ let dns: DnsServer;
 /** Real etcd can be pointed at the server: root, unshare, and port 53 on a loopback address. */
 let etcdWrap: string[] | undefined;
 
+/** Whether a private mount namespace can cover /etc/resolv.conf here (root, unshare, etcd). */
 function canUnshare(): boolean {
+  if (!existsSync("/usr/bin/etcd")) return false;
   try {
-    execFileSync("unshare", ["-m", "true"], { stdio: "ignore" });
-    return existsSync("/usr/bin/etcd");
+    const probe = path.join(dir, "probe.conf");
+    writeFileSync(probe, "nameserver 127.0.0.1\n");
+    execFileSync("unshare", ["-m", "sh", "-c", `mount --bind ${probe} /etc/resolv.conf && grep -q 127.0.0.1 /etc/resolv.conf`], { stdio: "ignore" });
+    return true;
   } catch {
     return false;
   }
