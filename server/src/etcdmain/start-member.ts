@@ -70,7 +70,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // Self-signed pairs for --auto-tls/--peer-auto-tls fill the cert/key paths; then how the member
   // finds its cluster: restart from its WAL, start a new cluster, or join a running one.
   cfg = applyAutoTls(cfg, logger).cfg;
-  const { initialCluster, joinExisting } = await planStart(cfg, walDir, { logger });
+  const startPlan = await planStart(cfg, walDir, { logger });
   mkdirSync(snapDir, { recursive: true, mode: 0o700 });
 
   const member = await bootstrapMember(
@@ -85,8 +85,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       requestTimeoutMs: 5000 + 2 * cfg.electionMs,
       snapshotCount: cfg.snapshotCount,
       maxSnapshots: cfg.maxSnapshots,
-      initialCluster,
-      joinExisting,
+      initialCluster: startPlan.initialCluster,
+      joinExisting: startPlan.joinExisting,
       initialClusterToken: cfg.initialClusterToken,
       preVote: cfg.preVote,
       enableLeaseCheckpoint: cfg.enableLeaseCheckpoint,
