@@ -34,6 +34,12 @@ export interface ServerConfig {
   initialCluster: string;
   initialClusterState: "new" | "existing";
   initialClusterToken: string;
+  /** --discovery: the v2 discovery service URL (refused at start-up: etcd-ts does not serve it). */
+  discovery: string;
+  /** --discovery-srv: the DNS domain whose SRV records list the initial cluster. */
+  discoverySrv: string;
+  /** --discovery-srv-name: suffix of the SRV service names (`_etcd-server-ssl-<name>._tcp`). */
+  discoverySrvName: string;
   maxSnapshots: number;
   maxWals: number;
   /** 0 means etcd's default quota (2 GiB). */
@@ -52,6 +58,10 @@ export interface ServerConfig {
   keyFile: string;
   clientCertAuth: boolean;
   trustedCaFile: string;
+  /** --auto-tls: client TLS from a self-signed pair when no cert/key is given (auto-tls.ts). */
+  autoTls: boolean;
+  /** --peer-auto-tls: peer TLS from a self-signed pair when no peer cert/key is given. */
+  peerAutoTls: boolean;
   peerCertFile: string;
   peerKeyFile: string;
   peerClientCertAuth: boolean;
@@ -442,14 +452,15 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     throw verifyError(`unexpected clusterState "${initialClusterState}"`);
   }
   // One way to bootstrap: an explicit initial cluster or discovery (etcd drops the default
-  // cluster when discovery is asked for). etcd-ts does not discover: rather than bootstrap a
-  // cluster of one where discovery was meant, it refuses.
+  // cluster when discovery is asked for and --initial-cluster is not given).
   const discoveries = [get("discovery"), get("discovery-srv")].filter((d) => d !== "").length;
   if (discoveries + (values.has("initial-cluster") ? 1 : 0) > 1) {
     throw verifyError(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery" or "discovery-srv"`);
   }
-  if (discoveries > 0) {
-    throw verifyError("--discovery and --discovery-srv are not supported by etcd-ts; bootstrap with --initial-cluster");
+  // The v2 discovery service (--discovery) is not served: refused rather than bootstrapping a
+  // cluster of one where discovery was meant. DNS SRV discovery is (discovery-srv.ts).
+  if (get("discovery") !== "") {
+    throw verifyError("--discovery (the v2 discovery service) is not supported by etcd-ts; bootstrap with --initial-cluster or --discovery-srv");
   }
   if (heartbeatMs <= 0) throw verifyError(`--heartbeat-interval must be >0 (set to ${heartbeatMs}ms)`);
   if (electionMs <= 0) throw verifyError(`--election-timeout must be >0 (set to ${electionMs}ms)`);
@@ -474,6 +485,9 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
   if (name !== "default" && initialCluster === DEFAULT_INITIAL_CLUSTER) {
     initialCluster = splitList(get("initial-advertise-peer-urls")).map((u) => `${name}=${u}`).join(",");
   }
+  if ((get("discovery") !== "" || get("discovery-srv") !== "" || get("discovery-srv-name") !== "") && !values.has("initial-cluster")) {
+    initialCluster = "";
+  }
   const dataDir = values.get("data-dir") ?? "";
 
   const config: ServerConfig = {
@@ -491,6 +505,9 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     initialCluster,
     initialClusterState,
     initialClusterToken: get("initial-cluster-token"),
+    discovery: get("discovery"),
+    discoverySrv: get("discovery-srv"),
+    discoverySrvName: get("discovery-srv-name"),
     maxSnapshots: num("max-snapshots"),
     maxWals: num("max-wals"),
     quotaBackendBytes: num("quota-backend-bytes"),
@@ -507,6 +524,8 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     keyFile: get("key-file"),
     clientCertAuth: bool("client-cert-auth"),
     trustedCaFile: get("trusted-ca-file"),
+    autoTls: bool("auto-tls"),
+    peerAutoTls: bool("peer-auto-tls"),
     peerCertFile: get("peer-cert-file"),
     peerKeyFile: get("peer-key-file"),
     peerClientCertAuth: bool("peer-client-cert-auth"),

@@ -11,7 +11,6 @@ import http from "node:http";
 import type net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { Wal } from "../wal/wal.js";
 import { FsWalDir } from "../wal/wal-dir.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Backend } from "../mvcc/backend/backend.js";
@@ -23,7 +22,9 @@ import { serviceRegistry } from "../api/v3rpc/service-registry.js";
 import { httpHandler } from "../api/http/http-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
-import { verifyBootstrap, type ServerConfig } from "./config.js";
+import type { ServerConfig } from "./config.js";
+import { applyAutoTls } from "./auto-tls.js";
+import { planStart } from "./cluster-bootstrap.js";
 
 /**
  * WAL segments are reserved sparsely (ftruncate) by default: Node has no fallocate, and zero-
@@ -66,11 +67,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const memberDir = path.join(cfg.dataDir, "member");
   const walDir = cfg.walDir !== "" ? cfg.walDir : path.join(memberDir, "wal");
   const snapDir = path.join(memberDir, "snap");
-  // A member without a WAL bootstraps: check its initial cluster before touching the disk.
-  const initialCluster = Wal.exists(walDir) ? undefined : verifyBootstrap(cfg);
-  if (initialCluster !== undefined && cfg.initialClusterState !== "new") {
-    throw new Error("--initial-cluster-state=existing needs the peer transport, which this build does not serve yet");
-  }
+  // Self-signed pairs for --auto-tls/--peer-auto-tls fill the cert/key paths; then how the member
+  // finds its cluster: restart from its WAL, start a new cluster, or join a running one.
+  cfg = applyAutoTls(cfg, logger).cfg;
+  const startPlan = await planStart(cfg, walDir, { logger });
   mkdirSync(snapDir, { recursive: true, mode: 0o700 });
 
   const member = await bootstrapMember(
@@ -85,7 +85,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       requestTimeoutMs: 5000 + 2 * cfg.electionMs,
       snapshotCount: cfg.snapshotCount,
       maxSnapshots: cfg.maxSnapshots,
-      initialCluster,
+      initialCluster: startPlan.initialCluster,
+      joinExisting: startPlan.joinExisting,
       initialClusterToken: cfg.initialClusterToken,
       preVote: cfg.preVote,
       enableLeaseCheckpoint: cfg.enableLeaseCheckpoint,

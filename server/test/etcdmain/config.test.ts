@@ -160,9 +160,9 @@ describe("resolveConfig: flags (Go's flag package)", () => {
     expect(thrown(() => resolveConfig(["extra"], {}))).toBeInstanceOf(ConfigError);
     expect(thrown(() => resolveConfig(["--heartbeat-interval=300"], {}))).toBeInstanceOf(ConfigError);
     expect(resolveConfig(["--version"], {}).kind).toBe("version");
-    // etcd-ts does not discover; it says so instead of bootstrapping a cluster of one.
+    // etcd-ts does not serve v2 discovery; it says so instead of bootstrapping a cluster of one.
     expect(thrown(() => resolveConfig(["--discovery=http://127.0.0.1:1/d"], {})).message).toBe(
-      "error verifying flags, --discovery and --discovery-srv are not supported by etcd-ts; bootstrap with --initial-cluster. See 'etcd --help'.",
+      "error verifying flags, --discovery (the v2 discovery service) is not supported by etcd-ts; bootstrap with --initial-cluster or --discovery-srv. See 'etcd --help'.",
     );
     expect(thrown(() => resolveConfig(["-h"], {})).message).toBe("help requested");
   });
