@@ -33,6 +33,12 @@ export class ByteQueue {
     return this.chunks[i]![off]!;
   }
 
+  /** The first chunk and the offset of its first unconsumed byte (for parsing in place); undefined when empty. */
+  front(): { buf: Uint8Array; pos: number } | undefined {
+    const c = this.chunks[0];
+    return c === undefined ? undefined : { buf: c, pos: this.head };
+  }
+
   /** Consumes one byte (length > 0). */
   readByte(): number {
     const b = this.peekByte(0);

@@ -213,6 +213,29 @@ export class MsgAppV2Decoder {
         return undefined;
       }
       case "entry-size": {
+        // fast path: entries lying whole in the first chunk are parsed in place, in one go
+        const f = q.front();
+        if (f !== undefined) {
+          const { buf, pos } = f;
+          let at = pos;
+          let left = p.left;
+          let bytes = p.bytes;
+          while (left > 0 && buf.byteLength - at >= 8) {
+            const hi = ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
+            const lo = ((buf[at + 4]! << 24) | (buf[at + 5]! << 16) | (buf[at + 6]! << 8) | buf[at + 7]!) >>> 0;
+            if (hi !== 0 || buf.byteLength - at - 8 < lo || bytes + 8 + lo > this.limit) break; // the slow path decides
+            p.m.entries.push(decodeEntry(buf, at + 8, at + 8 + lo));
+            this.index++;
+            bytes += 8 + lo;
+            at += 8 + lo;
+            left--;
+          }
+          if (at > pos) {
+            q.skip(at - pos);
+            this.phase = left > 0 ? { kind: "entry-size", m: p.m, left, bytes } : { kind: "commit", m: p.m };
+            return undefined;
+          }
+        }
         if (q.length < 8) return null;
         const size = q.readUint64();
         const bytes = typeof size === "bigint" ? Infinity : p.bytes + 8 + size;
