@@ -7,7 +7,11 @@
  *  - wal/, snap/ import only raft/types and pkg/ (besides themselves);
  *  - mvcc/, lease/ (and auth/, transport/ when they come) import nothing from server/, api/,
  *               etcdmain/;
- *  - server/    never imports api/ or etcdmain/;
+ *  - server/    never imports api/, etcdmain/ or rafthttp/;
+ *  - rafthttp/  (etcd's peer protocol: codecs, snapshot transfer) imports raft/ only for
+ *               raft/types, mvcc/ only its backend/ (the image type and the bbolt files),
+ *               server/ only server/transport-port (the port it serves), besides pkg/ and
+ *               the proto package;
  *  - api/       never imports etcdmain/, and keeps to its rooms:
  *      v3rpc/    (the gRPC services and their registry) imports nothing from the other rooms;
  *      gateway/  (the JSON gateway) takes from v3rpc/ only the service registry and the error
@@ -160,7 +164,15 @@ function violation(imp: Import): string | undefined {
     case "transport":
       return ["server", "api", "etcdmain"].includes(to) ? `${from}/ imports nothing from server/, api/, etcdmain/` : undefined;
     case "server":
-      return ["api", "etcdmain"].includes(to) ? "server/ never imports api/ or etcdmain/" : undefined;
+      return ["api", "etcdmain", "rafthttp"].includes(to) ? "server/ never imports api/, etcdmain/ or rafthttp/" : undefined;
+    case "rafthttp": {
+      const t = target?.replace(/\.(js|ts)$/, "");
+      if (["<package>", "proto", "pkg"].includes(to)) return undefined;
+      if (to === "raft" && t === "raft/types") return undefined;
+      if (to === "mvcc" && t?.startsWith("mvcc/backend/")) return undefined;
+      if (to === "server" && t === "server/transport-port") return undefined;
+      return "rafthttp/ imports only raft/types, mvcc/backend/, server/transport-port, pkg/ and the proto package";
+    }
     case "pkg":
       return to === "<package>" ? undefined : `${from}/ imports nothing from other layers`;
     default:
@@ -209,7 +221,7 @@ describe("layering of server/src (imports point down only)", () => {
 
   it("finds the layers it checks", () => {
     const layers = new Set([...sources.keys()].map((f) => f.split("/")[0]));
-    for (const layer of ["raft", "wal", "snap", "mvcc", "lease", "server", "api", "etcdmain", "pkg"]) {
+    for (const layer of ["raft", "wal", "snap", "mvcc", "lease", "server", "rafthttp", "api", "etcdmain", "pkg"]) {
       expect(layers.has(layer), `server/src/${layer}/ has .ts files`).toBe(true);
     }
     expect(imports.length).toBeGreaterThan(50);
@@ -265,6 +277,12 @@ describe("layering of server/src (imports point down only)", () => {
     expect(violation({ file: "wal/x.ts", spec: "../raft/raft.js", from: "wal", to: "raft", target: "raft/raft.js" })).toBeDefined();
     expect(violation({ file: "server/x.ts", spec: "../api/y.js", from: "server", to: "api", target: "api/y.js" })).toBeDefined();
     expect(violation({ file: "raft/x.ts", spec: "node:fs", from: "raft", to: "<package>" })).toBeDefined();
+    expect(violation({ file: "server/x.ts", spec: "../rafthttp/y.js", from: "server", to: "rafthttp", target: "rafthttp/y.js" })).toBeDefined();
+    expect(violation({ file: "rafthttp/x.ts", spec: "../server/transport-port.js", from: "rafthttp", to: "server", target: "server/transport-port.js" })).toBeUndefined();
+    expect(violation({ file: "rafthttp/x.ts", spec: "../server/etcd-server.js", from: "rafthttp", to: "server", target: "server/etcd-server.js" })).toBeDefined();
+    expect(violation({ file: "rafthttp/x.ts", spec: "../raft/raft.js", from: "rafthttp", to: "raft", target: "raft/raft.js" })).toBeDefined();
+    expect(violation({ file: "rafthttp/x.ts", spec: "../mvcc/backend/bbolt-reader.js", from: "rafthttp", to: "mvcc", target: "mvcc/backend/bbolt-reader.js" })).toBeUndefined();
+    expect(violation({ file: "rafthttp/x.ts", spec: "../mvcc/kv-store.js", from: "rafthttp", to: "mvcc", target: "mvcc/kv-store.js" })).toBeDefined();
     const api = (file: string, spec: string, to: string, target?: string): Import => ({ file, spec, from: "api", to, target });
     expect(violation(api("api/gateway/gateway.ts", "../v3rpc/service-registry.js", "api", "api/v3rpc/service-registry.js"))).toBeUndefined();
     expect(violation(api("api/gateway/gateway.ts", "../v3rpc/kv-service.js", "api", "api/v3rpc/kv-service.js"))).toBeDefined();

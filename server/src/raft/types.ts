@@ -61,6 +61,14 @@ export interface HardState {
 export interface ConfState {
   voters: NodeId[];
   learners: NodeId[];
+  /**
+   * Joint configurations (etcd's ConfState fields voters_outgoing, learners_next, auto_leave):
+   * etcd 3.4 members never enter one, and neither does this core; carried only so a snapshot's
+   * metadata decodes and encodes whole. Absent means empty / false.
+   */
+  votersOutgoing?: NodeId[];
+  learnersNext?: NodeId[];
+  autoLeave?: boolean;
 }
 
 export enum ConfChangeType {

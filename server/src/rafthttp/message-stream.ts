@@ -1,0 +1,117 @@
+/**
+ * The "message" stream's framing (etcd's messageEncoder/messageDecoder), also the head of a
+ * snapshot POST's body: each raft message as an 8-byte big-endian length, then the marshalled
+ * Message (message-codec.ts).
+ *
+ * The decoder is incremental: feed it the stream's chunks as they arrive, cut anywhere, and it
+ * returns the messages completed so far. It refuses a length above its limit (etcd's 512 MiB
+ * by default) with etcd's error before reading the frame, and holds at most one partial frame:
+ * the bytes received, never the length announced.
+ */
+import type { Message } from "../raft/types.js";
+import { ByteQueue } from "./byte-queue.js";
+import { decodeMessage, messageSize, writeMessage } from "./message-codec.js";
+
+/** etcd's bound on one framed message (readBytesLimit). */
+export const MESSAGE_READ_LIMIT = 512 * 1024 * 1024;
+
+/** A frame announced more bytes than the decoder's limit (etcd's ErrExceedSizeLimit). */
+export class ErrExceedSizeLimit extends Error {
+  override name = "ErrExceedSizeLimit";
+  constructor(readonly announced: number | bigint, readonly limit: number) {
+    super("rafthttp: error limit exceeded");
+  }
+}
+
+/** The stream ended inside a frame (Go's io.ErrUnexpectedEOF). */
+export class ErrUnexpectedEOF extends Error {
+  override name = "ErrUnexpectedEOF";
+  constructor() {
+    super("unexpected EOF");
+  }
+}
+
+/** One message as the stream carries it: length prefix and marshalled message, one buffer. */
+export function encodeMessageFrame(m: Message): Uint8Array {
+  const size = messageSize(m);
+  const out = Buffer.allocUnsafe(8 + size);
+  writeUint64BE(out, 0, size);
+  const end = writeMessage(out, 8, m);
+  if (end !== 8 + size) throw new Error(`raft message encoder wrote ${end - 8} bytes, sized ${size}`);
+  return out;
+}
+
+/** Writes a non-negative safe integer as a big-endian uint64. */
+export function writeUint64BE(out: Uint8Array, pos: number, v: number): void {
+  const hi = Math.floor(v / 4294967296);
+  const lo = v >>> 0;
+  out[pos] = hi >>> 24;
+  out[pos + 1] = (hi >>> 16) & 0xff;
+  out[pos + 2] = (hi >>> 8) & 0xff;
+  out[pos + 3] = hi & 0xff;
+  out[pos + 4] = lo >>> 24;
+  out[pos + 5] = (lo >>> 16) & 0xff;
+  out[pos + 6] = (lo >>> 8) & 0xff;
+  out[pos + 7] = lo & 0xff;
+}
+
+export interface MessageStreamDecoderOptions {
+  /** Largest frame accepted, in bytes; default MESSAGE_READ_LIMIT. */
+  limit?: number;
+}
+
+/**
+ * Incremental decoder of the message stream. After it has thrown, the stream is unusable (as
+ * etcd drops the connection); the decoder must not be fed again.
+ */
+export class MessageStreamDecoder {
+  private readonly queue = new ByteQueue();
+  private readonly limit: number;
+  /** Length of the frame being received, once its prefix is in. */
+  private frameLength = -1;
+
+  constructor(options: MessageStreamDecoderOptions = {}) {
+    this.limit = options.limit ?? MESSAGE_READ_LIMIT;
+  }
+
+  /**
+   * Takes the next chunk; returns the messages it completed, in order.
+   * @throws ErrExceedSizeLimit, RaftWireDecodeError (a frame that is not a Message).
+   */
+  push(chunk: Uint8Array): Message[] {
+    this.queue.push(chunk);
+    const out: Message[] = [];
+    for (;;) {
+      const m = this.next();
+      if (m === undefined) return out;
+      out.push(m);
+    }
+  }
+
+  /** The next whole message in what was pushed, if any. */
+  next(): Message | undefined {
+    if (this.frameLength < 0) {
+      if (this.queue.length < 8) return undefined;
+      const n = this.queue.readUint64();
+      if (typeof n === "bigint" || n > this.limit) throw new ErrExceedSizeLimit(n, this.limit);
+      this.frameLength = n;
+    }
+    if (this.queue.length < this.frameLength) return undefined;
+    const frame = this.queue.take(this.frameLength);
+    this.frameLength = -1;
+    return decodeMessage(frame);
+  }
+
+  /** Bytes received that belong to no whole message yet. */
+  get pending(): number {
+    return this.queue.length + (this.frameLength >= 0 ? 8 : 0);
+  }
+
+  /**
+   * The stream has ended: throws ErrUnexpectedEOF if it ended inside a frame (a clean end
+   * between frames is etcd's io.EOF, which is no error).
+   */
+  end(): void {
+    if (this.pending > 0) throw new ErrUnexpectedEOF();
+  }
+}
