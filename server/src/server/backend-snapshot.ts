@@ -32,6 +32,9 @@ import { Backend, Bucket, encodeUint64 } from "../mvcc/backend/backend.js";
 import { decodeMember, type MemberRecord } from "./cluster/membership.js";
 import { META_MVCC_CONSISTENT_INDEX, MvccStorePort } from "./mvcc-store-port.js";
 import type { StorePort } from "./store-port.js";
+import { goJsonString } from "../pkg/go-json.js";
+
+export { goJsonString };
 
 const META_CONSISTENT_INDEX = "consistent_index";
 /** The only other meta keys etcd 3.4 has (ours also keeps the term and the raft ConfState). */
@@ -203,23 +206,6 @@ export function encodeEtcdMemberJson(m: MemberRecord): Buffer {
   if (m.name !== "") s += `,"name":${goJsonString(m.name)}`;
   if (m.clientUrls.length > 0) s += `,"clientURLs":[${m.clientUrls.map(goJsonString).join(",")}]`;
   return Buffer.from(s + "}");
-}
-
-/** A JSON string literal as Go's encoding/json writes it (HTML-safe escaping). */
-export function goJsonString(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '"') out += '\\"';
-    else if (ch === "\\") out += "\\\\";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (ch === "\t") out += "\\t";
-    else if (c < 0x20 || ch === "<" || ch === ">" || ch === "&" || c === 0x2028 || c === 0x2029) {
-      out += "\\u" + c.toString(16).padStart(4, "0");
-    } else out += ch;
-  }
-  return out + '"';
 }
 
 /** leasepb.Lease {ID int64 = 1, TTL int64 = 2, RemainingTTL int64 = 3} from our 16-byte record. */
