@@ -5,17 +5,20 @@
  * Mapping (etcd-ts backend bucket → etcd bucket, record conversion):
  *   key            → "key"             unchanged (same revision keys, same mvccpb.KeyValue bytes)
  *   meta           → "meta"            scheduledCompactRev / finishedCompactRev unchanged;
- *                                      every other key of ours (term, ConfState...) dropped;
+ *                                      every other key of ours (term, ConfState, the v2 store image...) dropped;
  *                                      `consistent_index` = the index of the last entry that
  *                                      changed the key space (what etcd 3.4 persists: it saves the
  *                                      index only when a write txn has changes), from
  *                                      META_MVCC_CONSISTENT_INDEX
  *   lease          → "lease"           key unchanged (int64 big-endian); 16-byte record →
  *                                      leasepb.Lease {ID=1, TTL=2, RemainingTTL=3}
- *   members        → "members"         member records → etcd's Member JSON (decimal id, Go field
- *                                      order and escaping) keyed by the hex id;
- *                  → "members_removed" `removed/<hex id>` → <hex id> = "removed"
- *                  → "cluster"         `clusterVersion` → "clusterVersion" = version
+ *   members        → "members"         etcd's Member JSON keyed by the hex id (written so by the
+ *                                      membership; records of older data dirs, with a hex string
+ *                                      id, are rewritten: decimal id, Go field order and escaping);
+ *                                      older `removed/<hex id>` → "members_removed",
+ *                                      older `clusterVersion` → "cluster"
+ *   membersRemoved → "members_removed" unchanged (<hex id> = "removed")
+ *   cluster        → "cluster"         unchanged ("clusterVersion" = version)
  *   alarm          → "alarm"           9-byte (member id, type) key → etcdserverpb.AlarmMember
  *                                      bytes as the key, empty value
  *   auth           → "auth"            unchanged, plus `authRevision` = 1 when absent (what etcd

@@ -53,7 +53,7 @@ export class MemberAdmin {
     const member: MemberRecord = {
       id: computeMemberId(peerUrls, "", Math.floor(this.deps.clock.nowMs() / 1000)),
       name: "",
-      peerUrls,
+      peerUrls: [...peerUrls].sort(),
       clientUrls: [],
       isLearner,
     };
@@ -70,9 +70,8 @@ export class MemberAdmin {
   }
 
   update(id: bigint, peerUrls: string[]): Promise<MemberRecord[]> {
-    const existing = this.deps.membership.get(id);
-    // As in etcd 3.4, an update carries fresh raft attributes, so the learner flag resets.
-    const m: MemberRecord = { id, name: existing?.name ?? "", peerUrls, clientUrls: existing?.clientUrls ?? [], isLearner: false };
+    // As in etcd 3.4, an update carries only the ID and fresh raft attributes (the learner flag resets).
+    const m: MemberRecord = { id, name: "", peerUrls, clientUrls: [], isLearner: false };
     return this.configure({ type: ConfChangeType.UpdateNode, nodeId: id, context: encodeMember(m) });
   }
 
@@ -85,7 +84,8 @@ export class MemberAdmin {
       const leaderMatch = progress!.get(this.options.memberId)?.match ?? 0;
       if (learner.match < leaderMatch * LEARNER_READY_FRACTION) throw serverError("LearnerNotReady");
     }
-    return this.configure({ type: ConfChangeType.AddNode, nodeId: id, context: new Uint8Array(0) });
+    const context = encodeMember({ id, name: "", peerUrls: [], clientUrls: [], isLearner: false }, true);
+    return this.configure({ type: ConfChangeType.AddNode, nodeId: id, context });
   }
 
   /**
