@@ -157,3 +157,31 @@ describe("cluster version decision", () => {
     expect(await decideClusterVersion([members[0]!], 1n, "3.4.23", peers({}))).toBe("3.4.0");
   });
 });
+
+describe("data dirs written before etcd 3.4's layout", () => {
+  it("load from the old records and rebuild the v2 store 3.4 would hold", () => {
+    const membership = new Membership(1n);
+    const old = (id: bigint, name: string) => Buffer.from(JSON.stringify({ id: id.toString(16), name, peerURLs: [`http://p${id.toString(16)}`], clientURLs: [`http://c${id.toString(16)}`], isLearner: false }));
+    membership.load(
+      {
+        members: [
+          [Buffer.from("a"), old(0xan, "a")],
+          [Buffer.from("clusterVersion"), Buffer.from("3.4.0")],
+          [Buffer.from("removed/b"), Buffer.from("1")],
+        ],
+        membersRemoved: [],
+        cluster: [],
+      },
+      Buffer.from('{"clusterVersion":"3.4.0"}'),
+    );
+    expect(membership.list()).toEqual([{ id: 0xan, name: "a", peerUrls: ["http://pa"], clientUrls: ["http://ca"], isLearner: false }]);
+    expect(membership.isRemoved(0xbn)).toBe(true);
+    expect(membership.clusterVersion).toBe("3.4.0");
+    const copy = new Membership(1n);
+    const w = fakeSession();
+    copy.recoverFromV2Store(membership.v2.save(), w);
+    expect(copy.list()).toEqual(membership.list());
+    expect(copy.isRemoved(0xbn)).toBe(true);
+    expect(copy.clusterVersion).toBe("3.4.0");
+  });
+});
