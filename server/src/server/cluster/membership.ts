@@ -124,11 +124,20 @@ export class Membership {
   }
 
   /**
-   * Replaces the members with persisted records (start-up, or after a snapshot is installed).
-   * The v2 store comes from its image when there is one, else from `snapshotData` when that is a
-   * v2 store JSON, else it is rebuilt from the records.
+   * Replaces the membership with what is persisted (start-up, or after a snapshot is installed).
+   * As etcd 3.4 does, the members, the removed IDs and the version come from the v2 store: its
+   * image in the backend when there is one, else `snapshotData` when that is a v2 store JSON.
+   * Without either (data dirs from before the v2 store was kept) they come from the records, and
+   * the v2 store is rebuilt from them.
    */
   load(records: MembershipRecords, snapshotData?: Uint8Array): void {
+    const image = records.v2Store ?? (snapshotData !== undefined && isV2StoreJson(snapshotData) ? snapshotData : undefined);
+    if (image !== undefined) {
+      const store = new V2Store();
+      store.recover(image);
+      this.adopt(store);
+      return;
+    }
     this.members.clear();
     this.removed.clear();
     this.clusterVersion = "";
@@ -144,20 +153,25 @@ export class Membership {
     for (const [k] of records.membersRemoved) this.removed.add(BigInt("0x" + k.toString()));
     for (const [k, v] of records.cluster) if (k.equals(CLUSTER_VERSION_KEY)) this.clusterVersion = v.toString();
     for (const id of this.removed) this.members.delete(id);
-    const image = records.v2Store ?? (snapshotData !== undefined && isV2StoreJson(snapshotData) ? snapshotData : undefined);
     this.v2Store = new V2Store();
-    if (image !== undefined) this.v2Store.recover(image);
-    else this.rebuildV2Store();
+    this.rebuildV2Store();
   }
 
   /**
-   * Takes the members, the removed IDs and the cluster version from a v2 store JSON (a leader's
-   * snapshot), as etcd 3.4 recovers them, and writes them to the backend in `w`.
+   * Takes the membership from a v2 store JSON (a leader's snapshot whose image lacks ours), as
+   * etcd 3.4's applySnapshot does, and keeps that store's image in `w`. The backend's member
+   * records stay what the leader's image holds, as in etcd.
    * @throws Error when the JSON is not a v2 store or its members do not parse.
    */
   recoverFromV2Store(json: Uint8Array, w: WriteSession): void {
     const store = new V2Store();
     store.recover(json);
+    this.adopt(store);
+    this.stageV2Store(w);
+  }
+
+  /** etcd 3.4's RaftCluster.Recover: members, removed IDs and version from the v2 store. */
+  private adopt(store: V2Store): void {
     const members = new Map<bigint, MemberRecord>();
     const removed = new Set<bigint>();
     for (const n of childrenOf(store, MEMBERS_PREFIX)) {
@@ -187,21 +201,12 @@ export class Membership {
     } catch (e) {
       if (!(e instanceof V2Error) || e.errorCode !== V2ErrorCode.KeyNotFound) throw e;
     }
-    for (const id of this.members.keys()) if (!members.has(id)) w.stage("members", memberKey(id), undefined);
     this.members.clear();
     this.removed.clear();
-    for (const m of members.values()) {
-      this.members.set(m.id, m);
-      w.stage("members", memberKey(m.id), encodeMember(m));
-    }
-    for (const id of removed) {
-      this.removed.add(id);
-      w.stage("membersRemoved", memberKey(id), Buffer.from("removed"));
-    }
+    for (const m of members.values()) this.members.set(m.id, m);
+    for (const id of removed) this.removed.add(id);
     this.clusterVersion = version;
-    if (version !== "") w.stage("cluster", CLUSTER_VERSION_KEY, Buffer.from(version));
     this.v2Store = store;
-    this.stageV2Store(w);
   }
 
   list(): MemberRecord[] {
