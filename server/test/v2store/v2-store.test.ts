@@ -10,9 +10,43 @@ import { V2Store, formatGoTime } from "../../src/v2store/v2-store.js";
  * --snapshot-count 5 --enable-v2): one member, a learner added and removed, v2 keys set, made a
  * directory, given a TTL and deleted.
  */
-const fixture = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures", "etcd-3.4.23-store.json"));
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures");
+const fixture = readFileSync(path.join(fixtures, "etcd-3.4.23-store.json"));
+
+/** Length-delimited field `field` of a protobuf message (the first occurrence). */
+function protoBytes(msg: Buffer, field: number): Buffer {
+  let pos = 0;
+  const varint = (): number => {
+    let v = 0;
+    for (let shift = 0; ; shift += 7) {
+      const c = msg[pos++]!;
+      v += (c & 0x7f) * 2 ** shift;
+      if (c < 0x80) return v;
+    }
+  };
+  while (pos < msg.length) {
+    const tag = varint();
+    if ((tag & 7) === 0) varint();
+    else if ((tag & 7) === 2) {
+      const len = varint();
+      if (tag >>> 3 === field) return msg.subarray(pos, pos + len);
+      pos += len;
+    } else throw new Error(`wire type ${tag & 7}`);
+  }
+  throw new Error(`no field ${field}`);
+}
 
 describe("v2 store snapshot JSON", () => {
+  it("is what etcd 3.4's .snap file carries as its raft snapshot data", () => {
+    // snappb.Snapshot{crc = 1, data = 2} around raftpb.Snapshot{data = 1, metadata = 2}.
+    const snap = readFileSync(path.join(fixtures, "etcd-3.4.23-0000000000000002-0000000000000012.snap"));
+    const data = protoBytes(protoBytes(snap, 2), 1);
+    expect(data.equals(fixture)).toBe(true);
+    const s = new V2Store();
+    s.recover(data);
+    expect(s.save().equals(data)).toBe(true);
+  });
+
   it("recovers etcd 3.4's JSON and saves it back byte for byte", () => {
     const s = new V2Store();
     s.recover(fixture);
