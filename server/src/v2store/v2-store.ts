@@ -16,8 +16,9 @@
  *   <extern> = {"key","value"? (present, even empty, for key-value nodes),"dir"?,"expiration"?,
  *              "ttl"?,"nodes"?,"modifiedIndex"?,"createdIndex"?} (absent when zero/false)
  *
- * Not here yet: expiry of TTL nodes (expire times are kept and written back, never acted on) and
- * watchers (the event history is kept, in etcd's ring of 1000, because the snapshot carries it).
+ * TTL nodes expire only when told (`deleteExpiredKeys`, which the log's SYNC requests drive, as in
+ * etcd); no timer here. Not here yet: watchers (the event history is kept, in etcd's ring of
+ * 1000, because the snapshot carries it).
  */
 import { goJsonStringify, goMapKeyCompare, type GoJsonValue } from "../pkg/go-json.js";
 import { V2Error, V2ErrorCode } from "./errors.js";
@@ -129,6 +130,15 @@ export function formatGoTime(ns: bigint): string {
   const base = new Date(ms).toISOString().slice(0, 19);
   const frac = (((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n).toString().padStart(9, "0").replace(/0+$/, "");
   return base + (frac === "" ? "" : "." + frac) + "Z";
+}
+
+/** A Go RFC 3339 time (nanosecond precision, any offset) as Unix nanoseconds; undefined when unreadable. */
+export function parseGoTimeNs(s: string): bigint | undefined {
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(s);
+  if (m === null) return undefined;
+  const ms = Date.parse(m[1]! + (m[3] === "Z" ? "Z" : m[3]!));
+  if (Number.isNaN(ms)) return undefined;
+  return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? "").padEnd(9, "0") || "0");
 }
 
 function parseGoTimeMs(s: string): number {
@@ -266,6 +276,32 @@ export class V2Store {
     });
   }
 
+  /**
+   * Expires every node whose expire time is at or before `cutoffNs` (Unix nanoseconds), earliest
+   * first (etcd's DeleteExpiredKeys, applied for a SYNC request): each one is removed with what
+   * is under it, counts one index and records an "expire" event.
+   */
+  deleteExpiredKeys(cutoffNs: bigint): void {
+    const due: { n: V2Node; at: bigint }[] = [];
+    const visit = (n: V2Node): void => {
+      if (!n.isPermanent) {
+        const at = parseGoTimeNs(n.expireTime);
+        if (at !== undefined && at <= cutoffNs) due.push({ n, at });
+      }
+      if (n.children !== null) for (const c of n.children.values()) visit(c);
+    };
+    visit(this.root);
+    due.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    for (const { n } of due) {
+      if (!this.attached(n)) continue; // went with an expired directory above it
+      this.currentIndex++;
+      const prevNode = this.extern(n, false, false, false);
+      n.detach();
+      this.stats.expireCount++;
+      this.record({ action: "expire", node: { key: n.path, dir: n.isDir || undefined, modifiedIndex: this.currentIndex, createdIndex: n.createdIndex }, prevNode, etcdIndex: this.currentIndex });
+    }
+  }
+
   /** The store as etcd 3.4's `Save()` writes it (format above). */
   save(): Buffer {
     const h = this.history;
@@ -354,6 +390,15 @@ export class V2Store {
     h.lastIndex = e.node.modifiedIndex ?? 0;
     const front = h.events[h.front] as { node?: { modifiedIndex?: number } } | null;
     h.startIndex = front?.node?.modifiedIndex ?? 0;
+  }
+
+  private attached(n: V2Node): boolean {
+    let c: V2Node = n;
+    while (c.parent !== undefined) {
+      if (c.parent.children!.get(c.name) !== c) return false;
+      c = c.parent;
+    }
+    return c === this.root;
   }
 
   private checkWritable(p: string): void {

@@ -3,8 +3,8 @@
  * "/0/members/<hex id>/attributes" names a member, PUT of "/0/version" sets the cluster version
  * (both through the membership, so the backend records follow); every other request goes to the
  * v2 store: POST creates in order, PUT sets / creates / updates / compares-and-swaps by its
- * preconditions, DELETE deletes or compares-and-deletes, QGET reads, SYNC expires keys (TTLs are
- * not acted on yet: a no-op). A changed v2 store is staged into the entry's write session.
+ * preconditions, DELETE deletes or compares-and-deletes, QGET reads, SYNC expires the keys whose
+ * TTL ran out by its time. A changed v2 store is staged into the entry's write session.
  *
  * Results: `{ value: V2Event }` (or undefined for the member and version paths, as etcd answers
  * them with an empty response); a V2Error or an unknown method is the proposer's error.
@@ -53,6 +53,7 @@ export function applyV2Request(membership: Membership, r: Request, w: WriteSessi
         result = { value: store.get(path, r.Recursive ?? false, r.Sorted ?? false) };
         break;
       case "SYNC":
+        store.deleteExpiredKeys(r.Time ?? 0n);
         result = { value: undefined };
         break;
       default:
