@@ -5,6 +5,7 @@
  *  - raft/      imports nothing outside raft/ (no packages either) and uses no async code, timers,
  *               Date, Math.random, fs or net: the Raft core is pure;
  *  - wal/, snap/ import only raft/types and pkg/ (besides themselves);
+ *  - v2store/   (etcd's v2 store) imports only pkg/ (besides itself), no package;
  *  - mvcc/, lease/ (and auth/, transport/ when they come) import nothing from server/, api/,
  *               etcdmain/;
  *  - server/    never imports api/, etcdmain/ or rafthttp/;
@@ -158,6 +159,8 @@ function violation(imp: Import): string | undefined {
       if (to === "pkg") return undefined;
       if (to === "raft" && /^raft\/types(\.js|\.ts)?$/.test(target ?? "")) return undefined;
       return `${from}/ imports only raft/types and pkg/`;
+    case "v2store":
+      return to === "pkg" ? undefined : "v2store/ imports only pkg/";
     case "mvcc":
     case "lease":
     case "auth":
@@ -221,7 +224,7 @@ describe("layering of server/src (imports point down only)", () => {
 
   it("finds the layers it checks", () => {
     const layers = new Set([...sources.keys()].map((f) => f.split("/")[0]));
-    for (const layer of ["raft", "wal", "snap", "mvcc", "lease", "server", "rafthttp", "api", "etcdmain", "pkg"]) {
+    for (const layer of ["raft", "wal", "snap", "v2store", "mvcc", "lease", "server", "rafthttp", "api", "etcdmain", "pkg"]) {
       expect(layers.has(layer), `server/src/${layer}/ has .ts files`).toBe(true);
     }
     expect(imports.length).toBeGreaterThan(50);
@@ -275,6 +278,8 @@ describe("layering of server/src (imports point down only)", () => {
     expect(importsOf(src).sort()).toEqual(["../etcdmain/c.js", "../raft/types.js", "../server/a.js", "./b.js"]);
     expect(violation({ file: "wal/x.ts", spec: "../raft/types.js", from: "wal", to: "raft", target: "raft/types.js" })).toBeUndefined();
     expect(violation({ file: "wal/x.ts", spec: "../raft/raft.js", from: "wal", to: "raft", target: "raft/raft.js" })).toBeDefined();
+    expect(violation({ file: "v2store/x.ts", spec: "../pkg/go-json.js", from: "v2store", to: "pkg", target: "pkg/go-json.js" })).toBeUndefined();
+    expect(violation({ file: "v2store/x.ts", spec: "../raft/types.js", from: "v2store", to: "raft", target: "raft/types.js" })).toBeDefined();
     expect(violation({ file: "server/x.ts", spec: "../api/y.js", from: "server", to: "api", target: "api/y.js" })).toBeDefined();
     expect(violation({ file: "raft/x.ts", spec: "node:fs", from: "raft", to: "<package>" })).toBeDefined();
     expect(violation({ file: "server/x.ts", spec: "../rafthttp/y.js", from: "server", to: "rafthttp", target: "rafthttp/y.js" })).toBeDefined();

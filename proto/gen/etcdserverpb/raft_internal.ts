@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Request } from "./etcdserver.js";
 import {
   AlarmRequest,
   AuthDisableRequest,
@@ -53,6 +54,8 @@ export interface RequestHeader {
 export interface InternalRaftRequest {
   header: RequestHeader | undefined;
   ID: bigint;
+  /** A v2 store request (etcd 3.4 also proposes these bare, as a whole entry). */
+  v2: Request | undefined;
   range: RangeRequest | undefined;
   put: PutRequest | undefined;
   deleteRange: DeleteRangeRequest | undefined;
@@ -192,6 +195,7 @@ function createBaseInternalRaftRequest(): InternalRaftRequest {
   return {
     header: undefined,
     ID: 0n,
+    v2: undefined,
     range: undefined,
     put: undefined,
     deleteRange: undefined,
@@ -232,6 +236,9 @@ export const InternalRaftRequest: MessageFns<InternalRaftRequest> = {
         throw new globalThis.Error("value provided for field message.ID of type uint64 too large");
       }
       writer.uint32(8).uint64(message.ID);
+    }
+    if (message.v2 !== undefined) {
+      Request.encode(message.v2, writer.uint32(18).fork()).join();
     }
     if (message.range !== undefined) {
       RangeRequest.encode(message.range, writer.uint32(26).fork()).join();
@@ -344,6 +351,14 @@ export const InternalRaftRequest: MessageFns<InternalRaftRequest> = {
             }
 
             message.ID = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.v2 = Request.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -583,6 +598,7 @@ export const InternalRaftRequest: MessageFns<InternalRaftRequest> = {
       ? RequestHeader.fromPartial(object.header)
       : undefined;
     message.ID = (object.ID !== undefined && object.ID !== null) ? BigInt(object.ID) : 0n;
+    message.v2 = (object.v2 !== undefined && object.v2 !== null) ? Request.fromPartial(object.v2) : undefined;
     message.range = (object.range !== undefined && object.range !== null)
       ? RangeRequest.fromPartial(object.range)
       : undefined;

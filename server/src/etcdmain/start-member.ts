@@ -17,6 +17,7 @@ import { Backend } from "../mvcc/backend/backend.js";
 import { systemClock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import type { EtcdServer } from "../server/etcd-server.js";
+import { HttpPeerVersions } from "../server/cluster/cluster-version.js";
 import { bootstrapMember } from "../server/bootstrap.js";
 import { serviceRegistry } from "../api/v3rpc/service-registry.js";
 import { httpHandler } from "../api/http/http-handler.js";
@@ -100,6 +101,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
       backend: await Backend.open(path.join(snapDir, "db")),
       transport: { send: () => undefined, sendSnapshot: () => undefined },
+      peerVersions: new HttpPeerVersions({ timeoutMs: 5000 }),
       clock: systemClock,
       fatal: (message, fields) => {
         logger.error(`${message}; exiting`, fields);

@@ -5,17 +5,20 @@
  * Mapping (etcd-ts backend bucket → etcd bucket, record conversion):
  *   key            → "key"             unchanged (same revision keys, same mvccpb.KeyValue bytes)
  *   meta           → "meta"            scheduledCompactRev / finishedCompactRev unchanged;
- *                                      every other key of ours (term, ConfState...) dropped;
+ *                                      every other key of ours (term, ConfState, the v2 store image...) dropped;
  *                                      `consistent_index` = the index of the last entry that
  *                                      changed the key space (what etcd 3.4 persists: it saves the
  *                                      index only when a write txn has changes), from
  *                                      META_MVCC_CONSISTENT_INDEX
  *   lease          → "lease"           key unchanged (int64 big-endian); 16-byte record →
  *                                      leasepb.Lease {ID=1, TTL=2, RemainingTTL=3}
- *   members        → "members"         member records → etcd's Member JSON (decimal id, Go field
- *                                      order and escaping) keyed by the hex id;
- *                  → "members_removed" `removed/<hex id>` → <hex id> = "removed"
- *                  → "cluster"         `clusterVersion` → "clusterVersion" = version
+ *   members        → "members"         etcd's Member JSON keyed by the hex id (written so by the
+ *                                      membership; records of older data dirs, with a hex string
+ *                                      id, are rewritten: decimal id, Go field order and escaping);
+ *                                      older `removed/<hex id>` → "members_removed",
+ *                                      older `clusterVersion` → "cluster"
+ *   membersRemoved → "members_removed" unchanged (<hex id> = "removed")
+ *   cluster        → "cluster"         unchanged ("clusterVersion" = version)
  *   alarm          → "alarm"           9-byte (member id, type) key → etcdserverpb.AlarmMember
  *                                      bytes as the key, empty value
  *   auth           → "auth"            unchanged, plus `authRevision` = 1 when absent (what etcd
@@ -32,6 +35,9 @@ import { Backend, Bucket, encodeUint64, type BackendImage } from "../mvcc/backen
 import { decodeMember, type MemberRecord } from "./cluster/membership.js";
 import { META_MVCC_CONSISTENT_INDEX, MvccStorePort } from "./mvcc-store-port.js";
 import type { StorePort } from "./store-port.js";
+import { goJsonString } from "../pkg/go-json.js";
+
+export { goJsonString };
 
 const META_CONSISTENT_INDEX = "consistent_index";
 /** The only other meta keys etcd 3.4 has (ours also keeps the term and the raft ConfState). */
@@ -210,23 +216,6 @@ export function encodeEtcdMemberJson(m: MemberRecord): Buffer {
   if (m.name !== "") s += `,"name":${goJsonString(m.name)}`;
   if (m.clientUrls.length > 0) s += `,"clientURLs":[${m.clientUrls.map(goJsonString).join(",")}]`;
   return Buffer.from(s + "}");
-}
-
-/** A JSON string literal as Go's encoding/json writes it (HTML-safe escaping). */
-export function goJsonString(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '"') out += '\\"';
-    else if (ch === "\\") out += "\\\\";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (ch === "\t") out += "\\t";
-    else if (c < 0x20 || ch === "<" || ch === ">" || ch === "&" || c === 0x2028 || c === 0x2029) {
-      out += "\\u" + c.toString(16).padStart(4, "0");
-    } else out += ch;
-  }
-  return out + '"';
 }
 
 /** leasepb.Lease {ID int64 = 1, TTL int64 = 2, RemainingTTL int64 = 3} from our 16-byte record. */

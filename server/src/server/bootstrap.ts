@@ -29,7 +29,8 @@ import type { Logger } from "../pkg/logger.js";
 import { AlarmStore } from "./alarms.js";
 import { CONF_STATE_KEY, decodeConfState } from "./cluster/conf-change.js";
 import { computeClusterId, computeMemberId } from "./cluster/member-id.js";
-import { Membership, encodeMember } from "./cluster/membership.js";
+import { Membership, encodeMember, loadMembershipRecords } from "./cluster/membership.js";
+import type { PeerVersions } from "./cluster/cluster-version.js";
 import { Compactor } from "./compactor.js";
 import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
 import { LeaseRecords, recoverLeases } from "./lease-records.js";
@@ -98,6 +99,8 @@ export interface BootstrapDeps {
   /** The opened backend; the member owns it from here on and closes it when it stops. */
   backend: Backend;
   transport: PeerTransport;
+  /** How the leader asks members for their server versions (default: every member is this build). */
+  peerVersions?: PeerVersions;
   clock: Clock;
   fatal: FatalHook;
   /** Seeds raft's randomized election timeouts (mixed with the member ID). */
@@ -140,6 +143,8 @@ interface RecoveredLog {
   applied: number;
   confState: ConfState;
   bootstrapPeers?: { id: bigint; context: Uint8Array }[];
+  /** The data of the raft snapshot the member restarted from (etcd's v2 store JSON, or older etcd-ts `{"clusterVersion":..}`). */
+  snapshotData?: Uint8Array;
 }
 
 /** @throws Error when the member has no WAL and no initial cluster, or its disk is unreadable. */
@@ -172,7 +177,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   if (log.bootstrapPeers) rawNode.bootstrap(log.bootstrapPeers);
 
   const membership = new Membership(log.clusterId);
-  membership.load(await store.loadRecords("members"));
+  membership.load(await loadMembershipRecords(store), log.snapshotData);
   const alarms = new AlarmStore();
   alarms.load(await store.loadRecords("alarm"));
   const leaseRecords = new LeaseRecords(store);
@@ -211,6 +216,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       membership,
       alarms,
       leaseRecords,
+      peerVersions: deps.peerVersions,
       clock,
       logger: logger.named("etcdserver"),
       observeApplied: deps.observer?.applied?.bind(deps.observer),
@@ -289,7 +295,7 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
   }
   storage.append(entries);
   deps.logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
-  return { memberId, clusterId, wal: opened.wal, storage, applied, confState };
+  return { memberId, clusterId, wal: opened.wal, storage, applied, confState, snapshotData: snapshot?.data };
 }
 
 /** A member joining a running cluster: an empty log under the IDs the cluster gave it. */
@@ -322,7 +328,7 @@ async function newLog(options: BootstrapOptions, deps: BootstrapDeps): Promise<R
     confState: { voters: [], learners: [] },
     bootstrapPeers: peers.map((p) => ({
       id: p.id,
-      context: encodeMember({ id: p.id, name: p.name, peerUrls: p.urls, clientUrls: [], isLearner: false }),
+      context: encodeMember({ id: p.id, name: p.name, peerUrls: [...p.urls].sort(), clientUrls: [], isLearner: false }),
     })),
   };
 }

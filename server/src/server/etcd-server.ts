@@ -26,7 +26,7 @@ import { ConfChangeType, MessageType, StateRole, type ConfChange, type ConfState
 import type { Lessor } from "../lease/lessor.js";
 import { ErrLeaseNotFound } from "../lease/errors.js";
 import { timeToLiveSeconds } from "../lease/lease.js";
-import type { Clock } from "../pkg/clock.js";
+import type { Clock, TimerHandle } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import { serverError } from "./errors.js";
 import { AlarmStore, type RaisedAlarm } from "./alarms.js";
@@ -37,7 +37,8 @@ import { BackendApplier, txnChecks } from "./apply/backend-applier.js";
 import { applyRange, applyTxn, isTxnReadOnly, type KvWriter } from "./apply/kv-ops.js";
 import { MemberAdmin, type PeerActivity } from "./cluster/member-admin.js";
 import { forwardToLeader, type LeaderClient } from "./leader-forward.js";
-import type { MemberRecord, Membership } from "./cluster/membership.js";
+import { encodeAttributes, type MemberRecord, type Membership } from "./cluster/membership.js";
+import { compareVersions, decideClusterVersion, MIN_CLUSTER_VERSION, parseVersion, uniformPeerVersions, type PeerVersions } from "./cluster/cluster-version.js";
 import { LeaseClock } from "./lease-clock.js";
 import { Proposer, raftRequest } from "./proposer.js";
 import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./quota.js";
@@ -51,6 +52,8 @@ import { PeerMessageRefusedError, type MergedSnapshot, type PeerHandler } from "
 /** The etcd API version etcd-ts serves; clients gate features on it. */
 export const ETCD_API_VERSION = "3.4.23";
 export const CLUSTER_VERSION = "3.4.0";
+/** How often the leader re-decides the cluster version (etcd: the peer write timeout less 1 s). */
+const MONITOR_VERSION_INTERVAL_MS = 4000;
 
 export interface EtcdServerOptions {
   memberId: bigint;
@@ -88,6 +91,8 @@ export interface EtcdServerDeps {
   alarms: AlarmStore;
   /** Where the lessor's records go while an entry is applied. */
   leaseRecords: { bind(session: WriteSession): void; unbind(): void };
+  /** Asks other members for their server versions (the cluster version decision); default: all are this build. */
+  peerVersions?: PeerVersions;
   clock: Clock;
   logger: Logger;
   /** Sees each applied entry with the store's revision then (the simulation's checks). */
@@ -116,6 +121,8 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private readonly receivedSnapshots = new ReceivedSnapshots();
   private stopped = false;
   private published = false;
+  private versionUpdating = false;
+  private versionTimer: TimerHandle | undefined;
   private campaignAfterAdvance = false;
   private markReady: () => void = () => undefined;
   private markRemoved: () => void = () => undefined;
@@ -235,6 +242,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.proposer.start();
     this.quota.start();
     this.leaseClock.start();
+    this.versionTimer = this.deps.clock.setInterval(() => void this.updateClusterVersion(), MONITOR_VERSION_INTERVAL_MS);
     // With entries still to apply, conf changes among them campaign after their advance().
     const status = this.raft.status();
     if (status.applied >= status.hardState.commit) this.campaignIfAlone();
@@ -243,6 +251,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.versionTimer !== undefined) this.deps.clock.clearTimeout(this.versionTimer);
     this.leaseClock.stop();
     this.quota.stop();
     this.deps.lessor.stop();
@@ -301,10 +310,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   sendSnapshot(message: Message): void {
     const index = this.applyLoop.applied;
     const snapshot = message.snapshot;
+    // As etcd 3.4's merged snapshot: the v2 store as of the applied index is the snapshot's data.
+    const data = this.deps.membership.v2.save();
     const merged: Message =
-      snapshot === undefined || index <= snapshot.metadata.index
+      snapshot === undefined
         ? message
-        : { ...message, snapshot: { ...snapshot, metadata: { index, term: this.raft.termAt(index), confState: this.applyLoop.configuration } } };
+        : index <= snapshot.metadata.index
+          ? { ...message, snapshot: { ...snapshot, data } }
+          : { ...message, snapshot: { data, metadata: { index, term: this.raft.termAt(index), confState: this.applyLoop.configuration } } };
     this.deps.transport.sendSnapshot({ message: merged, image: this.deps.store.image() });
   }
 
@@ -315,19 +328,49 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     if (voters.length === 1 && voters[0] === this.options.memberId) this.raft.campaign();
   }
 
-  /** Publishes this member's name and client URLs, then (leader) the cluster version. */
+  /**
+   * Publishes this member's name and client URLs as etcd 3.4 does (a v2 PUT of
+   * /0/members/<hex id>/attributes with etcd's Attributes JSON), then, on the leader, the
+   * cluster version.
+   */
   private async publish(): Promise<void> {
     this.published = true;
     try {
       const { memberId, name, clientUrls } = this.options;
-      await this.proposer.propose(raftRequest({ clusterMemberAttrSet: { memberID: memberId, name, clientUrls } }));
-      if (this.isLeader && this.deps.membership.clusterVersion === "") {
-        await this.proposer.propose(raftRequest({ clusterVersionSet: { ver: CLUSTER_VERSION } }));
-      }
+      await this.proposer.proposeV2({ Method: "PUT", Path: `/0/members/${memberId.toString(16)}/attributes`, Val: encodeAttributes(name, clientUrls) });
+      await this.updateClusterVersion();
       this.markReady();
     } catch (err) {
       this.published = false;
       this.deps.logger.warn("failed to publish member attributes", { error: String(err) });
+    }
+  }
+
+  /**
+   * etcd 3.4's monitorVersions step, on the leader: decides the cluster version from the members'
+   * server versions and proposes it (a v2 PUT of /0/version) when the cluster has none ("3.0.0"
+   * when undecided) or when the decision is above the current one. Errors are logged.
+   */
+  private async updateClusterVersion(): Promise<void> {
+    if (!this.isLeader || this.stopped || this.versionUpdating) return;
+    this.versionUpdating = true;
+    try {
+      const { membership, peerVersions } = this.deps;
+      const decided = await decideClusterVersion(membership.list(), this.options.memberId, ETCD_API_VERSION, peerVersions ?? uniformPeerVersions(ETCD_API_VERSION));
+      const current = membership.clusterVersion;
+      let next: string | undefined;
+      if (current === "") next = decided ?? MIN_CLUSTER_VERSION;
+      else if (decided !== undefined) {
+        const [d, c] = [parseVersion(decided), parseVersion(current)];
+        if (d !== undefined && c !== undefined && compareVersions(d, c) > 0) next = decided;
+      }
+      if (next === undefined || !this.isLeader) return;
+      this.deps.logger.info(current === "" ? "setting up initial cluster version" : "updating cluster version", { from: current, to: next });
+      await this.proposer.proposeV2({ Method: "PUT", Path: "/0/version", Val: next });
+    } catch (err) {
+      this.deps.logger.warn("failed to update the cluster version", { error: String(err) });
+    } finally {
+      this.versionUpdating = false;
     }
   }
 

@@ -4,6 +4,8 @@
  * result, or until its deadline passes ("request timed out"). One timer sweeps every deadline.
  */
 import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
+import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
+import { encodeV2Request } from "./apply/entry-codec.js";
 import type { ConfChange } from "../raft/types.js";
 import { ErrProposalDropped } from "../raft/raw-node.js";
 import { IdGenerator } from "../lease/lease-id.js";
@@ -98,6 +100,21 @@ export class Proposer {
     const done = this.register(id);
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
     this.proposed.set(data, req);
+    this.submit(id, () => this.deps.raft.propose(data), "NoLeader");
+    return this.settled(done);
+  }
+
+  /**
+   * Proposes a v2 store request as etcd 3.4 does: the bare Request (its ID set here) as the
+   * entry's data, answered under that ID.
+   * @throws ServerError RequestTooLarge, Timeout, Stopped, NoLeader; or the apply error.
+   */
+  async proposeV2(req: Request): Promise<ApplyResult> {
+    if (this.stoppedWith) throw this.stoppedWith;
+    const id = this.ids.next();
+    const data = encodeV2Request({ ...req, ID: id });
+    if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
+    const done = this.register(id);
     this.submit(id, () => this.deps.raft.propose(data), "NoLeader");
     return this.settled(done);
   }

@@ -1,13 +1,19 @@
 /**
  * Bootstrap refuses a backend behind the raft snapshot the WAL resumes from: the entries it lacks
  * are no longer replayed (a leader's snapshot whose install was cut short leaves this behind).
+ * A restart takes its membership from the v2 store (etcd 3.4's snapshot data), or from the
+ * records of a data dir written before the v2 store was kept.
  */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, expect, it } from "vitest";
 import { Backend } from "../../src/mvcc/backend/backend.js";
 import { systemClock } from "../../src/pkg/clock.js";
 import { nullLogger } from "../../src/pkg/logger.js";
 import type { Snapshot } from "../../src/raft/types.js";
 import { bootstrapMember, type BootstrapOptions, type MemberWal } from "../../src/server/bootstrap.js";
+import type { EtcdServer } from "../../src/server/etcd-server.js";
 import { tempDir } from "../mvcc/helpers.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -23,14 +29,23 @@ const options: BootstrapOptions = {
 };
 
 async function restart(consistentIndex: number): Promise<unknown> {
+  return (await restartMember(consistentIndex)).applied;
+}
+
+async function restartMember(
+  consistentIndex: number,
+  snapshotData: Uint8Array = new Uint8Array(0),
+  records: Array<["members" | "membersRemoved" | "cluster", string, string]> = [],
+): Promise<EtcdServer> {
   const t = await tempDir();
   cleanups.push(t.cleanup);
   const backend = await Backend.open(t.dir);
   cleanups.push(() => backend.close());
   const batch = backend.batch();
   batch.setConsistentIndex(consistentIndex, 1);
+  for (const [bucket, k, v] of records) batch.put(bucket, Buffer.from(k), Buffer.from(v));
   await backend.write(batch);
-  const snapshot: Snapshot = { metadata: { index: 10, term: 1, confState: { voters: [1n], learners: [] } }, data: new Uint8Array(0) };
+  const snapshot: Snapshot = { metadata: { index: 10, term: 1, confState: { voters: [1n], learners: [] } }, data: snapshotData };
   const wal: MemberWal = { save: async () => undefined, saveSnapshot: async () => undefined, releaseTo: async () => undefined, close: async () => undefined };
   const member = await bootstrapMember(options, {
     wal: {
@@ -43,7 +58,8 @@ async function restart(consistentIndex: number): Promise<unknown> {
     backend, transport: { send: () => undefined, sendSnapshot: () => undefined }, clock: systemClock,
     fatal: () => undefined, randomSeed: 1, logger: nullLogger,
   });
-  return member.server.applied;
+  cleanups.push(() => member.server.stop());
+  return member.server;
 }
 
 it("refuses a backend whose consistent index is behind the snapshot", async () => {
@@ -52,4 +68,27 @@ it("refuses a backend whose consistent index is behind the snapshot", async () =
 
 it("resumes from a backend at or past the snapshot", async () => {
   expect(await restart(10)).toBe(10);
+});
+
+it("restarts a data dir written before the v2 store was kept (snapshot data {\"clusterVersion\"})", async () => {
+  const server = await restartMember(10, Buffer.from('{"clusterVersion":"3.4.0"}'), [
+    ["members", "1", '{"id":"1","name":"one","peerURLs":["http://one:2380"],"clientURLs":["http://one:2379"],"isLearner":false}'],
+    ["members", "clusterVersion", "3.4.0"],
+    ["members", "removed/5", "1"],
+  ]);
+  expect(server.membership.list().map((m) => [m.id, m.name, m.peerUrls])).toEqual([[1n, "one", ["http://one:2380"]]]);
+  expect(server.membership.clusterVersion).toBe("3.4.0");
+  expect(server.membership.isRemoved(5n)).toBe(true);
+  expect(JSON.parse(server.membership.v2.save().toString()).Root.Children["0"].Children.version.Value).toBe("3.4.0");
+});
+
+it("restarts from etcd 3.4's snapshot data: the membership comes from its v2 store", async () => {
+  const storeJson = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "v2store", "fixtures", "etcd-3.4.23-store.json"));
+  const server = await restartMember(10, storeJson, [
+    ["members", "15ffa49f0fb8a805", '{"id":1585166596928219141,"peerURLs":["http://127.0.0.1:42261"],"name":"n1","clientURLs":["http://127.0.0.1:40189"]}'],
+    ["cluster", "clusterVersion", "3.4.0"],
+  ]);
+  expect(server.membership.list().map((m) => [m.id, m.name, m.clientUrls])).toEqual([[0x15ffa49f0fb8a805n, "n1", ["http://127.0.0.1:40189"]]]);
+  expect(server.membership.isRemoved(0x27d724e97d334fa5n)).toBe(true);
+  expect(server.membership.v2.index).toBe(10);
 });

@@ -19,7 +19,7 @@ import { AlarmStore } from "../../src/server/alarms.js";
 import { applierForAlarms } from "../../src/server/apply/alarm-appliers.js";
 import { ApplyLoop, type ApplyRaft } from "../../src/server/apply/apply-loop.js";
 import { BackendApplier } from "../../src/server/apply/backend-applier.js";
-import { encodeMember, Membership } from "../../src/server/cluster/membership.js";
+import { encodeMember, loadMembershipRecords, Membership, V2_STORE_META_KEY } from "../../src/server/cluster/membership.js";
 import { LeaseRecords } from "../../src/server/lease-records.js";
 import { MvccStorePort } from "../../src/server/mvcc-store-port.js";
 import { Proposer, raftRequest } from "../../src/server/proposer.js";
@@ -192,8 +192,10 @@ describe("installing a leader's snapshot", () => {
     expect(target.store.consistentIndex()).toBe(index);
     expect(target.leases()).toEqual(source.leases());
     expect(target.leases()).toEqual(["100:60:[k9]"]); // k0 and k3 were put again without it
-    expect(target.membership.list()).toEqual(source.membership.list());
-    expect(target.membership.list().map((m) => m.name)).toEqual(["one", "two"]);
+    // Members come from the v2 store, as in etcd 3.4: "two" never published its name (the one in
+    // its conf change context is kept only in the backend record).
+    expect(target.membership.list().map((m) => ({ ...m, name: "" }))).toEqual(source.membership.list().map((m) => ({ ...m, name: "" })));
+    expect(target.membership.list().map((m) => m.name)).toEqual(["one", ""]);
     expect(target.membership.clusterVersion).toBe("3.4.0");
     expect(target.alarms.list()).toEqual([{ memberId: 1n, alarm: AlarmType.NOSPACE }]);
     expect(target.loop.applied).toBe(index);
@@ -205,6 +207,46 @@ describe("installing a leader's snapshot", () => {
     for (const s of [source, target]) await s.apply(del("k0"), { leaseRevoke: { ID: 100n } });
     expect(await target.store.hashKV(0)).toEqual(await source.store.hashKV(0));
     expect(target.leases()).toEqual([]);
+  });
+
+  it("takes the membership from the snapshot's v2 store when the image has none (an etcd 3.4 leader's)", async () => {
+    const source = await side();
+    const target = await side();
+    await source.addMember(1n, "one");
+    await source.addMember(0xfedcba9876543210n, "big");
+    await source.apply({ v2: { ID: 9n, Method: "PUT", Path: "/0/members/1/attributes", Val: '{"name":"one","clientURLs":["http://one:2379"]}' } });
+    await source.apply({ v2: { ID: 10n, Method: "PUT", Path: "/0/version", Val: "3.4.0" } });
+    for (let i = 0; i < 10; i++) await source.apply(put(`k${i}`, `${i}`));
+    await targetHistory(target);
+    const index = source.store.consistentIndex();
+    // etcd 3.4's image: its buckets, without our v2 store image in meta.
+    const v2Key = Buffer.concat([Buffer.from([0x02]), V2_STORE_META_KEY]);
+    const full = source.store.image();
+    const image = (async function* () {
+      for await (const [k, v] of full) if (!k.equals(v2Key)) yield [k, v] as [Buffer, Buffer];
+    })();
+    target.images.keep(index, image, target.loop.applied);
+    await target.loop.apply({ snapshot: { ...snapshotAt(index), data: source.membership.v2.save() }, entries: [] });
+    // As in etcd 3.4: a member's name from its conf change context is not in the v2 store, only
+    // what it published; "big" never published.
+    const unpublished = source.membership.list().map((m) => (m.id === 1n ? m : { ...m, name: "" }));
+    expect(target.membership.list()).toEqual(unpublished);
+    expect(target.membership.get(1n)?.clientUrls).toEqual(["http://one:2379"]);
+    expect(target.membership.clusterVersion).toBe("3.4.0");
+    const upToStats = (j: Buffer): string => j.toString().slice(0, j.indexOf(',"Stats"')); // stats count local reads
+    expect(upToStats(target.membership.v2.save())).toBe(upToStats(source.membership.v2.save()));
+    // And the records were written: a restart of the target loads the same membership.
+    const again = new Membership(CLUSTER_ID);
+    again.load(await loadMembershipRecords(target.store));
+    expect(again.list()).toEqual(unpublished);
+    expect(upToStats(again.v2.save())).toBe(upToStats(target.membership.v2.save()));
+  });
+
+  it("takes a snapshot whose data is the v2 store's JSON", async () => {
+    const source = await side();
+    await source.addMember(1n, "one");
+    const data = source.membership.v2.save();
+    expect(JSON.parse(data.toString()).Root.Children["0"].Children.members.Children["1"].Children.raftAttributes.Value).toBe('{"peerURLs":["http://one:2380"]}');
   });
 
   it("skips the entries an image newer than its snapshot already holds", async () => {

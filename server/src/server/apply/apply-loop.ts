@@ -15,7 +15,8 @@
  *   every view kept beside the backend is reloaded from there (see installSnapshot). A snapshot
  *   at or below the consistent index carries nothing the backend lacks.
  */
-import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
+import type { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
+import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { ErrLeaseNotFound } from "../../lease/errors.js";
 import type { Lessor } from "../../lease/lessor.js";
 import type { BackendImage } from "../../mvcc/backend/backend.js";
@@ -24,13 +25,15 @@ import { EntryType, type ConfChange, type ConfState, type Entry, type Snapshot }
 import type { Logger } from "../../pkg/logger.js";
 import { applyConfChangeToMembership, memberOfConfChange, validateConfChange } from "../cluster/conf-change.js";
 import type { AlarmStore } from "../alarms.js";
-import type { Membership } from "../cluster/membership.js";
+import { isV2StoreJson, loadMembershipRecords, type Membership } from "../cluster/membership.js";
 import { recoverLeases } from "../lease-records.js";
 import type { ApplyBatch } from "../raft-node.js";
 import type { ApplyResult, Proposer } from "../proposer.js";
 import type { StorePort, WriteSession } from "../store-port.js";
 import { applyRequest, type Applier } from "./applier.js";
 import { LeaseNotFoundForPut } from "./kv-ops.js";
+import { decodeEntry, type DecodedEntry } from "./entry-codec.js";
+import { applyV2Request } from "./v2-applier.js";
 
 export interface ApplyLoopOptions {
   /** Applied entries between snapshots (--snapshot-count). */
@@ -151,12 +154,12 @@ export class ApplyLoop {
 
   /**
    * Snapshots at the applied index. The backend already holds all state up to it (with the
-   * consistent index), so the raft snapshot carries only what identifies it.
+   * consistent index); the raft snapshot carries the v2 store's JSON, as etcd 3.4's does.
    */
   private async takeSnapshot(): Promise<void> {
     const index = this.appliedIndex;
     await this.deps.store.sync();
-    const data = Buffer.from(JSON.stringify({ clusterVersion: this.deps.membership.clusterVersion }));
+    const data = this.deps.membership.v2.save();
     const snap = await this.deps.raft.snapshot(index, this.confState, data, this.options.snapshotCatchUpEntries);
     this.snapshotIndex = index;
     if (snap === undefined) return;
@@ -166,8 +169,9 @@ export class ApplyLoop {
 
   /**
    * Installs a leader's snapshot (etcd's applySnapshot): the store restores the image received
-   * with it (its key index, revisions, compaction and watchers follow), then the membership, the
-   * alarms and the lessor (leases and their keys) are reloaded from the new backend; raft's
+   * with it (its key index, revisions, compaction and watchers follow), then the membership (from
+   * the image, or from the snapshot's v2 store when the image lacks it), the alarms and the lessor
+   * (leases and their keys) are reloaded from the new backend; raft's
    * configuration is the snapshot's. The image may be newer than the snapshot (its consistent
    * index above the snapshot's): entries up to that index are then skipped as already applied,
    * conf changes among them still reaching raft.
@@ -179,7 +183,18 @@ export class ApplyLoop {
     await store.restore(this.deps.snapshotImages.take(index));
     const consistentIndex = store.consistentIndex();
     if (consistentIndex < index) throw new Error(`the image of the snapshot at ${index} is as of index ${consistentIndex}`);
-    membership.load(await store.loadRecords("members"));
+    const records = await loadMembershipRecords(store);
+    if (records.v2Store === undefined && isV2StoreJson(snapshot.data)) {
+      // An image without our v2 store (etcd 3.4's): as etcd 3.4 does, the membership comes from
+      // the snapshot's v2 store, and is written to the backend.
+      const w = store.beginWrite();
+      membership.recoverFromV2Store(snapshot.data, w);
+      await w.commit(consistentIndex);
+    } else {
+      // Our image carries the v2 store as of its own consistent index (which may be past the
+      // snapshot's): the records and that image agree.
+      membership.load(records, snapshot.data);
+    }
     alarms.load(await store.loadRecords("alarm"));
     await recoverLeases(lessor, store);
     this.snapshotIndex = index;
@@ -220,13 +235,17 @@ export class ApplyLoop {
     }
     let req = this.deps.proposer.decodedProposal(entry.data);
     if (req === undefined) {
+      let decoded: DecodedEntry;
       try {
-        req = InternalRaftRequest.decode(entry.data);
+        decoded = decodeEntry(entry.data);
       } catch (err) {
         // Every entry was written by a member: an undecodable one is corruption.
         throw new Error(`raft entry ${entry.index} does not decode: ${String(err)}`);
       }
+      if (decoded.kind === "v2") return this.applyV2(entry, decoded.req, w);
+      req = decoded.req;
     }
+    if (req.v2 !== undefined) return this.applyV2(entry, req.v2, w);
     const id = req.header?.ID ?? req.ID;
     let result: ApplyResult;
     this.deps.leaseRecords.bind(w);
@@ -243,6 +262,18 @@ export class ApplyLoop {
       written: w.commit(entry.index).then(() => {
         this.deps.observeApplied?.(entry, revision);
         this.deps.proposer.trigger(id, result);
+      }),
+    };
+  }
+
+  /** A v2 store request (etcd 3.4's applyV2Request); its proposer waits under the request's ID. */
+  private applyV2(entry: Entry, r: Request, w: WriteSession): { written: Promise<void> } {
+    const result = applyV2Request(this.deps.membership, r, w);
+    const revision = revisionAfter(w);
+    return {
+      written: w.commit(entry.index).then(() => {
+        this.deps.observeApplied?.(entry, revision);
+        this.deps.proposer.trigger(r.ID ?? 0n, result);
       }),
     };
   }

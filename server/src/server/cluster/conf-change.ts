@@ -24,9 +24,14 @@ export function decodeConfState(b: Buffer): ConfState {
   return { voters: j.voters.map((v) => BigInt("0x" + v)), learners: j.learners.map((v) => BigInt("0x" + v)) };
 }
 
-/** The member a conf change carries in its context (none for a promotion or a removal). */
+/**
+ * The member a conf change carries in its context: etcd's Member JSON (or ConfigChangeContext);
+ * none for a removal or a promotion (`"isPromote":true`, or an empty context as written before).
+ */
 export function memberOfConfChange(cc: ConfChange): MemberRecord | undefined {
-  return cc.context.length > 0 ? decodeMember(cc.context) : undefined;
+  if (cc.context.length === 0 || cc.type === ConfChangeType.RemoveNode) return undefined;
+  const { isPromote, ...m } = decodeMember(cc.context);
+  return isPromote ? undefined : m;
 }
 
 /**

@@ -86,7 +86,7 @@ export class MemberAdmin {
     const member: MemberRecord = {
       id: computeMemberId(peerUrls, "", Math.floor(this.deps.clock.nowMs() / 1000)),
       name: "",
-      peerUrls,
+      peerUrls: [...peerUrls].sort(),
       clientUrls: [],
       isLearner,
     };
@@ -105,9 +105,8 @@ export class MemberAdmin {
   }
 
   update(id: bigint, peerUrls: string[]): Promise<MemberRecord[]> {
-    const existing = this.deps.membership.get(id);
-    // As in etcd 3.4, an update carries fresh raft attributes, so the learner flag resets.
-    const m: MemberRecord = { id, name: existing?.name ?? "", peerUrls, clientUrls: existing?.clientUrls ?? [], isLearner: false };
+    // As in etcd 3.4, an update carries only the ID and fresh raft attributes (the learner flag resets).
+    const m: MemberRecord = { id, name: "", peerUrls, clientUrls: [], isLearner: false };
     return this.configure({ type: ConfChangeType.UpdateNode, nodeId: id, context: encodeMember(m) });
   }
 
@@ -140,7 +139,8 @@ export class MemberAdmin {
       if (learner.match < leaderMatch * LEARNER_READY_FRACTION) throw serverError("LearnerNotReady");
     }
     if (this.strict && !this.readyToPromote()) throw serverError("NotEnoughStartedMembers");
-    return this.configure({ type: ConfChangeType.AddNode, nodeId: id, context: new Uint8Array(0) });
+    const context = encodeMember({ id, name: "", peerUrls: [], clientUrls: [], isLearner: false }, true);
+    return this.configure({ type: ConfChangeType.AddNode, nodeId: id, context });
   }
 
   /**

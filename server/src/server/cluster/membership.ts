@@ -1,9 +1,25 @@
 /**
  * The cluster's members as the apply loop sees them: added and removed by conf-change entries,
- * named by member-attribute entries, persisted as JSON records in the backend's "members"
- * bucket in the same batch as the entry that changed them.
+ * named by member-attribute entries, with the cluster version. Kept as etcd 3.4 keeps them, in
+ * two places written in the same batch as the entry that changed them:
+ *
+ *  - the v2 store (`v2`): "/0/members/<hex id>/raftAttributes" = {"peerURLs":[..],"isLearner":..},
+ *    "/0/members/<hex id>/attributes" = {"name":..,"clientURLs":[..]},
+ *    "/0/removed_members/<hex id>" = "", "/0/version" = "3.4.0". Its JSON is the data of raft
+ *    snapshots, and its whole image is kept in the backend's meta bucket (`V2_STORE_META_KEY`),
+ *    since entries already in the backend are not replayed at restart;
+ *  - the backend buckets etcd 3.4 has: "members" <hex id> = the member's JSON (Go's field order,
+ *    the id a decimal uint64), "members_removed" <hex id> = "removed", "cluster"
+ *    "clusterVersion" = the version.
+ *
+ * Data dirs written before this layout keep everything in "members" (`clusterVersion`,
+ * `removed/<hex id>`, member JSON with a hex string id); they still load, and their v2 store is
+ * rebuilt from the records.
  */
-import type { WriteSession } from "../store-port.js";
+import { goJsonString } from "../../pkg/go-json.js";
+import { V2Error, V2ErrorCode } from "../../v2store/errors.js";
+import { V2Store } from "../../v2store/v2-store.js";
+import type { StorePort, WriteSession } from "../store-port.js";
 
 export interface MemberRecord {
   id: bigint;
@@ -13,65 +29,184 @@ export interface MemberRecord {
   isLearner: boolean;
 }
 
-/** The JSON etcd puts in a conf change's context and in its member records. */
-interface MemberJson {
-  id: string;
-  name?: string;
-  peerURLs: string[];
-  clientURLs?: string[];
-  isLearner?: boolean;
+/** The meta key the v2 store's JSON image is kept under (not part of etcd's bbolt image). */
+export const V2_STORE_META_KEY = Buffer.from("v2store");
+const MEMBERS_PREFIX = "/0/members";
+const REMOVED_PREFIX = "/0/removed_members";
+const VERSION_KEY = "/0/version";
+const CLUSTER_VERSION_KEY = Buffer.from("clusterVersion");
+
+function jsonStrings(xs: string[] | undefined): string {
+  return xs === undefined ? "null" : "[" + xs.map(goJsonString).join(",") + "]";
 }
 
-export function encodeMember(m: MemberRecord): Buffer {
-  const json: MemberJson = {
-    id: m.id.toString(16),
-    name: m.name,
-    peerURLs: m.peerUrls,
-    clientURLs: m.clientUrls,
-    isLearner: m.isLearner,
-  };
-  return Buffer.from(JSON.stringify(json));
+/**
+ * etcd's membership.Member as Go's encoding/json writes it: id (decimal uint64), peerURLs,
+ * isLearner, name, clientURLs (the last three omitted when empty). With `isPromote` set, etcd's
+ * ConfigChangeContext (the member, then "isPromote").
+ */
+export function encodeMember(m: MemberRecord, isPromote?: boolean): Buffer {
+  let s = `{"id":${m.id.toString(10)},"peerURLs":${m.peerUrls.length === 0 && isPromote ? "null" : jsonStrings(m.peerUrls)}`;
+  if (m.isLearner) s += `,"isLearner":true`;
+  if (m.name !== "") s += `,"name":${goJsonString(m.name)}`;
+  if (m.clientUrls.length > 0) s += `,"clientURLs":${jsonStrings(m.clientUrls)}`;
+  if (isPromote !== undefined) s += `,"isPromote":${isPromote}`;
+  return Buffer.from(s + "}");
 }
 
-/** @throws Error on a malformed record (a broken invariant: we wrote it). */
-export function decodeMember(data: Uint8Array): MemberRecord {
-  const json = JSON.parse(Buffer.from(data).toString()) as MemberJson;
+/** etcd's RaftAttributes JSON (the v2 store's raftAttributes value). */
+export function encodeRaftAttributes(peerUrls: string[], isLearner: boolean): string {
+  return `{"peerURLs":${jsonStrings(peerUrls)}${isLearner ? ',"isLearner":true' : ""}}`;
+}
+
+/** etcd's Attributes JSON (the v2 store's attributes value, and what a v2 attributes PUT carries). */
+export function encodeAttributes(name: string, clientUrls: string[]): string {
+  const parts: string[] = [];
+  if (name !== "") parts.push(`"name":${goJsonString(name)}`);
+  if (clientUrls.length > 0) parts.push(`"clientURLs":${jsonStrings(clientUrls)}`);
+  return "{" + parts.join(",") + "}";
+}
+
+/**
+ * Parses member JSON (etcd's Member or ConfigChangeContext): the id as a JSON number of any size
+ * (read from the text, not through a float) or, in records written before, a hex string.
+ * @throws Error on JSON that is not a member.
+ */
+export function decodeMember(data: Uint8Array | string): MemberRecord & { isPromote: boolean } {
+  const text = typeof data === "string" ? data : Buffer.from(data).toString();
+  // Quote a numeric id so that JSON.parse keeps all 64 bits.
+  const quoted = text.replace(/^(\s*\{\s*"id"\s*:\s*)(\d+)/, '$1"#$2"');
+  const json = JSON.parse(quoted) as { id?: string | number; name?: string; peerURLs?: string[] | null; clientURLs?: string[] | null; isLearner?: boolean; isPromote?: boolean };
+  let id: bigint;
+  if (typeof json.id === "string" && json.id.startsWith("#")) id = BigInt(json.id.slice(1));
+  else if (typeof json.id === "string") id = BigInt("0x" + json.id);
+  else if (typeof json.id === "number") id = BigInt(json.id);
+  else if (json.id === undefined) id = 0n;
+  else throw new Error(`member JSON with a bad id: ${text}`);
   return {
-    id: BigInt("0x" + json.id),
+    id: BigInt.asUintN(64, id),
     name: json.name ?? "",
     peerUrls: json.peerURLs ?? [],
     clientUrls: json.clientURLs ?? [],
     isLearner: json.isLearner ?? false,
+    isPromote: json.isPromote ?? false,
   };
 }
 
+function hexId(id: bigint): string {
+  return id.toString(16);
+}
+
 function memberKey(id: bigint): Buffer {
-  return Buffer.from(id.toString(16));
+  return Buffer.from(hexId(id));
+}
+
+/** The backend records membership loads from (start-up, after a snapshot is installed). */
+export interface MembershipRecords {
+  members: [Buffer, Buffer][];
+  membersRemoved: [Buffer, Buffer][];
+  cluster: [Buffer, Buffer][];
+  /** The meta bucket's v2 store image, if any. */
+  v2Store?: Buffer;
 }
 
 export class Membership {
   private readonly members = new Map<bigint, MemberRecord>();
   private readonly removed = new Set<bigint>();
+  private v2Store = new V2Store();
   clusterVersion = "";
 
   constructor(readonly clusterId: bigint) {}
 
-  /** Replaces the members with persisted records (start-up, or after a snapshot is installed). */
-  load(records: [Buffer, Buffer][]): void {
+  /** The v2 store the membership lives in (its JSON is the raft snapshot's data). */
+  get v2(): V2Store {
+    return this.v2Store;
+  }
+
+  /**
+   * Replaces the membership with what is persisted (start-up, or after a snapshot is installed).
+   * As etcd 3.4 does, the members, the removed IDs and the version come from the v2 store: its
+   * image in the backend when there is one, else `snapshotData` when that is a v2 store JSON.
+   * Without either (data dirs from before the v2 store was kept) they come from the records, and
+   * the v2 store is rebuilt from them.
+   */
+  load(records: MembershipRecords, snapshotData?: Uint8Array): void {
+    const image = records.v2Store ?? (snapshotData !== undefined && isV2StoreJson(snapshotData) ? snapshotData : undefined);
+    if (image !== undefined) {
+      const store = new V2Store();
+      store.recover(image);
+      this.adopt(store);
+      return;
+    }
     this.members.clear();
     this.removed.clear();
     this.clusterVersion = "";
-    for (const [k, v] of records) {
+    for (const [k, v] of records.members) {
       const key = k.toString();
-      if (key === "clusterVersion") {
-        this.clusterVersion = v.toString();
-      } else if (key.startsWith("removed/")) {
-        this.removed.add(BigInt("0x" + key.slice(8)));
-      } else {
-        const m = decodeMember(v);
+      if (key === "clusterVersion") this.clusterVersion = v.toString();
+      else if (key.startsWith("removed/")) this.removed.add(BigInt("0x" + key.slice(8)));
+      else {
+        const { isPromote: _, ...m } = decodeMember(v);
         this.members.set(m.id, m);
       }
     }
+    for (const [k] of records.membersRemoved) this.removed.add(BigInt("0x" + k.toString()));
+    for (const [k, v] of records.cluster) if (k.equals(CLUSTER_VERSION_KEY)) this.clusterVersion = v.toString();
+    for (const id of this.removed) this.members.delete(id);
+    this.v2Store = new V2Store();
+    this.rebuildV2Store();
+  }
+
+  /**
+   * Takes the membership from a v2 store JSON (a leader's snapshot whose image lacks ours), as
+   * etcd 3.4's applySnapshot does, and keeps that store's image in `w`. The backend's member
+   * records stay what the leader's image holds, as in etcd.
+   * @throws Error when the JSON is not a v2 store or its members do not parse.
+   */
+  recoverFromV2Store(json: Uint8Array, w: WriteSession): void {
+    const store = new V2Store();
+    store.recover(json);
+    this.adopt(store);
+    this.stageV2Store(w);
+  }
+
+  /** etcd 3.4's RaftCluster.Recover: members, removed IDs and version from the v2 store. */
+  private adopt(store: V2Store): void {
+    const members = new Map<bigint, MemberRecord>();
+    const removed = new Set<bigint>();
+    for (const n of childrenOf(store, MEMBERS_PREFIX)) {
+      const id = BigInt("0x" + n.key!.slice(MEMBERS_PREFIX.length + 1));
+      const m: MemberRecord = { id, name: "", peerUrls: [], clientUrls: [], isLearner: false };
+      let raft = false;
+      for (const c of n.nodes ?? []) {
+        const leaf = c.key!.slice(n.key!.length + 1);
+        if (leaf === "raftAttributes") {
+          const j = JSON.parse(c.value ?? "{}") as { peerURLs?: string[] | null; isLearner?: boolean };
+          m.peerUrls = j.peerURLs ?? [];
+          m.isLearner = j.isLearner ?? false;
+          raft = true;
+        } else if (leaf === "attributes") {
+          const j = JSON.parse(c.value ?? "{}") as { name?: string; clientURLs?: string[] | null };
+          m.name = j.name ?? "";
+          m.clientUrls = j.clientURLs ?? [];
+        } else throw new Error(`unknown key ${c.key} in the v2 store's members`);
+      }
+      if (!raft) throw new Error(`member ${hexId(id)} has no raftAttributes in the v2 store`);
+      members.set(id, m);
+    }
+    for (const n of childrenOf(store, REMOVED_PREFIX)) removed.add(BigInt("0x" + n.key!.slice(REMOVED_PREFIX.length + 1)));
+    let version = "";
+    try {
+      version = store.get(VERSION_KEY).node.value ?? "";
+    } catch (e) {
+      if (!(e instanceof V2Error) || e.errorCode !== V2ErrorCode.KeyNotFound) throw e;
+    }
+    this.members.clear();
+    this.removed.clear();
+    for (const m of members.values()) this.members.set(m.id, m);
+    for (const id of removed) this.removed.add(id);
+    this.clusterVersion = version;
+    this.v2Store = store;
   }
 
   list(): MemberRecord[] {
@@ -86,24 +221,40 @@ export class Membership {
     return this.removed.has(id);
   }
 
+  /** etcd's AddMember: raftAttributes into the v2 store, the whole member into the backend. */
   add(m: MemberRecord, w: WriteSession): void {
     this.members.set(m.id, m);
+    this.v2Store.create(`${MEMBERS_PREFIX}/${hexId(m.id)}/raftAttributes`, false, encodeRaftAttributes(m.peerUrls, m.isLearner));
     w.stage("members", memberKey(m.id), encodeMember(m));
+    this.stageV2Store(w);
   }
 
   remove(id: bigint, w: WriteSession): void {
     this.members.delete(id);
     this.removed.add(id);
+    try {
+      this.v2Store.delete(`${MEMBERS_PREFIX}/${hexId(id)}`, true, true);
+    } catch (e) {
+      if (!(e instanceof V2Error) || e.errorCode !== V2ErrorCode.KeyNotFound) throw e;
+    }
+    this.v2Store.create(`${REMOVED_PREFIX}/${hexId(id)}`, false, "");
     w.stage("members", memberKey(id), undefined);
-    w.stage("members", Buffer.from("removed/" + id.toString(16)), Buffer.from("1"));
+    w.stage("membersRemoved", memberKey(id), Buffer.from("removed"));
+    this.stageV2Store(w);
   }
 
+  /** etcd's UpdateAttributes; a removed member's are skipped. @throws Error for a member never known (etcd panics). */
   setAttributes(id: bigint, name: string, clientUrls: string[], w: WriteSession): void {
     const m = this.members.get(id);
-    if (m === undefined) return; // removed meanwhile: nothing to name
+    if (m === undefined) {
+      if (this.removed.has(id)) return;
+      throw new Error(`attributes of unknown member ${hexId(id)}`);
+    }
     m.name = name;
     m.clientUrls = clientUrls;
+    this.v2Store.set(`${MEMBERS_PREFIX}/${hexId(id)}/attributes`, false, encodeAttributes(name, clientUrls));
     w.stage("members", memberKey(id), encodeMember(m));
+    this.stageV2Store(w);
   }
 
   /** Replaces a member's raft attributes (peer URLs and learner flag), as etcd's update does. */
@@ -112,18 +263,68 @@ export class Membership {
     if (m === undefined) return;
     m.peerUrls = peerUrls;
     m.isLearner = isLearner;
-    w.stage("members", memberKey(id), encodeMember(m));
+    this.updateRaftAttributes(m, w);
   }
 
   promote(id: bigint, w: WriteSession): void {
     const m = this.members.get(id);
     if (m === undefined) return;
     m.isLearner = false;
-    w.stage("members", memberKey(id), encodeMember(m));
+    this.updateRaftAttributes(m, w);
   }
 
   setClusterVersion(version: string, w: WriteSession): void {
     this.clusterVersion = version;
-    w.stage("members", Buffer.from("clusterVersion"), Buffer.from(version));
+    this.v2Store.set(VERSION_KEY, false, version);
+    w.stage("cluster", CLUSTER_VERSION_KEY, Buffer.from(version));
+    w.stage("members", CLUSTER_VERSION_KEY, undefined); // the record's place before etcd's layout
+    this.stageV2Store(w);
   }
+
+  /** Stages the v2 store's image (after a v2 request changed it outside the membership). */
+  stageV2Store(w: WriteSession): void {
+    w.stage("meta", V2_STORE_META_KEY, this.v2Store.save());
+  }
+
+  private updateRaftAttributes(m: MemberRecord, w: WriteSession): void {
+    this.v2Store.update(`${MEMBERS_PREFIX}/${hexId(m.id)}/raftAttributes`, encodeRaftAttributes(m.peerUrls, m.isLearner));
+    w.stage("members", memberKey(m.id), encodeMember(m));
+    this.stageV2Store(w);
+  }
+
+  /** The v2 store etcd 3.4 would hold for these members (records written before the v2 store was kept). */
+  private rebuildV2Store(): void {
+    for (const m of this.list()) {
+      this.v2Store.create(`${MEMBERS_PREFIX}/${hexId(m.id)}/raftAttributes`, false, encodeRaftAttributes(m.peerUrls, m.isLearner));
+      if (m.name !== "" || m.clientUrls.length > 0) this.v2Store.set(`${MEMBERS_PREFIX}/${hexId(m.id)}/attributes`, false, encodeAttributes(m.name, m.clientUrls));
+    }
+    for (const id of this.removed) this.v2Store.create(`${REMOVED_PREFIX}/${hexId(id)}`, false, "");
+    if (this.clusterVersion !== "") this.v2Store.set(VERSION_KEY, false, this.clusterVersion);
+  }
+}
+
+/** Whether raft snapshot data is a v2 store JSON (etcd's) rather than `{"clusterVersion":..}` (older etcd-ts data dirs). */
+export function isV2StoreJson(data: Uint8Array): boolean {
+  const head = Buffer.from(data.subarray(0, 16)).toString();
+  return /^\s*\{\s*"Root"/.test(head);
+}
+
+function childrenOf(store: V2Store, dir: string): { key?: string; value?: string; nodes?: { key?: string; value?: string }[] }[] {
+  try {
+    return store.get(dir, true, true).node.nodes ?? [];
+  } catch (e) {
+    if (e instanceof V2Error && e.errorCode === V2ErrorCode.KeyNotFound) return [];
+    throw e;
+  }
+}
+
+/** Reads the records `Membership.load` takes from the backend. */
+export async function loadMembershipRecords(store: Pick<StorePort, "loadRecords">): Promise<MembershipRecords> {
+  const meta = await store.loadRecords("meta");
+  return {
+    members: await store.loadRecords("members"),
+    membersRemoved: await store.loadRecords("membersRemoved"),
+    cluster: await store.loadRecords("cluster"),
+    v2Store: meta.find(([k]) => k.equals(V2_STORE_META_KEY))?.[1],
+  };
 }

@@ -1,0 +1,582 @@
+/**
+ * etcd's v2 store: a tree of directories and key-value nodes under "/", each with the store index
+ * that created it and the one that last modified it; the store's current index counts its
+ * mutations (not raft entries). The member keeps the cluster's membership here ("/0/members",
+ * "/0/removed_members", "/0/version"); the v2 keys API lives under "/1".
+ *
+ * Snapshot format (`save()` / `recover()`): the JSON etcd 3.4 writes as the data of a raft
+ * snapshot, in Go's field order and escaping:
+ *   {"Root":<node>,"WatcherHub":{"EventHistory":{"Queue":{"Events":[<event>|null × Capacity],
+ *    "Size":n,"Front":i,"Back":j,"Capacity":c},"StartIndex":s,"LastIndex":l}},
+ *    "CurrentIndex":n,"Stats":{<the 16 counters>},"CurrentVersion":2}
+ *   <node> = {"Path","CreatedIndex","ModifiedIndex","ExpireTime" (Go time, "0001-01-01T00:00:00Z"
+ *            when permanent),"Value","Children": {name: <node>} in byte order for a directory,
+ *            null for a key-value node}
+ *   <event> = {"action","node":<extern>,"prevNode"?:<extern>,"refresh"?:true}
+ *   <extern> = {"key","value"? (present, even empty, for key-value nodes),"dir"?,"expiration"?,
+ *              "ttl"?,"nodes"?,"modifiedIndex"?,"createdIndex"?} (absent when zero/false)
+ *
+ * TTL nodes expire only when told (`deleteExpiredKeys`, which the log's SYNC requests drive, as in
+ * etcd); no timer here. Not here yet: watchers (the event history is kept, in etcd's ring of
+ * 1000, because the snapshot carries it).
+ */
+import { goJsonStringify, goMapKeyCompare, type GoJsonValue } from "../pkg/go-json.js";
+import { V2Error, V2ErrorCode } from "./errors.js";
+
+/** Go's zero time.Time as encoding/json writes it: the expire time of a permanent node. */
+export const PERMANENT_EXPIRE_TIME = "0001-01-01T00:00:00Z";
+const EVENT_HISTORY_CAPACITY = 1000;
+/** Expire times before this are treated as permanent (etcd's minExpireTime). */
+const MIN_EXPIRE_MS = Date.UTC(2000, 0, 1);
+const STORE_VERSION = 2;
+
+/** What the store needs of time: only the TTL shown in events (`ttl`). */
+export interface V2StoreClock {
+  nowMs(): number;
+}
+
+export interface V2StoreOptions {
+  /** Top-level directories that exist from the start and are read-only, like "/". Default: "/0", "/1". */
+  namespaces?: string[];
+}
+
+export interface V2StoreDependencies {
+  clock?: V2StoreClock;
+}
+
+/** A node as clients see it (etcd's NodeExtern); optional fields are absent when zero. */
+export interface NodeExtern {
+  key?: string;
+  value?: string;
+  dir?: boolean;
+  expiration?: string;
+  ttl?: number;
+  nodes?: NodeExtern[];
+  modifiedIndex?: number;
+  createdIndex?: number;
+}
+
+export interface V2Event {
+  action: string;
+  node: NodeExtern;
+  prevNode?: NodeExtern;
+  /** The store index after the operation (not written to snapshots). */
+  etcdIndex: number;
+}
+
+export interface TtlOptions {
+  /** Unix time in nanoseconds; 0 or absent: permanent. */
+  expireTimeNs?: bigint;
+}
+
+const STAT_KEYS = [
+  "getsSuccess", "getsFail", "setsSuccess", "setsFail", "deleteSuccess", "deleteFail",
+  "updateSuccess", "updateFail", "createSuccess", "createFail", "compareAndSwapSuccess",
+  "compareAndSwapFail", "compareAndDeleteSuccess", "compareAndDeleteFail", "expireCount", "watchers",
+] as const;
+type StatKey = (typeof STAT_KEYS)[number];
+
+class V2Node {
+  parent: V2Node | undefined;
+  constructor(
+    public path: string,
+    public createdIndex: number,
+    public modifiedIndex: number,
+    public expireTime: string,
+    public value: string,
+    public children: Map<string, V2Node> | null,
+  ) {}
+
+  get isDir(): boolean {
+    return this.children !== null;
+  }
+
+  get name(): string {
+    return this.path.slice(this.path.lastIndexOf("/") + 1);
+  }
+
+  get isHidden(): boolean {
+    return this.name.startsWith("_");
+  }
+
+  get isPermanent(): boolean {
+    return this.expireTime === PERMANENT_EXPIRE_TIME;
+  }
+
+  detach(): void {
+    if (this.parent !== undefined && this.parent.children!.get(this.name) === this) this.parent.children!.delete(this.name);
+  }
+}
+
+/** path.Clean(path.Join("/", p)) in Go: absolute, no empty, "." or ".." components. */
+export function cleanPath(p: string): string {
+  const out: string[] = [];
+  for (const c of p.split("/")) {
+    if (c === "" || c === ".") continue;
+    if (c === "..") out.pop();
+    else out.push(c);
+  }
+  return "/" + out.join("/");
+}
+
+function splitPath(p: string): { dir: string; name: string } {
+  const i = p.lastIndexOf("/");
+  return { dir: p.slice(0, i + 1), name: p.slice(i + 1) };
+}
+
+/** Go's RFC3339Nano for a Unix time in nanoseconds, in UTC. */
+export function formatGoTime(ns: bigint): string {
+  const ms = Number(ns / 1_000_000n);
+  const base = new Date(ms).toISOString().slice(0, 19);
+  const frac = (((ns % 1_000_000_000n) + 1_000_000_000n) % 1_000_000_000n).toString().padStart(9, "0").replace(/0+$/, "");
+  return base + (frac === "" ? "" : "." + frac) + "Z";
+}
+
+/** A Go RFC 3339 time (nanosecond precision, any offset) as Unix nanoseconds; undefined when unreadable. */
+export function parseGoTimeNs(s: string): bigint | undefined {
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(s);
+  if (m === null) return undefined;
+  const ms = Date.parse(m[1]! + (m[3] === "Z" ? "Z" : m[3]!));
+  if (Number.isNaN(ms)) return undefined;
+  return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? "").padEnd(9, "0") || "0");
+}
+
+function parseGoTimeMs(s: string): number {
+  return Date.parse(s);
+}
+
+export class V2Store {
+  private root: V2Node;
+  private currentIndex = 0;
+  private currentVersion = STORE_VERSION;
+  private stats: Record<StatKey, number>;
+  private readonly readOnly: Set<string>;
+  private readonly clock: V2StoreClock;
+  private history: { events: (GoJsonValue | null)[]; size: number; front: number; back: number; capacity: number; startIndex: number; lastIndex: number };
+
+  constructor(options: V2StoreOptions = {}, deps: V2StoreDependencies = {}) {
+    const namespaces = options.namespaces ?? ["/0", "/1"];
+    this.clock = deps.clock ?? { nowMs: () => Date.now() };
+    this.readOnly = new Set(["/", ...namespaces]);
+    this.root = new V2Node("/", 0, 0, PERMANENT_EXPIRE_TIME, "", new Map());
+    for (const ns of namespaces) this.addChild(this.root, new V2Node(ns, 0, 0, PERMANENT_EXPIRE_TIME, "", new Map()));
+    this.stats = Object.fromEntries(STAT_KEYS.map((k) => [k, 0])) as Record<StatKey, number>;
+    this.history = this.emptyHistory(EVENT_HISTORY_CAPACITY);
+  }
+
+  /** The store's current index: the number of mutations so far (restored by `recover`). */
+  get index(): number {
+    return this.currentIndex;
+  }
+
+  /** @throws V2Error KeyNotFound, NotDir. */
+  get(nodePath: string, recursive = false, sorted = false): V2Event {
+    try {
+      const n = this.internalGet(nodePath);
+      const node = this.extern(n, recursive, sorted, true);
+      node.key = nodePath;
+      this.stats.getsSuccess++;
+      return { action: "get", node, etcdIndex: this.currentIndex };
+    } catch (e) {
+      this.stats.getsFail++;
+      throw e;
+    }
+  }
+
+  /**
+   * Creates a node (a directory when `dir`), with the directories above it; `unique` appends a
+   * name made of the next index (POST). @throws V2Error NodeExist, NotDir, RootReadOnly.
+   */
+  create(nodePath: string, dir: boolean, value: string, unique = false, ttl: TtlOptions = {}): V2Event {
+    return this.counted("create", () => this.internalCreate(nodePath, dir, value, unique, false, ttl, "create"));
+  }
+
+  /** Creates or replaces a node (a directory is not replaced). @throws V2Error NotFile, NotDir, RootReadOnly. */
+  set(nodePath: string, dir: boolean, value: string, ttl: TtlOptions = {}): V2Event {
+    return this.counted("sets", () => {
+      let prev: V2Node | undefined;
+      try {
+        prev = this.internalGet(nodePath);
+      } catch (e) {
+        if (!(e instanceof V2Error) || e.errorCode !== V2ErrorCode.KeyNotFound) throw e;
+      }
+      const prevNode = prev === undefined ? undefined : this.extern(prev, false, false, true);
+      if (prevNode !== undefined) prevNode.key = nodePath;
+      const e = this.internalCreate(nodePath, dir, value, false, true, ttl, "set");
+      if (prevNode !== undefined) e.prevNode = prevNode;
+      this.record(e);
+      return e;
+    }, false);
+  }
+
+  /** Replaces a key's value (a directory's only when empty) and TTL. @throws V2Error KeyNotFound, NotFile, RootReadOnly. */
+  update(nodePath: string, value: string, ttl: TtlOptions = {}): V2Event {
+    return this.counted("update", () => {
+      nodePath = cleanPath(nodePath);
+      this.checkWritable(nodePath);
+      const n = this.internalGet(nodePath);
+      if (n.isDir && value.length !== 0) throw new V2Error(V2ErrorCode.NotFile, nodePath, this.currentIndex);
+      const next = this.currentIndex + 1;
+      const prevNode = this.extern(n, false, false, false);
+      if (!n.isDir) {
+        n.value = value;
+        n.modifiedIndex = next;
+      }
+      this.setExpireTime(n, ttl);
+      const node: NodeExtern = { key: nodePath, value: n.isDir ? undefined : value, dir: n.isDir || undefined, ...this.ttlOf(n), modifiedIndex: next, createdIndex: n.createdIndex };
+      this.currentIndex = next;
+      return { action: "update", node, prevNode, etcdIndex: next };
+    });
+  }
+
+  /** Replaces a key's value if it matches (an empty prevValue or zero prevIndex is not compared). @throws V2Error TestFailed, KeyNotFound, NotFile, RootReadOnly. */
+  compareAndSwap(nodePath: string, prevValue: string, prevIndex: number, value: string, ttl: TtlOptions = {}): V2Event {
+    return this.counted("compareAndSwap", () => {
+      nodePath = cleanPath(nodePath);
+      if (this.readOnly.has(nodePath)) throw new V2Error(V2ErrorCode.RootReadOnly, "/", this.currentIndex);
+      const n = this.internalGet(nodePath);
+      if (n.isDir) throw new V2Error(V2ErrorCode.NotFile, nodePath, this.currentIndex);
+      this.compare(n, prevValue, prevIndex);
+      this.currentIndex++;
+      const prevNode = this.extern(n, false, false, false);
+      n.value = value;
+      n.modifiedIndex = this.currentIndex;
+      this.setExpireTime(n, ttl);
+      const node: NodeExtern = { key: nodePath, value, ...this.ttlOf(n), modifiedIndex: this.currentIndex, createdIndex: n.createdIndex };
+      return { action: "compareAndSwap", node, prevNode, etcdIndex: this.currentIndex };
+    });
+  }
+
+  /** Deletes a key, or a directory when `dir` (non-empty only when `recursive`). @throws V2Error KeyNotFound, NotFile, DirNotEmpty, RootReadOnly. */
+  delete(nodePath: string, dir = false, recursive = false): V2Event {
+    return this.counted("delete", () => {
+      nodePath = cleanPath(nodePath);
+      if (this.readOnly.has(nodePath)) throw new V2Error(V2ErrorCode.RootReadOnly, "/", this.currentIndex);
+      if (recursive) dir = true;
+      const n = this.internalGet(nodePath);
+      const next = this.currentIndex + 1;
+      const prevNode = this.extern(n, false, false, false);
+      this.remove(n, dir, recursive);
+      this.currentIndex = next;
+      return { action: "delete", node: { key: nodePath, dir: n.isDir || undefined, modifiedIndex: next, createdIndex: n.createdIndex }, prevNode, etcdIndex: next };
+    });
+  }
+
+  /** Deletes a key if it matches. @throws V2Error TestFailed, KeyNotFound, NotFile. */
+  compareAndDelete(nodePath: string, prevValue: string, prevIndex: number): V2Event {
+    return this.counted("compareAndDelete", () => {
+      nodePath = cleanPath(nodePath);
+      const n = this.internalGet(nodePath);
+      if (n.isDir) throw new V2Error(V2ErrorCode.NotFile, nodePath, this.currentIndex);
+      this.compare(n, prevValue, prevIndex);
+      this.currentIndex++;
+      const prevNode = this.extern(n, false, false, false);
+      this.remove(n, false, false);
+      return { action: "compareAndDelete", node: { key: nodePath, modifiedIndex: this.currentIndex, createdIndex: n.createdIndex }, prevNode, etcdIndex: this.currentIndex };
+    });
+  }
+
+  /**
+   * Expires every node whose expire time is at or before `cutoffNs` (Unix nanoseconds), earliest
+   * first (etcd's DeleteExpiredKeys, applied for a SYNC request): each one is removed with what
+   * is under it, counts one index and records an "expire" event.
+   */
+  deleteExpiredKeys(cutoffNs: bigint): void {
+    const due: { n: V2Node; at: bigint }[] = [];
+    const visit = (n: V2Node): void => {
+      if (!n.isPermanent) {
+        const at = parseGoTimeNs(n.expireTime);
+        if (at !== undefined && at <= cutoffNs) due.push({ n, at });
+      }
+      if (n.children !== null) for (const c of n.children.values()) visit(c);
+    };
+    visit(this.root);
+    due.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    for (const { n } of due) {
+      if (!this.attached(n)) continue; // went with an expired directory above it
+      this.currentIndex++;
+      const prevNode = this.extern(n, false, false, false);
+      n.detach();
+      this.stats.expireCount++;
+      this.record({ action: "expire", node: { key: n.path, dir: n.isDir || undefined, modifiedIndex: this.currentIndex, createdIndex: n.createdIndex }, prevNode, etcdIndex: this.currentIndex });
+    }
+  }
+
+  /** The store as etcd 3.4's `Save()` writes it (format above). */
+  save(): Buffer {
+    const h = this.history;
+    const doc: GoJsonValue = {
+      Root: this.saveNode(this.root),
+      WatcherHub: {
+        EventHistory: {
+          Queue: { Events: h.events, Size: h.size, Front: h.front, Back: h.back, Capacity: h.capacity },
+          StartIndex: h.startIndex,
+          LastIndex: h.lastIndex,
+        },
+      },
+      CurrentIndex: this.currentIndex,
+      Stats: { ...this.stats },
+      CurrentVersion: this.currentVersion,
+    };
+    return Buffer.from(goJsonStringify(doc));
+  }
+
+  /**
+   * Replaces the store's contents with a saved one (etcd 3.4's `Recovery`): what the JSON holds
+   * replaces, what it lacks keeps its value. @throws SyntaxError or V2StoreFormatError on data
+   * that is not a saved store; the store is then unchanged.
+   */
+  recover(json: Uint8Array | string): void {
+    const doc = JSON.parse(typeof json === "string" ? json : Buffer.from(json).toString("utf8")) as Record<string, unknown>;
+    if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw new V2StoreFormatError("not a JSON object");
+    const root = doc.Root === undefined ? this.root : this.loadNode(doc.Root, undefined);
+    let history = this.history;
+    const hub = doc.WatcherHub as Record<string, unknown> | undefined;
+    if (hub !== undefined && hub !== null) {
+      const eh = hub.EventHistory as Record<string, unknown> | undefined;
+      if (eh !== undefined && eh !== null) {
+        const q = (eh.Queue ?? {}) as Record<string, unknown>;
+        const events = Array.isArray(q.Events) ? (q.Events as GoJsonValue[]) : history.events;
+        history = {
+          events,
+          size: num(q.Size, history.size),
+          front: num(q.Front, history.front),
+          back: num(q.Back, history.back),
+          capacity: num(q.Capacity, history.capacity),
+          startIndex: num(eh.StartIndex, history.startIndex),
+          lastIndex: num(eh.LastIndex, history.lastIndex),
+        };
+      }
+    }
+    const stats = { ...this.stats };
+    if (doc.Stats !== null && typeof doc.Stats === "object") {
+      for (const k of STAT_KEYS) stats[k] = num((doc.Stats as Record<string, unknown>)[k], stats[k]);
+    }
+    this.root = root;
+    this.history = history;
+    this.stats = stats;
+    this.currentIndex = num(doc.CurrentIndex, this.currentIndex);
+    this.currentVersion = num(doc.CurrentVersion, this.currentVersion);
+  }
+
+  // ---- internals ----
+
+  private emptyHistory(capacity: number): V2Store["history"] {
+    return { events: new Array<GoJsonValue | null>(capacity).fill(null), size: 0, front: 0, back: 0, capacity, startIndex: 0, lastIndex: 0 };
+  }
+
+  /** Runs a mutation, counts it in the stats and records its event in the history. */
+  private counted(stat: "create" | "sets" | "update" | "compareAndSwap" | "delete" | "compareAndDelete", op: () => V2Event, record = true): V2Event {
+    const ok = (stat === "sets" ? "setsSuccess" : stat + "Success") as StatKey;
+    const fail = (stat === "sets" ? "setsFail" : stat + "Fail") as StatKey;
+    try {
+      const e = op();
+      if (record) this.record(e);
+      this.stats[ok]++;
+      return e;
+    } catch (e) {
+      this.stats[fail]++;
+      throw e;
+    }
+  }
+
+  private record(e: V2Event): void {
+    const h = this.history;
+    const json: GoJsonValue = { action: e.action, node: externJson(e.node), prevNode: e.prevNode === undefined ? undefined : externJson(e.prevNode) };
+    h.events[h.back] = json;
+    h.back = (h.back + 1) % h.capacity;
+    if (h.size === h.capacity) h.front = (h.front + 1) % h.capacity;
+    else h.size++;
+    h.lastIndex = e.node.modifiedIndex ?? 0;
+    const front = h.events[h.front] as { node?: { modifiedIndex?: number } } | null;
+    h.startIndex = front?.node?.modifiedIndex ?? 0;
+  }
+
+  private attached(n: V2Node): boolean {
+    let c: V2Node = n;
+    while (c.parent !== undefined) {
+      if (c.parent.children!.get(c.name) !== c) return false;
+      c = c.parent;
+    }
+    return c === this.root;
+  }
+
+  private checkWritable(p: string): void {
+    if (this.readOnly.has(p)) throw new V2Error(V2ErrorCode.RootReadOnly, "/", this.currentIndex);
+  }
+
+  private internalCreate(nodePath: string, dir: boolean, value: string, unique: boolean, replace: boolean, ttl: TtlOptions, action: string): V2Event {
+    const curr = this.currentIndex;
+    const next = curr + 1;
+    if (unique) nodePath += "/" + String(next).padStart(20, "0");
+    nodePath = cleanPath(nodePath);
+    this.checkWritable(nodePath);
+    const expireTime = this.expireTimeOf(ttl);
+    const { dir: dirName, name } = splitPath(nodePath);
+    const d = this.walk(dirName, (parent, component) => {
+      const child = parent.children!.get(component);
+      if (child !== undefined) {
+        if (child.isDir) return child;
+        throw new V2Error(V2ErrorCode.NotDir, child.path, curr);
+      }
+      const made = new V2Node(cleanPath(parent.path + "/" + component), next, next, PERMANENT_EXPIRE_TIME, "", new Map());
+      this.addChild(parent, made);
+      return made;
+    });
+    const node: NodeExtern = { key: nodePath, modifiedIndex: next, createdIndex: next };
+    let prevNode: NodeExtern | undefined;
+    const existing = d.children!.get(name);
+    if (existing !== undefined) {
+      if (!replace) throw new V2Error(V2ErrorCode.NodeExist, nodePath, curr);
+      if (existing.isDir) throw new V2Error(V2ErrorCode.NotFile, nodePath, curr);
+      prevNode = this.extern(existing, false, false, false);
+      existing.detach();
+    }
+    const n = dir ? new V2Node(nodePath, next, next, expireTime, "", new Map()) : new V2Node(nodePath, next, next, expireTime, value, null);
+    if (dir) node.dir = true;
+    else node.value = value;
+    this.addChild(d, n);
+    if (!n.isPermanent) Object.assign(node, this.ttlOf(n));
+    this.currentIndex = next;
+    return { action, node, prevNode, etcdIndex: next };
+  }
+
+  private internalGet(nodePath: string): V2Node {
+    nodePath = cleanPath(nodePath);
+    return this.walk(nodePath, (parent, name) => {
+      if (!parent.isDir) throw new V2Error(V2ErrorCode.NotDir, parent.path, this.currentIndex);
+      const child = parent.children!.get(name);
+      if (child !== undefined) return child;
+      throw new V2Error(V2ErrorCode.KeyNotFound, cleanPath(parent.path + "/" + name), this.currentIndex);
+    });
+  }
+
+  /** Walks the components of `p` from the root; stops at the first empty component (as etcd). */
+  private walk(p: string, step: (parent: V2Node, component: string) => V2Node): V2Node {
+    const components = p.split("/");
+    let curr = this.root;
+    for (let i = 1; i < components.length; i++) {
+      if (components[i] === "") return curr;
+      curr = step(curr, components[i]!);
+    }
+    return curr;
+  }
+
+  private addChild(parent: V2Node, child: V2Node): void {
+    child.parent = parent;
+    parent.children!.set(child.name, child);
+  }
+
+  private remove(n: V2Node, dir: boolean, recursive: boolean): void {
+    if (!n.isDir) {
+      n.detach();
+      return;
+    }
+    if (!dir) throw new V2Error(V2ErrorCode.NotFile, n.path, this.currentIndex);
+    if (n.children!.size !== 0 && !recursive) throw new V2Error(V2ErrorCode.DirNotEmpty, n.path, this.currentIndex);
+    n.detach();
+  }
+
+  private compare(n: V2Node, prevValue: string, prevIndex: number): void {
+    const indexMatch = prevIndex === 0 || n.modifiedIndex === prevIndex;
+    const valueMatch = prevValue === "" || n.value === prevValue;
+    if (indexMatch && valueMatch) return;
+    let cause: string;
+    if (indexMatch) cause = `[${prevValue} != ${n.value}]`;
+    else if (valueMatch) cause = `[${prevIndex} != ${n.modifiedIndex}]`;
+    else cause = `[${prevValue} != ${n.value}] [${prevIndex} != ${n.modifiedIndex}]`;
+    throw new V2Error(V2ErrorCode.TestFailed, cause, this.currentIndex);
+  }
+
+  private expireTimeOf(ttl: TtlOptions): string {
+    const ns = ttl.expireTimeNs ?? 0n;
+    if (ns === 0n || Number(ns / 1_000_000n) < MIN_EXPIRE_MS) return PERMANENT_EXPIRE_TIME;
+    return formatGoTime(ns);
+  }
+
+  private setExpireTime(n: V2Node, ttl: TtlOptions): void {
+    n.expireTime = this.expireTimeOf(ttl);
+  }
+
+  private ttlOf(n: V2Node): { expiration?: string; ttl?: number } {
+    if (n.isPermanent) return {};
+    const leftMs = parseGoTimeMs(n.expireTime) - this.clock.nowMs();
+    return { expiration: n.expireTime, ttl: Math.ceil(leftMs / 1000) || undefined };
+  }
+
+  /** etcd's node Repr / loadInternalNode: hidden children left out of listings. */
+  private extern(n: V2Node, recursive: boolean, sorted: boolean, listTop: boolean): NodeExtern {
+    const out: NodeExtern = { key: n.path };
+    if (n.isDir) {
+      out.dir = true;
+      if (recursive || listTop) {
+        const nodes: NodeExtern[] = [];
+        for (const c of n.children!.values()) if (!c.isHidden) nodes.push(this.extern(c, recursive, sorted, false));
+        if (sorted) nodes.sort((a, b) => goMapKeyCompare(a.key ?? "", b.key ?? ""));
+        out.nodes = nodes;
+      }
+    } else {
+      out.value = n.value;
+    }
+    Object.assign(out, this.ttlOf(n));
+    out.modifiedIndex = n.modifiedIndex;
+    out.createdIndex = n.createdIndex;
+    return out;
+  }
+
+  private saveNode(n: V2Node): GoJsonValue {
+    let children: GoJsonValue = null;
+    if (n.children !== null) {
+      const obj: Record<string, GoJsonValue> = {};
+      for (const name of [...n.children.keys()].sort(goMapKeyCompare)) obj[name] = this.saveNode(n.children.get(name)!);
+      children = obj;
+    }
+    return { Path: n.path, CreatedIndex: n.createdIndex, ModifiedIndex: n.modifiedIndex, ExpireTime: n.expireTime, Value: n.value, Children: children };
+  }
+
+  private loadNode(raw: unknown, parent: V2Node | undefined): V2Node {
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new V2StoreFormatError("a node is not an object");
+    const r = raw as Record<string, unknown>;
+    const children = r.Children;
+    const n = new V2Node(
+      typeof r.Path === "string" ? r.Path : "",
+      num(r.CreatedIndex, 0),
+      num(r.ModifiedIndex, 0),
+      typeof r.ExpireTime === "string" ? r.ExpireTime : PERMANENT_EXPIRE_TIME,
+      typeof r.Value === "string" ? r.Value : "",
+      children === null || children === undefined ? null : new Map(),
+    );
+    n.parent = parent;
+    if (n.children !== null) {
+      if (typeof children !== "object" || Array.isArray(children)) throw new V2StoreFormatError(`children of ${n.path} are not an object`);
+      for (const [name, c] of Object.entries(children as Record<string, unknown>)) n.children.set(name, this.loadNode(c, n));
+    }
+    return n;
+  }
+}
+
+/** The data given to `recover` is JSON but not a saved store. */
+export class V2StoreFormatError extends Error {
+  readonly code = "V2STORE_FORMAT";
+  constructor(reason: string) {
+    super(`v2store: bad snapshot: ${reason}`);
+  }
+}
+
+function num(v: unknown, fallback: number): number {
+  return typeof v === "number" && Number.isFinite(v) ? v : fallback;
+}
+
+/** NodeExtern as Go writes it: field order key, value, dir, expiration, ttl, nodes, modifiedIndex, createdIndex; zero values left out. */
+export function externJson(n: NodeExtern): GoJsonValue {
+  return {
+    key: n.key || undefined,
+    value: n.value,
+    dir: n.dir || undefined,
+    expiration: n.expiration,
+    ttl: n.ttl || undefined,
+    nodes: n.nodes !== undefined && n.nodes.length > 0 ? n.nodes.map(externJson) : undefined,
+    modifiedIndex: n.modifiedIndex || undefined,
+    createdIndex: n.createdIndex || undefined,
+  };
+}
