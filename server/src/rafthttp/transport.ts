@@ -13,7 +13,6 @@ import type http from "node:http";
 import type { Message, NodeId } from "../raft/types.js";
 import type { Clock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
-import type { PeerTransport } from "../server/raft-node.js";
 import type { MergedSnapshot, PeerHandler } from "../server/transport-port.js";
 import { Peer, Remote, type PeerDeps, type SnapshotSender } from "./peer.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
@@ -50,7 +49,11 @@ export interface StreamRegistry {
   addRemote(id: NodeId, urls: readonly string[]): void;
 }
 
-export class Transport implements PeerTransport, StreamRegistry {
+/**
+ * Satisfies the member's PeerTransport (server/raft-node.ts) structurally: send, sendSnapshot,
+ * addPeer, updatePeer, removePeer, activeSince.
+ */
+export class Transport implements StreamRegistry {
   private readonly peers = new Map<NodeId, Peer>();
   private readonly remotes = new Map<NodeId, Remote>();
   private peerDeps: PeerDeps | undefined;
