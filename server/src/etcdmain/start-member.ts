@@ -25,6 +25,7 @@ import { httpHandler } from "../api/http/http-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
 import { PeerHttpClient, type PeerClientTls } from "../rafthttp/peer-http-client.js";
+import { PeerClient } from "../rafthttp/peer-client.js";
 import { peerRequestHandler } from "../rafthttp/peer-server.js";
 import { Transport } from "../rafthttp/transport.js";
 import { verifyBootstrap, type ServerConfig } from "./config.js";
@@ -114,10 +115,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const peerTlsFiles = readPeerTls(cfg);
   const allowedCn = cfg.peerCertAllowedCn;
   const clientTlsForPeers: PeerClientTls = { ...peerTlsFiles, allowedCn: allowedCn || undefined };
-  const transport = new Transport(
-    { peerUrls: cfg.initialAdvertisePeerUrls },
-    { client: new PeerHttpClient({ tls: clientTlsForPeers }), clock: systemClock, logger: logger.named("rafthttp") },
-  );
+  const peerClient = new PeerHttpClient({ tls: clientTlsForPeers });
+  const transport = new Transport({ peerUrls: cfg.initialAdvertisePeerUrls }, { client: peerClient, clock: systemClock, logger: logger.named("rafthttp") });
+  const leaseForwarder = new PeerClient({ timeoutMs: 5000 + 2 * cfg.electionMs }, { client: new PeerHttpClient({ tls: clientTlsForPeers }) });
 
   const member = await bootstrapMember(
     {
@@ -144,6 +144,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
       backend: await Backend.open(path.join(snapDir, "db")),
       transport,
+      leaseForwarder,
       clock: systemClock,
       fatal: (message, fields) => {
         logger.error(`${message}; exiting`, fields);

@@ -34,6 +34,7 @@ import { Compactor } from "./compactor.js";
 import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
 import { LeaseRecords, recoverLeases } from "./lease-records.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
+import type { LeaseForwarder } from "./transport-port.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
 
 /** A WAL the member writes and closes. */
@@ -96,6 +97,8 @@ export interface BootstrapDeps {
   /** The opened backend; the member owns it from here on and closes it when it stops. */
   backend: Backend;
   transport: PeerTransport;
+  /** Forwards a follower's lease keep-alives to the leader (the peer port's /leases). */
+  leaseForwarder?: LeaseForwarder;
   clock: Clock;
   fatal: FatalHook;
   /** Seeds raft's randomized election timeouts (mixed with the member ID). */
@@ -208,6 +211,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       clock,
       logger: logger.named("etcdserver"),
       observeApplied: deps.observer?.applied?.bind(deps.observer),
+      leaseForwarder: deps.leaseForwarder,
     },
     { index: log.applied, confState: log.confState },
   );

@@ -25,7 +25,7 @@ import {
 import { MessageType, StateRole, type ConfState, type Entry, type Message, type NodeId, type ReadState, type SoftState } from "../raft/types.js";
 import type { Lessor } from "../lease/lessor.js";
 import { ErrLeaseNotFound } from "../lease/errors.js";
-import type { Clock } from "../pkg/clock.js";
+import { sleep, type Clock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import { serverError } from "./errors.js";
 import { AlarmStore, type RaisedAlarm } from "./alarms.js";
@@ -44,7 +44,7 @@ import { LinearizableReads } from "./read-index.js";
 import { ReceivedSnapshots } from "./received-snapshots.js";
 import type { RequestContext } from "./request-context.js";
 import type { StorePort, WriteSession } from "./store-port.js";
-import { PeerMessageRefusedError, type MergedSnapshot, type PeerHandler } from "./transport-port.js";
+import { PeerMessageRefusedError, type LeaseForwarder, type MergedSnapshot, type PeerHandler } from "./transport-port.js";
 
 /** The etcd API version etcd-ts serves; clients gate features on it. */
 export const ETCD_API_VERSION = "3.4.23";
@@ -88,6 +88,8 @@ export interface EtcdServerDeps {
   logger: Logger;
   /** Sees each applied entry with the store's revision then (the simulation's checks). */
   observeApplied?: (entry: Entry, revision: number) => void;
+  /** Forwards a follower's lease keep-alives to the leader; without one a follower refuses them. */
+  leaseForwarder?: LeaseForwarder;
 }
 
 /** Where the member resumes: the applied index and raft's configuration as of it. */
@@ -452,7 +454,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
    * Waits for an expired lease to be revoked, as etcd does, then reports 0.
    */
   async leaseRenew(id: bigint, _ctx?: RequestContext): Promise<number> {
-    if (!this.isLeader) throw serverError("NotLeader");
+    if (!this.isLeader) return this.forwardLeaseRenew(id);
     try {
       return this.deps.lessor.renew(id);
     } catch (err) {
@@ -463,6 +465,32 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       }
       throw err;
     }
+  }
+
+  /**
+   * A follower's keep-alive, forwarded to the leader's peer URLs (as etcd does: renewals do not go
+   * through raft), each in turn, again every 50 ms until the request timeout.
+   * @throws ServerError NotLeader (no forwarder), Timeout, Stopped
+   */
+  private async forwardLeaseRenew(id: bigint): Promise<number> {
+    const forwarder = this.deps.leaseForwarder;
+    if (forwarder === undefined) throw serverError("NotLeader");
+    const { clock } = this.deps;
+    const deadline = clock.nowMs() + this.options.requestTimeoutMs;
+    while (!this.stopped && clock.nowMs() < deadline) {
+      if (this.isLeader) return this.leaseRenew(id);
+      const leader = this.raft.leader;
+      const urls = leader === 0n ? [] : this.deps.membership.get(leader)?.peerUrls ?? [];
+      for (const url of urls) {
+        try {
+          return (await forwarder.renew(url, id)) ?? 0;
+        } catch {
+          /* the next URL, or again after a pause */
+        }
+      }
+      await sleep(clock, 50);
+    }
+    throw serverError(this.stopped ? "Stopped" : "Timeout");
   }
 
   // ---- maintenance -------------------------------------------------------------------------

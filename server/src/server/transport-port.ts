@@ -67,3 +67,15 @@ export interface PeerHandler {
    */
   reportSnapshot(id: NodeId, ok: boolean): void;
 }
+
+/**
+ * What a follower asks of the leader's peer port outside raft (etcd's leasehttp client): only
+ * the leader's lessor counts leases down, so keep-alives and time-to-live queries go there.
+ */
+export interface LeaseForwarder {
+  /**
+   * Renews lease `id` on the member at `peerUrl`: its new TTL, undefined when the lease does not
+   * exist. @throws Error when the member could not answer (the caller tries again).
+   */
+  renew(peerUrl: string, id: bigint): Promise<number | undefined>;
+}
