@@ -5,6 +5,7 @@
 //   if (message.f !== 0n) {                                       →  {
 //   if (message.f !== undefined && message.f.length !== 0) {      →  if (message.f !== undefined) {
 //   if (message.f !== undefined) {  T.encode(message.f, ...       →  {  T.encode(message.f ?? createBaseT(), ...
+//   message.f = object.f ?? Buffer.alloc(0);   (fromPartial)      →  message.f = object.f ?? undefined;
 // Every "required" field of the .proto is one of the first or the last kind. The rewrite counts
 // what it changed and fails unless it matches the number of such fields, so a ts-proto upgrade
 // that changes its output cannot slip through silently. Run by scripts/gen-proto.mjs.
@@ -36,10 +37,16 @@ src = src.replace(/^( +)if \(message\.(\w+) !== undefined && message\.\2\.length
   bytes++;
   return `${indent}if (message.${field} !== undefined) {`;
 });
-if (scalars + messages !== requiredFields || bytes !== optionalBytes) {
+// fromPartial would make an absent bytes field present (empty), which is then written
+let partials = 0;
+src = src.replace(/^( +)message\.(\w+) = object\.\2 \?\? Buffer\.alloc\(0\);$/gm, (_m, indent, field) => {
+  partials++;
+  return `${indent}message.${field} = object.${field} ?? undefined;`;
+});
+if (scalars + messages !== requiredFields || bytes !== optionalBytes || partials !== optionalBytes) {
   console.error(
     `raftpb-postprocess: rewrote ${scalars} scalar and ${messages} message guards (want ${requiredFields} in all) and ` +
-      `${bytes} bytes guards (want ${optionalBytes}); ts-proto's output changed, update this script`,
+      `${bytes} bytes guards and ${partials} fromPartial defaults (want ${optionalBytes} each); ts-proto's output changed, update this script`,
   );
   process.exit(1);
 }

@@ -260,7 +260,7 @@ export const Entry: MessageFns<Entry> = {
     message.type = object.type ?? 0;
     message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
     message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? undefined;
     return message;
   },
 };
@@ -413,7 +413,7 @@ export const Snapshot: MessageFns<Snapshot> = {
   },
   fromPartial<I extends Exact<DeepPartial<Snapshot>, I>>(object: I): Snapshot {
     const message = createBaseSnapshot();
-    message.data = object.data ?? Buffer.alloc(0);
+    message.data = object.data ?? undefined;
     message.metadata = (object.metadata !== undefined && object.metadata !== null)
       ? SnapshotMetadata.fromPartial(object.metadata)
       : undefined;
@@ -640,7 +640,7 @@ export const Message: MessageFns<Message> = {
     message.rejectHint = (object.rejectHint !== undefined && object.rejectHint !== null)
       ? BigInt(object.rejectHint)
       : 0n;
-    message.context = object.context ?? Buffer.alloc(0);
+    message.context = object.context ?? undefined;
     return message;
   },
 };
@@ -980,7 +980,7 @@ export const ConfChange: MessageFns<ConfChange> = {
     message.id = (object.id !== undefined && object.id !== null) ? BigInt(object.id) : 0n;
     message.type = object.type ?? 0;
     message.nodeId = (object.nodeId !== undefined && object.nodeId !== null) ? BigInt(object.nodeId) : 0n;
-    message.context = object.context ?? Buffer.alloc(0);
+    message.context = object.context ?? undefined;
     return message;
   },
 };
@@ -1129,7 +1129,7 @@ export const ConfChangeV2: MessageFns<ConfChangeV2> = {
     const message = createBaseConfChangeV2();
     message.transition = object.transition ?? 0;
     message.changes = object.changes?.map((e) => ConfChangeSingle.fromPartial(e)) || [];
-    message.context = object.context ?? Buffer.alloc(0);
+    message.context = object.context ?? undefined;
     return message;
   },
 };

@@ -16,6 +16,8 @@ export class ByteQueue {
 
   push(chunk: Uint8Array): void {
     if (chunk.byteLength === 0) return;
+    // a plain Uint8Array view: subarray on a Buffer goes through its species constructor, slowly
+    if (chunk.constructor !== Uint8Array) chunk = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     this.chunks.push(chunk);
     this.total += chunk.byteLength;
   }
@@ -40,16 +42,23 @@ export class ByteQueue {
 
   /** Consumes a big-endian uint64 (length >= 8) as lo/hi halves: returns hi * 2^32 + lo when safe, else a bigint. */
   readUint64(): number | bigint {
-    const b = this.take(8, false);
-    const hi = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-    const lo = ((b[4]! << 24) | (b[5]! << 16) | (b[6]! << 8) | b[7]!) >>> 0;
+    let b = this.chunks[0]!;
+    let p = this.head;
+    if (b.byteLength - p >= 8) this.skip(8);
+    else {
+      b = this.take(8);
+      p = 0;
+    }
+    const hi = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+    const lo = ((b[p + 4]! << 24) | (b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) >>> 0;
     if (hi < 0x200000) return hi * 4294967296 + lo;
     return (BigInt(hi) << 32n) | BigInt(lo);
   }
 
   /**
    * Consumes `n` bytes (n <= length). With `copy` (the default) the result is a private copy the
-   * caller owns; without, it may be a view into a pushed chunk, valid only until the next call.
+   * caller owns; without, it is a view into a pushed chunk when the bytes lie in one (else a
+   * copy), valid as long as the pusher leaves its chunks unchanged.
    */
   take(n: number, copy = true): Uint8Array {
     const first = this.chunks[0];
@@ -57,6 +66,11 @@ export class ByteQueue {
       const view = first.subarray(this.head, this.head + n);
       this.skip(n);
       return view;
+    }
+    if (first !== undefined && first.byteLength - this.head >= n) {
+      const out = first.slice(this.head, this.head + n);
+      this.skip(n);
+      return out;
     }
     const out = new Uint8Array(n);
     let filled = 0;

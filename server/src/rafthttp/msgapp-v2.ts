@@ -52,6 +52,26 @@ export function linkHeartbeatMessage(): Message {
   };
 }
 
+/**
+ * Moves the entries' data out of the pushed chunks into one buffer of their own (one allocation
+ * per frame rather than per entry: small buffers are what costs), so that entries kept in the
+ * raft log hold no chunk alive.
+ */
+function ownData(entries: Entry[]): void {
+  let total = 0;
+  for (const e of entries) total += e.data.byteLength;
+  if (total === 0) return;
+  const store = new Uint8Array(total);
+  let off = 0;
+  for (const e of entries) {
+    const n = e.data.byteLength;
+    if (n === 0) continue;
+    store.set(e.data, off);
+    e.data = store.subarray(off, off + n);
+    off += n;
+  }
+}
+
 /** The sending end of one msgappv2 stream (a new encoder per connection). */
 export class MsgAppV2Encoder {
   private term = 0;
@@ -128,7 +148,9 @@ export class MsgAppV2Decoder {
   }
 
   /**
-   * Takes the next chunk; returns the messages it completed, in order.
+   * Takes the next chunk; returns the messages it completed, in order. The decoder may keep
+   * views of the chunk until the frame it belongs to is complete: the caller must not modify a
+   * chunk it has pushed. Returned messages own their bytes (they hold no pushed chunk).
    * @throws MsgAppV2FrameError, ErrExceedSizeLimit, RaftWireDecodeError.
    */
   push(chunk: Uint8Array): Message[] {
@@ -200,7 +222,8 @@ export class MsgAppV2Decoder {
       }
       case "entry": {
         if (q.length < p.size) return null;
-        const e: Entry = decodeEntry(q.take(p.size));
+        // a view into the pushed chunk where it lies whole; the frame's data is copied out at its end
+        const e: Entry = decodeEntry(q.take(p.size, false));
         p.m.entries.push(e);
         this.index++;
         this.phase = p.left > 1 ? { kind: "entry-size", m: p.m, left: p.left - 1, bytes: p.bytes } : { kind: "commit", m: p.m };
@@ -212,6 +235,7 @@ export class MsgAppV2Decoder {
         if (typeof commit === "bigint") throw new RaftWireDecodeError("msgappv2: commit index does not fit 53 bits");
         p.m.commit = commit;
         this.phase = { kind: "type" };
+        ownData(p.m.entries);
         return p.m;
       }
     }

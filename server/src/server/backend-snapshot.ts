@@ -28,7 +28,7 @@
  * alarm, auth) are gathered first.
  */
 import { BboltWriter, type BboltFileInfo, type BboltWriterOptions } from "../mvcc/backend/bbolt-writer.js";
-import { Backend, Bucket, encodeUint64 } from "../mvcc/backend/backend.js";
+import { Backend, Bucket, encodeUint64, type BackendImage } from "../mvcc/backend/backend.js";
 import { decodeMember, type MemberRecord } from "./cluster/membership.js";
 import { META_MVCC_CONSISTENT_INDEX, MvccStorePort } from "./mvcc-store-port.js";
 import type { StorePort } from "./store-port.js";
@@ -62,7 +62,14 @@ export class SnapshotAbortedError extends Error {
 
 export async function writeEtcdSnapshotFile(backend: Backend, filePath: string, options: EtcdSnapshotOptions = {}): Promise<BboltFileInfo> {
   const writer = await BboltWriter.create(filePath, options);
-  const aborted = options.aborted ?? (() => false);
+  return writeEtcdDatabase(backend.iterateAll(), writer, options.aborted);
+}
+
+/**
+ * Writes a backend image (a whole backend, e.g. a merged snapshot's) with `writer` as an etcd 3.4
+ * database (the mapping above) and finishes the writer; on any error aborts it and rejects.
+ */
+export async function writeEtcdDatabase(image: BackendImage, writer: BboltWriter, aborted: () => boolean = () => false): Promise<BboltFileInfo> {
   let read = 0;
   try {
     const small = {
@@ -89,7 +96,7 @@ export async function writeEtcdSnapshotFile(backend: Backend, filePath: string, 
       await writer.put(key, value);
     };
 
-    for await (const [fullKey, value] of backend.iterateAll()) {
+    for await (const [fullKey, value] of image) {
       if (++read % 1024 === 0 && aborted()) throw new SnapshotAbortedError();
       const id = fullKey[0]!;
       const key = fullKey.subarray(1);
