@@ -26,6 +26,9 @@ import { listenClient } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
 import { PeerHttpClient, type PeerClientTls } from "../rafthttp/peer-http-client.js";
 import { PeerClient } from "../rafthttp/peer-client.js";
+import { sendSnapshot } from "../rafthttp/snapshot-sender.js";
+import { createSnapshotHandler } from "../rafthttp/snapshot-handler.js";
+import { etcdSnapshotDatabase } from "../server/etcd-database-image.js";
 import { peerRequestHandler } from "../rafthttp/peer-server.js";
 import { Transport } from "../rafthttp/transport.js";
 import { verifyBootstrap, type ServerConfig } from "./config.js";
@@ -116,7 +119,27 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const allowedCn = cfg.peerCertAllowedCn;
   const clientTlsForPeers: PeerClientTls = { ...peerTlsFiles, allowedCn: allowedCn || undefined };
   const peerClient = new PeerHttpClient({ tls: clientTlsForPeers });
-  const transport = new Transport({ peerUrls: cfg.initialAdvertisePeerUrls }, { client: peerClient, clock: systemClock, logger: logger.named("rafthttp") });
+  const rafthttpLogger = logger.named("rafthttp");
+  // The member's IDs are known once it is bootstrapped; snapshots are sent only after that.
+  let identity: { localId: bigint; clusterId: bigint } | undefined;
+  const transport = new Transport(
+    { peerUrls: cfg.initialAdvertisePeerUrls },
+    {
+      client: peerClient,
+      snapshotSender: async (target, merged) => {
+        if (identity === undefined) throw new Error("the member is not bootstrapped yet");
+        const r = await sendSnapshot(
+          merged,
+          target.url,
+          { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir, tls: { ca: peerTlsFiles.ca, cert: peerTlsFiles.cert, key: peerTlsFiles.key } },
+          { database: etcdSnapshotDatabase, logger: rafthttpLogger },
+        );
+        if (!r.ok) throw new Error(`${r.failure}: ${r.error}`);
+      },
+      clock: systemClock,
+      logger: rafthttpLogger,
+    },
+  );
   const leaseForwarder = new PeerClient({ timeoutMs: 5000 + 2 * cfg.electionMs }, { client: new PeerHttpClient({ tls: clientTlsForPeers }) });
 
   const member = await bootstrapMember(
@@ -155,6 +178,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     },
   );
   const server = member.server;
+  identity = { localId: server.memberId, clusterId: server.clusterId };
   transport.start({ memberId: server.memberId, clusterId: server.clusterId, handler: server });
 
   // Client API.
@@ -175,7 +199,14 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const http1 = http.createServer(httpHandler(server, metrics, services));
 
   // The peer port: etcd's peer protocol (raft messages, streams, snapshots, members, leases).
-  const peerHandler = peerRequestHandler({}, { services: peerServices(server), handler: server, streams: transport, logger: logger.named("rafthttp") });
+  const receiveSnapshot = createSnapshotHandler(
+    { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir },
+    { member: server, database: etcdSnapshotDatabase, logger: rafthttpLogger, addRemote: (id, urls) => transport.addRemote(id, urls) },
+  );
+  const peerHandler = peerRequestHandler(
+    {},
+    { services: peerServices(server), handler: server, streams: transport, snapshotHandler: (req, res) => void receiveSnapshot(req, res), logger: rafthttpLogger },
+  );
   const peerListeners: net.Server[] = [];
   for (const u of cfg.listenPeerUrls) {
     const url = new URL(u);

@@ -79,7 +79,7 @@ const good = {
 };
 
 async function call(method: string, path: string, headers: Record<string, string> = {}, body?: Uint8Array | string) {
-  const res = await fetch(base + path, { method, headers, body: body as BodyInit | undefined });
+  const res = await fetch(base + path, { method, headers, body: body as RequestInit["body"] });
   return { status: res.status, text: await res.text(), headers: res.headers };
 }
 
