@@ -225,6 +225,7 @@ export function peerRequestHandler(options: PeerServerOptions, deps: PeerServerD
         return httpError(res, 503, "receiving snapshots is not available on this member");
       }
       if (path === "/raft/probing") {
+        res.setHeader("Content-Type", "text/plain; charset=utf-8");
         res.end(JSON.stringify({ OK: true, Now: new Date().toISOString() }) + "\n");
         return;
       }
