@@ -10,7 +10,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   root: path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", ".."),
   test: {
-    include: ["test/etcdctl/**/*.test.ts", "test/crash/**/*.test.ts"],
+    include: ["test/etcdctl/**/*.test.ts", "test/crash/**/*.test.ts", "test/cluster/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",

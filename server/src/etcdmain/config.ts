@@ -66,6 +66,8 @@ export interface ServerConfig {
   peerKeyFile: string;
   peerClientCertAuth: boolean;
   peerTrustedCaFile: string;
+  /** --peer-cert-allowed-cn: the common name peers' certificates must carry ("" = any). */
+  peerCertAllowedCn: string;
   authToken: string;
   bcryptCost: number;
   authTokenTtlSeconds: number;
@@ -530,6 +532,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     peerKeyFile: get("peer-key-file"),
     peerClientCertAuth: bool("peer-client-cert-auth"),
     peerTrustedCaFile: get("peer-trusted-ca-file"),
+    peerCertAllowedCn: get("peer-cert-allowed-cn"),
     authToken: get("auth-token"),
     bcryptCost: num("bcrypt-cost"),
     authTokenTtlSeconds: num("auth-token-ttl"),

@@ -8,6 +8,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import type tls from "node:tls";
 import http from "node:http";
+import https from "node:https";
 import type net from "node:net";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -26,6 +27,15 @@ import { Metrics } from "../api/http/metrics.js";
 import type { ServerConfig } from "./config.js";
 import { applyAutoTls } from "./auto-tls.js";
 import { planStart } from "./cluster-bootstrap.js";
+import { PeerHttpClient, type PeerClientTls } from "../rafthttp/peer-http-client.js";
+import { PeerClient } from "../rafthttp/peer-client.js";
+import { sendSnapshot } from "../rafthttp/snapshot-sender.js";
+import { createSnapshotHandler } from "../rafthttp/snapshot-handler.js";
+import { etcdSnapshotDatabase } from "../server/etcd-database-image.js";
+import { peerRequestHandler } from "../rafthttp/peer-server.js";
+import { Transport } from "../rafthttp/transport.js";
+import { peerServices } from "./peer-services.js";
+import { PeerLeaderClient } from "./leader-client.js";
 
 /**
  * WAL segments are reserved sparsely (ftruncate) by default: Node has no fallocate, and zero-
@@ -64,6 +74,37 @@ function clientTlsOptions(cfg: ServerConfig): tls.TlsOptions | undefined {
   return options;
 }
 
+/** The peer TLS files (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file), read once. */
+interface PeerTlsFiles {
+  cert?: Buffer;
+  key?: Buffer;
+  ca?: Buffer;
+}
+
+function readPeerTls(cfg: ServerConfig): PeerTlsFiles {
+  const read = (f: string): Buffer | undefined => (f === "" ? undefined : readFileSync(f));
+  return { cert: read(cfg.peerCertFile), key: read(cfg.peerKeyFile), ca: read(cfg.peerTrustedCaFile) };
+}
+
+/**
+ * The peer listener's TLS, as etcd's: the peer certificate; with --peer-client-cert-auth every
+ * client must present a certificate the trusted CA signed, and with --peer-cert-allowed-cn its
+ * common name must be that one.
+ */
+function peerServerTls(cfg: ServerConfig, files: PeerTlsFiles): tls.TlsOptions {
+  const options: tls.TlsOptions = { cert: files.cert, key: files.key, ca: files.ca, minVersion: "TLSv1.2" };
+  if (cfg.peerClientCertAuth) {
+    options.requestCert = true;
+    options.rejectUnauthorized = true;
+  }
+  return options;
+}
+
+/** Whether a peer's TLS connection shows the certificate --peer-cert-allowed-cn asks for. */
+function peerCnAllowed(socket: tls.TLSSocket, allowedCn: string): boolean {
+  return socket.authorized && socket.getPeerCertificate().subject?.CN === allowedCn;
+}
+
 export async function startMember(cfg: ServerConfig, logger: Logger): Promise<RunningMember> {
   const memberDir = path.join(cfg.dataDir, "member");
   const walDir = cfg.walDir !== "" ? cfg.walDir : path.join(memberDir, "wal");
@@ -73,6 +114,38 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   cfg = applyAutoTls(cfg, logger).cfg;
   const startPlan = await planStart(cfg, walDir, { logger });
   mkdirSync(snapDir, { recursive: true, mode: 0o700 });
+
+  // The peer transport: built before the member (its PeerTransport), started once the member
+  // exists, stopped before the member's storage closes.
+  const peerTlsFiles = readPeerTls(cfg);
+  const allowedCn = cfg.peerCertAllowedCn;
+  const clientTlsForPeers: PeerClientTls = { ...peerTlsFiles, allowedCn: allowedCn || undefined };
+  const peerClient = new PeerHttpClient({ tls: clientTlsForPeers });
+  const rafthttpLogger = logger.named("rafthttp");
+  // The member's IDs are known once it is bootstrapped; snapshots are sent only after that.
+  let identity: { localId: bigint; clusterId: bigint } | undefined;
+  const transport = new Transport(
+    { peerUrls: cfg.initialAdvertisePeerUrls },
+    {
+      client: peerClient,
+      snapshotSender: async (target, merged) => {
+        if (identity === undefined) throw new Error("the member is not bootstrapped yet");
+        const r = await sendSnapshot(
+          merged,
+          target.url,
+          { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir, tls: { ca: peerTlsFiles.ca, cert: peerTlsFiles.cert, key: peerTlsFiles.key } },
+          { database: etcdSnapshotDatabase, logger: rafthttpLogger },
+        );
+        if (!r.ok) throw new Error(`${r.failure}: ${r.error}`);
+      },
+      clock: systemClock,
+      logger: rafthttpLogger,
+    },
+  );
+  const leaderClient = new PeerLeaderClient(
+    new PeerClient({ timeoutMs: 5000 + 2 * cfg.electionMs }, { client: new PeerHttpClient({ tls: clientTlsForPeers }) }),
+    new PeerHttpClient({ tls: clientTlsForPeers }),
+  );
 
   const member = await bootstrapMember(
     {
@@ -100,8 +173,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION } }),
       snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
       backend: await Backend.open(path.join(snapDir, "db")),
-      transport: { send: () => undefined, sendSnapshot: () => undefined },
+      transport,
       peerVersions: new HttpPeerVersions({ timeoutMs: 5000 }),
+      peerActivity: { activeSince: (id) => transport.activeSince(id) || undefined },
+      leaderClient,
       clock: systemClock,
       fatal: (message, fields) => {
         logger.error(`${message}; exiting`, fields);
@@ -112,6 +187,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     },
   );
   const server = member.server;
+  identity = { localId: server.memberId, clusterId: server.clusterId };
+  transport.start({ memberId: server.memberId, clusterId: server.clusterId, handler: server });
 
   // Client API.
   const metrics = new Metrics(server);
@@ -130,14 +207,34 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const http1 = http.createServer(httpHandler(server, metrics, services));
 
-  // The peer port is bound as etcd binds it, so a clash is found at start-up.
+  // The peer port: etcd's peer protocol (raft messages, streams, snapshots, members, leases).
+  const receiveSnapshot = createSnapshotHandler(
+    { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir },
+    { member: server, database: etcdSnapshotDatabase, logger: rafthttpLogger, addRemote: (id, urls) => transport.addRemote(id, urls) },
+  );
+  const peerHandler = peerRequestHandler(
+    {},
+    { services: peerServices(server), handler: server, streams: transport, snapshotHandler: (req, res) => void receiveSnapshot(req, res), logger: rafthttpLogger },
+  );
   const peerListeners: net.Server[] = [];
   for (const u of cfg.listenPeerUrls) {
     const url = new URL(u);
-    const peer = http.createServer((_req, res) => {
-      res.statusCode = 404;
-      res.end();
-    });
+    let peer: http.Server;
+    if (url.protocol === "https:") {
+      if (peerTlsFiles.cert === undefined || peerTlsFiles.key === undefined) {
+        throw new Error(`cannot listen on TLS for ${url.host}: KeyFile and CertFile are not presented`);
+      }
+      peer = https.createServer(peerServerTls(cfg, peerTlsFiles), peerHandler);
+      if (allowedCn !== "") {
+        peer.on("secureConnection", (socket: tls.TLSSocket) => {
+          if (!peerCnAllowed(socket, allowedCn)) socket.destroy();
+        });
+      }
+    } else {
+      peer = http.createServer(peerHandler);
+    }
+    peer.requestTimeout = 0;
+    peer.keepAliveTimeout = 0;
     await new Promise<void>((resolve, reject) => {
       peer.once("error", reject);
       peer.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 2380) }, () => resolve());
@@ -171,7 +268,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
         injector.drain(1000);
         // A leader hands over first (the peer port stays up for it), as etcd's Stop does.
         await server.transferLeadershipForStop();
-        for (const l of peerListeners) l.close();
+        for (const l of peerListeners) {
+          l.close();
+          (l as http.Server).closeAllConnections();
+        }
+        await transport.stop();
         await member.stop();
         grpcServer.forceShutdown();
       })();

@@ -123,6 +123,8 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private published = false;
   private versionUpdating = false;
   private versionTimer: TimerHandle | undefined;
+  /** The peers handed to the transport, with their peer URLs joined. */
+  private transportPeers = new Map<bigint, string>();
   private campaignAfterAdvance = false;
   private markReady: () => void = () => undefined;
   private markRemoved: () => void = () => undefined;
@@ -238,6 +240,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   }
 
   start(): void {
+    this.syncPeers();
     this.raft.start(this);
     this.proposer.start();
     this.quota.start();
@@ -264,7 +267,27 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   // ---- the driver's calls (ReadyHandler) -------------------------------------------------
 
   apply(batch: ApplyBatch): Promise<void> {
-    return this.applyLoop.apply(batch);
+    return this.applyLoop.apply(batch).then(() => this.syncPeers());
+  }
+
+  /**
+   * Brings the transport's peers in line with the membership (added, re-addressed, removed
+   * members, or a snapshot's whole membership): a diff, so cheap after every batch.
+   */
+  private syncPeers(): void {
+    const t = this.deps.transport;
+    if (t.addPeer === undefined) return;
+    const current = new Map<bigint, string>();
+    for (const m of this.deps.membership.list()) {
+      if (m.id === this.options.memberId || m.peerUrls.length === 0) continue;
+      const urls = m.peerUrls.join(",");
+      current.set(m.id, urls);
+      const known = this.transportPeers.get(m.id);
+      if (known === undefined) t.addPeer(m.id, m.peerUrls);
+      else if (known !== urls) t.updatePeer?.(m.id, m.peerUrls);
+    }
+    for (const id of this.transportPeers.keys()) if (!current.has(id)) t.removePeer?.(id);
+    this.transportPeers = current;
   }
 
   onReadStates(states: ReadState[]): void {

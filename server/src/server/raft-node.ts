@@ -49,6 +49,16 @@ export interface PeerTransport {
    * The transport reports the outcome through the sender's PeerHandler.reportSnapshot, once.
    */
   sendSnapshot(merged: MergedSnapshot): void;
+  /**
+   * The member's peers, kept in step with its membership (at start and after every applied
+   * batch): a member added or restored, its peer URLs changed, or removed. Idempotent. A network
+   * that reaches every member by ID (the simulation's) leaves them out.
+   */
+  addPeer?(id: NodeId, peerUrls: readonly string[]): void;
+  updatePeer?(id: NodeId, peerUrls: readonly string[]): void;
+  removePeer?(id: NodeId): void;
+  /** When the connection to `id` became active (ms since the epoch), 0 while it is not. */
+  activeSince?(id: NodeId): number;
 }
 
 /**

@@ -1,0 +1,273 @@
+/**
+ * The long-lived streams between two members (etcd's streamWriter and streamReader). Each
+ * member opens two streams to each peer, `GET /raft/stream/msgapp/<its ID>` and
+ * `GET /raft/stream/message/<its ID>`, and reads what the peer writes down them; the peer
+ * keeps the answers open as its stream writers to this member. So every member writes to a
+ * peer on the streams the peer opened, and reads from the streams it opened itself.
+ *
+ *   msgapp   msgappv2 framing (msgapp-v2.ts): the leader's MsgApps, compact when consecutive
+ *   message  8-byte length-prefixed messages (message-stream.ts): everything else
+ *
+ * A writer sends a link heartbeat every 5/3 s so that the reader, which drops a stream silent
+ * for 5 s, keeps it. A reader that lost its stream (or never got one) dials again 100 ms later,
+ * on the next URL after a failure. A writer holds at most 4096 messages; the peer's send drops
+ * messages beyond that.
+ */
+import type http from "node:http";
+import { MessageType, type Message, type NodeId } from "../raft/types.js";
+import type { Clock, TimerHandle } from "../pkg/clock.js";
+import type { Logger } from "../pkg/logger.js";
+import { PeerMessageRefusedError, type PeerHandler } from "../server/transport-port.js";
+import { encodeMessageFrame, MessageStreamDecoder } from "./message-stream.js";
+import { isLinkHeartbeat, linkHeartbeatMessage, MsgAppV2Decoder, MsgAppV2Encoder } from "./msgapp-v2.js";
+import type { PeerHttpClient } from "./peer-http-client.js";
+import { ERR_CLUSTER_ID_MISMATCH, ERR_INCOMPATIBLE_VERSION, idHex } from "./peer-protocol.js";
+import type { PeerStatus } from "./peer-status.js";
+import type { UrlPicker } from "./url-picker.js";
+
+export type StreamType = "msgapp" | "message";
+
+/** Messages a stream writer holds (etcd's streamBufSize). */
+export const STREAM_BUFFER = 4096;
+/** A stream silent for this long is dropped (etcd's ConnReadTimeout). */
+export const STREAM_READ_TIMEOUT_MS = 5000;
+const HEARTBEAT_INTERVAL_MS = Math.floor(STREAM_READ_TIMEOUT_MS / 3);
+/** Wait between two dial attempts of a stream reader. */
+export const STREAM_REDIAL_MS = 100;
+
+interface Conn {
+  res: http.ServerResponse;
+  encode: (m: Message) => Uint8Array;
+  blocked: boolean;
+  heartbeat: TimerHandle;
+}
+
+export interface StreamWriterDeps {
+  status: PeerStatus;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** The writing end of one stream to a peer: the answer to the GET the peer sent us. */
+export class StreamWriter {
+  private readonly queue: Message[] = [];
+  private conn: Conn | undefined;
+  private stopped = false;
+
+  constructor(readonly type: StreamType, private readonly peerHex: string, private readonly deps: StreamWriterDeps) {}
+
+  /** Whether a stream is attached (messages put here go out now). */
+  get working(): boolean {
+    return this.conn !== undefined;
+  }
+
+  /**
+   * Takes over the answer of a stream request the peer sent (its head already written); a
+   * previous stream of this type is closed.
+   */
+  attach(res: http.ServerResponse): void {
+    if (this.stopped) {
+      res.end();
+      return;
+    }
+    this.detach("replaced by a new stream");
+    const encoder = this.type === "msgapp" ? new MsgAppV2Encoder() : undefined;
+    const conn: Conn = {
+      res,
+      encode: encoder ? (m) => encoder.encode(m) : encodeMessageFrame,
+      blocked: false,
+      heartbeat: this.deps.clock.setInterval(() => this.write(conn, linkHeartbeatMessage()), HEARTBEAT_INTERVAL_MS, { unref: true }),
+    };
+    this.conn = conn;
+    res.on("close", () => {
+      if (this.conn === conn) this.detach("the peer closed the stream");
+    });
+    res.on("drain", () => {
+      conn.blocked = false;
+      this.flush();
+    });
+    this.deps.status.activate();
+    this.deps.logger.info("established stream writer", { "stream-type": this.type, "peer-id": this.peerHex });
+    this.flush();
+  }
+
+  /** Queues `m`; false (dropped) when 4096 are waiting. */
+  send(m: Message): boolean {
+    if (this.stopped || this.queue.length >= STREAM_BUFFER) return false;
+    this.queue.push(m);
+    this.flush();
+    return true;
+  }
+
+  /** Closes the stream, keeping queued messages for the next one. */
+  detach(reason: string): void {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    this.conn = undefined;
+    this.deps.clock.clearInterval(conn.heartbeat);
+    if (!conn.res.writableEnded) conn.res.end();
+    conn.res.destroy();
+    this.deps.status.deactivate(reason);
+    this.deps.logger.info("closed stream writer", { "stream-type": this.type, "peer-id": this.peerHex, reason });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.queue.length = 0;
+    this.detach("stopped");
+  }
+
+  private flush(): void {
+    const conn = this.conn;
+    while (conn !== undefined && this.conn === conn && !conn.blocked && this.queue.length > 0) {
+      this.write(conn, this.queue.shift()!);
+    }
+  }
+
+  private write(conn: Conn, m: Message): void {
+    if (this.conn !== conn || conn.res.destroyed) return;
+    if (conn.blocked && isLinkHeartbeat(m)) return;
+    try {
+      if (!conn.res.write(conn.encode(m))) conn.blocked = true;
+    } catch (err) {
+      this.detach(`encoding failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+export interface StreamReaderDeps {
+  picker: UrlPicker;
+  status: PeerStatus;
+  client: PeerHttpClient;
+  /** The headers of every request this member sends. */
+  headers: Record<string, string>;
+  localId: NodeId;
+  handler: PeerHandler;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** The reading end of one stream from a peer: the GET this member keeps open to it. */
+export class StreamReader {
+  private stopped = false;
+  private current: http.ClientRequest | undefined;
+  private wake: (() => void) | undefined;
+  private redial: TimerHandle | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(readonly type: StreamType, private readonly peerId: NodeId, private readonly deps: StreamReaderDeps) {}
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  /** Closes the stream and stops dialling; resolves when the reader has stopped. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.current?.destroy();
+    if (this.redial !== undefined) this.deps.clock.clearTimeout(this.redial);
+    this.wake?.();
+    await this.running;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const url = this.deps.picker.pick();
+      try {
+        await this.readOnce(url);
+      } catch (err) {
+        if (this.stopped) break;
+        this.deps.picker.unreachable(url);
+        this.deps.status.deactivate(`stream ${this.type} to ${url}: ${(err as Error).message}`);
+      }
+      if (this.stopped) break;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        this.redial = this.deps.clock.setTimeout(resolve, STREAM_REDIAL_MS, { unref: true });
+      });
+      this.wake = undefined;
+      this.redial = undefined;
+    }
+  }
+
+  /** Dials once and reads until the stream ends. @throws Error why it could not or broke. */
+  private async readOnce(url: string): Promise<void> {
+    const { client, headers, localId } = this.deps;
+    const target = `${url.replace(/\/+$/, "")}/raft/stream/${this.type}/${idHex(localId)}`;
+    const { req, res } = await client.openStream(target, { ...headers, "X-Raft-To": idHex(this.peerId) }, STREAM_READ_TIMEOUT_MS);
+    this.current = req;
+    if (this.stopped) {
+      req.destroy();
+      return;
+    }
+    if (res.statusCode !== 200) {
+      const body = await readSome(res);
+      req.destroy();
+      throw new Error(streamRefusal(res.statusCode ?? 0, body));
+    }
+    this.deps.status.activate();
+    this.deps.logger.info("established stream reader", { "stream-type": this.type, "peer-id": idHex(this.peerId) });
+    const decoder = this.type === "msgapp" ? new MsgAppV2Decoder({ local: localId, remote: this.peerId }) : new MessageStreamDecoder();
+    await new Promise<void>((resolve, reject) => {
+      req.setTimeout(STREAM_READ_TIMEOUT_MS, () => req.destroy(new Error("stream read timed out")));
+      res.on("data", (chunk: Buffer) => {
+        let messages: Message[];
+        try {
+          messages = decoder.push(chunk);
+        } catch (err) {
+          req.destroy(err as Error);
+          return;
+        }
+        for (const m of messages) if (!isLinkHeartbeat(m)) this.deliver(m);
+      });
+      res.on("end", () => reject(new Error("the peer closed the stream")));
+      res.on("error", reject);
+      req.on("error", reject);
+      req.on("close", () => reject(new Error("stream closed")));
+    }).finally(() => {
+      this.current = undefined;
+      req.destroy();
+      this.deps.logger.info("lost stream reader", { "stream-type": this.type, "peer-id": idHex(this.peerId) });
+    });
+  }
+
+  private deliver(m: Message): void {
+    try {
+      if (m.type === MessageType.Snap) throw new PeerMessageRefusedError("SnapshotMisrouted", "a snapshot message on a stream");
+      this.deps.handler.process(m);
+    } catch (err) {
+      this.deps.logger.warn("failed to process a raft message from a stream", { "peer-id": idHex(this.peerId), error: (err as Error).message });
+    }
+  }
+}
+
+/** Why a stream request was not answered 200 (etcd's dial answers). */
+function streamRefusal(status: number, body: string): string {
+  switch (status) {
+    case 410:
+      return "the member has been permanently removed from the cluster";
+    case 404:
+      return "the peer does not know this member (yet)";
+    case 412: {
+      const text = body.replace(/\n$/, "");
+      return text === ERR_INCOMPATIBLE_VERSION || text === ERR_CLUSTER_ID_MISMATCH ? text : `unhandled error ${JSON.stringify(body)} when precondition failed`;
+    }
+    default:
+      return `unhandled http status ${status}`;
+  }
+}
+
+/** Up to 4 KiB of an answer's body. */
+function readSome(res: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on("data", (c: Buffer) => {
+      if (size < 4096) chunks.push(c);
+      size += c.length;
+    });
+    res.on("end", () => resolve(Buffer.concat(chunks).toString().slice(0, 4096)));
+    res.on("error", () => resolve(Buffer.concat(chunks).toString()));
+    res.on("close", () => resolve(Buffer.concat(chunks).toString()));
+  });
+}
