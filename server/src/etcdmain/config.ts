@@ -77,6 +77,10 @@ export interface ServerConfig {
   logOutputs: string[];
   logLevel: string;
   enableLeaseCheckpoint: boolean;
+  /** Compare HashKV with the peers before a restarted member starts (--experimental-initial-corrupt-check). */
+  initialCorruptCheck: boolean;
+  /** Time between the leader's corruption checks; 0 disables them (--experimental-corrupt-check-time). */
+  corruptCheckTimeMs: number;
   compactionBatchLimit: number;
   watchProgressNotifyIntervalMs: number;
   warningApplyDurationMs: number;
@@ -543,6 +547,8 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     logOutputs,
     logLevel: bool("debug") ? "debug" : get("log-level"),
     enableLeaseCheckpoint: bool("experimental-enable-lease-checkpoint"),
+    initialCorruptCheck: bool("experimental-initial-corrupt-check"),
+    corruptCheckTimeMs: durMs("experimental-corrupt-check-time"),
     compactionBatchLimit: num("experimental-compaction-batch-limit"),
     watchProgressNotifyIntervalMs: durMs("experimental-watch-progress-notify-interval"),
     warningApplyDurationMs: durMs("experimental-warning-apply-duration"),

@@ -139,10 +139,8 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "enable-pprof",
   "experimental-backend-bbolt-freelist-type", "log-package-levels", "backend-batch-interval",
   "backend-batch-limit", "cipher-suites", "client-crl-file", "peer-crl-file",
-  "experimental-initial-corrupt-check", "experimental-corrupt-check-time", "host-whitelist", "cors",
-  "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "client-cert-allowed-hostname",
+  "host-whitelist", "cors", "peer-cert-allowed-hostname", "client-cert-allowed-hostname",
   "experimental-peer-skip-client-san-verification", "grpc-keepalive-min-time", "force-new-cluster",
-  "peer-cert-file", "peer-key-file", "peer-client-cert-auth", "peer-trusted-ca-file",
 ]);
 
 export function usageText(): string {

@@ -36,6 +36,9 @@ import { peerRequestHandler } from "../rafthttp/peer-server.js";
 import { Transport } from "../rafthttp/transport.js";
 import { peerServices } from "./peer-services.js";
 import { PeerLeaderClient } from "./leader-client.js";
+import { HttpPeerHashClient } from "./peer-hash-client.js";
+import { answerPeerHashKV, CorruptionChecker } from "../server/corrupt-check.js";
+import { AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb/rpc";
 
 /**
  * WAL segments are reserved sparsely (ftruncate) by default: Node has no fallocate, and zero-
@@ -188,6 +191,32 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   const server = member.server;
   identity = { localId: server.memberId, clusterId: server.clusterId };
+
+  // Corruption checks against the peers' HashKV (etcd 3.4's corrupt.go): before a restarted
+  // member starts, and periodically on the leader.
+  const corruption = new CorruptionChecker(
+    { memberId: server.memberId, checkIntervalMs: cfg.corruptCheckTimeMs, requestTimeoutMs: 5000 + 2 * cfg.electionMs },
+    {
+      hashKV: (revision) => server.store.hashKV(revision),
+      members: () => server.membership.list(),
+      isLeader: () => server.isLeader,
+      linearizableReadNotify: () => server.linearizableReadNotify(),
+      raiseCorrupt: async () => {
+        await server.alarm({ action: AlarmRequest_AlarmAction.ACTIVATE, memberID: 0n, alarm: AlarmType.CORRUPT });
+      },
+      client: new HttpPeerHashClient(new PeerHttpClient({ tls: clientTlsForPeers })),
+      clock: systemClock,
+      logger: logger.named("corrupt"),
+    },
+  );
+  if (cfg.initialCorruptCheck && startPlan.initialCluster === undefined && startPlan.joinExisting === undefined) {
+    try {
+      await corruption.initialCheck();
+    } catch (err) {
+      await member.stop();
+      throw err;
+    }
+  }
   transport.start({ memberId: server.memberId, clusterId: server.clusterId, handler: server });
 
   // Client API.
@@ -214,7 +243,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   const peerHandler = peerRequestHandler(
     {},
-    { services: peerServices(server), handler: server, streams: transport, snapshotHandler: (req, res) => void receiveSnapshot(req, res), logger: rafthttpLogger },
+    { services: { ...peerServices(server), hashKV: (revision) => answerPeerHashKV((r) => server.store.hashKV(r), revision) }, handler: server, streams: transport, snapshotHandler: (req, res) => void receiveSnapshot(req, res), logger: rafthttpLogger },
   );
   const peerListeners: net.Server[] = [];
   for (const u of cfg.listenPeerUrls) {
@@ -242,6 +271,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     peerListeners.push(peer);
   }
   member.start();
+  corruption.start();
   // As etcd, serve clients once the member has published itself (it has a leader and the log
   // commits).
   await server.ready;
@@ -267,6 +297,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
         for (const l of clientListeners) l.close();
         injector.drain(1000);
         // A leader hands over first (the peer port stays up for it), as etcd's Stop does.
+        corruption.stop();
         await server.transferLeadershipForStop();
         for (const l of peerListeners) {
           l.close();

@@ -9,6 +9,7 @@
  *   GET  /members                  the members as JSON
  *   POST /members/promote/<id>     promotes a learner (id in decimal), answers the members
  *   POST /leases, /leases/internal lease keep-alive and time-to-live forwarded by followers
+ *   GET  /members/hashkv           this member's HashKV at a revision (the corruption checks)
  *   GET  /version                  server and cluster versions
  *
  * Answers, texts and headers are etcd's (Go's http.Error: text/plain, nosniff, text + "\n"),
@@ -58,6 +59,11 @@ export interface PeerServices {
   leaseRenew(id: bigint): Promise<number>;
   /** A lease's remaining and granted TTL (and keys). @throws PeerServiceError LeaseNotFound, Timeout */
   leaseTimeToLive(id: bigint, keys: boolean): Promise<{ ttl: number; grantedTtl: number; keys: Uint8Array[] }>;
+  /**
+   * This member's HashKV at `revision` (0: current), or the refusal text etcd answers with 400
+   * (a compacted or future revision). Absent: the route answers 404.
+   */
+  hashKV?(revision: number): Promise<{ status: 200; hash: { revision: number; hash: number; compactRevision: number } } | { status: 400; text: string }>;
 }
 
 export interface PeerServerOptions {
@@ -208,6 +214,40 @@ export function peerRequestHandler(options: PeerServerOptions, deps: PeerServerD
     }, () => httpError(res, 400, "error reading body"));
   };
 
+  /** etcd's hashKVHandler: a JSON HashKVRequest in a GET body, a JSON HashKVResponse back. */
+  const hashKV = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (!allowMethod(req, res, "GET")) return;
+    const serve = services.hashKV;
+    if (serve === undefined) return httpError(res, 404, "404 page not found");
+    readBody(req, MAX_SMALL_BODY_BYTES).then(async (body) => {
+      if (body === undefined || body === "too large") return httpError(res, 400, "error reading body");
+      let revision: number;
+      try {
+        const parsed = JSON.parse(Buffer.from(body).toString()) as { revision?: unknown };
+        revision = parsed.revision === undefined ? 0 : Number(parsed.revision);
+        if (!Number.isSafeInteger(revision)) throw new Error("revision");
+      } catch {
+        return httpError(res, 400, "error unmarshalling request");
+      }
+      let answer;
+      try {
+        answer = await serve(revision);
+      } catch (err) {
+        return httpError(res, 500, (err as Error).message);
+      }
+      if (answer.status === 400) return httpError(res, 400, answer.text);
+      const { hash } = answer;
+      // Go's encoding/json over the gogo struct: zero fields are left out (omitempty).
+      const header = hash.revision !== 0 ? `{"revision":${hash.revision}}` : "{}";
+      const fields = [`"header":${header}`];
+      if (hash.hash !== 0) fields.push(`"hash":${hash.hash}`);
+      if (hash.compactRevision !== 0) fields.push(`"compact_revision":${hash.compactRevision}`);
+      res.setHeader("X-Etcd-Cluster-ID", idHex(services.clusterId));
+      res.setHeader("Content-Type", "application/json");
+      res.end(`{${fields.join(",")}}`);
+    }, () => httpError(res, 400, "error reading body"));
+  };
+
   const version = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (!allowMethod(req, res, "GET")) return;
     res.setHeader("Content-Type", "application/json");
@@ -231,6 +271,7 @@ export function peerRequestHandler(options: PeerServerOptions, deps: PeerServerD
       }
       if (path === "/members") return members(req, res);
       if (path.startsWith("/members/promote/")) return promote(req, res, path);
+      if (path === "/members/hashkv") return hashKV(req, res);
       if (path === "/leases" || path === "/leases/internal") return leases(req, res, path);
       if (path === "/version") return version(req, res);
       return httpError(res, 404, "404 page not found");
