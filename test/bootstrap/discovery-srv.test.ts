@@ -156,6 +156,8 @@ describe("DNS SRV discovery", () => {
       "--name", name, "--data-dir", dataDir,
       "--listen-client-urls", url, "--advertise-client-urls", url,
       "--listen-peer-urls", `https://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `https://127.0.0.1:${peer}`,
+      // An https peer URL needs a key pair (etcd refuses to listen without one).
+      "--peer-auto-tls",
       "--discovery-srv", DOMAIN,
     ];
     const env = { ETCD_TS_TEST_DNS_SERVER: dns.address };
