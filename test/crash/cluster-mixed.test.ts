@@ -13,8 +13,8 @@
  *
  * Binaries: `ETCD_BIN` is "old" (default: the reference etcd, /usr/bin/etcd), `NEW_BIN` is "new"
  * (default etcd-ts). Run all-etcd with NEW_BIN=/usr/bin/etcd to check the test itself. `SEED` as
- * everywhere (printed as seed=N on failure). Excluded from the default run until etcd-ts has its
- * peer transport: CLUSTER_TESTS=1 NEW_BIN=/usr/bin/etcd npx vitest run test/crash/cluster-mixed.test.ts
+ * everywhere (printed as seed=N on failure). Part of the default run; all-etcd:
+ * NEW_BIN=/usr/bin/etcd npx vitest run test/crash/cluster-mixed.test.ts
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
