@@ -12,12 +12,8 @@ const needsPeerTransport = [
   "test/crash/cluster-crash.test.ts",
   // needs the peer transport (multi-member etcd-ts)
   "test/crash/cluster-faults.test.ts",
-  // needs the peer transport (etcd-ts and etcd members in one cluster)
-  "test/crash/cluster-mixed.test.ts",
   // needs the peer transport (3-member etcd-ts against 3-member etcd)
   "test/etcdctl/cluster3.test.ts",
-  // needs the peer transport (etcd-ts joins a running etcd 3.4 cluster)
-  "test/bootstrap/join-e2e.test.ts",
 ];
 
 export default defineConfig({

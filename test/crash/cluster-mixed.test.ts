@@ -13,12 +13,13 @@
  *
  * Binaries: `ETCD_BIN` is "old" (default: the reference etcd, /usr/bin/etcd), `NEW_BIN` is "new"
  * (default etcd-ts). Run all-etcd with NEW_BIN=/usr/bin/etcd to check the test itself. `SEED` as
- * everywhere (printed as seed=N on failure). Excluded from the default run until etcd-ts has its
- * peer transport: CLUSTER_TESTS=1 NEW_BIN=/usr/bin/etcd npx vitest run test/crash/cluster-mixed.test.ts
+ * everywhere (printed as seed=N on failure). Part of the default run; all-etcd:
+ * NEW_BIN=/usr/bin/etcd npx vitest run test/crash/cluster-mixed.test.ts
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
 import { referenceEtcdPath, serverBinaryFromSpec, type ServerBinary } from "../harness/member.js";
+import { runEtcdctl } from "../harness/etcdctl.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
 import { SeededRandom, testSeed } from "../harness/seeded-random.js";
 import { HistoryClients, judgeHistory, Watcher } from "./cluster-clients.js";
@@ -103,6 +104,22 @@ async function waitCaughtUp(cluster: Cluster, i: number, timeoutMs = 30_000): Pr
   }
 }
 
+/** Grant, keep alive and look up a lease through `endpoint` with etcdctl (bounded retries). */
+async function leaseThrough(endpoint: string): Promise<void> {
+  const ctl = async (args: string[]): Promise<string> => {
+    for (let attempt = 0; ; attempt++) {
+      const r = await runEtcdctl(endpoint, ["--command-timeout=3s", ...args]);
+      if (r.code === 0) return r.stdout;
+      if (attempt >= 4) throw new Error(`etcdctl ${args.join(" ")} at ${endpoint}: ${r.stderr}`);
+      await sleep(300);
+    }
+  };
+  const id = /lease ([0-9a-f]+) granted/.exec(await ctl(["lease", "grant", "60"]))?.[1];
+  expect(id, "lease grant").toBeDefined();
+  expect(await ctl(["lease", "keep-alive", "--once", id!])).toMatch(new RegExp(`lease ${id} keepalived with TTL\\(60\\)`));
+  expect(await ctl(["lease", "timetolive", id!])).toMatch(new RegExp(`lease ${id} granted with TTL\\(60s\\), remaining\\(\\d+s\\)`));
+}
+
 /** A joined member carries the quorum: with one old member down, writes still commit. */
 async function joinThenLoseAnOldMember(s: Scenario, rng: SeededRandom, joiner: ServerBinary): Promise<void> {
   const { cluster, log } = s;
@@ -123,6 +140,9 @@ async function joinThenLoseAnOldMember(s: Scenario, rng: SeededRandom, joiner: S
   await cluster.grpc(i).put(`${PREFIX}via-joined`, "yes");
   const r = await cluster.grpc(i).range(`${PREFIX}via-joined`);
   expect(r.kvs[0]?.value).toBe("yes");
+  // Leases through the joined member: keep-alive and time-to-live travel to the leader over the
+  // peer port (/leases, /leases/internal) whichever binary leads.
+  await leaseThrough(cluster.members[i]!.clientUrl);
   await cluster.restart(victim);
   await sleep(rng.int(300, 800));
 }

@@ -16,7 +16,7 @@ import {
 import { RaftLog } from "./raft-log.js";
 import { ErrCompacted, ErrSnapshotTemporarilyUnavailable, type Storage } from "./storage.js";
 import { Progress, ProgressTracker } from "./progress.js";
-import { ReadOnly } from "./read-only.js";
+import { ReadOnly, readRequestCtx } from "./read-only.js";
 import type { Rng } from "./rng.js";
 import { decodeConfChange } from "./conf-change-codec.js";
 import { invariant, isLocalMsg, isResponseMsg, payloadSizeBytes, voteRespType } from "./util.js";
@@ -744,12 +744,13 @@ export class Raft {
   /** Answer `req` (a ReadIndex request) with `index`: locally or to the follower that asked. */
   respondToReadIndex(req: Message, index: number): void {
     if (req.from === NONE || req.from === this.id) {
-      this.readStates.push({ index, requestCtx: req.context });
+      this.readStates.push({ index, requestCtx: readRequestCtx(req) });
       return;
     }
+    // As etcd's raft answers: the request's entries (its context) come back unchanged.
     const resp = emptyMessage(MessageType.ReadIndexResp, req.from, NONE);
     resp.index = index;
-    resp.context = req.context;
+    resp.entries = req.entries;
     this.send(resp);
   }
 
@@ -1066,7 +1067,11 @@ function stepFollower(r: Raft, m: Message): void {
       r.send(m);
       return;
     case MessageType.ReadIndexResp:
-      r.readStates.push({ index: m.index, requestCtx: m.context });
+      if (m.entries.length !== 1) {
+        r.logger.warn("invalid format of ReadIndexResp", { id: r.id, from: m.from, entries: m.entries.length });
+        return;
+      }
+      r.readStates.push({ index: m.index, requestCtx: readRequestCtx(m) });
       return;
     default:
       return;

@@ -174,8 +174,10 @@ export class RawNode {
    * leader or the leader changes: the caller must time out and retry.
    */
   readIndex(ctx: Uint8Array): void {
+    // The context travels as the data of the request's one entry, as etcd's raft sends it (a
+    // leader answers with the same entries; etcd 3.4's leader requires exactly this form).
     const m = emptyMessage(MessageType.ReadIndex, NONE, NONE);
-    m.context = ctx;
+    m.entries = [{ term: 0, index: 0, type: EntryType.Normal, data: ctx }];
     try {
       this.raft.step(m);
     } catch (e) {

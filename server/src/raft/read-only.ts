@@ -17,6 +17,15 @@ export interface ReadIndexStatus {
   acks: Set<NodeId>;
 }
 
+/**
+ * The context of a ReadIndex request or response: as etcd's raft carries it, the data of its one
+ * entry (`context` is kept as a fallback for messages built without it). Empty when neither.
+ */
+export function readRequestCtx(m: Message): Uint8Array {
+  const first = m.entries[0];
+  return first !== undefined ? first.data : m.context;
+}
+
 /** Map key for a request context. */
 export function ctxKey(ctx: Uint8Array): string {
   return Buffer.from(ctx.buffer, ctx.byteOffset, ctx.byteLength).toString("latin1");
@@ -30,7 +39,7 @@ export class ReadOnly {
 
   /** Queue a request; duplicates of a pending context are ignored. Returns false for duplicates. */
   addRequest(index: number, req: Message): boolean {
-    const key = ctxKey(req.context);
+    const key = ctxKey(readRequestCtx(req));
     if (this.pending.has(key)) return false;
     this.pending.set(key, { req, index, acks: new Set() });
     this.queue.push(key);
@@ -45,12 +54,14 @@ export class ReadOnly {
     if (this.inflightKey !== undefined || this.queue.length === 0) return undefined;
     const key = this.queue[this.queue.length - 1]!;
     this.inflightKey = key;
-    return this.pending.get(key)!.req.context;
+    return readRequestCtx(this.pending.get(key)!.req);
   }
 
   /** Context of the round in flight (repeated on ordinary heartbeats), if any. */
   inflightCtx(): Uint8Array | undefined {
-    return this.inflightKey === undefined ? undefined : this.pending.get(this.inflightKey)?.req.context;
+    if (this.inflightKey === undefined) return undefined;
+    const rs = this.pending.get(this.inflightKey);
+    return rs === undefined ? undefined : readRequestCtx(rs.req);
   }
 
   /** Record `from`'s ack of context `ctx`; returns the acks so far (undefined if unknown ctx). */

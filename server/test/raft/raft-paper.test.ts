@@ -647,6 +647,39 @@ describe("Thesis §6.4 ReadIndex", () => {
     expect(net.get(3).readStates).toEqual([{ index: net.raft(1).log.committed, ctx: "f" }]);
   });
 
+  it("the read context travels as etcd's raft carries it: the data of the request's one entry", () => {
+    // etcd 3.4's leader reads MsgReadIndex's context from Entries[0].Data (and panics on none);
+    // its followers take MsgReadIndexResp's the same way.
+    const net = new Network(3);
+    net.elect(1);
+    const seen: Message[] = [];
+    net.filter = (m) => {
+      if (m.type === MessageType.ReadIndex || m.type === MessageType.ReadIndexResp) seen.push(m);
+      return true;
+    };
+    net.get(3).rn.readIndex(enc.encode("wire"));
+    net.stabilize();
+    expect(seen.map((m) => [MessageType[m.type], m.entries.length, new TextDecoder().decode(m.entries[0]!.data), m.context.byteLength]))
+      .toEqual([["ReadIndex", 1, "wire", 0], ["ReadIndexResp", 1, "wire", 0]]);
+    expect(net.get(3).readStates.map((r) => r.ctx)).toEqual(["wire"]);
+  });
+
+  it("a leader serves requests in etcd's form from distinct followers by their entry data", () => {
+    const net = new Network(3);
+    net.elect(1);
+    const req = (from: bigint, ctx: string) =>
+      msg(MessageType.ReadIndex, from, 1n, { entries: [{ term: 0, index: 0, type: EntryType.Normal, data: enc.encode(ctx) }] });
+    net.get(1).rn.step(req(2n, "a"));
+    net.get(1).rn.step(req(3n, "b"));
+    const answers: string[] = [];
+    net.filter = (m) => {
+      if (m.type === MessageType.ReadIndexResp) answers.push(`${m.to}:${new TextDecoder().decode(m.entries[0]!.data)}`);
+      return true;
+    };
+    net.stabilize();
+    expect(answers.sort()).toEqual(["2:a", "3:b"]);
+  });
+
   it("a partitioned leader never answers", () => {
     const net = new Network(3);
     net.elect(1);
