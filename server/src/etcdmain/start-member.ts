@@ -34,6 +34,7 @@ import { createSnapshotHandler } from "../rafthttp/snapshot-handler.js";
 import { etcdSnapshotDatabase } from "../server/etcd-database-image.js";
 import { peerRequestHandler } from "../rafthttp/peer-server.js";
 import { Transport } from "../rafthttp/transport.js";
+import { RemovedFromClusterError } from "../rafthttp/peer-protocol.js";
 import { peerServices } from "./peer-services.js";
 import { PeerLeaderClient } from "./leader-client.js";
 
@@ -136,7 +137,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
           { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir, tls: { ca: peerTlsFiles.ca, cert: peerTlsFiles.cert, key: peerTlsFiles.key } },
           { database: etcdSnapshotDatabase, logger: rafthttpLogger },
         );
-        if (!r.ok) throw new Error(`${r.failure}: ${r.error}`);
+        if (!r.ok) throw r.failure === "MemberRemoved" ? new RemovedFromClusterError() : new Error(`${r.failure}: ${r.error}`);
       },
       clock: systemClock,
       logger: rafthttpLogger,

@@ -415,6 +415,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.raft.step(message);
   }
 
+  reportRemoved(): void {
+    if (this.stopped) return;
+    this.deps.logger.warn("a peer answered that this member was removed from the cluster; the data-dir used by this member must be removed", {
+      "local-member-id": this.options.memberId.toString(16),
+    });
+    this.markRemoved();
+  }
+
   isIdRemoved(id: NodeId): boolean {
     return this.deps.membership.isRemoved(id);
   }
