@@ -44,6 +44,12 @@ import { PeerLeaderClient } from "./leader-client.js";
  * a burst of writes on the disk that the fsyncs of the first client writes queue behind.
  * ETCD_TS_WAL_PREALLOCATION=zeros selects zero-filling.
  */
+/**
+ * ETCD_TS_UNSAFE_FOLLOWER_READS=1 breaks the member ON PURPOSE, for tests only: a follower serves
+ * linearizable reads from its own state without ReadIndex (stale reads), so that the cluster
+ * fault suite can show that its checks catch a violation. Never set it otherwise.
+ */
+const UNSAFE_FOLLOWER_READS = process.env["ETCD_TS_UNSAFE_FOLLOWER_READS"] === "1";
 const WAL_PREALLOCATION = (process.env["ETCD_TS_WAL_PREALLOCATION"] === "zeros" ? "zeros" : "sparse") as "zeros" | "sparse";
 
 /** etcd's gRPC receive limit is the request limit plus this much framing. */
@@ -169,6 +175,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       autoCompactionMode: cfg.autoCompactionMode,
       autoCompactionRetention: cfg.autoCompactionRetention,
       strictReconfigCheck: cfg.strictReconfigCheck,
+      ...(UNSAFE_FOLLOWER_READS ? { unsafeTestingKnobs: { followerReadsWithoutReadIndex: true } } : {}),
     },
     {
       wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION } }),

@@ -78,6 +78,11 @@ export interface EtcdServerOptions {
   maxSnapshots: number;
   /** Refuse membership changes that would endanger an active quorum (default true). */
   strictReconfigCheck?: boolean;
+  /** Deliberately broken variants, ONLY for proving that the cluster fault checks can fail. */
+  unsafeTestingKnobs?: {
+    /** A follower serves linearizable reads at once, from its own state, without ReadIndex. */
+    followerReadsWithoutReadIndex?: boolean;
+  };
 }
 
 export interface EtcdServerDeps {
@@ -468,7 +473,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   // ---- KV ----------------------------------------------------------------------------------
 
   async range(req: RangeRequest, _ctx?: RequestContext): Promise<RangeResponse> {
-    if (!req.serializable) await this.reads.notify();
+    if (!req.serializable) await this.linearizableRead();
     const resp = await applyRange(this.deps.store, req);
     resp.header = this.header(Number(resp.header!.revision));
     return resp;
@@ -488,7 +493,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   async txn(req: TxnRequest, _ctx?: RequestContext): Promise<TxnResponse> {
     if (isTxnReadOnly(req)) {
       // Read-only txns are served like ranges: no log entry.
-      if (!allRangesSerializable(req)) await this.reads.notify();
+      if (!allRangesSerializable(req)) await this.linearizableRead();
       const store = this.deps.store;
       const resp = await applyTxn(readOnlyWriter(store), req, txnChecks(this.deps, store.currentRevision));
       resp.header = this.header();
@@ -503,6 +508,12 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     const r = await this.proposer.propose(raftRequest({ compaction: req }));
     if (req.physical && r.physical) await r.physical;
     return r.value as ResponseHeader;
+  }
+
+  /** The wait of a linearizable range or read-only txn (broken on followers by a testing knob). */
+  private linearizableRead(): Promise<void> {
+    if (this.options.unsafeTestingKnobs?.followerReadsWithoutReadIndex === true && !this.isLeader) return Promise.resolve();
+    return this.reads.notify();
   }
 
   /** Resolves when a read served now would be linearizable. @throws ServerError Timeout/Stopped */
