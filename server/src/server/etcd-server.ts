@@ -173,7 +173,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       resumeFrom.confState,
     );
     this.baseApplier = new BackendApplier({ store, lessor, membership, alarms });
-    this.reads = new LinearizableReads(options, { raft, waitApplied: (i) => this.applyLoop.waitApplied(i), clock });
+    this.reads = new LinearizableReads(options, { raft, waitApplied: (i) => this.applyLoop.waitApplied(i), nextRequestId: () => this.proposer.nextRequestId(), clock });
     this.quota = new BackendQuota(options, {
       sizeBytes: () => store.sizeBytes(),
       isRaised: (a) => alarms.isRaised(a),
