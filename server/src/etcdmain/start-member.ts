@@ -224,6 +224,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     {},
     { services: peerServices(server), handler: server, streams: transport, snapshotHandler: (req, res) => void receiveSnapshot(req, res), logger: rafthttpLogger },
   );
+  // As etcd, the member starts (and hands its peers to the transport) before the peer port
+  // serves: a peer's stream request then finds this member knowing it, instead of a 404 that
+  // costs the peer a redial (a joining member's streams are up as soon as it is ready).
+  member.start();
   const peerListeners: net.Server[] = [];
   for (const u of cfg.listenPeerUrls) {
     const url = new URL(u);
@@ -249,7 +253,6 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     });
     peerListeners.push(peer);
   }
-  member.start();
   // As etcd, serve clients once the member has published itself (it has a leader and the log
   // commits).
   await server.ready;
