@@ -96,7 +96,12 @@ async function bulkPuts(urls: string[], count: number): Promise<number> {
   return acked;
 }
 
-async function runOnce(seed: number, log: string[]): Promise<void> {
+/**
+ * One seeded run; returns the problems the history and watch checks found (empty: all is well).
+ * `kinds` narrows the faults drawn (default: the suite's).
+ * @throws when the cluster fails otherwise (no liveness, no convergence, a stuck watcher)
+ */
+async function runOnce(seed: number, log: string[], kinds: readonly Fault[] = faults): Promise<string[]> {
   const rng = new SeededRandom(seed);
   const size = rng.next() < 0.7 ? 3 : 5;
   const main = binaryUnderTest();
@@ -118,7 +123,7 @@ async function runOnce(seed: number, log: string[]): Promise<void> {
     const proxy = cluster.proxy!;
     for (let f = 1; f <= faultsPerRun; f++) {
       await sleep(rng.int(200, 700));
-      const fault = pick(rng, faults);
+      const fault = pick(rng, kinds);
       const leader = await cluster.leaderIndex();
       const others = cluster.live.filter((i) => i !== leader);
       const follower = others.length > 0 ? pick(rng, others) : (leader + 1) % size;
@@ -229,7 +234,7 @@ async function runOnce(seed: number, log: string[]): Promise<void> {
       finalState: state.kvs.map((kv) => ({ key: kv.key, value: kv.value, modRevision: Number(kv.modRevision) })),
     });
     log.push(`judged ${clients.history.length} ops (${judgement.unknown} of unknown outcome) by ${judgement.linearizability} in ${Date.now() - t}ms`);
-    expect(judgement.problems).toEqual([]);
+    return judgement.problems;
   } catch (err) {
     log.push(cluster.logTails(2_000));
     throw err;
@@ -253,7 +258,7 @@ describe(`cluster faults (${runs} runs, ${faultsPerRun} faults each)`, () => {
         const log: string[] = [];
         const started = Date.now();
         try {
-          await runOnce(seed, log);
+          expect(await runOnce(seed, log)).toEqual([]);
         } catch (err) {
           console.error(`cluster faults failed: seed=${seed} (rerun: SEED=${seed} RUNS=1)\n${log.join("\n")}`);
           throw err;
@@ -263,4 +268,43 @@ describe(`cluster faults (${runs} runs, ${faultsPerRun} faults each)`, () => {
       long ? 600_000 : 120_000,
     );
   }
+});
+
+/**
+ * The checks must be able to fail: with every member deliberately broken (followers serve
+ * linearizable reads from their own state, without ReadIndex: ETCD_TS_UNSAFE_FOLLOWER_READS, a
+ * testing knob of etcd-ts), runs with faults that leave a follower behind (partitions, slow
+ * links) must report a linearizability violation within BROKEN_RUNS seeds (default 6).
+ */
+describe.skipIf(binaryUnderTest().kind !== "etcd-ts" || process.env.MIX_BIN !== undefined)("cluster faults with a broken member", () => {
+  const brokenRuns = envInt("BROKEN_RUNS", 6);
+  it(
+    `a follower serving stale linearizable reads is caught within ${brokenRuns} seeds`,
+    async () => {
+      const saved = process.env.ETCD_TS_UNSAFE_FOLLOWER_READS;
+      process.env.ETCD_TS_UNSAFE_FOLLOWER_READS = "1";
+      const outcomes: string[] = [];
+      try {
+        for (let k = 0; k < brokenRuns; k++) {
+          const seed = (baseSeed + 1000 + k) >>> 0;
+          const log: string[] = [];
+          let problems: string[];
+          try {
+            problems = await runOnce(seed, log, ["partition-pair", "slow-links"]);
+          } catch (err) {
+            outcomes.push(`seed=${seed}: failed otherwise: ${(err as Error).message.split("\n")[0]}`);
+            continue;
+          }
+          outcomes.push(`seed=${seed}: ${problems.length} problems${problems.length > 0 ? `: ${problems[0]!.slice(0, 200)}` : ""}`);
+          if (problems.some((p) => /^(linearizability|revision order):/.test(p))) return;
+        }
+        throw new Error(`no linearizability violation reported in ${brokenRuns} runs of a broken cluster:\n${outcomes.join("\n")}`);
+      } finally {
+        if (saved === undefined) delete process.env.ETCD_TS_UNSAFE_FOLLOWER_READS;
+        else process.env.ETCD_TS_UNSAFE_FOLLOWER_READS = saved;
+        if (process.env.VERBOSE === "1") console.log(outcomes.join("\n"));
+      }
+    },
+    brokenRuns * 120_000,
+  );
 });

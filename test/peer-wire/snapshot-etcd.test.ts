@@ -146,6 +146,7 @@ describe.skipIf(!existsSync(ETCD))("snapshot transfer with real etcd 3.4", () =>
       receiveSnapshot: (merged) => void received.push(merged),
       isIdRemoved: () => false,
       reportUnreachable: () => undefined,
+      reportRemoved: () => undefined,
       reportSnapshot: () => undefined,
     };
     const snapDir = path.join(root, "stand-in");

@@ -34,6 +34,7 @@ import { createSnapshotHandler } from "../rafthttp/snapshot-handler.js";
 import { etcdSnapshotDatabase } from "../server/etcd-database-image.js";
 import { peerRequestHandler } from "../rafthttp/peer-server.js";
 import { Transport } from "../rafthttp/transport.js";
+import { RemovedFromClusterError } from "../rafthttp/peer-protocol.js";
 import { peerServices } from "./peer-services.js";
 import { PeerLeaderClient } from "./leader-client.js";
 import { HttpPeerHashClient } from "./peer-hash-client.js";
@@ -46,6 +47,12 @@ import { AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb
  * a burst of writes on the disk that the fsyncs of the first client writes queue behind.
  * ETCD_TS_WAL_PREALLOCATION=zeros selects zero-filling.
  */
+/**
+ * ETCD_TS_UNSAFE_FOLLOWER_READS=1 breaks the member ON PURPOSE, for tests only: a follower serves
+ * linearizable reads from its own state without ReadIndex (stale reads), so that the cluster
+ * fault suite can show that its checks catch a violation. Never set it otherwise.
+ */
+const UNSAFE_FOLLOWER_READS = process.env["ETCD_TS_UNSAFE_FOLLOWER_READS"] === "1";
 const WAL_PREALLOCATION = (process.env["ETCD_TS_WAL_PREALLOCATION"] === "zeros" ? "zeros" : "sparse") as "zeros" | "sparse";
 
 /** etcd's gRPC receive limit is the request limit plus this much framing. */
@@ -139,7 +146,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
           { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir, tls: { ca: peerTlsFiles.ca, cert: peerTlsFiles.cert, key: peerTlsFiles.key } },
           { database: etcdSnapshotDatabase, logger: rafthttpLogger },
         );
-        if (!r.ok) throw new Error(`${r.failure}: ${r.error}`);
+        if (!r.ok) throw r.failure === "MemberRemoved" ? new RemovedFromClusterError() : new Error(`${r.failure}: ${r.error}`);
       },
       clock: systemClock,
       logger: rafthttpLogger,
@@ -171,6 +178,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       autoCompactionMode: cfg.autoCompactionMode,
       autoCompactionRetention: cfg.autoCompactionRetention,
       strictReconfigCheck: cfg.strictReconfigCheck,
+      ...(UNSAFE_FOLLOWER_READS ? { unsafeTestingKnobs: { followerReadsWithoutReadIndex: true } } : {}),
     },
     {
       wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION } }),
@@ -245,6 +253,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     {},
     { services: { ...peerServices(server), hashKV: (revision) => answerPeerHashKV((r) => server.store.hashKV(r), revision) }, handler: server, streams: transport, snapshotHandler: (req, res) => void receiveSnapshot(req, res), logger: rafthttpLogger },
   );
+  // As etcd, the member starts (and hands its peers to the transport) before the peer port
+  // serves: a peer's stream request then finds this member knowing it, instead of a 404 that
+  // costs the peer a redial (a joining member's streams are up as soon as it is ready).
+  member.start();
   const peerListeners: net.Server[] = [];
   for (const u of cfg.listenPeerUrls) {
     const url = new URL(u);
@@ -270,7 +282,6 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     });
     peerListeners.push(peer);
   }
-  member.start();
   corruption.start();
   // As etcd, serve clients once the member has published itself (it has a leader and the log
   // commits).

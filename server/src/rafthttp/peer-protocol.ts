@@ -26,6 +26,18 @@ export function parseIdHex(s: string): NodeId | undefined {
   return /^[0-9a-fA-F]{1,16}$/.test(s) ? BigInt("0x" + s) : undefined;
 }
 
+/**
+ * A peer told this member that it was removed from the cluster (a stream answered 410 Gone, a
+ * post or a snapshot 403). The transport reports it to the member (PeerHandler.reportRemoved),
+ * which stops, as etcd's does; the data dir must not be reused.
+ */
+export class RemovedFromClusterError extends Error {
+  constructor() {
+    super("the member has been permanently removed from the cluster");
+    this.name = "RemovedFromClusterError";
+  }
+}
+
 /** The receiver's check of a sender's headers: undefined when compatible, else the 412 text. */
 export function checkCompatibility(h: IncomingHttpHeaders, clusterId: bigint): string | undefined {
   return checkPeerRequest(h, { localId: 0n, clusterId });

@@ -17,7 +17,7 @@ import type { Clock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import type { MergedSnapshot, PeerHandler } from "../server/transport-port.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
-import { idHex } from "./peer-protocol.js";
+import { idHex, RemovedFromClusterError } from "./peer-protocol.js";
 import { PeerStatus } from "./peer-status.js";
 import { Pipeline } from "./pipeline.js";
 import { StreamReader, StreamWriter, type StreamType } from "./stream.js";
@@ -25,7 +25,8 @@ import { UrlPicker } from "./url-picker.js";
 
 /**
  * Sends one merged snapshot to a peer (POST /raft/snapshot); resolves when the peer answered
- * that it took it whole. @throws Error when it did not.
+ * that it took it whole. @throws RemovedFromClusterError when the peer answered that this member
+ * was removed (403); Error when it did not take it otherwise.
  */
 export type SnapshotSender = (
   target: { url: string; to: NodeId; headers: Record<string, string> },
@@ -105,6 +106,7 @@ export class Peer {
         logger.warn("failed to send database snapshot", { "remote-peer-id": this.hex, error: err.message });
         handler.reportUnreachable(this.id);
         handler.reportSnapshot(this.id, false);
+        if (err instanceof RemovedFromClusterError) handler.reportRemoved();
       },
     );
   }

@@ -3,14 +3,15 @@
  * body, answered 204), at most 4 in flight, at most 64 waiting. The fallback path when no
  * stream to the peer is up, and the only path to a remote (a member this one does not know yet).
  * A failed post marks the peer inactive, moves its URL picker on and tells raft the peer is
- * unreachable.
+ * unreachable; a post answered 403 (this member was removed from the cluster) also reports that
+ * to the member (PeerHandler.reportRemoved).
  */
 import type { Message, NodeId } from "../raft/types.js";
 import type { Logger } from "../pkg/logger.js";
 import type { PeerHandler } from "../server/transport-port.js";
 import { encodeMessage } from "./message-codec.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
-import { ERR_CLUSTER_ID_MISMATCH, ERR_INCOMPATIBLE_VERSION, idHex } from "./peer-protocol.js";
+import { ERR_CLUSTER_ID_MISMATCH, ERR_INCOMPATIBLE_VERSION, idHex, RemovedFromClusterError } from "./peer-protocol.js";
 import type { PeerStatus } from "./peer-status.js";
 import type { UrlPicker } from "./url-picker.js";
 
@@ -25,7 +26,7 @@ export interface PipelineDeps {
   client: PeerHttpClient;
   /** The headers of every request this member sends. */
   headers: Record<string, string>;
-  handler: Pick<PeerHandler, "reportUnreachable">;
+  handler: Pick<PeerHandler, "reportUnreachable" | "reportRemoved">;
   logger: Logger;
 }
 
@@ -70,6 +71,7 @@ export class Pipeline {
         encodeMessage(m),
         POST_TIMEOUT_MS,
       );
+      if (res.status === 403) throw new RemovedFromClusterError();
       const problem = postProblem(res.status, res.body.toString());
       if (problem !== undefined) throw new Error(problem);
       this.deps.status.activate();
@@ -78,6 +80,7 @@ export class Pipeline {
       this.deps.picker.unreachable(url);
       this.deps.status.deactivate(`failed to post to ${url}: ${(err as Error).message}`);
       this.deps.handler.reportUnreachable(this.peerId);
+      if (err instanceof RemovedFromClusterError) this.deps.handler.reportRemoved();
       this.deps.logger.debug("pipeline post failed", { "peer-id": idHex(this.peerId), error: (err as Error).message });
     }
   }

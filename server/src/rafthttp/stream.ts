@@ -10,7 +10,8 @@
  *
  * A writer sends a link heartbeat every 5/3 s so that the reader, which drops a stream silent
  * for 5 s, keeps it. A reader that lost its stream (or never got one) dials again 100 ms later,
- * on the next URL after a failure. A writer holds at most 4096 messages; the peer's send drops
+ * on the next URL after a failure; one answered 410 Gone (this member was removed from the
+ * cluster) reports it to the member (PeerHandler.reportRemoved) and stops dialling. A writer holds at most 4096 messages; the peer's send drops
  * messages beyond that.
  */
 import type http from "node:http";
@@ -21,7 +22,7 @@ import { PeerMessageRefusedError, type PeerHandler } from "../server/transport-p
 import { encodeMessageFrame, MessageStreamDecoder } from "./message-stream.js";
 import { isLinkHeartbeat, linkHeartbeatMessage, MsgAppV2Decoder, MsgAppV2Encoder } from "./msgapp-v2.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
-import { ERR_CLUSTER_ID_MISMATCH, ERR_INCOMPATIBLE_VERSION, idHex } from "./peer-protocol.js";
+import { ERR_CLUSTER_ID_MISMATCH, ERR_INCOMPATIBLE_VERSION, idHex, RemovedFromClusterError } from "./peer-protocol.js";
 import type { PeerStatus } from "./peer-status.js";
 import type { UrlPicker } from "./url-picker.js";
 
@@ -177,6 +178,13 @@ export class StreamReader {
         await this.readOnce(url);
       } catch (err) {
         if (this.stopped) break;
+        if (err instanceof RemovedFromClusterError) {
+          this.deps.logger.warn("a peer answered that this member was removed from the cluster", { "stream-type": this.type, "peer-id": idHex(this.peerId) });
+          this.deps.status.deactivate(`stream ${this.type} to ${url}: ${err.message}`);
+          this.stopped = true;
+          this.deps.handler.reportRemoved();
+          break;
+        }
         this.deps.picker.unreachable(url);
         this.deps.status.deactivate(`stream ${this.type} to ${url}: ${(err as Error).message}`);
       }
@@ -203,6 +211,7 @@ export class StreamReader {
     if (res.statusCode !== 200) {
       const body = await readSome(res);
       req.destroy();
+      if (res.statusCode === 410) throw new RemovedFromClusterError();
       throw new Error(streamRefusal(res.statusCode ?? 0, body));
     }
     this.deps.status.activate();

@@ -90,6 +90,8 @@ export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "
     raft?: RaftConfig["unsafeTestingKnobs"];
     applyBeforeFsync?: boolean;
     watch?: WatchHubOptions["unsafeTestingKnobs"];
+    /** Passed to the member (EtcdServerOptions.unsafeTestingKnobs). */
+    followerReadsWithoutReadIndex?: boolean;
   };
 }
 

@@ -78,6 +78,11 @@ export interface EtcdServerOptions {
   maxSnapshots: number;
   /** Refuse membership changes that would endanger an active quorum (default true). */
   strictReconfigCheck?: boolean;
+  /** Deliberately broken variants, ONLY for proving that the cluster fault checks can fail. */
+  unsafeTestingKnobs?: {
+    /** A follower serves linearizable reads at once, from its own state, without ReadIndex. */
+    followerReadsWithoutReadIndex?: boolean;
+  };
 }
 
 export interface EtcdServerDeps {
@@ -168,7 +173,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       resumeFrom.confState,
     );
     this.baseApplier = new BackendApplier({ store, lessor, membership, alarms });
-    this.reads = new LinearizableReads(options, { raft, waitApplied: (i) => this.applyLoop.waitApplied(i), clock });
+    this.reads = new LinearizableReads(options, { raft, waitApplied: (i) => this.applyLoop.waitApplied(i), nextRequestId: () => this.proposer.nextRequestId(), clock });
     this.quota = new BackendQuota(options, {
       sizeBytes: () => store.sizeBytes(),
       isRaised: (a) => alarms.isRaised(a),
@@ -415,6 +420,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.raft.step(message);
   }
 
+  reportRemoved(): void {
+    if (this.stopped) return;
+    this.deps.logger.warn("a peer answered that this member was removed from the cluster; the data-dir used by this member must be removed", {
+      "local-member-id": this.options.memberId.toString(16),
+    });
+    this.markRemoved();
+  }
+
   isIdRemoved(id: NodeId): boolean {
     return this.deps.membership.isRemoved(id);
   }
@@ -460,7 +473,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   // ---- KV ----------------------------------------------------------------------------------
 
   async range(req: RangeRequest, _ctx?: RequestContext): Promise<RangeResponse> {
-    if (!req.serializable) await this.reads.notify();
+    if (!req.serializable) await this.linearizableRead();
     const resp = await applyRange(this.deps.store, req);
     resp.header = this.header(Number(resp.header!.revision));
     return resp;
@@ -480,7 +493,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   async txn(req: TxnRequest, _ctx?: RequestContext): Promise<TxnResponse> {
     if (isTxnReadOnly(req)) {
       // Read-only txns are served like ranges: no log entry.
-      if (!allRangesSerializable(req)) await this.reads.notify();
+      if (!allRangesSerializable(req)) await this.linearizableRead();
       const store = this.deps.store;
       const resp = await applyTxn(readOnlyWriter(store), req, txnChecks(this.deps, store.currentRevision));
       resp.header = this.header();
@@ -495,6 +508,12 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     const r = await this.proposer.propose(raftRequest({ compaction: req }));
     if (req.physical && r.physical) await r.physical;
     return r.value as ResponseHeader;
+  }
+
+  /** The wait of a linearizable range or read-only txn (broken on followers by a testing knob). */
+  private linearizableRead(): Promise<void> {
+    if (this.options.unsafeTestingKnobs?.followerReadsWithoutReadIndex === true && !this.isLeader) return Promise.resolve();
+    return this.reads.notify();
   }
 
   /** Resolves when a read served now would be linearizable. @throws ServerError Timeout/Stopped */

@@ -81,6 +81,11 @@ export class Proposer {
     return this.wait.size;
   }
 
+  /** A fresh request ID: unique across the cluster (it carries this member's ID), as proposals' are. */
+  nextRequestId(): bigint {
+    return this.ids.next();
+  }
+
   /** A fresh lease ID (the caller checks the lessor for a collision). */
   nextLeaseId(): bigint {
     return this.ids.nextLeaseId();

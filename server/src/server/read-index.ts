@@ -3,6 +3,10 @@
  * confirms with a quorum that this member's view of the commit index is current, and then for
  * the apply path to reach that index. Every read that arrives while a round is in flight shares
  * the next round, so a burst of reads costs one round.
+ *
+ * A round's context is a request ID unique across the cluster (as etcd's): the leader keeps the
+ * ReadIndex requests of all members by context, and two members asking with the same context at
+ * once would leave one of them unanswered until its round timed out.
  */
 import type { NodeId, ReadState } from "../raft/types.js";
 import type { Clock, TimerHandle } from "../pkg/clock.js";
@@ -23,6 +27,8 @@ export interface LinearizableReadsDeps {
   raft: ReadIndexSink;
   /** Resolves once the apply path has applied `index`. */
   waitApplied(index: number): Promise<void>;
+  /** A request ID no other member uses (the proposer's), as a round's context. */
+  nextRequestId(): bigint;
   clock: Clock;
 }
 
@@ -40,7 +46,6 @@ interface Round {
 export class LinearizableReads {
   private readonly pending: Reader[] = [];
   private inFlight: Round | undefined;
-  private seq = 0n;
   private stoppedWith: Error | undefined;
 
   constructor(private readonly options: LinearizableReadsOptions, private readonly deps: LinearizableReadsDeps) {}
@@ -82,9 +87,8 @@ export class LinearizableReads {
   private startRound(): void {
     if (this.pending.length === 0 || this.stoppedWith) return;
     const readers = this.pending.splice(0);
-    this.seq += 1n;
     const ctxBuf = Buffer.alloc(8);
-    ctxBuf.writeBigUInt64BE(this.seq);
+    ctxBuf.writeBigUInt64BE(BigInt.asUintN(64, this.deps.nextRequestId()));
     const ctx = ctxBuf.toString("hex");
     const timer = this.deps.clock.setTimeout(() => {
       if (this.inFlight?.ctx !== ctx) return;

@@ -59,6 +59,11 @@ export interface PeerHandler {
   receiveSnapshot(merged: MergedSnapshot): void;
   /** Whether `id` was removed from the cluster (the transport refuses its traffic). */
   isIdRemoved(id: NodeId): boolean;
+  /**
+   * A peer answered that this member was removed from the cluster (etcd's errMemberRemoved, a
+   * critical error): the member stops. Called at most once per peer link; may repeat across peers.
+   */
+  reportRemoved(): void;
   /** The transport could not reach `id`: raft probes it again. */
   reportUnreachable(id: NodeId): void;
   /**

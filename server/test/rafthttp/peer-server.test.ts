@@ -37,6 +37,7 @@ const handler: PeerHandler = {
   receiveSnapshot: () => undefined,
   isIdRemoved: (id) => id === REMOVED,
   reportUnreachable: () => undefined,
+  reportRemoved: () => undefined,
   reportSnapshot: () => undefined,
 };
 const streams: StreamRegistry = {

@@ -58,6 +58,7 @@ class FakeMember implements PeerHandler {
     return false;
   }
   reportUnreachable(): void {}
+  reportRemoved(): void {}
   reportSnapshot(): void {}
 }
 

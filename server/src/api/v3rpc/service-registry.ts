@@ -17,6 +17,7 @@ import { watchService } from "./watch-service.js";
 import { LocalClient } from "./local-client.js";
 import { lockService } from "./lock-service.js";
 import { electionService } from "./election-service.js";
+import { gateLearner, type LearnerState } from "./learner-gate.js";
 
 /** One served service: its methods (paths, streaming, codecs) and the handlers behind them. */
 export interface ServiceEntry {
@@ -34,21 +35,30 @@ export interface ServiceRegistryOptions {
   watchProgressNotifyIntervalMs: number;
 }
 
-/** Pairs a definition with its implementation (the compiler checks that they name the same methods). */
-function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I): ServiceEntry {
-  return { definition, implementation };
+/**
+ * Pairs a definition with its implementation (the compiler checks that they name the same
+ * methods), refused while the member is a learner as etcd refuses it (learner-gate.ts).
+ */
+function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState): ServiceEntry {
+  return { definition, implementation: gateLearner(definition, implementation, learner) };
 }
 
 export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
   // Lock and Election run their recipes through the member as its own client.
   const local = new LocalClient({ maxTxnOps: options.maxTxnOps }, server, logger);
+  // As etcd: a learner is this member listed in the membership as one.
+  const learner: LearnerState = {
+    get isLearner() {
+      return server.membership.get(server.memberId)?.isLearner === true;
+    },
+  };
   return [
-    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger)),
-    entry(LeaseService, leaseService(server, logger)),
-    entry(ClusterService, clusterService(server, logger)),
-    entry(MaintenanceService, maintenanceService(server, logger)),
-    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger)),
-    entry(LockService, lockService(local, logger)),
-    entry(ElectionService, electionService(local, logger)),
+    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner),
+    entry(LeaseService, leaseService(server, logger), learner),
+    entry(ClusterService, clusterService(server, logger), learner),
+    entry(MaintenanceService, maintenanceService(server, logger), learner),
+    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner),
+    entry(LockService, lockService(local, logger), learner),
+    entry(ElectionService, electionService(local, logger), learner),
   ];
 }
