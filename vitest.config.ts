@@ -6,16 +6,8 @@ import { configDefaults, defineConfig } from "vitest/config";
  *   CLUSTER_TESTS=1 ETCD_BIN=/usr/bin/etcd npx vitest run test/crash/cluster-faults.test.ts
  */
 const needsPeerTransport = [
-  // needs the peer transport (the cluster harness on a live 3-member cluster)
-  "test/harness/cluster.test.ts",
-  // needs the peer transport (multi-member etcd-ts)
-  "test/crash/cluster-crash.test.ts",
-  // needs the peer transport (multi-member etcd-ts)
-  "test/crash/cluster-faults.test.ts",
   // needs the peer transport (etcd-ts and etcd members in one cluster)
   "test/crash/cluster-mixed.test.ts",
-  // needs the peer transport (3-member etcd-ts against 3-member etcd)
-  "test/etcdctl/cluster3.test.ts",
   // needs the peer transport (etcd-ts joins a running etcd 3.4 cluster)
   "test/bootstrap/join-e2e.test.ts",
 ];
