@@ -1,25 +1,9 @@
 import { configDefaults, defineConfig } from "vitest/config";
 
-/**
- * Multi-member suites that need etcd-ts's peer transport. Excluded from the default run until it
- * lands; `CLUSTER_TESTS=1` includes them, e.g. against real etcd:
- *   CLUSTER_TESTS=1 ETCD_BIN=/usr/bin/etcd npx vitest run test/crash/cluster-faults.test.ts
- */
-const needsPeerTransport = [
-  // needs the peer transport (the cluster harness on a live 3-member cluster)
-  "test/harness/cluster.test.ts",
-  // needs the peer transport (multi-member etcd-ts)
-  "test/crash/cluster-crash.test.ts",
-  // needs the peer transport (multi-member etcd-ts)
-  "test/crash/cluster-faults.test.ts",
-  // needs the peer transport (3-member etcd-ts against 3-member etcd)
-  "test/etcdctl/cluster3.test.ts",
-];
-
 export default defineConfig({
   test: {
     include: ["server/test/**/*.test.ts", "test/**/*.test.ts"],
-    exclude: [...configDefaults.exclude, ...(process.env.CLUSTER_TESTS === "1" ? [] : needsPeerTransport)],
+    exclude: [...configDefaults.exclude],
     // Integration tests start real processes on loopback ports; give them room on 2-core machines.
     testTimeout: 60_000,
     hookTimeout: 120_000,

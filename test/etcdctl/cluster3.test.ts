@@ -4,7 +4,7 @@
  * endpoint status / health / hashkv of the whole cluster, move-leader, member add (voter and
  * learner, started), promote, remove, update, and their errors.
  *
- * Run: CLUSTER_TESTS=1 npx vitest run test/etcdctl/cluster3.test.ts (ETCD_BIN=/usr/bin/etcd
+ * Run: npx vitest run test/etcdctl/cluster3.test.ts (ETCD_BIN=/usr/bin/etcd
  * compares etcd with itself); UPDATE_GOLDEN=1 rewrites golden/cluster3.txt.
  */
 import { describe } from "vitest";

@@ -2,7 +2,8 @@
  * Bootstrap refuses a backend behind the raft snapshot the WAL resumes from: the entries it lacks
  * are no longer replayed (a leader's snapshot whose install was cut short leaves this behind).
  * A restart takes its membership from the v2 store (etcd 3.4's snapshot data), or from the
- * records of a data dir written before the v2 store was kept.
+ * records of a data dir written before the v2 store was kept. A member told by a peer that it
+ * was removed resolves `removed` (the process then stops).
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -91,4 +92,15 @@ it("restarts from etcd 3.4's snapshot data: the membership comes from its v2 sto
   expect(server.membership.list().map((m) => [m.id, m.name, m.clientUrls])).toEqual([[0x15ffa49f0fb8a805n, "n1", ["http://127.0.0.1:40189"]]]);
   expect(server.membership.isRemoved(0x27d724e97d334fa5n)).toBe(true);
   expect(server.membership.v2.index).toBe(10);
+});
+
+it("stops when the transport reports that a peer answered 'removed' (PeerHandler.reportRemoved resolves `removed`)", async () => {
+  const server = await restartMember(10);
+  let removed = false;
+  void server.removed.then(() => (removed = true));
+  await new Promise((r) => setTimeout(r, 10));
+  expect(removed).toBe(false);
+  server.reportRemoved();
+  await server.removed;
+  expect(removed).toBe(true);
 });
