@@ -81,8 +81,13 @@ export class Transport implements StreamRegistry {
     for (const m of messages) {
       if (m.to === 0n) continue;
       const peer = this.peers.get(m.to);
-      if (peer !== undefined) peer.send(m);
-      else this.remotes.get(m.to)?.send(m) ?? this.deps.logger.debug("ignored message send request; unknown remote peer target", { "unknown-target-peer-id": idHex(m.to) });
+      if (peer !== undefined) {
+        peer.send(m);
+        continue;
+      }
+      const remote = this.remotes.get(m.to);
+      if (remote !== undefined) remote.send(m);
+      else this.deps.logger.debug("ignored message send request; unknown remote peer target", { "unknown-target-peer-id": idHex(m.to) });
     }
   }
 

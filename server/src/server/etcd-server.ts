@@ -369,8 +369,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       await this.updateClusterVersion();
       this.markReady();
     } catch (err) {
-      this.published = false;
       this.deps.logger.warn("failed to publish member attributes", { error: String(err) });
+      if (this.stopped) return;
+      // As etcd 3.4 does, keep trying until it commits: a proposal lost on its way to the leader
+      // (sent before the transport knew the leader as a peer, say) is never retried by raft, and
+      // the leader may not change again to trigger a new attempt.
+      this.deps.clock.setTimeout(() => {
+        if (!this.stopped) void this.publish();
+      }, this.options.heartbeatMs);
     }
   }
 
