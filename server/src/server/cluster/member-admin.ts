@@ -198,39 +198,35 @@ export class MemberAdmin {
     return this.deps.membership.list().filter((m) => !m.isLearner);
   }
 
-  /** A quorum of the voters plus the new one are started (a lone started voter may add a second). */
-  private readyToAddVoter(): boolean {
-    let members = 1;
+  /** The voters other than `except`, and how many of them have started. */
+  private votersStarted(except?: bigint): { members: number; started: number } {
+    let members = 0;
     let started = 0;
     for (const m of this.voters()) {
+      if (m.id === except) continue;
       if (m.name !== "") started++;
       members++;
     }
-    if (started === 1 && members === 2) return true;
-    return started >= quorum(members);
+    return { members, started };
+  }
+
+  /** A quorum of the voters plus the new one are started (a lone started voter may add a second). */
+  private readyToAddVoter(): boolean {
+    const { members, started } = this.votersStarted();
+    if (started === 1 && members + 1 === 2) return true;
+    return started >= quorum(members + 1);
   }
 
   /** A quorum of the voters, the learner counted as one of them and started. */
   private readyToPromote(): boolean {
-    let members = 1;
-    let started = 1;
-    for (const m of this.voters()) {
-      if (m.name !== "") started++;
-      members++;
-    }
-    return started >= quorum(members);
+    const { members, started } = this.votersStarted();
+    return started + 1 >= quorum(members + 1);
   }
 
   private checkRemove(id: bigint): void {
     const target = this.deps.membership.get(id);
     if (target?.isLearner) return;
-    let members = 0;
-    let started = 0;
-    for (const m of this.voters()) {
-      if (m.id === id) continue;
-      if (m.name !== "") started++;
-      members++;
-    }
+    const { members, started } = this.votersStarted(id);
     if (started < quorum(members)) throw serverError("NotEnoughStartedMembers");
     // A peer this member cannot reach is not part of the active quorum: removing it is safe.
     if (id !== this.options.memberId && this.activeSince(id) === undefined) return;
