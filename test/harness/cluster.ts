@@ -36,6 +36,8 @@ export interface ClusterOptions {
   /** Flags for every member (e.g. --heartbeat-interval). */
   extraArgs?: string[];
   readyTimeoutMs?: number;
+  /** Scheme of the peer URLs; default "http" ("https" needs the peer TLS flags in `extraArgs`). */
+  peerScheme?: "http" | "https";
   /** Put a LinkProxy in front of every member's peer listener. */
   linkProxy?: boolean;
 }
@@ -95,7 +97,7 @@ export class Cluster {
       const advertised: string[] = [];
       for (let i = 0; i < size; i++) {
         if (proxy) await proxy.addFront(i, ports[2 * i + 1]!);
-        advertised.push(proxy ? proxy.frontUrl(i) : `http://127.0.0.1:${ports[2 * i + 1]}`);
+        advertised.push(proxy ? proxy.frontUrl(i) : `${options.peerScheme ?? "http"}://127.0.0.1:${ports[2 * i + 1]}`);
       }
       const initialCluster = names.map((n, i) => `${n}=${advertised[i]}`).join(",");
       for (let i = 0; i < size; i++) {
@@ -107,6 +109,7 @@ export class Cluster {
             initialCluster,
             advertisePeerUrl: proxy ? advertised[i] : undefined,
             ports: { client: ports[2 * i]!, peer: ports[2 * i + 1]! },
+            peerScheme: options.peerScheme,
             readyMembers: size,
             extraArgs: options.extraArgs,
             readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
@@ -274,7 +277,7 @@ export class Cluster {
     const name = options.name ?? this.nameOf(index);
     const [client, peer] = await freePorts(2);
     if (this.proxy) await this.proxy.addFront(index, peer!);
-    const advertised = this.proxy ? this.proxy.frontUrl(index) : `http://127.0.0.1:${peer}`;
+    const advertised = this.proxy ? this.proxy.frontUrl(index) : `${this.options.peerScheme ?? "http"}://127.0.0.1:${peer}`;
     const args = ["member", "add", name, `--peer-urls=${advertised}`, ...(options.learner ? ["--learner"] : [])];
     const res = await this.etcdctlOk(args);
     options.onMemberAdd?.(res);
@@ -288,6 +291,7 @@ export class Cluster {
       initialClusterState: "existing",
       advertisePeerUrl: this.proxy ? advertised : undefined,
       ports: { client: client!, peer: peer! },
+      peerScheme: this.options.peerScheme,
       readySerializable: true,
       extraArgs: options.extraArgs ?? this.options.extraArgs,
       readyTimeoutMs: this.options.readyTimeoutMs ?? 60_000,

@@ -71,6 +71,8 @@ export interface MemberOptions {
    * multi-member cluster pass the whole list and preassigned `ports`.
    */
   initialCluster?: string;
+  /** Scheme of the peer URLs; default "http" ("https" needs the peer TLS flags in `extraArgs`). */
+  peerScheme?: "http" | "https";
   /** Ports to listen on; default: free ports picked on the first start. */
   ports?: { client: number; peer: number };
   /**
@@ -123,7 +125,7 @@ export class Member {
   }
 
   get listenPeerUrl(): string {
-    return `http://127.0.0.1:${this.peerPort}`;
+    return `${this.options.peerScheme ?? "http"}://127.0.0.1:${this.peerPort}`;
   }
 
   get advertisePeerUrl(): string {

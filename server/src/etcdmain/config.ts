@@ -68,6 +68,11 @@ export interface ServerConfig {
   peerTrustedCaFile: string;
   /** --peer-cert-allowed-cn: the common name peers' certificates must carry ("" = any). */
   peerCertAllowedCn: string;
+  /** --peer-cert-allowed-hostname: the host name or IP peers' certificates must be valid for. */
+  peerCertAllowedHostname: string;
+  /** --peer-crl-file / --client-crl-file: revocation lists checked against the other side. */
+  peerCrlFile: string;
+  clientCrlFile: string;
   authToken: string;
   bcryptCost: number;
   authTokenTtlSeconds: number;
@@ -537,6 +542,9 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     peerClientCertAuth: bool("peer-client-cert-auth"),
     peerTrustedCaFile: get("peer-trusted-ca-file"),
     peerCertAllowedCn: get("peer-cert-allowed-cn"),
+    peerCertAllowedHostname: get("peer-cert-allowed-hostname"),
+    peerCrlFile: get("peer-crl-file"),
+    clientCrlFile: get("client-crl-file"),
     authToken: get("auth-token"),
     bcryptCost: num("bcrypt-cost"),
     authTokenTtlSeconds: num("auth-token-ttl"),

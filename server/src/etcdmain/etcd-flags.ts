@@ -138,8 +138,8 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "enable-v2", "experimental-enable-v2v3", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
   "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "enable-pprof",
   "experimental-backend-bbolt-freelist-type", "log-package-levels", "backend-batch-interval",
-  "backend-batch-limit", "cipher-suites", "client-crl-file", "peer-crl-file",
-  "host-whitelist", "cors", "peer-cert-allowed-hostname", "client-cert-allowed-hostname",
+  "backend-batch-limit", "cipher-suites",
+  "host-whitelist", "cors", "client-cert-allowed-hostname",
   "experimental-peer-skip-client-san-verification", "grpc-keepalive-min-time", "force-new-cluster",
 ]);
 

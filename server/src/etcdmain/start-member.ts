@@ -27,7 +27,8 @@ import { Metrics } from "../api/http/metrics.js";
 import type { ServerConfig } from "./config.js";
 import { applyAutoTls } from "./auto-tls.js";
 import { planStart } from "./cluster-bootstrap.js";
-import { PeerHttpClient, type PeerClientTls } from "../rafthttp/peer-http-client.js";
+import { PeerHttpClient } from "../rafthttp/peer-http-client.js";
+import { clientTlsOptions as peerTlsClientOptions, refuseDisallowed, serverTlsOptions, validateTlsInfo, type TlsInfo } from "../pkg/tls-info.js";
 import { PeerClient } from "../rafthttp/peer-client.js";
 import { sendSnapshot } from "../rafthttp/snapshot-sender.js";
 import { createSnapshotHandler } from "../rafthttp/snapshot-handler.js";
@@ -77,6 +78,7 @@ function clientTlsOptions(cfg: ServerConfig): tls.TlsOptions | undefined {
   if (cfg.certFile === "" || cfg.keyFile === "") return undefined;
   const options: tls.TlsOptions = { cert: readFileSync(cfg.certFile), key: readFileSync(cfg.keyFile), minVersion: "TLSv1.2" };
   if (cfg.trustedCaFile !== "") options.ca = readFileSync(cfg.trustedCaFile);
+  if (cfg.clientCrlFile !== "") options.crl = readFileSync(cfg.clientCrlFile);
   if (cfg.clientCertAuth) {
     options.requestCert = true;
     options.rejectUnauthorized = true;
@@ -84,35 +86,25 @@ function clientTlsOptions(cfg: ServerConfig): tls.TlsOptions | undefined {
   return options;
 }
 
-/** The peer TLS files (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file), read once. */
-interface PeerTlsFiles {
-  cert?: Buffer;
-  key?: Buffer;
-  ca?: Buffer;
-}
-
-function readPeerTls(cfg: ServerConfig): PeerTlsFiles {
-  const read = (f: string): Buffer | undefined => (f === "" ? undefined : readFileSync(f));
-  return { cert: read(cfg.peerCertFile), key: read(cfg.peerKeyFile), ca: read(cfg.peerTrustedCaFile) };
-}
-
 /**
- * The peer listener's TLS, as etcd's: the peer certificate; with --peer-client-cert-auth every
- * client must present a certificate the trusted CA signed, and with --peer-cert-allowed-cn its
- * common name must be that one.
+ * Peer TLS as etcd's: the peer certificate and key, the trusted CA, the revocation list; with
+ * --peer-client-cert-auth the listener requires client certificates the CA signed, and
+ * --peer-cert-allowed-cn / --peer-cert-allowed-hostname narrow which ones (on both sides of a
+ * peer connection). Files are read once.
  */
-function peerServerTls(cfg: ServerConfig, files: PeerTlsFiles): tls.TlsOptions {
-  const options: tls.TlsOptions = { cert: files.cert, key: files.key, ca: files.ca, minVersion: "TLSv1.2" };
-  if (cfg.peerClientCertAuth) {
-    options.requestCert = true;
-    options.rejectUnauthorized = true;
-  }
-  return options;
-}
-
-/** Whether a peer's TLS connection shows the certificate --peer-cert-allowed-cn asks for. */
-function peerCnAllowed(socket: tls.TLSSocket, allowedCn: string): boolean {
-  return socket.authorized && socket.getPeerCertificate().subject?.CN === allowedCn;
+function readPeerTls(cfg: ServerConfig): TlsInfo {
+  const read = (f: string): Buffer | undefined => (f === "" ? undefined : readFileSync(f));
+  const info: TlsInfo = {
+    cert: read(cfg.peerCertFile),
+    key: read(cfg.peerKeyFile),
+    ca: read(cfg.peerTrustedCaFile),
+    crl: read(cfg.peerCrlFile),
+    clientCertAuth: cfg.peerClientCertAuth,
+    allowedCn: cfg.peerCertAllowedCn,
+    allowedHostname: cfg.peerCertAllowedHostname,
+  };
+  validateTlsInfo(info);
+  return info;
 }
 
 export async function startMember(cfg: ServerConfig, logger: Logger): Promise<RunningMember> {
@@ -127,10 +119,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
 
   // The peer transport: built before the member (its PeerTransport), started once the member
   // exists, stopped before the member's storage closes.
-  const peerTlsFiles = readPeerTls(cfg);
-  const allowedCn = cfg.peerCertAllowedCn;
-  const clientTlsForPeers: PeerClientTls = { ...peerTlsFiles, allowedCn: allowedCn || undefined };
-  const peerClient = new PeerHttpClient({ tls: clientTlsForPeers });
+  const peerTls = readPeerTls(cfg);
+  const peerClient = new PeerHttpClient({ tls: peerTls });
+  const peerTlsRequestOptions = peerTlsClientOptions(peerTls);
   const rafthttpLogger = logger.named("rafthttp");
   // The member's IDs are known once it is bootstrapped; snapshots are sent only after that.
   let identity: { localId: bigint; clusterId: bigint } | undefined;
@@ -143,7 +134,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
         const r = await sendSnapshot(
           merged,
           target.url,
-          { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir, tls: { ca: peerTlsFiles.ca, cert: peerTlsFiles.cert, key: peerTlsFiles.key } },
+          { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir, tls: peerTlsRequestOptions },
           { database: etcdSnapshotDatabase, logger: rafthttpLogger },
         );
         if (!r.ok) throw r.failure === "MemberRemoved" ? new RemovedFromClusterError() : new Error(`${r.failure}: ${r.error}`);
@@ -153,8 +144,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     },
   );
   const leaderClient = new PeerLeaderClient(
-    new PeerClient({ timeoutMs: 5000 + 2 * cfg.electionMs }, { client: new PeerHttpClient({ tls: clientTlsForPeers }) }),
-    new PeerHttpClient({ tls: clientTlsForPeers }),
+    new PeerClient({ timeoutMs: 5000 + 2 * cfg.electionMs }, { client: new PeerHttpClient({ tls: peerTls }) }),
+    new PeerHttpClient({ tls: peerTls }),
   );
 
   const member = await bootstrapMember(
@@ -212,7 +203,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       raiseCorrupt: async () => {
         await server.alarm({ action: AlarmRequest_AlarmAction.ACTIVATE, memberID: 0n, alarm: AlarmType.CORRUPT });
       },
-      client: new HttpPeerHashClient(new PeerHttpClient({ tls: clientTlsForPeers })),
+      client: new HttpPeerHashClient(new PeerHttpClient({ tls: peerTls })),
       clock: systemClock,
       logger: logger.named("corrupt"),
     },
@@ -262,15 +253,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     const url = new URL(u);
     let peer: http.Server;
     if (url.protocol === "https:") {
-      if (peerTlsFiles.cert === undefined || peerTlsFiles.key === undefined) {
+      if (peerTls.cert === undefined || peerTls.key === undefined) {
         throw new Error(`cannot listen on TLS for ${url.host}: KeyFile and CertFile are not presented`);
       }
-      peer = https.createServer(peerServerTls(cfg, peerTlsFiles), peerHandler);
-      if (allowedCn !== "") {
-        peer.on("secureConnection", (socket: tls.TLSSocket) => {
-          if (!peerCnAllowed(socket, allowedCn)) socket.destroy();
-        });
-      }
+      peer = https.createServer(serverTlsOptions(peerTls), peerHandler);
+      peer.on("secureConnection", (socket: tls.TLSSocket) => void refuseDisallowed(peerTls, socket));
     } else {
       peer = http.createServer(peerHandler);
     }

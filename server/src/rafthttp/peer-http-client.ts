@@ -7,15 +7,10 @@
  */
 import http from "node:http";
 import https from "node:https";
-import tls from "node:tls";
+import { clientTlsOptions, type TlsInfo } from "../pkg/tls-info.js";
 
-export interface PeerClientTls {
-  ca?: Buffer;
-  cert?: Buffer;
-  key?: Buffer;
-  /** The common name a peer's certificate must carry (--peer-cert-allowed-cn). */
-  allowedCn?: string;
-}
+/** The client side of peer TLS (see pkg/tls-info.ts for the CN and host-name rules). */
+export type PeerClientTls = TlsInfo;
 
 export interface PeerHttpClientOptions {
   tls?: PeerClientTls;
@@ -44,16 +39,7 @@ export class PeerHttpClient {
 
   constructor(options: PeerHttpClientOptions = {}) {
     this.dialTimeoutMs = options.dialTimeoutMs ?? 1000;
-    const t = options.tls ?? {};
-    const tlsOptions: https.AgentOptions = { ca: t.ca, cert: t.cert, key: t.key, minVersion: "TLSv1.2" };
-    if (t.allowedCn !== undefined && t.allowedCn !== "") {
-      const cn = t.allowedCn;
-      tlsOptions.checkServerIdentity = (host, cert) => {
-        const err = tls.checkServerIdentity(host, cert);
-        if (err) return err;
-        return cert.subject?.CN === cn ? undefined : new Error(`peer certificate CN ${JSON.stringify(cert.subject?.CN)} is not the allowed ${JSON.stringify(cn)}`);
-      };
-    }
+    const tlsOptions = clientTlsOptions(options.tls ?? {});
     this.pooled = { http: new http.Agent({ keepAlive: true, maxSockets: 8 }), https: new https.Agent({ ...tlsOptions, keepAlive: true, maxSockets: 8 }) };
     this.unpooled = { http: new http.Agent({ keepAlive: false }), https: new https.Agent({ ...tlsOptions, keepAlive: false }) };
   }
