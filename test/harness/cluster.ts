@@ -35,6 +35,8 @@ export interface ClusterOptions {
   clusterToken?: string;
   /** Flags for every member (e.g. --heartbeat-interval). */
   extraArgs?: string[];
+  /** Extra environment variables of every member. */
+  env?: Record<string, string>;
   readyTimeoutMs?: number;
   /** Scheme of the peer URLs; default "http" ("https" needs the peer TLS flags in `extraArgs`). */
   peerScheme?: "http" | "https";
@@ -112,6 +114,7 @@ export class Cluster {
             peerScheme: options.peerScheme,
             readyMembers: size,
             extraArgs: options.extraArgs,
+            env: options.env,
             readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
           }),
         );
@@ -294,6 +297,7 @@ export class Cluster {
       peerScheme: this.options.peerScheme,
       readySerializable: true,
       extraArgs: options.extraArgs ?? this.options.extraArgs,
+      env: this.options.env,
       readyTimeoutMs: this.options.readyTimeoutMs ?? 60_000,
     });
     this.members.push(member);

@@ -82,6 +82,8 @@ export interface ServerConfig {
   logOutputs: string[];
   logLevel: string;
   enableLeaseCheckpoint: boolean;
+  /** --experimental-enable-lease-checkpoint-persist (needs --experimental-enable-lease-checkpoint). */
+  enableLeaseCheckpointPersist: boolean;
   /** Compare HashKV with the peers before a restarted member starts (--experimental-initial-corrupt-check). */
   initialCorruptCheck: boolean;
   /** Time between the leader's corruption checks; 0 disables them (--experimental-corrupt-check-time). */
@@ -489,6 +491,9 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
   }
   const autoCompactionRetention = get("auto-compaction-retention") || "0";
   checkCompactionRetention(autoCompactionRetention);
+  if (bool("experimental-enable-lease-checkpoint-persist") && !bool("experimental-enable-lease-checkpoint")) {
+    throw verifyError("setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint");
+  }
 
   // etcd: with a non-default name and the default cluster, the cluster is this member alone, at
   // its advertised peer URLs.
@@ -555,6 +560,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     logOutputs,
     logLevel: bool("debug") ? "debug" : get("log-level"),
     enableLeaseCheckpoint: bool("experimental-enable-lease-checkpoint"),
+    enableLeaseCheckpointPersist: bool("experimental-enable-lease-checkpoint-persist"),
     initialCorruptCheck: bool("experimental-initial-corrupt-check"),
     corruptCheckTimeMs: durMs("experimental-corrupt-check-time"),
     compactionBatchLimit: num("experimental-compaction-batch-limit"),

@@ -115,6 +115,7 @@ const ROWS: Row[] = [
   ["experimental-enable-v2v3", "string", "", "v3 prefix for serving emulated v2 state."],
   ["experimental-backend-bbolt-freelist-type", "string", "array", "ExperimentalBackendFreelistType specifies the type of freelist that boltdb backend uses(array and map are supported types)"],
   ["experimental-enable-lease-checkpoint", "bool", "false", "Enable to persist lease remaining TTL to prevent indefinite auto-renewal of long lived leases."],
+  ["experimental-enable-lease-checkpoint-persist", "bool", "false", "Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases. Always enabled in v3.6. Should be used to ensure smooth upgrade from v3.5 clusters with this feature enabled. Requires experimental-enable-lease-checkpoint to be enabled."],
   ["experimental-compaction-batch-limit", "int", "1000", "Sets the maximum revisions deleted in each compaction batch."],
   ["experimental-peer-skip-client-san-verification", "bool", "false", "Skip verification of SAN field in client certificate for peer connections."],
   ["experimental-watch-progress-notify-interval", "duration", "10m", "Duration of periodic watch progress notifications."],

@@ -76,6 +76,10 @@ export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "
   joinExisting?: { clusterId: bigint; memberId: bigint };
   preVote: boolean;
   enableLeaseCheckpoint: boolean;
+  /** --experimental-enable-lease-checkpoint-persist: applied checkpoints survive a restart. */
+  persistLeaseCheckpoints?: boolean;
+  /** Interval between checkpoints of one lease; default etcd's 5 minutes. */
+  leaseCheckpointIntervalMs?: number;
   /** Skip fsync (--unsafe-no-fsync). */
   unsafeNoFsync: boolean;
   autoCompactionMode: "periodic" | "revision";
@@ -185,7 +189,12 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   const leaseRecords = new LeaseRecords(store);
   const minTtlSeconds = Math.ceil((Math.floor((3 * electionTicks) / 2) * options.heartbeatMs) / 1000);
   const lessor = new Lessor(
-    { minTtlSeconds, enableCheckpoints: options.enableLeaseCheckpoint },
+    {
+      minTtlSeconds,
+      enableCheckpoints: options.enableLeaseCheckpoint,
+      persistCheckpoints: options.persistLeaseCheckpoints,
+      checkpointIntervalMs: options.leaseCheckpointIntervalMs,
+    },
     { persistence: leaseRecords, clock, logger: logger.named("lease") },
   );
   await recoverLeases(lessor, store);
