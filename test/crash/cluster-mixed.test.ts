@@ -134,6 +134,10 @@ async function joinThenLoseAnOldMember(s: Scenario, rng: SeededRandom, joiner: S
   await cluster.kill(victim);
   const before = s.clients.acknowledged;
   await sleep(rng.int(1_500, 2_500));
+  // A killed leader costs an election first; on a loaded machine that and the clients' retries
+  // can outlast the window, so wait (bounded) for the first acknowledgement.
+  const deadline = Date.now() + 10_000;
+  while (s.clients.acknowledged === before && Date.now() < deadline) await sleep(100);
   log.push(`killed ${cluster.members[victim]!.name} (leader ${leader}); ${s.clients.acknowledged - before} ops acknowledged while it was down`);
   expect(s.clients.acknowledged - before, "no progress with the joined member in the quorum").toBeGreaterThan(0);
   // Writes through the joined member itself.

@@ -81,6 +81,9 @@ describe("cluster harness", () => {
       // Membership: learner in, promoted, leader moved to it, removed after moving away again.
       await c.waitReconfigurable();
       const added = await c.addMember({ binary: binaryUnderTest(), learner: true });
+      // Its first entries may come by pipeline; a stream to it follows (bounded wait).
+      const streamDeadline = Date.now() + 10_000;
+      while (!proxy.describeConnections().some((x) => x.front === added && x.kind === "stream") && Date.now() < streamDeadline) await sleep(100);
       expect(proxy.describeConnections().some((x) => x.front === added && x.kind === "stream")).toBe(true);
       await c.promote(added);
       await c.moveLeader(added);
