@@ -83,6 +83,7 @@ import {
 import { sleep, type Clock } from "../pkg/clock.js";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
 import { ValueCache } from "./value-cache.js";
+import { ByteArena } from "./byte-arena.js";
 import { WatchHub, type CommittedChange, type WatchHubOptions, type WatchOptions, type WatchSink, type Watcher } from "./watch-hub.js";
 
 export const META_SCHEDULED_COMPACT = Buffer.from("scheduledCompactRev");
@@ -220,6 +221,10 @@ export class MvccStore {
   private readonly clock: Clock;
   /** Completes when a compaction interrupted by a restart has been finished (tests). */
   resumedCompaction: Promise<void> = Promise.resolve();
+  /** The key index's copies of its keys (see byte-arena.ts for why they are copied). */
+  private readonly keyArena = new ByteArena(64 * 1024);
+  /** Copies of written values, which the value cache and watch events keep. */
+  private readonly valueArena = new ByteArena(16 * 1024);
 
   private constructor(
     readonly backend: Backend,
@@ -292,7 +297,7 @@ export class MvccStore {
           if (ki) {
             ki.put(main, sub);
           } else {
-            ki = new KeyIndex(Buffer.from(kv.key));
+            ki = new KeyIndex(this.keyArena.copy(kv.key));
             ki.restore(kv.createRevision, main, sub, kv.version);
             byKey.set(keyStr, ki);
           }
@@ -490,11 +495,16 @@ export class MvccStore {
     return this.index.get(keyStr);
   }
 
-  /** @internal */
+  /** @internal A new index entry, keeping a copy of `key` (the caller's may be a request's view). */
   createKeyIndex(keyStr: string, key: Buffer): KeyIndex {
-    const ki = new KeyIndex(key);
+    const ki = new KeyIndex(this.keyArena.copy(key));
     this.index.set(keyStr, ki);
     return ki;
+  }
+
+  /** @internal A copy of a written value that pins no request buffer. */
+  keepValue(value: Buffer): Buffer {
+    return value.length === 0 ? EMPTY_BUFFER : this.valueArena.copy(value);
   }
 
   /** @internal */
@@ -905,7 +915,9 @@ class StoreWriteTxn implements WriteTxn {
     } else {
       ki = this.store.createKeyIndex(keyStr, key);
     }
-    const kv: KeyValue = { key, createRevision, modRevision: rev, version, value, lease };
+    // The index's own copy of the key and a kept copy of the value: `key` and `value` are views
+    // into the request's bytes, which must not live as long as the cache and watchers keep kv.
+    const kv: KeyValue = { key: ki.key, createRevision, modRevision: rev, version, value: this.store.keepValue(value), lease };
     ki.put(rev, sub);
     ki.lease = lease;
     this.store.stagePending(rev, sub, kv);

@@ -137,9 +137,15 @@ export class Proposer {
     return this.settled(done);
   }
 
-  /** The decoded form of an entry proposed here (undefined for entries from other members). */
+  /**
+   * The decoded form of an entry proposed here (undefined for entries from other members), handed
+   * over once: the entry's bytes stay in the Raft log until it is compacted, and the decoded form
+   * (whose keys and values are views into the client's request) must not live that long.
+   */
   decodedProposal(data: Uint8Array): InternalRaftRequest | undefined {
-    return this.proposed.get(data);
+    const req = this.proposed.get(data);
+    if (req !== undefined) this.proposed.delete(data);
+    return req;
   }
 
   /** Answers the proposer of request `id`, if it waits here. */
