@@ -157,6 +157,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     new PeerHttpClient({ tls: clientTlsForPeers }),
   );
 
+  // Tracing: the SDK is loaded only when the flag is on.
+  const tracing = cfg.tracing === undefined ? undefined : (await import("../api/v3rpc/rpc-tracing.js")).startRpcTracing(cfg.tracing, { logger: logger.named("tracing") });
+
   const member = await bootstrapMember(
     {
       name: cfg.name,
@@ -195,6 +198,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       },
       randomSeed: Date.now(),
       logger,
+      ...(tracing !== undefined ? { observer: tracing.observer } : {}),
     },
   );
   const server = member.server;
@@ -239,7 +243,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     "grpc.enable_channelz": 0,
   });
   const apiLogger = logger.named("api");
-  const services = serviceRegistry(server, { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger);
+  const services = serviceRegistry(
+    server,
+    { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs, wrapService: tracing?.wrapService },
+    apiLogger,
+  );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const http1 = http.createServer(httpHandler(server, metrics, services));
@@ -317,6 +325,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
         await transport.stop();
         await member.stop();
         grpcServer.forceShutdown();
+        await tracing?.shutdown();
       })();
       return stopping;
     },

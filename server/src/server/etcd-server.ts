@@ -45,6 +45,7 @@ import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./qu
 import type { ApplyBatch, PeerTransport, RaftNode, ReadyHandler } from "./raft-node.js";
 import { LinearizableReads } from "./read-index.js";
 import { ReceivedSnapshots } from "./received-snapshots.js";
+import type { RequestTrace } from "./request-trace.js";
 import type { RequestContext } from "./request-context.js";
 import type { StorePort, WriteSession } from "./store-port.js";
 import { PeerMessageRefusedError, type MergedSnapshot, type PeerHandler } from "./transport-port.js";
@@ -478,35 +479,35 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 
   // ---- KV ----------------------------------------------------------------------------------
 
-  async range(req: RangeRequest, _ctx?: RequestContext): Promise<RangeResponse> {
-    if (!req.serializable) await this.linearizableRead();
+  async range(req: RangeRequest, ctx?: RequestContext): Promise<RangeResponse> {
+    if (!req.serializable) await this.linearizableRead(ctx?.trace);
     const resp = await applyRange(this.deps.store, req);
     resp.header = this.header(Number(resp.header!.revision));
     return resp;
   }
 
-  async put(req: PutRequest, _ctx?: RequestContext): Promise<PutResponse> {
+  async put(req: PutRequest, ctx?: RequestContext): Promise<PutResponse> {
     this.quota.check(putCostBytes(req.key, req.value));
-    const r = await this.proposer.propose(raftRequest({ put: req }));
+    const r = await this.proposer.propose(raftRequest({ put: req }), ctx?.trace);
     return r.value as PutResponse;
   }
 
-  async deleteRange(req: DeleteRangeRequest, _ctx?: RequestContext): Promise<DeleteRangeResponse> {
-    const r = await this.proposer.propose(raftRequest({ deleteRange: req }));
+  async deleteRange(req: DeleteRangeRequest, ctx?: RequestContext): Promise<DeleteRangeResponse> {
+    const r = await this.proposer.propose(raftRequest({ deleteRange: req }), ctx?.trace);
     return r.value as DeleteRangeResponse;
   }
 
-  async txn(req: TxnRequest, _ctx?: RequestContext): Promise<TxnResponse> {
+  async txn(req: TxnRequest, ctx?: RequestContext): Promise<TxnResponse> {
     if (isTxnReadOnly(req)) {
       // Read-only txns are served like ranges: no log entry.
-      if (!allRangesSerializable(req)) await this.linearizableRead();
+      if (!allRangesSerializable(req)) await this.linearizableRead(ctx?.trace);
       const store = this.deps.store;
       const resp = await applyTxn(readOnlyWriter(store), req, txnChecks(this.deps, store.currentRevision));
       resp.header = this.header();
       return resp;
     }
     this.quota.check(txnCostBytes(req));
-    const r = await this.proposer.propose(raftRequest({ txn: req }));
+    const r = await this.proposer.propose(raftRequest({ txn: req }), ctx?.trace);
     return r.value as TxnResponse;
   }
 
@@ -516,10 +517,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     return r.value as ResponseHeader;
   }
 
-  /** The wait of a linearizable range or read-only txn (broken on followers by a testing knob). */
-  private linearizableRead(): Promise<void> {
+  /**
+   * The wait of a linearizable range or read-only txn (broken on followers by a testing knob),
+   * reported to a traced request as its "read index" stage.
+   */
+  private linearizableRead(trace: RequestTrace | undefined): Promise<void> {
     if (this.options.unsafeTestingKnobs?.followerReadsWithoutReadIndex === true && !this.isLeader) return Promise.resolve();
-    return this.reads.notify();
+    const wait = this.reads.notify();
+    return trace === undefined ? wait : trace.stage("read index", wait);
   }
 
   /** Resolves when a read served now would be linearizable. @throws ServerError Timeout/Stopped */
