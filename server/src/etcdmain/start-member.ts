@@ -303,7 +303,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${u} with HTTPS scheme`);
     }
     clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
-    logger.info("serving client traffic", { address: u });
+    if (secure) logger.info("serving client traffic securely", { address: url.host });
+    else logger.info("serving client traffic insecurely; this is strongly discouraged!", { address: url.host || url.pathname });
   }
   logger.info("ready to serve client requests", { name: cfg.name });
 

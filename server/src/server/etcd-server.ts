@@ -296,14 +296,26 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.transportPeers = current;
   }
 
+  /** The leader the last leader-change log line named (0: none). */
+  private loggedLead = 0n;
+
   onReadStates(states: ReadState[]): void {
     this.reads.onReadStates(states);
   }
 
   onSoftState(state: SoftState): void {
+    if (state.lead !== this.loggedLead) {
+      // etcd's raft node reports every change of leader in these words.
+      const self = this.options.memberId.toString(16);
+      const term = this.raft.status().hardState.term;
+      const [from, to] = [this.loggedLead.toString(16), state.lead.toString(16)];
+      if (this.loggedLead === 0n) this.deps.logger.info(`raft.node: ${self} elected leader ${to} at term ${term}`, { "raft-term": term });
+      else if (state.lead === 0n) this.deps.logger.info(`raft.node: ${self} lost leader ${from} at term ${term}`, { "raft-term": term });
+      else this.deps.logger.info(`raft.node: ${self} changed leader from ${from} to ${to} at term ${term}`, { "raft-term": term });
+      this.loggedLead = state.lead;
+    }
     if (state.role === StateRole.Leader) {
       this.deps.lessor.promote(this.options.electionMs);
-      this.deps.logger.info("became leader", { term: this.raft.status().hardState.term });
     } else if (this.deps.lessor.isPrimary()) {
       this.deps.lessor.demote();
     }
@@ -366,7 +378,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.published = true;
     try {
       const { memberId, name, clientUrls } = this.options;
-      await this.proposer.proposeV2({ Method: "PUT", Path: `/0/members/${memberId.toString(16)}/attributes`, Val: encodeAttributes(name, clientUrls) });
+      const path = `/0/members/${memberId.toString(16)}/attributes`;
+      await this.proposer.proposeV2({ Method: "PUT", Path: path, Val: encodeAttributes(name, clientUrls) });
+      this.deps.logger.info("published local member to cluster through raft", {
+        "local-member-id": memberId,
+        "local-member-attributes": `{Name:${name} ClientURLs:[${clientUrls.join(" ")}]}`,
+        "request-path": path,
+        "cluster-id": this.options.clusterId,
+      });
       await this.updateClusterVersion();
       this.markReady();
     } catch (err) {
@@ -400,7 +419,10 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
         if (d !== undefined && c !== undefined && compareVersions(d, c) > 0) next = decided;
       }
       if (next === undefined || !this.isLeader) return;
-      this.deps.logger.info(current === "" ? "setting up initial cluster version" : "updating cluster version", { from: current, to: next });
+      // etcd names cluster versions by major.minor in these lines.
+      const minor = (v: string): string => v.split(".").slice(0, 2).join(".");
+      if (current === "") this.deps.logger.info("setting up initial cluster version", { "cluster-version": minor(next) });
+      else this.deps.logger.info("updating cluster version", { from: minor(current), to: minor(next) });
       await this.proposer.proposeV2({ Method: "PUT", Path: "/0/version", Val: next });
     } catch (err) {
       this.deps.logger.warn("failed to update the cluster version", { error: String(err) });
