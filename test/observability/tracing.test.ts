@@ -14,6 +14,8 @@ import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KVClient, PutRequest, RangeRequest, type PutResponse, type RangeResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { etcdTsBinary, startMember, type Member } from "../harness/member.js";
+import { ConfigError, resolveConfig } from "../../server/src/etcdmain/config.js";
+import { FlagError } from "../../server/src/pkg/flag-set.js";
 import { freePort, sleep } from "../harness/processes.js";
 
 interface OtlpValue {
@@ -176,5 +178,25 @@ describe("tracing off costs nothing", () => {
     const startMember = fs.readFileSync(path.join(src, "etcdmain/start-member.ts"), "utf8");
     expect(startMember).not.toMatch(/^import[^;]*rpc-tracing/m);
     expect(startMember).toMatch(/await import\("..\/api\/v3rpc\/rpc-tracing.js"\)/);
+  });
+});
+
+describe("the tracing flags (etcd 3.5's)", () => {
+  const resolve = (...args: string[]) => resolveConfig(args, {});
+  it("default to etcd's values and are off unless enabled", () => {
+    const off = resolve();
+    expect(off.kind === "run" && off.config.tracing).toBeUndefined();
+    const on = resolve("--experimental-enable-distributed-tracing");
+    expect(on.kind === "run" && on.config.tracing).toEqual({ address: "localhost:4317", serviceName: "etcd", instanceId: "", samplingRatePerMillion: 0 });
+  });
+  it("check the sampling rate only when tracing is on, with etcd 3.5's texts", () => {
+    expect(resolve("--experimental-distributed-tracing-sampling-rate=-5").kind).toBe("run");
+    expect(() => resolve("--experimental-enable-distributed-tracing", "--experimental-distributed-tracing-sampling-rate=-5")).toThrow(
+      new ConfigError("error verifying flags, distributed tracing configurition is not valid: (tracing sampling rate must be positive). See 'etcd --help'."),
+    );
+    expect(() => resolve("--experimental-enable-distributed-tracing", "--experimental-distributed-tracing-sampling-rate=1000001")).toThrow(
+      "distributed tracing configurition is not valid: (tracing sampling rate must be less than 1000000)",
+    );
+    expect(() => resolve("--experimental-distributed-tracing-sampling-rate=0.5")).toThrow(FlagError);
   });
 });
