@@ -96,7 +96,8 @@ export function startRpcTracing(options: RpcTracingOptions, deps: { logger: Logg
   sdk.start();
   const tracer = trace.getTracer("etcd-ts");
   const entries = new EntryTraces();
-  deps.logger.info("distributed tracing enabled", {
+  // etcd logs this at debug level.
+  deps.logger.debug("distributed tracing enabled", {
     address: options.address,
     "service-name": options.serviceName,
     "service-instance-id": options.instanceId,
