@@ -165,6 +165,20 @@ describe("distributed tracing (--experimental-enable-distributed-tracing)", () =
     expect([...traces]).toEqual([traceId]);
     expect(receiver.spans.filter((s) => s.span.kind === SERVER_KIND)).toHaveLength(2);
   });
+
+  it("the JSON gateway's calls follow the HTTP request's traceparent header", async () => {
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const parent = "b7ad6b7169203331";
+    const res = await fetch(`http://127.0.0.1:${member.clientPort}/v3/kv/put`, {
+      method: "POST",
+      headers: { traceparent: `00-${traceId}-${parent}-01`, "content-type": "application/json" },
+      body: JSON.stringify({ key: Buffer.from("gw").toString("base64"), value: Buffer.from("v").toString("base64") }),
+    });
+    expect(res.status).toBe(200);
+    const span = await receiver.waitFor((s) => s.name === "etcdserverpb.KV/Put" && s.traceId.toString("hex") === traceId);
+    expect(span.parentSpanId.toString("hex")).toBe(parent);
+    await receiver.waitFor((s) => s.name === "apply" && s.parentSpanId.equals(span.spanId));
+  });
 });
 
 describe("tracing off costs nothing", () => {
