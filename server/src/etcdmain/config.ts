@@ -92,9 +92,25 @@ export interface ServerConfig {
   watchProgressNotifyIntervalMs: number;
   warningApplyDurationMs: number;
   unsafeNoFsync: boolean;
+  /**
+   * Distributed tracing (etcd 3.5's --experimental-*-distributed-tracing-* flags); absent when
+   * --experimental-enable-distributed-tracing is off.
+   */
+  tracing?: TracingConfig;
   forceNewCluster: boolean;
   /** Flags that were set explicitly (any source), by name. */
   explicit: Set<string>;
+}
+
+/** Where and how spans are exported (api/v3rpc/rpc-tracing.ts). */
+export interface TracingConfig {
+  /** host:port of the OTLP/gRPC receiver. */
+  address: string;
+  serviceName: string;
+  /** "" when not set. */
+  instanceId: string;
+  /** Root requests sampled per million, in [0, 1000000]. */
+  samplingRatePerMillion: number;
 }
 
 /** What the command line asked for: run a server, or print something and exit. */
@@ -390,6 +406,14 @@ function checkLogging(logger: string, outputs: readonly string[]): void {
   }
 }
 
+/** etcd 3.5's check of the sampling rate (per million), with its texts. */
+function checkTracingSamplingRate(rate: number): void {
+  let why: string | undefined;
+  if (rate < 0) why = "tracing sampling rate must be positive";
+  else if (rate > 1_000_000) why = "tracing sampling rate must be less than 1000000";
+  if (why !== undefined) throw verifyError(`distributed tracing configurition is not valid: (${why})`);
+}
+
 /**
  * etcd's parseCompactionRetention: an integer is hours (periodic) or revisions (revision),
  * anything else must be a Go duration.
@@ -494,6 +518,10 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
   if (bool("experimental-enable-lease-checkpoint-persist") && !bool("experimental-enable-lease-checkpoint")) {
     throw verifyError("setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint");
   }
+  // etcd 3.5's tracing check, made only when tracing is on.
+  const tracingEnabled = bool("experimental-enable-distributed-tracing");
+  const tracingSamplingRate = num("experimental-distributed-tracing-sampling-rate");
+  if (tracingEnabled) checkTracingSamplingRate(tracingSamplingRate);
 
   // etcd: with a non-default name and the default cluster, the cluster is this member alone, at
   // its advertised peer URLs.
@@ -567,6 +595,14 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     watchProgressNotifyIntervalMs: durMs("experimental-watch-progress-notify-interval"),
     warningApplyDurationMs: durMs("experimental-warning-apply-duration"),
     unsafeNoFsync: bool("unsafe-no-fsync"),
+    tracing: tracingEnabled
+      ? {
+          address: get("experimental-distributed-tracing-address"),
+          serviceName: get("experimental-distributed-tracing-service-name"),
+          instanceId: get("experimental-distributed-tracing-instance-id"),
+          samplingRatePerMillion: tracingSamplingRate,
+        }
+      : undefined,
     forceNewCluster: bool("force-new-cluster"),
     explicit: new Set(values.keys()),
   };

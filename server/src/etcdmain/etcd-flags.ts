@@ -120,6 +120,12 @@ const ROWS: Row[] = [
   ["experimental-peer-skip-client-san-verification", "bool", "false", "Skip verification of SAN field in client certificate for peer connections."],
   ["experimental-watch-progress-notify-interval", "duration", "10m", "Duration of periodic watch progress notifications."],
   ["experimental-warning-apply-duration", "duration", "100ms", "Time duration after which a warning is generated if request takes more time."],
+  // etcd 3.5's distributed tracing flags (etcd 3.4 has none).
+  ["experimental-enable-distributed-tracing", "bool", "false", "Enable experimental distributed tracing using OpenTelemetry Tracing."],
+  ["experimental-distributed-tracing-address", "string", "localhost:4317", "Address for distributed tracing used for OpenTelemetry Tracing (if enabled with experimental-enable-distributed-tracing flag)."],
+  ["experimental-distributed-tracing-service-name", "string", "etcd", "Configures service name for distributed tracing to be used to define service name for OpenTelemetry Tracing (if enabled with experimental-enable-distributed-tracing flag). 'etcd' is the default service name. Use the same service name for all instances of etcd."],
+  ["experimental-distributed-tracing-instance-id", "string", "", "Configures service instance ID for distributed tracing to be used to define service instance ID key for OpenTelemetry Tracing (if enabled with experimental-enable-distributed-tracing flag). There is no default value set. This ID must be unique per etcd instance."],
+  ["experimental-distributed-tracing-sampling-rate", "int", "0", "Number of samples to collect per million spans for OpenTelemetry Tracing (if enabled with experimental-enable-distributed-tracing flag)."],
   ["unsafe-no-fsync", "bool", "false", "Disables fsync, unsafe, will cause data loss."],
   ["force-new-cluster", "bool", "false", "Force to create a new one member cluster."],
   ["debug", "bool", "false", "Enable debug-level logging for etcd. [WARN] Will be deprecated in v3.5. Use '--log-level=debug' instead."],

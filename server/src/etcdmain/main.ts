@@ -9,6 +9,7 @@ import { ConfigError, resolveConfig } from "./config.js";
 import { FLAGS_NOT_ACTED_ON, usageText } from "./etcd-flags.js";
 import { FlagError } from "../pkg/flag-set.js";
 import { createLogger, LogLevel } from "../pkg/logger.js";
+import { LogOutputError, openLogOutputs, type LogOutputs } from "../pkg/log-outputs.js";
 
 /** How long a signal received during start-up waits for the member to be up and stop cleanly. */
 const START_GRACE_MS = 5_000;
@@ -51,12 +52,34 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const cfg = invocation.config;
-  const logger = createLogger({ level: cfg.logLevel as LogLevel });
+  // --log-outputs and --log-level, as etcd's zap logger takes them. Under --logger capnslog
+  // (etcd 3.4's default) etcd writes capnslog's text lines; etcd-ts writes the same JSON lines
+  // under both (the flag checks differ: capnslog takes one output, default/stderr/stdout).
+  let outputs: LogOutputs;
+  try {
+    outputs = openLogOutputs(cfg.logOutputs);
+  } catch (err) {
+    if (!(err instanceof LogOutputError)) throw err;
+    createLogger({ level: "info" }).error(new ConfigError(`error verifying flags, ${err.message}. See 'etcd --help'.`).message);
+    return 1;
+  }
+  const logger = createLogger({ level: cfg.logLevel as LogLevel, write: outputs.write });
   for (const w of invocation.warnings) logger.warn(w);
   for (const flag of cfg.explicit) {
     if (FLAGS_NOT_ACTED_ON.has(flag)) logger.warn("flag accepted but not acted on by etcd-ts yet", { flag });
   }
-  logger.info("starting etcd-ts", { version: PACKAGE_VERSION, "etcd-api-version": ETCD_API_VERSION, name: cfg.name, "data-dir": cfg.dataDir });
+  logger.info("starting an etcd server", {
+    "etcd-version": ETCD_API_VERSION,
+    "etcd-ts-version": PACKAGE_VERSION,
+    "node-version": process.version,
+    name: cfg.name,
+    "data-dir": cfg.dataDir,
+    "wal-dir": cfg.walDir,
+    "initial-advertise-peer-urls": cfg.initialAdvertisePeerUrls,
+    "listen-peer-urls": cfg.listenPeerUrls,
+    "advertise-client-urls": cfg.advertiseClientUrls,
+    "listen-client-urls": cfg.listenClientUrls,
+  });
   // Signals are taken from here on. One that arrives while the member starts stops it once it is
   // up, if that takes at most START_GRACE_MS (a member waiting for a quorum may never be up);
   // otherwise the process ends there and then, as an unhandled signal would have ended it.
@@ -65,7 +88,8 @@ export async function main(argv: string[]): Promise<number> {
   const takeSignal = (signal: string): void => {
     if (signalled !== undefined) return;
     signalled = signal;
-    logger.info("received signal; shutting down", { signal });
+    // Go's names for the signals, as etcd logs them.
+    logger.info("received signal; shutting down", { signal: signal === "SIGTERM" ? "terminated" : signal === "SIGINT" ? "interrupt" : signal });
     if (onSignal !== undefined) {
       onSignal(signal);
       return;
@@ -87,9 +111,14 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return new Promise<number>((resolve) => {
+    const stopFields = { name: cfg.name, "data-dir": cfg.dataDir, "advertise-peer-urls": cfg.initialAdvertisePeerUrls, "advertise-client-urls": cfg.advertiseClientUrls };
     const stop = (): void => {
+      logger.info("closing etcd server", stopFields);
       member.stop().then(
-        () => resolve(0),
+        () => {
+          logger.info("closed etcd server", stopFields);
+          resolve(0);
+        },
         (err) => {
           logger.error("shutdown failed", { error: String(err) });
           resolve(1);

@@ -159,6 +159,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     new PeerHttpClient({ tls: peerTls }),
   );
 
+  // Tracing: the SDK is loaded only when the flag is on.
+  const tracing = cfg.tracing === undefined ? undefined : (await import("../api/v3rpc/rpc-tracing.js")).startRpcTracing(cfg.tracing, { logger: logger.named("tracing") });
+
   const member = await bootstrapMember(
     {
       name: cfg.name,
@@ -199,6 +202,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       },
       randomSeed: Date.now(),
       logger,
+      ...(tracing !== undefined ? { observer: tracing.observer } : {}),
     },
   );
   const server = member.server;
@@ -243,7 +247,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     "grpc.enable_channelz": 0,
   });
   const apiLogger = logger.named("api");
-  const services = serviceRegistry(server, { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger);
+  const services = serviceRegistry(
+    server,
+    { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs, wrapService: tracing?.wrapService },
+    apiLogger,
+  );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const http1 = http.createServer(httpHandler(server, metrics, services));
@@ -295,7 +303,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${u} with HTTPS scheme`);
     }
     clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
-    logger.info("serving client traffic", { address: u });
+    if (secure) logger.info("serving client traffic securely", { address: url.host });
+    else logger.info("serving client traffic insecurely; this is strongly discouraged!", { address: url.host || url.pathname });
   }
   logger.info("ready to serve client requests", { name: cfg.name });
 
@@ -317,6 +326,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
         await transport.stop();
         await member.stop();
         grpcServer.forceShutdown();
+        await tracing?.shutdown();
       })();
       return stopping;
     },

@@ -331,7 +331,7 @@ export class Raft {
     this.tickFn = tickElection;
     this.lead = lead;
     this.role = StateRole.Follower;
-    this.logger.info("became follower", { id: this.id, term: this.term, lead });
+    this.logger.info(`${this.id.toString(16)} became follower at term ${this.term}`, { id: this.id, term: this.term, lead });
   }
 
   becomeCandidate(): void {
@@ -341,7 +341,7 @@ export class Raft {
     this.tickFn = tickElection;
     this.vote = this.id;
     this.role = StateRole.Candidate;
-    this.logger.info("became candidate", { id: this.id, term: this.term });
+    this.logger.info(`${this.id.toString(16)} became candidate at term ${this.term}`, { id: this.id, term: this.term });
   }
 
   becomePreCandidate(): void {
@@ -352,7 +352,7 @@ export class Raft {
     this.tickFn = tickElection;
     this.lead = NONE;
     this.role = StateRole.PreCandidate;
-    this.logger.info("became pre-candidate", { id: this.id, term: this.term });
+    this.logger.info(`${this.id.toString(16)} became pre-candidate at term ${this.term}`, { id: this.id, term: this.term });
   }
 
   becomeLeader(): void {
@@ -371,7 +371,7 @@ export class Raft {
     invariant(ok, "empty entry was dropped");
     // The empty entry does not count towards the uncommitted limit.
     this.uncommittedSizeBytes = 0;
-    this.logger.info("became leader", { id: this.id, term: this.term });
+    this.logger.info(`${this.id.toString(16)} became leader at term ${this.term}`, { id: this.id, term: this.term });
   }
 
   /** Leader: append entries at our term; false (nothing appended) if over the uncommitted limit. */
@@ -442,7 +442,7 @@ export class Raft {
         return;
       }
     }
-    this.logger.info("starting a new election", { id: this.id, term: this.term });
+    this.logger.info(`${this.id.toString(16)} is starting a new election at term ${this.term}`, { id: this.id, term: this.term });
     this.campaign(t);
   }
 

@@ -305,7 +305,7 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
     entries = entries.filter((e) => e.index > consistentIndex);
   }
   storage.append(entries);
-  deps.logger.info("restarting member", { "member-id": memberId, "cluster-id": clusterId, "commit-index": opened.hardState.commit });
+  deps.logger.info("restarting local member", { "cluster-id": clusterId, "local-member-id": memberId, "commit-index": opened.hardState.commit });
   return { memberId, clusterId, wal: opened.wal, storage, applied, confState, snapshotData: snapshot?.data };
 }
 
@@ -313,7 +313,7 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
 async function joinLog(join: { clusterId: bigint; memberId: bigint }, deps: BootstrapDeps): Promise<RecoveredLog> {
   const meta: WalMetadata = { memberId: join.memberId.toString(16), clusterId: join.clusterId.toString(16) };
   const wal = await deps.wal.create(Buffer.from(JSON.stringify(meta)));
-  deps.logger.info("joining an existing cluster", { "member-id": join.memberId, "cluster-id": join.clusterId });
+  deps.logger.info("starting local member", { "local-member-id": join.memberId, "cluster-id": join.clusterId, "initial-cluster-state": "existing" });
   return { ...join, wal, storage: new MemoryStorage(), applied: 0, confState: { voters: [], learners: [] } };
 }
 
@@ -329,7 +329,7 @@ async function newLog(options: BootstrapOptions, deps: BootstrapDeps): Promise<R
   const clusterId = computeClusterId(peers.map((p) => p.id));
   const meta: WalMetadata = { memberId: self.id.toString(16), clusterId: clusterId.toString(16) };
   const wal = await deps.wal.create(Buffer.from(JSON.stringify(meta)));
-  deps.logger.info("starting a new member", { "member-id": self.id, "cluster-id": clusterId });
+  deps.logger.info("starting local member", { "local-member-id": self.id, "cluster-id": clusterId });
   return {
     memberId: self.id,
     clusterId,

@@ -45,6 +45,7 @@ import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./qu
 import type { ApplyBatch, PeerTransport, RaftNode, ReadyHandler } from "./raft-node.js";
 import { LinearizableReads } from "./read-index.js";
 import { ReceivedSnapshots } from "./received-snapshots.js";
+import type { RequestTrace } from "./request-trace.js";
 import type { RequestContext } from "./request-context.js";
 import type { StorePort, WriteSession } from "./store-port.js";
 import { PeerMessageRefusedError, type MergedSnapshot, type PeerHandler } from "./transport-port.js";
@@ -295,14 +296,26 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.transportPeers = current;
   }
 
+  /** The leader the last leader-change log line named (0: none). */
+  private loggedLead = 0n;
+
   onReadStates(states: ReadState[]): void {
     this.reads.onReadStates(states);
   }
 
   onSoftState(state: SoftState): void {
+    if (state.lead !== this.loggedLead) {
+      // etcd's raft node reports every change of leader in these words.
+      const self = this.options.memberId.toString(16);
+      const term = this.raft.status().hardState.term;
+      const [from, to] = [this.loggedLead.toString(16), state.lead.toString(16)];
+      if (this.loggedLead === 0n) this.deps.logger.info(`raft.node: ${self} elected leader ${to} at term ${term}`, { "raft-term": term });
+      else if (state.lead === 0n) this.deps.logger.info(`raft.node: ${self} lost leader ${from} at term ${term}`, { "raft-term": term });
+      else this.deps.logger.info(`raft.node: ${self} changed leader from ${from} to ${to} at term ${term}`, { "raft-term": term });
+      this.loggedLead = state.lead;
+    }
     if (state.role === StateRole.Leader) {
       this.deps.lessor.promote(this.options.electionMs);
-      this.deps.logger.info("became leader", { term: this.raft.status().hardState.term });
     } else if (this.deps.lessor.isPrimary()) {
       this.deps.lessor.demote();
     }
@@ -365,7 +378,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.published = true;
     try {
       const { memberId, name, clientUrls } = this.options;
-      await this.proposer.proposeV2({ Method: "PUT", Path: `/0/members/${memberId.toString(16)}/attributes`, Val: encodeAttributes(name, clientUrls) });
+      const path = `/0/members/${memberId.toString(16)}/attributes`;
+      await this.proposer.proposeV2({ Method: "PUT", Path: path, Val: encodeAttributes(name, clientUrls) });
+      this.deps.logger.info("published local member to cluster through raft", {
+        "local-member-id": memberId,
+        "local-member-attributes": `{Name:${name} ClientURLs:[${clientUrls.join(" ")}]}`,
+        "request-path": path,
+        "cluster-id": this.options.clusterId,
+      });
       await this.updateClusterVersion();
       this.markReady();
     } catch (err) {
@@ -399,7 +419,10 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
         if (d !== undefined && c !== undefined && compareVersions(d, c) > 0) next = decided;
       }
       if (next === undefined || !this.isLeader) return;
-      this.deps.logger.info(current === "" ? "setting up initial cluster version" : "updating cluster version", { from: current, to: next });
+      // etcd names cluster versions by major.minor in these lines.
+      const minor = (v: string): string => v.split(".").slice(0, 2).join(".");
+      if (current === "") this.deps.logger.info("setting up initial cluster version", { "cluster-version": minor(next) });
+      else this.deps.logger.info("updating cluster version", { from: minor(current), to: minor(next) });
       await this.proposer.proposeV2({ Method: "PUT", Path: "/0/version", Val: next });
     } catch (err) {
       this.deps.logger.warn("failed to update the cluster version", { error: String(err) });
@@ -478,35 +501,35 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 
   // ---- KV ----------------------------------------------------------------------------------
 
-  async range(req: RangeRequest, _ctx?: RequestContext): Promise<RangeResponse> {
-    if (!req.serializable) await this.linearizableRead();
+  async range(req: RangeRequest, ctx?: RequestContext): Promise<RangeResponse> {
+    if (!req.serializable) await this.linearizableRead(ctx?.trace);
     const resp = await applyRange(this.deps.store, req);
     resp.header = this.header(Number(resp.header!.revision));
     return resp;
   }
 
-  async put(req: PutRequest, _ctx?: RequestContext): Promise<PutResponse> {
+  async put(req: PutRequest, ctx?: RequestContext): Promise<PutResponse> {
     this.quota.check(putCostBytes(req.key, req.value));
-    const r = await this.proposer.propose(raftRequest({ put: req }));
+    const r = await this.proposer.propose(raftRequest({ put: req }), ctx?.trace);
     return r.value as PutResponse;
   }
 
-  async deleteRange(req: DeleteRangeRequest, _ctx?: RequestContext): Promise<DeleteRangeResponse> {
-    const r = await this.proposer.propose(raftRequest({ deleteRange: req }));
+  async deleteRange(req: DeleteRangeRequest, ctx?: RequestContext): Promise<DeleteRangeResponse> {
+    const r = await this.proposer.propose(raftRequest({ deleteRange: req }), ctx?.trace);
     return r.value as DeleteRangeResponse;
   }
 
-  async txn(req: TxnRequest, _ctx?: RequestContext): Promise<TxnResponse> {
+  async txn(req: TxnRequest, ctx?: RequestContext): Promise<TxnResponse> {
     if (isTxnReadOnly(req)) {
       // Read-only txns are served like ranges: no log entry.
-      if (!allRangesSerializable(req)) await this.linearizableRead();
+      if (!allRangesSerializable(req)) await this.linearizableRead(ctx?.trace);
       const store = this.deps.store;
       const resp = await applyTxn(readOnlyWriter(store), req, txnChecks(this.deps, store.currentRevision));
       resp.header = this.header();
       return resp;
     }
     this.quota.check(txnCostBytes(req));
-    const r = await this.proposer.propose(raftRequest({ txn: req }));
+    const r = await this.proposer.propose(raftRequest({ txn: req }), ctx?.trace);
     return r.value as TxnResponse;
   }
 
@@ -516,10 +539,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     return r.value as ResponseHeader;
   }
 
-  /** The wait of a linearizable range or read-only txn (broken on followers by a testing knob). */
-  private linearizableRead(): Promise<void> {
+  /**
+   * The wait of a linearizable range or read-only txn (broken on followers by a testing knob),
+   * reported to a traced request as its "read index" stage.
+   */
+  private linearizableRead(trace: RequestTrace | undefined): Promise<void> {
     if (this.options.unsafeTestingKnobs?.followerReadsWithoutReadIndex === true && !this.isLeader) return Promise.resolve();
-    return this.reads.notify();
+    const wait = this.reads.notify();
+    return trace === undefined ? wait : trace.stage("read index", wait);
   }
 
   /** Resolves when a read served now would be linearizable. @throws ServerError Timeout/Stopped */

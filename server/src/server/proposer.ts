@@ -12,6 +12,7 @@ import { IdGenerator } from "../lease/lease-id.js";
 import type { Clock, TimerHandle } from "../pkg/clock.js";
 import { serverError, type ServerErrorCode } from "./errors.js";
 import { WaitRegistry } from "./wait-registry.js";
+import type { RequestTrace } from "./request-trace.js";
 
 /** What applying an entry produced for its proposer. */
 export interface ApplyResult {
@@ -92,10 +93,11 @@ export class Proposer {
   }
 
   /**
-   * Proposes a request and resolves with its apply result.
+   * Proposes a request and resolves with its apply result; `trace` (tracing on) learns the
+   * entry's bytes.
    * @throws ServerError RequestTooLarge, NoLeader, Timeout, Stopped; or the apply error.
    */
-  async propose(req: InternalRaftRequest): Promise<ApplyResult> {
+  async propose(req: InternalRaftRequest, trace?: RequestTrace): Promise<ApplyResult> {
     if (this.stoppedWith) throw this.stoppedWith;
     const id = this.ids.next();
     req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
@@ -105,6 +107,7 @@ export class Proposer {
     const done = this.register(id);
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
     this.proposed.set(data, req);
+    if (trace !== undefined) trace.proposing(data);
     this.submit(id, () => this.deps.raft.propose(data), "NoLeader");
     return this.settled(done);
   }

@@ -3,6 +3,8 @@
  * and passed into the member's client-facing methods, so that the checks a request meets on its
  * way (authentication, permissions) see the same facts wherever they are made.
  */
+import type { RequestTrace } from "./request-trace.js";
+
 export interface RequestContext {
   /** The client's address as `host:port` ("" when unknown, e.g. a unix socket). */
   readonly remoteAddress: string;
@@ -10,6 +12,8 @@ export interface RequestContext {
   readonly token?: string;
   /** The common name of the client's verified TLS certificate, when it presented one. */
   readonly certCommonName?: string;
+  /** Present only while distributed tracing is on: the stages of this request are reported to it. */
+  readonly trace?: RequestTrace;
 }
 
 /** The context of requests the member makes itself (publishing, lease expiry, compaction). */

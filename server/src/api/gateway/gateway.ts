@@ -387,6 +387,9 @@ class GatewayCall extends EventEmitter {
     // etcd's gateway passes the Authorization header on as the `token` metadata.
     const auth = req.headers.authorization;
     if (auth !== undefined) this.metadata.set("token", auth);
+    // The W3C trace context of the HTTP request, for the tracer (rpc-tracing.ts) when it is on.
+    const traceparent = req.headers.traceparent;
+    if (typeof traceparent === "string") this.metadata.set("traceparent", traceparent);
     // A handler reports a stream failure by emitting "error"; it goes to the client.
     this.on("error", (err: unknown) => this.sink?.fail(err));
   }

@@ -3,14 +3,29 @@ import type { handleUnaryCall, Metadata, sendUnaryData, ServerUnaryCall } from "
 import { toServiceError } from "./errors.js";
 import type { Logger } from "../../pkg/logger.js";
 import type { RequestContext } from "../../server/request-context.js";
+import type { RequestTrace } from "../../server/request-trace.js";
+
+/**
+ * The property under which a handler wrapper (the service registry's `wrapService`: tracing)
+ * leaves the call's RequestTrace for `requestContext`; absent on every call while tracing is off.
+ */
+export const CALL_TRACE: unique symbol = Symbol("etcd-ts.call-trace");
+
+/** A call as a handler wrapper may mark it. */
+export interface TraceableCall {
+  [CALL_TRACE]?: RequestTrace;
+}
 
 /**
  * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address and the auth
- * token from the `token` metadata, as etcd's clients send it.
+ * token from the `token` metadata, as etcd's clients send it; and the call's trace, if a
+ * wrapper traces it.
  */
 export function requestContext(call: { getPeer(): string; metadata: Metadata }): RequestContext {
   const token = call.metadata.get("token")[0];
-  return token === undefined ? { remoteAddress: call.getPeer() } : { remoteAddress: call.getPeer(), token: String(token) };
+  const ctx: RequestContext = token === undefined ? { remoteAddress: call.getPeer() } : { remoteAddress: call.getPeer(), token: String(token) };
+  const trace = (call as TraceableCall)[CALL_TRACE];
+  return trace === undefined ? ctx : { ...ctx, trace };
 }
 
 /**

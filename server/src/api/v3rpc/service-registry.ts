@@ -33,14 +33,23 @@ export interface ServiceRegistryOptions {
   maxTxnOps: number;
   /** Period of watch progress notifications (etcd: 10 minutes). */
   watchProgressNotifyIntervalMs: number;
+  /**
+   * Wraps every service's handlers once more, outermost (tracing, when it is on; absent, the
+   * handlers are served as they are). Must return an implementation with the same methods.
+   */
+  wrapService?: ServiceWrapper;
 }
+
+/** A hook around a service's handlers, given its definition (paths, streaming kinds). */
+export type ServiceWrapper = (definition: ServiceDefinition, implementation: UntypedServiceImplementation) => UntypedServiceImplementation;
 
 /**
  * Pairs a definition with its implementation (the compiler checks that they name the same
  * methods), refused while the member is a learner as etcd refuses it (learner-gate.ts).
  */
-function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState): ServiceEntry {
-  return { definition, implementation: gateLearner(definition, implementation, learner) };
+function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState, wrap?: ServiceWrapper): ServiceEntry {
+  const gated = gateLearner(definition, implementation, learner);
+  return { definition, implementation: wrap === undefined ? gated : wrap(definition, gated) };
 }
 
 export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
@@ -53,12 +62,12 @@ export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOpti
     },
   };
   return [
-    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner),
-    entry(LeaseService, leaseService(server, logger), learner),
-    entry(ClusterService, clusterService(server, logger), learner),
-    entry(MaintenanceService, maintenanceService(server, logger), learner),
-    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner),
-    entry(LockService, lockService(local, logger), learner),
-    entry(ElectionService, electionService(local, logger), learner),
+    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner, options.wrapService),
+    entry(LeaseService, leaseService(server, logger), learner, options.wrapService),
+    entry(ClusterService, clusterService(server, logger), learner, options.wrapService),
+    entry(MaintenanceService, maintenanceService(server, logger), learner, options.wrapService),
+    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner, options.wrapService),
+    entry(LockService, lockService(local, logger), learner, options.wrapService),
+    entry(ElectionService, electionService(local, logger), learner, options.wrapService),
   ];
 }
