@@ -1,12 +1,12 @@
 /**
- * Copies of small byte strings that live long (index keys, cached values), packed into chunks
- * of their own.
+ * Copies of small byte strings that live long (written keys and values, which the value cache
+ * and watchers keep), packed into chunks of their own.
  *
  * Why: a Buffer is a view; keeping one keeps its whole backing store. Bytes that arrive in a
  * request are views into the transport's message buffers, and small `Buffer.from` copies come
  * from Node's shared 8 KiB pool, whose slabs are mostly short-lived garbage. Keeping such a view
  * for the life of a key pins kilobytes for every few bytes kept (measured: about 350 B of pinned
- * slab per 8-byte key). An arena's chunks hold only what its owner keeps, so they stay dense.
+ * slab per 8-byte key kept in the index). An arena's chunks hold only what its owner keeps, so they stay dense.
  *
  * Copies of more than a quarter of a chunk get a backing store of their own. A chunk is freed by
  * the garbage collector when no copy in it is referenced any more; owners whose copies die in

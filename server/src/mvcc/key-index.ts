@@ -58,16 +58,26 @@ export interface VisibleRevision {
 }
 
 export class KeyIndex {
-  readonly key: Buffer;
+  /**
+   * The key as the index orders it (indexKey: one char per byte). The index keeps no Buffer of
+   * the key: a Buffer view costs about 100 bytes of heap per key on top of the string the tree
+   * already holds.
+   */
+  readonly keyStr: string;
   generations: Generation[];
   /** Lease of the newest put (meaningful while the last generation is live). */
   lease: bigint = NO_LEASE;
   modMain = 0;
   modSub = 0;
 
-  constructor(key: Buffer) {
-    this.key = key;
+  constructor(keyStr: string) {
+    this.keyStr = keyStr;
     this.generations = [new Generation(0, 0, 0, [])];
+  }
+
+  /** The key's bytes: a fresh Buffer on every call (callers that keep it copy it into an arena). */
+  get key(): Buffer {
+    return Buffer.from(this.keyStr, "latin1");
   }
 
   isEmpty(): boolean {

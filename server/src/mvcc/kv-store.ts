@@ -221,9 +221,10 @@ export class MvccStore {
   private readonly clock: Clock;
   /** Completes when a compaction interrupted by a restart has been finished (tests). */
   resumedCompaction: Promise<void> = Promise.resolve();
-  /** The key index's copies of its keys (see byte-arena.ts for why they are copied). */
-  private readonly keyArena = new ByteArena(64 * 1024);
-  /** Copies of written values, which the value cache and watch events keep. */
+  /**
+   * Copies of written keys and values, which the value cache and watch events keep (see
+   * byte-arena.ts for why they are copied).
+   */
   private readonly valueArena = new ByteArena(16 * 1024);
 
   private constructor(
@@ -297,7 +298,7 @@ export class MvccStore {
           if (ki) {
             ki.put(main, sub);
           } else {
-            ki = new KeyIndex(this.keyArena.copy(kv.key));
+            ki = new KeyIndex(keyStr);
             ki.restore(kv.createRevision, main, sub, kv.version);
             byKey.set(keyStr, ki);
           }
@@ -495,16 +496,16 @@ export class MvccStore {
     return this.index.get(keyStr);
   }
 
-  /** @internal A new index entry, keeping a copy of `key` (the caller's may be a request's view). */
-  createKeyIndex(keyStr: string, key: Buffer): KeyIndex {
-    const ki = new KeyIndex(this.keyArena.copy(key));
+  /** @internal A new index entry. */
+  createKeyIndex(keyStr: string): KeyIndex {
+    const ki = new KeyIndex(keyStr);
     this.index.set(keyStr, ki);
     return ki;
   }
 
-  /** @internal A copy of a written value that pins no request buffer. */
-  keepValue(value: Buffer): Buffer {
-    return value.length === 0 ? EMPTY_BUFFER : this.valueArena.copy(value);
+  /** @internal A copy of a written key or value that pins no request buffer. */
+  keepBytes(bytes: Buffer): Buffer {
+    return bytes.length === 0 ? EMPTY_BUFFER : this.valueArena.copy(bytes);
   }
 
   /** @internal */
@@ -905,7 +906,7 @@ class StoreWriteTxn implements WriteTxn {
       if (visible) {
         createRevision = visible.createdMain;
         version = visible.version + 1;
-        prev = { key: ki.key, createRevision: visible.createdMain, modRevision: visible.modMain, version: visible.version, lease: ki.lease };
+        prev = { key, createRevision: visible.createdMain, modRevision: visible.modMain, version: visible.version, lease: ki.lease };
       }
       const before = ki.get(this.beginRev);
       if (before) {
@@ -913,11 +914,11 @@ class StoreWriteTxn implements WriteTxn {
         prevSub = before.modSub;
       }
     } else {
-      ki = this.store.createKeyIndex(keyStr, key);
+      ki = this.store.createKeyIndex(keyStr);
     }
-    // The index's own copy of the key and a kept copy of the value: `key` and `value` are views
-    // into the request's bytes, which must not live as long as the cache and watchers keep kv.
-    const kv: KeyValue = { key: ki.key, createRevision, modRevision: rev, version, value: this.store.keepValue(value), lease };
+    // Kept copies of key and value: the arguments are views into the request's bytes, which must
+    // not live as long as the cache and watchers keep kv.
+    const kv: KeyValue = { key: this.store.keepBytes(key), createRevision, modRevision: rev, version, value: this.store.keepBytes(value), lease };
     ki.put(rev, sub);
     ki.lease = lease;
     this.store.stagePending(rev, sub, kv);
@@ -931,12 +932,13 @@ class StoreWriteTxn implements WriteTxn {
     const deleted: KeyInfo[] = [];
     for (const [keyStr, ki] of this.store.visibleKeys(key, end, this.viewRev)) {
       const visible = ki.get(rev)!;
-      deleted.push({ key: ki.key, createRevision: visible.createdMain, modRevision: visible.modMain, version: visible.version, lease: ki.lease });
+      const deletedKey = ki.key;
+      deleted.push({ key: deletedKey, createRevision: visible.createdMain, modRevision: visible.modMain, version: visible.version, lease: ki.lease });
       const before = ki.get(this.beginRev);
       const sub = this.list.length;
       ki.tombstone(rev, sub);
       this.store.stagePending(rev, sub, undefined);
-      const kv: KeyValue = { key: ki.key, createRevision: 0, modRevision: rev, version: 0, value: EMPTY_BUFFER, lease: NO_LEASE };
+      const kv: KeyValue = { key: deletedKey, createRevision: 0, modRevision: rev, version: 0, value: EMPTY_BUFFER, lease: NO_LEASE };
       this.list.push({ kv, keyStr, tombstone: true, prevMain: before?.modMain ?? 0, prevSub: before?.modSub ?? 0 });
     }
     return deleted;
