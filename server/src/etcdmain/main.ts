@@ -2,13 +2,15 @@
  * The `etcd-ts` command: parses etcd's flags, environment and config file, starts one member,
  * and stops it cleanly on SIGINT/SIGTERM. Exit codes follow etcd: 2 for a malformed command line
  * (the error and the usage on stderr), 1 for a configuration or start-up failure (logged, with
- * etcd's message as the log line's "msg").
+ * etcd's message as the log line's "msg"). A first argument naming an offline tool (snapshot,
+ * defrag, migrate) runs that tool instead (etcdutl/).
  */
 import { createRequire } from "node:module";
 import { ConfigError, resolveConfig } from "./config.js";
 import { FLAGS_NOT_ACTED_ON, usageText } from "./etcd-flags.js";
 import { FlagError } from "../pkg/flag-set.js";
 import { createLogger, LogLevel } from "../pkg/logger.js";
+import { OFFLINE_COMMANDS } from "../etcdutl/offline-commands.js";
 
 /** How long a signal received during start-up waits for the member to be up and stop cleanly. */
 const START_GRACE_MS = 5_000;
@@ -17,6 +19,11 @@ const require = createRequire(import.meta.url);
 const PACKAGE_VERSION = (require("../../package.json") as { version: string }).version;
 
 export async function main(argv: string[]): Promise<number> {
+  // `etcd-ts snapshot|defrag|migrate ...`: the offline tools (etcdutl's), not the server.
+  if (argv.length > 0 && OFFLINE_COMMANDS.has(argv[0]!)) {
+    const { runOfflineCommand } = await import("../etcdutl/main.js");
+    return runOfflineCommand(argv);
+  }
   let invocation;
   try {
     invocation = resolveConfig(argv, process.env);

@@ -280,8 +280,10 @@ export class MvccStore {
         for (const [k, v] of entries) {
           const main = mainOfKey(k);
           const sub = subOfKey(k);
-          const kv = decodeKeyValue(v);
           lastMain = main;
+          // An empty value is a revision marker (a restore's --bump-revision), not a key.
+          if (v.length === 0) continue;
+          const kv = decodeKeyValue(v);
           const keyStr = indexKey(kv.key);
           let ki = byKey.get(keyStr);
           if (isTombstoneKey(k)) {
@@ -775,6 +777,7 @@ export class MvccStore {
             revisions++;
             lastMain = main;
           }
+          if (v.length === 0) continue; // a revision marker, no event
           const kv = decodeKeyValue(v);
           if (isTombstoneKey(k)) {
             events.push({ type: "DELETE", kv: { key: kv.key, createRevision: 0, modRevision: main, version: 0, value: EMPTY_BUFFER, lease: NO_LEASE } });
