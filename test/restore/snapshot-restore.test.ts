@@ -14,46 +14,24 @@
  *     refused; the errors are etcdctl's.
  * Skipped when /usr/bin/etcd (ETCD_REFERENCE_BIN) or etcdctl is missing.
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { etcdctlPath, runEtcdctl } from "../harness/etcdctl.js";
 import { ProtoWriter } from "../harness/grpc-lite.js";
-import { Member, etcdTsBinary, referenceEtcdPath, repoRoot, startMember, type ServerBinary } from "../harness/member.js";
+import { errorLine, runEtcdTs } from "../harness/etcd-ts-tool.js";
+import { Member, etcdTsBinary, referenceEtcdPath, startMember, type ServerBinary } from "../harness/member.js";
 import { freePorts } from "../harness/processes.js";
 
 const reference = referenceEtcdPath();
 const haveTools = reference !== undefined && fs.existsSync(etcdctlPath());
 const LEASE_ID = 0x4242n;
 
-/** Runs `etcd-ts <args>` to completion. */
-export function runEtcdTs(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(repoRoot, "server", "bin", "etcd-ts.js"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
-}
-
 async function ctl(endpoint: string, args: string[]): Promise<string> {
   const r = await runEtcdctl(endpoint, args, { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`etcdctl ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
   return r.stdout;
-}
-
-/** The last "Error: ..." line a tool wrote on stderr. */
-function errorLine(stderr: string): string | undefined {
-  return stderr.trim().split("\n").filter((l) => l.startsWith("Error: ")).at(-1);
 }
 
 async function writeWorkload(m: Member): Promise<void> {
