@@ -89,8 +89,15 @@ export async function main(argv: string[]): Promise<number> {
     const { startMember } = await import("./start-member.js");
     member = await startMember(cfg, logger);
   } catch (err) {
+    const code = (err as { code?: unknown }).code;
     if (err instanceof ConfigError) logger.error(err.message);
-    else logger.error("failed to start", { error: String(err), stack: (err as Error).stack });
+    else if (code === "BACKEND_CORRUPT" || code === "WAL_CORRUPT" || code === "SNAP_CORRUPT") {
+      // Damaged data is never served: say which file and where, and how to recover.
+      logger.error("refusing to start: the member's data is damaged", {
+        error: (err as Error).message,
+        remedy: "restore this member from a snapshot (etcd-ts snapshot restore), or remove it from the cluster and add it back with an empty data dir",
+      });
+    } else logger.error("failed to start", { error: String(err), stack: (err as Error).stack });
     return 1;
   }
   return new Promise<number>((resolve) => {
