@@ -18,11 +18,18 @@ export class DefragError extends Error {
   readonly code = "DEFRAG";
 }
 
-/** @throws DefragError when there is no backend; LevelDB's errors (e.g. the lock is held) as they come. */
+/** @throws DefragError when there is no backend or it cannot be opened (e.g. the member runs and holds its lock). */
 export async function defragDataDir(dataDir: string): Promise<DefragResult> {
   const dbPath = path.join(dataDir, "member", "snap", "db");
   if (!existsSync(dbPath)) throw new DefragError(`cannot open database at ${dbPath}`);
-  const backend = await Backend.open(dbPath);
+  let backend: Backend;
+  try {
+    backend = await Backend.open(dbPath);
+  } catch (e) {
+    const why = `${(e as Error).message} ${String((e as { cause?: unknown }).cause ?? "")}`.trim();
+    if (/lock/i.test(why)) throw new DefragError(`cannot open database at ${dbPath}: it is in use (stop the member first): ${why}`);
+    throw new DefragError(`cannot open database at ${dbPath}: ${why}`);
+  }
   try {
     const sizeBeforeBytes = await backend.sizeBytes();
     await backend.defragment();

@@ -82,7 +82,11 @@ export function humanizeBytes(n: number): string {
   if (n < 10) return `${n} B`;
   const e = Math.floor(Math.log(n) / Math.log(1000));
   const val = Math.floor((n / Math.pow(1000, e)) * 10 + 0.5) / 10;
-  return val < 10 ? `${val.toFixed(1)} ${sizes[e]}` : `${val.toFixed(0)} ${sizes[e]}`;
+  if (val < 10) return `${val.toFixed(1)} ${sizes[e]}`;
+  // Go's %.0f rounds an exact half to even (24.5 → "24"); Math.round rounds it up.
+  let whole = Math.round(val);
+  if (whole - val === 0.5 && whole % 2 === 1) whole -= 1;
+  return `${whole} ${sizes[e]}`;
 }
 
 /**
