@@ -71,7 +71,13 @@ async function viewOf(m: Member): Promise<View> {
 }
 
 /** An etcd-ts member (not started) whose data dir `etcd-ts snapshot restore` fills. */
-async function restoredMember(file: string, name: string, cluster: Array<{ name: string; peer: number; client: number }>, extra: string[] = []): Promise<Member> {
+async function restoredMember(
+  file: string,
+  name: string,
+  cluster: Array<{ name: string; peer: number; client: number }>,
+  extra: string[] = [],
+  prepare?: (dataDir: string) => void,
+): Promise<Member> {
   const self = cluster.find((c) => c.name === name)!;
   const initialCluster = cluster.map((c) => `${c.name}=http://127.0.0.1:${c.peer}`).join(",");
   const m = new Member({
@@ -82,6 +88,7 @@ async function restoredMember(file: string, name: string, cluster: Array<{ name:
     ports: { client: self.client, peer: self.peer },
     readyMembers: cluster.length,
   });
+  prepare?.(m.dataDir);
   const r = await runEtcdTs([
     "snapshot", "restore", file,
     "--name", name,
@@ -240,8 +247,12 @@ describe.skipIf(!haveTools)("etcd-ts snapshot restore: clusters, revision bump, 
       expect(theirs.code).toBe(1);
       expect({ code: ours.code, error: errorLine(ours.stderr) }).toEqual({ code: 1, error: errorLine(theirs.stderr) });
     }
-    // A db without the trailer (as copied from a data dir) restores with --skip-hash-check.
-    const m = await restoredMember(noHash, "restored", [port], ["--skip-hash-check"]);
+    // A db without the trailer (as copied from a data dir) restores with --skip-hash-check; the
+    // leftover of an interrupted restore is replaced.
+    const m = await restoredMember(noHash, "restored", [port], ["--skip-hash-check"], (dir) => {
+      fs.mkdirSync(path.join(dir, "member.restoring", "snap"), { recursive: true });
+      fs.writeFileSync(path.join(dir, "member.restoring", "snap", "junk"), "x");
+    });
     members.push(m);
     await m.start();
     expect((await m.grpc().hashKv(0n)).hash).toBe(before.hash);

@@ -23,12 +23,16 @@
  * it fails as compacted, so no client that saw revisions of the cluster before the restore sees
  * them repeated with other content.
  *
+ * The member dir is written as <data-dir>/member.restoring and renamed to member when complete;
+ * a data dir holding only that leftover (an interrupted restore) is cleaned and restored again,
+ * so a retried restore (e.g. a Kubernetes init container) succeeds.
+ *
  * Integrity: a file from `snapshot save` ends with the SHA-256 of the rest (its length is then 32
  * more than a multiple of 512); it is checked unless --skip-hash-check. A file without it (a db
  * copied from a data dir) needs --skip-hash-check. Errors carry etcd's texts.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { Backend, bucketKey, Bucket, encodeUint64, META_CONSISTENT_INDEX, META_TERM, type BackendImage, type BucketName } from "../mvcc/backend/backend.js";
 import { encodeRevisionValue } from "../mvcc/revision.js";
@@ -43,6 +47,7 @@ import type { WriteSession } from "../server/store-port.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Wal } from "../wal/wal.js";
 import type { Logger } from "../pkg/logger.js";
+import { fsyncDir } from "../pkg/fsync-dir.js";
 
 /** A restore refused or failed; `message` is what etcd's tools print after "Error: ". */
 export class RestoreError extends Error {
@@ -76,6 +81,8 @@ export interface RestoreResult {
 }
 
 const SHA256_BYTES = 32;
+/** Where the member dir is written before it is renamed to `member`. */
+const STAGING_DIR = "member.restoring";
 
 /** Whether a file of `n` bytes carries the SHA-256 trailer `snapshot save` appends. */
 export function hasSnapshotHash(n: number): boolean {
@@ -152,14 +159,28 @@ const DROPPED_BUCKETS = new Set<number>([Bucket.members, Bucket.membersRemoved])
 export async function restoreSnapshot(options: RestoreOptions, logger: Logger): Promise<RestoreResult> {
   const own = options.initialCluster.get(options.name);
   if (own === undefined) throw new RestoreError(`couldn't find local name "${options.name}" in the initial cluster configuration`);
-  if (existsSync(options.dataDir) && readdirSync(options.dataDir).length > 0) {
-    throw new RestoreError(`data-dir ${JSON.stringify(options.dataDir)} not empty or could not be read`);
+  // The member dir is written under a temporary name and renamed when complete, so an interrupted
+  // restore never leaves a data dir a member would start from; a rerun removes the leftover.
+  const staging = path.join(options.dataDir, STAGING_DIR);
+  if (existsSync(options.dataDir)) {
+    const entries = readdirSync(options.dataDir);
+    if (entries.length === 1 && entries[0] === STAGING_DIR) {
+      logger.warn("removing an interrupted restore", { dir: staging });
+      rmSync(staging, { recursive: true, force: true });
+    } else if (entries.length > 0) {
+      throw new RestoreError(`data-dir ${JSON.stringify(options.dataDir)} not empty or could not be read`);
+    }
   }
-  const walDir = options.walDir ?? path.join(options.dataDir, "member", "wal");
+  const walDir = options.walDir ?? path.join(staging, "wal");
   if (options.walDir !== undefined && existsSync(options.walDir)) throw new RestoreError(`wal-dir ${JSON.stringify(options.walDir)} exists`);
   if (options.bumpRevision > 0 !== options.markCompacted) throw new RestoreError("--mark-compacted required if --revision-bump > 0");
-  const snapDir = path.join(options.dataDir, "member", "snap");
-  logger.info("restoring snapshot", { path: options.snapshotPath, "wal-dir": walDir, "data-dir": options.dataDir, "snap-dir": snapDir });
+  const snapDir = path.join(staging, "snap");
+  logger.info("restoring snapshot", {
+    path: options.snapshotPath,
+    "wal-dir": options.walDir ?? path.join(options.dataDir, "member", "wal"),
+    "data-dir": options.dataDir,
+    "snap-dir": path.join(options.dataDir, "member", "snap"),
+  });
 
   verifySnapshotHash(options.snapshotPath, options.skipHashCheck);
 
@@ -207,7 +228,10 @@ export async function restoreSnapshot(options: RestoreOptions, logger: Logger): 
   } finally {
     await wal.close();
   }
-  logger.info("restored snapshot", { path: options.snapshotPath, "wal-dir": walDir, "data-dir": options.dataDir, "snap-dir": snapDir, "member-id": self.id.toString(16), "cluster-id": clusterId.toString(16) });
+  await fsyncDir(staging);
+  renameSync(staging, path.join(options.dataDir, "member"));
+  await fsyncDir(options.dataDir);
+  logger.info("restored snapshot", { path: options.snapshotPath, "data-dir": options.dataDir, "member-id": self.id, "cluster-id": clusterId });
   return { memberId: self.id, clusterId, revision: revisions.latest, compactedAt: revisions.compactedAt };
 }
 
