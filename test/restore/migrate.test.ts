@@ -65,6 +65,9 @@ describe.skipIf(!haveTools)("etcd-ts migrate: an etcd 3.4 data dir in place", ()
     await g.put("m/leased", "yes", { lease: LEASE_ID });
     const before = await view(m);
     const statusBefore = await g.status();
+    const running = await runEtcdTs(["migrate", "--data-dir", m.dataDir]);
+    expect(running.code).toBe(1);
+    expect(running.stderr).toContain("is locked: the etcd member is still running (stop it first)");
     await m.stop();
     expect(fs.readdirSync(path.join(m.dataDir, "member", "snap")).filter((f) => f.endsWith(".snap")).length).toBeGreaterThan(0);
 

@@ -84,6 +84,10 @@ async function dispatch(argv: readonly string[], io: Io, logger: Logger): Promis
     if (wantsHelp(rest)) return help(io, "snapshot status <filename> [-w simple|table|json]", STATUS_FLAGS);
     return snapshotStatusCommand(rest, io);
   }
+  if (command === "snapshot" && sub === "save") {
+    // etcdutl's answer: a snapshot is taken from a running member over the network.
+    throw new UsageError("In order to download snapshot use: `etcdctl snapshot save ...`");
+  }
   if (command === "defrag") {
     const args = sub === undefined ? [] : [sub, ...rest];
     if (wantsHelp(args)) return help(io, "defrag --data-dir <dir>", DEFRAG_FLAGS);

@@ -6,7 +6,8 @@
  * restarts it and it rejoins its cluster without a restore.
  *
  * Steps:
- *   1. recognise etcd's layout (member/snap/db is a bbolt FILE, not our LevelDB directory) and
+ *   1. refuse while etcd runs (it holds flocks on its db and WAL segments; asked through flock(1));
+ *      recognise etcd's layout (member/snap/db is a bbolt FILE, not our LevelDB directory) and
  *      read etcd's WAL and newest usable .snap (etcd-data-dir.ts), before anything is touched;
  *   2. move the original aside: <data-dir>/member → <data-dir>/member.etcd34-backup (and a
  *      separate --wal-dir to <wal-dir>.etcd34-backup); a data dir with a backup already there is
@@ -19,6 +20,7 @@
  *      marker, every entry after the snapshot, the last HardState.
  * A failure in step 3 leaves the backup in place; moving it back restores the etcd 3.4 member.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, renameSync, statSync } from "node:fs";
 import path from "node:path";
 import { Backend, Bucket, bucketKey, encodeUint64, META_CONSISTENT_INDEX, META_TERM, type BackendImage } from "../mvcc/backend/backend.js";
@@ -31,7 +33,7 @@ import { etcdDatabaseImage } from "../server/etcd-database-image.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Wal } from "../wal/wal.js";
 import type { Logger } from "../pkg/logger.js";
-import { loadEtcdSnapshot, readEtcdWal } from "./etcd-data-dir.js";
+import { etcdWalSegments, loadEtcdSnapshot, readEtcdWal } from "./etcd-data-dir.js";
 
 export class MigrateError extends Error {
   readonly code = "MIGRATE";
@@ -67,6 +69,9 @@ export async function migrateEtcdDataDir(options: MigrateOptions, logger: Logger
   if (statSync(dbFile).isDirectory()) throw new MigrateError(`${dbFile} is a LevelDB directory: ${options.dataDir} is already an etcd-ts data dir`);
   if (existsSync(backupDir)) throw new MigrateError(`${backupDir} exists: remove it or move it back first`);
   if (walBackup !== undefined && existsSync(walBackup)) throw new MigrateError(`${walBackup} exists: remove it or move it back first`);
+
+  const holder = lockedFile([dbFile, ...etcdWalSegments(walDir)]);
+  if (holder !== undefined) throw new MigrateError(`${holder} is locked: the etcd member is still running (stop it first)`);
 
   // 1. Read everything first: a data dir we cannot read is left untouched.
   const wal = readEtcdWal(walDir);
@@ -144,6 +149,20 @@ export async function migrateEtcdDataDir(options: MigrateOptions, logger: Logger
     "consistent-index": consistentIndex,
   });
   return { memberId: wal.memberId, clusterId: wal.clusterId, revision, term: wal.hardState.term, commit: wal.hardState.commit, lastIndex, backupDir };
+}
+
+/**
+ * The first of `files` another process holds an flock on (etcd locks its bbolt file and its WAL
+ * segments while it runs), asked through util-linux's flock(1); undefined when none is, or when
+ * flock(1) is not installed (the check is then skipped).
+ */
+function lockedFile(files: string[]): string | undefined {
+  for (const f of files) {
+    const r = spawnSync("flock", ["--nonblock", "--shared", f, "true"], { stdio: "ignore" });
+    if (r.error !== undefined) return undefined;
+    if (r.status !== 0) return f;
+  }
+  return undefined;
 }
 
 /** Raft's ConfState after the conf changes among `entries` up to `index`, from `base`. */

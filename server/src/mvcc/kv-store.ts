@@ -5,6 +5,8 @@
  * - Key bucket: one LevelDB entry per change, keyed by its revision (revision.ts: 17 bytes, plus
  *   `t` for a tombstone), valued by the KeyValue in etcd's protobuf form (key-value.ts). Entries
  *   are immutable; compaction is the only thing that deletes them.
+ * - An empty value in the key bucket is a revision marker, not a key (what `snapshot restore
+ *   --bump-revision` writes, as etcd 3.6 does): it moves the current revision and nothing else.
  * - Meta bucket: `scheduledCompactRev` / `finishedCompactRev` (17-byte revisions), next to the
  *   backend's consistent index.
  * - Key index (key-index.ts): key -> generations of revisions, in a B-tree ordered by key bytes.
