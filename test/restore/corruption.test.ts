@@ -1,7 +1,7 @@
 /**
  * A member whose data is damaged refuses to start, with the damaged file named, and exits 1:
  * one bit flipped in a backend table (LevelDB .ldb), in the backend's log (.log, a record before
- * others), or in the WAL (a fsynced frame before others). The undamaged copy starts and serves.
+ * others), in its MANIFEST, or in the WAL (a fsynced frame before others). The undamaged copy starts and serves.
  * Real etcd-ts processes on copies of one data dir.
  */
 import { spawn } from "node:child_process";
@@ -79,6 +79,16 @@ describe("damaged data is refused at start-up", () => {
     const r = await startExpectingRefusal(m, dir);
     expect(r.code).toBe(1);
     expect(r.output).toMatch(new RegExp(`${log} is damaged at offset \\d+: log record checksum mismatch before valid records`));
+  }, 60_000);
+
+  it("a flipped bit in the backend's MANIFEST (LevelDB's own check, reported the same way)", async () => {
+    const dir = copy();
+    const manifest = fs.readdirSync(db(dir)).find((n) => n.startsWith("MANIFEST-"))!;
+    flip(path.join(db(dir), manifest), 12);
+    const r = await startExpectingRefusal(m, dir);
+    expect(r.code).toBe(1);
+    expect(r.output).toContain("refusing to start: the member's data is damaged");
+    expect(r.output).toMatch(/LevelDB refused to open it: .*Corruption/);
   }, 60_000);
 
   it("a flipped bit in the WAL before other records", async () => {
