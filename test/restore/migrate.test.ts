@@ -4,12 +4,14 @@
  *     snapshots (--snapshot-count 10): etcd-ts started with the same flags serves the same keys,
  *     revision, member ID, cluster ID, lease and HashKV, and its raft position continues etcd's;
  *     the original data is kept at member.etcd34-backup; a second migrate is refused;
+ *   - a member whose WAL lives in a separate --wal-dir (both moved aside, both rewritten);
  *   - one member of a 3-member real etcd cluster stopped, migrated and started as etcd-ts: it
  *     rejoins, catches up with writes made while it was down and converges (HashKV) with the two
  *     etcd 3.4 members.
  * Skipped when /usr/bin/etcd (ETCD_REFERENCE_BIN) or etcdctl is missing.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
@@ -91,6 +93,25 @@ describe.skipIf(!haveTools)("etcd-ts migrate: an etcd 3.4 data dir in place", ()
     const put = await m.grpc().put("m/after", "1");
     expect(put.revision).toBe(BigInt(before.revision as number) + 1n);
     await m.stop();
+  }, 120_000);
+
+  it("a member with a separate --wal-dir", async () => {
+    const walParent = fs.mkdtempSync(path.join(os.tmpdir(), "migrate-wal-"));
+    const walDir = path.join(walParent, "wal");
+    const m = await startMember({ binary: etcd34(), name: "walsep", extraArgs: ["--wal-dir", walDir, "--snapshot-count", "10"] });
+    owned.push(m);
+    for (let i = 0; i < 25; i++) await m.grpc().put(`w/k${i}`, `v${i}`);
+    const before = await m.grpc().hashKv(0n);
+    await m.stop();
+    const r = await runEtcdTs(["migrate", "--data-dir", m.dataDir, "--wal-dir", walDir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.existsSync(walDir + ".etcd34-backup")).toBe(true);
+    m.options.binary = etcdTsBinary();
+    await m.start();
+    const after = await m.grpc().hashKv(0n);
+    expect({ hash: after.hash, revision: after.header.revision }).toEqual({ hash: before.hash, revision: before.header.revision });
+    await m.stop();
+    fs.rmSync(walParent, { recursive: true, force: true });
   }, 120_000);
 
   it("a member of a 3-member etcd 3.4 cluster, migrated in place, rejoins as etcd-ts", async () => {
