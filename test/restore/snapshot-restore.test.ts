@@ -241,6 +241,12 @@ describe.skipIf(!haveTools)("etcd-ts snapshot restore: clusters, revision bump, 
       "--name", "restored", "--initial-cluster", `restored=http://127.0.0.1:${port.peer}`,
       "--initial-advertise-peer-urls", `http://127.0.0.1:${port.peer}`, "--data-dir", path.join(scratch, dir),
     ];
+    const missing = path.join(scratch, "missing.db");
+    for (const args of [["snapshot", "status", missing], ["snapshot", "restore", missing, ...flags("ts-missing")]]) {
+      const ours = await runEtcdTs(args);
+      const theirs = await runEtcdctl("127.0.0.1:1", args);
+      expect({ code: ours.code, error: errorLine(ours.stderr) }).toEqual({ code: theirs.code, error: errorLine(theirs.stderr) });
+    }
     for (const [f, dir] of [[noHash, "a"], [bad, "b"]] as const) {
       const ours = await runEtcdTs(["snapshot", "restore", f, ...flags(`ts-${dir}`)]);
       const theirs = await runEtcdctl("127.0.0.1:1", ["snapshot", "restore", f, ...flags(`etcd-${dir}`)]);

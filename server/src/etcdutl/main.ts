@@ -65,9 +65,28 @@ export async function runOfflineCommand(argv: readonly string[], io: Io = proces
       io.err(`Error: ${e.message}\n`);
       return EXIT_BAD_ARGS;
     }
-    io.err(`Error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.err(`Error: ${describeError(e)}\n`);
     return EXIT_ERROR;
   }
+}
+
+/** Go's texts for the errno errors etcdutl reports ("stat x.db: no such file or directory"). */
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EISDIR: "is a directory",
+  ENOTDIR: "not a directory",
+  EEXIST: "file exists",
+  ENOSPC: "no space left on device",
+};
+
+function describeError(e: unknown): string {
+  const sys = e as { code?: string; syscall?: string; path?: string };
+  if (e instanceof Error && sys.code !== undefined && sys.path !== undefined && ERRNO_TEXT[sys.code] !== undefined) {
+    const op = sys.syscall === "stat" || sys.syscall === "lstat" ? sys.syscall : "open";
+    return `${op} ${sys.path}: ${ERRNO_TEXT[sys.code]}`;
+  }
+  return e instanceof Error ? e.message : String(e);
 }
 
 function wantsHelp(argv: readonly string[]): boolean {
