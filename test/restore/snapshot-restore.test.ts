@@ -87,6 +87,7 @@ async function restoredMember(
     initialCluster,
     ports: { client: self.client, peer: self.peer },
     readyMembers: cluster.length,
+    readyTimeoutMs: 90_000, // a new cluster elects and publishes under the shared machine's load
   });
   prepare?.(m.dataDir);
   const r = await runEtcdTs([
