@@ -153,8 +153,8 @@ const DROPPED_BUCKETS = new Set<number>([Bucket.members, Bucket.membersRemoved])
 
 /**
  * Restores `options.snapshotPath` into a new data dir (see the file comment).
- * @throws RestoreError for etcd's refusals; file-system and format errors as they come (the
- *   partly written data dir is then left for the operator to remove).
+ * @throws RestoreError for etcd's refusals; file-system and format errors as they come (a partly
+ *   written member.restoring is then left behind, and replaced by the next restore into the dir).
  */
 export async function restoreSnapshot(options: RestoreOptions, logger: Logger): Promise<RestoreResult> {
   const own = options.initialCluster.get(options.name);
