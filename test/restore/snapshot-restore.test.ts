@@ -6,7 +6,8 @@
  *   - a restored etcd-ts member serves the same keys (revisions, versions, leases), the same
  *     lease and the same HashKV (hash and compact revision) as the member the snapshot was taken
  *     of;
- *   - a 3-member initial cluster restored from one file forms and agrees on HashKV;
+ *   - a 3-member initial cluster restored from one file forms and agrees on HashKV, also when two
+ *     members are restored by etcdctl and run etcd 3.4 and the third is etcd-ts;
  *   - --bump-revision/--mark-compacted: a watcher that had reached revision R gets the compacted
  *     error when it resumes at R+1, reads at or below the bump fail as compacted, and new writes
  *     land above R + bump;
@@ -198,6 +199,45 @@ describe.skipIf(!haveTools)("etcd-ts snapshot restore: clusters, revision bump, 
     expect(Buffer.from(got.kvs[0]!.value, "base64").toString()).toBe("formed");
     expect((await viewOf(three[1]!)).leases).toEqual(before.leases);
     await Promise.all(three.map((m) => m.stop()));
+  }, 180_000);
+
+  it("members restored by etcdctl (etcd 3.4) and by etcd-ts from one file form one cluster", async () => {
+    const ports = await freePorts(6);
+    const cluster = ["x1", "x2", "x3"].map((name, i) => ({ name, client: ports[2 * i]!, peer: ports[2 * i + 1]! }));
+    const initialCluster = cluster.map((c) => `${c.name}=http://127.0.0.1:${c.peer}`).join(",");
+    const mixed: Member[] = [];
+    for (const c of cluster.slice(0, 2)) {
+      const m = new Member({
+        binary: { kind: "etcd", command: reference!, prefixArgs: [] },
+        name: c.name,
+        clusterToken: "restored-token",
+        initialCluster,
+        ports: { client: c.client, peer: c.peer },
+        readyMembers: 3,
+        readyTimeoutMs: 90_000,
+      });
+      await ctl("127.0.0.1:1", [
+        "snapshot", "restore", file, "--name", c.name, "--initial-cluster", initialCluster, "--initial-cluster-token", "restored-token",
+        "--initial-advertise-peer-urls", `http://127.0.0.1:${c.peer}`, "--data-dir", m.dataDir,
+      ]);
+      mixed.push(m);
+    }
+    mixed.push(await restoredMember(file, "x3", cluster));
+    members.push(...mixed);
+    await Promise.all(mixed.map((m) => m.start()));
+    await mixed[2]!.grpc().put("r/mixed", "yes");
+    await mixed[0]!.grpc().range("r/mixed"); // linearizable: applied on the etcd member too
+    const hashes = new Set<bigint>();
+    const clusterIds = new Set<bigint>();
+    for (const m of mixed) {
+      const st = await m.grpc().status();
+      const h = await m.grpc().hashKv(BigInt(before.revision as number) + 1n);
+      hashes.add(h.hash);
+      clusterIds.add(st.header.clusterId);
+    }
+    expect(hashes.size).toBe(1);
+    expect(clusterIds.size).toBe(1);
+    await Promise.all(mixed.map((m) => m.stop()));
   }, 180_000);
 
   it("--bump-revision with --mark-compacted: no revision at or below R is seen again", async () => {
