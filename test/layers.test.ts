@@ -21,6 +21,9 @@
  *      listener/ (the client port) imports nothing from the other rooms and no layer but pkg/;
  *      http/     (/health, /version, /metrics) takes from v3rpc/ only the service registry, from
  *                gateway/ only its entry (gateway/gateway.ts), nothing from listener/;
+ *  - etcdutl/ (the offline tools: snapshot restore/status, defrag, migrate) never imports api/
+ *               or rafthttp/ (it works on files, with the server's own storage code), and takes
+ *               from etcdmain/ only config (the initial-cluster checks);
  *  - pkg/     imports nothing from other layers;
  *  - the generated protobuf code is the @etcd-ts/proto package (proto/gen, built to proto/dist):
  *               server/src imports it by name ("@etcd-ts/proto/<pkg>/<file>"), which counts as
@@ -176,6 +179,9 @@ function violation(imp: Import): string | undefined {
       if (to === "server" && t === "server/transport-port") return undefined;
       return "rafthttp/ imports only raft/types, mvcc/backend/, server/transport-port, pkg/ and the proto package";
     }
+    case "etcdutl":
+      if (to === "etcdmain") return /^etcdmain\/config(\.js|\.ts)?$/.test(target ?? "") ? undefined : "etcdutl/ takes from etcdmain/ only config (the initial-cluster checks)";
+      return ["api", "rafthttp"].includes(to) ? "etcdutl/ (the offline tools) never imports api/ or rafthttp/" : undefined;
     case "pkg":
       return to === "<package>" ? undefined : `${from}/ imports nothing from other layers`;
     default:

@@ -2,7 +2,8 @@
  * The `etcd-ts` command: parses etcd's flags, environment and config file, starts one member,
  * and stops it cleanly on SIGINT/SIGTERM. Exit codes follow etcd: 2 for a malformed command line
  * (the error and the usage on stderr), 1 for a configuration or start-up failure (logged, with
- * etcd's message as the log line's "msg").
+ * etcd's message as the log line's "msg"). A first argument naming an offline tool (snapshot,
+ * defrag, migrate) runs that tool instead (etcdutl/).
  */
 import { createRequire } from "node:module";
 import { ConfigError, resolveConfig } from "./config.js";
@@ -10,6 +11,7 @@ import { FLAGS_NOT_ACTED_ON, usageText } from "./etcd-flags.js";
 import { FlagError } from "../pkg/flag-set.js";
 import { createLogger, LogLevel } from "../pkg/logger.js";
 import { LogOutputError, openLogOutputs, type LogOutputs } from "../pkg/log-outputs.js";
+import { OFFLINE_COMMANDS } from "../etcdutl/offline-commands.js";
 
 /** How long a signal received during start-up waits for the member to be up and stop cleanly. */
 const START_GRACE_MS = 5_000;
@@ -18,6 +20,11 @@ const require = createRequire(import.meta.url);
 const PACKAGE_VERSION = (require("../../package.json") as { version: string }).version;
 
 export async function main(argv: string[]): Promise<number> {
+  // `etcd-ts snapshot|defrag|migrate ...`: the offline tools (etcdutl's), not the server.
+  if (argv.length > 0 && OFFLINE_COMMANDS.has(argv[0]!)) {
+    const { runOfflineCommand } = await import("../etcdutl/main.js");
+    return runOfflineCommand(argv);
+  }
   let invocation;
   try {
     invocation = resolveConfig(argv, process.env);
@@ -106,8 +113,15 @@ export async function main(argv: string[]): Promise<number> {
     const { startMember } = await import("./start-member.js");
     member = await startMember(cfg, logger);
   } catch (err) {
+    const code = (err as { code?: unknown }).code;
     if (err instanceof ConfigError) logger.error(err.message);
-    else logger.error("failed to start", { error: String(err), stack: (err as Error).stack });
+    else if (code === "BACKEND_CORRUPT" || code === "WAL_CORRUPT" || code === "SNAP_CORRUPT") {
+      // Damaged data is never served: say which file and where, and how to recover.
+      logger.error("refusing to start: the member's data is damaged", {
+        error: (err as Error).message,
+        remedy: "restore this member from a snapshot (etcd-ts snapshot restore), or remove it from the cluster and add it back with an empty data dir",
+      });
+    } else logger.error("failed to start", { error: String(err), stack: (err as Error).stack });
     return 1;
   }
   return new Promise<number>((resolve) => {

@@ -5,6 +5,8 @@
  * - Key bucket: one LevelDB entry per change, keyed by its revision (revision.ts: 17 bytes, plus
  *   `t` for a tombstone), valued by the KeyValue in etcd's protobuf form (key-value.ts). Entries
  *   are immutable; compaction is the only thing that deletes them.
+ * - An empty value in the key bucket is a revision marker, not a key (what `snapshot restore
+ *   --bump-revision` writes, as etcd 3.6 does): it moves the current revision and nothing else.
  * - Meta bucket: `scheduledCompactRev` / `finishedCompactRev` (17-byte revisions), next to the
  *   backend's consistent index.
  * - Key index (key-index.ts): key -> generations of revisions, in a B-tree ordered by key bytes.
@@ -286,8 +288,10 @@ export class MvccStore {
         for (const [k, v] of entries) {
           const main = mainOfKey(k);
           const sub = subOfKey(k);
-          const kv = decodeKeyValue(v);
           lastMain = main;
+          // An empty value is a revision marker (a restore's --bump-revision), not a key.
+          if (v.length === 0) continue;
+          const kv = decodeKeyValue(v);
           const keyStr = indexKey(kv.key);
           let ki = byKey.get(keyStr);
           if (isTombstoneKey(k)) {
@@ -786,6 +790,7 @@ export class MvccStore {
             revisions++;
             lastMain = main;
           }
+          if (v.length === 0) continue; // a revision marker, no event
           const kv = decodeKeyValue(v);
           if (isTombstoneKey(k)) {
             events.push({ type: "DELETE", kv: { key: kv.key, createRevision: 0, modRevision: main, version: 0, value: EMPTY_BUFFER, lease: NO_LEASE } });
