@@ -5,12 +5,18 @@ import type { Logger } from "../../pkg/logger.js";
 import type { RequestContext } from "../../server/request-context.js";
 
 /**
- * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address and the auth
- * token from the `token` metadata, as etcd's clients send it.
+ * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address, the auth token
+ * from the `token` metadata (as etcd's clients send it; the gateway passes Authorization on as
+ * it), and the common name of the client's verified TLS certificate (gRPC calls only: as etcd,
+ * a gateway request's certificate names no user).
  */
-export function requestContext(call: { getPeer(): string; metadata: Metadata }): RequestContext {
+export function requestContext(call: { getPeer(): string; metadata: Metadata; getAuthContext?(): { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } }): RequestContext {
   const token = call.metadata.get("token")[0];
-  return token === undefined ? { remoteAddress: call.getPeer() } : { remoteAddress: call.getPeer(), token: String(token) };
+  const ctx: { remoteAddress: string; token?: string; certCommonName?: string } = { remoteAddress: call.getPeer() };
+  if (token !== undefined) ctx.token = String(token);
+  const cn = call.getAuthContext?.().sslPeerCertificate?.subject?.CN;
+  if (cn !== undefined) ctx.certCommonName = Array.isArray(cn) ? (cn[0] ?? "") : cn;
+  return ctx;
 }
 
 /**

@@ -27,7 +27,9 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
         downgradeInfo: undefined,
       };
     }, logger),
-    hashKv: unary(async (req) => {
+    // As etcd: hashes, defragmentation and snapshots need the root role while auth is on.
+    hashKv: unary(async (req, ctx) => {
+      await server.checkAdmin(ctx);
       const h = await server.store.hashKV(Number(req.revision));
       return {
         header: server.header(h.revision),
@@ -36,7 +38,8 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
         hashRevision: BigInt(h.revision),
       };
     }, logger),
-    hash: unary(async () => {
+    hash: unary(async (_req, ctx) => {
+      await server.checkAdmin(ctx);
       const h = await server.store.hashKV(0);
       return { header: server.header(), hash: h.hash };
     }, logger),
@@ -45,7 +48,10 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       return { header: undefined, alarms: await server.alarm(req, ctx) };
     }, logger),
     // etcd answers a defragment without a header.
-    defragment: unary(async () => ({ header: undefined }), logger),
+    defragment: unary(async (_req, ctx) => {
+      await server.checkAdmin(ctx);
+      return { header: undefined };
+    }, logger),
     snapshot: snapshotHandler(server, logger),
     moveLeader: unary(async (req, ctx) => {
       await server.moveLeader(req.targetID, ctx);

@@ -16,6 +16,8 @@ import type { WatchFilter, WatchMessage, Watcher } from "../../mvcc/watch-hub.js
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { toPbKv } from "../../server/apply/kv-ops.js";
 import type { Logger } from "../../pkg/logger.js";
+import { ServerError } from "../../server/errors.js";
+import { requestContext } from "./grpc-util.js";
 
 export interface WatchServiceOptions {
   /** Period of progress notifications for watchers that asked for them (etcd: 10m). */
@@ -172,7 +174,45 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         watchers.clear();
       };
 
+      // As etcd: a watch needs read permission on its range (checked when created, with etcd's
+      // normalised key and end). Requests are handled in arrival order; while a check is
+      // pending, later requests queue behind it (bounded by the gRPC stream's flow control).
+      const ctx = requestContext(stream);
+      const mayWatch = async (req: NonNullable<WatchRequest["createRequest"]>): Promise<string | undefined> => {
+        const key = req.key.length === 0 ? Buffer.from([0]) : req.key;
+        const end = req.rangeEnd.length === 1 && req.rangeEnd[0] === 0 ? Buffer.alloc(0) : req.rangeEnd;
+        try {
+          await server.checkWatch(ctx, key, end);
+          return undefined;
+        } catch (err) {
+          const code = err instanceof ServerError ? err.code : undefined;
+          if (code === "InvalidAuthToken") return "etcdserver: invalid auth token";
+          if (code === "AuthOldRevision") return "etcdserver: revision of auth store is old";
+          if (code === "UserEmpty") return "etcdserver: user name is empty";
+          if (code !== "PermissionDenied") logger.error("unexpected error code", { error: String(err) });
+          return "etcdserver: permission denied";
+        }
+      };
+      const checked = async (req: NonNullable<WatchRequest["createRequest"]>): Promise<void> => {
+        const refused = await mayWatch(req);
+        if (refused === undefined) create(req);
+        else write(watchResponse({ header: server.header(), watchId: -1n, created: true, canceled: true, cancelReason: refused }));
+      };
+      let queue: Promise<void> = Promise.resolve();
+      let queued = 0;
+      const needsCheck = (): boolean => server.auth.enabled || ctx.token !== undefined;
       stream.on("data", (req: WatchRequest) => {
+        if (queued === 0 && !(req.createRequest && needsCheck())) {
+          handle(req);
+          return;
+        }
+        queued++;
+        queue = queue
+          .then(() => (req.createRequest && !closed ? checked(req.createRequest) : handle(req)))
+          .catch((err: unknown) => logger.warn("watch request failed", { error: String(err) }))
+          .finally(() => queued--);
+      });
+      const handle = (req: WatchRequest): void => {
         try {
           if (req.createRequest) {
             create(req.createRequest);
@@ -191,7 +231,7 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         } catch (err) {
           logger.warn("watch request failed", { error: String(err) });
         }
-      });
+      };
       stream.on("end", () => {
         close();
         stream.end();
