@@ -3,6 +3,7 @@ import type { MaintenanceServer, StatusResponse } from "@etcd-ts/proto/etcdserve
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { ETCD_API_VERSION } from "../../server/etcd-server.js";
 import { serverError } from "../../server/errors.js";
+import { checkMaintenanceAdmin } from "./maintenance-auth.js";
 import type { Logger } from "../../pkg/logger.js";
 import { unary } from "./grpc-util.js";
 import { snapshotHandler } from "./snapshot-stream.js";
@@ -29,7 +30,7 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
     }, logger),
     // As etcd: hashes, defragmentation and snapshots need the root role while auth is on.
     hashKv: unary(async (req, ctx) => {
-      await server.checkAdmin(ctx);
+      await checkMaintenanceAdmin(server, ctx);
       const h = await server.store.hashKV(Number(req.revision));
       return {
         header: server.header(h.revision),
@@ -39,7 +40,7 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       };
     }, logger),
     hash: unary(async (_req, ctx) => {
-      await server.checkAdmin(ctx);
+      await checkMaintenanceAdmin(server, ctx);
       const h = await server.store.hashKV(0);
       return { header: server.header(), hash: h.hash };
     }, logger),
@@ -49,7 +50,7 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
     }, logger),
     // etcd answers a defragment without a header.
     defragment: unary(async (_req, ctx) => {
-      await server.checkAdmin(ctx);
+      await checkMaintenanceAdmin(server, ctx);
       return { header: undefined };
     }, logger),
     snapshot: snapshotHandler(server, logger),

@@ -28,6 +28,7 @@ import { serverError } from "../../server/errors.js";
 import type { Logger } from "../../pkg/logger.js";
 import { toServiceError } from "./errors.js";
 import { requestContext } from "./grpc-util.js";
+import { checkMaintenanceAdmin } from "./maintenance-auth.js";
 
 /** Blob size per message: etcd's snapshotSendBufferSize. */
 export const SNAPSHOT_BLOB_BYTES = 32 * 1024;
@@ -76,7 +77,7 @@ export function snapshotHandler(
     call.on("cancelled", () => (gone = true));
     const run = async (): Promise<void> => {
       // As etcd: a snapshot needs the root role while auth is on.
-      await server.checkAdmin(requestContext(call));
+      await checkMaintenanceAdmin(server, requestContext(call));
       await slots.acquire();
       try {
         if (!gone) await streamSnapshot(server, call, logger, options, () => gone);

@@ -186,11 +186,12 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
           return undefined;
         } catch (err) {
           const code = err instanceof ServerError ? err.code : undefined;
-          if (code === "InvalidAuthToken") return "etcdserver: invalid auth token";
-          if (code === "AuthOldRevision") return "etcdserver: revision of auth store is old";
-          if (code === "UserEmpty") return "etcdserver: user name is empty";
+          // etcd's cancel reason is the gRPC status error's text.
+          if (code === "InvalidAuthToken") return "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token";
+          if (code === "AuthOldRevision") return "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old";
+          if (code === "UserEmpty") return "rpc error: code = InvalidArgument desc = etcdserver: user name is empty";
           if (code !== "PermissionDenied") logger.error("unexpected error code", { error: String(err) });
-          return "etcdserver: permission denied";
+          return "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
         }
       };
       const checked = async (req: NonNullable<WatchRequest["createRequest"]>): Promise<void> => {
