@@ -3,12 +3,13 @@
  * one member are the same on every member (they travel through the log into each member's
  * backend), a simple token issued by one member is accepted by the others (each registers it when
  * it applies the Authenticate entry), the gateway takes the token from the Authorization header,
- * and everything survives a restart of every member.
+ * and everything survives a restart of every member. The same runs on a mixed cluster whose third
+ * member is a real etcd 3.4: the log's auth requests mean the same to both binaries.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
-import { etcdTsBinary } from "../harness/member.js";
+import { etcdTsBinary, referenceEtcdPath, serverBinaryFromSpec, type ServerBinary } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
 
 const ROOT = ["--user", "root:rootpw"];
@@ -54,8 +55,13 @@ describe("auth across a cluster", () => {
     await killAllChildren();
   });
 
-  it("the auth state is the same on every member, tokens work on any member, and all of it survives restarts", async () => {
-    cluster = await Cluster.start({ binary: etcdTsBinary(), size: 3, namePrefix: "au", clusterToken: "auth-cluster", extraArgs: ["--bcrypt-cost", "4"] });
+  const reference = referenceEtcdPath();
+  const cases: Array<[string, ServerBinary[]]> = [["etcd-ts", [etcdTsBinary(), etcdTsBinary(), etcdTsBinary()]]];
+  if (reference !== undefined) cases.push(["mixed, with a real etcd 3.4 member", [etcdTsBinary(), etcdTsBinary(), serverBinaryFromSpec(reference)]]);
+
+  it.each(cases)("%s: the auth state is the same on every member, tokens work on any member, and all of it survives restarts", async (_name, binaries) => {
+    await cluster?.destroy();
+    cluster = await Cluster.start({ binaries, namePrefix: "au", clusterToken: "auth-cluster", extraArgs: ["--bcrypt-cost", "4"] });
     const c = cluster;
     const via0 = async (args: string[]): Promise<void> => {
       const r = await runEtcdctl(c.members[0]!.clientUrl, args);
