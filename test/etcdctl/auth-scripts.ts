@@ -223,6 +223,23 @@ export function authCases(s: DiffSuite): void {
     await c.ctl(["role", "delete", "r3"]);
   });
 
+  s.case("lock as the caller's user", async (c) => {
+    await c.ctl(["user", "add", "u5:p5"]);
+    await c.ctl(["role", "add", "r5"]);
+    await c.ctl(["role", "grant-permission", "r5", "readwrite", "lk/", "--prefix"]);
+    await c.ctl(["user", "grant-role", "u5", "r5"]);
+    await c.ctl(["user", "add", "u6:p6"]);
+    await enableAuth(c);
+    await c.ctl([...as("u5:p5"), "lock", "lk/a", "echo", "locked"]);
+    await c.ctl([...as("u6:p6"), "lock", "lk/a", "echo", "locked"], { timeoutMs: 10_000 });
+    await c.ctl(["lock", "lk/a", "echo", "locked"], { timeoutMs: 10_000 });
+    await c.ctl([...ROOT, "get", "lk/", "--prefix", "--keys-only"]);
+    await disableAuth(c);
+    await c.ctl(["user", "delete", "u5"]);
+    await c.ctl(["user", "delete", "u6"]);
+    await c.ctl(["role", "delete", "r5"]);
+  });
+
   s.case("maintenance and cluster commands under auth", async (c) => {
     await c.ctl(["user", "add", "u4:p4"]);
     await enableAuth(c);
