@@ -5,6 +5,7 @@
  */
 import type { AuthServer, AuthRoleGetResponse, AuthRoleListResponse, AuthUserGetResponse, AuthUserListResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdServer } from "../../server/etcd-server.js";
+import { serverError } from "../../server/errors.js";
 import type { Logger } from "../../pkg/logger.js";
 import { unary } from "./grpc-util.js";
 
@@ -18,7 +19,10 @@ export function authService(server: EtcdServer, logger: Logger): AuthServer {
   return {
     authEnable: admin("authEnable"),
     authDisable: admin("authDisable"),
-    authStatus: unary(async () => ({ header: server.header(), enabled: server.auth.enabled, authRevision: BigInt(server.auth.revision) }), logger),
+    // AuthStatus came with etcd 3.5: a 3.4 member does not serve it.
+    authStatus: unary(async () => {
+      throw serverError("Unimplemented");
+    }, logger),
     authenticate: unary(async (req, ctx) => ({ header: server.header(), token: await server.authenticate(req.name, req.password, ctx) }), logger),
     userAdd: admin("authUserAdd"),
     userGet: admin<AuthUserGetResponse>("authUserGet"),
