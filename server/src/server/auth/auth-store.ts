@@ -251,7 +251,9 @@ export class AuthStore {
     if (r.name.length === 0) throw serverError("UserEmpty");
     const noPassword = r.options?.noPassword === true;
     let hash: Buffer = Buffer.alloc(0);
-    if (!noPassword) hash = r.hashedPassword !== "" ? Buffer.from(r.hashedPassword) : await this.hash(r.password);
+    // As etcd 3.4, the password is hashed here, at apply (each member salts its own hash);
+    // `hashedPassword` (a 3.5 field) is ignored, as a 3.4 member ignores it.
+    if (!noPassword) hash = await this.hash(r.password);
     if (this.users.has(r.name)) throw serverError("UserAlreadyExist");
     this.putUser(w, { name: Buffer.from(r.name), password: hash, roles: [], options: { noPassword: r.options?.noPassword ?? false } });
     this.commitRevision(w);
@@ -271,7 +273,7 @@ export class AuthStore {
 
   /** @throws ServerError UserNotFound */
   async userChangePassword(w: WriteSession, r: AuthUserChangePasswordRequest): Promise<void> {
-    const hash = r.hashedPassword !== "" ? Buffer.from(r.hashedPassword) : await this.hash(r.password);
+    const hash = await this.hash(r.password);
     const u = this.users.get(r.name);
     if (u === undefined) throw serverError("UserNotFound");
     this.putUser(w, { ...u, password: hash });
