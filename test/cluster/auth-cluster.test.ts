@@ -4,8 +4,13 @@
  * backend), a simple token issued by one member is accepted by the others (each registers it when
  * it applies the Authenticate entry), the gateway takes the token from the Authorization header,
  * and everything survives a restart of every member. The same runs on a mixed cluster whose third
- * member is a real etcd 3.4: the log's auth requests mean the same to both binaries.
+ * member is a real etcd 3.4 (the log's auth requests mean the same to both binaries), with simple
+ * tokens and with ES256 JWTs (a token signed by etcd-ts verifies on etcd).
  */
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
@@ -56,12 +61,21 @@ describe("auth across a cluster", () => {
   });
 
   const reference = referenceEtcdPath();
-  const cases: Array<[string, ServerBinary[]]> = [["etcd-ts", [etcdTsBinary(), etcdTsBinary(), etcdTsBinary()]]];
-  if (reference !== undefined) cases.push(["mixed, with a real etcd 3.4 member", [etcdTsBinary(), etcdTsBinary(), serverBinaryFromSpec(reference)]]);
+  const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), "etcd-ts-auth-cluster-"));
+  const { privateKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+  fs.writeFileSync(path.join(keyDir, "ec.key"), privateKey.export({ type: "sec1", format: "pem" }));
+  const JWT = ["--auth-token", `jwt,priv-key=${path.join(keyDir, "ec.key")},sign-method=ES256`];
+  const cases: Array<[string, ServerBinary[], string[]]> = [["etcd-ts, simple tokens", [etcdTsBinary(), etcdTsBinary(), etcdTsBinary()], []]];
+  if (reference !== undefined) {
+    const etcd = serverBinaryFromSpec(reference);
+    cases.push(["mixed (a real etcd 3.4 member), simple tokens", [etcdTsBinary(), etcdTsBinary(), etcd], []]);
+    cases.push(["mixed (a real etcd 3.4 member), ES256 JWT", [etcdTsBinary(), etcdTsBinary(), etcd], JWT]);
+  }
+  afterAll(() => fs.rmSync(keyDir, { recursive: true, force: true }));
 
-  it.each(cases)("%s: the auth state is the same on every member, tokens work on any member, and all of it survives restarts", async (_name, binaries) => {
+  it.each(cases)("%s: the auth state is the same on every member, tokens work on any member, and all of it survives restarts", async (_name, binaries, args) => {
     await cluster?.destroy();
-    cluster = await Cluster.start({ binaries, namePrefix: "au", clusterToken: "auth-cluster", extraArgs: ["--bcrypt-cost", "4"] });
+    cluster = await Cluster.start({ binaries, namePrefix: "au", clusterToken: "auth-cluster", extraArgs: ["--bcrypt-cost", "4", ...args] });
     const c = cluster;
     const via0 = async (args: string[]): Promise<void> => {
       const r = await runEtcdctl(c.members[0]!.clientUrl, args);
@@ -88,7 +102,7 @@ describe("auth across a cluster", () => {
     const auth = await fetch(`${c.members[0]!.clientUrl}/v3/auth/authenticate`, { method: "POST", body: JSON.stringify({ name: "u", password: "upw" }) });
     expect(auth.status).toBe(200);
     const token = ((await auth.json()) as { token: string }).token;
-    expect(token).toMatch(/^[a-zA-Z]{16}\.\d+$/);
+    expect(token).toMatch(args.length === 0 ? /^[a-zA-Z]{16}\.\d+$/ : /^eyJ/);
     for (const i of [1, 2]) {
       const key = Buffer.from("app/a").toString("base64");
       await eventually(async () => {
