@@ -246,12 +246,12 @@ export function authCases(s: DiffSuite): void {
     const u4 = as("u4:p4");
     await c.ctl([...u4, "member", "list"]);
     await c.ctl([...u4, "endpoint", "health"]);
-    await c.ctl([...u4, "endpoint", "status", "-w", "json"]);
     await c.ctl([...u4, "endpoint", "hashkv"]);
     await c.ctl([...u4, "defrag"]);
     await c.ctl([...ROOT, "defrag"]);
     await c.ctl([...u4, "alarm", "list"]);
-    await c.ctl([...u4, "snapshot", "save", c.scratchPath("u4.db")]);
+    // (A refused `snapshot save` is checked in test/snapshot/auth-snapshot.test.ts: etcdctl's own
+    // log lines race with the refusal, so its stderr order is not stable.)
     await c.ctl([...u4, "member", "add", "m2", "--peer-urls=http://127.0.0.1:1"]);
     await c.ctl([...u4, "member", "remove", "1"]);
     await c.ctl([...u4, "member", "update", "1", "--peer-urls=http://127.0.0.1:1"]);

@@ -40,6 +40,10 @@ describe.skipIf(!haveTools)("auth state through a snapshot into real etcd", () =
       ["user", "grant-role", "u", "r"], ["auth", "enable"],
     ]) await ok(source.clientUrl, args);
     const file = path.join(scratch, "auth.db");
+    // Only root may take a snapshot (etcd's refusal: the auth store's text, code Unknown).
+    const refused = await runEtcdctl(source.clientUrl, ["--user", "u:upw", "snapshot", "save", path.join(scratch, "u.db")]);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toContain("Error: rpc error: code = Unknown desc = auth: permission denied");
     await ok(source.clientUrl, ["--user", "root:rootpw", "snapshot", "save", file]);
     // etcd's buckets and keys (etcdctl's auth enable added the root role and granted it: revision 10).
     const r = BboltReader.open(file);

@@ -42,7 +42,7 @@ import { forwardToLeader, type LeaderClient } from "./leader-forward.js";
 import { encodeAttributes, type MemberRecord, type Membership } from "./cluster/membership.js";
 import { compareVersions, decideClusterVersion, MIN_CLUSTER_VERSION, parseVersion, uniformPeerVersions, type PeerVersions } from "./cluster/cluster-version.js";
 import { LeaseClock } from "./lease-clock.js";
-import { Proposer, raftRequest } from "./proposer.js";
+import { Proposer, raftRequest, type ApplyResult } from "./proposer.js";
 import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./quota.js";
 import type { ApplyBatch, PeerTransport, RaftNode, ReadyHandler } from "./raft-node.js";
 import { LinearizableReads } from "./read-index.js";
@@ -568,13 +568,13 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 
   // ---- leases ------------------------------------------------------------------------------
 
-  async leaseGrant(ttlSeconds: number, requestedId: bigint, _ctx?: RequestContext): Promise<LeaseGrantResponse> {
+  async leaseGrant(ttlSeconds: number, requestedId: bigint, ctx?: RequestContext): Promise<LeaseGrantResponse> {
     this.quota.check(LEASE_COST_BYTES);
     let id = requestedId;
     if (id === 0n) {
       do id = this.proposer.nextLeaseId(); while (this.deps.lessor.lookup(id) !== undefined);
     }
-    const r = await this.proposeAs(_ctx, raftRequest({ leaseGrant: { TTL: BigInt(ttlSeconds), ID: id } }));
+    const r = await this.proposeAs(ctx, raftRequest({ leaseGrant: { TTL: BigInt(ttlSeconds), ID: id } }));
     return r.value as LeaseGrantResponse;
   }
 
@@ -735,7 +735,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   }
 
   /** Proposes `req` as the caller's user. @throws ServerError InvalidAuthToken, or what propose throws */
-  private async proposeAs(ctx: RequestContext | undefined, req: InternalRaftRequest) {
+  private async proposeAs(ctx: RequestContext | undefined, req: InternalRaftRequest): Promise<ApplyResult> {
     return this.proposer.propose(withAuthHeader(req, await this.authInfo(ctx)));
   }
 
