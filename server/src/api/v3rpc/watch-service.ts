@@ -28,6 +28,8 @@ export interface WatchServiceOptions {
 
 /** Watchers one stream may hold (bounded, as everything from the network is). */
 const WATCHERS_PER_STREAM_MAX = 10_000;
+/** Watch requests one stream may have waiting behind a pending permission check. */
+const QUEUED_REQUESTS_MAX = 1024;
 const DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream";
 
 interface StreamWatcher {
@@ -176,7 +178,7 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
 
       // As etcd: a watch needs read permission on its range (checked when created, with etcd's
       // normalised key and end). Requests are handled in arrival order; while a check is
-      // pending, later requests queue behind it (bounded by the gRPC stream's flow control).
+      // pending, later requests queue behind it.
       const ctx = requestContext(stream);
       const mayWatch = async (req: NonNullable<WatchRequest["createRequest"]>): Promise<string | undefined> => {
         const key = req.key.length === 0 ? Buffer.from([0]) : req.key;
@@ -196,6 +198,7 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
       };
       const checked = async (req: NonNullable<WatchRequest["createRequest"]>): Promise<void> => {
         const refused = await mayWatch(req);
+        if (closed) return; // the stream ended meanwhile: nothing to register or answer
         if (refused === undefined) create(req);
         else write(watchResponse({ header: server.header(), watchId: -1n, created: true, canceled: true, cancelReason: refused }));
       };
@@ -207,11 +210,18 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
           handle(req);
           return;
         }
-        queued++;
+        // Bounded: past QUEUED_REQUESTS_MAX pending requests the stream stops reading (gRPC's flow
+        // control then holds the client back) until the checks catch up.
+        if (++queued >= QUEUED_REQUESTS_MAX) stream.pause();
         queue = queue
-          .then(() => (req.createRequest && !closed ? checked(req.createRequest) : handle(req)))
+          .then(() => {
+            if (closed) return undefined;
+            return req.createRequest ? checked(req.createRequest) : handle(req);
+          })
           .catch((err: unknown) => logger.warn("watch request failed", { error: String(err) }))
-          .finally(() => queued--);
+          .finally(() => {
+            if (--queued === QUEUED_REQUESTS_MAX / 2) stream.resume();
+          });
       });
       const handle = (req: WatchRequest): void => {
         try {
