@@ -53,6 +53,8 @@ export interface AddMemberOptions {
   extraArgs?: string[];
   /** Sees etcdctl's `member add` result (for transcripts). */
   onMemberAdd?: (result: EtcdctlResult) => void;
+  /** etcdctl flags before `member add` (e.g. `--user root:pw` while auth is on). */
+  etcdctlArgs?: string[];
 }
 
 /** An etcdctl call that failed; carries the whole result. */
@@ -281,7 +283,7 @@ export class Cluster {
     const [client, peer] = await freePorts(2);
     if (this.proxy) await this.proxy.addFront(index, peer!);
     const advertised = this.proxy ? this.proxy.frontUrl(index) : `${this.options.peerScheme ?? "http"}://127.0.0.1:${peer}`;
-    const args = ["member", "add", name, `--peer-urls=${advertised}`, ...(options.learner ? ["--learner"] : [])];
+    const args = [...(options.etcdctlArgs ?? []), "member", "add", name, `--peer-urls=${advertised}`, ...(options.learner ? ["--learner"] : [])];
     const res = await this.etcdctlOk(args);
     options.onMemberAdd?.(res);
     const initial = /^ETCD_INITIAL_CLUSTER="([^"]*)"$/m.exec(res.stdout);

@@ -210,6 +210,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       autoCompactionMode: cfg.autoCompactionMode,
       autoCompactionRetention: cfg.autoCompactionRetention,
       strictReconfigCheck: cfg.strictReconfigCheck,
+      authToken: cfg.authToken,
+      authTokenTtlSeconds: cfg.authTokenTtlSeconds,
+      bcryptCost: cfg.bcryptCost,
+      clientCertAuth: cfg.clientCertAuth,
       ...(UNSAFE_FOLLOWER_READS ? { unsafeTestingKnobs: { followerReadsWithoutReadIndex: true } } : {}),
     },
     {

@@ -34,6 +34,8 @@ import type { PeerVersions } from "./cluster/cluster-version.js";
 import { Compactor } from "./compactor.js";
 import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
 import { LeaseRecords, recoverLeases } from "./lease-records.js";
+import { AuthStore, BCRYPT_COST_DEFAULT } from "./auth/auth-store.js";
+import { tokenProvider } from "./auth/token-provider.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
 import type { PeerActivity } from "./cluster/member-admin.js";
@@ -83,6 +85,12 @@ export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "
   /** Skip fsync (--unsafe-no-fsync). */
   unsafeNoFsync: boolean;
   autoCompactionMode: "periodic" | "revision";
+  /** --auth-token: "simple" (default), "jwt,..." or "" (see auth/token-provider.ts). */
+  authToken?: string;
+  /** --auth-token-ttl: seconds a simple token lives after its last use (default 300). */
+  authTokenTtlSeconds?: number;
+  /** --bcrypt-cost (default 10). */
+  bcryptCost?: number;
   autoCompactionRetention: string;
   /**
    * Raft's message sizing, fixed in etcd 3.4 (1 MiB per append message, 512 appends in flight to
@@ -198,6 +206,21 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
     { persistence: leaseRecords, clock, logger: logger.named("lease") },
   );
   await recoverLeases(lessor, store);
+  // The member is built below; simple tokens wait on its apply path.
+  let member: EtcdServer | undefined;
+  const authLogger = logger.named("auth");
+  const auth = new AuthStore(
+    { bcryptCost: options.bcryptCost ?? BCRYPT_COST_DEFAULT },
+    {
+      tokens: tokenProvider(options.authToken ?? "simple", options.authTokenTtlSeconds ?? 300, {
+        clock,
+        logger: authLogger,
+        waitApplied: (index) => member?.waitAppliedWithin(index) ?? Promise.resolve(false),
+      }),
+      logger: authLogger,
+    },
+  );
+  await auth.loadFrom(store);
 
   const raft = new RaftNode(
     {
@@ -233,9 +256,11 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       observeApplied: deps.observer?.applied?.bind(deps.observer),
       peerActivity: deps.peerActivity,
       leaderClient: deps.leaderClient,
+      auth,
     },
     { index: log.applied, confState: log.confState },
   );
+  member = server;
   const compactor = new Compactor(
     { mode: options.autoCompactionMode, retention: options.autoCompactionRetention },
     {

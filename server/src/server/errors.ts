@@ -33,6 +33,22 @@ export type ServerErrorCode =
   | "TimeoutLeaderTransfer"
   | "NotSupportedForLearner"
   | "AuthNotEnabled"
+  | "RootUserNotExist"
+  | "RootRoleNotExist"
+  | "UserAlreadyExist"
+  | "UserEmpty"
+  | "UserNotFound"
+  | "RoleAlreadyExist"
+  | "RoleNotFound"
+  | "RoleEmpty"
+  | "AuthFailed"
+  | "NoPasswordUser"
+  | "PermissionDenied"
+  | "RoleNotGranted"
+  | "PermissionNotGranted"
+  | "InvalidAuthToken"
+  | "InvalidAuthMgmt"
+  | "AuthOldRevision"
   | "Unimplemented";
 
 export class ServerError extends Error {

@@ -10,6 +10,7 @@
  *   transport-port.ts  what the peer transport calls (PeerHandler): messages and merged snapshots
  *   received-snapshots.ts  leaders' backend images, kept until their snapshot is applied
  *   bootstrap.ts    recovery from the WAL, snapshot and backend, and assembling all of the above
+ *   auth/           users, roles, permissions and tokens (the auth store, its applier layer)
  *
  * Write path: propose(request) → raft (append) → WAL + fsync (group-committed by the Ready loop)
  * → commit → apply (one backend batch per entry holding the MVCC changes, lease/member records
@@ -18,6 +19,7 @@
  * ReadIndex round (shared by every read that arrives while one is in flight) and for apply to
  * reach its index.
  */
+import type { InternalRaftRequest, RequestHeader } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import {
   AlarmMember, AlarmRequest, AlarmRequest_AlarmAction, AlarmType, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse,
   LeaseGrantResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
@@ -40,7 +42,7 @@ import { forwardToLeader, type LeaderClient } from "./leader-forward.js";
 import { encodeAttributes, type MemberRecord, type Membership } from "./cluster/membership.js";
 import { compareVersions, decideClusterVersion, MIN_CLUSTER_VERSION, parseVersion, uniformPeerVersions, type PeerVersions } from "./cluster/cluster-version.js";
 import { LeaseClock } from "./lease-clock.js";
-import { Proposer, raftRequest } from "./proposer.js";
+import { Proposer, raftRequest, type ApplyResult } from "./proposer.js";
 import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./quota.js";
 import type { ApplyBatch, PeerTransport, RaftNode, ReadyHandler } from "./raft-node.js";
 import { LinearizableReads } from "./read-index.js";
@@ -49,6 +51,9 @@ import type { RequestTrace } from "./request-trace.js";
 import type { RequestContext } from "./request-context.js";
 import type { StorePort, WriteSession } from "./store-port.js";
 import { PeerMessageRefusedError, type MergedSnapshot, type PeerHandler } from "./transport-port.js";
+import { AuthApplier, checkTxnPermitted } from "./auth/auth-applier.js";
+import { AuthStore, BCRYPT_COST_DEFAULT, NO_AUTH_INFO, ROOT_USER, type AuthInfo } from "./auth/auth-store.js";
+import { noTokenProvider } from "./auth/token-provider.js";
 
 /** The etcd API version etcd-ts serves; clients gate features on it. */
 export const ETCD_API_VERSION = "3.4.23";
@@ -79,6 +84,8 @@ export interface EtcdServerOptions {
   maxSnapshots: number;
   /** Refuse membership changes that would endanger an active quorum (default true). */
   strictReconfigCheck?: boolean;
+  /** --client-cert-auth: a verified client certificate's common name is the user (without a token). */
+  clientCertAuth?: boolean;
   /** Deliberately broken variants, ONLY for proving that the cluster fault checks can fail. */
   unsafeTestingKnobs?: {
     /** A follower serves linearizable reads at once, from its own state, without ReadIndex. */
@@ -107,6 +114,8 @@ export interface EtcdServerDeps {
   peerActivity?: PeerActivity;
   /** Forwards leader-only requests from a follower (absent: a follower answers NotLeader). */
   leaderClient?: LeaderClient;
+  /** Users, roles and tokens, loaded from the backend (absent: an empty store without tokens). */
+  auth?: AuthStore;
 }
 
 /** Where the member resumes: the applied index and raft's configuration as of it. */
@@ -124,6 +133,8 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private readonly applyLoop: ApplyLoop;
   private readonly admin: MemberAdmin;
   private readonly baseApplier: Applier;
+  /** Users, roles, permissions, and the token provider. */
+  readonly auth: AuthStore;
   private readonly receivedSnapshots = new ReceivedSnapshots();
   private stopped = false;
   private published = false;
@@ -149,6 +160,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   constructor(readonly options: EtcdServerOptions, private readonly deps: EtcdServerDeps, resumeFrom: AppliedState) {
     const { raft, store, lessor, membership, alarms, clock, logger } = deps;
     this.raft = raft;
+    this.auth = deps.auth ?? new AuthStore({ bcryptCost: BCRYPT_COST_DEFAULT }, { tokens: noTokenProvider(), logger: logger.named("auth") });
     this.proposer = new Proposer(options, { raft, clock });
     this.applyLoop = new ApplyLoop(
       {
@@ -159,13 +171,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       {
         store,
         proposer: this.proposer,
-        applier: () => applierForAlarms(this.baseApplier, (a) => alarms.isRaised(a)),
+        applier: (req, index) => applierForAlarms(new AuthApplier(this.baseApplier, { auth: this.auth, lessor }, authInfoOf(req), index), (a) => alarms.isRaised(a)),
         raft,
         membership,
         alarms,
         lessor,
         leaseRecords: deps.leaseRecords,
         snapshotImages: this.receivedSnapshots,
+        auth: this.auth,
         onConfChange: (cc) => this.onConfChange(cc),
         logger,
         observeApplied: deps.observeApplied,
@@ -184,7 +197,10 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       clock,
       logger,
     });
-    this.leaseClock = new LeaseClock({ tickMs: options.leaseTickMs ?? 500 }, { lessor, proposer: this.proposer, isLeader: () => this.isLeader, clock, logger });
+    this.leaseClock = new LeaseClock(
+      { tickMs: options.leaseTickMs ?? 500 },
+      { lessor, proposer: this.proposer, isLeader: () => this.isLeader, internalHeader: () => this.rootHeader(), clock, logger },
+    );
     this.admin = new MemberAdmin(options, {
       raft, proposer: this.proposer, membership, clock, stopped: () => this.stopped,
       activity: deps.peerActivity, leaderClient: deps.leaderClient,
@@ -264,6 +280,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.leaseClock.stop();
     this.quota.stop();
     this.deps.lessor.stop();
+    this.auth.tokens.stop();
     await this.raft.stop();
     const err = serverError("Stopped");
     this.proposer.stop(err);
@@ -503,19 +520,19 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 
   async range(req: RangeRequest, ctx?: RequestContext): Promise<RangeResponse> {
     if (!req.serializable) await this.linearizableRead(ctx?.trace);
-    const resp = await applyRange(this.deps.store, req);
+    const resp = await this.serialize(ctx, (ai) => this.auth.checkRange(ai, req.key, req.rangeEnd), () => applyRange(this.deps.store, req));
     resp.header = this.header(Number(resp.header!.revision));
     return resp;
   }
 
   async put(req: PutRequest, ctx?: RequestContext): Promise<PutResponse> {
     this.quota.check(putCostBytes(req.key, req.value));
-    const r = await this.proposer.propose(raftRequest({ put: req }), ctx?.trace);
+    const r = await this.proposeAs(ctx, raftRequest({ put: req }));
     return r.value as PutResponse;
   }
 
   async deleteRange(req: DeleteRangeRequest, ctx?: RequestContext): Promise<DeleteRangeResponse> {
-    const r = await this.proposer.propose(raftRequest({ deleteRange: req }), ctx?.trace);
+    const r = await this.proposeAs(ctx, raftRequest({ deleteRange: req }));
     return r.value as DeleteRangeResponse;
   }
 
@@ -524,17 +541,24 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       // Read-only txns are served like ranges: no log entry.
       if (!allRangesSerializable(req)) await this.linearizableRead(ctx?.trace);
       const store = this.deps.store;
-      const resp = await applyTxn(readOnlyWriter(store), req, txnChecks(this.deps, store.currentRevision));
+      const resp = await this.serialize(
+        ctx,
+        (ai) => checkTxnPermitted(this.auth, ai, req, true),
+        () => applyTxn(readOnlyWriter(store), req, txnChecks(this.deps, store.currentRevision)),
+      );
       resp.header = this.header();
       return resp;
     }
     this.quota.check(txnCostBytes(req));
-    const r = await this.proposer.propose(raftRequest({ txn: req }), ctx?.trace);
+    const ai = await this.authInfo(ctx);
+    // The operations of nested txns are checked here: apply checks only the top level (as etcd 3.4).
+    if (this.auth.enabled && hasNestedTxn(req)) checkTxnPermitted(this.auth, ai ?? NO_AUTH_INFO, req, true);
+    const r = await this.proposer.propose(withAuthHeader(raftRequest({ txn: req }), ai), ctx?.trace);
     return r.value as TxnResponse;
   }
 
-  async compact(req: CompactionRequest, _ctx?: RequestContext): Promise<ResponseHeader> {
-    const r = await this.proposer.propose(raftRequest({ compaction: req }));
+  async compact(req: CompactionRequest, ctx?: RequestContext): Promise<ResponseHeader> {
+    const r = await this.proposeAs(ctx, raftRequest({ compaction: req }));
     if (req.physical && r.physical) await r.physical;
     return r.value as ResponseHeader;
   }
@@ -549,6 +573,21 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     return trace === undefined ? wait : trace.stage("read index", wait);
   }
 
+  /**
+   * Resolves true once `index` is applied, false when that takes longer than the request timeout
+   * or the member stops first (a simple token's index is checked so).
+   */
+  waitAppliedWithin(index: number): Promise<boolean> {
+    if (this.applyLoop.applied >= index) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = this.deps.clock.setTimeout(() => resolve(false), this.options.requestTimeoutMs);
+      void this.applyLoop.waitApplied(index).then(() => {
+        this.deps.clock.clearTimeout(timer);
+        resolve(!this.stopped);
+      });
+    });
+  }
+
   /** Resolves when a read served now would be linearizable. @throws ServerError Timeout/Stopped */
   linearizableReadNotify(): Promise<void> {
     return this.reads.notify();
@@ -556,18 +595,18 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 
   // ---- leases ------------------------------------------------------------------------------
 
-  async leaseGrant(ttlSeconds: number, requestedId: bigint, _ctx?: RequestContext): Promise<LeaseGrantResponse> {
+  async leaseGrant(ttlSeconds: number, requestedId: bigint, ctx?: RequestContext): Promise<LeaseGrantResponse> {
     this.quota.check(LEASE_COST_BYTES);
     let id = requestedId;
     if (id === 0n) {
       do id = this.proposer.nextLeaseId(); while (this.deps.lessor.lookup(id) !== undefined);
     }
-    const r = await this.proposer.propose(raftRequest({ leaseGrant: { TTL: BigInt(ttlSeconds), ID: id } }));
+    const r = await this.proposeAs(ctx, raftRequest({ leaseGrant: { TTL: BigInt(ttlSeconds), ID: id } }));
     return r.value as LeaseGrantResponse;
   }
 
-  async leaseRevoke(id: bigint, _ctx?: RequestContext): Promise<ResponseHeader> {
-    const r = await this.proposer.propose(raftRequest({ leaseRevoke: { ID: id } }));
+  async leaseRevoke(id: bigint, ctx?: RequestContext): Promise<ResponseHeader> {
+    const r = await this.proposeAs(ctx, raftRequest({ leaseRevoke: { ID: id } }));
     return r.value as ResponseHeader;
   }
 
@@ -639,8 +678,8 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   // ---- maintenance -------------------------------------------------------------------------
 
   /** Raises or clears an alarm through the log; like etcd, GET is a round through the log too. */
-  async alarm(req: AlarmRequest, _ctx?: RequestContext): Promise<AlarmMember[]> {
-    const r = await this.proposer.propose(raftRequest({ alarm: req }));
+  async alarm(req: AlarmRequest, ctx?: RequestContext): Promise<AlarmMember[]> {
+    const r = await this.proposeAs(ctx, raftRequest({ alarm: req }));
     return r.value as AlarmMember[];
   }
 
@@ -649,21 +688,128 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     await this.proposer.propose(raftRequest({}));
   }
 
+  // ---- auth ----------------------------------------------------------------------------------
+
+  /**
+   * Who a request acts as (etcd's AuthInfoFromCtx): the user its token names, else with
+   * --client-cert-auth its certificate's common name at the current auth revision; undefined
+   * without either.
+   * @throws ServerError InvalidAuthToken (a token this member does not accept)
+   */
+  async authInfo(ctx?: RequestContext): Promise<AuthInfo | undefined> {
+    if (ctx === undefined) return undefined;
+    if (ctx.token !== undefined) {
+      const ai = await this.auth.tokens.info(ctx.token, this.auth.revision);
+      if (ai === undefined) {
+        this.deps.logger.warn("invalid auth token", { token: ctx.token });
+        throw serverError("InvalidAuthToken");
+      }
+      return ai;
+    }
+    if (this.options.clientCertAuth === true && ctx.certCommonName !== undefined && ctx.certCommonName !== "") {
+      return { username: ctx.certCommonName, revision: this.auth.revision };
+    }
+    return undefined;
+  }
+
+  /**
+   * Requests only root may make while auth is on (maintenance, membership).
+   * @throws ServerError InvalidAuthToken, UserEmpty, UserNotFound, PermissionDenied
+   */
+  async checkAdmin(ctx?: RequestContext): Promise<void> {
+    const ai = await this.authInfo(ctx);
+    this.auth.checkAdmin(ai);
+  }
+
+  /**
+   * Whether the caller may watch [key, rangeEnd) (read permission). The watch service passes
+   * etcd's normalised key and end (an end of "\x00" as empty).
+   * @throws ServerError InvalidAuthToken, UserEmpty, AuthOldRevision, PermissionDenied
+   */
+  async checkWatch(ctx: RequestContext | undefined, key: Buffer, rangeEnd: Buffer | undefined): Promise<void> {
+    const ai = (await this.authInfo(ctx)) ?? NO_AUTH_INFO;
+    this.auth.checkRange(ai, key, rangeEnd);
+  }
+
+  /**
+   * Checks a user's password and issues a token through the log (every member registers a simple
+   * token as it applies the entry); retried when the auth store changed meanwhile, as etcd does.
+   * @throws ServerError AuthNotEnabled, AuthFailed, NoPasswordUser, Timeout, Stopped
+   */
+  async authenticate(name: string, password: string, ctx?: RequestContext): Promise<string> {
+    await this.linearizableRead(ctx?.trace);
+    for (;;) {
+      let checked: number;
+      try {
+        checked = await this.auth.checkPassword(name, password);
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== "AuthNotEnabled") this.deps.logger.warn("invalid authentication was requested", { user: name, error: String(err) });
+        throw err;
+      }
+      const simpleToken = this.auth.tokens.genTokenPrefix();
+      const r = await this.proposeAs(ctx, raftRequest({ authenticate: { name, password: "", simpleToken } }));
+      if (checked === this.auth.revision) return (r.value as { token: string }).token;
+      this.deps.logger.info("revision when password checked became stale; retrying");
+    }
+  }
+
+  /**
+   * One of the auth administration requests (the InternalRaftRequest field `fields` sets), through
+   * the log; resolves with its apply result. Root-only ones are checked at apply.
+   */
+  async authRequest(fields: Partial<InternalRaftRequest>, ctx?: RequestContext): Promise<unknown> {
+    return (await this.proposeAs(ctx, raftRequest(fields))).value;
+  }
+
+  /** Proposes `req` as the caller's user. @throws ServerError InvalidAuthToken, or what propose throws */
+  private proposeAs(ctx: RequestContext | undefined, req: InternalRaftRequest): Promise<ApplyResult> {
+    // Without a token or a certificate name there is no user to find: no extra turn of the loop.
+    if (ctx === undefined || (ctx.token === undefined && (this.options.clientCertAuth !== true || !ctx.certCommonName))) {
+      return this.proposer.propose(req, ctx?.trace);
+    }
+    return this.authInfo(ctx).then((ai) => this.proposer.propose(withAuthHeader(req, ai), ctx.trace));
+  }
+
+  /**
+   * A read served outside the log (etcd's doSerialize): the permission check, the read, then a
+   * check that the auth store did not change meanwhile.
+   * @throws ServerError InvalidAuthToken, UserEmpty, PermissionDenied, AuthOldRevision
+   */
+  private async serialize<T>(ctx: RequestContext | undefined, check: (ai: AuthInfo) => void, get: () => Promise<T>): Promise<T> {
+    const ai = (await this.authInfo(ctx)) ?? NO_AUTH_INFO;
+    check(ai);
+    const result = await get();
+    if (ai.revision !== 0 && ai.revision !== this.auth.revision) throw serverError("AuthOldRevision");
+    return result;
+  }
+
+  /** The header of the member's own requests while auth is on: root, at the current revision. */
+  private rootHeader(): RequestHeader | undefined {
+    if (!this.auth.enabled) return undefined;
+    return { ID: 0n, username: ROOT_USER, authRevision: BigInt(this.auth.revision) };
+  }
+
   // ---- membership --------------------------------------------------------------------------
 
-  memberAdd(peerUrls: string[], isLearner: boolean, _ctx?: RequestContext): Promise<{ member: MemberRecord; members: MemberRecord[] }> {
+  // As etcd, membership changes need the root role while auth is on (checked before proposing).
+
+  async memberAdd(peerUrls: string[], isLearner: boolean, ctx?: RequestContext): Promise<{ member: MemberRecord; members: MemberRecord[] }> {
+    await this.checkAdmin(ctx);
     return this.admin.add(peerUrls, isLearner);
   }
 
-  memberRemove(id: bigint, _ctx?: RequestContext): Promise<MemberRecord[]> {
+  async memberRemove(id: bigint, ctx?: RequestContext): Promise<MemberRecord[]> {
+    await this.checkAdmin(ctx);
     return this.admin.remove(id);
   }
 
-  memberUpdate(id: bigint, peerUrls: string[], _ctx?: RequestContext): Promise<MemberRecord[]> {
+  async memberUpdate(id: bigint, peerUrls: string[], ctx?: RequestContext): Promise<MemberRecord[]> {
+    await this.checkAdmin(ctx);
     return this.admin.update(id, peerUrls);
   }
 
-  memberPromote(id: bigint, _ctx?: RequestContext): Promise<MemberRecord[]> {
+  async memberPromote(id: bigint, ctx?: RequestContext): Promise<MemberRecord[]> {
+    await this.checkAdmin(ctx);
     return this.admin.promote(id);
   }
 
@@ -700,6 +846,21 @@ function readOnlyWriter(store: StorePort): KvWriter {
     changed: false,
     beginRevision: store.currentRevision,
   };
+}
+
+/** Who an entry acts as: its header's user and auth revision. */
+function authInfoOf(req: InternalRaftRequest): AuthInfo {
+  return req.header === undefined ? NO_AUTH_INFO : { username: req.header.username, revision: Number(req.header.authRevision) };
+}
+
+/** `req` with the caller's user and auth revision in its header (the proposer adds the ID). */
+function withAuthHeader(req: InternalRaftRequest, ai: AuthInfo | undefined): InternalRaftRequest {
+  if (ai !== undefined) req.header = { ID: 0n, username: ai.username, authRevision: BigInt(ai.revision) };
+  return req;
+}
+
+function hasNestedTxn(req: TxnRequest): boolean {
+  return [...req.success, ...req.failure].some((op) => op.requestTxn !== undefined);
 }
 
 function allRangesSerializable(req: TxnRequest): boolean {

@@ -8,6 +8,7 @@ import { ErrLeaseNotFound } from "../lease/errors.js";
 import type { Lessor } from "../lease/lessor.js";
 import type { Clock, TimerHandle } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
+import type { RequestHeader } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import { raftRequest, type Proposer } from "./proposer.js";
 
 /** Expired leases revoked per tick, and checkpoints proposed per tick (etcd's rate limits). */
@@ -23,6 +24,11 @@ export interface LeaseClockDeps {
   lessor: Lessor;
   proposer: Proposer;
   isLeader(): boolean;
+  /**
+   * The header the member's own revokes carry: while auth is on, root at the current auth
+   * revision (etcd revokes expired leases as root); undefined while it is off.
+   */
+  internalHeader?(): RequestHeader | undefined;
   clock: Clock;
   logger: Logger;
 }
@@ -45,7 +51,7 @@ export class LeaseClock {
     if (this.timer === undefined || !this.deps.isLeader()) return;
     const { lessor, proposer, logger } = this.deps;
     for (const id of lessor.expiredLeases(REVOKES_PER_TICK_MAX)) {
-      void proposer.propose(raftRequest({ leaseRevoke: { ID: id } })).catch((err) => {
+      void proposer.propose(raftRequest({ leaseRevoke: { ID: id }, header: this.deps.internalHeader?.() })).catch((err) => {
         if (!(err instanceof ErrLeaseNotFound)) logger.warn("failed to revoke expired lease", { lease: id, error: String(err) });
       });
     }

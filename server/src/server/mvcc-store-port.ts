@@ -12,7 +12,7 @@ import type { RecordBucket, StorePort, WriteSession } from "./store-port.js";
  */
 export const META_MVCC_CONSISTENT_INDEX = Buffer.from("mvcc_consistent_index");
 
-const BUCKETS: Record<RecordBucket, BucketName> = { lease: "lease", members: "members", membersRemoved: "membersRemoved", cluster: "cluster", meta: "meta", alarm: "alarm" };
+const BUCKETS: Record<RecordBucket, BucketName> = { lease: "lease", members: "members", membersRemoved: "membersRemoved", cluster: "cluster", meta: "meta", alarm: "alarm", auth: "auth", authUsers: "authUsers", authRoles: "authRoles" };
 
 class MvccWriteSession implements WriteSession {
   private readonly records: [RecordBucket, Buffer, Buffer | undefined][] = [];

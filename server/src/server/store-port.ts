@@ -14,7 +14,7 @@ import type { KvReader, KvWriter } from "./apply/kv-ops.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 
 /** Backend buckets other layers keep records in, next to the key-value data. */
-export type RecordBucket = "lease" | "members" | "membersRemoved" | "cluster" | "meta" | "alarm";
+export type RecordBucket = "lease" | "members" | "membersRemoved" | "cluster" | "meta" | "alarm" | "auth" | "authUsers" | "authRoles";
 
 export interface WriteSession extends KvWriter {
   /** Stages a record put (value) or delete (undefined) into this session's batch. */

@@ -40,6 +40,23 @@ const SERVER_ERRORS: Record<ServerErrorCode, Row> = {
   TimeoutLeaderTransfer: [Status.DEADLINE_EXCEEDED, "etcdserver: request timed out, leader transfer took too long"],
   NotSupportedForLearner: [Status.UNAVAILABLE, "etcdserver: rpc not supported for learner"],
   AuthNotEnabled: [Status.FAILED_PRECONDITION, "etcdserver: authentication is not enabled"],
+  RootUserNotExist: [Status.FAILED_PRECONDITION, "etcdserver: root user does not exist"],
+  RootRoleNotExist: [Status.FAILED_PRECONDITION, "etcdserver: root user does not have root role"],
+  UserAlreadyExist: [Status.FAILED_PRECONDITION, "etcdserver: user name already exists"],
+  UserEmpty: [Status.INVALID_ARGUMENT, "etcdserver: user name is empty"],
+  UserNotFound: [Status.FAILED_PRECONDITION, "etcdserver: user name not found"],
+  RoleAlreadyExist: [Status.FAILED_PRECONDITION, "etcdserver: role name already exists"],
+  RoleNotFound: [Status.FAILED_PRECONDITION, "etcdserver: role name not found"],
+  RoleEmpty: [Status.INVALID_ARGUMENT, "etcdserver: role name is empty"],
+  AuthFailed: [Status.INVALID_ARGUMENT, "etcdserver: authentication failed, invalid user ID or password"],
+  // etcd's gRPC table has no row for it: its own text, code Unknown.
+  NoPasswordUser: [Status.UNKNOWN, "auth: authentication failed, password was given for no password user"],
+  PermissionDenied: [Status.PERMISSION_DENIED, "etcdserver: permission denied"],
+  RoleNotGranted: [Status.FAILED_PRECONDITION, "etcdserver: role is not granted to the user"],
+  PermissionNotGranted: [Status.FAILED_PRECONDITION, "etcdserver: permission is not granted to the role"],
+  InvalidAuthToken: [Status.UNAUTHENTICATED, "etcdserver: invalid auth token"],
+  InvalidAuthMgmt: [Status.INVALID_ARGUMENT, "etcdserver: invalid auth management"],
+  AuthOldRevision: [Status.INVALID_ARGUMENT, "etcdserver: revision of auth store is old"],
   Unimplemented: [Status.UNIMPLEMENTED, "etcdserver: not implemented"],
 };
 

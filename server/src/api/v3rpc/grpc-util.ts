@@ -17,15 +17,20 @@ export interface TraceableCall {
 }
 
 /**
- * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address and the auth
- * token from the `token` metadata, as etcd's clients send it; and the call's trace, if a
- * wrapper traces it.
+ * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address, the auth token
+ * from the `token` metadata (as etcd's clients send it; the gateway passes Authorization on as
+ * it), the common name of the client's verified TLS certificate (gRPC calls only: as etcd, a
+ * gateway request's certificate names no user), and the call's trace, if a wrapper traces it.
  */
-export function requestContext(call: { getPeer(): string; metadata: Metadata }): RequestContext {
+export function requestContext(call: { getPeer(): string; metadata: Metadata; getAuthContext?(): { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } }): RequestContext {
   const token = call.metadata.get("token")[0];
-  const ctx: RequestContext = token === undefined ? { remoteAddress: call.getPeer() } : { remoteAddress: call.getPeer(), token: String(token) };
+  const ctx: { -readonly [K in keyof RequestContext]: RequestContext[K] } = { remoteAddress: call.getPeer() };
+  if (token !== undefined) ctx.token = String(token);
+  const cn = call.getAuthContext?.().sslPeerCertificate?.subject?.CN;
+  if (cn !== undefined) ctx.certCommonName = Array.isArray(cn) ? (cn[0] ?? "") : cn;
   const trace = (call as TraceableCall)[CALL_TRACE];
-  return trace === undefined ? ctx : { ...ctx, trace };
+  if (trace !== undefined) ctx.trace = trace;
+  return ctx;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { MaintenanceServer, StatusResponse } from "@etcd-ts/proto/etcdserve
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { ETCD_API_VERSION } from "../../server/etcd-server.js";
 import { serverError } from "../../server/errors.js";
+import { checkMaintenanceAdmin } from "./maintenance-auth.js";
 import type { Logger } from "../../pkg/logger.js";
 import { unary } from "./grpc-util.js";
 import { snapshotHandler } from "./snapshot-stream.js";
@@ -27,7 +28,9 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
         downgradeInfo: undefined,
       };
     }, logger),
-    hashKv: unary(async (req) => {
+    // As etcd: hashes, defragmentation and snapshots need the root role while auth is on.
+    hashKv: unary(async (req, ctx) => {
+      await checkMaintenanceAdmin(server, ctx);
       const h = await server.store.hashKV(Number(req.revision));
       return {
         header: server.header(h.revision),
@@ -36,7 +39,8 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
         hashRevision: BigInt(h.revision),
       };
     }, logger),
-    hash: unary(async () => {
+    hash: unary(async (_req, ctx) => {
+      await checkMaintenanceAdmin(server, ctx);
       const h = await server.store.hashKV(0);
       return { header: server.header(), hash: h.hash };
     }, logger),
@@ -45,7 +49,10 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
       return { header: undefined, alarms: await server.alarm(req, ctx) };
     }, logger),
     // etcd answers a defragment without a header.
-    defragment: unary(async () => ({ header: undefined }), logger),
+    defragment: unary(async (_req, ctx) => {
+      await checkMaintenanceAdmin(server, ctx);
+      return { header: undefined };
+    }, logger),
     snapshot: snapshotHandler(server, logger),
     moveLeader: unary(async (req, ctx) => {
       await server.moveLeader(req.targetID, ctx);

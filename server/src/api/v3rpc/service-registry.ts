@@ -4,7 +4,7 @@
  * service is served on both by adding it here.
  */
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "@etcd-ts/proto/etcdserverpb/rpc";
+import { AuthService, ClusterService, KVService, LeaseService, MaintenanceService, WatchService } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { LockService } from "@etcd-ts/proto/v3lockpb/v3lock";
 import { ElectionService } from "@etcd-ts/proto/v3electionpb/v3election";
 import type { EtcdServer } from "../../server/etcd-server.js";
@@ -13,6 +13,7 @@ import { kvService } from "./kv-service.js";
 import { leaseService } from "./lease-service.js";
 import { clusterService } from "./cluster-service.js";
 import { maintenanceService } from "./maintenance-service.js";
+import { authService } from "./auth-service.js";
 import { watchService } from "./watch-service.js";
 import { LocalClient } from "./local-client.js";
 import { lockService } from "./lock-service.js";
@@ -66,6 +67,7 @@ export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOpti
     entry(LeaseService, leaseService(server, logger), learner, options.wrapService),
     entry(ClusterService, clusterService(server, logger), learner, options.wrapService),
     entry(MaintenanceService, maintenanceService(server, logger), learner, options.wrapService),
+    entry(AuthService, authService(server, logger), learner, options.wrapService),
     entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner, options.wrapService),
     entry(LockService, lockService(local, logger), learner, options.wrapService),
     entry(ElectionService, electionService(local, logger), learner, options.wrapService),

@@ -27,6 +27,8 @@ import type { EtcdServer } from "../../server/etcd-server.js";
 import { serverError } from "../../server/errors.js";
 import type { Logger } from "../../pkg/logger.js";
 import { toServiceError } from "./errors.js";
+import { requestContext } from "./grpc-util.js";
+import { checkMaintenanceAdmin } from "./maintenance-auth.js";
 
 /** Blob size per message: etcd's snapshotSendBufferSize. */
 export const SNAPSHOT_BLOB_BYTES = 32 * 1024;
@@ -74,6 +76,8 @@ export function snapshotHandler(
     let gone = false;
     call.on("cancelled", () => (gone = true));
     const run = async (): Promise<void> => {
+      // As etcd: a snapshot needs the root role while auth is on.
+      await checkMaintenanceAdmin(server, requestContext(call));
       await slots.acquire();
       try {
         if (!gone) await streamSnapshot(server, call, logger, options, () => gone);

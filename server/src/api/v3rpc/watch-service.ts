@@ -16,6 +16,8 @@ import type { WatchFilter, WatchMessage, Watcher } from "../../mvcc/watch-hub.js
 import type { EtcdServer } from "../../server/etcd-server.js";
 import { toPbKv } from "../../server/apply/kv-ops.js";
 import type { Logger } from "../../pkg/logger.js";
+import { ServerError } from "../../server/errors.js";
+import { requestContext } from "./grpc-util.js";
 
 export interface WatchServiceOptions {
   /** Period of progress notifications for watchers that asked for them (etcd: 10m). */
@@ -26,6 +28,8 @@ export interface WatchServiceOptions {
 
 /** Watchers one stream may hold (bounded, as everything from the network is). */
 const WATCHERS_PER_STREAM_MAX = 10_000;
+/** Watch requests one stream may have waiting behind a pending permission check. */
+const QUEUED_REQUESTS_MAX = 1024;
 const DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream";
 
 interface StreamWatcher {
@@ -172,7 +176,54 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         watchers.clear();
       };
 
+      // As etcd: a watch needs read permission on its range (checked when created, with etcd's
+      // normalised key and end). Requests are handled in arrival order; while a check is
+      // pending, later requests queue behind it.
+      const ctx = requestContext(stream);
+      const mayWatch = async (req: NonNullable<WatchRequest["createRequest"]>): Promise<string | undefined> => {
+        const key = req.key.length === 0 ? Buffer.from([0]) : req.key;
+        const end = req.rangeEnd.length === 1 && req.rangeEnd[0] === 0 ? Buffer.alloc(0) : req.rangeEnd;
+        try {
+          await server.checkWatch(ctx, key, end);
+          return undefined;
+        } catch (err) {
+          const code = err instanceof ServerError ? err.code : undefined;
+          // etcd's cancel reason is the gRPC status error's text.
+          if (code === "InvalidAuthToken") return "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token";
+          if (code === "AuthOldRevision") return "rpc error: code = InvalidArgument desc = etcdserver: revision of auth store is old";
+          if (code === "UserEmpty") return "rpc error: code = InvalidArgument desc = etcdserver: user name is empty";
+          if (code !== "PermissionDenied") logger.error("unexpected error code", { error: String(err) });
+          return "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
+        }
+      };
+      const checked = async (req: NonNullable<WatchRequest["createRequest"]>): Promise<void> => {
+        const refused = await mayWatch(req);
+        if (closed) return; // the stream ended meanwhile: nothing to register or answer
+        if (refused === undefined) create(req);
+        else write(watchResponse({ header: server.header(), watchId: -1n, created: true, canceled: true, cancelReason: refused }));
+      };
+      let queue: Promise<void> = Promise.resolve();
+      let queued = 0;
+      const needsCheck = (): boolean => server.auth.enabled || ctx.token !== undefined;
       stream.on("data", (req: WatchRequest) => {
+        if (queued === 0 && !(req.createRequest && needsCheck())) {
+          handle(req);
+          return;
+        }
+        // Bounded: past QUEUED_REQUESTS_MAX pending requests the stream stops reading (gRPC's flow
+        // control then holds the client back) until the checks catch up.
+        if (++queued >= QUEUED_REQUESTS_MAX) stream.pause();
+        queue = queue
+          .then(() => {
+            if (closed) return undefined;
+            return req.createRequest ? checked(req.createRequest) : handle(req);
+          })
+          .catch((err: unknown) => logger.warn("watch request failed", { error: String(err) }))
+          .finally(() => {
+            if (--queued === QUEUED_REQUESTS_MAX / 2) stream.resume();
+          });
+      });
+      const handle = (req: WatchRequest): void => {
         try {
           if (req.createRequest) {
             create(req.createRequest);
@@ -191,7 +242,7 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         } catch (err) {
           logger.warn("watch request failed", { error: String(err) });
         }
-      });
+      };
       stream.on("end", () => {
         close();
         stream.end();

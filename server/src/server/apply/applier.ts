@@ -3,7 +3,7 @@
  * applierV3). Appliers are layered, each wrapping the next and passing through what it does not
  * change, with the backend applier (the real effects) innermost:
  *
- *   [auth: permission checks, next]  →  alarm layer (capped / corrupt)  →  backend applier
+ *   alarm layer (capped / corrupt)  →  auth layer (permission checks; users and roles)  →  backend applier
  *
  * Every method runs inside the apply step of one entry, with that entry's write session; an
  * error it throws is the proposer's answer (the entry still counts as applied).
@@ -30,6 +30,22 @@ export interface Applier {
   alarm(w: WriteSession, req: AlarmRequest): AlarmMember[];
   clusterMemberAttrSet(w: WriteSession, req: ClusterMemberAttrSetRequest): void;
   clusterVersionSet(w: WriteSession, req: ClusterVersionSetRequest): void;
+  /**
+   * One of the auth requests (Authenticate, enable and disable, users and roles: exactly one of
+   * the request's auth fields is set); resolves with its response.
+   */
+  auth(w: WriteSession, req: InternalRaftRequest): Promise<unknown>;
+}
+
+/** Whether `req` is one of the auth requests (see Applier.auth). */
+export function isAuthRequest(req: InternalRaftRequest): boolean {
+  return (
+    req.authenticate !== undefined || req.authEnable !== undefined || req.authDisable !== undefined || req.authUserAdd !== undefined ||
+    req.authUserDelete !== undefined || req.authUserGet !== undefined || req.authUserChangePassword !== undefined ||
+    req.authUserGrantRole !== undefined || req.authUserRevokeRole !== undefined || req.authUserList !== undefined ||
+    req.authRoleList !== undefined || req.authRoleAdd !== undefined || req.authRoleDelete !== undefined || req.authRoleGet !== undefined ||
+    req.authRoleGrantPermission !== undefined || req.authRoleRevokePermission !== undefined
+  );
 }
 
 /** Passes every request to the next applier: the base of the layers that change only some. */
@@ -65,6 +81,9 @@ export class PassThroughApplier implements Applier {
   clusterVersionSet(w: WriteSession, req: ClusterVersionSetRequest): void {
     this.next.clusterVersionSet(w, req);
   }
+  auth(w: WriteSession, req: InternalRaftRequest): Promise<unknown> {
+    return this.next.auth(w, req);
+  }
 }
 
 /**
@@ -82,5 +101,6 @@ export async function applyRequest(applier: Applier, req: InternalRaftRequest, w
   if (req.alarm) return { value: applier.alarm(w, req.alarm) };
   if (req.clusterMemberAttrSet) return { value: applier.clusterMemberAttrSet(w, req.clusterMemberAttrSet) };
   if (req.clusterVersionSet) return { value: applier.clusterVersionSet(w, req.clusterVersionSet) };
+  if (isAuthRequest(req)) return { value: await applier.auth(w, req) };
   return { value: undefined };
 }

@@ -60,8 +60,11 @@ export interface SnapshotImages {
 export interface ApplyLoopDeps {
   store: StorePort;
   proposer: Proposer;
-  /** The applier chain for the entry about to be applied (it changes as alarms come and go). */
-  applier(): Applier;
+  /**
+   * The applier chain for `req`, the entry at `index` about to be applied (it changes as alarms
+   * come and go, and acts as the user the request's header names).
+   */
+  applier(req: InternalRaftRequest, index: number): Applier;
   raft: ApplyRaft;
   membership: Membership;
   alarms: AlarmStore;
@@ -69,6 +72,8 @@ export interface ApplyLoopDeps {
   /** Where the lessor's records go while an entry is applied. */
   leaseRecords: { bind(session: WriteSession): void; unbind(): void };
   snapshotImages: SnapshotImages;
+  /** The auth store, reloaded from the backend when a snapshot is installed. */
+  auth?: { loadFrom(store: StorePort): Promise<void> };
   /** A conf change reached raft (the member may campaign once the driver has advanced, or stop if removed). */
   onConfChange(cc: ConfChange): void;
   logger: Logger;
@@ -170,8 +175,8 @@ export class ApplyLoop {
   /**
    * Installs a leader's snapshot (etcd's applySnapshot): the store restores the image received
    * with it (its key index, revisions, compaction and watchers follow), then the membership (from
-   * the image, or from the snapshot's v2 store when the image lacks it), the alarms and the lessor
-   * (leases and their keys) are reloaded from the new backend; raft's
+   * the image, or from the snapshot's v2 store when the image lacks it), the alarms, the lessor
+   * (leases and their keys) and the auth store are reloaded from the new backend; raft's
    * configuration is the snapshot's. The image may be newer than the snapshot (its consistent
    * index above the snapshot's): entries up to that index are then skipped as already applied,
    * conf changes among them still reaching raft.
@@ -197,6 +202,7 @@ export class ApplyLoop {
     }
     alarms.load(await store.loadRecords("alarm"));
     await recoverLeases(lessor, store);
+    await this.deps.auth?.loadFrom(store);
     this.snapshotIndex = index;
     logger.info("applied snapshot", { "snapshot-index": index, "consistent-index": consistentIndex, revision: store.currentRevision });
   }
@@ -250,7 +256,7 @@ export class ApplyLoop {
     let result: ApplyResult;
     this.deps.leaseRecords.bind(w);
     try {
-      result = await applyRequest(this.deps.applier(), req, w);
+      result = await applyRequest(this.deps.applier(req, entry.index), req, w);
     } catch (err) {
       // A txn's lease check reports in the lessor's terms, as etcd does.
       result = { error: err instanceof LeaseNotFoundForPut ? new ErrLeaseNotFound() : (err as Error) };

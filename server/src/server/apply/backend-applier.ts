@@ -3,7 +3,7 @@
  * revisioned store, the lessor, the membership and the alarms, all staged into the entry's write
  * session so that they reach the backend in one batch with the consistent index.
  */
-import type { ClusterMemberAttrSetRequest, ClusterVersionSetRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
+import type { ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type {
   AlarmMember, AlarmRequest, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest,
   LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, PutRequest, PutResponse, TxnRequest, TxnResponse,
@@ -78,6 +78,11 @@ export class BackendApplier implements Applier {
 
   clusterVersionSet(w: WriteSession, req: ClusterVersionSetRequest): void {
     this.deps.membership.setClusterVersion(req.ver, w);
+  }
+
+  auth(_w: WriteSession, _req: InternalRaftRequest): Promise<unknown> {
+    // The auth layer (auth/auth-applier.ts) owns the auth store and applies these itself.
+    return Promise.reject(new Error("an auth request reached the backend applier without the auth layer"));
   }
 }
 
