@@ -4,9 +4,27 @@
  */
 import type { Clock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
+import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
+
+/** etcd's etcd_network_peer_round_trip_time_seconds buckets: 0.1 ms doubling, 16 of them. */
+export const PEER_RTT_BUCKETS = exponentialBuckets(0.0001, 2, 16);
+
+/**
+ * What the metrics read of a peer (etcd's etcd_network_peer_* families): bytes and failures in
+ * each direction, counted where the streams and the pipeline move them, and the probes' round
+ * trips. Plain numbers: counting allocates nothing.
+ */
+export class PeerCounters {
+  sentBytes = 0;
+  receivedBytes = 0;
+  sentFailures = 0;
+  receivedFailures = 0;
+  readonly roundTripSeconds = new HistogramCell(PEER_RTT_BUCKETS);
+}
 
 export class PeerStatus {
   private activeSinceMs = 0;
+  readonly counters = new PeerCounters();
 
   constructor(private readonly peerHex: string, private readonly deps: { clock: Clock; logger: Logger }) {}
 

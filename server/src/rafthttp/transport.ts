@@ -18,6 +18,7 @@ import { Peer, Remote, type PeerDeps, type SnapshotSender } from "./peer.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
 import { idHex, senderHeaders } from "./peer-protocol.js";
 import type { StreamType } from "./stream.js";
+import type { PeerCounters } from "./peer-status.js";
 
 export interface TransportOptions {
   /** This member's advertised peer URLs (sent as X-PeerURLs). */
@@ -134,6 +135,16 @@ export class Transport implements StreamRegistry {
   /** When the connection to `id` became active (ms since the epoch), 0 when it is not active. */
   activeSince(id: NodeId): number {
     return this.peers.get(id)?.status.since ?? 0;
+  }
+
+  /** Each peer's counters (etcd_network_peer_* metrics), by the peer's hex ID. */
+  peerCounters(): Array<{ peer: string; active: boolean; counters: PeerCounters }> {
+    return [...this.peers.values()].map((p) => ({ peer: idHex(p.id), active: p.status.active, counters: p.status.counters }));
+  }
+
+  /** This member's ID in hex once started ("" before). */
+  get localHex(): string {
+    return this.memberId === undefined ? "" : idHex(this.memberId);
   }
 
   hasPeer(id: NodeId): boolean {
