@@ -108,6 +108,20 @@ export interface EtcdServerDeps {
   leaderClient?: LeaderClient;
 }
 
+/** Counters the member keeps for etcd's etcd_server_* metrics (all only grow). */
+export interface MemberStats {
+  /** Leaders seen: a known leader other than the one before (etcd_server_leader_changes_seen_total). */
+  leaderChanges: number;
+  /** Proposals dropped, timed out or refused as stopped (etcd_server_proposals_failed_total). */
+  proposalsFailed: number;
+  /** ReadIndex rounds that timed out (etcd_server_slow_read_indexes_total). */
+  slowReadIndexes: number;
+  /** Linearizable reads those rounds failed (etcd_server_read_indexes_failed_total). */
+  readIndexesFailed: number;
+  /** Expired leases this member revoked as leader (etcd_debugging_server_lease_expired_total). */
+  leasesExpired: number;
+}
+
 /** Where the member resumes: the applied index and raft's configuration as of it. */
 export interface AppliedState {
   index: number;
@@ -131,6 +145,9 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   /** The peers handed to the transport, with their peer URLs joined. */
   private transportPeers = new Map<bigint, string>();
   private campaignAfterAdvance = false;
+  /** The leader the last soft state named (0n: none). */
+  private lastLead = 0n;
+  private leaderChanges = 0;
   private markReady: () => void = () => undefined;
   private markRemoved: () => void = () => undefined;
   /**
@@ -240,6 +257,17 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     return this.proposer.pending;
   }
 
+  /** The member's counters for its metrics (see MemberStats); cheap to read. */
+  get stats(): MemberStats {
+    return {
+      leaderChanges: this.leaderChanges,
+      proposalsFailed: this.proposer.failed,
+      slowReadIndexes: this.reads.slowRounds,
+      readIndexesFailed: this.reads.failedReads,
+      leasesExpired: this.leaseClock.expired,
+    };
+  }
+
   get isLearner(): boolean {
     return this.applyLoop.configuration.learners.includes(this.options.memberId);
   }
@@ -300,6 +328,9 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   }
 
   onSoftState(state: SoftState): void {
+    // As etcd counts them: a known leader different from the one last seen.
+    if (state.lead !== 0n && state.lead !== this.lastLead) this.leaderChanges++;
+    this.lastLead = state.lead;
     if (state.role === StateRole.Leader) {
       this.deps.lessor.promote(this.options.electionMs);
       this.deps.logger.info("became leader", { term: this.raft.status().hardState.term });

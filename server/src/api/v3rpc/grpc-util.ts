@@ -3,6 +3,7 @@ import type { handleUnaryCall, Metadata, sendUnaryData, ServerUnaryCall } from "
 import { toServiceError } from "./errors.js";
 import type { Logger } from "../../pkg/logger.js";
 import type { RequestContext } from "../../server/request-context.js";
+import { recordUnaryDone } from "./grpc-metrics.js";
 
 /**
  * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address and the auth
@@ -26,9 +27,13 @@ export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<R
       p = Promise.reject(err);
     }
     p.then(
-      (res) => callback(null, res),
+      (res) => {
+        recordUnaryDone(call, 0);
+        callback(null, res);
+      },
       (err: unknown) => {
         const se = toServiceError(err);
+        recordUnaryDone(call, se.code ?? 2);
         // Unknown from an error that carries no status of its own is a fault worth a log line;
         // an error that chose code Unknown (etcd's in-process client's answers) is not.
         if (se.code === 2 /* UNKNOWN */ && typeof (err as { details?: unknown })?.details !== "string") {

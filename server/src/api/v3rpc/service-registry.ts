@@ -18,6 +18,9 @@ import { LocalClient } from "./local-client.js";
 import { lockService } from "./lock-service.js";
 import { electionService } from "./election-service.js";
 import { gateLearner, type LearnerState } from "./learner-gate.js";
+import type { GrpcMetrics } from "./grpc-metrics.js";
+
+export { GrpcMetrics, GRPC_CODE_NAMES, GRPC_HANDLING_BUCKETS, type MethodCells } from "./grpc-metrics.js";
 
 /** One served service: its methods (paths, streaming, codecs) and the handlers behind them. */
 export interface ServiceEntry {
@@ -33,14 +36,17 @@ export interface ServiceRegistryOptions {
   maxTxnOps: number;
   /** Period of watch progress notifications (etcd: 10 minutes). */
   watchProgressNotifyIntervalMs: number;
+  /** Counts every method's calls (grpc_server_* metrics); none when absent. */
+  metrics?: GrpcMetrics;
 }
 
 /**
  * Pairs a definition with its implementation (the compiler checks that they name the same
  * methods), refused while the member is a learner as etcd refuses it (learner-gate.ts).
  */
-function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState): ServiceEntry {
-  return { definition, implementation: gateLearner(definition, implementation, learner) };
+function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState, metrics: GrpcMetrics | undefined): ServiceEntry {
+  const counted = metrics === undefined ? implementation : metrics.instrument(definition, implementation);
+  return { definition, implementation: gateLearner(definition, counted, learner) };
 }
 
 export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
@@ -53,12 +59,12 @@ export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOpti
     },
   };
   return [
-    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner),
-    entry(LeaseService, leaseService(server, logger), learner),
-    entry(ClusterService, clusterService(server, logger), learner),
-    entry(MaintenanceService, maintenanceService(server, logger), learner),
-    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner),
-    entry(LockService, lockService(local, logger), learner),
-    entry(ElectionService, electionService(local, logger), learner),
+    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner, options.metrics),
+    entry(LeaseService, leaseService(server, logger), learner, options.metrics),
+    entry(ClusterService, clusterService(server, logger), learner, options.metrics),
+    entry(MaintenanceService, maintenanceService(server, logger), learner, options.metrics),
+    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner, options.metrics),
+    entry(LockService, lockService(local, logger), learner, options.metrics),
+    entry(ElectionService, electionService(local, logger), learner, options.metrics),
   ];
 }
