@@ -21,7 +21,9 @@ import type { EtcdServer } from "../server/etcd-server.js";
 import { HttpPeerVersions } from "../server/cluster/cluster-version.js";
 import { bootstrapMember } from "../server/bootstrap.js";
 import { serviceRegistry } from "../api/v3rpc/service-registry.js";
-import { httpHandler } from "../api/http/http-handler.js";
+import { httpHandler, metricsHandler } from "../api/http/http-handler.js";
+import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
+import { WalCells } from "../api/http/metrics.js";
 import { listenClient } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
 import type { ServerConfig } from "./config.js";
@@ -157,6 +159,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     new PeerHttpClient({ tls: clientTlsForPeers }),
   );
 
+  // The metrics' cells the WAL and snapshot files count into from the start.
+  const walCells = new WalCells();
+  const snapshotter = new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") });
   const member = await bootstrapMember(
     {
       name: cfg.name,
@@ -181,8 +186,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       ...(UNSAFE_FOLLOWER_READS ? { unsafeTestingKnobs: { followerReadsWithoutReadIndex: true } } : {}),
     },
     {
-      wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION } }),
-      snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
+      wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION, observer: walCells } }),
+      snapshotter,
       backend: await Backend.open(path.join(snapDir, "db")),
       transport,
       peerVersions: new HttpPeerVersions({ timeoutMs: 5000 }),
@@ -228,7 +233,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   transport.start({ memberId: server.memberId, clusterId: server.clusterId, handler: server });
 
   // Client API.
-  const metrics = new Metrics(server);
+  // --metrics extensive adds the gRPC handling-time histogram, as etcd's.
+  const grpcMetrics = new GrpcMetrics({ extensive: cfg.metrics === "extensive" });
+  const metrics = new Metrics({ server, grpc: grpcMetrics, peers: transport, wal: walCells, snapshotter });
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     "grpc.max_send_message_length": 2 ** 31 - 1,
@@ -239,7 +246,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     "grpc.enable_channelz": 0,
   });
   const apiLogger = logger.named("api");
-  const services = serviceRegistry(server, { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs }, apiLogger);
+  const services = serviceRegistry(server, { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs, metrics: grpcMetrics }, apiLogger);
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const http1 = http.createServer(httpHandler(server, metrics, services));
@@ -294,8 +301,31 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     if (secure && clientTls === undefined) {
       throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${u} with HTTPS scheme`);
     }
-    clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
+    clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c, socket) => {
+      grpcMetrics.trackConnection(socket);
+      injector.injectConnection(c);
+    }, http1, logger: apiLogger }));
     logger.info("serving client traffic", { address: u });
+  }
+  // --listen-metrics-urls: /metrics and /health on listeners of their own (https with the
+  // client TLS files), as etcd serves them.
+  const metricsListeners: net.Server[] = [];
+  for (const u of cfg.listenMetricsUrls) {
+    const url = new URL(u);
+    const handler = metricsHandler(server, metrics);
+    let ml: http.Server;
+    if (url.protocol === "https:") {
+      if (clientTls === undefined) throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for metrics url ${u} with HTTPS scheme`);
+      ml = https.createServer(clientTls, handler);
+    } else {
+      ml = http.createServer(handler);
+    }
+    await new Promise<void>((resolve, reject) => {
+      ml.once("error", reject);
+      ml.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 80) }, () => resolve());
+    });
+    metricsListeners.push(ml);
+    logger.info("serving metrics", { address: u });
   }
   logger.info("ready to serve client requests", { name: cfg.name });
 
@@ -306,6 +336,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     stop: () => {
       stopping ??= (async () => {
         for (const l of clientListeners) l.close();
+        for (const l of metricsListeners) {
+          l.close();
+          (l as http.Server).closeAllConnections();
+        }
         injector.drain(1000);
         // A leader hands over first (the peer port stays up for it), as etcd's Stop does.
         corruption.stop();

@@ -14,7 +14,7 @@
  * the listener hands every gRPC connection to `trackConnection`, and the totals are read from the
  * sockets when scraped (etcd counts message payloads; here it is the bytes on the connection).
  */
-import type net from "node:net";
+import type { Duplex } from "node:stream";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HistogramCell } from "../../pkg/metric-cells.js";
 
@@ -56,6 +56,7 @@ const WRITE = Symbol("grpcMetricWrite");
 
 /** What the wrapper puts on a call. */
 interface Tagged {
+  metadata?: { get(key: string): unknown[] };
   [CELLS]?: MethodCells;
   [STARTED_AT]?: number;
   [WRITE]?: (...args: unknown[]) => boolean;
@@ -104,16 +105,55 @@ function onStreamCancelled(this: Tagged): void {
   cells.done(1, this[STARTED_AT]!);
 }
 
+/** A socket's own byte counts (net.Socket, tls.TLSSocket). */
+type Counted = Duplex & { bytesRead: number; bytesWritten: number };
+
 type AnyHandler = (call: any, callback?: (err: unknown, value?: unknown) => void) => void;
+
+/** Calls by the client API version they name (etcd_server_client_requests_total). */
+class ClientVersionCounts {
+  unary = 0;
+  stream = 0;
+}
 
 export class GrpcMetrics {
   /** Every instrumented method, in registration order. */
   readonly methods: MethodCells[] = [];
-  private readonly sockets = new Set<net.Socket>();
+  private readonly byClientVersion = new Map<string, ClientVersionCounts>();
+  private readonly sockets = new Set<Counted>();
   private closedReceived = 0;
   private closedSent = 0;
 
   constructor(readonly options: { extensive: boolean }) {}
+
+  /**
+   * The counts for the client API version a call names in its `client-api-version` metadata
+   * ("unknown" without); the metadata's own array is read, nothing is copied.
+   */
+  private clientVersion(call: Tagged): ClientVersionCounts {
+    const v = call.metadata?.get("client-api-version")[0];
+    const key = typeof v === "string" ? v : "unknown";
+    let c = this.byClientVersion.get(key);
+    if (c === undefined) {
+      // Bounded: a client can name any version, so only the first 64 get their own series.
+      if (this.byClientVersion.size >= 64) return this.clientVersionOverflow;
+      c = new ClientVersionCounts();
+      this.byClientVersion.set(key, c);
+    }
+    return c;
+  }
+
+  private readonly clientVersionOverflow = new ClientVersionCounts();
+
+  /** etcd_server_client_requests_total's series: [type, client_api_version] and the count. */
+  clientRequests(): Array<readonly [readonly string[], number]> {
+    const out: Array<readonly [readonly string[], number]> = [];
+    for (const [version, c] of this.byClientVersion) {
+      if (c.stream > 0) out.push([["stream", version], c.stream]);
+      if (c.unary > 0) out.push([["unary", version], c.unary]);
+    }
+    return out;
+  }
 
   /** `implementation` with every method of `definition` counted (see the file comment). */
   instrument<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I): I {
@@ -132,6 +172,7 @@ export class GrpcMetrics {
         out[name] = ((call: Tagged, callback: (err: unknown, value?: unknown) => void) => {
           cells.started++;
           cells.received++;
+          this.clientVersion(call).unary++;
           call[CELLS] = cells;
           call[STARTED_AT] = cells.handling !== undefined ? performance.now() : 0;
           handler(call, callback);
@@ -139,6 +180,7 @@ export class GrpcMetrics {
       } else {
         out[name] = ((call: Tagged) => {
           cells.started++;
+          this.clientVersion(call).stream++;
           call[CELLS] = cells;
           call[STARTED_AT] = cells.handling !== undefined ? performance.now() : 0;
           if (type === "server_stream") cells.received++;
@@ -156,8 +198,13 @@ export class GrpcMetrics {
     return out as I;
   }
 
-  /** Counts a client connection's bytes (received and sent) from now until it closes. */
-  trackConnection(socket: net.Socket): void {
+  /**
+   * Counts a client connection's bytes (received and sent) until it closes: `socket` is the
+   * client's socket (net or TLS); a stream without byte counts is not counted.
+   */
+  trackConnection(stream: Duplex): void {
+    const socket = stream as Counted;
+    if (typeof socket.bytesRead !== "number") return;
     this.sockets.add(socket);
     socket.once("close", () => {
       this.closedReceived += socket.bytesRead;
