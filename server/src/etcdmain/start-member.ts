@@ -32,7 +32,7 @@ import { planStart } from "./cluster-bootstrap.js";
 import { PeerHttpClient, type PeerClientTls } from "../rafthttp/peer-http-client.js";
 import { PeerClient } from "../rafthttp/peer-client.js";
 import { sendSnapshot } from "../rafthttp/snapshot-sender.js";
-import { createSnapshotHandler } from "../rafthttp/snapshot-handler.js";
+import { createSnapshotHandler, SnapshotDbCounters } from "../rafthttp/snapshot-handler.js";
 import { etcdSnapshotDatabase } from "../server/etcd-database-image.js";
 import { peerRequestHandler } from "../rafthttp/peer-server.js";
 import { Transport } from "../rafthttp/transport.js";
@@ -235,7 +235,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // Client API.
   // --metrics extensive adds the gRPC handling-time histogram, as etcd's.
   const grpcMetrics = new GrpcMetrics({ extensive: cfg.metrics === "extensive" });
-  const metrics = new Metrics({ server, grpc: grpcMetrics, peers: transport, wal: walCells, snapshotter });
+  const snapshotDb = new SnapshotDbCounters();
+  const metrics = new Metrics({ server, grpc: grpcMetrics, peers: transport, wal: walCells, snapshotter, snapshotDb });
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     "grpc.max_send_message_length": 2 ** 31 - 1,
@@ -254,7 +255,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // The peer port: etcd's peer protocol (raft messages, streams, snapshots, members, leases).
   const receiveSnapshot = createSnapshotHandler(
     { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir },
-    { member: server, database: etcdSnapshotDatabase, logger: rafthttpLogger, addRemote: (id, urls) => transport.addRemote(id, urls) },
+    { member: server, database: etcdSnapshotDatabase, logger: rafthttpLogger, addRemote: (id, urls) => transport.addRemote(id, urls), counters: snapshotDb },
   );
   const peerHandler = peerRequestHandler(
     {},

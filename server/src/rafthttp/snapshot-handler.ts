@@ -25,6 +25,7 @@
  * the member reads when the apply path installs it, and which is removed once it has been read.
  * Memory: the message is held (bounded by messageLimitBytes); the database streams to disk.
  */
+import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
 import { randomBytes } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
@@ -56,6 +57,14 @@ export interface SnapshotHandlerDeps {
   logger: Logger;
   /** The sender named itself and its peer URLs (etcd's addRemoteFromRequest); optional. */
   addRemote?: (id: NodeId, urls: string[]) => void;
+  /** Where received databases' save and fsync times go (etcd_snap_db_* metrics); optional. */
+  counters?: SnapshotDbCounters;
+}
+
+/** etcd's etcd_snap_db_save_total_duration_seconds and etcd_snap_db_fsync_duration_seconds. */
+export class SnapshotDbCounters {
+  readonly saveSeconds = new HistogramCell(exponentialBuckets(0.1, 2, 10));
+  readonly fsyncSeconds = new HistogramCell(exponentialBuckets(0.001, 2, 14));
 }
 
 /** The 16-hex-digit file name etcd gives a snapshot's database. */
@@ -244,6 +253,7 @@ export function createSnapshotHandler(
   /** Streams the rest of the body to `file` (temporary, fsynced, renamed); returns its size. */
   async function saveDatabase(body: BodyReader, file: string): Promise<number> {
     const tmp = path.join(options.snapDir, `tmp-${randomBytes(6).toString("hex")}.snap.db`);
+    const started = performance.now();
     const fh = await open(tmp, "w", 0o600);
     let bytes = 0;
     let ok = false;
@@ -254,12 +264,15 @@ export function createSnapshotHandler(
         let written = 0;
         while (written < chunk.length) written += (await fh.write(chunk, written)).bytesWritten;
       }
+      const syncStarted = performance.now();
       await fh.sync();
+      deps.counters?.fsyncSeconds.observe((performance.now() - syncStarted) / 1000);
       await fh.close();
       if (options.checkDatabase !== false) checkDatabase(tmp);
       if (existsSync(file)) await rm(tmp, { force: true });
       else await rename(tmp, file);
       ok = true;
+      deps.counters?.saveSeconds.observe((performance.now() - started) / 1000);
       return bytes;
     } finally {
       if (!ok) {

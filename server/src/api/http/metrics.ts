@@ -60,6 +60,12 @@ interface LessorCountersView {
   ttlSeconds: HistogramCell;
 }
 
+/** What /metrics reads of received snapshot databases (rafthttp/snapshot-handler.ts). */
+export interface SnapshotDbMetricsSource {
+  saveSeconds: HistogramCell;
+  fsyncSeconds: HistogramCell;
+}
+
 export interface MetricsDeps {
   server: EtcdServer;
   /** The gRPC services' counters (absent: no grpc_server_* series). */
@@ -67,6 +73,7 @@ export interface MetricsDeps {
   peers?: PeerMetricsSource;
   wal?: WalCells;
   snapshotter?: SnapshotMetricsSource;
+  snapshotDb?: SnapshotDbMetricsSource;
 }
 
 /** etcd's default backend quota (2 GiB) when --quota-backend-bytes is 0. */
@@ -202,7 +209,7 @@ export class Metrics {
   }
 
   private async writeEtcd(x: Exposition): Promise<void> {
-    const { server, peers, wal, snapshotter } = this.deps;
+    const { server, peers, wal, snapshotter, snapshotDb } = this.deps;
     const store = server.store;
     const view = store.metricsView?.();
     const stats = server.stats;
@@ -288,6 +295,11 @@ export class Metrics {
       x.histogram("etcd_debugging_snap_save_marshalling_duration_seconds", s.marshallingSeconds);
       x.histogram("etcd_debugging_snap_save_total_duration_seconds", s.saveSeconds);
       x.histogram("etcd_snap_fsync_duration_seconds", s.fsyncSeconds);
+    }
+
+    if (snapshotDb !== undefined) {
+      x.histogram("etcd_snap_db_save_total_duration_seconds", snapshotDb.saveSeconds);
+      x.histogram("etcd_snap_db_fsync_duration_seconds", snapshotDb.fsyncSeconds);
     }
 
     // leases
