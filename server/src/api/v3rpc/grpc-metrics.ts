@@ -5,10 +5,11 @@
  * from the start, as etcd pre-initialises them.
  *
  * The hook is one wrapper per method (`instrument`, applied by the service registry), bound to
- * that method's cells once. Per call it touches numbers only: a unary call's completion is
- * recorded by the unary adapters (grpc-util.ts `recordUnaryDone`) through a tag the wrapper puts
- * on the call; a stream's end by shared listeners that read the same tag. No label objects, no
- * closures per call.
+ * that method's cells once. Per call it touches numbers only: a unary call's cells are handed to
+ * the unary adapter as it starts (`takeUnaryCells`), which keeps them in the closures it makes
+ * anyway and records the end; a stream's end and messages are counted by listeners shared by
+ * all streams, reading the cells the wrapper tagged the stream with. No label objects, no
+ * closures, no added properties per unary call.
  *
  * It also totals the client connections' bytes (etcd_network_client_grpc_{sent,received}_bytes_total):
  * the listener hands every gRPC connection to `trackConnection`, and the totals are read from the
@@ -44,9 +45,20 @@ export class MethodCells {
     this.handling = extensive ? new HistogramCell(GRPC_HANDLING_BUCKETS) : undefined;
   }
 
+  /** When a call starts: now, when handling times are kept (0 otherwise). */
+  startTime(): number {
+    return this.handling !== undefined ? performance.now() : 0;
+  }
+
   done(code: number, startedAt: number): void {
     this.handled[code >= 0 && code < GRPC_CODE_NAMES.length ? code : 2]!++;
     if (this.handling !== undefined) this.handling.observe((performance.now() - startedAt) / 1000);
+  }
+
+  /** A unary call ended with status `code` (0 OK: its one message was sent). */
+  finishUnary(code: number, startedAt: number): void {
+    if (code === 0) this.sent++;
+    this.done(code, startedAt);
   }
 }
 
@@ -66,17 +78,18 @@ interface Tagged {
   once?(event: string, fn: (...args: any[]) => void): unknown;
 }
 
+/** The cells of the unary call being started (set by the wrapper around the adapter's entry). */
+let unarySlot: MethodCells | undefined;
+
 /**
- * Records a unary call's end: `code` its status (0 OK). Called by the unary adapters; a call
- * the registry did not instrument (a test's stand-in) carries no tag and is ignored.
+ * The cells of the unary call starting now, for its adapter (grpc-util.ts `unary`) to keep in
+ * the closures it makes anyway and to `finish` when the call ends; undefined for a call the
+ * registry did not instrument. Must be called synchronously at the adapter's entry.
  */
-export function recordUnaryDone(call: object, code: number): void {
-  const t = call as Tagged;
-  const cells = t[CELLS];
-  if (cells === undefined) return;
-  t[CELLS] = undefined;
-  if (code === 0) cells.sent++;
-  cells.done(code, t[STARTED_AT]!);
+export function takeUnaryCells(): MethodCells | undefined {
+  const cells = unarySlot;
+  unarySlot = undefined;
+  return cells;
 }
 
 function onStreamData(this: Tagged): void {
@@ -173,9 +186,12 @@ export class GrpcMetrics {
           cells.started++;
           cells.received++;
           this.clientVersion(call).unary++;
-          call[CELLS] = cells;
-          call[STARTED_AT] = cells.handling !== undefined ? performance.now() : 0;
-          handler(call, callback);
+          unarySlot = cells;
+          try {
+            handler(call, callback);
+          } finally {
+            unarySlot = undefined;
+          }
         }) as never;
       } else {
         out[name] = ((call: Tagged) => {

@@ -3,7 +3,7 @@ import type { handleUnaryCall, Metadata, sendUnaryData, ServerUnaryCall } from "
 import { toServiceError } from "./errors.js";
 import type { Logger } from "../../pkg/logger.js";
 import type { RequestContext } from "../../server/request-context.js";
-import { recordUnaryDone } from "./grpc-metrics.js";
+import { takeUnaryCells } from "./grpc-metrics.js";
 
 /**
  * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address and the auth
@@ -20,6 +20,9 @@ export function requestContext(call: { getPeer(): string; metadata: Metadata }):
  */
 export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<Res>, logger?: Logger): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    // The call's metric cells, when the registry counts it (grpc-metrics.ts).
+    const cells = takeUnaryCells();
+    const startedAt = cells === undefined ? 0 : cells.startTime();
     let p: Promise<Res>;
     try {
       p = fn(call.request, requestContext(call));
@@ -28,12 +31,12 @@ export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<R
     }
     p.then(
       (res) => {
-        recordUnaryDone(call, 0);
+        cells?.finishUnary(0, startedAt);
         callback(null, res);
       },
       (err: unknown) => {
         const se = toServiceError(err);
-        recordUnaryDone(call, se.code ?? 2);
+        cells?.finishUnary(se.code ?? 2, startedAt);
         // Unknown from an error that carries no status of its own is a fault worth a log line;
         // an error that chose code Unknown (etcd's in-process client's answers) is not.
         if (se.code === 2 /* UNKNOWN */ && typeof (err as { details?: unknown })?.details !== "string") {
