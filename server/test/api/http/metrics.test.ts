@@ -1,5 +1,6 @@
 /** The metrics' pieces: Go's number format, histogram cells, and the gRPC counting hook. */
 import { EventEmitter } from "node:events";
+import type { MethodDefinition } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { goFloat } from "../../../src/api/http/metrics.js";
 import { GrpcMetrics } from "../../../src/api/v3rpc/grpc-metrics.js";
@@ -28,9 +29,13 @@ describe("HistogramCell", () => {
   });
 });
 
-const KV_PUT = { path: "/etcdserverpb.KV/Put", requestStream: false, responseStream: false };
-const KV_RANGE = { path: "/etcdserverpb.KV/Range", requestStream: false, responseStream: false };
-const WATCH = { path: "/etcdserverpb.Watch/Watch", requestStream: true, responseStream: true };
+/** A method definition with only what the metrics read (the codecs are never called here). */
+function method(path: string, requestStream: boolean, responseStream: boolean): MethodDefinition<unknown, unknown> {
+  return { path, requestStream, responseStream } as unknown as MethodDefinition<unknown, unknown>;
+}
+const KV_PUT = method("/etcdserverpb.KV/Put", false, false);
+const KV_RANGE = method("/etcdserverpb.KV/Range", false, false);
+const WATCH = method("/etcdserverpb.Watch/Watch", true, true);
 
 function unaryCall(version?: string): object {
   return { request: {}, metadata: { get: (k: string) => (k === "client-api-version" && version ? [version] : []) }, getPeer: () => "peer" };
