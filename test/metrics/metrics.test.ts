@@ -238,7 +238,8 @@ describe("metrics under etcd 3.4's names, judged by etcd's dashboard and alerts"
     }
     for (const q of alerts) {
       const [theirs, mine] = await Promise.all([etcdProm.query(q.expr), oursProm.query(q.expr)]);
-      report.push(`firing etcd ${theirs.length}, etcd-ts ${mine.length}  ${q.source}`);
+      const show = (r: PromSeries[]): string => r.map((x) => `${JSON.stringify(x.metric)}=${x.value[1]}`).join(" ");
+      report.push(`firing etcd ${theirs.length}, etcd-ts ${mine.length}  ${q.source}${mine.length + theirs.length > 0 ? `\n    etcd: ${show(theirs)}\n    etcd-ts: ${show(mine)}` : ""}`);
     }
     console.log(`etcd/etcd-ts:\n${report.join("\n")}`);
     expect(missing, `queries without etcd-ts data:\n${missing.join("\n")}\n${oursProm.logTail()}`).toEqual([]);

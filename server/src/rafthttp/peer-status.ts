@@ -19,8 +19,18 @@ export class PeerCounters {
   receivedBytes = 0;
   sentFailures = 0;
   receivedFailures = 0;
+  /** Times the peer went from active to inactive (etcd_network_disconnected_peers_total). */
+  disconnected = 0;
   readonly roundTripSeconds = new HistogramCell(PEER_RTT_BUCKETS);
+  /** Merged snapshots sent to the peer: etcd_network_snapshot_send_*. */
+  snapshotsSent = 0;
+  snapshotSendFailures = 0;
+  snapshotSendInflight = 0;
+  readonly snapshotSendSeconds = new HistogramCell(SNAPSHOT_TRANSFER_BUCKETS);
 }
+
+/** etcd's snapshot send and receive duration buckets: 0.1 s doubling, 10 of them. */
+export const SNAPSHOT_TRANSFER_BUCKETS = exponentialBuckets(0.1, 2, 10);
 
 export class PeerStatus {
   private activeSinceMs = 0;
@@ -49,6 +59,7 @@ export class PeerStatus {
       return;
     }
     this.activeSinceMs = 0;
+    this.counters.disconnected++;
     this.deps.logger.warn("peer became inactive (message send to peer failed)", { "peer-id": this.peerHex, error: reason });
   }
 }

@@ -119,13 +119,21 @@ export class Peer {
       return;
     }
     const url = this.picker.pick();
+    const counters = this.status.counters;
+    const started = performance.now();
+    counters.snapshotSendInflight++;
     snapshotSender({ url, to: this.id, headers: this.deps.headers }, merged).then(
       () => {
+        counters.snapshotSendInflight--;
+        counters.snapshotsSent++;
+        counters.snapshotSendSeconds.observe((performance.now() - started) / 1000);
         this.status.activate();
         logger.info("sent database snapshot", { "remote-peer-id": this.hex, index: merged.message.snapshot?.metadata.index });
         handler.reportSnapshot(this.id, true);
       },
       (err: Error) => {
+        counters.snapshotSendInflight--;
+        counters.snapshotSendFailures++;
         this.picker.unreachable(url);
         this.status.deactivate(`snapshot: ${err.message}`);
         logger.warn("failed to send database snapshot", { "remote-peer-id": this.hex, error: err.message });

@@ -48,6 +48,8 @@ export interface StreamRegistry {
   attachStream(id: NodeId, type: StreamType, res: http.ServerResponse): boolean;
   /** A member not yet known reached us with these peer URLs. */
   addRemote(id: NodeId, urls: readonly string[]): void;
+  /** A pipeline message of `bytes` arrived from `from` (its received-bytes count). */
+  countReceived?(from: NodeId, bytes: number): void;
 }
 
 /**
@@ -145,6 +147,11 @@ export class Transport implements StreamRegistry {
   /** This member's ID in hex once started ("" before). */
   get localHex(): string {
     return this.memberId === undefined ? "" : idHex(this.memberId);
+  }
+
+  countReceived(from: NodeId, bytes: number): void {
+    const peer = this.peers.get(from);
+    if (peer !== undefined) peer.status.counters.receivedBytes += bytes;
   }
 
   hasPeer(id: NodeId): boolean {

@@ -120,6 +120,10 @@ export interface MemberStats {
   readIndexesFailed: number;
   /** Expired leases this member revoked as leader (etcd_debugging_server_lease_expired_total). */
   leasesExpired: number;
+  /** Learners promoted by this member as leader (etcd_server_learner_promote_successes). */
+  learnerPromoteSuccesses: number;
+  /** Promotions this member refused as leader, by reason (etcd_server_learner_promote_failures). */
+  learnerPromoteFailures: ReadonlyMap<string, number>;
 }
 
 /** Where the member resumes: the applied index and raft's configuration as of it. */
@@ -148,6 +152,9 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   /** The leader the last soft state named (0n: none). */
   private lastLead = 0n;
   private leaderChanges = 0;
+  private promoteSuccesses = 0;
+  /** Failed promotions by reason (the error's text), bounded by the few errors promote has. */
+  private readonly promoteFailures = new Map<string, number>();
   private markReady: () => void = () => undefined;
   private markRemoved: () => void = () => undefined;
   /**
@@ -265,6 +272,8 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       slowReadIndexes: this.reads.slowRounds,
       readIndexesFailed: this.reads.failedReads,
       leasesExpired: this.leaseClock.expired,
+      learnerPromoteSuccesses: this.promoteSuccesses,
+      learnerPromoteFailures: this.promoteFailures,
     };
   }
 
@@ -668,7 +677,22 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   }
 
   memberPromote(id: bigint, _ctx?: RequestContext): Promise<MemberRecord[]> {
-    return this.admin.promote(id);
+    // Counted as etcd counts them: attempts this member decides as leader (forwarded ones are
+    // the leader's to count).
+    const asLeader = this.isLeader;
+    const done = this.admin.promote(id);
+    if (!asLeader) return done;
+    return done.then(
+      (members) => {
+        this.promoteSuccesses++;
+        return members;
+      },
+      (err: unknown) => {
+        const reason = err instanceof Error ? err.message : String(err);
+        this.promoteFailures.set(reason, (this.promoteFailures.get(reason) ?? 0) + 1);
+        throw err;
+      },
+    );
   }
 
   moveLeader(transferee: bigint, _ctx?: RequestContext): Promise<void> {

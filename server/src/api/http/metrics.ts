@@ -37,7 +37,12 @@ export interface PeerCountersView {
   receivedBytes: number;
   sentFailures: number;
   receivedFailures: number;
+  disconnected: number;
   roundTripSeconds: HistogramCell;
+  snapshotsSent: number;
+  snapshotSendFailures: number;
+  snapshotSendInflight: number;
+  snapshotSendSeconds: HistogramCell;
 }
 
 /** What /metrics reads of the peer transport. */
@@ -64,6 +69,8 @@ interface LessorCountersView {
 export interface SnapshotDbMetricsSource {
   saveSeconds: HistogramCell;
   fsyncSeconds: HistogramCell;
+  /** Per sender (hex ID): snapshots received, failed, in flight, and their durations. */
+  bySender: ReadonlyMap<string, { received: number; failures: number; inflight: number; seconds: HistogramCell }>;
 }
 
 export interface MetricsDeps {
@@ -221,7 +228,8 @@ export class Metrics {
     x.scalar("etcd_server_is_leader", server.isLeader ? 1 : 0);
     x.scalar("etcd_server_leader_changes_seen_total", stats.leaderChanges);
     x.scalar("etcd_server_is_learner", server.isLearner ? 1 : 0);
-    x.scalar("etcd_server_learner_promote_successes", 0);
+    x.series("etcd_server_learner_promote_failures", [...stats.learnerPromoteFailures].map(([reason, n]) => [[reason], n] as const));
+    x.scalar("etcd_server_learner_promote_successes", stats.learnerPromoteSuccesses);
     x.scalar("etcd_server_heartbeat_send_failures_total", 0);
     x.scalar("etcd_server_slow_apply_total", 0);
     x.scalar("etcd_server_snapshot_apply_in_progress_total", 0);
@@ -320,6 +328,20 @@ export class Metrics {
       x.series("etcd_network_peer_sent_failures_total", list.filter((p) => p.counters.sentFailures > 0).map((p) => [[p.peer], p.counters.sentFailures] as const));
       x.series("etcd_network_peer_received_failures_total", list.filter((p) => p.counters.receivedFailures > 0).map((p) => [[p.peer], p.counters.receivedFailures] as const));
       x.histograms("etcd_network_peer_round_trip_time_seconds", list.filter((p) => p.counters.roundTripSeconds.count > 0).map((p) => [[p.peer], p.counters.roundTripSeconds] as const));
+      x.series("etcd_network_disconnected_peers_total", list.filter((p) => p.counters.disconnected > 0).map((p) => [[local, p.peer], p.counters.disconnected] as const));
+      // Like etcd's, a peer's snapshot series appear with its first snapshot.
+      const sending = list.filter((p) => p.counters.snapshotsSent + p.counters.snapshotSendFailures + p.counters.snapshotSendInflight > 0);
+      x.series("etcd_network_snapshot_send_success", sending.filter((p) => p.counters.snapshotsSent > 0).map((p) => [[p.peer], p.counters.snapshotsSent] as const));
+      x.series("etcd_network_snapshot_send_failures", sending.filter((p) => p.counters.snapshotSendFailures > 0).map((p) => [[p.peer], p.counters.snapshotSendFailures] as const));
+      x.series("etcd_network_snapshot_send_inflights_total", sending.map((p) => [[p.peer], p.counters.snapshotSendInflight] as const));
+      x.histograms("etcd_network_snapshot_send_total_duration_seconds", sending.filter((p) => p.counters.snapshotsSent > 0).map((p) => [[p.peer], p.counters.snapshotSendSeconds] as const));
+    }
+    if (snapshotDb !== undefined && snapshotDb.bySender.size > 0) {
+      const senders = [...snapshotDb.bySender];
+      x.series("etcd_network_snapshot_receive_success", senders.filter(([, c]) => c.received > 0).map(([from, c]) => [[from], c.received] as const));
+      x.series("etcd_network_snapshot_receive_failures", senders.filter(([, c]) => c.failures > 0).map(([from, c]) => [[from], c.failures] as const));
+      x.series("etcd_network_snapshot_receive_inflights_total", senders.map(([from, c]) => [[from], c.inflight] as const));
+      x.histograms("etcd_network_snapshot_receive_total_duration_seconds", senders.filter(([, c]) => c.received > 0).map(([from, c]) => [[from], c.seconds] as const));
     }
   }
 
