@@ -153,7 +153,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private lastLead = 0n;
   private leaderChanges = 0;
   private promoteSuccesses = 0;
-  /** Failed promotions by reason (the error's text), bounded by the few errors promote has. */
+  /** Failed promotions by reason (the error's text; at most 16 and "other"). */
   private readonly promoteFailures = new Map<string, number>();
   private markReady: () => void = () => undefined;
   private markRemoved: () => void = () => undefined;
@@ -688,7 +688,9 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
         return members;
       },
       (err: unknown) => {
-        const reason = err instanceof Error ? err.message : String(err);
+        const text = err instanceof Error ? err.message : String(err);
+        // At most 16 reasons get their own series; later new ones share "other".
+        const reason = this.promoteFailures.has(text) || this.promoteFailures.size < 16 ? text : "other";
         this.promoteFailures.set(reason, (this.promoteFailures.get(reason) ?? 0) + 1);
         throw err;
       },
