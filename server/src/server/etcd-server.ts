@@ -120,6 +120,8 @@ export interface MemberStats {
   readIndexesFailed: number;
   /** Expired leases this member revoked as leader (etcd_debugging_server_lease_expired_total). */
   leasesExpired: number;
+  /** Entries that took over 100 ms to apply (etcd_server_slow_apply_total). */
+  slowApplies: number;
   /** Learners promoted by this member as leader (etcd_server_learner_promote_successes). */
   learnerPromoteSuccesses: number;
   /** Promotions this member refused as leader, by reason (etcd_server_learner_promote_failures). */
@@ -272,6 +274,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       slowReadIndexes: this.reads.slowRounds,
       readIndexesFailed: this.reads.failedReads,
       leasesExpired: this.leaseClock.expired,
+      slowApplies: this.applyLoop.slowApplies,
       learnerPromoteSuccesses: this.promoteSuccesses,
       learnerPromoteFailures: this.promoteFailures,
     };

@@ -231,7 +231,7 @@ export class Metrics {
     x.series("etcd_server_learner_promote_failures", [...stats.learnerPromoteFailures].map(([reason, n]) => [[reason], n] as const));
     x.scalar("etcd_server_learner_promote_successes", stats.learnerPromoteSuccesses);
     x.scalar("etcd_server_heartbeat_send_failures_total", 0);
-    x.scalar("etcd_server_slow_apply_total", 0);
+    x.scalar("etcd_server_slow_apply_total", stats.slowApplies);
     x.scalar("etcd_server_snapshot_apply_in_progress_total", 0);
     x.scalar("etcd_server_proposals_committed_total", server.committed);
     x.scalar("etcd_server_proposals_applied_total", server.applied);
