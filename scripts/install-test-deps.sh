@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives besides npm packages: Debian's etcd 3.4 (etcd-server,
-# etcd-client), the reference the suite compares etcd-ts against. Needs root (or sudo).
+# etcd-client), the reference the suite compares etcd-ts against; Prometheus (prometheus,
+# promtool) for the metrics test; and etcd's own alert rules and Grafana dashboard from Debian's
+# etcd source package (Documentation/op-guide/), which the metrics test evaluates. Needs root (or sudo).
 set -euo pipefail
 need=()
-for p in etcd-server etcd-client openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in etcd-server etcd-client openssl prometheus; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -15,5 +17,35 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/d
   systemctl stop etcd || true
 fi
 
+# The Debian package starts a system Prometheus on 9090; the metrics test runs its own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  systemctl stop prometheus || true
+fi
+
+# etcd 3.4's alert rules and dashboard (test/metrics reads them from here).
+OP_GUIDE=/usr/local/share/etcd-ts-test/op-guide
+if [ ! -f "$OP_GUIDE/etcd3_alert.rules.yml" ] || [ ! -f "$OP_GUIDE/grafana.json" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  if [ "$(apt-cache showsrc etcd 2>/dev/null | grep -c '^Package: etcd')" -eq 0 ]; then
+    # A deb-src entry mirroring the machine's Debian sources (same URIs, suites, keyring).
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      [ -f /etc/apt/sources.list.d/debian-src.sources ] ||
+        sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources | $SUDO tee /etc/apt/sources.list.d/debian-src.sources >/dev/null
+    else
+      sed -n 's/^deb \(.*\)$/deb-src \1/p' /etc/apt/sources.list | $SUDO tee /etc/apt/sources.list.d/debian-src.list >/dev/null
+    fi
+    $SUDO apt-get update -qq
+  fi
+  work="$(mktemp -d)"; chmod 755 "$work"
+  (cd "$work" && apt-get -qq source --download-only etcd >/dev/null)
+  orig="$(ls "$work"/etcd_*.orig.tar.* | head -n1)"
+  tar -xf "$orig" -C "$work" --wildcards '*/Documentation/op-guide/etcd3_alert.rules.yml' '*/Documentation/op-guide/grafana.json'
+  $SUDO mkdir -p "$OP_GUIDE"
+  $SUDO cp "$work"/*/Documentation/op-guide/etcd3_alert.rules.yml "$work"/*/Documentation/op-guide/grafana.json "$OP_GUIDE"/
+  basename "$orig" | $SUDO tee "$OP_GUIDE/SOURCE" >/dev/null
+  rm -rf "$work"
+fi
+
 etcd --version | sed -n 1p
 etcdctl version | sed -n 1p
+prometheus --version 2>&1 | sed -n 1p

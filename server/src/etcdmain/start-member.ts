@@ -22,7 +22,9 @@ import type { EtcdServer } from "../server/etcd-server.js";
 import { HttpPeerVersions } from "../server/cluster/cluster-version.js";
 import { bootstrapMember } from "../server/bootstrap.js";
 import { serviceRegistry } from "../api/v3rpc/service-registry.js";
-import { httpHandler } from "../api/http/http-handler.js";
+import { httpHandler, metricsHandler } from "../api/http/http-handler.js";
+import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
+import { WalCells } from "../api/http/metrics.js";
 import { listenClient } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
 import type { ServerConfig } from "./config.js";
@@ -32,7 +34,7 @@ import { PeerHttpClient } from "../rafthttp/peer-http-client.js";
 import { clientTlsOptions as peerTlsClientOptions, refuseDisallowed, serverTlsOptions, validateTlsInfo, type TlsInfo } from "../pkg/tls-info.js";
 import { PeerClient } from "../rafthttp/peer-client.js";
 import { sendSnapshot } from "../rafthttp/snapshot-sender.js";
-import { createSnapshotHandler } from "../rafthttp/snapshot-handler.js";
+import { createSnapshotHandler, SnapshotDbCounters } from "../rafthttp/snapshot-handler.js";
 import { etcdSnapshotDatabase } from "../server/etcd-database-image.js";
 import { peerRequestHandler } from "../rafthttp/peer-server.js";
 import { Transport } from "../rafthttp/transport.js";
@@ -187,6 +189,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // Tracing: the SDK is loaded only when the flag is on.
   const tracing = cfg.tracing === undefined ? undefined : (await import("../api/v3rpc/rpc-tracing.js")).startRpcTracing(cfg.tracing, { logger: logger.named("tracing") });
 
+  // The metrics' cells the WAL and snapshot files count into from the start.
+  const walCells = new WalCells();
+  const snapshotter = new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") });
   const member = await bootstrapMember(
     {
       name: cfg.name,
@@ -217,8 +222,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       ...(UNSAFE_FOLLOWER_READS ? { unsafeTestingKnobs: { followerReadsWithoutReadIndex: true } } : {}),
     },
     {
-      wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION } }),
-      snapshotter: new Snapshotter({ dir: snapDir }, { logger: logger.named("snap") }),
+      wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION, observer: walCells } }),
+      snapshotter,
       backend: await openVerifiedBackend(path.join(snapDir, "db"), logger),
       transport,
       peerVersions: new HttpPeerVersions({ timeoutMs: 5000 }),
@@ -265,7 +270,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   transport.start({ memberId: server.memberId, clusterId: server.clusterId, handler: server });
 
   // Client API.
-  const metrics = new Metrics(server);
+  // --metrics extensive adds the gRPC handling-time histogram, as etcd's.
+  const grpcMetrics = new GrpcMetrics({ extensive: cfg.metrics === "extensive" });
+  const snapshotDb = new SnapshotDbCounters();
+  const metrics = new Metrics({ server, grpc: grpcMetrics, peers: transport, wal: walCells, snapshotter, snapshotDb });
   const grpcServer = new grpc.Server({
     "grpc.max_receive_message_length": cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     "grpc.max_send_message_length": 2 ** 31 - 1,
@@ -278,7 +286,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const apiLogger = logger.named("api");
   const services = serviceRegistry(
     server,
-    { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs, wrapService: tracing?.wrapService },
+    { maxTxnOps: cfg.maxTxnOps, watchProgressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs, metrics: grpcMetrics, wrapService: tracing?.wrapService },
     apiLogger,
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
@@ -288,7 +296,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // The peer port: etcd's peer protocol (raft messages, streams, snapshots, members, leases).
   const receiveSnapshot = createSnapshotHandler(
     { ...identity, peerUrls: cfg.initialAdvertisePeerUrls, snapDir },
-    { member: server, database: etcdSnapshotDatabase, logger: rafthttpLogger, addRemote: (id, urls) => transport.addRemote(id, urls) },
+    { member: server, database: etcdSnapshotDatabase, logger: rafthttpLogger, addRemote: (id, urls) => transport.addRemote(id, urls), counters: snapshotDb },
   );
   const peerHandler = peerRequestHandler(
     {},
@@ -331,9 +339,32 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     if (secure && clientTls === undefined) {
       throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${u} with HTTPS scheme`);
     }
-    clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c) => injector.injectConnection(c), http1, logger: apiLogger }));
+    clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c, socket) => {
+      grpcMetrics.trackConnection(socket);
+      injector.injectConnection(c);
+    }, http1, logger: apiLogger }));
     if (secure) logger.info("serving client traffic securely", { address: url.host });
     else logger.info("serving client traffic insecurely; this is strongly discouraged!", { address: url.host || url.pathname });
+  }
+  // --listen-metrics-urls: /metrics and /health on listeners of their own (https with the
+  // client TLS files), as etcd serves them.
+  const metricsListeners: net.Server[] = [];
+  for (const u of cfg.listenMetricsUrls) {
+    const url = new URL(u);
+    const handler = metricsHandler(server, metrics);
+    let ml: http.Server;
+    if (url.protocol === "https:") {
+      if (clientTls === undefined) throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for metrics url ${u} with HTTPS scheme`);
+      ml = https.createServer(clientTls, handler);
+    } else {
+      ml = http.createServer(handler);
+    }
+    await new Promise<void>((resolve, reject) => {
+      ml.once("error", reject);
+      ml.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 80) }, () => resolve());
+    });
+    metricsListeners.push(ml);
+    logger.info("serving metrics", { address: u });
   }
   logger.info("ready to serve client requests", { name: cfg.name });
 
@@ -344,6 +375,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     stop: () => {
       stopping ??= (async () => {
         for (const l of clientListeners) l.close();
+        for (const l of metricsListeners) {
+          l.close();
+          (l as http.Server).closeAllConnections();
+        }
         injector.drain(1000);
         // A leader hands over first (the peer port stays up for it), as etcd's Stop does.
         corruption.stop();

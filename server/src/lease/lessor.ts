@@ -30,6 +30,17 @@
 import { ErrLeaseExists, ErrLeaseExpired, ErrLeaseNotFound, ErrLeaseTTLTooLarge, ErrNotPrimary } from "./errors.js";
 import type { Lease } from "./lease.js";
 import { LeaseQueue } from "./lease-queue.js";
+import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
+
+/** What the lessor counts for etcd's etcd_debugging_lease_* metrics. */
+export class LessorCounters {
+  granted = 0;
+  revoked = 0;
+  /** Renewals answered (on the leader). */
+  renewed = 0;
+  /** Granted TTLs, in seconds (etcd_debugging_lease_ttl_total). */
+  readonly ttlSeconds = new HistogramCell(exponentialBuckets(1, 2, 24));
+}
 
 /** The largest TTL a lease may be granted with (etcd's MaxLeaseTTL), in seconds. */
 export const MAX_LEASE_TTL_SECONDS = 9_000_000_000;
@@ -276,6 +287,9 @@ export class Lessor {
    * Throws RangeError (a broken invariant: the server validates first) for an ID outside int64
    * or a non-integer TTL.
    */
+  /** Grants, revokes and renewals applied or answered here, and granted TTLs (metrics). */
+  readonly counters = new LessorCounters();
+
   grant(id: bigint, ttlSeconds: number): Lease {
     assertInt64(id);
     if (!Number.isSafeInteger(ttlSeconds)) throw new RangeError(`lessor: TTL must be an integer, got ${ttlSeconds}`);
@@ -286,6 +300,8 @@ export class Lessor {
     this.leaseById.set(id, lease);
     this.persistence.put(id, lease.ttlSeconds, 0);
     if (this.isPrimary()) this.restartCountdown(lease, this.clock.nowMs(), 0);
+    this.counters.granted++;
+    this.counters.ttlSeconds.observe(lease.ttlSeconds);
     return lease;
   }
 
@@ -310,6 +326,7 @@ export class Lessor {
     this.pendingClears.delete(id);
     this.persistence.delete(id);
     this.settleWaiters(id, undefined);
+    this.counters.revoked++;
     return keys;
   }
 
@@ -367,6 +384,7 @@ export class Lessor {
     if (lease.checkpointedRemainingTtlSeconds > 0) this.pendingClears.add(id);
     lease.expiryMs = nowMs + lease.ttlSeconds * 1000;
     this.expiryQueue.set(id, lease.expiryMs);
+    this.counters.renewed++;
     return lease.ttlSeconds;
   }
 

@@ -84,6 +84,7 @@ import {
 } from "./revision.js";
 import { sleep, type Clock } from "../pkg/clock.js";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
+import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
 import { ValueCache } from "./value-cache.js";
 import { ByteArena } from "./byte-arena.js";
 import { WatchHub, type CommittedChange, type WatchHubOptions, type WatchOptions, type WatchSink, type Watcher } from "./watch-hub.js";
@@ -194,7 +195,33 @@ function rangeEnd(end: Buffer | undefined): string | undefined | null {
 
 function noop(): void {}
 
+/**
+ * What the store counts for etcd's etcd_mvcc_* / etcd_debugging_mvcc_* metrics: plain numbers
+ * and bucket arrays, updated as operations happen (no allocation), read when scraped.
+ */
+export class MvccCounters {
+  /** Range calls (store reads and ranges inside write txns). */
+  ranges = 0;
+  /** Put calls. */
+  puts = 0;
+  /** DeleteRange calls. */
+  deletes = 0;
+  /** Write txns of more than one operation. */
+  txns = 0;
+  /** Bytes of the keys and values put. */
+  putBytes = 0;
+  /** Key-bucket entries compaction removed. */
+  compactedKeys = 0;
+  readonly indexCompactionPauseMs = new HistogramCell(exponentialBuckets(0.5, 2, 14));
+  readonly dbCompactionPauseMs = new HistogramCell(exponentialBuckets(1, 2, 13));
+  readonly dbCompactionTotalMs = new HistogramCell(exponentialBuckets(100, 2, 14));
+  readonly hashSeconds = new HistogramCell(exponentialBuckets(0.01, 2, 15));
+  readonly hashRevSeconds = new HistogramCell(exponentialBuckets(0.01, 2, 15));
+}
+
 export class MvccStore {
+  /** Operation counts and timings (metrics). */
+  readonly counters = new MvccCounters();
   private readonly index = new TreeIndex();
   private readonly cache: ValueCache;
   /** Values of revisions staged but not yet published, by main revision, indexed by sub. */
@@ -367,6 +394,7 @@ export class MvccStore {
    */
   async range(key: Buffer, end: Buffer | undefined, options: RangeOptions = {}): Promise<RangeResult> {
     this.assertOpen();
+    this.counters.ranges++;
     if (this.restoring !== undefined) await this.restoring;
     const cur = this.currentRev;
     let rev = options.revision ?? 0;
@@ -623,9 +651,12 @@ export class MvccStore {
   private async runCompaction(revision: number): Promise<void> {
     const epoch = this.compactionEpoch;
     if (this.compactionStopped(epoch)) return;
+    const started = performance.now();
     const keep = await this.compactIndex(revision, epoch);
+    this.counters.indexCompactionPauseMs.observe(performance.now() - started);
     await this.readsBelowDrained(revision);
     await this.deleteCompacted(revision, keep, epoch);
+    this.counters.dbCompactionTotalMs.observe(performance.now() - started);
   }
 
   /** The store closed, or its contents were replaced, since the compaction of `epoch` began. */
@@ -685,7 +716,10 @@ export class MvccStore {
       }
       const lastChunk = keys.length < this.compactionBatchEntries;
       if (lastChunk) batch.put("meta", META_FINISHED_COMPACT, encodeRevisionValue(revision));
+      const writeStarted = performance.now();
       if (batch.size > 0) await this.backend.write(batch);
+      this.counters.dbCompactionPauseMs.observe(performance.now() - writeStarted);
+      this.counters.compactedKeys += batch.size;
       if (lastChunk) {
         this.log.info("finished compaction", { revision });
         return;
@@ -707,6 +741,13 @@ export class MvccStore {
    * Throws ErrCompacted (revision <= compactRevision) or ErrFutureRev.
    */
   async hashKV(revision: number): Promise<HashKVResult> {
+    const started = performance.now();
+    const result = await this.hashKVAt(revision);
+    this.counters.hashRevSeconds.observe((performance.now() - started) / 1000);
+    return result;
+  }
+
+  private async hashKVAt(revision: number): Promise<HashKVResult> {
     this.assertOpen();
     if (this.restoring !== undefined) await this.restoring;
     const compactRev = this.compactRev;
@@ -754,6 +795,11 @@ export class MvccStore {
   }
 
   /** Watcher counts by state. */
+  /** Events handed to watchers so far. */
+  watchEventsSent(): number {
+    return this.hub.eventsSent;
+  }
+
   watcherCounts(): { synced: number; unsynced: number } {
     return this.hub.counts();
   }
@@ -866,6 +912,8 @@ export class MvccStore {
 class StoreWriteTxn implements WriteTxn {
   private readonly list: Change[] = [];
   private ended = false;
+  /** Operations so far (range, put, deleteRange calls), for the store's txn count. */
+  private ops = 0;
 
   constructor(
     private readonly store: MvccStore,
@@ -890,6 +938,8 @@ class StoreWriteTxn implements WriteTxn {
     let rev = options.revision ?? 0;
     if (rev > cur) throw new ErrFutureRev(cur);
     if (rev <= 0) rev = cur;
+    this.ops++;
+    this.store.counters.ranges++;
     const compactRev = this.store.scheduledCompactRevision;
     if (rev < compactRev) throw new ErrCompacted(compactRev);
     return this.store.rangeAt(key, end, rev, cur, options);
@@ -897,6 +947,10 @@ class StoreWriteTxn implements WriteTxn {
 
   put(key: Buffer, value: Buffer, lease: bigint): PutResult {
     this.assertOpen();
+    this.ops++;
+    const counters = this.store.counters;
+    counters.puts++;
+    counters.putBytes += key.length + value.length;
     const rev = this.beginRev + 1;
     const sub = this.list.length;
     const keyStr = indexKey(key);
@@ -933,6 +987,8 @@ class StoreWriteTxn implements WriteTxn {
 
   deleteRange(key: Buffer, end: Buffer | undefined): KeyInfo[] {
     this.assertOpen();
+    this.ops++;
+    this.store.counters.deletes++;
     const rev = this.beginRev + 1;
     const deleted: KeyInfo[] = [];
     for (const [keyStr, ki] of this.store.visibleKeys(key, end, this.viewRev)) {
@@ -952,6 +1008,7 @@ class StoreWriteTxn implements WriteTxn {
   end(batch: BackendBatch): Event[] {
     this.assertOpen();
     this.ended = true;
+    if (this.ops > 1) this.store.counters.txns++;
     this.store.finishTxn(this, batch, this.list);
     return this.list.map((ch) => (ch.tombstone ? { type: "DELETE" as const, kv: ch.kv } : { type: "PUT" as const, kv: ch.kv }));
   }

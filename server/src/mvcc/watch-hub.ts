@@ -133,7 +133,9 @@ type State = "synced" | "unsynced" | "cancelled";
 /** Offers a message to a sink; a throwing sink is treated as gone (the watcher is cancelled). */
 function offer(w: HubWatcher, message: WatchMessage): boolean {
   try {
-    return w.sink.send(message);
+    const ok = w.sink.send(message);
+    if (ok && "events" in message) w.hub.eventsSent += message.events.length;
+    return ok;
   } catch {
     w.cancel();
     return false;
@@ -153,7 +155,7 @@ class HubWatcher implements Watcher {
   readonly noDelete: boolean;
 
   constructor(
-    private readonly hub: WatchHub,
+    readonly hub: WatchHub,
     readonly key: Buffer,
     end: Buffer | undefined,
     readonly wantPrevKv: boolean,
@@ -269,6 +271,9 @@ export class WatchHub {
     }
     return w;
   }
+
+  /** Events handed to watchers' sinks (etcd_debugging_mvcc_events_total). */
+  eventsSent = 0;
 
   /** Number of watchers per state (metrics, tests). */
   counts(): { synced: number; unsynced: number } {

@@ -106,6 +106,7 @@ export function peerRequestHandler(options: PeerServerOptions, deps: PeerServerD
       } catch {
         return httpError(res, 400, "error unmarshalling raft message");
       }
+      deps.streams.countReceived?.(m.from, body.length);
       try {
         deps.handler.process(m);
       } catch (err) {

@@ -13,7 +13,7 @@
  */
 import type http from "node:http";
 import { MessageType, type Message, type NodeId } from "../raft/types.js";
-import type { Clock } from "../pkg/clock.js";
+import type { Clock, TimerHandle } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import type { MergedSnapshot, PeerHandler } from "../server/transport-port.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
@@ -45,8 +45,14 @@ export interface PeerDeps {
   logger: Logger;
 }
 
+/** How often a peer's /raft/probing is asked, for its round-trip time (etcd's prober: 4-5 s). */
+export const PROBE_INTERVAL_MS = 5000;
+const PROBE_TIMEOUT_MS = 5000;
+
 export class Peer {
   readonly status: PeerStatus;
+  private prober: TimerHandle | undefined;
+  private probing = false;
   private readonly picker: UrlPicker;
   private readonly pipeline: Pipeline;
   private readonly writers: Record<StreamType, StreamWriter>;
@@ -71,6 +77,24 @@ export class Peer {
 
   start(): void {
     for (const r of this.readers) r.start();
+    this.prober ??= this.deps.clock.setInterval(() => this.probe(), PROBE_INTERVAL_MS, { unref: true });
+  }
+
+  /** One GET /raft/probing; its round trip goes to the peer's round-trip histogram. */
+  private probe(): void {
+    if (this.probing || this.stopped) return;
+    this.probing = true;
+    const started = performance.now();
+    const url = this.picker.pick().replace(/\/+$/, "") + "/raft/probing";
+    this.deps.client.request(url, "GET", this.deps.headers, undefined, PROBE_TIMEOUT_MS).then(
+      (res) => {
+        this.probing = false;
+        if (res.status === 200 && !this.stopped) this.status.counters.roundTripSeconds.observe((performance.now() - started) / 1000);
+      },
+      () => {
+        this.probing = false;
+      },
+    );
   }
 
   send(m: Message): void {
@@ -81,6 +105,7 @@ export class Peer {
       : msg.working ? [msg.send(m), "message stream"]
       : [this.pipeline.send(m), "pipeline"];
     if (!ok && !this.stopped) {
+      this.status.counters.sentFailures++;
       this.deps.logger.warn("dropped internal raft message since sending buffer is full", { "message-type": MessageType[m.type], "remote-peer-id": this.hex, path });
       this.deps.handler.reportUnreachable(m.to);
     }
@@ -94,13 +119,21 @@ export class Peer {
       return;
     }
     const url = this.picker.pick();
+    const counters = this.status.counters;
+    const started = performance.now();
+    counters.snapshotSendInflight++;
     snapshotSender({ url, to: this.id, headers: this.deps.headers }, merged).then(
       () => {
+        counters.snapshotSendInflight--;
+        counters.snapshotsSent++;
+        counters.snapshotSendSeconds.observe((performance.now() - started) / 1000);
         this.status.activate();
         logger.info("sent database snapshot", { "remote-peer-id": this.hex, index: merged.message.snapshot?.metadata.index });
         handler.reportSnapshot(this.id, true);
       },
       (err: Error) => {
+        counters.snapshotSendInflight--;
+        counters.snapshotSendFailures++;
         this.picker.unreachable(url);
         this.status.deactivate(`snapshot: ${err.message}`);
         logger.warn("failed to send database snapshot", { "remote-peer-id": this.hex, error: err.message });
@@ -122,6 +155,7 @@ export class Peer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.prober !== undefined) this.deps.clock.clearInterval(this.prober);
     this.pipeline.stop();
     this.writers.msgapp.stop();
     this.writers.message.stop();

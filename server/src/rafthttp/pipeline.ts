@@ -63,20 +63,24 @@ export class Pipeline {
 
   private async post(m: Message): Promise<void> {
     const url = this.deps.picker.pick();
+    const counters = this.deps.status.counters;
     try {
+      const body = encodeMessage(m);
       const res = await this.deps.client.request(
         url.replace(/\/+$/, "") + "/raft",
         "POST",
         { ...this.deps.headers, "Content-Type": "application/protobuf" },
-        encodeMessage(m),
+        body,
         POST_TIMEOUT_MS,
       );
+      counters.sentBytes += body.length;
       if (res.status === 403) throw new RemovedFromClusterError();
       const problem = postProblem(res.status, res.body.toString());
       if (problem !== undefined) throw new Error(problem);
       this.deps.status.activate();
     } catch (err) {
       if (this.stopped) return;
+      counters.sentFailures++;
       this.deps.picker.unreachable(url);
       this.deps.status.deactivate(`failed to post to ${url}: ${(err as Error).message}`);
       this.deps.handler.reportUnreachable(this.peerId);

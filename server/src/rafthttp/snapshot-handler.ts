@@ -25,6 +25,7 @@
  * the member reads when the apply path installs it, and which is removed once it has been read.
  * Memory: the message is held (bounded by messageLimitBytes); the database streams to disk.
  */
+import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
 import { randomBytes } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
@@ -56,6 +57,36 @@ export interface SnapshotHandlerDeps {
   logger: Logger;
   /** The sender named itself and its peer URLs (etcd's addRemoteFromRequest); optional. */
   addRemote?: (id: NodeId, urls: string[]) => void;
+  /** Where received databases' save and fsync times go (etcd_snap_db_* metrics); optional. */
+  counters?: SnapshotDbCounters;
+}
+
+/** One sender's received snapshots (etcd_network_snapshot_receive_*). */
+export class SnapshotReceiveCounters {
+  received = 0;
+  failures = 0;
+  inflight = 0;
+  readonly seconds = new HistogramCell(exponentialBuckets(0.1, 2, 10));
+}
+
+/**
+ * etcd's etcd_snap_db_save_total_duration_seconds and etcd_snap_db_fsync_duration_seconds, and
+ * the received snapshots per sender (hex ID).
+ */
+export class SnapshotDbCounters {
+  readonly saveSeconds = new HistogramCell(exponentialBuckets(0.1, 2, 10));
+  readonly fsyncSeconds = new HistogramCell(exponentialBuckets(0.001, 2, 14));
+  readonly bySender = new Map<string, SnapshotReceiveCounters>();
+
+  /** The counters of sender `fromHex` (members are few: one entry each). */
+  sender(fromHex: string): SnapshotReceiveCounters {
+    let c = this.bySender.get(fromHex);
+    if (c === undefined) {
+      c = new SnapshotReceiveCounters();
+      this.bySender.set(fromHex, c);
+    }
+    return c;
+  }
 }
 
 /** The 16-hex-digit file name etcd gives a snapshot's database. */
@@ -204,6 +235,18 @@ export function createSnapshotHandler(
     }
     const index = snapshot?.metadata.index ?? 0;
     logger.info("receiving database snapshot", { "remote-snapshot-sender-id": message.from, "incoming-snapshot-index": index });
+    const counted = deps.counters?.sender(message.from.toString(16));
+    const started = performance.now();
+    if (counted !== undefined) counted.inflight++;
+    const settle = (ok: boolean): void => {
+      if (counted === undefined) return;
+      counted.inflight--;
+      if (!ok) counted.failures++;
+      else {
+        counted.received++;
+        counted.seconds.observe((performance.now() - started) / 1000);
+      }
+    };
 
     const file = path.join(options.snapDir, snapshotDatabaseFileName(index));
     let bytes: number;
@@ -211,6 +254,7 @@ export function createSnapshotHandler(
       bytes = await saveDatabase(body, file);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
+      settle(false);
       logger.warn("failed to save incoming database snapshot", { "incoming-snapshot-index": index, error: why });
       httpError(res, 500, `failed to save KV snapshot (${why})`);
       return;
@@ -224,6 +268,7 @@ export function createSnapshotHandler(
     try {
       deps.member.receiveSnapshot({ message, image });
     } catch (err) {
+      settle(false);
       void rm(file, { force: true });
       if (err instanceof PeerMessageRefusedError && err.code === "MemberRemoved") {
         logger.warn("rejected a snapshot from a removed member", { "removed-member-id": message.from });
@@ -237,6 +282,7 @@ export function createSnapshotHandler(
       httpError(res, 500, `failed to process raft message (${why})`);
       return;
     }
+    settle(true);
     res.statusCode = 204;
     res.end();
   }
@@ -244,6 +290,7 @@ export function createSnapshotHandler(
   /** Streams the rest of the body to `file` (temporary, fsynced, renamed); returns its size. */
   async function saveDatabase(body: BodyReader, file: string): Promise<number> {
     const tmp = path.join(options.snapDir, `tmp-${randomBytes(6).toString("hex")}.snap.db`);
+    const started = performance.now();
     const fh = await open(tmp, "w", 0o600);
     let bytes = 0;
     let ok = false;
@@ -254,12 +301,15 @@ export function createSnapshotHandler(
         let written = 0;
         while (written < chunk.length) written += (await fh.write(chunk, written)).bytesWritten;
       }
+      const syncStarted = performance.now();
       await fh.sync();
+      deps.counters?.fsyncSeconds.observe((performance.now() - syncStarted) / 1000);
       await fh.close();
       if (options.checkDatabase !== false) checkDatabase(tmp);
       if (existsSync(file)) await rm(tmp, { force: true });
       else await rename(tmp, file);
       ok = true;
+      deps.counters?.saveSeconds.observe((performance.now() - started) / 1000);
       return bytes;
     } finally {
       if (!ok) {

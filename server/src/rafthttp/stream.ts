@@ -129,7 +129,9 @@ export class StreamWriter {
     if (this.conn !== conn || conn.res.destroyed) return;
     if (conn.blocked && isLinkHeartbeat(m)) return;
     try {
-      if (!conn.res.write(conn.encode(m))) conn.blocked = true;
+      const frame = conn.encode(m);
+      this.deps.status.counters.sentBytes += frame.length;
+      if (!conn.res.write(frame)) conn.blocked = true;
     } catch (err) {
       this.detach(`encoding failed: ${(err as Error).message}`);
     }
@@ -220,10 +222,12 @@ export class StreamReader {
     await new Promise<void>((resolve, reject) => {
       req.setTimeout(STREAM_READ_TIMEOUT_MS, () => req.destroy(new Error("stream read timed out")));
       res.on("data", (chunk: Buffer) => {
+        this.deps.status.counters.receivedBytes += chunk.length;
         let messages: Message[];
         try {
           messages = decoder.push(chunk);
         } catch (err) {
+          this.deps.status.counters.receivedFailures++;
           req.destroy(err as Error);
           return;
         }

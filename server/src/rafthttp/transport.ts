@@ -18,6 +18,7 @@ import { Peer, Remote, type PeerDeps, type SnapshotSender } from "./peer.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
 import { idHex, senderHeaders } from "./peer-protocol.js";
 import type { StreamType } from "./stream.js";
+import type { PeerCounters } from "./peer-status.js";
 
 export interface TransportOptions {
   /** This member's advertised peer URLs (sent as X-PeerURLs). */
@@ -47,6 +48,8 @@ export interface StreamRegistry {
   attachStream(id: NodeId, type: StreamType, res: http.ServerResponse): boolean;
   /** A member not yet known reached us with these peer URLs. */
   addRemote(id: NodeId, urls: readonly string[]): void;
+  /** A pipeline message of `bytes` arrived from `from` (its received-bytes count). */
+  countReceived?(from: NodeId, bytes: number): void;
 }
 
 /**
@@ -134,6 +137,21 @@ export class Transport implements StreamRegistry {
   /** When the connection to `id` became active (ms since the epoch), 0 when it is not active. */
   activeSince(id: NodeId): number {
     return this.peers.get(id)?.status.since ?? 0;
+  }
+
+  /** Each peer's counters (etcd_network_peer_* metrics), by the peer's hex ID. */
+  peerCounters(): Array<{ peer: string; active: boolean; counters: PeerCounters }> {
+    return [...this.peers.values()].map((p) => ({ peer: idHex(p.id), active: p.status.active, counters: p.status.counters }));
+  }
+
+  /** This member's ID in hex once started ("" before). */
+  get localHex(): string {
+    return this.memberId === undefined ? "" : idHex(this.memberId);
+  }
+
+  countReceived(from: NodeId, bytes: number): void {
+    const peer = this.peers.get(from);
+    if (peer !== undefined) peer.status.counters.receivedBytes += bytes;
   }
 
   hasPeer(id: NodeId): boolean {

@@ -118,6 +118,26 @@ export interface EtcdServerDeps {
   auth?: AuthStore;
 }
 
+/** Counters the member keeps for etcd's etcd_server_* metrics (all only grow). */
+export interface MemberStats {
+  /** Leaders seen: a known leader other than the one before (etcd_server_leader_changes_seen_total). */
+  leaderChanges: number;
+  /** Proposals dropped, timed out or refused as stopped (etcd_server_proposals_failed_total). */
+  proposalsFailed: number;
+  /** ReadIndex rounds that timed out (etcd_server_slow_read_indexes_total). */
+  slowReadIndexes: number;
+  /** Linearizable reads those rounds failed (etcd_server_read_indexes_failed_total). */
+  readIndexesFailed: number;
+  /** Expired leases this member revoked as leader (etcd_debugging_server_lease_expired_total). */
+  leasesExpired: number;
+  /** Entries that took over 100 ms to apply (etcd_server_slow_apply_total). */
+  slowApplies: number;
+  /** Learners promoted by this member as leader (etcd_server_learner_promote_successes). */
+  learnerPromoteSuccesses: number;
+  /** Promotions this member refused as leader, by reason (etcd_server_learner_promote_failures). */
+  learnerPromoteFailures: ReadonlyMap<string, number>;
+}
+
 /** Where the member resumes: the applied index and raft's configuration as of it. */
 export interface AppliedState {
   index: number;
@@ -143,6 +163,12 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   /** The peers handed to the transport, with their peer URLs joined. */
   private transportPeers = new Map<bigint, string>();
   private campaignAfterAdvance = false;
+  /** The leader the last soft state named (0n: none). */
+  private lastLead = 0n;
+  private leaderChanges = 0;
+  private promoteSuccesses = 0;
+  /** Failed promotions by reason (the error's text; at most 16 and "other"). */
+  private readonly promoteFailures = new Map<string, number>();
   private markReady: () => void = () => undefined;
   private markRemoved: () => void = () => undefined;
   /**
@@ -257,6 +283,20 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     return this.proposer.pending;
   }
 
+  /** The member's counters for its metrics (see MemberStats); cheap to read. */
+  get stats(): MemberStats {
+    return {
+      leaderChanges: this.leaderChanges,
+      proposalsFailed: this.proposer.failed,
+      slowReadIndexes: this.reads.slowRounds,
+      readIndexesFailed: this.reads.failedReads,
+      leasesExpired: this.leaseClock.expired,
+      slowApplies: this.applyLoop.slowApplies,
+      learnerPromoteSuccesses: this.promoteSuccesses,
+      learnerPromoteFailures: this.promoteFailures,
+    };
+  }
+
   get isLearner(): boolean {
     return this.applyLoop.configuration.learners.includes(this.options.memberId);
   }
@@ -331,6 +371,9 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       else this.deps.logger.info(`raft.node: ${self} changed leader from ${from} to ${to} at term ${term}`, { "raft-term": term });
       this.loggedLead = state.lead;
     }
+    // As etcd counts them: a known leader different from the one last seen.
+    if (state.lead !== 0n && state.lead !== this.lastLead) this.leaderChanges++;
+    this.lastLead = state.lead;
     if (state.role === StateRole.Leader) {
       this.deps.lessor.promote(this.options.electionMs);
     } else if (this.deps.lessor.isPrimary()) {
@@ -810,7 +853,24 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 
   async memberPromote(id: bigint, ctx?: RequestContext): Promise<MemberRecord[]> {
     await this.checkAdmin(ctx);
-    return this.admin.promote(id);
+    // Counted as etcd counts them: attempts this member decides as leader (forwarded ones are
+    // the leader's to count).
+    const asLeader = this.isLeader;
+    const done = this.admin.promote(id);
+    if (!asLeader) return done;
+    return done.then(
+      (members) => {
+        this.promoteSuccesses++;
+        return members;
+      },
+      (err: unknown) => {
+        const text = err instanceof Error ? err.message : String(err);
+        // At most 16 reasons get their own series; later new ones share "other".
+        const reason = this.promoteFailures.has(text) || this.promoteFailures.size < 16 ? text : "other";
+        this.promoteFailures.set(reason, (this.promoteFailures.get(reason) ?? 0) + 1);
+        throw err;
+      },
+    );
   }
 
   moveLeader(transferee: bigint, _ctx?: RequestContext): Promise<void> {

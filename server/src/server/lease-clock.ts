@@ -35,6 +35,8 @@ export interface LeaseClockDeps {
 
 export class LeaseClock {
   private timer: TimerHandle | undefined;
+  /** Expired leases this leader set out to revoke (etcd_debugging_server_lease_expired_total). */
+  expired = 0;
 
   constructor(private readonly options: LeaseClockOptions, private readonly deps: LeaseClockDeps) {}
 
@@ -51,6 +53,7 @@ export class LeaseClock {
     if (this.timer === undefined || !this.deps.isLeader()) return;
     const { lessor, proposer, logger } = this.deps;
     for (const id of lessor.expiredLeases(REVOKES_PER_TICK_MAX)) {
+      this.expired++;
       void proposer.propose(raftRequest({ leaseRevoke: { ID: id }, header: this.deps.internalHeader?.() })).catch((err) => {
         if (!(err instanceof ErrLeaseNotFound)) logger.warn("failed to revoke expired lease", { lease: id, error: String(err) });
       });

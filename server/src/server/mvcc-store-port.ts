@@ -3,7 +3,7 @@ import { Backend, BackendBatch, BucketName, encodeUint64, type BackendImage } fr
 import { MvccStore, WriteTxn } from "../mvcc/kv-store.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 import type { StoreRangeOptions, StoreRangeResult } from "./apply/kv-ops.js";
-import type { RecordBucket, StorePort, WriteSession } from "./store-port.js";
+import type { RecordBucket, StoreMetricsView, StorePort, WriteSession } from "./store-port.js";
 
 /**
  * Meta key: raft index of the last applied entry that changed the key space. etcd 3.4 persists
@@ -115,6 +115,17 @@ export class MvccStorePort implements StorePort {
 
   sizeBytes(): Promise<number> {
     return this.backend.sizeBytes();
+  }
+
+  metricsView(): StoreMetricsView {
+    return {
+      mvcc: this.mvcc.counters,
+      backend: this.backend.counters,
+      keys: this.mvcc.indexedKeys,
+      watchers: this.mvcc.watcherCounts(),
+      eventsSent: this.mvcc.watchEventsSent(),
+      sizeInUseBytes: () => this.backend.sizeInUseBytes(),
+    };
   }
 
   /**

@@ -60,6 +60,8 @@ export class Proposer {
   private readonly proposed = new WeakMap<Uint8Array, InternalRaftRequest>();
   private sweepTimer: TimerHandle | undefined;
   private stoppedWith: Error | undefined;
+  /** Proposals that failed before an answer came from apply (dropped, timed out, stopped): etcd_server_proposals_failed_total. */
+  failed = 0;
 
   constructor(private readonly options: ProposerOptions, private readonly deps: ProposerDeps) {
     this.ids = new IdGenerator(options.memberId, deps.clock.nowMs());
@@ -67,7 +69,14 @@ export class Proposer {
 
   start(): void {
     const { clock } = this.deps;
-    this.sweepTimer = clock.setInterval(() => this.wait.expire(clock.nowMs(), () => serverError("Timeout")), SWEEP_INTERVAL_MS);
+    this.sweepTimer = clock.setInterval(
+      () =>
+        this.wait.expire(clock.nowMs(), () => {
+          this.failed++;
+          return serverError("Timeout");
+        }),
+      SWEEP_INTERVAL_MS,
+    );
   }
 
   /** Fails every waiting proposal with `err`; later proposals fail with it at once. */
@@ -98,7 +107,10 @@ export class Proposer {
    * @throws ServerError RequestTooLarge, NoLeader, Timeout, Stopped; or the apply error.
    */
   async propose(req: InternalRaftRequest, trace?: RequestTrace): Promise<ApplyResult> {
-    if (this.stoppedWith) throw this.stoppedWith;
+    if (this.stoppedWith) {
+      this.failed++;
+      throw this.stoppedWith;
+    }
     const id = this.ids.next();
     req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
     req.ID = id;
@@ -164,6 +176,7 @@ export class Proposer {
     try {
       send();
     } catch (err) {
+      this.failed++;
       this.wait.fail(id, err instanceof ErrProposalDropped ? serverError(droppedAs) : (err as Error));
     }
   }

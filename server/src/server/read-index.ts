@@ -47,6 +47,10 @@ export class LinearizableReads {
   private readonly pending: Reader[] = [];
   private inFlight: Round | undefined;
   private stoppedWith: Error | undefined;
+  /** Rounds not answered in time (etcd_server_slow_read_indexes_total). */
+  slowRounds = 0;
+  /** Reads those rounds failed (etcd_server_read_indexes_failed_total). */
+  failedReads = 0;
 
   constructor(private readonly options: LinearizableReadsOptions, private readonly deps: LinearizableReadsDeps) {}
 
@@ -94,6 +98,8 @@ export class LinearizableReads {
       if (this.inFlight?.ctx !== ctx) return;
       this.inFlight = undefined;
       const err = serverError(this.deps.raft.leader === 0n ? "NoLeader" : "Timeout");
+      this.slowRounds++;
+      this.failedReads += readers.length;
       for (const r of readers) r.reject(err);
       this.startRound();
     }, this.options.requestTimeoutMs);

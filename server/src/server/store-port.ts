@@ -9,12 +9,27 @@
  *                                  // then the store advances its revision and notifies watchers
  * Only one write session is open at a time (the apply loop is serial).
  */
-import type { BackendImage } from "../mvcc/backend/backend.js";
+import type { BackendCounters, BackendImage } from "../mvcc/backend/backend.js";
+import type { MvccCounters } from "../mvcc/kv-store.js";
 import type { KvReader, KvWriter } from "./apply/kv-ops.js";
 import type { WatchOptions, WatchSink, Watcher } from "../mvcc/watch-hub.js";
 
 /** Backend buckets other layers keep records in, next to the key-value data. */
 export type RecordBucket = "lease" | "members" | "membersRemoved" | "cluster" | "meta" | "alarm" | "auth" | "authUsers" | "authRoles";
+
+/** What the store reports for etcd's etcd_mvcc_* and etcd_disk_backend_* metrics. */
+export interface StoreMetricsView {
+  mvcc: MvccCounters;
+  backend: BackendCounters;
+  /** Keys in the key index (etcd_debugging_mvcc_keys_total). */
+  keys: number;
+  /** Watchers in step with the head, and those catching up (slow). */
+  watchers: { synced: number; unsynced: number };
+  /** Events handed to watchers so far. */
+  eventsSent: number;
+  /** Bytes the backend's live data takes (etcd_mvcc_db_total_size_in_use_in_bytes). */
+  sizeInUseBytes(): Promise<number>;
+}
 
 export interface WriteSession extends KvWriter {
   /** Stages a record put (value) or delete (undefined) into this session's batch. */
@@ -56,6 +71,8 @@ export interface StorePort extends KvReader {
    */
   restore(image: BackendImage): Promise<void>;
   sizeBytes(): Promise<number>;
+  /** The store's counters for the metrics; absent in stores that keep none (test stand-ins). */
+  metricsView?(): StoreMetricsView;
   /** Makes everything written so far durable (before the WAL behind it is released). */
   sync(): Promise<void>;
   /** Registers a watcher on the store's watch hub (see mvcc/watch-hub.ts for delivery rules). */

@@ -3,8 +3,11 @@ import { promises as fsp } from "node:fs";
 
 import { fsyncDir } from "../pkg/fsync-dir.js";
 
-/** Writes `data` to `finalPath` atomically: `<finalPath>.tmp`, fsync, rename, fsync the directory. */
-export async function writeFileAtomic(dir: string, finalPath: string, parts: Uint8Array[]): Promise<void> {
+/**
+ * Writes `data` to `finalPath` atomically: `<finalPath>.tmp`, fsync, rename, fsync the directory.
+ * `onFsyncSeconds` sees how long the file's fsync took.
+ */
+export async function writeFileAtomic(dir: string, finalPath: string, parts: Uint8Array[], onFsyncSeconds?: (seconds: number) => void): Promise<void> {
   const tmp = `${finalPath}.tmp`;
   const fh = await fsp.open(tmp, "w");
   try {
@@ -18,7 +21,9 @@ export async function writeFileAtomic(dir: string, finalPath: string, parts: Uin
         pos += bytesWritten;
       }
     }
+    const syncStarted = performance.now();
     await fh.sync();
+    onFsyncSeconds?.((performance.now() - syncStarted) / 1000);
   } catch (e) {
     await fh.close().catch(() => undefined);
     await fsp.rm(tmp, { force: true });

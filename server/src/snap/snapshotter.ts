@@ -24,6 +24,7 @@ import { ErrNoSnapshot, ErrSnapshotCorrupt } from "./errors.js";
 import type { SnapshotStore } from "./snapshot-store.js";
 import { writeFileAtomic } from "./fs-durable.js";
 import { fsyncDir } from "../pkg/fsync-dir.js";
+import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
 import { readU64LE, writeU64LE } from "../pkg/u64-le.js";
 
 export interface SnapLogger {
@@ -128,8 +129,17 @@ export function decodeSnapshotFile(file: string, buf: Buffer): Snapshot {
   return { metadata: { index, term, confState: { voters: lists[0]!, learners: lists[1]! } }, data };
 }
 
+/** etcd's etcd_snap_* / etcd_debugging_snap_* timings of .snap saves. */
+export class SnapshotterCounters {
+  readonly marshallingSeconds = new HistogramCell(exponentialBuckets(0.001, 2, 14));
+  readonly saveSeconds = new HistogramCell(exponentialBuckets(0.001, 2, 14));
+  readonly fsyncSeconds = new HistogramCell(exponentialBuckets(0.001, 2, 14));
+}
+
 export class Snapshotter implements SnapshotStore {
   readonly dir: string;
+  /** Save timings (metrics). */
+  readonly counters = new SnapshotterCounters();
   private readonly logger: SnapLogger;
 
   constructor(options: SnapshotterOptions, dependencies: SnapshotterDependencies = {}) {
@@ -143,9 +153,13 @@ export class Snapshotter implements SnapshotStore {
    */
   async save(snapshot: Snapshot): Promise<void> {
     if (snapshot.metadata.index === 0) return;
+    const started = performance.now();
     await fsp.mkdir(this.dir, { recursive: true });
     const name = snapshotFileName(snapshot.metadata.term, snapshot.metadata.index);
-    await writeFileAtomic(this.dir, path.join(this.dir, name), encodeSnapshotFile(snapshot));
+    const bytes = encodeSnapshotFile(snapshot);
+    this.counters.marshallingSeconds.observe((performance.now() - started) / 1000);
+    await writeFileAtomic(this.dir, path.join(this.dir, name), bytes, (seconds) => this.counters.fsyncSeconds.observe(seconds));
+    this.counters.saveSeconds.observe((performance.now() - started) / 1000);
     this.logger.info("snap: saved", { file: name, dataBytes: snapshot.data.length });
   }
 

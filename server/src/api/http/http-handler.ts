@@ -31,6 +31,47 @@ async function healthy(server: EtcdServer): Promise<boolean> {
   }
 }
 
+/** GET /health: a round through the log, as etcd's; counted in the metrics. */
+function serveHealth(server: EtcdServer, metrics: Metrics, res: http.ServerResponse): void {
+  void healthy(server).then((ok) => {
+    metrics.recordHealth(ok);
+    res.statusCode = ok ? 200 : 503;
+    res.setHeader("Content-Type", "application/json");
+    res.end(JSON.stringify({ health: ok ? "true" : "false" }));
+  });
+}
+
+/** GET /metrics: the exposition (metrics.ts). */
+function serveMetrics(metrics: Metrics, res: http.ServerResponse): void {
+  metrics.text().then(
+    (text) => {
+      res.setHeader("Content-Type", metrics.contentType);
+      res.end(text);
+    },
+    (err: Error) => {
+      res.statusCode = 500;
+      res.end(String(err));
+    },
+  );
+}
+
+/**
+ * The handler of a --listen-metrics-urls listener: /metrics and /health only, as etcd serves
+ * there; anything else is 404.
+ */
+export function metricsHandler(server: EtcdServer, metrics: Metrics): http.RequestListener {
+  return (req, res) => {
+    const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    if (path === "/metrics") serveMetrics(metrics, res);
+    else if (path === "/health") serveHealth(server, metrics, res);
+    else {
+      res.statusCode = 404;
+      res.setHeader("Content-Type", "text/plain; charset=utf-8");
+      res.end("404 page not found\n");
+    }
+  };
+}
+
 /** The handler for `server`; the gateway runs the gRPC services in `services`. */
 export function httpHandler(server: EtcdServer, metrics: Metrics, services: ServiceRegistry): http.RequestListener {
   const messageBytesMax = gatewayMessageBytesMax(server.options.maxRequestBytes);
@@ -48,7 +89,7 @@ export function httpHandler(server: EtcdServer, metrics: Metrics, services: Serv
     };
     switch (url.pathname) {
       case "/health":
-        void healthy(server).then((ok) => json(ok ? 200 : 503, { health: ok ? "true" : "false" }));
+        serveHealth(server, metrics, res);
         return;
       case "/livez":
         res.end("ok");
@@ -61,16 +102,7 @@ export function httpHandler(server: EtcdServer, metrics: Metrics, services: Serv
         json(200, { etcdserver: ETCD_API_VERSION, etcdcluster: server.membership.clusterVersion || CLUSTER_VERSION });
         return;
       case "/metrics":
-        metrics.registry.metrics().then(
-          (text) => {
-            res.setHeader("Content-Type", metrics.registry.contentType);
-            res.end(text);
-          },
-          (err: Error) => {
-            res.statusCode = 500;
-            res.end(String(err));
-          },
-        );
+        serveMetrics(metrics, res);
         return;
       default:
         res.statusCode = 404;

@@ -42,7 +42,8 @@ const OPENING_WAIT_MS = 1_000;
 const H2_OPENING_BYTES_MAX = 256 * 1024;
 
 export interface ClientListenerDeps {
-  injectGrpc: (conn: Duplex) => void;
+  /** Takes a gRPC connection: `conn` to serve, `socket` the client's own (for its byte counts). */
+  injectGrpc: (conn: Duplex, socket: Duplex) => void;
   http1: http.Server;
   logger: Logger;
 }
@@ -131,7 +132,7 @@ function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: Cl
     socket.unshift(opening.takeBytes());
     h2Handovers[path]++;
     deps.logger.debug("http2 connection handed over", { path, reason, authority: opening.decision?.authority });
-    deps.injectGrpc(path === "native" ? socket : new AuthorityRewriter(socket, { settingsAcksToDrop }));
+    deps.injectGrpc(path === "native" ? socket : new AuthorityRewriter(socket, { settingsAcksToDrop }), socket);
   };
   const step = (): void => {
     if (finished) return;

@@ -4,6 +4,7 @@ import { toServiceError } from "./errors.js";
 import type { Logger } from "../../pkg/logger.js";
 import type { RequestContext } from "../../server/request-context.js";
 import type { RequestTrace } from "../../server/request-trace.js";
+import { takeUnaryCells } from "./grpc-metrics.js";
 
 /**
  * The property under which a handler wrapper (the service registry's `wrapService`: tracing)
@@ -39,6 +40,9 @@ export function requestContext(call: { getPeer(): string; metadata: Metadata; ge
  */
 export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<Res>, logger?: Logger): handleUnaryCall<Req, Res> {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    // The call's metric cells, when the registry counts it (grpc-metrics.ts).
+    const cells = takeUnaryCells();
+    const startedAt = cells === undefined ? 0 : cells.startTime();
     let p: Promise<Res>;
     try {
       p = fn(call.request, requestContext(call));
@@ -46,9 +50,13 @@ export function unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<R
       p = Promise.reject(err);
     }
     p.then(
-      (res) => callback(null, res),
+      (res) => {
+        cells?.finishUnary(0, startedAt);
+        callback(null, res);
+      },
       (err: unknown) => {
         const se = toServiceError(err);
+        cells?.finishUnary(se.code ?? 2, startedAt);
         // Unknown from an error that carries no status of its own is a fault worth a log line;
         // an error that chose code Unknown (etcd's in-process client's answers) is not.
         if (se.code === 2 /* UNKNOWN */ && typeof (err as { details?: unknown })?.details !== "string") {

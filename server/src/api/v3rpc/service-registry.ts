@@ -19,6 +19,9 @@ import { LocalClient } from "./local-client.js";
 import { lockService } from "./lock-service.js";
 import { electionService } from "./election-service.js";
 import { gateLearner, type LearnerState } from "./learner-gate.js";
+import type { GrpcMetrics } from "./grpc-metrics.js";
+
+export { GrpcMetrics, GRPC_CODE_NAMES, GRPC_HANDLING_BUCKETS, type MethodCells } from "./grpc-metrics.js";
 
 /** One served service: its methods (paths, streaming, codecs) and the handlers behind them. */
 export interface ServiceEntry {
@@ -39,6 +42,8 @@ export interface ServiceRegistryOptions {
    * handlers are served as they are). Must return an implementation with the same methods.
    */
   wrapService?: ServiceWrapper;
+  /** Counts every method's calls (grpc_server_* metrics); none when absent. */
+  metrics?: GrpcMetrics;
 }
 
 /** A hook around a service's handlers, given its definition (paths, streaming kinds). */
@@ -48,9 +53,11 @@ export type ServiceWrapper = (definition: ServiceDefinition, implementation: Unt
  * Pairs a definition with its implementation (the compiler checks that they name the same
  * methods), refused while the member is a learner as etcd refuses it (learner-gate.ts).
  */
-function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState, wrap?: ServiceWrapper): ServiceEntry {
-  const gated = gateLearner(definition, implementation, learner);
-  return { definition, implementation: wrap === undefined ? gated : wrap(definition, gated) };
+function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState, options: ServiceRegistryOptions): ServiceEntry {
+  // Innermost first: counting (grpc_server_*), the learner gate, then the optional wrapper (tracing).
+  const counted = options.metrics === undefined ? implementation : options.metrics.instrument(definition, implementation);
+  const gated = gateLearner(definition, counted, learner);
+  return { definition, implementation: options.wrapService === undefined ? gated : options.wrapService(definition, gated) };
 }
 
 export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
@@ -63,13 +70,13 @@ export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOpti
     },
   };
   return [
-    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner, options.wrapService),
-    entry(LeaseService, leaseService(server, logger), learner, options.wrapService),
-    entry(ClusterService, clusterService(server, logger), learner, options.wrapService),
-    entry(MaintenanceService, maintenanceService(server, logger), learner, options.wrapService),
-    entry(AuthService, authService(server, logger), learner, options.wrapService),
-    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner, options.wrapService),
-    entry(LockService, lockService(local, logger), learner, options.wrapService),
-    entry(ElectionService, electionService(local, logger), learner, options.wrapService),
+    entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner, options),
+    entry(LeaseService, leaseService(server, logger), learner, options),
+    entry(ClusterService, clusterService(server, logger), learner, options),
+    entry(MaintenanceService, maintenanceService(server, logger), learner, options),
+    entry(AuthService, authService(server, logger), learner, options),
+    entry(WatchService, watchService(server, { progressNotifyIntervalMs: options.watchProgressNotifyIntervalMs }, logger), learner, options),
+    entry(LockService, lockService(local, logger), learner, options),
+    entry(ElectionService, electionService(local, logger), learner, options),
   ];
 }

@@ -84,7 +84,12 @@ export interface ApplyLoopDeps {
   observeApplied?: (entry: Entry, revision: number) => void;
 }
 
+/** An entry that takes longer than this to apply counts as slow (etcd_server_slow_apply_total). */
+const SLOW_APPLY_MS = 100;
+
 export class ApplyLoop {
+  /** Entries whose apply took longer than SLOW_APPLY_MS (etcd_server_slow_apply_total). */
+  slowApplies = 0;
   private appliedIndex: number;
   private snapshotIndex: number;
   private confState: ConfState;
@@ -138,7 +143,10 @@ export class ApplyLoop {
         await Promise.all(written.splice(0));
         await this.applyConfChange(entry);
       } else {
+        const started = performance.now();
         written.push((await this.applyNormal(entry)).written);
+        // etcd's warnApplyDuration: an entry whose apply took longer is a slow apply.
+        if (performance.now() - started > SLOW_APPLY_MS) this.slowApplies++;
       }
     }
     await Promise.all(written);
