@@ -26,6 +26,8 @@ export interface ServerStartOptions {
   seedKey: string;
   seedValue: string;
   startTimeoutMs: number;
+  /** More server flags (both kinds take etcd's), e.g. --quota-backend-bytes. */
+  extraFlags?: string[];
 }
 
 /** A server started by startServer. Call stop() exactly once; it is safe after a crash too. */
@@ -80,8 +82,13 @@ export class BenchServer {
 
 /** VmHWM of `pid` in KiB from /proc/<pid>/status; undefined if unreadable. */
 export function readPeakRssKiB(pid: number): number | undefined {
+  return readStatusKiB(pid, "VmHWM");
+}
+
+/** A KiB field (VmRSS, VmHWM, ...) of /proc/<pid>/status; undefined if unreadable. */
+export function readStatusKiB(pid: number, field: string): number | undefined {
   try {
-    const m = /^VmHWM:\s*([0-9]+)\s*kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    const m = new RegExp(`^${field}:\\s*([0-9]+)\\s*kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m === null ? undefined : Number(m[1]);
   } catch {
     return undefined;
@@ -147,6 +154,7 @@ export async function startServer(options: ServerStartOptions): Promise<BenchSer
       `--listen-peer-urls=${peerUrl}`,
       `--initial-advertise-peer-urls=${peerUrl}`,
       `--initial-cluster=${options.name}=${peerUrl}`,
+      ...(options.extraFlags ?? []),
     ];
     const logPath = path.join(baseDir, "server.log");
     const logFd = openSync(logPath, "a");
