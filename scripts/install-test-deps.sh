@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives besides npm packages: Debian's etcd 3.4 (etcd-server,
-# etcd-client), the reference the suite compares etcd-ts against. Needs root (or sudo).
+# etcd-client), the reference the suite compares etcd-ts against; Go with Debian's sprig and
+# sigs.k8s.io/yaml, from which test/operator/chart-render.ts builds a `helm template` stand-in
+# for the Helm chart's tests. Needs root (or sudo).
 set -euo pipefail
 need=()
-for p in etcd-server etcd-client openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in etcd-server etcd-client openssl golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
