@@ -132,7 +132,7 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
     const headless = await kubectlJson(kc, ["-n", "t1", "get", "service", "e"]);
     expect(headless.spec).toMatchObject({ clusterIP: "None", publishNotReadyAddresses: true });
     await kubectlJson(kc, ["-n", "t1", "get", "service", "e-client"]);
-    const pdb = await waitFor("the PDB", () => kubectlJson(kc, ["-n", "t1", "get", "poddisruptionbudgets.v1beta1.policy", "e"]), 10_000);
+    const pdb = await waitFor<any>("the PDB", () => kubectlJson(kc, ["-n", "t1", "get", "poddisruptionbudgets.v1beta1.policy", "e"]), 10_000);
     expect(pdb.spec.minAvailable).toBe(2);
 
     const status = await waitFor(
