@@ -9,7 +9,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { Reconciler } from "./cluster/reconciler.js";
 import { GrpcEtcdAdmin } from "./etcd/grpc-etcd-admin.js";
 import { Controller } from "./kube/controller.js";
-import { KubeClusterStore } from "./kube/kube-cluster-store.js";
+import { KubeClusterStore, apiErrorText } from "./kube/kube-cluster-store.js";
 import { KubeLeaseApi } from "./kube/lease-api.js";
 import { LeaseLeaderElector } from "./kube/leader-election.js";
 import { jsonLogger, type Level } from "./logger.js";
@@ -77,7 +77,7 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       requeueWaitMs: 3_000,
       requeueActionMs: 1_000,
     },
-    { store, etcd, log, now: () => new Date() },
+    { store, etcd, log, now: () => new Date(), describeError: apiErrorText },
   );
   let controller: Controller | undefined;
   const startController = () => {

@@ -47,10 +47,10 @@ export async function kubectlJson<T = any>(kc: string, args: string[]): Promise<
   return JSON.parse(await kubectl(kc, [...args, "-o", "json"])) as T;
 }
 
-/** Fast mode: API server + controller-manager against `etcdEndpoint`; returns the kubeconfig path. */
-export function apiserverUp(etcdEndpoint: string, dir: string, port: number): string {
+/** Fast mode: API server + controller-manager against `etcdEndpoint` (RBAC authorization by default); returns the kubeconfig path. */
+export function apiserverUp(etcdEndpoint: string, dir: string, port: number, authz = "RBAC"): string {
   const out = execFileSync("bash", [path.join(kubeTools, "apiserver.sh"), "up", etcdEndpoint, dir], {
-    env: { ...process.env, KUBE_PORT: String(port), KUBE_BIN_DIR: kubeBin },
+    env: { ...process.env, KUBE_PORT: String(port), KUBE_BIN_DIR: kubeBin, KUBE_AUTHZ: authz },
     encoding: "utf8",
     timeout: 120_000,
     stdio: ["ignore", "pipe", "pipe"],

@@ -66,6 +66,8 @@ export interface ReconcilerDeps {
   etcd: EtcdAdmin;
   log: Logger;
   now: () => Date;
+  /** A short text for an error (default: its message). */
+  describeError?: (err: unknown) => string;
 }
 
 export interface PassResult {
@@ -98,7 +100,7 @@ export class Reconciler {
         await this.execute(cluster, obs, step);
         await store.event(cluster, "Normal", eventReason(step), describeStep(step)).catch(() => {});
       } catch (err) {
-        failed = err instanceof Error ? err.message : String(err);
+        failed = this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err));
         requeueAfterMs = this.options.requeueWaitMs;
         log.warn("step failed", { cluster: `${ns}/${name}`, step: step.kind, error: failed });
         await store.event(cluster, "Warning", `${eventReason(step)}Failed`, `${describeStep(step)}: ${failed}`).catch(() => {});

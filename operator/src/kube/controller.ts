@@ -18,7 +18,7 @@ import { CLUSTER_PLURAL, GROUP, VERSION, type EtcdCluster } from "../api/v1alpha
 import { LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
 import type { Reconciler } from "../cluster/reconciler.js";
 import type { Log } from "../logger.js";
-import type { KubeClusterStore } from "./kube-cluster-store.js";
+import { apiErrorText, type KubeClusterStore } from "./kube-cluster-store.js";
 import { WorkQueue } from "./work-queue.js";
 
 export interface ControllerOptions {
@@ -107,6 +107,7 @@ export class Controller {
     for (const inf of [clusters, pods, pvcs]) {
       // A dropped watch or a failed list: start again after a pause (the informer re-lists).
       inf.on("error", (err: unknown) => {
+        if (!this.running) return;
         this.deps.log.warn("watch failed; restarting", { error: String((err as Error)?.message ?? err) });
         setTimeout(() => {
           if (this.running) inf.start().catch(() => {});
@@ -143,7 +144,7 @@ export class Controller {
         const n = (this.failures.get(key) ?? 0) + 1;
         this.failures.set(key, n);
         after = this.options.errorBackoffMs * Math.min(16, 2 ** (n - 1));
-        log.warn("reconcile failed", { cluster: key, error: String((err as Error)?.message ?? err), retryInMs: after });
+        log.warn("reconcile failed", { cluster: key, error: apiErrorText(err), retryInMs: after });
       } finally {
         this.queue.done(key);
       }

@@ -25,6 +25,35 @@ export function isNotFound(err: unknown): boolean {
   return err instanceof ApiException && err.code === 404;
 }
 
+/** A short text for an API error: the code and the API server's message, not the whole response. */
+export function apiErrorText(err: unknown): string {
+  if (err instanceof ApiException) {
+    let msg = "";
+    try {
+      const body = typeof err.body === "string" ? JSON.parse(err.body) : err.body;
+      msg = body?.message ?? "";
+    } catch {
+      msg = String(err.body).slice(0, 300);
+    }
+    return `HTTP ${err.code}: ${msg}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Drops empty strings (and empty objects left behind): the schema types these fields as strings, and an empty one is no information. */
+export function withoutEmpty<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(withoutEmpty) as T;
+  if (v !== null && typeof v === "object" && !(v instanceof Date)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (x === "" || x === undefined || x === null) continue;
+      out[k] = withoutEmpty(x);
+    }
+    return out as T;
+  }
+  return v;
+}
+
 export function isConflict(err: unknown): boolean {
   return err instanceof ApiException && err.code === 409;
 }
@@ -134,7 +163,7 @@ export class KubeClusterStore implements ClusterStore {
       namespace: cluster.metadata.namespace,
       plural: CLUSTER_PLURAL,
       name: cluster.metadata.name,
-      body: { ...cluster, status },
+      body: { ...cluster, status: withoutEmpty(status) },
     });
   }
 
