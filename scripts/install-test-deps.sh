@@ -17,5 +17,18 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/d
   systemctl stop etcd || true
 fi
 
+# Kubernetes v1.20 for the operator's tests (test/operator/kube-*.test.ts), built offline by the
+# shared tools beside the repository (a no-op once built; about 10 minutes the first time on a
+# machine). Without the tools the tests that need Kubernetes skip and say why.
+KUBE_TOOLS="${KUBE_TOOLS:-$(cd "$(dirname "$0")/.." && pwd)/../shared/tools/kube}"
+if [ "${SKIP_KUBE_BUILD:-0}" != 1 ] && [ -x "$KUBE_TOOLS/build.sh" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO nice -n 10 bash "$KUBE_TOOLS/build.sh" >/tmp/etcd-ts-kube-build.log 2>&1 || {
+    echo "Kubernetes build failed (see /tmp/etcd-ts-kube-build.log): the operator's Kubernetes tests will skip" >&2
+  }
+else
+  echo "no Kubernetes test tools at $KUBE_TOOLS: the operator's Kubernetes tests will skip" >&2
+fi
+
 etcd --version | sed -n 1p
 etcdctl version | sed -n 1p
