@@ -93,12 +93,24 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
   });
 
   it("creates a new cluster's objects, reports status and events, and deletes them with the cluster", async () => {
-    op = await startOperator(["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn"]);
+    const flags = ["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn"];
+    op = await startOperator([...flags, "--identity", "first"]);
     await kubectl(kc, ["create", "namespace", "t1"]);
     await kubectl(kc, ["-n", "t1", "apply", "-f", "-"], cluster("e", { size: 3, storage: { size: "256Mi" }, options: { "snapshot-count": "5000" } }));
 
     const lease = await waitFor("the Lease", async () => (await kubectlJson(kc, ["-n", "default", "get", "lease", "etcd-ts-operator"])).spec, 20_000);
-    expect(lease.holderIdentity).toBeTruthy();
+    expect(lease.holderIdentity).toBe("first");
+    // A second replica waits: one leads.
+    const second = await startOperator([...flags, "--identity", "second"]);
+    try {
+      await new Promise((r) => setTimeout(r, 5000));
+      expect(second.elector?.isLeader).toBe(false);
+      expect(second.controller()).toBeUndefined();
+      expect(op.elector?.isLeader).toBe(true);
+      expect((await kubectlJson(kc, ["-n", "default", "get", "lease", "etcd-ts-operator"])).spec.holderIdentity).toBe("first");
+    } finally {
+      await second.stop();
+    }
 
     const pods = await waitFor(
       "three member pods",
