@@ -23,6 +23,9 @@ interface World {
   /** volumes without a member-id annotation */
   unrecorded?: string[];
   raft?: Record<string, number>;
+  now?: number;
+  /** pod creation times */
+  created?: Record<string, number>;
 }
 
 function world(w: World): ObservedCluster {
@@ -66,7 +69,15 @@ function world(w: World): ObservedCluster {
     pods: new Map(
       [...podNames, ...(w.podsDeleting ?? [])].map((n) => [
         n,
-        { name: n, phase: "Running", ready: true, deleting: (w.podsDeleting ?? []).includes(n), podIP: "10.0.0.1", annotations: {} },
+        {
+          name: n,
+          phase: "Running",
+          ready: true,
+          deleting: (w.podsDeleting ?? []).includes(n),
+          podIP: "10.0.0.1",
+          annotations: {},
+          ...(w.created?.[n] !== undefined ? { createdAt: w.created[n] } : {}),
+        },
       ]),
     ),
     volumes: new Map(
@@ -78,6 +89,7 @@ function world(w: World): ObservedCluster {
       }),
     ),
     etcd: { ...(entries ? { members: entries } : {}), statuses },
+    now: w.now ?? 0,
   };
 }
 
@@ -174,6 +186,13 @@ describe("plan", () => {
     it("waits for an added learner to start", () => {
       const w = world({ members: { ...three, "e-3": { id: "d", learner: true, started: false } }, spec: { size: 5 } });
       expect(plan(w, opts)).toMatchObject({ kind: "wait", reason: "LearnerStarting" });
+    });
+    it("gives up a learner that never starts (removed after the join timeout, then re-added)", () => {
+      const members = { ...three, "e-3": { id: "d", learner: true, started: false } };
+      const base = { members, spec: { size: 5 }, created: { "e-3": 1_000 } };
+      expect(plan(world({ ...base, now: 1_000 + 60_000 }), opts)).toMatchObject({ kind: "wait", reason: "LearnerStarting" });
+      expect(plan(world({ ...base, now: 1_000 + 6 * 60_000 }), opts)).toEqual({ kind: "remove-member", member: "e-3", id: "d", reason: "failed-join" });
+      expect(plan(world({ ...base, now: 1_000 + 90_000 }), { ...opts, joinTimeoutMs: 60_000 })).toMatchObject({ kind: "remove-member" });
     });
     it("waits for a started learner to catch up, then promotes it", () => {
       const members = { ...three, "e-3": { id: "d", learner: true } };

@@ -12,6 +12,8 @@ export interface ObservedPod {
   ready: boolean;
   deleting: boolean;
   podIP?: string;
+  /** Creation time, ms since the epoch. */
+  createdAt?: number;
   /** Annotations relevant to membership (member ID, initial cluster and state). */
   annotations: Record<string, string>;
 }
@@ -63,4 +65,6 @@ export interface ObservedCluster {
   /** Member PVCs by member name (not PVC name). Empty with memory storage. */
   volumes: Map<string, ObservedVolume>;
   etcd: ObservedEtcd;
+  /** The pass's time, ms since the epoch. */
+  now: number;
 }

@@ -45,7 +45,7 @@ export type Step =
   | { kind: "promote"; member: string; id: string }
   | { kind: "move-leader"; from: string; to: string; toId: string }
   /** member remove, then delete the member's pod and volume. */
-  | { kind: "remove-member"; member: string; id: string; reason: "scale-in" | "repair" }
+  | { kind: "remove-member"; member: string; id: string; reason: "scale-in" | "repair" | "failed-join" }
   | { kind: "delete-pod"; member: string; reason: string }
   | { kind: "delete-volume"; member: string; reason: string }
   /** Record on a bootstrap member's volume which etcd member its data belongs to. */
@@ -57,7 +57,11 @@ export type Step =
 
 export interface PlanOptions {
   clusterDomain: string;
+  /** A member added but not started this long after its pod was created is removed (and re-added). */
+  joinTimeoutMs?: number;
 }
+
+export const DEFAULT_JOIN_TIMEOUT_MS = 5 * 60_000;
 
 export function quorum(voters: number): number {
   return Math.floor(voters / 2) + 1;
@@ -175,6 +179,14 @@ export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
       return { kind: "wait", reason: "LearnerCatchingUp", message: `learner ${name} at index ${st.raftAppliedIndex} of ${leaderStatus.raftIndex}` };
     }
     return { kind: "promote", member: name, id: m.id };
+  }
+  // A learner that never started (its pod cannot join) blocks every change: give it up, it is re-added.
+  for (const { m, name } of learners) {
+    if (name === undefined || m.name !== "") continue;
+    const created = obs.pods.get(name)?.createdAt;
+    if (created !== undefined && obs.now - created > (opts.joinTimeoutMs ?? DEFAULT_JOIN_TIMEOUT_MS)) {
+      return { kind: "remove-member", member: name, id: m.id, reason: "failed-join" };
+    }
   }
   if (silent.length > 0) {
     const names = silent.map((x) => x.name ?? x.m.id).join(", ");

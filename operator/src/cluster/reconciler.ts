@@ -55,6 +55,8 @@ export interface Logger {
 }
 
 export interface ReconcilerOptions extends ManifestOptions {
+  /** See PlanOptions.joinTimeoutMs. */
+  joinTimeoutMs?: number;
   /** Requeue delays, ms. */
   requeueSteadyMs: number;
   requeueWaitMs: number;
@@ -88,7 +90,7 @@ export class Reconciler {
     if (cluster.metadata.deletionTimestamp) return { step: { kind: "steady" }, requeueAfterMs: 0 };
 
     const obs = await this.observe(cluster);
-    const step = plan(obs, { clusterDomain: this.options.clusterDomain });
+    const step = plan(obs, { clusterDomain: this.options.clusterDomain, ...(this.options.joinTimeoutMs ? { joinTimeoutMs: this.options.joinTimeoutMs } : {}) });
 
     await this.ensureServices(cluster, obs);
 
@@ -135,6 +137,7 @@ export class Reconciler {
       pods: new Map(pods.map((p) => [p.name, p])),
       volumes: new Map(vols.map((v) => [v.name, v])),
       etcd: { statuses: new Map() },
+      now: this.deps.now().getTime(),
     };
     const reachable = pods.filter((p) => p.podIP && !p.deleting && p.phase === "Running");
     const answers = await Promise.all(

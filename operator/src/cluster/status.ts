@@ -49,7 +49,7 @@ function progressingReason(step: Step): string | undefined {
     case "move-leader":
       return "MovingLeader";
     case "remove-member":
-      return step.reason === "repair" ? "Repairing" : "ScalingIn";
+      return step.reason === "repair" ? "Repairing" : step.reason === "failed-join" ? "JoinFailed" : "ScalingIn";
     case "delete-pod":
     case "delete-volume":
       return "CleaningUp";
@@ -158,7 +158,7 @@ function phaseOf(step: Step, available: boolean, formed: boolean): ClusterPhase 
     case "move-leader":
       return "Scaling";
     case "remove-member":
-      return step.reason === "repair" ? "Repairing" : "Scaling";
+      return step.reason === "scale-in" ? "Scaling" : "Repairing";
     case "steady":
       return "Running";
     default:

@@ -69,6 +69,7 @@ export function toObservedPod(p: V1Pod): ObservedPod {
     ready: p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
     deleting: p.metadata?.deletionTimestamp != null,
     ...(p.status?.podIP ? { podIP: p.status.podIP } : {}),
+    ...(p.metadata?.creationTimestamp ? { createdAt: new Date(p.metadata.creationTimestamp).getTime() } : {}),
     annotations: { ...(p.metadata?.annotations ?? {}) },
   };
 }
