@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The container image's entrypoint: `entrypoint.js etcd [etcd flags]` runs the etcd-ts server,
 // `entrypoint.js operator [flags]` the operator, `entrypoint.js healthcheck` asks the local
-// member's /health (the Dockerfile's HEALTHCHECK). Flags alone (`--name=x ...`) mean etcd.
+// member's /health (the Dockerfile's HEALTHCHECK), `entrypoint.js wait-srv NAME COUNT [TIMEOUT_S]`
+// waits until DNS has COUNT SRV records for NAME (a DNS SRV bootstrap's init container: every
+// member must be published before any member reads the records). Flags alone mean etcd.
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
@@ -26,8 +28,25 @@ async function run() {
       const res = await fetch(url, { signal: AbortSignal.timeout(3000) }).catch(() => undefined);
       return res?.ok ? 0 : 1;
     }
+    case "wait-srv": {
+      const { resolveSrv } = await import("node:dns/promises");
+      const [name, count, timeoutS] = args;
+      const deadline = Date.now() + Number(timeoutS ?? 600) * 1000;
+      for (;;) {
+        const found = await resolveSrv(name).catch(() => []);
+        if (found.length >= Number(count)) {
+          process.stdout.write(`${name}: ${found.length} SRV records\n`);
+          return 0;
+        }
+        if (Date.now() > deadline) {
+          process.stderr.write(`${name}: ${found.length} of ${count} SRV records before the deadline\n`);
+          return 1;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     default:
-      process.stderr.write(`unknown mode ${JSON.stringify(mode)}: use etcd, operator or healthcheck\n`);
+      process.stderr.write(`unknown mode ${JSON.stringify(mode)}: use etcd, operator, healthcheck or wait-srv\n`);
       return 2;
   }
 }

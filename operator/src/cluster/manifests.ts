@@ -30,6 +30,18 @@ export interface ManifestOptions {
   defaultImage: string;
   /** The command that starts the etcd-ts server in the image (flags are appended). */
   serverCommand: string[];
+  /**
+   * The command that waits for SRV records in the image (name and count are appended): a DNS SRV
+   * bootstrap's init container. Default: the image's entrypoint in wait-srv mode.
+   */
+  waitSrvCommand?: string[];
+}
+
+export const DEFAULT_WAIT_SRV_COMMAND = ["node", "/app/operator/bin/entrypoint.js", "wait-srv"];
+
+/** The SRV name etcd's --discovery-srv looks up for this cluster's peers. */
+export function peerSrvName(c: EtcdCluster, clusterDomain: string): string {
+  return `_etcd-server._tcp.${headlessServiceName(c.metadata.name)}.${c.metadata.namespace}.svc.${clusterDomain}`;
 }
 
 export interface MemberStart {
@@ -99,6 +111,8 @@ export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions): O
   const memory = c.spec.storage?.medium === "Memory";
   const tpl = c.spec.podTemplate ?? {};
   const annotations = { ...(tpl.metadata?.annotations ?? {}), ...(memory ? startAnnotations(s) : {}) };
+  const srv = s.state === "new" && c.spec.bootstrap?.discovery === "DNSSRV";
+  const image = c.spec.image || o.defaultImage;
   return {
     apiVersion: "v1",
     kind: "Pod",
@@ -111,10 +125,23 @@ export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions): O
       ...(tpl.tolerations ? { tolerations: tpl.tolerations } : {}),
       ...(tpl.affinity ? { affinity: tpl.affinity } : {}),
       ...(tpl.priorityClassName ? { priorityClassName: tpl.priorityClassName } : {}),
+      ...(srv
+        ? {
+            // Every member of a new cluster must be in DNS before any reads the SRV records.
+            initContainers: [
+              {
+                name: "wait-srv",
+                image,
+                ...(c.spec.imagePullPolicy ? { imagePullPolicy: c.spec.imagePullPolicy } : {}),
+                command: [...(o.waitSrvCommand ?? DEFAULT_WAIT_SRV_COMMAND), peerSrvName(c, o.clusterDomain), String(c.spec.size)],
+              },
+            ],
+          }
+        : {}),
       containers: [
         {
           name: "etcd",
-          image: c.spec.image || o.defaultImage,
+          image,
           ...(c.spec.imagePullPolicy ? { imagePullPolicy: c.spec.imagePullPolicy } : {}),
           command: [...o.serverCommand, ...memberArgs(c, s, o)],
           ports: [
