@@ -235,6 +235,13 @@ describe("plan", () => {
     expect(plan(world({ members: three, spec: { options: { "data-dir": "/x" } } }), opts)).toMatchObject({ kind: "invalid-spec" });
   });
 
+  it("refuses DNS SRV bootstrap without peer TLS (etcd 3.4 discovers only _etcd-server-ssl records)", () => {
+    expect(plan(world({ members: undefined, pods: [], vols: [], spec: { bootstrap: { discovery: "DNSSRV" } } }), opts)).toMatchObject({
+      kind: "invalid-spec",
+      message: expect.stringMatching(/peer TLS/),
+    });
+  });
+
   it("takes no step when paused", () => {
     expect(plan(world({ members: three, spec: { size: 5, paused: true } }), opts)).toEqual({ kind: "paused" });
   });

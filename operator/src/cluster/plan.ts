@@ -74,6 +74,11 @@ export function specProblems(obs: ObservedCluster): string[] {
     if (RESERVED_OPTIONS.has(key)) problems.push(`spec.options.${key} is set by the operator`);
   }
   if (!Number.isInteger(obs.spec.size) || obs.spec.size < 1) problems.push("spec.size must be at least 1");
+  // etcd 3.4 (and etcd-ts, which follows it) builds a --discovery-srv cluster from the
+  // _etcd-server-ssl records only: DNS SRV bootstrap needs https peers.
+  if (obs.spec.bootstrap?.discovery === "DNSSRV" && !obs.spec.tls?.peer) {
+    problems.push("spec.bootstrap.discovery DNSSRV needs peer TLS (spec.tls.peer): etcd 3.4 discovers only _etcd-server-ssl records");
+  }
   return problems;
 }
 
