@@ -31,6 +31,7 @@ ENV NODE_ENV=production
 USER 10001:10001
 EXPOSE 2379 2380
 VOLUME ["/var/lib/etcd"]
+# The healthcheck asks the local member (etcd mode); Kubernetes ignores it and probes /health itself.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s CMD ["node", "/app/operator/bin/entrypoint.js", "healthcheck"]
 ENTRYPOINT ["node", "/app/operator/bin/entrypoint.js"]
 CMD ["etcd"]
