@@ -2,7 +2,7 @@ import { configDefaults, defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["server/test/**/*.test.ts", "test/**/*.test.ts"],
+    include: ["server/test/**/*.test.ts", "operator/test/**/*.test.ts", "test/**/*.test.ts"],
     exclude: [...configDefaults.exclude],
     // Integration tests start real processes on loopback ports; give them room on 2-core machines.
     testTimeout: 60_000,

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives besides npm packages: Debian's etcd 3.4 (etcd-server,
 # etcd-client), the reference the suite compares etcd-ts against; Prometheus (prometheus,
-# promtool) for the metrics test; and etcd's own alert rules and Grafana dashboard from Debian's
-# etcd source package (Documentation/op-guide/), which the metrics test evaluates. Needs root (or sudo).
+# promtool) for the metrics test; etcd's own alert rules and Grafana dashboard from Debian's
+# etcd source package (Documentation/op-guide/), which the metrics test evaluates; Go with
+# Debian's sprig and sigs.k8s.io/yaml, from which test/operator/chart-render.ts builds a
+# `helm template` stand-in for the Helm chart's tests; and Kubernetes 1.20 from the shared tools.
+# Needs root (or sudo).
 set -euo pipefail
 need=()
-for p in etcd-server etcd-client openssl prometheus; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in etcd-server etcd-client openssl prometheus golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -44,6 +47,21 @@ if [ ! -f "$OP_GUIDE/etcd3_alert.rules.yml" ] || [ ! -f "$OP_GUIDE/grafana.json"
   $SUDO cp "$work"/*/Documentation/op-guide/etcd3_alert.rules.yml "$work"/*/Documentation/op-guide/grafana.json "$OP_GUIDE"/
   basename "$orig" | $SUDO tee "$OP_GUIDE/SOURCE" >/dev/null
   rm -rf "$work"
+fi
+
+# Kubernetes v1.20 for the operator's tests (test/operator/kube-*.test.ts), built offline by the
+# shared tools beside the repository (a no-op once built; about 10 minutes the first time on a
+# machine). Without the tools the tests that need Kubernetes skip and say why.
+KUBE_TOOLS="${KUBE_TOOLS:-$(cd "$(dirname "$0")/.." && pwd)/../shared/tools/kube}"
+# A clone elsewhere than beside the shared folder finds the machine's copy.
+[ -x "$KUBE_TOOLS/build.sh" ] || [ ! -x /work/shared/tools/kube/build.sh ] || KUBE_TOOLS=/work/shared/tools/kube
+if [ "${SKIP_KUBE_BUILD:-0}" != 1 ] && [ -x "$KUBE_TOOLS/build.sh" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO nice -n 10 bash "$KUBE_TOOLS/build.sh" >/tmp/etcd-ts-kube-build.log 2>&1 || {
+    echo "Kubernetes build failed (see /tmp/etcd-ts-kube-build.log): the operator's Kubernetes tests will skip" >&2
+  }
+else
+  echo "no Kubernetes test tools at $KUBE_TOOLS: the operator's Kubernetes tests will skip" >&2
 fi
 
 etcd --version | sed -n 1p

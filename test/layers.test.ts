@@ -347,3 +347,43 @@ describe(`the ${PROTO_PACKAGE} package (proto/gen) imports nothing from the serv
     expect(declared.has("etcd-ts"), "proto/package.json does not depend on the server").toBe(false);
   });
 });
+
+describe("layering of operator/src", () => {
+  const opRoot = path.join(repoRoot, "operator", "src");
+  const declared = declaredDependencies("operator");
+  const files = tsFiles(opRoot);
+
+  it("reaches other packages by name only, declared ones, never the server's source", () => {
+    const problems: string[] = [];
+    for (const file of files) {
+      const rel = path.relative(opRoot, file);
+      for (const spec of importsOf(stripComments(readFileSync(file, "utf8")))) {
+        if (spec.startsWith(".")) {
+          const target = path.relative(opRoot, path.resolve(path.dirname(file), spec));
+          if (target.startsWith("..")) problems.push(`${rel}: ${spec} leaves operator/src`);
+        } else if (!spec.startsWith("node:") && !declared.has(packageOf(spec))) {
+          problems.push(`${rel}: ${spec} is not declared in operator/package.json`);
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("cluster/ is the pure core: it imports only itself and api/, no package and no node: module", () => {
+    const problems: string[] = [];
+    const core = files.filter((f) => path.relative(opRoot, f).startsWith(`cluster${path.sep}`));
+    expect(core.length).toBeGreaterThan(3);
+    for (const file of core) {
+      const rel = path.relative(opRoot, file);
+      for (const spec of importsOf(stripComments(readFileSync(file, "utf8")))) {
+        if (!spec.startsWith(".")) {
+          problems.push(`${rel}: ${spec}`);
+          continue;
+        }
+        const layer = path.relative(opRoot, path.resolve(path.dirname(file), spec)).split(path.sep)[0];
+        if (layer !== "cluster" && layer !== "api") problems.push(`${rel}: ${spec}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+});

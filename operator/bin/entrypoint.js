@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// The container image's entrypoint: `entrypoint.js etcd [etcd flags]` runs the etcd-ts server,
+// `entrypoint.js operator [flags]` the operator, `entrypoint.js healthcheck` asks the local
+// member's /health (the Dockerfile's HEALTHCHECK), `entrypoint.js wait-srv NAME COUNT [TIMEOUT_S]`
+// waits until DNS has COUNT SRV records for NAME (a DNS SRV bootstrap's init container: every
+// member must be published before any member reads the records). Flags alone mean etcd.
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const [first, ...rest] = process.argv.slice(2);
+const mode = first === undefined || first.startsWith("-") ? "etcd" : first;
+const args = mode === first ? rest : process.argv.slice(2);
+
+async function run() {
+  switch (mode) {
+    case "etcd":
+    case "etcd-ts": {
+      const { main } = await import(path.join(here, "../../server/dist/etcdmain/main.js"));
+      return main(args);
+    }
+    case "operator": {
+      const { main } = await import(path.join(here, "../dist/main.js"));
+      return main(args);
+    }
+    case "healthcheck": {
+      const url = args[0] ?? "http://127.0.0.1:2379/health";
+      const res = await fetch(url, { signal: AbortSignal.timeout(3000) }).catch(() => undefined);
+      return res?.ok ? 0 : 1;
+    }
+    case "wait-srv": {
+      const { resolveSrv } = await import("node:dns/promises");
+      const [name, count, timeoutS] = args;
+      const deadline = Date.now() + Number(timeoutS ?? 600) * 1000;
+      for (;;) {
+        const found = await resolveSrv(name).catch(() => []);
+        if (found.length >= Number(count)) {
+          process.stdout.write(`${name}: ${found.length} SRV records\n`);
+          return 0;
+        }
+        if (Date.now() > deadline) {
+          process.stderr.write(`${name}: ${found.length} of ${count} SRV records before the deadline\n`);
+          return 1;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+    default:
+      process.stderr.write(`unknown mode ${JSON.stringify(mode)}: use etcd, operator, healthcheck or wait-srv\n`);
+      return 2;
+  }
+}
+
+run().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

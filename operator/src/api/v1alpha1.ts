@@ -1,0 +1,156 @@
+/**
+ * The operator's API: the EtcdCluster and EtcdBackup resources of group `etcd.etcd-ts.io`,
+ * version v1alpha1, as TypeScript types. The CRD schemas in `charts/etcd-ts-operator/crds/` are
+ * the source of truth the API server enforces; these types mirror them (operator/test/crd.test.ts
+ * checks that every field named here exists in the schema).
+ */
+
+export const GROUP = "etcd.etcd-ts.io";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const CLUSTER_KIND = "EtcdCluster";
+export const CLUSTER_PLURAL = "etcdclusters";
+export const BACKUP_KIND = "EtcdBackup";
+export const BACKUP_PLURAL = "etcdbackups";
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** Where snapshots are kept. */
+export interface SnapshotLocation {
+  pvc?: { claimName: string; path?: string };
+  s3?: {
+    bucket: string;
+    prefix?: string;
+    endpoint?: string;
+    region?: string;
+    forcePathStyle?: boolean;
+    credentialsSecret?: string;
+  };
+}
+
+export interface EtcdClusterSpec {
+  size: number;
+  image?: string;
+  version?: string;
+  imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
+  paused?: boolean;
+  storage?: {
+    medium?: "PersistentVolume" | "Memory";
+    size?: string;
+    storageClassName?: string;
+  };
+  bootstrap?: {
+    discovery?: "Static" | "DNSSRV";
+    restore?: { backupName?: string; source?: SnapshotLocation };
+  };
+  tls?: {
+    client?: { operatorIssued?: boolean; secretName?: string; clientCertAuth?: boolean };
+    peer?: { operatorIssued?: boolean; secretName?: string };
+  };
+  auth?: { enabled?: boolean; rootPasswordSecret?: string };
+  /** etcd flags without their leading dashes, passed to every member. */
+  options?: Record<string, string>;
+  podTemplate?: {
+    metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+    resources?: Record<string, unknown>;
+    nodeSelector?: Record<string, string>;
+    tolerations?: Record<string, unknown>[];
+    affinity?: Record<string, unknown>;
+    priorityClassName?: string;
+    env?: Record<string, unknown>[];
+  };
+  backup?: {
+    schedule?: string;
+    retention?: { maxBackups?: number };
+    destination?: SnapshotLocation;
+  };
+  defrag?: { schedule?: string; dbSizeThreshold?: string; fragmentationPercent?: number };
+}
+
+export type ConditionType = "Available" | "Progressing" | "Degraded";
+
+export interface Condition {
+  type: ConditionType;
+  status: "True" | "False" | "Unknown";
+  reason?: string;
+  message?: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number;
+}
+
+export type MemberRole = "leader" | "follower" | "learner" | "unknown";
+
+export interface MemberStatus {
+  name: string;
+  /** etcd's member ID, hex. */
+  id?: string;
+  role?: MemberRole;
+  healthy?: boolean;
+  revision?: number;
+  raftIndex?: number;
+  dbSize?: number;
+  dbSizeInUse?: number;
+  version?: string;
+  podIP?: string;
+}
+
+export type ClusterPhase = "Creating" | "Running" | "Scaling" | "Repairing" | "Degraded" | "Failed" | "Paused";
+
+export interface EtcdClusterStatus {
+  phase?: ClusterPhase;
+  observedGeneration?: number;
+  size?: number;
+  readyMembers?: number;
+  leader?: string;
+  clusterID?: string;
+  currentVersion?: string;
+  lastAction?: string;
+  conditions?: Condition[];
+  members?: MemberStatus[];
+}
+
+export interface EtcdCluster {
+  apiVersion: typeof API_VERSION;
+  kind: typeof CLUSTER_KIND;
+  metadata: ObjectMeta;
+  spec: EtcdClusterSpec;
+  status?: EtcdClusterStatus;
+}
+
+export interface EtcdBackupSpec {
+  clusterName: string;
+  schedule?: string;
+  retention?: { maxBackups?: number };
+  destination: SnapshotLocation;
+}
+
+export interface EtcdBackupStatus {
+  phase?: "Pending" | "Running" | "Succeeded" | "Failed";
+  observedGeneration?: number;
+  startTime?: string;
+  completionTime?: string;
+  revision?: number;
+  size?: number;
+  sha256?: string;
+  location?: string;
+  message?: string;
+  conditions?: Condition[];
+}
+
+export interface EtcdBackup {
+  apiVersion: typeof API_VERSION;
+  kind: typeof BACKUP_KIND;
+  metadata: ObjectMeta;
+  spec: EtcdBackupSpec;
+  status?: EtcdBackupStatus;
+}

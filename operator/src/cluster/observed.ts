@@ -1,0 +1,70 @@
+/**
+ * What one reconcile pass sees of a cluster: its Kubernetes objects and etcd's own view (the
+ * member list and each member's Status). Built at the edges (reconciler.ts); read by the pure
+ * planner (plan.ts) and status builder (status.ts).
+ */
+import type { EtcdClusterSpec, EtcdClusterStatus } from "../api/v1alpha1.js";
+
+export interface ObservedPod {
+  name: string;
+  /** Pod phase (Pending, Running, Succeeded, Failed, Unknown). */
+  phase: string;
+  ready: boolean;
+  deleting: boolean;
+  podIP?: string;
+  /** Creation time, ms since the epoch. */
+  createdAt?: number;
+  /** Annotations relevant to membership (member ID, initial cluster and state). */
+  annotations: Record<string, string>;
+}
+
+export interface ObservedVolume {
+  name: string;
+  deleting: boolean;
+  annotations: Record<string, string>;
+}
+
+/** One entry of etcd's member list. IDs are hex strings. */
+export interface EtcdMemberEntry {
+  id: string;
+  /** Empty until the member has started and published its name. */
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner: boolean;
+}
+
+/** One member's answer to Maintenance.Status (keyed by member name in ObservedEtcd.statuses). */
+export interface EtcdMemberStatus {
+  id: string;
+  leaderId: string;
+  raftIndex: number;
+  raftAppliedIndex: number;
+  revision: number;
+  dbSize: number;
+  dbSizeInUse: number;
+  version: string;
+  isLearner: boolean;
+  clusterId: string;
+}
+
+export interface ObservedEtcd {
+  /** etcd's member list, or undefined when no member answered MemberList. */
+  members?: EtcdMemberEntry[];
+  /** Status answers by member name; a member missing here did not answer. */
+  statuses: Map<string, EtcdMemberStatus>;
+}
+
+export interface ObservedCluster {
+  name: string;
+  namespace: string;
+  generation: number;
+  spec: EtcdClusterSpec;
+  previousStatus: EtcdClusterStatus;
+  pods: Map<string, ObservedPod>;
+  /** Member PVCs by member name (not PVC name). Empty with memory storage. */
+  volumes: Map<string, ObservedVolume>;
+  etcd: ObservedEtcd;
+  /** The pass's time, ms since the epoch. */
+  now: number;
+}

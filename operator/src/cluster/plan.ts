@@ -1,0 +1,259 @@
+/**
+ * The decision: observed state in, the one next step out. Pure (no I/O, no clock), so every rule
+ * is unit-tested (operator/test/plan.test.ts). Membership follows etcd's member list, never pod
+ * lifecycle: a missing pod is restarted as the same member while its data survives; a member
+ * whose data is gone (its PVC, or with memory storage its pod) is removed and re-added as a
+ * learner under the same name. Membership changes happen one at a time and only while every
+ * member answers: scale out learner-first (add, start, promote), scale in from the highest
+ * ordinal (leadership moved away first).
+ */
+import {
+  ANN_INITIAL_CLUSTER,
+  ANN_INITIAL_STATE,
+  ANN_MEMBER_ID,
+  memberFromPeerURL,
+  memberName,
+  memberOrdinal,
+  peerURL,
+} from "./naming.js";
+import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedVolume } from "./observed.js";
+
+/** Flags the operator sets on every member; `spec.options` may not name them. */
+export const RESERVED_OPTIONS = new Set([
+  "name",
+  "data-dir",
+  "wal-dir",
+  "listen-peer-urls",
+  "listen-client-urls",
+  "advertise-client-urls",
+  "initial-advertise-peer-urls",
+  "initial-cluster",
+  "initial-cluster-state",
+  "initial-cluster-token",
+  "discovery-srv",
+  "discovery",
+  "force-new-cluster",
+]);
+
+export type Step =
+  /** A new cluster: a volume and a pod per member, all started with --initial-cluster-state new. */
+  | { kind: "bootstrap"; members: string[]; initialCluster: string }
+  /** (Re)start a member's pod from what its volume records; the member keeps its identity and data. */
+  | { kind: "create-pod"; member: string; initialCluster: string; state: "new" | "existing"; memberId?: string }
+  /** Add the member as a learner, then create its volume and pod (state existing). */
+  | { kind: "add-learner"; member: string; peerURL: string }
+  | { kind: "promote"; member: string; id: string }
+  | { kind: "move-leader"; from: string; to: string; toId: string }
+  /** member remove, then delete the member's pod and volume. */
+  | { kind: "remove-member"; member: string; id: string; reason: "scale-in" | "repair" | "failed-join" }
+  | { kind: "delete-pod"; member: string; reason: string }
+  | { kind: "delete-volume"; member: string; reason: string }
+  /** Record on a bootstrap member's volume which etcd member its data belongs to. */
+  | { kind: "record-member-id"; member: string; id: string }
+  | { kind: "wait"; reason: string; message: string }
+  | { kind: "invalid-spec"; message: string }
+  | { kind: "paused" }
+  | { kind: "steady" };
+
+export interface PlanOptions {
+  clusterDomain: string;
+  /** A member added but not started this long after its pod was created is removed (and re-added). */
+  joinTimeoutMs?: number;
+}
+
+export const DEFAULT_JOIN_TIMEOUT_MS = 5 * 60_000;
+
+export function quorum(voters: number): number {
+  return Math.floor(voters / 2) + 1;
+}
+
+/** Problems with a spec that the schema cannot express; empty when it is fine. */
+export function specProblems(obs: ObservedCluster): string[] {
+  const problems: string[] = [];
+  for (const key of Object.keys(obs.spec.options ?? {})) {
+    if (RESERVED_OPTIONS.has(key)) problems.push(`spec.options.${key} is set by the operator`);
+  }
+  if (!Number.isInteger(obs.spec.size) || obs.spec.size < 1) problems.push("spec.size must be at least 1");
+  // etcd 3.4 (and etcd-ts, which follows it) builds a --discovery-srv cluster from the
+  // _etcd-server-ssl records only: DNS SRV bootstrap needs https peers.
+  if (obs.spec.bootstrap?.discovery === "DNSSRV" && !obs.spec.tls?.peer) {
+    problems.push("spec.bootstrap.discovery DNSSRV needs peer TLS (spec.tls.peer): etcd 3.4 discovers only _etcd-server-ssl records");
+  }
+  return problems;
+}
+
+function isMemory(obs: ObservedCluster): boolean {
+  return obs.spec.storage?.medium === "Memory";
+}
+
+/** The record of a member's data: its PVC, or with memory storage its pod. */
+function dataOf(obs: ObservedCluster, member: string): ObservedVolume | undefined {
+  if (isMemory(obs)) return obs.pods.get(member);
+  return obs.volumes.get(member);
+}
+
+/** The name a member of etcd's list has in this cluster (its published name, or its peer URL's host). */
+export function nameOf(obs: ObservedCluster, m: EtcdMemberEntry): string | undefined {
+  if (m.name !== "") return m.name;
+  for (const url of m.peerURLs) {
+    const n = memberFromPeerURL(obs, url);
+    if (n !== undefined) return n;
+  }
+  return undefined;
+}
+
+function ordinalOf(obs: ObservedCluster, name: string): number {
+  return memberOrdinal(obs.name, name) ?? Number.MAX_SAFE_INTEGER;
+}
+
+export function initialClusterOf(obs: ObservedCluster, names: string[], opts: PlanOptions): string {
+  return names.map((n) => `${n}=${peerURL(obs, n, opts.clusterDomain)}`).join(",");
+}
+
+export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
+  const problems = specProblems(obs);
+  if (problems.length > 0) return { kind: "invalid-spec", message: problems.join("; ") };
+  if (obs.spec.paused === true) return { kind: "paused" };
+
+  const members = obs.etcd.members;
+  if (members === undefined) return planWithoutMemberList(obs, opts);
+
+  const named = members.map((m) => ({ m, name: nameOf(obs, m) }));
+  const inList = new Set(named.flatMap((x) => (x.name === undefined ? [] : [x.name])));
+  const voters = members.filter((m) => !m.isLearner);
+  const healthyVoters = named.filter((x) => !x.m.isLearner && x.name !== undefined && obs.etcd.statuses.has(x.name));
+
+  // 1. Repair: a member whose data is gone is removed (re-added later as a learner).
+  for (const { m, name } of named) {
+    if (name === undefined) continue;
+    const data = dataOf(obs, name);
+    const lost = data === undefined || data.deleting || (data.annotations[ANN_MEMBER_ID] ?? m.id) !== m.id;
+    if (!lost) continue;
+    if (!m.isLearner) {
+      const healthyAfter = healthyVoters.filter((x) => x.m.id !== m.id).length;
+      if (healthyAfter < quorum(voters.length - 1)) {
+        return { kind: "wait", reason: "QuorumAtRisk", message: `member ${name} lost its data, but removing it would leave no quorum` };
+      }
+    }
+    return { kind: "remove-member", member: name, id: m.id, reason: "repair" };
+  }
+
+  // 2. Restart: a member whose data survives but whose pod is gone comes back as itself.
+  for (const { m, name } of named) {
+    if (name === undefined || isMemory(obs)) continue;
+    const pod = obs.pods.get(name);
+    if (pod === undefined) {
+      const data = obs.volumes.get(name)!;
+      return {
+        kind: "create-pod",
+        member: name,
+        initialCluster: data.annotations[ANN_INITIAL_CLUSTER] ?? initialClusterOf(obs, [...inList].sort(), opts),
+        state: data.annotations[ANN_INITIAL_STATE] === "new" ? "new" : "existing",
+        memberId: m.id,
+      };
+    }
+  }
+
+  // 3. Bootstrap members' volumes learn their member IDs once etcd knows them.
+  if (!isMemory(obs)) {
+    for (const { m, name } of named) {
+      if (name === undefined) continue;
+      const data = obs.volumes.get(name);
+      if (data !== undefined && data.annotations[ANN_MEMBER_ID] === undefined) {
+        return { kind: "record-member-id", member: name, id: m.id };
+      }
+    }
+  }
+
+  // 4. Garbage: pods and volumes of names that are not members (removed, or a failed add).
+  for (const pod of [...obs.pods.values()].sort(byName)) {
+    if (!inList.has(pod.name) && !pod.deleting) return { kind: "delete-pod", member: pod.name, reason: "not a member" };
+  }
+  for (const vol of [...obs.volumes.values()].sort(byName)) {
+    if (!inList.has(vol.name) && !vol.deleting) return { kind: "delete-volume", member: vol.name, reason: "not a member" };
+  }
+
+  // 5. Every member must answer before membership changes.
+  const silent = named.filter((x) => x.name === undefined || !obs.etcd.statuses.has(x.name));
+  const learners = named.filter((x) => x.m.isLearner);
+  const leaderStatus = leaderStatusOf(obs);
+  for (const { m, name } of learners) {
+    const st = name === undefined ? undefined : obs.etcd.statuses.get(name);
+    if (name === undefined || m.name === "" || st === undefined) continue;
+    if (leaderStatus !== undefined && st.raftAppliedIndex < leaderStatus.raftIndex * PROMOTE_FRACTION) {
+      return { kind: "wait", reason: "LearnerCatchingUp", message: `learner ${name} at index ${st.raftAppliedIndex} of ${leaderStatus.raftIndex}` };
+    }
+    return { kind: "promote", member: name, id: m.id };
+  }
+  // A learner that never started (its pod cannot join) blocks every change: give it up, it is re-added.
+  for (const { m, name } of learners) {
+    if (name === undefined || m.name !== "") continue;
+    const created = obs.pods.get(name)?.createdAt;
+    if (created !== undefined && obs.now - created > (opts.joinTimeoutMs ?? DEFAULT_JOIN_TIMEOUT_MS)) {
+      return { kind: "remove-member", member: name, id: m.id, reason: "failed-join" };
+    }
+  }
+  if (silent.length > 0) {
+    const names = silent.map((x) => x.name ?? x.m.id).join(", ");
+    const reason = learners.length > 0 ? "LearnerStarting" : "MembersUnhealthy";
+    return { kind: "wait", reason, message: `waiting for ${names} to answer` };
+  }
+
+  // 6. Scale.
+  const size = obs.spec.size;
+  if (members.length < size) {
+    for (let i = 0; ; i++) {
+      const name = memberName(obs.name, i);
+      if (inList.has(name)) continue;
+      if (obs.pods.has(name) || obs.volumes.has(name)) {
+        return { kind: "wait", reason: "ObjectsTerminating", message: `waiting for the old pod and volume of ${name} to go` };
+      }
+      return { kind: "add-learner", member: name, peerURL: peerURL(obs, name, opts.clusterDomain) };
+    }
+  }
+  if (members.length > size) {
+    const sorted = [...named].sort((a, b) => ordinalOf(obs, b.name!) - ordinalOf(obs, a.name!));
+    const victim = sorted[0]!;
+    const leaderId = obs.etcd.statuses.get(victim.name!)?.leaderId;
+    if (victim.m.id === leaderId) {
+      const to = sorted.filter((x) => !x.m.isLearner && x.m.id !== victim.m.id).at(-1);
+      if (to !== undefined) return { kind: "move-leader", from: victim.name!, to: to.name!, toId: to.m.id };
+    }
+    return { kind: "remove-member", member: victim.name!, id: victim.m.id, reason: "scale-in" };
+  }
+  return { kind: "steady" };
+}
+
+function planWithoutMemberList(obs: ObservedCluster, opts: PlanOptions): Step {
+  const records = isMemory(obs) ? [...obs.pods.values()] : [...obs.volumes.values()];
+  if (records.length === 0 && obs.pods.size === 0) {
+    const names = Array.from({ length: obs.spec.size }, (_, i) => memberName(obs.name, i));
+    return { kind: "bootstrap", members: names, initialCluster: initialClusterOf(obs, names, opts) };
+  }
+  if (!isMemory(obs)) {
+    for (const vol of records.sort(byName)) {
+      if (vol.deleting || obs.pods.has(vol.name)) continue;
+      const state = vol.annotations[ANN_INITIAL_STATE] === "new" ? "new" : "existing";
+      const initialCluster = vol.annotations[ANN_INITIAL_CLUSTER];
+      if (initialCluster === undefined) continue;
+      const memberId = vol.annotations[ANN_MEMBER_ID];
+      return { kind: "create-pod", member: vol.name, initialCluster, state, ...(memberId ? { memberId } : {}) };
+    }
+  }
+  return { kind: "wait", reason: "NoMemberList", message: "no member answers MemberList yet" };
+}
+
+/** A learner is promoted once it has applied this fraction of the leader's log (etcd refuses below 90%). */
+export const PROMOTE_FRACTION = 0.9;
+
+/** The leader's own Status answer, if the leader answered. */
+export function leaderStatusOf(obs: ObservedCluster): EtcdMemberStatus | undefined {
+  for (const st of obs.etcd.statuses.values()) {
+    if (st.leaderId !== "0" && st.id === st.leaderId) return st;
+  }
+  return undefined;
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}

@@ -1,0 +1,267 @@
+/**
+ * One reconcile pass of one EtcdCluster: observe (Kubernetes objects through a ClusterStore,
+ * etcd through an EtcdAdmin), ensure the Services and the PodDisruptionBudget, take the one step
+ * plan() chooses, write status, emit an event for every action, and say when to come back.
+ * Level-based: a pass depends only on what it observes, so a crash, a lost watch or a
+ * duplicate pass costs nothing but time.
+ */
+import type { EtcdCluster, EtcdClusterStatus } from "../api/v1alpha1.js";
+import {
+  type ManifestOptions,
+  type MemberStart,
+  clientService,
+  headlessService,
+  memberPod,
+  memberPvc,
+  podDisruptionBudget,
+} from "./manifests.js";
+import { ANN_MEMBER_ID, CLIENT_PORT, memberFromPeerURL, pvcName } from "./naming.js";
+import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedPod, ObservedVolume } from "./observed.js";
+import { nameOf, plan, quorum, type Step } from "./plan.js";
+import { buildStatus, describeStep } from "./status.js";
+
+/** etcd administration the reconciler needs; endpoints are `host:port`. */
+export interface EtcdAdmin {
+  status(endpoint: string): Promise<EtcdMemberStatus>;
+  memberList(endpoint: string): Promise<EtcdMemberEntry[]>;
+  memberAdd(endpoint: string, peerURLs: string[], isLearner: boolean): Promise<{ id: string; members: EtcdMemberEntry[] }>;
+  memberRemove(endpoint: string, id: string): Promise<void>;
+  memberPromote(endpoint: string, id: string): Promise<void>;
+  moveLeader(endpoint: string, targetId: string): Promise<void>;
+}
+
+/** The Kubernetes side the reconciler needs. */
+export interface ClusterStore {
+  /** Pods of the cluster, by member name. */
+  listPods(namespace: string, cluster: string): Promise<ObservedPod[]>;
+  /** Member PVCs of the cluster, with `name` set to the member name. */
+  listVolumes(namespace: string, cluster: string): Promise<ObservedVolume[]>;
+  /** Creates an object; an existing one is left as it is. */
+  create(obj: Record<string, unknown>): Promise<void>;
+  /** Creates an object or makes its spec (and labels) what is given. */
+  apply(obj: Record<string, unknown>): Promise<void>;
+  /** Deletes; a missing object is fine. */
+  delete(kind: "Pod" | "PersistentVolumeClaim", namespace: string, name: string): Promise<void>;
+  annotate(kind: "PersistentVolumeClaim", namespace: string, name: string, annotations: Record<string, string>): Promise<void>;
+  writeStatus(cluster: EtcdCluster, status: EtcdClusterStatus): Promise<void>;
+  event(cluster: EtcdCluster, type: "Normal" | "Warning", reason: string, message: string): Promise<void>;
+  /** The PodDisruptionBudget apiVersion this API server serves (policy/v1, or policy/v1beta1 before 1.21). */
+  pdbApiVersion(): Promise<string>;
+}
+
+export interface Logger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ReconcilerOptions extends ManifestOptions {
+  /** See PlanOptions.joinTimeoutMs. */
+  joinTimeoutMs?: number;
+  /** Requeue delays, ms. */
+  requeueSteadyMs: number;
+  requeueWaitMs: number;
+  requeueActionMs: number;
+}
+
+export interface ReconcilerDeps {
+  store: ClusterStore;
+  etcd: EtcdAdmin;
+  log: Logger;
+  now: () => Date;
+  /** A short text for an error (default: its message). */
+  describeError?: (err: unknown) => string;
+}
+
+export interface PassResult {
+  step: Step;
+  requeueAfterMs: number;
+}
+
+export class Reconciler {
+  constructor(
+    private readonly options: ReconcilerOptions,
+    private readonly deps: ReconcilerDeps,
+  ) {}
+
+  async reconcile(cluster: EtcdCluster): Promise<PassResult> {
+    const { store, log } = this.deps;
+    const ns = cluster.metadata.namespace;
+    const name = cluster.metadata.name;
+    if (cluster.metadata.deletionTimestamp) return { step: { kind: "steady" }, requeueAfterMs: 0 };
+
+    const obs = await this.observe(cluster);
+    const step = plan(obs, { clusterDomain: this.options.clusterDomain, ...(this.options.joinTimeoutMs ? { joinTimeoutMs: this.options.joinTimeoutMs } : {}) });
+
+    await this.ensureServices(cluster, obs);
+
+    let requeueAfterMs = this.requeueFor(step);
+    let failed: string | undefined;
+    if (isAction(step)) {
+      log.info("step", { cluster: `${ns}/${name}`, step: step.kind, what: describeStep(step) });
+      try {
+        await this.execute(cluster, obs, step);
+        await store.event(cluster, "Normal", eventReason(step), describeStep(step)).catch(() => {});
+      } catch (err) {
+        failed = this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err));
+        requeueAfterMs = this.options.requeueWaitMs;
+        log.warn("step failed", { cluster: `${ns}/${name}`, step: step.kind, error: failed });
+        await store.event(cluster, "Warning", `${eventReason(step)}Failed`, `${describeStep(step)}: ${failed}`).catch(() => {});
+      }
+    } else if (step.kind === "invalid-spec" && cluster.status?.conditions?.find((c) => c.type === "Degraded")?.reason !== "InvalidSpec") {
+      await store.event(cluster, "Warning", "InvalidSpec", step.message).catch(() => {});
+    }
+
+    const status = buildStatus(obs, step, this.deps.now().toISOString());
+    if (failed !== undefined) status.lastAction = `${describeStep(step)} failed: ${failed}`;
+    if (!sameStatus(cluster.status, status)) await store.writeStatus(cluster, status);
+    return { step, requeueAfterMs };
+  }
+
+  private requeueFor(step: Step): number {
+    if (step.kind === "steady" || step.kind === "paused" || step.kind === "invalid-spec") return this.options.requeueSteadyMs;
+    if (step.kind === "wait") return this.options.requeueWaitMs;
+    return this.options.requeueActionMs;
+  }
+
+  /** Reads the cluster's pods and volumes, then asks every running member for its Status and one voter for the member list. */
+  async observe(cluster: EtcdCluster): Promise<ObservedCluster> {
+    const { store, etcd } = this.deps;
+    const ns = cluster.metadata.namespace;
+    const [pods, vols] = await Promise.all([store.listPods(ns, cluster.metadata.name), store.listVolumes(ns, cluster.metadata.name)]);
+    const obs: ObservedCluster = {
+      name: cluster.metadata.name,
+      namespace: ns,
+      generation: cluster.metadata.generation ?? 0,
+      spec: cluster.spec,
+      previousStatus: cluster.status ?? {},
+      pods: new Map(pods.map((p) => [p.name, p])),
+      volumes: new Map(vols.map((v) => [v.name, v])),
+      etcd: { statuses: new Map() },
+      now: this.deps.now().getTime(),
+    };
+    const reachable = pods.filter((p) => p.podIP && !p.deleting && p.phase === "Running");
+    const answers = await Promise.all(
+      reachable.map(async (p) => {
+        try {
+          return { pod: p, st: await etcd.status(endpointOf(p)) };
+        } catch {
+          return { pod: p, st: undefined };
+        }
+      }),
+    );
+    const answered = answers.filter((a): a is { pod: ObservedPod; st: EtcdMemberStatus } => a.st !== undefined);
+    // The member list from the leader if it answered, else from any voter.
+    const order = [...answered].sort((a, b) => rank(a.st) - rank(b.st));
+    for (const a of order) {
+      if (a.st.isLearner) continue;
+      try {
+        obs.etcd.members = await etcd.memberList(endpointOf(a.pod));
+        break;
+      } catch {
+        // try the next one
+      }
+    }
+    for (const a of answered) {
+      // A status belongs to the member whose ID it reports (a pod may run a stale member).
+      const m = obs.etcd.members?.find((x) => x.id === a.st.id);
+      const n = m === undefined ? (obs.etcd.members === undefined ? a.pod.name : undefined) : nameOf(obs, m);
+      if (n === a.pod.name) obs.etcd.statuses.set(n, a.st);
+    }
+    return obs;
+  }
+
+  private async ensureServices(cluster: EtcdCluster, obs: ObservedCluster): Promise<void> {
+    const { store } = this.deps;
+    await store.apply(headlessService(cluster));
+    await store.apply(clientService(cluster));
+    const voters = obs.etcd.members?.filter((m) => !m.isLearner).length ?? cluster.spec.size;
+    await store.apply(podDisruptionBudget(cluster, quorum(voters), await store.pdbApiVersion()));
+  }
+
+  private async execute(cluster: EtcdCluster, obs: ObservedCluster, step: Step): Promise<void> {
+    const { store, etcd } = this.deps;
+    const ns = cluster.metadata.namespace;
+    const memory = cluster.spec.storage?.medium === "Memory";
+    const startMember = async (s: MemberStart) => {
+      if (!memory) await store.create(memberPvc(cluster, s));
+      await store.create(memberPod(cluster, s, this.options));
+    };
+    switch (step.kind) {
+      case "bootstrap":
+        for (const member of step.members) await startMember({ member, initialCluster: step.initialCluster, state: "new" });
+        return;
+      case "create-pod":
+        await store.create(memberPod(cluster, step, this.options));
+        return;
+      case "add-learner": {
+        const added = await etcd.memberAdd(this.adminEndpoint(obs), [step.peerURL], true);
+        const initialCluster = added.members
+          .map((m) => {
+            const n = m.id === added.id ? step.member : m.name || memberFromPeerURL(obs, m.peerURLs[0] ?? "") || m.id;
+            return `${n}=${m.peerURLs[0]}`;
+          })
+          .join(",");
+        await startMember({ member: step.member, initialCluster, state: "existing", memberId: added.id });
+        return;
+      }
+      case "promote":
+        await etcd.memberPromote(this.adminEndpoint(obs), step.id);
+        return;
+      case "move-leader": {
+        const pod = obs.pods.get(step.from);
+        if (!pod?.podIP) throw new Error(`no address for leader ${step.from}`);
+        await etcd.moveLeader(endpointOf(pod), step.toId);
+        return;
+      }
+      case "remove-member":
+        await etcd.memberRemove(this.adminEndpoint(obs, step.member), step.id);
+        await store.delete("Pod", ns, step.member);
+        if (!memory) await store.delete("PersistentVolumeClaim", ns, pvcName(step.member));
+        return;
+      case "delete-pod":
+        await store.delete("Pod", ns, step.member);
+        return;
+      case "delete-volume":
+        await store.delete("PersistentVolumeClaim", ns, pvcName(step.member));
+        return;
+      case "record-member-id":
+        await store.annotate("PersistentVolumeClaim", ns, pvcName(step.member), { [ANN_MEMBER_ID]: step.id });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** A voter to send membership changes to: the leader if it answered, else any answering voter but `avoid`. */
+  private adminEndpoint(obs: ObservedCluster, avoid?: string): string {
+    const candidates = [...obs.etcd.statuses.entries()]
+      .filter(([n, st]) => !st.isLearner && n !== avoid && obs.pods.get(n)?.podIP)
+      .sort(([, a], [, b]) => rank(a) - rank(b));
+    const first = candidates[0];
+    if (first === undefined) throw new Error("no voter answers");
+    return endpointOf(obs.pods.get(first[0])!);
+  }
+}
+
+function rank(st: EtcdMemberStatus): number {
+  return st.id === st.leaderId ? 0 : st.isLearner ? 2 : 1;
+}
+
+export function endpointOf(pod: ObservedPod): string {
+  return `${pod.podIP}:${CLIENT_PORT}`;
+}
+
+function isAction(step: Step): boolean {
+  return !["wait", "steady", "paused", "invalid-spec"].includes(step.kind);
+}
+
+function eventReason(step: Step): string {
+  return step.kind
+    .split("-")
+    .map((w) => w[0]!.toUpperCase() + w.slice(1))
+    .join("");
+}
+
+function sameStatus(a: EtcdClusterStatus | undefined, b: EtcdClusterStatus): boolean {
+  return JSON.stringify(a ?? {}) === JSON.stringify(b);
+}

@@ -1,0 +1,178 @@
+/**
+ * The EtcdCluster's status from what a pass observed and the step it chose. Pure: the time comes
+ * in, and a condition keeps its lastTransitionTime while its status does not change.
+ */
+import type { ClusterPhase, Condition, EtcdClusterStatus, MemberStatus } from "../api/v1alpha1.js";
+import type { ObservedCluster } from "./observed.js";
+import { nameOf, quorum, type Step } from "./plan.js";
+
+export function describeStep(step: Step): string {
+  switch (step.kind) {
+    case "bootstrap":
+      return `bootstrap ${step.members.join(",")}`;
+    case "create-pod":
+      return `start pod of ${step.member}`;
+    case "add-learner":
+      return `add ${step.member} as a learner`;
+    case "promote":
+      return `promote ${step.member}`;
+    case "move-leader":
+      return `move leadership from ${step.from} to ${step.to}`;
+    case "remove-member":
+      return `remove ${step.member} (${step.reason})`;
+    case "delete-pod":
+      return `delete pod of ${step.member} (${step.reason})`;
+    case "delete-volume":
+      return `delete volume of ${step.member} (${step.reason})`;
+    case "record-member-id":
+      return `record member ID ${step.id} on ${step.member}'s volume`;
+    case "wait":
+      return `wait: ${step.message}`;
+    case "invalid-spec":
+      return `invalid spec: ${step.message}`;
+    case "paused":
+      return "paused";
+    case "steady":
+      return "steady";
+  }
+}
+
+function progressingReason(step: Step): string | undefined {
+  switch (step.kind) {
+    case "bootstrap":
+      return "Bootstrapping";
+    case "create-pod":
+      return "RestartingMember";
+    case "add-learner":
+    case "promote":
+      return "ScalingOut";
+    case "move-leader":
+      return "MovingLeader";
+    case "remove-member":
+      return step.reason === "repair" ? "Repairing" : step.reason === "failed-join" ? "JoinFailed" : "ScalingIn";
+    case "delete-pod":
+    case "delete-volume":
+      return "CleaningUp";
+    case "record-member-id":
+      return "RecordingMemberIDs";
+    case "wait":
+      return step.reason;
+    default:
+      return undefined;
+  }
+}
+
+export function buildStatus(obs: ObservedCluster, step: Step, now: string): EtcdClusterStatus {
+  const list = obs.etcd.members;
+  const members: MemberStatus[] = [];
+  let leader: string | undefined;
+  let clusterID: string | undefined;
+  let version: string | undefined;
+  let healthyVoters = 0;
+  let voters = 0;
+  for (const m of list ?? []) {
+    const name = nameOf(obs, m) ?? m.id;
+    const st = obs.etcd.statuses.get(name);
+    const pod = obs.pods.get(name);
+    const role = m.isLearner ? "learner" : st === undefined ? "unknown" : st.leaderId === m.id ? "leader" : "follower";
+    if (!m.isLearner) {
+      voters++;
+      if (st !== undefined) healthyVoters++;
+    }
+    if (role === "leader") leader = name;
+    if (st !== undefined) {
+      clusterID ??= st.clusterId;
+      if (version === undefined || compareVersions(st.version, version) < 0) version = st.version;
+    }
+    members.push({
+      name,
+      id: m.id,
+      role,
+      healthy: st !== undefined,
+      ...(st ? { revision: st.revision, raftIndex: st.raftIndex, dbSize: st.dbSize, dbSizeInUse: st.dbSizeInUse, version: st.version } : {}),
+      ...(pod?.podIP ? { podIP: pod.podIP } : {}),
+    });
+  }
+  if (leader === undefined) {
+    // The leader may be known to followers even when it did not answer us.
+    const leaderId = [...obs.etcd.statuses.values()].find((s) => s.leaderId !== "0")?.leaderId;
+    const lm = list?.find((m) => m.id === leaderId);
+    if (lm) leader = nameOf(obs, lm);
+  }
+  members.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+  const available = list !== undefined && voters > 0 && healthyVoters >= quorum(voters);
+  const unhealthy = members.filter((m) => !m.healthy).map((m) => m.name);
+  const reason = progressingReason(step);
+  const conditions: Condition[] = [
+    available
+      ? { type: "Available", status: "True", reason: "QuorumHealthy", message: `${healthyVoters} of ${voters} voters answer` }
+      : {
+          type: "Available",
+          status: "False",
+          reason: list === undefined ? "NoMemberList" : "QuorumLost",
+          message: list === undefined ? "no member answers" : `${healthyVoters} of ${voters} voters answer`,
+        },
+    reason !== undefined
+      ? { type: "Progressing", status: "True", reason, message: describeStep(step) }
+      : { type: "Progressing", status: "False", reason: step.kind === "paused" ? "Paused" : "Steady", message: describeStep(step) },
+    step.kind === "invalid-spec"
+      ? { type: "Degraded", status: "True", reason: "InvalidSpec", message: step.message }
+      : unhealthy.length > 0
+        ? { type: "Degraded", status: "True", reason: "MembersUnhealthy", message: `not answering: ${unhealthy.join(", ")}` }
+        : list !== undefined && list.length < obs.spec.size && step.kind !== "add-learner" && step.kind !== "promote"
+          ? { type: "Degraded", status: "True", reason: "TooFewMembers", message: `${list.length} of ${obs.spec.size} members` }
+          : { type: "Degraded", status: "False", reason: "AsExpected", message: "" },
+  ];
+  const previous = obs.previousStatus.conditions ?? [];
+  for (const c of conditions) {
+    const old = previous.find((p) => p.type === c.type);
+    c.lastTransitionTime = old !== undefined && old.status === c.status && old.lastTransitionTime ? old.lastTransitionTime : now;
+    c.observedGeneration = obs.generation;
+  }
+
+  return {
+    phase: phaseOf(step, available, list !== undefined),
+    observedGeneration: obs.generation,
+    size: list?.length ?? 0,
+    readyMembers: members.filter((m) => m.healthy).length,
+    ...(leader ? { leader } : {}),
+    ...(clusterID ? { clusterID } : {}),
+    ...(version ? { currentVersion: version } : {}),
+    lastAction: step.kind === "wait" || step.kind === "steady" ? (obs.previousStatus.lastAction ?? "") : describeStep(step),
+    conditions,
+    members,
+  };
+}
+
+function phaseOf(step: Step, available: boolean, formed: boolean): ClusterPhase {
+  switch (step.kind) {
+    case "invalid-spec":
+      return "Failed";
+    case "paused":
+      return "Paused";
+    case "bootstrap":
+      return "Creating";
+    case "add-learner":
+    case "promote":
+    case "move-leader":
+      return "Scaling";
+    case "remove-member":
+      return step.reason === "scale-in" ? "Scaling" : "Repairing";
+    case "steady":
+      return "Running";
+    default:
+      if (!formed) return "Creating";
+      return available ? (step.kind === "wait" && step.reason === "LearnerStarting" ? "Scaling" : "Running") : "Degraded";
+  }
+}
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split(".").map(Number);
+  const pb = b.split(".").map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}

@@ -1,0 +1,133 @@
+/**
+ * The operator's etcd administration over gRPC (the Cluster and Maintenance services), one
+ * channel per endpoint, kept until `forget` or `close`. Every call has a deadline. Errors are
+ * EtcdAdminError with the gRPC code and etcd's message.
+ */
+import { Metadata, credentials, type ServiceError } from "@grpc/grpc-js";
+import {
+  ClusterClient,
+  MaintenanceClient,
+  type Member,
+  type MemberAddRequest,
+  type MemberAddResponse,
+  type MemberListRequest,
+  type MemberListResponse,
+  type MemberPromoteRequest,
+  type MemberPromoteResponse,
+  type MemberRemoveRequest,
+  type MemberRemoveResponse,
+  type MoveLeaderRequest,
+  type MoveLeaderResponse,
+  type StatusRequest,
+  type StatusResponse,
+} from "@etcd-ts/proto/etcdserverpb/rpc";
+import type { EtcdMemberEntry, EtcdMemberStatus } from "../cluster/observed.js";
+import { memberIdHex } from "../cluster/naming.js";
+import type { EtcdAdmin } from "../cluster/reconciler.js";
+
+export class EtcdAdminError extends Error {
+  constructor(
+    readonly endpoint: string,
+    readonly code: number | undefined,
+    message: string,
+  ) {
+    super(`${endpoint}: ${message}`);
+    this.name = "EtcdAdminError";
+  }
+}
+
+export interface GrpcEtcdAdminOptions {
+  /** Deadline of every call, ms. */
+  timeoutMs: number;
+}
+
+interface Clients {
+  cluster: ClusterClient;
+  maintenance: MaintenanceClient;
+}
+
+function toEntry(m: Member): EtcdMemberEntry {
+  return { id: memberIdHex(m.ID), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner };
+}
+
+export class GrpcEtcdAdmin implements EtcdAdmin {
+  private readonly clients = new Map<string, Clients>();
+
+  constructor(private readonly options: GrpcEtcdAdminOptions = { timeoutMs: 3000 }) {}
+
+  private get(endpoint: string): Clients {
+    let c = this.clients.get(endpoint);
+    if (c === undefined) {
+      const creds = credentials.createInsecure();
+      c = { cluster: new ClusterClient(endpoint, creds), maintenance: new MaintenanceClient(endpoint, creds) };
+      this.clients.set(endpoint, c);
+    }
+    return c;
+  }
+
+  private call<Req, Res>(
+    endpoint: string,
+    invoke: (c: Clients, req: Req, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => void,
+    req: Req,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const deadline = new Date(Date.now() + this.options.timeoutMs);
+      invoke(this.get(endpoint), req, { deadline }, (err, res) => {
+        if (err) reject(new EtcdAdminError(endpoint, err.code, err.details || err.message));
+        else resolve(res);
+      });
+    });
+  }
+
+  async status(endpoint: string): Promise<EtcdMemberStatus> {
+    const r = await this.call<StatusRequest, StatusResponse>(endpoint, (c, req, o, cb) => c.maintenance.status(req, new Metadata(), o, cb), {});
+    return {
+      id: memberIdHex(r.header?.memberId ?? 0n),
+      leaderId: memberIdHex(r.leader),
+      raftIndex: Number(r.raftIndex),
+      raftAppliedIndex: Number(r.raftAppliedIndex),
+      revision: Number(r.header?.revision ?? 0n),
+      dbSize: Number(r.dbSize),
+      dbSizeInUse: Number(r.dbSizeInUse),
+      version: r.version,
+      isLearner: r.isLearner,
+      clusterId: memberIdHex(r.header?.clusterId ?? 0n),
+    };
+  }
+
+  async memberList(endpoint: string): Promise<EtcdMemberEntry[]> {
+    const r = await this.call<MemberListRequest, MemberListResponse>(endpoint, (c, req, o, cb) => c.cluster.memberList(req, new Metadata(), o, cb), { linearizable: false });
+    return r.members.map(toEntry);
+  }
+
+  async memberAdd(endpoint: string, peerURLs: string[], isLearner: boolean): Promise<{ id: string; members: EtcdMemberEntry[] }> {
+    const r = await this.call<MemberAddRequest, MemberAddResponse>(endpoint, (c, req, o, cb) => c.cluster.memberAdd(req, new Metadata(), o, cb), { peerURLs, isLearner });
+    return { id: memberIdHex(r.member?.ID ?? 0n), members: r.members.map(toEntry) };
+  }
+
+  async memberRemove(endpoint: string, id: string): Promise<void> {
+    await this.call<MemberRemoveRequest, MemberRemoveResponse>(endpoint, (c, req, o, cb) => c.cluster.memberRemove(req, new Metadata(), o, cb), { ID: BigInt(`0x${id}`) });
+  }
+
+  async memberPromote(endpoint: string, id: string): Promise<void> {
+    await this.call<MemberPromoteRequest, MemberPromoteResponse>(endpoint, (c, req, o, cb) => c.cluster.memberPromote(req, new Metadata(), o, cb), { ID: BigInt(`0x${id}`) });
+  }
+
+  async moveLeader(endpoint: string, targetId: string): Promise<void> {
+    await this.call<MoveLeaderRequest, MoveLeaderResponse>(endpoint, (c, req, o, cb) => c.maintenance.moveLeader(req, new Metadata(), o, cb), { targetID: BigInt(`0x${targetId}`) });
+  }
+
+  /** Closes the channels of endpoints not in `keep`. */
+  forget(keep: Set<string>): void {
+    for (const [ep, c] of this.clients) {
+      if (keep.has(ep)) continue;
+      c.cluster.close();
+      c.maintenance.close();
+      this.clients.delete(ep);
+    }
+  }
+
+  close(): void {
+    this.forget(new Set());
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * The operator process: `etcd-ts-operator [flags]`. Loads a kubeconfig (the flag, $KUBECONFIG,
+ * or the in-cluster service account), elects a leader on a Lease, and while leading runs the
+ * EtcdCluster controller. Stops cleanly on SIGTERM/SIGINT.
+ */
+import os from "node:os";
+import { parseArgs } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
+import { Reconciler } from "./cluster/reconciler.js";
+import { GrpcEtcdAdmin } from "./etcd/grpc-etcd-admin.js";
+import { Controller } from "./kube/controller.js";
+import { KubeClusterStore, apiErrorText } from "./kube/kube-cluster-store.js";
+import { KubeLeaseApi } from "./kube/lease-api.js";
+import { LeaseLeaderElector } from "./kube/leader-election.js";
+import { jsonLogger, type Level } from "./logger.js";
+
+export const USAGE = `etcd-ts-operator: runs EtcdCluster resources (etcd.etcd-ts.io/v1alpha1)
+
+  --kubeconfig PATH        kubeconfig (default: $KUBECONFIG, else in-cluster)
+  --namespace NS           watch one namespace (default: $WATCH_NAMESPACE, else all)
+  --leader-elect BOOL      elect a leader on a Lease (default true)
+  --lease-namespace NS     namespace of the Lease (default: $POD_NAMESPACE, else default)
+  --lease-name NAME        (default etcd-ts-operator)
+  --identity ID            this replica's name in the Lease (default: $POD_NAME, else host-pid)
+  --image IMAGE            member image when spec.image is empty (default: $ETCD_TS_IMAGE)
+  --server-command JSON    command starting etcd-ts in the image (default ["node","/app/server/bin/etcd-ts.js"])
+  --cluster-domain DOMAIN  (default cluster.local)
+  --workers N              clusters reconciled at once (default 2)
+  --log-level LEVEL        debug, info, warn, error (default info)
+`;
+
+export interface RunningOperator {
+  stop(): Promise<void>;
+  controller(): Controller | undefined;
+  elector: LeaseLeaderElector | undefined;
+}
+
+export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningOperator> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kubeconfig: { type: "string" },
+      namespace: { type: "string" },
+      "leader-elect": { type: "string" },
+      "lease-namespace": { type: "string" },
+      "lease-name": { type: "string" },
+      identity: { type: "string" },
+      image: { type: "string" },
+      "server-command": { type: "string" },
+      "cluster-domain": { type: "string" },
+      workers: { type: "string" },
+      "log-level": { type: "string" },
+      help: { type: "boolean" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return { stop: async () => {}, controller: () => undefined, elector: undefined };
+  }
+  const log = jsonLogger({ level: (values["log-level"] ?? "info") as Level });
+  const kc = new KubeConfig();
+  const kubeconfig = values.kubeconfig ?? env.KUBECONFIG;
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromDefault();
+
+  const image = values.image ?? env.ETCD_TS_IMAGE ?? "etcd-ts:latest";
+  const serverCommand = JSON.parse(values["server-command"] ?? '["node","/app/server/bin/etcd-ts.js"]') as string[];
+  const store = new KubeClusterStore({ component: "etcd-ts-operator" }, { kubeConfig: kc });
+  const etcd = new GrpcEtcdAdmin({ timeoutMs: 3000 });
+  const reconciler = new Reconciler(
+    {
+      clusterDomain: values["cluster-domain"] ?? "cluster.local",
+      defaultImage: image,
+      serverCommand,
+      requeueSteadyMs: 30_000,
+      requeueWaitMs: 3_000,
+      requeueActionMs: 1_000,
+    },
+    { store, etcd, log, now: () => new Date(), describeError: apiErrorText },
+  );
+  let controller: Controller | undefined;
+  const startController = () => {
+    controller = new Controller(
+      { namespace: values.namespace ?? env.WATCH_NAMESPACE ?? "", workers: Number(values.workers ?? 2), resyncMs: 60_000, maxQueuedKeys: 10_000, errorBackoffMs: 1_000 },
+      { kubeConfig: kc, store, reconciler, log },
+    );
+    controller.start().catch((err) => log.error("controller failed to start", { error: String(err) }));
+  };
+  const stopController = async () => {
+    const c = controller;
+    controller = undefined;
+    await c?.stop();
+  };
+
+  let elector: LeaseLeaderElector | undefined;
+  if ((values["leader-elect"] ?? "true") !== "false") {
+    elector = new LeaseLeaderElector(
+      {
+        namespace: values["lease-namespace"] ?? env.POD_NAMESPACE ?? "default",
+        name: values["lease-name"] ?? "etcd-ts-operator",
+        identity: values.identity ?? env.POD_NAME ?? `${os.hostname()}-${process.pid}`,
+        leaseDurationSeconds: 15,
+        renewMs: 2_000,
+      },
+      { leases: new KubeLeaseApi({ kubeConfig: kc }), now: () => new Date(), log },
+    );
+    elector.start({
+      onStartedLeading: startController,
+      onStoppedLeading: () => {
+        // A replica that lost the Lease stops at once; another takes over.
+        void stopController();
+      },
+    });
+  } else {
+    startController();
+  }
+  log.info("started", { image, leaderElection: elector !== undefined });
+  return {
+    elector,
+    controller: () => controller,
+    stop: async () => {
+      elector?.stop();
+      await stopController();
+      etcd.close();
+    },
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const op = await startOperator(argv);
+  if (argv.includes("--help")) return 0;
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", () => resolve());
+    process.once("SIGINT", () => resolve());
+  });
+  await op.stop();
+  return 0;
+}

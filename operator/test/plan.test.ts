@@ -1,0 +1,297 @@
+import { describe, expect, it } from "vitest";
+import type { EtcdClusterSpec } from "../src/api/v1alpha1.js";
+import { ANN_INITIAL_CLUSTER, ANN_INITIAL_STATE, ANN_MEMBER_ID, peerURL } from "../src/cluster/naming.js";
+import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster } from "../src/cluster/observed.js";
+import { plan, quorum } from "../src/cluster/plan.js";
+import { buildStatus } from "../src/cluster/status.js";
+
+const opts = { clusterDomain: "cluster.local" };
+const ref = { name: "e", namespace: "ns" };
+const IC3 = [0, 1, 2].map((i) => `e-${i}=${peerURL(ref, `e-${i}`, "cluster.local")}`).join(",");
+
+interface World {
+  spec?: Partial<EtcdClusterSpec>;
+  /** members: name → { id, learner?, started? (default true), healthy? (default true) } */
+  members?: Record<string, { id: string; learner?: boolean; started?: boolean; healthy?: boolean }> | undefined;
+  leader?: string;
+  pods?: string[];
+  podsDeleting?: string[];
+  vols?: string[];
+  volsDeleting?: string[];
+  /** volumes whose member-id annotation differs from the member's */
+  staleVols?: string[];
+  /** volumes without a member-id annotation */
+  unrecorded?: string[];
+  raft?: Record<string, number>;
+  now?: number;
+  /** pod creation times */
+  created?: Record<string, number>;
+}
+
+function world(w: World): ObservedCluster {
+  const members = w.members;
+  const entries: EtcdMemberEntry[] | undefined =
+    members === undefined
+      ? undefined
+      : Object.entries(members).map(([name, m]) => ({
+          id: m.id,
+          name: m.started === false ? "" : name,
+          peerURLs: [peerURL(ref, name, "cluster.local")],
+          clientURLs: [],
+          isLearner: m.learner === true,
+        }));
+  const leaderId = w.leader !== undefined && members ? members[w.leader]!.id : members ? Object.values(members)[0]!.id : "0";
+  const statuses = new Map<string, EtcdMemberStatus>();
+  for (const [name, m] of Object.entries(members ?? {})) {
+    if (m.started === false || m.healthy === false) continue;
+    statuses.set(name, {
+      id: m.id,
+      leaderId,
+      raftIndex: w.raft?.[name] ?? 100,
+      raftAppliedIndex: w.raft?.[name] ?? 100,
+      revision: 5,
+      dbSize: 1000,
+      dbSizeInUse: 800,
+      version: "3.4.23",
+      isLearner: m.learner === true,
+      clusterId: "c1",
+    });
+  }
+  const idOf = (n: string) => members?.[n]?.id;
+  const podNames = w.pods ?? Object.keys(members ?? {});
+  const volNames = w.vols ?? Object.keys(members ?? {});
+  return {
+    name: "e",
+    namespace: "ns",
+    generation: 2,
+    spec: { size: 3, ...w.spec },
+    previousStatus: {},
+    pods: new Map(
+      [...podNames, ...(w.podsDeleting ?? [])].map((n) => [
+        n,
+        {
+          name: n,
+          phase: "Running",
+          ready: true,
+          deleting: (w.podsDeleting ?? []).includes(n),
+          podIP: "10.0.0.1",
+          annotations: {},
+          ...(w.created?.[n] !== undefined ? { createdAt: w.created[n] } : {}),
+        },
+      ]),
+    ),
+    volumes: new Map(
+      [...volNames, ...(w.volsDeleting ?? [])].map((n) => {
+        const annotations: Record<string, string> = { [ANN_INITIAL_CLUSTER]: IC3, [ANN_INITIAL_STATE]: "new" };
+        const id = (w.staleVols ?? []).includes(n) ? "dead" : idOf(n);
+        if (id !== undefined && !(w.unrecorded ?? []).includes(n)) annotations[ANN_MEMBER_ID] = id;
+        return [n, { name: n, deleting: (w.volsDeleting ?? []).includes(n), annotations }];
+      }),
+    ),
+    etcd: { ...(entries ? { members: entries } : {}), statuses },
+    now: w.now ?? 0,
+  };
+}
+
+const three = { "e-0": { id: "a" }, "e-1": { id: "b" }, "e-2": { id: "c" } };
+
+describe("plan", () => {
+  it("bootstraps a new cluster with every member at once, static --initial-cluster", () => {
+    const step = plan(world({ members: undefined, pods: [], vols: [] }), opts);
+    expect(step).toEqual({ kind: "bootstrap", members: ["e-0", "e-1", "e-2"], initialCluster: IC3 });
+  });
+
+  it("restarts a bootstrap member's pod from its volume's records while the cluster forms", () => {
+    const step = plan(world({ members: undefined, pods: ["e-0", "e-2"], vols: ["e-0", "e-1", "e-2"] }), opts);
+    expect(step).toMatchObject({ kind: "create-pod", member: "e-1", initialCluster: IC3, state: "new" });
+  });
+
+  it("waits when pods exist but no member answers", () => {
+    expect(plan(world({ members: undefined, pods: ["e-0", "e-1", "e-2"], vols: ["e-0", "e-1", "e-2"] }), opts)).toMatchObject({
+      kind: "wait",
+      reason: "NoMemberList",
+    });
+  });
+
+  it("is steady when the cluster has its size and every member answers", () => {
+    expect(plan(world({ members: three }), opts)).toEqual({ kind: "steady" });
+  });
+
+  it("records member IDs on bootstrap volumes", () => {
+    expect(plan(world({ members: three, unrecorded: ["e-1"] }), opts)).toEqual({ kind: "record-member-id", member: "e-1", id: "b" });
+  });
+
+  it("restarts a member whose pod is gone but whose volume survives, as the same member", () => {
+    const step = plan(world({ members: { ...three, "e-1": { id: "b", healthy: false } }, pods: ["e-0", "e-2"] }), opts);
+    expect(step).toMatchObject({ kind: "create-pod", member: "e-1", memberId: "b" });
+  });
+
+  it("waits while a member's pod is terminating (a restart keeps the member)", () => {
+    const step = plan(world({ members: { ...three, "e-1": { id: "b", healthy: false } }, pods: ["e-0", "e-2"], podsDeleting: ["e-1"] }), opts);
+    expect(step).toMatchObject({ kind: "wait", reason: "MembersUnhealthy" });
+  });
+
+  it("removes a member whose volume is lost (repair), keeping quorum", () => {
+    const w = world({ members: { ...three, "e-1": { id: "b", healthy: false } }, pods: ["e-0", "e-2"], vols: ["e-0", "e-2"] });
+    expect(plan(w, opts)).toEqual({ kind: "remove-member", member: "e-1", id: "b", reason: "repair" });
+  });
+
+  it("treats a terminating volume or one of another member ID as lost", () => {
+    const w1 = world({ members: { ...three, "e-2": { id: "c", healthy: false } }, vols: ["e-0", "e-1"], volsDeleting: ["e-2"] });
+    expect(plan(w1, opts)).toMatchObject({ kind: "remove-member", member: "e-2", reason: "repair" });
+    const w2 = world({ members: three, staleVols: ["e-0"] });
+    expect(plan(w2, opts)).toMatchObject({ kind: "remove-member", member: "e-0", reason: "repair" });
+  });
+
+  it("does not remove a lost member when that would leave no quorum", () => {
+    const w = world({
+      members: { "e-0": { id: "a" }, "e-1": { id: "b", healthy: false }, "e-2": { id: "c", healthy: false } },
+      pods: ["e-0"],
+      vols: ["e-0"],
+    });
+    expect(plan(w, opts)).toMatchObject({ kind: "wait", reason: "QuorumAtRisk" });
+  });
+
+  it("re-adds a repaired member as a learner under the same name once its old objects are gone", () => {
+    const members = { "e-0": { id: "a" }, "e-2": { id: "c" } };
+    expect(plan(world({ members, pods: ["e-0", "e-2"], vols: ["e-0", "e-2"], podsDeleting: ["e-1"] }), opts)).toMatchObject({
+      kind: "wait",
+      reason: "ObjectsTerminating",
+    });
+    expect(plan(world({ members, pods: ["e-0", "e-2"], vols: ["e-0", "e-2"] }), opts)).toEqual({
+      kind: "add-learner",
+      member: "e-1",
+      peerURL: peerURL(ref, "e-1", "cluster.local"),
+    });
+  });
+
+  it("deletes the pod and volume of a name that is not a member", () => {
+    const members = { "e-0": { id: "a" }, "e-1": { id: "b" } };
+    expect(plan(world({ members, spec: { size: 2 }, pods: ["e-0", "e-1", "e-2"], vols: ["e-0", "e-1"] }), opts)).toEqual({
+      kind: "delete-pod",
+      member: "e-2",
+      reason: "not a member",
+    });
+    expect(plan(world({ members, spec: { size: 2 }, pods: ["e-0", "e-1"], vols: ["e-0", "e-1", "e-2"] }), opts)).toEqual({
+      kind: "delete-volume",
+      member: "e-2",
+      reason: "not a member",
+    });
+  });
+
+  describe("scale out, learner-first, one change at a time", () => {
+    it("adds the lowest free ordinal as a learner", () => {
+      expect(plan(world({ members: three, spec: { size: 5 } }), opts)).toMatchObject({ kind: "add-learner", member: "e-3" });
+    });
+    it("waits for an added learner to start", () => {
+      const w = world({ members: { ...three, "e-3": { id: "d", learner: true, started: false } }, spec: { size: 5 } });
+      expect(plan(w, opts)).toMatchObject({ kind: "wait", reason: "LearnerStarting" });
+    });
+    it("gives up a learner that never starts (removed after the join timeout, then re-added)", () => {
+      const members = { ...three, "e-3": { id: "d", learner: true, started: false } };
+      const base = { members, spec: { size: 5 }, created: { "e-3": 1_000 } };
+      expect(plan(world({ ...base, now: 1_000 + 60_000 }), opts)).toMatchObject({ kind: "wait", reason: "LearnerStarting" });
+      expect(plan(world({ ...base, now: 1_000 + 6 * 60_000 }), opts)).toEqual({ kind: "remove-member", member: "e-3", id: "d", reason: "failed-join" });
+      expect(plan(world({ ...base, now: 1_000 + 90_000 }), { ...opts, joinTimeoutMs: 60_000 })).toMatchObject({ kind: "remove-member" });
+    });
+    it("waits for a started learner to catch up, then promotes it", () => {
+      const members = { ...three, "e-3": { id: "d", learner: true } };
+      expect(plan(world({ members, spec: { size: 5 }, raft: { "e-0": 1000, "e-3": 10 } }), opts)).toMatchObject({
+        kind: "wait",
+        reason: "LearnerCatchingUp",
+      });
+      expect(plan(world({ members, spec: { size: 5 }, raft: { "e-0": 1000, "e-3": 950 } }), opts)).toEqual({
+        kind: "promote",
+        member: "e-3",
+        id: "d",
+      });
+    });
+    it("adds nothing while a member does not answer", () => {
+      const w = world({ members: { ...three, "e-2": { id: "c", healthy: false } }, spec: { size: 5 } });
+      expect(plan(w, opts)).toMatchObject({ kind: "wait", reason: "MembersUnhealthy" });
+    });
+  });
+
+  describe("scale in from the highest ordinal", () => {
+    const five = { ...three, "e-3": { id: "d" }, "e-4": { id: "e" } };
+    it("removes the highest member", () => {
+      expect(plan(world({ members: five, leader: "e-0" }), opts)).toEqual({ kind: "remove-member", member: "e-4", id: "e", reason: "scale-in" });
+    });
+    it("moves leadership away from it first", () => {
+      expect(plan(world({ members: five, leader: "e-4" }), opts)).toEqual({ kind: "move-leader", from: "e-4", to: "e-0", toId: "a" });
+    });
+    it("removes nothing while a member does not answer", () => {
+      const w = world({ members: { ...five, "e-1": { id: "b", healthy: false } }, leader: "e-0" });
+      expect(plan(w, opts)).toMatchObject({ kind: "wait" });
+    });
+    it("orders ordinals numerically (e-10 is higher than e-9)", () => {
+      const m: Record<string, { id: string }> = {};
+      for (let i = 0; i <= 10; i++) m[`e-${i}`] = { id: `x${i}` };
+      expect(plan(world({ members: m, spec: { size: 9 }, leader: "e-0" }), opts)).toMatchObject({ member: "e-10" });
+    });
+  });
+
+  it("refuses options the operator sets itself", () => {
+    expect(plan(world({ members: three, spec: { options: { "data-dir": "/x" } } }), opts)).toMatchObject({ kind: "invalid-spec" });
+  });
+
+  it("refuses DNS SRV bootstrap without peer TLS (etcd 3.4 discovers only _etcd-server-ssl records)", () => {
+    expect(plan(world({ members: undefined, pods: [], vols: [], spec: { bootstrap: { discovery: "DNSSRV" } } }), opts)).toMatchObject({
+      kind: "invalid-spec",
+      message: expect.stringMatching(/peer TLS/),
+    });
+  });
+
+  it("takes no step when paused", () => {
+    expect(plan(world({ members: three, spec: { size: 5, paused: true } }), opts)).toEqual({ kind: "paused" });
+  });
+
+  describe("memory storage", () => {
+    it("treats a lost pod as lost data: the member is replaced, not restarted", () => {
+      const w = world({ members: { ...three, "e-1": { id: "b", healthy: false } }, pods: ["e-0", "e-2"], spec: { storage: { medium: "Memory" } } });
+      w.volumes.clear();
+      for (const p of w.pods.values()) p.annotations[ANN_MEMBER_ID] = p.name === "e-0" ? "a" : "c";
+      expect(plan(w, opts)).toMatchObject({ kind: "remove-member", member: "e-1", reason: "repair" });
+    });
+  });
+});
+
+describe("quorum", () => {
+  it("is a strict majority", () => {
+    expect([1, 2, 3, 4, 5].map(quorum)).toEqual([1, 2, 2, 3, 3]);
+  });
+});
+
+describe("buildStatus", () => {
+  it("reports members with roles, leader, readiness and conditions", () => {
+    const w = world({ members: { ...three, "e-2": { id: "c", healthy: false } }, leader: "e-1" });
+    const s = buildStatus(w, plan(w, opts), "2026-01-01T00:00:00Z");
+    expect(s.leader).toBe("e-1");
+    expect(s.readyMembers).toBe(2);
+    expect(s.observedGeneration).toBe(2);
+    expect(s.members!.map((m) => [m.name, m.role, m.healthy])).toEqual([
+      ["e-0", "follower", true],
+      ["e-1", "leader", true],
+      ["e-2", "unknown", false],
+    ]);
+    const cond = Object.fromEntries(s.conditions!.map((c) => [c.type, [c.status, c.reason]]));
+    expect(cond).toEqual({ Available: ["True", "QuorumHealthy"], Progressing: ["True", "MembersUnhealthy"], Degraded: ["True", "MembersUnhealthy"] });
+    expect(s.phase).toBe("Running");
+  });
+
+  it("keeps lastTransitionTime while a condition holds", () => {
+    const w = world({ members: three });
+    const s1 = buildStatus(w, plan(w, opts), "2026-01-01T00:00:00Z");
+    expect(s1.phase).toBe("Running");
+    w.previousStatus = s1;
+    const s2 = buildStatus(w, plan(w, opts), "2026-01-01T00:05:00Z");
+    expect(s2.conditions!.every((c) => c.lastTransitionTime === "2026-01-01T00:00:00Z")).toBe(true);
+  });
+
+  it("says Creating and not Available before the cluster forms", () => {
+    const w = world({ members: undefined, pods: [], vols: [] });
+    const s = buildStatus(w, plan(w, opts), "t");
+    expect(s.phase).toBe("Creating");
+    expect(s.conditions!.find((c) => c.type === "Available")).toMatchObject({ status: "False", reason: "NoMemberList" });
+  });
+});

@@ -1,0 +1,260 @@
+/**
+ * The reconciler against a simulated world: a fake Kubernetes (pods start at once when their
+ * volume exists) and a fake etcd (a member list, learners, a leader), to check whole sequences
+ * (bootstrap, scale out and in, repair, restart) pass by pass, the one-change-at-a-time rule, and
+ * the status and events written.
+ */
+import { describe, expect, it } from "vitest";
+import type { EtcdCluster, EtcdClusterStatus } from "../src/api/v1alpha1.js";
+import { ANN_MEMBER_ID, LABEL_MEMBER } from "../src/cluster/naming.js";
+import type { EtcdMemberEntry, EtcdMemberStatus, ObservedPod, ObservedVolume } from "../src/cluster/observed.js";
+import { type ClusterStore, type EtcdAdmin, Reconciler } from "../src/cluster/reconciler.js";
+
+type Obj = Record<string, any>;
+
+class World implements ClusterStore, EtcdAdmin {
+  pods = new Map<string, { obj: Obj; ip: string; running: boolean }>();
+  pvcs = new Map<string, Obj>();
+  /** etcd members by ID. `data` tells which member's data a volume holds. */
+  members = new Map<string, { name: string; peerURL: string; learner: boolean; started: boolean }>();
+  leader = "";
+  formed = false;
+  nextId = 0x10;
+  nextIp = 2;
+  events: string[] = [];
+  written: EtcdClusterStatus | undefined;
+  services = new Map<string, Obj>();
+  /** Membership changes, to check one at a time. */
+  changes: string[] = [];
+
+  // ---- the fake kubelet: pods whose volume exists run; members start
+  tick(): void {
+    for (const [name, p] of this.pods) {
+      if (p.running) continue;
+      const claim = p.obj.spec.volumes[0].persistentVolumeClaim?.claimName;
+      if (claim && !this.pvcs.has(claim)) continue;
+      p.running = true;
+      const args: string[] = p.obj.spec.containers[0].command;
+      const state = args.find((a) => a.startsWith("--initial-cluster-state="))!.split("=")[1];
+      const pvc = this.pvcs.get(claim);
+      if (pvc?.data !== undefined) {
+        const m = this.members.get(pvc.data);
+        if (m) m.started = true;
+        continue;
+      }
+      if (state === "existing") {
+        const entry = [...this.members.entries()].find(([, m]) => m.name === "" && m.peerURL.includes(`//${name}.`));
+        if (entry) {
+          entry[1].name = name;
+          entry[1].started = true;
+          if (pvc) pvc.data = entry[0];
+        }
+      }
+    }
+    // Bootstrap: when every pod started with "new" runs, the cluster forms.
+    if (!this.formed) {
+      const fresh = [...this.pods.values()].filter((p) => p.running);
+      if (fresh.length > 0 && fresh.length === this.pods.size) {
+        for (const p of fresh) {
+          const id = (this.nextId++).toString(16);
+          const name = p.obj.metadata.name;
+          this.members.set(id, { name, peerURL: `http://${name}.x:2380`, learner: false, started: true });
+          this.pvcs.get(`data-${name}`)!.data = id;
+        }
+        this.leader = [...this.members.keys()][0]!;
+        this.formed = true;
+      }
+    }
+  }
+
+  private memberAt(endpoint: string): [string, { name: string; learner: boolean; started: boolean }] | undefined {
+    const pod = [...this.pods.values()].find((p) => `${p.ip}:2379` === endpoint && p.running);
+    if (!pod) return undefined;
+    const data = this.pvcs.get(`data-${pod.obj.metadata.name}`)?.data;
+    const m = data && this.members.get(data);
+    return m && m.started ? [data, m] : undefined;
+  }
+
+  // ---- EtcdAdmin
+  async status(endpoint: string): Promise<EtcdMemberStatus> {
+    const at = this.memberAt(endpoint);
+    if (!at) throw new Error("unavailable");
+    return { id: at[0], leaderId: this.leader, raftIndex: 100, raftAppliedIndex: 100, revision: 7, dbSize: 20480, dbSizeInUse: 16384, version: "3.4.23", isLearner: at[1].learner, clusterId: "cafe" };
+  }
+  async memberList(endpoint: string): Promise<EtcdMemberEntry[]> {
+    if (!this.memberAt(endpoint)) throw new Error("unavailable");
+    return [...this.members.entries()].map(([id, m]) => ({ id, name: m.started ? m.name : "", peerURLs: [m.peerURL], clientURLs: [], isLearner: m.learner }));
+  }
+  async memberAdd(_e: string, peerURLs: string[], isLearner: boolean) {
+    const id = (this.nextId++).toString(16);
+    this.members.set(id, { name: "", peerURL: peerURLs[0]!, learner: isLearner, started: false });
+    this.changes.push(`add ${id}`);
+    return { id, members: await this.memberList(_e).catch(() => []) };
+  }
+  async memberRemove(_e: string, id: string) {
+    this.members.delete(id);
+    this.changes.push(`remove ${id}`);
+  }
+  async memberPromote(_e: string, id: string) {
+    this.members.get(id)!.learner = false;
+    this.changes.push(`promote ${id}`);
+  }
+  async moveLeader(_e: string, id: string) {
+    this.leader = id;
+    this.changes.push(`move-leader ${id}`);
+  }
+
+  // ---- ClusterStore
+  async listPods(): Promise<ObservedPod[]> {
+    return [...this.pods.values()].map((p) => ({
+      name: p.obj.metadata.labels[LABEL_MEMBER],
+      phase: p.running ? "Running" : "Pending",
+      ready: p.running,
+      deleting: false,
+      ...(p.running ? { podIP: p.ip } : {}),
+      annotations: p.obj.metadata.annotations ?? {},
+    }));
+  }
+  async listVolumes(): Promise<ObservedVolume[]> {
+    return [...this.pvcs.values()].map((v) => ({ name: v.metadata.labels[LABEL_MEMBER], deleting: false, annotations: v.metadata.annotations ?? {} }));
+  }
+  async create(obj: Obj): Promise<void> {
+    if (obj.kind === "Pod" && !this.pods.has(obj.metadata.name)) this.pods.set(obj.metadata.name, { obj, ip: `10.0.0.${this.nextIp++}`, running: false });
+    if (obj.kind === "PersistentVolumeClaim" && !this.pvcs.has(obj.metadata.name)) this.pvcs.set(obj.metadata.name, structuredClone(obj));
+  }
+  async apply(obj: Obj): Promise<void> {
+    this.services.set(`${obj.kind}/${obj.metadata.name}`, obj);
+  }
+  async delete(kind: string, _ns: string, name: string): Promise<void> {
+    if (kind === "Pod") this.pods.delete(name);
+    else this.pvcs.delete(name);
+  }
+  async annotate(_k: string, _ns: string, name: string, annotations: Record<string, string>): Promise<void> {
+    const v = this.pvcs.get(name)!;
+    v.metadata.annotations = { ...v.metadata.annotations, ...annotations };
+  }
+  async writeStatus(_c: EtcdCluster, status: EtcdClusterStatus): Promise<void> {
+    this.written = status;
+  }
+  async event(_c: EtcdCluster, type: string, reason: string, message: string): Promise<void> {
+    this.events.push(`${type} ${reason}: ${message}`);
+  }
+  async pdbApiVersion(): Promise<string> {
+    return "policy/v1beta1";
+  }
+}
+
+function setup(size: number) {
+  const world = new World();
+  const cluster: EtcdCluster = {
+    apiVersion: "etcd.etcd-ts.io/v1alpha1",
+    kind: "EtcdCluster",
+    metadata: { name: "e", namespace: "ns", uid: "u1", generation: 1 },
+    spec: { size },
+  };
+  const rec = new Reconciler(
+    { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"], requeueSteadyMs: 30000, requeueWaitMs: 3000, requeueActionMs: 1000 },
+    { store: world, etcd: world, log: { info() {}, warn() {} }, now: () => new Date(0) },
+  );
+  // peer URLs in the fake etcd use the operator's own form
+  const pass = async () => {
+    const r = await rec.reconcile({ ...cluster, status: world.written ?? {} });
+    world.tick();
+    return r;
+  };
+  const untilSteady = async (limit = 60) => {
+    const steps: string[] = [];
+    for (let i = 0; i < limit; i++) {
+      const r = await pass();
+      if (r.step.kind === "steady") return steps;
+      steps.push(r.step.kind === "wait" && process.env.DEBUG_STEPS ? `wait(${(r.step as any).message})` : r.step.kind);
+    }
+    throw new Error(`not steady after ${limit} passes: ${steps.join(" ")}`);
+  };
+  return { world, cluster, pass, untilSteady };
+}
+
+describe("Reconciler in a simulated world", () => {
+  it("bootstraps 3, records member IDs, and reports Running/Available", async () => {
+    const { world, untilSteady } = setup(3);
+    const steps = await untilSteady();
+    expect(steps[0]).toBe("bootstrap");
+    expect(world.members.size).toBe(3);
+    for (const v of world.pvcs.values()) expect(v.metadata.annotations[ANN_MEMBER_ID]).toBe(v.data);
+    expect(world.written?.phase).toBe("Running");
+    expect(world.written?.readyMembers).toBe(3);
+    expect(world.written?.leader).toBe("e-0");
+    expect(world.written?.conditions?.find((c) => c.type === "Available")?.status).toBe("True");
+    expect(world.services.get("PodDisruptionBudget/e")?.spec.minAvailable).toBe(2);
+    expect(world.services.get("Service/e")?.spec.publishNotReadyAddresses).toBe(true);
+    expect(world.events.some((e) => e.startsWith("Normal Bootstrap"))).toBe(true);
+  });
+
+  it("scales 3 -> 5 learner-first and back to 3 from the highest ordinal, one change at a time", async () => {
+    const { world, cluster, untilSteady } = setup(3);
+    await untilSteady();
+    cluster.spec.size = 5;
+    await untilSteady();
+    expect(world.changes.map((c) => c.split(" ")[0])).toEqual(["add", "promote", "add", "promote"]);
+    expect([...world.members.values()].map((m) => [m.name, m.learner])).toEqual([
+      ["e-0", false],
+      ["e-1", false],
+      ["e-2", false],
+      ["e-3", false],
+      ["e-4", false],
+    ]);
+    expect(world.services.get("PodDisruptionBudget/e")?.spec.minAvailable).toBe(3);
+    // The leader is the highest member: leadership moves first.
+    world.leader = [...world.members.entries()].find(([, m]) => m.name === "e-4")![0];
+    world.changes = [];
+    cluster.spec.size = 3;
+    await untilSteady();
+    expect(world.changes.map((c) => c.split(" ")[0])).toEqual(["move-leader", "remove", "remove"]);
+    expect([...world.members.values()].map((m) => m.name)).toEqual(["e-0", "e-1", "e-2"]);
+    expect([...world.pods.keys()].sort()).toEqual(["e-0", "e-1", "e-2"]);
+    expect([...world.pvcs.keys()].sort()).toEqual(["data-e-0", "data-e-1", "data-e-2"]);
+  });
+
+  it("restarts a deleted pod as the same member (same ID, same data)", async () => {
+    const { world, untilSteady } = setup(3);
+    await untilSteady();
+    const before = [...world.members.keys()];
+    world.pods.delete("e-1");
+    const steps = await untilSteady();
+    expect(steps).toContain("create-pod");
+    expect([...world.members.keys()]).toEqual(before);
+    expect(world.changes).toEqual([]);
+  });
+
+  it("replaces a member whose pod and volume are deleted: removed, re-added as a learner, promoted", async () => {
+    const { world, untilSteady } = setup(3);
+    await untilSteady();
+    const oldId = world.pvcs.get("data-e-1")!.data;
+    world.pods.delete("e-1");
+    world.pvcs.delete("data-e-1");
+    const steps = await untilSteady();
+    expect(steps.filter((s) => s !== "wait")).toEqual(["remove-member", "add-learner", "promote"]);
+    const m = [...world.members.entries()].find(([, x]) => x.name === "e-1")!;
+    expect(m[0]).not.toBe(oldId);
+    expect(world.pvcs.get("data-e-1")!.metadata.annotations[ANN_MEMBER_ID]).toBe(m[0]);
+    expect(world.events.some((e) => e.includes("remove e-1 (repair)"))).toBe(true);
+  });
+
+  it("reports a failed step as a Warning event and retries", async () => {
+    const { world, cluster, untilSteady, pass } = setup(3);
+    await untilSteady();
+    cluster.spec.size = 4;
+    const add = world.memberAdd.bind(world);
+    world.memberAdd = async () => {
+      throw new Error("etcdserver: unhealthy cluster");
+    };
+    const r = await pass();
+    expect(r.step.kind).toBe("add-learner");
+    expect(r.requeueAfterMs).toBe(3000);
+    expect(world.events.at(-1)).toMatch(/^Warning AddLearnerFailed: .*unhealthy cluster/);
+    world.memberAdd = add;
+    await untilSteady();
+    expect(world.members.size).toBe(4);
+  });
+});
+

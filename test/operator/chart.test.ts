@@ -1,0 +1,99 @@
+/**
+ * The Helm chart, rendered as `helm template` would (test/operator/chart-render.ts) and checked
+ * the way `helm lint` does and beyond: Chart.yaml's fields, every document valid YAML with
+ * apiVersion, kind and a DNS-1123 name, the operator Deployment's image and flags, RBAC that
+ * grants what the operator calls (and no more than it needs), values toggles.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { chartDir, chartRenderMissing, renderChart } from "./chart-render.js";
+
+const missing = chartRenderMissing();
+if (missing) console.warn(`chart.test.ts skipped: ${missing}`);
+
+function valuesFile(v: unknown): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "chart-values-"));
+  const f = path.join(dir, "values.yaml");
+  writeFileSync(f, JSON.stringify(v));
+  return f;
+}
+
+describe.skipIf(missing !== undefined)("Helm chart charts/etcd-ts-operator", () => {
+  it("Chart.yaml has what helm lint requires", () => {
+    const chart = parse(readFileSync(path.join(chartDir, "Chart.yaml"), "utf8"));
+    expect(chart.apiVersion).toBe("v2");
+    expect(chart.name).toBe("etcd-ts-operator");
+    expect(chart.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(chart.appVersion).toBeTruthy();
+    expect(path.basename(chartDir)).toBe(chart.name);
+  });
+
+  it("renders with default values: ServiceAccount, RBAC, Deployment; every document well formed", () => {
+    const docs = renderChart({ namespace: "ops" });
+    const kinds = docs.map((d) => d.doc.kind).sort();
+    expect(kinds).toEqual(["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "ServiceAccount"]);
+    for (const { source, doc } of docs) {
+      expect(doc.apiVersion, source).toBeTruthy();
+      expect(doc.metadata?.name, source).toMatch(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/);
+      expect(doc.metadata?.labels?.["app.kubernetes.io/managed-by"], source).toBe("Helm");
+      if (!doc.kind.startsWith("Cluster")) expect(doc.metadata.namespace, source).toBe("ops");
+    }
+    const dep = docs.find((d) => d.doc.kind === "Deployment")!.doc;
+    const c = dep.spec.template.spec.containers[0];
+    expect(c.image).toBe("etcd-ts:0.1.0");
+    expect(c.args[0]).toBe("operator");
+    expect(c.args).toContain("--leader-elect=true");
+    expect(c.env.find((e: any) => e.name === "ETCD_TS_IMAGE").value).toBe("etcd-ts:0.1.0");
+    expect(dep.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+    expect(dep.spec.selector.matchLabels).toEqual(
+      Object.fromEntries(Object.entries(dep.spec.template.metadata.labels).filter(([k]) => k in dep.spec.selector.matchLabels)),
+    );
+  });
+
+  it("grants the operator what it calls, Leases only in its namespace", () => {
+    const docs = renderChart();
+    const role = docs.find((d) => d.doc.kind === "ClusterRole")!.doc;
+    const can = (group: string, resource: string, verb: string) =>
+      role.rules.some((r: any) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+    for (const [g, r, verbs] of [
+      ["etcd.etcd-ts.io", "etcdclusters", ["get", "list", "watch"]],
+      ["etcd.etcd-ts.io", "etcdclusters/status", ["update"]],
+      ["", "pods", ["list", "watch", "create", "delete"]],
+      ["", "persistentvolumeclaims", ["list", "watch", "create", "delete", "patch"]],
+      ["", "services", ["get", "create"]],
+      ["", "events", ["create"]],
+      ["policy", "poddisruptionbudgets", ["get", "create", "patch"]],
+    ] as const) {
+      for (const v of verbs) expect(can(g, r, v), `${g}/${r} ${v}`).toBe(true);
+    }
+    expect(role.rules.some((r: any) => r.verbs.includes("*") || r.resources.includes("*") || r.resources.includes("secrets"))).toBe(false);
+    expect(role.rules.some((r: any) => r.apiGroups.includes("coordination.k8s.io"))).toBe(false);
+    const lease = docs.find((d) => d.doc.kind === "Role")!.doc;
+    expect(lease.rules[0]).toMatchObject({ apiGroups: ["coordination.k8s.io"], resources: ["leases"] });
+  });
+
+  it("values: an EtcdCluster from values, one watched namespace, no leader election, no RBAC", () => {
+    const docs = renderChart({
+      valuesFiles: [
+        valuesFile({
+          cluster: { enabled: true, name: "main", size: 5, storage: { size: "2Gi", storageClassName: "fast" } },
+          watchNamespace: "team-a",
+          leaderElection: { enabled: false },
+          rbac: { create: false },
+          image: { repository: "registry.example/etcd-ts", tag: "dev" },
+        }),
+      ],
+    });
+    const kinds = docs.map((d) => d.doc.kind).sort();
+    expect(kinds).toEqual(["Deployment", "EtcdCluster", "ServiceAccount"]);
+    const ec = docs.find((d) => d.doc.kind === "EtcdCluster")!.doc;
+    expect(ec).toMatchObject({ apiVersion: "etcd.etcd-ts.io/v1alpha1", metadata: { name: "main" }, spec: { size: 5, storage: { size: "2Gi", storageClassName: "fast" } } });
+    const c = docs.find((d) => d.doc.kind === "Deployment")!.doc.spec.template.spec.containers[0];
+    expect(c.image).toBe("registry.example/etcd-ts:dev");
+    expect(c.args).toContain("--namespace=team-a");
+    expect(c.args).toContain("--leader-elect=false");
+  });
+});

@@ -1,0 +1,195 @@
+/**
+ * The operator against a real Kubernetes API server (fast mode: API server and controller-manager
+ * on loopback, pods stay Pending), with etcd-ts as the API server's etcd: the CRDs install and the
+ * API server enforces their schemas; the rendered Helm chart applies; the operator (in process,
+ * leader-elected on a Lease) creates a new cluster's objects with owner references, the
+ * policy/v1beta1 PodDisruptionBudget, status and events; a spec the schema cannot refuse is
+ * reported in status; deleting the EtcdCluster deletes its objects.
+ * Skips with a message when the Kubernetes binaries are not built (see test/operator/kube.ts).
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { startOperator, type RunningOperator } from "../../operator/src/main.js";
+import { etcdTsBinary, startMember, type Member } from "../harness/member.js";
+import { freePorts } from "../harness/processes.js";
+import { chartDir, chartRenderMissing, renderChart } from "./chart-render.js";
+import { apiserverDown, apiserverUp, kubeMissing, kubectl, kubectlJson, kubectlResult, waitFor } from "./kube.js";
+
+const missing = kubeMissing();
+if (missing) console.warn(`kube-fast.test.ts skipped: ${missing}`);
+
+const cluster = (name: string, spec: Record<string, unknown>) =>
+  stringify({ apiVersion: "etcd.etcd-ts.io/v1alpha1", kind: "EtcdCluster", metadata: { name }, spec });
+
+describe.skipIf(missing !== undefined)("operator on a real API server (fast mode, etcd-ts as its etcd)", () => {
+  let etcd: Member;
+  let kc = "";
+  let dir = "";
+  let port = 0;
+  let op: RunningOperator | undefined;
+
+  beforeAll(async () => {
+    [port] = await freePorts(1);
+    etcd = await startMember({ binary: etcdTsBinary(), name: "kube-etcd" });
+    dir = mkdtempSync(path.join(os.tmpdir(), "kube-fast-"));
+    kc = apiserverUp(etcd.clientUrl, dir, port!);
+    await kubectl(kc, ["apply", "-f", path.join(chartDir, "crds")]);
+    await kubectl(kc, ["wait", "--for=condition=Established", "--timeout=60s", "crd/etcdclusters.etcd.etcd-ts.io", "crd/etcdbackups.etcd.etcd-ts.io"]);
+  }, 180_000);
+
+  afterAll(async () => {
+    await op?.stop();
+    if (dir) apiserverDown(dir, port);
+    await etcd?.destroy();
+  }, 120_000);
+
+  it("the API server enforces the EtcdCluster schema", async () => {
+    await kubectl(kc, ["create", "namespace", "schema"]);
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ size: 0 }, /spec.size/],
+      [{ size: 10 }, /spec.size/],
+      [{ size: "three" }, /spec.size/],
+      [{}, /size/],
+      [{ size: 3, storage: { medium: "Disk" } }, /spec.storage.medium/],
+      [{ size: 3, storage: { size: "lots" } }, /spec.storage.size/],
+      [{ size: 3, version: "latest" }, /spec.version/],
+      [{ size: 3, defrag: { fragmentationPercent: 150 } }, /fragmentationPercent/],
+    ];
+    for (const [spec, field] of bad) {
+      const r = await kubectlResult(kc, ["-n", "schema", "apply", "-f", "-"], cluster("bad", spec));
+      expect(r.ok, JSON.stringify(spec)).toBe(false);
+      expect(r.out).toMatch(field);
+    }
+    const ok = await kubectlResult(kc, ["-n", "schema", "apply", "-f", "-"], cluster("good", { size: 3, storage: { size: "2Gi" }, options: { "snapshot-count": "10000" } }));
+    expect(ok.ok, ok.out).toBe(true);
+    const got = await kubectlJson(kc, ["-n", "schema", "get", "etcdcluster", "good"]);
+    expect(got.spec.storage.medium).toBe("PersistentVolume"); // schema default
+    const backup = await kubectlResult(kc, ["-n", "schema", "apply", "-f", "-"], stringify({ apiVersion: "etcd.etcd-ts.io/v1alpha1", kind: "EtcdBackup", metadata: { name: "b" }, spec: { clusterName: "good" } }));
+    expect(backup.ok).toBe(false);
+    expect(backup.out).toMatch(/destination/);
+    await kubectl(kc, ["delete", "namespace", "schema", "--wait=false"]);
+  });
+
+  it.skipIf(chartRenderMissing() !== undefined)("the rendered Helm chart applies (what helm install would create)", async () => {
+    await kubectl(kc, ["create", "namespace", "ops"]);
+    const docs = renderChart({ namespace: "ops", release: "etcd-ts" });
+    const f = path.join(dir, "chart.yaml");
+    writeFileSync(f, docs.map((d) => stringify(d.doc)).join("---\n"));
+    const r = await kubectlResult(kc, ["apply", "-f", f]);
+    expect(r.ok, r.out).toBe(true);
+    const dep = await kubectlJson(kc, ["-n", "ops", "get", "deployment", "etcd-ts-etcd-ts-operator"]);
+    expect(dep.spec.template.spec.containers[0].args[0]).toBe("operator");
+    // Dry-run as the operator's ServiceAccount: RBAC lets it do what it does.
+    const as = ["--as=system:serviceaccount:ops:etcd-ts-etcd-ts-operator"];
+    for (const [verb, res] of [["create", "pods"], ["delete", "persistentvolumeclaims"], ["update", "etcdclusters.etcd.etcd-ts.io/status"], ["create", "poddisruptionbudgets.policy"]]) {
+      expect((await kubectl(kc, ["auth", "can-i", ...as, verb, res!, "-n", "anywhere"])).trim(), `${verb} ${res}`).toBe("yes");
+    }
+    expect((await kubectlResult(kc, ["auth", "can-i", ...as, "get", "secrets", "-n", "anywhere"])).out.trim()).toBe("no");
+    expect((await kubectl(kc, ["auth", "can-i", ...as, "update", "leases.coordination.k8s.io", "-n", "ops"])).trim()).toBe("yes");
+    void readFileSync;
+  });
+
+  it("creates a new cluster's objects, reports status and events, and deletes them with the cluster", async () => {
+    const flags = ["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn"];
+    op = await startOperator([...flags, "--identity", "first"]);
+    await kubectl(kc, ["create", "namespace", "t1"]);
+    await kubectl(kc, ["-n", "t1", "apply", "-f", "-"], cluster("e", { size: 3, storage: { size: "256Mi" }, options: { "snapshot-count": "5000" } }));
+
+    const lease = await waitFor("the Lease", async () => (await kubectlJson(kc, ["-n", "default", "get", "lease", "etcd-ts-operator"])).spec, 20_000);
+    expect(lease.holderIdentity).toBe("first");
+    // A second replica waits: one leads.
+    const second = await startOperator([...flags, "--identity", "second"]);
+    try {
+      await new Promise((r) => setTimeout(r, 5000));
+      expect(second.elector?.isLeader).toBe(false);
+      expect(second.controller()).toBeUndefined();
+      expect(op.elector?.isLeader).toBe(true);
+      expect((await kubectlJson(kc, ["-n", "default", "get", "lease", "etcd-ts-operator"])).spec.holderIdentity).toBe("first");
+    } finally {
+      await second.stop();
+    }
+
+    const pods = await waitFor(
+      "three member pods",
+      async () => {
+        const l = await kubectlJson(kc, ["-n", "t1", "get", "pods", "-l", "etcd.etcd-ts.io/cluster=e"]);
+        return l.items.length === 3 ? l.items : undefined;
+      },
+      30_000,
+    );
+    const names = pods.map((p: any) => p.metadata.name).sort();
+    expect(names).toEqual(["e-0", "e-1", "e-2"]);
+    const p0 = pods.find((p: any) => p.metadata.name === "e-0");
+    expect(p0.spec.hostname).toBe("e-0");
+    expect(p0.spec.subdomain).toBe("e");
+    expect(p0.metadata.ownerReferences[0]).toMatchObject({ kind: "EtcdCluster", name: "e", controller: true });
+    const cmd: string[] = p0.spec.containers[0].command;
+    expect(cmd.slice(0, 2)).toEqual(["node", "/app/server/bin/etcd-ts.js"]);
+    expect(cmd).toContain("--initial-cluster-state=new");
+    expect(cmd).toContain("--snapshot-count=5000");
+    expect(cmd.find((a) => a.startsWith("--initial-cluster="))).toBe(
+      "--initial-cluster=" + [0, 1, 2].map((i) => `e-${i}=http://e-${i}.e.t1.svc.cluster.local:2380`).join(","),
+    );
+    expect(p0.spec.containers[0].image).toBe("localhost/etcd-ts:dev");
+
+    const pvcs = await kubectlJson(kc, ["-n", "t1", "get", "pvc", "-l", "etcd.etcd-ts.io/cluster=e"]);
+    expect(pvcs.items.map((p: any) => [p.metadata.name, p.spec.resources.requests.storage]).sort()).toEqual([
+      ["data-e-0", "256Mi"],
+      ["data-e-1", "256Mi"],
+      ["data-e-2", "256Mi"],
+    ]);
+    const headless = await kubectlJson(kc, ["-n", "t1", "get", "service", "e"]);
+    expect(headless.spec).toMatchObject({ clusterIP: "None", publishNotReadyAddresses: true });
+    await kubectlJson(kc, ["-n", "t1", "get", "service", "e-client"]);
+    const pdb = await waitFor<any>("the PDB", () => kubectlJson(kc, ["-n", "t1", "get", "poddisruptionbudgets.v1beta1.policy", "e"]), 10_000);
+    expect(pdb.spec.minAvailable).toBe(2);
+
+    const status = await waitFor(
+      "status",
+      async () => (await kubectlJson(kc, ["-n", "t1", "get", "etcdcluster", "e"])).status,
+      15_000,
+    );
+    expect(status.observedGeneration).toBe(1);
+    expect(status.phase).toBe("Creating");
+    const cond = Object.fromEntries(status.conditions.map((c: any) => [c.type, c.status]));
+    expect(cond).toMatchObject({ Available: "False", Progressing: "True" });
+    const printed = await kubectl(kc, ["-n", "t1", "get", "etcdcluster", "e"]);
+    expect(printed).toMatch(/NAME\s+SIZE\s+READY\s+PHASE\s+LEADER\s+AGE/);
+    const events = await kubectlJson(kc, ["-n", "t1", "get", "events", "--field-selector", "involvedObject.name=e"]);
+    expect(events.items.some((e: any) => e.reason === "Bootstrap" && e.type === "Normal")).toBe(true);
+
+    // Deleting the cluster deletes what it owns (the garbage collector follows owner references).
+    await kubectl(kc, ["-n", "t1", "delete", "etcdcluster", "e"]);
+    let left: string[] = [];
+    await waitFor(
+      `owned objects gone`,
+      async () => {
+        const l = await kubectlJson(kc, ["-n", "t1", "get", "pods,services,pvc"]);
+        left = l.items.filter((i: any) => !i.metadata.deletionTimestamp).map((i: any) => `${i.kind}/${i.metadata.name}`);
+        return left.length === 0;
+      },
+      90_000,
+    ).catch((err) => {
+      throw new Error(`${(err as Error).message}; left: ${left.join(", ")}`);
+    });
+  });
+
+  it("reports a spec the schema cannot refuse in status, and creates nothing", async () => {
+    await kubectl(kc, ["create", "namespace", "t2"]);
+    await kubectl(kc, ["-n", "t2", "apply", "-f", "-"], cluster("bad", { size: 1, options: { "data-dir": "/elsewhere" } }));
+    const status = await waitFor(
+      "a Failed status",
+      async () => {
+        const s = (await kubectlJson(kc, ["-n", "t2", "get", "etcdcluster", "bad"])).status;
+        return s?.phase === "Failed" ? s : undefined;
+      },
+      15_000,
+    );
+    expect(status.conditions.find((c: any) => c.type === "Degraded")).toMatchObject({ status: "True", reason: "InvalidSpec" });
+    expect((await kubectlJson(kc, ["-n", "t2", "get", "pods"])).items).toEqual([]);
+    expect(op?.controller()).toBeDefined();
+  });
+});
