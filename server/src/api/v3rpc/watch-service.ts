@@ -27,6 +27,7 @@ export interface WatchServiceOptions {
 /** Watchers one stream may hold (bounded, as everything from the network is). */
 const WATCHERS_PER_STREAM_MAX = 10_000;
 const DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream";
+const EMPTY_RANGE = "mvcc: watcher range is empty";
 
 interface StreamWatcher {
   id: bigint;
@@ -115,9 +116,16 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
       const create = (req: NonNullable<WatchRequest["createRequest"]>): void => {
         let key = req.key;
         if (key.length === 0) key = Buffer.from([0]); // the smallest key
+        // An empty range end watches one key; etcd's "\0" means every key from `key` on.
+        const fromKey = req.rangeEnd.length === 1 && req.rangeEnd[0] === 0;
         const end = req.rangeEnd.length === 0 ? undefined : req.rangeEnd;
         let id = req.watchId;
         const headerRev = server.store.currentRevision;
+        if (end !== undefined && !fromKey && Buffer.compare(Buffer.from(key), Buffer.from(end)) >= 0) {
+          // Checked before the watch ID, as etcd's watch stream does.
+          write(watchResponse({ header: server.header(headerRev), watchId: -1n, created: true, canceled: true, cancelReason: EMPTY_RANGE }));
+          return;
+        }
         if (id !== 0n && watchers.has(id)) {
           write(watchResponse({ header: server.header(headerRev), watchId: -1n, created: true, canceled: true, cancelReason: DUPLICATE_ID }));
           return;
@@ -143,13 +151,16 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         watchers.set(id, sw);
         write(watchResponse({ header: server.header(headerRev), watchId: id, created: true }));
         const start = Number(req.startRevision);
-        if (start < 0) {
-          // Below any revision the store ever had: etcd cancels it as compacted.
-          deliver(sw, { compactRevision: server.store.compactRevision });
+        const compactRev = server.store.compactRevision;
+        if (start < 0 && start < compactRev) {
+          // Below the compacted revision (-1 before the first compaction): etcd cancels it as
+          // compacted. -1 on a store never compacted is not below it: etcd's catch-up then finds
+          // no events (a negative revision reads an empty range) and the watch goes on from now.
+          deliver(sw, { compactRevision: compactRev });
           return;
         }
         sw.watcher = server.store.watch(
-          { key, end, startRevision: start === 0 ? headerRev + 1 : start, prevKv: req.prevKv, filters },
+          { key, end, startRevision: start <= 0 ? headerRev + 1 : start, prevKv: req.prevKv, filters },
           { send: (msg) => deliver(sw, msg) },
         );
       };
