@@ -149,7 +149,10 @@ function trimNode(n: NodeExtern | undefined): NodeExtern | undefined {
   return { ...n, key: trimKey(n.key), nodes: n.nodes?.map((c) => trimNode(c)!) };
 }
 
-/** An event as etcd's JSON encoder writes it, keys trimmed of the store prefix, with the newline. */
+/**
+ * An event as etcd writes it to clients, keys trimmed of the store prefix, with the newline. etcd
+ * answers with a clone of the event that leaves out its refresh flag: never written here.
+ */
 function eventJson(e: V2Event, omitNodes = false): string {
   const node = omitNodes ? undefined : trimNode(e.node);
   const prevNode = omitNodes ? undefined : trimNode(e.prevNode);
@@ -157,7 +160,6 @@ function eventJson(e: V2Event, omitNodes = false): string {
     action: e.action,
     node: node === undefined ? undefined : externJson(node),
     prevNode: prevNode === undefined ? undefined : externJson(prevNode),
-    refresh: e.refresh || undefined,
   };
   return goJsonStringify(doc) + "\n";
 }
