@@ -21,6 +21,7 @@
  *      listener/ (the client port) imports nothing from the other rooms and no layer but pkg/;
  *      http/     (/health, /version, /metrics) takes from v3rpc/ only the service registry, from
  *                gateway/ only its entry (gateway/gateway.ts), nothing from listener/;
+ *      v2http/   (etcd's v2 HTTP API, --enable-v2) imports nothing from the other rooms;
  *  - pkg/     imports nothing from other layers;
  *  - the generated protobuf code is the @etcd-ts/proto package (proto/gen, built to proto/dist):
  *               server/src imports it by name ("@etcd-ts/proto/<pkg>/<file>"), which counts as
@@ -184,7 +185,7 @@ function violation(imp: Import): string | undefined {
 }
 
 /** The rooms of api/ (server/src/api/<room>/). */
-const API_ROOMS = ["v3rpc", "gateway", "listener", "http"];
+const API_ROOMS = ["v3rpc", "gateway", "listener", "http", "v2http"];
 
 /** Why an import from a file of api/ breaks the rooms' rules, or undefined. */
 function apiRoomViolation(imp: Import): string | undefined {
@@ -204,6 +205,8 @@ function apiRoomViolation(imp: Import): string | undefined {
     case "http":
       if (toRoom === undefined || ["api/v3rpc/service-registry", "api/gateway/gateway"].includes(target!)) return undefined;
       return "api/http/ takes from api/ only v3rpc/service-registry and gateway/gateway";
+    case "v2http":
+      return toRoom === undefined ? undefined : "api/v2http/ imports nothing from the other rooms of api/";
     default:
       return undefined;
   }
