@@ -206,6 +206,8 @@ export class V2Store {
   /** Watchers by the path they watch. */
   private readonly watchers = new Map<string, Set<V2Watcher>>();
   private watcherCount = 0;
+  /** Nodes given a TTL (a superset: removed or made permanent ones are pruned when met). */
+  private ttlNodes = new Set<V2Node>();
 
   constructor(options: V2StoreOptions = {}, deps: V2StoreDependencies = {}) {
     const namespaces = options.namespaces ?? ["/0", "/1"];
@@ -347,14 +349,10 @@ export class V2Store {
    */
   deleteExpiredKeys(cutoffNs: bigint): void {
     const due: { n: V2Node; at: bigint }[] = [];
-    const visit = (n: V2Node): void => {
-      if (!n.isPermanent) {
-        const at = parseGoTimeNs(n.expireTime);
-        if (at !== undefined && at <= cutoffNs) due.push({ n, at });
-      }
-      if (n.children !== null) for (const c of n.children.values()) visit(c);
-    };
-    visit(this.root);
+    for (const n of this.liveTtlNodes()) {
+      const at = parseGoTimeNs(n.expireTime);
+      if (at !== undefined && at <= cutoffNs) due.push({ n, at });
+    }
     due.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
     for (const { n } of due) {
       if (!this.attached(n)) continue; // went with an expired directory above it
@@ -370,12 +368,17 @@ export class V2Store {
 
   /** Whether any node has a TTL (the leader proposes SYNC requests only then, as etcd). */
   hasTtlKeys(): boolean {
-    const visit = (n: V2Node): boolean => {
-      if (!n.isPermanent) return true;
-      if (n.children !== null) for (const c of n.children.values()) if (visit(c)) return true;
-      return false;
-    };
-    return visit(this.root);
+    return this.liveTtlNodes().length > 0;
+  }
+
+  /** The nodes in the tree with a TTL; prunes the rest from `ttlNodes`. */
+  private liveTtlNodes(): V2Node[] {
+    const live: V2Node[] = [];
+    for (const n of this.ttlNodes) {
+      if (n.isPermanent || !this.attached(n)) this.ttlNodes.delete(n);
+      else live.push(n);
+    }
+    return live;
   }
 
   /**
@@ -459,6 +462,12 @@ export class V2Store {
       for (const k of STAT_KEYS) stats[k] = num((doc.Stats as Record<string, unknown>)[k], stats[k]);
     }
     this.root = root;
+    this.ttlNodes = new Set();
+    const visit = (n: V2Node): void => {
+      if (!n.isPermanent) this.ttlNodes.add(n);
+      if (n.children !== null) for (const c of n.children.values()) visit(c);
+    };
+    visit(root);
     this.history = history;
     this.stats = stats;
     this.currentIndex = num(doc.CurrentIndex, this.currentIndex);
@@ -596,7 +605,10 @@ export class V2Store {
     if (dir) node.dir = true;
     else node.value = value;
     this.addChild(d, n);
-    if (!n.isPermanent) Object.assign(node, this.ttlOf(n));
+    if (!n.isPermanent) {
+      this.ttlNodes.add(n);
+      Object.assign(node, this.ttlOf(n));
+    }
     this.currentIndex = next;
     return { action, node, prevNode, etcdIndex: next };
   }
@@ -656,6 +668,7 @@ export class V2Store {
 
   private setExpireTime(n: V2Node, ttl: TtlOptions): void {
     n.expireTime = this.expireTimeOf(ttl);
+    if (!n.isPermanent) this.ttlNodes.add(n);
   }
 
   private ttlOf(n: V2Node): { expiration?: string; ttl?: number } {
