@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
-import { binaryUnderTest } from "../harness/member.js";
+import { binaryUnderTest, etcdTsBinary, referenceEtcdPath, serverBinaryFromSpec } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
 
 interface Answer {
@@ -100,5 +100,36 @@ describe("v2 keys API on a three-member cluster", () => {
     expect(res.stdout.match(/is healthy: got healthy result/g)?.length).toBe(3);
     const ls = await runEtcdctl(urls[leader]!, ["ls", "--sort", "/c"], { env: { ETCDCTL_API: "2" } });
     expect(ls.stdout).toBe("/c/a\n/c/w\n");
+  });
+});
+
+const reference = referenceEtcdPath();
+
+describe.skipIf(reference === undefined)("v2 keys API on a mixed cluster (etcd-ts, etcd 3.4, etcd-ts)", () => {
+  let cluster: Cluster;
+  let urls: string[];
+
+  beforeAll(async () => {
+    const etcd = serverBinaryFromSpec(reference);
+    cluster = await Cluster.start({ binaries: [etcdTsBinary(), etcd, etcdTsBinary()], extraArgs: ["--enable-v2"] });
+    urls = cluster.clientUrls;
+    await cluster.waitLeader();
+  }, 120_000);
+
+  afterAll(async () => {
+    await cluster?.destroy();
+    await killAllChildren();
+  });
+
+  it("writes on either binary reach the other at the same store index; a TTL expires on both", async () => {
+    expect((await call(`${urls[0]}/v2/keys/m/a`, "PUT", "value=from-ts")).status).toBe(201);
+    expect((await call(`${urls[1]}/v2/keys/m/b`, "POST", "value=from-etcd")).status).toBe(201);
+    const t = await call(`${urls[2]}/v2/keys/m/ttl`, "PUT", "value=x&ttl=1");
+    const expired = await call(`${urls[1]}/v2/keys/m/ttl?wait=true&waitIndex=${t.body.node!.modifiedIndex! + 1}`, "GET", undefined, 15_000);
+    expect(expired.body.action).toBe("expire");
+    const answers = await Promise.all(urls.map((u) => call(`${u}/v2/keys/m?recursive=true&sorted=true&quorum=true`)));
+    expect(answers.every((a) => JSON.stringify(a.body) === JSON.stringify(answers[0]!.body))).toBe(true);
+    expect(new Set(answers.map((a) => a.etcdIndex)).size).toBe(1);
+    expect(answers[0]!.body.node?.nodes?.length).toBe(2);
   });
 });
