@@ -171,6 +171,8 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
       await s.call("txn duplicate puts", t, { compare: [], success: [putOp("o/t"), putOp("o/t")], failure: [] });
       await s.call("txn put with an empty key", t, { compare: [], success: [putOp("")], failure: [] });
       await s.call("txn range with sort order 5", t, { compare: [], success: [{ requestRange: { key: B("o/a"), rangeEnd: B(""), limit: 0n, revision: 0n, sortOrder: 5, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n } }], failure: [] });
+      await s.call("txn compare over a range (create revision < 100)", t, { compare: [cmp({ target: 1, result: 2, rangeEnd: B("o0"), createRevision: 100n })], success: [], failure: [] });
+      await s.call("txn compare lease of a range end \\0", t, { compare: [cmp({ target: 4, result: 0, rangeEnd: Buffer.from([0]), lease: 0n })], success: [], failure: [] });
       await s.call("txn 129 ops", t, { compare: [], success: Array.from({ length: 129 }, (_, i) => putOp(`o/many${i}`)), failure: [] });
       const c = kv.compact.bind(kv);
       await s.call("compact huge", c, { revision: I64_MAX, physical: false });
@@ -196,6 +198,20 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
       await s.call("revoke 0", l.leaseRevoke.bind(l), { ID: 0n });
       await s.call("revoke -1", l.leaseRevoke.bind(l), { ID: -1n });
       await s.call("revoke 77", l.leaseRevoke.bind(l), { ID: 77n });
+      // Keep-alives for unknown, zero and negative IDs (the -1 lease is still there).
+      const ka = l.leaseKeepAlive();
+      const kaGot: unknown[] = [];
+      ka.on("data", (r: unknown) => kaGot.push(r));
+      ka.on("error", () => undefined);
+      for (const id of [4242n, 0n, -1n, 78n]) {
+        ka.write({ ID: id });
+        await sleep(150);
+      }
+      ka.cancel();
+      s.log.push(`keep-alive 4242, 0, -1, 78: ${render(kaGot.map((r) => ({ ...(r as object), TTL: (r as { TTL: bigint }).TTL > 0n ? "<ttl>" : (r as { TTL: bigint }).TTL })))}`);
+      await s.call("leases", l.leaseLeases.bind(l), {});
+      await s.call("revoke -1 again", l.leaseRevoke.bind(l), { ID: -1n });
+      await s.call("revoke 78", l.leaseRevoke.bind(l), { ID: 78n });
       const c = s.cluster;
       await s.call("member remove 0", c.memberRemove.bind(c), { ID: 0n });
       await s.call("member update unknown", c.memberUpdate.bind(c), { ID: 42n, peerURLs: ["http://127.0.0.1:9"] });
