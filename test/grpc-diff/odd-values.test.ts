@@ -173,6 +173,10 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
       await s.call("txn range with sort order 5", t, { compare: [], success: [{ requestRange: { key: B("o/a"), rangeEnd: B(""), limit: 0n, revision: 0n, sortOrder: 5, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n } }], failure: [] });
       await s.call("txn compare over a range (create revision < 100)", t, { compare: [cmp({ target: 1, result: 2, rangeEnd: B("o0"), createRevision: 100n })], success: [], failure: [] });
       await s.call("txn compare lease of a range end \\0", t, { compare: [cmp({ target: 4, result: 0, rangeEnd: Buffer.from([0]), lease: 0n })], success: [], failure: [] });
+      // Several members of a oneof on the wire: protobuf keeps the last one.
+      await s.call("txn compare with two targets (create revision, then value on the wire)", t, { compare: [cmp({ target: 1, result: 2, createRevision: 100n, value: B("zz") })], success: [], failure: [] });
+      const rangeAndPut = { requestRange: { key: B("o/a"), rangeEnd: B(""), limit: 0n, revision: 0n, sortOrder: 0, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n }, ...putOp("o/both") };
+      await s.call("txn op with a range and a put", t, { compare: [], success: [rangeAndPut], failure: [] });
       await s.call("txn 129 ops", t, { compare: [], success: Array.from({ length: 129 }, (_, i) => putOp(`o/many${i}`)), failure: [] });
       const c = kv.compact.bind(kv);
       await s.call("compact huge", c, { revision: I64_MAX, physical: false });
@@ -239,6 +243,10 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
         watchCreate({ key: B("o/a"), rangeEnd: B("o/b"), watchId: 3n }),
         watchCreate({ key: B("o/a"), rangeEnd: B("o/b"), watchId: 3n }),
         watchCreate({ key: B("o/a"), watchId: -4n }),
+      ]);
+      await s.watchScript("create and progress in one request", [
+        { ...watchCreate({ key: B("o/x") }), progressRequest: {} } as WatchRequest,
+        { ...watchCreate({ key: B("o/y") }), cancelRequest: { watchId: 0n } } as WatchRequest,
       ]);
       await s.watchScript("cancel an unknown ID, progress, fragment", [
         { cancelRequest: { watchId: 99n } } as WatchRequest,

@@ -185,8 +185,11 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
 
       stream.on("data", (req: WatchRequest) => {
         try {
-          if (req.createRequest) {
-            create(req.createRequest);
+          // One member of the request oneof counts: the last on the wire, the highest numbered
+          // when written in field order (progress 3, cancel 2, create 1), as protobuf keeps it.
+          if (req.progressRequest) {
+            // Not tied to one watcher: etcd answers with watch ID -1.
+            write(watchResponse({ header: server.header(), watchId: -1n }));
           } else if (req.cancelRequest) {
             const id = req.cancelRequest.watchId;
             const sw = watchers.get(id);
@@ -195,9 +198,8 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
               watchers.delete(id);
               write(watchResponse({ header: server.header(), watchId: id, canceled: true }));
             }
-          } else if (req.progressRequest) {
-            // Not tied to one watcher: etcd answers with watch ID -1.
-            write(watchResponse({ header: server.header(), watchId: -1n }));
+          } else if (req.createRequest) {
+            create(req.createRequest);
           }
         } catch (err) {
           logger.warn("watch request failed", { error: String(err) });
