@@ -69,6 +69,8 @@ export interface HttpOptions {
   headers?: string[];
   /** Abort after this long (default 10 s); the transcript then says so. */
   timeoutMs?: number;
+  /** "manual" records a redirect instead of following it. */
+  redirect?: "follow" | "manual";
 }
 
 /** What a case script gets: the same calls run against each side. */
@@ -246,6 +248,7 @@ function makeContext(state: SideState, lines: string[]): CaseContext {
           body: payload,
           headers: payload === undefined ? {} : { "content-type": httpOptions.contentType ?? "application/json" },
           signal: AbortSignal.timeout(httpOptions.timeoutMs ?? 10_000),
+          redirect: httpOptions.redirect ?? "follow",
         });
         const text = await res.text();
         lines.push(`[http ${res.status}]`);

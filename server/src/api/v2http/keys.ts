@@ -67,12 +67,46 @@ function parseGoUint64(s: string): bigint | undefined {
 /** Go's url.Values: every value of every key, body values before the query's. */
 type Form = Map<string, string[]>;
 
-function parseInto(form: Form, text: string): void {
-  for (const [k, v] of new URLSearchParams(text)) {
-    const list = form.get(k);
-    if (list === undefined) form.set(k, [v]);
-    else list.push(v);
+/** Go's url.QueryUnescape; throws the text of Go's error for a bad escape. */
+function queryUnescape(s: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i]!;
+    if (ch === "%") {
+      const hex = s.slice(i + 1, i + 3);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new Error(`invalid URL escape ${JSON.stringify(s.slice(i, i + 3))}`);
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else if (ch === "+") bytes.push(0x20);
+    else for (const b of Buffer.from(ch)) bytes.push(b);
   }
+  return Buffer.from(bytes).toString("utf8");
+}
+
+/**
+ * Go's url.ParseQuery into `form`: every pair is kept that parses; the first error (a bad escape,
+ * a semicolon separator) is thrown after all are read, as ParseForm reports it.
+ */
+function parseInto(form: Form, text: string): void {
+  let first: Error | undefined;
+  for (const part of text.split("&")) {
+    if (part === "") continue;
+    if (part.includes(";")) {
+      first ??= new Error("invalid semicolon separator in query");
+      continue;
+    }
+    const eq = part.indexOf("=");
+    try {
+      const k = queryUnescape(eq === -1 ? part : part.slice(0, eq));
+      const v = queryUnescape(eq === -1 ? "" : part.slice(eq + 1));
+      const list = form.get(k);
+      if (list === undefined) form.set(k, [v]);
+      else list.push(v);
+    } catch (err) {
+      first ??= err as Error;
+    }
+  }
+  if (first !== undefined) throw first;
 }
 
 interface ParsedKeyRequest {
@@ -214,15 +248,28 @@ export async function serveKeys(member: V2KeysMember, options: KeysHandlerOption
   const form: Form = new Map();
   let parsed: ParsedKeyRequest;
   try {
-    // Go's ParseForm: the body of a PUT or POST (url-encoded) first, then the query.
+    // Go's ParseForm: the body of a url-encoded PUT or POST first, then the query; a body of any
+    // other type (or none given) is not read as a form.
+    let formError: Error | undefined;
     if (method === "PUT" || method === "POST") {
       const ctype = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-      const body = await readBody(req, options.bodyBytesMax).catch((err: Error) => {
-        throw requestError(V2ErrorCode.InvalidForm, err.message);
-      });
-      if (ctype === "application/x-www-form-urlencoded" || ctype === "") parseInto(form, body);
+      if (ctype === "application/x-www-form-urlencoded") {
+        const body = await readBody(req, options.bodyBytesMax).catch(() => {
+          throw requestError(V2ErrorCode.InvalidForm, "http: POST too large");
+        });
+        try {
+          parseInto(form, body);
+        } catch (err) {
+          formError = err as Error;
+        }
+      }
     }
-    parseInto(form, url.search);
+    try {
+      parseInto(form, url.search.replace(/^\?/, ""));
+    } catch (err) {
+      formError ??= err as Error;
+    }
+    if (formError !== undefined) throw requestError(V2ErrorCode.InvalidForm, formError.message);
     let rawPath: string;
     try {
       rawPath = decodeURIComponent(url.pathname.slice(KEYS_PREFIX.length));

@@ -32,7 +32,27 @@ const MEMBERS_PREFIX = "/v2/members";
 /** A handler for the v2 API's paths; `startedAtMs` is when the member started (stats). */
 export function v2Handler(member: V2Member, options: V2HandlerOptions): (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => void {
   const startTime = new Date().toISOString();
+  let leaderSeen: bigint | undefined;
+  let leaderSinceMs = Date.now();
   return (req, res, url) => {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(url.pathname);
+    } catch {
+      decoded = url.pathname;
+    }
+    const clean = goCleanPath(decoded);
+    if (clean !== decoded && req.method !== "CONNECT") {
+      // Go's ServeMux: a path that is not clean is redirected to its clean form.
+      const location = encodeURI(clean) + url.search;
+      res.statusCode = 301;
+      res.setHeader("Location", location);
+      if (req.method === "GET" || req.method === "HEAD") {
+        res.setHeader("Content-Type", "text/html; charset=utf-8");
+        res.end(`<a href="${htmlEscape(location)}">Moved Permanently</a>.\n\n`);
+      } else res.end();
+      return;
+    }
     const p = url.pathname;
     const fail = (err: unknown): void => {
       if (!res.headersSent) httpError(res, 500, "Internal Server Error");
@@ -57,19 +77,22 @@ export function v2Handler(member: V2Member, options: V2HandlerOptions): (req: ht
         res.setHeader("Content-Type", "application/json");
         res.end(member.v2.statsJson());
         return;
-      case "/v2/stats/self":
+      case "/v2/stats/self": {
         if (!allowMethod(req, res, "GET")) return;
+        if (leaderSeen !== undefined && member.leader !== leaderSeen) leaderSinceMs = Date.now();
+        leaderSeen = member.leader;
         res.setHeader("Content-Type", "application/json");
         res.end(JSON.stringify({
           name: options.name,
           id: member.memberId.toString(16),
           state: member.isLeader ? "StateLeader" : "StateFollower",
           startTime,
-          leaderInfo: { leader: member.leader.toString(16), uptime: "", startTime },
+          leaderInfo: { leader: member.leader.toString(16), uptime: goDuration(Date.now() - leaderSinceMs), startTime: new Date(leaderSinceMs).toISOString() },
           recvAppendRequestCnt: 0,
           sendAppendRequestCnt: 0,
         }));
         return;
+      }
       case "/v2/stats/leader": {
         if (!allowMethod(req, res, "GET")) return;
         if (!member.isLeader) {
@@ -95,6 +118,35 @@ export function v2Handler(member: V2Member, options: V2HandlerOptions): (req: ht
         res.end("404 page not found\n");
     }
   };
+}
+
+/** Go's http cleanPath: path.Clean, keeping a trailing slash. */
+function goCleanPath(p: string): string {
+  if (p === "") return "/";
+  if (!p.startsWith("/")) p = "/" + p;
+  const out: string[] = [];
+  for (const c of p.split("/")) {
+    if (c === "" || c === ".") continue;
+    if (c === "..") out.pop();
+    else out.push(c);
+  }
+  let np = "/" + out.join("/");
+  if (p.endsWith("/") && np !== "/") np += "/";
+  return np;
+}
+
+function htmlEscape(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&#34;").replace(/'/g, "&#39;");
+}
+
+/** Go's time.Duration.String for a duration in milliseconds. */
+function goDuration(ms: number): string {
+  if (ms <= 0) return "0s";
+  if (ms < 1000) return `${ms}ms`;
+  const h = Math.floor(ms / 3_600_000);
+  const m = Math.floor((ms % 3_600_000) / 60_000);
+  const sec = ((ms % 60_000) / 1000).toString();
+  return (h > 0 ? `${h}h` : "") + (h > 0 || m > 0 ? `${m}m` : "") + `${sec}s`;
 }
 
 function clientUrls(member: V2Member): string[] {
