@@ -94,6 +94,29 @@ describe("v2 keys API on a three-member cluster", () => {
     expect(new Set(indexes).size).toBe(1);
   });
 
+  it("/v2/members: add, update, remove as etcd 3.4 answers them", async () => {
+    const json = async (url: string, method: string, body?: unknown): Promise<{ status: number; text: string }> => {
+      const res = await fetch(url, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { "content-type": "application/json" }, signal: AbortSignal.timeout(15_000) });
+      return { status: res.status, text: await res.text() };
+    };
+    // Strict reconfiguration refuses changes (500, etcd's "unhealthy cluster") until the peers
+    // have been connected for 5 s.
+    await sleep(5_500);
+    const u = urls[followers[0]!]!;
+    const list = JSON.parse((await json(`${u}/v2/members`, "GET")).text) as { members: { id: string; peerURLs: string[] }[] };
+    expect(list.members.length).toBe(3);
+    const self = list.members[0]!;
+    expect((await json(`${u}/v2/members/${self.id}`, "PUT", { peerURLs: self.peerURLs })).status).toBe(204);
+    expect(await json(`${u}/v2/members`, "POST", { peerURLs: self.peerURLs })).toEqual({ status: 409, text: '{"message":"membership: peerURL exists"}' });
+    const added = await json(`${u}/v2/members`, "POST", { peerURLs: ["http://127.0.0.1:1"] });
+    expect(added.status).toBe(201);
+    const id = (JSON.parse(added.text) as { id: string; name: string; clientURLs: string[] }).id;
+    expect(JSON.parse(added.text)).toEqual({ id, name: "", peerURLs: ["http://127.0.0.1:1"], clientURLs: [] });
+    expect((await json(`${u}/v2/members/${id}`, "DELETE")).status).toBe(204);
+    expect(await json(`${u}/v2/members/${id}`, "DELETE")).toEqual({ status: 410, text: `{"message":"Member permanently removed: ${id}"}` });
+    expect(await json(`${u}/v2/members/abc`, "PUT", { peerURLs: ["http://127.0.0.1:2"] })).toEqual({ status: 404, text: '{"message":"No such member: abc"}' });
+  });
+
   it("etcdctl v2 sees the cluster", async () => {
     const res = await runEtcdctl(urls.join(","), ["cluster-health"], { env: { ETCDCTL_API: "2" } });
     expect(res.stdout).toContain("cluster is healthy");
