@@ -10,7 +10,7 @@ import {
   WatchCreateRequest_FilterType, WatchRequest, WatchResponse, WatchServer,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { Event as PbEvent } from "@etcd-ts/proto/mvccpb/kv";
-import { Event_EventType } from "@etcd-ts/proto/mvccpb/kv";
+import { Event as PbEventCodec, Event_EventType } from "@etcd-ts/proto/mvccpb/kv";
 import type { Event, KeyValue } from "../../mvcc/key-value.js";
 import type { WatchFilter, WatchMessage, Watcher } from "../../mvcc/watch-hub.js";
 import type { EtcdServer } from "../../server/etcd-server.js";
@@ -20,7 +20,10 @@ import type { Logger } from "../../pkg/logger.js";
 export interface WatchServiceOptions {
   /** Period of progress notifications for watchers that asked for them (etcd: 10m). */
   progressNotifyIntervalMs: number;
-  /** Responses larger than this are split when the watcher asked for fragments. */
+  /**
+   * Responses of this many bytes or more are split when the watcher asked for fragments (etcd:
+   * --max-request-bytes plus its 512 KiB gRPC allowance). Default: the member's limit plus that.
+   */
   fragmentBytesMax?: number;
 }
 
@@ -55,12 +58,53 @@ function toPbEvent(e: Event, withPrev: boolean): PbEvent {
   };
 }
 
-function eventBytes(e: PbEvent): number {
-  return 32 + (e.kv ? e.kv.key.length + e.kv.value.length : 0) + (e.prevKv ? e.prevKv.key.length + e.prevKv.value.length : 0);
+/** What etcd adds to --max-request-bytes for a gRPC message (its grpcOverheadBytes). */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+function varintBytes(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}
+
+/** What one event adds to an encoded WatchResponse: tag, length and the event. */
+function eventFieldBytes(e: PbEvent): number {
+  const len = PbEventCodec.encode(e).finish().length;
+  return 1 + varintBytes(len) + len;
+}
+
+/**
+ * etcd's sendFragments: a response below `max` bytes, or with fewer than two events, goes whole;
+ * otherwise fragments are filled event by event, an event that brings a fragment (of more than
+ * one event) to `max` or more starting the next one; every fragment but the last has `fragment`
+ * set.
+ */
+function fragments(wr: WatchResponse, max: number): WatchResponse[] {
+  const sizes = wr.events.map(eventFieldBytes);
+  const whole = WatchResponse.encode({ ...wr, events: [] }).finish().length + sizes.reduce((a, b) => a + b, 0);
+  if (whole < max || wr.events.length < 2) return [wr];
+  const base = WatchResponse.encode({ ...wr, events: [], fragment: true }).finish().length;
+  const out: WatchResponse[] = [];
+  let idx = 0;
+  for (;;) {
+    const start = idx;
+    let size = base;
+    while (idx < wr.events.length) {
+      size += sizes[idx]!;
+      if (idx - start + 1 > 1 && size >= max) break;
+      idx++;
+    }
+    const last = idx === wr.events.length;
+    out.push({ ...wr, events: wr.events.slice(start, idx), fragment: !last });
+    if (last) return out;
+  }
 }
 
 export function watchService(server: EtcdServer, options: WatchServiceOptions, logger: Logger): WatchServer {
-  const fragmentBytesMax = options.fragmentBytesMax ?? 1.5 * 1024 * 1024;
+  const fragmentBytesMax = options.fragmentBytesMax ?? server.options.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   return {
     watch: (stream: ServerDuplexStream<WatchRequest, WatchResponse>) => {
       const watchers = new Map<bigint, StreamWatcher>();
@@ -97,19 +141,7 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
           write(watchResponse({ header, watchId: sw.id, events }));
           return true;
         }
-        // Split into fragments no larger than fragmentBytesMax (at least one event each).
-        let start = 0;
-        while (start < events.length || start === 0) {
-          let size = 0;
-          let end = start;
-          while (end < events.length && (end === start || size + eventBytes(events[end]!) <= fragmentBytesMax)) {
-            size += eventBytes(events[end]!);
-            end++;
-          }
-          write(watchResponse({ header, watchId: sw.id, fragment: end < events.length, events: events.slice(start, end) }));
-          if (end >= events.length) break;
-          start = end;
-        }
+        for (const f of fragments(watchResponse({ header, watchId: sw.id, events }), fragmentBytesMax)) write(f);
         return true;
       };
 
