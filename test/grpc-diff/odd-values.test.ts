@@ -135,6 +135,10 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
       await s.call("range max create revision -1", r, range({ maxCreateRevision: -1n, countOnly: true }));
       await s.call("range count only with limit", r, range({ countOnly: true, limit: 1n }));
       await s.call("range serializable revision -3", r, range({ serializable: true, revision: -3n, keysOnly: true }));
+      await s.call("range limit 1 with a mod revision filter", r, range({ limit: 1n, minModRevision: 3n, keysOnly: true }));
+      await s.call("range limit 2 sorted by value, descending", r, range({ limit: 2n, sortOrder: 2, sortTarget: 4 }));
+      await s.call("range keys only and count only", r, range({ keysOnly: true, countOnly: true }));
+      await s.call("range limit huge", r, range({ limit: I64_MAX, keysOnly: true }));
       const p = kv.put.bind(kv);
       const put = (over: Record<string, unknown>) => ({ key: B("o/p"), value: B("v"), lease: 0n, prevKv: false, ignoreValue: false, ignoreLease: false, ...over });
       await s.call("put empty key", p, put({ key: B("") }));
@@ -177,6 +181,10 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
       await s.call("txn compare with two targets (create revision, then value on the wire)", t, { compare: [cmp({ target: 1, result: 2, createRevision: 100n, value: B("zz") })], success: [], failure: [] });
       const rangeAndPut = { requestRange: { key: B("o/a"), rangeEnd: B(""), limit: 0n, revision: 0n, sortOrder: 0, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n }, ...putOp("o/both") };
       await s.call("txn op with a range and a put", t, { compare: [], success: [rangeAndPut], failure: [] });
+      const nested = (k: string) => ({ requestTxn: { compare: [], success: [putOp(k)], failure: [] } });
+      await s.call("txn nested put of a key the outer txn puts", t, { compare: [], success: [putOp("o/n"), nested("o/n")], failure: [] });
+      await s.call("txn nested delete of a key the outer txn puts", t, { compare: [], success: [putOp("o/n"), { requestTxn: { compare: [], success: [{ requestDeleteRange: { key: B("o/n"), rangeEnd: B(""), prevKv: false } }], failure: [] } }], failure: [] });
+      await s.call("txn nested puts in both branches", t, { compare: [], success: [nested("o/n1")], failure: [nested("o/n1")] });
       await s.call("txn 129 ops", t, { compare: [], success: Array.from({ length: 129 }, (_, i) => putOp(`o/many${i}`)), failure: [] });
       const c = kv.compact.bind(kv);
       await s.call("compact huge", c, { revision: I64_MAX, physical: false });
@@ -185,6 +193,7 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
       await s.call("compact 3", c, { revision: 3n, physical: true });
       await s.call("compact 3 again", c, { revision: 3n, physical: false });
       await s.call("compact 2", c, { revision: 2n, physical: false });
+      await s.call("range at the compacted revision", kv.range.bind(kv), { key: B("o/a"), rangeEnd: B(""), limit: 0n, revision: 3n, sortOrder: 0, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n });
       await s.call("range at a compacted revision", kv.range.bind(kv), { key: B("o/a"), rangeEnd: B(""), limit: 0n, revision: 2n, sortOrder: 0, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n });
     });
   });
