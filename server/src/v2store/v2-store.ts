@@ -21,7 +21,7 @@
  * the last 1000 events, which the snapshot carries) or by the next matching mutation; a refresh
  * (TTL renewed, value kept) is recorded in the history but wakes no watcher, as in etcd.
  */
-import { goJsonStringify, goMapKeyCompare, type GoJsonValue } from "../pkg/go-json.js";
+import { goJsonString, goJsonStringify, goMapKeyCompare, type GoJsonValue } from "../pkg/go-json.js";
 import { V2Error, V2ErrorCode } from "./errors.js";
 
 /** Go's zero time.Time as encoding/json writes it: the expire time of a permanent node. */
@@ -128,6 +128,8 @@ type StatKey = (typeof STAT_KEYS)[number];
 
 class V2Node {
   parent: V2Node | undefined;
+  /** This node's saved JSON, kept until it or anything under it changes (see `touch`). */
+  savedJson: string | undefined;
   constructor(
     public path: string,
     public createdIndex: number,
@@ -154,7 +156,15 @@ class V2Node {
   }
 
   detach(): void {
-    if (this.parent !== undefined && this.parent.children!.get(this.name) === this) this.parent.children!.delete(this.name);
+    if (this.parent !== undefined && this.parent.children!.get(this.name) === this) {
+      this.parent.children!.delete(this.name);
+      this.parent.touch();
+    }
+  }
+
+  /** Drops the saved JSON of this node and of every directory above it. */
+  touch(): void {
+    for (let n: V2Node | undefined = this; n !== undefined && n.savedJson !== undefined; n = n.parent) n.savedJson = undefined;
   }
 }
 
@@ -206,6 +216,8 @@ export class V2Store {
   /** Watchers by the path they watch. */
   private readonly watchers = new Map<string, Set<V2Watcher>>();
   private watcherCount = 0;
+  /** The JSON of each history slot, filled by `save` (events never change once recorded). */
+  private eventJson: (string | undefined)[] = [];
   /** Nodes given a TTL (a superset: removed or made permanent ones are pruned when met). */
   private ttlNodes = new Set<V2Node>();
 
@@ -282,6 +294,7 @@ export class V2Store {
       if (!n.isDir) {
         n.value = value;
         n.modifiedIndex = next;
+        n.touch();
       }
       this.setExpireTime(n, ttl);
       const node: NodeExtern = { key: nodePath, value: n.isDir ? undefined : value, dir: n.isDir || undefined, ...this.ttlOf(n), modifiedIndex: next, createdIndex: n.createdIndex };
@@ -303,6 +316,7 @@ export class V2Store {
       const prevNode = this.extern(n, false, false, false);
       n.value = value;
       n.modifiedIndex = this.currentIndex;
+      n.touch();
       this.setExpireTime(n, ttl);
       const node: NodeExtern = { key: nodePath, value, ...this.ttlOf(n), modifiedIndex: this.currentIndex, createdIndex: n.createdIndex };
       return { action: "compareAndSwap", node, prevNode, etcdIndex: this.currentIndex, refresh: ttl.refresh || undefined };
@@ -413,21 +427,15 @@ export class V2Store {
 
   /** The store as etcd 3.4's `Save()` writes it (format above). */
   save(): Buffer {
+    // Written piece by piece: the nodes and events keep their JSON until they change, so a save
+    // after one change costs the changed path and the joins, not the whole store.
     const h = this.history;
-    const doc: GoJsonValue = {
-      Root: this.saveNode(this.root),
-      WatcherHub: {
-        EventHistory: {
-          Queue: { Events: h.events, Size: h.size, Front: h.front, Back: h.back, Capacity: h.capacity },
-          StartIndex: h.startIndex,
-          LastIndex: h.lastIndex,
-        },
-      },
-      CurrentIndex: this.currentIndex,
-      Stats: { ...this.stats },
-      CurrentVersion: this.currentVersion,
-    };
-    return Buffer.from(goJsonStringify(doc));
+    const events = h.events.map((e, i) => (e === null ? "null" : (this.eventJson[i] ??= goJsonStringify(e))));
+    const json =
+      `{"Root":${this.saveNode(this.root)},"WatcherHub":{"EventHistory":{"Queue":{"Events":[${events.join(",")}],` +
+      `"Size":${h.size},"Front":${h.front},"Back":${h.back},"Capacity":${h.capacity}},"StartIndex":${h.startIndex},"LastIndex":${h.lastIndex}}},` +
+      `"CurrentIndex":${this.currentIndex},"Stats":${goJsonStringify({ ...this.stats })},"CurrentVersion":${this.currentVersion}}`;
+    return Buffer.from(json);
   }
 
   /**
@@ -462,6 +470,7 @@ export class V2Store {
       for (const k of STAT_KEYS) stats[k] = num((doc.Stats as Record<string, unknown>)[k], stats[k]);
     }
     this.root = root;
+    this.eventJson = [];
     this.ttlNodes = new Set();
     const visit = (n: V2Node): void => {
       if (!n.isPermanent) this.ttlNodes.add(n);
@@ -553,6 +562,7 @@ export class V2Store {
     const h = this.history;
     const json: GoJsonValue = { action: e.action, node: externJson(e.node), prevNode: e.prevNode === undefined ? undefined : externJson(e.prevNode), refresh: e.refresh || undefined };
     h.events[h.back] = json;
+    this.eventJson[h.back] = undefined;
     h.back = (h.back + 1) % h.capacity;
     if (h.size === h.capacity) h.front = (h.front + 1) % h.capacity;
     else h.size++;
@@ -637,6 +647,7 @@ export class V2Store {
   private addChild(parent: V2Node, child: V2Node): void {
     child.parent = parent;
     parent.children!.set(child.name, child);
+    parent.touch();
   }
 
   private remove(n: V2Node, dir: boolean, recursive: boolean): void {
@@ -668,6 +679,7 @@ export class V2Store {
 
   private setExpireTime(n: V2Node, ttl: TtlOptions): void {
     n.expireTime = this.expireTimeOf(ttl);
+    n.touch();
     if (!n.isPermanent) this.ttlNodes.add(n);
   }
 
@@ -697,14 +709,18 @@ export class V2Store {
     return out;
   }
 
-  private saveNode(n: V2Node): GoJsonValue {
-    let children: GoJsonValue = null;
+  /** A node's saved JSON (Go's field order, children in byte order), cached on the node. */
+  private saveNode(n: V2Node): string {
+    if (n.savedJson !== undefined) return n.savedJson;
+    let children = "null";
     if (n.children !== null) {
-      const obj: Record<string, GoJsonValue> = {};
-      for (const name of [...n.children.keys()].sort(goMapKeyCompare)) obj[name] = this.saveNode(n.children.get(name)!);
-      children = obj;
+      const parts = [...n.children.keys()].sort(goMapKeyCompare).map((name) => goJsonString(name) + ":" + this.saveNode(n.children!.get(name)!));
+      children = "{" + parts.join(",") + "}";
     }
-    return { Path: n.path, CreatedIndex: n.createdIndex, ModifiedIndex: n.modifiedIndex, ExpireTime: n.expireTime, Value: n.value, Children: children };
+    n.savedJson =
+      `{"Path":${goJsonString(n.path)},"CreatedIndex":${n.createdIndex},"ModifiedIndex":${n.modifiedIndex},` +
+      `"ExpireTime":${goJsonString(n.expireTime)},"Value":${goJsonString(n.value)},"Children":${children}}`;
+    return n.savedJson;
   }
 
   private loadNode(raw: unknown, parent: V2Node | undefined): V2Node {

@@ -205,3 +205,45 @@ describe("v2 store watchers", () => {
     expect(s.hasTtlKeys()).toBe(false);
   });
 });
+
+describe("v2 store save cache", () => {
+  it("a save after any mix of changes equals the save of a store that never saved before", () => {
+    let seed = Number(process.env.SEED ?? 7);
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const keys = ["/1/a", "/1/b", "/1/d/x", "/1/d/y", "/1/d/e/z", "/1/_h"];
+    const ops: ((s: V2Store) => void)[] = [];
+    const run = (s: V2Store, op: (s: V2Store) => void): void => {
+      try {
+        op(s);
+      } catch {
+        // store errors leave it unchanged
+      }
+    };
+    const s = new V2Store({}, { clock: { nowMs: () => 0 } });
+    for (let step = 0; step < 300; step++) {
+      const k = keys[rnd(keys.length)]!;
+      const choice = rnd(7);
+      const op = (x: V2Store): void => {
+        switch (choice) {
+          case 0: x.set(k, false, `v${step}`); break;
+          case 1: x.set(k, false, "t", { expireTimeNs: 1_000_000_000_000_000_000n + BigInt(step) }); break;
+          case 2: x.update(k, `u${step}`); break;
+          case 3: x.delete(k.split("/").slice(0, 3).join("/"), true, true); break;
+          case 4: x.create("/1/q", false, "in-order", true); break;
+          case 5: x.deleteExpiredKeys(1_000_000_000_000_000_000n + BigInt(step)); break;
+          default: x.compareAndSwap(k, "", 0, `c${step}`);
+        }
+      };
+      ops.push(op);
+      run(s, op);
+      if (rnd(3) === 0) {
+        const never = new V2Store({}, { clock: { nowMs: () => 0 } });
+        for (const o of ops) run(never, o);
+        expect(s.save().toString(), `seed=${process.env.SEED ?? 7} step=${step}`).toBe(never.save().toString());
+      }
+    }
+  });
+});
