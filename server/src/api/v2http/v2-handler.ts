@@ -28,8 +28,10 @@ export interface V2HandlerOptions {
 
 const MEMBERS_PREFIX = "/v2/members";
 
-
-/** A handler for the v2 API's paths; `startedAtMs` is when the member started (stats). */
+/**
+ * A handler for every path under /v2/ (made when the member starts: /v2/stats/self reports that
+ * time). Paths that are not clean are redirected first, as Go's ServeMux does.
+ */
 export function v2Handler(member: V2Member, options: V2HandlerOptions): (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => void {
   const startTime = new Date().toISOString();
   let leaderSeen: bigint | undefined;
