@@ -7,6 +7,8 @@
  *
  * Knobs: `ETCD_BIN` (default etcd-ts; `/usr/bin/etcd` runs the same test against real etcd).
  */
+import fs from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
@@ -87,6 +89,11 @@ describe("v2 keys API on a three-member cluster", () => {
 
   it("user keys survive a restart behind snapshots; every member ends at the same store index", async () => {
     for (let i = 0; i < 30; i++) expect((await call(`${urls[i % 3]}/v2/keys/snap/k${i}`, "PUT", `value=${i}`)).status).toBe(201);
+    // Past --snapshot-count 20: the members' .snap files carry the v2 store, user keys included.
+    const snapDir = path.join(cluster.members[leader]!.dataDir, "member", "snap");
+    const snaps = fs.readdirSync(snapDir).filter((f) => f.endsWith(".snap"));
+    expect(snaps.length).toBeGreaterThan(0);
+    expect(snaps.some((f) => fs.readFileSync(path.join(snapDir, f)).includes('"/1/snap/k1"'))).toBe(true);
     const victim = followers[0]!;
     await cluster.restart(victim);
     expect(await until(async () => (await call(`${urls[victim]}/v2/keys/snap?recursive=true`)).body.node?.nodes?.length === 30, 15_000)).toBe(true);
