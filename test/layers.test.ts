@@ -21,6 +21,7 @@
  *      listener/ (the client port) imports nothing from the other rooms and no layer but pkg/;
  *      http/     (/health, /version, /metrics) takes from v3rpc/ only the service registry, from
  *                gateway/ only its entry (gateway/gateway.ts), nothing from listener/;
+ *      v2http/   (etcd's v2 HTTP API, --enable-v2) imports nothing from the other rooms;
  *  - etcdutl/ (the offline tools: snapshot restore/status, defrag, migrate) never imports api/
  *               or rafthttp/ (it works on files, with the server's own storage code), and takes
  *               from etcdmain/ only config (the initial-cluster checks);
@@ -190,7 +191,7 @@ function violation(imp: Import): string | undefined {
 }
 
 /** The rooms of api/ (server/src/api/<room>/). */
-const API_ROOMS = ["v3rpc", "gateway", "listener", "http"];
+const API_ROOMS = ["v3rpc", "gateway", "listener", "http", "v2http"];
 
 /** Why an import from a file of api/ breaks the rooms' rules, or undefined. */
 function apiRoomViolation(imp: Import): string | undefined {
@@ -210,6 +211,8 @@ function apiRoomViolation(imp: Import): string | undefined {
     case "http":
       if (toRoom === undefined || ["api/v3rpc/service-registry", "api/gateway/gateway"].includes(target!)) return undefined;
       return "api/http/ takes from api/ only v3rpc/service-registry and gateway/gateway";
+    case "v2http":
+      return toRoom === undefined ? undefined : "api/v2http/ imports nothing from the other rooms of api/";
     default:
       return undefined;
   }

@@ -50,6 +50,14 @@ describe.skipIf(!goAvailable())("etcd 3.4's own code reads etcd-ts's cluster sta
     m.promote(learner, w);
     m.remove(gone, w);
     m.v2.set("/1/user/key", false, "v\u2028", { expireTimeNs: 1796388412108361358n });
+    // The v2 keys API's events in the history: a refresh (recorded with its flag), an in-order
+    // key, a directory made and deleted, an expiry.
+    m.v2.update("/1/user/key", "", { expireTimeNs: 1796388413108361358n, refresh: true });
+    m.v2.create("/1/queue", false, "job", true);
+    m.v2.set("/1/dir", true, "");
+    m.v2.delete("/1/dir", true, false);
+    m.v2.set("/1/soon", false, "x", { expireTimeNs: 1700000000000000000n });
+    m.v2.deleteExpiredKeys(1700000000000000001n);
     writeFileSync(path.join(scratch, "store.json"), m.v2.save());
     const lines = [
       "v2 " + Buffer.from(encodeV2Request({ ID: 0x1234567890abcdefn, Method: "PUT", Path: `/0/members/${big.toString(16)}/attributes`, Val: encodeAttributes("big", ["http://127.0.0.1:2379"]) })).toString("hex"),

@@ -62,6 +62,17 @@ export interface CtlOptions {
   bareEndpoint?: boolean;
 }
 
+export interface HttpOptions {
+  /** Content-Type of a string body (default application/json). */
+  contentType?: string;
+  /** Response headers to record, in this order (lower case names). */
+  headers?: string[];
+  /** Abort after this long (default 10 s); the transcript then says so. */
+  timeoutMs?: number;
+  /** "manual" records a redirect instead of following it. */
+  redirect?: "follow" | "manual";
+}
+
 /** What a case script gets: the same calls run against each side. */
 export interface CaseContext {
   readonly side: SideName;
@@ -92,7 +103,15 @@ export interface CaseContext {
    * Sends an HTTP/1.1 request to the member's client URL (the JSON gateway, /version, ...) and
    * records the status line and the body (not the headers, which carry a Date).
    */
-  http(method: "GET" | "POST", path: string, body?: unknown): Promise<{ status: number; text: string }>;
+  http(method: string, path: string, body?: unknown, options?: HttpOptions): Promise<{ status: number; text: string }>;
+  /**
+   * Starts a GET that answers later (a v2 long poll): `finish()` waits for its answer, or its
+   * first `lines` lines of body (then drops the connection), and records request and answer
+   * there, so the transcript's order does not depend on when the answer arrived.
+   */
+  httpPending(path: string, options?: HttpOptions & { lines?: number }): { finish(): Promise<void> };
+  /** An HTTP request that is not recorded (bulk load); resolves with the status (0: failed). */
+  rawHttp(method: string, path: string, body?: string, contentType?: string): Promise<number>;
   /** A path in this side's scratch directory (shown as <member-dir>/... in transcripts). */
   scratchPath(name: string): string;
   /** Adds a free-form line to the transcript. */
@@ -122,6 +141,8 @@ interface SideState {
   member: Member;
   leaseIds: bigint[];
   memberIds: bigint[];
+  /** Environment for every etcdctl of the suite (e.g. ETCDCTL_API=2). */
+  ctlEnv?: Record<string, string>;
 }
 
 function formatCommand(args: string[]): string {
@@ -154,12 +175,12 @@ function makeContext(state: SideState, lines: string[]): CaseContext {
     async ctl(args, options = {}) {
       const bare = options.bareEndpoint ?? process.env.DIFF_BARE_ENDPOINTS === "1";
       const target = bare ? `127.0.0.1:${state.member.clientPort}` : endpoint;
-      const res = await runEtcdctl(target, args, { stdin: options.stdin, timeoutMs: options.timeoutMs ?? 20_000 });
+      const res = await runEtcdctl(target, args, { stdin: options.stdin, timeoutMs: options.timeoutMs ?? 20_000, env: state.ctlEnv });
       recordResult(lines, args, res, options);
       return res;
     },
     background(args, bgOptions = {}) {
-      const bg: BackgroundEtcdctl = spawnEtcdctl(endpoint, args);
+      const bg: BackgroundEtcdctl = spawnEtcdctl(endpoint, args, { env: state.ctlEnv });
       let recorded = false;
       const record = (res: EtcdctlResult): EtcdctlResult => {
         if (!recorded) {
@@ -218,22 +239,68 @@ function makeContext(state: SideState, lines: string[]): CaseContext {
         lines.push(`# puts over gRPC failed after revision ${revision}: ${(err as Error).message}`);
       }
     },
-    async http(method, urlPath, body) {
+    async http(method, urlPath, body, httpOptions = {}) {
       const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
       lines.push(`$ ${method} ${urlPath}${payload === undefined ? "" : " " + payload}`);
       try {
         const res = await fetch(state.member.clientUrl + urlPath, {
           method,
           body: payload,
-          headers: payload === undefined ? {} : { "content-type": "application/json" },
-          signal: AbortSignal.timeout(10_000),
+          headers: payload === undefined ? {} : { "content-type": httpOptions.contentType ?? "application/json" },
+          signal: AbortSignal.timeout(httpOptions.timeoutMs ?? 10_000),
+          redirect: httpOptions.redirect ?? "follow",
         });
         const text = await res.text();
-        lines.push(`[http ${res.status}]`, text.replace(/\n$/, ""));
+        lines.push(`[http ${res.status}]`);
+        for (const h of httpOptions.headers ?? []) lines.push(`${h}: ${res.headers.get(h) ?? "<absent>"}`);
+        lines.push(text.replace(/\n$/, ""));
         return { status: res.status, text };
       } catch (err) {
         lines.push(`[http error] ${(err as Error).message}`);
         return { status: 0, text: "" };
+      }
+    },
+    httpPending(urlPath, httpOptions = {}) {
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), httpOptions.timeoutMs ?? 10_000);
+      const answer = (async (): Promise<string[]> => {
+        const out: string[] = [];
+        try {
+          const res = await fetch(state.member.clientUrl + urlPath, { signal: controller.signal });
+          out.push(`[http ${res.status}]`);
+          for (const h of httpOptions.headers ?? []) out.push(`${h}: ${res.headers.get(h) ?? "<absent>"}`);
+          let text = "";
+          const decoder = new TextDecoder();
+          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+            text += decoder.decode(chunk, { stream: true });
+            if (httpOptions.lines !== undefined && text.split("\n").length > httpOptions.lines) break;
+          }
+          controller.abort();
+          const body = httpOptions.lines === undefined ? text : text.split("\n").slice(0, httpOptions.lines).join("\n");
+          out.push(body.replace(/\n$/, ""));
+        } catch (err) {
+          out.push(`[http error] ${(err as Error).name}`);
+        } finally {
+          clearTimeout(timer);
+        }
+        return out;
+      })();
+      return {
+        async finish() {
+          const out = await answer;
+          lines.push(`$ GET ${urlPath}  (answered later)`, ...out);
+        },
+      };
+    },
+    async rawHttp(method, urlPath, body, contentType) {
+      try {
+        const res = await fetch(state.member.clientUrl + urlPath, {
+          method, body, headers: contentType === undefined ? {} : { "content-type": contentType }, signal: AbortSignal.timeout(10_000),
+        });
+        await res.arrayBuffer();
+        return res.status;
+      } catch {
+        return 0;
       }
     },
     scratchPath(name) {
@@ -331,6 +398,10 @@ export function normalise(text: string, state: { member: Member; leaseIds: bigin
   t = t.replace(/"TTL" : (-?\d+)\n"GrantedTTL" : (\d+)/g, (all, r: string, g: string) =>
     near(r, g) ? `"TTL" : <remaining>\n"GrantedTTL" : ${g}` : all,
   );
+  // 4b. v2 API: expiry times, remaining TTLs, raft positions (the store's own index is compared)
+  t = t.replace(/"expiration":"[^"]*"/g, '"expiration":"<time>"').replace(/"ttl":\d+,"modifiedIndex"/g, '"ttl":<ttl>,"modifiedIndex"');
+  t = t.replace(/^(x-raft-index|x-raft-term): \d+$/gm, "$1: <$1>").replace(/^TTL: [1-9]\d*$/gm, "TTL: <ttl>");
+  t = t.replace(/"startTime":"[^"]*"/g, '"startTime":"<time>"');
   // 5. health timing
   t = t.replace(/took = \S+/g, "took = <duration>");
   t = t.replace(/"took":"[^"]*"/g, '"took":"<duration>"').replace(/"took":[0-9.e+-]+/g, '"took":"<duration>"');
@@ -394,7 +465,7 @@ export interface DiffSuite {
  * Declares a differential suite in the current test file: starts the reference and the server
  * under test before the first case and kills both after the last.
  */
-export function diffSuite(suite: string, options: { extraArgs?: string[] } = {}): DiffSuite {
+export function diffSuite(suite: string, options: { extraArgs?: string[]; ctlEnv?: Record<string, string>; advertiseListenedClientUrl?: boolean } = {}): DiffSuite {
   const referencePath = referenceEtcdPath();
   const updateGolden = process.env.UPDATE_GOLDEN === "1";
   const golden = readGolden(suite);
@@ -407,8 +478,11 @@ export function diffSuite(suite: string, options: { extraArgs?: string[] } = {})
   beforeAll(async () => {
     const start = async (spec: string | undefined, name: SideName): Promise<SideState> => {
       const binary = spec === undefined ? binaryUnderTest() : serverBinaryFromSpec(spec);
-      const member = await startMember({ binary, ...DIFF_IDENTITY, extraArgs: options.extraArgs });
-      return { name, member, leaseIds: [], memberIds: [] };
+      // With advertiseListenedClientUrl the member advertises the URL it listens on (etcdctl v2
+      // syncs its endpoints from the member list); the IDs come from the peer URLs, still shared.
+      const identity = options.advertiseListenedClientUrl ? { ...DIFF_IDENTITY, advertiseClientUrl: undefined } : DIFF_IDENTITY;
+      const member = await startMember({ binary, ...identity, extraArgs: options.extraArgs });
+      return { name, member, leaseIds: [], memberIds: [], ctlEnv: options.ctlEnv };
     };
     const [ref, cand] = await Promise.allSettled([
       referencePath !== undefined ? start(referencePath, "reference") : Promise.reject(new Error("no reference etcd")),

@@ -16,6 +16,16 @@ describe("HTTP gateway", () => {
     await c.http("GET", "/version");
   });
 
+  s.case("the v2 API without --enable-v2", async (c) => {
+    await c.http("GET", "/v2/keys/foo");
+    await c.http("PUT", "/v2/keys/foo", "value=1", { contentType: "application/x-www-form-urlencoded" });
+    await c.http("GET", "/v2/keys");
+    await c.http("GET", "/v2/members");
+    await c.http("POST", "/v2/members", { peerURLs: ["http://127.0.0.1:1"] });
+    await c.http("GET", "/v2/machines");
+    await c.http("GET", "/v2/stats/self");
+  });
+
   s.case("kv: put, range, delete, txn, compaction", async (c) => {
     await c.http("POST", "/v3/kv/put", { key: b64("gw/a"), value: b64("1") });
     await c.http("POST", "/v3/kv/put", { key: b64("gw/b"), value: b64("2"), prev_kv: true });

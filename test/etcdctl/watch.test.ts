@@ -146,4 +146,25 @@ describe("etcdctl watch", () => {
     await c.ctl(["watch", "a", "--prefix", "z"]);
     await c.ctl(["watch", "a", "--rev=-5"], { timeoutMs: 4_000 });
   });
+
+  s.case("odd start revisions and ranges", async (c) => {
+    // -1 is not below the compacted revision of a never-compacted store (-1): etcd keeps the
+    // watch, with no history, and it sees the writes from now on.
+    const minusOne = c.background(["watch", "w8/k", "--rev=-1"]);
+    await sleep(1_500);
+    await c.ctl(["put", "w8/k", "1"]);
+    await minusOne.waitForLines(EVENT_LINE, 1);
+    await minusOne.stop();
+    await c.ctl(["watch", "w8/k", "--rev=-2"], { timeoutMs: 4_000 });
+    await c.ctl(["watch", "w8/k", "--rev=-9223372036854775808"], { timeoutMs: 4_000 });
+    // key >= range end: "mvcc: watcher range is empty".
+    await c.ctl(["watch", "w8/b", "w8/a"], { timeoutMs: 4_000 });
+    await c.ctl(["watch", "w8/a", "w8/a"], { timeoutMs: 4_000 });
+    // From key (range end "\0") with an empty key: every key.
+    const all = c.background(["watch", "--prefix", ""]);
+    await sleep(1_500);
+    await c.ctl(["put", "w8/z", "1"]);
+    await all.waitForLines(EVENT_LINE, 1);
+    await all.stop();
+  });
 });

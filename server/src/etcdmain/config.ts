@@ -45,6 +45,8 @@ export interface ServerConfig {
   /** 0 means etcd's default quota (2 GiB). */
   quotaBackendBytes: number;
   maxTxnOps: number;
+  /** --enable-v2: serve etcd's v2 HTTP API (/v2/keys, /v2/members, /v2/stats, /v2/machines). */
+  enableV2: boolean;
   maxRequestBytes: number;
   maxConcurrentStreams: number;
   grpcKeepaliveIntervalMs: number;
@@ -556,6 +558,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     maxWals: num("max-wals"),
     quotaBackendBytes: num("quota-backend-bytes"),
     maxTxnOps: num("max-txn-ops"),
+    enableV2: bool("enable-v2"),
     maxRequestBytes: num("max-request-bytes"),
     maxConcurrentStreams: num("max-concurrent-streams"),
     grpcKeepaliveIntervalMs: durMs("grpc-keepalive-interval"),

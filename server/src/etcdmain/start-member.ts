@@ -25,6 +25,7 @@ import { serviceRegistry } from "../api/v3rpc/service-registry.js";
 import { httpHandler, metricsHandler } from "../api/http/http-handler.js";
 import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
 import { WalCells } from "../api/http/metrics.js";
+import { v2Handler } from "../api/v2http/v2-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
 import type { ServerConfig } from "./config.js";
@@ -44,6 +45,9 @@ import { PeerLeaderClient } from "./leader-client.js";
 import { HttpPeerHashClient } from "./peer-hash-client.js";
 import { answerPeerHashKV, CorruptionChecker } from "../server/corrupt-check.js";
 import { AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb/rpc";
+
+/** The largest v2 request body read (Go's form limit, 10 MB). */
+const V2_BODY_BYTES_MAX = 10 << 20;
 
 /**
  * ETCD_TS_UNSAFE_FOLLOWER_READS=1 breaks the member ON PURPOSE, for tests only: a follower serves
@@ -291,7 +295,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const http1 = http.createServer(httpHandler(server, metrics, services));
+  const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
+  const http1 = http.createServer(httpHandler(server, metrics, services, v2));
 
   // The peer port: etcd's peer protocol (raft messages, streams, snapshots, members, leases).
   const receiveSnapshot = createSnapshotHandler(

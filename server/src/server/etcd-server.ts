@@ -43,6 +43,9 @@ import { encodeAttributes, type MemberRecord, type Membership } from "./cluster/
 import { compareVersions, decideClusterVersion, MIN_CLUSTER_VERSION, parseVersion, uniformPeerVersions, type PeerVersions } from "./cluster/cluster-version.js";
 import { LeaseClock } from "./lease-clock.js";
 import { Proposer, raftRequest, type ApplyResult } from "./proposer.js";
+import { V2Sync } from "./v2-sync.js";
+import type { V2Store } from "../v2store/v2-store.js";
+import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./quota.js";
 import type { ApplyBatch, PeerTransport, RaftNode, ReadyHandler } from "./raft-node.js";
 import { LinearizableReads } from "./read-index.js";
@@ -150,6 +153,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private readonly reads: LinearizableReads;
   private readonly quota: BackendQuota;
   private readonly leaseClock: LeaseClock;
+  private readonly v2Sync: V2Sync;
   private readonly applyLoop: ApplyLoop;
   private readonly admin: MemberAdmin;
   private readonly baseApplier: Applier;
@@ -231,6 +235,9 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       raft, proposer: this.proposer, membership, clock, stopped: () => this.stopped,
       activity: deps.peerActivity, leaderClient: deps.leaderClient,
     });
+    this.v2Sync = new V2Sync({ tickMs: 500 }, {
+      isLeader: () => this.isLeader, hasTtlKeys: () => membership.v2.hasTtlKeys(), proposeV2: (r) => this.proposer.proposeV2(r), clock, logger,
+    });
   }
 
   get store(): StorePort {
@@ -307,6 +314,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.proposer.start();
     this.quota.start();
     this.leaseClock.start();
+    this.v2Sync.start();
     this.versionTimer = this.deps.clock.setInterval(() => void this.updateClusterVersion(), MONITOR_VERSION_INTERVAL_MS);
     // With entries still to apply, conf changes among them campaign after their advance().
     const status = this.raft.status();
@@ -318,6 +326,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.stopped = true;
     if (this.versionTimer !== undefined) this.deps.clock.clearTimeout(this.versionTimer);
     this.leaseClock.stop();
+    this.v2Sync.stop();
     this.quota.stop();
     this.deps.lessor.stop();
     this.auth.tokens.stop();
@@ -724,6 +733,23 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   async alarm(req: AlarmRequest, ctx?: RequestContext): Promise<AlarmMember[]> {
     const r = await this.proposeAs(ctx, raftRequest({ alarm: req }));
     return r.value as AlarmMember[];
+  }
+
+  // ---- the v2 store (etcd's v2 keys API, served with --enable-v2) -----------------------------
+
+  /** The v2 store: reads and watches are local (etcd's serializable v2 GET); writes go through `v2Request`. */
+  get v2(): V2Store {
+    return this.deps.membership.v2;
+  }
+
+  /**
+   * A v2 write (POST, PUT, DELETE) or quorum read (QGET) through the log as etcd 3.4 proposes it:
+   * the bare Request as the entry's data. Resolves with the applied result (`value`: the
+   * V2Event; `error`: the store's V2Error).
+   * @throws ServerError RequestTooLarge, Timeout, Stopped, NoLeader.
+   */
+  v2Request(req: Request): Promise<ApplyResult> {
+    return this.proposer.proposeV2(req);
   }
 
   /** A no-op entry through the log: proves the member can commit (used by /health). */

@@ -8,6 +8,18 @@ export const V2ErrorCode = {
   NodeExist: 105,
   RootReadOnly: 107,
   DirNotEmpty: 108,
+  Unauthorized: 110,
+  PrevValueRequired: 201,
+  TtlNaN: 202,
+  IndexNaN: 203,
+  InvalidField: 209,
+  InvalidForm: 210,
+  RefreshValue: 211,
+  RefreshTtlRequired: 212,
+  RaftInternal: 300,
+  LeaderElect: 301,
+  WatcherCleared: 400,
+  EventIndexCleared: 401,
 } as const;
 
 export type V2ErrorCode = (typeof V2ErrorCode)[keyof typeof V2ErrorCode];
@@ -20,7 +32,22 @@ const MESSAGES: Record<V2ErrorCode, string> = {
   105: "Key already exists",
   107: "Root is read only",
   108: "Directory not empty",
+  110: "The request requires user authentication",
+  201: "PrevValue is Required in POST form",
+  202: "The given TTL in POST form is not a number",
+  203: "The given index in POST form is not a number",
+  209: "Invalid field",
+  210: "Invalid POST form",
+  211: "Value provided on refresh",
+  212: "A TTL must be provided on refresh",
+  300: "Raft Internal Error",
+  301: "During Leader Election",
+  400: "watcher is cleared due to etcd recovery",
+  401: "The event in requested index is outdated and cleared",
 };
+
+/** The HTTP status etcd answers an error code with (400 for codes not listed). */
+const STATUS: Partial<Record<V2ErrorCode, number>> = { 100: 404, 102: 403, 108: 403, 110: 401, 101: 412, 105: 412, 300: 500, 301: 500 };
 
 /** A v2 store operation failed; the store is unchanged. `index` is the store index at the time. */
 export class V2Error extends Error {
@@ -35,5 +62,10 @@ export class V2Error extends Error {
   /** etcd's message for the code ("Key not found"). */
   get errorMessage(): string {
     return MESSAGES[this.errorCode];
+  }
+
+  /** The HTTP status for this error. */
+  get httpStatus(): number {
+    return STATUS[this.errorCode] ?? 400;
   }
 }

@@ -17,10 +17,11 @@
  *              "ttl"?,"nodes"?,"modifiedIndex"?,"createdIndex"?} (absent when zero/false)
  *
  * TTL nodes expire only when told (`deleteExpiredKeys`, which the log's SYNC requests drive, as in
- * etcd); no timer here. Not here yet: watchers (the event history is kept, in etcd's ring of
- * 1000, because the snapshot carries it).
+ * etcd); no timer here. Watchers (`watch`) are answered from the event history (etcd's ring of
+ * the last 1000 events, which the snapshot carries) or by the next matching mutation; a refresh
+ * (TTL renewed, value kept) is recorded in the history but wakes no watcher, as in etcd.
  */
-import { goJsonStringify, goMapKeyCompare, type GoJsonValue } from "../pkg/go-json.js";
+import { goJsonString, goJsonStringify, goMapKeyCompare, type GoJsonValue } from "../pkg/go-json.js";
 import { V2Error, V2ErrorCode } from "./errors.js";
 
 /** Go's zero time.Time as encoding/json writes it: the expire time of a permanent node. */
@@ -60,6 +61,8 @@ export interface V2Event {
   action: string;
   node: NodeExtern;
   prevNode?: NodeExtern;
+  /** A TTL refresh: recorded in the history, no watcher woken. */
+  refresh?: boolean;
   /** The store index after the operation (not written to snapshots). */
   etcdIndex: number;
 }
@@ -67,6 +70,53 @@ export interface V2Event {
 export interface TtlOptions {
   /** Unix time in nanoseconds; 0 or absent: permanent. */
   expireTimeNs?: bigint;
+  /** Renew the TTL and keep the value (the key must exist). */
+  refresh?: boolean;
+}
+
+/**
+ * Receives a watcher's events, synchronously from the mutation that caused them. Returns false
+ * when it cannot take more (its buffer is full): the watcher is then removed, as etcd removes a
+ * watcher whose channel is full, and `onRemoved` tells the owner.
+ */
+export interface V2WatchSink {
+  event(e: V2Event): boolean;
+  onRemoved?(): void;
+}
+
+/** A registered watch. `startIndex` is the store index when it was made (X-Etcd-Index). */
+export class V2Watcher {
+  removed = false;
+  constructor(
+    readonly recursive: boolean,
+    readonly stream: boolean,
+    readonly sinceIndex: number,
+    readonly startIndex: number,
+    private readonly sink: V2WatchSink,
+    private readonly detach: (w: V2Watcher) => void,
+  ) {}
+
+  /** Stops the watch (idempotent). */
+  remove(): void {
+    if (this.removed) return;
+    this.removed = true;
+    this.detach(this);
+  }
+
+  /** @internal etcd's watcher.notify: whether the event concerns this watcher (and was offered). */
+  notify(e: V2Event, originalPath: boolean, deleted: boolean): boolean {
+    if (!((this.recursive || originalPath || deleted) && (e.node.modifiedIndex ?? 0) >= this.sinceIndex)) return false;
+    if (!this.sink.event(e)) {
+      this.remove();
+      this.sink.onRemoved?.();
+    }
+    return true;
+  }
+
+  /** @internal */
+  deliver(e: V2Event): void {
+    this.sink.event(e);
+  }
 }
 
 const STAT_KEYS = [
@@ -78,6 +128,8 @@ type StatKey = (typeof STAT_KEYS)[number];
 
 class V2Node {
   parent: V2Node | undefined;
+  /** This node's saved JSON, kept until it or anything under it changes (see `touch`). */
+  savedJson: string | undefined;
   constructor(
     public path: string,
     public createdIndex: number,
@@ -104,7 +156,15 @@ class V2Node {
   }
 
   detach(): void {
-    if (this.parent !== undefined && this.parent.children!.get(this.name) === this) this.parent.children!.delete(this.name);
+    if (this.parent !== undefined && this.parent.children!.get(this.name) === this) {
+      this.parent.children!.delete(this.name);
+      this.parent.touch();
+    }
+  }
+
+  /** Drops the saved JSON of this node and of every directory above it. */
+  touch(): void {
+    for (let n: V2Node | undefined = this; n !== undefined && n.savedJson !== undefined; n = n.parent) n.savedJson = undefined;
   }
 }
 
@@ -153,6 +213,13 @@ export class V2Store {
   private readonly readOnly: Set<string>;
   private readonly clock: V2StoreClock;
   private history: { events: (GoJsonValue | null)[]; size: number; front: number; back: number; capacity: number; startIndex: number; lastIndex: number };
+  /** Watchers by the path they watch. */
+  private readonly watchers = new Map<string, Set<V2Watcher>>();
+  private watcherCount = 0;
+  /** The JSON of each history slot, filled by `save` (events never change once recorded). */
+  private eventJson: (string | undefined)[] = [];
+  /** Nodes given a TTL (a superset: removed or made permanent ones are pruned when met). */
+  private ttlNodes = new Set<V2Node>();
 
   constructor(options: V2StoreOptions = {}, deps: V2StoreDependencies = {}) {
     const namespaces = options.namespaces ?? ["/0", "/1"];
@@ -200,10 +267,15 @@ export class V2Store {
       } catch (e) {
         if (!(e instanceof V2Error) || e.errorCode !== V2ErrorCode.KeyNotFound) throw e;
       }
+      if (ttl.refresh) {
+        if (prev === undefined) this.internalGet(nodePath); // throws KeyNotFound
+        value = prev!.value;
+      }
       const prevNode = prev === undefined ? undefined : this.extern(prev, false, false, true);
       if (prevNode !== undefined) prevNode.key = nodePath;
       const e = this.internalCreate(nodePath, dir, value, false, true, ttl, "set");
       if (prevNode !== undefined) e.prevNode = prevNode;
+      if (ttl.refresh) e.refresh = true;
       this.record(e);
       return e;
     }, false);
@@ -216,16 +288,18 @@ export class V2Store {
       this.checkWritable(nodePath);
       const n = this.internalGet(nodePath);
       if (n.isDir && value.length !== 0) throw new V2Error(V2ErrorCode.NotFile, nodePath, this.currentIndex);
+      if (ttl.refresh) value = n.value;
       const next = this.currentIndex + 1;
       const prevNode = this.extern(n, false, false, false);
       if (!n.isDir) {
         n.value = value;
         n.modifiedIndex = next;
+        n.touch();
       }
       this.setExpireTime(n, ttl);
       const node: NodeExtern = { key: nodePath, value: n.isDir ? undefined : value, dir: n.isDir || undefined, ...this.ttlOf(n), modifiedIndex: next, createdIndex: n.createdIndex };
       this.currentIndex = next;
-      return { action: "update", node, prevNode, etcdIndex: next };
+      return { action: "update", node, prevNode, etcdIndex: next, refresh: ttl.refresh || undefined };
     });
   }
 
@@ -237,13 +311,15 @@ export class V2Store {
       const n = this.internalGet(nodePath);
       if (n.isDir) throw new V2Error(V2ErrorCode.NotFile, nodePath, this.currentIndex);
       this.compare(n, prevValue, prevIndex);
+      if (ttl.refresh) value = n.value;
       this.currentIndex++;
       const prevNode = this.extern(n, false, false, false);
       n.value = value;
       n.modifiedIndex = this.currentIndex;
+      n.touch();
       this.setExpireTime(n, ttl);
       const node: NodeExtern = { key: nodePath, value, ...this.ttlOf(n), modifiedIndex: this.currentIndex, createdIndex: n.createdIndex };
-      return { action: "compareAndSwap", node, prevNode, etcdIndex: this.currentIndex };
+      return { action: "compareAndSwap", node, prevNode, etcdIndex: this.currentIndex, refresh: ttl.refresh || undefined };
     });
   }
 
@@ -258,7 +334,9 @@ export class V2Store {
       const prevNode = this.extern(n, false, false, false);
       this.remove(n, dir, recursive);
       this.currentIndex = next;
-      return { action: "delete", node: { key: nodePath, dir: n.isDir || undefined, modifiedIndex: next, createdIndex: n.createdIndex }, prevNode, etcdIndex: next };
+      const e: V2Event = { action: "delete", node: { key: nodePath, dir: n.isDir || undefined, modifiedIndex: next, createdIndex: n.createdIndex }, prevNode, etcdIndex: next };
+      for (const p of subtreePaths(n)) this.notifyWatchers(e, p, true);
+      return e;
     });
   }
 
@@ -272,7 +350,9 @@ export class V2Store {
       this.currentIndex++;
       const prevNode = this.extern(n, false, false, false);
       this.remove(n, false, false);
-      return { action: "compareAndDelete", node: { key: nodePath, modifiedIndex: this.currentIndex, createdIndex: n.createdIndex }, prevNode, etcdIndex: this.currentIndex };
+      const e: V2Event = { action: "compareAndDelete", node: { key: nodePath, modifiedIndex: this.currentIndex, createdIndex: n.createdIndex }, prevNode, etcdIndex: this.currentIndex };
+      this.notifyWatchers(e, nodePath, true);
+      return e;
     });
   }
 
@@ -283,14 +363,10 @@ export class V2Store {
    */
   deleteExpiredKeys(cutoffNs: bigint): void {
     const due: { n: V2Node; at: bigint }[] = [];
-    const visit = (n: V2Node): void => {
-      if (!n.isPermanent) {
-        const at = parseGoTimeNs(n.expireTime);
-        if (at !== undefined && at <= cutoffNs) due.push({ n, at });
-      }
-      if (n.children !== null) for (const c of n.children.values()) visit(c);
-    };
-    visit(this.root);
+    for (const n of this.liveTtlNodes()) {
+      const at = parseGoTimeNs(n.expireTime);
+      if (at !== undefined && at <= cutoffNs) due.push({ n, at });
+    }
     due.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
     for (const { n } of due) {
       if (!this.attached(n)) continue; // went with an expired directory above it
@@ -298,27 +374,68 @@ export class V2Store {
       const prevNode = this.extern(n, false, false, false);
       n.detach();
       this.stats.expireCount++;
-      this.record({ action: "expire", node: { key: n.path, dir: n.isDir || undefined, modifiedIndex: this.currentIndex, createdIndex: n.createdIndex }, prevNode, etcdIndex: this.currentIndex });
+      const e: V2Event = { action: "expire", node: { key: n.path, dir: n.isDir || undefined, modifiedIndex: this.currentIndex, createdIndex: n.createdIndex }, prevNode, etcdIndex: this.currentIndex };
+      for (const p of subtreePaths(n)) this.notifyWatchers(e, p, true);
+      this.record(e);
     }
+  }
+
+  /** Whether any node has a TTL (the leader proposes SYNC requests only then, as etcd). */
+  hasTtlKeys(): boolean {
+    return this.liveTtlNodes().length > 0;
+  }
+
+  /** The nodes in the tree with a TTL; prunes the rest from `ttlNodes`. */
+  private liveTtlNodes(): V2Node[] {
+    const live: V2Node[] = [];
+    for (const n of this.ttlNodes) {
+      if (n.isPermanent || !this.attached(n)) this.ttlNodes.delete(n);
+      else live.push(n);
+    }
+    return live;
+  }
+
+  /**
+   * Watches `key` (and what is under it when `recursive`) for the first event at or after
+   * `sinceIndex` (0: the next one). An event already in the history is delivered at once (with
+   * the current index as its etcdIndex) and the watcher is not registered; otherwise it waits for
+   * the next matching mutation, and a stream watcher stays for every one after it.
+   * @throws V2Error EventIndexCleared when `sinceIndex` is older than the history's first event.
+   */
+  watch(key: string, recursive: boolean, stream: boolean, sinceIndex: number, sink: V2WatchSink): V2Watcher {
+    key = cleanPath(key);
+    if (sinceIndex === 0) sinceIndex = this.currentIndex + 1;
+    const storeIndex = this.currentIndex;
+    const found = this.scanHistory(key, recursive, sinceIndex, storeIndex);
+    const w = new V2Watcher(recursive, stream, sinceIndex, storeIndex, sink, (x) => this.detachWatcher(key, x));
+    if (found !== undefined) {
+      w.removed = true;
+      w.deliver({ ...found, etcdIndex: storeIndex });
+      return w;
+    }
+    let set = this.watchers.get(key);
+    if (set === undefined) this.watchers.set(key, (set = new Set()));
+    set.add(w);
+    this.watcherCount++;
+    return w;
+  }
+
+  /** The store's counters as etcd's /v2/stats/store writes them (Go field order). */
+  statsJson(): string {
+    return JSON.stringify({ ...this.stats, watchers: this.watcherCount });
   }
 
   /** The store as etcd 3.4's `Save()` writes it (format above). */
   save(): Buffer {
+    // Written piece by piece: the nodes and events keep their JSON until they change, so a save
+    // after one change costs the changed path and the joins, not the whole store.
     const h = this.history;
-    const doc: GoJsonValue = {
-      Root: this.saveNode(this.root),
-      WatcherHub: {
-        EventHistory: {
-          Queue: { Events: h.events, Size: h.size, Front: h.front, Back: h.back, Capacity: h.capacity },
-          StartIndex: h.startIndex,
-          LastIndex: h.lastIndex,
-        },
-      },
-      CurrentIndex: this.currentIndex,
-      Stats: { ...this.stats },
-      CurrentVersion: this.currentVersion,
-    };
-    return Buffer.from(goJsonStringify(doc));
+    const events = h.events.map((e, i) => (e === null ? "null" : (this.eventJson[i] ??= goJsonStringify(e))));
+    const json =
+      `{"Root":${this.saveNode(this.root)},"WatcherHub":{"EventHistory":{"Queue":{"Events":[${events.join(",")}],` +
+      `"Size":${h.size},"Front":${h.front},"Back":${h.back},"Capacity":${h.capacity}},"StartIndex":${h.startIndex},"LastIndex":${h.lastIndex}}},` +
+      `"CurrentIndex":${this.currentIndex},"Stats":${goJsonStringify({ ...this.stats })},"CurrentVersion":${this.currentVersion}}`;
+    return Buffer.from(json);
   }
 
   /**
@@ -353,6 +470,13 @@ export class V2Store {
       for (const k of STAT_KEYS) stats[k] = num((doc.Stats as Record<string, unknown>)[k], stats[k]);
     }
     this.root = root;
+    this.eventJson = [];
+    this.ttlNodes = new Set();
+    const visit = (n: V2Node): void => {
+      if (!n.isPermanent) this.ttlNodes.add(n);
+      if (n.children !== null) for (const c of n.children.values()) visit(c);
+    };
+    visit(root);
     this.history = history;
     this.stats = stats;
     this.currentIndex = num(doc.CurrentIndex, this.currentIndex);
@@ -380,10 +504,65 @@ export class V2Store {
     }
   }
 
-  private record(e: V2Event): void {
+  private detachWatcher(key: string, w: V2Watcher): void {
+    const set = this.watchers.get(key);
+    if (set === undefined || !set.delete(w)) return;
+    this.watcherCount--;
+    if (set.size === 0) this.watchers.delete(key);
+  }
+
+  /** etcd's watcherHub.notifyWatchers: the watchers of `nodePath` that `e` concerns. */
+  private notifyWatchers(e: V2Event, nodePath: string, deleted: boolean): void {
+    const set = this.watchers.get(nodePath);
+    if (set === undefined) return;
+    for (const w of [...set]) {
+      if (w.removed) continue;
+      const originalPath = e.node.key === nodePath;
+      if ((originalPath || !isHiddenFrom(nodePath, e.node.key ?? "")) && w.notify(e, originalPath, deleted) && !w.stream) w.remove();
+    }
+  }
+
+  /** etcd's EventHistory.scan: the first event at or after `index` that a watch of `key` sees. */
+  private scanHistory(key: string, recursive: boolean, index: number, storeIndex: number): V2Event | undefined {
     const h = this.history;
-    const json: GoJsonValue = { action: e.action, node: externJson(e.node), prevNode: e.prevNode === undefined ? undefined : externJson(e.prevNode) };
+    if (index < h.startIndex) {
+      throw new V2Error(V2ErrorCode.EventIndexCleared, `the requested history has been cleared [${h.startIndex}/${index}]`, storeIndex);
+    }
+    if (index > h.lastIndex || h.size === 0) return undefined;
+    let i = (h.front + (index - h.startIndex)) % h.capacity;
+    const prefix = key.endsWith("/") ? key : key + "/";
+    for (;;) {
+      const e = h.events[i] as { action: string; node: NodeExtern; prevNode?: NodeExtern; refresh?: boolean } | null;
+      if (e !== null && !e.refresh) {
+        const k = e.node.key ?? "";
+        let ok = k === key || (recursive && k.startsWith(prefix));
+        if ((e.action === "delete" || e.action === "expire") && e.prevNode?.dir === true) ok = ok || key.startsWith(e.prevNode.key ?? "");
+        if (ok) return { action: e.action, node: e.node, prevNode: e.prevNode, etcdIndex: storeIndex };
+      }
+      i = (i + 1) % h.capacity;
+      if (i === h.back) return undefined;
+    }
+  }
+
+  /** Adds `e` to the history and, unless it is a refresh, wakes the watchers on every path above it. */
+  private record(e: V2Event): void {
+    this.addToHistory(e);
+    if (e.refresh) return;
+    const key = e.node.key ?? "/";
+    let curr = "/";
+    this.notifyWatchers(e, curr, false);
+    for (const seg of key.split("/")) {
+      if (seg === "") continue;
+      curr = cleanPath(curr + "/" + seg);
+      this.notifyWatchers(e, curr, false);
+    }
+  }
+
+  private addToHistory(e: V2Event): void {
+    const h = this.history;
+    const json: GoJsonValue = { action: e.action, node: externJson(e.node), prevNode: e.prevNode === undefined ? undefined : externJson(e.prevNode), refresh: e.refresh || undefined };
     h.events[h.back] = json;
+    this.eventJson[h.back] = undefined;
     h.back = (h.back + 1) % h.capacity;
     if (h.size === h.capacity) h.front = (h.front + 1) % h.capacity;
     else h.size++;
@@ -436,7 +615,10 @@ export class V2Store {
     if (dir) node.dir = true;
     else node.value = value;
     this.addChild(d, n);
-    if (!n.isPermanent) Object.assign(node, this.ttlOf(n));
+    if (!n.isPermanent) {
+      this.ttlNodes.add(n);
+      Object.assign(node, this.ttlOf(n));
+    }
     this.currentIndex = next;
     return { action, node, prevNode, etcdIndex: next };
   }
@@ -465,6 +647,7 @@ export class V2Store {
   private addChild(parent: V2Node, child: V2Node): void {
     child.parent = parent;
     parent.children!.set(child.name, child);
+    parent.touch();
   }
 
   private remove(n: V2Node, dir: boolean, recursive: boolean): void {
@@ -496,6 +679,8 @@ export class V2Store {
 
   private setExpireTime(n: V2Node, ttl: TtlOptions): void {
     n.expireTime = this.expireTimeOf(ttl);
+    n.touch();
+    if (!n.isPermanent) this.ttlNodes.add(n);
   }
 
   private ttlOf(n: V2Node): { expiration?: string; ttl?: number } {
@@ -524,14 +709,18 @@ export class V2Store {
     return out;
   }
 
-  private saveNode(n: V2Node): GoJsonValue {
-    let children: GoJsonValue = null;
+  /** A node's saved JSON (Go's field order, children in byte order), cached on the node. */
+  private saveNode(n: V2Node): string {
+    if (n.savedJson !== undefined) return n.savedJson;
+    let children = "null";
     if (n.children !== null) {
-      const obj: Record<string, GoJsonValue> = {};
-      for (const name of [...n.children.keys()].sort(goMapKeyCompare)) obj[name] = this.saveNode(n.children.get(name)!);
-      children = obj;
+      const parts = [...n.children.keys()].sort(goMapKeyCompare).map((name) => goJsonString(name) + ":" + this.saveNode(n.children!.get(name)!));
+      children = "{" + parts.join(",") + "}";
     }
-    return { Path: n.path, CreatedIndex: n.createdIndex, ModifiedIndex: n.modifiedIndex, ExpireTime: n.expireTime, Value: n.value, Children: children };
+    n.savedJson =
+      `{"Path":${goJsonString(n.path)},"CreatedIndex":${n.createdIndex},"ModifiedIndex":${n.modifiedIndex},` +
+      `"ExpireTime":${goJsonString(n.expireTime)},"Value":${goJsonString(n.value)},"Children":${children}}`;
+    return n.savedJson;
   }
 
   private loadNode(raw: unknown, parent: V2Node | undefined): V2Node {
@@ -561,6 +750,23 @@ export class V2StoreFormatError extends Error {
   constructor(reason: string) {
     super(`v2store: bad snapshot: ${reason}`);
   }
+}
+
+/** Every path in the subtree of `n`, children before their directory (what a removal notifies). */
+function subtreePaths(n: V2Node): string[] {
+  const out: string[] = [];
+  const visit = (x: V2Node): void => {
+    if (x.children !== null) for (const c of x.children.values()) visit(c);
+    out.push(x.path);
+  };
+  visit(n);
+  return out;
+}
+
+/** etcd's isHidden: whether `keyPath` is hidden from a watch of `watchPath` (a "_" component below it). */
+function isHiddenFrom(watchPath: string, keyPath: string): boolean {
+  if (watchPath.length > keyPath.length) return false;
+  return cleanPath("/" + keyPath.slice(watchPath.length)).includes("/_");
 }
 
 function num(v: unknown, fallback: number): number {

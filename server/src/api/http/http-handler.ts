@@ -72,14 +72,24 @@ export function metricsHandler(server: EtcdServer, metrics: Metrics): http.Reque
   };
 }
 
-/** The handler for `server`; the gateway runs the gRPC services in `services`. */
-export function httpHandler(server: EtcdServer, metrics: Metrics, services: ServiceRegistry): http.RequestListener {
+/** Serves the v2 API's paths (api/v2http), when --enable-v2 is on. */
+export type V2PathHandler = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => void;
+
+/**
+ * The handler for `server`; the gateway runs the gRPC services in `services`; `v2` serves /v2/
+ * (without it, as etcd 3.4 without --enable-v2, those paths are 404).
+ */
+export function httpHandler(server: EtcdServer, metrics: Metrics, services: ServiceRegistry, v2?: V2PathHandler): http.RequestListener {
   const messageBytesMax = gatewayMessageBytesMax(server.options.maxRequestBytes);
   const gateway = new Gateway({ messageBytesMax, bodyBytesMax: gatewayBodyBytesMax(messageBytesMax) }, services);
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (gateway.owns(url.pathname)) {
       gateway.handle(req, res, url.pathname);
+      return;
+    }
+    if (v2 !== undefined && (url.pathname === "/v2" || url.pathname.startsWith("/v2/"))) {
+      v2(req, res, url);
       return;
     }
     const json = (status: number, body: unknown): void => {

@@ -29,8 +29,28 @@ function checkOp(op: RequestOp, maxTxnOps: number): void {
   else throw serverError("KeyNotFound"); // an empty op, as etcd reports it
 }
 
-/** Size and shape checks; nested txns share the parent's op budget. */
+/**
+ * Keeps, in every op of `r` (nested txns too), only the member of RequestOp's `request` oneof that
+ * protobuf keeps: the last on the wire, which for encoders writing in field order is the highest
+ * numbered (txn 4, delete 3, put 2, range 1). The decoded form holds every member that was sent;
+ * etcd sees one. Changes `r` in place.
+ */
+function keepLastRequestMember(r: TxnRequest): void {
+  for (const op of [...r.success, ...r.failure]) {
+    if (op.requestTxn !== undefined) {
+      op.requestDeleteRange = op.requestPut = op.requestRange = undefined;
+      keepLastRequestMember(op.requestTxn);
+    } else if (op.requestDeleteRange !== undefined) op.requestPut = op.requestRange = undefined;
+    else if (op.requestPut !== undefined) op.requestRange = undefined;
+  }
+}
+
+/**
+ * Size and shape checks; nested txns share the parent's op budget. First reduces each op to the
+ * one request protobuf keeps (keepLastRequestMember), so what is checked is what runs.
+ */
 export function checkTxn(r: TxnRequest, maxTxnOps: number): void {
+  keepLastRequestMember(r);
   const opc = Math.max(r.compare.length, r.success.length, r.failure.length);
   if (opc > maxTxnOps) throw serverError("TooManyOps");
   for (const c of r.compare) if (c.key.length === 0) throw serverError("EmptyKey");

@@ -10,7 +10,7 @@ import {
   WatchCreateRequest_FilterType, WatchRequest, WatchResponse, WatchServer,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { Event as PbEvent } from "@etcd-ts/proto/mvccpb/kv";
-import { Event_EventType } from "@etcd-ts/proto/mvccpb/kv";
+import { Event as PbEventCodec, Event_EventType } from "@etcd-ts/proto/mvccpb/kv";
 import type { Event, KeyValue } from "../../mvcc/key-value.js";
 import type { WatchFilter, WatchMessage, Watcher } from "../../mvcc/watch-hub.js";
 import type { EtcdServer } from "../../server/etcd-server.js";
@@ -22,7 +22,10 @@ import { requestContext } from "./grpc-util.js";
 export interface WatchServiceOptions {
   /** Period of progress notifications for watchers that asked for them (etcd: 10m). */
   progressNotifyIntervalMs: number;
-  /** Responses larger than this are split when the watcher asked for fragments. */
+  /**
+   * Responses of this many bytes or more are split when the watcher asked for fragments (etcd:
+   * --max-request-bytes plus its 512 KiB gRPC allowance). Default: the member's limit plus that.
+   */
   fragmentBytesMax?: number;
 }
 
@@ -31,6 +34,7 @@ const WATCHERS_PER_STREAM_MAX = 10_000;
 /** Watch requests one stream may have waiting behind a pending permission check. */
 const QUEUED_REQUESTS_MAX = 1024;
 const DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream";
+const EMPTY_RANGE = "mvcc: watcher range is empty";
 
 interface StreamWatcher {
   id: bigint;
@@ -58,12 +62,53 @@ function toPbEvent(e: Event, withPrev: boolean): PbEvent {
   };
 }
 
-function eventBytes(e: PbEvent): number {
-  return 32 + (e.kv ? e.kv.key.length + e.kv.value.length : 0) + (e.prevKv ? e.prevKv.key.length + e.prevKv.value.length : 0);
+/** What etcd adds to --max-request-bytes for a gRPC message (its grpcOverheadBytes). */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+function varintBytes(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}
+
+/** What one event adds to an encoded WatchResponse: tag, length and the event. */
+function eventFieldBytes(e: PbEvent): number {
+  const len = PbEventCodec.encode(e).finish().length;
+  return 1 + varintBytes(len) + len;
+}
+
+/**
+ * etcd's sendFragments: a response below `max` bytes, or with fewer than two events, goes whole;
+ * otherwise fragments are filled event by event, an event that brings a fragment (of more than
+ * one event) to `max` or more starting the next one; every fragment but the last has `fragment`
+ * set.
+ */
+function fragments(wr: WatchResponse, max: number): WatchResponse[] {
+  const sizes = wr.events.map(eventFieldBytes);
+  const whole = WatchResponse.encode({ ...wr, events: [] }).finish().length + sizes.reduce((a, b) => a + b, 0);
+  if (whole < max || wr.events.length < 2) return [wr];
+  const base = WatchResponse.encode({ ...wr, events: [], fragment: true }).finish().length;
+  const out: WatchResponse[] = [];
+  let idx = 0;
+  for (;;) {
+    const start = idx;
+    let size = base;
+    while (idx < wr.events.length) {
+      size += sizes[idx]!;
+      if (idx - start + 1 > 1 && size >= max) break;
+      idx++;
+    }
+    const last = idx === wr.events.length;
+    out.push({ ...wr, events: wr.events.slice(start, idx), fragment: !last });
+    if (last) return out;
+  }
 }
 
 export function watchService(server: EtcdServer, options: WatchServiceOptions, logger: Logger): WatchServer {
-  const fragmentBytesMax = options.fragmentBytesMax ?? 1.5 * 1024 * 1024;
+  const fragmentBytesMax = options.fragmentBytesMax ?? server.options.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   return {
     watch: (stream: ServerDuplexStream<WatchRequest, WatchResponse>) => {
       const watchers = new Map<bigint, StreamWatcher>();
@@ -100,28 +145,23 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
           write(watchResponse({ header, watchId: sw.id, events }));
           return true;
         }
-        // Split into fragments no larger than fragmentBytesMax (at least one event each).
-        let start = 0;
-        while (start < events.length || start === 0) {
-          let size = 0;
-          let end = start;
-          while (end < events.length && (end === start || size + eventBytes(events[end]!) <= fragmentBytesMax)) {
-            size += eventBytes(events[end]!);
-            end++;
-          }
-          write(watchResponse({ header, watchId: sw.id, fragment: end < events.length, events: events.slice(start, end) }));
-          if (end >= events.length) break;
-          start = end;
-        }
+        for (const f of fragments(watchResponse({ header, watchId: sw.id, events }), fragmentBytesMax)) write(f);
         return true;
       };
 
       const create = (req: NonNullable<WatchRequest["createRequest"]>): void => {
         let key = req.key;
         if (key.length === 0) key = Buffer.from([0]); // the smallest key
+        // An empty range end watches one key; etcd's "\0" means every key from `key` on.
+        const fromKey = req.rangeEnd.length === 1 && req.rangeEnd[0] === 0;
         const end = req.rangeEnd.length === 0 ? undefined : req.rangeEnd;
         let id = req.watchId;
         const headerRev = server.store.currentRevision;
+        if (end !== undefined && !fromKey && Buffer.compare(Buffer.from(key), Buffer.from(end)) >= 0) {
+          // Checked before the watch ID, as etcd's watch stream does.
+          write(watchResponse({ header: server.header(headerRev), watchId: -1n, created: true, canceled: true, cancelReason: EMPTY_RANGE }));
+          return;
+        }
         if (id !== 0n && watchers.has(id)) {
           write(watchResponse({ header: server.header(headerRev), watchId: -1n, created: true, canceled: true, cancelReason: DUPLICATE_ID }));
           return;
@@ -147,13 +187,16 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
         watchers.set(id, sw);
         write(watchResponse({ header: server.header(headerRev), watchId: id, created: true }));
         const start = Number(req.startRevision);
-        if (start < 0) {
-          // Below any revision the store ever had: etcd cancels it as compacted.
-          deliver(sw, { compactRevision: server.store.compactRevision });
+        const compactRev = server.store.compactRevision;
+        if (start < 0 && start < compactRev) {
+          // Below the compacted revision (-1 before the first compaction): etcd cancels it as
+          // compacted. -1 on a store never compacted is not below it: etcd's catch-up then finds
+          // no events (a negative revision reads an empty range) and the watch goes on from now.
+          deliver(sw, { compactRevision: compactRev });
           return;
         }
         sw.watcher = server.store.watch(
-          { key, end, startRevision: start === 0 ? headerRev + 1 : start, prevKv: req.prevKv, filters },
+          { key, end, startRevision: start <= 0 ? headerRev + 1 : start, prevKv: req.prevKv, filters },
           { send: (msg) => deliver(sw, msg) },
         );
       };
@@ -225,8 +268,11 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
       });
       const handle = (req: WatchRequest): void => {
         try {
-          if (req.createRequest) {
-            create(req.createRequest);
+          // One member of the request oneof counts: the last on the wire, the highest numbered
+          // when written in field order (progress 3, cancel 2, create 1), as protobuf keeps it.
+          if (req.progressRequest) {
+            // Not tied to one watcher: etcd answers with watch ID -1.
+            write(watchResponse({ header: server.header(), watchId: -1n }));
           } else if (req.cancelRequest) {
             const id = req.cancelRequest.watchId;
             const sw = watchers.get(id);
@@ -235,9 +281,8 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
               watchers.delete(id);
               write(watchResponse({ header: server.header(), watchId: id, canceled: true }));
             }
-          } else if (req.progressRequest) {
-            // Not tied to one watcher: etcd answers with watch ID -1.
-            write(watchResponse({ header: server.header(), watchId: -1n }));
+          } else if (req.createRequest) {
+            create(req.createRequest);
           }
         } catch (err) {
           logger.warn("watch request failed", { error: String(err) });

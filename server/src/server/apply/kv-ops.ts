@@ -182,23 +182,40 @@ export async function applyDeleteRange(w: KvWriter, d: DeleteRangeRequest): Prom
   return { header: header(revision), deleted: BigInt(deleted), prevKvs };
 }
 
+/**
+ * Which member of Compare's target_union oneof the request holds. The decoded form keeps every
+ * member that was on the wire; protobuf (and etcd) keep the last one, which for encoders that
+ * write in field order is the one with the highest field number (lease 8, value 7, mod 6,
+ * create 5, version 4). A target whose member is not the one held compares with the zero value,
+ * as etcd's type switch does.
+ */
+function heldTarget(c: Compare): Compare_CompareTarget | undefined {
+  if (c.lease !== undefined) return Compare_CompareTarget.LEASE;
+  if (c.value !== undefined) return Compare_CompareTarget.VALUE;
+  if (c.modRevision !== undefined) return Compare_CompareTarget.MOD;
+  if (c.createRevision !== undefined) return Compare_CompareTarget.CREATE;
+  if (c.version !== undefined) return Compare_CompareTarget.VERSION;
+  return undefined;
+}
+
 function compareKv(c: Compare, kv: StoreKeyValue | undefined): boolean {
   let result: number;
+  const held = heldTarget(c) === c.target;
   switch (c.target) {
     case Compare_CompareTarget.VALUE:
-      result = compareBytes(kv?.value ?? EMPTY, c.value ?? EMPTY);
+      result = compareBytes(kv?.value ?? EMPTY, (held ? c.value : undefined) ?? EMPTY);
       break;
     case Compare_CompareTarget.CREATE:
-      result = compareNumbers(kv?.createRevision ?? 0, Number(c.createRevision ?? 0n));
+      result = compareNumbers(kv?.createRevision ?? 0, Number((held ? c.createRevision : undefined) ?? 0n));
       break;
     case Compare_CompareTarget.MOD:
-      result = compareNumbers(kv?.modRevision ?? 0, Number(c.modRevision ?? 0n));
+      result = compareNumbers(kv?.modRevision ?? 0, Number((held ? c.modRevision : undefined) ?? 0n));
       break;
     case Compare_CompareTarget.VERSION:
-      result = compareNumbers(kv?.version ?? 0, Number(c.version ?? 0n));
+      result = compareNumbers(kv?.version ?? 0, Number((held ? c.version : undefined) ?? 0n));
       break;
     case Compare_CompareTarget.LEASE:
-      result = compareNumbers(kv?.lease ?? 0n, c.lease ?? 0n);
+      result = compareNumbers(kv?.lease ?? 0n, (held ? c.lease : undefined) ?? 0n);
       break;
     default:
       result = 0;

@@ -34,7 +34,7 @@ export function applyV2Request(membership: Membership, r: Request, w: WriteSessi
   const val = r.Val ?? "";
   const prevValue = r.PrevValue ?? "";
   const prevIndex = Number(r.PrevIndex ?? 0n);
-  const ttl: TtlOptions = { expireTimeNs: r.Expiration ?? 0n };
+  const ttl: TtlOptions = { expireTimeNs: r.Expiration ?? 0n, refresh: r.Refresh ?? false };
   let result: ApplyResult;
   try {
     switch (r.Method) {
