@@ -98,8 +98,12 @@ export class KeyIndex {
     if (g.isEmpty()) {
       g.createdMain = main;
       g.createdSub = sub;
+      // An exact-size array: push() onto an empty one reserves room for 17 numbers, about 120
+      // bytes per key that is written once (most keys).
+      g.revs = [main, sub];
+    } else {
+      g.revs.push(main, sub);
     }
-    g.revs.push(main, sub);
     g.ver++;
     this.modMain = main;
     this.modSub = sub;

@@ -86,7 +86,7 @@ import { sleep, type Clock } from "../pkg/clock.js";
 import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
 import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
 import { ValueCache } from "./value-cache.js";
-import { ByteArena } from "./byte-arena.js";
+import { ByteArena } from "../pkg/byte-arena.js";
 import { WatchHub, type CommittedChange, type WatchHubOptions, type WatchOptions, type WatchSink, type Watcher } from "./watch-hub.js";
 
 export const META_SCHEDULED_COMPACT = Buffer.from("scheduledCompactRev");

@@ -3,6 +3,7 @@
  * InternalRaftRequest, and its proposer waits until the apply path triggers that ID with the
  * result, or until its deadline passes ("request timed out"). One timer sweeps every deadline.
  */
+import { ByteArena } from "../pkg/byte-arena.js";
 import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { encodeV2Request } from "./apply/entry-codec.js";
@@ -58,6 +59,8 @@ export class Proposer {
   private readonly ids: IdGenerator;
   /** Requests proposed here, by their encoded bytes (apply skips decoding them again). */
   private readonly proposed = new WeakMap<Uint8Array, InternalRaftRequest>();
+  /** Where proposals' entry bytes are kept (see pkg/byte-arena.ts). */
+  private readonly entryArena = new ByteArena(64 * 1024);
   private sweepTimer: TimerHandle | undefined;
   private stoppedWith: Error | undefined;
   /** Proposals that failed before an answer came from apply (dropped, timed out, stopped): etcd_server_proposals_failed_total. */
@@ -114,8 +117,11 @@ export class Proposer {
     const id = this.ids.next();
     req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
     req.ID = id;
-    const data = InternalRaftRequest.encode(req).finish();
-    if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
+    const encoded = InternalRaftRequest.encode(req).finish();
+    if (encoded.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
+    // The bytes stay in the Raft log until it is compacted, oldest first: packed into arena
+    // chunks they cost no ArrayBuffer of their own per entry.
+    const data = this.entryArena.copy(encoded);
     const done = this.register(id);
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
     this.proposed.set(data, req);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ByteArena } from "../../src/mvcc/byte-arena.js";
+import { ByteArena } from "../../src/pkg/byte-arena.js";
 
 describe("ByteArena", () => {
   it("copies into shared chunks, starting a new chunk when one is full", () => {

@@ -1,6 +1,7 @@
 /**
- * Copies of small byte strings that live long (written keys and values, which the value cache
- * and watchers keep), packed into chunks of their own.
+ * Copies of small byte strings that live long, packed into chunks of their own: written keys and
+ * values (which the value cache and watchers keep) and proposals' entry bytes (which the Raft log
+ * keeps until it is compacted).
  *
  * Why: a Buffer is a view; keeping one keeps its whole backing store. Bytes that arrive in a
  * request are views into the transport's message buffers, and small `Buffer.from` copies come
