@@ -108,7 +108,8 @@ describe.skipIf(!existsSync("/usr/bin/etcd"))("joining a running etcd 3.4 cluste
     const endpoint = cluster.members[0]!.clientUrl;
     const added = await runEtcdctl(endpoint, ["member", "add", "new", `--peer-urls=http://127.0.0.1:${newPeer}`]);
     expect(added.code).toBe(0);
-    const m = /Member ([0-9a-f]+) added to cluster ([0-9a-f]+)/.exec(added.stdout);
+    // etcdctl prints the IDs with %16x: an ID with a leading zero nibble is padded with spaces.
+    const m = /Member +([0-9a-f]+) added to cluster +([0-9a-f]+)/.exec(added.stdout);
     expect(m).not.toBeNull();
 
     const { args } = await joinArgs((p) => `${m0()},new=${p}`, newPeer);
