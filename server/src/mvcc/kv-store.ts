@@ -92,8 +92,14 @@ import { WatchHub, type CommittedChange, type WatchHubOptions, type WatchOptions
 export const META_SCHEDULED_COMPACT = Buffer.from("scheduledCompactRev");
 export const META_FINISHED_COMPACT = Buffer.from("finishedCompactRev");
 
+/**
+ * The value cache's default budget. Measured with etcd's benchmark (200k puts of 256 B): at 64 MiB
+ * the cache was about 100 MiB of the member's RSS (676 MiB against 571 MiB at 16 MiB).
+ */
+export const DEFAULT_VALUE_CACHE_BYTES = 32 * 1024 * 1024;
+
 export interface MvccStoreOptions {
-  /** Bytes of decoded versions kept in memory. Default 64 MiB; 0 disables the cache. */
+  /** Bytes of decoded versions kept in memory (keyValueBytes). Default DEFAULT_VALUE_CACHE_BYTES; 0 disables the cache. */
   valueCacheBytes?: number;
   /** Key-bucket entries deleted per LevelDB batch by physical compaction. Default 1000. */
   compactionBatchEntries?: number;
@@ -262,7 +268,7 @@ export class MvccStore {
     deps: MvccStoreDeps,
   ) {
     this.clock = deps.clock;
-    this.cache = new ValueCache(options.valueCacheBytes ?? 64 * 1024 * 1024);
+    this.cache = new ValueCache(options.valueCacheBytes ?? DEFAULT_VALUE_CACHE_BYTES);
     this.compactionBatchEntries = options.compactionBatchEntries ?? 1000;
     this.compactionPauseMs = options.compactionPauseMs ?? 1;
     this.indexCompactionChunkKeys = options.indexCompactionChunkKeys ?? 10000;
