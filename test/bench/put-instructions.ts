@@ -16,6 +16,8 @@
  *   INSTR_PUTS=1000               measured puts
  *   INSTR_WARMUP=3000             puts before the measurement
  *   INSTR_CLIENTS=1               benchmark --clients (and --conns=1)
+ *   INSTR_IDLE_SECONDS=10         first count this long with no load: the idle rate (timers) is
+ *                                 subtracted from the put window's count ("net"); 0 skips it
  *   INSTR_TOP=0                   also print the N functions with the most inclusive Ir (callgrind_annotate)
  *   BENCH_NO_BUILD=1              do not build server/dist first
  */
@@ -34,6 +36,7 @@ const puts = Number(process.env.INSTR_PUTS ?? 1000);
 const warmup = Number(process.env.INSTR_WARMUP ?? 3000);
 const clients = Number(process.env.INSTR_CLIENTS ?? 1);
 const top = Number(process.env.INSTR_TOP ?? 0);
+const idleSeconds = Number(process.env.INSTR_IDLE_SECONDS ?? 10);
 const putFlags = ["--key-size=8", "--key-space-size=100000", "--sequential-keys", "--val-size=256"];
 
 const VARIANT_ENV: Record<string, Record<string, string>> = {
@@ -41,7 +44,19 @@ const VARIANT_ENV: Record<string, Record<string, string>> = {
   "grpc-js": { ETCD_TS_LEAN_UNARY: "off" },
 };
 
-async function measure(variant: string, benchmark: string): Promise<{ ir: number; seconds: number }> {
+/** Dumps callgrind's counts (which zeroes them) and reads the new dump's total. */
+function dump(pid: number, dir: string): { ir: number; file: string } {
+  const before = new Set(readdirSync(dir));
+  execFileSync("callgrind_control", ["-d", String(pid)], { stdio: "ignore" });
+  const fresh = readdirSync(dir).filter((f) => f.startsWith("callgrind.out") && !before.has(f));
+  if (fresh.length !== 1) throw new Error(`expected one new callgrind dump, found ${fresh.join(", ") || "none"}`);
+  const file = path.join(dir, fresh[0]!);
+  const m = /^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(file, "utf8"));
+  if (m === null) throw new Error(`no totals in ${file}`);
+  return { ir: Number(m[1]), file };
+}
+
+async function measure(variant: string, benchmark: string): Promise<{ ir: number; seconds: number; idleIrPerSecond: number }> {
   const env = VARIANT_ENV[variant];
   if (env === undefined) throw new Error(`unknown variant ${variant}; want one of ${Object.keys(VARIANT_ENV).join(", ")}`);
   const baseDir = mkdtempSync(path.join(os.tmpdir(), "etcd-instr-"));
@@ -74,25 +89,23 @@ async function measure(variant: string, benchmark: string): Promise<{ ir: number
       runBenchmark({ binaryPath: benchmark, endpoint, clients, conns: 1, command: ["put", ...putFlags, `--total=${total}`], timeoutMs: 1_800_000 });
     await run(warmup);
     execFileSync("callgrind_control", ["-i", "on", String(child.pid)], { stdio: "ignore" });
+    // The member's own timers (raft ticks) while nothing is asked of it: a rate to subtract.
+    let idleIrPerSecond = 0;
+    if (idleSeconds > 0) {
+      const idleStarted = Date.now();
+      await sleep(idleSeconds * 1000);
+      const idleIr = dump(child.pid!, baseDir).ir;
+      idleIrPerSecond = idleIr / ((Date.now() - idleStarted) / 1000);
+    }
     const started = Date.now();
     await run(puts);
     const seconds = (Date.now() - started) / 1000;
-    execFileSync("callgrind_control", ["-d", String(child.pid)], { stdio: "ignore" });
-    const dumps = readdirSync(baseDir).filter((f) => f.startsWith("callgrind.out")).sort();
-    let ir = 0;
-    let dumpFile = "";
-    for (const f of dumps) {
-      const m = /^(?:summary|totals):\s*(\d+)/m.exec(readFileSync(path.join(baseDir, f), "utf8"));
-      if (m !== null && Number(m[1]) > ir) {
-        ir = Number(m[1]);
-        dumpFile = path.join(baseDir, f);
-      }
-    }
+    const { ir, file: dumpFile } = dump(child.pid!, baseDir);
     if (top > 0 && dumpFile !== "") {
       const annotated = execFileSync("callgrind_annotate", ["--inclusive=yes", dumpFile], { encoding: "utf8", maxBuffer: 64 << 20 });
       console.log(`--- ${variant}: top ${top} inclusive ---\n${annotated.split("\n").slice(0, top + 20).join("\n")}`);
     }
-    return { ir, seconds };
+    return { ir, seconds, idleIrPerSecond };
   } finally {
     await killChild(child, "SIGKILL", 5_000);
     rmSync(baseDir, { recursive: true, force: true });
@@ -104,8 +117,12 @@ async function main(): Promise<void> {
   const benchmark = await ensureBenchmarkBinary(repoRoot);
   console.log(`puts=${puts} warmup=${warmup} clients=${clients} load=${os.loadavg()[0]!.toFixed(2)}`);
   for (const variant of variants) {
-    const { ir, seconds } = await measure(variant, benchmark);
-    console.log(`${variant.padEnd(8)} Ir/put=${Math.round(ir / puts).toLocaleString("en")}  total Ir=${ir.toLocaleString("en")}  window=${seconds.toFixed(1)} s`);
+    const { ir, seconds, idleIrPerSecond } = await measure(variant, benchmark);
+    const net = ir - idleIrPerSecond * seconds;
+    console.log(
+      `${variant.padEnd(8)} Ir/put=${Math.round(ir / puts).toLocaleString("en")}  net Ir/put=${Math.round(net / puts).toLocaleString("en")}` +
+        `  window=${seconds.toFixed(1)} s  idle Ir/s=${Math.round(idleIrPerSecond).toLocaleString("en")}`,
+    );
   }
 }
 
