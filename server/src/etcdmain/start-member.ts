@@ -24,6 +24,7 @@ import { bootstrapMember } from "../server/bootstrap.js";
 import { serviceRegistry } from "../api/v3rpc/service-registry.js";
 import { httpHandler, metricsHandler } from "../api/http/http-handler.js";
 import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
+import { installLeanUnary, LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
 import { WalCells } from "../api/http/metrics.js";
 import { v2Handler } from "../api/v2http/v2-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
@@ -295,6 +296,14 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  // The hot unary methods skip grpc-js's per-call machinery (lean-unary.ts); the
+  // ETCD_TS_LEAN_UNARY=off knob leaves every call to grpc-js (measurements, bisecting).
+  if (process.env.ETCD_TS_LEAN_UNARY !== "off") {
+    const lean = new LeanUnaryServer({ maxReceiveMessageBytes: cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES, maxSendMessageBytes: 2 ** 31 - 1 }, { services });
+    const installed = installLeanUnary(grpcServer, lean);
+    if (installed.installed) apiLogger.debug("lean unary path on", { methods: lean.paths.length });
+    else apiLogger.warn("lean unary path off", { reason: installed.reason });
+  }
   const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
   const http1 = http.createServer(httpHandler(server, metrics, services, v2));
 
