@@ -240,6 +240,53 @@ describe("Reconciler in a simulated world", () => {
     expect(world.events.some((e) => e.includes("remove e-1 (repair)"))).toBe(true);
   });
 
+  it("rolls a changed image one member at a time, followers first, the leader last after moving leadership", async () => {
+    const { world, cluster, untilSteady, pass } = setup(3);
+    await untilSteady();
+    const ids = [...world.members.keys()];
+    const hashBefore = world.written?.specHash;
+    expect(world.written?.updatedMembers).toBe(3);
+    cluster.spec.image = "img:2";
+    cluster.metadata.generation = 2;
+    const steps: string[] = [];
+    let maxMissing = 0;
+    for (let i = 0; i < 60; i++) {
+      const r = await pass();
+      maxMissing = Math.max(maxMissing, 3 - [...world.pods.values()].filter((p) => p.running).length);
+      if (r.step.kind === "steady") break;
+      if (r.step.kind !== "wait") steps.push(`${r.step.kind}${"member" in r.step ? ` ${r.step.member}` : ""}`);
+    }
+    expect(steps).toEqual(["roll-member e-2", "create-pod e-2", "roll-member e-1", "create-pod e-1", "move-leader", "roll-member e-0", "create-pod e-0"]);
+    expect(maxMissing).toBe(1);
+    expect([...world.pods.values()].map((p) => p.obj.spec.containers[0].image)).toEqual(["img:2", "img:2", "img:2"]);
+    // Same members, same data; no membership change but the leadership move.
+    expect([...world.members.keys()]).toEqual(ids);
+    expect(world.changes.map((c) => c.split(" ")[0])).toEqual(["move-leader"]);
+    expect(world.written?.specHash).not.toBe(hashBefore);
+    expect(world.written?.updatedMembers).toBe(3);
+    expect(world.written?.phase).toBe("Running");
+    expect(world.events.filter((e) => e.startsWith("Normal RollMember")).length).toBe(3);
+  });
+
+  it("does not roll for changes that do not shape the pod (size, backup)", async () => {
+    const { world, cluster, untilSteady } = setup(3);
+    await untilSteady();
+    cluster.spec.backup = { schedule: "0 * * * *" };
+    expect(await untilSteady()).toEqual([]);
+  });
+
+  it("reports a refused version path and leaves the members alone", async () => {
+    const { world, cluster, pass } = setup(3);
+    for (let i = 0; i < 10; i++) await pass();
+    cluster.spec.image = "img:3.6";
+    cluster.spec.version = "3.6";
+    const r = await pass();
+    expect(r.step).toMatchObject({ kind: "refused", reason: "VersionSkipsMinor" });
+    expect(world.events.at(-1)).toMatch(/^Warning VersionSkipsMinor: /);
+    expect(world.written?.conditions?.find((c) => c.type === "Progressing")).toMatchObject({ status: "False", reason: "VersionSkipsMinor" });
+    expect([...world.pods.values()].every((p) => p.obj.spec.containers[0].image === "img")).toBe(true);
+  });
+
   it("reports a failed step as a Warning event and retries", async () => {
     const { world, cluster, untilSteady, pass } = setup(3);
     await untilSteady();

@@ -4,12 +4,14 @@
  * Service, and a PodDisruptionBudget that keeps a quorum of voters. Every object is owned by the
  * EtcdCluster (a controller owner reference), so deleting the cluster deletes them.
  */
+import { createHash } from "node:crypto";
 import type { EtcdCluster } from "../api/v1alpha1.js";
 import { API_VERSION, CLUSTER_KIND } from "../api/v1alpha1.js";
 import {
   ANN_INITIAL_CLUSTER,
   ANN_INITIAL_STATE,
   ANN_MEMBER_ID,
+  ANN_SPEC_HASH,
   CLIENT_PORT,
   DATA_DIR,
   DATA_MOUNT,
@@ -35,6 +37,39 @@ export interface ManifestOptions {
    * bootstrap's init container. Default: the image's entrypoint in wait-srv mode.
    */
   waitSrvCommand?: string[];
+}
+
+/**
+ * The hash of everything in the spec that shapes a member's pod but not its identity: the image
+ * (spec.image or the operator's default), pull policy, etcd options, pod template, TLS settings,
+ * the server command, and `material` (a fingerprint of the certificates mounted, so a rotation
+ * rolls the members). Size, storage, backup and bootstrap settings are not in it: changing them
+ * never restarts a member. 16 hex digits of a SHA-256 over canonical JSON; deterministic.
+ */
+export function podSpecHash(c: EtcdCluster, o: ManifestOptions, material = ""): string {
+  const s = c.spec;
+  const relevant = {
+    image: s.image || o.defaultImage,
+    imagePullPolicy: s.imagePullPolicy ?? null,
+    options: s.options ?? {},
+    podTemplate: s.podTemplate ?? {},
+    tls: s.tls ?? null,
+    serverCommand: o.serverCommand,
+    material,
+  };
+  return createHash("sha256").update(canonicalJson(relevant)).digest("hex").slice(0, 16);
+}
+
+/** JSON with object keys sorted at every level, so equal values hash equally whatever their key order. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
 }
 
 export const DEFAULT_WAIT_SRV_COMMAND = ["node", "/app/operator/bin/entrypoint.js", "wait-srv"];
@@ -107,10 +142,11 @@ export function memberArgs(c: EtcdCluster, s: MemberStart, o: ManifestOptions): 
   return args;
 }
 
-export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions): Obj {
+/** A member's pod; `specHash` (podSpecHash of the same spec) is recorded on it for rolling. */
+export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions, specHash = podSpecHash(c, o)): Obj {
   const memory = c.spec.storage?.medium === "Memory";
   const tpl = c.spec.podTemplate ?? {};
-  const annotations = { ...(tpl.metadata?.annotations ?? {}), ...(memory ? startAnnotations(s) : {}) };
+  const annotations = { ...(tpl.metadata?.annotations ?? {}), ...(memory ? startAnnotations(s) : {}), [ANN_SPEC_HASH]: specHash };
   const srv = s.state === "new" && c.spec.bootstrap?.discovery === "DNSSRV";
   const image = c.spec.image || o.defaultImage;
   return {

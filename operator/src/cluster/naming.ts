@@ -22,6 +22,12 @@ export const ANN_INITIAL_CLUSTER = "etcd.etcd-ts.io/initial-cluster";
 /** On a member's PVC (or pod): "new" or "existing", the --initial-cluster-state it was first started with. */
 export const ANN_INITIAL_STATE = "etcd.etcd-ts.io/initial-cluster-state";
 
+/**
+ * On a member's pod: the hash of the pod-relevant spec it was created from (podSpecHash). A pod
+ * whose hash differs from the spec's is rolled (deleted and recreated on its volume).
+ */
+export const ANN_SPEC_HASH = "etcd.etcd-ts.io/spec-hash";
+
 export interface ClusterRef {
   name: string;
   namespace: string;

@@ -65,6 +65,11 @@ export interface ObservedCluster {
   /** Member PVCs by member name (not PVC name). Empty with memory storage. */
   volumes: Map<string, ObservedVolume>;
   etcd: ObservedEtcd;
+  /**
+   * podSpecHash of the current spec: pods whose ANN_SPEC_HASH differs are rolled. Undefined
+   * turns rolling off (the planner's unit tests that are not about it).
+   */
+  specHash?: string;
   /** The pass's time, ms since the epoch. */
   now: number;
 }

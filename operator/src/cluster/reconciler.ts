@@ -14,6 +14,7 @@ import {
   memberPod,
   memberPvc,
   podDisruptionBudget,
+  podSpecHash,
 } from "./manifests.js";
 import { ANN_MEMBER_ID, CLIENT_PORT, memberFromPeerURL, pvcName } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedPod, ObservedVolume } from "./observed.js";
@@ -109,6 +110,8 @@ export class Reconciler {
       }
     } else if (step.kind === "invalid-spec" && cluster.status?.conditions?.find((c) => c.type === "Degraded")?.reason !== "InvalidSpec") {
       await store.event(cluster, "Warning", "InvalidSpec", step.message).catch(() => {});
+    } else if (step.kind === "refused" && cluster.status?.conditions?.find((c) => c.type === "Progressing")?.reason !== step.reason) {
+      await store.event(cluster, "Warning", step.reason, step.message).catch(() => {});
     }
 
     const status = buildStatus(obs, step, this.deps.now().toISOString());
@@ -118,7 +121,7 @@ export class Reconciler {
   }
 
   private requeueFor(step: Step): number {
-    if (step.kind === "steady" || step.kind === "paused" || step.kind === "invalid-spec") return this.options.requeueSteadyMs;
+    if (step.kind === "steady" || step.kind === "paused" || step.kind === "invalid-spec" || step.kind === "refused") return this.options.requeueSteadyMs;
     if (step.kind === "wait") return this.options.requeueWaitMs;
     return this.options.requeueActionMs;
   }
@@ -137,6 +140,7 @@ export class Reconciler {
       pods: new Map(pods.map((p) => [p.name, p])),
       volumes: new Map(vols.map((v) => [v.name, v])),
       etcd: { statuses: new Map() },
+      specHash: this.specHash(cluster),
       now: this.deps.now().getTime(),
     };
     const reachable = pods.filter((p) => p.podIP && !p.deleting && p.phase === "Running");
@@ -170,6 +174,11 @@ export class Reconciler {
     return obs;
   }
 
+  /** podSpecHash of the cluster's current spec. */
+  specHash(cluster: EtcdCluster): string {
+    return podSpecHash(cluster, this.options);
+  }
+
   private async ensureServices(cluster: EtcdCluster, obs: ObservedCluster): Promise<void> {
     const { store } = this.deps;
     await store.apply(headlessService(cluster));
@@ -184,14 +193,18 @@ export class Reconciler {
     const memory = cluster.spec.storage?.medium === "Memory";
     const startMember = async (s: MemberStart) => {
       if (!memory) await store.create(memberPvc(cluster, s));
-      await store.create(memberPod(cluster, s, this.options));
+      await store.create(memberPod(cluster, s, this.options, obs.specHash));
     };
     switch (step.kind) {
       case "bootstrap":
         for (const member of step.members) await startMember({ member, initialCluster: step.initialCluster, state: "new" });
         return;
       case "create-pod":
-        await store.create(memberPod(cluster, step, this.options));
+        await store.create(memberPod(cluster, step, this.options, obs.specHash));
+        return;
+      case "roll-member":
+        // The pod comes back from its volume's records with the new spec (create-pod) once it is gone.
+        await store.delete("Pod", ns, step.member);
         return;
       case "add-learner": {
         const added = await etcd.memberAdd(this.adminEndpoint(obs), [step.peerURL], true);
@@ -252,7 +265,7 @@ export function endpointOf(pod: ObservedPod): string {
 }
 
 function isAction(step: Step): boolean {
-  return !["wait", "steady", "paused", "invalid-spec"].includes(step.kind);
+  return !["wait", "steady", "paused", "invalid-spec", "refused"].includes(step.kind);
 }
 
 function eventReason(step: Step): string {
