@@ -4,12 +4,12 @@
  * Service, and a PodDisruptionBudget that keeps a quorum of voters. Every object is owned by the
  * EtcdCluster (a controller owner reference), so deleting the cluster deletes them.
  */
-import { createHash } from "node:crypto";
 import type { EtcdCluster } from "../api/v1alpha1.js";
 import { API_VERSION, CLUSTER_KIND } from "../api/v1alpha1.js";
 import {
   ANN_INITIAL_CLUSTER,
   ANN_INITIAL_STATE,
+  ANN_CLIENT_TLS,
   ANN_MEMBER_ID,
   ANN_SPEC_HASH,
   CLIENT_PORT,
@@ -25,6 +25,8 @@ import {
   pvcName,
   selectorLabels,
 } from "./naming.js";
+import { hashJson } from "./spec-hash.js";
+import { METRICS_PORT, tlsArgs, tlsSettings, tlsVolumes } from "./tls-layout.js";
 
 export interface ManifestOptions {
   clusterDomain: string;
@@ -44,7 +46,7 @@ export interface ManifestOptions {
  * (spec.image or the operator's default), pull policy, etcd options, pod template, TLS settings,
  * the server command, and `material` (a fingerprint of the certificates mounted, so a rotation
  * rolls the members). Size, storage, backup and bootstrap settings are not in it: changing them
- * never restarts a member. 16 hex digits of a SHA-256 over canonical JSON; deterministic.
+ * never restarts a member. 16 hex digits of spec-hash.ts's hashJson; deterministic.
  */
 export function podSpecHash(c: EtcdCluster, o: ManifestOptions, material = ""): string {
   const s = c.spec;
@@ -57,26 +59,15 @@ export function podSpecHash(c: EtcdCluster, o: ManifestOptions, material = ""): 
     serverCommand: o.serverCommand,
     material,
   };
-  return createHash("sha256").update(canonicalJson(relevant)).digest("hex").slice(0, 16);
-}
-
-/** JSON with object keys sorted at every level, so equal values hash equally whatever their key order. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (v !== null && typeof v === "object") {
-    const entries = Object.entries(v as Record<string, unknown>)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
-  }
-  return JSON.stringify(v) ?? "null";
+  return hashJson(relevant).slice(0, 16);
 }
 
 export const DEFAULT_WAIT_SRV_COMMAND = ["node", "/app/operator/bin/entrypoint.js", "wait-srv"];
 
 /** The SRV name etcd's --discovery-srv looks up for this cluster's peers. */
 export function peerSrvName(c: EtcdCluster, clusterDomain: string): string {
-  return `_etcd-server._tcp.${headlessServiceName(c.metadata.name)}.${c.metadata.namespace}.svc.${clusterDomain}`;
+  const service = tlsSettings(c.spec).peer ? "etcd-server-ssl" : "etcd-server";
+  return `_${service}._tcp.${headlessServiceName(c.metadata.name)}.${c.metadata.namespace}.svc.${clusterDomain}`;
 }
 
 export interface MemberStart {
@@ -121,13 +112,16 @@ export function startAnnotations(s: MemberStart): Record<string, string> {
 /** The etcd flags of one member. */
 export function memberArgs(c: EtcdCluster, s: MemberStart, o: ManifestOptions): string[] {
   const ref = { name: c.metadata.name, namespace: c.metadata.namespace };
+  const tls = tlsSettings(c.spec);
+  const peerScheme = tls.peer ? "https" : "http";
+  const clientScheme = tls.client ? "https" : "http";
   const args = [
     `--name=${s.member}`,
     `--data-dir=${DATA_DIR}`,
-    `--listen-peer-urls=http://0.0.0.0:${PEER_PORT}`,
-    `--listen-client-urls=http://0.0.0.0:${CLIENT_PORT}`,
-    `--advertise-client-urls=${clientURL(ref, s.member, o.clusterDomain)}`,
-    `--initial-advertise-peer-urls=${peerURL(ref, s.member, o.clusterDomain)}`,
+    `--listen-peer-urls=${peerScheme}://0.0.0.0:${PEER_PORT}`,
+    `--listen-client-urls=${clientScheme}://0.0.0.0:${CLIENT_PORT}`,
+    `--advertise-client-urls=${clientURL(ref, s.member, o.clusterDomain, tls.client !== undefined)}`,
+    `--initial-advertise-peer-urls=${peerURL(ref, s.member, o.clusterDomain, tls.peer !== undefined)}`,
     `--initial-cluster-token=${c.metadata.name}-${c.metadata.uid ?? "cluster"}`,
     `--initial-cluster-state=${s.state}`,
   ];
@@ -136,6 +130,7 @@ export function memberArgs(c: EtcdCluster, s: MemberStart, o: ManifestOptions): 
   } else {
     args.push(`--initial-cluster=${s.initialCluster}`);
   }
+  args.push(...tlsArgs(tls));
   for (const [k, v] of Object.entries(c.spec.options ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
     args.push(`--${k}=${v}`);
   }
@@ -146,7 +141,14 @@ export function memberArgs(c: EtcdCluster, s: MemberStart, o: ManifestOptions): 
 export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions, specHash = podSpecHash(c, o)): Obj {
   const memory = c.spec.storage?.medium === "Memory";
   const tpl = c.spec.podTemplate ?? {};
-  const annotations = { ...(tpl.metadata?.annotations ?? {}), ...(memory ? startAnnotations(s) : {}), [ANN_SPEC_HASH]: specHash };
+  const tls = tlsSettings(c.spec);
+  const tlsMounts = tlsVolumes(tls, s.member);
+  const annotations = {
+    ...(tpl.metadata?.annotations ?? {}),
+    ...(memory ? startAnnotations(s) : {}),
+    [ANN_SPEC_HASH]: specHash,
+    ...(tls.client ? { [ANN_CLIENT_TLS]: "true" } : {}),
+  };
   const srv = s.state === "new" && c.spec.bootstrap?.discovery === "DNSSRV";
   const image = c.spec.image || o.defaultImage;
   return {
@@ -183,21 +185,24 @@ export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions, sp
           ports: [
             { name: "client", containerPort: CLIENT_PORT },
             { name: "peer", containerPort: PEER_PORT },
+            ...(tls.client ? [{ name: "metrics", containerPort: METRICS_PORT }] : []),
           ],
           ...(tpl.env ? { env: tpl.env } : {}),
           ...(tpl.resources ? { resources: tpl.resources } : {}),
           readinessProbe: {
-            httpGet: { path: "/health", port: CLIENT_PORT },
+            // With client TLS the client port wants a certificate: /health is probed on the plain metrics port.
+            httpGet: { path: "/health", port: tls.client ? METRICS_PORT : CLIENT_PORT },
             periodSeconds: 5,
             failureThreshold: 3,
           },
-          volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
+          volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }, ...tlsMounts.mounts],
         },
       ],
       volumes: [
         memory
           ? { name: "data", emptyDir: { medium: "Memory" } }
           : { name: "data", persistentVolumeClaim: { claimName: pvcName(s.member) } },
+        ...tlsMounts.volumes,
       ],
     },
   };
@@ -217,7 +222,13 @@ export function memberPvc(c: EtcdCluster, s: MemberStart): Obj {
   };
 }
 
+/**
+ * The headless Service: per-member DNS names, and SRV records for DNS discovery. Its port names
+ * are etcd's SRV service names: `etcd-server-ssl` with peer TLS (what --discovery-srv looks up for
+ * https peers), `etcd-client-ssl` with client TLS.
+ */
 export function headlessService(c: EtcdCluster): Obj {
+  const tls = tlsSettings(c.spec);
   return {
     apiVersion: "v1",
     kind: "Service",
@@ -227,8 +238,8 @@ export function headlessService(c: EtcdCluster): Obj {
       publishNotReadyAddresses: true,
       selector: selectorLabels(c.metadata.name),
       ports: [
-        { name: "etcd-server", port: PEER_PORT, targetPort: PEER_PORT },
-        { name: "etcd-client", port: CLIENT_PORT, targetPort: CLIENT_PORT },
+        { name: tls.peer ? "etcd-server-ssl" : "etcd-server", port: PEER_PORT, targetPort: PEER_PORT },
+        { name: tls.client ? "etcd-client-ssl" : "etcd-client", port: CLIENT_PORT, targetPort: CLIENT_PORT },
       ],
     },
   };

@@ -70,6 +70,8 @@ export interface ObservedCluster {
    * turns rolling off (the planner's unit tests that are not about it).
    */
   specHash?: string;
+  /** Why the TLS material the spec asks for is not there (a user's Secret missing or incomplete). */
+  tlsProblem?: string;
   /** The pass's time, ms since the epoch. */
   now: number;
 }

@@ -22,6 +22,7 @@ import {
   peerURL,
 } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedVolume } from "./observed.js";
+import { TLS_FLAGS, tlsSettings } from "./tls-layout.js";
 import { type VersionRefusalReason, sameMinor, versionRefusal } from "./version-path.js";
 
 /** Flags the operator sets on every member; `spec.options` may not name them. */
@@ -87,16 +88,30 @@ export function quorum(voters: number): number {
 /** Problems with a spec that the schema cannot express; empty when it is fine. */
 export function specProblems(obs: ObservedCluster): string[] {
   const problems: string[] = [];
+  const tls = tlsSettings(obs.spec);
   for (const key of Object.keys(obs.spec.options ?? {})) {
     if (RESERVED_OPTIONS.has(key)) problems.push(`spec.options.${key} is set by the operator`);
+    else if ((tls.client || tls.peer) && TLS_FLAGS.includes(key)) problems.push(`spec.options.${key} is set by the operator from spec.tls`);
   }
   if (!Number.isInteger(obs.spec.size) || obs.spec.size < 1) problems.push("spec.size must be at least 1");
   // etcd 3.4 (and etcd-ts, which follows it) builds a --discovery-srv cluster from the
   // _etcd-server-ssl records only: DNS SRV bootstrap needs https peers.
-  if (obs.spec.bootstrap?.discovery === "DNSSRV" && !obs.spec.tls?.peer) {
+  if (obs.spec.bootstrap?.discovery === "DNSSRV" && !tls.peer) {
     problems.push("spec.bootstrap.discovery DNSSRV needs peer TLS (spec.tls.peer): etcd 3.4 discovers only _etcd-server-ssl records");
   }
+  // Peer URLs are members' identities in etcd's list: turning peer TLS on or off under a running
+  // cluster would need every member's peer URLs updated while they switch; not done.
+  const wantScheme = tls.peer ? "https:" : "http:";
+  const other = (obs.etcd.members ?? []).filter((m) => m.peerURLs.some((u) => !u.startsWith(wantScheme)));
+  if (other.length > 0) {
+    problems.push(`spec.tls.peer cannot change on a running cluster: members ${other.map((m) => m.name || m.id).join(", ")} have ${tls.peer ? "http" : "https"} peer URLs`);
+  }
   return problems;
+}
+
+/** Whether members' peer URLs are https. */
+export function peerTls(obs: ObservedCluster): boolean {
+  return tlsSettings(obs.spec).peer !== undefined;
 }
 
 function isMemory(obs: ObservedCluster): boolean {
@@ -124,13 +139,14 @@ function ordinalOf(obs: ObservedCluster, name: string): number {
 }
 
 export function initialClusterOf(obs: ObservedCluster, names: string[], opts: PlanOptions): string {
-  return names.map((n) => `${n}=${peerURL(obs, n, opts.clusterDomain)}`).join(",");
+  return names.map((n) => `${n}=${peerURL(obs, n, opts.clusterDomain, peerTls(obs))}`).join(",");
 }
 
 export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
   const problems = specProblems(obs);
   if (problems.length > 0) return { kind: "invalid-spec", message: problems.join("; ") };
   if (obs.spec.paused === true) return { kind: "paused" };
+  if (obs.tlsProblem !== undefined) return { kind: "wait", reason: "TLSNotReady", message: obs.tlsProblem };
 
   const members = obs.etcd.members;
   if (members === undefined) return planWithoutMemberList(obs, opts);
@@ -225,7 +241,7 @@ export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
       if (obs.pods.has(name) || obs.volumes.has(name)) {
         return { kind: "wait", reason: "ObjectsTerminating", message: `waiting for the old pod and volume of ${name} to go` };
       }
-      return { kind: "add-learner", member: name, peerURL: peerURL(obs, name, opts.clusterDomain) };
+      return { kind: "add-learner", member: name, peerURL: peerURL(obs, name, opts.clusterDomain, peerTls(obs)) };
     }
   }
   if (members.length > size) {
