@@ -170,6 +170,7 @@ function phaseOf(step: Step, available: boolean, formed: boolean, rolling: boole
       return "Creating";
     case "add-learner":
     case "promote":
+      return "Scaling";
     case "move-leader":
       return step.reason === "roll" ? "Upgrading" : "Scaling";
     case "roll-member":

@@ -5,10 +5,15 @@
  * signed by @peculiar/x509 (node:crypto verifies X.509 but cannot write it). Keys are PKCS#8 PEM.
  */
 import { createHash, randomBytes, webcrypto } from "node:crypto";
+// @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs the Reflect metadata
+// polyfill loaded first (its README says so); imports evaluate in order.
+import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 
-const subtle = webcrypto.subtle as unknown as SubtleCrypto;
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+const subtle = webcrypto.subtle;
+x509.cryptoProvider.set(webcrypto as never);
 
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
