@@ -11,6 +11,7 @@ import { GrpcEtcdAdmin } from "./etcd/grpc-etcd-admin.js";
 import { Controller } from "./kube/controller.js";
 import { KubeClusterStore, apiErrorText } from "./kube/kube-cluster-store.js";
 import { KubeLeaseApi } from "./kube/lease-api.js";
+import { DEFAULT_TLS_OPTIONS, OperatorTls } from "./tls/operator-tls.js";
 import { LeaseLeaderElector } from "./kube/leader-election.js";
 import { jsonLogger, type Level } from "./logger.js";
 
@@ -26,6 +27,8 @@ export const USAGE = `etcd-ts-operator: runs EtcdCluster resources (etcd.etcd-ts
   --server-command JSON    command starting etcd-ts in the image (default ["node","/app/server/bin/etcd-ts.js"])
   --cluster-domain DOMAIN  (default cluster.local)
   --workers N              clusters reconciled at once (default 2)
+  --cert-validity DURATION operator-issued member certificates' lifetime, e.g. 90d, 12h (default 90d)
+  --cert-renew-before DUR  start new certificates when this little is left (default 30d)
   --log-level LEVEL        debug, info, warn, error (default info)
 `;
 
@@ -49,6 +52,8 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       "server-command": { type: "string" },
       "cluster-domain": { type: "string" },
       workers: { type: "string" },
+      "cert-validity": { type: "string" },
+      "cert-renew-before": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean" },
     },
@@ -68,16 +73,26 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
   const serverCommand = JSON.parse(values["server-command"] ?? '["node","/app/server/bin/etcd-ts.js"]') as string[];
   const store = new KubeClusterStore({ component: "etcd-ts-operator" }, { kubeConfig: kc });
   const etcd = new GrpcEtcdAdmin({ timeoutMs: 3000 });
+  const clusterDomain = values["cluster-domain"] ?? "cluster.local";
+  const tls = new OperatorTls(
+    {
+      clusterDomain,
+      caValidityMs: DEFAULT_TLS_OPTIONS.caValidityMs,
+      certValidityMs: values["cert-validity"] ? parseDuration(values["cert-validity"]) : DEFAULT_TLS_OPTIONS.certValidityMs,
+      renewBeforeMs: values["cert-renew-before"] ? parseDuration(values["cert-renew-before"]) : DEFAULT_TLS_OPTIONS.renewBeforeMs,
+    },
+    { secrets: store, log },
+  );
   const reconciler = new Reconciler(
     {
-      clusterDomain: values["cluster-domain"] ?? "cluster.local",
+      clusterDomain,
       defaultImage: image,
       serverCommand,
       requeueSteadyMs: 30_000,
       requeueWaitMs: 3_000,
       requeueActionMs: 1_000,
     },
-    { store, etcd, log, now: () => new Date(), describeError: apiErrorText },
+    { store, etcd, tls, log, now: () => new Date(), describeError: apiErrorText },
   );
   let controller: Controller | undefined;
   const startController = () => {
@@ -125,6 +140,14 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       etcd.close();
     },
   };
+}
+
+/** "90d", "12h", "30m", "45s" → ms. */
+export function parseDuration(v: string): number {
+  const m = /^(\d+)(d|h|m|s)$/.exec(v.trim());
+  if (!m) throw new Error(`not a duration: ${v} (use e.g. 90d, 12h, 30m, 45s)`);
+  const unit = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 }[m[2] as "d" | "h" | "m" | "s"];
+  return Number(m[1]) * unit;
 }
 
 export async function main(argv: string[]): Promise<number> {

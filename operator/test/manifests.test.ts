@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { EtcdCluster } from "../src/api/v1alpha1.js";
-import { clientService, headlessService, memberArgs, memberPod, memberPvc, podDisruptionBudget } from "../src/cluster/manifests.js";
-import { ANN_INITIAL_CLUSTER, ANN_INITIAL_STATE, ANN_MEMBER_ID } from "../src/cluster/naming.js";
+import { clientService, headlessService, memberArgs, memberPod, memberPvc, podDisruptionBudget, podSpecHash } from "../src/cluster/manifests.js";
+import { ANN_INITIAL_CLUSTER, ANN_INITIAL_STATE, ANN_MEMBER_ID, ANN_SPEC_HASH } from "../src/cluster/naming.js";
 
 const o = { clusterDomain: "cluster.local", defaultImage: "etcd-ts:1", serverCommand: ["node", "/app/server/bin/etcd-ts.js"] };
 const c = (spec: Partial<EtcdCluster["spec"]> = {}): EtcdCluster => ({
@@ -67,5 +67,20 @@ describe("manifests", () => {
     expect(h.spec.ports.map((p: any) => p.name)).toContain("etcd-server");
     expect((clientService(c()) as any).metadata.name).toBe("e-client");
     expect(podDisruptionBudget(c(), 2, "policy/v1beta1")).toMatchObject({ apiVersion: "policy/v1beta1", spec: { minAvailable: 2 } });
+  });
+
+  it("the spec hash: on every pod, changed by what shapes the pod, not by size, storage or backups, whatever the key order", () => {
+    const h = podSpecHash(c(), o);
+    expect(h).toMatch(/^[0-9a-f]{16}$/);
+    expect((memberPod(c(), start, o) as any).metadata.annotations[ANN_SPEC_HASH]).toBe(h);
+    expect(podSpecHash(c({ size: 5, storage: { size: "2Gi" }, backup: { schedule: "* * * * *" } }), o)).toBe(h);
+    expect(podSpecHash(c({ image: "etcd-ts:1" }), o)).toBe(h); // the default image, spelled out
+    for (const spec of [{ image: "etcd-ts:2" }, { options: { "snapshot-count": "5" } }, { podTemplate: { nodeSelector: { a: "b" } } }, { imagePullPolicy: "Never" as const }]) {
+      expect(podSpecHash(c(spec), o), JSON.stringify(spec)).not.toBe(h);
+    }
+    expect(podSpecHash(c(), { ...o, defaultImage: "etcd-ts:2" })).not.toBe(h);
+    expect(podSpecHash(c(), o, "cert-fingerprint")).not.toBe(h);
+    const a = podSpecHash(c({ options: { "a-b": "1", "c-d": "2" } }), o);
+    expect(podSpecHash(c({ options: { "c-d": "2", "a-b": "1" } }), o)).toBe(a);
   });
 });

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { EtcdClusterSpec } from "../src/api/v1alpha1.js";
-import { ANN_INITIAL_CLUSTER, ANN_INITIAL_STATE, ANN_MEMBER_ID, peerURL } from "../src/cluster/naming.js";
+import { ANN_INITIAL_CLUSTER, ANN_INITIAL_STATE, ANN_MEMBER_ID, ANN_SPEC_HASH, peerURL } from "../src/cluster/naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster } from "../src/cluster/observed.js";
 import { plan, quorum } from "../src/cluster/plan.js";
 import { buildStatus } from "../src/cluster/status.js";
+import { versionRefusal } from "../src/cluster/version-path.js";
 
 const opts = { clusterDomain: "cluster.local" };
 const ref = { name: "e", namespace: "ns" };
@@ -293,5 +294,128 @@ describe("buildStatus", () => {
     const s = buildStatus(w, plan(w, opts), "t");
     expect(s.phase).toBe("Creating");
     expect(s.conditions!.find((c) => c.type === "Available")).toMatchObject({ status: "False", reason: "NoMemberList" });
+  });
+});
+
+describe("rolling a changed spec", () => {
+  /** A 3-member cluster whose pods carry `hashes` (member → spec hash), the spec's hash being "new". */
+  function rolling(hashes: Record<string, string>, w: World = {}, version?: string): ObservedCluster {
+    const o = world({ members: three, leader: "e-0", ...w });
+    o.specHash = "new";
+    for (const [n, h] of Object.entries(hashes)) {
+      const p = o.pods.get(n);
+      if (p) p.annotations[ANN_SPEC_HASH] = h;
+    }
+    if (version !== undefined) for (const st of o.etcd.statuses.values()) st.version = version;
+    return o;
+  }
+  const old3 = { "e-0": "old", "e-1": "old", "e-2": "old" };
+
+  it("is steady when every pod runs the spec's hash", () => {
+    expect(plan(rolling({ "e-0": "new", "e-1": "new", "e-2": "new" }), opts)).toEqual({ kind: "steady" });
+  });
+
+  it("rolls followers first, highest ordinal first, one at a time", () => {
+    expect(plan(rolling(old3), opts)).toEqual({ kind: "roll-member", member: "e-2", id: "c", fromHash: "old", toHash: "new" });
+    expect(plan(rolling({ ...old3, "e-2": "new" }), opts)).toMatchObject({ kind: "roll-member", member: "e-1" });
+  });
+
+  it("rolls pods without a recorded hash (made before hashes were recorded)", () => {
+    expect(plan(rolling({ "e-0": "new", "e-1": "new" }), opts)).toMatchObject({ kind: "roll-member", member: "e-2", fromHash: "" });
+  });
+
+  it("moves leadership to an updated member before rolling the leader, then rolls it", () => {
+    const leaderOnly = { "e-0": "old", "e-1": "new", "e-2": "new" };
+    expect(plan(rolling(leaderOnly), opts)).toEqual({ kind: "move-leader", from: "e-0", to: "e-1", toId: "b", reason: "roll" });
+    expect(plan(rolling(leaderOnly, { leader: "e-1" }), opts)).toMatchObject({ kind: "roll-member", member: "e-0" });
+  });
+
+  it("never picks the leader while a follower is outdated", () => {
+    expect(plan(rolling(old3, { leader: "e-2" }), opts)).toMatchObject({ kind: "roll-member", member: "e-1" });
+  });
+
+  it("rolls a single member directly (no one to hand leadership to)", () => {
+    const o = world({ members: { "e-0": { id: "a" } }, spec: { size: 1 } });
+    o.specHash = "new";
+    expect(plan(o, opts)).toMatchObject({ kind: "roll-member", member: "e-0" });
+  });
+
+  it("is quorum-gated: waits while a member does not answer, its pod is terminating or missing", () => {
+    const half = { ...old3, "e-2": "new" };
+    expect(plan(rolling(half, { members: { ...three, "e-2": { id: "c", healthy: false } } }), opts)).toMatchObject({ kind: "wait", reason: "MembersUnhealthy" });
+    expect(plan(rolling(half, { members: { ...three, "e-2": { id: "c", healthy: false } }, pods: ["e-0", "e-1"], podsDeleting: ["e-2"] }), opts)).toMatchObject({
+      kind: "wait",
+    });
+    // The rolled member's pod is gone: it comes back on its volume, as itself.
+    expect(plan(rolling(half, { members: { ...three, "e-2": { id: "c", healthy: false } }, pods: ["e-0", "e-1"] }), opts)).toMatchObject({
+      kind: "create-pod",
+      member: "e-2",
+      memberId: "c",
+    });
+  });
+
+  it("waits for every pod to be ready and every member to catch up with the leader", () => {
+    const half = { ...old3, "e-2": "new" };
+    const notReady = rolling(half);
+    notReady.pods.get("e-2")!.ready = false;
+    expect(plan(notReady, opts)).toMatchObject({ kind: "wait", reason: "RollWaitingReady" });
+    expect(plan(rolling(half, { raft: { "e-0": 5000, "e-1": 5000, "e-2": 100 } }), opts)).toMatchObject({ kind: "wait", reason: "RollWaitingCatchUp" });
+    expect(plan(rolling(half, { raft: { "e-0": 5000, "e-1": 4990, "e-2": 4500 } }), opts)).toMatchObject({ kind: "roll-member", member: "e-1" });
+  });
+
+  it("repairs and scales before it rolls", () => {
+    expect(plan(rolling(old3, { spec: { size: 5 } }), opts)).toMatchObject({ kind: "add-learner", member: "e-3" });
+  });
+
+  describe("version path", () => {
+    it("allows patch changes and the next minor", () => {
+      expect(plan(rolling(old3, {}, "3.4.23"), { ...opts }).kind).toBe("roll-member");
+      const o = rolling(old3, { spec: { version: "3.5" } }, "3.4.23");
+      expect(plan(o, opts).kind).toBe("roll-member");
+      o.spec.version = "3.4.20";
+      expect(plan(o, opts).kind).toBe("roll-member");
+    });
+    it("refuses a downgrade across minor versions, a skipped minor and a major change, with a reason", () => {
+      expect(plan(rolling(old3, { spec: { version: "3.3" } }, "3.4.23"), opts)).toMatchObject({ kind: "refused", reason: "VersionDowngrade" });
+      expect(plan(rolling(old3, { spec: { version: "3.6" } }, "3.4.23"), opts)).toMatchObject({ kind: "refused", reason: "VersionSkipsMinor" });
+      expect(plan(rolling(old3, { spec: { version: "4.0" } }, "3.4.23"), opts)).toMatchObject({ kind: "refused", reason: "VersionMajorChange" });
+    });
+    it("judges a half-rolled cluster by its lowest and highest versions", () => {
+      const o = rolling({ ...old3, "e-2": "new" }, { spec: { version: "3.4" } }, "3.4.23");
+      o.etcd.statuses.get("e-2")!.version = "3.5.0";
+      expect(plan(o, opts)).toMatchObject({ kind: "refused", reason: "VersionDowngrade" });
+    });
+    it("stops the roll when a rolled member does not run spec.version", () => {
+      const o = rolling({ ...old3, "e-2": "new" }, { spec: { version: "3.5" } }, "3.4.23");
+      expect(plan(o, opts)).toMatchObject({ kind: "refused", reason: "VersionMismatch", message: expect.stringMatching(/e-2 runs 3\.4\.23/) });
+    });
+    it("reports a refusal in the Progressing condition", () => {
+      const o = rolling(old3, { spec: { version: "3.6" } }, "3.4.23");
+      const s = buildStatus(o, plan(o, opts), "t");
+      expect(s.conditions!.find((c) => c.type === "Progressing")).toMatchObject({ status: "False", reason: "VersionSkipsMinor" });
+      expect(s.phase).toBe("Running");
+    });
+  });
+
+  it("shows progress in status: the spec's hash, each member's, how many are updated", () => {
+    const o = rolling({ ...old3, "e-2": "new" });
+    const s = buildStatus(o, plan(o, opts), "t");
+    expect(s.specHash).toBe("new");
+    expect(s.updatedMembers).toBe(1);
+    expect(s.members!.map((m) => m.specHash)).toEqual(["old", "old", "new"]);
+    expect(s.phase).toBe("Upgrading");
+    expect(s.conditions!.find((c) => c.type === "Progressing")).toMatchObject({ status: "True", reason: "Rolling" });
+  });
+});
+
+describe("versionRefusal", () => {
+  it("follows etcd's one-minor-at-a-time rule", () => {
+    expect(versionRefusal(["3.4.23"], "3.4")).toBeUndefined();
+    expect(versionRefusal(["3.4.23"], "3.5.1")).toBeUndefined();
+    expect(versionRefusal(["3.4.23", "3.5.0"], "3.5")).toBeUndefined();
+    expect(versionRefusal(["3.4.23"], "3.3.9")?.reason).toBe("VersionDowngrade");
+    expect(versionRefusal(["3.3.1", "3.4.0"], "3.5")?.reason).toBe("VersionSkipsMinor");
+    expect(versionRefusal(["3.4.23"], "x")?.reason).toBe("VersionUnparsable");
+    expect(versionRefusal([], "3.9")).toBeUndefined();
   });
 });

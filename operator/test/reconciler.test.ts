@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import type { EtcdCluster, EtcdClusterStatus } from "../src/api/v1alpha1.js";
 import { ANN_MEMBER_ID, LABEL_MEMBER } from "../src/cluster/naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedPod, ObservedVolume } from "../src/cluster/observed.js";
-import { type ClusterStore, type EtcdAdmin, Reconciler } from "../src/cluster/reconciler.js";
+import { type ClusterStore, type EtcdAdmin, type MemberEndpoint, Reconciler, type TlsProvider } from "../src/cluster/reconciler.js";
 
 type Obj = Record<string, any>;
 
@@ -58,7 +58,8 @@ class World implements ClusterStore, EtcdAdmin {
         for (const p of fresh) {
           const id = (this.nextId++).toString(16);
           const name = p.obj.metadata.name;
-          this.members.set(id, { name, peerURL: `http://${name}.x:2380`, learner: false, started: true });
+          const advertised = (p.obj.spec.containers[0].command as string[]).find((a) => a.startsWith("--initial-advertise-peer-urls="))?.split("=")[1];
+          this.members.set(id, { name, peerURL: advertised ?? `http://${name}.x:2380`, learner: false, started: true });
           this.pvcs.get(`data-${name}`)!.data = id;
         }
         this.leader = [...this.members.keys()][0]!;
@@ -67,8 +68,12 @@ class World implements ClusterStore, EtcdAdmin {
     }
   }
 
-  private memberAt(endpoint: string): [string, { name: string; learner: boolean; started: boolean }] | undefined {
-    const pod = [...this.pods.values()].find((p) => `${p.ip}:2379` === endpoint && p.running);
+  /** Endpoints dialled with TLS (their server names). */
+  tlsDials = new Set<string>();
+
+  private memberAt(endpoint: MemberEndpoint): [string, { name: string; learner: boolean; started: boolean }] | undefined {
+    if (endpoint.tls) this.tlsDials.add(endpoint.tls.serverName);
+    const pod = [...this.pods.values()].find((p) => `${p.ip}:2379` === endpoint.address && p.running);
     if (!pod) return undefined;
     const data = this.pvcs.get(`data-${pod.obj.metadata.name}`)?.data;
     const m = data && this.members.get(data);
@@ -76,30 +81,30 @@ class World implements ClusterStore, EtcdAdmin {
   }
 
   // ---- EtcdAdmin
-  async status(endpoint: string): Promise<EtcdMemberStatus> {
+  async status(endpoint: MemberEndpoint): Promise<EtcdMemberStatus> {
     const at = this.memberAt(endpoint);
     if (!at) throw new Error("unavailable");
     return { id: at[0], leaderId: this.leader, raftIndex: 100, raftAppliedIndex: 100, revision: 7, dbSize: 20480, dbSizeInUse: 16384, version: "3.4.23", isLearner: at[1].learner, clusterId: "cafe" };
   }
-  async memberList(endpoint: string): Promise<EtcdMemberEntry[]> {
+  async memberList(endpoint: MemberEndpoint): Promise<EtcdMemberEntry[]> {
     if (!this.memberAt(endpoint)) throw new Error("unavailable");
     return [...this.members.entries()].map(([id, m]) => ({ id, name: m.started ? m.name : "", peerURLs: [m.peerURL], clientURLs: [], isLearner: m.learner }));
   }
-  async memberAdd(_e: string, peerURLs: string[], isLearner: boolean) {
+  async memberAdd(_e: MemberEndpoint, peerURLs: string[], isLearner: boolean) {
     const id = (this.nextId++).toString(16);
     this.members.set(id, { name: "", peerURL: peerURLs[0]!, learner: isLearner, started: false });
     this.changes.push(`add ${id}`);
     return { id, members: await this.memberList(_e).catch(() => []) };
   }
-  async memberRemove(_e: string, id: string) {
+  async memberRemove(_e: MemberEndpoint, id: string) {
     this.members.delete(id);
     this.changes.push(`remove ${id}`);
   }
-  async memberPromote(_e: string, id: string) {
+  async memberPromote(_e: MemberEndpoint, id: string) {
     this.members.get(id)!.learner = false;
     this.changes.push(`promote ${id}`);
   }
-  async moveLeader(_e: string, id: string) {
+  async moveLeader(_e: MemberEndpoint, id: string) {
     this.leader = id;
     this.changes.push(`move-leader ${id}`);
   }
@@ -144,7 +149,7 @@ class World implements ClusterStore, EtcdAdmin {
   }
 }
 
-function setup(size: number) {
+function setup(size: number, tls?: TlsProvider) {
   const world = new World();
   const cluster: EtcdCluster = {
     apiVersion: "etcd.etcd-ts.io/v1alpha1",
@@ -154,7 +159,7 @@ function setup(size: number) {
   };
   const rec = new Reconciler(
     { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"], requeueSteadyMs: 30000, requeueWaitMs: 3000, requeueActionMs: 1000 },
-    { store: world, etcd: world, log: { info() {}, warn() {} }, now: () => new Date(0) },
+    { store: world, etcd: world, ...(tls ? { tls } : {}), log: { info() {}, warn() {} }, now: () => new Date(0) },
   );
   // peer URLs in the fake etcd use the operator's own form
   const pass = async () => {
@@ -238,6 +243,82 @@ describe("Reconciler in a simulated world", () => {
     expect(m[0]).not.toBe(oldId);
     expect(world.pvcs.get("data-e-1")!.metadata.annotations[ANN_MEMBER_ID]).toBe(m[0]);
     expect(world.events.some((e) => e.includes("remove e-1 (repair)"))).toBe(true);
+  });
+
+  it("rolls a changed image one member at a time, followers first, the leader last after moving leadership", async () => {
+    const { world, cluster, untilSteady, pass } = setup(3);
+    await untilSteady();
+    const ids = [...world.members.keys()];
+    const hashBefore = world.written?.specHash;
+    expect(world.written?.updatedMembers).toBe(3);
+    cluster.spec.image = "img:2";
+    cluster.metadata.generation = 2;
+    const steps: string[] = [];
+    let maxMissing = 0;
+    for (let i = 0; i < 60; i++) {
+      const r = await pass();
+      maxMissing = Math.max(maxMissing, 3 - [...world.pods.values()].filter((p) => p.running).length);
+      if (r.step.kind === "steady") break;
+      if (r.step.kind !== "wait") steps.push(`${r.step.kind}${"member" in r.step ? ` ${r.step.member}` : ""}`);
+    }
+    expect(steps).toEqual(["roll-member e-2", "create-pod e-2", "roll-member e-1", "create-pod e-1", "move-leader", "roll-member e-0", "create-pod e-0"]);
+    expect(maxMissing).toBe(1);
+    expect([...world.pods.values()].map((p) => p.obj.spec.containers[0].image)).toEqual(["img:2", "img:2", "img:2"]);
+    // Same members, same data; no membership change but the leadership move.
+    expect([...world.members.keys()]).toEqual(ids);
+    expect(world.changes.map((c) => c.split(" ")[0])).toEqual(["move-leader"]);
+    expect(world.written?.specHash).not.toBe(hashBefore);
+    expect(world.written?.updatedMembers).toBe(3);
+    expect(world.written?.phase).toBe("Running");
+    expect(world.events.filter((e) => e.startsWith("Normal RollMember")).length).toBe(3);
+  });
+
+  it("does not roll for changes that do not shape the pod (size, backup)", async () => {
+    const { world, cluster, untilSteady } = setup(3);
+    await untilSteady();
+    cluster.spec.backup = { schedule: "0 * * * *" };
+    expect(await untilSteady()).toEqual([]);
+  });
+
+  it("reports a refused version path and leaves the members alone", async () => {
+    const { world, cluster, pass } = setup(3);
+    for (let i = 0; i < 10; i++) await pass();
+    cluster.spec.image = "img:3.6";
+    cluster.spec.version = "3.6";
+    const r = await pass();
+    expect(r.step).toMatchObject({ kind: "refused", reason: "VersionSkipsMinor" });
+    expect(world.events.at(-1)).toMatch(/^Warning VersionSkipsMinor: /);
+    expect(world.written?.conditions?.find((c) => c.type === "Progressing")).toMatchObject({ status: "False", reason: "VersionSkipsMinor" });
+    expect([...world.pods.values()].every((p) => p.obj.spec.containers[0].image === "img")).toBe(true);
+  });
+
+  it("with TLS: dials members by their DNS names with the operator's credentials; new certificates roll the members", async () => {
+    let material = "epoch-1";
+    const client = { caPem: "CA", certPem: "C", keyPem: "K" };
+    const seen: string[][] = [];
+    const provider: TlsProvider = {
+      async prepare(_c, members) {
+        seen.push(members);
+        return { material, client };
+      },
+    };
+    const { world, cluster, untilSteady } = setup(3, provider);
+    cluster.spec.tls = { client: { operatorIssued: true }, peer: { operatorIssued: true } };
+    await untilSteady();
+    expect(seen[0]).toEqual(["e-0", "e-1", "e-2"]);
+    expect([...world.tlsDials].sort()).toEqual(["e-0.e.ns.svc.cluster.local", "e-1.e.ns.svc.cluster.local", "e-2.e.ns.svc.cluster.local"]);
+    expect([...world.pods.values()].every((p) => p.obj.spec.containers[0].command.includes("--client-cert-auth=true"))).toBe(true);
+    material = "epoch-2";
+    const steps = await untilSteady();
+    expect(steps.filter((s) => s === "roll-member").length).toBe(3);
+  });
+
+  it("without a TLS provider a TLS cluster waits (TLSNotReady) and starts nothing", async () => {
+    const { world, cluster, pass } = setup(3);
+    cluster.spec.tls = { client: {} };
+    const r = await pass();
+    expect(r.step).toMatchObject({ kind: "wait", reason: "TLSNotReady" });
+    expect(world.pods.size).toBe(0);
   });
 
   it("reports a failed step as a Warning event and retries", async () => {

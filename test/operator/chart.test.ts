@@ -66,10 +66,13 @@ describe.skipIf(missing !== undefined)("Helm chart charts/etcd-ts-operator", () 
       ["", "services", ["get", "create"]],
       ["", "events", ["create"]],
       ["policy", "poddisruptionbudgets", ["get", "create", "patch"]],
+      ["", "secrets", ["get", "create", "update"]],
     ] as const) {
       for (const v of verbs) expect(can(g, r, v), `${g}/${r} ${v}`).toBe(true);
     }
-    expect(role.rules.some((r: any) => r.verbs.includes("*") || r.resources.includes("*") || r.resources.includes("secrets"))).toBe(false);
+    expect(role.rules.some((r: any) => r.verbs.includes("*") || r.resources.includes("*"))).toBe(false);
+    // Secrets: its own TLS Secrets by name only; never listed, watched or deleted (garbage collection deletes them).
+    for (const v of ["list", "watch", "delete"]) expect(can("", "secrets", v), `secrets ${v}`).toBe(false);
     expect(role.rules.some((r: any) => r.apiGroups.includes("coordination.k8s.io"))).toBe(false);
     const lease = docs.find((d) => d.doc.kind === "Role")!.doc;
     expect(lease.rules[0]).toMatchObject({ apiGroups: ["coordination.k8s.io"], resources: ["leases"] });

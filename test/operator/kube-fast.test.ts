@@ -4,9 +4,12 @@
  * API server enforces their schemas; the rendered Helm chart applies; the operator (in process,
  * leader-elected on a Lease) creates a new cluster's objects with owner references, the
  * policy/v1beta1 PodDisruptionBudget, status and events; a spec the schema cannot refuse is
- * reported in status; deleting the EtcdCluster deletes its objects.
+ * reported in status; deleting the EtcdCluster deletes its objects; a TLS cluster gets its CA,
+ * member and operator-client certificate Secrets (right names, chain, SANs), https flags and
+ * Secret volumes, and a missing user Secret is reported.
  * Skips with a message when the Kubernetes binaries are not built (see test/operator/kube.ts).
  */
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -87,7 +90,8 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
     for (const [verb, res] of [["create", "pods"], ["delete", "persistentvolumeclaims"], ["update", "etcdclusters.etcd.etcd-ts.io/status"], ["create", "poddisruptionbudgets.policy"]]) {
       expect((await kubectl(kc, ["auth", "can-i", ...as, verb, res!, "-n", "anywhere"])).trim(), `${verb} ${res}`).toBe("yes");
     }
-    expect((await kubectlResult(kc, ["auth", "can-i", ...as, "get", "secrets", "-n", "anywhere"])).out.trim()).toBe("no");
+    expect((await kubectl(kc, ["auth", "can-i", ...as, "get", "secrets", "-n", "anywhere"])).trim()).toBe("yes");
+    expect((await kubectlResult(kc, ["auth", "can-i", ...as, "list", "secrets", "-n", "anywhere"])).out.trim()).toBe("no");
     expect((await kubectl(kc, ["auth", "can-i", ...as, "update", "leases.coordination.k8s.io", "-n", "ops"])).trim()).toBe("yes");
     void readFileSync;
   });
@@ -191,5 +195,76 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
     expect(status.conditions.find((c: any) => c.type === "Degraded")).toMatchObject({ status: "True", reason: "InvalidSpec" });
     expect((await kubectlJson(kc, ["-n", "t2", "get", "pods"])).items).toEqual([]);
     expect(op?.controller()).toBeDefined();
+  });
+  it("a TLS cluster: its own CA, member and operator-client Secrets, https flags, Secret volumes; a missing user Secret is reported", async () => {
+    op ??= await startOperator(["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn", "--identity", "tls"]);
+    await kubectl(kc, ["create", "namespace", "t3"]);
+    await kubectl(kc, ["-n", "t3", "apply", "-f", "-"], cluster("s", {
+      size: 3,
+      bootstrap: { discovery: "DNSSRV" },
+      tls: { client: { operatorIssued: true }, peer: { operatorIssued: true } },
+    }));
+    const secret = async (name: string) => {
+      const s = await kubectlJson(kc, ["-n", "t3", "get", "secret", name]);
+      return Object.fromEntries(Object.entries(s.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])) as Record<string, string>;
+    };
+    const pods = await waitFor(
+      "three TLS member pods",
+      async () => {
+        const l = await kubectlJson(kc, ["-n", "t3", "get", "pods", "-l", "etcd.etcd-ts.io/cluster=s"]);
+        return l.items.length === 3 ? l.items : undefined;
+      },
+      30_000,
+    );
+    const ca = new X509Certificate((await secret("s-ca"))["ca.crt"]!);
+    expect(ca.ca).toBe(true);
+    for (const m of ["s-0", "s-1", "s-2"]) {
+      const leaf = await secret(`${m}-tls`);
+      const cert = new X509Certificate(leaf["tls.crt"]!);
+      expect(cert.verify(ca.publicKey), m).toBe(true);
+      expect(cert.subjectAltName).toContain(`DNS:${m}.s.t3.svc.cluster.local`);
+      expect(cert.subjectAltName).toContain("DNS:s-client.t3.svc");
+      expect(new X509Certificate(leaf["ca.crt"]!).fingerprint256).toBe(ca.fingerprint256);
+    }
+    const opClient = new X509Certificate((await secret("s-operator-client"))["tls.crt"]!);
+    expect(opClient.verify(ca.publicKey)).toBe(true);
+    expect(opClient.keyUsage).toContain("1.3.6.1.5.5.7.3.2");
+
+    const p0 = pods.find((p: any) => p.metadata.name === "s-0");
+    const cmd: string[] = p0.spec.containers[0].command;
+    for (const f of [
+      "--listen-client-urls=https://0.0.0.0:2379",
+      "--listen-peer-urls=https://0.0.0.0:2380",
+      "--initial-advertise-peer-urls=https://s-0.s.t3.svc.cluster.local:2380",
+      "--cert-file=/etc/etcd-ts/tls/member/tls.crt",
+      "--peer-trusted-ca-file=/etc/etcd-ts/tls/member/ca.crt",
+      "--client-cert-auth=true",
+      "--peer-client-cert-auth=true",
+      "--discovery-srv=s.t3.svc.cluster.local",
+    ]) {
+      expect(cmd).toContain(f);
+    }
+    expect(p0.spec.volumes).toContainEqual(expect.objectContaining({ name: "tls-member", secret: expect.objectContaining({ secretName: "s-0-tls" }) }));
+    expect(p0.spec.initContainers[0].command.at(-2)).toBe("_etcd-server-ssl._tcp.s.t3.svc.cluster.local");
+    expect(p0.metadata.annotations["etcd.etcd-ts.io/spec-hash"]).toMatch(/^[0-9a-f]{16}$/);
+    const headless = await kubectlJson(kc, ["-n", "t3", "get", "service", "s"]);
+    expect(headless.spec.ports.map((p: any) => p.name).sort()).toEqual(["etcd-client-ssl", "etcd-server-ssl"]);
+
+    // A user's Secret that does not exist: reported, nothing created.
+    await kubectl(kc, ["-n", "t3", "apply", "-f", "-"], cluster("u", { size: 1, tls: { client: { secretName: "nope" } } }));
+    const st = await waitFor(
+      "TLSNotReady",
+      async () => {
+        const s = (await kubectlJson(kc, ["-n", "t3", "get", "etcdcluster", "u"])).status;
+        return s?.conditions?.find((c: any) => c.type === "Progressing")?.reason === "TLSNotReady" ? s : undefined;
+      },
+      15_000,
+    );
+    expect(st.conditions.find((c: any) => c.type === "Progressing").message).toMatch(/Secret nope .* does not exist/);
+    expect((await kubectlJson(kc, ["-n", "t3", "get", "pods", "-l", "etcd.etcd-ts.io/cluster=u"])).items).toEqual([]);
+
+    // Secrets go with the cluster.
+    await kubectl(kc, ["-n", "t3", "delete", "etcdcluster", "s"]);
+    await waitFor("TLS Secrets gone", async () => (await kubectlJson(kc, ["-n", "t3", "get", "secrets", "-l", "etcd.etcd-ts.io/cluster=s"])).items.length === 0, 60_000);
   });
 });

@@ -102,9 +102,11 @@ export interface MemberStatus {
   dbSizeInUse?: number;
   version?: string;
   podIP?: string;
+  /** The spec hash the member's pod was created from (see status.specHash). */
+  specHash?: string;
 }
 
-export type ClusterPhase = "Creating" | "Running" | "Scaling" | "Repairing" | "Degraded" | "Failed" | "Paused";
+export type ClusterPhase = "Creating" | "Running" | "Scaling" | "Repairing" | "Degraded" | "Failed" | "Paused" | "Upgrading";
 
 export interface EtcdClusterStatus {
   phase?: ClusterPhase;
@@ -115,6 +117,10 @@ export interface EtcdClusterStatus {
   clusterID?: string;
   currentVersion?: string;
   lastAction?: string;
+  /** Hash of the current pod-relevant spec; members whose specHash differs are rolled one at a time. */
+  specHash?: string;
+  /** Members whose pods run the current spec (specHash). */
+  updatedMembers?: number;
   conditions?: Condition[];
   members?: MemberStatus[];
 }

@@ -9,7 +9,9 @@ import { API_VERSION, CLUSTER_KIND } from "../api/v1alpha1.js";
 import {
   ANN_INITIAL_CLUSTER,
   ANN_INITIAL_STATE,
+  ANN_CLIENT_TLS,
   ANN_MEMBER_ID,
+  ANN_SPEC_HASH,
   CLIENT_PORT,
   DATA_DIR,
   DATA_MOUNT,
@@ -23,6 +25,8 @@ import {
   pvcName,
   selectorLabels,
 } from "./naming.js";
+import { hashJson } from "./spec-hash.js";
+import { METRICS_PORT, tlsArgs, tlsSettings, tlsVolumes } from "./tls-layout.js";
 
 export interface ManifestOptions {
   clusterDomain: string;
@@ -37,11 +41,33 @@ export interface ManifestOptions {
   waitSrvCommand?: string[];
 }
 
+/**
+ * The hash of everything in the spec that shapes a member's pod but not its identity: the image
+ * (spec.image or the operator's default), pull policy, etcd options, pod template, TLS settings,
+ * the server command, and `material` (a fingerprint of the certificates mounted, so a rotation
+ * rolls the members). Size, storage, backup and bootstrap settings are not in it: changing them
+ * never restarts a member. 16 hex digits of spec-hash.ts's hashJson; deterministic.
+ */
+export function podSpecHash(c: EtcdCluster, o: ManifestOptions, material = ""): string {
+  const s = c.spec;
+  const relevant = {
+    image: s.image || o.defaultImage,
+    imagePullPolicy: s.imagePullPolicy ?? null,
+    options: s.options ?? {},
+    podTemplate: s.podTemplate ?? {},
+    tls: s.tls ?? null,
+    serverCommand: o.serverCommand,
+    material,
+  };
+  return hashJson(relevant).slice(0, 16);
+}
+
 export const DEFAULT_WAIT_SRV_COMMAND = ["node", "/app/operator/bin/entrypoint.js", "wait-srv"];
 
 /** The SRV name etcd's --discovery-srv looks up for this cluster's peers. */
 export function peerSrvName(c: EtcdCluster, clusterDomain: string): string {
-  return `_etcd-server._tcp.${headlessServiceName(c.metadata.name)}.${c.metadata.namespace}.svc.${clusterDomain}`;
+  const service = tlsSettings(c.spec).peer ? "etcd-server-ssl" : "etcd-server";
+  return `_${service}._tcp.${headlessServiceName(c.metadata.name)}.${c.metadata.namespace}.svc.${clusterDomain}`;
 }
 
 export interface MemberStart {
@@ -86,13 +112,16 @@ export function startAnnotations(s: MemberStart): Record<string, string> {
 /** The etcd flags of one member. */
 export function memberArgs(c: EtcdCluster, s: MemberStart, o: ManifestOptions): string[] {
   const ref = { name: c.metadata.name, namespace: c.metadata.namespace };
+  const tls = tlsSettings(c.spec);
+  const peerScheme = tls.peer ? "https" : "http";
+  const clientScheme = tls.client ? "https" : "http";
   const args = [
     `--name=${s.member}`,
     `--data-dir=${DATA_DIR}`,
-    `--listen-peer-urls=http://0.0.0.0:${PEER_PORT}`,
-    `--listen-client-urls=http://0.0.0.0:${CLIENT_PORT}`,
-    `--advertise-client-urls=${clientURL(ref, s.member, o.clusterDomain)}`,
-    `--initial-advertise-peer-urls=${peerURL(ref, s.member, o.clusterDomain)}`,
+    `--listen-peer-urls=${peerScheme}://0.0.0.0:${PEER_PORT}`,
+    `--listen-client-urls=${clientScheme}://0.0.0.0:${CLIENT_PORT}`,
+    `--advertise-client-urls=${clientURL(ref, s.member, o.clusterDomain, tls.client !== undefined)}`,
+    `--initial-advertise-peer-urls=${peerURL(ref, s.member, o.clusterDomain, tls.peer !== undefined)}`,
     `--initial-cluster-token=${c.metadata.name}-${c.metadata.uid ?? "cluster"}`,
     `--initial-cluster-state=${s.state}`,
   ];
@@ -101,16 +130,25 @@ export function memberArgs(c: EtcdCluster, s: MemberStart, o: ManifestOptions): 
   } else {
     args.push(`--initial-cluster=${s.initialCluster}`);
   }
+  args.push(...tlsArgs(tls));
   for (const [k, v] of Object.entries(c.spec.options ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
     args.push(`--${k}=${v}`);
   }
   return args;
 }
 
-export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions): Obj {
+/** A member's pod; `specHash` (podSpecHash of the same spec) is recorded on it for rolling. */
+export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions, specHash = podSpecHash(c, o)): Obj {
   const memory = c.spec.storage?.medium === "Memory";
   const tpl = c.spec.podTemplate ?? {};
-  const annotations = { ...(tpl.metadata?.annotations ?? {}), ...(memory ? startAnnotations(s) : {}) };
+  const tls = tlsSettings(c.spec);
+  const tlsMounts = tlsVolumes(tls, s.member);
+  const annotations = {
+    ...(tpl.metadata?.annotations ?? {}),
+    ...(memory ? startAnnotations(s) : {}),
+    [ANN_SPEC_HASH]: specHash,
+    ...(tls.client ? { [ANN_CLIENT_TLS]: "true" } : {}),
+  };
   const srv = s.state === "new" && c.spec.bootstrap?.discovery === "DNSSRV";
   const image = c.spec.image || o.defaultImage;
   return {
@@ -147,21 +185,24 @@ export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions): O
           ports: [
             { name: "client", containerPort: CLIENT_PORT },
             { name: "peer", containerPort: PEER_PORT },
+            ...(tls.client ? [{ name: "metrics", containerPort: METRICS_PORT }] : []),
           ],
           ...(tpl.env ? { env: tpl.env } : {}),
           ...(tpl.resources ? { resources: tpl.resources } : {}),
           readinessProbe: {
-            httpGet: { path: "/health", port: CLIENT_PORT },
+            // With client TLS the client port wants a certificate: /health is probed on the plain metrics port.
+            httpGet: { path: "/health", port: tls.client ? METRICS_PORT : CLIENT_PORT },
             periodSeconds: 5,
             failureThreshold: 3,
           },
-          volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }],
+          volumeMounts: [{ name: "data", mountPath: DATA_MOUNT }, ...tlsMounts.mounts],
         },
       ],
       volumes: [
         memory
           ? { name: "data", emptyDir: { medium: "Memory" } }
           : { name: "data", persistentVolumeClaim: { claimName: pvcName(s.member) } },
+        ...tlsMounts.volumes,
       ],
     },
   };
@@ -181,7 +222,13 @@ export function memberPvc(c: EtcdCluster, s: MemberStart): Obj {
   };
 }
 
+/**
+ * The headless Service: per-member DNS names, and SRV records for DNS discovery. Its port names
+ * are etcd's SRV service names: `etcd-server-ssl` with peer TLS (what --discovery-srv looks up for
+ * https peers), `etcd-client-ssl` with client TLS.
+ */
 export function headlessService(c: EtcdCluster): Obj {
+  const tls = tlsSettings(c.spec);
   return {
     apiVersion: "v1",
     kind: "Service",
@@ -191,8 +238,8 @@ export function headlessService(c: EtcdCluster): Obj {
       publishNotReadyAddresses: true,
       selector: selectorLabels(c.metadata.name),
       ports: [
-        { name: "etcd-server", port: PEER_PORT, targetPort: PEER_PORT },
-        { name: "etcd-client", port: CLIENT_PORT, targetPort: CLIENT_PORT },
+        { name: tls.peer ? "etcd-server-ssl" : "etcd-server", port: PEER_PORT, targetPort: PEER_PORT },
+        { name: tls.client ? "etcd-client-ssl" : "etcd-client", port: CLIENT_PORT, targetPort: CLIENT_PORT },
       ],
     },
   };

@@ -22,6 +22,14 @@ export const ANN_INITIAL_CLUSTER = "etcd.etcd-ts.io/initial-cluster";
 /** On a member's PVC (or pod): "new" or "existing", the --initial-cluster-state it was first started with. */
 export const ANN_INITIAL_STATE = "etcd.etcd-ts.io/initial-cluster-state";
 
+/**
+ * On a member's pod: the hash of the pod-relevant spec it was created from (podSpecHash). A pod
+ * whose hash differs from the spec's is rolled (deleted and recreated on its volume).
+ */
+export const ANN_SPEC_HASH = "etcd.etcd-ts.io/spec-hash";
+/** On a member's pod: "true" when its client port serves TLS (the operator dials it so). */
+export const ANN_CLIENT_TLS = "etcd.etcd-ts.io/client-tls";
+
 export interface ClusterRef {
   name: string;
   namespace: string;
@@ -59,12 +67,14 @@ export function memberHost(ref: ClusterRef, member: string, clusterDomain: strin
   return `${member}.${headlessServiceName(ref.name)}.${ref.namespace}.svc.${clusterDomain}`;
 }
 
-export function peerURL(ref: ClusterRef, member: string, clusterDomain: string): string {
-  return `http://${memberHost(ref, member, clusterDomain)}:${PEER_PORT}`;
+/** A member's peer URL (https with peer TLS). */
+export function peerURL(ref: ClusterRef, member: string, clusterDomain: string, tls = false): string {
+  return `${tls ? "https" : "http"}://${memberHost(ref, member, clusterDomain)}:${PEER_PORT}`;
 }
 
-export function clientURL(ref: ClusterRef, member: string, clusterDomain: string): string {
-  return `http://${memberHost(ref, member, clusterDomain)}:${CLIENT_PORT}`;
+/** A member's client URL (https with client TLS). */
+export function clientURL(ref: ClusterRef, member: string, clusterDomain: string, tls = false): string {
+  return `${tls ? "https" : "http"}://${memberHost(ref, member, clusterDomain)}:${CLIENT_PORT}`;
 }
 
 /** The member name a peer URL of ours points at (its first DNS label), or undefined. */

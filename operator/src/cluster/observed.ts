@@ -65,6 +65,13 @@ export interface ObservedCluster {
   /** Member PVCs by member name (not PVC name). Empty with memory storage. */
   volumes: Map<string, ObservedVolume>;
   etcd: ObservedEtcd;
+  /**
+   * podSpecHash of the current spec: pods whose ANN_SPEC_HASH differs are rolled. Undefined
+   * turns rolling off (the planner's unit tests that are not about it).
+   */
+  specHash?: string;
+  /** Why the TLS material the spec asks for is not there (a user's Secret missing or incomplete). */
+  tlsProblem?: string;
   /** The pass's time, ms since the epoch. */
   now: number;
 }

@@ -5,18 +5,25 @@
  * whose data is gone (its PVC, or with memory storage its pod) is removed and re-added as a
  * learner under the same name. Membership changes happen one at a time and only while every
  * member answers: scale out learner-first (add, start, promote), scale in from the highest
- * ordinal (leadership moved away first).
+ * ordinal (leadership moved away first). A changed pod-relevant spec (image, options, pod
+ * template, TLS) rolls one member at a time once membership is settled: the member's pod is
+ * deleted and recreated on its volume (same identity and data), only while every member answers,
+ * is ready and has caught up with the leader, followers first and the leader last (leadership
+ * moved to an updated member first); spec.version is checked against what members run.
  */
 import {
   ANN_INITIAL_CLUSTER,
   ANN_INITIAL_STATE,
   ANN_MEMBER_ID,
+  ANN_SPEC_HASH,
   memberFromPeerURL,
   memberName,
   memberOrdinal,
   peerURL,
 } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedVolume } from "./observed.js";
+import { TLS_FLAGS, tlsSettings } from "./tls-layout.js";
+import { type VersionRefusalReason, sameMinor, versionRefusal } from "./version-path.js";
 
 /** Flags the operator sets on every member; `spec.options` may not name them. */
 export const RESERVED_OPTIONS = new Set([
@@ -43,7 +50,12 @@ export type Step =
   /** Add the member as a learner, then create its volume and pod (state existing). */
   | { kind: "add-learner"; member: string; peerURL: string }
   | { kind: "promote"; member: string; id: string }
-  | { kind: "move-leader"; from: string; to: string; toId: string }
+  /** MoveLeader; `reason` "roll" when it clears the way for rolling the leader's pod. */
+  | { kind: "move-leader"; from: string; to: string; toId: string; reason?: "roll" }
+  /** Delete a member's pod whose spec hash is out of date; it is recreated on its volume (create-pod). */
+  | { kind: "roll-member"; member: string; id: string; fromHash: string; toHash: string }
+  /** A spec change the operator will not roll out (the version path); reported, nothing done. */
+  | { kind: "refused"; reason: VersionRefusalReason | "VersionMismatch"; message: string }
   /** member remove, then delete the member's pod and volume. */
   | { kind: "remove-member"; member: string; id: string; reason: "scale-in" | "repair" | "failed-join" }
   | { kind: "delete-pod"; member: string; reason: string }
@@ -63,6 +75,12 @@ export interface PlanOptions {
 
 export const DEFAULT_JOIN_TIMEOUT_MS = 5 * 60_000;
 
+/**
+ * A voter counts as caught up for rolling when its applied index is at most this far behind the
+ * leader's raft index (both read within one pass, so a busy cluster is never exactly level).
+ */
+export const ROLL_MAX_LAG = 1000;
+
 export function quorum(voters: number): number {
   return Math.floor(voters / 2) + 1;
 }
@@ -70,16 +88,30 @@ export function quorum(voters: number): number {
 /** Problems with a spec that the schema cannot express; empty when it is fine. */
 export function specProblems(obs: ObservedCluster): string[] {
   const problems: string[] = [];
+  const tls = tlsSettings(obs.spec);
   for (const key of Object.keys(obs.spec.options ?? {})) {
     if (RESERVED_OPTIONS.has(key)) problems.push(`spec.options.${key} is set by the operator`);
+    else if ((tls.client || tls.peer) && TLS_FLAGS.includes(key)) problems.push(`spec.options.${key} is set by the operator from spec.tls`);
   }
   if (!Number.isInteger(obs.spec.size) || obs.spec.size < 1) problems.push("spec.size must be at least 1");
   // etcd 3.4 (and etcd-ts, which follows it) builds a --discovery-srv cluster from the
   // _etcd-server-ssl records only: DNS SRV bootstrap needs https peers.
-  if (obs.spec.bootstrap?.discovery === "DNSSRV" && !obs.spec.tls?.peer) {
+  if (obs.spec.bootstrap?.discovery === "DNSSRV" && !tls.peer) {
     problems.push("spec.bootstrap.discovery DNSSRV needs peer TLS (spec.tls.peer): etcd 3.4 discovers only _etcd-server-ssl records");
   }
+  // Peer URLs are members' identities in etcd's list: turning peer TLS on or off under a running
+  // cluster would need every member's peer URLs updated while they switch; not done.
+  const wantScheme = tls.peer ? "https:" : "http:";
+  const other = (obs.etcd.members ?? []).filter((m) => m.peerURLs.some((u) => !u.startsWith(wantScheme)));
+  if (other.length > 0) {
+    problems.push(`spec.tls.peer cannot change on a running cluster: members ${other.map((m) => m.name || m.id).join(", ")} have ${tls.peer ? "http" : "https"} peer URLs`);
+  }
   return problems;
+}
+
+/** Whether members' peer URLs are https. */
+export function peerTls(obs: ObservedCluster): boolean {
+  return tlsSettings(obs.spec).peer !== undefined;
 }
 
 function isMemory(obs: ObservedCluster): boolean {
@@ -107,13 +139,14 @@ function ordinalOf(obs: ObservedCluster, name: string): number {
 }
 
 export function initialClusterOf(obs: ObservedCluster, names: string[], opts: PlanOptions): string {
-  return names.map((n) => `${n}=${peerURL(obs, n, opts.clusterDomain)}`).join(",");
+  return names.map((n) => `${n}=${peerURL(obs, n, opts.clusterDomain, peerTls(obs))}`).join(",");
 }
 
 export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
   const problems = specProblems(obs);
   if (problems.length > 0) return { kind: "invalid-spec", message: problems.join("; ") };
   if (obs.spec.paused === true) return { kind: "paused" };
+  if (obs.tlsProblem !== undefined) return { kind: "wait", reason: "TLSNotReady", message: obs.tlsProblem };
 
   const members = obs.etcd.members;
   if (members === undefined) return planWithoutMemberList(obs, opts);
@@ -208,7 +241,7 @@ export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
       if (obs.pods.has(name) || obs.volumes.has(name)) {
         return { kind: "wait", reason: "ObjectsTerminating", message: `waiting for the old pod and volume of ${name} to go` };
       }
-      return { kind: "add-learner", member: name, peerURL: peerURL(obs, name, opts.clusterDomain) };
+      return { kind: "add-learner", member: name, peerURL: peerURL(obs, name, opts.clusterDomain, peerTls(obs)) };
     }
   }
   if (members.length > size) {
@@ -221,7 +254,60 @@ export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
     }
     return { kind: "remove-member", member: victim.name!, id: victim.m.id, reason: "scale-in" };
   }
-  return { kind: "steady" };
+
+  // 7. Roll: members whose pods run an old spec, one at a time.
+  return planRoll(obs, named as { m: EtcdMemberEntry; name: string }[]) ?? { kind: "steady" };
+}
+
+/** The spec hash a member's pod was created from ("" when it has none). */
+export function podHashOf(obs: ObservedCluster, member: string): string {
+  return obs.pods.get(member)?.annotations[ANN_SPEC_HASH] ?? "";
+}
+
+/**
+ * Called with membership settled (size reached, every member started, answering, no learner).
+ * Order: followers from the highest ordinal down, the leader last; leadership moves to an
+ * updated voter before the leader's pod goes. Gate before each: every pod ready, every member
+ * within ROLL_MAX_LAG of the leader's index.
+ */
+function planRoll(obs: ObservedCluster, named: { m: EtcdMemberEntry; name: string }[]): Step | undefined {
+  const want = obs.specHash;
+  const target = obs.spec.version;
+  const statuses = named.map((x) => obs.etcd.statuses.get(x.name)!);
+  if (target !== undefined && target !== "") {
+    const refusal = versionRefusal(
+      statuses.map((st) => st.version),
+      target,
+    );
+    if (refusal) return { kind: "refused", ...refusal };
+    // A member already rolled to the new spec must run what spec.version says: otherwise the
+    // image is not the version it was declared to be, and the roll stops there.
+    const wrong = named.find((x) => want !== undefined && podHashOf(obs, x.name) === want && !sameMinor(obs.etcd.statuses.get(x.name)!.version, target));
+    if (wrong) {
+      const v = obs.etcd.statuses.get(wrong.name)!.version;
+      return { kind: "refused", reason: "VersionMismatch", message: `${wrong.name} runs ${v} on the new spec, not spec.version ${target}: roll stopped` };
+    }
+  }
+  if (want === undefined) return undefined;
+  const outdated = named.filter((x) => podHashOf(obs, x.name) !== want);
+  if (outdated.length === 0) return undefined;
+
+  const notReady = named.filter((x) => obs.pods.get(x.name)?.ready !== true).map((x) => x.name);
+  if (notReady.length > 0) return { kind: "wait", reason: "RollWaitingReady", message: `rolling waits for ${notReady.join(", ")} to be ready` };
+  const leader = leaderStatusOf(obs);
+  if (leader === undefined) return { kind: "wait", reason: "RollWaitingLeader", message: "rolling waits for a leader" };
+  const behind = named.filter((x) => obs.etcd.statuses.get(x.name)!.raftAppliedIndex + ROLL_MAX_LAG < leader.raftIndex).map((x) => x.name);
+  if (behind.length > 0) return { kind: "wait", reason: "RollWaitingCatchUp", message: `rolling waits for ${behind.join(", ")} to catch up with the leader` };
+
+  const byOrdinalDesc = [...outdated].sort((a, b) => ordinalOf(obs, b.name) - ordinalOf(obs, a.name));
+  const follower = byOrdinalDesc.find((x) => x.m.id !== leader.id);
+  const pick = follower ?? byOrdinalDesc[0]!;
+  if (pick.m.id === leader.id && named.length > 1) {
+    // Only the leader is left: hand leadership to an updated voter (the lowest ordinal) first.
+    const to = named.filter((x) => x.m.id !== leader.id && !x.m.isLearner).sort((a, b) => ordinalOf(obs, a.name) - ordinalOf(obs, b.name))[0];
+    if (to !== undefined) return { kind: "move-leader", from: pick.name, to: to.name, toId: to.m.id, reason: "roll" };
+  }
+  return { kind: "roll-member", member: pick.name, id: pick.m.id, fromHash: podHashOf(obs, pick.name), toHash: want };
 }
 
 function planWithoutMemberList(obs: ObservedCluster, opts: PlanOptions): Step {

@@ -14,20 +14,54 @@ import {
   memberPod,
   memberPvc,
   podDisruptionBudget,
+  podSpecHash,
 } from "./manifests.js";
-import { ANN_MEMBER_ID, CLIENT_PORT, memberFromPeerURL, pvcName } from "./naming.js";
+import { ANN_CLIENT_TLS, ANN_MEMBER_ID, CLIENT_PORT, memberFromPeerURL, memberHost, memberName, pvcName } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedPod, ObservedVolume } from "./observed.js";
 import { nameOf, plan, quorum, type Step } from "./plan.js";
 import { buildStatus, describeStep } from "./status.js";
+import { tlsSettings } from "./tls-layout.js";
 
-/** etcd administration the reconciler needs; endpoints are `host:port`. */
+/** The operator's client credentials for members' TLS client ports (PEM). */
+export interface ClientTls {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/** A member's client port: `host:port`, and with client TLS the name its certificate carries and the credentials to dial it. */
+export interface MemberEndpoint {
+  address: string;
+  tls?: ClientTls & { serverName: string };
+}
+
+/** etcd administration the reconciler needs. */
 export interface EtcdAdmin {
-  status(endpoint: string): Promise<EtcdMemberStatus>;
-  memberList(endpoint: string): Promise<EtcdMemberEntry[]>;
-  memberAdd(endpoint: string, peerURLs: string[], isLearner: boolean): Promise<{ id: string; members: EtcdMemberEntry[] }>;
-  memberRemove(endpoint: string, id: string): Promise<void>;
-  memberPromote(endpoint: string, id: string): Promise<void>;
-  moveLeader(endpoint: string, targetId: string): Promise<void>;
+  status(endpoint: MemberEndpoint): Promise<EtcdMemberStatus>;
+  memberList(endpoint: MemberEndpoint): Promise<EtcdMemberEntry[]>;
+  memberAdd(endpoint: MemberEndpoint, peerURLs: string[], isLearner: boolean): Promise<{ id: string; members: EtcdMemberEntry[] }>;
+  memberRemove(endpoint: MemberEndpoint, id: string): Promise<void>;
+  memberPromote(endpoint: MemberEndpoint, id: string): Promise<void>;
+  moveLeader(endpoint: MemberEndpoint, targetId: string): Promise<void>;
+}
+
+/** The TLS material of one pass, from a TlsProvider. */
+export interface TlsState {
+  /** A fingerprint of what the pods mount (part of the spec hash, so new certificates roll the members); "" without TLS. */
+  material: string;
+  /** Why the material is not ready; nothing is started or rolled until it is. */
+  problem?: string;
+  /** The operator's credentials for members' client ports (client TLS only). */
+  client?: ClientTls;
+}
+
+/**
+ * Makes sure the certificates a cluster's spec asks for exist and are current: issued by the
+ * operator (its CA, member and client certificates, renewed before expiry) or read from the
+ * user's Secrets. `members` are the member names that need a certificate.
+ */
+export interface TlsProvider {
+  prepare(cluster: EtcdCluster, members: string[], now: Date): Promise<TlsState>;
 }
 
 /** The Kubernetes side the reconciler needs. */
@@ -66,6 +100,8 @@ export interface ReconcilerOptions extends ManifestOptions {
 export interface ReconcilerDeps {
   store: ClusterStore;
   etcd: EtcdAdmin;
+  /** Certificates for spec.tls; without one, a cluster asking for TLS waits (TLSNotReady). */
+  tls?: TlsProvider;
   log: Logger;
   now: () => Date;
   /** A short text for an error (default: its message). */
@@ -87,7 +123,10 @@ export class Reconciler {
     const { store, log } = this.deps;
     const ns = cluster.metadata.namespace;
     const name = cluster.metadata.name;
-    if (cluster.metadata.deletionTimestamp) return { step: { kind: "steady" }, requeueAfterMs: 0 };
+    if (cluster.metadata.deletionTimestamp) {
+      this.clientTls.delete(`${ns}/${name}`);
+      return { step: { kind: "steady" }, requeueAfterMs: 0 };
+    }
 
     const obs = await this.observe(cluster);
     const step = plan(obs, { clusterDomain: this.options.clusterDomain, ...(this.options.joinTimeoutMs ? { joinTimeoutMs: this.options.joinTimeoutMs } : {}) });
@@ -109,6 +148,8 @@ export class Reconciler {
       }
     } else if (step.kind === "invalid-spec" && cluster.status?.conditions?.find((c) => c.type === "Degraded")?.reason !== "InvalidSpec") {
       await store.event(cluster, "Warning", "InvalidSpec", step.message).catch(() => {});
+    } else if (step.kind === "refused" && cluster.status?.conditions?.find((c) => c.type === "Progressing")?.reason !== step.reason) {
+      await store.event(cluster, "Warning", step.reason, step.message).catch(() => {});
     }
 
     const status = buildStatus(obs, step, this.deps.now().toISOString());
@@ -118,16 +159,23 @@ export class Reconciler {
   }
 
   private requeueFor(step: Step): number {
-    if (step.kind === "steady" || step.kind === "paused" || step.kind === "invalid-spec") return this.options.requeueSteadyMs;
+    if (step.kind === "steady" || step.kind === "paused" || step.kind === "invalid-spec" || step.kind === "refused") return this.options.requeueSteadyMs;
     if (step.kind === "wait") return this.options.requeueWaitMs;
     return this.options.requeueActionMs;
   }
 
-  /** Reads the cluster's pods and volumes, then asks every running member for its Status and one voter for the member list. */
+  /**
+   * Reads the cluster's pods and volumes, prepares its TLS material, then asks every running
+   * member for its Status and one voter for the member list.
+   */
   async observe(cluster: EtcdCluster): Promise<ObservedCluster> {
     const { store, etcd } = this.deps;
     const ns = cluster.metadata.namespace;
     const [pods, vols] = await Promise.all([store.listPods(ns, cluster.metadata.name), store.listVolumes(ns, cluster.metadata.name)]);
+    const tls = await this.prepareTls(cluster, [...pods.map((p) => p.name), ...vols.map((v) => v.name)]);
+    const key = `${ns}/${cluster.metadata.name}`;
+    if (tls.client) this.clientTls.set(key, tls.client);
+    else this.clientTls.delete(key);
     const obs: ObservedCluster = {
       name: cluster.metadata.name,
       namespace: ns,
@@ -137,13 +185,15 @@ export class Reconciler {
       pods: new Map(pods.map((p) => [p.name, p])),
       volumes: new Map(vols.map((v) => [v.name, v])),
       etcd: { statuses: new Map() },
+      specHash: this.specHash(cluster, tls.material),
+      ...(tls.problem !== undefined ? { tlsProblem: tls.problem } : {}),
       now: this.deps.now().getTime(),
     };
     const reachable = pods.filter((p) => p.podIP && !p.deleting && p.phase === "Running");
     const answers = await Promise.all(
       reachable.map(async (p) => {
         try {
-          return { pod: p, st: await etcd.status(endpointOf(p)) };
+          return { pod: p, st: await etcd.status(this.endpointOf(cluster, p)) };
         } catch {
           return { pod: p, st: undefined };
         }
@@ -155,7 +205,7 @@ export class Reconciler {
     for (const a of order) {
       if (a.st.isLearner) continue;
       try {
-        obs.etcd.members = await etcd.memberList(endpointOf(a.pod));
+        obs.etcd.members = await etcd.memberList(this.endpointOf(cluster, a.pod));
         break;
       } catch {
         // try the next one
@@ -168,6 +218,36 @@ export class Reconciler {
       if (n === a.pod.name) obs.etcd.statuses.set(n, a.st);
     }
     return obs;
+  }
+
+  /** podSpecHash of the cluster's current spec and TLS material. */
+  specHash(cluster: EtcdCluster, tlsMaterial = ""): string {
+    return podSpecHash(cluster, this.options, tlsMaterial);
+  }
+
+  /** The operator's client credentials by cluster (`namespace/name`), from its latest pass (client TLS only). */
+  private readonly clientTls = new Map<string, ClientTls>();
+
+  private async prepareTls(cluster: EtcdCluster, existing: string[]): Promise<TlsState> {
+    const s = tlsSettings(cluster.spec);
+    if (s.client === undefined && s.peer === undefined) return { material: "" };
+    if (this.deps.tls === undefined) return { material: "", problem: "this operator has no TLS provider" };
+    const wanted = Array.from({ length: Math.max(0, cluster.spec.size) }, (_, i) => memberName(cluster.metadata.name, i));
+    const names = [...new Set([...wanted, ...existing])].filter((n) => n !== "").sort();
+    try {
+      return await this.deps.tls.prepare(cluster, names, this.deps.now());
+    } catch (err) {
+      return { material: "", problem: `TLS: ${this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err))}` };
+    }
+  }
+
+  /** How to reach a member's pod: with TLS when its pod says its client port serves TLS. */
+  endpointOf(cluster: EtcdCluster, pod: ObservedPod): MemberEndpoint {
+    const address = endpointOf(pod);
+    const creds = this.clientTls.get(`${cluster.metadata.namespace}/${cluster.metadata.name}`);
+    if (pod.annotations[ANN_CLIENT_TLS] !== "true" || creds === undefined) return { address };
+    const ref = { name: cluster.metadata.name, namespace: cluster.metadata.namespace };
+    return { address, tls: { ...creds, serverName: memberHost(ref, pod.name, this.options.clusterDomain) } };
   }
 
   private async ensureServices(cluster: EtcdCluster, obs: ObservedCluster): Promise<void> {
@@ -184,17 +264,21 @@ export class Reconciler {
     const memory = cluster.spec.storage?.medium === "Memory";
     const startMember = async (s: MemberStart) => {
       if (!memory) await store.create(memberPvc(cluster, s));
-      await store.create(memberPod(cluster, s, this.options));
+      await store.create(memberPod(cluster, s, this.options, obs.specHash));
     };
     switch (step.kind) {
       case "bootstrap":
         for (const member of step.members) await startMember({ member, initialCluster: step.initialCluster, state: "new" });
         return;
       case "create-pod":
-        await store.create(memberPod(cluster, step, this.options));
+        await store.create(memberPod(cluster, step, this.options, obs.specHash));
+        return;
+      case "roll-member":
+        // The pod comes back from its volume's records with the new spec (create-pod) once it is gone.
+        await store.delete("Pod", ns, step.member);
         return;
       case "add-learner": {
-        const added = await etcd.memberAdd(this.adminEndpoint(obs), [step.peerURL], true);
+        const added = await etcd.memberAdd(this.adminEndpoint(cluster, obs), [step.peerURL], true);
         const initialCluster = added.members
           .map((m) => {
             const n = m.id === added.id ? step.member : m.name || memberFromPeerURL(obs, m.peerURLs[0] ?? "") || m.id;
@@ -205,16 +289,16 @@ export class Reconciler {
         return;
       }
       case "promote":
-        await etcd.memberPromote(this.adminEndpoint(obs), step.id);
+        await etcd.memberPromote(this.adminEndpoint(cluster, obs), step.id);
         return;
       case "move-leader": {
         const pod = obs.pods.get(step.from);
         if (!pod?.podIP) throw new Error(`no address for leader ${step.from}`);
-        await etcd.moveLeader(endpointOf(pod), step.toId);
+        await etcd.moveLeader(this.endpointOf(cluster, pod), step.toId);
         return;
       }
       case "remove-member":
-        await etcd.memberRemove(this.adminEndpoint(obs, step.member), step.id);
+        await etcd.memberRemove(this.adminEndpoint(cluster, obs, step.member), step.id);
         await store.delete("Pod", ns, step.member);
         if (!memory) await store.delete("PersistentVolumeClaim", ns, pvcName(step.member));
         return;
@@ -233,13 +317,13 @@ export class Reconciler {
   }
 
   /** A voter to send membership changes to: the leader if it answered, else any answering voter but `avoid`. */
-  private adminEndpoint(obs: ObservedCluster, avoid?: string): string {
+  private adminEndpoint(cluster: EtcdCluster, obs: ObservedCluster, avoid?: string): MemberEndpoint {
     const candidates = [...obs.etcd.statuses.entries()]
       .filter(([n, st]) => !st.isLearner && n !== avoid && obs.pods.get(n)?.podIP)
       .sort(([, a], [, b]) => rank(a) - rank(b));
     const first = candidates[0];
     if (first === undefined) throw new Error("no voter answers");
-    return endpointOf(obs.pods.get(first[0])!);
+    return this.endpointOf(cluster, obs.pods.get(first[0])!);
   }
 }
 
@@ -252,7 +336,7 @@ export function endpointOf(pod: ObservedPod): string {
 }
 
 function isAction(step: Step): boolean {
-  return !["wait", "steady", "paused", "invalid-spec"].includes(step.kind);
+  return !["wait", "steady", "paused", "invalid-spec", "refused"].includes(step.kind);
 }
 
 function eventReason(step: Step): string {

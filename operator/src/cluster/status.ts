@@ -4,7 +4,7 @@
  */
 import type { ClusterPhase, Condition, EtcdClusterStatus, MemberStatus } from "../api/v1alpha1.js";
 import type { ObservedCluster } from "./observed.js";
-import { nameOf, quorum, type Step } from "./plan.js";
+import { nameOf, podHashOf, quorum, type Step } from "./plan.js";
 
 export function describeStep(step: Step): string {
   switch (step.kind) {
@@ -17,7 +17,11 @@ export function describeStep(step: Step): string {
     case "promote":
       return `promote ${step.member}`;
     case "move-leader":
-      return `move leadership from ${step.from} to ${step.to}`;
+      return `move leadership from ${step.from} to ${step.to}${step.reason === "roll" ? " (roll)" : ""}`;
+    case "roll-member":
+      return `roll ${step.member} to spec ${step.toHash} (was ${step.fromHash || "unrecorded"})`;
+    case "refused":
+      return `refused: ${step.message}`;
     case "remove-member":
       return `remove ${step.member} (${step.reason})`;
     case "delete-pod":
@@ -47,7 +51,9 @@ function progressingReason(step: Step): string | undefined {
     case "promote":
       return "ScalingOut";
     case "move-leader":
-      return "MovingLeader";
+      return step.reason === "roll" ? "Rolling" : "MovingLeader";
+    case "roll-member":
+      return "Rolling";
     case "remove-member":
       return step.reason === "repair" ? "Repairing" : step.reason === "failed-join" ? "JoinFailed" : "ScalingIn";
     case "delete-pod":
@@ -91,6 +97,7 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
       healthy: st !== undefined,
       ...(st ? { revision: st.revision, raftIndex: st.raftIndex, dbSize: st.dbSize, dbSizeInUse: st.dbSizeInUse, version: st.version } : {}),
       ...(pod?.podIP ? { podIP: pod.podIP } : {}),
+      ...(podHashOf(obs, name) ? { specHash: podHashOf(obs, name) } : {}),
     });
   }
   if (leader === undefined) {
@@ -101,6 +108,8 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
   }
   members.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
+  // Mid-roll: some members on the new spec, some not (or a member's pod gone while others are updated).
+  const rolling = obs.specHash !== undefined && members.some((m) => m.specHash === obs.specHash) && members.some((m) => m.specHash !== obs.specHash);
   const available = list !== undefined && voters > 0 && healthyVoters >= quorum(voters);
   const unhealthy = members.filter((m) => !m.healthy).map((m) => m.name);
   const reason = progressingReason(step);
@@ -115,7 +124,12 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
         },
     reason !== undefined
       ? { type: "Progressing", status: "True", reason, message: describeStep(step) }
-      : { type: "Progressing", status: "False", reason: step.kind === "paused" ? "Paused" : "Steady", message: describeStep(step) },
+      : {
+          type: "Progressing",
+          status: "False",
+          reason: step.kind === "paused" ? "Paused" : step.kind === "refused" ? step.reason : "Steady",
+          message: describeStep(step),
+        },
     step.kind === "invalid-spec"
       ? { type: "Degraded", status: "True", reason: "InvalidSpec", message: step.message }
       : unhealthy.length > 0
@@ -132,20 +146,21 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
   }
 
   return {
-    phase: phaseOf(step, available, list !== undefined),
+    phase: phaseOf(step, available, list !== undefined, rolling),
     observedGeneration: obs.generation,
     size: list?.length ?? 0,
     readyMembers: members.filter((m) => m.healthy).length,
     ...(leader ? { leader } : {}),
     ...(clusterID ? { clusterID } : {}),
     ...(version ? { currentVersion: version } : {}),
+    ...(obs.specHash ? { specHash: obs.specHash, updatedMembers: members.filter((m) => m.specHash === obs.specHash).length } : {}),
     lastAction: step.kind === "wait" || step.kind === "steady" ? (obs.previousStatus.lastAction ?? "") : describeStep(step),
     conditions,
     members,
   };
 }
 
-function phaseOf(step: Step, available: boolean, formed: boolean): ClusterPhase {
+function phaseOf(step: Step, available: boolean, formed: boolean, rolling: boolean): ClusterPhase {
   switch (step.kind) {
     case "invalid-spec":
       return "Failed";
@@ -155,15 +170,23 @@ function phaseOf(step: Step, available: boolean, formed: boolean): ClusterPhase 
       return "Creating";
     case "add-learner":
     case "promote":
-    case "move-leader":
       return "Scaling";
+    case "move-leader":
+      return step.reason === "roll" ? "Upgrading" : "Scaling";
+    case "roll-member":
+      return "Upgrading";
     case "remove-member":
       return step.reason === "scale-in" ? "Scaling" : "Repairing";
     case "steady":
       return "Running";
     default:
       if (!formed) return "Creating";
-      return available ? (step.kind === "wait" && step.reason === "LearnerStarting" ? "Scaling" : "Running") : "Degraded";
+      if (!available) return "Degraded";
+      if (step.kind === "wait" && step.reason === "LearnerStarting") return "Scaling";
+      if (step.kind === "wait" && step.reason.startsWith("Roll")) return "Upgrading";
+      // A rolled member's pod coming back, or waiting for it to answer, while others are outdated.
+      if (rolling) return "Upgrading";
+      return "Running";
   }
 }
 

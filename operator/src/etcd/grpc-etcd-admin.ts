@@ -1,8 +1,11 @@
 /**
  * The operator's etcd administration over gRPC (the Cluster and Maintenance services), one
- * channel per endpoint, kept until `forget` or `close`. Every call has a deadline. Errors are
+ * channel per endpoint (address, and with TLS the server name and credentials), kept until
+ * `forget` or `close`. With TLS the member's certificate is checked against the cluster's CA
+ * for the member's DNS name (the address is a pod IP). Every call has a deadline. Errors are
  * EtcdAdminError with the gRPC code and etcd's message.
  */
+import { createHash } from "node:crypto";
 import { Metadata, credentials, type ServiceError } from "@grpc/grpc-js";
 import {
   ClusterClient,
@@ -23,7 +26,7 @@ import {
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdMemberEntry, EtcdMemberStatus } from "../cluster/observed.js";
 import { memberIdHex } from "../cluster/naming.js";
-import type { EtcdAdmin } from "../cluster/reconciler.js";
+import type { EtcdAdmin, MemberEndpoint } from "../cluster/reconciler.js";
 
 export class EtcdAdminError extends Error {
   constructor(
@@ -42,8 +45,17 @@ export interface GrpcEtcdAdminOptions {
 }
 
 interface Clients {
+  address: string;
   cluster: ClusterClient;
   maintenance: MaintenanceClient;
+}
+
+const MAX_CHANNELS = 256;
+
+function channelKey(e: MemberEndpoint): string {
+  if (e.tls === undefined) return e.address;
+  const creds = createHash("sha256").update(e.tls.caPem).update(e.tls.certPem).digest("hex").slice(0, 16);
+  return `${e.address}|${e.tls.serverName}|${creds}`;
 }
 
 function toEntry(m: Member): EtcdMemberEntry {
@@ -55,31 +67,40 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
 
   constructor(private readonly options: GrpcEtcdAdminOptions = { timeoutMs: 3000 }) {}
 
-  private get(endpoint: string): Clients {
-    let c = this.clients.get(endpoint);
+  private get(endpoint: MemberEndpoint): Clients {
+    const key = channelKey(endpoint);
+    let c = this.clients.get(key);
     if (c === undefined) {
-      const creds = credentials.createInsecure();
-      c = { cluster: new ClusterClient(endpoint, creds), maintenance: new MaintenanceClient(endpoint, creds) };
-      this.clients.set(endpoint, c);
+      // Bounded: pod IPs and rotated credentials come and go; past the cap every channel is reopened on use.
+      if (this.clients.size >= MAX_CHANNELS) this.close();
+      const t = endpoint.tls;
+      const creds = t ? credentials.createSsl(Buffer.from(t.caPem), Buffer.from(t.keyPem), Buffer.from(t.certPem)) : credentials.createInsecure();
+      const opts = t ? { "grpc.ssl_target_name_override": t.serverName, "grpc.default_authority": t.serverName } : {};
+      c = {
+        address: endpoint.address,
+        cluster: new ClusterClient(endpoint.address, creds, opts),
+        maintenance: new MaintenanceClient(endpoint.address, creds, opts),
+      };
+      this.clients.set(key, c);
     }
     return c;
   }
 
   private call<Req, Res>(
-    endpoint: string,
+    endpoint: MemberEndpoint,
     invoke: (c: Clients, req: Req, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => void,
     req: Req,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.options.timeoutMs);
       invoke(this.get(endpoint), req, { deadline }, (err, res) => {
-        if (err) reject(new EtcdAdminError(endpoint, err.code, err.details || err.message));
+        if (err) reject(new EtcdAdminError(endpoint.address, err.code, err.details || err.message));
         else resolve(res);
       });
     });
   }
 
-  async status(endpoint: string): Promise<EtcdMemberStatus> {
+  async status(endpoint: MemberEndpoint): Promise<EtcdMemberStatus> {
     const r = await this.call<StatusRequest, StatusResponse>(endpoint, (c, req, o, cb) => c.maintenance.status(req, new Metadata(), o, cb), {});
     return {
       id: memberIdHex(r.header?.memberId ?? 0n),
@@ -95,32 +116,32 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
     };
   }
 
-  async memberList(endpoint: string): Promise<EtcdMemberEntry[]> {
+  async memberList(endpoint: MemberEndpoint): Promise<EtcdMemberEntry[]> {
     const r = await this.call<MemberListRequest, MemberListResponse>(endpoint, (c, req, o, cb) => c.cluster.memberList(req, new Metadata(), o, cb), { linearizable: false });
     return r.members.map(toEntry);
   }
 
-  async memberAdd(endpoint: string, peerURLs: string[], isLearner: boolean): Promise<{ id: string; members: EtcdMemberEntry[] }> {
+  async memberAdd(endpoint: MemberEndpoint, peerURLs: string[], isLearner: boolean): Promise<{ id: string; members: EtcdMemberEntry[] }> {
     const r = await this.call<MemberAddRequest, MemberAddResponse>(endpoint, (c, req, o, cb) => c.cluster.memberAdd(req, new Metadata(), o, cb), { peerURLs, isLearner });
     return { id: memberIdHex(r.member?.ID ?? 0n), members: r.members.map(toEntry) };
   }
 
-  async memberRemove(endpoint: string, id: string): Promise<void> {
+  async memberRemove(endpoint: MemberEndpoint, id: string): Promise<void> {
     await this.call<MemberRemoveRequest, MemberRemoveResponse>(endpoint, (c, req, o, cb) => c.cluster.memberRemove(req, new Metadata(), o, cb), { ID: BigInt(`0x${id}`) });
   }
 
-  async memberPromote(endpoint: string, id: string): Promise<void> {
+  async memberPromote(endpoint: MemberEndpoint, id: string): Promise<void> {
     await this.call<MemberPromoteRequest, MemberPromoteResponse>(endpoint, (c, req, o, cb) => c.cluster.memberPromote(req, new Metadata(), o, cb), { ID: BigInt(`0x${id}`) });
   }
 
-  async moveLeader(endpoint: string, targetId: string): Promise<void> {
+  async moveLeader(endpoint: MemberEndpoint, targetId: string): Promise<void> {
     await this.call<MoveLeaderRequest, MoveLeaderResponse>(endpoint, (c, req, o, cb) => c.maintenance.moveLeader(req, new Metadata(), o, cb), { targetID: BigInt(`0x${targetId}`) });
   }
 
-  /** Closes the channels of endpoints not in `keep`. */
+  /** Closes the channels of addresses (`host:port`) not in `keep`. */
   forget(keep: Set<string>): void {
     for (const [ep, c] of this.clients) {
-      if (keep.has(ep)) continue;
+      if (keep.has(c.address)) continue;
       c.cluster.close();
       c.maintenance.close();
       this.clients.delete(ep);

@@ -20,6 +20,9 @@ import { CLUSTER_PLURAL, GROUP, VERSION, type EtcdCluster, type EtcdClusterStatu
 import { LABEL_CLUSTER, LABEL_MANAGED_BY, LABEL_MEMBER, MANAGED_BY } from "../cluster/naming.js";
 import type { ObservedPod, ObservedVolume } from "../cluster/observed.js";
 import type { ClusterStore } from "../cluster/reconciler.js";
+import { ownerReference } from "../cluster/manifests.js";
+import { selectorLabels } from "../cluster/naming.js";
+import type { SecretStore, StoredSecret } from "../tls/operator-tls.js";
 
 export function isNotFound(err: unknown): boolean {
   return err instanceof ApiException && err.code === 404;
@@ -82,7 +85,7 @@ export function toObservedVolume(v: V1PersistentVolumeClaim): ObservedVolume {
   };
 }
 
-export class KubeClusterStore implements ClusterStore {
+export class KubeClusterStore implements ClusterStore, SecretStore {
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
   private readonly objects: KubernetesObjectApi;
@@ -205,6 +208,43 @@ export class KubeClusterStore implements ClusterStore {
       }
     }
     return this.pdbVersion;
+  }
+
+  async getSecret(namespace: string, name: string): Promise<StoredSecret | undefined> {
+    try {
+      const s = await this.core.readNamespacedSecret({ name, namespace });
+      const data: Record<string, string> = {};
+      for (const [k, v] of Object.entries(s.data ?? {})) data[k] = Buffer.from(v, "base64").toString("utf8");
+      for (const [k, v] of Object.entries(s.stringData ?? {})) data[k] ??= v;
+      return { data, annotations: { ...(s.metadata?.annotations ?? {}) } };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async putSecret(owner: EtcdCluster, name: string, secret: StoredSecret): Promise<void> {
+    const namespace = owner.metadata.namespace;
+    const body = {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: {
+        name,
+        namespace,
+        labels: selectorLabels(owner.metadata.name),
+        annotations: secret.annotations,
+        ownerReferences: [ownerReference(owner) as never],
+      },
+      type: secret.data["tls.crt"] !== undefined && secret.data["tls.key"] !== undefined ? "kubernetes.io/tls" : "Opaque",
+      data: Object.fromEntries(Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v, "utf8").toString("base64")])),
+    };
+    try {
+      await this.core.createNamespacedSecret({ namespace, body });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      const current = await this.core.readNamespacedSecret({ name, namespace });
+      await this.core.replaceNamespacedSecret({ name, namespace, body: { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata?.resourceVersion } } });
+    }
   }
 
   /** Reads an EtcdCluster afresh; undefined when it is gone. */

@@ -1,0 +1,228 @@
+/**
+ * End to end on a real single-node Kubernetes (node mode), the rolling machinery and TLS:
+ *
+ * - a 3-member cluster on image tag v1 is moved to tag v2 (the same build under two tags, as
+ *   `images.sh app` makes them) while a client keeps writing: the members are rolled one at a
+ *   time (each pod deleted and recreated on its volume: same member IDs), the leader last, status
+ *   counts the updated members, and every write the client saw acknowledged is there afterwards;
+ * - a cluster with operator-issued client and peer TLS, bootstrapped by DNS SRV
+ *   (`_etcd-server-ssl._tcp`), serves etcdctl with the operator's client certificate, refuses a
+ *   client without one, and its members present certificates for their DNS names.
+ *
+ * Long and needs root and the whole node: runs only with KUBE_E2E=1 (see kube-node.test.ts).
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { startOperator, type RunningOperator } from "../../operator/src/main.js";
+import { chartDir } from "./chart-render.js";
+import { appCmd, assembleImage } from "./image.js";
+import { kubeBin, kubeMissing, kubeTools, kubectl, kubectlJson, waitFor } from "./kube.js";
+
+const run = promisify(execFile);
+const enabled = process.env.KUBE_E2E === "1";
+const missing = kubeMissing();
+if (!enabled) console.warn("kube-node-upgrade.test.ts skipped: set KUBE_E2E=1 to run the rolling-upgrade and TLS scenarios on a real node");
+else if (missing) console.warn(`kube-node-upgrade.test.ts skipped: ${missing}`);
+
+const NS = "e2e-roll";
+const V1 = "localhost/etcd-ts:v1";
+const V2 = "localhost/etcd-ts:v2";
+const timings: Record<string, number> = {};
+
+async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  try {
+    return await fn();
+  } finally {
+    timings[name] = (Date.now() - t0) / 1000;
+  }
+}
+
+describe.skipIf(!enabled || missing !== undefined)("operator rolling upgrades and TLS on a real node", () => {
+  let kc = "";
+  let op: RunningOperator | undefined;
+
+  const etcdctl = async (endpoints: string[], args: string[], extra: string[] = []) =>
+    (await run("etcdctl", ["--endpoints", endpoints.join(","), "--command-timeout=5s", "--dial-timeout=2s", ...extra, ...args], { env: { ...process.env, ETCDCTL_API: "3" } })).stdout;
+  const getCluster = (name: string) => kubectlJson(kc, ["-n", NS, "get", "etcdcluster", name]);
+  const podsOf = async (cluster: string) => (await kubectlJson(kc, ["-n", NS, "get", "pods", "-l", `etcd.etcd-ts.io/cluster=${cluster}`])).items as any[];
+
+  const waitSteady = (cluster: string, names: string[], timeoutMs: number, extra: (s: any) => boolean = () => true) =>
+    waitFor<any>(
+      `${cluster} steady with ${names.join(",")}`,
+      async () => {
+        const s = (await getCluster(cluster)).status;
+        const ok =
+          s?.phase === "Running" &&
+          s.conditions?.some((c: any) => c.type === "Available" && c.status === "True") &&
+          s.conditions?.some((c: any) => c.type === "Progressing" && c.status === "False") &&
+          s.members?.length === names.length &&
+          s.members.every((m: any, i: number) => m.name === names[i] && m.healthy && m.role !== "learner") &&
+          extra(s);
+        return ok ? s : undefined;
+      },
+      timeoutMs,
+      1000,
+    );
+
+  beforeAll(async () => {
+    await timed("node up", async () => {
+      const out = execFileSync("bash", [path.join(kubeTools, "node.sh"), "up"], { encoding: "utf8", env: { ...process.env, KUBE_BIN_DIR: kubeBin }, timeout: 300_000 });
+      kc = out.trim().split("\n").at(-1)!;
+    });
+    await timed("images", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "etcd-ts-image-"));
+      assembleImage(dir);
+      for (const image of [V1, V2]) {
+        execFileSync("bash", [path.join(kubeTools, "images.sh"), "app", image, dir], {
+          env: { ...process.env, APP_CMD: JSON.stringify(appCmd("etcd")) },
+          stdio: "ignore",
+          timeout: 300_000,
+        });
+      }
+    });
+    await kubectl(kc, ["apply", "-f", path.join(chartDir, "crds")]);
+    await kubectl(kc, ["wait", "--for=condition=Established", "--timeout=60s", "crd/etcdclusters.etcd.etcd-ts.io"]);
+    await kubectl(kc, ["create", "namespace", NS]);
+    op = await startOperator(["--kubeconfig", kc, "--lease-namespace", NS, "--image", V1, "--log-level", process.env.OPERATOR_LOG ?? "warn"]);
+  }, 600_000);
+
+  afterAll(async () => {
+    await op?.stop();
+    if (kc) {
+      await kubectl(kc, ["delete", "namespace", NS, "--wait=false"]).catch(() => {});
+      await timed("node down", async () => {
+        execFileSync("bash", [path.join(kubeTools, "node.sh"), "down"], { stdio: "ignore", timeout: 300_000 });
+      });
+    }
+    console.log(`kube-node-upgrade timings (s): ${JSON.stringify(timings)}`);
+  }, 600_000);
+
+  it("rolls a 3-member cluster from image v1 to v2 one member at a time while a client writes; nothing acknowledged is lost", async () => {
+    await kubectl(kc, ["-n", NS, "apply", "-f", "-"], stringify({
+      apiVersion: "etcd.etcd-ts.io/v1alpha1",
+      kind: "EtcdCluster",
+      metadata: { name: "u" },
+      spec: { size: 3, image: V1, imagePullPolicy: "Never", storage: { size: "64Mi" } },
+    }));
+    const s1 = await timed("create 3", () => waitSteady("u", ["u-0", "u-1", "u-2"], 240_000));
+    const ids = Object.fromEntries(s1.members.map((m: any) => [m.name, m.id]));
+    expect(s1.updatedMembers).toBe(3);
+    const hash1 = s1.specHash;
+
+    // The writer: sequential puts to whichever pod IPs exist now (they change as pods are recreated).
+    let endpoints: string[] = [];
+    const refresh = async () => {
+      endpoints = (await podsOf("u")).filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => `http://${p.status.podIP}:2379`);
+    };
+    await refresh();
+    const acked: number[] = [];
+    let failures = 0;
+    let writing = true;
+    const refresher = setInterval(() => void refresh().catch(() => {}), 1000);
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        try {
+          await etcdctl(endpoints, ["put", `w/${String(i).padStart(6, "0")}`, String(i)]);
+          acked.push(i);
+        } catch {
+          failures++;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    })();
+
+    // Ready pods, sampled through the roll: never fewer than a quorum.
+    let minReady = 3;
+    const sampler = setInterval(() => {
+      void podsOf("u")
+        .then((ps) => {
+          const ready = ps.filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c: any) => c.type === "Ready" && c.status === "True")).length;
+          minReady = Math.min(minReady, ready);
+        })
+        .catch(() => {});
+    }, 500);
+    await new Promise((r) => setTimeout(r, 3000));
+    const leaderBefore = (await getCluster("u")).status.leader;
+
+    await kubectl(kc, ["-n", NS, "patch", "etcdcluster", "u", "--type=merge", "-p", JSON.stringify({ spec: { image: V2 } })]);
+    let s2: any;
+    try {
+      s2 = await timed("roll 3", () => waitSteady("u", ["u-0", "u-1", "u-2"], 420_000, (s) => s.specHash !== hash1 && s.updatedMembers === 3));
+      await new Promise((r) => setTimeout(r, 2000));
+    } finally {
+      writing = false;
+      clearInterval(refresher);
+      clearInterval(sampler);
+      await writer;
+    }
+
+    // Every pod runs v2, the members are the same (same IDs: pods were recreated on their volumes).
+    const pods = await podsOf("u");
+    expect(pods.map((p) => p.spec.containers[0].image)).toEqual([V2, V2, V2]);
+    expect(Object.fromEntries(s2.members.map((m: any) => [m.name, m.id]))).toEqual(ids);
+    expect(s2.members.every((m: any) => m.specHash === s2.specHash)).toBe(true);
+    expect(minReady).toBeGreaterThanOrEqual(2);
+
+    // One at a time, the leader last (leadership moved away first).
+    const events = (await kubectlJson(kc, ["-n", NS, "get", "events", "--field-selector", "involvedObject.name=u"])).items
+      .sort((a: any, b: any) => String(a.firstTimestamp).localeCompare(String(b.firstTimestamp)) || String(a.metadata.name).localeCompare(String(b.metadata.name)));
+    const rolls = events.filter((e: any) => e.reason === "RollMember").map((e: any) => /roll (u-\d)/.exec(e.message)![1]);
+    expect(new Set(rolls)).toEqual(new Set(["u-0", "u-1", "u-2"]));
+    const moves = events.filter((e: any) => e.reason === "MoveLeader" && /\(roll\)/.test(e.message));
+    if (moves.length > 0) expect(moves.at(-1).message).toMatch(new RegExp(`from ${rolls.at(-1)} `));
+    console.log(`roll order ${rolls.join(" ")}; leader before ${leaderBefore}; writes acknowledged ${acked.length}, failed ${failures}`);
+
+    // Nothing acknowledged is lost.
+    expect(acked.length).toBeGreaterThan(20);
+    await refresh();
+    const keys = new Set((await etcdctl(endpoints, ["get", "w/", "--prefix", "--keys-only"])).split("\n").filter((l) => l !== ""));
+    const lost = acked.filter((i) => !keys.has(`w/${String(i).padStart(6, "0")}`));
+    expect(lost).toEqual([]);
+  }, 900_000);
+
+  it("a TLS cluster (operator-issued, DNS SRV bootstrap) serves etcdctl with a client certificate", async () => {
+    await kubectl(kc, ["-n", NS, "apply", "-f", "-"], stringify({
+      apiVersion: "etcd.etcd-ts.io/v1alpha1",
+      kind: "EtcdCluster",
+      metadata: { name: "t" },
+      spec: {
+        size: 3,
+        image: V1,
+        imagePullPolicy: "Never",
+        storage: { size: "64Mi" },
+        bootstrap: { discovery: "DNSSRV" },
+        tls: { client: { operatorIssued: true }, peer: { operatorIssued: true } },
+      },
+    }));
+    await timed("create TLS 3", () => waitSteady("t", ["t-0", "t-1", "t-2"], 300_000));
+    const dir = mkdtempSync(path.join(os.tmpdir(), "etcd-ts-tls-"));
+    const secret = await kubectlJson(kc, ["-n", NS, "get", "secret", "t-operator-client"]);
+    for (const k of ["ca.crt", "tls.crt", "tls.key"]) writeFileSync(path.join(dir, k), Buffer.from(secret.data[k], "base64"));
+    const certs = ["--cacert", path.join(dir, "ca.crt"), "--cert", path.join(dir, "tls.crt"), "--key", path.join(dir, "tls.key")];
+    const pods = await podsOf("t");
+    const ips = pods.map((p) => p.status.podIP as string);
+    // Member certificates name the members' DNS names, not pod IPs: check them with the name...
+    for (const p of pods) {
+      const host = `${p.metadata.name}.t.${NS}.svc.cluster.local`;
+      const args = ["s_client", "-connect", `${p.status.podIP}:2379`, "-servername", host, "-verify_hostname", host, "-CAfile", path.join(dir, "ca.crt"), "-cert", path.join(dir, "tls.crt"), "-key", path.join(dir, "tls.key")];
+      const child = run("openssl", args, { timeout: 10_000 });
+      child.child.stdin?.end();
+      const { stdout } = await child;
+      expect(stdout).toMatch(/Verify return code: 0 \(ok\)/);
+    }
+    // ...and talk to them by IP with the client certificate.
+    const https = ips.map((ip) => `https://${ip}:2379`);
+    await etcdctl(https, ["put", "secure", "yes"], [...certs, "--insecure-skip-tls-verify"]);
+    expect(await etcdctl([https[2]!], ["get", "secure", "--print-value-only"], [...certs, "--insecure-skip-tls-verify"])).toBe("yes\n");
+    // Without a client certificate the member refuses.
+    await expect(etcdctl([https[0]!], ["get", "secure"], ["--cacert", path.join(dir, "ca.crt"), "--insecure-skip-tls-verify"])).rejects.toThrow();
+    const list = await etcdctl([https[0]!], ["member", "list"], [...certs, "--insecure-skip-tls-verify"]);
+    expect(list.match(/https:\/\/t-\d\.t\.e2e-roll\.svc\.cluster\.local:2380/g)?.length).toBe(3);
+  }, 600_000);
+});
