@@ -86,6 +86,13 @@ describe("the backup mode", () => {
     expect(readdirSync(d).sort()).toEqual(["b-20261204T161000Z.db", "b-20261204T161500Z.db", "other.db", "termination-log"]);
   });
 
+  it("makes the directory inside the volume", async () => {
+    const d = path.join(tmp(), "etcd", "nightly");
+    const deps = { source: source({ a: stream(db, 4096) }), revisionOf: () => 5, out: () => {}, err: () => {}, terminationLog: path.join(os.tmpdir(), "unused-termination-log") };
+    expect(await backupMain(["--endpoints=a", `--dir=${d}`, "--file=b-20261204T161500Z.db", "--prefix=b-", "--location=pvc://p/etcd/nightly/b-20261204T161500Z.db"], deps)).toBe(0);
+    expect(readdirSync(d)).toEqual(["b-20261204T161500Z.db"]);
+  });
+
   it("fails (exit 1) when no endpoint gives a good snapshot, saying why; 2 on bad flags", async () => {
     const d = tmp();
     const log = path.join(d, "termination-log");

@@ -1,7 +1,7 @@
 /**
  * The image's `backup` mode, run by a backup Job (backup-job.ts):
  *   entrypoint.js backup --endpoints=h:p[,h:p...] --dir=DIR --file=NAME --prefix=P --location=L [--keep=N]
- * Streams the Maintenance snapshot from the first endpoint that answers into DIR/NAME.part,
+ * Makes DIR if needed, streams the Maintenance snapshot from the first endpoint that answers into DIR/NAME.part,
  * checks the SHA-256 trailer the server appends (the file is what `etcdctl snapshot save`
  * writes: the bbolt database, then the SHA-256 of it), fsyncs, renames to DIR/NAME, reads the
  * snapshot's revision, and with --keep=N deletes the oldest `P*.db` files of DIR beyond N. It
@@ -9,7 +9,7 @@
  * operator reads it; on failure the termination log says why. Exit 0 done, 1 failed, 2 bad flags.
  */
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { SnapshotResult } from "./plan-backup.js";
@@ -111,6 +111,11 @@ export async function backupMain(argv: string[], deps: BackupCommandDeps): Promi
   }
   const target = path.join(dir, file);
   const errors: string[] = [];
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    errors.push(`${dir}: ${err instanceof Error ? err.message : String(err)}`);
+  }
   for (const ep of endpoints.split(",").filter((x) => x !== "")) {
     try {
       const { size, sha256 } = await saveSnapshot(deps.source, ep, target);
