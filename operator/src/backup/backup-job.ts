@@ -8,7 +8,7 @@
  * The Job is owned by its EtcdBackup, so deleting the backup deletes its Jobs (not its files).
  */
 import { API_VERSION, BACKUP_KIND, type EtcdBackup } from "../api/v1alpha1.js";
-import { LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
+import { LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
 import { ANN_SLOT, LABEL_BACKUP, type BackupStep } from "./plan-backup.js";
 
 export const BACKUP_MOUNT = "/backup";
@@ -51,7 +51,8 @@ export function backupJob(
   const pvc = b.spec.destination.pvc!;
   const dir = backupDir(b);
   const inVolume = dir === "" ? step.file : `${dir}/${step.file}`;
-  const labels = { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_BACKUP]: b.metadata.name, [LABEL_CLUSTER]: b.spec.clusterName };
+  // Not the cluster's label: `-l etcd.etcd-ts.io/cluster=X` selects the cluster's own pods and volumes.
+  const labels = { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_BACKUP]: b.metadata.name };
   const args = [
     `--endpoints=${step.endpoints.join(",")}`,
     `--dir=${dir === "" ? BACKUP_MOUNT : `${BACKUP_MOUNT}/${dir}`}`,
