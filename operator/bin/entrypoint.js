@@ -3,7 +3,9 @@
 // `entrypoint.js operator [flags]` the operator, `entrypoint.js healthcheck` asks the local
 // member's /health (the Dockerfile's HEALTHCHECK), `entrypoint.js wait-srv NAME COUNT [TIMEOUT_S]`
 // waits until DNS has COUNT SRV records for NAME (a DNS SRV bootstrap's init container: every
-// member must be published before any member reads the records). Flags alone mean etcd.
+// member must be published before any member reads the records), `entrypoint.js backup ...` is a
+// backup Job's snapshot (operator/src/backup/backup-command.ts), `entrypoint.js restore FILE ...`
+// a restored member's init container (operator/src/backup/restore-command.ts). Flags alone mean etcd.
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
@@ -22,6 +24,22 @@ async function run() {
     case "operator": {
       const { main } = await import(path.join(here, "../dist/main.js"));
       return main(args);
+    }
+    case "backup": {
+      const { backupMain } = await import(path.join(here, "../dist/backup/backup-command.js"));
+      const { GrpcSnapshotSource } = await import(path.join(here, "../dist/etcd/grpc-snapshot-source.js"));
+      const { snapshotStatus } = await import(path.join(here, "../../server/dist/etcdutl/snapshot-status.js"));
+      return backupMain(args, {
+        source: new GrpcSnapshotSource(),
+        revisionOf: (file) => snapshotStatus(file).revision,
+        out: (t) => process.stdout.write(t),
+        err: (t) => process.stderr.write(t),
+      });
+    }
+    case "restore": {
+      const { restoreMain } = await import(path.join(here, "../dist/backup/restore-command.js"));
+      const { runOfflineCommand } = await import(path.join(here, "../../server/dist/etcdutl/main.js"));
+      return restoreMain(args, { runOfflineCommand: (argv) => runOfflineCommand(argv), out: (t) => process.stdout.write(t) });
     }
     case "healthcheck": {
       const url = args[0] ?? "http://127.0.0.1:2379/health";
@@ -46,7 +64,7 @@ async function run() {
       }
     }
     default:
-      process.stderr.write(`unknown mode ${JSON.stringify(mode)}: use etcd, operator, healthcheck or wait-srv\n`);
+      process.stderr.write(`unknown mode ${JSON.stringify(mode)}: use etcd, operator, backup, restore, healthcheck or wait-srv\n`);
       return 2;
   }
 }

@@ -6,16 +6,20 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
+import { BackupReconciler } from "./backup/backup-reconciler.js";
+import { RestoreHook } from "./backup/restore-hook.js";
 import { Reconciler } from "./cluster/reconciler.js";
 import { GrpcEtcdAdmin } from "./etcd/grpc-etcd-admin.js";
+import { BackupController } from "./kube/backup-controller.js";
 import { Controller } from "./kube/controller.js";
+import { KubeBackupStore } from "./kube/kube-backup-store.js";
 import { KubeClusterStore, apiErrorText } from "./kube/kube-cluster-store.js";
 import { KubeLeaseApi } from "./kube/lease-api.js";
 import { DEFAULT_TLS_OPTIONS, OperatorTls } from "./tls/operator-tls.js";
 import { LeaseLeaderElector } from "./kube/leader-election.js";
 import { jsonLogger, type Level } from "./logger.js";
 
-export const USAGE = `etcd-ts-operator: runs EtcdCluster resources (etcd.etcd-ts.io/v1alpha1)
+export const USAGE = `etcd-ts-operator: runs EtcdCluster and EtcdBackup resources (etcd.etcd-ts.io/v1alpha1)
 
   --kubeconfig PATH        kubeconfig (default: $KUBECONFIG, else in-cluster)
   --namespace NS           watch one namespace (default: $WATCH_NAMESPACE, else all)
@@ -35,6 +39,7 @@ export const USAGE = `etcd-ts-operator: runs EtcdCluster resources (etcd.etcd-ts
 export interface RunningOperator {
   stop(): Promise<void>;
   controller(): Controller | undefined;
+  backupController(): BackupController | undefined;
   elector: LeaseLeaderElector | undefined;
 }
 
@@ -61,7 +66,7 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
   });
   if (values.help) {
     process.stdout.write(USAGE);
-    return { stop: async () => {}, controller: () => undefined, elector: undefined };
+    return { stop: async () => {}, controller: () => undefined, backupController: () => undefined, elector: undefined };
   }
   const log = jsonLogger({ level: (values["log-level"] ?? "info") as Level });
   const kc = new KubeConfig();
@@ -83,6 +88,11 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
     },
     { secrets: store, log },
   );
+  const backupStore = new KubeBackupStore({ component: "etcd-ts-operator" }, { kubeConfig: kc });
+  const backupReconciler = new BackupReconciler(
+    { clusterDomain, defaultImage: image, requeueIdleMs: 60_000 },
+    { store: backupStore, log, now: () => new Date(), describeError: apiErrorText },
+  );
   const reconciler = new Reconciler(
     {
       clusterDomain,
@@ -92,20 +102,23 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       requeueWaitMs: 3_000,
       requeueActionMs: 1_000,
     },
-    { store, etcd, tls, log, now: () => new Date(), describeError: apiErrorText },
+    { store, etcd, tls, log, now: () => new Date(), describeError: apiErrorText, newMembers: new RestoreHook({}, { backups: backupStore }) },
   );
   let controller: Controller | undefined;
+  let backupController: BackupController | undefined;
   const startController = () => {
-    controller = new Controller(
-      { namespace: values.namespace ?? env.WATCH_NAMESPACE ?? "", workers: Number(values.workers ?? 2), resyncMs: 60_000, maxQueuedKeys: 10_000, errorBackoffMs: 1_000 },
-      { kubeConfig: kc, store, reconciler, log },
-    );
+    const controllerOptions = { namespace: values.namespace ?? env.WATCH_NAMESPACE ?? "", workers: Number(values.workers ?? 2), resyncMs: 60_000, maxQueuedKeys: 10_000, errorBackoffMs: 1_000 };
+    controller = new Controller(controllerOptions, { kubeConfig: kc, store, reconciler, log });
     controller.start().catch((err) => log.error("controller failed to start", { error: String(err) }));
+    backupController = new BackupController(controllerOptions, { kubeConfig: kc, store: backupStore, reconciler: backupReconciler, log });
+    backupController.start().catch((err) => log.error("backup controller failed to start", { error: String(err) }));
   };
   const stopController = async () => {
     const c = controller;
+    const b = backupController;
     controller = undefined;
-    await c?.stop();
+    backupController = undefined;
+    await Promise.all([c?.stop(), b?.stop()]);
   };
 
   let elector: LeaseLeaderElector | undefined;
@@ -134,6 +147,7 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
   return {
     elector,
     controller: () => controller,
+    backupController: () => backupController,
     stop: async () => {
       elector?.stop();
       await stopController();

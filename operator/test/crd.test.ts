@@ -78,6 +78,7 @@ describe("CRDs", () => {
       "spec.bootstrap.restore.backupName",
       "spec.bootstrap.restore.source.pvc.claimName",
       "spec.bootstrap.restore.source.s3.bucket",
+      "spec.bootstrap.restore.bumpRevision",
       "spec.tls.client.operatorIssued",
       "spec.tls.client.secretName",
       "spec.tls.peer.secretName",
@@ -113,7 +114,7 @@ describe("CRDs", () => {
 
   it("EtcdBackup names its cluster and destination", () => {
     const { schema } = crd("etcdbackups.etcd.etcd-ts.io.yaml");
-    for (const f of ["spec.clusterName", "spec.schedule", "spec.retention.maxBackups", "spec.destination.pvc.claimName", "spec.destination.s3.bucket", "status.sha256", "status.revision"]) {
+    for (const f of ["spec.clusterName", "spec.schedule", "spec.retention.maxBackups", "spec.destination.pvc.claimName", "spec.destination.s3.bucket", "status.sha256", "status.revision", "status.size", "status.location", "status.job", "status.lastScheduleTime", "status.nextScheduleTime"]) {
       expect(has(schema, f), f).toBe(true);
     }
   });

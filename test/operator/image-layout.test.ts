@@ -3,7 +3,7 @@
  * scripts/assemble-image.mjs), the same entrypoint and modes, the same user as the chart's
  * securityContext, and the server command the operator puts in member pods exists in the image.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -45,6 +45,13 @@ describe("the image", () => {
     expect(execFileSync(process.execPath, [entry, "etcd", "--version"], { encoding: "utf8", cwd: os.tmpdir() })).toMatch(/etcd-ts Version/);
     expect(execFileSync(process.execPath, [entry, "--version"], { encoding: "utf8", cwd: os.tmpdir() })).toMatch(/etcd-ts Version/);
     expect(execFileSync(process.execPath, [entry, "operator", "--help"], { encoding: "utf8", cwd: os.tmpdir() })).toMatch(/etcd-ts-operator/);
+  });
+
+  it("the backup and restore modes load from the assembled tree (bad command lines: exit 2 and 128)", () => {
+    const entry = path.join(out, "operator/bin/entrypoint.js");
+    expect(existsSync(path.join(out, "node_modules", "croner"))).toBe(true);
+    expect(spawnSync(process.execPath, [entry, "backup", "--bogus"], { cwd: os.tmpdir() }).status).toBe(2);
+    expect(spawnSync(process.execPath, [entry, "restore"], { cwd: os.tmpdir() }).status).toBe(128);
   });
 
   it("the operator's member command exists in the image", async () => {

@@ -51,7 +51,14 @@ export interface EtcdClusterSpec {
   };
   bootstrap?: {
     discovery?: "Static" | "DNSSRV";
-    restore?: { backupName?: string; source?: SnapshotLocation };
+    /**
+     * Start from a backup: every member's pod gets an init container that restores the snapshot
+     * into its data dir (see operator/src/backup/restore.ts). `backupName` names an EtcdBackup
+     * whose latest snapshot is used; `source.pvc` names a snapshot file directly (`path` is the
+     * file inside the volume). `bumpRevision` > 0 raises the restored revision by that much and
+     * marks it compacted, so watchers never see revisions go backwards.
+     */
+    restore?: { backupName?: string; source?: SnapshotLocation; bumpRevision?: number };
   };
   tls?: {
     client?: { operatorIssued?: boolean; secretName?: string; clientCertAuth?: boolean };
@@ -150,6 +157,11 @@ export interface EtcdBackupStatus {
   sha256?: string;
   location?: string;
   message?: string;
+  /** The Job of the latest run. */
+  job?: string;
+  /** Scheduled backups: the slot of the latest run started, and the next one. */
+  lastScheduleTime?: string;
+  nextScheduleTime?: string;
   conditions?: Condition[];
 }
 

@@ -83,6 +83,23 @@ export interface ClusterStore {
   pdbApiVersion(): Promise<string>;
 }
 
+/** A change to a new member's objects (pure): e.g. a restore's init container and annotation. */
+export interface MemberObjects {
+  pvc(obj: Record<string, unknown>): Record<string, unknown>;
+  pod(obj: Record<string, unknown>): Record<string, unknown>;
+}
+
+/**
+ * Optional: how the members of a new cluster are made differently (backup/restore-hook.ts:
+ * a cluster bootstrapped from a backup).
+ */
+export interface NewMemberHook {
+  /** Before a bootstrap creates anything; throws to postpone it (the step fails with the error's message and is retried). */
+  beforeBootstrap(cluster: EtcdCluster): Promise<MemberObjects | undefined>;
+  /** For the pod of a member recreated with --initial-cluster-state new, from its volume's annotations. */
+  forRecreatedPod(cluster: EtcdCluster, volumeAnnotations: Record<string, string>): MemberObjects | undefined;
+}
+
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -104,6 +121,7 @@ export interface ReconcilerDeps {
   tls?: TlsProvider;
   log: Logger;
   now: () => Date;
+  newMembers?: NewMemberHook;
   /** A short text for an error (default: its message). */
   describeError?: (err: unknown) => string;
 }
@@ -262,21 +280,28 @@ export class Reconciler {
     const { store, etcd } = this.deps;
     const ns = cluster.metadata.namespace;
     const memory = cluster.spec.storage?.medium === "Memory";
-    const startMember = async (s: MemberStart) => {
-      if (!memory) await store.create(memberPvc(cluster, s));
-      await store.create(memberPod(cluster, s, this.options, obs.specHash));
+    const startMember = async (s: MemberStart, extra?: MemberObjects) => {
+      if (!memory) await store.create(extra ? extra.pvc(memberPvc(cluster, s)) : memberPvc(cluster, s));
+      const pod = memberPod(cluster, s, this.options, obs.specHash);
+      await store.create(extra ? extra.pod(pod) : pod);
     };
     switch (step.kind) {
-      case "bootstrap":
-        for (const member of step.members) await startMember({ member, initialCluster: step.initialCluster, state: "new" });
+      case "bootstrap": {
+        const extra = await this.deps.newMembers?.beforeBootstrap(cluster);
+        for (const member of step.members) await startMember({ member, initialCluster: step.initialCluster, state: "new" }, extra);
         return;
-      case "create-pod":
-        await store.create(memberPod(cluster, step, this.options, obs.specHash));
+      }
+      case "create-pod": {
+        const extra = step.state === "new" ? this.deps.newMembers?.forRecreatedPod(cluster, obs.volumes.get(step.member)?.annotations ?? {}) : undefined;
+        const pod = memberPod(cluster, step, this.options, obs.specHash);
+        await store.create(extra ? extra.pod(pod) : pod);
         return;
-      case "roll-member":
+      }
+      case "roll-member": {
         // The pod comes back from its volume's records with the new spec (create-pod) once it is gone.
         await store.delete("Pod", ns, step.member);
         return;
+      }
       case "add-learner": {
         const added = await etcd.memberAdd(this.adminEndpoint(cluster, obs), [step.peerURL], true);
         const initialCluster = added.members

@@ -1,0 +1,196 @@
+/**
+ * Backup and restore end to end on a real single-node Kubernetes (node mode), with etcd-ts
+ * members and backup Jobs from an image laid out as the Dockerfile's: create an EtcdCluster of 3,
+ * write keys, take an on-demand EtcdBackup to a PVC (a Job streams the Maintenance snapshot of a
+ * healthy member), delete the cluster (its pods and volumes go), create it again under the same
+ * name from the backup (each member's init container runs `etcd-ts snapshot restore` with
+ * --bump-revision --mark-compacted), and read the keys back with the same revisions, the
+ * revision raised and the old revisions compacted. Then a scheduled backup with retention keeps
+ * the newest files on the volume.
+ *
+ * Needs root and the whole node: runs only with KUBE_E2E=1 (node.sh brings the node up and down;
+ * only one node can run on a machine). Timings are printed.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { startOperator, type RunningOperator } from "../../operator/src/main.js";
+import { chartDir } from "./chart-render.js";
+import { appCmd, assembleImage } from "./image.js";
+import { kubeBin, kubeMissing, kubeTools, kubectl, kubectlJson, waitFor } from "./kube.js";
+
+const run = promisify(execFile);
+const enabled = process.env.KUBE_E2E === "1";
+const missing = kubeMissing();
+if (!enabled) console.warn("kube-backup-node.test.ts skipped: set KUBE_E2E=1 to run backup and restore on a real node");
+else if (missing) console.warn(`kube-backup-node.test.ts skipped: ${missing}`);
+
+const NS = "bk";
+const IMAGE = "localhost/etcd-ts:dev";
+const BUMP = 1_000_000;
+const timings: Record<string, number> = {};
+
+async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  try {
+    return await fn();
+  } finally {
+    timings[name] = (Date.now() - t0) / 1000;
+  }
+}
+
+const yaml = (kind: string, name: string, spec: Record<string, unknown>) => stringify({ apiVersion: "etcd.etcd-ts.io/v1alpha1", kind, metadata: { name }, spec });
+
+describe.skipIf(!enabled || missing !== undefined)("backup and restore end to end on a real node", () => {
+  let kc = "";
+  let op: RunningOperator | undefined;
+
+  const etcdctl = async (ip: string, args: string[]) =>
+    (await run("etcdctl", ["--endpoints", `http://${ip}:2379`, "--command-timeout=10s", ...args], { env: { ...process.env, ETCDCTL_API: "3" } })).stdout;
+  const podIP = async (name: string) => (await kubectlJson(kc, ["-n", NS, "get", "pod", name])).status.podIP as string;
+  const get = (what: string) => kubectlJson(kc, ["-n", NS, "get", ...what.split(" ")]);
+  const waitRunning = (names: string[], timeoutMs: number) =>
+    waitFor<any>(
+      `members ${names.join(",")}`,
+      async () => {
+        const s = (await get("etcdcluster e")).status;
+        const ok =
+          s?.phase === "Running" &&
+          s.conditions?.some((c: any) => c.type === "Available" && c.status === "True") &&
+          s.members?.length === names.length &&
+          s.members.every((m: any, i: number) => m.name === names[i] && m.healthy && m.role !== "learner");
+        return ok ? s : undefined;
+      },
+      timeoutMs,
+      1000,
+    );
+  /** Each key's value, create and mod revisions, and the header revision, as etcdctl reads them. */
+  const read = async (ip: string, keys: string[]) => {
+    const out: Record<string, [string, number, number]> = {};
+    let header = 0;
+    for (const k of keys) {
+      const r = JSON.parse(await etcdctl(ip, ["get", k, "-w", "json"]));
+      header = Number(r.header.revision);
+      const kv = r.kvs?.[0];
+      out[k] = kv ? [Buffer.from(kv.value, "base64").toString(), Number(kv.create_revision), Number(kv.mod_revision)] : ["<missing>", 0, 0];
+    }
+    return { kvs: out, header };
+  };
+
+  beforeAll(async () => {
+    await timed("node up", async () => {
+      const out = execFileSync("bash", [path.join(kubeTools, "node.sh"), "up"], { encoding: "utf8", env: { ...process.env, KUBE_BIN_DIR: kubeBin }, timeout: 300_000 });
+      kc = out.trim().split("\n").at(-1)!;
+    });
+    await timed("image", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "etcd-ts-image-"));
+      assembleImage(dir);
+      execFileSync("bash", [path.join(kubeTools, "images.sh"), "app", IMAGE, dir], {
+        env: { ...process.env, APP_CMD: JSON.stringify(appCmd("etcd")) },
+        stdio: "ignore",
+        timeout: 300_000,
+      });
+    });
+    await kubectl(kc, ["apply", "-f", path.join(chartDir, "crds")]);
+    await kubectl(kc, ["wait", "--for=condition=Established", "--timeout=60s", "crd/etcdclusters.etcd.etcd-ts.io", "crd/etcdbackups.etcd.etcd-ts.io"]);
+    await kubectl(kc, ["create", "namespace", NS]);
+    op = await startOperator(["--kubeconfig", kc, "--lease-namespace", NS, "--image", IMAGE, "--log-level", process.env.OPERATOR_LOG ?? "warn"]);
+  }, 600_000);
+
+  afterAll(async () => {
+    await op?.stop();
+    if (kc) {
+      await kubectl(kc, ["delete", "namespace", NS, "--wait=false"]).catch(() => {});
+      await timed("node down", async () => {
+        execFileSync("bash", [path.join(kubeTools, "node.sh"), "down"], { stdio: "ignore", timeout: 300_000 });
+      });
+    }
+    console.log(`kube-backup-node timings (s): ${JSON.stringify(timings)}`);
+  }, 600_000);
+
+  it("backs up to a PVC, deletes the cluster, restores it under the same name with the same revisions", async () => {
+    await kubectl(kc, ["-n", NS, "apply", "-f", "-"], stringify({
+      apiVersion: "v1",
+      kind: "PersistentVolumeClaim",
+      metadata: { name: "backups" },
+      spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "256Mi" } } },
+    }));
+    await kubectl(kc, ["-n", NS, "apply", "-f", "-"], yaml("EtcdCluster", "e", { size: 3, imagePullPolicy: "Never", storage: { size: "64Mi" } }));
+    await timed("create 3", () => waitRunning(["e-0", "e-1", "e-2"], 240_000));
+    const ip0 = await podIP("e-0");
+    const keys = ["k1", "k2", "k3"];
+    for (const k of keys) await etcdctl(ip0, ["put", k, `${k}-v1`]);
+    await etcdctl(ip0, ["put", "k2", "k2-v2"]);
+    const before = await read(ip0, keys);
+    expect(before.kvs.k2![0]).toBe("k2-v2");
+
+    await kubectl(kc, ["-n", NS, "apply", "-f", "-"], yaml("EtcdBackup", "snap", { clusterName: "e", destination: { pvc: { claimName: "backups", path: "etcd" } } }));
+    const b = await timed("backup", () =>
+      waitFor<any>("backup finished", async () => {
+        const s = (await get("etcdbackup snap")).status;
+        return s?.phase === "Succeeded" || s?.phase === "Failed" ? s : undefined;
+      }, 180_000, 1000),
+    );
+    expect(b.phase, b.message).toBe("Succeeded");
+    expect(b.revision).toBe(before.header);
+    expect(b.size).toBeGreaterThan(0);
+    expect(b.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(b.location).toMatch(/^pvc:\/\/backups\/etcd\/snap-\d{8}T\d{6}Z\.db$/);
+
+    // Delete the cluster: its pods and volumes (and so its data) go.
+    await kubectl(kc, ["-n", NS, "delete", "etcdcluster", "e"]);
+    await timed("delete", () =>
+      waitFor("e's pods and PVCs gone", async () => (await get("pods,pvc -l etcd.etcd-ts.io/cluster=e")).items.length === 0, 180_000, 1000),
+    );
+
+    // The same name, from the backup.
+    await kubectl(kc, ["-n", NS, "apply", "-f", "-"], yaml("EtcdCluster", "e", {
+      size: 3,
+      imagePullPolicy: "Never",
+      storage: { size: "64Mi" },
+      bootstrap: { restore: { backupName: "snap", bumpRevision: BUMP } },
+    }));
+    await timed("restore 3", () => waitRunning(["e-0", "e-1", "e-2"], 300_000));
+    for (const m of ["e-0", "e-1", "e-2"]) {
+      const after = await read(await podIP(m), keys);
+      expect(after.kvs, m).toEqual(before.kvs);
+      expect(after.header).toBe(before.header + BUMP);
+    }
+    // Revisions from before the restore are compacted: no watcher sees them with other content.
+    const old = await run("etcdctl", ["--endpoints", `http://${await podIP("e-1")}:2379`, "get", "k1", `--rev=${before.header}`], { env: { ...process.env, ETCDCTL_API: "3" } }).catch((e) => e);
+    expect(String(old.stderr ?? old.stdout)).toMatch(/required revision has been compacted/);
+    // New writes go on above the bumped revision.
+    await etcdctl(await podIP("e-2"), ["put", "k4", "v4"]);
+    expect((await read(await podIP("e-0"), ["k4"])).kvs.k4![2]).toBe(before.header + BUMP + 1);
+    const events = await get("events --field-selector involvedObject.name=snap");
+    expect(events.items.map((e: any) => e.reason)).toEqual(expect.arrayContaining(["BackupStarted", "BackupSucceeded"]));
+  }, 1_200_000);
+
+  it("a scheduled backup with retention keeps the newest files", async () => {
+    await kubectl(kc, ["-n", NS, "apply", "-f", "-"], yaml("EtcdBackup", "often", { clusterName: "e", schedule: "*/15 * * * * *", retention: { maxBackups: 2 }, destination: { pvc: { claimName: "backups", path: "often" } } }));
+    const seen = new Set<string>();
+    await timed("3 scheduled runs", () =>
+      waitFor("three successful scheduled runs", async () => {
+        const s = (await get("etcdbackup often")).status;
+        if (s?.phase === "Succeeded" && s.location) seen.add(s.location);
+        return seen.size >= 3;
+      }, 240_000, 1000),
+    );
+    // The files on the volume (a hostPath PV on this node).
+    const pvc = await get("pvc backups");
+    const pv = await kubectlJson(kc, ["get", "pv", pvc.spec.volumeName]);
+    // A run between its rename and its pruning may show a third file for a moment.
+    const files = await waitFor("two files", async () => {
+      const f = readdirSync(path.join(pv.spec.hostPath.path, "often")).filter((x) => x.endsWith(".db")).sort();
+      return f.length === 2 ? f : undefined;
+    }, 10_000, 200);
+    const newest = [...seen].sort().at(-1)!.split("/").at(-1)!;
+    expect(files.at(-1)! <= newest).toBe(true);
+    const jobs = await get("jobs -l etcd.etcd-ts.io/backup=often");
+    expect(jobs.items.length).toBeLessThanOrEqual(4);
+  }, 600_000);
+});
