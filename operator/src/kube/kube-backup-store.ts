@@ -3,12 +3,13 @@
  * custom objects, backup Jobs (batch/v1) found by label, each run's result read from its pods'
  * termination messages, status through the status subresource, events against the EtcdBackup.
  */
+import { recordEvent, replaceStatus } from "./object-writes.js";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
 import { BACKUP_PLURAL, CLUSTER_PLURAL, GROUP, VERSION, type EtcdBackup, type EtcdBackupStatus, type EtcdCluster } from "../api/v1alpha1.js";
 import type { BackupStore } from "../backup/backup-reconciler.js";
 import { ANN_SLOT, LABEL_BACKUP, type ObservedJob, type SnapshotResult } from "../backup/plan-backup.js";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
-import { isConflict, isNotFound, withoutEmpty } from "./kube-cluster-store.js";
+import { isConflict, isNotFound } from "./kube-cluster-store.js";
 
 function terminated(p: V1Pod) {
   return p.status?.containerStatuses?.find((c) => c.name === "backup")?.state?.terminated;
@@ -106,38 +107,10 @@ export class KubeBackupStore implements BackupStore {
   }
 
   async writeBackupStatus(b: EtcdBackup, status: EtcdBackupStatus): Promise<void> {
-    await this.custom.replaceNamespacedCustomObjectStatus({
-      group: GROUP,
-      version: VERSION,
-      namespace: b.metadata.namespace,
-      plural: BACKUP_PLURAL,
-      name: b.metadata.name,
-      body: { ...b, status: withoutEmpty(status) },
-    });
+    await replaceStatus(this.custom, BACKUP_PLURAL, b, status);
   }
 
   async backupEvent(b: EtcdBackup, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
-    const now = new Date();
-    await this.core.createNamespacedEvent({
-      namespace: b.metadata.namespace,
-      body: {
-        metadata: { generateName: `${b.metadata.name}.`, namespace: b.metadata.namespace },
-        involvedObject: {
-          apiVersion: b.apiVersion,
-          kind: b.kind,
-          name: b.metadata.name,
-          namespace: b.metadata.namespace,
-          ...(b.metadata.uid ? { uid: b.metadata.uid } : {}),
-        },
-        type,
-        reason,
-        message: message.slice(0, 1024),
-        count: 1,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        source: { component: this.options.component },
-        reportingComponent: this.options.component,
-      },
-    });
+    await recordEvent(this.core, this.options.component, b, type, reason, message);
   }
 }

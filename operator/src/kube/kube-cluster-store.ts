@@ -3,6 +3,7 @@
  * and PVCs found by label, objects created or patched idempotently, the EtcdCluster's status
  * replaced through the status subresource, events recorded against the EtcdCluster.
  */
+import { recordEvent, replaceStatus } from "./object-writes.js";
 import {
   ApiException,
   CoreV1Api,
@@ -161,40 +162,11 @@ export class KubeClusterStore implements ClusterStore, SecretStore {
   }
 
   async writeStatus(cluster: EtcdCluster, status: EtcdClusterStatus): Promise<void> {
-    await this.custom.replaceNamespacedCustomObjectStatus({
-      group: GROUP,
-      version: VERSION,
-      namespace: cluster.metadata.namespace,
-      plural: CLUSTER_PLURAL,
-      name: cluster.metadata.name,
-      body: { ...cluster, status: withoutEmpty(status) },
-    });
+    await replaceStatus(this.custom, CLUSTER_PLURAL, cluster, status);
   }
 
   async event(cluster: EtcdCluster, type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
-    const now = new Date();
-    await this.core.createNamespacedEvent({
-      namespace: cluster.metadata.namespace,
-      body: {
-        metadata: { generateName: `${cluster.metadata.name}.`, namespace: cluster.metadata.namespace },
-        involvedObject: {
-          apiVersion: cluster.apiVersion,
-          kind: cluster.kind,
-          name: cluster.metadata.name,
-          namespace: cluster.metadata.namespace,
-          ...(cluster.metadata.uid ? { uid: cluster.metadata.uid } : {}),
-          ...(cluster.metadata.resourceVersion ? { resourceVersion: cluster.metadata.resourceVersion } : {}),
-        },
-        type,
-        reason,
-        message: message.slice(0, 1024),
-        count: 1,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        source: { component: this.options.component },
-        reportingComponent: this.options.component,
-      },
-    });
+    await recordEvent(this.core, this.options.component, cluster, type, reason, message);
   }
 
   async pdbApiVersion(): Promise<string> {
