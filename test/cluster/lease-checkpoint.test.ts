@@ -74,9 +74,11 @@ describe("lease checkpoints across leader changes", () => {
 
   it("without checkpoints the TTL starts over on a new leader, on etcd-ts as on etcd 3.4", async () => {
     for (const binary of [etcdTsBinary(), etcd]) {
-      const { before, after } = await ttlAcrossFailover(binary, [], undefined, 4_000);
-      expect(before, binary.kind).toBeLessThanOrEqual(TTL - 3);
-      expect(after, binary.kind).toBeGreaterThanOrEqual(TTL - 1);
+      const { before, after } = await ttlAcrossFailover(binary, [], undefined, 8_000);
+      expect(before, binary.kind).toBeLessThanOrEqual(TTL - 7);
+      // Started over at the full TTL (less what the election and a slow etcdctl on a loaded
+      // machine take), well above what was left before the leader died.
+      expect(after, `${binary.kind}: ${before}s left before the failover`).toBeGreaterThanOrEqual(TTL - 4);
     }
   }, 120_000);
 
