@@ -46,7 +46,8 @@ async function ttlAcrossFailover(binary: ServerBinary, extraArgs: string[], env:
     const next = await cluster.waitLeader(20_000);
     const after = await remaining(cluster, next, id);
     // The lease and its key are still there either way.
-    expect((await cluster.grpc(next).range("ckpt/key")).kvs[0]?.lease.toString(16)).toBe(id);
+    // (etcdctl prints lease IDs zero-padded to 16 hex digits.)
+    expect((await cluster.grpc(next).range("ckpt/key")).kvs[0]?.lease).toBe(BigInt(`0x${id}`));
     return { before, after };
   } catch (err) {
     console.error(cluster?.logTails(3_000) ?? "");
