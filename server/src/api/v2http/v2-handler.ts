@@ -215,6 +215,21 @@ function readJson(req: http.IncomingMessage, res: http.ServerResponse, bytesMax:
   });
 }
 
+/**
+ * The `peerURLs` of a member add or update body, checked; undefined once an error has been
+ * answered (a body readJson refused, or URLs etcd's checks refuse: 400 with their text).
+ */
+async function readPeerUrls(req: http.IncomingMessage, res: http.ServerResponse, bytesMax: number): Promise<string[] | undefined> {
+  const body = (await readJson(req, res, bytesMax)) as { peerURLs?: unknown } | undefined;
+  if (body === undefined) return undefined;
+  const bad = checkPeerUrls(body.peerURLs);
+  if (bad !== undefined) {
+    httpError(res, 400, bad);
+    return undefined;
+  }
+  return body.peerURLs as string[];
+}
+
 /** etcd's types.NewURLs checks on peer URLs; the error text, or undefined when they are fine. */
 function checkPeerUrls(urls: unknown): string | undefined {
   if (!Array.isArray(urls) || urls.length === 0) return "no valid URLs given";
@@ -276,15 +291,10 @@ async function serveMembers(member: V2Member, options: V2HandlerOptions, req: ht
       return;
     }
     case "POST": {
-      const body = (await readJson(req, res, options.bodyBytesMax)) as { peerURLs?: unknown } | undefined;
-      if (body === undefined) return;
-      const bad = checkPeerUrls(body.peerURLs);
-      if (bad !== undefined) {
-        httpError(res, 400, bad);
-        return;
-      }
+      const peerUrls = await readPeerUrls(req, res, options.bodyBytesMax);
+      if (peerUrls === undefined) return;
       try {
-        const { member: m } = await member.memberAdd(body.peerURLs as string[], false);
+        const { member: m } = await member.memberAdd(peerUrls, false);
         res.setHeader("Content-Type", "application/json");
         res.statusCode = 201;
         res.end(JSON.stringify({ id: m.id.toString(16), name: "", peerURLs: [...m.peerUrls], clientURLs: [] }) + "\n");
@@ -313,15 +323,10 @@ async function serveMembers(member: V2Member, options: V2HandlerOptions, req: ht
     case "PUT": {
       const id = memberIdFrom(res, p);
       if (id === undefined) return;
-      const body = (await readJson(req, res, options.bodyBytesMax)) as { peerURLs?: unknown } | undefined;
-      if (body === undefined) return;
-      const bad = checkPeerUrls(body.peerURLs);
-      if (bad !== undefined) {
-        httpError(res, 400, bad);
-        return;
-      }
+      const peerUrls = await readPeerUrls(req, res, options.bodyBytesMax);
+      if (peerUrls === undefined) return;
       try {
-        await member.memberUpdate(id, body.peerURLs as string[]);
+        await member.memberUpdate(id, peerUrls);
         res.statusCode = 204;
         res.end();
       } catch (err) {
