@@ -11,63 +11,32 @@
  * Needs root and the whole node: runs only with KUBE_E2E=1 (node.sh brings the node up and down;
  * only one node can run on a machine). Timings are printed.
  */
-import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { startOperator, type RunningOperator } from "../../operator/src/main.js";
-import { chartDir } from "./chart-render.js";
-import { appCmd, assembleImage } from "./image.js";
-import { kubeBin, kubeMissing, kubeTools, kubectl, kubectlJson, waitFor } from "./kube.js";
+import { kubectl, kubectlJson, waitFor } from "./kube.js";
+import { NodeEnv, etcdctlAt, nodeSkipReason } from "./kube-node-env.js";
 
 const run = promisify(execFile);
-const enabled = process.env.KUBE_E2E === "1";
-const missing = kubeMissing();
-if (!enabled) console.warn("kube-backup-node.test.ts skipped: set KUBE_E2E=1 to run backup and restore on a real node");
-else if (missing) console.warn(`kube-backup-node.test.ts skipped: ${missing}`);
-
+const skip = nodeSkipReason("kube-backup-node.test.ts", "backup and restore");
 const NS = "bk";
 const IMAGE = "localhost/etcd-ts:dev";
 const BUMP = 1_000_000;
-const timings: Record<string, number> = {};
-
-async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await fn();
-  } finally {
-    timings[name] = (Date.now() - t0) / 1000;
-  }
-}
-
 const yaml = (kind: string, name: string, spec: Record<string, unknown>) => stringify({ apiVersion: "etcd.etcd-ts.io/v1alpha1", kind, metadata: { name }, spec });
 
-describe.skipIf(!enabled || missing !== undefined)("backup and restore end to end on a real node", () => {
+describe.skipIf(skip !== undefined)("backup and restore end to end on a real node", () => {
+  const env = new NodeEnv({ namespace: NS, images: [IMAGE] });
   let kc = "";
-  let op: RunningOperator | undefined;
+  const timed = <T>(name: string, fn: () => Promise<T>) => env.timed(name, fn);
 
-  const etcdctl = async (ip: string, args: string[]) =>
-    (await run("etcdctl", ["--endpoints", `http://${ip}:2379`, "--command-timeout=10s", ...args], { env: { ...process.env, ETCDCTL_API: "3" } })).stdout;
-  const podIP = async (name: string) => (await kubectlJson(kc, ["-n", NS, "get", "pod", name])).status.podIP as string;
-  const get = (what: string) => kubectlJson(kc, ["-n", NS, "get", ...what.split(" ")]);
-  const waitRunning = (names: string[], timeoutMs: number) =>
-    waitFor<any>(
-      `members ${names.join(",")}`,
-      async () => {
-        const s = (await get("etcdcluster e")).status;
-        const ok =
-          s?.phase === "Running" &&
-          s.conditions?.some((c: any) => c.type === "Available" && c.status === "True") &&
-          s.members?.length === names.length &&
-          s.members.every((m: any, i: number) => m.name === names[i] && m.healthy && m.role !== "learner");
-        return ok ? s : undefined;
-      },
-      timeoutMs,
-      1000,
-    );
+  const etcdctl = (ip: string, args: string[]) => etcdctlAt(ip, args);
+  const podIP = (name: string) => env.podIP(name);
+  const get = (what: string) => env.get(what);
+  const waitRunning = (names: string[], timeoutMs: number) => env.waitMembers("e", names, timeoutMs);
   /** Each key's value, create and mod revisions, and the header revision, as etcdctl reads them. */
   const read = async (ip: string, keys: string[]) => {
     const out: Record<string, [string, number, number]> = {};
@@ -82,35 +51,10 @@ describe.skipIf(!enabled || missing !== undefined)("backup and restore end to en
   };
 
   beforeAll(async () => {
-    await timed("node up", async () => {
-      const out = execFileSync("bash", [path.join(kubeTools, "node.sh"), "up"], { encoding: "utf8", env: { ...process.env, KUBE_BIN_DIR: kubeBin }, timeout: 300_000 });
-      kc = out.trim().split("\n").at(-1)!;
-    });
-    await timed("image", async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), "etcd-ts-image-"));
-      assembleImage(dir);
-      execFileSync("bash", [path.join(kubeTools, "images.sh"), "app", IMAGE, dir], {
-        env: { ...process.env, APP_CMD: JSON.stringify(appCmd("etcd")) },
-        stdio: "ignore",
-        timeout: 300_000,
-      });
-    });
-    await kubectl(kc, ["apply", "-f", path.join(chartDir, "crds")]);
-    await kubectl(kc, ["wait", "--for=condition=Established", "--timeout=60s", "crd/etcdclusters.etcd.etcd-ts.io", "crd/etcdbackups.etcd.etcd-ts.io"]);
-    await kubectl(kc, ["create", "namespace", NS]);
-    op = await startOperator(["--kubeconfig", kc, "--lease-namespace", NS, "--image", IMAGE, "--log-level", process.env.OPERATOR_LOG ?? "warn"]);
+    await env.up();
+    kc = env.kc;
   }, 600_000);
-
-  afterAll(async () => {
-    await op?.stop();
-    if (kc) {
-      await kubectl(kc, ["delete", "namespace", NS, "--wait=false"]).catch(() => {});
-      await timed("node down", async () => {
-        execFileSync("bash", [path.join(kubeTools, "node.sh"), "down"], { stdio: "ignore", timeout: 300_000 });
-      });
-    }
-    console.log(`kube-backup-node timings (s): ${JSON.stringify(timings)}`);
-  }, 600_000);
+  afterAll(() => env.down("kube-backup-node"), 600_000);
 
   it("backs up to a PVC, deletes the cluster, restores it under the same name with the same revisions", async () => {
     await kubectl(kc, ["-n", NS, "apply", "-f", "-"], stringify({

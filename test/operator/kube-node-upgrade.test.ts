@@ -11,97 +11,41 @@
  *
  * Long and needs root and the whole node: runs only with KUBE_E2E=1 (see kube-node.test.ts).
  */
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { startOperator, type RunningOperator } from "../../operator/src/main.js";
-import { chartDir } from "./chart-render.js";
-import { appCmd, assembleImage } from "./image.js";
-import { kubeBin, kubeMissing, kubeTools, kubectl, kubectlJson, waitFor } from "./kube.js";
+import { kubectl, kubectlJson, waitFor } from "./kube.js";
+import { NodeEnv, nodeSkipReason } from "./kube-node-env.js";
 
 const run = promisify(execFile);
-const enabled = process.env.KUBE_E2E === "1";
-const missing = kubeMissing();
-if (!enabled) console.warn("kube-node-upgrade.test.ts skipped: set KUBE_E2E=1 to run the rolling-upgrade and TLS scenarios on a real node");
-else if (missing) console.warn(`kube-node-upgrade.test.ts skipped: ${missing}`);
-
+const skip = nodeSkipReason("kube-node-upgrade.test.ts", "the rolling-upgrade and TLS scenarios");
 const NS = "e2e-roll";
 const V1 = "localhost/etcd-ts:v1";
 const V2 = "localhost/etcd-ts:v2";
-const timings: Record<string, number> = {};
 
-async function timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  const t0 = Date.now();
-  try {
-    return await fn();
-  } finally {
-    timings[name] = (Date.now() - t0) / 1000;
-  }
-}
-
-describe.skipIf(!enabled || missing !== undefined)("operator rolling upgrades and TLS on a real node", () => {
+describe.skipIf(skip !== undefined)("operator rolling upgrades and TLS on a real node", () => {
+  const env = new NodeEnv({ namespace: NS, images: [V1, V2] });
   let kc = "";
-  let op: RunningOperator | undefined;
+  const timed = <T>(name: string, fn: () => Promise<T>) => env.timed(name, fn);
 
   const etcdctl = async (endpoints: string[], args: string[], extra: string[] = []) =>
     (await run("etcdctl", ["--endpoints", endpoints.join(","), "--command-timeout=5s", "--dial-timeout=2s", ...extra, ...args], { env: { ...process.env, ETCDCTL_API: "3" } })).stdout;
   const getCluster = (name: string) => kubectlJson(kc, ["-n", NS, "get", "etcdcluster", name]);
-  const podsOf = async (cluster: string) => (await kubectlJson(kc, ["-n", NS, "get", "pods", "-l", `etcd.etcd-ts.io/cluster=${cluster}`])).items as any[];
 
+  /** Healthy voters `names`, Running, Available, and no longer Progressing. */
   const waitSteady = (cluster: string, names: string[], timeoutMs: number, extra: (s: any) => boolean = () => true) =>
-    waitFor<any>(
-      `${cluster} steady with ${names.join(",")}`,
-      async () => {
-        const s = (await getCluster(cluster)).status;
-        const ok =
-          s?.phase === "Running" &&
-          s.conditions?.some((c: any) => c.type === "Available" && c.status === "True") &&
-          s.conditions?.some((c: any) => c.type === "Progressing" && c.status === "False") &&
-          s.members?.length === names.length &&
-          s.members.every((m: any, i: number) => m.name === names[i] && m.healthy && m.role !== "learner") &&
-          extra(s);
-        return ok ? s : undefined;
-      },
-      timeoutMs,
-      1000,
-    );
+    env.waitMembers(cluster, names, timeoutMs, (s) => s.conditions?.some((c: any) => c.type === "Progressing" && c.status === "False") && extra(s));
+  const podsOf = (cluster: string) => env.podsOf(cluster);
 
   beforeAll(async () => {
-    await timed("node up", async () => {
-      const out = execFileSync("bash", [path.join(kubeTools, "node.sh"), "up"], { encoding: "utf8", env: { ...process.env, KUBE_BIN_DIR: kubeBin }, timeout: 300_000 });
-      kc = out.trim().split("\n").at(-1)!;
-    });
-    await timed("images", async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), "etcd-ts-image-"));
-      assembleImage(dir);
-      for (const image of [V1, V2]) {
-        execFileSync("bash", [path.join(kubeTools, "images.sh"), "app", image, dir], {
-          env: { ...process.env, APP_CMD: JSON.stringify(appCmd("etcd")) },
-          stdio: "ignore",
-          timeout: 300_000,
-        });
-      }
-    });
-    await kubectl(kc, ["apply", "-f", path.join(chartDir, "crds")]);
-    await kubectl(kc, ["wait", "--for=condition=Established", "--timeout=60s", "crd/etcdclusters.etcd.etcd-ts.io"]);
-    await kubectl(kc, ["create", "namespace", NS]);
-    op = await startOperator(["--kubeconfig", kc, "--lease-namespace", NS, "--image", V1, "--log-level", process.env.OPERATOR_LOG ?? "warn"]);
+    await env.up();
+    kc = env.kc;
   }, 600_000);
-
-  afterAll(async () => {
-    await op?.stop();
-    if (kc) {
-      await kubectl(kc, ["delete", "namespace", NS, "--wait=false"]).catch(() => {});
-      await timed("node down", async () => {
-        execFileSync("bash", [path.join(kubeTools, "node.sh"), "down"], { stdio: "ignore", timeout: 300_000 });
-      });
-    }
-    console.log(`kube-node-upgrade timings (s): ${JSON.stringify(timings)}`);
-  }, 600_000);
+  afterAll(() => env.down("kube-node-upgrade"), 600_000);
 
   it("rolls a 3-member cluster from image v1 to v2 one member at a time while a client writes; nothing acknowledged is lost", async () => {
     await kubectl(kc, ["-n", NS, "apply", "-f", "-"], stringify({

@@ -1,0 +1,209 @@
+/**
+ * The shared set-up of the end-to-end scenarios on a real node (node mode of ../shared/tools/kube:
+ * pods in containerd, cluster DNS, PVCs): bring the node up, build the images from this checkout
+ * as the Dockerfile lays them out (`images.sh app`), install the CRDs, make the scenario's
+ * namespace, start the operator in process; and the reads every scenario makes (status, pod IPs,
+ * etcdctl against pod IPs, which the host routes to).
+ *
+ * `npm run test:kube-e2e` (scripts/kube-e2e.sh) brings the node up once and builds the images
+ * once for every scenario: it sets KUBE_NODE_KUBECONFIG and KUBE_NODE_IMAGES, and the scenarios
+ * then only make their namespaces. Run alone (`KUBE_E2E=1 npx vitest run <file>`) a scenario
+ * brings the node up and down itself. Either way the node is the whole machine's: one run at a
+ * time (the script takes /tmp/etcd-ts-kube-node.lock).
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { stringify } from "yaml";
+import { startOperator, type RunningOperator } from "../../operator/src/main.js";
+import { chartDir } from "./chart-render.js";
+import { appCmd, assembleImage } from "./image.js";
+import { kubeBin, kubeMissing, kubeTools, kubectl, kubectlJson, waitFor } from "./kube.js";
+
+const run = promisify(execFile);
+
+/** The image every scenario uses unless it builds its own tags. */
+export const DEV_IMAGE = "localhost/etcd-ts:dev";
+
+/** Why a node scenario does not run here, or undefined. Prints the reason once per file. */
+export function nodeSkipReason(file: string, what: string): string | undefined {
+  if (process.env.KUBE_E2E !== "1") {
+    console.warn(`${file} skipped: set KUBE_E2E=1 to run ${what} on a real node`);
+    return "KUBE_E2E is not 1";
+  }
+  const missing = kubeMissing();
+  if (missing) console.warn(`${file} skipped: ${missing}`);
+  return missing;
+}
+
+/** Images already built by scripts/kube-e2e.sh for this run. */
+function prebuilt(): Set<string> {
+  return new Set((process.env.KUBE_NODE_IMAGES ?? "").split(",").filter(Boolean));
+}
+
+/** Builds `images` (tags) from this checkout, all with the same layout, skipping ones already built for this run. */
+export function buildImages(images: string[]): void {
+  const todo = images.filter((i) => !prebuilt().has(i));
+  if (todo.length === 0) return;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "etcd-ts-image-"));
+  assembleImage(dir);
+  for (const image of todo) {
+    execFileSync("bash", [path.join(kubeTools, "images.sh"), "app", image, dir], {
+      env: { ...process.env, APP_CMD: JSON.stringify(appCmd("etcd")) },
+      stdio: "ignore",
+      timeout: 300_000,
+    });
+  }
+}
+
+export interface NodeEnvOptions {
+  /** The scenario's namespace (made here, deleted at the end). */
+  namespace: string;
+  /** Image tags to build; the first is the operator's default member image. */
+  images?: string[];
+  /** Extra operator flags. */
+  operatorArgs?: string[];
+  /** Start the operator in process (default true). */
+  operator?: boolean;
+}
+
+/** One scenario's view of the node. Call `up()` in beforeAll and `down()` in afterAll. */
+export class NodeEnv {
+  kc = "";
+  op: RunningOperator | undefined;
+  readonly timings: Record<string, number> = {};
+  private ownsNode = false;
+
+  constructor(readonly opts: NodeEnvOptions) {}
+
+  get ns(): string {
+    return this.opts.namespace;
+  }
+
+  get images(): string[] {
+    return this.opts.images ?? [DEV_IMAGE];
+  }
+
+  async timed<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } finally {
+      this.timings[name] = (Date.now() - t0) / 1000;
+    }
+  }
+
+  async up(): Promise<void> {
+    const shared = process.env.KUBE_NODE_KUBECONFIG;
+    if (shared) {
+      this.kc = shared;
+    } else {
+      await this.timed("node up", async () => {
+        const out = execFileSync("bash", [path.join(kubeTools, "node.sh"), "up"], { encoding: "utf8", env: { ...process.env, KUBE_BIN_DIR: kubeBin }, timeout: 300_000 });
+        this.kc = out.trim().split("\n").at(-1)!;
+        this.ownsNode = true;
+      });
+    }
+    await this.timed("images", async () => buildImages(this.images));
+    await kubectl(this.kc, ["apply", "-f", path.join(chartDir, "crds")]);
+    await kubectl(this.kc, ["wait", "--for=condition=Established", "--timeout=60s", "crd/etcdclusters.etcd.etcd-ts.io", "crd/etcdbackups.etcd.etcd-ts.io"]);
+    await kubectl(this.kc, ["create", "namespace", this.ns]);
+    if (this.opts.operator !== false) await this.startOperator();
+  }
+
+  async startOperator(extra: string[] = []): Promise<RunningOperator> {
+    this.op = await startOperator([
+      "--kubeconfig",
+      this.kc,
+      "--lease-namespace",
+      this.ns,
+      "--image",
+      this.images[0]!,
+      "--log-level",
+      process.env.OPERATOR_LOG ?? "warn",
+      ...(this.opts.operatorArgs ?? []),
+      ...extra,
+    ]);
+    return this.op;
+  }
+
+  async down(label: string): Promise<void> {
+    await this.op?.stop();
+    if (this.kc) {
+      await kubectl(this.kc, ["delete", "namespace", this.ns, "--wait=false"]).catch(() => {});
+      if (this.ownsNode) {
+        await this.timed("node down", async () => {
+          execFileSync("bash", [path.join(kubeTools, "node.sh"), "down"], { stdio: "ignore", timeout: 300_000 });
+        });
+      }
+    }
+    console.log(`${label} timings (s): ${JSON.stringify(this.timings)}`);
+  }
+
+  /** kubectl in the scenario's namespace. */
+  kubectl(args: string[], input?: string): Promise<string> {
+    return kubectl(this.kc, ["-n", this.ns, ...args], input);
+  }
+
+  get<T = any>(what: string): Promise<T> {
+    return kubectlJson<T>(this.kc, ["-n", this.ns, "get", ...what.split(" ")]);
+  }
+
+  apply(obj: Record<string, unknown>): Promise<string> {
+    return this.kubectl(["apply", "-f", "-"], stringify(obj));
+  }
+
+  /** Applies an etcd.etcd-ts.io/v1alpha1 object. */
+  applyEtcd(kind: string, name: string, spec: Record<string, unknown>): Promise<string> {
+    return this.apply({ apiVersion: "etcd.etcd-ts.io/v1alpha1", kind, metadata: { name }, spec });
+  }
+
+  async podIP(name: string): Promise<string> {
+    return (await this.get(`pod ${name}`)).status.podIP as string;
+  }
+
+  async podsOf(cluster: string): Promise<any[]> {
+    return (await kubectlJson(this.kc, ["-n", this.ns, "get", "pods", "-l", `etcd.etcd-ts.io/cluster=${cluster}`])).items as any[];
+  }
+
+  /**
+   * Waits until the cluster's status shows exactly `names` as healthy voters, phase Running,
+   * Available (and `extra`, when given); returns the status.
+   */
+  waitMembers(cluster: string, names: string[], timeoutMs: number, extra: (s: any) => boolean = () => true): Promise<any> {
+    return waitFor<any>(
+      `${cluster}: members ${names.join(",")}`,
+      async () => {
+        const s = (await this.get(`etcdcluster ${cluster}`)).status;
+        const ok =
+          s?.phase === "Running" &&
+          s.conditions?.some((c: any) => c.type === "Available" && c.status === "True") &&
+          s.members?.length === names.length &&
+          s.members.every((m: any, i: number) => m.name === names[i] && m.healthy && m.role !== "learner") &&
+          extra(s);
+        return ok ? s : undefined;
+      },
+      timeoutMs,
+      1000,
+    );
+  }
+
+  /** The reasons of the events recorded on objects of `kind`. */
+  async eventReasons(kind = "EtcdCluster"): Promise<Set<string>> {
+    const events = await this.get(`events --field-selector involvedObject.kind=${kind}`);
+    return new Set(events.items.map((e: any) => e.reason));
+  }
+}
+
+/** etcdctl (v3) against `endpoints` (host:port pairs or URLs), with short timeouts. */
+export async function etcdctlAt(endpoints: string | string[], args: string[], extra: string[] = []): Promise<string> {
+  const list = (Array.isArray(endpoints) ? endpoints : [endpoints]).map((e) => (e.includes("://") ? e : `http://${e}:2379`));
+  const { stdout } = await run("etcdctl", ["--endpoints", list.join(","), "--command-timeout=10s", "--dial-timeout=2s", ...extra, ...args], {
+    env: { ...process.env, ETCDCTL_API: "3" },
+  });
+  return stdout;
+}
+
+export { waitFor };
