@@ -207,3 +207,76 @@ export async function etcdctlAt(endpoints: string | string[], args: string[], ex
 }
 
 export { waitFor };
+
+/**
+ * A client that keeps writing `w/NNNNNN` keys, one sequential etcdctl put at a time, to whichever
+ * member pods of `cluster` exist now (their IPs change as pods are recreated). It counts failed
+ * attempts and the longest run of failures, and `lost()` reads back every acknowledged key.
+ */
+export class ClientWriter {
+  readonly acked: number[] = [];
+  failures = 0;
+  longestOutageMs = 0;
+  private endpoints: string[] = [];
+  private writing = true;
+  private failingSince = 0;
+  private refresher: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly env: NodeEnv,
+    private readonly cluster: string,
+  ) {}
+
+  static key(i: number): string {
+    return `w/${String(i).padStart(6, "0")}`;
+  }
+
+  async start(): Promise<this> {
+    await this.refresh();
+    this.refresher = setInterval(() => void this.refresh().catch(() => {}), 1000);
+    this.loop = (async () => {
+      for (let i = 0; this.writing; i++) {
+        try {
+          await etcdctlAt(this.endpoints, ["put", ClientWriter.key(i), String(i)], ["--command-timeout=5s"]);
+          this.acked.push(i);
+          this.endOutage();
+        } catch {
+          this.failures++;
+          if (!this.failingSince) this.failingSince = Date.now();
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    })();
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.writing = false;
+    clearInterval(this.refresher);
+    await this.loop;
+    this.endOutage();
+  }
+
+  /** Acknowledged writes missing from the cluster now. */
+  async lost(): Promise<number[]> {
+    await this.refresh();
+    const keys = new Set((await etcdctlAt(this.endpoints, ["get", "w/", "--prefix", "--keys-only"])).split("\n").filter((l) => l !== ""));
+    return this.acked.filter((i) => !keys.has(ClientWriter.key(i)));
+  }
+
+  summary(): string {
+    return `${this.acked.length} writes acknowledged, ${this.failures} failed attempts, longest outage ${this.longestOutageMs} ms`;
+  }
+
+  private endOutage(): void {
+    if (this.failingSince) this.longestOutageMs = Math.max(this.longestOutageMs, Date.now() - this.failingSince);
+    this.failingSince = 0;
+  }
+
+  private async refresh(): Promise<void> {
+    this.endpoints = (await this.env.podsOf(this.cluster))
+      .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
+      .map((p) => `http://${p.status.podIP}:2379`);
+  }
+}

@@ -10,7 +10,7 @@
  * Runs only with KUBE_E2E=1 (`npm run test:kube-e2e`); see kube-node-env.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NodeEnv, etcdctlAt, nodeSkipReason, waitFor } from "./kube-node-env.js";
+import { ClientWriter, NodeEnv, etcdctlAt, nodeSkipReason, waitFor } from "./kube-node-env.js";
 
 const skip = nodeSkipReason("kube-node-scale.test.ts", "the scaling scenarios");
 
@@ -30,41 +30,16 @@ describe.skipIf(skip !== undefined)("scaling 1 -> 3 -> 5 -> 3 -> 1 under writes,
     const s1 = await env.timed("create 1", () => env.waitMembers("s", ["s-0"], 240_000));
     expect(s1.leader).toBe("s-0");
 
-    // The writer: sequential puts to the pod IPs of members that exist now.
-    let endpoints: string[] = [];
-    const refresh = async () => {
-      endpoints = (await env.podsOf("s")).filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => `http://${p.status.podIP}:2379`);
-    };
-    await refresh();
-    const acked: number[] = [];
-    let failures = 0;
-    let failingSince = 0;
-    let longestOutage = 0;
-    let writing = true;
-    const refresher = setInterval(() => void refresh().catch(() => {}), 1000);
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        try {
-          await etcdctlAt(endpoints, ["put", `w/${String(i).padStart(6, "0")}`, String(i)], ["--command-timeout=5s"]);
-          acked.push(i);
-          if (failingSince) longestOutage = Math.max(longestOutage, Date.now() - failingSince);
-          failingSince = 0;
-        } catch {
-          failures++;
-          if (!failingSince) failingSince = Date.now();
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
-    })();
+    const writer = await new ClientWriter(env, "s").start();
 
     try {
       for (const [from, to] of [[1, 3], [3, 5], [5, 3], [3, 1]] as const) {
-        const before = acked.length;
+        const before = writer.acked.length;
         await resize("s", to);
         const s = await env.timed(`scale ${from}->${to}`, () => env.waitMembers("s", names("s", to), 360_000));
         expect(s.size).toBe(to);
         // The writer made progress through the step.
-        await waitFor(`writes after scaling to ${to}`, async () => acked.length > before + 3, 60_000, 500);
+        await waitFor(`writes after scaling to ${to}`, async () => writer.acked.length > before + 3, 60_000, 500);
         if (to < from) {
           await waitFor(
             `pods and PVCs of removed members gone (${to})`,
@@ -78,20 +53,13 @@ describe.skipIf(skip !== undefined)("scaling 1 -> 3 -> 5 -> 3 -> 1 under writes,
         }
       }
     } finally {
-      writing = false;
-      clearInterval(refresher);
-      await writer;
+      await writer.stop();
     }
-    if (failingSince) longestOutage = Math.max(longestOutage, Date.now() - failingSince);
-    console.log(`kube-node-scale: ${acked.length} writes acknowledged, ${failures} failed attempts, longest outage ${longestOutage} ms`);
-    expect(acked.length).toBeGreaterThan(20);
-    expect(longestOutage).toBeLessThan(MAX_OUTAGE_MS);
-
+    console.log(`kube-node-scale: ${writer.summary()}`);
+    expect(writer.acked.length).toBeGreaterThan(20);
+    expect(writer.longestOutageMs).toBeLessThan(MAX_OUTAGE_MS);
     // Every acknowledged write is on the one member left.
-    await refresh();
-    const keys = new Set((await etcdctlAt(endpoints, ["get", "w/", "--prefix", "--keys-only"])).split("\n").filter((l) => l !== ""));
-    const lost = acked.filter((i) => !keys.has(`w/${String(i).padStart(6, "0")}`));
-    expect(lost).toEqual([]);
+    expect(await writer.lost()).toEqual([]);
 
     const reasons = await env.eventReasons();
     for (const r of ["Bootstrap", "AddLearner", "Promote", "RemoveMember"]) expect(reasons.has(r), r).toBe(true);

@@ -19,7 +19,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { kubectl, kubectlJson, waitFor } from "./kube.js";
-import { NodeEnv, nodeSkipReason } from "./kube-node-env.js";
+import { ClientWriter, NodeEnv, nodeSkipReason } from "./kube-node-env.js";
 
 const run = promisify(execFile);
 const skip = nodeSkipReason("kube-node-upgrade.test.ts", "the rolling-upgrade and TLS scenarios");
@@ -60,26 +60,7 @@ describe.skipIf(skip !== undefined)("operator rolling upgrades and TLS on a real
     const hash1 = s1.specHash;
 
     // The writer: sequential puts to whichever pod IPs exist now (they change as pods are recreated).
-    let endpoints: string[] = [];
-    const refresh = async () => {
-      endpoints = (await podsOf("u")).filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => `http://${p.status.podIP}:2379`);
-    };
-    await refresh();
-    const acked: number[] = [];
-    let failures = 0;
-    let writing = true;
-    const refresher = setInterval(() => void refresh().catch(() => {}), 1000);
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        try {
-          await etcdctl(endpoints, ["put", `w/${String(i).padStart(6, "0")}`, String(i)]);
-          acked.push(i);
-        } catch {
-          failures++;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
-    })();
+    const writer = await new ClientWriter(env, "u").start();
 
     // Ready pods, sampled through the roll: never fewer than a quorum.
     let minReady = 3;
@@ -100,10 +81,8 @@ describe.skipIf(skip !== undefined)("operator rolling upgrades and TLS on a real
       s2 = await timed("roll 3", () => waitSteady("u", ["u-0", "u-1", "u-2"], 420_000, (s) => s.specHash !== hash1 && s.updatedMembers === 3));
       await new Promise((r) => setTimeout(r, 2000));
     } finally {
-      writing = false;
-      clearInterval(refresher);
       clearInterval(sampler);
-      await writer;
+      await writer.stop();
     }
 
     // Every pod runs v2, the members are the same (same IDs: pods were recreated on their volumes).
@@ -120,14 +99,11 @@ describe.skipIf(skip !== undefined)("operator rolling upgrades and TLS on a real
     expect(new Set(rolls)).toEqual(new Set(["u-0", "u-1", "u-2"]));
     const moves = events.filter((e: any) => e.reason === "MoveLeader" && /\(roll\)/.test(e.message));
     if (moves.length > 0) expect(moves.at(-1).message).toMatch(new RegExp(`from ${rolls.at(-1)} `));
-    console.log(`roll order ${rolls.join(" ")}; leader before ${leaderBefore}; writes acknowledged ${acked.length}, failed ${failures}`);
+    console.log(`roll order ${rolls.join(" ")}; leader before ${leaderBefore}; ${writer.summary()}`);
 
     // Nothing acknowledged is lost.
-    expect(acked.length).toBeGreaterThan(20);
-    await refresh();
-    const keys = new Set((await etcdctl(endpoints, ["get", "w/", "--prefix", "--keys-only"])).split("\n").filter((l) => l !== ""));
-    const lost = acked.filter((i) => !keys.has(`w/${String(i).padStart(6, "0")}`));
-    expect(lost).toEqual([]);
+    expect(writer.acked.length).toBeGreaterThan(20);
+    expect(await writer.lost()).toEqual([]);
   }, 900_000);
 
   it("a TLS cluster (operator-issued, DNS SRV bootstrap) serves etcdctl with a client certificate", async () => {
