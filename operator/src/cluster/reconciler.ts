@@ -86,7 +86,8 @@ export interface ClusterStore {
 /** A change to a new member's objects (pure): e.g. a restore's init container and annotation. */
 export interface MemberObjects {
   pvc(obj: Record<string, unknown>): Record<string, unknown>;
-  pod(obj: Record<string, unknown>): Record<string, unknown>;
+  /** `start` is what the member starts with (its initial cluster, also when DNS SRV discovery leaves it out of the flags). */
+  pod(obj: Record<string, unknown>, start: MemberStart): Record<string, unknown>;
 }
 
 /**
@@ -283,7 +284,7 @@ export class Reconciler {
     const startMember = async (s: MemberStart, extra?: MemberObjects) => {
       if (!memory) await store.create(extra ? extra.pvc(memberPvc(cluster, s)) : memberPvc(cluster, s));
       const pod = memberPod(cluster, s, this.options, obs.specHash);
-      await store.create(extra ? extra.pod(pod) : pod);
+      await store.create(extra ? extra.pod(pod, s) : pod);
     };
     switch (step.kind) {
       case "bootstrap": {
@@ -294,7 +295,7 @@ export class Reconciler {
       case "create-pod": {
         const extra = step.state === "new" ? this.deps.newMembers?.forRecreatedPod(cluster, obs.volumes.get(step.member)?.annotations ?? {}) : undefined;
         const pod = memberPod(cluster, step, this.options, obs.specHash);
-        await store.create(extra ? extra.pod(pod) : pod);
+        await store.create(extra ? extra.pod(pod, step) : pod);
         return;
       }
       case "roll-member": {
