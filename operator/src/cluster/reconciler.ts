@@ -101,6 +101,11 @@ export interface NewMemberHook {
   forRecreatedPod(cluster: EtcdCluster, volumeAnnotations: Record<string, string>): MemberObjects | undefined;
 }
 
+/** Optional: spec.backup (backup/backup-policy.ts keeps the cluster's policy EtcdBackup). */
+export interface BackupPolicySync {
+  sync(cluster: EtcdCluster): Promise<{ status: EtcdClusterStatus["backup"]; action?: { type: "Normal" | "Warning"; reason: string; message: string } }>;
+}
+
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -123,6 +128,7 @@ export interface ReconcilerDeps {
   log: Logger;
   now: () => Date;
   newMembers?: NewMemberHook;
+  backupPolicy?: BackupPolicySync;
   /** A short text for an error (default: its message). */
   describeError?: (err: unknown) => string;
 }
@@ -173,6 +179,20 @@ export class Reconciler {
 
     const status = buildStatus(obs, step, this.deps.now().toISOString());
     if (failed !== undefined) status.lastAction = `${describeStep(step)} failed: ${failed}`;
+    if (this.deps.backupPolicy !== undefined) {
+      try {
+        const r = await this.deps.backupPolicy.sync(cluster);
+        if (r.status !== undefined) status.backup = r.status;
+        if (r.action !== undefined && (r.action.type === "Normal" || cluster.status?.backup?.message !== r.status?.message)) {
+          await store.event(cluster, r.action.type, r.action.reason, r.action.message).catch(() => {});
+        }
+      } catch (err) {
+        const text = this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err));
+        log.warn("backup policy failed", { cluster: `${ns}/${name}`, error: text });
+        status.backup = { ...(cluster.status?.backup ?? {}), message: `spec.backup: ${text}` };
+        requeueAfterMs = Math.min(requeueAfterMs, this.options.requeueWaitMs);
+      }
+    }
     if (!sameStatus(cluster.status, status)) await store.writeStatus(cluster, status);
     return { step, requeueAfterMs };
   }
