@@ -5,6 +5,7 @@
 # etcd source package (Documentation/op-guide/), which the metrics test evaluates; Go with
 # Debian's sprig and sigs.k8s.io/yaml, from which test/operator/chart-render.ts builds a
 # `helm template` stand-in for the Helm chart's tests; and Kubernetes 1.20 from the shared tools.
+# Checks that moto (an S3-compatible server, for the backup tests) can be imported.
 # Needs root (or sudo).
 set -euo pipefail
 need=()
@@ -63,6 +64,14 @@ if [ "${SKIP_KUBE_BUILD:-0}" != 1 ] && [ -x "$KUBE_TOOLS/build.sh" ]; then
 else
   echo "no Kubernetes test tools at $KUBE_TOOLS: the operator's Kubernetes tests will skip" >&2
 fi
+
+# moto's S3 server (python3 -m moto.server, with boto3) is the S3-compatible server the backup
+# tests start (test/harness/moto.ts). It is not a Debian package here: the machine must have it.
+if ! python3 -c "import moto.server, boto3" >/dev/null 2>&1; then
+  echo "ERROR: python3 cannot import moto.server and boto3: the S3 backup tests need moto's server (pip install 'moto[server]')" >&2
+  exit 1
+fi
+python3 -c "import moto; print('moto', moto.__version__)"
 
 etcd --version | sed -n 1p
 etcdctl version | sed -n 1p

@@ -4,7 +4,7 @@
 // member's /health (the Dockerfile's HEALTHCHECK), `entrypoint.js wait-srv NAME COUNT [TIMEOUT_S]`
 // waits until DNS has COUNT SRV records for NAME (a DNS SRV bootstrap's init container: every
 // member must be published before any member reads the records), `entrypoint.js backup ...` is a
-// backup Job's snapshot (operator/src/backup/backup-command.ts), `entrypoint.js restore FILE ...`
+// backup Job's snapshot to a PVC or an S3 bucket (operator/src/backup/backup-command.ts), `entrypoint.js restore FILE ...`
 // a restored member's init container (operator/src/backup/restore-command.ts). Flags alone mean etcd.
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -29,7 +29,9 @@ async function run() {
       const { backupMain } = await import(path.join(here, "../dist/backup/backup-command.js"));
       const { GrpcSnapshotSource } = await import(path.join(here, "../dist/etcd/grpc-snapshot-source.js"));
       const { snapshotStatus } = await import(path.join(here, "../../server/dist/etcdutl/snapshot-status.js"));
+      const { S3SnapshotStore } = await import(path.join(here, "../dist/backup/s3-snapshots.js"));
       return backupMain(args, {
+        objectStore: (target) => new S3SnapshotStore(target),
         source: new GrpcSnapshotSource(),
         revisionOf: (file) => snapshotStatus(file).revision,
         out: (t) => process.stdout.write(t),
@@ -39,7 +41,13 @@ async function run() {
     case "restore": {
       const { restoreMain } = await import(path.join(here, "../dist/backup/restore-command.js"));
       const { runOfflineCommand } = await import(path.join(here, "../../server/dist/etcdutl/main.js"));
-      return restoreMain(args, { runOfflineCommand: (argv) => runOfflineCommand(argv), out: (t) => process.stdout.write(t) });
+      const { S3SnapshotStore } = await import(path.join(here, "../dist/backup/s3-snapshots.js"));
+      return restoreMain(args, {
+        runOfflineCommand: (argv) => runOfflineCommand(argv),
+        out: (t) => process.stdout.write(t),
+        err: (t) => process.stderr.write(t),
+        objectStore: (target) => new S3SnapshotStore(target),
+      });
     }
     case "healthcheck": {
       const url = args[0] ?? "http://127.0.0.1:2379/health";

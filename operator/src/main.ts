@@ -6,6 +6,7 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
+import { BackupPolicy } from "./backup/backup-policy.js";
 import { BackupReconciler } from "./backup/backup-reconciler.js";
 import { RestoreHook } from "./backup/restore-hook.js";
 import { Reconciler } from "./cluster/reconciler.js";
@@ -102,7 +103,7 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       requeueWaitMs: 3_000,
       requeueActionMs: 1_000,
     },
-    { store, etcd, tls, log, now: () => new Date(), describeError: apiErrorText, newMembers: new RestoreHook({}, { backups: backupStore }) },
+    { store, etcd, tls, log, now: () => new Date(), describeError: apiErrorText, newMembers: new RestoreHook({}, { backups: backupStore }), backupPolicy: new BackupPolicy({}, { store: backupStore }) },
   );
   let controller: Controller | undefined;
   let backupController: BackupController | undefined;

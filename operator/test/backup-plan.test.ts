@@ -100,7 +100,9 @@ describe("on-demand backups", () => {
   });
 
   it("refuses what it cannot do", () => {
-    expect(planBackup({ backup: backup({ destination: { s3: { bucket: "x" } } }), cluster: cluster(), jobs: [], now: T0 }, o).step.kind).toBe("invalid");
+    expect(planBackup({ backup: backup({ destination: { s3: { bucket: "x" } } }), cluster: cluster(), jobs: [], now: T0 }, o).step.kind).toBe("start-job");
+    expect(planBackup({ backup: backup({ destination: { s3: { bucket: "x" }, pvc: { claimName: "p" } } }), cluster: cluster(), jobs: [], now: T0 }, o).step.kind).toBe("invalid");
+    expect(planBackup({ backup: backup({ destination: {} }), cluster: cluster(), jobs: [], now: T0 }, o).step.kind).toBe("invalid");
     const bad = planBackup({ backup: backup({ schedule: "whenever" }), cluster: cluster(), jobs: [], now: T0 }, o);
     expect(bad.step.kind).toBe("invalid");
     expect(bad.status.phase).toBe("Failed");
@@ -182,6 +184,34 @@ describe("the backup Job", () => {
     expect(pod.volumes).toEqual([{ name: "backup", persistentVolumeClaim: { claimName: "backups" } }]);
   });
 
+  it("to S3: scratch space, the bucket in flags, credentials only as secretKeyRefs", () => {
+    const b = backup({ retention: { maxBackups: 5 }, destination: { s3: { bucket: "snaps", prefix: "etcd/prod", endpoint: "http://minio:9000", region: "eu-west-1", forcePathStyle: true, credentialsSecret: "s3-creds" } } });
+    const job: any = backupJob(b, { kind: "start-job", job: "b-snapshot", file: "b-20261204T160000Z.db", endpoints: ["h1:2379"] }, {}, { defaultImage: "etcd-ts:1" });
+    const ct = job.spec.template.spec.containers[0];
+    expect(ct.command.slice(3)).toEqual([
+      "--endpoints=h1:2379",
+      "--dir=/backup",
+      "--file=b-20261204T160000Z.db",
+      "--s3-bucket=snaps",
+      "--s3-prefix=etcd/prod",
+      "--s3-endpoint=http://minio:9000",
+      "--s3-region=eu-west-1",
+      "--s3-force-path-style",
+      "--cluster=e",
+      "--backup=b",
+      "--time=20261204T160000Z",
+      "--keep=5",
+    ]);
+    expect(ct.env).toEqual([
+      { name: "AWS_ACCESS_KEY_ID", valueFrom: { secretKeyRef: { name: "s3-creds", key: "accessKeyId" } } },
+      { name: "AWS_SECRET_ACCESS_KEY", valueFrom: { secretKeyRef: { name: "s3-creds", key: "secretAccessKey" } } },
+      { name: "AWS_SESSION_TOKEN", valueFrom: { secretKeyRef: { name: "s3-creds", key: "sessionToken", optional: true } } },
+    ]);
+    expect(job.spec.template.spec.volumes).toEqual([{ name: "backup", emptyDir: {} }]);
+    const bare: any = backupJob(backup({ destination: { s3: { bucket: "snaps" } } }), { kind: "start-job", job: "b-snapshot", file: "b-20261204T160000Z.db", endpoints: ["h1:2379"] }, {}, { defaultImage: "etcd-ts:1" });
+    expect(bare.spec.template.spec.containers[0].env).toBeUndefined();
+  });
+
   it("locations round-trip; a path leaving the volume is refused", () => {
     expect(parsePvcLocation(pvcLocation("backups", "/etcd/b-x.db"))).toEqual({ claimName: "backups", path: "etcd/b-x.db" });
     expect(parsePvcLocation("pvc://backups/../etc/passwd")).toBeUndefined();
@@ -200,7 +230,7 @@ describe("restore", () => {
     expect(resolveRestoreSource({ backupName: "b" }, b)).toEqual({ claimName: "backups", path: "etcd/b-1.db" });
     expect(() => resolveRestoreSource({ backupName: "b" }, undefined)).toThrow(/not found/);
     expect(() => resolveRestoreSource({ backupName: "b" }, backup())).toThrow(RestoreNotReady);
-    expect(() => resolveRestoreSource({ source: { s3: { bucket: "x" } } }, undefined)).toThrow(/s3/);
+    expect(() => resolveRestoreSource({ source: { s3: { bucket: "xyz" } } }, undefined)).toThrow(/source.s3.key/);
     expect(() => resolveRestoreSource({ source: { pvc: { claimName: "backups" } } }, undefined)).toThrow(/path/);
   });
 
@@ -227,6 +257,49 @@ describe("restore", () => {
     expect(pod.spec.volumes.at(-1)).toEqual({ name: "restore-source", persistentVolumeClaim: { claimName: "backups", readOnly: true } });
     expect(pod.spec.containers[0].command).toContain("--initial-cluster-state=new");
     expect(restoreCommand(pod.spec.containers[0].command, { claimName: "b", path: "x.db" }, 1_000_000).slice(-2)).toEqual(["--bump-revision=1000000", "--mark-compacted"]);
+  });
+
+  it("from S3: an EtcdBackup's object with its sha256, or an object named directly", () => {
+    const dest = { s3: { bucket: "snaps", prefix: "etcd", endpoint: "http://minio:9000", forcePathStyle: true, credentialsSecret: "s3-creds" } };
+    const b = backup({ destination: dest }, { phase: "Succeeded", location: "s3://snaps/etcd/e-20261204T160000Z-r9.db", sha256: "ab".repeat(32) });
+    const src = resolveRestoreSource({ backupName: "b" }, b);
+    expect(src).toEqual({ s3: { bucket: "snaps", key: "etcd/e-20261204T160000Z-r9.db", endpoint: "http://minio:9000", forcePathStyle: true, credentialsSecret: "s3-creds", sha256: "ab".repeat(32) } });
+    expect(resolveRestoreSource({ source: { s3: { bucket: "snaps", prefix: "/etcd/", key: "x.db", region: "eu-west-1" } } }, undefined)).toEqual({ s3: { bucket: "snaps", key: "etcd/x.db", region: "eu-west-1" } });
+
+    const pod: any = withRestore(memberPod(c, start, mo), src, 1000);
+    const init = pod.spec.initContainers[0];
+    expect(init.command.slice(3)).toEqual([
+      "/restore/e-20261204T160000Z-r9.db",
+      "--name=e-1",
+      `--initial-cluster=${start.initialCluster}`,
+      "--initial-cluster-token=e-u2",
+      "--initial-advertise-peer-urls=http://e-1.e.ns.svc.cluster.local:2380",
+      "--data-dir=/var/lib/etcd/data",
+      "--bump-revision=1000",
+      "--mark-compacted",
+      "--s3-location=s3://snaps/etcd/e-20261204T160000Z-r9.db",
+      "--s3-endpoint=http://minio:9000",
+      "--s3-force-path-style",
+      `--sha256=${"ab".repeat(32)}`,
+    ]);
+    expect(init.env.map((e: any) => [e.name, e.valueFrom.secretKeyRef.name])).toEqual([["AWS_ACCESS_KEY_ID", "s3-creds"], ["AWS_SECRET_ACCESS_KEY", "s3-creds"], ["AWS_SESSION_TOKEN", "s3-creds"]]);
+    expect(pod.spec.volumes.at(-1)).toEqual({ name: "restore-source", emptyDir: {} });
+    expect(init.volumeMounts.at(-1)).toEqual({ name: "restore-source", mountPath: "/restore" });
+
+    const pvc: any = withRestoreAnnotation(memberPvc(c, start), src);
+    expect(pvc.metadata.annotations[ANN_RESTORE_FROM]).toBe("s3://snaps/etcd/e-20261204T160000Z-r9.db");
+    expect(JSON.stringify(pvc.metadata.annotations)).not.toMatch(/accessKey|secretAccess/);
+    expect(recordedRestoreSource(pvc.metadata.annotations)).toEqual(src);
+  });
+
+  it("with DNS SRV discovery the restore takes the recorded initial cluster (the member's flags have none)", () => {
+    const srv: EtcdCluster = { ...c, spec: { size: 3, bootstrap: { discovery: "DNSSRV" } } };
+    const raw: any = memberPod(srv, start, mo);
+    expect(raw.spec.containers[0].command.some((a: string) => a.startsWith("--initial-cluster="))).toBe(false);
+    expect(() => withRestore(raw, { claimName: "backups", path: "x.db" }, 0)).toThrow(/initial-cluster/);
+    const pod: any = withRestore(raw, { claimName: "backups", path: "x.db" }, 0, undefined, start.initialCluster);
+    expect(pod.spec.initContainers.map((i: any) => i.name)).toEqual(["restore", "wait-srv"]);
+    expect(pod.spec.initContainers[0].command).toContain(`--initial-cluster=${start.initialCluster}`);
   });
 
   it("the PVC records the snapshot, so a recreated pod restores the same file", () => {

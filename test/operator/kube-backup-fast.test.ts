@@ -146,6 +146,50 @@ describe.skipIf(missing !== undefined)("backups and restores on a real API serve
     expect(jobs.items[0].spec.template.spec.containers[0].command).toContain("--keep=2");
   });
 
+  it("a backup to S3: a Job with scratch space and the credentials as secretKeyRefs, no secret values in its spec", async () => {
+    const secretValue = "s3cr3t-value-not-in-any-spec";
+    await kubectl(kc, ["-n", "bk", "create", "secret", "generic", "s3-creds", "--from-literal=accessKeyId=AKIAEXAMPLE", `--from-literal=secretAccessKey=${secretValue}`]);
+    await kubectl(kc, ["-n", "bk", "apply", "-f", "-"], obj("EtcdBackup", "tos3", {
+      clusterName: "e",
+      retention: { maxBackups: 3 },
+      destination: { s3: { bucket: "snaps", prefix: "etcd/e", endpoint: "http://10.244.0.1:9000", forcePathStyle: true, credentialsSecret: "s3-creds" } },
+    }));
+    const job = await waitFor<any>("the S3 Job", () => get("bk", "job tos3-snapshot"), 15_000);
+    const ct = job.spec.template.spec.containers[0];
+    expect(ct.command).toEqual(expect.arrayContaining(["--s3-bucket=snaps", "--s3-prefix=etcd/e", "--s3-endpoint=http://10.244.0.1:9000", "--s3-force-path-style", "--cluster=e", "--backup=tos3", "--keep=3"]));
+    expect(ct.env).toEqual([
+      { name: "AWS_ACCESS_KEY_ID", valueFrom: { secretKeyRef: { name: "s3-creds", key: "accessKeyId" } } },
+      { name: "AWS_SECRET_ACCESS_KEY", valueFrom: { secretKeyRef: { name: "s3-creds", key: "secretAccessKey" } } },
+      { name: "AWS_SESSION_TOKEN", valueFrom: { secretKeyRef: { name: "s3-creds", key: "sessionToken", optional: true } } },
+    ]);
+    expect(job.spec.template.spec.volumes).toEqual([{ name: "backup", emptyDir: {} }]);
+    expect(JSON.stringify(job)).not.toContain(secretValue);
+    expect(JSON.stringify(job)).not.toContain("AKIAEXAMPLE");
+    // A failed run lands in status and events.
+    const pod = await waitFor<any>("the Job's pod", async () => (await get("bk", "pods -l job-name=tos3-snapshot")).items[0], 20_000);
+    const now = new Date();
+    const why = "snapshot failed: upload to s3://snaps/etcd/e/e-x-r5.db: InvalidAccessKeyId (HTTP 403): nope (check the credentialsSecret: keys accessKeyId, secretAccessKey, optional sessionToken)";
+    await core.replaceNamespacedPodStatus({
+      name: pod.metadata.name,
+      namespace: "bk",
+      body: { ...pod, status: { phase: "Failed", containerStatuses: [{ name: "backup", image: ct.image, imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode: 1, reason: "Error", message: why, startedAt: now, finishedAt: now } } }] } },
+    });
+    // backoffLimit 2: the Job controller retries; fail each retry's pod as well.
+    const failed = await waitFor("Failed", async () => {
+      const s = (await get("bk", "etcdbackup tos3")).status;
+      if (s?.phase === "Failed") return s;
+      for (const p of (await get("bk", "pods -l job-name=tos3-snapshot")).items.filter((x: any) => x.status?.phase !== "Failed")) {
+        await core
+          .replaceNamespacedPodStatus({ name: p.metadata.name, namespace: "bk", body: { ...p, status: { phase: "Failed", containerStatuses: [{ name: "backup", image: ct.image, imageID: "", ready: false, restartCount: 0, state: { terminated: { exitCode: 1, reason: "Error", message: why, startedAt: now, finishedAt: new Date() } } }] } } })
+          .catch(() => {});
+      }
+      return undefined;
+    }, 60_000, 1000);
+    expect(failed.message).toMatch(/InvalidAccessKeyId/);
+    const events = await get("bk", "events --field-selector involvedObject.name=tos3");
+    expect(events.items.find((e: any) => e.reason === "BackupFailed")?.message).toMatch(/InvalidAccessKeyId/);
+  }, 120_000);
+
   it("a cluster bootstrapped from a backup: restore init containers, the snapshot recorded; no snapshot, no members", async () => {
     await kubectl(kc, ["create", "namespace", "rs"]);
     await kubectl(kc, ["-n", "rs", "apply", "-f", "-"], obj("EtcdBackup", "b", { clusterName: "gone", destination: { pvc: { claimName: "backups" } } }));
@@ -188,4 +232,22 @@ describe.skipIf(missing !== undefined)("backups and restores on a real API serve
     // The backup the cluster was restored from keeps its snapshot in status.
     expect((await get("rs", "etcdbackup b")).status).toMatchObject({ phase: "Succeeded", location: "pvc://backups/b-20261204T160000Z.db" });
   });
+
+  it("spec.backup: the operator creates, updates and deletes the owned EtcdBackup <cluster>-scheduled", async () => {
+    const policy = { schedule: "0 */6 * * *", retention: { maxBackups: 4 }, destination: { s3: { bucket: "snaps", prefix: "p", credentialsSecret: "s3-creds" } } };
+    await kubectl(kc, ["-n", "rs", "apply", "-f", "-"], obj("EtcdCluster", "p", { size: 1, backup: policy }));
+    const cl = await get("rs", "etcdcluster p");
+    const b = await waitFor<any>("p-scheduled", () => get("rs", "etcdbackup p-scheduled").catch(() => undefined), 20_000);
+    expect(b.metadata.ownerReferences[0]).toMatchObject({ kind: "EtcdCluster", name: "p", uid: cl.metadata.uid, controller: true });
+    expect(b.spec).toEqual({ clusterName: "p", ...policy });
+    await waitFor("status.backup", async () => (await get("rs", "etcdcluster p")).status?.backup?.name === "p-scheduled", 20_000);
+
+    await kubectl(kc, ["-n", "rs", "patch", "etcdcluster", "p", "--type=merge", "-p", JSON.stringify({ spec: { backup: { retention: { maxBackups: 2 } } } })]);
+    await waitFor("the retention followed", async () => (await get("rs", "etcdbackup p-scheduled")).spec.retention?.maxBackups === 2, 30_000);
+
+    await kubectl(kc, ["-n", "rs", "patch", "etcdcluster", "p", "--type=json", "-p", JSON.stringify([{ op: "remove", path: "/spec/backup" }])]);
+    await waitFor("p-scheduled deleted", async () => (await get("rs", "etcdbackups")).items.every((x: any) => x.metadata.name !== "p-scheduled"), 30_000);
+    const reasons = (await get("rs", "events --field-selector involvedObject.name=p")).items.map((e: any) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(["BackupPolicyCreated", "BackupPolicyUpdated", "BackupPolicyRemoved"]));
+  }, 120_000);
 });

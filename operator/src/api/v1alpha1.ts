@@ -25,12 +25,20 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
 }
 
-/** Where snapshots are kept. */
+/**
+ * Where snapshots are kept. `s3`: objects `s3://bucket/prefix/<cluster>-<time>-r<revision>.db`
+ * in an S3-compatible bucket; `endpoint` (e.g. a MinIO or Ceph URL; default AWS), `region`
+ * (default us-east-1), `forcePathStyle` (path-style URLs, as MinIO and Ceph want);
+ * `credentialsSecret` names a Secret with keys `accessKeyId`, `secretAccessKey` and optional
+ * `sessionToken` (without one, the SDK's default chain: e.g. a pod identity). `key` names one
+ * object under `prefix`, for spec.bootstrap.restore.source.s3 only.
+ */
 export interface SnapshotLocation {
   pvc?: { claimName: string; path?: string };
   s3?: {
     bucket: string;
     prefix?: string;
+    key?: string;
     endpoint?: string;
     region?: string;
     forcePathStyle?: boolean;
@@ -54,8 +62,10 @@ export interface EtcdClusterSpec {
     /**
      * Start from a backup: every member's pod gets an init container that restores the snapshot
      * into its data dir (see operator/src/backup/restore.ts). `backupName` names an EtcdBackup
-     * whose latest snapshot is used; `source.pvc` names a snapshot file directly (`path` is the
-     * file inside the volume). `bumpRevision` > 0 raises the restored revision by that much and
+     * whose latest snapshot is used (on a PVC or in S3: the object is downloaded and its sha256
+     * checked against the backup's status); `source.pvc` names a snapshot file directly (`path`
+     * is the file inside the volume), `source.s3` an object (`key` under `prefix`; its sha256
+     * metadata is checked). `bumpRevision` > 0 raises the restored revision by that much and
      * marks it compacted, so watchers never see revisions go backwards.
      */
     restore?: { backupName?: string; source?: SnapshotLocation; bumpRevision?: number };
@@ -76,6 +86,10 @@ export interface EtcdClusterSpec {
     priorityClassName?: string;
     env?: Record<string, unknown>[];
   };
+  /**
+   * A backup policy: the operator keeps one EtcdBackup `<cluster>-scheduled` (owned by the
+   * cluster) with this schedule, retention and destination, and deletes it when the policy goes.
+   */
   backup?: {
     schedule?: string;
     retention?: { maxBackups?: number };
@@ -130,6 +144,15 @@ export interface EtcdClusterStatus {
   updatedMembers?: number;
   conditions?: Condition[];
   members?: MemberStatus[];
+  /** spec.backup: the owned EtcdBackup and its latest successful snapshot. */
+  backup?: {
+    name?: string;
+    phase?: string;
+    lastBackupTime?: string;
+    revision?: number;
+    location?: string;
+    message?: string;
+  };
 }
 
 export interface EtcdCluster {

@@ -117,8 +117,9 @@ export function planBackup(obs: ObservedBackup, o: BackupPlanOptions): BackupPla
       return { step: { kind: "invalid", message }, status: { ...status, phase: "Failed", message } };
     }
   }
-  if (!b.spec.destination?.pvc) {
-    const message = "spec.destination: only pvc is supported";
+  const d = b.spec.destination;
+  if (!d || (d.pvc === undefined) === (d.s3 === undefined) || (d.s3 !== undefined && !d.s3.bucket)) {
+    const message = "spec.destination: needs exactly one of pvc or s3 (with a bucket)";
     return { step: { kind: "invalid", message }, status: { ...status, phase: "Failed", message } };
   }
 

@@ -21,7 +21,7 @@ export class RestoreHook implements NewMemberHook {
   async beforeBootstrap(cluster: EtcdCluster): Promise<MemberObjects | undefined> {
     const restore = cluster.spec.bootstrap?.restore;
     if (restore === undefined || (!restore.backupName && !restore.source)) return undefined;
-    const backup = restore.backupName !== undefined && restore.backupName !== "" && !restore.source?.pvc ? await this.deps.backups.getBackup(cluster.metadata.namespace, restore.backupName) : undefined;
+    const backup = restore.backupName !== undefined && restore.backupName !== "" && !restore.source?.pvc && !restore.source?.s3 ? await this.deps.backups.getBackup(cluster.metadata.namespace, restore.backupName) : undefined;
     return this.objects(resolveRestoreSource(restore, backup), restore.bumpRevision ?? 0);
   }
 
@@ -33,7 +33,7 @@ export class RestoreHook implements NewMemberHook {
   private objects(src: RestoreSource, bump: number): MemberObjects {
     return {
       pvc: (o) => withRestoreAnnotation(o, src),
-      pod: (o) => withRestore(o, src, bump, this.options.restoreCommand),
+      pod: (o, start) => withRestore(o, src, bump, this.options.restoreCommand, start.initialCluster),
     };
   }
 }

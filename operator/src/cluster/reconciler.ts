@@ -86,7 +86,8 @@ export interface ClusterStore {
 /** A change to a new member's objects (pure): e.g. a restore's init container and annotation. */
 export interface MemberObjects {
   pvc(obj: Record<string, unknown>): Record<string, unknown>;
-  pod(obj: Record<string, unknown>): Record<string, unknown>;
+  /** `start` is what the member starts with (its initial cluster, also when DNS SRV discovery leaves it out of the flags). */
+  pod(obj: Record<string, unknown>, start: MemberStart): Record<string, unknown>;
 }
 
 /**
@@ -98,6 +99,11 @@ export interface NewMemberHook {
   beforeBootstrap(cluster: EtcdCluster): Promise<MemberObjects | undefined>;
   /** For the pod of a member recreated with --initial-cluster-state new, from its volume's annotations. */
   forRecreatedPod(cluster: EtcdCluster, volumeAnnotations: Record<string, string>): MemberObjects | undefined;
+}
+
+/** Optional: spec.backup (backup/backup-policy.ts keeps the cluster's policy EtcdBackup). */
+export interface BackupPolicySync {
+  sync(cluster: EtcdCluster): Promise<{ status: EtcdClusterStatus["backup"]; action?: { type: "Normal" | "Warning"; reason: string; message: string } }>;
 }
 
 export interface Logger {
@@ -122,6 +128,7 @@ export interface ReconcilerDeps {
   log: Logger;
   now: () => Date;
   newMembers?: NewMemberHook;
+  backupPolicy?: BackupPolicySync;
   /** A short text for an error (default: its message). */
   describeError?: (err: unknown) => string;
 }
@@ -172,6 +179,20 @@ export class Reconciler {
 
     const status = buildStatus(obs, step, this.deps.now().toISOString());
     if (failed !== undefined) status.lastAction = `${describeStep(step)} failed: ${failed}`;
+    if (this.deps.backupPolicy !== undefined) {
+      try {
+        const r = await this.deps.backupPolicy.sync(cluster);
+        if (r.status !== undefined) status.backup = r.status;
+        if (r.action !== undefined && (r.action.type === "Normal" || cluster.status?.backup?.message !== r.status?.message)) {
+          await store.event(cluster, r.action.type, r.action.reason, r.action.message).catch(() => {});
+        }
+      } catch (err) {
+        const text = this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err));
+        log.warn("backup policy failed", { cluster: `${ns}/${name}`, error: text });
+        status.backup = { ...(cluster.status?.backup ?? {}), message: `spec.backup: ${text}` };
+        requeueAfterMs = Math.min(requeueAfterMs, this.options.requeueWaitMs);
+      }
+    }
     if (!sameStatus(cluster.status, status)) await store.writeStatus(cluster, status);
     return { step, requeueAfterMs };
   }
@@ -283,7 +304,7 @@ export class Reconciler {
     const startMember = async (s: MemberStart, extra?: MemberObjects) => {
       if (!memory) await store.create(extra ? extra.pvc(memberPvc(cluster, s)) : memberPvc(cluster, s));
       const pod = memberPod(cluster, s, this.options, obs.specHash);
-      await store.create(extra ? extra.pod(pod) : pod);
+      await store.create(extra ? extra.pod(pod, s) : pod);
     };
     switch (step.kind) {
       case "bootstrap": {
@@ -294,7 +315,7 @@ export class Reconciler {
       case "create-pod": {
         const extra = step.state === "new" ? this.deps.newMembers?.forRecreatedPod(cluster, obs.volumes.get(step.member)?.annotations ?? {}) : undefined;
         const pod = memberPod(cluster, step, this.options, obs.specHash);
-        await store.create(extra ? extra.pod(pod) : pod);
+        await store.create(extra ? extra.pod(pod, step) : pod);
         return;
       }
       case "roll-member": {

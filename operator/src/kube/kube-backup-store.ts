@@ -5,8 +5,9 @@
  */
 import { recordEvent, replaceStatus } from "./object-writes.js";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
-import { BACKUP_PLURAL, CLUSTER_PLURAL, GROUP, VERSION, type EtcdBackup, type EtcdBackupStatus, type EtcdCluster } from "../api/v1alpha1.js";
+import { BACKUP_PLURAL, CLUSTER_PLURAL, GROUP, VERSION, type EtcdBackup, type EtcdBackupSpec, type EtcdBackupStatus, type EtcdCluster } from "../api/v1alpha1.js";
 import type { BackupStore } from "../backup/backup-reconciler.js";
+import type { BackupPolicyStore } from "../backup/backup-policy.js";
 import { ANN_SLOT, LABEL_BACKUP, type ObservedJob, type SnapshotResult } from "../backup/plan-backup.js";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
 import { isConflict, isNotFound } from "./kube-cluster-store.js";
@@ -47,7 +48,7 @@ export function toObservedJob(j: V1Job, pods: V1Pod[]): ObservedJob {
   return out;
 }
 
-export class KubeBackupStore implements BackupStore {
+export class KubeBackupStore implements BackupStore, BackupPolicyStore {
   private readonly core: CoreV1Api;
   private readonly batch: BatchV1Api;
   private readonly custom: CustomObjectsApi;
@@ -75,6 +76,27 @@ export class KubeBackupStore implements BackupStore {
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
+    }
+  }
+
+  async createBackup(b: EtcdBackup): Promise<void> {
+    try {
+      await this.custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: b.metadata.namespace, plural: BACKUP_PLURAL, body: b });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+  }
+
+  async replaceBackupSpec(existing: EtcdBackup, spec: EtcdBackupSpec): Promise<void> {
+    const { namespace, name } = existing.metadata;
+    await this.custom.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: BACKUP_PLURAL, name, body: { ...existing, spec } });
+  }
+
+  async deleteBackup(namespace: string, name: string): Promise<void> {
+    try {
+      await this.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: BACKUP_PLURAL, name });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
     }
   }
 
