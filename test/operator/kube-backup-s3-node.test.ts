@@ -8,7 +8,7 @@
  * sha256, runs `etcd-ts snapshot restore --bump-revision --mark-compacted`), and read the keys back
  * with the same create/mod revisions, the revision raised and the old revisions compacted (a
  * watcher never sees revisions go backwards). Then a second cluster restores the same object
- * with DNS SRV discovery.
+ * with DNS SRV discovery (and so peer TLS).
  *
  * Needs root and the whole node: runs only with KUBE_E2E=1, through `npm run test:kube-e2e --
  * test/operator/kube-backup-s3-node.test.ts`. Timings are printed.
@@ -125,9 +125,25 @@ describe.skipIf(skip !== undefined)("S3 backup and restore end to end on a real 
       size: 3,
       imagePullPolicy: "Never",
       storage: { size: "64Mi" },
+      // DNS SRV bootstrap needs peer TLS (etcd 3.4 discovers only _etcd-server-ssl records).
+      tls: { peer: { operatorIssued: true } },
       bootstrap: { discovery: "DNSSRV", restore: { source: { s3: { bucket: "snaps", key, endpoint: moto.endpoint, forcePathStyle: true, credentialsSecret: "s3-creds" } }, bumpRevision: BUMP } },
     });
-    await timed("restore 3 (DNS SRV)", () => env.waitMembers("d", ["d-0", "d-1", "d-2"], 300_000));
+    try {
+      await timed("restore 3 (DNS SRV)", () => env.waitMembers("d", ["d-0", "d-1", "d-2"], 300_000));
+    } catch (err) {
+      // What the pods went through, for the report.
+      console.log("cluster d status:", JSON.stringify((await env.get("etcdcluster d")).status, null, 1));
+      console.log(await env.kubectl(["get", "pods", "-o", "wide"]).catch((e) => String(e)));
+      for (const p of ["d-0", "d-1", "d-2"]) {
+        for (const c of ["restore", "wait-srv", "etcd"]) {
+          const logs = await env.kubectl(["logs", p, "-c", c, "--tail=25"]).catch((e) => String(e));
+          console.log(`--- ${p}/${c}\n${logs.slice(-3000)}`);
+        }
+      }
+      console.log((await env.kubectl(["get", "events", "--sort-by=.lastTimestamp"]).catch((e) => String(e))).slice(-4000));
+      throw err;
+    }
     for (const m of ["d-0", "d-1", "d-2"]) {
       const after = await read(await env.podIP(m), keys);
       expect(after.kvs, m).toEqual(before.kvs);

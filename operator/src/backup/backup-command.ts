@@ -175,8 +175,16 @@ export async function backupMain(argv: string[], deps: BackupCommandDeps): Promi
       continue;
     }
     if (bucket === undefined) {
-      const pruned = keep > 0 ? filesToPrune(readdirSync(dir), prefix!, keep) : [];
-      for (const p of pruned) rmSync(path.join(dir, p), { force: true });
+      // The snapshot is saved: a pruning failure is reported, not retried on another member.
+      const pruned: string[] = [];
+      try {
+        for (const p of keep > 0 ? filesToPrune(readdirSync(dir), prefix!, keep) : []) {
+          rmSync(path.join(dir, p), { force: true });
+          pruned.push(p);
+        }
+      } catch (err) {
+        deps.err(`backup: pruning ${dir}: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
       return finish({ location: location!, file, ...saved, ...(pruned.length > 0 ? { pruned } : {}) });
     }
     // S3: the snapshot is good; a failure from here on is the bucket's, and another member's
