@@ -194,7 +194,8 @@ export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
     if (lost) return { kind: "remove-member", member: name, id: m.id, reason: "repair" };
     return { kind: "remove-member", member: name, id: m.id, reason: "corrupt", detail: damaged };
   }
-  // A CORRUPT alarm outlives the member it was about: disarmed once every answering member's hash agrees.
+  // A CORRUPT alarm outlives the member it was about: disarmed once every member's hash agrees
+  // (right after the corrupt member is removed, so writes resume before it is re-added).
   const corruptAlarm = obs.etcd.alarms?.find((a) => a.alarm === "CORRUPT");
   if (corruptAlarm !== undefined && obs.etcd.hashes !== undefined && corrupt.size === 0 && hashesAgree(obs)) {
     return { kind: "disarm-alarm", memberId: corruptAlarm.memberId, alarm: "CORRUPT" };
@@ -406,7 +407,13 @@ export function corruptMembers(obs: ObservedCluster): Map<string, string> {
   return out;
 }
 
+/** Every member in the list answered HashKV, all with the same hash. */
 function hashesAgree(obs: ObservedCluster): boolean {
+  const hashed = obs.etcd.hashes ?? new Map();
+  for (const m of obs.etcd.members ?? []) {
+    const n = nameOf(obs, m);
+    if (n === undefined || !hashed.has(n)) return false;
+  }
   const keys = new Set([...(obs.etcd.hashes?.values() ?? [])].map((h) => `${h.revision}/${h.compactRevision}/${h.hash}`));
   return keys.size <= 1;
 }
