@@ -416,6 +416,44 @@ describe("Reconciler in a simulated world", () => {
       ]);
     });
 
+    it("source Backup: every pod and PVC goes, and the cluster is bootstrapped again from the backup", async () => {
+      const { world, cluster, pass } = setup(3);
+      const restored: unknown[] = [];
+      const rec = new Reconciler(
+        { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"], requeueSteadyMs: 30000, requeueWaitMs: 3000, requeueActionMs: 1000 },
+        {
+          store: world,
+          etcd: world,
+          log: { info() {}, warn() {} },
+          now: () => new Date(world.clock),
+          newMembers: {
+            async beforeBootstrap(c) {
+              restored.push(c.spec.bootstrap?.restore);
+              return undefined;
+            },
+            forRecreatedPod: () => undefined,
+          },
+        },
+      );
+      for (let i = 0; i < 10; i++) await pass();
+      cluster.spec.recovery = { quorumLoss: { enabled: true, afterSeconds: 30, source: "Backup", backupName: "nightly" } };
+      loseTwo(world);
+      const go = async () => {
+        const r = await rec.reconcile({ ...cluster, status: world.written ?? {} });
+        world.tick();
+        return r.step.kind;
+      };
+      expect(await go()).toBe("quorum-lost");
+      world.clock = 31_000;
+      expect(await go()).toBe("recover-from-backup");
+      expect(world.pods.size + world.pvcs.size).toBe(0);
+      expect(world.written?.quorumLoss).toMatchObject({ phase: "RestoringBackup", backupName: "nightly" });
+      world.members.clear();
+      world.formed = false;
+      expect(await go()).toBe("bootstrap");
+      expect(restored).toEqual([{ backupName: "nightly", bumpRevision: 1_000_000 }]);
+    });
+
     it("not enabled: reported Degraded/QuorumLost once as a Warning, and nothing is changed", async () => {
       const { world, pass, untilSteady } = setup(3);
       await untilSteady();
