@@ -178,7 +178,7 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     ...(clusterID ? { clusterID } : {}),
     ...(version ? { currentVersion: version } : {}),
     ...(obs.specHash ? { specHash: obs.specHash, updatedMembers: members.filter((m) => m.specHash === obs.specHash).length } : {}),
-    lastAction: step.kind === "wait" || step.kind === "steady" ? (obs.previousStatus.lastAction ?? "") : describeStep(step),
+    lastAction: step.kind === "wait" || step.kind === "steady" || step.kind === "quorum-lost" ? (obs.previousStatus.lastAction ?? "") : describeStep(step),
     conditions,
     members,
     ...(quorumLoss !== undefined ? { quorumLoss } : {}),
