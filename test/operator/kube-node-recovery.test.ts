@@ -53,9 +53,13 @@ describe.skipIf(skip !== undefined)("operator end to end: quorum loss and corrup
     for (let i = 0; i < 20; i++) await etcdctlAt(ip0, ["put", `k${i}`, `v${i}`]);
     await waitFor("q-1 and q-2 caught up", async () => (await status()).members?.every((m: any) => m.revision >= 21), 60_000, 1000);
 
-    // 1. Two members lost for good; recovery off.
+    // 1. Two members lost for good at once (the operator paused meanwhile, or it would repair the
+    // first before the second goes); recovery off.
+    await env.kubectl(["patch", "etcdcluster", "q", "--type=merge", "-p", '{"spec":{"paused":true}}']);
+    await waitFor("paused", async () => (await status())?.phase === "Paused", 60_000, 500);
     for (const n of ["q-1", "q-2"]) await env.kubectl(["delete", "pvc", `data-${n}`, "--wait=false"]);
-    for (const n of ["q-1", "q-2"]) await env.kubectl(["delete", "pod", n, "--wait=false"]);
+    for (const n of ["q-1", "q-2"]) await env.kubectl(["delete", "pod", n, "--wait=true"]);
+    await env.kubectl(["patch", "etcdcluster", "q", "--type=merge", "-p", '{"spec":{"paused":false}}']);
     const lost = await env.timed("quorum lost reported", () =>
       waitFor<any>("Degraded/QuorumLost", async () => {
         const s = await status();
