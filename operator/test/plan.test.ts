@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { EtcdClusterSpec } from "../src/api/v1alpha1.js";
-import { ANN_INITIAL_CLUSTER, ANN_INITIAL_STATE, ANN_MEMBER_ID, ANN_SPEC_HASH, peerURL } from "../src/cluster/naming.js";
+import type { EtcdClusterSpec, EtcdClusterStatus } from "../src/api/v1alpha1.js";
+import { ANN_FORCE_NEW_CLUSTER, ANN_INITIAL_CLUSTER, ANN_INITIAL_STATE, ANN_MEMBER_ID, ANN_SPEC_HASH, peerURL } from "../src/cluster/naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster } from "../src/cluster/observed.js";
 import { plan, quorum } from "../src/cluster/plan.js";
 import { buildStatus } from "../src/cluster/status.js";
@@ -27,6 +27,13 @@ interface World {
   now?: number;
   /** pod creation times */
   created?: Record<string, number>;
+  previous?: EtcdClusterStatus;
+  podAnnotations?: Record<string, Record<string, string>>;
+  volAnnotations?: Record<string, Record<string, string>>;
+  termination?: Record<string, string>;
+  revision?: Record<string, number>;
+  alarms?: { memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[];
+  hashes?: Record<string, number>;
 }
 
 function world(w: World): ObservedCluster {
@@ -50,7 +57,7 @@ function world(w: World): ObservedCluster {
       leaderId,
       raftIndex: w.raft?.[name] ?? 100,
       raftAppliedIndex: w.raft?.[name] ?? 100,
-      revision: 5,
+      revision: w.revision?.[name] ?? 5,
       dbSize: 1000,
       dbSizeInUse: 800,
       version: "3.4.23",
@@ -66,7 +73,7 @@ function world(w: World): ObservedCluster {
     namespace: "ns",
     generation: 2,
     spec: { size: 3, ...w.spec },
-    previousStatus: {},
+    previousStatus: w.previous ?? {},
     pods: new Map(
       [...podNames, ...(w.podsDeleting ?? [])].map((n) => [
         n,
@@ -76,8 +83,9 @@ function world(w: World): ObservedCluster {
           ready: true,
           deleting: (w.podsDeleting ?? []).includes(n),
           podIP: "10.0.0.1",
-          annotations: {},
+          annotations: { ...(w.podAnnotations?.[n] ?? {}) },
           ...(w.created?.[n] !== undefined ? { createdAt: w.created[n] } : {}),
+          ...(w.termination?.[n] !== undefined ? { terminationMessage: w.termination[n] } : {}),
         },
       ]),
     ),
@@ -86,10 +94,16 @@ function world(w: World): ObservedCluster {
         const annotations: Record<string, string> = { [ANN_INITIAL_CLUSTER]: IC3, [ANN_INITIAL_STATE]: "new" };
         const id = (w.staleVols ?? []).includes(n) ? "dead" : idOf(n);
         if (id !== undefined && !(w.unrecorded ?? []).includes(n)) annotations[ANN_MEMBER_ID] = id;
+        Object.assign(annotations, w.volAnnotations?.[n] ?? {});
         return [n, { name: n, deleting: (w.volsDeleting ?? []).includes(n), annotations }];
       }),
     ),
-    etcd: { ...(entries ? { members: entries } : {}), statuses },
+    etcd: {
+      ...(entries ? { members: entries } : {}),
+      statuses,
+      ...(w.alarms ? { alarms: w.alarms } : {}),
+      ...(w.hashes ? { hashes: new Map(Object.entries(w.hashes).map(([n, h]) => [n, { hash: h, compactRevision: 1, revision: 5 }])) } : {}),
+    },
     now: w.now ?? 0,
   };
 }
@@ -148,7 +162,7 @@ describe("plan", () => {
     const w = world({
       members: { "e-0": { id: "a" }, "e-1": { id: "b", healthy: false }, "e-2": { id: "c", healthy: false } },
       pods: ["e-0"],
-      vols: ["e-0"],
+      vols: ["e-0", "e-2"],
     });
     expect(plan(w, opts)).toMatchObject({ kind: "wait", reason: "QuorumAtRisk" });
   });
@@ -417,5 +431,157 @@ describe("versionRefusal", () => {
     expect(versionRefusal(["3.3.1", "3.4.0"], "3.5")?.reason).toBe("VersionSkipsMinor");
     expect(versionRefusal(["3.4.23"], "x")?.reason).toBe("VersionUnparsable");
     expect(versionRefusal([], "3.9")).toBeUndefined();
+  });
+});
+
+describe("plan: permanent quorum loss", () => {
+  // e-1 and e-2 lost their pods and volumes for good; e-0 answers alone (no leader).
+  const lost = (w: World = {}): ObservedCluster => {
+    const o = world({ members: three, pods: ["e-0"], vols: ["e-0"], ...w });
+    for (const st of o.etcd.statuses.values()) st.leaderId = "0";
+    return o;
+  };
+  const enabled = (extra: Record<string, unknown> = {}) => ({ recovery: { quorumLoss: { enabled: true, afterSeconds: 60, ...extra } } });
+  const T0 = Date.parse("2026-01-01T00:00:00Z");
+  const since = (ms: number): EtcdClusterStatus => ({ quorumLoss: { since: new Date(ms).toISOString(), phase: "Lost" } });
+
+  it("is left alone when recovery is not enabled: reported Degraded/QuorumLost with what to do", () => {
+    const o = lost({ now: T0 + 3_600_000, previous: since(T0) });
+    const step = plan(o, opts);
+    expect(step).toMatchObject({ kind: "quorum-lost", lost: ["e-1", "e-2"] });
+    expect((step as { message: string }).message).toMatch(/nothing is done automatically.*spec\.recovery\.quorumLoss\.enabled/);
+    const st = buildStatus(o, step, new Date(T0 + 3_600_000).toISOString());
+    expect(st.conditions!.find((c) => c.type === "Degraded")).toMatchObject({ status: "True", reason: "QuorumLost" });
+    expect(st.quorumLoss).toEqual({ since: new Date(T0).toISOString(), phase: "Lost", lostMembers: ["e-1", "e-2"] });
+    expect(st.phase).toBe("Degraded");
+  });
+
+  it("the first pass that sees the loss records when it started", () => {
+    const o = lost({ spec: enabled(), now: T0 });
+    const step = plan(o, opts);
+    expect(step).toMatchObject({ kind: "quorum-lost" });
+    expect((step as { message: string }).message).toMatch(/recovery starts in 60s/);
+    expect(buildStatus(o, step, new Date(T0).toISOString()).quorumLoss?.since).toBe(new Date(T0).toISOString());
+  });
+
+  it("never acts while a majority's data survives: one lost member is repaired, silent members restarted", () => {
+    const oneLost = world({ spec: enabled(), members: three, vols: ["e-0", "e-1"], pods: ["e-0", "e-1"], now: T0 + 3_600_000, previous: since(T0) });
+    expect(plan(oneLost, opts)).toMatchObject({ kind: "remove-member", member: "e-2", reason: "repair" });
+    const silent = world({
+      spec: enabled(),
+      members: { "e-0": { id: "a" }, "e-1": { id: "b", healthy: false }, "e-2": { id: "c", healthy: false } },
+      pods: ["e-0"],
+      now: T0 + 3_600_000,
+      previous: since(T0),
+    });
+    expect(plan(silent, opts)).toMatchObject({ kind: "create-pod", member: "e-1" });
+  });
+
+  it("waits afterSeconds from the first sighting, then restarts the survivor with --force-new-cluster", () => {
+    expect(plan(lost({ spec: enabled(), now: T0 + 59_000, previous: since(T0) }), opts)).toMatchObject({ kind: "quorum-lost" });
+    expect(plan(lost({ spec: enabled(), now: T0 + 60_000, previous: since(T0) }), opts)).toEqual({ kind: "force-new-cluster", member: "e-0", id: "a", lost: ["e-1", "e-2"] });
+  });
+
+  it("afterSeconds defaults to 300 and is at least 30", () => {
+    const dflt = { recovery: { quorumLoss: { enabled: true } } };
+    expect(plan(lost({ spec: dflt, now: T0 + 299_000, previous: since(T0) }), opts).kind).toBe("quorum-lost");
+    expect(plan(lost({ spec: dflt, now: T0 + 300_000, previous: since(T0) }), opts).kind).toBe("force-new-cluster");
+    const tiny = enabled({ afterSeconds: 1 });
+    expect(plan(lost({ spec: tiny, now: T0 + 29_000, previous: since(T0) }), opts).kind).toBe("quorum-lost");
+    expect(plan(lost({ spec: tiny, now: T0 + 30_000, previous: since(T0) }), opts).kind).toBe("force-new-cluster");
+  });
+
+  it("picks the most advanced survivor: applied index, then revision", () => {
+    const five = { "e-0": { id: "a" }, "e-1": { id: "b" }, "e-2": { id: "c" }, "e-3": { id: "d" }, "e-4": { id: "f" } };
+    const w = { spec: { size: 5, ...enabled() }, members: five, pods: ["e-0", "e-1"], vols: ["e-0", "e-1"], now: T0 + 60_000, previous: since(T0) };
+    expect(plan(lost({ ...w, raft: { "e-0": 100, "e-1": 120 } }), opts)).toMatchObject({ kind: "force-new-cluster", member: "e-1", lost: ["e-2", "e-3", "e-4"] });
+    expect(plan(lost({ ...w, raft: { "e-0": 120, "e-1": 120 }, revision: { "e-0": 9, "e-1": 7 } }), opts)).toMatchObject({ kind: "force-new-cluster", member: "e-0" });
+  });
+
+  it("restarts a survivor whose pod is gone, enabled or not", () => {
+    expect(plan(lost({ pods: [] }), opts)).toMatchObject({ kind: "create-pod", member: "e-0", memberId: "a" });
+  });
+
+  it("source Backup (or no survivor answering, or memory storage) rebuilds from the backup, or reports why it cannot", () => {
+    const late = { now: T0 + 60_000, previous: since(T0) };
+    expect(plan(lost({ spec: enabled({ source: "Backup", backupName: "nightly" }), ...late }), opts)).toEqual({ kind: "recover-from-backup", backupName: "nightly", lost: ["e-1", "e-2"] });
+    const noName = plan(lost({ spec: enabled({ source: "Backup" }), ...late }), opts);
+    expect(noName).toMatchObject({ kind: "quorum-lost" });
+    expect((noName as { message: string }).message).toMatch(/cannot recover.*backupName is not set/);
+    const silent = lost({ spec: enabled({ backupName: "nightly" }), members: { "e-0": { id: "a", healthy: false }, "e-1": { id: "b" }, "e-2": { id: "c" } }, ...late });
+    expect(plan(silent, opts)).toMatchObject({ kind: "recover-from-backup" });
+    const memory = world({ spec: { ...enabled(), storage: { medium: "Memory" } }, members: three, pods: ["e-0"], ...late });
+    expect(plan(memory, opts)).toMatchObject({ kind: "quorum-lost" });
+  });
+
+  it("forced restart: the pod comes back with the flag, is replaced once it serves alone, then members are re-added", () => {
+    const force = { "e-0": { [ANN_FORCE_NEW_CLUSTER]: "a" } };
+    // The old pod is gone: recreated with --force-new-cluster.
+    const gone = world({ members: undefined, pods: [], vols: ["e-0"], volAnnotations: force });
+    expect(plan(gone, opts)).toMatchObject({ kind: "create-pod", member: "e-0", memberId: "a", forceNewCluster: true });
+    // An old pod without the flag still runs: it goes first.
+    expect(plan(lost({ volAnnotations: force }), opts)).toEqual({ kind: "delete-pod", member: "e-0", reason: "restart with --force-new-cluster" });
+    // Started with the flag, but its member list still names the others: wait.
+    expect(plan(lost({ volAnnotations: force, podAnnotations: { "e-0": { [ANN_FORCE_NEW_CLUSTER]: "a" } } }), opts)).toMatchObject({ kind: "wait", reason: "ForcingNewCluster" });
+    // Alone: the flag goes.
+    const alone = world({ members: { "e-0": { id: "a" } }, pods: ["e-0"], vols: ["e-0"], volAnnotations: force, podAnnotations: { "e-0": { [ANN_FORCE_NEW_CLUSTER]: "a" } } });
+    expect(plan(alone, opts)).toEqual({ kind: "finish-force-new-cluster", member: "e-0" });
+    // Cleared: the ordinary scale path re-adds the others, learner first.
+    const after = world({ members: { "e-0": { id: "a" } }, pods: ["e-0"], vols: ["e-0"], volAnnotations: { "e-0": { [ANN_FORCE_NEW_CLUSTER]: "" } } });
+    expect(plan(after, opts)).toMatchObject({ kind: "add-learner", member: "e-1" });
+  });
+
+  it("status follows the recovery: ForcingNewCluster, Rejoining, then gone when steady", () => {
+    const prev: EtcdClusterStatus = { quorumLoss: { since: new Date(T0).toISOString(), phase: "Lost", lostMembers: ["e-1", "e-2"] } };
+    const o = lost({ spec: enabled(), now: T0 + 60_000, previous: prev });
+    const step = plan(o, opts);
+    const st = buildStatus(o, step, new Date(T0 + 60_000).toISOString());
+    expect(st.quorumLoss).toMatchObject({ phase: "ForcingNewCluster", member: "e-0", since: new Date(T0).toISOString() });
+    expect(st.conditions!.find((c) => c.type === "Degraded")).toMatchObject({ reason: "Recovering" });
+    expect(st.conditions!.find((c) => c.type === "Progressing")).toMatchObject({ reason: "RecoveringQuorum" });
+    const alone = world({ members: { "e-0": { id: "a" } }, pods: ["e-0"], vols: ["e-0"], previous: st, volAnnotations: { "e-0": { [ANN_FORCE_NEW_CLUSTER]: "a" } }, podAnnotations: { "e-0": { [ANN_FORCE_NEW_CLUSTER]: "a" } } });
+    const st2 = buildStatus(alone, plan(alone, opts), "t");
+    expect(st2.quorumLoss).toMatchObject({ phase: "Rejoining" });
+    const scaling = world({ members: { "e-0": { id: "a" } }, pods: ["e-0"], vols: ["e-0"], previous: st2 });
+    expect(buildStatus(scaling, plan(scaling, opts), "t").quorumLoss).toMatchObject({ phase: "Rejoining" });
+    const whole = world({ members: three, previous: st2 });
+    expect(plan(whole, opts)).toEqual({ kind: "steady" });
+    expect(buildStatus(whole, { kind: "steady" }, "t").quorumLoss).toBeUndefined();
+  });
+});
+
+describe("plan: corrupt members", () => {
+  const DAMAGED = `{"level":"error","msg":"refusing to start: the member's data is damaged","error":"backend file 000005.ldb is damaged at offset 0: block checksum mismatch"}`;
+
+  it("a member that cannot start because its data fails the checks is removed (then re-added as a learner)", () => {
+    const w = world({ members: { "e-0": { id: "a" }, "e-1": { id: "b", healthy: false }, "e-2": { id: "c" } }, termination: { "e-1": DAMAGED } });
+    expect(plan(w, opts)).toMatchObject({ kind: "remove-member", member: "e-1", id: "b", reason: "corrupt" });
+  });
+
+  it("a termination message without a data error is an ordinary crash: left to restart", () => {
+    const w = world({ members: { "e-0": { id: "a" }, "e-1": { id: "b", healthy: false }, "e-2": { id: "c" } }, termination: { "e-1": "listen tcp: address already in use" } });
+    expect(plan(w, opts)).toMatchObject({ kind: "wait", reason: "MembersUnhealthy" });
+  });
+
+  it("only while the rest keep quorum", () => {
+    const w = world({ members: { "e-0": { id: "a" }, "e-1": { id: "b", healthy: false }, "e-2": { id: "c", healthy: false } }, termination: { "e-1": DAMAGED } });
+    expect(plan(w, opts)).toMatchObject({ kind: "wait", reason: "QuorumAtRisk" });
+  });
+
+  it("under a CORRUPT alarm the member whose hash differs from a quorum's is removed", () => {
+    const w = world({ members: three, alarms: [{ memberId: "0", alarm: "CORRUPT" }], hashes: { "e-0": 11, "e-1": 11, "e-2": 99 } });
+    expect(plan(w, opts)).toMatchObject({ kind: "remove-member", member: "e-2", reason: "corrupt" });
+  });
+
+  it("an alarm naming a member marks it", () => {
+    const w = world({ members: three, alarms: [{ memberId: "b", alarm: "CORRUPT" }] });
+    expect(plan(w, opts)).toMatchObject({ kind: "remove-member", member: "e-1", reason: "corrupt" });
+  });
+
+  it("without a quorum agreeing on a hash nobody is removed; once all agree the alarm is disarmed", () => {
+    const split = world({ members: three, alarms: [{ memberId: "0", alarm: "CORRUPT" }], hashes: { "e-0": 1, "e-1": 2, "e-2": 3 } });
+    expect(plan(split, opts).kind).not.toBe("remove-member");
+    const agreed = world({ members: three, alarms: [{ memberId: "0", alarm: "CORRUPT" }], hashes: { "e-0": 5, "e-1": 5, "e-2": 5 } });
+    expect(plan(agreed, opts)).toEqual({ kind: "disarm-alarm", memberId: "0", alarm: "CORRUPT" });
   });
 });

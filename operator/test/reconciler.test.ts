@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { EtcdCluster, EtcdClusterStatus } from "../src/api/v1alpha1.js";
-import { ANN_MEMBER_ID, LABEL_MEMBER } from "../src/cluster/naming.js";
+import { ANN_FORCE_NEW_CLUSTER, ANN_MEMBER_ID, LABEL_MEMBER } from "../src/cluster/naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedPod, ObservedVolume } from "../src/cluster/observed.js";
 import { type ClusterStore, type EtcdAdmin, type MemberEndpoint, Reconciler, type TlsProvider } from "../src/cluster/reconciler.js";
 
@@ -26,6 +26,15 @@ class World implements ClusterStore, EtcdAdmin {
   services = new Map<string, Obj>();
   /** Membership changes, to check one at a time. */
   changes: string[] = [];
+  /** The fake clock (ms). */
+  clock = 0;
+  /** Pods started with --force-new-cluster. */
+  forcedStarts: string[] = [];
+  /** Member IDs whose data fails the start-up checks: they never start, their pod says why. */
+  broken = new Set<string>();
+  /** Active alarms; hashes by member ID (default 1). */
+  alarms: { memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[] = [];
+  hashes = new Map<string, number>();
 
   // ---- the fake kubelet: pods whose volume exists run; members start
   tick(): void {
@@ -40,6 +49,12 @@ class World implements ClusterStore, EtcdAdmin {
       if (pvc?.data !== undefined) {
         const m = this.members.get(pvc.data);
         if (m) m.started = true;
+        if (m && args.includes("--force-new-cluster")) {
+          // etcd's --force-new-cluster: the member restarts as the only one of its cluster.
+          for (const id of [...this.members.keys()]) if (id !== pvc.data) this.members.delete(id);
+          this.leader = pvc.data;
+          this.forcedStarts.push(name);
+        }
         continue;
       }
       if (state === "existing") {
@@ -76,15 +91,23 @@ class World implements ClusterStore, EtcdAdmin {
     const pod = [...this.pods.values()].find((p) => `${p.ip}:2379` === endpoint.address && p.running);
     if (!pod) return undefined;
     const data = this.pvcs.get(`data-${pod.obj.metadata.name}`)?.data;
+    if (data !== undefined && this.broken.has(data)) return undefined;
     const m = data && this.members.get(data);
     return m && m.started ? [data, m] : undefined;
+  }
+
+  /** Voters that run: without a quorum of them nobody leads. */
+  private hasQuorum(): boolean {
+    const voters = [...this.members.entries()].filter(([, m]) => !m.learner);
+    const up = voters.filter(([id, m]) => m.started && !this.broken.has(id) && [...this.pods.values()].some((p) => p.running && this.pvcs.get(`data-${p.obj.metadata.name}`)?.data === id));
+    return up.length >= Math.floor(voters.length / 2) + 1;
   }
 
   // ---- EtcdAdmin
   async status(endpoint: MemberEndpoint): Promise<EtcdMemberStatus> {
     const at = this.memberAt(endpoint);
     if (!at) throw new Error("unavailable");
-    return { id: at[0], leaderId: this.leader, raftIndex: 100, raftAppliedIndex: 100, revision: 7, dbSize: 20480, dbSizeInUse: 16384, version: "3.4.23", isLearner: at[1].learner, clusterId: "cafe" };
+    return { id: at[0], leaderId: this.hasQuorum() ? this.leader : "0", raftIndex: 100, raftAppliedIndex: 100, revision: 7, dbSize: 20480, dbSizeInUse: 16384, version: "3.4.23", isLearner: at[1].learner, clusterId: "cafe" };
   }
   async memberList(endpoint: MemberEndpoint): Promise<EtcdMemberEntry[]> {
     if (!this.memberAt(endpoint)) throw new Error("unavailable");
@@ -109,6 +132,20 @@ class World implements ClusterStore, EtcdAdmin {
     this.changes.push(`move-leader ${id}`);
   }
 
+  async alarmList(endpoint: MemberEndpoint) {
+    if (!this.memberAt(endpoint)) throw new Error("unavailable");
+    return this.alarms;
+  }
+  async alarmDisarm(_e: MemberEndpoint, memberId: string, alarm: string) {
+    this.alarms = this.alarms.filter((a) => !(a.memberId === memberId && a.alarm === alarm));
+    this.changes.push(`disarm ${alarm}`);
+  }
+  async hashKV(endpoint: MemberEndpoint, revision: number) {
+    const at = this.memberAt(endpoint);
+    if (!at) throw new Error("unavailable");
+    return { hash: this.hashes.get(at[0]) ?? 1, compactRevision: 0, revision };
+  }
+
   // ---- ClusterStore
   async listPods(): Promise<ObservedPod[]> {
     return [...this.pods.values()].map((p) => ({
@@ -118,6 +155,7 @@ class World implements ClusterStore, EtcdAdmin {
       deleting: false,
       ...(p.running ? { podIP: p.ip } : {}),
       annotations: p.obj.metadata.annotations ?? {},
+      ...(this.broken.has(this.pvcs.get(`data-${p.obj.metadata.name}`)?.data) ? { terminationMessage: "refusing to start: the member's data is damaged" } : {}),
     }));
   }
   async listVolumes(): Promise<ObservedVolume[]> {
@@ -159,7 +197,7 @@ function setup(size: number, tls?: TlsProvider) {
   };
   const rec = new Reconciler(
     { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"], requeueSteadyMs: 30000, requeueWaitMs: 3000, requeueActionMs: 1000 },
-    { store: world, etcd: world, ...(tls ? { tls } : {}), log: { info() {}, warn() {} }, now: () => new Date(0) },
+    { store: world, etcd: world, ...(tls ? { tls } : {}), log: { info() {}, warn() {} }, now: () => new Date(world.clock) },
   );
   // peer URLs in the fake etcd use the operator's own form
   const pass = async () => {
@@ -337,5 +375,139 @@ describe("Reconciler in a simulated world", () => {
     await untilSteady();
     expect(world.members.size).toBe(4);
   });
-});
 
+  describe("permanent quorum loss", () => {
+    const loseTwo = (world: World) => {
+      for (const n of ["e-1", "e-2"]) {
+        world.pods.delete(n);
+        world.pvcs.delete(`data-${n}`);
+      }
+    };
+
+    it("enabled: after the threshold the survivor restarts alone with --force-new-cluster, then the others are re-added learner-first", async () => {
+      const { world, cluster, pass, untilSteady } = setup(3);
+      cluster.spec.recovery = { quorumLoss: { enabled: true, afterSeconds: 30 } };
+      await untilSteady();
+      const survivorId = world.pvcs.get("data-e-0")!.data;
+      loseTwo(world);
+      const first = await pass();
+      expect(first.step).toMatchObject({ kind: "quorum-lost", lost: ["e-1", "e-2"] });
+      expect(world.written?.quorumLoss).toMatchObject({ phase: "Lost", since: new Date(0).toISOString() });
+      expect(world.written?.conditions?.find((c) => c.type === "Degraded")?.reason).toBe("QuorumLost");
+      world.clock = 29_000;
+      expect((await pass()).step.kind).toBe("quorum-lost");
+      world.clock = 31_000;
+      const steps = (await untilSteady()).filter((x) => x !== "wait");
+      expect(steps).toEqual(["force-new-cluster", "create-pod", "finish-force-new-cluster", "create-pod", "add-learner", "promote", "add-learner", "promote"]);
+      expect(world.forcedStarts).toEqual(["e-0"]);
+      expect(world.pods.get("e-0")!.obj.spec.containers[0].command).not.toContain("--force-new-cluster");
+      expect(world.pvcs.get("data-e-0")!.metadata.annotations[ANN_FORCE_NEW_CLUSTER]).toBe("");
+      expect([...world.members.entries()].map(([id, m]) => [m.name, m.learner, id === survivorId])).toEqual([
+        ["e-0", false, true],
+        ["e-1", false, false],
+        ["e-2", false, false],
+      ]);
+      expect(world.written?.quorumLoss).toBeUndefined();
+      expect(world.written?.conditions?.find((c) => c.type === "Degraded")?.status).toBe("False");
+      expect(world.events.filter((e) => /QuorumLost|ForceNewCluster/.test(e)).map((e) => e.split(":")[0])).toEqual([
+        "Warning QuorumLost",
+        "Normal ForceNewCluster",
+        "Normal FinishForceNewCluster",
+      ]);
+    });
+
+    it("source Backup: every pod and PVC goes, and the cluster is bootstrapped again from the backup", async () => {
+      const { world, cluster, pass } = setup(3);
+      const restored: unknown[] = [];
+      const rec = new Reconciler(
+        { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"], requeueSteadyMs: 30000, requeueWaitMs: 3000, requeueActionMs: 1000 },
+        {
+          store: world,
+          etcd: world,
+          log: { info() {}, warn() {} },
+          now: () => new Date(world.clock),
+          newMembers: {
+            async beforeBootstrap(c) {
+              restored.push(c.spec.bootstrap?.restore);
+              return undefined;
+            },
+            forRecreatedPod: () => undefined,
+          },
+        },
+      );
+      for (let i = 0; i < 10; i++) await pass();
+      cluster.spec.recovery = { quorumLoss: { enabled: true, afterSeconds: 30, source: "Backup", backupName: "nightly" } };
+      loseTwo(world);
+      const go = async () => {
+        const r = await rec.reconcile({ ...cluster, status: world.written ?? {} });
+        world.tick();
+        return r.step.kind;
+      };
+      expect(await go()).toBe("quorum-lost");
+      world.clock = 31_000;
+      expect(await go()).toBe("recover-from-backup");
+      expect(world.pods.size + world.pvcs.size).toBe(0);
+      expect(world.written?.quorumLoss).toMatchObject({ phase: "RestoringBackup", backupName: "nightly" });
+      world.members.clear();
+      world.formed = false;
+      expect(await go()).toBe("bootstrap");
+      expect(restored).toEqual([{ backupName: "nightly", bumpRevision: 1_000_000 }]);
+    });
+
+    it("not enabled: reported Degraded/QuorumLost once as a Warning, and nothing is changed", async () => {
+      const { world, pass, untilSteady } = setup(3);
+      await untilSteady();
+      world.changes = [];
+      loseTwo(world);
+      for (let i = 0; i < 10; i++) {
+        world.clock += 3_600_000;
+        expect((await pass()).step.kind).toBe("quorum-lost");
+      }
+      expect(world.changes).toEqual([]);
+      expect([...world.pods.keys()]).toEqual(["e-0"]);
+      expect([...world.pvcs.keys()]).toEqual(["data-e-0"]);
+      expect(world.forcedStarts).toEqual([]);
+      expect(world.written?.phase).toBe("Degraded");
+      expect(world.written?.conditions?.find((c) => c.type === "Degraded")).toMatchObject({ status: "True", reason: "QuorumLost" });
+      expect(world.written?.conditions?.find((c) => c.type === "Degraded")?.message).toMatch(/spec\.recovery\.quorumLoss\.enabled/);
+      expect(world.events.filter((e) => e.startsWith("Warning QuorumLost")).length).toBe(1);
+    });
+  });
+
+  describe("corrupt members", () => {
+    it("a member whose data fails the start-up checks is removed and re-added as a learner under the same name", async () => {
+      const { world, untilSteady } = setup(3);
+      await untilSteady();
+      const oldId = world.pvcs.get("data-e-1")!.data;
+      world.broken.add(oldId);
+      const steps = (await untilSteady()).filter((x) => x !== "wait");
+      expect(steps).toEqual(["remove-member", "add-learner", "promote"]);
+      const e1 = [...world.members.entries()].find(([, m]) => m.name === "e-1")!;
+      expect(e1[0]).not.toBe(oldId);
+      expect(world.events.some((e) => e.includes("remove e-1 (corrupt: its data failed the start-up checks)"))).toBe(true);
+    });
+
+    it("under a CORRUPT alarm the member whose hash disagrees is replaced, the alarm disarmed once the rest agree, and it is re-added", async () => {
+      const { world, untilSteady } = setup(3);
+      await untilSteady();
+      const badId = world.pvcs.get("data-e-2")!.data;
+      world.hashes.set(badId, 99);
+      world.alarms = [{ memberId: "0", alarm: "CORRUPT" }];
+      world.changes = [];
+      const steps = (await untilSteady()).filter((x) => x !== "wait");
+      expect(steps).toEqual(["remove-member", "disarm-alarm", "add-learner", "promote"]);
+      expect(world.changes.map((c) => c.split(" ")[0])).toEqual(["remove", "disarm", "add", "promote"]);
+      expect(world.alarms).toEqual([]);
+    });
+
+    it("never while the rest would lose quorum", async () => {
+      const { world, pass, untilSteady } = setup(3);
+      await untilSteady();
+      world.broken.add(world.pvcs.get("data-e-1")!.data);
+      world.broken.add(world.pvcs.get("data-e-2")!.data);
+      world.changes = [];
+      for (let i = 0; i < 5; i++) expect((await pass()).step).toMatchObject({ kind: "wait", reason: "QuorumAtRisk" });
+      expect(world.changes).toEqual([]);
+    });
+  });
+});

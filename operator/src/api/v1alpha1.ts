@@ -96,6 +96,27 @@ export interface EtcdClusterSpec {
     destination?: SnapshotLocation;
   };
   defrag?: { schedule?: string; dbSizeThreshold?: string; fragmentationPercent?: number };
+  /** What the operator may do on its own when the cluster cannot heal by the ordinary steps. */
+  recovery?: {
+    /**
+     * Permanent loss of quorum: fewer than a majority of the voters still have their data (PVC
+     * gone, or with memory storage the pod). Off by default: the cluster is reported Degraded
+     * (reason QuorumLost) and left alone. When enabled and the loss has lasted `afterSeconds`
+     * (default 300, at least 30), the operator rebuilds the cluster from `source`:
+     * `SurvivingMember` (default) restarts the most advanced surviving member once with
+     * --force-new-cluster (a one-member cluster with its data), then re-adds the others as
+     * learners; `Backup` (also used when no survivor answers) replaces every member with a new
+     * cluster restored from the latest snapshot of the EtcdBackup `backupName`, its revisions
+     * raised by `bumpRevision` (default 1000000) so watchers never see them go backwards.
+     */
+    quorumLoss?: {
+      enabled?: boolean;
+      afterSeconds?: number;
+      source?: "SurvivingMember" | "Backup";
+      backupName?: string;
+      bumpRevision?: number;
+    };
+  };
 }
 
 export type ConditionType = "Available" | "Progressing" | "Degraded";
@@ -153,6 +174,26 @@ export interface EtcdClusterStatus {
     location?: string;
     message?: string;
   };
+  /**
+   * A permanent loss of quorum and the recovery from it (spec.recovery.quorumLoss): when it was
+   * first seen, and what the operator is doing about it. Gone once the cluster is whole again.
+   */
+  quorumLoss?: QuorumLossStatus;
+}
+
+export interface QuorumLossStatus {
+  /** When the loss was first observed (RFC 3339); the recovery waits afterSeconds from here. */
+  since: string;
+  /**
+   * Lost: reported (and waiting for the threshold, or recovery is off). ForcingNewCluster: the
+   * surviving `member` restarts alone with --force-new-cluster. RestoringBackup: every member is
+   * replaced from `backupName`. Rejoining: the cluster serves again and the others are re-added.
+   */
+  phase: "Lost" | "ForcingNewCluster" | "RestoringBackup" | "Rejoining";
+  /** The voters whose data is gone. */
+  lostMembers?: string[];
+  member?: string;
+  backupName?: string;
 }
 
 export interface EtcdCluster {

@@ -10,6 +10,7 @@ import {
   ANN_INITIAL_CLUSTER,
   ANN_INITIAL_STATE,
   ANN_CLIENT_TLS,
+  ANN_FORCE_NEW_CLUSTER,
   ANN_MEMBER_ID,
   ANN_SPEC_HASH,
   CLIENT_PORT,
@@ -75,6 +76,11 @@ export interface MemberStart {
   initialCluster: string;
   state: "new" | "existing";
   memberId?: string;
+  /**
+   * Start this once with --force-new-cluster (recovery from a permanent loss of quorum; the pod
+   * carries ANN_FORCE_NEW_CLUSTER so the operator knows to replace it by a normal one after).
+   */
+  forceNewCluster?: boolean;
 }
 
 type Obj = Record<string, unknown>;
@@ -134,6 +140,7 @@ export function memberArgs(c: EtcdCluster, s: MemberStart, o: ManifestOptions): 
   for (const [k, v] of Object.entries(c.spec.options ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
     args.push(`--${k}=${v}`);
   }
+  if (s.forceNewCluster === true) args.push("--force-new-cluster");
   return args;
 }
 
@@ -148,6 +155,7 @@ export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions, sp
     ...(memory ? startAnnotations(s) : {}),
     [ANN_SPEC_HASH]: specHash,
     ...(tls.client ? { [ANN_CLIENT_TLS]: "true" } : {}),
+    ...(s.forceNewCluster === true && s.memberId !== undefined ? { [ANN_FORCE_NEW_CLUSTER]: s.memberId } : {}),
   };
   const srv = s.state === "new" && c.spec.bootstrap?.discovery === "DNSSRV";
   const image = c.spec.image || o.defaultImage;
@@ -189,6 +197,9 @@ export function memberPod(c: EtcdCluster, s: MemberStart, o: ManifestOptions, sp
           ],
           ...(tpl.env ? { env: tpl.env } : {}),
           ...(tpl.resources ? { resources: tpl.resources } : {}),
+          // A member that exits on damaged data says so in its log: the tail becomes the pod's
+          // termination message, which the operator reads to replace the member.
+          terminationMessagePolicy: "FallbackToLogsOnError",
           readinessProbe: {
             // With client TLS the client port wants a certificate: /health is probed on the plain metrics port.
             httpGet: { path: "/health", port: tls.client ? METRICS_PORT : CLIENT_PORT },

@@ -23,6 +23,11 @@ export const ANN_INITIAL_CLUSTER = "etcd.etcd-ts.io/initial-cluster";
 export const ANN_INITIAL_STATE = "etcd.etcd-ts.io/initial-cluster-state";
 
 /**
+ * On a member's PVC (and the pod started from it): the member ID that restarts once with
+ * --force-new-cluster to recover from a permanent loss of quorum; "" or absent: none.
+ */
+export const ANN_FORCE_NEW_CLUSTER = "etcd.etcd-ts.io/force-new-cluster";
+/**
  * On a member's pod: the hash of the pod-relevant spec it was created from (podSpecHash). A pod
  * whose hash differs from the spec's is rolled (deleted and recreated on its volume).
  */

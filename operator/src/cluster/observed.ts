@@ -16,6 +16,11 @@ export interface ObservedPod {
   createdAt?: number;
   /** Annotations relevant to membership (member ID, initial cluster and state). */
   annotations: Record<string, string>;
+  /**
+   * The etcd container's last termination message (its state or lastState `terminated`; with
+   * terminationMessagePolicy FallbackToLogsOnError, the tail of its log when it failed).
+   */
+  terminationMessage?: string;
 }
 
 export interface ObservedVolume {
@@ -53,6 +58,13 @@ export interface ObservedEtcd {
   members?: EtcdMemberEntry[];
   /** Status answers by member name; a member missing here did not answer. */
   statuses: Map<string, EtcdMemberStatus>;
+  /** Active alarms (AlarmList), when a voter answered it. memberId "0" is the whole cluster (etcd's CORRUPT). */
+  alarms?: { memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[];
+  /**
+   * HashKV of each answering member at one revision (the lowest any member reports), read only
+   * while a CORRUPT alarm is active: members whose hash differs from a quorum's are the corrupt ones.
+   */
+  hashes?: Map<string, { hash: number; compactRevision: number; revision: number }>;
 }
 
 export interface ObservedCluster {

@@ -12,6 +12,7 @@
  * moved to an updated member first); spec.version is checked against what members run.
  */
 import {
+  ANN_FORCE_NEW_CLUSTER,
   ANN_INITIAL_CLUSTER,
   ANN_INITIAL_STATE,
   ANN_MEMBER_ID,
@@ -46,7 +47,7 @@ export type Step =
   /** A new cluster: a volume and a pod per member, all started with --initial-cluster-state new. */
   | { kind: "bootstrap"; members: string[]; initialCluster: string }
   /** (Re)start a member's pod from what its volume records; the member keeps its identity and data. */
-  | { kind: "create-pod"; member: string; initialCluster: string; state: "new" | "existing"; memberId?: string }
+  | { kind: "create-pod"; member: string; initialCluster: string; state: "new" | "existing"; memberId?: string; forceNewCluster?: boolean }
   /** Add the member as a learner, then create its volume and pod (state existing). */
   | { kind: "add-learner"; member: string; peerURL: string }
   | { kind: "promote"; member: string; id: string }
@@ -57,7 +58,20 @@ export type Step =
   /** A spec change the operator will not roll out (the version path); reported, nothing done. */
   | { kind: "refused"; reason: VersionRefusalReason | "VersionMismatch"; message: string }
   /** member remove, then delete the member's pod and volume. */
-  | { kind: "remove-member"; member: string; id: string; reason: "scale-in" | "repair" | "failed-join" }
+  | { kind: "remove-member"; member: string; id: string; reason: "scale-in" | "repair" | "failed-join" | "corrupt"; detail?: string }
+  /** Clear an alarm no member's data justifies any more (CORRUPT once every member's hash agrees). */
+  | { kind: "disarm-alarm"; memberId: string; alarm: "CORRUPT" }
+  /**
+   * Permanent loss of quorum (fewer than a majority of voters have their data), not acted on
+   * (recovery off, or its threshold not reached, or nothing to recover from): reported only.
+   */
+  | { kind: "quorum-lost"; lost: string[]; message: string }
+  /** Recovery: record on `member`'s volume that it restarts once with --force-new-cluster, and delete its pod. */
+  | { kind: "force-new-cluster"; member: string; id: string; lost: string[] }
+  /** The forced member serves alone: clear the record and replace its pod by a normal one (no flag). */
+  | { kind: "finish-force-new-cluster"; member: string }
+  /** Recovery: delete every member's pod and volume; the cluster is bootstrapped again from `backupName`. */
+  | { kind: "recover-from-backup"; backupName: string; lost: string[] }
   | { kind: "delete-pod"; member: string; reason: string }
   | { kind: "delete-volume"; member: string; reason: string }
   /** Record on a bootstrap member's volume which etcd member its data belongs to. */
@@ -148,27 +162,43 @@ export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
   if (obs.spec.paused === true) return { kind: "paused" };
   if (obs.tlsProblem !== undefined) return { kind: "wait", reason: "TLSNotReady", message: obs.tlsProblem };
 
+  const forced = forcedMember(obs);
+  if (forced !== undefined) return planForced(obs, forced, opts);
+
   const members = obs.etcd.members;
   if (members === undefined) return planWithoutMemberList(obs, opts);
+
+  const loss = quorumLossOf(obs);
+  if (loss !== undefined) return planQuorumLoss(obs, loss, opts);
 
   const named = members.map((m) => ({ m, name: nameOf(obs, m) }));
   const inList = new Set(named.flatMap((x) => (x.name === undefined ? [] : [x.name])));
   const voters = members.filter((m) => !m.isLearner);
   const healthyVoters = named.filter((x) => !x.m.isLearner && x.name !== undefined && obs.etcd.statuses.has(x.name));
 
-  // 1. Repair: a member whose data is gone is removed (re-added later as a learner).
+  // 1. Repair: a member whose data is gone or corrupt is removed (re-added later as a learner),
+  // one at a time and only while the others keep quorum.
+  const corrupt = corruptMembers(obs);
   for (const { m, name } of named) {
     if (name === undefined) continue;
-    const data = dataOf(obs, name);
-    const lost = data === undefined || data.deleting || (data.annotations[ANN_MEMBER_ID] ?? m.id) !== m.id;
-    if (!lost) continue;
+    const lost = dataLost(obs, name, m.id);
+    const damaged = corrupt.get(name);
+    if (!lost && damaged === undefined) continue;
     if (!m.isLearner) {
       const healthyAfter = healthyVoters.filter((x) => x.m.id !== m.id).length;
       if (healthyAfter < quorum(voters.length - 1)) {
-        return { kind: "wait", reason: "QuorumAtRisk", message: `member ${name} lost its data, but removing it would leave no quorum` };
+        const what = lost ? "lost its data" : `has corrupt data (${damaged})`;
+        return { kind: "wait", reason: "QuorumAtRisk", message: `member ${name} ${what}, but removing it would leave no quorum` };
       }
     }
-    return { kind: "remove-member", member: name, id: m.id, reason: "repair" };
+    if (lost) return { kind: "remove-member", member: name, id: m.id, reason: "repair" };
+    return { kind: "remove-member", member: name, id: m.id, reason: "corrupt", detail: damaged };
+  }
+  // A CORRUPT alarm outlives the member it was about: disarmed once every member's hash agrees
+  // (right after the corrupt member is removed, so writes resume before it is re-added).
+  const corruptAlarm = obs.etcd.alarms?.find((a) => a.alarm === "CORRUPT");
+  if (corruptAlarm !== undefined && obs.etcd.hashes !== undefined && corrupt.size === 0 && hashesAgree(obs)) {
+    return { kind: "disarm-alarm", memberId: corruptAlarm.memberId, alarm: "CORRUPT" };
   }
 
   // 2. Restart: a member whose data survives but whose pod is gone comes back as itself.
@@ -327,6 +357,185 @@ function planWithoutMemberList(obs: ObservedCluster, opts: PlanOptions): Step {
     }
   }
   return { kind: "wait", reason: "NoMemberList", message: "no member answers MemberList yet" };
+}
+
+/** Whether a member's data is gone: its PVC (with memory storage its pod) missing or deleting, or holding another member's data. */
+function dataLost(obs: ObservedCluster, name: string, id: string): boolean {
+  const data = dataOf(obs, name);
+  return data === undefined || data.deleting || (data.annotations[ANN_MEMBER_ID] ?? id) !== id;
+}
+
+/** Texts a member's log ends with when it refuses its own data (etcd-ts's start-up checks, etcd's initial corruption check). */
+export const CORRUPT_DATA_MESSAGES = [/the member's data is damaged/, /found data inconsistency with peers/, /checksum mismatch/, /crc mismatch/i];
+
+/**
+ * Members whose data is corrupt, with why: (a) a CORRUPT alarm is active and the member's HashKV
+ * differs from what a quorum of voters agree on (etcd 3.4 raises CORRUPT for the whole cluster,
+ * so the hashes tell which member), or an alarm names it; (b) it does not answer and its pod's
+ * last termination message says its data failed the start-up checks.
+ */
+export function corruptMembers(obs: ObservedCluster): Map<string, string> {
+  const out = new Map<string, string>();
+  const members = obs.etcd.members ?? [];
+  const corruptAlarms = (obs.etcd.alarms ?? []).filter((a) => a.alarm === "CORRUPT");
+  for (const a of corruptAlarms) {
+    const m = members.find((x) => x.id === a.memberId);
+    const n = m === undefined ? undefined : nameOf(obs, m);
+    if (n !== undefined) out.set(n, "CORRUPT alarm");
+  }
+  if (corruptAlarms.length > 0 && obs.etcd.hashes !== undefined) {
+    const voters = members.filter((m) => !m.isLearner).length;
+    const groups = new Map<string, string[]>();
+    for (const [name, h] of obs.etcd.hashes) {
+      const key = `${h.revision}/${h.compactRevision}/${h.hash}`;
+      groups.set(key, [...(groups.get(key) ?? []), name]);
+    }
+    const majority = [...groups.entries()].find(([, names]) => names.length >= quorum(voters));
+    if (majority !== undefined) {
+      const [key] = majority;
+      for (const [name, h] of obs.etcd.hashes) {
+        if (`${h.revision}/${h.compactRevision}/${h.hash}` !== key) out.set(name, `hash ${h.hash} at revision ${h.revision}, a quorum has ${key.split("/")[2]}`);
+      }
+    }
+  }
+  for (const m of members) {
+    const n = nameOf(obs, m);
+    if (n === undefined || obs.etcd.statuses.has(n)) continue;
+    const msg = obs.pods.get(n)?.terminationMessage;
+    if (msg !== undefined && CORRUPT_DATA_MESSAGES.some((re) => re.test(msg))) out.set(n, "its data failed the start-up checks");
+  }
+  return out;
+}
+
+/** Every member in the list answered HashKV, all with the same hash. */
+function hashesAgree(obs: ObservedCluster): boolean {
+  const hashed = obs.etcd.hashes ?? new Map();
+  for (const m of obs.etcd.members ?? []) {
+    const n = nameOf(obs, m);
+    if (n === undefined || !hashed.has(n)) return false;
+  }
+  const keys = new Set([...(obs.etcd.hashes?.values() ?? [])].map((h) => `${h.revision}/${h.compactRevision}/${h.hash}`));
+  return keys.size <= 1;
+}
+
+/** A permanent loss of quorum: the voters, those whose data is gone, and the rest. */
+export interface QuorumLoss {
+  voters: { name: string; id: string }[];
+  lost: string[];
+  survivors: { name: string; id: string }[];
+}
+
+/**
+ * The loss of quorum no restart can heal: fewer than a majority of the voters in etcd's member
+ * list still have their data. Undefined while a majority's data survives (members that are
+ * merely down come back by themselves). Only a member list read from a survivor tells.
+ */
+export function quorumLossOf(obs: ObservedCluster): QuorumLoss | undefined {
+  const members = obs.etcd.members;
+  if (members === undefined) return undefined;
+  const voters = members
+    .filter((m) => !m.isLearner)
+    .map((m) => ({ name: nameOf(obs, m), id: m.id }))
+    .filter((v): v is { name: string; id: string } => v.name !== undefined);
+  if (voters.length === 0) return undefined;
+  const lost = voters.filter((v) => dataLost(obs, v.name, v.id));
+  if (voters.length - lost.length >= quorum(voters.length)) return undefined;
+  return { voters, lost: lost.map((v) => v.name).sort(), survivors: voters.filter((v) => !lost.includes(v)) };
+}
+
+export const DEFAULT_QUORUM_LOSS_AFTER_SECONDS = 300;
+export const MIN_QUORUM_LOSS_AFTER_SECONDS = 30;
+export const DEFAULT_RECOVERY_BUMP_REVISION = 1_000_000;
+
+/**
+ * Permanent quorum loss. Surviving members whose pods are gone are restarted first (as always).
+ * Without spec.recovery.quorumLoss.enabled nothing else is done; with it, once the loss has
+ * lasted afterSeconds (counted from status.quorumLoss.since, which the first pass that saw it
+ * records), the most advanced answering survivor is restarted with --force-new-cluster, or with
+ * source Backup (or no survivor answering, or memory storage) the cluster is rebuilt from a backup.
+ */
+function planQuorumLoss(obs: ObservedCluster, loss: QuorumLoss, opts: PlanOptions): Step {
+  const lostText = `${loss.lost.join(", ")} lost their data (${loss.survivors.length} of ${loss.voters.length} voters left, ${quorum(loss.voters.length)} needed)`;
+  if (!isMemory(obs)) {
+    for (const v of loss.survivors) {
+      if (obs.pods.has(v.name)) continue;
+      const data = obs.volumes.get(v.name)!;
+      return {
+        kind: "create-pod",
+        member: v.name,
+        initialCluster: data.annotations[ANN_INITIAL_CLUSTER] ?? initialClusterOf(obs, loss.voters.map((x) => x.name).sort(), opts),
+        state: data.annotations[ANN_INITIAL_STATE] === "new" ? "new" : "existing",
+        memberId: v.id,
+      };
+    }
+  }
+  const r = obs.spec.recovery?.quorumLoss;
+  if (r?.enabled !== true) {
+    return {
+      kind: "quorum-lost",
+      lost: loss.lost,
+      message:
+        `quorum lost for good: ${lostText}; nothing is done automatically. Set spec.recovery.quorumLoss.enabled ` +
+        "to let the operator restart the most advanced survivor with --force-new-cluster (or restore spec.recovery.quorumLoss.backupName), " +
+        "or recreate the cluster from a backup (spec.bootstrap.restore)",
+    };
+  }
+  const afterMs = Math.max(MIN_QUORUM_LOSS_AFTER_SECONDS, r.afterSeconds ?? DEFAULT_QUORUM_LOSS_AFTER_SECONDS) * 1000;
+  const since = Date.parse(obs.previousStatus.quorumLoss?.since ?? "");
+  const elapsed = Number.isNaN(since) ? 0 : obs.now - since;
+  if (elapsed < afterMs) {
+    return { kind: "quorum-lost", lost: loss.lost, message: `quorum lost: ${lostText}; recovery starts in ${Math.ceil((afterMs - elapsed) / 1000)}s unless it comes back` };
+  }
+  const backup = r.backupName !== undefined && r.backupName !== "" ? r.backupName : undefined;
+  const fromBackup = (why: string): Step =>
+    backup !== undefined
+      ? { kind: "recover-from-backup", backupName: backup, lost: loss.lost }
+      : { kind: "quorum-lost", lost: loss.lost, message: `quorum lost: ${lostText}; cannot recover: ${why} and spec.recovery.quorumLoss.backupName is not set` };
+  if (r.source === "Backup") return fromBackup("source is Backup");
+  if (isMemory(obs)) return fromBackup("with memory storage a survivor's data does not outlive its restart");
+  const answering = loss.survivors
+    .map((v) => ({ ...v, st: obs.etcd.statuses.get(v.name) }))
+    .filter((v): v is { name: string; id: string; st: EtcdMemberStatus } => v.st !== undefined && v.st.id === v.id && !obs.pods.get(v.name)?.deleting);
+  if (answering.length === 0) return fromBackup("no surviving member answers");
+  answering.sort((a, b) => b.st.raftAppliedIndex - a.st.raftAppliedIndex || b.st.revision - a.st.revision || b.st.raftIndex - a.st.raftIndex || ordinalOf(obs, a.name) - ordinalOf(obs, b.name));
+  const pick = answering[0]!;
+  return { kind: "force-new-cluster", member: pick.name, id: pick.id, lost: loss.lost };
+}
+
+/** The member whose volume says it restarts with --force-new-cluster (recovery under way). */
+function forcedMember(obs: ObservedCluster): { name: string; id: string } | undefined {
+  if (isMemory(obs)) return undefined;
+  for (const vol of [...obs.volumes.values()].sort(byName)) {
+    const id = vol.annotations[ANN_FORCE_NEW_CLUSTER];
+    if (id !== undefined && id !== "" && !vol.deleting) return { name: vol.name, id };
+  }
+  return undefined;
+}
+
+/**
+ * Recovery under way: the forced member's pod is (re)created with --force-new-cluster; once it
+ * answers as the only member of its cluster, the record is cleared and the pod replaced by a
+ * normal one. Nothing else happens meanwhile (no member is added while the flag could apply).
+ */
+function planForced(obs: ObservedCluster, forced: { name: string; id: string }, opts: PlanOptions): Step {
+  const pod = obs.pods.get(forced.name);
+  const vol = obs.volumes.get(forced.name)!;
+  if (pod === undefined) {
+    return {
+      kind: "create-pod",
+      member: forced.name,
+      initialCluster: vol.annotations[ANN_INITIAL_CLUSTER] ?? initialClusterOf(obs, [forced.name], opts),
+      state: vol.annotations[ANN_INITIAL_STATE] === "new" ? "new" : "existing",
+      memberId: forced.id,
+      forceNewCluster: true,
+    };
+  }
+  if (pod.deleting) return { kind: "wait", reason: "ForcingNewCluster", message: `waiting for the old pod of ${forced.name} to go` };
+  if (pod.annotations[ANN_FORCE_NEW_CLUSTER] !== forced.id) return { kind: "delete-pod", member: forced.name, reason: "restart with --force-new-cluster" };
+  const list = obs.etcd.members;
+  const alone = list !== undefined && list.length === 1 && list[0]!.id === forced.id && obs.etcd.statuses.get(forced.name)?.id === forced.id;
+  if (alone) return { kind: "finish-force-new-cluster", member: forced.name };
+  return { kind: "wait", reason: "ForcingNewCluster", message: `waiting for ${forced.name} to serve alone after --force-new-cluster` };
 }
 
 /** A learner is promoted once it has applied this fraction of the leader's log (etcd refuses below 90%). */

@@ -16,9 +16,9 @@ import {
   podDisruptionBudget,
   podSpecHash,
 } from "./manifests.js";
-import { ANN_CLIENT_TLS, ANN_MEMBER_ID, CLIENT_PORT, memberFromPeerURL, memberHost, memberName, pvcName } from "./naming.js";
+import { ANN_CLIENT_TLS, ANN_FORCE_NEW_CLUSTER, ANN_MEMBER_ID, CLIENT_PORT, memberFromPeerURL, memberHost, memberName, pvcName } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedPod, ObservedVolume } from "./observed.js";
-import { nameOf, plan, quorum, type Step } from "./plan.js";
+import { DEFAULT_RECOVERY_BUMP_REVISION, nameOf, plan, quorum, type Step } from "./plan.js";
 import { buildStatus, describeStep } from "./status.js";
 import { tlsSettings } from "./tls-layout.js";
 
@@ -43,6 +43,14 @@ export interface EtcdAdmin {
   memberRemove(endpoint: MemberEndpoint, id: string): Promise<void>;
   memberPromote(endpoint: MemberEndpoint, id: string): Promise<void>;
   moveLeader(endpoint: MemberEndpoint, targetId: string): Promise<void>;
+  /**
+   * Optional (without them corrupt members are found only by their pods' termination messages):
+   * the active alarms (memberId "0": the whole cluster), disarming one, and a member's HashKV at
+   * `revision`.
+   */
+  alarmList?(endpoint: MemberEndpoint): Promise<{ memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[]>;
+  alarmDisarm?(endpoint: MemberEndpoint, memberId: string, alarm: "NOSPACE" | "CORRUPT"): Promise<void>;
+  hashKV?(endpoint: MemberEndpoint, revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
 }
 
 /** The TLS material of one pass, from a TlsProvider. */
@@ -175,6 +183,8 @@ export class Reconciler {
       await store.event(cluster, "Warning", "InvalidSpec", step.message).catch(() => {});
     } else if (step.kind === "refused" && cluster.status?.conditions?.find((c) => c.type === "Progressing")?.reason !== step.reason) {
       await store.event(cluster, "Warning", step.reason, step.message).catch(() => {});
+    } else if (step.kind === "quorum-lost" && cluster.status?.conditions?.find((c) => c.type === "Degraded")?.reason !== "QuorumLost") {
+      await store.event(cluster, "Warning", "QuorumLost", step.message).catch(() => {});
     }
 
     const status = buildStatus(obs, step, this.deps.now().toISOString());
@@ -199,7 +209,7 @@ export class Reconciler {
 
   private requeueFor(step: Step): number {
     if (step.kind === "steady" || step.kind === "paused" || step.kind === "invalid-spec" || step.kind === "refused") return this.options.requeueSteadyMs;
-    if (step.kind === "wait") return this.options.requeueWaitMs;
+    if (step.kind === "wait" || step.kind === "quorum-lost") return this.options.requeueWaitMs;
     return this.options.requeueActionMs;
   }
 
@@ -256,7 +266,42 @@ export class Reconciler {
       const n = m === undefined ? (obs.etcd.members === undefined ? a.pod.name : undefined) : nameOf(obs, m);
       if (n === a.pod.name) obs.etcd.statuses.set(n, a.st);
     }
+    await this.observeAlarms(cluster, obs, order);
     return obs;
+  }
+
+  /**
+   * The active alarms (only with a leader: etcd answers AlarmList through the log), and while
+   * CORRUPT is raised every answering member's HashKV at the lowest revision any of them reports.
+   */
+  private async observeAlarms(cluster: EtcdCluster, obs: ObservedCluster, order: { pod: ObservedPod; st: EtcdMemberStatus }[]): Promise<void> {
+    const { etcd } = this.deps;
+    if (etcd.alarmList === undefined || obs.etcd.members === undefined) return;
+    if (![...obs.etcd.statuses.values()].some((st) => st.leaderId !== "0")) return;
+    for (const a of order) {
+      if (a.st.isLearner) continue;
+      try {
+        obs.etcd.alarms = await etcd.alarmList(this.endpointOf(cluster, a.pod));
+        break;
+      } catch {
+        // try the next one
+      }
+    }
+    if (etcd.hashKV === undefined || !obs.etcd.alarms?.some((a) => a.alarm === "CORRUPT") || obs.etcd.statuses.size === 0) return;
+    const revision = Math.min(...[...obs.etcd.statuses.values()].map((st) => st.revision));
+    const hashes = new Map<string, { hash: number; compactRevision: number; revision: number }>();
+    await Promise.all(
+      [...obs.etcd.statuses.keys()].map(async (name) => {
+        const pod = obs.pods.get(name);
+        if (pod === undefined) return;
+        try {
+          hashes.set(name, await etcd.hashKV!(this.endpointOf(cluster, pod), revision));
+        } catch {
+          // not counted
+        }
+      }),
+    );
+    obs.etcd.hashes = hashes;
   }
 
   /** podSpecHash of the cluster's current spec and TLS material. */
@@ -308,7 +353,23 @@ export class Reconciler {
     };
     switch (step.kind) {
       case "bootstrap": {
-        const extra = await this.deps.newMembers?.beforeBootstrap(cluster);
+        // A recovery from a backup bootstraps as if spec.bootstrap.restore named it.
+        const restoring = obs.previousStatus.quorumLoss?.phase === "RestoringBackup" ? obs.previousStatus.quorumLoss.backupName : undefined;
+        if (restoring !== undefined && this.deps.newMembers === undefined) throw new Error("this operator cannot restore backups");
+        const source =
+          restoring === undefined
+            ? cluster
+            : {
+                ...cluster,
+                spec: {
+                  ...cluster.spec,
+                  bootstrap: {
+                    ...cluster.spec.bootstrap,
+                    restore: { backupName: restoring, bumpRevision: cluster.spec.recovery?.quorumLoss?.bumpRevision ?? DEFAULT_RECOVERY_BUMP_REVISION },
+                  },
+                },
+              };
+        const extra = await this.deps.newMembers?.beforeBootstrap(source);
         for (const member of step.members) await startMember({ member, initialCluster: step.initialCluster, state: "new" }, extra);
         return;
       }
@@ -354,6 +415,23 @@ export class Reconciler {
       case "delete-volume":
         await store.delete("PersistentVolumeClaim", ns, pvcName(step.member));
         return;
+      case "force-new-cluster":
+        // The pod comes back from its volume with --force-new-cluster (plan's create-pod) once it is gone.
+        await store.annotate("PersistentVolumeClaim", ns, pvcName(step.member), { [ANN_FORCE_NEW_CLUSTER]: step.id });
+        await store.delete("Pod", ns, step.member);
+        return;
+      case "finish-force-new-cluster":
+        await store.annotate("PersistentVolumeClaim", ns, pvcName(step.member), { [ANN_FORCE_NEW_CLUSTER]: "" });
+        await store.delete("Pod", ns, step.member);
+        return;
+      case "recover-from-backup":
+        for (const pod of obs.pods.values()) if (!pod.deleting) await store.delete("Pod", ns, pod.name);
+        for (const vol of obs.volumes.values()) if (!vol.deleting) await store.delete("PersistentVolumeClaim", ns, pvcName(vol.name));
+        return;
+      case "disarm-alarm":
+        if (etcd.alarmDisarm === undefined) throw new Error("this operator cannot disarm alarms");
+        await etcd.alarmDisarm(this.adminEndpoint(cluster, obs), step.memberId, step.alarm);
+        return;
       case "record-member-id":
         await store.annotate("PersistentVolumeClaim", ns, pvcName(step.member), { [ANN_MEMBER_ID]: step.id });
         return;
@@ -382,7 +460,7 @@ export function endpointOf(pod: ObservedPod): string {
 }
 
 function isAction(step: Step): boolean {
-  return !["wait", "steady", "paused", "invalid-spec", "refused"].includes(step.kind);
+  return !["wait", "steady", "paused", "invalid-spec", "refused", "quorum-lost"].includes(step.kind);
 }
 
 function eventReason(step: Step): string {

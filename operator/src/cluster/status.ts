@@ -2,9 +2,9 @@
  * The EtcdCluster's status from what a pass observed and the step it chose. Pure: the time comes
  * in, and a condition keeps its lastTransitionTime while its status does not change.
  */
-import type { ClusterPhase, Condition, EtcdClusterStatus, MemberStatus } from "../api/v1alpha1.js";
+import type { ClusterPhase, Condition, EtcdClusterStatus, MemberStatus, QuorumLossStatus } from "../api/v1alpha1.js";
 import type { ObservedCluster } from "./observed.js";
-import { nameOf, podHashOf, quorum, type Step } from "./plan.js";
+import { nameOf, podHashOf, quorum, quorumLossOf, type Step } from "./plan.js";
 
 export function describeStep(step: Step): string {
   switch (step.kind) {
@@ -23,7 +23,17 @@ export function describeStep(step: Step): string {
     case "refused":
       return `refused: ${step.message}`;
     case "remove-member":
-      return `remove ${step.member} (${step.reason})`;
+      return `remove ${step.member} (${step.reason}${step.detail !== undefined ? `: ${step.detail}` : ""})`;
+    case "disarm-alarm":
+      return `disarm the ${step.alarm} alarm (member ${step.memberId}): every member's data agrees again`;
+    case "quorum-lost":
+      return step.message;
+    case "force-new-cluster":
+      return `recover from quorum loss (${step.lost.join(", ")} lost): restart ${step.member} alone with --force-new-cluster`;
+    case "finish-force-new-cluster":
+      return `${step.member} serves alone: restart it without --force-new-cluster, then re-add the others`;
+    case "recover-from-backup":
+      return `recover from quorum loss (${step.lost.join(", ")} lost): replace every member from backup ${step.backupName}`;
     case "delete-pod":
       return `delete pod of ${step.member} (${step.reason})`;
     case "delete-volume":
@@ -46,7 +56,16 @@ function progressingReason(step: Step): string | undefined {
     case "bootstrap":
       return "Bootstrapping";
     case "create-pod":
-      return "RestartingMember";
+      return step.forceNewCluster === true ? "RecoveringQuorum" : "RestartingMember";
+    case "force-new-cluster":
+    case "finish-force-new-cluster":
+      return "RecoveringQuorum";
+    case "recover-from-backup":
+      return "RestoringBackup";
+    case "disarm-alarm":
+      return "Repairing";
+    case "quorum-lost":
+      return undefined;
     case "add-learner":
     case "promote":
       return "ScalingOut";
@@ -55,7 +74,7 @@ function progressingReason(step: Step): string | undefined {
     case "roll-member":
       return "Rolling";
     case "remove-member":
-      return step.reason === "repair" ? "Repairing" : step.reason === "failed-join" ? "JoinFailed" : "ScalingIn";
+      return step.reason === "repair" || step.reason === "corrupt" ? "Repairing" : step.reason === "failed-join" ? "JoinFailed" : "ScalingIn";
     case "delete-pod":
     case "delete-volume":
       return "CleaningUp";
@@ -113,6 +132,7 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
   const available = list !== undefined && voters > 0 && healthyVoters >= quorum(voters);
   const unhealthy = members.filter((m) => !m.healthy).map((m) => m.name);
   const reason = progressingReason(step);
+  const quorumLoss = quorumLossStatus(obs, step, now);
   const conditions: Condition[] = [
     available
       ? { type: "Available", status: "True", reason: "QuorumHealthy", message: `${healthyVoters} of ${voters} voters answer` }
@@ -132,7 +152,11 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
         },
     step.kind === "invalid-spec"
       ? { type: "Degraded", status: "True", reason: "InvalidSpec", message: step.message }
-      : unhealthy.length > 0
+      : step.kind === "quorum-lost"
+        ? { type: "Degraded", status: "True", reason: "QuorumLost", message: step.message }
+        : quorumLoss !== undefined
+          ? { type: "Degraded", status: "True", reason: "Recovering", message: `recovering from quorum loss: ${quorumLoss.phase}${quorumLoss.member ? ` (${quorumLoss.member})` : ""}${quorumLoss.backupName ? ` (backup ${quorumLoss.backupName})` : ""}` }
+          : unhealthy.length > 0
         ? { type: "Degraded", status: "True", reason: "MembersUnhealthy", message: `not answering: ${unhealthy.join(", ")}` }
         : list !== undefined && list.length < obs.spec.size && step.kind !== "add-learner" && step.kind !== "promote"
           ? { type: "Degraded", status: "True", reason: "TooFewMembers", message: `${list.length} of ${obs.spec.size} members` }
@@ -154,10 +178,40 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     ...(clusterID ? { clusterID } : {}),
     ...(version ? { currentVersion: version } : {}),
     ...(obs.specHash ? { specHash: obs.specHash, updatedMembers: members.filter((m) => m.specHash === obs.specHash).length } : {}),
-    lastAction: step.kind === "wait" || step.kind === "steady" ? (obs.previousStatus.lastAction ?? "") : describeStep(step),
+    lastAction: step.kind === "wait" || step.kind === "steady" || step.kind === "quorum-lost" ? (obs.previousStatus.lastAction ?? "") : describeStep(step),
     conditions,
     members,
+    ...(quorumLoss !== undefined ? { quorumLoss } : {}),
   };
+}
+
+/**
+ * status.quorumLoss: started (since = now) by the first pass that finds quorum lost for good,
+ * moved along by the recovery's steps, kept through waits and restarts, gone once a pass finds
+ * nothing to do (steady) or the cluster is whole again while no recovery was under way.
+ */
+export function quorumLossStatus(obs: ObservedCluster, step: Step, now: string): QuorumLossStatus | undefined {
+  const prev = obs.previousStatus.quorumLoss;
+  const since = prev?.since ?? now;
+  switch (step.kind) {
+    case "quorum-lost":
+      return { since, phase: "Lost", lostMembers: step.lost };
+    case "force-new-cluster":
+      return { since, phase: "ForcingNewCluster", lostMembers: step.lost, member: step.member };
+    case "finish-force-new-cluster":
+      return { ...(prev ?? { since }), phase: "Rejoining", member: step.member };
+    case "recover-from-backup":
+      return { since, phase: "RestoringBackup", lostMembers: step.lost, backupName: step.backupName };
+    case "steady":
+    case "paused":
+    case "invalid-spec":
+      return undefined;
+    default:
+      if (prev === undefined) return undefined;
+      if (prev.phase === "Lost") return quorumLossOf(obs) !== undefined || obs.etcd.members === undefined ? prev : undefined;
+      if (prev.phase === "RestoringBackup" && obs.etcd.members !== undefined && quorumLossOf(obs) === undefined) return { ...prev, phase: "Rejoining" };
+      return prev;
+  }
 }
 
 function phaseOf(step: Step, available: boolean, formed: boolean, rolling: boolean): ClusterPhase {
@@ -177,6 +231,13 @@ function phaseOf(step: Step, available: boolean, formed: boolean, rolling: boole
       return "Upgrading";
     case "remove-member":
       return step.reason === "scale-in" ? "Scaling" : "Repairing";
+    case "force-new-cluster":
+    case "finish-force-new-cluster":
+    case "recover-from-backup":
+    case "disarm-alarm":
+      return "Repairing";
+    case "quorum-lost":
+      return "Degraded";
     case "steady":
       return "Running";
     default:

@@ -23,6 +23,12 @@ import {
   type MoveLeaderResponse,
   type StatusRequest,
   type StatusResponse,
+  AlarmRequest_AlarmAction,
+  AlarmType,
+  type AlarmRequest,
+  type AlarmResponse,
+  type HashKVRequest,
+  type HashKVResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdMemberEntry, EtcdMemberStatus } from "../cluster/observed.js";
 import { memberIdHex } from "../cluster/naming.js";
@@ -136,6 +142,28 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
 
   async moveLeader(endpoint: MemberEndpoint, targetId: string): Promise<void> {
     await this.call<MoveLeaderRequest, MoveLeaderResponse>(endpoint, (c, req, o, cb) => c.maintenance.moveLeader(req, new Metadata(), o, cb), { targetID: BigInt(`0x${targetId}`) });
+  }
+
+  async alarmList(endpoint: MemberEndpoint): Promise<{ memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[]> {
+    const r = await this.call<AlarmRequest, AlarmResponse>(endpoint, (c, req, o, cb) => c.maintenance.alarm(req, new Metadata(), o, cb), {
+      action: AlarmRequest_AlarmAction.GET,
+      memberID: 0n,
+      alarm: AlarmType.NONE,
+    });
+    return r.alarms.map((a) => ({ memberId: memberIdHex(a.memberID), alarm: a.alarm === AlarmType.CORRUPT ? "CORRUPT" : a.alarm === AlarmType.NOSPACE ? "NOSPACE" : "NONE" }));
+  }
+
+  async alarmDisarm(endpoint: MemberEndpoint, memberId: string, alarm: "NOSPACE" | "CORRUPT"): Promise<void> {
+    await this.call<AlarmRequest, AlarmResponse>(endpoint, (c, req, o, cb) => c.maintenance.alarm(req, new Metadata(), o, cb), {
+      action: AlarmRequest_AlarmAction.DEACTIVATE,
+      memberID: BigInt(`0x${memberId}`),
+      alarm: alarm === "CORRUPT" ? AlarmType.CORRUPT : AlarmType.NOSPACE,
+    });
+  }
+
+  async hashKV(endpoint: MemberEndpoint, revision: number): Promise<{ hash: number; compactRevision: number; revision: number }> {
+    const r = await this.call<HashKVRequest, HashKVResponse>(endpoint, (c, req, o, cb) => c.maintenance.hashKv(req, new Metadata(), o, cb), { revision: BigInt(revision) });
+    return { hash: r.hash, compactRevision: Number(r.compactRevision), revision };
   }
 
   /** Closes the channels of addresses (`host:port`) not in `keep`. */

@@ -75,7 +75,15 @@ export function toObservedPod(p: V1Pod): ObservedPod {
     ...(p.status?.podIP ? { podIP: p.status.podIP } : {}),
     ...(p.metadata?.creationTimestamp ? { createdAt: new Date(p.metadata.creationTimestamp).getTime() } : {}),
     annotations: { ...(p.metadata?.annotations ?? {}) },
+    ...terminationOf(p),
   };
+}
+
+/** The etcd container's termination message: of its current state if it is terminated, else of its last one. */
+function terminationOf(p: V1Pod): { terminationMessage?: string } {
+  const cs = p.status?.containerStatuses?.find((c) => c.name === "etcd");
+  const msg = cs?.state?.terminated?.message ?? cs?.lastState?.terminated?.message;
+  return msg !== undefined && msg !== "" ? { terminationMessage: msg } : {};
 }
 
 export function toObservedVolume(v: V1PersistentVolumeClaim): ObservedVolume {

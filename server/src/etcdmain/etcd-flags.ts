@@ -147,7 +147,7 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "experimental-backend-bbolt-freelist-type", "log-package-levels", "backend-batch-interval",
   "backend-batch-limit", "cipher-suites",
   "host-whitelist", "cors", "client-cert-allowed-hostname",
-  "experimental-peer-skip-client-san-verification", "grpc-keepalive-min-time", "force-new-cluster",
+  "experimental-peer-skip-client-san-verification", "grpc-keepalive-min-time",
 ]);
 
 export function usageText(): string {

@@ -211,6 +211,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       maxSnapshots: cfg.maxSnapshots,
       initialCluster: startPlan.initialCluster,
       joinExisting: startPlan.joinExisting,
+      forceNewCluster: cfg.forceNewCluster,
       initialClusterToken: cfg.initialClusterToken,
       preVote: cfg.preVote,
       enableLeaseCheckpoint: cfg.enableLeaseCheckpoint,

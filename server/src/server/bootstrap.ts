@@ -40,6 +40,7 @@ import { MvccStorePort } from "./mvcc-store-port.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
 import type { PeerActivity } from "./cluster/member-admin.js";
 import type { LeaderClient } from "./leader-forward.js";
+import { committedOnly, membersInLog, standaloneConfChanges } from "./standalone-restart.js";
 
 /** A WAL the member writes and closes. */
 export interface MemberWal extends LogPersistence {
@@ -76,6 +77,11 @@ export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "
    * membership from the leader. Undefined: a new member starts a new cluster.
    */
   joinExisting?: { clusterId: bigint; memberId: bigint };
+  /**
+   * --force-new-cluster: a member restarting from its WAL becomes the only member of its cluster
+   * (see standalone-restart.ts); ignored without a WAL, as etcd ignores it.
+   */
+  forceNewCluster?: boolean;
   preVote: boolean;
   enableLeaseCheckpoint: boolean;
   /** --experimental-enable-lease-checkpoint-persist: applied checkpoints survive a restart. */
@@ -167,7 +173,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   const mvcc = await MvccStore.open(backend, { watch: { unsafeTestingKnobs: options.unsafeTestingKnobs?.watch } }, { clock });
   const store = new MvccStorePort(backend, mvcc);
   const log = deps.wal.exists()
-    ? await restartLog(deps, backend)
+    ? await restartLog(deps, backend, options.forceNewCluster === true)
     : options.joinExisting
       ? await joinLog(options.joinExisting, deps)
       : await newLog(options, deps);
@@ -291,7 +297,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   };
 }
 
-async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<RecoveredLog> {
+async function restartLog(deps: BootstrapDeps, backend: Backend, forceNewCluster: boolean): Promise<RecoveredLog> {
   const markers = await deps.wal.validSnapshotEntries();
   const snapshot = markers.some((m) => m.index > 0) ? await deps.snapshotter.loadNewestAvailable(markers) : undefined;
   const from = snapshot ? { index: snapshot.metadata.index, term: snapshot.metadata.term } : { index: 0, term: 0 };
@@ -328,6 +334,25 @@ async function restartLog(deps: BootstrapDeps, backend: Backend): Promise<Recove
     if (opened.hardState.commit < consistentIndex) storage.setHardState({ ...opened.hardState, commit: consistentIndex });
     applied = consistentIndex;
     entries = entries.filter((e) => e.index > consistentIndex);
+  }
+  if (forceNewCluster) {
+    const hardState = { ...opened.hardState, commit: Math.max(opened.hardState.commit, applied) };
+    const kept = committedOnly(entries, hardState.commit);
+    if (kept.length < entries.length) {
+      deps.logger.info("discarding uncommitted WAL entries", {
+        "entry-index": entries[kept.length]!.index,
+        "commit-index-from-wal": hardState.commit,
+        "number-of-discarded-entries": entries.length - kept.length,
+      });
+    }
+    const forced = standaloneConfChanges(membersInLog(confState, kept), memberId, hardState.term, hardState.commit);
+    entries = [...kept, ...forced];
+    if (forced.length > 0) hardState.commit = forced[forced.length - 1]!.index;
+    await opened.wal.save(hardState, forced, { sync: true });
+    storage.setHardState(hardState);
+    storage.append(entries);
+    deps.logger.info("forcing restart member", { "cluster-id": clusterId, "local-member-id": memberId, "commit-index": hardState.commit });
+    return { memberId, clusterId, wal: opened.wal, storage, applied, confState, snapshotData: snapshot?.data };
   }
   storage.append(entries);
   deps.logger.info("restarting local member", { "cluster-id": clusterId, "local-member-id": memberId, "commit-index": opened.hardState.commit });
