@@ -97,7 +97,7 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
   });
 
   it("creates a new cluster's objects, reports status and events, and deletes them with the cluster", async () => {
-    const flags = ["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn"];
+    const flags = ["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn", "--metrics-address", "127.0.0.1:0"];
     op = await startOperator([...flags, "--identity", "first"]);
     await kubectl(kc, ["create", "namespace", "t1"]);
     await kubectl(kc, ["-n", "t1", "apply", "-f", "-"], cluster("e", { size: 3, storage: { size: "256Mi" }, options: { "snapshot-count": "5000" } }));
@@ -197,7 +197,7 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
     expect(op?.controller()).toBeDefined();
   });
   it("a TLS cluster: its own CA, member and operator-client Secrets, https flags, Secret volumes; a missing user Secret is reported", async () => {
-    op ??= await startOperator(["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn", "--identity", "tls"]);
+    op ??= await startOperator(["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn", "--metrics-address", "127.0.0.1:0", "--identity", "tls"]);
     await kubectl(kc, ["create", "namespace", "t3"]);
     await kubectl(kc, ["-n", "t3", "apply", "-f", "-"], cluster("s", {
       size: 3,
