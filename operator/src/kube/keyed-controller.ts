@@ -46,6 +46,8 @@ export interface PassObserver {
   passed(controller: string, outcome: { ok: boolean; step?: string; seconds: number }): void;
   /** A key was requeued with back-off after a failed pass. */
   retried(controller: string): void;
+  /** One of the controller's informers (re)started its list-and-watch (after a drop, a re-watch). */
+  watchStarted(controller: string): void;
 }
 
 export class KeyedController<T> {
@@ -84,6 +86,7 @@ export class KeyedController<T> {
       informer.on("delete", toOwner);
     }
     for (const inf of [primary, ...owned.map((o) => o.informer)]) {
+      inf.on("connect", () => this.base.observer?.watchStarted(source.kind));
       inf.on("error", (err: unknown) => {
         if (!this.running) return;
         log.warn("watch failed; restarting", { error: String((err as Error)?.message ?? err) });

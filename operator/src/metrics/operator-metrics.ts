@@ -6,7 +6,8 @@
  *    bootstrap, wait, steady, invalid-spec), `reconcile_errors_total{controller}`,
  *    `reconcile_duration_seconds{controller}` (histogram), `workqueue_depth{controller}` (keys
  *    ready and waiting for a worker), `workqueue_retries_total{controller}` (keys requeued after a
- *    failed pass, with back-off);
+ *    failed pass, with back-off), `watch_starts_total{controller}` (informer watches opened:
+ *    drops and server-side timeouts show as increases);
  *  - `leader_election_leading{lease}`: 1 while this replica holds the Lease (or runs without
  *    leader election), else 0;
  *  - per EtcdCluster (labels namespace, cluster), from the cluster's status as the operator last
@@ -53,6 +54,7 @@ export class OperatorMetrics implements PassObserver {
   private readonly errors: Counter<"controller">;
   private readonly duration: Histogram<"controller">;
   private readonly retries: Counter<"controller">;
+  private readonly watches: Counter<"controller">;
 
   constructor(
     options: OperatorMetricsOptions,
@@ -71,7 +73,14 @@ export class OperatorMetrics implements PassObserver {
       registers,
     });
     this.retries = new Counter({ name: `${PREFIX}workqueue_retries_total`, help: "Keys requeued with back-off after a failed pass.", labelNames: ["controller"], registers });
+    this.watches = new Counter({
+      name: `${PREFIX}watch_starts_total`,
+      help: "Watches a controller's informers opened: one per informer at start, one more after every drop or server-side timeout.",
+      labelNames: ["controller"],
+      registers,
+    });
     for (const controller of ["cluster", "backup"]) {
+      this.watches.inc({ controller }, 0);
       for (const result of ["success", "error"]) this.reconciles.inc({ controller, result }, 0);
       this.errors.inc({ controller }, 0);
       this.retries.inc({ controller }, 0);
@@ -88,6 +97,10 @@ export class OperatorMetrics implements PassObserver {
 
   retried(controller: string): void {
     this.retries.inc({ controller });
+  }
+
+  watchStarted(controller: string): void {
+    this.watches.inc({ controller });
   }
 
   /** The text exposition and its content type. */
