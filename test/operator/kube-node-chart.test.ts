@@ -74,9 +74,11 @@ describe.skipIf(skip !== undefined)("the chart's operator Deployment on a real n
 
     const ip = pod.status.podIP as string;
     expect(ip).toMatch(/^10\.244\.0\./);
-    const metric = async (name: string) => {
+    /** The first sample starting with `series` (a name, or a name and its first labels, as printed). */
+    const metric = async (series: string) => {
       const text = await (await fetch(`http://${ip}:8080/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-      const line = text.split("\n").find((l) => l.startsWith(`${name}{`));
+      const prefix = series.includes("{") ? series : `${series}{`;
+      const line = text.split("\n").find((l) => l.startsWith(prefix));
       return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
     };
     // Gauges follow the status the operator writes; give one more pass time to land in its cache.
