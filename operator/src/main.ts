@@ -1,7 +1,8 @@
 /**
  * The operator process: `etcd-ts-operator [flags]`. Loads a kubeconfig (the flag, $KUBECONFIG,
- * or the in-cluster service account), elects a leader on a Lease, and while leading runs the
- * EtcdCluster controller. Stops cleanly on SIGTERM/SIGINT.
+ * or the in-cluster service account), serves /metrics, /healthz and /readyz, elects a leader on a
+ * Lease, and while leading runs the EtcdCluster and EtcdBackup controllers. Stops cleanly on
+ * SIGTERM/SIGINT: the controllers stop first, then the Lease is handed back.
  */
 import os from "node:os";
 import { parseArgs } from "node:util";
@@ -19,6 +20,8 @@ import { KubeLeaseApi } from "./kube/lease-api.js";
 import { DEFAULT_TLS_OPTIONS, OperatorTls } from "./tls/operator-tls.js";
 import { LeaseLeaderElector } from "./kube/leader-election.js";
 import { jsonLogger, type Level } from "./logger.js";
+import { MetricsServer } from "./metrics/metrics-server.js";
+import { OperatorMetrics } from "./metrics/operator-metrics.js";
 
 export const USAGE = `etcd-ts-operator: runs EtcdCluster and EtcdBackup resources (etcd.etcd-ts.io/v1alpha1)
 
@@ -27,6 +30,7 @@ export const USAGE = `etcd-ts-operator: runs EtcdCluster and EtcdBackup resource
   --leader-elect BOOL      elect a leader on a Lease (default true)
   --lease-namespace NS     namespace of the Lease (default: $POD_NAMESPACE, else default)
   --lease-name NAME        (default etcd-ts-operator)
+  --lease-duration SECONDS how long a leader's Lease lasts without renewal (default 15)
   --identity ID            this replica's name in the Lease (default: $POD_NAME, else host-pid)
   --image IMAGE            member image when spec.image is empty (default: $ETCD_TS_IMAGE)
   --server-command JSON    command starting etcd-ts in the image (default ["node","/app/server/bin/etcd-ts.js"])
@@ -35,6 +39,7 @@ export const USAGE = `etcd-ts-operator: runs EtcdCluster and EtcdBackup resource
   --cert-validity DURATION operator-issued member certificates' lifetime, e.g. 90d, 12h (default 90d)
   --cert-renew-before DUR  start new certificates when this little is left (default 30d)
   --log-level LEVEL        debug, info, warn, error (default info)
+  --metrics-address ADDR   /metrics, /healthz, /readyz on host:port (default :8080; "off": none)
 `;
 
 export interface RunningOperator {
@@ -42,6 +47,9 @@ export interface RunningOperator {
   controller(): Controller | undefined;
   backupController(): BackupController | undefined;
   elector: LeaseLeaderElector | undefined;
+  metrics: OperatorMetrics | undefined;
+  /** The bound "host:port" of the metrics endpoint, or undefined when off. */
+  metricsAddress: string | undefined;
 }
 
 export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningOperator> {
@@ -53,6 +61,8 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       "leader-elect": { type: "string" },
       "lease-namespace": { type: "string" },
       "lease-name": { type: "string" },
+      "lease-duration": { type: "string" },
+      "metrics-address": { type: "string" },
       identity: { type: "string" },
       image: { type: "string" },
       "server-command": { type: "string" },
@@ -67,7 +77,7 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
   });
   if (values.help) {
     process.stdout.write(USAGE);
-    return { stop: async () => {}, controller: () => undefined, backupController: () => undefined, elector: undefined };
+    return { stop: async () => {}, controller: () => undefined, backupController: () => undefined, elector: undefined, metrics: undefined, metricsAddress: undefined };
   }
   const log = jsonLogger({ level: (values["log-level"] ?? "info") as Level });
   const kc = new KubeConfig();
@@ -107,11 +117,31 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
   );
   let controller: Controller | undefined;
   let backupController: BackupController | undefined;
+  let elector: LeaseLeaderElector | undefined;
+  const leaseName = values["lease-name"] ?? "etcd-ts-operator";
+  const leaderElect = (values["leader-elect"] ?? "true") !== "false";
+  const metrics = new OperatorMetrics(
+    { defaultMetrics: true },
+    {
+      now: () => new Date(),
+      view: {
+        lease: leaderElect ? leaseName : undefined,
+        leading: () => (elector ? elector.isLeader : controller !== undefined),
+        queues: () => [controller, backupController].filter((c) => c !== undefined).map((c) => ({ controller: c.kind, depth: c.queue.length })),
+        clusters: () => controller?.objects() ?? [],
+        backups: () => backupController?.objects() ?? [],
+      },
+    },
+  );
+  const metricsAddressFlag = values["metrics-address"] ?? ":8080";
+  const metricsServer = metricsAddressFlag === "off" ? undefined : new MetricsServer({ address: metricsAddressFlag }, { metrics, log });
+  const metricsAddress = await metricsServer?.listen();
+
   const startController = () => {
     const controllerOptions = { namespace: values.namespace ?? env.WATCH_NAMESPACE ?? "", workers: Number(values.workers ?? 2), resyncMs: 60_000, maxQueuedKeys: 10_000, errorBackoffMs: 1_000 };
-    controller = new Controller(controllerOptions, { kubeConfig: kc, store, reconciler, log });
+    controller = new Controller(controllerOptions, { kubeConfig: kc, store, reconciler, log, observer: metrics });
     controller.start().catch((err) => log.error("controller failed to start", { error: String(err) }));
-    backupController = new BackupController(controllerOptions, { kubeConfig: kc, store: backupStore, reconciler: backupReconciler, log });
+    backupController = new BackupController(controllerOptions, { kubeConfig: kc, store: backupStore, reconciler: backupReconciler, log, observer: metrics });
     backupController.start().catch((err) => log.error("backup controller failed to start", { error: String(err) }));
   };
   const stopController = async () => {
@@ -122,15 +152,16 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
     await Promise.all([c?.stop(), b?.stop()]);
   };
 
-  let elector: LeaseLeaderElector | undefined;
-  if ((values["leader-elect"] ?? "true") !== "false") {
+  if (leaderElect) {
+    const leaseDurationSeconds = Number(values["lease-duration"] ?? 15);
+    if (!Number.isInteger(leaseDurationSeconds) || leaseDurationSeconds < 2) throw new Error(`--lease-duration: a whole number of seconds, at least 2 (got ${values["lease-duration"]})`);
     elector = new LeaseLeaderElector(
       {
         namespace: values["lease-namespace"] ?? env.POD_NAMESPACE ?? "default",
-        name: values["lease-name"] ?? "etcd-ts-operator",
+        name: leaseName,
         identity: values.identity ?? env.POD_NAME ?? `${os.hostname()}-${process.pid}`,
-        leaseDurationSeconds: 15,
-        renewMs: 2_000,
+        leaseDurationSeconds,
+        renewMs: Math.min(2_000, Math.floor((leaseDurationSeconds * 1000) / 3)),
       },
       { leases: new KubeLeaseApi({ kubeConfig: kc }), now: () => new Date(), log },
     );
@@ -144,15 +175,21 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
   } else {
     startController();
   }
-  log.info("started", { image, leaderElection: elector !== undefined });
+  metricsServer?.setReady(true);
+  log.info("started", { image, leaderElection: elector !== undefined, metricsAddress });
   return {
     elector,
+    metrics,
+    metricsAddress,
     controller: () => controller,
     backupController: () => backupController,
     stop: async () => {
+      metricsServer?.setReady(false);
       elector?.stop();
       await stopController();
+      await elector?.release();
       etcd.close();
+      await metricsServer?.close();
     },
   };
 }

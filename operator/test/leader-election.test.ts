@@ -7,7 +7,10 @@ class FakeLeases implements LeaseApi {
   lease: V1Lease | undefined;
   rv = 0;
   failing = false;
+  /** Requests hang (an API server that accepts connections and never answers). */
+  hanging = false;
   async read(): Promise<V1Lease | undefined> {
+    if (this.hanging) return new Promise(() => {});
     if (this.failing) throw new Error("apiserver down");
     return this.lease === undefined ? undefined : JSON.parse(JSON.stringify(this.lease));
   }
@@ -25,10 +28,10 @@ class FakeLeases implements LeaseApi {
   }
 }
 
-function candidate(leases: FakeLeases, identity: string, clock: { t: number }) {
+function candidate(leases: FakeLeases, identity: string, clock: { t: number }, attemptTimeoutMs?: number) {
   const events: string[] = [];
   const e = new LeaseLeaderElector(
-    { namespace: "ns", name: "op", identity, leaseDurationSeconds: 15, renewMs: 2000 },
+    { namespace: "ns", name: "op", identity, leaseDurationSeconds: 15, renewMs: 2000, ...(attemptTimeoutMs ? { attemptTimeoutMs } : {}) },
     { leases, now: () => new Date(clock.t), log: { info() {} } },
   );
   const cb = { onStartedLeading: () => events.push("start"), onStoppedLeading: () => events.push("stop") };
@@ -80,5 +83,33 @@ describe("LeaseLeaderElector", () => {
     const a = candidate(leases, "a", { t: Date.UTC(2026, 0, 1) });
     await a.tick();
     expect(JSON.stringify(leases.lease?.spec?.renewTime)).toBe('"2026-01-01T00:00:00.000000Z"');
+  });
+
+  it("an attempt the API server never answers counts as a failed renewal (bounded), so the leader still steps down in time", async () => {
+    const leases = new FakeLeases();
+    const clock = { t: 0 };
+    const a = candidate(leases, "a", clock, 50);
+    await a.tick();
+    leases.hanging = true;
+    clock.t += 16_000;
+    expect(await a.tick()).toBe(false);
+    expect(a.events).toEqual(["start", "stop"]);
+  });
+
+  it("release() after a clean stop hands the Lease over at once; a replica that does not hold it changes nothing", async () => {
+    const leases = new FakeLeases();
+    const clock = { t: 0 };
+    const a = candidate(leases, "a", clock);
+    const b = candidate(leases, "b", clock);
+    await a.tick();
+    await b.e.release(); // not leading: no write
+    expect(leases.lease?.spec?.holderIdentity).toBe("a");
+    a.e.stop();
+    await a.e.release();
+    expect(leases.lease?.spec?.holderIdentity).toBe("");
+    expect(a.e.isLeader).toBe(false);
+    clock.t += 1_000; // well within the lease duration
+    expect(await b.tick()).toBe(true);
+    expect(leases.lease?.spec?.holderIdentity).toBe("b");
   });
 });

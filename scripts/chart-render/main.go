@@ -1,11 +1,13 @@
 // chart-render renders a Helm chart's templates the way `helm template` does, for tests on
 // machines without helm: Go's text/template (Helm's engine) with the sprig functions and Helm's
 // own include, tpl, toYaml, fromYaml, required and fail; values from values.yaml merged with -f
-// files (later wins, maps merged deeply); .Release, .Chart and .Capabilities filled in. Output: each
+// files (later wins, maps merged deeply); .Release, .Chart and .Capabilities filled in
+// (.Capabilities.APIVersions.Has: Kubernetes 1.20's built-in group/versions plus each -a, as
+// helm template's --api-versions). Output: each
 // non-empty template as "---\n# Source: <chart>/templates/<file>\n<text>". Builds offline against
 // Debian's Go packages (GO111MODULE=off, GOPATH=/usr/share/gocode).
 //
-// Usage: chart-render [-f values.yaml]... [-n namespace] [-name release] CHART_DIR
+// Usage: chart-render [-f values.yaml]... [-a group/version]... [-n namespace] [-name release] CHART_DIR
 package main
 
 import (
@@ -24,6 +26,25 @@ import (
 )
 
 type files []string
+
+// versionSet is .Capabilities.APIVersions: Has("group/version") as Helm's.
+type versionSet []string
+
+func (v versionSet) Has(apiVersion string) bool {
+	for _, x := range v {
+		if x == apiVersion {
+			return true
+		}
+	}
+	return false
+}
+
+// builtinAPIVersions: what a Kubernetes 1.20 API server serves without add-ons (the ones charts test).
+var builtinAPIVersions = []string{
+	"v1", "apps/v1", "batch/v1", "batch/v1beta1", "policy/v1beta1", "rbac.authorization.k8s.io/v1",
+	"coordination.k8s.io/v1", "apiextensions.k8s.io/v1", "networking.k8s.io/v1", "autoscaling/v1",
+	"storage.k8s.io/v1", "admissionregistration.k8s.io/v1", "discovery.k8s.io/v1beta1",
+}
 
 func (f *files) String() string     { return strings.Join(*f, ",") }
 func (f *files) Set(v string) error { *f = append(*f, v); return nil }
@@ -56,6 +77,8 @@ func readYAML(path string) (map[string]interface{}, error) {
 func main() {
 	var valueFiles files
 	flag.Var(&valueFiles, "f", "values file (repeatable)")
+	var apiVersions files
+	flag.Var(&apiVersions, "a", "an API group/version the cluster serves besides the built-in ones (repeatable)")
 	ns := flag.String("n", "default", "release namespace")
 	name := flag.String("name", "release-name", "release name")
 	flag.Parse()
@@ -64,13 +87,13 @@ func main() {
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
-	if err := render(dir, *name, *ns, valueFiles); err != nil {
+	if err := render(dir, *name, *ns, valueFiles, append(versionSet(builtinAPIVersions), apiVersions...)); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
-func render(dir, release, ns string, valueFiles []string) error {
+func render(dir, release, ns string, valueFiles []string, apiVersions versionSet) error {
 	chart, err := readYAML(filepath.Join(dir, "Chart.yaml"))
 	if err != nil {
 		return err
@@ -95,7 +118,7 @@ func render(dir, release, ns string, valueFiles []string) error {
 		"Values":       values,
 		"Chart":        chartObj,
 		"Release":      map[string]interface{}{"Name": release, "Namespace": ns, "Service": "Helm", "IsInstall": true, "IsUpgrade": false, "Revision": 1},
-		"Capabilities": map[string]interface{}{"KubeVersion": map[string]interface{}{"Version": "v1.20.2", "Major": "1", "Minor": "20"}},
+		"Capabilities": map[string]interface{}{"KubeVersion": map[string]interface{}{"Version": "v1.20.2", "Major": "1", "Minor": "20"}, "APIVersions": apiVersions},
 		"Template":     map[string]interface{}{"BasePath": filepath.Base(dir) + "/templates"},
 	}
 

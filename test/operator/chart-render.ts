@@ -53,9 +53,9 @@ export interface Rendered {
   doc: Record<string, any>;
 }
 
-/** `helm template` of the chart: its rendered documents (CRDs not included, as helm template without --include-crds). */
-export function renderChart(opts: { valuesFiles?: string[]; namespace?: string; release?: string } = {}): Rendered[] {
-  const args = [...(opts.valuesFiles ?? []).flatMap((f) => ["-f", f]), "-n", opts.namespace ?? "default", "-name", opts.release ?? "etcd-ts", chartDir];
+/** `helm template` of the chart: its rendered documents (CRDs not included, as helm template without --include-crds); `apiVersions` as helm's --api-versions. */
+export function renderChart(opts: { valuesFiles?: string[]; namespace?: string; release?: string; apiVersions?: string[] } = {}): Rendered[] {
+  const args = [...(opts.valuesFiles ?? []).flatMap((f) => ["-f", f]), ...(opts.apiVersions ?? []).flatMap((a) => ["-a", a]), "-n", opts.namespace ?? "default", "-name", opts.release ?? "etcd-ts", chartDir];
   const text = execFileSync(chartRenderBinary(), args, { encoding: "utf8" });
   const out: Rendered[] = [];
   let source = "";

@@ -31,10 +31,10 @@ describe.skipIf(missing !== undefined)("Helm chart charts/etcd-ts-operator", () 
     expect(path.basename(chartDir)).toBe(chart.name);
   });
 
-  it("renders with default values: ServiceAccount, RBAC, Deployment; every document well formed", () => {
+  it("renders with default values: ServiceAccount, RBAC, Deployment, metrics Service; every document well formed", () => {
     const docs = renderChart({ namespace: "ops" });
     const kinds = docs.map((d) => d.doc.kind).sort();
-    expect(kinds).toEqual(["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "ServiceAccount"]);
+    expect(kinds).toEqual(["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]);
     for (const { source, doc } of docs) {
       expect(doc.apiVersion, source).toBeTruthy();
       expect(doc.metadata?.name, source).toMatch(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/);
@@ -91,12 +91,46 @@ describe.skipIf(missing !== undefined)("Helm chart charts/etcd-ts-operator", () 
       ],
     });
     const kinds = docs.map((d) => d.doc.kind).sort();
-    expect(kinds).toEqual(["Deployment", "EtcdCluster", "ServiceAccount"]);
+    expect(kinds).toEqual(["Deployment", "EtcdCluster", "Service", "ServiceAccount"]);
     const ec = docs.find((d) => d.doc.kind === "EtcdCluster")!.doc;
     expect(ec).toMatchObject({ apiVersion: "etcd.etcd-ts.io/v1alpha1", metadata: { name: "main" }, spec: { size: 5, storage: { size: "2Gi", storageClassName: "fast" } } });
     const c = docs.find((d) => d.doc.kind === "Deployment")!.doc.spec.template.spec.containers[0];
     expect(c.image).toBe("registry.example/etcd-ts:dev");
     expect(c.args).toContain("--namespace=team-a");
     expect(c.args).toContain("--leader-elect=false");
+  });
+
+  it("metrics: the operator serves them on the metrics port, probes use /healthz and /readyz, a Service carries the scrape annotations", () => {
+    const docs = renderChart({ namespace: "ops" });
+    const dep = docs.find((d) => d.doc.kind === "Deployment")!.doc;
+    const c = dep.spec.template.spec.containers[0];
+    expect(c.args).toContain("--metrics-address=:8080");
+    expect(c.ports).toEqual([{ name: "metrics", containerPort: 8080, protocol: "TCP" }]);
+    expect(c.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+    expect(c.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "metrics" });
+    const svc = docs.find((d) => d.doc.kind === "Service")!.doc;
+    expect(svc.metadata.name).toBe("etcd-ts-etcd-ts-operator-metrics");
+    expect(svc.metadata.annotations).toMatchObject({ "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics" });
+    expect(svc.spec.ports[0]).toMatchObject({ name: "metrics", port: 8080, targetPort: "metrics" });
+    // The Service selects the operator's pods.
+    for (const [k, v] of Object.entries(svc.spec.selector)) expect(dep.spec.template.metadata.labels[k], k).toBe(v);
+  });
+
+  it("a ServiceMonitor only when asked for and the cluster serves monitoring.coreos.com/v1", () => {
+    const on = valuesFile({ metrics: { port: 9090, serviceMonitor: { enabled: true, interval: "15s", labels: { release: "prom" } } } });
+    expect(renderChart({ valuesFiles: [on] }).some((d) => d.doc.kind === "ServiceMonitor")).toBe(false);
+    expect(renderChart({ apiVersions: ["monitoring.coreos.com/v1"] }).some((d) => d.doc.kind === "ServiceMonitor")).toBe(false);
+    const docs = renderChart({ valuesFiles: [on], apiVersions: ["monitoring.coreos.com/v1"], namespace: "ops" });
+    const sm = docs.find((d) => d.doc.kind === "ServiceMonitor")!.doc;
+    const svc = docs.find((d) => d.doc.kind === "Service")!.doc;
+    expect(sm.apiVersion).toBe("monitoring.coreos.com/v1");
+    expect(sm.metadata.labels.release).toBe("prom");
+    expect(sm.spec.endpoints).toEqual([{ port: "metrics", path: "/metrics", interval: "15s" }]);
+    expect(sm.spec.namespaceSelector).toEqual({ matchNames: ["ops"] });
+    for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels[k], k).toBe(v);
+    expect(svc.metadata.annotations["prometheus.io/port"]).toBe("9090");
+    const off = valuesFile({ metrics: { service: { enabled: false }, serviceMonitor: { enabled: true } } });
+    const none = renderChart({ valuesFiles: [off], apiVersions: ["monitoring.coreos.com/v1"] });
+    expect(none.some((d) => d.doc.kind === "ServiceMonitor" || d.doc.kind === "Service")).toBe(false);
   });
 });

@@ -195,7 +195,7 @@ describe.skipIf(missing !== undefined)("backups and restores on a real API serve
     await kubectl(kc, ["-n", "rs", "apply", "-f", "-"], obj("EtcdBackup", "b", { clusterName: "gone", destination: { pvc: { claimName: "backups" } } }));
     await writeStatus("rs", "etcdbackups", "b", { phase: "Succeeded", location: "pvc://backups/b-20261204T160000Z.db", revision: 9 });
     await kubectl(kc, ["-n", "rs", "apply", "-f", "-"], obj("EtcdBackup", "empty", { clusterName: "gone", destination: { pvc: { claimName: "backups" } } }));
-    op = await startOperator(["--kubeconfig", kc, "--namespace", "rs", "--leader-elect", "false", "--image", "localhost/etcd-ts:dev", "--log-level", "warn"]);
+    op = await startOperator(["--kubeconfig", kc, "--namespace", "rs", "--leader-elect", "false", "--image", "localhost/etcd-ts:dev", "--log-level", "warn", "--metrics-address", "127.0.0.1:0"]);
     await kubectl(kc, ["-n", "rs", "apply", "-f", "-"], obj("EtcdCluster", "r", { size: 3, storage: { size: "64Mi" }, bootstrap: { restore: { backupName: "b", bumpRevision: 1000000 } } }));
     await kubectl(kc, ["-n", "rs", "apply", "-f", "-"], obj("EtcdCluster", "w", { size: 1, bootstrap: { restore: { backupName: "empty" } } }));
     const pods = await waitFor("three restoring pods", async () => {

@@ -123,6 +123,8 @@ export class NodeEnv {
       this.images[0]!,
       "--log-level",
       process.env.OPERATOR_LOG ?? "warn",
+      "--metrics-address",
+      "127.0.0.1:0",
       ...(this.opts.operatorArgs ?? []),
       ...extra,
     ]);

@@ -216,6 +216,8 @@ export interface EtcdBackupStatus {
   observedGeneration?: number;
   startTime?: string;
   completionTime?: string;
+  /** When the latest successful run finished (kept while a newer run is active or after one failed). */
+  lastSuccessTime?: string;
   revision?: number;
   size?: number;
   sha256?: string;

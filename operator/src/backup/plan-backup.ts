@@ -184,6 +184,7 @@ function statusFrom(obs: ObservedBackup, jobs: ObservedJob[]): EtcdBackupStatus 
     s.size = ok.result.size;
     s.sha256 = ok.result.sha256;
     s.location = ok.result.location;
+    if (ok.completedAt !== undefined) s.lastSuccessTime = iso(ok.completedAt);
   }
   if (latest !== undefined) {
     s.job = latest.name;

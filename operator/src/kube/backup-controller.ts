@@ -11,19 +11,23 @@ import type { BackupReconciler } from "../backup/backup-reconciler.js";
 import { LABEL_BACKUP } from "../backup/plan-backup.js";
 import { LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
 import type { Log } from "../logger.js";
-import { KeyedController, type AnyInformer, type ControllerOptions } from "./keyed-controller.js";
+import { KeyedController, type AnyInformer, type ControllerOptions, type PassObserver } from "./keyed-controller.js";
 import type { KubeBackupStore } from "./kube-backup-store.js";
 
 export class BackupController extends KeyedController<EtcdBackup> {
-  constructor(options: ControllerOptions, deps: { kubeConfig: KubeConfig; store: KubeBackupStore; reconciler: BackupReconciler; log: Log }) {
+  constructor(options: ControllerOptions, deps: { kubeConfig: KubeConfig; store: KubeBackupStore; reconciler: BackupReconciler; log: Log; observer?: PassObserver }) {
     super(options, {
       kubeConfig: deps.kubeConfig,
       log: deps.log,
+      ...(deps.observer ? { observer: deps.observer } : {}),
       source: {
         kind: "backup",
         informers: backupInformers,
         get: (namespace, name) => deps.store.getBackup(namespace, name),
-        reconcile: (backup) => deps.reconciler.reconcile(backup),
+        reconcile: async (backup) => {
+          const r = await deps.reconciler.reconcile(backup);
+          return { requeueAfterMs: r.requeueAfterMs, step: r.step.kind };
+        },
       },
     });
   }

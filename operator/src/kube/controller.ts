@@ -10,7 +10,7 @@ import { CLUSTER_PLURAL, GROUP, VERSION, type EtcdCluster } from "../api/v1alpha
 import { LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
 import type { Reconciler } from "../cluster/reconciler.js";
 import type { Log } from "../logger.js";
-import { KeyedController, type AnyInformer, type ControllerOptions } from "./keyed-controller.js";
+import { KeyedController, type AnyInformer, type ControllerOptions, type PassObserver } from "./keyed-controller.js";
 import type { KubeClusterStore } from "./kube-cluster-store.js";
 
 export type { ControllerOptions };
@@ -20,6 +20,7 @@ export interface ControllerDeps {
   store: KubeClusterStore;
   reconciler: Reconciler;
   log: Log;
+  observer?: PassObserver;
 }
 
 export class Controller extends KeyedController<EtcdCluster> {
@@ -27,11 +28,15 @@ export class Controller extends KeyedController<EtcdCluster> {
     super(options, {
       kubeConfig: deps.kubeConfig,
       log: deps.log,
+      ...(deps.observer ? { observer: deps.observer } : {}),
       source: {
         kind: "cluster",
         informers: clusterInformers,
         get: (namespace, name) => deps.store.getCluster(namespace, name),
-        reconcile: (cluster) => deps.reconciler.reconcile(cluster),
+        reconcile: async (cluster) => {
+          const r = await deps.reconciler.reconcile(cluster);
+          return { requeueAfterMs: r.requeueAfterMs, step: r.step.kind };
+        },
       },
     });
   }

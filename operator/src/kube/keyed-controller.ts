@@ -6,7 +6,8 @@
  * through a label naming it. A dropped watch or failed list restarts its informer after a pause; a
  * resync re-adds every known object periodically, so a missed event costs only time.
  *
- * A controller supplies the informers, how to read an object and its pass (`ControllerSource`).
+ * A controller supplies the informers, how to read an object and its pass (`ControllerSource`);
+ * every pass is reported to the optional `PassObserver` (metrics).
  */
 import type { Informer, KubeConfig, KubernetesObject, ObjectCache } from "@kubernetes/client-node";
 import type { Log } from "../logger.js";
@@ -36,8 +37,17 @@ export interface ControllerSource<T> {
   informers(kubeConfig: KubeConfig, namespace: string): { primary: AnyInformer; owned: Array<{ informer: AnyInformer; ownerLabel: string }> };
   /** The object as it is now, or undefined if it is gone. */
   get(namespace: string, name: string): Promise<T | undefined>;
-  /** One pass; the key is requeued after `requeueAfterMs` (0: not). */
-  reconcile(obj: T): Promise<{ requeueAfterMs: number }>;
+  /** One pass; the key is requeued after `requeueAfterMs` (0: not); `step` names what it decided (metrics). */
+  reconcile(obj: T): Promise<{ requeueAfterMs: number; step?: string }>;
+}
+
+/** Told about every pass (implemented by metrics/operator-metrics.ts). */
+export interface PassObserver {
+  passed(controller: string, outcome: { ok: boolean; step?: string; seconds: number }): void;
+  /** A key was requeued with back-off after a failed pass. */
+  retried(controller: string): void;
+  /** One of the controller's informers (re)started its list-and-watch (after a drop, a re-watch). */
+  watchStarted(controller: string): void;
 }
 
 export class KeyedController<T> {
@@ -52,7 +62,7 @@ export class KeyedController<T> {
 
   constructor(
     protected readonly options: ControllerOptions,
-    private readonly base: { kubeConfig: KubeConfig; log: Log; source: ControllerSource<T> },
+    private readonly base: { kubeConfig: KubeConfig; log: Log; source: ControllerSource<T>; observer?: PassObserver },
   ) {
     this.queue = new WorkQueue({ maxKeys: options.maxQueuedKeys });
   }
@@ -76,6 +86,7 @@ export class KeyedController<T> {
       informer.on("delete", toOwner);
     }
     for (const inf of [primary, ...owned.map((o) => o.informer)]) {
+      inf.on("connect", () => this.base.observer?.watchStarted(source.kind));
       inf.on("error", (err: unknown) => {
         if (!this.running) return;
         log.warn("watch failed; restarting", { error: String((err as Error)?.message ?? err) });
@@ -100,11 +111,15 @@ export class KeyedController<T> {
       if (key === undefined) return;
       const [namespace, name] = key.split("/") as [string, string];
       let after = 0;
+      const started = performance.now();
+      const seconds = () => (performance.now() - started) / 1000;
       try {
         const obj = await source.get(namespace, name);
         if (obj !== undefined) {
           this.passes++;
-          after = (await source.reconcile(obj)).requeueAfterMs;
+          const r = await source.reconcile(obj);
+          after = r.requeueAfterMs;
+          this.base.observer?.passed(source.kind, { ok: true, ...(r.step !== undefined ? { step: r.step } : {}), seconds: seconds() });
         }
         this.failures.delete(key);
       } catch (err) {
@@ -112,11 +127,23 @@ export class KeyedController<T> {
         this.failures.set(key, n);
         after = this.options.errorBackoffMs * Math.min(16, 2 ** (n - 1));
         log.warn(`${source.kind} pass failed`, { [source.kind]: key, error: apiErrorText(err), retryInMs: after });
+        this.base.observer?.passed(source.kind, { ok: false, seconds: seconds() });
+        this.base.observer?.retried(source.kind);
       } finally {
         this.queue.done(key);
       }
       if (after > 0 && this.running) this.queue.addAfter(key, after);
     }
+  }
+
+  /** What a key names: the controller's kind ("cluster", "backup"). */
+  get kind(): string {
+    return this.base.source.kind;
+  }
+
+  /** The primary objects as the informer last saw them (empty before start and after stop). */
+  objects(): T[] {
+    return this.running ? ((this.primary?.list() ?? []) as unknown as T[]) : [];
   }
 
   async stop(): Promise<void> {

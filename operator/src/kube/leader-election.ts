@@ -3,7 +3,11 @@
  * takes the Lease when it is absent or its holder has not renewed it within leaseDurationSeconds,
  * then renews it every renewMs; writes carry the resourceVersion read, so two candidates never
  * both win. A leader that fails to renew for leaseDurationSeconds stops leading (onStoppedLeading)
- * before anyone else may take over.
+ * before anyone else may take over. Every attempt is bounded (`attemptTimeoutMs`, default half the
+ * lease duration): an API server that accepts the connection and never answers cannot keep a
+ * leader from noticing that it failed to renew. `release()` hands the Lease back on a clean stop
+ * (holder cleared), so a standby takes over at its next attempt instead of after the lease
+ * duration.
  */
 import { V1MicroTime, type V1Lease } from "@kubernetes/client-node";
 
@@ -21,6 +25,8 @@ export interface LeaderElectionOptions {
   identity: string;
   leaseDurationSeconds: number;
   renewMs: number;
+  /** Bound on one acquire-or-renew attempt, ms (default: half the lease duration). */
+  attemptTimeoutMs?: number;
 }
 
 export interface LeaderCallbacks {
@@ -55,7 +61,15 @@ export class LeaseLeaderElector {
 
   /** One acquire-or-renew attempt; true when this candidate holds the Lease afterwards. */
   async tryOnce(cb: LeaderCallbacks): Promise<boolean> {
-    const ok = await this.acquireOrRenew().catch(() => false);
+    const limit = this.options.attemptTimeoutMs ?? (this.options.leaseDurationSeconds * 1000) / 2;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), limit);
+      timer.unref?.();
+    });
+    const ok = await Promise.race([this.acquireOrRenew().catch(() => false), timeout]);
+    clearTimeout(timer);
+    if (this.stopped) return ok;
     const now = this.deps.now().getTime();
     if (ok) {
       this.lastRenew = now;
@@ -90,6 +104,7 @@ export class LeaseLeaderElector {
     const renewed = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
     const expired = now.getTime() - renewed > (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000;
     if (!held && spec.holderIdentity && !expired) return false;
+    if (this.stopped) return false;
     await this.deps.leases.replace(namespace, name, {
       ...current,
       spec: {
@@ -103,8 +118,29 @@ export class LeaseLeaderElector {
     return true;
   }
 
+  /** Stops trying; the Lease is left as it is (see release). */
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+  }
+
+  /**
+   * After stop() and after the work the Lease guards has stopped: if this replica held the Lease,
+   * clear its holder so another replica takes over at once. Best effort (a failure leaves the
+   * Lease to expire).
+   */
+  async release(): Promise<void> {
+    if (!this.leading) return;
+    this.leading = false;
+    const { namespace, name, identity } = this.options;
+    try {
+      const current = await this.deps.leases.read(namespace, name);
+      if (current?.spec?.holderIdentity !== identity) return;
+      const now = new V1MicroTime(this.deps.now().getTime());
+      await this.deps.leases.replace(namespace, name, { ...current, spec: { ...current.spec, holderIdentity: "", renewTime: now } });
+      this.deps.log.info("released the lease", { lease: `${namespace}/${name}`, identity });
+    } catch {
+      // the Lease expires on its own
+    }
   }
 }
