@@ -108,6 +108,25 @@ class World implements ClusterStore, EtcdAdmin {
     this.leader = id;
     this.changes.push(`move-leader ${id}`);
   }
+  auth = false;
+  async authEnabled() {
+    return this.auth;
+  }
+  async enableAuth() {
+    this.auth = true;
+    this.changes.push("auth enable");
+  }
+  async disableAuth() {
+    this.auth = false;
+    this.changes.push("auth disable");
+  }
+  async defragment(e: MemberEndpoint) {
+    this.changes.push(`defragment ${this.memberAt(e)?.[1].name}`);
+  }
+  async alarms() {
+    return [];
+  }
+  async disarm() {}
 
   // ---- ClusterStore
   async listPods(): Promise<ObservedPod[]> {

@@ -23,7 +23,7 @@ const IMAGES = [DEV_IMAGE, "localhost/etcd-ts:v1", "localhost/etcd-ts:v2"];
 function withLock(fn: () => number): number {
   // flock(1) on a file descriptor this process holds for the run.
   const fd = openSync(LOCK, "a");
-  const held = spawnSync("flock", ["-w", "3600", String(fd)], { stdio: ["ignore", "inherit", "inherit", fd] as any });
+  const held = spawnSync("flock", ["-w", "3600", "3"], { stdio: ["ignore", "inherit", "inherit", fd] as any });
   if (held.status !== 0) throw new Error(`could not take ${LOCK}`);
   try {
     return fn();

@@ -48,9 +48,19 @@ export interface EtcdMemberStatus {
   clusterId: string;
 }
 
+/** A raised alarm (Maintenance.Alarm GET): the member's ID in hex and the alarm. */
+export interface EtcdAlarm {
+  memberId: string;
+  alarm: "NOSPACE" | "CORRUPT" | "NONE";
+}
+
 export interface ObservedEtcd {
   /** etcd's member list, or undefined when no member answered MemberList. */
   members?: EtcdMemberEntry[];
+  /** Raised alarms, or undefined when not asked or not answered. */
+  alarms?: EtcdAlarm[];
+  /** Whether authentication is on: undefined when not asked (auth never wanted) or not answered. */
+  authEnabled?: boolean;
   /** Status answers by member name; a member missing here did not answer. */
   statuses: Map<string, EtcdMemberStatus>;
 }
@@ -72,6 +82,15 @@ export interface ObservedCluster {
   specHash?: string;
   /** Why the TLS material the spec asks for is not there (a user's Secret missing or incomplete). */
   tlsProblem?: string;
+  /** The operator-issued CA's expiry (ms) and rotation phase, when it issues one. */
+  ca?: { notAfter: number; phase: string };
+  /**
+   * Root credentials for spec.auth: ready (the Secret holds a password) or why not; undefined
+   * when auth is neither wanted nor on.
+   */
+  authCredentials?: { ready: true } | { ready: false; problem: string };
+  /** The latest slot (ms) of spec.defrag.schedule at or before now; undefined without a schedule. */
+  defragSlot?: number;
   /** The pass's time, ms since the epoch. */
   now: number;
 }

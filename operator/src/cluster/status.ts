@@ -4,6 +4,7 @@
  */
 import type { ClusterPhase, Condition, EtcdClusterStatus, MemberStatus } from "../api/v1alpha1.js";
 import type { ObservedCluster } from "./observed.js";
+import { lastDefragOf, scheduleDone } from "./defrag-plan.js";
 import { nameOf, podHashOf, quorum, type Step } from "./plan.js";
 
 export function describeStep(step: Step): string {
@@ -30,6 +31,14 @@ export function describeStep(step: Step): string {
       return `delete volume of ${step.member} (${step.reason})`;
     case "record-member-id":
       return `record member ID ${step.id} on ${step.member}'s volume`;
+    case "enable-auth":
+      return "enable authentication (user root, role root, auth enable)";
+    case "disable-auth":
+      return "disable authentication";
+    case "defragment":
+      return `defragment ${step.member} (${step.reason})`;
+    case "disarm-alarm":
+      return `disarm ${step.alarm} of member ${step.memberId}`;
     case "wait":
       return `wait: ${step.message}`;
     case "invalid-spec":
@@ -61,6 +70,14 @@ function progressingReason(step: Step): string | undefined {
       return "CleaningUp";
     case "record-member-id":
       return "RecordingMemberIDs";
+    case "enable-auth":
+      return "EnablingAuth";
+    case "disable-auth":
+      return "DisablingAuth";
+    case "defragment":
+      return "Defragmenting";
+    case "disarm-alarm":
+      return "DisarmingAlarm";
     case "wait":
       return step.reason;
     default:
@@ -98,6 +115,7 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
       ...(st ? { revision: st.revision, raftIndex: st.raftIndex, dbSize: st.dbSize, dbSizeInUse: st.dbSizeInUse, version: st.version } : {}),
       ...(pod?.podIP ? { podIP: pod.podIP } : {}),
       ...(podHashOf(obs, name) ? { specHash: podHashOf(obs, name) } : {}),
+      ...(lastDefragOf(obs, name) !== undefined ? { lastDefragTime: new Date(lastDefragOf(obs, name)!).toISOString() } : {}),
     });
   }
   if (leader === undefined) {
@@ -145,6 +163,12 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     c.observedGeneration = obs.generation;
   }
 
+  const authEnabled = step.kind === "enable-auth" ? true : step.kind === "disable-auth" ? false : (obs.etcd.authEnabled ?? obs.previousStatus.authEnabled);
+  const slotDone = scheduleDone(
+    obs.defragSlot,
+    members.map((m) => lastDefragOf(obs, m.name)),
+  );
+  const defragDone = slotDone !== undefined ? new Date(slotDone).toISOString() : obs.previousStatus.defrag?.lastScheduleTime;
   return {
     phase: phaseOf(step, available, list !== undefined, rolling),
     observedGeneration: obs.generation,
@@ -157,6 +181,9 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     lastAction: step.kind === "wait" || step.kind === "steady" ? (obs.previousStatus.lastAction ?? "") : describeStep(step),
     conditions,
     members,
+    ...(authEnabled !== undefined ? { authEnabled } : {}),
+    ...(defragDone !== undefined ? { defrag: { lastScheduleTime: defragDone } } : {}),
+    ...(obs.ca !== undefined ? { tls: { caNotAfter: new Date(obs.ca.notAfter).toISOString(), caRotationPhase: obs.ca.phase } } : {}),
   };
 }
 
