@@ -12,6 +12,12 @@ import { LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
 import { ANN_SLOT, LABEL_BACKUP, type BackupStep } from "./plan-backup.js";
 
 export const BACKUP_MOUNT = "/backup";
+/**
+ * With spec.auth the Job authenticates as root: the user and the password (from the cluster's
+ * root Secret, key `password`) come in these environment variables, never in its arguments.
+ */
+export const ENV_BACKUP_USER = "ETCD_TS_BACKUP_USER";
+export const ENV_BACKUP_PASSWORD = "ETCD_TS_BACKUP_PASSWORD";
 export const DEFAULT_BACKUP_COMMAND = ["node", "/app/operator/bin/entrypoint.js", "backup"];
 
 export interface BackupJobOptions {
@@ -45,7 +51,7 @@ export function backupDir(b: EtcdBackup): string {
 export function backupJob(
   b: EtcdBackup,
   step: Extract<BackupStep, { kind: "start-job" }>,
-  cluster: { image?: string; imagePullPolicy?: string },
+  cluster: { image?: string; imagePullPolicy?: string; rootSecret?: string },
   o: BackupJobOptions,
 ): Record<string, unknown> {
   const pvc = b.spec.destination.pvc!;
@@ -84,6 +90,14 @@ export function backupJob(
               image: cluster.image || o.defaultImage,
               ...(cluster.imagePullPolicy ? { imagePullPolicy: cluster.imagePullPolicy } : {}),
               command: [...(o.backupCommand ?? DEFAULT_BACKUP_COMMAND), ...args],
+              ...(cluster.rootSecret
+                ? {
+                    env: [
+                      { name: ENV_BACKUP_USER, value: "root" },
+                      { name: ENV_BACKUP_PASSWORD, valueFrom: { secretKeyRef: { name: cluster.rootSecret, key: "password" } } },
+                    ],
+                  }
+                : {}),
               terminationMessagePath: "/dev/termination-log",
               terminationMessagePolicy: "FallbackToLogsOnError",
               volumeMounts: [{ name: "backup", mountPath: BACKUP_MOUNT }],
