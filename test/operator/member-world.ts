@@ -3,7 +3,8 @@
  * are the test's member processes (all Running; each reached on its own loopback port through
  * ReconcilerDeps.addressOf), whose volumes record member IDs in memory, and which records the
  * status and events the reconciler writes; a SecretStore in memory. The test says which spec
- * hash each "pod" runs (what it was last started with) and whether it is ready.
+ * hash each "pod" runs (what it was last started with) and whether it is ready. With `podHooks`
+ * the reconciler's pod deletions and creations (rolling) stop and start the test's processes.
  */
 import type { EtcdCluster, EtcdClusterStatus } from "../../operator/src/api/v1alpha1.js";
 import { ANN_CLIENT_TLS, ANN_SPEC_HASH } from "../../operator/src/cluster/naming.js";
@@ -31,8 +32,18 @@ export interface WorldPod {
   clientTls?: boolean;
 }
 
+/** What deleting and creating a member's pod does to the test's process. */
+export interface PodHooks {
+  deleted(member: string): Promise<void>;
+  /** Starts the member again; `pod` is the reconciler's pod object (its spec hash in the annotations). */
+  created(member: string, pod: Record<string, any>): Promise<WorldPod>;
+}
+
 export class MemberWorld implements ClusterStore {
   pods = new Map<string, WorldPod>();
+  /** Members with a volume (default: those with a pod when first listed). */
+  volumes = new Set<string>();
+  podHooks: PodHooks | undefined;
   volumeAnnotations = new Map<string, Record<string, string>>();
   events: string[] = [];
   status: EtcdClusterStatus | undefined;
@@ -52,17 +63,24 @@ export class MemberWorld implements ClusterStore {
     }));
   }
   async listVolumes(): Promise<ObservedVolume[]> {
-    return [...this.pods.keys()].map((name) => ({ name, deleting: false, annotations: { ...(this.volumeAnnotations.get(name) ?? {}) } }));
+    for (const n of this.pods.keys()) this.volumes.add(n);
+    return [...this.volumes].map((name) => ({ name, deleting: false, annotations: { ...(this.volumeAnnotations.get(name) ?? {}) } }));
   }
-  async create(obj: Record<string, unknown>): Promise<void> {
+  async create(obj: Record<string, any>): Promise<void> {
     this.applied.push(obj);
+    if (obj.kind !== "Pod") return;
+    const member = obj.metadata.name as string;
+    if (this.podHooks === undefined || this.pods.has(member)) throw new Error(`pod ${member}: not created in this world`);
+    this.pods.set(member, await this.podHooks.created(member, obj));
   }
   async apply(obj: Record<string, unknown>): Promise<void> {
     this.applied.push(obj);
     if (this.applied.length > 100) this.applied.splice(0, 50);
   }
-  async delete(): Promise<void> {
-    throw new Error("this world's pods are the test's processes");
+  async delete(kind: "Pod" | "PersistentVolumeClaim", _ns: string, name: string): Promise<void> {
+    if (kind !== "Pod" || this.podHooks === undefined) throw new Error("this world's pods are the test's processes");
+    this.pods.delete(name);
+    await this.podHooks.deleted(name);
   }
   async annotate(_kind: "PersistentVolumeClaim", _ns: string, name: string, annotations: Record<string, string>): Promise<void> {
     const member = name.replace(/^data-/, "");
