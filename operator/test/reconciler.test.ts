@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import type { EtcdCluster, EtcdClusterStatus } from "../src/api/v1alpha1.js";
 import { ANN_MEMBER_ID, LABEL_MEMBER } from "../src/cluster/naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedPod, ObservedVolume } from "../src/cluster/observed.js";
-import { type ClusterStore, type EtcdAdmin, type MemberEndpoint, Reconciler, type TlsProvider } from "../src/cluster/reconciler.js";
+import { type ClusterStore, type EtcdAdmin, type MemberEndpoint, Reconciler, type ReconcilerDeps, type TlsProvider } from "../src/cluster/reconciler.js";
 
 type Obj = Record<string, any>;
 
@@ -109,7 +109,10 @@ class World implements ClusterStore, EtcdAdmin {
     this.changes.push(`move-leader ${id}`);
   }
   auth = false;
-  async authEnabled() {
+  authProbes = 0;
+  async authEnabled(e: MemberEndpoint) {
+    if (e.auth?.password !== "pw") throw new Error("etcdserver: authentication failed, invalid user ID or password");
+    this.authProbes++;
     return this.auth;
   }
   async enableAuth() {
@@ -168,7 +171,7 @@ class World implements ClusterStore, EtcdAdmin {
   }
 }
 
-function setup(size: number, tls?: TlsProvider) {
+function setup(size: number, tls?: TlsProvider, extra: Partial<ReconcilerDeps> = {}) {
   const world = new World();
   const cluster: EtcdCluster = {
     apiVersion: "etcd.etcd-ts.io/v1alpha1",
@@ -178,7 +181,7 @@ function setup(size: number, tls?: TlsProvider) {
   };
   const rec = new Reconciler(
     { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"], requeueSteadyMs: 30000, requeueWaitMs: 3000, requeueActionMs: 1000 },
-    { store: world, etcd: world, ...(tls ? { tls } : {}), log: { info() {}, warn() {} }, now: () => new Date(0) },
+    { store: world, etcd: world, ...(tls ? { tls } : {}), log: { info() {}, warn() {} }, now: () => new Date(0), ...extra },
   );
   // peer URLs in the fake etcd use the operator's own form
   const pass = async () => {
@@ -199,6 +202,45 @@ function setup(size: number, tls?: TlsProvider) {
 }
 
 describe("Reconciler in a simulated world", () => {
+  it("spec.auth: auth enabled once, after the cluster is up; probes reused while they agree; off again", async () => {
+    const { world, cluster, untilSteady } = setup(3, undefined, { rootCredentials: { prepare: async () => ({ password: "pw" }) } });
+    cluster.spec.auth = { enabled: true };
+    const steps = await untilSteady();
+    expect(steps.indexOf("enable-auth")).toBeGreaterThan(steps.indexOf("bootstrap"));
+    expect(world.changes.filter((c) => c.startsWith("auth"))).toEqual(["auth enable"]);
+    expect(world.written?.authEnabled).toBe(true);
+    expect(world.events.some((e) => e.startsWith("Normal AuthEnabled"))).toBe(true);
+    const probes = world.authProbes;
+    await untilSteady();
+    await untilSteady();
+    expect(world.authProbes).toBe(probes); // the clock stands still: the agreeing probe is reused
+    cluster.spec.auth = { enabled: false };
+    await untilSteady();
+    expect(world.changes.filter((c) => c.startsWith("auth"))).toEqual(["auth enable", "auth disable"]);
+    expect(world.written?.authEnabled).toBe(false);
+  });
+
+  it("spec.auth with credentials etcd refuses: waits and says why", async () => {
+    const { world, cluster, pass, untilSteady } = setup(1, undefined, { rootCredentials: { prepare: async () => ({ password: "wrong" }) } });
+    await untilSteady();
+    cluster.spec.auth = { enabled: true };
+    const r = await pass();
+    expect(r.step).toMatchObject({ kind: "wait", reason: "AuthNotReady" });
+    expect((r.step as { message: string }).message).toMatch(/authentication failed/);
+    expect(world.changes.filter((c) => c.startsWith("auth"))).toEqual([]);
+  });
+
+  it("spec.defrag: each member defragmented once, followers first and the leader last, recorded in status", async () => {
+    const { world, cluster, untilSteady } = setup(3);
+    await untilSteady();
+    cluster.spec.defrag = { fragmentationPercent: 10 }; // the fake reports 20% free
+    const steps = await untilSteady();
+    expect(steps).toEqual(["defragment", "defragment", "defragment"]);
+    expect(world.changes.filter((c) => c.startsWith("defragment"))).toEqual(["defragment e-2", "defragment e-1", "defragment e-0"]);
+    expect(world.written?.members?.map((m) => m.lastDefragTime)).toEqual([new Date(0).toISOString(), new Date(0).toISOString(), new Date(0).toISOString()]);
+    expect(world.events.filter((e) => e.startsWith("Normal Defragmented"))).toHaveLength(3);
+  });
+
   it("bootstraps 3, records member IDs, and reports Running/Available", async () => {
     const { world, untilSteady } = setup(3);
     const steps = await untilSteady();

@@ -173,6 +173,9 @@ export interface ReconcilerDeps {
   addressOf?: (pod: ObservedPod) => string;
 }
 
+/** How long a probe of whether auth is on that agrees with the spec is reused. */
+export const AUTH_PROBE_MS = 60_000;
+
 export interface PassResult {
   step: Step;
   requeueAfterMs: number;
@@ -190,6 +193,8 @@ export class Reconciler {
     const name = cluster.metadata.name;
     if (cluster.metadata.deletionTimestamp) {
       this.clientTls.delete(`${ns}/${name}`);
+      this.rootAuth.delete(`${ns}/${name}`);
+      this.authProbes.delete(`${ns}/${name}`);
       return { step: { kind: "steady" }, requeueAfterMs: 0 };
     }
 
@@ -231,7 +236,10 @@ export class Reconciler {
     if (failed !== undefined) {
       status.lastAction = `${describeStep(step)} failed: ${failed}`;
       if (step.kind === "enable-auth" || step.kind === "disable-auth") status.authEnabled = step.kind === "disable-auth";
-    } else if (step.kind === "defragment") {
+    } else if (step.kind === "enable-auth" || step.kind === "disable-auth") {
+      this.authProbes.set(`${ns}/${name}`, { enabled: step.kind === "enable-auth", at: obs.now });
+    }
+    if (failed === undefined && step.kind === "defragment") {
       const m = status.members?.find((x) => x.name === step.member);
       if (m) m.lastDefragTime = this.deps.now().toISOString();
     }
@@ -309,10 +317,20 @@ export class Reconciler {
       }
       const ep = this.endpointOf(cluster, a.pod);
       if (ep.auth !== undefined) {
-        try {
-          obs.etcd.authEnabled = await etcd.authEnabled(ep);
-        } catch (err) {
-          obs.authCredentials = { ready: false, problem: `root credentials: ${this.describe(err)}` };
+        // Authenticate is a bcrypt check and, in etcd 3.4, a raft entry: a result that agrees
+        // with the spec is reused for AUTH_PROBE_MS; a disagreeing one is checked every pass.
+        const cached = this.authProbes.get(key);
+        const wanted = cluster.spec.auth?.enabled === true;
+        if (cached !== undefined && cached.enabled === wanted && obs.now - cached.at < AUTH_PROBE_MS) {
+          obs.etcd.authEnabled = cached.enabled;
+        } else {
+          try {
+            obs.etcd.authEnabled = await etcd.authEnabled(ep);
+            this.authProbes.set(key, { enabled: obs.etcd.authEnabled, at: obs.now });
+          } catch (err) {
+            this.authProbes.delete(key);
+            obs.authCredentials = { ready: false, problem: `root credentials: ${this.describe(err)}` };
+          }
         }
       }
       try {
@@ -340,6 +358,8 @@ export class Reconciler {
   private readonly clientTls = new Map<string, ClientTls>();
   /** Root credentials by cluster (`namespace/name`), from its latest pass (spec.auth, or auth still on). */
   private readonly rootAuth = new Map<string, AuthCredentials>();
+  /** Whether auth was on at the latest probe, by cluster. */
+  private readonly authProbes = new Map<string, { enabled: boolean; at: number }>();
 
   private describe(err: unknown): string {
     return this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err));
