@@ -18,6 +18,14 @@ export const BACKUP_MOUNT = "/backup";
  */
 export const ENV_BACKUP_USER = "ETCD_TS_BACKUP_USER";
 export const ENV_BACKUP_PASSWORD = "ETCD_TS_BACKUP_PASSWORD";
+
+/** The container env that makes a backup Job authenticate as root (the password as a secretKeyRef). */
+export function backupAuthEnv(rootSecret: string): Record<string, unknown>[] {
+  return [
+    { name: ENV_BACKUP_USER, value: "root" },
+    { name: ENV_BACKUP_PASSWORD, valueFrom: { secretKeyRef: { name: rootSecret, key: "password" } } },
+  ];
+}
 export const DEFAULT_BACKUP_COMMAND = ["node", "/app/operator/bin/entrypoint.js", "backup"];
 
 export interface BackupJobOptions {
@@ -90,14 +98,7 @@ export function backupJob(
               image: cluster.image || o.defaultImage,
               ...(cluster.imagePullPolicy ? { imagePullPolicy: cluster.imagePullPolicy } : {}),
               command: [...(o.backupCommand ?? DEFAULT_BACKUP_COMMAND), ...args],
-              ...(cluster.rootSecret
-                ? {
-                    env: [
-                      { name: ENV_BACKUP_USER, value: "root" },
-                      { name: ENV_BACKUP_PASSWORD, valueFrom: { secretKeyRef: { name: cluster.rootSecret, key: "password" } } },
-                    ],
-                  }
-                : {}),
+              ...(cluster.rootSecret ? { env: backupAuthEnv(cluster.rootSecret) } : {}),
               terminationMessagePath: "/dev/termination-log",
               terminationMessagePolicy: "FallbackToLogsOnError",
               volumeMounts: [{ name: "backup", mountPath: BACKUP_MOUNT }],
