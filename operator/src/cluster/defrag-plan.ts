@@ -5,14 +5,15 @@
  * - a member is due when its database is larger than spec.defrag.dbSizeThreshold, or when the
  *   free share of it ((dbSize - dbSizeInUse) / dbSize) is at least fragmentationPercent, and it
  *   was not defragmented within `cooldownMs` (so a database that stays large is not defragmented
- *   on every pass); or when spec.defrag.schedule's latest slot is newer than its last
- *   defragmentation;
+ *   on every pass; the size rule does not ask for free space, since dbSizeInUse is an estimate);
+ *   or when spec.defrag.schedule's latest slot is newer than its last defragmentation;
  * - only while the cluster is healthy: every member answers, every pod is ready, a leader is
  *   known and every member is caught up (the rolling gate);
  * - one member per pass, followers first (highest ordinal first), the leader last;
  * - a raised NOSPACE alarm is disarmed once every member's database is below the quota
  *   (spec.options quota-backend-bytes, etcd's 2 GiB default); while one is above it, that member
- *   is due for defragmentation if it has free space, whatever the rules say.
+ *   is due for defragmentation whatever the rules say: at once if it reports free space, else
+ *   once per cool-down.
  */
 import { memberOrdinal } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster } from "./observed.js";
@@ -74,12 +75,14 @@ export function lastDefragOf(obs: ObservedCluster, member: string): number | und
 export function defragReason(obs: ObservedCluster, member: string, st: EtcdMemberStatus, opts: DefragPlanOptions): DefragReason | undefined {
   const last = lastDefragOf(obs, member);
   const free = st.dbSize - st.dbSizeInUse;
-  if (nospaceRaised(obs) && st.dbSize >= quotaBytes(obs) && free > 0) return "nospace";
+  const cooled = last === undefined || obs.now - last >= opts.cooldownMs;
+  // Over the quota: at once when there is free space to get back, else (dbSizeInUse is an
+  // estimate; etcd-ts reports it equal to dbSize) once per cool-down.
+  if (nospaceRaised(obs) && st.dbSize >= quotaBytes(obs) && (free > 0 || cooled)) return "nospace";
   const rules = obs.spec.defrag;
   if (rules === undefined) return undefined;
   if (rules.schedule && obs.defragSlot !== undefined && (last ?? 0) < obs.defragSlot) return "schedule";
-  const cooled = last === undefined || obs.now - last >= opts.cooldownMs;
-  if (!cooled || free <= 0) return undefined;
+  if (!cooled) return undefined;
   const threshold = rules.dbSizeThreshold ? parseQuantity(rules.dbSizeThreshold) : undefined;
   if (threshold !== undefined && st.dbSize > threshold) return "size";
   const pct = rules.fragmentationPercent;
