@@ -29,10 +29,13 @@ async function run() {
       const { backupMain } = await import(path.join(here, "../dist/backup/backup-command.js"));
       const { GrpcSnapshotSource } = await import(path.join(here, "../dist/etcd/grpc-snapshot-source.js"));
       const { snapshotStatus } = await import(path.join(here, "../../server/dist/etcdutl/snapshot-status.js"));
+      // With spec.auth the Job's environment carries root's credentials (backup-job.ts ENV_BACKUP_*).
+      const user = process.env.ETCD_TS_BACKUP_USER;
+      const password = process.env.ETCD_TS_BACKUP_PASSWORD;
       const { S3SnapshotStore } = await import(path.join(here, "../dist/backup/s3-snapshots.js"));
       return backupMain(args, {
         objectStore: (target) => new S3SnapshotStore(target),
-        source: new GrpcSnapshotSource(),
+        source: new GrpcSnapshotSource({ idleTimeoutMs: 30_000, ...(user && password ? { auth: { user, password } } : {}) }),
         revisionOf: (file) => snapshotStatus(file).revision,
         out: (t) => process.stdout.write(t),
         err: (t) => process.stderr.write(t),

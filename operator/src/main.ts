@@ -10,6 +10,8 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { BackupPolicy } from "./backup/backup-policy.js";
 import { BackupReconciler } from "./backup/backup-reconciler.js";
 import { RestoreHook } from "./backup/restore-hook.js";
+import { latestSlot, parseSchedule } from "./backup/schedule.js";
+import { SecretRootCredentials } from "./auth/root-credentials.js";
 import { Reconciler } from "./cluster/reconciler.js";
 import { GrpcEtcdAdmin } from "./etcd/grpc-etcd-admin.js";
 import { BackupController } from "./kube/backup-controller.js";
@@ -38,6 +40,10 @@ export const USAGE = `etcd-ts-operator: runs EtcdCluster and EtcdBackup resource
   --workers N              clusters reconciled at once (default 2)
   --cert-validity DURATION operator-issued member certificates' lifetime, e.g. 90d, 12h (default 90d)
   --cert-renew-before DUR  start new certificates when this little is left (default 30d)
+  --ca-validity DURATION   operator-issued CAs' lifetime (default 3650d)
+  --ca-renew-before DUR    start rotating a CA when this little is left (default 365d)
+  --defrag-cooldown DUR    a member is not defragmented by a size or fragmentation rule again
+                           within this long (default 10m)
   --log-level LEVEL        debug, info, warn, error (default info)
   --metrics-address ADDR   /metrics, /healthz, /readyz on host:port (default :8080; "off": none)
 `;
@@ -70,6 +76,9 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       workers: { type: "string" },
       "cert-validity": { type: "string" },
       "cert-renew-before": { type: "string" },
+      "ca-validity": { type: "string" },
+      "ca-renew-before": { type: "string" },
+      "defrag-cooldown": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean" },
     },
@@ -93,7 +102,8 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
   const tls = new OperatorTls(
     {
       clusterDomain,
-      caValidityMs: DEFAULT_TLS_OPTIONS.caValidityMs,
+      caValidityMs: values["ca-validity"] ? parseDuration(values["ca-validity"]) : DEFAULT_TLS_OPTIONS.caValidityMs,
+      caRenewBeforeMs: values["ca-renew-before"] ? parseDuration(values["ca-renew-before"]) : DEFAULT_TLS_OPTIONS.caRenewBeforeMs,
       certValidityMs: values["cert-validity"] ? parseDuration(values["cert-validity"]) : DEFAULT_TLS_OPTIONS.certValidityMs,
       renewBeforeMs: values["cert-renew-before"] ? parseDuration(values["cert-renew-before"]) : DEFAULT_TLS_OPTIONS.renewBeforeMs,
     },
@@ -112,8 +122,20 @@ export async function startOperator(argv: string[], env: NodeJS.ProcessEnv = pro
       requeueSteadyMs: 30_000,
       requeueWaitMs: 3_000,
       requeueActionMs: 1_000,
+      ...(values["defrag-cooldown"] ? { defragCooldownMs: parseDuration(values["defrag-cooldown"]) } : {}),
     },
-    { store, etcd, tls, log, now: () => new Date(), describeError: apiErrorText, newMembers: new RestoreHook({}, { backups: backupStore }), backupPolicy: new BackupPolicy({}, { store: backupStore }) },
+    {
+      store,
+      etcd,
+      tls,
+      log,
+      now: () => new Date(),
+      describeError: apiErrorText,
+      newMembers: new RestoreHook({}, { backups: backupStore }),
+      rootCredentials: new SecretRootCredentials({}, { secrets: store }),
+      defragSchedule: { latestSlot: (cron, now) => latestSlot(parseSchedule(cron), now)?.getTime() },
+      backupPolicy: new BackupPolicy({}, { store: backupStore }),
+    },
   );
   let controller: Controller | undefined;
   let backupController: BackupController | undefined;

@@ -212,6 +212,19 @@ describe("the backup Job", () => {
     expect(bare.spec.template.spec.containers[0].env).toBeUndefined();
   });
 
+  it("with auth: root's credentials come from the root Secret through the environment, never the arguments", () => {
+    const b = backup({});
+    const step = { kind: "start-job" as const, job: "b-1", file: "b-x.db", endpoints: ["h1:2379"] };
+    const job: any = backupJob(b, step, { rootSecret: "e-root" }, { defaultImage: "etcd-ts:1" });
+    const c = job.spec.template.spec.containers[0];
+    expect(c.env).toEqual([
+      { name: "ETCD_TS_BACKUP_USER", value: "root" },
+      { name: "ETCD_TS_BACKUP_PASSWORD", valueFrom: { secretKeyRef: { name: "e-root", key: "password" } } },
+    ]);
+    expect(JSON.stringify(c.command)).not.toMatch(/root|password/);
+    expect((backupJob(b, step, {}, { defaultImage: "etcd-ts:1" }) as any).spec.template.spec.containers[0].env).toBeUndefined();
+  });
+
   it("locations round-trip; a path leaving the volume is refused", () => {
     expect(parsePvcLocation(pvcLocation("backups", "/etcd/b-x.db"))).toEqual({ claimName: "backups", path: "etcd/b-x.db" });
     expect(parsePvcLocation("pvc://backups/../etc/passwd")).toBeUndefined();

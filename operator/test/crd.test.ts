@@ -131,6 +131,12 @@ describe("CRDs", () => {
       "status.members.[].healthy",
       "status.members.[].revision",
       "status.members.[].dbSize",
+      "status.members.[].dbSizeInUse",
+      "status.members.[].lastDefragTime",
+      "status.authEnabled",
+      "status.defrag.lastScheduleTime",
+      "status.tls.caNotAfter",
+      "status.tls.caRotationPhase",
     ];
     expect(fields.filter((f) => !has(schema, f))).toEqual([]);
   });

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import type { EtcdCluster, EtcdClusterStatus } from "../src/api/v1alpha1.js";
 import { ANN_FORCE_NEW_CLUSTER, ANN_MEMBER_ID, LABEL_MEMBER } from "../src/cluster/naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedPod, ObservedVolume } from "../src/cluster/observed.js";
-import { type ClusterStore, type EtcdAdmin, type MemberEndpoint, Reconciler, type TlsProvider } from "../src/cluster/reconciler.js";
+import { type ClusterStore, type EtcdAdmin, type MemberEndpoint, Reconciler, type ReconcilerDeps, type TlsProvider } from "../src/cluster/reconciler.js";
 
 type Obj = Record<string, any>;
 
@@ -33,7 +33,7 @@ class World implements ClusterStore, EtcdAdmin {
   /** Member IDs whose data fails the start-up checks: they never start, their pod says why. */
   broken = new Set<string>();
   /** Active alarms; hashes by member ID (default 1). */
-  alarms: { memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[] = [];
+  raised: { memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[] = [];
   hashes = new Map<string, number>();
 
   // ---- the fake kubelet: pods whose volume exists run; members start
@@ -131,14 +131,31 @@ class World implements ClusterStore, EtcdAdmin {
     this.leader = id;
     this.changes.push(`move-leader ${id}`);
   }
-
-  async alarmList(endpoint: MemberEndpoint) {
-    if (!this.memberAt(endpoint)) throw new Error("unavailable");
-    return this.alarms;
+  auth = false;
+  authProbes = 0;
+  async authEnabled(e: MemberEndpoint) {
+    if (e.auth?.password !== "pw") throw new Error("etcdserver: authentication failed, invalid user ID or password");
+    this.authProbes++;
+    return this.auth;
   }
-  async alarmDisarm(_e: MemberEndpoint, memberId: string, alarm: string) {
-    this.alarms = this.alarms.filter((a) => !(a.memberId === memberId && a.alarm === alarm));
-    this.changes.push(`disarm ${alarm}`);
+  async enableAuth() {
+    this.auth = true;
+    this.changes.push("auth enable");
+  }
+  async disableAuth() {
+    this.auth = false;
+    this.changes.push("auth disable");
+  }
+  async defragment(e: MemberEndpoint) {
+    this.changes.push(`defragment ${this.memberAt(e)?.[1].name}`);
+  }
+  async alarms(endpoint: MemberEndpoint) {
+    if (!this.memberAt(endpoint)) throw new Error("unavailable");
+    return this.raised;
+  }
+  async disarm(_e: MemberEndpoint, alarm: { memberId: string; alarm: string }) {
+    this.raised = this.raised.filter((a) => !(a.memberId === alarm.memberId && a.alarm === alarm.alarm));
+    this.changes.push(`disarm ${alarm.alarm}`);
   }
   async hashKV(endpoint: MemberEndpoint, revision: number) {
     const at = this.memberAt(endpoint);
@@ -187,7 +204,7 @@ class World implements ClusterStore, EtcdAdmin {
   }
 }
 
-function setup(size: number, tls?: TlsProvider) {
+function setup(size: number, tls?: TlsProvider, extra: Partial<ReconcilerDeps> = {}) {
   const world = new World();
   const cluster: EtcdCluster = {
     apiVersion: "etcd.etcd-ts.io/v1alpha1",
@@ -197,7 +214,7 @@ function setup(size: number, tls?: TlsProvider) {
   };
   const rec = new Reconciler(
     { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"], requeueSteadyMs: 30000, requeueWaitMs: 3000, requeueActionMs: 1000 },
-    { store: world, etcd: world, ...(tls ? { tls } : {}), log: { info() {}, warn() {} }, now: () => new Date(world.clock) },
+    { store: world, etcd: world, ...(tls ? { tls } : {}), log: { info() {}, warn() {} }, now: () => new Date(world.clock), ...extra },
   );
   // peer URLs in the fake etcd use the operator's own form
   const pass = async () => {
@@ -218,6 +235,45 @@ function setup(size: number, tls?: TlsProvider) {
 }
 
 describe("Reconciler in a simulated world", () => {
+  it("spec.auth: auth enabled once, after the cluster is up; probes reused while they agree; off again", async () => {
+    const { world, cluster, untilSteady } = setup(3, undefined, { rootCredentials: { prepare: async () => ({ password: "pw" }) } });
+    cluster.spec.auth = { enabled: true };
+    const steps = await untilSteady();
+    expect(steps.indexOf("enable-auth")).toBeGreaterThan(steps.indexOf("bootstrap"));
+    expect(world.changes.filter((c) => c.startsWith("auth"))).toEqual(["auth enable"]);
+    expect(world.written?.authEnabled).toBe(true);
+    expect(world.events.some((e) => e.startsWith("Normal AuthEnabled"))).toBe(true);
+    const probes = world.authProbes;
+    await untilSteady();
+    await untilSteady();
+    expect(world.authProbes).toBe(probes); // the clock stands still: the agreeing probe is reused
+    cluster.spec.auth = { enabled: false };
+    await untilSteady();
+    expect(world.changes.filter((c) => c.startsWith("auth"))).toEqual(["auth enable", "auth disable"]);
+    expect(world.written?.authEnabled).toBe(false);
+  });
+
+  it("spec.auth with credentials etcd refuses: waits and says why", async () => {
+    const { world, cluster, pass, untilSteady } = setup(1, undefined, { rootCredentials: { prepare: async () => ({ password: "wrong" }) } });
+    await untilSteady();
+    cluster.spec.auth = { enabled: true };
+    const r = await pass();
+    expect(r.step).toMatchObject({ kind: "wait", reason: "AuthNotReady" });
+    expect((r.step as { message: string }).message).toMatch(/authentication failed/);
+    expect(world.changes.filter((c) => c.startsWith("auth"))).toEqual([]);
+  });
+
+  it("spec.defrag: each member defragmented once, followers first and the leader last, recorded in status", async () => {
+    const { world, cluster, untilSteady } = setup(3);
+    await untilSteady();
+    cluster.spec.defrag = { fragmentationPercent: 10 }; // the fake reports 20% free
+    const steps = await untilSteady();
+    expect(steps).toEqual(["defragment", "defragment", "defragment"]);
+    expect(world.changes.filter((c) => c.startsWith("defragment"))).toEqual(["defragment e-2", "defragment e-1", "defragment e-0"]);
+    expect(world.written?.members?.map((m) => m.lastDefragTime)).toEqual([new Date(0).toISOString(), new Date(0).toISOString(), new Date(0).toISOString()]);
+    expect(world.events.filter((e) => e.startsWith("Normal Defragmented"))).toHaveLength(3);
+  });
+
   it("bootstraps 3, records member IDs, and reports Running/Available", async () => {
     const { world, untilSteady } = setup(3);
     const steps = await untilSteady();
@@ -492,12 +548,12 @@ describe("Reconciler in a simulated world", () => {
       await untilSteady();
       const badId = world.pvcs.get("data-e-2")!.data;
       world.hashes.set(badId, 99);
-      world.alarms = [{ memberId: "0", alarm: "CORRUPT" }];
+      world.raised = [{ memberId: "0", alarm: "CORRUPT" }];
       world.changes = [];
       const steps = (await untilSteady()).filter((x) => x !== "wait");
       expect(steps).toEqual(["remove-member", "disarm-alarm", "add-learner", "promote"]);
       expect(world.changes.map((c) => c.split(" ")[0])).toEqual(["remove", "disarm", "add", "promote"]);
-      expect(world.alarms).toEqual([]);
+      expect(world.raised).toEqual([]);
     });
 
     it("never while the rest would lose quorum", async () => {

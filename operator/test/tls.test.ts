@@ -12,9 +12,9 @@ import { headlessService, memberPod } from "../src/cluster/manifests.js";
 import { ANN_CLIENT_TLS, peerURL } from "../src/cluster/naming.js";
 import type { ObservedCluster } from "../src/cluster/observed.js";
 import { plan, specProblems } from "../src/cluster/plan.js";
-import { memberDnsNames, nextEpoch, tlsArgs, tlsSettings } from "../src/cluster/tls-layout.js";
+import { memberDnsNames, nextCaAction, nextEpoch, tlsArgs, tlsSettings } from "../src/cluster/tls-layout.js";
 import { issueCa, issueLeaf } from "../src/tls/certificates.js";
-import { ANN_EPOCH, OperatorTls, type SecretStore, type StoredSecret } from "../src/tls/operator-tls.js";
+import { ANN_CA_PHASE, ANN_EPOCH, OperatorTls, type SecretStore, type StoredSecret } from "../src/tls/operator-tls.js";
 
 const DAY = 86_400_000;
 const ref = { name: "e", namespace: "ns" };
@@ -119,6 +119,65 @@ describe("OperatorTls", () => {
     expect(newLeaf.verify(new X509Certificate(ca!).publicKey)).toBe(true);
   });
 
+  it("rotates the CA before it expires: TrustBoth, Reissued, Stable, each only once the previous phase is rolled out", async () => {
+    const secrets = new MemorySecrets();
+    const o = { clusterDomain: "cluster.local", caValidityMs: 100 * DAY, caRenewBeforeMs: 10 * DAY, certValidityMs: 30 * DAY, renewBeforeMs: 5 * DAY };
+    const p = new OperatorTls(o, { secrets, log: { info() {} } });
+    const t0 = Date.parse("2026-01-01T00:00:00Z");
+    const at = (d: number) => new Date(t0 + d * DAY);
+    const ca = () => secrets.secrets.get("ns/e-ca")!;
+    const leaf = (n: string) => secrets.secrets.get(`ns/${n}`)!.data;
+    const pems = (bundle: string) => bundle.split(/(?<=-----END CERTIFICATE-----)\n?/).filter((x) => x.includes("BEGIN"));
+    const a0 = await p.prepare(cluster(both), members, at(0), () => true);
+    expect(a0.ca?.phase).toBe("Stable");
+    const oldCa = ca().data["ca.crt"]!;
+    // Far from expiry: nothing moves, however rolled out.
+    expect((await p.prepare(cluster(both), members, at(50), () => true)).ca?.phase).toBe("Stable");
+
+    // 9 days left (< 10): a new CA is trusted beside the old; certificates still from the old.
+    const t1 = await p.prepare(cluster(both), members, at(91), () => false);
+    expect(t1.ca?.phase).toBe("TrustBoth");
+    expect(ca().annotations[ANN_CA_PHASE]).toBe("TrustBoth");
+    const newCa = ca().data["next.crt"]!;
+    expect(pems(leaf("e-1-tls")["ca.crt"]!).map((x) => x.trim())).toEqual([oldCa.trim(), newCa.trim()]);
+    expect(new X509Certificate(leaf("e-1-tls")["tls.crt"]!).verify(new X509Certificate(oldCa).publicKey)).toBe(true);
+    expect(pems(t1.client!.caPem)).toHaveLength(2);
+    // Not rolled out yet: it stays, and the material is stable across passes.
+    const t1b = await p.prepare(cluster(both), members, at(91.5), () => false);
+    expect(t1b.ca?.phase).toBe("TrustBoth");
+    expect(t1b.material).toBe(t1.material);
+    expect(t1.material).not.toBe(a0.material);
+
+    // Rolled out: certificates from the new CA (a new epoch), both still trusted.
+    let asked = "";
+    const r = await p.prepare(cluster(both), members, at(92), (m) => {
+      asked = m;
+      return true;
+    });
+    expect(asked).toBe(t1.material);
+    expect(r.ca?.phase).toBe("Reissued");
+    expect(ca().data["ca.crt"]).toBe(newCa);
+    expect(ca().data["old.crt"]).toBe(oldCa);
+    for (const n of ["e-0-tls", "e-1-tls", "e-2-tls", "e-operator-client"]) {
+      expect(new X509Certificate(leaf(n)["tls.crt"]!).verify(new X509Certificate(newCa).publicKey)).toBe(true);
+      expect(pems(leaf(n)["ca.crt"]!).map((x) => x.trim())).toEqual([newCa.trim(), oldCa.trim()]);
+    }
+    expect(Date.parse(new X509Certificate(leaf("e-0-tls")["tls.crt"]!).validTo)).toBe(t0 + 122 * DAY);
+    expect(r.material).not.toBe(t1.material);
+    expect((await p.prepare(cluster(both), members, at(92.5), () => false)).ca?.phase).toBe("Reissued");
+
+    // Rolled out again: the old CA is dropped.
+    const s2 = await p.prepare(cluster(both), members, at(93), () => true);
+    expect(s2.ca?.phase).toBe("Stable");
+    expect(ca().data["old.crt"]).toBeUndefined();
+    expect(ca().data["next.crt"]).toBeUndefined();
+    expect(leaf("e-2-tls")["ca.crt"]).toBe(newCa);
+    expect(s2.client!.caPem).toBe(newCa);
+    expect(s2.material).not.toBe(r.material);
+    expect(s2.ca!.notAfter).toBe(Date.parse(new X509Certificate(newCa).validTo));
+    expect((await p.prepare(cluster(both), members, at(94), () => true)).material).toBe(s2.material);
+  });
+
   it("user Secrets: missing keys are a problem; their fingerprint is the material; client.crt is the operator's pair when present", async () => {
     const secrets = new MemorySecrets();
     const p = new OperatorTls(options, { secrets, log: { info() {} } });
@@ -176,6 +235,15 @@ describe("TLS layout", () => {
     expect(user.spec.volumes.map((v: any) => v.secret?.secretName).filter(Boolean)).toEqual(["mine", "peers"]);
     expect(user.spec.containers[0].command).toContain("--peer-cert-file=/etc/etcd-ts/tls/peer/tls.crt");
     expect((headlessService(c) as any).spec.ports.map((p: any) => p.name)).toEqual(["etcd-server-ssl", "etcd-client-ssl"]);
+  });
+
+  it("CA rotation phases: start near expiry, then each move only when rolled out", () => {
+    expect(nextCaAction("Stable", 100, 50, 10, true)).toBeUndefined();
+    expect(nextCaAction("Stable", 100, 90, 10, false)).toBe("start");
+    expect(nextCaAction("TrustBoth", 100, 90, 10, false)).toBeUndefined();
+    expect(nextCaAction("TrustBoth", 100, 90, 10, true)).toBe("reissue");
+    expect(nextCaAction("Reissued", 100, 90, 10, false)).toBeUndefined();
+    expect(nextCaAction("Reissued", 200, 90, 10, true)).toBe("drop-old");
   });
 
   it("epochs: a new one when the current has less than renewBefore left, never past the CA", () => {

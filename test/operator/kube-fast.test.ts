@@ -7,7 +7,9 @@
  * policy/v1beta1 PodDisruptionBudget, status and events; a spec the schema cannot refuse is
  * reported in status; deleting the EtcdCluster deletes its objects; a TLS cluster gets its CA,
  * member and operator-client certificate Secrets (right names, chain, SANs), https flags and
- * Secret volumes, and a missing user Secret is reported.
+ * Secret volumes, and a missing user Secret is reported; its status reports the CA and its
+ * rotation phase; a cluster with spec.auth gets a generated root password Secret it owns (a named
+ * one is the user's and never made).
  * Skips with a message when the Kubernetes binaries are not built (see test/operator/kube.ts).
  */
 import { X509Certificate } from "node:crypto";
@@ -243,6 +245,11 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
     const headless = await kubectlJson(kc, ["-n", "t3", "get", "service", "s"]);
     expect(headless.spec.ports.map((p: any) => p.name).sort()).toEqual(["etcd-client-ssl", "etcd-server-ssl"]);
 
+    const tlsStatus = await waitFor("status.tls", async () => (await kubectlJson(kc, ["-n", "t3", "get", "etcdcluster", "s"])).status?.tls, 15_000);
+    expect(tlsStatus.caRotationPhase).toBe("Stable");
+    expect(Date.parse(tlsStatus.caNotAfter)).toBe(Date.parse(ca.validTo));
+    expect((await kubectlJson(kc, ["-n", "t3", "get", "secret", "s-ca"])).metadata.annotations["etcd.etcd-ts.io/ca-rotation-phase"]).toBe("Stable");
+
     // A user's Secret that does not exist: reported, nothing created.
     await kubectl(kc, ["-n", "t3", "apply", "-f", "-"], cluster("u", { size: 1, tls: { client: { secretName: "nope" } } }));
     const st = await waitFor(
@@ -259,5 +266,27 @@ describe.skipIf(missing !== undefined)("operator on a real API server (fast mode
     // Secrets go with the cluster.
     await kubectl(kc, ["-n", "t3", "delete", "etcdcluster", "s"]);
     await waitFor("TLS Secrets gone", async () => (await kubectlJson(kc, ["-n", "t3", "get", "secrets", "-l", "etcd.etcd-ts.io/cluster=s"])).items.length === 0, 60_000);
+  });
+
+  it("spec.auth: a generated root password Secret owned by the cluster; a named Secret is the user's", async () => {
+    op ??= await startOperator(["--kubeconfig", kc, "--lease-namespace", "default", "--image", "localhost/etcd-ts:dev", "--log-level", "warn", "--identity", "auth"]);
+    await kubectl(kc, ["create", "namespace", "t4"]);
+    await kubectl(kc, ["-n", "t4", "apply", "-f", "-"], cluster("a", { size: 1, auth: { enabled: true } }));
+    const s = await waitFor<any>("the root Secret", async () => ((await kubectlResult(kc, ["-n", "t4", "get", "secret", "a-root"])).ok ? kubectlJson(kc, ["-n", "t4", "get", "secret", "a-root"]) : undefined), 20_000);
+    expect(s.type).toBe("Opaque");
+    expect(Buffer.from(s.data.password, "base64").toString().length).toBeGreaterThanOrEqual(24);
+    expect(s.metadata.ownerReferences[0]).toMatchObject({ kind: "EtcdCluster", name: "a", controller: true });
+    // Later passes keep it as it is.
+    const first = s.data.password;
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await kubectlJson(kc, ["-n", "t4", "get", "secret", "a-root"])).data.password).toBe(first);
+
+    await kubectl(kc, ["-n", "t4", "apply", "-f", "-"], cluster("b", { size: 1, auth: { enabled: true, rootPasswordSecret: "mine" } }));
+    await waitFor("b's pod", async () => (await kubectlJson(kc, ["-n", "t4", "get", "pods", "-l", "etcd.etcd-ts.io/cluster=b"])).items.length === 1, 20_000);
+    expect((await kubectlResult(kc, ["-n", "t4", "get", "secret", "mine"])).ok).toBe(false);
+    expect((await kubectlResult(kc, ["-n", "t4", "get", "secret", "b-root"])).ok).toBe(false);
+
+    await kubectl(kc, ["-n", "t4", "delete", "etcdcluster", "a"]);
+    await waitFor("root Secret gone", async () => !(await kubectlResult(kc, ["-n", "t4", "get", "secret", "a-root"])).ok, 60_000);
   });
 });

@@ -4,7 +4,8 @@
  * member runs with them as a pod would (--cert-file/--key-file/--trusted-ca-file/
  * --client-cert-auth and the --peer-* equivalents, https peer URL); the operator's gRPC admin
  * dials the member's address checking the certificate for the member's DNS name, etcdctl works
- * with the client certificate and is refused without one.
+ * with the client certificate and is refused without one; with auth on, the operator's client
+ * certificate (CN root) is root without a token.
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -93,5 +94,20 @@ describe("operator-issued certificates on a real member", () => {
     await ctl(certs, ["put", "k", "v"]);
     expect((await ctl(certs, ["get", "k", "--print-value-only"])).stdout).toBe("v\n");
     await expect(ctl([], ["get", "k"])).rejects.toThrow();
+  });
+
+  it("with auth on, the operator's client certificate (CN root) authenticates by itself", async () => {
+    const serverName = memberHost({ name: "e", namespace: "ns" }, "e-0", "cluster.local");
+    const ep = { address: `127.0.0.1:${tlsPort}`, tls: { ...clientTls, serverName } };
+    await admin.enableAuth({ ...ep, auth: { user: "root", password: "pw" } }, "pw");
+    try {
+      expect(await admin.authEnabled({ ...ep, auth: { user: "root", password: "pw" } })).toBe(true);
+      // No token: etcd takes the certificate's common name as the user; root-only calls work.
+      await admin.defragment(ep);
+      expect((await admin.alarms(ep))).toEqual([]);
+    } finally {
+      await admin.disableAuth(ep);
+    }
+    expect(await admin.authEnabled({ ...ep, auth: { user: "root", password: "pw" } })).toBe(false);
   });
 });

@@ -74,6 +74,12 @@ export interface EtcdClusterSpec {
     client?: { operatorIssued?: boolean; secretName?: string; clientCertAuth?: boolean };
     peer?: { operatorIssued?: boolean; secretName?: string };
   };
+  /**
+   * etcd authentication. When enabled, once the cluster is up the operator adds the user root
+   * with the password from `rootPasswordSecret` (key `password`; without one it generates one into
+   * the Secret `<cluster>-root`, which it owns), grants it the role root and turns auth on; it then
+   * authenticates as root itself. Turning `enabled` off later turns auth off.
+   */
   auth?: { enabled?: boolean; rootPasswordSecret?: string };
   /** etcd flags without their leading dashes, passed to every member. */
   options?: Record<string, string>;
@@ -95,6 +101,13 @@ export interface EtcdClusterSpec {
     retention?: { maxBackups?: number };
     destination?: SnapshotLocation;
   };
+  /**
+   * Defragmentation by rule (see operator/src/cluster/defrag-plan.ts): a member is defragmented
+   * when its database is larger than `dbSizeThreshold` (a quantity, e.g. "100Mi") or more than
+   * `fragmentationPercent` of it is free, or on the cron `schedule` (every member once per slot);
+   * followers first, the leader last, one at a time, only while the cluster is healthy. A NOSPACE
+   * alarm is disarmed once every member's database is below the quota.
+   */
   defrag?: { schedule?: string; dbSizeThreshold?: string; fragmentationPercent?: number };
   /** What the operator may do on its own when the cluster cannot heal by the ordinary steps. */
   recovery?: {
@@ -146,6 +159,8 @@ export interface MemberStatus {
   podIP?: string;
   /** The spec hash the member's pod was created from (see status.specHash). */
   specHash?: string;
+  /** When the operator last defragmented the member (RFC 3339). */
+  lastDefragTime?: string;
 }
 
 export type ClusterPhase = "Creating" | "Running" | "Scaling" | "Repairing" | "Degraded" | "Failed" | "Paused" | "Upgrading";
@@ -174,6 +189,16 @@ export interface EtcdClusterStatus {
     location?: string;
     message?: string;
   };
+  /** Whether etcd authentication is on (as last observed by the operator). */
+  authEnabled?: boolean;
+  /** Defragmentation: the latest schedule slot whose run finished on every member (RFC 3339). */
+  defrag?: { lastScheduleTime?: string };
+  /**
+   * The operator-issued CA: its expiry and where its rotation stands (Stable, TrustBoth: members
+   * trust the old and the new CA; Reissued: certificates come from the new CA, the old is still
+   * trusted; Stable again once the old CA is dropped).
+   */
+  tls?: { caNotAfter?: string; caRotationPhase?: string };
   /**
    * A permanent loss of quorum and the recovery from it (spec.recovery.quorumLoss): when it was
    * first seen, and what the operator is doing about it. Gone once the cluster is whole again.

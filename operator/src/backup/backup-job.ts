@@ -14,6 +14,20 @@ import { LABEL_MANAGED_BY, MANAGED_BY } from "../cluster/naming.js";
 import { ANN_SLOT, LABEL_BACKUP, type BackupStep } from "./plan-backup.js";
 
 export const BACKUP_MOUNT = "/backup";
+/**
+ * With spec.auth the Job authenticates as root: the user and the password (from the cluster's
+ * root Secret, key `password`) come in these environment variables, never in its arguments.
+ */
+export const ENV_BACKUP_USER = "ETCD_TS_BACKUP_USER";
+export const ENV_BACKUP_PASSWORD = "ETCD_TS_BACKUP_PASSWORD";
+
+/** The container env that makes a backup Job authenticate as root (the password as a secretKeyRef). */
+export function backupAuthEnv(rootSecret: string): Record<string, unknown>[] {
+  return [
+    { name: ENV_BACKUP_USER, value: "root" },
+    { name: ENV_BACKUP_PASSWORD, valueFrom: { secretKeyRef: { name: rootSecret, key: "password" } } },
+  ];
+}
 export const DEFAULT_BACKUP_COMMAND = ["node", "/app/operator/bin/entrypoint.js", "backup"];
 
 export interface BackupJobOptions {
@@ -67,7 +81,7 @@ export function s3Flags(s3: NonNullable<EtcdBackup["spec"]["destination"]["s3"]>
 export function backupJob(
   b: EtcdBackup,
   step: Extract<BackupStep, { kind: "start-job" }>,
-  cluster: { image?: string; imagePullPolicy?: string },
+  cluster: { image?: string; imagePullPolicy?: string; rootSecret?: string },
   o: BackupJobOptions,
 ): Record<string, unknown> {
   // Not the cluster's label: `-l etcd.etcd-ts.io/cluster=X` selects the cluster's own pods and volumes.
@@ -132,7 +146,7 @@ export function backupJob(
               image: cluster.image || o.defaultImage,
               ...(cluster.imagePullPolicy ? { imagePullPolicy: cluster.imagePullPolicy } : {}),
               command: [...(o.backupCommand ?? DEFAULT_BACKUP_COMMAND), ...args],
-              ...(env.length > 0 ? { env } : {}),
+              ...(env.length > 0 || cluster.rootSecret ? { env: [...env, ...(cluster.rootSecret ? backupAuthEnv(cluster.rootSecret) : [])] } : {}),
               terminationMessagePath: "/dev/termination-log",
               terminationMessagePolicy: "FallbackToLogsOnError",
               volumeMounts: [{ name: "backup", mountPath: BACKUP_MOUNT }],

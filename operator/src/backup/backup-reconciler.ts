@@ -5,6 +5,7 @@
  */
 import type { EtcdBackup, EtcdBackupStatus, EtcdCluster } from "../api/v1alpha1.js";
 import type { Logger } from "../cluster/reconciler.js";
+import { rootSecretOf } from "../auth/root-credentials.js";
 import { backupJob, type BackupJobOptions } from "./backup-job.js";
 import { finishedEvent, planBackup, type BackupStep, type ObservedJob } from "./plan-backup.js";
 
@@ -53,7 +54,7 @@ export class BackupReconciler {
     try {
       if (step.kind === "start-job") {
         log.info("backup job", { backup: key, job: step.job, endpoints: step.endpoints });
-        await store.createJob(backupJob(b, step, { image: cluster?.spec.image, imagePullPolicy: cluster?.spec.imagePullPolicy }, this.options));
+        await store.createJob(backupJob(b, step, { image: cluster?.spec.image, imagePullPolicy: cluster?.spec.imagePullPolicy, ...authOf(cluster) }, this.options));
         await store.backupEvent(b, "Normal", "BackupStarted", `job ${step.job} snapshots ${b.spec.clusterName} from ${step.endpoints[0]} to ${step.file}`).catch(() => {});
       } else if (step.kind === "delete-jobs") {
         for (const j of step.jobs) await store.deleteJob(ns, j);
@@ -77,4 +78,10 @@ export class BackupReconciler {
 /** Without empty strings and undefined fields (what the API server keeps of a status). */
 function clean(s: EtcdBackupStatus): Record<string, unknown> {
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined && v !== ""));
+}
+
+/** The root Secret a backup Job authenticates with: while the cluster wants auth or has it on. */
+function authOf(cluster: EtcdCluster | undefined): { rootSecret?: string } {
+  if (cluster === undefined || (cluster.spec.auth?.enabled !== true && cluster.status?.authEnabled !== true)) return {};
+  return { rootSecret: rootSecretOf(cluster.spec, cluster.metadata.name) };
 }

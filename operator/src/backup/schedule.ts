@@ -47,3 +47,16 @@ export function dueSlot(s: Schedule, since: Date, now: Date): Date | undefined {
   }
   return due;
 }
+
+/**
+ * The latest slot at or before `now` within the last day, or undefined (the defragmentation
+ * schedule's "which run is due"): looks back an hour first, so frequent schedules stay within
+ * MAX_MISSED_SLOTS.
+ */
+export function latestSlot(s: Schedule, now: Date): Date | undefined {
+  for (const windowMs of [60_000, 3_600_000, 86_400_000]) {
+    const slot = dueSlot(s, new Date(now.getTime() - windowMs), now);
+    if (slot !== undefined) return slot;
+  }
+  return undefined;
+}

@@ -53,13 +53,21 @@ export interface EtcdMemberStatus {
   clusterId: string;
 }
 
+/** A raised alarm (Maintenance.Alarm GET): the member's ID in hex and the alarm. */
+export interface EtcdAlarm {
+  memberId: string;
+  alarm: "NOSPACE" | "CORRUPT" | "NONE";
+}
+
 export interface ObservedEtcd {
   /** etcd's member list, or undefined when no member answered MemberList. */
   members?: EtcdMemberEntry[];
+  /** Whether authentication is on: undefined when not asked (auth never wanted) or not answered. */
+  authEnabled?: boolean;
   /** Status answers by member name; a member missing here did not answer. */
   statuses: Map<string, EtcdMemberStatus>;
   /** Active alarms (AlarmList), when a voter answered it. memberId "0" is the whole cluster (etcd's CORRUPT). */
-  alarms?: { memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[];
+  alarms?: EtcdAlarm[];
   /**
    * HashKV of each answering member at one revision (the lowest any member reports), read only
    * while a CORRUPT alarm is active: members whose hash differs from a quorum's are the corrupt ones.
@@ -84,6 +92,15 @@ export interface ObservedCluster {
   specHash?: string;
   /** Why the TLS material the spec asks for is not there (a user's Secret missing or incomplete). */
   tlsProblem?: string;
+  /** The operator-issued CA's expiry (ms) and rotation phase, when it issues one. */
+  ca?: { notAfter: number; phase: string };
+  /**
+   * Root credentials for spec.auth: ready (the Secret holds a password) or why not; undefined
+   * when auth is neither wanted nor on.
+   */
+  authCredentials?: { ready: true } | { ready: false; problem: string };
+  /** The latest slot (ms) of spec.defrag.schedule at or before now; undefined without a schedule. */
+  defragSlot?: number;
   /** The pass's time, ms since the epoch. */
   now: number;
 }

@@ -23,6 +23,7 @@ import {
   peerURL,
 } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedVolume } from "./observed.js";
+import { DEFAULT_DEFRAG_COOLDOWN_MS, type DefragStep, planDefrag } from "./defrag-plan.js";
 import { TLS_FLAGS, tlsSettings } from "./tls-layout.js";
 import { type VersionRefusalReason, sameMinor, versionRefusal } from "./version-path.js";
 
@@ -76,6 +77,11 @@ export type Step =
   | { kind: "delete-volume"; member: string; reason: string }
   /** Record on a bootstrap member's volume which etcd member its data belongs to. */
   | { kind: "record-member-id"; member: string; id: string }
+  /** Auth on, in etcd's order: user root (the Secret's password), role root granted, auth enable. */
+  | { kind: "enable-auth" }
+  | { kind: "disable-auth" }
+  /** Defragment one member, or disarm a NOSPACE alarm (defrag-plan.ts). */
+  | DefragStep
   | { kind: "wait"; reason: string; message: string }
   | { kind: "invalid-spec"; message: string }
   | { kind: "paused" }
@@ -85,6 +91,8 @@ export interface PlanOptions {
   clusterDomain: string;
   /** A member added but not started this long after its pod was created is removed (and re-added). */
   joinTimeoutMs?: number;
+  /** See DefragPlanOptions.cooldownMs (default DEFAULT_DEFRAG_COOLDOWN_MS). */
+  defragCooldownMs?: number;
 }
 
 export const DEFAULT_JOIN_TIMEOUT_MS = 5 * 60_000;
@@ -286,7 +294,45 @@ export function plan(obs: ObservedCluster, opts: PlanOptions): Step {
   }
 
   // 7. Roll: members whose pods run an old spec, one at a time.
-  return planRoll(obs, named as { m: EtcdMemberEntry; name: string }[]) ?? { kind: "steady" };
+  const settled = named as { m: EtcdMemberEntry; name: string }[];
+  const roll = planRoll(obs, settled);
+  if (roll !== undefined) return roll;
+
+  // 8. Upkeep of a settled cluster: authentication as the spec says, defragmentation, alarms.
+  return planUpkeep(obs, settled, opts) ?? { kind: "steady" };
+}
+
+/**
+ * The gate before changing a settled cluster's pods or data (rolling, auth, defragmentation):
+ * every pod ready, a leader, every member within ROLL_MAX_LAG of it. A wait step, or the leader.
+ */
+function healthGate(obs: ObservedCluster, named: { m: EtcdMemberEntry; name: string }[], what: string, reason: string): Step | EtcdMemberStatus {
+  const notReady = named.filter((x) => obs.pods.get(x.name)?.ready !== true).map((x) => x.name);
+  if (notReady.length > 0) return { kind: "wait", reason: `${reason}WaitingReady`, message: `${what} waits for ${notReady.join(", ")} to be ready` };
+  const leader = leaderStatusOf(obs);
+  if (leader === undefined) return { kind: "wait", reason: `${reason}WaitingLeader`, message: `${what} waits for a leader` };
+  const behind = named.filter((x) => obs.etcd.statuses.get(x.name)!.raftAppliedIndex + ROLL_MAX_LAG < leader.raftIndex).map((x) => x.name);
+  if (behind.length > 0) return { kind: "wait", reason: `${reason}WaitingCatchUp`, message: `${what} waits for ${behind.join(", ")} to catch up with the leader` };
+  return leader;
+}
+
+function planUpkeep(obs: ObservedCluster, named: { m: EtcdMemberEntry; name: string }[], opts: PlanOptions): Step | undefined {
+  const wantAuth = obs.spec.auth?.enabled === true;
+  const creds = obs.authCredentials;
+  if (wantAuth !== (obs.etcd.authEnabled === true) && (wantAuth || obs.etcd.authEnabled === true)) {
+    if (creds?.ready !== true) return { kind: "wait", reason: "AuthNotReady", message: creds?.ready === false ? creds.problem : "no root credentials" };
+    if (obs.etcd.authEnabled === undefined) return { kind: "wait", reason: "AuthUnknown", message: "no member told whether authentication is on" };
+    const gate = healthGate(obs, named, "authentication", "Auth");
+    if ("kind" in gate) return gate;
+    return wantAuth ? { kind: "enable-auth" } : { kind: "disable-auth" };
+  }
+  if (obs.spec.defrag === undefined && !(obs.etcd.alarms ?? []).some((a) => a.alarm === "NOSPACE")) return undefined;
+  const gate = healthGate(obs, named, "defragmentation", "Defrag");
+  if ("kind" in gate) {
+    // Waiting matters only when there is something to do.
+    return planDefrag(obs, named, "", { cooldownMs: opts.defragCooldownMs ?? DEFAULT_DEFRAG_COOLDOWN_MS }) === undefined ? undefined : gate;
+  }
+  return planDefrag(obs, named, gate.id, { cooldownMs: opts.defragCooldownMs ?? DEFAULT_DEFRAG_COOLDOWN_MS });
 }
 
 /** The spec hash a member's pod was created from ("" when it has none). */
@@ -322,12 +368,9 @@ function planRoll(obs: ObservedCluster, named: { m: EtcdMemberEntry; name: strin
   const outdated = named.filter((x) => podHashOf(obs, x.name) !== want);
   if (outdated.length === 0) return undefined;
 
-  const notReady = named.filter((x) => obs.pods.get(x.name)?.ready !== true).map((x) => x.name);
-  if (notReady.length > 0) return { kind: "wait", reason: "RollWaitingReady", message: `rolling waits for ${notReady.join(", ")} to be ready` };
-  const leader = leaderStatusOf(obs);
-  if (leader === undefined) return { kind: "wait", reason: "RollWaitingLeader", message: "rolling waits for a leader" };
-  const behind = named.filter((x) => obs.etcd.statuses.get(x.name)!.raftAppliedIndex + ROLL_MAX_LAG < leader.raftIndex).map((x) => x.name);
-  if (behind.length > 0) return { kind: "wait", reason: "RollWaitingCatchUp", message: `rolling waits for ${behind.join(", ")} to catch up with the leader` };
+  const gate = healthGate(obs, named, "rolling", "Roll");
+  if ("kind" in gate) return gate;
+  const leader = gate;
 
   const byOrdinalDesc = [...outdated].sort((a, b) => ordinalOf(obs, b.name) - ordinalOf(obs, a.name));
   const follower = byOrdinalDesc.find((x) => x.m.id !== leader.id);

@@ -16,8 +16,8 @@ import {
   podDisruptionBudget,
   podSpecHash,
 } from "./manifests.js";
-import { ANN_CLIENT_TLS, ANN_FORCE_NEW_CLUSTER, ANN_MEMBER_ID, CLIENT_PORT, memberFromPeerURL, memberHost, memberName, pvcName } from "./naming.js";
-import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedPod, ObservedVolume } from "./observed.js";
+import { ANN_CLIENT_TLS, ANN_FORCE_NEW_CLUSTER, ANN_MEMBER_ID, ANN_SPEC_HASH, CLIENT_PORT, memberFromPeerURL, memberHost, memberName, pvcName } from "./naming.js";
+import type { EtcdAlarm, EtcdMemberEntry, EtcdMemberStatus, ObservedCluster, ObservedPod, ObservedVolume } from "./observed.js";
 import { DEFAULT_RECOVERY_BUMP_REVISION, nameOf, plan, quorum, type Step } from "./plan.js";
 import { buildStatus, describeStep } from "./status.js";
 import { tlsSettings } from "./tls-layout.js";
@@ -29,10 +29,22 @@ export interface ClientTls {
   keyPem: string;
 }
 
-/** A member's client port: `host:port`, and with client TLS the name its certificate carries and the credentials to dial it. */
+export type { EtcdAlarm };
+
+/** A user and password etcd authenticates (Auth.Authenticate). */
+export interface AuthCredentials {
+  user: string;
+  password: string;
+}
+
+/**
+ * A member's client port: `host:port`; with client TLS the name its certificate carries and the
+ * credentials to dial it; with spec.auth the root credentials (used once auth is on).
+ */
 export interface MemberEndpoint {
   address: string;
   tls?: ClientTls & { serverName: string };
+  auth?: AuthCredentials;
 }
 
 /** etcd administration the reconciler needs. */
@@ -44,13 +56,31 @@ export interface EtcdAdmin {
   memberPromote(endpoint: MemberEndpoint, id: string): Promise<void>;
   moveLeader(endpoint: MemberEndpoint, targetId: string): Promise<void>;
   /**
-   * Optional (without them corrupt members are found only by their pods' termination messages):
-   * the active alarms (memberId "0": the whole cluster), disarming one, and a member's HashKV at
-   * `revision`.
+   * Optional (without it a CORRUPT alarm cannot name the corrupt member, which is then found only
+   * by its pod's termination message): a member's HashKV at `revision`.
    */
-  alarmList?(endpoint: MemberEndpoint): Promise<{ memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[]>;
-  alarmDisarm?(endpoint: MemberEndpoint, memberId: string, alarm: "NOSPACE" | "CORRUPT"): Promise<void>;
   hashKV?(endpoint: MemberEndpoint, revision: number): Promise<{ hash: number; compactRevision: number; revision: number }>;
+  /** Whether auth is on (Authenticate with the endpoint's credentials succeeds; false when etcd says it is not enabled). */
+  authEnabled(endpoint: MemberEndpoint): Promise<boolean>;
+  /** User root with `password` (added, or its password set), role root granted, auth enabled; each step idempotent. */
+  enableAuth(endpoint: MemberEndpoint, password: string): Promise<void>;
+  disableAuth(endpoint: MemberEndpoint): Promise<void>;
+  defragment(endpoint: MemberEndpoint): Promise<void>;
+  alarms(endpoint: MemberEndpoint): Promise<EtcdAlarm[]>;
+  disarm(endpoint: MemberEndpoint, alarm: EtcdAlarm): Promise<void>;
+}
+
+/**
+ * The root password for spec.auth: from the user's Secret (spec.auth.rootPasswordSecret, key
+ * `password`), or one the operator generates into a Secret of its own.
+ */
+export interface RootCredentials {
+  prepare(cluster: EtcdCluster): Promise<{ password: string } | { problem: string }>;
+}
+
+/** Cron schedules (spec.defrag.schedule): the latest slot at or before `now` (ms), or undefined; throws on a malformed expression. */
+export interface DefragSchedule {
+  latestSlot(cron: string, now: Date): number | undefined;
 }
 
 /** The TLS material of one pass, from a TlsProvider. */
@@ -61,6 +91,8 @@ export interface TlsState {
   problem?: string;
   /** The operator's credentials for members' client ports (client TLS only). */
   client?: ClientTls;
+  /** The operator-issued CA's expiry (ms) and rotation phase (see tls/operator-tls.ts). */
+  ca?: { notAfter: number; phase: string };
 }
 
 /**
@@ -69,7 +101,11 @@ export interface TlsState {
  * user's Secrets. `members` are the member names that need a certificate.
  */
 export interface TlsProvider {
-  prepare(cluster: EtcdCluster, members: string[], now: Date): Promise<TlsState>;
+  /**
+   * `rolledOut(material)` tells whether every member's pod runs (and is ready) with that
+   * material: a CA rotation moves to its next phase only then.
+   */
+  prepare(cluster: EtcdCluster, members: string[], now: Date, rolledOut?: (material: string) => boolean): Promise<TlsState>;
 }
 
 /** The Kubernetes side the reconciler needs. */
@@ -122,6 +158,8 @@ export interface Logger {
 export interface ReconcilerOptions extends ManifestOptions {
   /** See PlanOptions.joinTimeoutMs. */
   joinTimeoutMs?: number;
+  /** See PlanOptions.defragCooldownMs. */
+  defragCooldownMs?: number;
   /** Requeue delays, ms. */
   requeueSteadyMs: number;
   requeueWaitMs: number;
@@ -139,7 +177,16 @@ export interface ReconcilerDeps {
   backupPolicy?: BackupPolicySync;
   /** A short text for an error (default: its message). */
   describeError?: (err: unknown) => string;
+  /** Root credentials for spec.auth; without them a cluster asking for auth waits (AuthNotReady). */
+  rootCredentials?: RootCredentials;
+  /** Cron for spec.defrag.schedule; without it schedules are ignored (the rules still apply). */
+  defragSchedule?: DefragSchedule;
+  /** How a member's pod is reached (`host:port`); default its pod IP and the client port. */
+  addressOf?: (pod: ObservedPod) => string;
 }
+
+/** How long a probe of whether auth is on that agrees with the spec is reused. */
+export const AUTH_PROBE_MS = 60_000;
 
 export interface PassResult {
   step: Step;
@@ -158,13 +205,25 @@ export class Reconciler {
     const name = cluster.metadata.name;
     if (cluster.metadata.deletionTimestamp) {
       this.clientTls.delete(`${ns}/${name}`);
+      this.rootAuth.delete(`${ns}/${name}`);
+      this.authProbes.delete(`${ns}/${name}`);
       return { step: { kind: "steady" }, requeueAfterMs: 0 };
     }
 
     const obs = await this.observe(cluster);
-    const step = plan(obs, { clusterDomain: this.options.clusterDomain, ...(this.options.joinTimeoutMs ? { joinTimeoutMs: this.options.joinTimeoutMs } : {}) });
+    const step = plan(obs, {
+      clusterDomain: this.options.clusterDomain,
+      ...(this.options.joinTimeoutMs ? { joinTimeoutMs: this.options.joinTimeoutMs } : {}),
+      ...(this.options.defragCooldownMs !== undefined ? { defragCooldownMs: this.options.defragCooldownMs } : {}),
+    });
 
     await this.ensureServices(cluster, obs);
+    const prevCaPhase = cluster.status?.tls?.caRotationPhase;
+    if (obs.ca !== undefined && prevCaPhase !== undefined && prevCaPhase !== obs.ca.phase) {
+      const what = { TrustBoth: "members now trust the old and the new CA", Reissued: "certificates now come from the new CA", Stable: "the old CA is dropped" }[obs.ca.phase] ?? "";
+      log.info("CA rotation", { cluster: `${ns}/${name}`, from: prevCaPhase, to: obs.ca.phase });
+      await store.event(cluster, "Normal", `CARotation${obs.ca.phase}`, `CA rotation ${prevCaPhase} -> ${obs.ca.phase}: ${what}`).catch(() => {});
+    }
 
     let requeueAfterMs = this.requeueFor(step);
     let failed: string | undefined;
@@ -172,7 +231,7 @@ export class Reconciler {
       log.info("step", { cluster: `${ns}/${name}`, step: step.kind, what: describeStep(step) });
       try {
         await this.execute(cluster, obs, step);
-        await store.event(cluster, "Normal", eventReason(step), describeStep(step)).catch(() => {});
+        await store.event(cluster, "Normal", successReason(step), describeStep(step)).catch(() => {});
       } catch (err) {
         failed = this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err));
         requeueAfterMs = this.options.requeueWaitMs;
@@ -188,7 +247,16 @@ export class Reconciler {
     }
 
     const status = buildStatus(obs, step, this.deps.now().toISOString());
-    if (failed !== undefined) status.lastAction = `${describeStep(step)} failed: ${failed}`;
+    if (failed !== undefined) {
+      status.lastAction = `${describeStep(step)} failed: ${failed}`;
+      if (step.kind === "enable-auth" || step.kind === "disable-auth") status.authEnabled = step.kind === "disable-auth";
+    } else if (step.kind === "enable-auth" || step.kind === "disable-auth") {
+      this.authProbes.set(`${ns}/${name}`, { enabled: step.kind === "enable-auth", at: obs.now });
+    }
+    if (failed === undefined && step.kind === "defragment") {
+      const m = status.members?.find((x) => x.name === step.member);
+      if (m) m.lastDefragTime = this.deps.now().toISOString();
+    }
     if (this.deps.backupPolicy !== undefined) {
       try {
         const r = await this.deps.backupPolicy.sync(cluster);
@@ -221,10 +289,16 @@ export class Reconciler {
     const { store, etcd } = this.deps;
     const ns = cluster.metadata.namespace;
     const [pods, vols] = await Promise.all([store.listPods(ns, cluster.metadata.name), store.listVolumes(ns, cluster.metadata.name)]);
-    const tls = await this.prepareTls(cluster, [...pods.map((p) => p.name), ...vols.map((v) => v.name)]);
+    const rolledOut = (material: string) => {
+      const hash = this.specHash(cluster, material);
+      const live = pods.filter((p) => !p.deleting);
+      return live.length >= cluster.spec.size && live.every((p) => p.ready && p.annotations[ANN_SPEC_HASH] === hash);
+    };
+    const tls = await this.prepareTls(cluster, [...pods.map((p) => p.name), ...vols.map((v) => v.name)], rolledOut);
     const key = `${ns}/${cluster.metadata.name}`;
     if (tls.client) this.clientTls.set(key, tls.client);
     else this.clientTls.delete(key);
+    const authCredentials = await this.prepareAuth(cluster);
     const obs: ObservedCluster = {
       name: cluster.metadata.name,
       namespace: ns,
@@ -236,8 +310,19 @@ export class Reconciler {
       etcd: { statuses: new Map() },
       specHash: this.specHash(cluster, tls.material),
       ...(tls.problem !== undefined ? { tlsProblem: tls.problem } : {}),
+      ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+      ...(authCredentials !== undefined ? { authCredentials } : {}),
       now: this.deps.now().getTime(),
     };
+    const schedule = cluster.spec.defrag?.schedule;
+    if (schedule && this.deps.defragSchedule) {
+      try {
+        const slot = this.deps.defragSchedule.latestSlot(schedule, this.deps.now());
+        if (slot !== undefined) obs.defragSlot = slot;
+      } catch {
+        // a malformed schedule: the rules still apply
+      }
+    }
     const reachable = pods.filter((p) => p.podIP && !p.deleting && p.phase === "Running");
     const answers = await Promise.all(
       reachable.map(async (p) => {
@@ -255,10 +340,28 @@ export class Reconciler {
       if (a.st.isLearner) continue;
       try {
         obs.etcd.members = await etcd.memberList(this.endpointOf(cluster, a.pod));
-        break;
       } catch {
-        // try the next one
+        continue; // try the next one
       }
+      const ep = this.endpointOf(cluster, a.pod);
+      if (ep.auth !== undefined) {
+        // Authenticate is a bcrypt check and, in etcd 3.4, a raft entry: a result that agrees
+        // with the spec is reused for AUTH_PROBE_MS; a disagreeing one is checked every pass.
+        const cached = this.authProbes.get(key);
+        const wanted = cluster.spec.auth?.enabled === true;
+        if (cached !== undefined && cached.enabled === wanted && obs.now - cached.at < AUTH_PROBE_MS) {
+          obs.etcd.authEnabled = cached.enabled;
+        } else {
+          try {
+            obs.etcd.authEnabled = await etcd.authEnabled(ep);
+            this.authProbes.set(key, { enabled: obs.etcd.authEnabled, at: obs.now });
+          } catch (err) {
+            this.authProbes.delete(key);
+            obs.authCredentials = { ready: false, problem: `root credentials: ${this.describe(err)}` };
+          }
+        }
+      }
+      break;
     }
     for (const a of answered) {
       // A status belongs to the member whose ID it reports (a pod may run a stale member).
@@ -276,12 +379,12 @@ export class Reconciler {
    */
   private async observeAlarms(cluster: EtcdCluster, obs: ObservedCluster, order: { pod: ObservedPod; st: EtcdMemberStatus }[]): Promise<void> {
     const { etcd } = this.deps;
-    if (etcd.alarmList === undefined || obs.etcd.members === undefined) return;
+    if (obs.etcd.members === undefined) return;
     if (![...obs.etcd.statuses.values()].some((st) => st.leaderId !== "0")) return;
     for (const a of order) {
       if (a.st.isLearner) continue;
       try {
-        obs.etcd.alarms = await etcd.alarmList(this.endpointOf(cluster, a.pod));
+        obs.etcd.alarms = await etcd.alarms(this.endpointOf(cluster, a.pod));
         break;
       } catch {
         // try the next one
@@ -311,15 +414,41 @@ export class Reconciler {
 
   /** The operator's client credentials by cluster (`namespace/name`), from its latest pass (client TLS only). */
   private readonly clientTls = new Map<string, ClientTls>();
+  /** Root credentials by cluster (`namespace/name`), from its latest pass (spec.auth, or auth still on). */
+  private readonly rootAuth = new Map<string, AuthCredentials>();
+  /** Whether auth was on at the latest probe, by cluster. */
+  private readonly authProbes = new Map<string, { enabled: boolean; at: number }>();
 
-  private async prepareTls(cluster: EtcdCluster, existing: string[]): Promise<TlsState> {
+  private describe(err: unknown): string {
+    return this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err));
+  }
+
+  /** Root credentials when auth is wanted or was last seen on; undefined otherwise. */
+  private async prepareAuth(cluster: EtcdCluster): Promise<ObservedCluster["authCredentials"]> {
+    const key = `${cluster.metadata.namespace}/${cluster.metadata.name}`;
+    if (cluster.spec.auth?.enabled !== true && cluster.status?.authEnabled !== true) {
+      this.rootAuth.delete(key);
+      return undefined;
+    }
+    if (this.deps.rootCredentials === undefined) return { ready: false, problem: "this operator has no root credentials provider" };
+    try {
+      const r = await this.deps.rootCredentials.prepare(cluster);
+      if ("problem" in r) return { ready: false, problem: r.problem };
+      this.rootAuth.set(key, { user: "root", password: r.password });
+      return { ready: true };
+    } catch (err) {
+      return { ready: false, problem: `root credentials: ${this.describe(err)}` };
+    }
+  }
+
+  private async prepareTls(cluster: EtcdCluster, existing: string[], rolledOut: (material: string) => boolean): Promise<TlsState> {
     const s = tlsSettings(cluster.spec);
     if (s.client === undefined && s.peer === undefined) return { material: "" };
     if (this.deps.tls === undefined) return { material: "", problem: "this operator has no TLS provider" };
     const wanted = Array.from({ length: Math.max(0, cluster.spec.size) }, (_, i) => memberName(cluster.metadata.name, i));
     const names = [...new Set([...wanted, ...existing])].filter((n) => n !== "").sort();
     try {
-      return await this.deps.tls.prepare(cluster, names, this.deps.now());
+      return await this.deps.tls.prepare(cluster, names, this.deps.now(), rolledOut);
     } catch (err) {
       return { material: "", problem: `TLS: ${this.deps.describeError?.(err) ?? (err instanceof Error ? err.message : String(err))}` };
     }
@@ -327,11 +456,13 @@ export class Reconciler {
 
   /** How to reach a member's pod: with TLS when its pod says its client port serves TLS. */
   endpointOf(cluster: EtcdCluster, pod: ObservedPod): MemberEndpoint {
-    const address = endpointOf(pod);
-    const creds = this.clientTls.get(`${cluster.metadata.namespace}/${cluster.metadata.name}`);
-    if (pod.annotations[ANN_CLIENT_TLS] !== "true" || creds === undefined) return { address };
+    const key = `${cluster.metadata.namespace}/${cluster.metadata.name}`;
+    const address = this.deps.addressOf?.(pod) ?? endpointOf(pod);
+    const auth = this.rootAuth.get(key);
+    const creds = this.clientTls.get(key);
+    if (pod.annotations[ANN_CLIENT_TLS] !== "true" || creds === undefined) return { address, ...(auth ? { auth } : {}) };
     const ref = { name: cluster.metadata.name, namespace: cluster.metadata.namespace };
-    return { address, tls: { ...creds, serverName: memberHost(ref, pod.name, this.options.clusterDomain) } };
+    return { address, tls: { ...creds, serverName: memberHost(ref, pod.name, this.options.clusterDomain) }, ...(auth ? { auth } : {}) };
   }
 
   private async ensureServices(cluster: EtcdCluster, obs: ObservedCluster): Promise<void> {
@@ -428,12 +559,26 @@ export class Reconciler {
         for (const pod of obs.pods.values()) if (!pod.deleting) await store.delete("Pod", ns, pod.name);
         for (const vol of obs.volumes.values()) if (!vol.deleting) await store.delete("PersistentVolumeClaim", ns, pvcName(vol.name));
         return;
-      case "disarm-alarm":
-        if (etcd.alarmDisarm === undefined) throw new Error("this operator cannot disarm alarms");
-        await etcd.alarmDisarm(this.adminEndpoint(cluster, obs), step.memberId, step.alarm);
-        return;
       case "record-member-id":
         await store.annotate("PersistentVolumeClaim", ns, pvcName(step.member), { [ANN_MEMBER_ID]: step.id });
+        return;
+      case "enable-auth": {
+        const ep = this.adminEndpoint(cluster, obs);
+        if (ep.auth === undefined) throw new Error("no root credentials");
+        await etcd.enableAuth(ep, ep.auth.password);
+        return;
+      }
+      case "disable-auth":
+        await etcd.disableAuth(this.adminEndpoint(cluster, obs));
+        return;
+      case "defragment": {
+        const pod = obs.pods.get(step.member);
+        if (!pod?.podIP) throw new Error(`no address for ${step.member}`);
+        await etcd.defragment(this.endpointOf(cluster, pod));
+        return;
+      }
+      case "disarm-alarm":
+        await etcd.disarm(this.adminEndpoint(cluster, obs), { memberId: step.memberId, alarm: step.alarm });
         return;
       default:
         return;
@@ -461,6 +606,22 @@ export function endpointOf(pod: ObservedPod): string {
 
 function isAction(step: Step): boolean {
   return !["wait", "steady", "paused", "invalid-spec", "refused", "quorum-lost"].includes(step.kind);
+}
+
+/** The event reason of a step that succeeded. */
+function successReason(step: Step): string {
+  switch (step.kind) {
+    case "enable-auth":
+      return "AuthEnabled";
+    case "disable-auth":
+      return "AuthDisabled";
+    case "defragment":
+      return "Defragmented";
+    case "disarm-alarm":
+      return "AlarmDisarmed";
+    default:
+      return eventReason(step);
+  }
 }
 
 function eventReason(step: Step): string {

@@ -4,6 +4,7 @@
  */
 import type { ClusterPhase, Condition, EtcdClusterStatus, MemberStatus, QuorumLossStatus } from "../api/v1alpha1.js";
 import type { ObservedCluster } from "./observed.js";
+import { lastDefragOf, scheduleDone } from "./defrag-plan.js";
 import { nameOf, podHashOf, quorum, quorumLossOf, type Step } from "./plan.js";
 
 export function describeStep(step: Step): string {
@@ -25,7 +26,9 @@ export function describeStep(step: Step): string {
     case "remove-member":
       return `remove ${step.member} (${step.reason}${step.detail !== undefined ? `: ${step.detail}` : ""})`;
     case "disarm-alarm":
-      return `disarm the ${step.alarm} alarm (member ${step.memberId}): every member's data agrees again`;
+      return step.alarm === "CORRUPT"
+        ? `disarm the CORRUPT alarm (member ${step.memberId}): every member's data agrees again`
+        : `disarm ${step.alarm} of member ${step.memberId}`;
     case "quorum-lost":
       return step.message;
     case "force-new-cluster":
@@ -40,6 +43,12 @@ export function describeStep(step: Step): string {
       return `delete volume of ${step.member} (${step.reason})`;
     case "record-member-id":
       return `record member ID ${step.id} on ${step.member}'s volume`;
+    case "enable-auth":
+      return "enable authentication (user root, role root, auth enable)";
+    case "disable-auth":
+      return "disable authentication";
+    case "defragment":
+      return `defragment ${step.member} (${step.reason})`;
     case "wait":
       return `wait: ${step.message}`;
     case "invalid-spec":
@@ -63,7 +72,7 @@ function progressingReason(step: Step): string | undefined {
     case "recover-from-backup":
       return "RestoringBackup";
     case "disarm-alarm":
-      return "Repairing";
+      return step.alarm === "CORRUPT" ? "Repairing" : "DisarmingAlarm";
     case "quorum-lost":
       return undefined;
     case "add-learner":
@@ -80,6 +89,12 @@ function progressingReason(step: Step): string | undefined {
       return "CleaningUp";
     case "record-member-id":
       return "RecordingMemberIDs";
+    case "enable-auth":
+      return "EnablingAuth";
+    case "disable-auth":
+      return "DisablingAuth";
+    case "defragment":
+      return "Defragmenting";
     case "wait":
       return step.reason;
     default:
@@ -117,6 +132,7 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
       ...(st ? { revision: st.revision, raftIndex: st.raftIndex, dbSize: st.dbSize, dbSizeInUse: st.dbSizeInUse, version: st.version } : {}),
       ...(pod?.podIP ? { podIP: pod.podIP } : {}),
       ...(podHashOf(obs, name) ? { specHash: podHashOf(obs, name) } : {}),
+      ...(lastDefragOf(obs, name) !== undefined ? { lastDefragTime: new Date(lastDefragOf(obs, name)!).toISOString() } : {}),
     });
   }
   if (leader === undefined) {
@@ -169,6 +185,12 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     c.observedGeneration = obs.generation;
   }
 
+  const authEnabled = step.kind === "enable-auth" ? true : step.kind === "disable-auth" ? false : (obs.etcd.authEnabled ?? obs.previousStatus.authEnabled);
+  const slotDone = scheduleDone(
+    obs.defragSlot,
+    members.map((m) => lastDefragOf(obs, m.name)),
+  );
+  const defragDone = slotDone !== undefined ? new Date(slotDone).toISOString() : obs.previousStatus.defrag?.lastScheduleTime;
   return {
     phase: phaseOf(step, available, list !== undefined, rolling),
     observedGeneration: obs.generation,
@@ -182,6 +204,9 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     conditions,
     members,
     ...(quorumLoss !== undefined ? { quorumLoss } : {}),
+    ...(authEnabled !== undefined ? { authEnabled } : {}),
+    ...(defragDone !== undefined ? { defrag: { lastScheduleTime: defragDone } } : {}),
+    ...(obs.ca !== undefined ? { tls: { caNotAfter: new Date(obs.ca.notAfter).toISOString(), caRotationPhase: obs.ca.phase } } : {}),
   };
 }
 

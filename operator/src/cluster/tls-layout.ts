@@ -145,3 +145,37 @@ export function nextEpoch(current: CertEpoch | undefined, now: number, validityM
   if (current !== undefined && current.notAfter - now > renewBeforeMs) return undefined;
   return { epoch: (current?.epoch ?? 0) + 1, notAfter: Math.min(now + validityMs, caNotAfter) };
 }
+
+/**
+ * Rotation of the operator-issued CA, before it expires and without downtime, in three rolls:
+ *
+ * - Stable: one CA signs and is trusted. When it has `renewBeforeMs` left, a new CA is made and
+ *   the phase becomes TrustBoth ("start");
+ * - TrustBoth: members and the operator trust both CAs; certificates still come from the old
+ *   one. Once every member runs with that (rolled out), the phase becomes Reissued ("reissue");
+ * - Reissued: certificates come from the new CA (a new epoch), both are still trusted, so a
+ *   member not yet rolled (old certificate, trusts both) and a rolled one (new certificate)
+ *   accept each other. Once rolled out, the old CA is dropped ("drop-old"): Stable again.
+ *
+ * Each phase changes what the pods mount, hence the spec hash, hence a roll (one member at a
+ * time, quorum-gated, the leader last).
+ */
+export type CaPhase = "Stable" | "TrustBoth" | "Reissued";
+
+export type CaRotationAction = "start" | "reissue" | "drop-old";
+
+export function caPhaseOf(v: string | undefined): CaPhase {
+  return v === "TrustBoth" || v === "Reissued" ? v : "Stable";
+}
+
+/** The rotation's next move, or undefined to stay. `rolledOut`: every member runs the current phase's material. */
+export function nextCaAction(phase: CaPhase, caNotAfter: number, now: number, renewBeforeMs: number, rolledOut: boolean): CaRotationAction | undefined {
+  switch (phase) {
+    case "Stable":
+      return caNotAfter - now <= renewBeforeMs ? "start" : undefined;
+    case "TrustBoth":
+      return rolledOut ? "reissue" : undefined;
+    case "Reissued":
+      return rolledOut ? "drop-old" : undefined;
+  }
+}

@@ -4,11 +4,37 @@
  * `forget` or `close`. With TLS the member's certificate is checked against the cluster's CA
  * for the member's DNS name (the address is a pod IP). Every call has a deadline. Errors are
  * EtcdAdminError with the gRPC code and etcd's message.
+ *
+ * Authentication: an endpoint with `auth` (user and password) gets a simple token from
+ * Auth.Authenticate, cached per channel and user and sent as the `token` metadata. A call
+ * refused for its token (expired, or dropped when auth was turned off and on) or for having none
+ * authenticates again once and is retried; when etcd answers that authentication is not enabled,
+ * the call goes without a token. (With client TLS and client-cert-auth a certificate whose common
+ * name is the user authenticates by itself; etcd takes the token first when both are there.)
  */
 import { createHash } from "node:crypto";
 import { Metadata, credentials, type ServiceError } from "@grpc/grpc-js";
 import {
+  AlarmRequest_AlarmAction,
+  AlarmType,
+  AuthClient,
+  type AlarmRequest,
+  type AlarmResponse,
+  type AuthDisableRequest,
+  type AuthDisableResponse,
+  type AuthEnableRequest,
+  type AuthEnableResponse,
+  type AuthenticateRequest,
+  type AuthenticateResponse,
+  type AuthUserAddRequest,
+  type AuthUserAddResponse,
+  type AuthUserChangePasswordRequest,
+  type AuthUserChangePasswordResponse,
+  type AuthUserGrantRoleRequest,
+  type AuthUserGrantRoleResponse,
   ClusterClient,
+  type DefragmentRequest,
+  type DefragmentResponse,
   MaintenanceClient,
   type Member,
   type MemberAddRequest,
@@ -23,16 +49,12 @@ import {
   type MoveLeaderResponse,
   type StatusRequest,
   type StatusResponse,
-  AlarmRequest_AlarmAction,
-  AlarmType,
-  type AlarmRequest,
-  type AlarmResponse,
   type HashKVRequest,
   type HashKVResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { EtcdMemberEntry, EtcdMemberStatus } from "../cluster/observed.js";
 import { memberIdHex } from "../cluster/naming.js";
-import type { EtcdAdmin, MemberEndpoint } from "../cluster/reconciler.js";
+import type { EtcdAdmin, EtcdAlarm, MemberEndpoint } from "../cluster/reconciler.js";
 
 export class EtcdAdminError extends Error {
   constructor(
@@ -48,13 +70,23 @@ export class EtcdAdminError extends Error {
 export interface GrpcEtcdAdminOptions {
   /** Deadline of every call, ms. */
   timeoutMs: number;
+  /** Deadline of a Defragment call, ms (default 60 s): a large database takes a while. */
+  defragTimeoutMs?: number;
 }
 
 interface Clients {
   address: string;
   cluster: ClusterClient;
   maintenance: MaintenanceClient;
+  auth: AuthClient;
+  /** Simple tokens by user name. */
+  tokens: Map<string, string>;
 }
+
+/** etcd's texts (rpctypes) the token handling acts on. */
+const AUTH_NOT_ENABLED = "authentication is not enabled";
+const TOKEN_REFUSED = ["invalid auth token", "user name is empty", "permission denied"];
+const USER_EXISTS = "user name already exists";
 
 const MAX_CHANNELS = 256;
 
@@ -86,28 +118,66 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
         address: endpoint.address,
         cluster: new ClusterClient(endpoint.address, creds, opts),
         maintenance: new MaintenanceClient(endpoint.address, creds, opts),
+        auth: new AuthClient(endpoint.address, creds, opts),
+        tokens: new Map(),
       };
       this.clients.set(key, c);
     }
     return c;
   }
 
-  private call<Req, Res>(
+  private raw<Req, Res>(
     endpoint: MemberEndpoint,
-    invoke: (c: Clients, req: Req, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => void,
+    invoke: (c: Clients, req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => void,
     req: Req,
+    token: string | undefined,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
       const deadline = new Date(Date.now() + this.options.timeoutMs);
-      invoke(this.get(endpoint), req, { deadline }, (err, res) => {
+      const md = new Metadata();
+      if (token !== undefined) md.set("token", token);
+      invoke(this.get(endpoint), req, md, { deadline }, (err, res) => {
         if (err) reject(new EtcdAdminError(endpoint.address, err.code, err.details || err.message));
         else resolve(res);
       });
     });
   }
 
+  /** A fresh simple token for the endpoint's user, or undefined when auth is not enabled. */
+  private async authenticate(endpoint: MemberEndpoint): Promise<string | undefined> {
+    const a = endpoint.auth!;
+    const c = this.get(endpoint);
+    try {
+      const r = await this.raw<AuthenticateRequest, AuthenticateResponse>(endpoint, (c, req, md, o, cb) => c.auth.authenticate(req, md, o, cb), { name: a.user, password: a.password }, undefined);
+      c.tokens.set(a.user, r.token);
+      return r.token;
+    } catch (err) {
+      if (err instanceof EtcdAdminError && err.message.includes(AUTH_NOT_ENABLED)) {
+        c.tokens.delete(a.user);
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  private async call<Req, Res>(
+    endpoint: MemberEndpoint,
+    invoke: (c: Clients, req: Req, md: Metadata, opts: { deadline: Date }, cb: (e: ServiceError | null, r: Res) => void) => void,
+    req: Req,
+  ): Promise<Res> {
+    const user = endpoint.auth?.user;
+    const token = user === undefined ? undefined : this.get(endpoint).tokens.get(user);
+    try {
+      return await this.raw(endpoint, invoke, req, token);
+    } catch (err) {
+      if (user === undefined || !(err instanceof EtcdAdminError) || !TOKEN_REFUSED.some((t) => err.message.includes(t))) throw err;
+      // Once more, with a fresh token (or none, when auth is off).
+      return this.raw(endpoint, invoke, req, await this.authenticate(endpoint));
+    }
+  }
+
   async status(endpoint: MemberEndpoint): Promise<EtcdMemberStatus> {
-    const r = await this.call<StatusRequest, StatusResponse>(endpoint, (c, req, o, cb) => c.maintenance.status(req, new Metadata(), o, cb), {});
+    const r = await this.call<StatusRequest, StatusResponse>(endpoint, (c, req, md, o, cb) => c.maintenance.status(req, md, o, cb), {});
     return {
       id: memberIdHex(r.header?.memberId ?? 0n),
       leaderId: memberIdHex(r.leader),
@@ -123,46 +193,93 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
   }
 
   async memberList(endpoint: MemberEndpoint): Promise<EtcdMemberEntry[]> {
-    const r = await this.call<MemberListRequest, MemberListResponse>(endpoint, (c, req, o, cb) => c.cluster.memberList(req, new Metadata(), o, cb), { linearizable: false });
+    const r = await this.call<MemberListRequest, MemberListResponse>(endpoint, (c, req, md, o, cb) => c.cluster.memberList(req, md, o, cb), { linearizable: false });
     return r.members.map(toEntry);
   }
 
   async memberAdd(endpoint: MemberEndpoint, peerURLs: string[], isLearner: boolean): Promise<{ id: string; members: EtcdMemberEntry[] }> {
-    const r = await this.call<MemberAddRequest, MemberAddResponse>(endpoint, (c, req, o, cb) => c.cluster.memberAdd(req, new Metadata(), o, cb), { peerURLs, isLearner });
+    const r = await this.call<MemberAddRequest, MemberAddResponse>(endpoint, (c, req, md, o, cb) => c.cluster.memberAdd(req, md, o, cb), { peerURLs, isLearner });
     return { id: memberIdHex(r.member?.ID ?? 0n), members: r.members.map(toEntry) };
   }
 
   async memberRemove(endpoint: MemberEndpoint, id: string): Promise<void> {
-    await this.call<MemberRemoveRequest, MemberRemoveResponse>(endpoint, (c, req, o, cb) => c.cluster.memberRemove(req, new Metadata(), o, cb), { ID: BigInt(`0x${id}`) });
+    await this.call<MemberRemoveRequest, MemberRemoveResponse>(endpoint, (c, req, md, o, cb) => c.cluster.memberRemove(req, md, o, cb), { ID: BigInt(`0x${id}`) });
   }
 
   async memberPromote(endpoint: MemberEndpoint, id: string): Promise<void> {
-    await this.call<MemberPromoteRequest, MemberPromoteResponse>(endpoint, (c, req, o, cb) => c.cluster.memberPromote(req, new Metadata(), o, cb), { ID: BigInt(`0x${id}`) });
+    await this.call<MemberPromoteRequest, MemberPromoteResponse>(endpoint, (c, req, md, o, cb) => c.cluster.memberPromote(req, md, o, cb), { ID: BigInt(`0x${id}`) });
   }
 
   async moveLeader(endpoint: MemberEndpoint, targetId: string): Promise<void> {
-    await this.call<MoveLeaderRequest, MoveLeaderResponse>(endpoint, (c, req, o, cb) => c.maintenance.moveLeader(req, new Metadata(), o, cb), { targetID: BigInt(`0x${targetId}`) });
+    await this.call<MoveLeaderRequest, MoveLeaderResponse>(endpoint, (c, req, md, o, cb) => c.maintenance.moveLeader(req, md, o, cb), { targetID: BigInt(`0x${targetId}`) });
   }
 
-  async alarmList(endpoint: MemberEndpoint): Promise<{ memberId: string; alarm: "NOSPACE" | "CORRUPT" | "NONE" }[]> {
-    const r = await this.call<AlarmRequest, AlarmResponse>(endpoint, (c, req, o, cb) => c.maintenance.alarm(req, new Metadata(), o, cb), {
-      action: AlarmRequest_AlarmAction.GET,
-      memberID: 0n,
-      alarm: AlarmType.NONE,
-    });
-    return r.alarms.map((a) => ({ memberId: memberIdHex(a.memberID), alarm: a.alarm === AlarmType.CORRUPT ? "CORRUPT" : a.alarm === AlarmType.NOSPACE ? "NOSPACE" : "NONE" }));
+  /**
+   * Whether authentication is on: Authenticate with the endpoint's credentials succeeds (true),
+   * or etcd answers that it is not enabled (false). Wrong credentials throw.
+   */
+  async authEnabled(endpoint: MemberEndpoint): Promise<boolean> {
+    if (endpoint.auth === undefined) throw new Error("authEnabled needs credentials");
+    return (await this.authenticate(endpoint)) !== undefined;
   }
 
-  async alarmDisarm(endpoint: MemberEndpoint, memberId: string, alarm: "NOSPACE" | "CORRUPT"): Promise<void> {
-    await this.call<AlarmRequest, AlarmResponse>(endpoint, (c, req, o, cb) => c.maintenance.alarm(req, new Metadata(), o, cb), {
-      action: AlarmRequest_AlarmAction.DEACTIVATE,
-      memberID: BigInt(`0x${memberId}`),
-      alarm: alarm === "CORRUPT" ? AlarmType.CORRUPT : AlarmType.NOSPACE,
-    });
+  /**
+   * etcd's order for turning auth on: the user root (added with `password`, or given it when it
+   * exists), the role root granted to it, auth enabled. Each step may have been done before.
+   */
+  async enableAuth(endpoint: MemberEndpoint, password: string): Promise<void> {
+    try {
+      await this.call<AuthUserAddRequest, AuthUserAddResponse>(endpoint, (c, req, md, o, cb) => c.auth.userAdd(req, md, o, cb), { name: "root", password, options: { noPassword: false }, hashedPassword: "" });
+    } catch (err) {
+      if (!(err instanceof EtcdAdminError && err.message.includes(USER_EXISTS))) throw err;
+      await this.call<AuthUserChangePasswordRequest, AuthUserChangePasswordResponse>(endpoint, (c, req, md, o, cb) => c.auth.userChangePassword(req, md, o, cb), { name: "root", password, hashedPassword: "" });
+    }
+    await this.call<AuthUserGrantRoleRequest, AuthUserGrantRoleResponse>(endpoint, (c, req, md, o, cb) => c.auth.userGrantRole(req, md, o, cb), { user: "root", role: "root" });
+    await this.call<AuthEnableRequest, AuthEnableResponse>(endpoint, (c, req, md, o, cb) => c.auth.authEnable(req, md, o, cb), {});
+  }
+
+  /** Turns auth off (needs the endpoint's root credentials while it is on). */
+  async disableAuth(endpoint: MemberEndpoint): Promise<void> {
+    if (endpoint.auth !== undefined && this.get(endpoint).tokens.get(endpoint.auth.user) === undefined) await this.authenticate(endpoint);
+    await this.call<AuthDisableRequest, AuthDisableResponse>(endpoint, (c, req, md, o, cb) => c.auth.authDisable(req, md, o, cb), {});
+    if (endpoint.auth !== undefined) this.get(endpoint).tokens.delete(endpoint.auth.user);
+  }
+
+  /** Defragments the member at `endpoint` (it may take a while: the deadline is `defragTimeoutMs`). */
+  async defragment(endpoint: MemberEndpoint): Promise<void> {
+    const timeoutMs = this.options.defragTimeoutMs ?? 60_000;
+    const user = endpoint.auth?.user;
+    const attempt = (token: string | undefined) =>
+      new Promise<void>((resolve, reject) => {
+        const md = new Metadata();
+        if (token !== undefined) md.set("token", token);
+        this.get(endpoint).maintenance.defragment({} as DefragmentRequest, md, { deadline: new Date(Date.now() + timeoutMs) }, (err: ServiceError | null, _r: DefragmentResponse) => {
+          if (err) reject(new EtcdAdminError(endpoint.address, err.code, err.details || err.message));
+          else resolve();
+        });
+      });
+    try {
+      await attempt(user === undefined ? undefined : this.get(endpoint).tokens.get(user));
+    } catch (err) {
+      if (user === undefined || !(err instanceof EtcdAdminError) || !TOKEN_REFUSED.some((t) => err.message.includes(t))) throw err;
+      await attempt(await this.authenticate(endpoint));
+    }
+  }
+
+  /** The cluster's raised alarms. */
+  async alarms(endpoint: MemberEndpoint): Promise<EtcdAlarm[]> {
+    const r = await this.call<AlarmRequest, AlarmResponse>(endpoint, (c, req, md, o, cb) => c.maintenance.alarm(req, md, o, cb), { action: AlarmRequest_AlarmAction.GET, memberID: 0n, alarm: AlarmType.NONE });
+    return r.alarms.map((a) => ({ memberId: memberIdHex(a.memberID), alarm: a.alarm === AlarmType.NOSPACE ? "NOSPACE" : a.alarm === AlarmType.CORRUPT ? "CORRUPT" : "NONE" }));
+  }
+
+  /** Disarms one member's alarm. */
+  async disarm(endpoint: MemberEndpoint, alarm: EtcdAlarm): Promise<void> {
+    const type = alarm.alarm === "NOSPACE" ? AlarmType.NOSPACE : alarm.alarm === "CORRUPT" ? AlarmType.CORRUPT : AlarmType.NONE;
+    await this.call<AlarmRequest, AlarmResponse>(endpoint, (c, req, md, o, cb) => c.maintenance.alarm(req, md, o, cb), { action: AlarmRequest_AlarmAction.DEACTIVATE, memberID: BigInt(`0x${alarm.memberId}`), alarm: type });
   }
 
   async hashKV(endpoint: MemberEndpoint, revision: number): Promise<{ hash: number; compactRevision: number; revision: number }> {
-    const r = await this.call<HashKVRequest, HashKVResponse>(endpoint, (c, req, o, cb) => c.maintenance.hashKv(req, new Metadata(), o, cb), { revision: BigInt(revision) });
+    const r = await this.call<HashKVRequest, HashKVResponse>(endpoint, (c, req, md, o, cb) => c.maintenance.hashKv(req, md, o, cb), { revision: BigInt(revision) });
     return { hash: r.hash, compactRevision: Number(r.compactRevision), revision };
   }
 
@@ -172,6 +289,7 @@ export class GrpcEtcdAdmin implements EtcdAdmin {
       if (keep.has(c.address)) continue;
       c.cluster.close();
       c.maintenance.close();
+      c.auth.close();
       this.clients.delete(ep);
     }
   }

@@ -13,14 +13,24 @@
  *   The operator dials with the client Secret's client.crt/client.key when present, else its
  *   tls.crt/tls.key (which then needs client use).
  *
+ * - the CA itself is rotated before it expires (`caRenewBeforeMs`) in three rolls (see
+ *   nextCaAction in cluster/tls-layout.ts): TrustBoth (the new CA is trusted beside the old),
+ *   Reissued (certificates from the new CA, a new epoch), then Stable with the old CA dropped.
+ *   The CA Secret records the phase (ANN_CA_PHASE, ANN_CA_PHASE_SINCE) and the other CA
+ *   (`next.crt`/`next.key` while TrustBoth, `old.crt` while Reissued); the `ca.crt` of member and
+ *   client Secrets is the trust bundle (the signing CA first, then the other one).
+ *
  * Secrets it makes are owned by the EtcdCluster (deleted with it).
  */
 import { createHash } from "node:crypto";
 import type { EtcdCluster } from "../api/v1alpha1.js";
 import type { ClientTls, TlsProvider, TlsState } from "../cluster/reconciler.js";
 import {
+  type CaPhase,
   type CertEpoch,
+  caPhaseOf,
   caSecretName,
+  nextCaAction,
   memberDnsNames,
   memberTlsSecretName,
   nextEpoch,
@@ -32,6 +42,9 @@ import { certificateFacts, issueCa, issueLeaf, type KeyPairPem } from "./certifi
 
 export const ANN_EPOCH = "etcd.etcd-ts.io/cert-epoch";
 export const ANN_EPOCH_NOT_AFTER = "etcd.etcd-ts.io/cert-epoch-not-after";
+/** On the CA Secret: the rotation phase (Stable, TrustBoth, Reissued) and since when. */
+export const ANN_CA_PHASE = "etcd.etcd-ts.io/ca-rotation-phase";
+export const ANN_CA_PHASE_SINCE = "etcd.etcd-ts.io/ca-rotation-since";
 
 /** A Secret as the provider sees it: string data (decoded) and annotations. */
 export interface StoredSecret {
@@ -49,14 +62,17 @@ export interface SecretStore {
 export interface OperatorTlsOptions {
   clusterDomain: string;
   caValidityMs: number;
+  /** The CA's rotation starts when it has less than this left (default: a tenth of caValidityMs). */
+  caRenewBeforeMs?: number;
   /** Validity of member and operator client certificates (one epoch). */
   certValidityMs: number;
   /** A new epoch starts when the current one has less than this left. */
   renewBeforeMs: number;
 }
 
-export const DEFAULT_TLS_OPTIONS: Omit<OperatorTlsOptions, "clusterDomain"> = {
+export const DEFAULT_TLS_OPTIONS: Required<Omit<OperatorTlsOptions, "clusterDomain">> = {
   caValidityMs: 10 * 365 * 86_400_000,
+  caRenewBeforeMs: 365 * 86_400_000,
   certValidityMs: 90 * 86_400_000,
   renewBeforeMs: 30 * 86_400_000,
 };
@@ -64,6 +80,16 @@ export const DEFAULT_TLS_OPTIONS: Omit<OperatorTlsOptions, "clusterDomain"> = {
 export interface OperatorTlsDeps {
   secrets: SecretStore;
   log: { info(msg: string, fields?: Record<string, unknown>): void };
+}
+
+/** The CA side of one pass: who signs, what is trusted (PEM bundle, signer first), the phase. */
+interface CaState {
+  ca: KeyPairPem;
+  bundle: string;
+  /** The other CA's fingerprint while rotating. */
+  other?: string;
+  phase: CaPhase;
+  epoch: CertEpoch;
 }
 
 const sha = (...parts: string[]) => {
@@ -78,16 +104,39 @@ export class OperatorTls implements TlsProvider {
     private readonly deps: OperatorTlsDeps,
   ) {}
 
-  async prepare(cluster: EtcdCluster, members: string[], now: Date): Promise<TlsState> {
+  async prepare(cluster: EtcdCluster, members: string[], now: Date, rolledOut?: (material: string) => boolean): Promise<TlsState> {
+    let state = await this.materialOf(cluster, members, now);
+    // A CA rotation moves on only once the current phase's material runs everywhere.
+    const caState = state.caState;
+    if (caState !== undefined && state.problem === undefined) {
+      const action = nextCaAction(caState.phase, certificateFacts(caState.ca.certPem).notAfter.getTime(), now.getTime(), this.caRenewBeforeMs(), rolledOut?.(state.material) ?? false);
+      if (action !== undefined) {
+        await this.rotateCa(cluster, action, now);
+        state = await this.materialOf(cluster, members, now);
+      }
+    }
+    const { caState: ca, ...out } = state;
+    if (ca !== undefined) out.ca = { notAfter: certificateFacts(ca.ca.certPem).notAfter.getTime(), phase: ca.phase };
+    return out;
+  }
+
+  private caRenewBeforeMs(): number {
+    return this.options.caRenewBeforeMs ?? Math.floor(this.options.caValidityMs / 10);
+  }
+
+  private async materialOf(cluster: EtcdCluster, members: string[], now: Date): Promise<TlsState & { caState?: CaState }> {
     const s = tlsSettings(cluster.spec);
     const parts: string[] = [];
     const problems: string[] = [];
     let client: ClientTls | undefined;
+    let caState: CaState | undefined;
     if (usesOperatorCa(s)) {
-      const { ca, epoch } = await this.ensureCa(cluster, now);
+      caState = await this.ensureCa(cluster, now);
+      const { ca, epoch } = caState;
       parts.push(`ca=${certificateFacts(ca.certPem).fingerprint}`, `epoch=${epoch.epoch}`);
-      for (const m of members) await this.ensureMember(cluster, m, ca, epoch, now);
-      if (s.client?.kind === "operator") client = await this.ensureOperatorClient(cluster, ca, epoch, now);
+      if (caState.other !== undefined) parts.push(`trust=${caState.other}`);
+      for (const m of members) await this.ensureMember(cluster, m, caState, now);
+      if (s.client?.kind === "operator") client = await this.ensureOperatorClient(cluster, caState, now);
     }
     for (const side of ["client", "peer"] as const) {
       const src = s[side];
@@ -104,10 +153,43 @@ export class OperatorTls implements TlsProvider {
         client = { caPem: d["ca.crt"]!, certPem: d["client.crt"] ?? d["tls.crt"]!, keyPem: d["client.key"] ?? d["tls.key"]! };
       }
     }
-    return { material: sha(...parts), ...(problems.length > 0 ? { problem: problems.join("; ") } : {}), ...(client ? { client } : {}) };
+    return {
+      material: sha(...parts),
+      ...(problems.length > 0 ? { problem: problems.join("; ") } : {}),
+      ...(client ? { client } : {}),
+      ...(caState ? { caState } : {}),
+    };
   }
 
-  private async ensureCa(cluster: EtcdCluster, now: Date): Promise<{ ca: KeyPairPem; epoch: CertEpoch }> {
+  /** One step of the CA rotation on the CA Secret (see nextCaAction). */
+  private async rotateCa(cluster: EtcdCluster, action: "start" | "reissue" | "drop-old", now: Date): Promise<void> {
+    const ns = cluster.metadata.namespace;
+    const name = caSecretName(cluster.metadata.name);
+    const cur = (await this.deps.secrets.getSecret(ns, name))!;
+    const d = cur.data;
+    const at = { [ANN_CA_PHASE_SINCE]: now.toISOString() };
+    let data: Record<string, string>;
+    let annotations: Record<string, string>;
+    if (action === "start") {
+      const next = await issueCa(`${cluster.metadata.name}.${ns} etcd-ts CA`, new Date(now.getTime() - 3_600_000), new Date(now.getTime() + this.options.caValidityMs));
+      data = { ...d, "next.crt": next.certPem, "next.key": next.keyPem };
+      annotations = { ...cur.annotations, ...at, [ANN_CA_PHASE]: "TrustBoth" };
+    } else if (action === "reissue") {
+      // The new CA signs from now on, under a new epoch bounded by its own expiry.
+      const next = { certPem: d["next.crt"]!, keyPem: d["next.key"]! };
+      const epoch = Number(cur.annotations[ANN_EPOCH] ?? "0") + 1;
+      const notAfter = Math.min(now.getTime() + this.options.certValidityMs, certificateFacts(next.certPem).notAfter.getTime());
+      data = { "ca.crt": next.certPem, "ca.key": next.keyPem, "old.crt": d["ca.crt"]! };
+      annotations = { ...cur.annotations, ...at, [ANN_CA_PHASE]: "Reissued", [ANN_EPOCH]: String(epoch), [ANN_EPOCH_NOT_AFTER]: new Date(notAfter).toISOString() };
+    } else {
+      data = { "ca.crt": d["ca.crt"]!, "ca.key": d["ca.key"]! };
+      annotations = { ...cur.annotations, ...at, [ANN_CA_PHASE]: "Stable" };
+    }
+    await this.deps.secrets.putSecret(cluster, name, { data, annotations });
+    this.deps.log.info("CA rotation", { cluster: `${ns}/${cluster.metadata.name}`, action, phase: annotations[ANN_CA_PHASE] });
+  }
+
+  private async ensureCa(cluster: EtcdCluster, now: Date): Promise<CaState> {
     const ns = cluster.metadata.namespace;
     const name = caSecretName(cluster.metadata.name);
     const existing = await this.deps.secrets.getSecret(ns, name);
@@ -122,25 +204,31 @@ export class OperatorTls implements TlsProvider {
       ca = await issueCa(`${cluster.metadata.name}.${ns} etcd-ts CA`, new Date(now.getTime() - 3_600_000), new Date(now.getTime() + this.options.caValidityMs));
       this.deps.log.info("issued CA", { cluster: `${ns}/${cluster.metadata.name}` });
     }
+    const phase = caPhaseOf(existing?.annotations[ANN_CA_PHASE]);
+    const otherPem = phase === "TrustBoth" ? existing?.data["next.crt"] : phase === "Reissued" ? existing?.data["old.crt"] : undefined;
+    const bundle = otherPem ? `${ca.certPem.trimEnd()}\n${otherPem.trimEnd()}\n` : ca.certPem;
+    const rest = { ca, bundle, phase, ...(otherPem ? { other: certificateFacts(otherPem).fingerprint } : {}) };
     const caNotAfter = certificateFacts(ca.certPem).notAfter.getTime();
     const next = nextEpoch(current, now.getTime(), this.options.certValidityMs, this.options.renewBeforeMs, caNotAfter);
     if (next !== undefined || existing === undefined) {
       const epoch = next ?? current!;
       await this.deps.secrets.putSecret(cluster, name, {
-        data: { "ca.crt": ca.certPem, "ca.key": ca.keyPem },
-        annotations: { [ANN_EPOCH]: String(epoch.epoch), [ANN_EPOCH_NOT_AFTER]: new Date(epoch.notAfter).toISOString() },
+        data: existing?.data["ca.crt"] && existing.data["ca.key"] ? existing.data : { "ca.crt": ca.certPem, "ca.key": ca.keyPem },
+        annotations: { ...(existing?.annotations ?? { [ANN_CA_PHASE]: "Stable" }), [ANN_EPOCH]: String(epoch.epoch), [ANN_EPOCH_NOT_AFTER]: new Date(epoch.notAfter).toISOString() },
       });
       if (current !== undefined) this.deps.log.info("certificate epoch renewed", { cluster: `${ns}/${cluster.metadata.name}`, epoch: epoch.epoch });
-      return { ca, epoch };
+      return { ...rest, epoch };
     }
-    return { ca, epoch: current! };
+    return { ...rest, epoch: current! };
   }
 
   /** Issues `name`'s Secret unless it holds a certificate of this epoch from this CA. */
-  private async ensureLeaf(cluster: EtcdCluster, name: string, ca: KeyPairPem, epoch: CertEpoch, now: Date, req: { commonName: string; dnsNames?: string[]; usages: ("server" | "client")[] }): Promise<KeyPairPem> {
+  private async ensureLeaf(cluster: EtcdCluster, name: string, caState: CaState, now: Date, req: { commonName: string; dnsNames?: string[]; usages: ("server" | "client")[] }): Promise<KeyPairPem> {
     const ns = cluster.metadata.namespace;
+    const { ca, epoch, bundle } = caState;
     const existing = await this.deps.secrets.getSecret(ns, name);
-    if (existing && existing.annotations[ANN_EPOCH] === String(epoch.epoch) && existing.data["ca.crt"] === ca.certPem && existing.data["tls.crt"] && existing.data["tls.key"]) {
+    // The bundle lists the signing CA first: a certificate of this epoch under this bundle is from the signer.
+    if (existing && existing.annotations[ANN_EPOCH] === String(epoch.epoch) && existing.data["ca.crt"] === bundle && existing.data["tls.crt"] && existing.data["tls.key"]) {
       return { certPem: existing.data["tls.crt"], keyPem: existing.data["tls.key"] };
     }
     const leaf = await issueLeaf(ca, {
@@ -150,23 +238,23 @@ export class OperatorTls implements TlsProvider {
       notAfter: new Date(epoch.notAfter),
     });
     await this.deps.secrets.putSecret(cluster, name, {
-      data: { "tls.crt": leaf.certPem, "tls.key": leaf.keyPem, "ca.crt": ca.certPem },
+      data: { "tls.crt": leaf.certPem, "tls.key": leaf.keyPem, "ca.crt": bundle },
       annotations: { [ANN_EPOCH]: String(epoch.epoch) },
     });
     return leaf;
   }
 
-  private async ensureMember(cluster: EtcdCluster, member: string, ca: KeyPairPem, epoch: CertEpoch, now: Date): Promise<void> {
+  private async ensureMember(cluster: EtcdCluster, member: string, caState: CaState, now: Date): Promise<void> {
     const ref = { name: cluster.metadata.name, namespace: cluster.metadata.namespace };
-    await this.ensureLeaf(cluster, memberTlsSecretName(member), ca, epoch, now, {
+    await this.ensureLeaf(cluster, memberTlsSecretName(member), caState, now, {
       commonName: member,
       dnsNames: memberDnsNames(ref, member, this.options.clusterDomain),
       usages: ["server", "client"],
     });
   }
 
-  private async ensureOperatorClient(cluster: EtcdCluster, ca: KeyPairPem, epoch: CertEpoch, now: Date): Promise<ClientTls> {
-    const leaf = await this.ensureLeaf(cluster, operatorClientSecretName(cluster.metadata.name), ca, epoch, now, { commonName: "root", usages: ["client"] });
-    return { caPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
+  private async ensureOperatorClient(cluster: EtcdCluster, caState: CaState, now: Date): Promise<ClientTls> {
+    const leaf = await this.ensureLeaf(cluster, operatorClientSecretName(cluster.metadata.name), caState, now, { commonName: "root", usages: ["client"] });
+    return { caPem: caState.bundle, certPem: leaf.certPem, keyPem: leaf.keyPem };
   }
 }
