@@ -240,6 +240,15 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     });
   }
 
+  /**
+   * Defragments this member's backend (etcd's Maintenance.Defragment) and samples its size for
+   * the quota at once, so a NOSPACE alarm disarmed right after is not raised again by a stale size.
+   */
+  async defragment(): Promise<void> {
+    await this.store.defragment?.();
+    await this.quota.refresh();
+  }
+
   get store(): StorePort {
     return this.deps.store;
   }

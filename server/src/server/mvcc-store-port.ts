@@ -117,6 +117,10 @@ export class MvccStorePort implements StorePort {
     return this.backend.sizeBytes();
   }
 
+  defragment(): Promise<void> {
+    return this.backend.defragment();
+  }
+
   metricsView(): StoreMetricsView {
     return {
       mvcc: this.mvcc.counters,

@@ -38,10 +38,15 @@ export class BackendQuota {
 
   start(): void {
     const refresh = (): void => {
-      this.deps.sizeBytes().then((n) => (this.dbSizeBytes = n), () => undefined);
+      this.refresh().catch(() => undefined);
     };
     refresh();
     this.timer = this.deps.clock.setInterval(refresh, SIZE_SAMPLE_INTERVAL_MS);
+  }
+
+  /** Samples the backend's size now (after a defragmentation shrank it, say). */
+  async refresh(): Promise<void> {
+    this.dbSizeBytes = await this.deps.sizeBytes();
   }
 
   stop(): void {

@@ -73,6 +73,11 @@ export interface StorePort extends KvReader {
   sizeBytes(): Promise<number>;
   /** The store's counters for the metrics; absent in stores that keep none (test stand-ins). */
   metricsView?(): StoreMetricsView;
+  /**
+   * Rewrites the backend's files without the space dead entries hold (etcd's Defragment).
+   * Reads and writes go on meanwhile. Absent on stores without files.
+   */
+  defragment?(): Promise<void>;
   /** Makes everything written so far durable (before the WAL behind it is released). */
   sync(): Promise<void>;
   /** Registers a watcher on the store's watch hub (see mvcc/watch-hub.ts for delivery rules). */

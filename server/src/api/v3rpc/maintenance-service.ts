@@ -11,7 +11,8 @@ import { snapshotHandler } from "./snapshot-stream.js";
 export function maintenanceService(server: EtcdServer, logger: Logger): MaintenanceServer {
   return {
     status: unary(async (): Promise<StatusResponse> => {
-      const dbSize = await server.store.sizeBytes();
+      const view = server.store.metricsView?.();
+      const [dbSize, inUse] = await Promise.all([server.store.sizeBytes(), view?.sizeInUseBytes()]);
       return {
         header: server.header(),
         version: ETCD_API_VERSION,
@@ -22,7 +23,8 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
         raftAppliedIndex: BigInt(server.applied),
         errors: server.alarms.map((a) => `memberID:${a.memberId} alarm:${a.alarm === 1 ? "NOSPACE" : "CORRUPT"} `),
         dbSizeQuota: 0n,
-        dbSizeInUse: BigInt(dbSize),
+        // LevelDB's estimate of its live data; never more than the files hold.
+        dbSizeInUse: BigInt(Math.min(dbSize, inUse ?? dbSize)),
         isLearner: server.isLearner,
         storageVersion: "",
         downgradeInfo: undefined,
@@ -51,6 +53,7 @@ export function maintenanceService(server: EtcdServer, logger: Logger): Maintena
     // etcd answers a defragment without a header.
     defragment: unary(async (_req, ctx) => {
       await checkMaintenanceAdmin(server, ctx);
+      await server.defragment();
       return { header: undefined };
     }, logger),
     snapshot: snapshotHandler(server, logger),
