@@ -187,8 +187,8 @@ describe("defragmentation by rule", () => {
     // None reported: once per cool-down (there may be nothing to get back).
     expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, 5 * MiB] } }), opts)).toMatchObject({ kind: "defragment", member: "e-1", reason: "nospace" });
     expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, 5 * MiB] }, previous: recent }), opts)).toEqual({ kind: "steady" });
-    // A CORRUPT alarm is never touched.
-    expect(plan(world({ spec, alarms: [{ memberId: "a1", alarm: "CORRUPT" }] }), opts)).toEqual({ kind: "steady" });
+    // A CORRUPT alarm is never the upkeep's to disarm: the member it names is repaired (plan.test.ts).
+    expect(plan(world({ spec, alarms: [{ memberId: "a1", alarm: "CORRUPT" }] }), opts)).toMatchObject({ kind: "remove-member", member: "e-1", reason: "corrupt" });
   });
 
   it("planDefrag alone: the leader goes when it is the only one due", () => {
