@@ -6,7 +6,8 @@
  * MemoryStorage.append) before calling advance().
  */
 import type { ConfState, Entry, HardState, Snapshot } from "./types.js";
-import { invariant, limitSize } from "./util.js";
+import { PackedEntries } from "./packed-entries.js";
+import { ENTRY_HEADER_BYTES, invariant } from "./util.js";
 
 /** The requested index is older than the storage's first index: it was compacted away. */
 export class ErrCompacted extends Error {
@@ -56,13 +57,29 @@ function emptySnapshot(): Snapshot {
 }
 
 /**
- * Storage kept in memory. `ents[0]` is a dummy entry carrying the snapshot's index and term, so
- * `ents[i]` has index `ents[0].index + i`.
+ * Stored entries kept as objects besides their packed form, at most: the newest ones, which
+ * raft reads back once more when they commit (see MemoryStorage.releaseEntries).
+ */
+const MAX_RECENT_ENTRIES = 8192;
+
+/**
+ * Storage kept in memory. Entries after the snapshot are packed (see PackedEntries: payload bytes
+ * plus 21 bytes each); the entry at the snapshot's index is represented by its index and term.
+ *
+ * The objects of the newest entries appended are also kept until `releaseEntries` passes them
+ * (at most MAX_RECENT_ENTRIES): reading them back then returns the very objects appended, so a
+ * reader that recognises its own payloads by identity (the proposer's decoded requests) still
+ * does when an entry commits after it was persisted.
  */
 export class MemoryStorage implements Storage {
   private hardState: HardState = { term: 0, vote: 0n, commit: 0 };
   private snap: Snapshot = emptySnapshot();
-  private ents: Entry[] = [{ term: 0, index: 0, type: 0, data: new Uint8Array(0) }];
+  /** Term of the entry at the packed run's base index (the snapshot's, or the compaction point's). */
+  private baseTerm = 0;
+  private readonly packed = new PackedEntries(0);
+  /** The appended objects of the entries at [recentFrom, recentFrom + recent.length). */
+  private recent: Entry[] = [];
+  private recentFrom = 1;
 
   initialState(): { hardState: HardState; confState: ConfState } {
     const cs = this.snap.metadata.confState;
@@ -74,7 +91,7 @@ export class MemoryStorage implements Storage {
   }
 
   private offset(): number {
-    return this.ents[0]!.index;
+    return this.packed.baseIndex;
   }
 
   entries(lo: number, hi: number, maxSizeBytes: number): Entry[] {
@@ -82,16 +99,25 @@ export class MemoryStorage implements Storage {
     if (lo <= offset) throw new ErrCompacted();
     if (hi > this.lastIndex() + 1) throw new ErrUnavailable(`entries' hi(${hi}) is out of bound lastindex(${this.lastIndex()})`);
     invariant(lo <= hi, () => `entries: lo ${lo} > hi ${hi}`);
-    // Only the dummy entry: nothing stored.
-    if (this.ents.length === 1) throw new ErrUnavailable();
-    return limitSize(this.ents.slice(lo - offset, hi - offset), maxSizeBytes);
+    // Nothing stored.
+    if (this.packed.length === 0) throw new ErrUnavailable();
+    // As limitSize: at least one entry, then as many as fit in maxSizeBytes.
+    const out: Entry[] = [];
+    let size = 0;
+    for (let i = lo; i < hi; i++) {
+      size += this.packed.sizeAt(i) + ENTRY_HEADER_BYTES;
+      if (out.length > 0 && size > maxSizeBytes) break;
+      const r = i - this.recentFrom;
+      out.push(r >= 0 && r < this.recent.length ? this.recent[r]! : this.packed.entryAt(i));
+    }
+    return out;
   }
 
   term(index: number): number {
     const offset = this.offset();
     if (index < offset) throw new ErrCompacted();
-    if (index - offset >= this.ents.length) throw new ErrUnavailable();
-    return this.ents[index - offset]!.term;
+    if (index > this.packed.lastIndex) throw new ErrUnavailable();
+    return index === offset ? this.baseTerm : this.packed.termAt(index);
   }
 
   firstIndex(): number {
@@ -99,7 +125,7 @@ export class MemoryStorage implements Storage {
   }
 
   lastIndex(): number {
-    return this.offset() + this.ents.length - 1;
+    return this.packed.lastIndex;
   }
 
   snapshot(): Snapshot {
@@ -110,7 +136,10 @@ export class MemoryStorage implements Storage {
   applySnapshot(snap: Snapshot): void {
     if (this.snap.metadata.index >= snap.metadata.index) throw new ErrSnapOutOfDate();
     this.snap = snap;
-    this.ents = [{ term: snap.metadata.term, index: snap.metadata.index, type: 0, data: new Uint8Array(0) }];
+    this.baseTerm = snap.metadata.term;
+    this.packed.reset(snap.metadata.index);
+    this.recent = [];
+    this.recentFrom = snap.metadata.index + 1;
   }
 
   /**
@@ -119,13 +148,12 @@ export class MemoryStorage implements Storage {
    */
   createSnapshot(index: number, confState: ConfState | undefined, data: Uint8Array): Snapshot {
     if (index <= this.snap.metadata.index) throw new ErrSnapOutOfDate();
-    const offset = this.offset();
     invariant(index <= this.lastIndex(), () => `snapshot ${index} is out of bound lastindex(${this.lastIndex()})`);
     const md = this.snap.metadata;
     this.snap = {
       metadata: {
         index,
-        term: this.ents[index - offset]!.term,
+        term: this.term(index),
         confState: confState ? { voters: [...confState.voters], learners: [...confState.learners] } : md.confState,
       },
       data,
@@ -138,14 +166,15 @@ export class MemoryStorage implements Storage {
     const offset = this.offset();
     if (compactIndex <= offset) throw new ErrCompacted();
     invariant(compactIndex <= this.lastIndex(), () => `compact ${compactIndex} is out of bound lastindex(${this.lastIndex()})`);
-    const i = compactIndex - offset;
-    const dummy: Entry = { term: this.ents[i]!.term, index: this.ents[i]!.index, type: 0, data: new Uint8Array(0) };
-    this.ents = [dummy, ...this.ents.slice(i + 1)];
+    this.baseTerm = this.packed.termAt(compactIndex);
+    this.packed.dropThrough(compactIndex);
+    this.releaseEntries(compactIndex);
   }
 
   /**
    * Append entries, which must be contiguous. Entries that overlap stored ones replace them (and
-   * everything after); entries at or below the snapshot index are ignored.
+   * everything after); entries at or below the snapshot index are ignored. The payloads are
+   * copied; the objects are kept as recent entries (see the class comment).
    */
   append(entries: Entry[]): void {
     if (entries.length === 0) return;
@@ -153,13 +182,39 @@ export class MemoryStorage implements Storage {
     const last = entries[0]!.index + entries.length - 1;
     if (last < first) return;
     if (first > entries[0]!.index) entries = entries.slice(first - entries[0]!.index);
-    const offset = entries[0]!.index - this.offset();
-    if (this.ents.length > offset) {
-      this.ents = this.ents.slice(0, offset).concat(entries);
-    } else if (this.ents.length === offset) {
-      for (const e of entries) this.ents.push(e);
-    } else {
-      invariant(false, () => `missing log entry [last: ${this.lastIndex()}, append at: ${entries[0]!.index}]`);
+    const at = entries[0]!.index;
+    invariant(at <= this.lastIndex() + 1, () => `missing log entry [last: ${this.lastIndex()}, append at: ${at}]`);
+    if (at <= this.lastIndex()) {
+      this.packed.truncateAfter(at - 1);
+      if (at < this.recentFrom) {
+        this.recent = [];
+        this.recentFrom = at;
+      } else {
+        this.recent.length = at - this.recentFrom;
+      }
     }
+    if (this.recent.length === 0) this.recentFrom = at;
+    for (const e of entries) {
+      this.packed.push(e);
+      this.recent.push(e);
+    }
+    const over = this.recent.length - MAX_RECENT_ENTRIES;
+    if (over > 0) this.releaseEntries(this.recentFrom + over - 1);
+  }
+
+  /**
+   * Forget the appended objects of the entries up to `index` (the driver calls it once raft has
+   * read them as committed); they are still read back, as new objects with the same bytes.
+   */
+  releaseEntries(index: number): void {
+    const n = Math.min(index + 1 - this.recentFrom, this.recent.length);
+    if (n <= 0) return;
+    this.recent = n === this.recent.length ? [] : this.recent.slice(n);
+    this.recentFrom += n;
+  }
+
+  /** Entries held, and the bytes of their packed payloads (for tests and measurements). */
+  footprint(): { entries: number; payloadChunkBytes: number; recentEntries: number } {
+    return { entries: this.packed.length, payloadChunkBytes: this.packed.chunkBytes, recentEntries: this.recent.length };
   }
 }

@@ -12,12 +12,15 @@ export function invariant(cond: unknown, msg: string | (() => string)): asserts 
   if (!cond) throw new RaftInvariantError(typeof msg === "string" ? msg : msg());
 }
 
+/** The fixed part of entrySizeBytes. */
+export const ENTRY_HEADER_BYTES = 12;
+
 /**
  * Bytes an entry counts for against message-size limits: its payload plus a fixed header estimate
  * (term, index, type), close to its encoded protobuf size.
  */
 export function entrySizeBytes(e: Entry): number {
-  return e.data.byteLength + 12;
+  return e.data.byteLength + ENTRY_HEADER_BYTES;
 }
 
 /** Payload bytes only; what counts against the uncommitted-bytes limit (as in etcd). */

@@ -119,8 +119,8 @@ export class Proposer {
     req.ID = id;
     const encoded = InternalRaftRequest.encode(req).finish();
     if (encoded.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
-    // The bytes stay in the Raft log until it is compacted, oldest first: packed into arena
-    // chunks they cost no ArrayBuffer of their own per entry.
+    // The bytes travel through raft until the entry is applied (the Raft log packs its own
+    // copy): packed into arena chunks they cost no ArrayBuffer of their own per entry.
     const data = this.entryArena.copy(encoded);
     const done = this.register(id);
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.

@@ -348,6 +348,8 @@ export class RaftNode {
       if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
       if (rd.hardState) storage.setHardState(rd.hardState);
       if (rd.entries.length > 0) storage.append(rd.entries);
+      // Raft has read these as committed: the log need not keep their objects any more.
+      if (rd.committedEntries.length > 0) storage.releaseEntries(rd.committedEntries[rd.committedEntries.length - 1]!.index);
       this.deps.observer?.persisted?.(rd, storage);
       if (!leader && rd.messages.length > 0) this.send(rd.messages, handler);
       if (rd.readStates.length > 0) handler.onReadStates(rd.readStates);
