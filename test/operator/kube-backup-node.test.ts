@@ -19,7 +19,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { kubectl, kubectlJson, waitFor } from "./kube.js";
-import { NodeEnv, etcdctlAt, nodeSkipReason } from "./kube-node-env.js";
+import { NodeEnv, etcdctlAt, nodeSkipReason, readKeys } from "./kube-node-env.js";
 
 const run = promisify(execFile);
 const skip = nodeSkipReason("kube-backup-node.test.ts", "backup and restore");
@@ -37,18 +37,7 @@ describe.skipIf(skip !== undefined)("backup and restore end to end on a real nod
   const podIP = (name: string) => env.podIP(name);
   const get = (what: string) => env.get(what);
   const waitRunning = (names: string[], timeoutMs: number) => env.waitMembers("e", names, timeoutMs);
-  /** Each key's value, create and mod revisions, and the header revision, as etcdctl reads them. */
-  const read = async (ip: string, keys: string[]) => {
-    const out: Record<string, [string, number, number]> = {};
-    let header = 0;
-    for (const k of keys) {
-      const r = JSON.parse(await etcdctl(ip, ["get", k, "-w", "json"]));
-      header = Number(r.header.revision);
-      const kv = r.kvs?.[0];
-      out[k] = kv ? [Buffer.from(kv.value, "base64").toString(), Number(kv.create_revision), Number(kv.mod_revision)] : ["<missing>", 0, 0];
-    }
-    return { kvs: out, header };
-  };
+  const read = readKeys;
 
   beforeAll(async () => {
     await env.up();

@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { S3SnapshotStore } from "../../operator/src/backup/s3-snapshots.js";
 import { Moto, motoMissing, type MotoCredentials } from "../harness/moto.js";
 import { waitFor } from "./kube.js";
-import { NodeEnv, etcdctlAt, nodeSkipReason } from "./kube-node-env.js";
+import { NodeEnv, etcdctlAt, nodeSkipReason, readKeys } from "./kube-node-env.js";
 
 const run = promisify(execFile);
 const skip = nodeSkipReason("kube-backup-s3-node.test.ts", "S3 backup and restore") ?? motoMissing();
@@ -37,18 +37,7 @@ describe.skipIf(skip !== undefined)("S3 backup and restore end to end on a real 
   let moto: Moto;
   let creds: MotoCredentials;
   const timed = <T>(name: string, fn: () => Promise<T>) => env.timed(name, fn);
-  /** Each key's value, create and mod revisions, and the header revision. */
-  const read = async (ip: string, keys: string[]) => {
-    const out: Record<string, [string, number, number]> = {};
-    let header = 0;
-    for (const k of keys) {
-      const r = JSON.parse(await etcdctlAt(ip, ["get", k, "-w", "json"]));
-      header = Number(r.header.revision);
-      const kv = r.kvs?.[0];
-      out[k] = kv ? [Buffer.from(kv.value, "base64").toString(), Number(kv.create_revision), Number(kv.mod_revision)] : ["<missing>", 0, 0];
-    }
-    return { kvs: out, header };
-  };
+  const read = readKeys;
 
   beforeAll(async () => {
     await env.up();

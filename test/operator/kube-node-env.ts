@@ -282,3 +282,16 @@ export class ClientWriter {
       .map((p) => `http://${p.status.podIP}:2379`);
   }
 }
+
+/** Each key's value, create and mod revisions, and the header revision, as etcdctl reads them at `ip`. */
+export async function readKeys(ip: string, keys: string[]): Promise<{ kvs: Record<string, [string, number, number]>; header: number }> {
+  const out: Record<string, [string, number, number]> = {};
+  let header = 0;
+  for (const k of keys) {
+    const r = JSON.parse(await etcdctlAt(ip, ["get", k, "-w", "json"]));
+    header = Number(r.header.revision);
+    const kv = r.kvs?.[0];
+    out[k] = kv ? [Buffer.from(kv.value, "base64").toString(), Number(kv.create_revision), Number(kv.mod_revision)] : ["<missing>", 0, 0];
+  }
+  return { kvs: out, header };
+}
