@@ -220,32 +220,3 @@ describe("data dirs written before etcd 3.4's layout", () => {
     expect(copy.clusterVersion).toBe("3.4.0");
   });
 });
-
-describe("the membership's peers generation", () => {
-  it("moves when the peer set can have changed, and only then", () => {
-    const membership = new Membership(1n);
-    const w = fakeSession();
-    let seen = membership.peersGeneration;
-    const moved = (): boolean => {
-      const now = membership.peersGeneration;
-      const changed = now !== seen;
-      seen = now;
-      return changed;
-    };
-    membership.add({ id: 1n, name: "", peerUrls: ["http://127.0.0.1:1"], clientUrls: [], isLearner: true }, w);
-    expect(moved()).toBe(true);
-    membership.setAttributes(1n, "n1", ["http://127.0.0.1:2"], w);
-    membership.setClusterVersion("3.4.0", w);
-    expect(moved()).toBe(false);
-    membership.setRaftAttributes(1n, ["http://127.0.0.1:3"], true, w);
-    expect(moved()).toBe(true);
-    membership.promote(1n, w);
-    expect(moved()).toBe(true);
-    const image = membership.v2.save();
-    membership.remove(1n, w);
-    expect(moved()).toBe(true);
-    membership.recoverFromV2Store(image, w);
-    expect(moved()).toBe(true);
-    expect(membership.list().map((m) => m.peerUrls)).toEqual([["http://127.0.0.1:3"]]);
-  });
-});
