@@ -348,20 +348,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   // ---- the driver's calls (ReadyHandler) -------------------------------------------------
 
   apply(batch: ApplyBatch): Promise<void> {
-    return this.applyLoop.apply(batch).then(this.afterApply);
+    return this.applyLoop.apply(batch).then(() => this.syncPeers());
   }
-
-  private readonly afterApply = (): void => {
-    if (this.deps.membership.peersGeneration !== this.syncedPeers) this.syncPeers();
-  };
 
   /**
    * Brings the transport's peers in line with the membership (added, re-addressed, removed
-   * members, or a snapshot's whole membership), as a diff. After a batch it runs only when the
-   * membership's peers generation moved (most batches change no member).
+   * members, or a snapshot's whole membership): a diff, so cheap after every batch.
    */
   private syncPeers(): void {
-    this.syncedPeers = this.deps.membership.peersGeneration;
     const t = this.deps.transport;
     if (t.addPeer === undefined) return;
     const current = new Map<bigint, string>();
@@ -376,9 +370,6 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     for (const id of this.transportPeers.keys()) if (!current.has(id)) t.removePeer?.(id);
     this.transportPeers = current;
   }
-
-  /** The membership's peers generation the transport's peers were last synced at (-1: never). */
-  private syncedPeers = -1;
 
   /** The leader the last leader-change log line named (0: none). */
   private loggedLead = 0n;

@@ -115,15 +115,6 @@ export class Membership {
   private readonly removed = new Set<bigint>();
   private v2Store = new V2Store();
   clusterVersion = "";
-  private peerChanges = 0;
-
-  /**
-   * Changes whenever a member is added, removed or replaced or a member's peer URLs or learner
-   * flag may have changed (a counter): who keeps a view of the peers refreshes it only then.
-   */
-  get peersGeneration(): number {
-    return this.peerChanges;
-  }
 
   constructor(readonly clusterId: bigint) {}
 
@@ -140,7 +131,6 @@ export class Membership {
    * the v2 store is rebuilt from them.
    */
   load(records: MembershipRecords, snapshotData?: Uint8Array): void {
-    this.peerChanges++;
     const image = records.v2Store ?? (snapshotData !== undefined && isV2StoreJson(snapshotData) ? snapshotData : undefined);
     if (image !== undefined) {
       const store = new V2Store();
@@ -182,7 +172,6 @@ export class Membership {
 
   /** etcd 3.4's RaftCluster.Recover: members, removed IDs and version from the v2 store. */
   private adopt(store: V2Store): void {
-    this.peerChanges++;
     const members = new Map<bigint, MemberRecord>();
     const removed = new Set<bigint>();
     for (const n of childrenOf(store, MEMBERS_PREFIX)) {
@@ -234,7 +223,6 @@ export class Membership {
 
   /** etcd's AddMember: raftAttributes into the v2 store, the whole member into the backend. */
   add(m: MemberRecord, w: WriteSession): void {
-    this.peerChanges++;
     this.members.set(m.id, m);
     this.v2Store.create(`${MEMBERS_PREFIX}/${hexId(m.id)}/raftAttributes`, false, encodeRaftAttributes(m.peerUrls, m.isLearner));
     w.stage("members", memberKey(m.id), encodeMember(m));
@@ -242,7 +230,6 @@ export class Membership {
   }
 
   remove(id: bigint, w: WriteSession): void {
-    this.peerChanges++;
     this.members.delete(id);
     this.removed.add(id);
     try {
@@ -300,7 +287,6 @@ export class Membership {
   }
 
   private updateRaftAttributes(m: MemberRecord, w: WriteSession): void {
-    this.peerChanges++;
     this.v2Store.update(`${MEMBERS_PREFIX}/${hexId(m.id)}/raftAttributes`, encodeRaftAttributes(m.peerUrls, m.isLearner));
     w.stage("members", memberKey(m.id), encodeMember(m));
     this.stageV2Store(w);
