@@ -31,11 +31,17 @@
  * 2. `await txn.range(...)`, `txn.put(...)`, `txn.deleteRange(...)`: reads see the txn's own
  *    writes; puts/deletes update the key index at once (at the txn's revision, which readers do
  *    not see yet: they read at `currentRevision`).
- * 3. `events = txn.end(batch)`: stages the changes into `batch` and registers a hook on it; the txn
- *    is closed. A txn must always be ended (there is no abort).
- * 4. The caller adds other layers' records and `batch.setConsistentIndex(...)`, then
- *    `await backend.write(batch)`. When the batch is in LevelDB the hook publishes the revision:
- *    `currentRevision` advances and synced watchers are notified, before `write()` resolves.
+ * 3. `events = txn.end(batch)`: stages the changes into `batch`, publishes the revision
+ *    (`currentRevision` advances, synced watchers are notified) and closes the txn. A txn must
+ *    always be ended (there is no abort).
+ * 4. The caller adds other layers' records and `batch.setConsistentIndex(...)`, then calls
+ *    `backend.write(batch)` in the same synchronous step. Until the batch is in LevelDB, reads
+ *    of its revision are served from memory (the staged values), and scans that read LevelDB
+ *    (watch catch-up, HashKV) first wait for it (`writtenRevision`).
+ * So the store is the state machine as etcd's backend is with its batch transaction: a change is
+ * visible, and its proposer may be answered, before LevelDB has it. Nothing acknowledged can be
+ * lost that way: the entry is in the fsynced WAL, and a member that stops before the batch is in
+ * replays it (the batch carries the entry's consistent index).
  * Steps 1-3 may repeat several times before one `backend.write` (grouping several entries in one
  * batch), and a new txn may start while the previous batch is being written. Batches must be
  * written in the order their txns ended. A rejected `backend.write` is fatal: the process must
@@ -43,8 +49,7 @@
  * Throughput: one awaited LevelDB write costs a thread-pool round trip (tens of microseconds), so
  * an apply loop that awaits every entry tops out around 10-30k entries/s. Put all entries of a
  * Ready into one batch, or do not await each write before applying the next entry (group commit
- * merges queued batches): both reach ~100k puts/s. An entry counts as applied (for ReadIndex
- * waits and client answers) when its `backend.write` has resolved, not at `end()`.
+ * merges queued batches): both reach ~100k puts/s.
  *
  * Range options: limit, count, countOnly and keysOnly are handled here. Sort order, the
  * min/max create/mod revision filters and the `more` flag are the caller's (as in etcd, where
@@ -230,10 +235,14 @@ export class MvccStore {
   readonly counters = new MvccCounters();
   private readonly index = new TreeIndex();
   private readonly cache: ValueCache;
-  /** Values of revisions staged but not yet published, by main revision, indexed by sub. */
+  /** Values of revisions staged but not yet in LevelDB, by main revision, indexed by sub. */
   private readonly pending = new Map<number, (KeyValue | undefined)[]>();
   private currentRev = 1;
   private stagedRev = 1;
+  /** Highest revision whose batch is in LevelDB (<= currentRev). */
+  private writtenRev = 1;
+  /** Scans waiting for a revision's batch to be in LevelDB. */
+  private writtenWaiters: Array<{ rev: number; resolve: () => void }> = [];
   private compactRev = -1;
   /** Highest compaction scheduled (>= compactRev); differs while it waits for a staged revision. */
   private scheduledCompactRev = -1;
@@ -350,6 +359,7 @@ export class MvccStore {
     for (const key of keys) this.index.set(key, byKey.get(key)!);
     this.currentRev = Math.max(lastMain, this.compactRev, 1);
     this.stagedRev = this.currentRev;
+    this.writtenRev = this.currentRev;
     if (scheduledRev > finishedRev) {
       this.compactRev = scheduledRev;
       this.scheduledCompactRev = scheduledRev;
@@ -447,7 +457,7 @@ export class MvccStore {
     for (let i = 0; i < n; i++) {
       const main = revs[2 * i]!;
       const sub = revs[2 * i + 1]!;
-      if (main > this.currentRev) {
+      if (main > this.writtenRev) {
         const kv = this.pending.get(main)?.[sub];
         if (!kv) throw new Error(`mvcc: staged revision ${main}/${sub} has no value`);
         out[i] = kv;
@@ -581,14 +591,41 @@ export class MvccStore {
       else batch.putPrefixed(revisionKey(rev, sub, false), encodeKeyValue(ch.kv));
     }
     this.stagedRev = rev;
-    batch.onWritten(() => this.publish(rev, changes));
+    batch.onWritten(() => this.markWritten(rev));
+    this.publish(rev, changes);
+  }
+
+  /** The batch of `rev` is in LevelDB: its values are read from there (or the cache) from now on. */
+  private markWritten(rev: number): void {
+    if (rev <= this.writtenRev) {
+      throw new Error(`mvcc: revision ${rev} written after ${this.writtenRev}: batches written out of order`);
+    }
+    this.pending.delete(rev);
+    this.writtenRev = rev;
+    if (this.writtenWaiters.length === 0) return;
+    let keep = 0;
+    for (const w of this.writtenWaiters) {
+      if (w.rev <= rev) w.resolve();
+      else this.writtenWaiters[keep++] = w;
+    }
+    this.writtenWaiters.length = keep;
+  }
+
+  /** Resolves once every revision up to `rev` is in LevelDB (scans read LevelDB directly). */
+  private writtenThrough(rev: number): Promise<void> {
+    if (rev <= this.writtenRev) return Promise.resolve();
+    return new Promise((resolve) => this.writtenWaiters.push({ rev, resolve }));
+  }
+
+  /** Highest revision whose batch is in LevelDB; the revisions above it are served from memory. */
+  get writtenRevision(): number {
+    return this.writtenRev;
   }
 
   private publish(rev: number, changes: Change[]): void {
     if (rev !== this.currentRev + 1) {
-      throw new Error(`mvcc: published revision ${rev} does not follow ${this.currentRev}: batches written out of order`);
+      throw new Error(`mvcc: published revision ${rev} does not follow ${this.currentRev}`);
     }
-    this.pending.delete(rev);
     const committed: CommittedChange[] = new Array(changes.length);
     for (let sub = 0; sub < changes.length; sub++) {
       const ch = changes[sub]!;
@@ -613,9 +650,8 @@ export class MvccStore {
    * Synchronously (before returning): validates (ErrCompacted if revision <= the last scheduled
    * compaction, ErrFutureRev if above the staged revision) and stages the scheduled compaction
    * record into `batch` (or writes it in its own batch when none is given). `compactRevision`
-   * moves to `revision` at once when `revision` is published (as in etcd); when it is only staged
-   * (grouped apply), it moves when that revision is published, so head reads never fail meanwhile.
-   * Reads in later txns of the same group already see the compaction.
+   * moves to `revision` at once (as in etcd): every revision up to the staged one is published.
+   * Reads in later txns of the same group see the compaction too.
    * In the background, once that record is written: compacts the key index in chunks, waits for
    * in-flight reads below `revision`, deletes the dropped entries from LevelDB in bounded
    * batches, then records the compaction as finished. The returned promise resolves then
@@ -756,11 +792,14 @@ export class MvccStore {
   private async hashKVAt(revision: number): Promise<HashKVResult> {
     this.assertOpen();
     if (this.restoring !== undefined) await this.restoring;
-    const compactRev = this.compactRev;
     const cur = this.currentRev;
-    if (revision > 0 && revision <= compactRev) throw new ErrCompacted(compactRev);
+    if (revision > 0 && revision <= this.compactRev) throw new ErrCompacted(this.compactRev);
     if (revision > cur) throw new ErrFutureRev(cur);
     const rev = revision > 0 ? revision : cur;
+    // The scan reads LevelDB: the revisions it covers must be in there.
+    await this.writtenThrough(rev);
+    const compactRev = this.compactRev;
+    if (revision > 0 && revision <= compactRev) throw new ErrCompacted(compactRev);
     const keep = new RevisionSet();
     if (compactRev >= 0) this.index.forRange("", undefined, (ki) => ki.keep(rev, keep));
     // The iterator's snapshot is taken now, synchronously with the keep set.
@@ -822,6 +861,8 @@ export class MvccStore {
     entriesMax: number,
   ): Promise<{ events: Event[]; lastRevision: number }> {
     if (this.restoring !== undefined) await this.restoring;
+    // The scan reads LevelDB: the revisions it covers must be in there.
+    await this.writtenThrough(toRev);
     const it = this.backend.rawIterator({ gte: revisionKey(fromRev, 0, false), lt: revisionKey(toRev + 1, 0, false) });
     const events: Event[] = [];
     let lastRevision = toRev;
@@ -875,13 +916,13 @@ export class MvccStore {
    * next revision (etcd's watchableStore.Restore), so it receives the image's events from there,
    * or the compacted signal with the image's compact revision when it is compacted past it.
    * Reads, hashes and watch catch-up that start meanwhile wait until it is done.
-   * Throws when a write is in progress (an open txn, or a staged revision not yet published): the
-   * apply loop restores between entries. Rejects with the backend's errors; the store is then
+   * Throws when a write is in progress (an open txn, or a published revision not yet in LevelDB):
+   * the apply loop restores between batches, once the earlier ones are written. Rejects with the backend's errors; the store is then
    * unusable (stop, restart from the WAL).
    */
   async restore(image: BackendImage): Promise<void> {
     this.assertOpen();
-    if (this.openTxn !== undefined || this.stagedRev !== this.currentRev) throw new Error("mvcc: restore while a write is in progress");
+    if (this.openTxn !== undefined || this.writtenRev !== this.currentRev) throw new Error("mvcc: restore while a write is in progress");
     let restored!: () => void;
     this.restoring = new Promise((resolve) => (restored = resolve));
     try {

@@ -67,6 +67,8 @@ export class SnapshotAbortedError extends Error {
 }
 
 export async function writeEtcdSnapshotFile(backend: Backend, filePath: string, options: EtcdSnapshotOptions = {}): Promise<BboltFileInfo> {
+  // Everything the member has answered for must be in the image.
+  await backend.flushed();
   const writer = await BboltWriter.create(filePath, options);
   return writeEtcdDatabase(backend.iterateAll(), writer, options.aborted);
 }

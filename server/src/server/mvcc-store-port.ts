@@ -49,8 +49,8 @@ class MvccWriteSession implements WriteSession {
     this.records.push([bucket, key, value]);
   }
 
-  async commit(consistentIndex: number): Promise<void> {
-    if (this.ended) throw new Error("write session committed twice");
+  commit(consistentIndex: number): Promise<void> {
+    if (this.ended) return Promise.reject(new Error("write session committed twice"));
     this.ended = true;
     const keySpaceChanged = this.txn.changes > 0;
     this.txn.end(this.batch);
@@ -60,7 +60,7 @@ class MvccWriteSession implements WriteSession {
       else this.batch.put(BUCKETS[bucket], key, value);
     }
     this.batch.setConsistentIndex(consistentIndex);
-    await this.backend.write(this.batch);
+    return this.backend.write(this.batch);
   }
 }
 

@@ -5,8 +5,9 @@
  * Apply handshake, once per applied raft entry that changes anything:
  *   const w = port.beginWrite();   // reads see the store at head plus w's own writes
  *   ...w.put / w.deleteRange / w.stage(bucket, key, value)...
- *   await w.commit(entryIndex);    // ONE backend batch: the changes + records + consistent index;
- *                                  // then the store advances its revision and notifies watchers
+ *   const written = w.commit(entryIndex);
+ *     // at once: the store shows the changes (revision, watchers); then ONE backend batch of the
+ *     // changes + records + consistent index, which `written` waits for
  * Only one write session is open at a time (the apply loop is serial).
  */
 import type { BackendCounters, BackendImage } from "../mvcc/backend/backend.js";
@@ -34,7 +35,11 @@ export interface StoreMetricsView {
 export interface WriteSession extends KvWriter {
   /** Stages a record put (value) or delete (undefined) into this session's batch. */
   stage(bucket: RecordBucket, key: Buffer, value: Buffer | undefined): void;
-  /** Writes the batch with the consistent index; resolves once the store shows it. */
+  /**
+   * Ends the session: before returning, the store shows its changes (the revision moves, watchers
+   * are notified) and its batch, with the consistent index, is queued for the backend. Resolves
+   * once the batch is in the backend; rejects when the backend refused it (the member must stop).
+   */
   commit(consistentIndex: number): Promise<void>;
 }
 

@@ -80,7 +80,7 @@ describe("revisions, versions, generations", () => {
     expect(await keyBucketEntries()).toBe(3);
   });
 
-  it("reads inside a txn see its writes; other readers do not until the batch is written", async () => {
+  it("reads inside a txn see its writes; other readers once it ended, before its batch is written", async () => {
     await h.put("a", "1");
     const txn = h.store.write();
     txn.put(b("a"), b("2"), 0n);
@@ -93,12 +93,30 @@ describe("revisions, versions, generations", () => {
     expect(outside.revision).toBe(2);
     const batch = h.backend.batch();
     txn.end(batch);
-    expect(h.store.currentRevision).toBe(2);
-    const writing = h.backend.write(batch);
-    expect((await h.store.range(b("a"), b("z"))).count).toBe(1);
-    await writing;
+    // Published at once, served from memory until the batch is in LevelDB.
     expect(h.store.currentRevision).toBe(3);
-    expect((await h.store.range(b("a"), b("z"))).count).toBe(2);
+    expect(h.store.writtenRevision).toBe(2);
+    const writing = h.backend.write(batch);
+    const before = await h.store.range(b("a"), b("z"));
+    expect(before.kvs.map((kv) => s(kv.value))).toEqual(["2", "x"]);
+    await writing;
+    expect(h.store.writtenRevision).toBe(3);
+    expect((await h.store.range(b("a"), b("z"))).kvs.map((kv) => s(kv.value))).toEqual(["2", "x"]);
+  });
+
+  it("values of a revision not yet written are read from memory even when the cache dropped them", async () => {
+    const h2 = await Harness.open((await tempDir()).dir, { valueCacheBytes: 0 });
+    const txn = h2.store.write();
+    txn.put(b("a"), b("1"), 0n);
+    const batch = h2.backend.batch();
+    txn.end(batch);
+    expect((await h2.store.range(b("a"), undefined)).kvs.map((kv) => s(kv.value))).toEqual(["1"]);
+    // HashKV scans LevelDB: it waits for the batch.
+    const hash = h2.store.hashKV(0);
+    await h2.backend.write(batch);
+    expect((await hash).revision).toBe(2);
+    expect((await h2.store.range(b("a"), undefined)).kvs.map((kv) => s(kv.value))).toEqual(["1"]);
+    await h2.close();
   });
 
   it("deleteRange returns the deleted keys' state and writes one tombstone each", async () => {
@@ -130,10 +148,11 @@ describe("revisions, versions, generations", () => {
     expect((await t2.range(b("a"), undefined)).kvs[0]!.value.toString()).toBe("1");
     t2.put(b("a"), b("2"), 0n);
     t2.end(batch);
-    expect(h.store.currentRevision).toBe(1);
+    expect(h.store.currentRevision).toBe(3);
+    expect(h.store.writtenRevision).toBe(1);
     batch.setConsistentIndex(9);
     await h.backend.write(batch);
-    expect(h.store.currentRevision).toBe(3);
+    expect(h.store.writtenRevision).toBe(3);
     expect(brief((await h.get("a"))!)).toEqual(["a", "2", 2, 3, 2]);
     expect(h.backend.consistentIndex()).toBe(9);
   });
@@ -291,18 +310,17 @@ describe("compaction", () => {
     expect((await h.store.range(ZERO, ZERO)).count).toBe(100);
   });
 
-  it("a compaction at a revision still staged in the same batch takes effect when it is published", async () => {
+  it("a compaction at a revision not yet written takes effect at once; its physical part waits for the batch", async () => {
     await h.put("k", "1"); // 2
     const batch = h.backend.batch();
     const t1 = h.store.write();
-    t1.put(b("k"), b("2"), 0n); // 3, staged
+    t1.put(b("k"), b("2"), 0n); // 3, published, not written
     t1.end(batch);
     const done = h.store.scheduleCompaction(3, batch);
-    expect(h.store.compactRevision).toBe(-1);
+    expect(h.store.compactRevision).toBe(3);
     expect(h.store.scheduledCompactRevision).toBe(3);
     expect(() => h.store.scheduleCompaction(3)).toThrow(ErrCompacted);
-    // head reads keep working until the batch is written
-    expect(s((await h.get("k"))!.value)).toBe("1");
+    expect(s((await h.get("k"))!.value)).toBe("2");
     const t2 = h.store.write();
     await expect(t2.range(b("k"), undefined, { revision: 2 })).rejects.toBeInstanceOf(ErrCompacted);
     t2.end(batch);

@@ -92,7 +92,7 @@ describe("synced watchers", () => {
     expect(c.lines).toEqual(["PUT a=1@2", "PUT ab=1@2", "DELETE a=@2"]);
   });
 
-  it("nothing is delivered before the batch is written; grouped batches deliver per revision", async () => {
+  it("a synced watcher gets each revision when its txn ends, before the batch is written", async () => {
     const c = new Collector();
     h.store.watch({ key: b("k"), startRevision: 0, prevKv: false }, c);
     const batch = h.backend.batch();
@@ -101,9 +101,23 @@ describe("synced watchers", () => {
       txn.put(b("k"), b(`${i}`), 0n);
       txn.end(batch);
     }
-    expect(c.messages).toEqual([]);
-    await h.backend.write(batch);
     expect(c.messages.map((m) => ("revision" in m ? m.revision : -1))).toEqual([2, 3, 4]);
+    await h.backend.write(batch);
+    expect(c.messages.length).toBe(3);
+  });
+
+  it("a watcher catching up over revisions not yet written gets them once they are", async () => {
+    const batch = h.backend.batch();
+    for (let i = 0; i < 3; i++) {
+      const txn = h.store.write();
+      txn.put(b("k"), b(`${i}`), 0n);
+      txn.end(batch);
+    }
+    const c = new Collector();
+    h.store.watch({ key: b("k"), startRevision: 2, prevKv: false }, c);
+    await h.backend.write(batch);
+    await h.store.watchersIdle();
+    expect(c.lines).toEqual(["PUT k=0@2", "PUT k=1@3", "PUT k=2@4"]);
   });
 
   it("filters NOPUT / NODELETE; a batch filtered to nothing is not sent", async () => {

@@ -302,6 +302,15 @@ export class Backend {
   }
 
   /**
+   * Resolves once every batch submitted before this call is in LevelDB (an empty batch queued
+   * behind them). Readers that go to LevelDB directly call it first: the store answers before its
+   * batches are in (kv-store.ts). Rejects like `write`.
+   */
+  flushed(): Promise<void> {
+    return this.write(new BackendBatch());
+  }
+
+  /**
    * Like `write`, but LevelDB fsyncs its log before resolving, which makes this batch AND every
    * earlier write durable. Use before letting the WAL drop entries the backend now covers (after
    * a snapshot). An empty batch is fine (a constant marker record gives LevelDB something to

@@ -5,7 +5,11 @@
  *   restart): only a conf change among them still reaches raft, whose configuration is rebuilt.
  * - A normal entry is decoded (or taken as proposed here), applied through the applier chain into
  *   its own write session, and its batch is written with the entry's index as the consistent
- *   index; its proposer is answered once the batch is in.
+ *   index. Its proposer is answered as soon as the session is committed: the store serves the
+ *   entry's revision from memory until the batch is in LevelDB (kv-store.ts), and the entry is
+ *   in the fsynced WAL, so a restart before the batch is in replays it. The applied index (for
+ *   ReadIndex waits, snapshots and the snapshot sent to a follower) still moves only once the
+ *   batch is in: whatever reads the backend directly sees every applied entry there.
  * - Entries are applied one after another, but their batches are not awaited one by one: the
  *   backend group-commits what is queued, so a Ready's entries usually share one LevelDB write.
  *   A conf change waits for the batches before it, and is applied alone.
@@ -237,15 +241,17 @@ export class ApplyLoop {
   }
 
   /**
-   * Applies one entry into its own write session and starts writing it.
-   * @returns `written`, which settles once the entry's batch is in the backend and its proposer
-   *   has been answered (wrapped: an async function cannot return a promise unresolved).
+   * Applies one entry into its own write session, starts writing it, and answers its proposer.
+   * @returns `written`, which settles once the entry's batch is in the backend (wrapped: an async
+   *   function cannot return a promise unresolved).
    */
   private async applyNormal(entry: Entry): Promise<{ written: Promise<void> }> {
     const w = this.deps.store.beginWrite();
     if (entry.data.length === 0) {
       // The empty entry a new leader appends: nothing to apply but the index.
-      return { written: w.commit(entry.index).then(() => this.deps.observeApplied?.(entry, revisionAfter(w))) };
+      const written = w.commit(entry.index);
+      this.deps.observeApplied?.(entry, revisionAfter(w));
+      return { written };
     }
     let req = this.deps.proposer.decodedProposal(entry.data);
     if (req === undefined) {
@@ -271,25 +277,19 @@ export class ApplyLoop {
     } finally {
       this.deps.leaseRecords.unbind();
     }
-    const revision = revisionAfter(w);
-    return {
-      written: w.commit(entry.index).then(() => {
-        this.deps.observeApplied?.(entry, revision);
-        this.deps.proposer.trigger(id, result);
-      }),
-    };
+    const written = w.commit(entry.index);
+    this.deps.observeApplied?.(entry, revisionAfter(w));
+    this.deps.proposer.trigger(id, result);
+    return { written };
   }
 
   /** A v2 store request (etcd 3.4's applyV2Request); its proposer waits under the request's ID. */
   private applyV2(entry: Entry, r: Request, w: WriteSession): { written: Promise<void> } {
     const result = applyV2Request(this.deps.membership, r, w);
-    const revision = revisionAfter(w);
-    return {
-      written: w.commit(entry.index).then(() => {
-        this.deps.observeApplied?.(entry, revision);
-        this.deps.proposer.trigger(r.ID ?? 0n, result);
-      }),
-    };
+    const written = w.commit(entry.index);
+    this.deps.observeApplied?.(entry, revisionAfter(w));
+    this.deps.proposer.trigger(r.ID ?? 0n, result);
+    return { written };
   }
 }
 
