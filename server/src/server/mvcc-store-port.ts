@@ -54,7 +54,7 @@ class MvccWriteSession implements WriteSession {
     this.ended = true;
     const keySpaceChanged = this.txn.changes > 0;
     this.txn.end(this.batch);
-    if (keySpaceChanged) this.batch.put("meta", META_MVCC_CONSISTENT_INDEX, encodeUint64(consistentIndex));
+    if (keySpaceChanged) this.batch.putMetaLatest(META_MVCC_CONSISTENT_INDEX, encodeUint64(consistentIndex));
     for (const [bucket, key, value] of this.records) {
       if (value === undefined) this.batch.del(BUCKETS[bucket], key);
       else this.batch.put(BUCKETS[bucket], key, value);
@@ -139,7 +139,7 @@ export class MvccStorePort implements StorePort {
   async sync(): Promise<void> {
     const batch = this.backend.batch();
     // Called when the member snapshots: etcd 3.4 saves its consistent index then too.
-    batch.put("meta", META_MVCC_CONSISTENT_INDEX, encodeUint64(this.backend.consistentIndex()));
+    batch.putMetaLatest(META_MVCC_CONSISTENT_INDEX, encodeUint64(this.backend.consistentIndex()));
     await this.backend.writeSynced(batch);
   }
 

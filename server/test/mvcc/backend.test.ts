@@ -49,6 +49,30 @@ describe("Backend", () => {
     expect(backend.consistentIndex()).toBe(6);
   });
 
+  it("a group of batches writes each putMetaLatest key once, with the last batch's value", async () => {
+    const writes: number[] = [];
+    const engine = (backend as unknown as { engine: { writeBatch(ops: unknown[], o: unknown): Promise<void> } }).engine;
+    const writeBatch = engine.writeBatch.bind(engine);
+    engine.writeBatch = (ops, o) => {
+      writes.push(ops.length);
+      return writeBatch(ops, o);
+    };
+    const pending: Promise<void>[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const batch = backend.batch();
+      batch.put("lease", b(`k${i}`), b("x"));
+      batch.putMetaLatest(b("idx"), b(`${i}`));
+      batch.setConsistentIndex(i);
+      pending.push(backend.write(batch));
+    }
+    await Promise.all(pending);
+    // The first write goes alone; the four queued behind it share one: 4 puts + idx + consistent index.
+    expect(writes).toEqual([3, 6]);
+    expect((await backend.get("meta", b("idx")))?.toString()).toBe("5");
+    expect((await backend.get("lease", b("k4")))?.toString()).toBe("x");
+    expect(backend.consistentIndex()).toBe(5);
+  });
+
   it("refuses a consistent index that goes back", async () => {
     const a = backend.batch();
     a.setConsistentIndex(9);

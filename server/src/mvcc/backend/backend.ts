@@ -104,6 +104,8 @@ export class BackendBatch {
   sync = false;
   private consistentIndexValue: number | undefined;
   private termValue: number | undefined;
+  /** @internal Meta records where only the last value counts (see putMetaLatest). */
+  latestMeta: Map<string, EngineOp> | undefined;
 
   put(bucket: BucketName, key: Buffer, value: Buffer): void {
     this.assertOpen();
@@ -125,6 +127,17 @@ export class BackendBatch {
   delPrefixed(fullKey: Buffer): void {
     this.assertOpen();
     this.ops.push({ type: "del", key: fullKey, keyEncoding: "buffer", valueEncoding: "buffer" });
+  }
+
+  /**
+   * Puts a meta record of which only the newest value matters (e.g. an index that only moves
+   * forward). When several batches are merged into one LevelDB write, only the last batch's value
+   * of each such key is written: a group of many small batches writes it once, not once each.
+   * Do not also `put` the same key in the same batch.
+   */
+  putMetaLatest(key: Buffer, value: Buffer): void {
+    this.assertOpen();
+    (this.latestMeta ??= new Map()).set(key.toString("latin1"), { type: "put", key: bucketKey("meta", key), value, keyEncoding: "buffer", valueEncoding: "buffer" });
   }
 
   /**
@@ -156,25 +169,43 @@ export class BackendBatch {
     return this.termValue;
   }
 
-  /** Number of put/del operations staged (not counting the consistent index). */
+  /** Number of put/del operations staged (not counting the consistent index and putMetaLatest records). */
   get size(): number {
     return this.ops.length;
-  }
-
-  /** @internal */
-  finalOps(): EngineOp[] {
-    if (this.consistentIndexValue !== undefined) {
-      this.ops.push({ type: "put", key: bucketKey("meta", META_CONSISTENT_INDEX), value: encodeUint64(this.consistentIndexValue), keyEncoding: "buffer", valueEncoding: "buffer" });
-    }
-    if (this.termValue !== undefined) {
-      this.ops.push({ type: "put", key: bucketKey("meta", META_TERM), value: encodeUint64(this.termValue), keyEncoding: "buffer", valueEncoding: "buffer" });
-    }
-    return this.ops;
   }
 
   private assertOpen(): void {
     if (this.submitted) throw new Error("backend: batch already submitted");
   }
+}
+
+/**
+ * The operations of a group of batches written as one LevelDB write, in order: every batch's
+ * puts and deletes, then the newest value of each putMetaLatest key, of the consistent index and
+ * of the term (the last batch that set one wins, as it would in a WriteBatch holding them all).
+ */
+function groupOps(group: readonly BackendBatch[]): EngineOp[] {
+  const ops: EngineOp[] = group.length === 1 ? group[0]!.ops : [];
+  let latest: Map<string, EngineOp> | undefined;
+  let consistentIndex: number | undefined;
+  let term: number | undefined;
+  for (const b of group) {
+    if (group.length > 1) for (const op of b.ops) ops.push(op);
+    if (b.latestMeta !== undefined) {
+      if (latest === undefined) latest = new Map(b.latestMeta);
+      else for (const [k, op] of b.latestMeta) latest.set(k, op);
+    }
+    if (b.consistentIndex !== undefined) consistentIndex = b.consistentIndex;
+    if (b.term !== undefined) term = b.term;
+  }
+  if (latest !== undefined) for (const op of latest.values()) ops.push(op);
+  if (consistentIndex !== undefined) {
+    ops.push({ type: "put", key: bucketKey("meta", META_CONSISTENT_INDEX), value: encodeUint64(consistentIndex), keyEncoding: "buffer", valueEncoding: "buffer" });
+  }
+  if (term !== undefined) {
+    ops.push({ type: "put", key: bucketKey("meta", META_TERM), value: encodeUint64(term), keyEncoding: "buffer", valueEncoding: "buffer" });
+  }
+  return ops;
 }
 
 /**
@@ -345,13 +376,7 @@ export class Backend {
     try {
       while (this.queue.length > 0) {
         const group = this.queue.splice(0, this.groupCommitBatchesMax);
-        let ops: EngineOp[];
-        if (group.length === 1) {
-          ops = group[0]!.batch.finalOps();
-        } else {
-          ops = [];
-          for (const p of group) for (const op of p.batch.finalOps()) ops.push(op);
-        }
+        const ops = groupOps(group.map((p) => p.batch));
         try {
           const sync = group.some((p) => p.batch.sync);
           if (ops.length > 0) {
