@@ -66,8 +66,8 @@ describe("Backend", () => {
       pending.push(backend.write(batch));
     }
     await Promise.all(pending);
-    // The first write goes alone; the four queued behind it share one: 4 puts + idx + consistent index.
-    expect(writes).toEqual([3, 6]);
+    // The writer starts on the next turn: all five share one write (5 puts + idx + consistent index).
+    expect(writes).toEqual([7]);
     expect((await backend.get("meta", b("idx")))?.toString()).toBe("5");
     expect((await backend.get("lease", b("k4")))?.toString()).toBe("x");
     expect(backend.consistentIndex()).toBe(5);

@@ -328,7 +328,7 @@ export class Backend {
     batch.submitted = true;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ batch, resolve, reject });
-      if (!this.writing) void this.drain();
+      if (!this.writing) this.scheduleDrain();
     });
   }
 
@@ -370,9 +370,19 @@ export class Backend {
     return this.engine.writeBatch(ops, { sync });
   }
 
-  private async drain(): Promise<void> {
+  /**
+   * Starts the writer on the next turn of the event loop rather than now. `write` is called while
+   * an entry is applied, just before its proposer is answered: handing LevelDB the batch (the
+   * conversion of its operations runs on this thread) would delay the answer, and the batches
+   * queued until the next turn join one group.
+   */
+  private scheduleDrain(): void {
     this.writing = true;
     this.idle = new Promise((r) => (this.idleResolve = r));
+    setImmediate(() => void this.drain());
+  }
+
+  private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
         const group = this.queue.splice(0, this.groupCommitBatchesMax);
