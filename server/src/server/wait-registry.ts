@@ -28,7 +28,9 @@ export class WaitRegistry<T> {
   expire(nowMs: number, makeError: () => Error): void {
     const d = this.deadlines;
     while (this.deadlinesHead < d.length && d[this.deadlinesHead]!.atMs <= nowMs) {
-      this.fail(d[this.deadlinesHead]!.id, makeError());
+      const id = d[this.deadlinesHead]!.id;
+      // Most deadlines come up after their waiter was answered: no error (and no stack) for those.
+      if (this.waiting.has(id)) this.fail(id, makeError());
       this.deadlinesHead++;
     }
     if (this.deadlinesHead > 1024 && this.deadlinesHead * 2 > d.length) {
