@@ -68,6 +68,7 @@ import {
   type WalSnapshot,
 } from "./record-codec.js";
 import { scanSegment, SegmentChainError, type ScannedRecord } from "./segment-scan.js";
+import { readSegmentBytes } from "./segment-read.js";
 import { validSnapshots, WalReplay } from "./wal-replay.js";
 
 export interface WalLogger {
@@ -179,7 +180,7 @@ async function readSegments(
     if (i > 0 && seg.seq !== segs[i - 1]!.seq + 1) {
       throw new ErrWalCorrupt(file, 0, `missing segment(s) between sequence ${segs[i - 1]!.seq} and ${seg.seq}`);
     }
-    const buf = await fsp.readFile(file);
+    const { buf, fileBytes } = await readSegmentBytes(file);
     const isLast = i === segs.length - 1;
     const chainBefore = chain;
     let scan;
@@ -235,7 +236,7 @@ async function readSegments(
       last = {
         info: seg,
         path: file,
-        fileBytes: buf.length,
+        fileBytes,
         goodEndBytes: scan.goodEndBytes,
         chain: scan.chain,
         chainBefore,
