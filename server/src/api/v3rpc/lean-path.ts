@@ -76,6 +76,28 @@ export function statusTrailers(code: number, details: string, metadata: Metadata
   return { "grpc-status": code, "grpc-message": percentEncode(details), ...metadata?.toHttp2Headers() };
 }
 
+/**
+ * grpc-js's serializeMessage and send limit: `value`'s length-prefixed frame (compressed flag 0),
+ * or the status that answers instead (INTERNAL when it does not encode, RESOURCE_EXHAUSTED over
+ * `maxSendBytes`, -1 meaning no limit).
+ */
+export function frameResponse(encode: (value: unknown) => Uint8Array, value: unknown, maxSendBytes: number): Buffer | LeanStatus {
+  let body: Uint8Array;
+  try {
+    body = encode(value);
+  } catch {
+    return { code: INTERNAL, details: "Error serializing response" };
+  }
+  if (maxSendBytes !== -1 && body.length > maxSendBytes) {
+    return { code: RESOURCE_EXHAUSTED, details: `Sent message larger than max (${body.length + 5} vs. ${maxSendBytes})` };
+  }
+  const frame = Buffer.allocUnsafe(body.length + 5);
+  frame[0] = 0;
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, 5);
+  return frame;
+}
+
 /** grpc-js's serverErrorToStatus: what a handler's error (a callback's or an 'error' event's) answers. */
 export function serverErrorToStatus(err: unknown, trailer?: Metadata): LeanStatus {
   const e = (typeof err === "object" && err !== null ? err : { message: String(err) }) as { code?: unknown; details?: unknown; message?: unknown; metadata?: Metadata };

@@ -42,7 +42,7 @@ import { LeaseKeepAliveResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ServiceRegistry } from "./service-registry.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
-  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNKNOWN, authContextOf, peerOf, plainCallTimeout, serverErrorToStatus,
+  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNKNOWN, authContextOf, frameResponse, peerOf, plainCallTimeout, serverErrorToStatus,
   statusTrailers, trailersOnlyHeaders, type LeanStatus, type LeanTaker,
 } from "./lean-path.js";
 
@@ -417,22 +417,11 @@ export class LeanDuplexCall extends EventEmitter {
   private sendMessage(message: unknown, cb: ((err?: Error | null) => void) | undefined): void {
     this.writing = true;
     if (this.checkOver()) return;
-    let body: Uint8Array;
-    try {
-      body = this.method.encode(message);
-    } catch {
-      this.sendStatus({ code: INTERNAL, details: "Error serializing response" });
+    const frame = frameResponse(this.method.encode, message, this.options.maxSendMessageBytes);
+    if ("details" in frame) {
+      this.sendStatus(frame);
       return;
     }
-    const max = this.options.maxSendMessageBytes;
-    if (max !== -1 && body.length > max) {
-      this.sendStatus({ code: RESOURCE_EXHAUSTED, details: `Sent message larger than max (${body.length + 5} vs. ${max})` });
-      return;
-    }
-    const frame = Buffer.allocUnsafe(body.length + 5);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    frame.set(body, 5);
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS, RESPONSE_OPTIONS);

@@ -44,7 +44,7 @@ import {
 import type { ServiceRegistry } from "./service-registry.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK_TRAILERS, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
-  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNIMPLEMENTED, UNKNOWN, authContextOf, installLeanPath, peerOf, plainCallTimeout,
+  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNIMPLEMENTED, UNKNOWN, authContextOf, frameResponse, installLeanPath, peerOf, plainCallTimeout,
   serverErrorToStatus, trailersOnlyHeaders, type LeanTaker,
 } from "./lean-path.js";
 
@@ -317,22 +317,11 @@ class LeanCall {
       this.sendStatus(status.code, status.details, status.metadata);
       return;
     }
-    let body: Uint8Array;
-    try {
-      body = this.method.encode(value);
-    } catch {
-      this.sendStatus(INTERNAL, "Error serializing response", undefined);
+    const frame = frameResponse(this.method.encode, value, this.options.maxSendMessageBytes);
+    if ("details" in frame) {
+      this.sendStatus(frame.code, frame.details, undefined);
       return;
     }
-    const max = this.options.maxSendMessageBytes;
-    if (max !== -1 && body.length > max) {
-      this.sendStatus(RESOURCE_EXHAUSTED, `Sent message larger than max (${body.length + 5} vs. ${max})`, undefined);
-      return;
-    }
-    const frame = Buffer.allocUnsafe(body.length + 5);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    frame.set(body, 5);
     this.finished = true;
     const stream = this.stream;
     this.trailer = trailer;

@@ -22,6 +22,7 @@ import { LEAN_STREAM_PATHS, LeanStreamServer } from "../../../src/api/v3rpc/lean
 import { installLeanPath } from "../../../src/api/v3rpc/lean-path.js";
 import type { ServiceEntry } from "../../../src/api/v3rpc/service-registry.js";
 import type { EtcdServer } from "../../../src/server/etcd-server.js";
+import { frame, sendRaw, type RawAnswer, type RawRequest } from "./raw-grpc.js";
 import { ServerError } from "../../../src/server/errors.js";
 import { nullLogger } from "../../../src/pkg/logger.js";
 
@@ -86,88 +87,13 @@ async function startSide(lean: boolean): Promise<Side> {
   };
 }
 
-function frame(message: Uint8Array, flag = 0): Buffer {
-  const out = Buffer.alloc(5 + message.length);
-  out[0] = flag;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
-}
-
 const ka = (id: bigint) => frame(LeaseKeepAliveRequest.encode({ ID: id }).finish());
 
-interface Request {
-  headers?: Record<string, string>;
-  /** Written one by one, `gapMs` apart (default 5). */
-  writes: Buffer[];
-  gapMs?: number;
-  /** Half-close after the writes (default true). */
-  end?: boolean;
-  /** Reset the stream (CANCEL) this long after the writes (a client that never half-closes gives up). */
-  cancelAfterMs?: number;
-  /** Reset the stream (CANCEL) as the first answer arrives (etcd's KeepAliveOnce). */
-  cancelAtData?: boolean;
-}
+type Request = Omit<RawRequest, "path">;
+type Answer = RawAnswer;
 
-interface Answer {
-  headers: Record<string, unknown>;
-  data: string;
-  trailers: Record<string, unknown> | undefined;
-  rstCode: number;
-  /** The stream was still open after STUCK_MS and was reset. */
-  stuck?: true;
-}
-
-const STUCK_MS = 2000;
-
-function withoutDate(h: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(h)) if (k !== "date") out[k] = v;
-  return out;
-}
-
-async function send(port: number, request: Request, session?: http2.ClientHttp2Session): Promise<Answer> {
-  const own = session === undefined;
-  const s = session ?? http2.connect(`http://127.0.0.1:${port}`);
-  try {
-    return await new Promise<Answer>((resolve, reject) => {
-      if (own) s.on("error", reject);
-      const stream = s.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers", ...request.headers });
-      let headers: Record<string, unknown> = {};
-      let trailers: Record<string, unknown> | undefined;
-      const data: Buffer[] = [];
-      stream.on("response", (h) => (headers = withoutDate({ ...h })));
-      stream.on("trailers", (t) => (trailers = { ...t }));
-      stream.on("data", (d: Buffer) => {
-        data.push(d);
-        if (request.cancelAtData) stream.close(http2.constants.NGHTTP2_CANCEL);
-      });
-      stream.on("error", () => {});
-      let stuck = false;
-      const timer = setTimeout(() => {
-        stuck = true;
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-      }, STUCK_MS);
-      stream.on("close", () => {
-        clearTimeout(timer);
-        resolve({ headers, data: Buffer.concat(data).toString("hex"), trailers, rstCode: stream.rstCode ?? 0, ...(stuck ? { stuck: true as const } : {}) });
-      });
-      void (async () => {
-        for (const w of request.writes) {
-          if (stream.closed) return;
-          stream.write(w);
-          await sleep(request.gapMs ?? 5);
-        }
-        if (request.end !== false && !stream.closed) stream.end();
-        if (request.cancelAfterMs !== undefined) {
-          await sleep(request.cancelAfterMs);
-          if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-        }
-      })();
-    });
-  } finally {
-    if (own) s.close();
-  }
+function send(port: number, request: Request, session?: http2.ClientHttp2Session): Promise<Answer> {
+  return sendRaw(port, { gapMs: 5, ...request, path: PATH }, session);
 }
 
 const oversized = Buffer.concat([Buffer.from([0, 0, 0, 4, 1]), Buffer.alloc(MAX_RECEIVE + 1)]);
