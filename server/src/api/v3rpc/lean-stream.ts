@@ -158,7 +158,7 @@ function writeAfterEnd(): Error & { code: string } {
  * One stream on the lean path; also the call object its handler chain sees (the subset of
  * grpc-js's ServerDuplexStream the registry's wrappers and the services use).
  */
-export class LeanDuplexCall extends EventEmitter {
+class LeanDuplexCall extends EventEmitter {
   // ---- grpc-js's ServerDuplexStream ----
   cancelled = false;
   readonly metadata: LeanMetadata;

@@ -192,6 +192,19 @@ describe("lean LeaseKeepAlive stream", { timeout: 8000 }, () => {
     expect(got).toEqual(want);
   });
 
+  it("answers as grpc-js: forty streams at once on one connection, some delegated", async () => {
+    const requests: Request[] = Array.from({ length: 40 }, (_, i) =>
+      i % 5 === 4 ? CASES["gzip"]! : i % 3 === 0 ? { writes: [ka(BigInt(i))], end: false, cancelAtData: true } : { writes: [ka(1n), ka(2n)] });
+    const run = async (port: number) => {
+      const session = http2.connect(`http://127.0.0.1:${port}`);
+      const out = await Promise.all(requests.map((r) => send(port, r, session)));
+      session.close();
+      return out;
+    };
+    const [want, got] = await Promise.all([run(plain.port), run(lean.port)]);
+    expect(got).toEqual(want);
+  });
+
   it("answers as grpc-js: a learner refuses the stream", async () => {
     plain.learner.isLearner = lean.learner.isLearner = true;
     try {
