@@ -8,7 +8,6 @@
  * must their metric counts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import net from "node:net";
 import http2 from "node:http2";
 import zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
@@ -22,7 +21,7 @@ import { LEAN_STREAM_PATHS, LeanStreamServer } from "../../../src/api/v3rpc/lean
 import { installLeanPath } from "../../../src/api/v3rpc/lean-path.js";
 import type { ServiceEntry } from "../../../src/api/v3rpc/service-registry.js";
 import type { EtcdServer } from "../../../src/server/etcd-server.js";
-import { frame, sendRaw, type RawAnswer, type RawRequest } from "./raw-grpc.js";
+import { frame, sendRaw, serveOnLoopback, type RawAnswer, type RawRequest } from "./raw-grpc.js";
 import { ServerError } from "../../../src/server/errors.js";
 import { nullLogger } from "../../../src/pkg/logger.js";
 
@@ -64,26 +63,19 @@ async function startSide(lean: boolean): Promise<Side> {
   const definition = LeaseService as ServiceDefinition;
   const implementation = leaseService(member, nullLogger) as unknown as UntypedServiceImplementation;
   const registry: ServiceEntry[] = [{ definition, implementation: gateLearner(definition, metrics.instrument(definition, implementation), learner) }];
-  const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_RECEIVE, "grpc.enable_channelz": 0 });
-  for (const s of registry) server.addService(s.definition, s.implementation);
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const limits = { maxReceiveMessageBytes: MAX_RECEIVE, maxSendMessageBytes: 2 ** 31 - 1 };
   const leanStreams = lean ? new LeanStreamServer(limits, { services: registry }) : undefined;
-  if (leanStreams !== undefined) {
-    expect(installLeanPath(server, [new LeanUnaryServer(limits, { services: registry }), leanStreams])).toEqual({ installed: true, servers: 1 });
-  }
-  const listener = net.createServer((socket) => injector.injectConnection(socket));
-  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const served = await serveOnLoopback(registry, MAX_RECEIVE, (server) => {
+    if (leanStreams !== undefined) {
+      expect(installLeanPath(server, [new LeanUnaryServer(limits, { services: registry }), leanStreams])).toEqual({ installed: true, servers: 1 });
+    }
+  });
   return {
-    port: (listener.address() as net.AddressInfo).port,
+    port: served.port,
     lean: leanStreams,
     metrics,
     learner,
-    close: async () => {
-      injector.destroy();
-      server.forceShutdown();
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
-    },
+    close: () => served.close(),
   };
 }
 

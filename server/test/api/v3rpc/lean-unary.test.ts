@@ -7,7 +7,6 @@
  * must their metric counts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import net from "node:net";
 import zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
@@ -21,7 +20,7 @@ import { gateLearner } from "../../../src/api/v3rpc/learner-gate.js";
 import { installLeanUnary, LeanUnaryServer, LEAN_UNARY_PATHS } from "../../../src/api/v3rpc/lean-unary.js";
 import type { ServiceEntry } from "../../../src/api/v3rpc/service-registry.js";
 import { ServerError } from "../../../src/server/errors.js";
-import { frame, sendRaw, type RawRequest } from "./raw-grpc.js";
+import { frame, sendRaw, serveOnLoopback, type RawRequest } from "./raw-grpc.js";
 
 const MAX_RECEIVE = 1024;
 const header = { clusterId: 1n, memberId: 2n, revision: 3n, raftTerm: 4n };
@@ -82,22 +81,15 @@ interface Side {
 async function startSide(lean: boolean): Promise<Side> {
   const metrics = new GrpcMetrics({ extensive: false });
   const registry = services(metrics);
-  const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_RECEIVE, "grpc.enable_channelz": 0 });
-  for (const s of registry) server.addService(s.definition, s.implementation);
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const leanServer = lean ? new LeanUnaryServer({ maxReceiveMessageBytes: MAX_RECEIVE, maxSendMessageBytes: 2 ** 31 - 1 }, { services: registry }) : undefined;
-  if (leanServer !== undefined) expect(installLeanUnary(server, leanServer)).toEqual({ installed: true, servers: 1 });
-  const listener = net.createServer((socket) => injector.injectConnection(socket));
-  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const served = await serveOnLoopback(registry, MAX_RECEIVE, (server) => {
+    if (leanServer !== undefined) expect(installLeanUnary(server, leanServer)).toEqual({ installed: true, servers: 1 });
+  });
   return {
-    port: (listener.address() as net.AddressInfo).port,
+    port: served.port,
     lean: leanServer,
     metrics,
-    close: async () => {
-      injector.destroy();
-      server.forceShutdown();
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
-    },
+    close: () => served.close(),
   };
 }
 

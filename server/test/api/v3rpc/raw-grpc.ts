@@ -1,9 +1,12 @@
 /**
  * A raw HTTP/2 gRPC client for wire tests: sends scripted request streams (frames, gaps,
  * half-close, resets) and records the answer as it came (headers but `date`, DATA bytes,
- * trailers, reset code), so that two servers' answers can be compared frame for frame.
+ * trailers, reset code), so that two servers' answers can be compared frame for frame; and the
+ * grpc-js server those tests put on a loopback port.
  */
 import http2 from "node:http2";
+import net from "node:net";
+import * as grpc from "@grpc/grpc-js";
 
 /** A gRPC message frame: the compressed flag, the 4-byte length, the message. */
 export function frame(message: Uint8Array, flag = 0): Buffer {
@@ -92,4 +95,30 @@ export async function sendRaw(port: number, request: RawRequest, session?: http2
   } finally {
     if (own) s.close();
   }
+}
+
+/**
+ * Serves `registry` with a grpc-js server (receive limit `maxReceiveBytes`) on a free loopback
+ * port, through a connection injector as etcd-ts does; `beforeListen` runs once the injector
+ * exists (where etcd-ts installs the lean paths).
+ */
+export async function serveOnLoopback(
+  registry: ReadonlyArray<{ definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }>,
+  maxReceiveBytes: number,
+  beforeListen: (server: grpc.Server) => void,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server = new grpc.Server({ "grpc.max_receive_message_length": maxReceiveBytes, "grpc.enable_channelz": 0 });
+  for (const s of registry) server.addService(s.definition, s.implementation);
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  beforeListen(server);
+  const listener = net.createServer((socket) => injector.injectConnection(socket));
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (listener.address() as net.AddressInfo).port,
+    close: async () => {
+      injector.destroy();
+      server.forceShutdown();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    },
+  };
 }
