@@ -1,5 +1,6 @@
 /**
- * `npm run bench:instructions`: instructions the etcd-ts server executes per put, counted by
+ * `npm run bench:instructions`: instructions the etcd-ts server executes per put (or per
+ * keep-alive, INSTR_WORKLOAD=lease-keepalive), counted by
  * valgrind's callgrind (repeatable on a loaded machine, where wall-clock rates are not; this
  * machine's perf has no instruction counter).
  *
@@ -9,11 +10,13 @@
  * counts are dumped (callgrind_control -d). Reported: instructions (Ir) per put over the window,
  * which also holds the member's timers (heartbeat ticks) for the window's duration; the duration
  * is printed beside it. One row per variant of INSTR_VARIANTS, each a fresh server; a variant is
- * an environment for the server, `lean` (default) or `grpc-js` (ETCD_TS_LEAN_UNARY=off).
+ * an environment for the server, `lean` (default), `grpc-js` (ETCD_TS_LEAN_UNARY=off) or
+ * `unary-only` (ETCD_TS_LEAN_STREAM=off: the lean unary path without the lean LeaseKeepAlive).
  *
  * Environment
  *   INSTR_VARIANTS=grpc-js,lean   variants, in this order
- *   INSTR_PUTS=1000               measured puts
+ *   INSTR_WORKLOAD=put            put, or lease-keepalive (the benchmark's KeepAliveOnce per request)
+ *   INSTR_PUTS=1000               measured puts (requests)
  *   INSTR_WARMUP=3000             puts before the measurement
  *   INSTR_CLIENTS=1               benchmark --clients (and --conns=1)
  *   INSTR_IDLE_SECONDS=10         first count this long with no load: the idle rate (timers) is
@@ -38,10 +41,13 @@ const clients = Number(process.env.INSTR_CLIENTS ?? 1);
 const top = Number(process.env.INSTR_TOP ?? 0);
 const idleSeconds = Number(process.env.INSTR_IDLE_SECONDS ?? 10);
 const putFlags = ["--key-size=8", "--key-space-size=100000", "--sequential-keys", "--val-size=256"];
+const workload = process.env.INSTR_WORKLOAD ?? "put";
+const WORKLOAD_COMMAND: Record<string, string[]> = { put: ["put", ...putFlags], "lease-keepalive": ["lease-keepalive"] };
 
 const VARIANT_ENV: Record<string, Record<string, string>> = {
   lean: {},
   "grpc-js": { ETCD_TS_LEAN_UNARY: "off" },
+  "unary-only": { ETCD_TS_LEAN_STREAM: "off" },
 };
 
 /** Dumps callgrind's counts (which zeroes them) and reads the new dump's total. */
@@ -86,7 +92,7 @@ async function measure(variant: string, benchmark: string): Promise<{ ir: number
       await sleep(1000);
     }
     const run = (total: number) =>
-      runBenchmark({ binaryPath: benchmark, endpoint, clients, conns: 1, command: ["put", ...putFlags, `--total=${total}`], timeoutMs: 1_800_000 });
+      runBenchmark({ binaryPath: benchmark, endpoint, clients, conns: 1, command: [...WORKLOAD_COMMAND[workload]!, `--total=${total}`], timeoutMs: 1_800_000 });
     await run(warmup);
     execFileSync("callgrind_control", ["-i", "on", String(child.pid)], { stdio: "ignore" });
     // The member's own timers (raft ticks) while nothing is asked of it: a rate to subtract.
@@ -114,13 +120,14 @@ async function measure(variant: string, benchmark: string): Promise<{ ir: number
 
 async function main(): Promise<void> {
   if (process.env.BENCH_NO_BUILD !== "1") execFileSync("npm", ["run", "build"], { cwd: repoRoot, stdio: "inherit" });
+  if (WORKLOAD_COMMAND[workload] === undefined) throw new Error(`INSTR_WORKLOAD=${workload}: want one of ${Object.keys(WORKLOAD_COMMAND).join(", ")}`);
   const benchmark = await ensureBenchmarkBinary(repoRoot);
-  console.log(`puts=${puts} warmup=${warmup} clients=${clients} load=${os.loadavg()[0]!.toFixed(2)}`);
+  console.log(`workload=${workload} requests=${puts} warmup=${warmup} clients=${clients} load=${os.loadavg()[0]!.toFixed(2)}`);
   for (const variant of variants) {
     const { ir, seconds, idleIrPerSecond } = await measure(variant, benchmark);
     const net = ir - idleIrPerSecond * seconds;
     console.log(
-      `${variant.padEnd(8)} Ir/put=${Math.round(ir / puts).toLocaleString("en")}  net Ir/put=${Math.round(net / puts).toLocaleString("en")}` +
+      `${variant.padEnd(10)} Ir/request=${Math.round(ir / puts).toLocaleString("en")}  net Ir/request=${Math.round(net / puts).toLocaleString("en")}` +
         `  window=${seconds.toFixed(1)} s  idle Ir/s=${Math.round(idleIrPerSecond).toLocaleString("en")}`,
     );
   }

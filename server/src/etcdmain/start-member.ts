@@ -24,7 +24,9 @@ import { bootstrapMember } from "../server/bootstrap.js";
 import { serviceRegistry } from "../api/v3rpc/service-registry.js";
 import { httpHandler, metricsHandler } from "../api/http/http-handler.js";
 import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
-import { installLeanUnary, LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
+import { LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
+import { LeanStreamServer } from "../api/v3rpc/lean-stream.js";
+import { installLeanPath } from "../api/v3rpc/lean-path.js";
 import { WalCells } from "../api/http/metrics.js";
 import { v2Handler } from "../api/v2http/v2-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
@@ -297,12 +299,15 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  // The hot unary methods skip grpc-js's per-call machinery (lean-unary.ts); the
-  // ETCD_TS_LEAN_UNARY=off knob leaves every call to grpc-js (measurements, bisecting).
+  // The hot unary methods (lean-unary.ts) and the LeaseKeepAlive stream (lean-stream.ts) skip
+  // grpc-js's per-call machinery. ETCD_TS_LEAN_UNARY=off leaves every call to grpc-js,
+  // ETCD_TS_LEAN_STREAM=off only the streams (measurements, bisecting).
   if (process.env.ETCD_TS_LEAN_UNARY !== "off") {
-    const lean = new LeanUnaryServer({ maxReceiveMessageBytes: cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES, maxSendMessageBytes: 2 ** 31 - 1 }, { services });
-    const installed = installLeanUnary(grpcServer, lean);
-    if (installed.installed) apiLogger.debug("lean unary path on", { methods: lean.paths.length });
+    const limits = { maxReceiveMessageBytes: cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES, maxSendMessageBytes: 2 ** 31 - 1 };
+    const lean = new LeanUnaryServer(limits, { services });
+    const leanStreams = process.env.ETCD_TS_LEAN_STREAM === "off" ? undefined : new LeanStreamServer(limits, { services });
+    const installed = installLeanPath(grpcServer, leanStreams === undefined ? [lean] : [lean, leanStreams]);
+    if (installed.installed) apiLogger.debug("lean unary path on", { methods: lean.paths.length, streams: leanStreams?.paths.length ?? 0 });
     else apiLogger.warn("lean unary path off", { reason: installed.reason });
   }
   const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;

@@ -7,8 +7,6 @@
  * must their metric counts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import net from "node:net";
-import http2 from "node:http2";
 import zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
@@ -22,6 +20,7 @@ import { gateLearner } from "../../../src/api/v3rpc/learner-gate.js";
 import { installLeanUnary, LeanUnaryServer, LEAN_UNARY_PATHS } from "../../../src/api/v3rpc/lean-unary.js";
 import type { ServiceEntry } from "../../../src/api/v3rpc/service-registry.js";
 import { ServerError } from "../../../src/server/errors.js";
+import { frame, sendRaw, serveOnLoopback, type RawRequest } from "./raw-grpc.js";
 
 const MAX_RECEIVE = 1024;
 const header = { clusterId: 1n, memberId: 2n, revision: 3n, raftTerm: 4n };
@@ -82,87 +81,21 @@ interface Side {
 async function startSide(lean: boolean): Promise<Side> {
   const metrics = new GrpcMetrics({ extensive: false });
   const registry = services(metrics);
-  const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_RECEIVE, "grpc.enable_channelz": 0 });
-  for (const s of registry) server.addService(s.definition, s.implementation);
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const leanServer = lean ? new LeanUnaryServer({ maxReceiveMessageBytes: MAX_RECEIVE, maxSendMessageBytes: 2 ** 31 - 1 }, { services: registry }) : undefined;
-  if (leanServer !== undefined) expect(installLeanUnary(server, leanServer)).toEqual({ installed: true, servers: 1 });
-  const listener = net.createServer((socket) => injector.injectConnection(socket));
-  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const served = await serveOnLoopback(registry, MAX_RECEIVE, (server) => {
+    if (leanServer !== undefined) expect(installLeanUnary(server, leanServer)).toEqual({ installed: true, servers: 1 });
+  });
   return {
-    port: (listener.address() as net.AddressInfo).port,
+    port: served.port,
     lean: leanServer,
     metrics,
-    close: async () => {
-      injector.destroy();
-      server.forceShutdown();
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
-    },
+    close: () => served.close(),
   };
 }
 
-function frame(message: Uint8Array, flag = 0): Buffer {
-  const out = Buffer.alloc(5 + message.length);
-  out[0] = flag;
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
-}
+type Request = RawRequest;
 
-interface Request {
-  path: string;
-  headers?: Record<string, string>;
-  /** Written one by one; a Buffer per write. */
-  writes: Buffer[];
-  /** Half-close after the writes (default true). */
-  end?: boolean;
-}
-
-interface Answer {
-  headers: Record<string, unknown>;
-  data: string;
-  trailers: Record<string, unknown> | undefined;
-  rstCode: number;
-}
-
-function withoutDate(h: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(h)) if (k !== "date") out[k] = v;
-  return out;
-}
-
-async function send(port: number, request: Request): Promise<Answer> {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
-  try {
-    return await new Promise<Answer>((resolve, reject) => {
-      session.on("error", reject);
-      const stream = session.request({
-        ":method": "POST",
-        ":path": request.path,
-        "content-type": "application/grpc",
-        te: "trailers",
-        ...request.headers,
-      });
-      let headers: Record<string, unknown> = {};
-      let trailers: Record<string, unknown> | undefined;
-      const data: Buffer[] = [];
-      stream.on("response", (h) => (headers = withoutDate({ ...h })));
-      stream.on("trailers", (t) => (trailers = { ...t }));
-      stream.on("data", (d: Buffer) => data.push(d));
-      stream.on("error", () => {});
-      stream.on("close", () => resolve({ headers, data: Buffer.concat(data).toString("hex"), trailers, rstCode: stream.rstCode ?? 0 }));
-      void (async () => {
-        for (const w of request.writes) {
-          stream.write(w);
-          await sleep(2);
-        }
-        if (request.end !== false) stream.end();
-      })();
-    });
-  } finally {
-    session.close();
-  }
-}
+const send = sendRaw;
 
 const put = (key: string, value = "v") => PutRequest.encode(PutRequest.fromPartial({ key: Buffer.from(key), value: Buffer.from(value) })).finish();
 const range = (key: string) => RangeRequest.encode(RangeRequest.fromPartial({ key: Buffer.from(key) })).finish();
