@@ -63,10 +63,18 @@ function entry<I extends UntypedServiceImplementation>(definition: ServiceDefini
 export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
   // Lock and Election run their recipes through the member as its own client.
   const local = new LocalClient({ maxTxnOps: options.maxTxnOps }, server, logger);
-  // As etcd: a learner is this member listed in the membership as one.
+  // As etcd: a learner is this member listed in the membership as one. Asked on every call, so
+  // the answer is kept until the membership changes.
+  let seenChanges = -1;
+  let isLearner = false;
   const learner: LearnerState = {
     get isLearner() {
-      return server.membership.get(server.memberId)?.isLearner === true;
+      const membership = server.membership;
+      if (membership.changes !== seenChanges) {
+        seenChanges = membership.changes;
+        isLearner = membership.get(server.memberId)?.isLearner === true;
+      }
+      return isLearner;
     },
   };
   return [

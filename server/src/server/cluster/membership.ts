@@ -112,6 +112,7 @@ export interface MembershipRecords {
 
 export class Membership {
   private readonly members = new Map<bigint, MemberRecord>();
+  private changeCount = 0;
   private readonly removed = new Set<bigint>();
   private v2Store = new V2Store();
   clusterVersion = "";
@@ -138,6 +139,7 @@ export class Membership {
       this.adopt(store);
       return;
     }
+    this.changeCount++;
     this.members.clear();
     this.removed.clear();
     this.clusterVersion = "";
@@ -203,6 +205,7 @@ export class Membership {
     }
     this.members.clear();
     this.removed.clear();
+    this.changeCount++;
     for (const m of members.values()) this.members.set(m.id, m);
     for (const id of removed) this.removed.add(id);
     this.clusterVersion = version;
@@ -217,12 +220,18 @@ export class Membership {
     return this.members.get(id);
   }
 
+  /** Moves on every change to the members or their attributes: a view computed at one count holds until it moves. */
+  get changes(): number {
+    return this.changeCount;
+  }
+
   isRemoved(id: bigint): boolean {
     return this.removed.has(id);
   }
 
   /** etcd's AddMember: raftAttributes into the v2 store, the whole member into the backend. */
   add(m: MemberRecord, w: WriteSession): void {
+    this.changeCount++;
     this.members.set(m.id, m);
     this.v2Store.create(`${MEMBERS_PREFIX}/${hexId(m.id)}/raftAttributes`, false, encodeRaftAttributes(m.peerUrls, m.isLearner));
     w.stage("members", memberKey(m.id), encodeMember(m));
@@ -230,6 +239,7 @@ export class Membership {
   }
 
   remove(id: bigint, w: WriteSession): void {
+    this.changeCount++;
     this.members.delete(id);
     this.removed.add(id);
     try {
@@ -263,6 +273,7 @@ export class Membership {
     if (m === undefined) return;
     m.peerUrls = peerUrls;
     m.isLearner = isLearner;
+    this.changeCount++;
     this.updateRaftAttributes(m, w);
   }
 
@@ -270,6 +281,7 @@ export class Membership {
     const m = this.members.get(id);
     if (m === undefined) return;
     m.isLearner = false;
+    this.changeCount++;
     this.updateRaftAttributes(m, w);
   }
 
