@@ -4,6 +4,7 @@
  * result, or until its deadline passes ("request timed out"). One timer sweeps every deadline.
  */
 import { ByteArena } from "../pkg/byte-arena.js";
+import { encodeMessage } from "../pkg/proto-encode.js";
 import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { encodeV2Request } from "./apply/entry-codec.js";
@@ -117,7 +118,7 @@ export class Proposer {
     const id = this.ids.next();
     req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
     req.ID = id;
-    const encoded = InternalRaftRequest.encode(req).finish();
+    const encoded = encodeMessage(InternalRaftRequest, req);
     if (encoded.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
     // The bytes travel through raft until the entry is applied (the Raft log packs its own
     // copy): packed into arena chunks they cost no ArrayBuffer of their own per entry.

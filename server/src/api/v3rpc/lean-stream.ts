@@ -40,6 +40,7 @@ import { EventEmitter } from "node:events";
 import type { Metadata, ServiceDefinition } from "@grpc/grpc-js";
 import { LeaseKeepAliveResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ServiceRegistry } from "./service-registry.js";
+import { encodeMessage, type MessageEncoder } from "../../pkg/proto-encode.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
   RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNKNOWN, authContextOf, frameResponse, peerOf, plainCallTimeout, serverErrorToStatus,
@@ -47,7 +48,7 @@ import {
 } from "./lean-path.js";
 
 /** The bidirectional streams served on the lean stream path, with their response encoders. */
-const LEAN_STREAM_ENCODERS: Record<string, { encode(message: any): { finish(): Uint8Array } }> = {
+const LEAN_STREAM_ENCODERS: Record<string, MessageEncoder<any>> = {
   "/etcdserverpb.Lease/LeaseKeepAlive": LeaseKeepAliveResponse,
 };
 
@@ -95,7 +96,7 @@ export class LeanStreamServer implements LeanTaker {
         this.methods.set(method.path, {
           path: method.path,
           decode: method.requestDeserialize as (m: Buffer) => unknown,
-          encode: (value) => encoder.encode(value).finish(),
+          encode: (value) => encodeMessage(encoder, value),
           handler,
         });
       }

@@ -42,6 +42,7 @@ import {
   LeaseTimeToLiveResponse, PutResponse, RangeResponse, TxnResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ServiceRegistry } from "./service-registry.js";
+import { encodeMessage, type MessageEncoder } from "../../pkg/proto-encode.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK_TRAILERS, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
   RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNIMPLEMENTED, UNKNOWN, authContextOf, frameResponse, installLeanPath, peerOf, plainCallTimeout,
@@ -51,7 +52,7 @@ import {
 export { installLeanPath, type LeanInstallResult } from "./lean-path.js";
 
 /** The methods served on the lean path, with their response encoders (no intermediate Buffer). */
-const LEAN_ENCODERS: Record<string, { encode(message: any): { finish(): Uint8Array } }> = {
+const LEAN_ENCODERS: Record<string, MessageEncoder<any>> = {
   "/etcdserverpb.KV/Range": RangeResponse,
   "/etcdserverpb.KV/Put": PutResponse,
   "/etcdserverpb.KV/DeleteRange": DeleteRangeResponse,
@@ -110,7 +111,7 @@ export class LeanUnaryServer implements LeanTaker {
         this.methods.set(method.path, {
           path: method.path,
           decode: method.requestDeserialize as (m: Buffer) => unknown,
-          encode: (value) => encoder.encode(value).finish(),
+          encode: (value) => encodeMessage(encoder, value),
           handler,
           secondMessage: `Received a second request message for server streaming method ${method.path}`,
           noMessage: `Received no request message for server streaming method ${method.path}`,
