@@ -18,6 +18,8 @@
  *
  * The summary and the latency lines appear only when at least one request succeeded; the error
  * section only when at least one failed. Requests/sec counts successful requests only.
+ * watch-latency prints the same report, with one result per watcher per put (Requests/sec is then
+ * watch events per second) and latencies often in exponent notation (e.g. `1.1972e-05 secs`).
  */
 import { execFile, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";

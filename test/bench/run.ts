@@ -10,11 +10,33 @@
  *   State does grow over the rounds (puts add revisions), equally on both sides.
  * - Warm-up: one short run per server (also warms etcd-ts's JIT); the two warm-up rates size the
  *   timed runs so that the slower server takes about BENCH_SECONDS per run and the faster one at
- *   least a quarter of that (see sizeTotal). Both servers always get the same --total.
+ *   least a quarter of that (see sizeTotal; watch-latency's --total is fixed). Both servers always
+ *   get the same --total.
  * - R rounds (BENCH_ROUNDS); in each round both servers run the workload, alternating which one
  *   goes first, so that machine noise hits both alike. Reported values are medians over rounds.
  * - The load generator shares the machine's cores with the server under test, as in etcd's own
  *   single-machine figures; both servers pay that alike.
+ *
+ * Workloads (`--clients`x`--conns`; 256-byte values, puts over 100,000 distinct 8-byte keys)
+ *   put-1x1, put-100x10, put-1000x100   put throughput at 1, 100 and 1000 clients
+ *   range-s-100x10, range-l-100x10      serializable / linearizable reads of one seeded key on an
+ *                                       otherwise idle server (settled)
+ *   range-s-after-put-100x10,           the same reads, each run (warm-up too) right after an
+ *   range-l-after-put-100x10            untimed burst of 20,000 puts on the same server (`prepare`).
+ *                                       Both cases are reported because etcd 3.4 serves reads right
+ *                                       after writes more slowly than settled ones: every read copies
+ *                                       the backend's buffer of writes not yet committed (committed
+ *                                       every 100 ms or 10,000 writes), a cost etcd 3.5 removed by
+ *                                       sharing that copy between reads.
+ *   txn-put-100x10                      one-put transactions
+ *   lease-keepalive-100x10              lease keep-alives
+ *   watch-latency-10x2                  10 watchers of one key; 2,500 puts at a fixed 500/s, one at
+ *                                       a time, each waiting for all 10 events; the tool times each
+ *                                       watcher's event from the put's response (an event that arrived
+ *                                       first counts as ~0). The rate is fixed, so req/s is not compared
+ *                                       ("n/a (fixed rate)", or the achieved put rate if a server fell
+ *                                       short of it): the ratio column holds the latency ratios (p50,
+ *                                       p99; above 1 etcd-ts is slower). Logged rates are puts/s.
  *
  * Environment
  *   BENCH_TARGETS=etcd,etcd-ts   the two servers, "A,B"; ratio is B/A (etcd,etcd measures noise)
@@ -93,9 +115,36 @@ interface Workload {
   conns: number;
   /** Subcommand and flags for a run of `total` requests. */
   command(total: number): string[];
+  /**
+   * An untimed load run on the same server right before every measured run (warm-up included),
+   * e.g. a put burst so that the timed reads start on a server that has just been written to.
+   */
+  prepare?: PrepareStep;
+  /**
+   * What is compared. "throughput" (the default): req/s, with --total sized from the warm-up
+   * rates. "latency": the tool runs at a fixed rate (set totalMin = totalMax), so req/s says
+   * nothing about the server; the latency percentiles are compared instead.
+   */
+  metric?: "throughput" | "latency";
+  /**
+   * Latency workloads: the rate the tool is asked for (units of --total per second). A server that
+   * falls short of it is flagged in the table: its latency is then measured at a lower load.
+   */
+  fixedRatePerSec?: number;
+  /**
+   * The tool counts one result per client per unit of --total (watch-latency: one per watcher per
+   * put), so its Requests/sec divided by `clients` is the rate in units of --total (puts/s).
+   */
+  resultPerClient?: boolean;
   warmupTotal: number;
   totalMin: number;
   totalMax: number;
+}
+
+interface PrepareStep {
+  clients: number;
+  conns: number;
+  command: string[];
 }
 
 /** The key the range workloads read; every server gets it (256-byte value) before any load. */
@@ -106,6 +155,17 @@ const valueBytes = 256;
 const keySpaceSize = 100_000;
 
 const putFlags = [`--key-size=8`, `--key-space-size=${keySpaceSize}`, "--sequential-keys", `--val-size=${valueBytes}`];
+
+/** The untimed writes before each run of the range-after-put workloads (about 1-2 s of puts). */
+const putBurst: PrepareStep = { clients: 100, conns: 10, command: ["put", ...putFlags, "--total=20000"] };
+
+/**
+ * watch-latency's put rate (puts/s). The tool puts one at a time and waits for every watcher's event
+ * before the next put, so the rate must stay below what a server does with one client (etcd-ts
+ * managed about 600/s at 1000/s asked on a loaded 2-core machine; etcd kept up). Its limiter also
+ * lets the first second's worth through at once, so a server that keeps up achieves a bit more.
+ */
+const watchPutRate = 500;
 
 const allWorkloads: Workload[] = [
   {
@@ -145,6 +205,35 @@ const allWorkloads: Workload[] = [
     totalMax: 300_000,
   },
   {
+    name: "put-1000x100",
+    clients: 1_000,
+    conns: 100,
+    command: (total) => ["put", ...putFlags, `--total=${total}`],
+    warmupTotal: 10_000,
+    totalMin: 10_000,
+    totalMax: 300_000,
+  },
+  {
+    name: "range-s-after-put-100x10",
+    clients: 100,
+    conns: 10,
+    command: (total) => ["range", seedKey, "--consistency=s", `--total=${total}`],
+    prepare: putBurst,
+    warmupTotal: 5_000,
+    totalMin: 5_000,
+    totalMax: 300_000,
+  },
+  {
+    name: "range-l-after-put-100x10",
+    clients: 100,
+    conns: 10,
+    command: (total) => ["range", seedKey, "--consistency=l", `--total=${total}`],
+    prepare: putBurst,
+    warmupTotal: 5_000,
+    totalMin: 5_000,
+    totalMax: 300_000,
+  },
+  {
     name: "txn-put-100x10",
     clients: 100,
     conns: 10,
@@ -168,6 +257,19 @@ const allWorkloads: Workload[] = [
     warmupTotal: 5_000,
     totalMin: 5_000,
     totalMax: 300_000,
+  },
+  {
+    // 10 watchers of one key on 2 connections; 2500 puts at 500/s, one at a time (about 4 s).
+    name: "watch-latency-10x2",
+    clients: 10,
+    conns: 2,
+    command: (total) => ["watch-latency", `--put-rate=${watchPutRate}`, "--key-size=8", `--val-size=${valueBytes}`, `--total=${total}`],
+    metric: "latency",
+    fixedRatePerSec: watchPutRate,
+    resultPerClient: true,
+    warmupTotal: 1_000,
+    totalMin: 2_500,
+    totalMax: 2_500,
   },
 ];
 
@@ -193,6 +295,7 @@ interface RunRecord {
   round: number;
   /** 0 if this server ran first in its round, 1 if second. */
   position: number;
+  /** In units of --total: requests/s, or for watch-latency the put rate achieved. */
   requestsPerSec: number;
   p50Ms: number | undefined;
   p99Ms: number | undefined;
@@ -220,9 +323,16 @@ interface WorkloadResult {
   total?: number;
   command?: string[];
   sides?: [SideResult, SideResult];
-  /** medianRequestsPerSec(B) / medianRequestsPerSec(A). */
+  metric?: "throughput" | "latency";
+  /** Throughput workloads: medianRequestsPerSec(B) / medianRequestsPerSec(A). */
   ratio?: number;
-  /** B/A per round (paired by round). */
+  /** Latency workloads: the rate asked for (runs' requestsPerSec is the rate achieved). */
+  fixedRatePerSec?: number;
+  /** Latency workloads: medianP50Ms(B) / medianP50Ms(A) (above 1: B is slower). */
+  latencyRatioP50?: number;
+  /** Latency workloads: medianP99Ms(B) / medianP99Ms(A). */
+  latencyRatioP99?: number;
+  /** B/A per round (paired by round): of req/s, or for latency workloads of p50 latency. */
   ratioPerRound?: number[];
   error?: string;
   /** Set when a server under test exited on its own (crashed or was killed from outside). */
@@ -241,6 +351,10 @@ function median(values: readonly number[]): number {
 function medianDefined(values: readonly (number | undefined)[]): number | undefined {
   const defined = values.filter((v): v is number => v !== undefined);
   return defined.length === 0 ? undefined : median(defined);
+}
+
+function latencyRatio(b: number | undefined, a: number | undefined): number | undefined {
+  return a === undefined || b === undefined || a === 0 ? undefined : b / a;
 }
 
 function toMs(report: BenchmarkReport, percentile: string): number | undefined {
@@ -280,9 +394,10 @@ class ServerExitedError extends Error {
  * meanwhile (the tool would otherwise retry its connections until the timeout).
  */
 async function runOnce(binaryPath: string, server: BenchServer, workload: Workload, total: number, timeoutMs: number) {
-  const startedAt = Date.now();
   const abort = new AbortController();
   void server.exited.then(() => abort.abort());
+  if (workload.prepare !== undefined) await runPrepare(binaryPath, server, workload, workload.prepare, abort.signal);
+  const startedAt = Date.now();
   let report: BenchmarkReport;
   try {
     report = await runBenchmark({
@@ -304,7 +419,30 @@ async function runOnce(binaryPath: string, server: BenchServer, workload: Worklo
     throw new Error(`${server.kind}: every request of ${workload.name} failed: ${JSON.stringify(report.errors).slice(0, 1_000)}`);
   }
   if (failed > 0) console.log(`  warning: ${server.kind} failed ${failed} of ${total} requests: ${JSON.stringify(report.errors).slice(0, 500)}`);
-  return { report, wallSec: (Date.now() - startedAt) / 1_000 };
+  // The rate in units of --total (watch-latency: puts/s rather than watch events/s).
+  const rate = report.requestsPerSec / (workload.resultPerClient === true ? workload.clients : 1);
+  return { report, rate, wallSec: (Date.now() - startedAt) / 1_000 };
+}
+
+/** The untimed load before a measured run; throws like runOnce, and if any of its requests failed. */
+async function runPrepare(binaryPath: string, server: BenchServer, workload: Workload, step: PrepareStep, abortSignal: AbortSignal) {
+  let report: BenchmarkReport;
+  try {
+    report = await runBenchmark({
+      binaryPath,
+      endpoint: server.endpoint,
+      clients: step.clients,
+      conns: step.conns,
+      command: step.command,
+      timeoutMs: 5 * 60_000,
+      abortSignal,
+    });
+  } catch (error) {
+    if (!server.running) throw new ServerExitedError(server, workload);
+    throw error;
+  }
+  const failed = Object.values(report.errors).reduce((a, b) => a + b, 0);
+  if (failed > 0) throw new Error(`${server.kind}: ${failed} requests of ${workload.name}'s preparation failed: ${JSON.stringify(report.errors).slice(0, 500)}`);
 }
 
 async function runWorkload(config: Config, binaryPath: string, workload: Workload, profileRoot: string | undefined): Promise<WorkloadResult> {
@@ -331,15 +469,19 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
 
     const warmupRates: number[] = [];
     for (const server of servers) {
-      const { report } = await runOnce(binaryPath, server, workload, workload.warmupTotal, 10 * 60_000);
-      warmupRates.push(report.requestsPerSec);
+      const { rate } = await runOnce(binaryPath, server, workload, workload.warmupTotal, 10 * 60_000);
+      warmupRates.push(rate);
     }
     const total = sizeTotal(workload, warmupRates, config.targetSeconds);
     result.total = total;
     result.command = workload.command(total);
+    const unit = workload.metric === "latency" ? "puts/s" : "req/s";
     console.log(
-      `${workload.name}: warm-up ${labels[0]} ${warmupRates[0]!.toFixed(0)} req/s, ${labels[1]} ${warmupRates[1]!.toFixed(0)} req/s;` +
-        ` ${config.rounds} rounds of --clients=${workload.clients} --conns=${workload.conns} ${result.command.join(" ")}`,
+      `${workload.name}: warm-up ${labels[0]} ${warmupRates[0]!.toFixed(0)} ${unit}, ${labels[1]} ${warmupRates[1]!.toFixed(0)} ${unit};` +
+        ` ${config.rounds} rounds of --clients=${workload.clients} --conns=${workload.conns} ${result.command.join(" ")}` +
+        (workload.prepare === undefined
+          ? ""
+          : `, each after --clients=${workload.prepare.clients} --conns=${workload.prepare.conns} ${workload.prepare.command.join(" ")}`),
     );
 
     const runs: RunRecord[][] = [[], []];
@@ -347,11 +489,11 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
       const order = round % 2 === 0 ? [0, 1] : [1, 0];
       for (const [position, side] of order.entries()) {
         const server = servers[side]!;
-        const { report, wallSec } = await runOnce(binaryPath, server, workload, total, runTimeoutMs(total, warmupRates[side]!));
+        const { report, rate, wallSec } = await runOnce(binaryPath, server, workload, total, runTimeoutMs(total, warmupRates[side]!));
         const record: RunRecord = {
           round,
           position,
-          requestsPerSec: report.requestsPerSec,
+          requestsPerSec: rate,
           p50Ms: toMs(report, "50"),
           p99Ms: toMs(report, "99"),
           wallSec,
@@ -359,7 +501,7 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
         };
         runs[side]!.push(record);
         console.log(
-          `  round ${round + 1} ${labels[side]!.padEnd(8)} ${report.requestsPerSec.toFixed(0).padStart(7)} req/s` +
+          `  round ${round + 1} ${labels[side]!.padEnd(8)} ${rate.toFixed(0).padStart(7)} ${unit}` +
             `  p50 ${fmtMs(record.p50Ms)} ms  p99 ${fmtMs(record.p99Ms)} ms  (${wallSec.toFixed(1)} s)`,
         );
       }
@@ -381,9 +523,18 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
       };
     }) as [SideResult, SideResult];
     result.sides = sides;
-    result.ratio = sides[1].medianRequestsPerSec / sides[0].medianRequestsPerSec;
-    result.ratioPerRound = runs[0]!.map((r, i) => runs[1]![i]!.requestsPerSec / r.requestsPerSec);
-    console.log(`  ${labels[1]}/${labels[0]} per round: ${result.ratioPerRound.map((r) => r.toFixed(2)).join(" ")}`);
+    result.metric = workload.metric ?? "throughput";
+    result.fixedRatePerSec = workload.fixedRatePerSec;
+    if (result.metric === "latency") {
+      result.latencyRatioP50 = latencyRatio(sides[1].medianP50Ms, sides[0].medianP50Ms);
+      result.latencyRatioP99 = latencyRatio(sides[1].medianP99Ms, sides[0].medianP99Ms);
+      result.ratioPerRound = runs[0]!.map((r, i) => latencyRatio(runs[1]![i]!.p50Ms, r.p50Ms) ?? Number.NaN);
+      console.log(`  ${labels[1]}/${labels[0]} p50 latency per round: ${result.ratioPerRound.map((r) => r.toFixed(2)).join(" ")}`);
+    } else {
+      result.ratio = sides[1].medianRequestsPerSec / sides[0].medianRequestsPerSec;
+      result.ratioPerRound = runs[0]!.map((r, i) => runs[1]![i]!.requestsPerSec / r.requestsPerSec);
+      console.log(`  ${labels[1]}/${labels[0]} per round: ${result.ratioPerRound.map((r) => r.toFixed(2)).join(" ")}`);
+    }
   } catch (error) {
     result.error = error instanceof Error ? error.message : String(error);
     result.serverExited =
@@ -412,11 +563,17 @@ function sideLabels(targets: readonly ServerKind[]): [string, string] {
 
 function fmtMs(ms: number | undefined): string {
   if (ms === undefined) return "-";
-  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
+  // Below 1 ms two significant digits (watch-latency's percentiles are tens of microseconds).
+  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toPrecision(2);
 }
 
 function fmtMiB(kib: number | undefined): string {
   return kib === undefined ? "-" : (kib / 1024).toFixed(0);
+}
+
+/** A latency workload's server achieved (within 5%) the fixed rate asked for, in the median run. */
+function keptUp(result: WorkloadResult, side: SideResult): boolean {
+  return result.fixedRatePerSec === undefined || side.medianRequestsPerSec >= 0.95 * result.fixedRatePerSec;
 }
 
 function renderTable(results: readonly WorkloadResult[], labels: [string, string]): string {
@@ -437,13 +594,18 @@ function renderTable(results: readonly WorkloadResult[], labels: [string, string
   const rows = results.map((r) => {
     if (r.sides === undefined) return [r.name, String(r.total ?? "-"), "FAILED", "", "", "", "", "", "", "", ""];
     const [sa, sb] = r.sides;
-    const rate = (s: SideResult) => `${s.medianRequestsPerSec.toFixed(0)} ±${s.spreadPercent.toFixed(0)}%`;
+    const latency = r.metric === "latency";
+    const rate = (s: SideResult) => {
+      if (!latency) return `${s.medianRequestsPerSec.toFixed(0)} ±${s.spreadPercent.toFixed(0)}%`;
+      return keptUp(r, s) ? "n/a (fixed rate)" : `${s.medianRequestsPerSec.toFixed(0)}/s < ${r.fixedRatePerSec}/s asked`;
+    };
+    const ratio = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(2));
     return [
       r.name,
       String(r.total),
       rate(sa),
       rate(sb),
-      r.ratio!.toFixed(2),
+      latency ? `latency p50 ${ratio(r.latencyRatioP50)} p99 ${ratio(r.latencyRatioP99)}` : ratio(r.ratio),
       fmtMs(sa.medianP50Ms),
       fmtMs(sb.medianP50Ms),
       fmtMs(sa.medianP99Ms),
@@ -516,6 +678,13 @@ async function main(config: Config): Promise<number> {
 
   console.log(`\nmedians over ${config.rounds} rounds (req/s ± half the range over rounds):\n`);
   console.log(renderTable(results, labels));
+  if (results.some((r) => r.metric === "latency")) {
+    console.log(
+      `\nwatch-latency puts at a fixed rate, so its req/s says nothing about the server (unless it falls short of` +
+        ` the rate asked, then shown); its ratio is of latency (${labels[1]}/${labels[0]}, above 1: ${labels[1]} is slower),` +
+        ` the others' of req/s (above 1: ${labels[1]} is faster).`,
+    );
+  }
 
   if (profileRoot !== undefined) {
     const all = listCpuProfiles(profileRoot);
