@@ -45,11 +45,13 @@ export interface ProposerDeps {
   clock: Clock;
 }
 
-const EMPTY_RAFT_REQUEST: Readonly<InternalRaftRequest> = Object.freeze(InternalRaftRequest.fromPartial({}));
-
-/** A log entry's request carrying only `fields` (everything else at its default). */
+/**
+ * A log entry's request carrying only `fields`. Every other field is absent, which reads (and
+ * encodes) as its default: all of them are optional messages except the ID, set here. Copying a
+ * full default object (30 fields) per request cost more than the encoding itself.
+ */
 export function raftRequest(fields: Partial<InternalRaftRequest>): InternalRaftRequest {
-  return { ...EMPTY_RAFT_REQUEST, ...fields };
+  return { header: undefined, ID: 0n, ...fields } as InternalRaftRequest;
 }
 
 /** Deadline sweeps per second: a timed-out proposal is answered within this resolution. */
