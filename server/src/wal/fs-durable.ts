@@ -31,8 +31,13 @@ export async function preallocate(fh: FileHandle, currentBytes: number, targetBy
   }
 }
 
+/** The one call `writevAll` needs: a positioned writev (FileHandle's, or a test's wrapper). */
+export interface PositionedWriter {
+  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
+}
+
 /** Writes all of `bufs` at `position`, looping over short writes. */
-export async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<number> {
+export async function writevAll(fh: PositionedWriter, bufs: Buffer[], position: number): Promise<number> {
   let total = 0;
   for (const b of bufs) total += b.length;
   let pending = bufs.filter((b) => b.length > 0);
