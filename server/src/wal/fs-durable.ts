@@ -4,7 +4,7 @@ import type { FileHandle } from "node:fs/promises";
 /**
  * How a segment's space is reserved before records are written into it:
  *  - "zeros": write zeros up to the segment size, then fsync. Blocks are really allocated, so a
- *    later fdatasync flushes only data (no allocation metadata), and a full disk fails at cut time
+ *    later fdatasync (or O_DSYNC write) flushes only data (no allocation metadata), and a full disk fails at cut time
  *    (in the background pipeline), not in the middle of an append. Costs one extra sequential
  *    write of the segment. The default.
  *  - "sparse": ftruncate to the segment size. Instant, but blocks are allocated on first write.

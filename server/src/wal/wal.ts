@@ -91,7 +91,9 @@ export interface WalLogger {
  * `etcd_disk_wal_write_bytes_total` counter from them). Called on the write path: keep them cheap.
  */
 export interface WalObserver {
+  /** How long one synced append took to become durable: the O_DSYNC write, or the fdatasync. */
   observeFsyncSeconds(seconds: number): void;
+  /** Bytes appended (each byte once, though a synced write may carry unsynced bytes again). */
   addWrittenBytes(bytes: number): void;
 }
 
