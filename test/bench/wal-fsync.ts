@@ -3,7 +3,8 @@
  *
  * Each run creates a fresh WAL and, for BENCH_SECONDS, appends single 256-byte entries with
  * sync: true from W concurrent writers (each waits for its own fsync before the next append).
- * W = 1 measures raw fdatasync latency; W = 64 shows group commit (appends share fsyncs).
+ * W = 1 measures the latency of one synced append (an O_DSYNC write, see wal.ts); W = 64 shows
+ * group commit (appends share fsyncs).
  * Reports the median of BENCH_RUNS runs. Env: BENCH_SECONDS (default 2), BENCH_RUNS (5),
  * BENCH_WRITERS ("1,64"), BENCH_DIR (default the OS temp dir; put it on the disk you care about),
  * BENCH_PREALLOCATION ("zeros" or "sparse", default zeros), BENCH_ENTRY_BYTES (256).
@@ -75,9 +76,10 @@ async function main(): Promise<void> {
     const pick = (f: (x: RunResult) => number): string => median(results.map(f)).toFixed(1);
     console.log(
       `writers=${String(writers).padStart(3)}  appends+fsync/s median ${pick((x) => x.appendsPerSecond)} ` +
-        `(runs: ${results.map((x) => x.appendsPerSecond.toFixed(0)).join(", ")})  ` +
+        `(runs: ${results.map((x) => x.appendsPerSecond.toFixed(0)).join(", ")}; ` +
+        `${(1e6 / median(results.map((x) => x.appendsPerSecond))).toFixed(0)} us/append)  ` +
         `fsyncs/s ${pick((x) => x.fsyncsPerSecond)}  appends/fsync ${pick((x) => x.appendsPerFsync)}  ` +
-        `fdatasync mean ${pick((x) => x.fsyncMsMean)} ms`,
+        `sync mean ${pick((x) => x.fsyncMsMean)} ms`,
     );
   }
 }

@@ -15,7 +15,8 @@
  * backend image (ReadyHandler.sendSnapshot), as etcd's server does with its raftNode's msgSnapC.
  *
  * Many proposals that arrive while one fsync is in flight land in the next Ready together, so
- * they share one fsync (group commit) without any timer.
+ * they share one fsync (group commit) without any timer; the loop yields to the event loop once
+ * (setImmediate) before taking each Ready so that requests already received are in it.
  */
 import {
   ConfChange, ConfState, EntryType, Entry, Message, MessageType, ReadState, Ready, Snapshot, SoftState, HardState, StateRole, NodeId,
@@ -315,6 +316,12 @@ export class RaftNode {
         });
         continue;
       }
+      // Let the I/O already waiting (client requests, peer messages) reach the core first, so
+      // that what arrived while the last Ready was persisted shares this one. Without it a loaded
+      // member takes a Ready per synced WAL write (one thread-pool round trip) holding a handful
+      // of entries, and each Ready's own cost (apply batch, backend write) dominates.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.stopped) return;
       const rd: Ready = rawNode.ready();
       this.deps.observer?.taken?.(rd, storage);
       if (rd.softState) {

@@ -4,7 +4,7 @@ import type { FileHandle } from "node:fs/promises";
 /**
  * How a segment's space is reserved before records are written into it:
  *  - "zeros": write zeros up to the segment size, then fsync. Blocks are really allocated, so a
- *    later fdatasync flushes only data (no allocation metadata), and a full disk fails at cut time
+ *    later fdatasync (or O_DSYNC write) flushes only data (no allocation metadata), and a full disk fails at cut time
  *    (in the background pipeline), not in the middle of an append. Costs one extra sequential
  *    write of the segment. The default.
  *  - "sparse": ftruncate to the segment size. Instant, but blocks are allocated on first write.
@@ -31,8 +31,13 @@ export async function preallocate(fh: FileHandle, currentBytes: number, targetBy
   }
 }
 
+/** The one call `writevAll` needs: a positioned writev (FileHandle's, or a test's wrapper). */
+export interface PositionedWriter {
+  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
+}
+
 /** Writes all of `bufs` at `position`, looping over short writes. */
-export async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<number> {
+export async function writevAll(fh: PositionedWriter, bufs: Buffer[], position: number): Promise<number> {
   let total = 0;
   for (const b of bufs) total += b.length;
   let pending = bufs.filter((b) => b.length > 0);

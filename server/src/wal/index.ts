@@ -2,7 +2,17 @@
  * The write-ahead log (see wal.ts for the on-disk layout and record-codec.ts for the format;
  * wal-dir.ts for the WalDir/WalLog contract, memory-wal.ts for the in-memory log).
  */
-export { Wal, SEGMENT_SIZE_BYTES_DEFAULT, segmentName, parseSegmentName, type WalOptions, type WalLogger, type WalObserver } from "./wal.js";
+export {
+  Wal,
+  SEGMENT_SIZE_BYTES_DEFAULT,
+  REWRITE_BYTES_MAX_DEFAULT,
+  segmentName,
+  parseSegmentName,
+  type SyncedAppendFile,
+  type WalOptions,
+  type WalLogger,
+  type WalObserver,
+} from "./wal.js";
 export type { WalSnapshot } from "./record-codec.js";
 export { FsWalDir, type FsWalDirOptions, type OpenedWal, type WalDir, type WalLog } from "./wal-dir.js";
 export {

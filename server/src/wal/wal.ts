@@ -28,13 +28,24 @@
  * A torn tail is cut with a warning and appending resumes after the last good frame.
  *
  * Writes: `save` encodes synchronously (so record order is call order) and queues the bytes; a
- * single writer loop writes everything queued with one writev (led by a sync mark) and, if any
- * waiting caller asked for sync, one fdatasync. Callers arriving while an fsync is in flight share
- * the next one (group commit). The queue is not bounded here: the driver awaits each save. Any I/O
- * failure poisons the Wal (ErrWalFailed): what reached the disk is unknown and the member must
- * stop and reopen the log.
+ * single writer loop takes everything queued (up to a planned cut) as one batch, led by a sync
+ * mark, and decides before writing whether a waiting caller asked for sync:
+ *  - no: one writev through the segment's ordinary handle. The bytes written since the last sync
+ *    are also kept in memory, up to `rewriteBytesMax` (1 MiB by default);
+ *  - yes: one writev through a second handle of the segment, opened with O_DSYNC (on first use,
+ *    closed at cut and close): the write returns once its data is durable, one thread-pool round
+ *    trip instead of a writev and an fdatasync. Such a write makes durable only the range it
+ *    covers (Linux syncs just that range), so it starts at the last synced offset and carries the
+ *    kept unsynced bytes again, unchanged, in front of the batch. Rewriting identical bytes leaves
+ *    what a crash can find on disk as before, and every sync mark still states only what had been
+ *    synced before its own write. When more than `rewriteBytesMax` went unsynced, the batch is
+ *    written through the ordinary handle and followed by fdatasync (which covers the whole file);
+ *  - a batch followed by a cut is written without sync: the cut fsyncs the whole segment.
+ * Callers arriving while a synced write is in flight share the next one (group commit). The queue
+ * is not bounded here: the driver awaits each save. Any I/O failure poisons the Wal
+ * (ErrWalFailed): what reached the disk is unknown and the member must stop and reopen the log.
  */
-import { existsSync, readdirSync, promises as fsp } from "node:fs";
+import { constants as fsConstants, existsSync, readdirSync, promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { ConfState, Entry, HardState } from "../raft/types.js";
@@ -48,7 +59,7 @@ import {
   ErrWalNotFound,
 } from "./errors.js";
 import { FilePipeline } from "./file-pipeline.js";
-import { isErrno, preallocate, writevAll, type Preallocation } from "./fs-durable.js";
+import { isErrno, preallocate, writevAll, type PositionedWriter, type Preallocation } from "./fs-durable.js";
 import { fsyncDir } from "../pkg/fsync-dir.js";
 import {
   decodeEntry,
@@ -81,13 +92,30 @@ export interface WalLogger {
  * `etcd_disk_wal_write_bytes_total` counter from them). Called on the write path: keep them cheap.
  */
 export interface WalObserver {
+  /** How long one synced append took to become durable: the O_DSYNC write, or the fdatasync. */
   observeFsyncSeconds(seconds: number): void;
+  /** Bytes appended (each byte once, though a synced write may carry unsynced bytes again). */
   addWrittenBytes(bytes: number): void;
+}
+
+/**
+ * The tail segment opened for synced appends: every `writev` returns only once the bytes it wrote
+ * are durable (O_DSYNC). Only those bytes: see "Writes" at the top of this file.
+ */
+export interface SyncedAppendFile extends PositionedWriter {
+  close(): Promise<void>;
 }
 
 export interface WalOptions {
   /** Size at which the log is cut to a new segment; default 64 MiB (etcd's SegmentSizeBytes). */
   segmentSizeBytes?: number;
+  /**
+   * Most bytes written without sync that are kept in memory to be written again by the next
+   * synced write; beyond it the next sync is a writev + fdatasync. Default 1 MiB.
+   */
+  rewriteBytesMax?: number;
+  /** Opens `path` for synced appends; default: O_WRONLY | O_DSYNC. A seam for tests. */
+  openSyncedAppend?: (path: string) => Promise<SyncedAppendFile>;
   /** How segment space is reserved; default "zeros". See fs-durable.ts. */
   preallocation?: Preallocation;
   logger?: WalLogger;
@@ -95,6 +123,7 @@ export interface WalOptions {
 }
 
 export const SEGMENT_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
+export const REWRITE_BYTES_MAX_DEFAULT = 1024 * 1024;
 const LOCK_FILE_NAME = "wal.lock";
 const SEGMENT_NAME = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 const EMPTY_HARD_STATE: HardState = { term: 0, vote: 0n, commit: 0 };
@@ -130,6 +159,8 @@ export async function listSegments(dir: string): Promise<SegmentInfo[]> {
 
 interface ResolvedOptions {
   segmentSizeBytes: number;
+  rewriteBytesMax: number;
+  openSyncedAppend: (path: string) => Promise<SyncedAppendFile>;
   preallocation: Preallocation;
   logger: WalLogger;
   observer: WalObserver | undefined;
@@ -140,8 +171,14 @@ function resolveOptions(o: WalOptions | undefined): ResolvedOptions {
   if (!Number.isSafeInteger(segmentSizeBytes) || segmentSizeBytes < 4096) {
     throw new RangeError(`wal: segmentSizeBytes must be an integer >= 4096, got ${segmentSizeBytes}`);
   }
+  const rewriteBytesMax = o?.rewriteBytesMax ?? REWRITE_BYTES_MAX_DEFAULT;
+  if (!Number.isSafeInteger(rewriteBytesMax) || rewriteBytesMax < 0) {
+    throw new RangeError(`wal: rewriteBytesMax must be an integer >= 0, got ${rewriteBytesMax}`);
+  }
   return {
     segmentSizeBytes,
+    rewriteBytesMax,
+    openSyncedAppend: o?.openSyncedAppend ?? openSyncedAppend,
     preallocation: o?.preallocation ?? "zeros",
     logger: o?.logger ?? NOOP_LOGGER,
     observer: o?.observer,
@@ -264,6 +301,12 @@ interface Tail {
   info: SegmentInfo;
   path: string;
   fh: FileHandle;
+  /** The same file opened for synced appends; opened by the first synced write. */
+  synced: SyncedAppendFile | undefined;
+}
+
+function openSyncedAppend(filePath: string): Promise<SyncedAppendFile> {
+  return fsp.open(filePath, fsConstants.O_WRONLY | fsConstants.O_DSYNC);
 }
 
 export class Wal {
@@ -279,6 +322,12 @@ export class Wal {
   private offsetBytes: number;
   /** Offset in the current segment up to which an fsync has completed. */
   private syncedOffsetBytes: number;
+  /**
+   * The bytes of [syncedOffsetBytes, offsetBytes), in order, as written; undefined once more than
+   * rewriteBytesMax went unsynced (the next sync is then an fdatasync).
+   */
+  private unsynced: Buffer[] | undefined = [];
+  private unsyncedBytes = 0;
   private writtenSerial = 0;
   private syncedSerial = 0;
   private readonly queue: QueueItem[] = [];
@@ -288,7 +337,15 @@ export class Wal {
   private closing = false;
   private closed = false;
   private readonly pipeline: FilePipeline;
-  private readonly counters = { writes: 0, bytesWritten: 0, fsyncs: 0, fsyncMsTotal: 0, cuts: 0 };
+  private readonly counters = {
+    writes: 0,
+    bytesWritten: 0,
+    fsyncs: 0,
+    fsyncMsTotal: 0,
+    rewrittenBytes: 0,
+    fdatasyncs: 0,
+    cuts: 0,
+  };
 
   private constructor(
     private readonly dir: string,
@@ -447,7 +504,7 @@ export class Wal {
       }
       await preallocate(fh, sizeBytes, opts.segmentSizeBytes, opts.preallocation);
       await fh.sync();
-      const wal = new Wal(dir, opts, lock, metadata, segments, { info: last.info, path: last.path, fh }, {
+      const wal = new Wal(dir, opts, lock, metadata, segments, { info: last.info, path: last.path, fh, synced: undefined }, {
         offsetBytes,
         chain,
         lastIndex: Math.max(replay.lastIndex, from.index),
@@ -480,8 +537,8 @@ export class Wal {
 
   /**
    * Appends `hardState` (if given and not empty) and `entries`, entries first. With `sync`,
-   * resolves after fdatasync made them (and everything saved before) durable; otherwise after the
-   * write reached the OS. Concurrent calls are group-committed. Overwriting an existing index is
+   * resolves once they (and everything saved before) are durable; otherwise after the write
+   * reached the OS. Concurrent calls are group-committed. Overwriting an existing index is
    * legal: on read, the later record wins and drops everything after it.
    * Rejects with ErrWalClosed, ErrWalFailed, or RangeError (bad numbers; nothing written then).
    */
@@ -553,6 +610,7 @@ export class Wal {
       if (this.failure === undefined) await this.enqueue(Buffer.alloc(0), true).catch(() => undefined);
     } finally {
       await this.pipeline.stop();
+      await this.tail.synced?.close().catch(() => undefined);
       await this.tail.fh.close().catch(() => undefined);
       await this.lock.release();
       this.closed = true;
@@ -565,10 +623,21 @@ export class Wal {
   }
 
   /**
-   * Counters since open: writev calls, bytes written, fdatasync calls of appends (cuts not counted)
-   * and their total duration, segment cuts. `writes / fsyncs` > 1 shows group commit at work.
+   * Counters since open: batches written, bytes appended (each byte once), synced appends (an
+   * O_DSYNC write or, past rewriteBytesMax, a writev + fdatasync; cuts not counted) and their
+   * total duration (of the O_DSYNC write, or of the fdatasync), bytes the synced writes carried
+   * again to cover earlier unsynced ones, how many syncs were fdatasyncs, segment cuts.
+   * `writes / fsyncs` > 1 shows group commit at work.
    */
-  stats(): { writes: number; bytesWritten: number; fsyncs: number; fsyncMsTotal: number; cuts: number } {
+  stats(): {
+    writes: number;
+    bytesWritten: number;
+    fsyncs: number;
+    fsyncMsTotal: number;
+    rewrittenBytes: number;
+    fdatasyncs: number;
+    cuts: number;
+  } {
     return { ...this.counters };
   }
 
@@ -623,43 +692,31 @@ export class Wal {
       while (this.queue.length > 0) {
         const bufs: Buffer[] = [];
         let serial = this.writtenSerial;
-        let dataBytes = 0;
         while (this.queue.length > 0 && this.queue[0]!.kind === "write") {
           const item = this.queue.shift() as Extract<QueueItem, { kind: "write" }>;
-          bufs.push(item.bytes);
-          dataBytes += item.bytes.length;
+          if (item.bytes.length > 0) bufs.push(item.bytes);
           serial = item.serial;
         }
-        if (dataBytes > 0) {
+        if (bufs.length > 0) {
           // Every write starts with a sync mark saying how far this segment is already durable.
           const mark = new FrameBuilder(0);
           mark.reserve(8);
           mark.addSyncMark(this.syncedOffsetBytes);
           bufs.unshift(mark.finish());
         }
-        if (bufs.length > 0) {
-          const n = await writevAll(this.tail.fh, bufs, this.offsetBytes);
-          this.offsetBytes += n;
-          this.writtenSerial = serial;
-          this.counters.writes++;
-          this.counters.bytesWritten += n;
-          this.opts.observer?.addWrittenBytes(n);
-        }
         const head = this.queue[0];
-        if (head !== undefined && head.kind === "cut") {
+        const cutNext = head !== undefined && head.kind === "cut";
+        // Decided before writing: a batch a cut follows is made durable by the cut's fsync.
+        const sync = !cutNext && this.syncWantedThrough(serial);
+        if (sync) await this.writeSynced(bufs);
+        else if (bufs.length > 0) await this.writeUnsynced(bufs);
+        this.writtenSerial = serial;
+        if (sync) this.syncedSerial = serial;
+        if (cutNext) {
           this.queue.shift();
           await this.cut(head);
           this.writtenSerial = head.serial;
           this.syncedSerial = head.serial;
-        } else if (this.syncWanted()) {
-          const t0 = performance.now();
-          await this.tail.fh.datasync();
-          const ms = performance.now() - t0;
-          this.counters.fsyncs++;
-          this.counters.fsyncMsTotal += ms;
-          this.opts.observer?.observeFsyncSeconds(ms / 1000);
-          this.syncedSerial = this.writtenSerial;
-          this.syncedOffsetBytes = this.offsetBytes;
         }
         this.settleWaiters();
       }
@@ -670,9 +727,68 @@ export class Wal {
     }
   }
 
-  private syncWanted(): boolean {
+  /** Appends `bufs` through the ordinary handle and keeps them for the next synced write. */
+  private async writeUnsynced(bufs: Buffer[]): Promise<void> {
+    const n = await writevAll(this.tail.fh, bufs, this.offsetBytes);
+    this.appended(n);
+    if (this.unsynced !== undefined && this.unsyncedBytes + n <= this.opts.rewriteBytesMax) {
+      this.unsynced.push(...bufs);
+      this.unsyncedBytes += n;
+    } else {
+      this.unsynced = undefined;
+      this.unsyncedBytes = 0;
+    }
+  }
+
+  /**
+   * Appends `bufs` (possibly none) and makes [syncedOffsetBytes, end) durable: one O_DSYNC write
+   * from syncedOffsetBytes carrying the kept unsynced bytes again, or writev + fdatasync when they
+   * were not all kept.
+   */
+  private async writeSynced(bufs: Buffer[]): Promise<void> {
+    let newBytes = 0;
+    for (const b of bufs) newBytes += b.length;
+    if (newBytes === 0 && this.syncedOffsetBytes === this.offsetBytes) return;
+    let ms: number;
+    if (this.unsynced !== undefined) {
+      if (this.syncedOffsetBytes + this.unsyncedBytes !== this.offsetBytes) {
+        throw new Error(
+          `wal: kept ${this.unsyncedBytes} unsynced bytes, but [${this.syncedOffsetBytes}, ${this.offsetBytes}) is unsynced`,
+        );
+      }
+      this.tail.synced ??= await this.opts.openSyncedAppend(this.tail.path);
+      const all = this.unsyncedBytes > 0 ? [Buffer.concat(this.unsynced, this.unsyncedBytes), ...bufs] : bufs;
+      const t0 = performance.now();
+      await writevAll(this.tail.synced, all, this.syncedOffsetBytes);
+      ms = performance.now() - t0;
+      this.counters.rewrittenBytes += this.unsyncedBytes;
+      if (newBytes > 0) this.appended(newBytes);
+    } else {
+      if (newBytes > 0) this.appended(await writevAll(this.tail.fh, bufs, this.offsetBytes));
+      const t0 = performance.now();
+      await this.tail.fh.datasync();
+      ms = performance.now() - t0;
+      this.counters.fdatasyncs++;
+    }
+    this.counters.fsyncs++;
+    this.counters.fsyncMsTotal += ms;
+    this.opts.observer?.observeFsyncSeconds(ms / 1000);
+    this.syncedOffsetBytes = this.offsetBytes;
+    this.unsynced = [];
+    this.unsyncedBytes = 0;
+  }
+
+  private appended(n: number): void {
+    this.offsetBytes += n;
+    this.counters.writes++;
+    this.counters.bytesWritten += n;
+    this.opts.observer?.addWrittenBytes(n);
+  }
+
+  /** Whether a caller waiting on a save up to `serial` (and not yet synced) asked for sync. */
+  private syncWantedThrough(serial: number): boolean {
     for (const w of this.waiters) {
-      if (w.sync && w.serial <= this.writtenSerial && w.serial > this.syncedSerial) return true;
+      if (w.sync && w.serial <= serial && w.serial > this.syncedSerial) return true;
     }
     return false;
   }
@@ -702,10 +818,13 @@ export class Wal {
       await prepared.fh.close().catch(() => undefined);
       throw e;
     }
+    await old.synced?.close();
     await old.fh.close();
-    this.tail = { info, path: finalPath, fh: prepared.fh };
+    this.tail = { info, path: finalPath, fh: prepared.fh, synced: undefined };
     this.offsetBytes = item.header.length;
     this.syncedOffsetBytes = item.header.length;
+    this.unsynced = [];
+    this.unsyncedBytes = 0;
     this.segments.push(info);
     this.counters.cuts++;
     this.opts.logger.info("wal: cut to new segment", { file: finalPath, previous: old.path });

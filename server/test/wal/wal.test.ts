@@ -241,8 +241,10 @@ describe("Wal recovery edges", () => {
   it("poisons itself after an I/O failure and closes saves racing with close cleanly", async () => {
     const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20, preallocation: "sparse" });
     await wal.save(hs(1, 0), [entry(1, 1)], { sync: true });
-    // Simulate the disk going away under the open file.
-    await (wal as unknown as { tail: { fh: { close(): Promise<void> } } }).tail.fh.close();
+    // Simulate the disk going away under the open file (both of its handles).
+    const tail = (wal as unknown as { tail: { fh: { close(): Promise<void> }; synced?: { close(): Promise<void> } } }).tail;
+    await tail.synced?.close();
+    await tail.fh.close();
     await expect(wal.save(undefined, [entry(2, 1)], { sync: true })).rejects.toBeInstanceOf(ErrWalFailed);
     await expect(wal.save(undefined, [entry(3, 1)], { sync: true })).rejects.toBeInstanceOf(ErrWalFailed);
     await wal.close();
