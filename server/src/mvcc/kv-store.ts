@@ -948,6 +948,8 @@ export class MvccStore {
     if (this.closed) return;
     this.closed = true;
     this.hub.close();
+    // Scans waiting for a batch that may never be written go on, and fail on the closed backend.
+    for (const w of this.writtenWaiters.splice(0)) w.resolve();
     await this.compactionChain;
   }
 
