@@ -23,6 +23,7 @@ import { Readable, Writable } from "node:stream";
 import { crc32cUpdate } from "../pkg/crc32c.js";
 import { ErrSnapshotCorrupt } from "./errors.js";
 import { fsyncDir } from "../pkg/fsync-dir.js";
+import { readFully } from "../pkg/read-fully.js";
 
 const TRAILER_BYTES = 16;
 const TRAILER_MAGIC = 0x73737465; // "etss" little-endian
@@ -78,12 +79,7 @@ async function* payloadChunks(file: string, chunkBytes: number): AsyncGenerator<
     while (pos < trailer.sizeBytes) {
       const n = Math.min(chunkBytes, trailer.sizeBytes - pos);
       const chunk = Buffer.allocUnsafe(n);
-      let got = 0;
-      while (got < n) {
-        const { bytesRead } = await fh.read(chunk, got, n - got, pos + got);
-        if (bytesRead === 0) throw new ErrSnapshotCorrupt(file, "file shrank while reading");
-        got += bytesRead;
-      }
+      if ((await readFully(fh, chunk, n, pos)) < n) throw new ErrSnapshotCorrupt(file, "file shrank while reading");
       crc = crc32cUpdate(crc, chunk);
       pos += n;
       yield chunk;

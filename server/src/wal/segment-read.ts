@@ -16,6 +16,7 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import { promises as fsp } from "node:fs";
+import { readFully } from "../pkg/read-fully.js";
 
 /** Bytes read per step while looking for the last nonzero byte from the end. */
 const SEARCH_CHUNK_BYTES = 1024 * 1024;
@@ -37,7 +38,7 @@ export async function readSegmentBytes(file: string, zeroPadBytes = SEGMENT_ZERO
     const fileBytes = (await fh.stat()).size;
     const dataEnd = await lastNonZeroEnd(fh, fileBytes);
     const buf = Buffer.alloc(Math.min(fileBytes, dataEnd + zeroPadBytes));
-    await readFully(fh, buf, dataEnd, 0);
+    await readExactly(fh, buf, dataEnd, 0);
     return { buf, fileBytes };
   } finally {
     await fh.close();
@@ -51,7 +52,7 @@ async function lastNonZeroEnd(fh: FileHandle, fileBytes: number): Promise<number
   while (end > 0) {
     const start = Math.max(0, end - chunk.length);
     const n = end - start;
-    await readFully(fh, chunk, n, start);
+    await readExactly(fh, chunk, n, start);
     if (chunk.compare(ZEROS, 0, n, 0, n) !== 0) {
       let i = n - 1;
       while (chunk[i] === 0) i--;
@@ -63,11 +64,7 @@ async function lastNonZeroEnd(fh: FileHandle, fileBytes: number): Promise<number
 }
 
 /** Reads exactly `length` bytes at `position` into the start of `into`. */
-async function readFully(fh: FileHandle, into: Buffer, length: number, position: number): Promise<void> {
-  let got = 0;
-  while (got < length) {
-    const { bytesRead } = await fh.read(into, got, length - got, position + got);
-    if (bytesRead === 0) throw new Error(`segment shorter than expected: read ${got} of ${length} bytes at ${position}`);
-    got += bytesRead;
-  }
+async function readExactly(fh: FileHandle, into: Buffer, length: number, position: number): Promise<void> {
+  const got = await readFully(fh, into, length, position);
+  if (got < length) throw new Error(`segment shorter than expected: read ${got} of ${length} bytes at ${position}`);
 }

@@ -29,6 +29,7 @@ import type { Logger } from "../../pkg/logger.js";
 import { toServiceError } from "./errors.js";
 import { requestContext } from "./grpc-util.js";
 import { checkMaintenanceAdmin } from "./maintenance-auth.js";
+import { readFully } from "../../pkg/read-fully.js";
 
 /** Blob size per message: etcd's snapshotSendBufferSize. */
 export const SNAPSHOT_BLOB_BYTES = 32 * 1024;
@@ -139,12 +140,8 @@ async function streamSnapshot(
       while (sent < total) {
         if (isGone()) return;
         const want = Math.min(SNAPSHOT_BLOB_BYTES, total - sent);
-        let got = 0;
-        while (got < want) {
-          const { bytesRead } = await fd.read(buf, got, want - got, sent + got);
-          if (bytesRead <= 0) throw new Error(`snapshot file ended after ${sent + got} of ${total} bytes`);
-          got += bytesRead;
-        }
+        const got = await readFully(fd, buf, want, sent);
+        if (got < want) throw new Error(`snapshot file ended after ${sent + got} of ${total} bytes`);
         const blob = Buffer.from(buf.subarray(0, got));
         sha.update(blob);
         sent += got;
