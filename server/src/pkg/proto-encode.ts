@@ -26,3 +26,24 @@ export function encodeMessage<T>(encoder: MessageEncoder<T>, message: T): Uint8A
     throw e;
   }
 }
+
+/** The five zero bytes a gRPC message frame starts with, before its length is known. */
+const GRPC_PREFIX_PLACEHOLDER = new Uint8Array(5);
+
+/**
+ * `encoder.encode(message)` framed as gRPC sends a message (a zero compressed-flag byte, the
+ * length as a big-endian uint32, the message), encoded straight into its frame: one buffer and no
+ * copy of the message behind a prefix.
+ */
+export function encodeGrpcFrame<T>(encoder: MessageEncoder<T>, message: T): Buffer {
+  let frame: Uint8Array;
+  try {
+    frame = encoder.encode(message, shared.raw(GRPC_PREFIX_PLACEHOLDER)).finish();
+  } catch (e) {
+    shared.finish();
+    throw e;
+  }
+  const out = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
+  out.writeUInt32BE(frame.length - 5, 1);
+  return out;
+}

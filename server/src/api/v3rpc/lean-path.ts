@@ -98,6 +98,21 @@ export function frameResponse(encode: (value: unknown) => Uint8Array, value: unk
   return frame;
 }
 
+/** frameResponse for an encoder that frames itself (pkg/proto-encode.ts `encodeGrpcFrame`): the same answers, one buffer less. */
+export function frameEncodedResponse(encodeFramed: (value: unknown) => Buffer, value: unknown, maxSendBytes: number): Buffer | LeanStatus {
+  let frame: Buffer;
+  try {
+    frame = encodeFramed(value);
+  } catch {
+    return { code: INTERNAL, details: "Error serializing response" };
+  }
+  const bodyLength = frame.length - 5;
+  if (maxSendBytes !== -1 && bodyLength > maxSendBytes) {
+    return { code: RESOURCE_EXHAUSTED, details: `Sent message larger than max (${frame.length} vs. ${maxSendBytes})` };
+  }
+  return frame;
+}
+
 /** grpc-js's serverErrorToStatus: what a handler's error (a callback's or an 'error' event's) answers. */
 export function serverErrorToStatus(err: unknown, trailer?: Metadata): LeanStatus {
   const e = (typeof err === "object" && err !== null ? err : { message: String(err) }) as { code?: unknown; details?: unknown; message?: unknown; metadata?: Metadata };

@@ -42,10 +42,10 @@ import {
   LeaseTimeToLiveResponse, PutResponse, RangeResponse, TxnResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ServiceRegistry } from "./service-registry.js";
-import { encodeMessage, type MessageEncoder } from "../../pkg/proto-encode.js";
+import { encodeGrpcFrame, type MessageEncoder } from "../../pkg/proto-encode.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK_TRAILERS, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
-  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNIMPLEMENTED, UNKNOWN, authContextOf, frameResponse, installLeanPath, peerOf, plainCallTimeout,
+  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNIMPLEMENTED, UNKNOWN, authContextOf, frameEncodedResponse, installLeanPath, peerOf, plainCallTimeout,
   serverErrorToStatus, trailersOnlyHeaders, type LeanTaker,
 } from "./lean-path.js";
 
@@ -74,7 +74,8 @@ type UnaryHandler = (call: LeanCall, callback: UnaryCallback) => void;
 interface LeanMethod {
   readonly path: string;
   readonly decode: (message: Buffer) => unknown;
-  readonly encode: (value: unknown) => Uint8Array;
+  /** The response's gRPC frame (prefix and message). */
+  readonly encodeFramed: (value: unknown) => Buffer;
   readonly handler: UnaryHandler;
   readonly secondMessage: string;
   readonly noMessage: string;
@@ -111,7 +112,7 @@ export class LeanUnaryServer implements LeanTaker {
         this.methods.set(method.path, {
           path: method.path,
           decode: method.requestDeserialize as (m: Buffer) => unknown,
-          encode: (value) => encodeMessage(encoder, value),
+          encodeFramed: (value) => encodeGrpcFrame(encoder, value),
           handler,
           secondMessage: `Received a second request message for server streaming method ${method.path}`,
           noMessage: `Received no request message for server streaming method ${method.path}`,
@@ -318,7 +319,7 @@ class LeanCall {
       this.sendStatus(status.code, status.details, status.metadata);
       return;
     }
-    const frame = frameResponse(this.method.encode, value, this.options.maxSendMessageBytes);
+    const frame = frameEncodedResponse(this.method.encodeFramed, value, this.options.maxSendMessageBytes);
     if ("details" in frame) {
       this.sendStatus(frame.code, frame.details, undefined);
       return;

@@ -15,7 +15,7 @@ import type { Membership } from "../cluster/membership.js";
 import type { ApplyResult } from "../proposer.js";
 import type { StorePort, WriteSession } from "../store-port.js";
 import type { Applier } from "./applier.js";
-import { applyDeleteRange, applyPut, applyTxn, type KvWriter, type TxnChecks } from "./kv-ops.js";
+import { applyDeleteRange, applyPlainPut, applyPut, applyTxn, putReads, type KvWriter, type TxnChecks } from "./kv-ops.js";
 
 export interface BackendApplierDeps {
   store: StorePort;
@@ -27,9 +27,17 @@ export interface BackendApplierDeps {
 export class BackendApplier implements Applier {
   constructor(private readonly deps: BackendApplierDeps) {}
 
-  async put(w: WriteSession, req: PutRequest): Promise<PutResponse> {
-    if (req.lease !== 0n && this.deps.lessor.lookup(req.lease) === undefined) throw new ErrLeaseNotFound();
-    return (await applyPut(leaseTrackingWriter(w, this.deps.lessor), req)).resp;
+  put(w: WriteSession, req: PutRequest): Promise<PutResponse> {
+    const { lessor } = this.deps;
+    if (req.lease !== 0n && lessor.lookup(req.lease) === undefined) return Promise.reject(new ErrLeaseNotFound());
+    // Most puts read nothing: no wrapper and no async step for them.
+    if (!putReads(req)) {
+      const prev = lessor.leaseOfKey(req.key);
+      const resp = applyPlainPut(w, req);
+      trackLease(lessor, req.key, req.lease, prev);
+      return Promise.resolve(resp);
+    }
+    return applyPut(leaseTrackingWriter(w, lessor), req).then((r) => r.resp);
   }
 
   deleteRange(w: WriteSession, req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
@@ -95,30 +103,36 @@ export function txnChecks(deps: { store: StorePort; lessor: Lessor }, currentRev
   };
 }
 
+/** Detaches `key` from `lease`, which may already be gone (revoked in this same entry). */
+function detach(lessor: Lessor, lease: bigint, key: Buffer): void {
+  try {
+    lessor.detach(lease, [key]);
+  } catch {
+    // the lease is already gone
+  }
+}
+
+/** After a put of `key` with `lease` (0: none): the lessor's key sets follow the key's new lease. */
+function trackLease(lessor: Lessor, key: Buffer, lease: bigint, prev: bigint = lessor.leaseOfKey(key)): void {
+  if (prev === lease) return;
+  if (prev !== 0n) detach(lessor, prev, key);
+  if (lease !== 0n) lessor.attach(lease, [key]);
+}
+
 /** Wraps the apply session so that every put and delete keeps the lessor's key sets right. */
 function leaseTrackingWriter(w: WriteSession, lessor: Lessor): KvWriter {
-  const detach = (lease: bigint, key: Buffer): void => {
-    try {
-      lessor.detach(lease, [key]);
-    } catch {
-      // the lease is already gone (revoked in this same entry)
-    }
-  };
   return {
     range: (k, e, o) => w.range(k, e, o),
     put: (key, value, lease) => {
       const prev = lessor.leaseOfKey(key);
       w.put(key, value, lease);
-      if (prev !== lease) {
-        if (prev !== 0n) detach(prev, key);
-        if (lease !== 0n) lessor.attach(lease, [key]);
-      }
+      trackLease(lessor, key, lease, prev);
     },
     deleteRange: (key, end) => {
       const deleted = w.deleteRange(key, end);
       for (const k of deleted) {
         const lease = lessor.leaseOfKey(k);
-        if (lease !== 0n) detach(lease, k);
+        if (lease !== 0n) detach(lessor, lease, k);
       }
       return deleted;
     },

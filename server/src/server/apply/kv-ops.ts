@@ -150,6 +150,17 @@ export async function applyRange(reader: KvReader, r: RangeRequest): Promise<Ran
 }
 
 /** Put inside the apply step's write txn. Lease existence is checked by the caller (checkPut). */
+/** Whether a put reads the key before writing it (prev_kv, ignore_value, ignore_lease); a plain one does not (applyPlainPut). */
+export function putReads(p: PutRequest): boolean {
+  return p.prevKv || p.ignoreValue || p.ignoreLease;
+}
+
+/** applyPut of a put that reads nothing (`putReads` false): staged at once, without a turn of the loop. */
+export function applyPlainPut(w: KvWriter, p: PutRequest): PutResponse {
+  w.put(p.key, p.value, p.lease);
+  return { header: header(w.beginRevision + 1), prevKv: undefined };
+}
+
 export async function applyPut(w: KvWriter, p: PutRequest): Promise<{ resp: PutResponse; revision: number }> {
   let value = p.value;
   let lease = p.lease;
