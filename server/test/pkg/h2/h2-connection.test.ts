@@ -1,6 +1,7 @@
 import * as http2 from "node:http2";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  CLIENT_PREFACE,
   FLAG_END_HEADERS,
   FRAME_DATA,
   FRAME_GOAWAY,
@@ -8,15 +9,18 @@ import {
   FRAME_RST_STREAM,
   H2_CANCEL,
   H2_COMPRESSION_ERROR,
+  H2_ENHANCE_YOUR_CALM,
+  H2_FLOW_CONTROL_ERROR,
   H2_FRAME_SIZE_ERROR,
   H2_NO_ERROR,
   H2_PROTOCOL_ERROR,
   H2_REFUSED_STREAM,
   H2_STREAM_CLOSED,
+  SETTINGS_INITIAL_WINDOW_SIZE,
 } from "../../../src/pkg/h2/frame-codec.js";
 import type { H2ConnectionOptions, H2Stream } from "../../../src/pkg/h2/h2-connection.js";
 import { encodeHeaderBlock } from "../../../src/pkg/h2/hpack.js";
-import { type TestServer, clientBytes, rawExchange, startServer } from "./peer.js";
+import { RawClient, type TestServer, clientBytes, rawExchange, startServer } from "./peer.js";
 
 const RESPONSE = encodeHeaderBlock([":status", "200", "content-type", "application/octet-stream"]);
 const TRAILERS = encodeHeaderBlock(["x-done", "yes"]);
@@ -292,5 +296,93 @@ describe("H2Connection on malformed input", () => {
     client.on("error", () => {});
     const r = await request(client, "/after", Buffer.from("still here"));
     expect(r.body.toString()).toBe("still here");
+  });
+});
+
+describe("H2Connection flow control and field blocks, frame by frame", () => {
+  const GET = encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]);
+
+  it("follows the peer's SETTINGS_INITIAL_WINDOW_SIZE changes and WINDOW_UPDATEs", async () => {
+    const body = Buffer.alloc(300, 0x41);
+    server = await startServer((s) => {
+      s.onEnd = () => {
+        s.respond(RESPONSE);
+        s.write(body);
+        s.end(TRAILERS);
+      };
+    });
+    const c = await RawClient.connect(server.port);
+    try {
+      c.socket.write(CLIENT_PREFACE);
+      c.send((w) => {
+        w.settings([SETTINGS_INITIAL_WINDOW_SIZE, 0]);
+        w.headers(1, GET, true, 16384);
+      });
+      await c.waitFor(() => c.frames.some((f) => f.type === FRAME_HEADERS));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(c.dataOn(1)).toBe(0); // a zero window: nothing may go
+      c.send((w) => w.settings([SETTINGS_INITIAL_WINDOW_SIZE, 100]));
+      await c.waitFor(() => c.dataOn(1) === 100);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(c.dataOn(1)).toBe(100);
+      c.send((w) => w.settings([SETTINGS_INITIAL_WINDOW_SIZE, 50])); // the window goes to -50
+      c.send((w) => w.windowUpdate(1, 100)); // back to 50
+      await c.waitFor(() => c.dataOn(1) === 150);
+      c.send((w) => w.windowUpdate(1, 1000));
+      await c.waitFor(() => c.frames.filter((f) => f.type === FRAME_HEADERS).length === 2);
+      expect(c.dataOn(1)).toBe(300);
+      expect(c.frames.filter((f) => f.type === FRAME_HEADERS)[1]!.flags & 1).toBe(1); // trailers end the stream
+    } finally {
+      c.close();
+    }
+  });
+
+  it("takes field blocks in HEADERS + CONTINUATION and padded frames from node's client", async () => {
+    const c = await setup((s) => {
+      const big = s.header("x-big");
+      s.onEnd = () => {
+        s.respond(encodeHeaderBlock([":status", "200", "x-len", String(big?.length ?? 0)]), true);
+      };
+    }, {}, {});
+    c.destroy();
+    client = http2.connect(`http://127.0.0.1:${server!.port}`, { paddingStrategy: http2.constants.PADDING_STRATEGY_MAX });
+    client.on("error", () => {});
+    const req = client.request({ ":method": "POST", ":path": "/", "x-big": "v".repeat(40000) });
+    req.on("error", () => {});
+    req.end(Buffer.alloc(1000));
+    const len = await new Promise<string | string[] | undefined>((resolve) => req.on("response", (h) => resolve(h["x-len"])));
+    expect(len).toBe("40000");
+  });
+
+  it("resets a stream whose header list is above MAX_HEADER_LIST_SIZE and goes on", async () => {
+    server = await startServer(echo, { maxHeaderListSize: 1000 });
+    const c = await RawClient.connect(server.port);
+    try {
+      c.socket.write(CLIENT_PREFACE);
+      c.send((w) => {
+        w.settings([]);
+        w.headers(1, encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/", "x-big", "v".repeat(2000)]), true, 16384);
+        w.headers(3, GET, true, 16384);
+      });
+      await c.waitFor(() => c.frames.some((f) => f.type === FRAME_HEADERS && f.streamId === 3));
+      expect(c.frames.find((f) => f.type === FRAME_RST_STREAM)).toMatchObject({ streamId: 1, code: H2_ENHANCE_YOUR_CALM });
+    } finally {
+      c.close();
+    }
+  });
+
+  it("resets a stream with FLOW_CONTROL_ERROR when the client sends past its window", async () => {
+    server = await startServer((s) => s.pause(), { initialWindowSize: 65535, connectionWindowSize: 65535 }); // paused: no stream credit
+    const { frames } = await rawExchange(
+      server.port,
+      clientBytes((w) => {
+        w.headers(1, GET, false, 16384);
+        for (let i = 0; i < 5; i++) w.data(1, Buffer.alloc(16000), false); // 80000 > 65535
+      }),
+      300,
+    );
+    // (the connection window is credited as data arrives, so only the stream's overflows)
+    expect(frames.find((f) => f.type === FRAME_RST_STREAM)).toMatchObject({ streamId: 1, code: H2_FLOW_CONTROL_ERROR });
+    expect(frames.find((f) => f.type === FRAME_GOAWAY)).toBeUndefined();
   });
 });

@@ -39,20 +39,16 @@ export interface RawFrame {
   streamId: number;
   text: string;
   code?: number;
+  data?: Buffer;
 }
 
-/**
- * Sends `bytes` on a fresh connection and returns the frames the server sent until it closed
- * the socket (or `timeoutMs` passed).
- */
-export async function rawExchange(port: number, bytes: Buffer, timeoutMs = 5000): Promise<{ frames: RawFrame[]; closed: boolean }> {
-  const frames: RawFrame[] = [];
+function recordingSink(frames: RawFrame[]): FrameSink {
   const push = (type: number, streamId: number, extra: Partial<RawFrame> = {}): void => {
     frames.push({ type, flags: 0, streamId, text: "", ...extra });
   };
-  const sink: FrameSink = {
-    onData: (id) => push(0, id),
-    onHeaders: (id) => push(1, id),
+  return {
+    onData: (id, endStream, data) => push(0, id, { data: Buffer.from(data), flags: endStream ? 1 : 0 }),
+    onHeaders: (id, endStream) => push(1, id, { flags: endStream ? 1 : 0 }),
     onContinuation: (id) => push(9, id),
     onPriority: (id) => push(2, id),
     onRstStream: (id, code) => push(3, id, { code }),
@@ -63,20 +59,65 @@ export async function rawExchange(port: number, bytes: Buffer, timeoutMs = 5000)
     onUnknown: (type, id) => push(type, id),
     onStreamError: () => {},
   };
-  const parser = new FrameParser(sink, 1 << 24);
-  const socket = net.connect(port, "127.0.0.1");
-  socket.on("data", (chunk) => parser.push(chunk));
-  socket.write(bytes);
-  const closed = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    socket.on("close", () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
+}
+
+/**
+ * Sends `bytes` on a fresh connection and returns the frames the server sent until it closed
+ * the socket (or `timeoutMs` passed).
+ */
+export async function rawExchange(port: number, bytes: Buffer, timeoutMs = 5000): Promise<{ frames: RawFrame[]; closed: boolean }> {
+  const client = await RawClient.connect(port);
+  client.socket.write(bytes);
+  const closed = await client.waitClosed(timeoutMs);
+  client.socket.destroy();
+  return { frames: client.frames, closed };
+}
+
+/** A client that writes frames by hand and records the server's, for exchanges step by step. */
+export class RawClient {
+  readonly frames: RawFrame[] = [];
+  private closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    const parser = new FrameParser(recordingSink(this.frames), 1 << 24);
+    socket.on("data", (chunk) => parser.push(chunk));
+    socket.on("close", () => (this.closed = true));
     socket.on("error", () => {});
-  });
-  socket.destroy();
-  return { frames, closed };
+  }
+
+  static async connect(port: number): Promise<RawClient> {
+    const socket = net.connect(port, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    return new RawClient(socket);
+  }
+
+  send(build: (w: FrameWriter) => void): void {
+    const w = new FrameWriter();
+    build(w);
+    for (const b of w.take()) this.socket.write(b);
+  }
+
+  /** The DATA octets received on `streamId` so far. */
+  dataOn(streamId: number): number {
+    return this.frames.filter((f) => f.type === 0 && f.streamId === streamId).reduce((n, f) => n + f.data!.length, 0);
+  }
+
+  async waitFor(done: () => boolean, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error("RawClient.waitFor timed out");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  async waitClosed(timeoutMs: number): Promise<boolean> {
+    await this.waitFor(() => this.closed, timeoutMs).catch(() => {});
+    return this.closed;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
 }
 
 /** The client preface and an empty SETTINGS, then whatever `build` writes. */
