@@ -132,6 +132,33 @@ describe("H2Connection against node:http2's client", () => {
     expect(a.trailers?.["x-done"]).toBe("yes");
   });
 
+  it("moves random bodies with small windows on both sides and a client that pauses at random", async () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 100000);
+    const rand = rng(seed);
+    const c = await setup(echo, { initialWindowSize: 16384, connectionWindowSize: 65535, streamWriteHighWaterBytes: 8192 }, { initialWindowSize: 20000 });
+    const bodies = Array.from({ length: 40 }, () => {
+      const b = Buffer.alloc(Math.floor(rand() * 300_000));
+      for (let i = 0; i + 4 <= b.length; i += 4) b.writeUInt32BE(Math.floor(rand() * 2 ** 32), i);
+      return b;
+    });
+    const pauses = bodies.map(() => rand() < 0.5);
+    try {
+      const replies = await Promise.all(
+        bodies.map((b, i) =>
+          request(c, `/r/${i}`, b, (req) => {
+            if (!pauses[i]) return;
+            req.pause();
+            setTimeout(() => req.resume(), 20 + (i % 7) * 10);
+          }),
+        ),
+      );
+      replies.forEach((r, i) => expect(r.body.equals(bodies[i]!)).toBe(true));
+    } catch (err) {
+      console.log(`seed=${seed}`);
+      throw err;
+    }
+  });
+
   it("keeps a stream's queue bounded when the client stops reading, and finishes when it reads again", async () => {
     const total = 32 << 20;
     const chunk = Buffer.alloc(16384, 7);
