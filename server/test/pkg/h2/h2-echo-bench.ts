@@ -30,7 +30,10 @@ interface Result {
 }
 
 async function runOne(mode: string, seconds: number, concurrency: number, bytes: number): Promise<Result> {
-  const child = fork(self, ["serve", mode], { execArgv: ["--import", "tsx"] });
+  // H2_BENCH_PROF=dir writes a CPU profile of each server child there
+  const prof = process.env.H2_BENCH_PROF;
+  const execArgv = ["--import", "tsx", ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [])];
+  const child = fork(self, ["serve", mode], { execArgv });
   const next = (): Promise<{ port?: number; cpuUs?: number }> => new Promise((resolve) => child.once("message", resolve as never));
   const { port } = await next();
   const client = echoClient(port!);
