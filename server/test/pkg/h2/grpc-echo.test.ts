@@ -1,7 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type * as net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import * as tls from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
-import { type EchoClientInstance, call, echoClient, listenOurs } from "./grpc-echo.js";
+import { H2Connection } from "../../../src/pkg/h2/h2-connection.js";
+import { EchoClient, type EchoClientInstance, call, echoClient, grpcEchoStream, listenOurs } from "./grpc-echo.js";
 
 let server: net.Server | undefined;
 let client: EchoClientInstance | undefined;
@@ -26,5 +32,32 @@ describe("gRPC unary over pkg/h2, called by @grpc/grpc-js", () => {
     const err = await call(c, "Missing", Buffer.from("x")).catch((e: grpc.ServiceError) => e);
     expect((err as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
     expect((err as grpc.ServiceError).details).toBe("no such thing");
+  });
+});
+
+describe("gRPC unary over pkg/h2 on TLS (ALPN h2)", () => {
+  it("serves a grpc-js client over TLS", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "etcd-ts-h2-tls-"));
+    try {
+      execFileSync(
+        "openssl",
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        { cwd: dir, stdio: "ignore" },
+      );
+      const key = readFileSync(path.join(dir, "k.pem"));
+      const cert = readFileSync(path.join(dir, "c.pem"));
+      const tlsServer = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
+        new H2Connection(socket, {}, { onStream: grpcEchoStream });
+      });
+      server = tlsServer;
+      await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", resolve));
+      const port = (tlsServer.address() as net.AddressInfo).port;
+      client = new EchoClient(`127.0.0.1:${port}`, grpc.credentials.createSsl(cert), { "grpc.ssl_target_name_override": "localhost" }) as unknown as EchoClientInstance;
+      const big = Buffer.alloc(1 << 20, 0x33);
+      expect((await call(client, "Echo", Buffer.from("secure"))).toString()).toBe("secure");
+      expect((await call(client, "Echo", big)).equals(big)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
