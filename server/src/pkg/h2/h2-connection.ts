@@ -24,7 +24,8 @@
  * - batching: frames produced in one event-loop turn go out in one socket write (setImmediate);
  *   while the socket is congested (write returned false until 'drain'), DATA waits in the queues;
  * - errors: a connection error sends GOAWAY with its code and closes the socket (the listening
- *   server is not affected); a stream error sends RST_STREAM; close() is a graceful GOAWAY:
+ *   server is not affected); a stream error sends RST_STREAM; a peer that keeps sending while our
+ *   output to it piles up (16 MiB) is cut off with ENHANCE_YOUR_CALM; close() is a graceful GOAWAY:
  *   open streams finish, new ones are ignored, the socket ends when the last one closes.
  *
  * Not done: server push, priorities (PRIORITY is parsed and ignored), content-length checks,
@@ -63,6 +64,12 @@ import { HpackDecoder, HpackError } from "./hpack.js";
 const DEFAULT_WINDOW = 65535;
 /** Output gathered in one turn past this is treated as congestion: DATA waits in the queues. */
 const WRITER_BYTES_MAX = 256 * 1024;
+/**
+ * Output waiting in the socket and the writer past which a peer that sends but does not read
+ * (PING or SETTINGS floods, requests whose answers pile up) is cut off with ENHANCE_YOUR_CALM.
+ * DATA never gets there: it waits in the stream queues while the socket is congested.
+ */
+const OUTPUT_BYTES_MAX = 16 << 20;
 /** Above this a turn's small buffers are written with cork/uncork instead of one copy. */
 const CONCAT_BYTES_MAX = 64 * 1024;
 
@@ -403,6 +410,9 @@ export class H2Connection implements FrameSink {
         chunk = chunk.subarray(n);
       }
       this.parser.push(chunk);
+      if (this.socket.writableLength + this.writer.bytes > OUTPUT_BYTES_MAX) {
+        throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, "peer does not read what it asks for");
+      }
     } catch (err) {
       if (err instanceof H2ConnectionError) this.fail(err);
       else if (err instanceof HpackError) this.fail(new H2ConnectionError(H2_COMPRESSION_ERROR, err.message));

@@ -413,3 +413,24 @@ describe("H2Connection flow control and field blocks, frame by frame", () => {
     expect(frames.find((f) => f.type === FRAME_GOAWAY)).toBeUndefined();
   });
 });
+
+describe("H2Connection against a peer that sends but never reads", () => {
+  it("cuts off a PING flood with ENHANCE_YOUR_CALM once its answers pile up", async () => {
+    server = await startServer(echo, { closeLingerMs: 100 });
+    const c = await RawClient.connect(server.port);
+    c.socket.pause(); // never read: our PING ACKs pile up
+    c.socket.write(CLIENT_PREFACE);
+    c.send((w) => w.settings([]));
+    const ping = Buffer.alloc(17 * 100_000);
+    for (let i = 0; i < 100_000; i++) Buffer.from([0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]).copy(ping, i * 17);
+    const deadline = Date.now() + 20_000;
+    let closed = false;
+    c.socket.on("close", () => (closed = true));
+    while (!closed && Date.now() < deadline) {
+      if (!c.socket.write(ping)) await new Promise((r) => setTimeout(r, 5));
+      if (server.errors.length > 0) break;
+    }
+    c.close();
+    expect(server.errors.map((e) => (e as { code?: number }).code)).toContain(H2_ENHANCE_YOUR_CALM);
+  });
+});
