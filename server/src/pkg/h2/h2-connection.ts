@@ -25,8 +25,17 @@
  *   while the socket is congested (write returned false until 'drain'), DATA waits in the queues;
  * - errors: a connection error sends GOAWAY with its code and closes the socket (the listening
  *   server is not affected); a stream error sends RST_STREAM; a peer that keeps sending while our
- *   output to it piles up (16 MiB) is cut off with ENHANCE_YOUR_CALM; close() is a graceful GOAWAY:
+ *   output to it piles up (16 MiB), or that resets more unanswered streams a second than
+ *   peerResetsPerSecondMax (rapid reset), is cut off with ENHANCE_YOUR_CALM; close() is a graceful GOAWAY:
  *   open streams finish, new ones are ignored, the socket ends when the last one closes.
+ *
+ * For code written against node's ServerHttp2Stream (the lean paths): respond(headers,
+ * { waitForTrailers }) + end(frame) + 'wantTrailers' → sendTrailers(t) becomes respond(block),
+ * write(frame), end(trailerBlock) (blocks pre-encoded with encodeHeaderBlock); a trailers-only
+ * answer is respond(block, true); 'data' / 'end' / 'close' are onData / onEnd / onClose; write's
+ * callback is write's result and onDrain; rstCode, pause() / resume() keep their meaning;
+ * `destroyed || closed` is `closed`; session.socket is stream.socket; the request headers are
+ * stream.headers (flat) or headersObject().
  *
  * Not done: server push, priorities (PRIORITY is parsed and ignored), content-length checks,
  * SETTINGS ACK timeout, strict STREAM_CLOSED errors for frames on streams closed long ago (they
@@ -86,6 +95,12 @@ export interface H2ConnectionOptions {
   streamWriteHighWaterBytes?: number;
   /** A stream's queued outbound octets past which it is reset (INTERNAL_ERROR). Default 16 MiB. */
   streamWriteQueueBytesMax?: number;
+  /**
+   * Streams the peer may reset before we answered them, per second, before the connection is cut
+   * off with ENHANCE_YOUR_CALM (a rapid-reset flood makes us start work it never waits for).
+   * Default 1000.
+   */
+  peerResetsPerSecondMax?: number;
   /** How long a connection that failed waits for the peer to close before destroying. Default 1000. */
   closeLingerMs?: number;
 }
@@ -299,6 +314,9 @@ export class H2Connection implements FrameSink {
   private readonly highWaterBytes: number;
   private readonly queueBytesMax: number;
   private readonly closeLingerMs: number;
+  private readonly peerResetsPerSecondMax: number;
+  private peerResets = 0;
+  private peerResetsSecond = 0;
 
   private readonly parser: FrameParser;
   private readonly writer = new FrameWriter();
@@ -337,6 +355,7 @@ export class H2Connection implements FrameSink {
     this.highWaterBytes = options.streamWriteHighWaterBytes ?? 65536;
     this.queueBytesMax = options.streamWriteQueueBytesMax ?? 16 << 20;
     this.closeLingerMs = options.closeLingerMs ?? 1000;
+    this.peerResetsPerSecondMax = options.peerResetsPerSecondMax ?? 1000;
     if (this.initialWindowSize > MAX_WINDOW || this.connectionWindowSize > MAX_WINDOW) throw new RangeError("h2: window above 2^31-1");
     this.parser = new FrameParser(this);
 
@@ -569,6 +588,14 @@ export class H2Connection implements FrameSink {
     if (stream === undefined) {
       if (streamId > this.lastStreamId) throw protocolError(`RST_STREAM on idle stream ${streamId}`);
       return;
+    }
+    if (!stream.headersSent) {
+      const second = Math.floor(Date.now() / 1000);
+      if (second !== this.peerResetsSecond) {
+        this.peerResetsSecond = second;
+        this.peerResets = 0;
+      }
+      if (++this.peerResets > this.peerResetsPerSecondMax) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, "too many streams reset by the peer");
     }
     this.closeStream(stream, code);
   }

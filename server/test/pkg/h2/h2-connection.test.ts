@@ -434,3 +434,22 @@ describe("H2Connection against a peer that sends but never reads", () => {
     expect(server.errors.map((e) => (e as { code?: number }).code)).toContain(H2_ENHANCE_YOUR_CALM);
   });
 });
+
+describe("H2Connection against a rapid-reset flood", () => {
+  it("cuts the connection off with ENHANCE_YOUR_CALM past peerResetsPerSecondMax", async () => {
+    let started = 0;
+    server = await startServer(() => void started++, { peerResetsPerSecondMax: 50 });
+    const GET = encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]);
+    const { frames } = await rawExchange(
+      server.port,
+      clientBytes((w) => {
+        for (let id = 1; id < 400; id += 2) {
+          w.headers(id, GET, false, 16384);
+          w.rstStream(id, H2_CANCEL);
+        }
+      }),
+    );
+    expect(frames.find((f) => f.type === FRAME_GOAWAY)?.code).toBe(H2_ENHANCE_YOUR_CALM);
+    expect(started).toBeLessThanOrEqual(52);
+  });
+});
