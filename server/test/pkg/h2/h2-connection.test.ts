@@ -3,6 +3,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   CLIENT_PREFACE,
   FLAG_END_HEADERS,
+  FLAG_PRIORITY,
+  FRAME_CONTINUATION,
+  type FrameWriter,
   FRAME_DATA,
   FRAME_GOAWAY,
   FRAME_HEADERS,
@@ -16,7 +19,9 @@ import {
   H2_PROTOCOL_ERROR,
   H2_REFUSED_STREAM,
   H2_STREAM_CLOSED,
+  SETTINGS_ENABLE_PUSH,
   SETTINGS_INITIAL_WINDOW_SIZE,
+  SETTINGS_MAX_FRAME_SIZE,
 } from "../../../src/pkg/h2/frame-codec.js";
 import type { H2ConnectionOptions, H2Stream } from "../../../src/pkg/h2/h2-connection.js";
 import { encodeHeaderBlock } from "../../../src/pkg/h2/hpack.js";
@@ -451,5 +456,104 @@ describe("H2Connection against a rapid-reset flood", () => {
     );
     expect(frames.find((f) => f.type === FRAME_GOAWAY)?.code).toBe(H2_ENHANCE_YOUR_CALM);
     expect(started).toBeLessThanOrEqual(52);
+  });
+});
+
+describe("H2Connection protocol errors, table-driven", () => {
+  const GET = encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]);
+  const cases: { name: string; build: (w: FrameWriter) => void; goaway?: number; rst?: { streamId: number; code: number } }[] = [
+    { name: "ENABLE_PUSH 2", build: (w) => w.settings([SETTINGS_ENABLE_PUSH, 2]), goaway: H2_PROTOCOL_ERROR },
+    { name: "MAX_FRAME_SIZE too small", build: (w) => w.settings([SETTINGS_MAX_FRAME_SIZE, 16383]), goaway: H2_PROTOCOL_ERROR },
+    { name: "MAX_FRAME_SIZE too large", build: (w) => w.settings([SETTINGS_MAX_FRAME_SIZE, 1 << 24]), goaway: H2_PROTOCOL_ERROR },
+    { name: "INITIAL_WINDOW_SIZE above 2^31-1", build: (w) => w.settings([SETTINGS_INITIAL_WINDOW_SIZE, 2 ** 31]), goaway: H2_FLOW_CONTROL_ERROR },
+    { name: "connection window overflow", build: (w) => w.windowUpdate(0, 2 ** 31 - 1), goaway: H2_FLOW_CONTROL_ERROR },
+    {
+      name: "stream window overflow",
+      build: (w) => {
+        w.headers(1, GET, false, 16384);
+        w.windowUpdate(1, 2 ** 31 - 1);
+      },
+      rst: { streamId: 1, code: H2_FLOW_CONTROL_ERROR },
+    },
+    {
+      name: "a frame between HEADERS and CONTINUATION",
+      build: (w) => {
+        w.raw(FRAME_HEADERS, 0, 1, GET.subarray(0, 1));
+        w.ping(false, Buffer.alloc(8));
+      },
+      goaway: H2_PROTOCOL_ERROR,
+    },
+    {
+      name: "CONTINUATION of another stream",
+      build: (w) => {
+        w.raw(FRAME_HEADERS, 0, 1, GET.subarray(0, 1));
+        w.raw(FRAME_CONTINUATION, FLAG_END_HEADERS, 3, GET.subarray(1));
+      },
+      goaway: H2_PROTOCOL_ERROR,
+    },
+    { name: "CONTINUATION without HEADERS", build: (w) => w.raw(FRAME_CONTINUATION, FLAG_END_HEADERS, 1, GET), goaway: H2_PROTOCOL_ERROR },
+    { name: "DATA on an idle stream", build: (w) => w.data(7, Buffer.from("x"), false), goaway: H2_PROTOCOL_ERROR },
+    { name: "RST_STREAM on an idle stream", build: (w) => w.rstStream(7, 0), goaway: H2_PROTOCOL_ERROR },
+    {
+      name: "second HEADERS without END_STREAM",
+      build: (w) => {
+        w.headers(1, GET, false, 16384);
+        w.headers(1, encodeHeaderBlock(["x-t", "1"]), false, 16384);
+      },
+      rst: { streamId: 1, code: H2_PROTOCOL_ERROR },
+    },
+    {
+      name: "pseudo-field in trailers",
+      build: (w) => {
+        w.headers(1, GET, false, 16384);
+        w.headers(1, encodeHeaderBlock([":path", "/x"]), true, 16384);
+      },
+      rst: { streamId: 1, code: H2_PROTOCOL_ERROR },
+    },
+    {
+      name: "HEADERS depending on itself",
+      build: (w) => w.raw(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_PRIORITY, 1, Buffer.concat([Buffer.from([0, 0, 0, 1, 16]), GET])),
+      rst: { streamId: 1, code: H2_PROTOCOL_ERROR },
+    },
+    { name: "no :path", build: (w) => w.headers(1, encodeHeaderBlock([":method", "GET", ":scheme", "http"]), true, 16384), rst: { streamId: 1, code: H2_PROTOCOL_ERROR } },
+    {
+      name: "connection-specific field",
+      build: (w) => w.headers(1, encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/", "connection", "close"]), true, 16384),
+      rst: { streamId: 1, code: H2_PROTOCOL_ERROR },
+    },
+  ];
+
+  for (const tc of cases) {
+    it(tc.name, async () => {
+      server ??= await startServer((s) => s.pause(), { closeLingerMs: 100 });
+      const { frames } = await rawExchange(server.port, clientBytes(tc.build), tc.goaway !== undefined ? 3000 : 200);
+      const goaway = frames.find((f) => f.type === FRAME_GOAWAY);
+      if (tc.goaway !== undefined) expect(goaway?.code).toBe(tc.goaway);
+      else {
+        expect(goaway).toBeUndefined();
+        expect(frames.find((f) => f.type === FRAME_RST_STREAM)).toMatchObject(tc.rst!);
+      }
+    });
+  }
+
+  it("takes request trailers and ends the request after them", async () => {
+    let trailers: string[] | undefined;
+    server = await startServer((s) => {
+      s.onEnd = () => {
+        trailers = s.trailers;
+        s.respond(RESPONSE, true);
+      };
+    });
+    const { frames } = await rawExchange(
+      server.port,
+      clientBytes((w) => {
+        w.headers(1, GET, false, 16384);
+        w.data(1, Buffer.from("body"), false);
+        w.headers(1, encodeHeaderBlock(["x-trailer", "t"]), true, 16384);
+      }),
+      200,
+    );
+    expect(trailers).toEqual(["x-trailer", "t"]);
+    expect(frames.some((f) => f.type === FRAME_HEADERS && f.streamId === 1)).toBe(true);
   });
 });
