@@ -13,9 +13,9 @@
  *   names, pseudo-fields first and known, no connection-specific fields), refuses streams past
  *   MAX_CONCURRENT_STREAMS (RST_STREAM REFUSED_STREAM) and lists past MAX_HEADER_LIST_SIZE
  *   (RST_STREAM ENHANCE_YOUR_CALM);
- * - inbound flow control (§5.2, §6.9): the connection window is credited as DATA arrives, a
- *   stream's window as its data is consumed (delivered to onData while not paused), so a paused
- *   stream buffers at most its window (INITIAL_WINDOW_SIZE octets);
+ * - inbound flow control (§5.2, §6.9): both windows are credited as data is consumed (delivered
+ *   to onData while the stream is not paused, or dropped), so a paused stream holds at most its
+ *   window (INITIAL_WINDOW_SIZE octets) and all paused streams together at most the connection's;
  * - outbound flow control: DATA never exceeds the peer's connection and stream windows or its
  *   MAX_FRAME_SIZE; SETTINGS_INITIAL_WINDOW_SIZE changes shift every stream's window (§6.9.2);
  *   data that cannot go is queued per stream; write() returns false past the stream's high-water
@@ -159,6 +159,7 @@ export class H2Stream {
   /** @internal */ recvUnacked = 0;
   /** @internal */ paused = false;
   /** @internal */ inbound: Buffer[] | undefined = undefined;
+  /** @internal */ inboundBytes = 0;
   /** @internal */ inboundEnd = false;
   /** @internal */ queue: Uint8Array[] = [];
   /** @internal */ queueHead = 0;
@@ -453,34 +454,50 @@ export class H2Connection implements FrameSink {
     this.guard();
     if (flowLength > this.connRecvWindow) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, "DATA past the connection window");
     this.connRecvWindow -= flowLength;
-    // the connection window is credited on receipt: buffering is bounded per stream instead
-    this.connRecvUnacked += flowLength;
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) {
+      if (streamId > this.lastStreamId) throw protocolError(`DATA on idle stream ${streamId}`);
+      this.connConsumed(flowLength);
+      return; // closed: frames in flight after a reset are ignored
+    }
+    if (stream.remoteEnded || flowLength > stream.recvWindow) {
+      this.connConsumed(flowLength);
+      if (stream.remoteEnded) throw new H2StreamError(streamId, H2_STREAM_CLOSED, "DATA after END_STREAM");
+      throw new H2StreamError(streamId, H2_FLOW_CONTROL_ERROR, "DATA past the stream window");
+    }
+    stream.recvWindow -= flowLength;
+    if (flowLength > data.length) {
+      // padding is consumed on arrival
+      this.connConsumed(flowLength - data.length);
+      this.consumed(stream, flowLength - data.length);
+    }
+    if (stream.paused || stream.inbound !== undefined) {
+      // held: both windows are credited when the application takes it (resume)
+      if (data.length > 0) {
+        (stream.inbound ??= []).push(data);
+        stream.inboundBytes += data.length;
+      }
+      if (endStream) stream.inboundEnd = true;
+      return;
+    }
+    if (data.length > 0) {
+      this.connConsumed(data.length);
+      stream.onData?.(data);
+      if (stream.closed) return;
+      this.consumed(stream, data.length);
+    }
+    if (endStream) this.remoteEnd(stream);
+  }
+
+  /** Credits the connection window for `n` octets taken by the application or dropped. */
+  private connConsumed(n: number): void {
+    this.connRecvUnacked += n;
     if (this.connRecvUnacked >= this.connectionWindowSize / 2) {
       this.writer.windowUpdate(0, this.connRecvUnacked);
       this.connRecvWindow += this.connRecvUnacked;
       this.connRecvUnacked = 0;
       this.scheduleFlush();
     }
-    const stream = this.streams.get(streamId);
-    if (stream === undefined) {
-      if (streamId > this.lastStreamId) throw protocolError(`DATA on idle stream ${streamId}`);
-      return; // closed: frames in flight after a reset are ignored
-    }
-    if (stream.remoteEnded) throw new H2StreamError(streamId, H2_STREAM_CLOSED, "DATA after END_STREAM");
-    if (flowLength > stream.recvWindow) throw new H2StreamError(streamId, H2_FLOW_CONTROL_ERROR, "DATA past the stream window");
-    stream.recvWindow -= flowLength;
-    if (flowLength > data.length) this.consumed(stream, flowLength - data.length); // padding
-    if (stream.paused || stream.inbound !== undefined) {
-      if (data.length > 0) (stream.inbound ??= []).push(data);
-      if (endStream) stream.inboundEnd = true;
-      return;
-    }
-    if (data.length > 0) {
-      stream.onData?.(data);
-      if (stream.closed) return;
-      this.consumed(stream, data.length);
-    }
-    if (endStream) this.remoteEnd(stream);
   }
 
   /** @internal Delivers a resumed stream's buffered data. */
@@ -489,6 +506,8 @@ export class H2Connection implements FrameSink {
     if (inbound === undefined) return;
     while (inbound.length > 0 && !stream.paused && !stream.closed) {
       const data = inbound.shift()!;
+      stream.inboundBytes -= data.length;
+      this.connConsumed(data.length);
       stream.onData?.(data);
       if (!stream.closed) this.consumed(stream, data.length);
     }
@@ -824,7 +843,9 @@ export class H2Connection implements FrameSink {
     stream.queueHead = 0;
     stream.queuedBytes = 0;
     stream.pendingEnd = undefined;
+    if (stream.inboundBytes > 0 && !this.failed) this.connConsumed(stream.inboundBytes); // dropped
     stream.inbound = undefined;
+    stream.inboundBytes = 0;
     stream.onClose?.(code);
     this.maybeFinish();
   }

@@ -404,7 +404,7 @@ describe("H2Connection flow control and field blocks, frame by frame", () => {
   });
 
   it("resets a stream with FLOW_CONTROL_ERROR when the client sends past its window", async () => {
-    server = await startServer((s) => s.pause(), { initialWindowSize: 65535, connectionWindowSize: 65535 }); // paused: no stream credit
+    server = await startServer((s) => s.pause(), { initialWindowSize: 65535, connectionWindowSize: 1 << 20 }); // paused: no stream credit
     const { frames } = await rawExchange(
       server.port,
       clientBytes((w) => {
@@ -413,9 +413,46 @@ describe("H2Connection flow control and field blocks, frame by frame", () => {
       }),
       300,
     );
-    // (the connection window is credited as data arrives, so only the stream's overflows)
     expect(frames.find((f) => f.type === FRAME_RST_STREAM)).toMatchObject({ streamId: 1, code: H2_FLOW_CONTROL_ERROR });
     expect(frames.find((f) => f.type === FRAME_GOAWAY)).toBeUndefined();
+  });
+});
+
+describe("H2Connection inbound buffering", () => {
+  it("bounds what paused streams hold by the connection window (FLOW_CONTROL_ERROR past it)", async () => {
+    server = await startServer((s) => s.pause(), { initialWindowSize: 65535, connectionWindowSize: 100_000 });
+    const GET = encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]);
+    const { frames } = await rawExchange(
+      server.port,
+      clientBytes((w) => {
+        // three paused streams, each within its own window, together past the connection's
+        for (const id of [1, 3, 5]) {
+          w.headers(id, GET, false, 16384);
+          for (let i = 0; i < 3; i++) w.data(id, Buffer.alloc(16000), false);
+        }
+      }),
+    );
+    expect(frames.find((f) => f.type === FRAME_GOAWAY)?.code).toBe(H2_FLOW_CONTROL_ERROR);
+  });
+
+  it("credits the windows as a paused stream resumes, so a large upload completes", async () => {
+    let received = 0;
+    const c = await setup((s) => {
+      s.pause();
+      const timer = setInterval(() => {
+        s.resume();
+        s.pause();
+      }, 5);
+      s.onData = (d) => (received += d.length);
+      s.onEnd = () => {
+        clearInterval(timer);
+        s.respond(RESPONSE, true);
+      };
+      s.onClose = () => clearInterval(timer);
+    }, { initialWindowSize: 65535, connectionWindowSize: 65535 });
+    const r = await request(c, "/upload", Buffer.alloc(2 << 20));
+    expect(r.status).toBe(200);
+    expect(received).toBe(2 << 20);
   });
 });
 
