@@ -122,6 +122,12 @@ export interface H2ConnectionHandlers {
   onPing?(ack: boolean): void;
 }
 
+export interface H2ConnectionDeps {
+  /** A connected socket (TCP, or TLS after ALPN chose "h2"); the connection takes its events. */
+  socket: Socket;
+  handlers: H2ConnectionHandlers;
+}
+
 interface PendingEnd {
   trailers: Uint8Array | undefined;
 }
@@ -304,7 +310,7 @@ function malformedRequest(fields: readonly string[]): string | undefined {
 }
 
 /**
- * One HTTP/2 server connection on `socket` (plain TCP or TLS after ALPN "h2"). It takes the
+ * One HTTP/2 server connection on `deps.socket` (plain TCP or TLS after ALPN "h2"). It takes the
  * socket's 'data', 'drain', 'close' and 'error' events from construction on.
  */
 export class H2Connection implements FrameSink {
@@ -344,11 +350,14 @@ export class H2Connection implements FrameSink {
   private failed = false;
   private socketClosed = false;
 
-  constructor(
-    readonly socket: Socket,
-    options: H2ConnectionOptions,
-    private readonly handlers: H2ConnectionHandlers,
-  ) {
+  /** The socket the connection runs on. */
+  readonly socket: Socket;
+  private readonly handlers: H2ConnectionHandlers;
+
+  constructor(options: H2ConnectionOptions, deps: H2ConnectionDeps) {
+    this.socket = deps.socket;
+    this.handlers = deps.handlers;
+    const socket = deps.socket;
     this.maxConcurrentStreams = options.maxConcurrentStreams ?? 1000;
     this.initialWindowSize = options.initialWindowSize ?? 1 << 20;
     this.connectionWindowSize = options.connectionWindowSize ?? 4 << 20;
@@ -376,6 +385,8 @@ export class H2Connection implements FrameSink {
     }
     this.scheduleFlush();
 
+    // frames of one turn go out in one write: Nagle's delay would only add latency
+    socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.onSocketData(chunk));
     socket.on("drain", () => {
       this.socketBlocked = false;

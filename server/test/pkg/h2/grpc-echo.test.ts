@@ -47,7 +47,7 @@ describe("gRPC unary over pkg/h2 on TLS (ALPN h2)", () => {
       const key = readFileSync(path.join(dir, "k.pem"));
       const cert = readFileSync(path.join(dir, "c.pem"));
       const tlsServer = tls.createServer({ key, cert, ALPNProtocols: ["h2"] }, (socket) => {
-        new H2Connection(socket, {}, { onStream: grpcEchoStream });
+        new H2Connection({}, { socket, handlers: { onStream: grpcEchoStream } });
       });
       server = tlsServer;
       await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", resolve));

@@ -34,8 +34,7 @@ export function grpcEchoStream(stream: H2Stream): void {
 
 export async function listenOurs(port = 0): Promise<net.Server> {
   const server = net.createServer((socket) => {
-    socket.setNoDelay(true);
-    new H2Connection(socket, {}, { onStream: grpcEchoStream });
+    new H2Connection({}, { socket, handlers: { onStream: grpcEchoStream } });
   });
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return server;

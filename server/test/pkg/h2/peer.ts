@@ -17,7 +17,7 @@ export async function startServer(onStream: (stream: H2Stream) => void, options:
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
-    connections.push(new H2Connection(socket, options, { onStream, onError: (err) => errors.push(err) }));
+    connections.push(new H2Connection(options, { socket, handlers: { onStream, onError: (err) => errors.push(err) } }));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as net.AddressInfo).port;
