@@ -7,7 +7,7 @@ import path from "node:path";
 import * as tls from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { H2Connection } from "../../../src/pkg/h2/h2-connection.js";
-import { EchoClient, type EchoClientInstance, call, echoClient, grpcEchoStream, listenOurs } from "./grpc-echo.js";
+import { EchoClient, type EchoClientInstance, call, chatClosed, echoClient, grpcEchoStream, listenOurs } from "./grpc-echo.js";
 
 let server: net.Server | undefined;
 let client: EchoClientInstance | undefined;
@@ -32,6 +32,36 @@ describe("gRPC unary over pkg/h2, called by @grpc/grpc-js", () => {
     const err = await call(c, "Missing", Buffer.from("x")).catch((e: grpc.ServiceError) => e);
     expect((err as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
     expect((err as grpc.ServiceError).details).toBe("no such thing");
+  });
+});
+
+describe("gRPC bidi streaming over pkg/h2, called by @grpc/grpc-js", () => {
+  it("echoes a thousand messages as they come, ends with OK, and closes a cancelled call", async () => {
+    server = await listenOurs();
+    client = echoClient((server.address() as net.AddressInfo).port);
+    const chat = client.Chat();
+    const got: string[] = [];
+    chat.on("data", (b: Buffer) => got.push(b.toString()));
+    const status = new Promise<grpc.StatusObject>((resolve) => chat.on("status", resolve));
+    chat.on("error", () => {});
+    for (let i = 0; i < 1000; i++) chat.write(Buffer.from(`msg-${i}-${"x".repeat(i % 50)}`));
+    chat.end();
+    expect((await status).code).toBe(grpc.status.OK);
+    expect(got.length).toBe(1000);
+    expect(got[999]).toBe(`msg-999-${"x".repeat(999 % 50)}`);
+
+    const cancelled = client.Chat();
+    cancelled.on("error", () => {});
+    cancelled.write(Buffer.from("hi"));
+    await new Promise((r) => cancelled.once("data", r));
+    const before = chatClosed.length;
+    cancelled.cancel();
+    for (let i = 0; i < 100 && chatClosed.length === before; i++) await new Promise((r) => setTimeout(r, 10));
+    // node's client half-closes (empty DATA with END_STREAM) before its RST_STREAM(CANCEL), so
+    // the echo may have ended the stream itself first (0); either way it is closed
+    expect(chatClosed.length).toBe(before + 1);
+    expect([0, 8]).toContain(chatClosed.at(-1));
+    expect((await call(client, "Echo", Buffer.from("after"))).toString()).toBe("after");
   });
 });
 

@@ -14,6 +14,7 @@ const NOT_FOUND = encodeHeaderBlock([":status", "200", "content-type", "applicat
 
 /** The echo's handler on a pkg/h2 stream: the request's message frame goes back as is. */
 export function grpcEchoStream(stream: H2Stream): void {
+  if (stream.header(":path") === "/test.Echo/Chat") return grpcChatStream(stream);
   if (stream.header(":path") !== "/test.Echo/Echo") {
     stream.respond(NOT_FOUND, true); // trailers-only
     return;
@@ -30,6 +31,25 @@ export function grpcEchoStream(stream: H2Stream): void {
     if (body !== undefined) stream.write(body);
     stream.end(OK_TRAILERS);
   };
+}
+
+/** Closed bidi streams' codes, for tests. */
+export const chatClosed: number[] = [];
+
+/**
+ * A bidi stream that echoes the request's bytes as they come (gRPC's framing is a byte stream,
+ * so the messages come back as sent), honouring write's backpressure with pause/resume.
+ */
+function grpcChatStream(stream: H2Stream): void {
+  stream.respond(RESPONSE);
+  stream.onData = (c) => {
+    if (!stream.write(Buffer.from(c))) {
+      stream.pause();
+      stream.onDrain = () => stream.resume();
+    }
+  };
+  stream.onEnd = () => stream.end(OK_TRAILERS);
+  stream.onClose = (code) => chatClosed.push(code);
 }
 
 export async function listenOurs(port = 0): Promise<net.Server> {
@@ -76,6 +96,15 @@ export const EchoClient = grpc.makeGenericClientConstructor(
       responseSerialize: identity,
       responseDeserialize: identity,
     },
+    Chat: {
+      path: "/test.Echo/Chat",
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    },
     Missing: {
       path: "/test.Echo/Missing",
       requestStream: false,
@@ -92,6 +121,7 @@ export const EchoClient = grpc.makeGenericClientConstructor(
 export type EchoClientInstance = grpc.Client & {
   Echo(req: Buffer, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientUnaryCall;
   Missing(req: Buffer, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientUnaryCall;
+  Chat(): grpc.ClientDuplexStream<Buffer, Buffer>;
 };
 
 export function echoClient(port: number): EchoClientInstance {
