@@ -7,7 +7,8 @@
  * What it does:
  * - checks the client preface (§3.4), sends our SETTINGS (MAX_CONCURRENT_STREAMS,
  *   INITIAL_WINDOW_SIZE, MAX_HEADER_LIST_SIZE) and raises the connection window; the peer's first
- *   frame must be SETTINGS; SETTINGS are acknowledged, PINGs answered;
+ *   frame must be SETTINGS; SETTINGS are acknowledged, PINGs answered; ours must be acknowledged
+ *   within settingsAckTimeoutMs (SETTINGS_TIMEOUT);
  * - opens streams on HEADERS (odd, increasing ids; §5.1.1), decodes field blocks with HPACK (a
  *   decoding error is COMPRESSION_ERROR for the connection), checks them (§8.2, §8.3: lower-case
  *   names, pseudo-fields first and known, no connection-specific fields), refuses streams past
@@ -38,7 +39,7 @@
  * stream.headers (flat) or headersObject().
  *
  * Not done: server push, priorities (PRIORITY is parsed and ignored), content-length checks,
- * SETTINGS ACK timeout, strict STREAM_CLOSED errors for frames on streams closed long ago (they
+ * strict STREAM_CLOSED errors for frames on streams closed long ago (they
  * are ignored, as frames in flight after our RST_STREAM must be).
  */
 import type { Socket } from "node:net";
@@ -58,6 +59,7 @@ import {
   H2_NO_ERROR,
   H2_PROTOCOL_ERROR,
   H2_REFUSED_STREAM,
+  H2_SETTINGS_TIMEOUT,
   H2_STREAM_CLOSED,
   MAX_FRAME_SIZE_LIMIT,
   MAX_WINDOW,
@@ -101,6 +103,8 @@ export interface H2ConnectionOptions {
    * Default 1000.
    */
   peerResetsPerSecondMax?: number;
+  /** How long the peer has to acknowledge our SETTINGS (SETTINGS_TIMEOUT past it, §6.5.3). Default 10000. */
+  settingsAckTimeoutMs?: number;
   /** How long a connection that failed waits for the peer to close before destroying. Default 1000. */
   closeLingerMs?: number;
 }
@@ -323,6 +327,7 @@ export class H2Connection implements FrameSink {
   private readonly closeLingerMs: number;
   private readonly peerResetsPerSecondMax: number;
   private peerResets = 0;
+  private settingsTimer: NodeJS.Timeout | undefined;
   private peerResetsSecond = 0;
 
   private readonly parser: FrameParser;
@@ -384,6 +389,11 @@ export class H2Connection implements FrameSink {
       this.connRecvWindow = this.connectionWindowSize;
     }
     this.scheduleFlush();
+    this.settingsTimer = setTimeout(() => {
+      this.settingsTimer = undefined;
+      this.fail(new H2ConnectionError(H2_SETTINGS_TIMEOUT, "SETTINGS not acknowledged"));
+    }, options.settingsAckTimeoutMs ?? 10_000);
+    this.settingsTimer.unref();
 
     // frames of one turn go out in one write: Nagle's delay would only add latency
     socket.setNoDelay(true);
@@ -635,6 +645,8 @@ export class H2Connection implements FrameSink {
     if (ack) {
       if (!this.settingsReceived) throw protocolError("first frame is not SETTINGS");
       this.settingsAcked = true;
+      clearTimeout(this.settingsTimer);
+      this.settingsTimer = undefined;
       return;
     }
     this.settingsReceived = true;
@@ -875,6 +887,7 @@ export class H2Connection implements FrameSink {
   private fail(err: H2ConnectionError): void {
     if (this.failed) return;
     this.failed = true;
+    clearTimeout(this.settingsTimer);
     this.handlers.onError?.(err);
     this.writer.goaway(this.lastStreamId, err.code, err.message);
     this.closeAllStreams(err.code);
@@ -885,6 +898,7 @@ export class H2Connection implements FrameSink {
 
   private onSocketClose(): void {
     this.socketClosed = true;
+    clearTimeout(this.settingsTimer);
     this.closeAllStreams(H2_CANCEL);
     this.handlers.onClose?.();
   }

@@ -18,6 +18,7 @@ import {
   H2_NO_ERROR,
   H2_PROTOCOL_ERROR,
   H2_REFUSED_STREAM,
+  H2_SETTINGS_TIMEOUT,
   H2_STREAM_CLOSED,
   SETTINGS_ENABLE_PUSH,
   SETTINGS_INITIAL_WINDOW_SIZE,
@@ -592,5 +593,14 @@ describe("H2Connection protocol errors, table-driven", () => {
     );
     expect(trailers).toEqual(["x-trailer", "t"]);
     expect(frames.some((f) => f.type === FRAME_HEADERS && f.streamId === 1)).toBe(true);
+  });
+});
+
+describe("H2Connection SETTINGS acknowledgement", () => {
+  it("ends a connection whose peer never acknowledges our SETTINGS with SETTINGS_TIMEOUT", async () => {
+    server = await startServer(echo, { settingsAckTimeoutMs: 100, closeLingerMs: 100 });
+    const { frames, closed } = await rawExchange(server.port, clientBytes());
+    expect(frames.find((f) => f.type === FRAME_GOAWAY)?.code).toBe(H2_SETTINGS_TIMEOUT);
+    expect(closed).toBe(true);
   });
 });
