@@ -63,12 +63,18 @@ function recordingSink(frames: RawFrame[]): FrameSink {
 
 /**
  * Sends `bytes` on a fresh connection and returns the frames the server sent until it closed
- * the socket (or `timeoutMs` passed).
+ * the socket, `until` holds for the frames so far, or `timeoutMs` passed.
  */
-export async function rawExchange(port: number, bytes: Buffer, timeoutMs = 5000): Promise<{ frames: RawFrame[]; closed: boolean }> {
+export async function rawExchange(
+  port: number,
+  bytes: Buffer,
+  timeoutMs = 5000,
+  until: (frames: RawFrame[]) => boolean = () => false,
+): Promise<{ frames: RawFrame[]; closed: boolean }> {
   const client = await RawClient.connect(port);
   client.socket.write(bytes);
-  const closed = await client.waitClosed(timeoutMs);
+  await client.waitFor(() => client.isClosed || until(client.frames), timeoutMs).catch(() => {});
+  const closed = client.isClosed;
   client.socket.destroy();
   return { frames: client.frames, closed };
 }
@@ -108,6 +114,10 @@ export class RawClient {
       if (Date.now() > deadline) throw new Error("RawClient.waitFor timed out");
       await new Promise((r) => setTimeout(r, 5));
     }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   async waitClosed(timeoutMs: number): Promise<boolean> {
