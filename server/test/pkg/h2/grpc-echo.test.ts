@@ -56,7 +56,7 @@ describe("gRPC bidi streaming over pkg/h2, called by @grpc/grpc-js", () => {
     await new Promise((r) => cancelled.once("data", r));
     const before = chatClosed.length;
     cancelled.cancel();
-    for (let i = 0; i < 100 && chatClosed.length === before; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 1000 && chatClosed.length === before; i++) await new Promise((r) => setTimeout(r, 10));
     // node's client half-closes (empty DATA with END_STREAM) before its RST_STREAM(CANCEL), so
     // the echo may have ended the stream itself first (0); either way it is closed
     expect(chatClosed.length).toBe(before + 1);

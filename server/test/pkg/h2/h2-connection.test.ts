@@ -89,6 +89,11 @@ function rng(seed: number): () => number {
   };
 }
 
+/** Polls `done` every 5 ms for up to 10 s (a loaded machine may be slow; the test never depends on a fixed delay). */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !done(); i++) await new Promise((r) => setTimeout(r, 5));
+}
+
 let server: TestServer | undefined;
 let client: http2.ClientHttp2Session | undefined;
 afterEach(async () => {
@@ -222,10 +227,10 @@ describe("H2Connection against node:http2's client", () => {
     const req = c.request({ ":method": "POST", ":path": "/upload" });
     req.on("error", () => {});
     req.write(Buffer.alloc(5000));
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => received === 5000);
     req.close(http2.constants.NGHTTP2_CANCEL);
     await new Promise((r) => req.on("close", r));
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => closedWith !== undefined);
     expect(received).toBe(5000);
     expect(closedWith).toBe(H2_CANCEL);
     expect(server!.connections[0]!.streamCount).toBe(0);
