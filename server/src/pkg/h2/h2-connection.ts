@@ -33,8 +33,9 @@
  * For code written against node's ServerHttp2Stream (the lean paths): respond(headers,
  * { waitForTrailers }) + end(frame) + 'wantTrailers' → sendTrailers(t) becomes respond(block),
  * write(frame), end(trailerBlock) (blocks pre-encoded with encodeHeaderBlock); a trailers-only
- * answer is respond(block, true); 'data' / 'end' / 'close' are onData / onEnd / onClose; write's
- * callback is write's result and onDrain; rstCode, pause() / resume() keep their meaning;
+ * answer is respond(block, true); 'data' / 'end' / 'close' are onData / onEnd / onClose; a
+ * write(frame, cb) whose cb paces the next write becomes: go on at once when write() returned
+ * true, else at onDrain; rstCode, pause() / resume() keep their meaning;
  * `destroyed || closed` is `closed`; session.socket is stream.socket; the request headers are
  * stream.headers (flat) or headersObject().
  *

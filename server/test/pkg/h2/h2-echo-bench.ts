@@ -27,6 +27,7 @@ async function serve(mode: string): Promise<void> {
 interface Result {
   callsPerSec: number;
   serverCpuUsPerCall: number;
+  clientCpuUsPerCall: number;
 }
 
 async function runOne(mode: string, seconds: number, concurrency: number, bytes: number): Promise<Result> {
@@ -43,6 +44,7 @@ async function runOne(mode: string, seconds: number, concurrency: number, bytes:
   child.send("cpu");
   const cpu0 = (await next()).cpuUs!;
   const t0 = process.hrtime.bigint();
+  const clientCpu0 = process.cpuUsage();
   const deadline = Date.now() + seconds * 1000;
   let calls = 0;
   await Promise.all(
@@ -54,12 +56,17 @@ async function runOne(mode: string, seconds: number, concurrency: number, bytes:
     }),
   );
   const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const clientCpu = process.cpuUsage(clientCpu0);
   child.send("cpu");
   const cpu1 = (await next()).cpuUs!;
   client.close();
   child.send("exit");
   await new Promise((r) => child.once("exit", r));
-  return { callsPerSec: calls / elapsedS, serverCpuUsPerCall: (cpu1 - cpu0) / calls };
+  return {
+    callsPerSec: calls / elapsedS,
+    serverCpuUsPerCall: (cpu1 - cpu0) / calls,
+    clientCpuUsPerCall: (clientCpu.user + clientCpu.system) / calls,
+  };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -71,13 +78,15 @@ async function main(): Promise<void> {
     for (const mode of ["ours", "node"]) {
       const res = await runOne(mode, seconds, concurrency, bytes);
       results[mode]!.push(res);
-      console.log(`round ${r} ${mode}: ${res.callsPerSec.toFixed(0)} calls/s, server ${res.serverCpuUsPerCall.toFixed(1)} µs CPU/call`);
+      console.log(
+        `round ${r} ${mode}: ${res.callsPerSec.toFixed(0)} calls/s, server ${res.serverCpuUsPerCall.toFixed(1)} µs CPU/call, client ${res.clientCpuUsPerCall.toFixed(1)} µs CPU/call`,
+      );
     }
   }
   for (const mode of ["ours", "node"]) {
     const rs = results[mode]!;
     console.log(
-      `median ${mode}: ${median(rs.map((x) => x.callsPerSec)).toFixed(0)} calls/s, server ${median(rs.map((x) => x.serverCpuUsPerCall)).toFixed(1)} µs CPU/call`,
+      `median ${mode}: ${median(rs.map((x) => x.callsPerSec)).toFixed(0)} calls/s, server ${median(rs.map((x) => x.serverCpuUsPerCall)).toFixed(1)} µs CPU/call, client ${median(rs.map((x) => x.clientCpuUsPerCall)).toFixed(1)} µs CPU/call`,
     );
   }
 }
