@@ -26,3 +26,20 @@ export function encodeMessage<T>(encoder: MessageEncoder<T>, message: T): Uint8A
     throw e;
   }
 }
+
+/** Zero prefixes of 0 to 8 bytes, made once. */
+const ZEROS = Array.from({ length: 9 }, (_, n) => new Uint8Array(n));
+
+/**
+ * `encodeMessage` with `prefixBytes` zero bytes before the message, in the same single copy: for
+ * a frame header the caller fills in (gRPC's 5-byte length prefix) without a second copy of the
+ * message into the frame.
+ */
+export function encodeMessageAfter<T>(encoder: MessageEncoder<T>, message: T, prefixBytes: number): Uint8Array {
+  try {
+    return encoder.encode(message, shared.raw(ZEROS[prefixBytes] ?? new Uint8Array(prefixBytes))).finish();
+  } catch (e) {
+    shared.finish();
+    throw e;
+  }
+}

@@ -13,6 +13,7 @@ import http2 from "node:http2";
 import { TLSSocket } from "node:tls";
 import type { EventEmitter } from "node:events";
 import { Metadata, type MetadataValue } from "@grpc/grpc-js";
+import { encodeMessageAfter, type MessageEncoder } from "../../pkg/proto-encode.js";
 
 /** gRPC status codes the lean paths produce themselves. */
 export const OK = 0;
@@ -95,6 +96,26 @@ export function frameResponse(encode: (value: unknown) => Uint8Array, value: unk
   frame[0] = 0;
   frame.writeUInt32BE(body.length, 1);
   frame.set(body, 5);
+  return frame;
+}
+
+/**
+ * `frameResponse` for a generated message encoder, in one copy: the message is encoded right
+ * behind room for the prefix, which is then filled in (the frame is a view of that one buffer).
+ */
+export function frameMessage<T>(encoder: MessageEncoder<T>, value: T, maxSendBytes: number): Buffer | LeanStatus {
+  let framed: Uint8Array;
+  try {
+    framed = encodeMessageAfter(encoder, value, 5);
+  } catch {
+    return { code: INTERNAL, details: "Error serializing response" };
+  }
+  const bodyBytes = framed.length - 5;
+  if (maxSendBytes !== -1 && bodyBytes > maxSendBytes) {
+    return { code: RESOURCE_EXHAUSTED, details: `Sent message larger than max (${framed.length} vs. ${maxSendBytes})` };
+  }
+  const frame = Buffer.from(framed.buffer, framed.byteOffset, framed.length);
+  frame.writeUInt32BE(bodyBytes, 1);
   return frame;
 }
 

@@ -38,18 +38,19 @@
 import type http2 from "node:http2";
 import { EventEmitter } from "node:events";
 import type { Metadata, ServiceDefinition } from "@grpc/grpc-js";
-import { LeaseKeepAliveResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
+import { LeaseKeepAliveResponse, WatchResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ServiceRegistry } from "./service-registry.js";
-import { encodeMessage, type MessageEncoder } from "../../pkg/proto-encode.js";
+import type { MessageEncoder } from "../../pkg/proto-encode.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
-  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNKNOWN, authContextOf, frameResponse, peerOf, plainCallTimeout, serverErrorToStatus,
+  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNKNOWN, authContextOf, frameMessage, peerOf, plainCallTimeout, serverErrorToStatus,
   statusTrailers, trailersOnlyHeaders, type LeanStatus, type LeanTaker,
 } from "./lean-path.js";
 
 /** The bidirectional streams served on the lean stream path, with their response encoders. */
 const LEAN_STREAM_ENCODERS: Record<string, MessageEncoder<any>> = {
   "/etcdserverpb.Lease/LeaseKeepAlive": LeaseKeepAliveResponse,
+  "/etcdserverpb.Watch/Watch": WatchResponse,
 };
 
 /** The paths the lean stream path serves. */
@@ -57,13 +58,18 @@ export const LEAN_STREAM_PATHS: readonly string[] = Object.keys(LEAN_STREAM_ENCO
 
 /** A Readable's default object high-water mark: messages a paused call queues before it stops reading. */
 const READ_QUEUE_MAX = 16;
+/**
+ * A Writable's default object high-water mark: `write` returns false once this many messages are
+ * unsent (the one on its way to the HTTP/2 stream included), and 'drain' follows when none is.
+ */
+const WRITE_BUFFER_MAX = 16;
 
 type StreamHandler = (call: LeanDuplexCall) => void;
 
 interface LeanStreamMethod {
   readonly path: string;
   readonly decode: (message: Buffer) => unknown;
-  readonly encode: (value: unknown) => Uint8Array;
+  readonly encoder: MessageEncoder<unknown>;
   readonly handler: StreamHandler;
 }
 
@@ -96,7 +102,7 @@ export class LeanStreamServer implements LeanTaker {
         this.methods.set(method.path, {
           path: method.path,
           decode: method.requestDeserialize as (m: Buffer) => unknown,
-          encode: (value) => encodeMessage(encoder, value),
+          encoder,
           handler,
         });
       }
@@ -155,6 +161,18 @@ function writeAfterEnd(): Error & { code: string } {
   return Object.assign(new Error("write after end"), { code: "ERR_STREAM_WRITE_AFTER_END" });
 }
 
+function writeAfterDestroy(): Error & { code: string } {
+  return Object.assign(new Error("Cannot call write after a stream was destroyed"), { code: "ERR_STREAM_DESTROYED" });
+}
+
+function emitClose(call: LeanDuplexCall): void {
+  call.emitOwn("close");
+}
+
+function emitFinish(call: LeanDuplexCall): void {
+  call.onFinish();
+}
+
 /**
  * One stream on the lean path; also the call object its handler chain sees (the subset of
  * grpc-js's ServerDuplexStream the registry's wrappers and the services use).
@@ -176,6 +194,8 @@ class LeanDuplexCall extends EventEmitter {
   private streamPaused = false;
   private paused = false;
   private readEnded = false;
+  /** 'end' was emitted (the Readable's endEmitted). */
+  private endEmitted = false;
 
   // ---- the Writable side ----
   /** `end` was called. */
@@ -185,6 +205,12 @@ class LeanDuplexCall extends EventEmitter {
   /** A message is on its way to the HTTP/2 stream; the next wait here. */
   private writing = false;
   private writeQueue: Array<{ message: unknown; cb: ((err?: Error | null) => void) | undefined }> | undefined;
+  /** Messages written and not yet taken by the HTTP/2 stream (the Writable's length). */
+  private unsent = 0;
+  /** A `write` returned false: 'drain' is due when nothing is unsent (the Writable's needDrain). */
+  private needDrain = false;
+  /** 'finish' was emitted (the Writable's finished). */
+  private finished = false;
   private destroyed = false;
 
   // ---- the transport (grpc-js's BaseServerInterceptingCall) ----
@@ -326,7 +352,11 @@ class LeanDuplexCall extends EventEmitter {
     if (this.readEnded) return;
     this.readEnded = true;
     process.nextTick(() => {
-      if (!this.destroyed) this.emit("end");
+      if (this.destroyed) return;
+      this.endEmitted = true;
+      super.emit("end");
+      // The Duplex's autoDestroy: both sides are done.
+      if (this.finished) this.destroy();
     });
   }
 
@@ -371,21 +401,22 @@ class LeanDuplexCall extends EventEmitter {
 
   write(message: unknown, encodingOrCb?: unknown, cb?: (err?: Error | null) => void): boolean {
     const callback = typeof encodingOrCb === "function" ? (encodingOrCb as (err?: Error | null) => void) : cb;
-    if (this.ending) {
-      // As a Writable: the error, then the call destroyed (a status not yet sent never is).
-      const err = writeAfterEnd();
+    if (this.ending || this.destroyed) {
+      // As a Writable: the callback hears the error; after `end` the error is emitted and the
+      // call destroyed (a status not yet sent never is); a destroyed call stays silent.
+      const err = this.ending ? writeAfterEnd() : writeAfterDestroy();
       if (callback !== undefined) process.nextTick(callback, err);
-      process.nextTick(() => this.emit("error", err));
-      this.destroy();
+      if (!this.destroyed) {
+        process.nextTick(() => this.emit("error", err));
+        this.destroy();
+      }
       return false;
     }
-    if (this.destroyed) return false;
-    if (this.writing) {
-      (this.writeQueue ??= []).push({ message, cb: callback });
-      return this.writeQueue.length < READ_QUEUE_MAX;
-    }
-    this.sendMessage(message, callback);
-    return true;
+    const more = ++this.unsent < WRITE_BUFFER_MAX;
+    if (!more) this.needDrain = true;
+    if (this.writing) (this.writeQueue ??= []).push({ message, cb: callback });
+    else this.sendMessage(message, callback);
+    return more;
   }
 
   end(metadata?: Metadata): this {
@@ -401,24 +432,40 @@ class LeanDuplexCall extends EventEmitter {
     this.destroyed = true;
     this.writeQueue = undefined;
     this.readQueue = undefined;
-    process.nextTick(() => super.emit("close"));
+    process.nextTick(emitClose, this);
     return this;
+  }
+
+  /** @internal Emits `event` past the 'error' handling of `emit`. */
+  emitOwn(event: string): void {
+    super.emit(event);
   }
 
   /** The Writable's _final: 'finish' on the next tick, the status now. */
   private callFinal(): void {
     if (this.finalCalled) return;
     this.finalCalled = true;
-    process.nextTick(() => super.emit("finish"));
+    process.nextTick(emitFinish, this);
     const status = this.pendingStatus;
     this.sendStatus({ code: status.code, details: status.details, metadata: status.metadata ?? this.trailingMetadata });
   }
 
-  /** grpc-js's sendMessage: the Writable's callback comes when the HTTP/2 stream took the message. */
+  /** @internal The Writable's finish: 'finish', then the Duplex's autoDestroy once 'end' went too. */
+  onFinish(): void {
+    this.finished = true;
+    super.emit("finish");
+    if (this.endEmitted) this.destroy();
+  }
+
+  /**
+   * grpc-js's sendMessage under the Writable's _write: the HTTP/2 stream's callback (it took the
+   * message, which HTTP/2 flow control may hold back) ends the write; none comes when the call is
+   * over or the message does not go (its status is sent instead), and the Writable stays writing.
+   */
   private sendMessage(message: unknown, cb: ((err?: Error | null) => void) | undefined): void {
     this.writing = true;
     if (this.checkOver()) return;
-    const frame = frameResponse(this.method.encode, message, this.options.maxSendMessageBytes);
+    const frame = frameMessage(this.method.encoder, message, this.options.maxSendMessageBytes);
     if ("details" in frame) {
       this.sendStatus(frame);
       return;
@@ -432,12 +479,28 @@ class LeanDuplexCall extends EventEmitter {
         this.sendStatus({ code: INTERNAL, details: "Internal server error" });
         return;
       }
-      this.writing = false;
-      cb?.();
+      this.onWritten(cb);
+    });
+  }
+
+  /**
+   * The Writable's onwrite and afterWrite for a write that completed asynchronously: the next
+   * buffered message goes, then 'drain' (when a write returned false and nothing is unsent, unless
+   * ending or destroyed), then the write's callback, then the final step once ending.
+   */
+  private onWritten(cb: ((err?: Error | null) => void) | undefined): void {
+    this.writing = false;
+    this.unsent--;
+    if (!this.destroyed) {
       const next = this.writeQueue?.shift();
       if (next !== undefined) this.sendMessage(next.message, next.cb);
-      else if (this.ending && !this.destroyed) this.callFinal();
-    });
+    }
+    if (this.needDrain && this.unsent === 0 && !this.ending && !this.destroyed) {
+      this.needDrain = false;
+      super.emit("drain");
+    }
+    cb?.();
+    if (this.ending && !this.writing && this.unsent === 0 && !this.destroyed) this.callFinal();
   }
 
   // ---- the transport ----
