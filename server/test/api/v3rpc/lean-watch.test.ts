@@ -2,7 +2,7 @@
  * The lean Watch stream against grpc-js itself: two gRPC servers with the same registry (the real
  * watch service, each over a real MVCC store of its own that the test writes to alike, with
  * metrics and the learner gate), one with the lean paths installed, get the same raw HTTP/2
- * request sequences (create and cancel, events one by one and many at once, two watchers, a
+ * request sequences (create and cancel, half-close (the stream stays), events one by one and many at once, two watchers, a
  * catch-up from history, fragments, progress requests, half-close, client resets, deadlines,
  * oversized and undecodable requests, a response over the send limit, a learner's refusal);
  * their answers must match frame for frame (headers but `date`, DATA bytes, trailers, resets),
@@ -129,7 +129,8 @@ type Request = Omit<RawRequest, "path" | "between"> & { between?: (store: Harnes
 function send(side: Side, request: Request, session?: http2.ClientHttp2Session): Promise<RawAnswer> {
   const { between, ...rest } = request;
   return sendRaw(side.port, {
-    gapMs: 20, ...rest, path: PATH,
+    // A half-closed watch stream stays open (as etcd's): the client resets it after a while.
+    gapMs: 20, cancelAfterMs: 100, ...rest, path: PATH,
     ...(between !== undefined ? { between: (i: number) => between(side.store, i) } : {}),
   }, session);
 }
@@ -153,8 +154,12 @@ const after0 = (fn: (h: Harness) => Promise<void>) => async (h: Harness, i: numb
 };
 
 const CASES: Record<string, Request> = {
-  "half-close at once (the server ends the stream)": { writes: [] },
-  "create, half-close": { writes: [create("a")] },
+  "half-close at once (the stream stays until the client resets)": { writes: [], cancelAfterMs: 100 },
+  "create, half-close, events after it": {
+    writes: [create("a")],
+    cancelAfterMs: 300,
+    between: after0(async (h) => void setTimeout(() => void h.put("a", "after"), 20)),
+  },
   "create, events, cancel, half-close": { writes: [create("a"), cancel(0n)], between: after0((h) => puts(h, "a", 1).then(() => h.put("a", "x")).then(() => h.del("a")).then(() => undefined)) },
   "create, an event, no half-close, the client resets": { writes: [create("b")], end: false, cancelAfterMs: 100, between: after0((h) => h.put("b", "1").then(() => undefined)) },
   "create, progress, cancel of an unknown watch": { writes: [create("c"), progress(), cancel(42n)] },
@@ -216,6 +221,7 @@ describe("lean Watch stream", { timeout: 20_000 }, () => {
       const [want, got] = await Promise.all([send(plain, request), send(lean, request)]);
       expect(got).toEqual(want);
       expect(want.stuck).toBeUndefined();
+      if (name.includes("events after it")) expect(got.data).toContain(B("after").toString("hex"));
       expect(lean.lean!.taken - before).toBe(1);
       await sleep(20);
       expect(delta(cells(lean), leanBefore)).toEqual(delta(cells(plain), plainBefore));
