@@ -1,6 +1,6 @@
 /**
  * What the lean paths share (lean-unary.ts for the hot unary methods, lean-stream.ts for the
- * LeaseKeepAlive stream): grpc-js 1.14.7's wire constants, its reading of a call's headers
+ * LeaseKeepAlive and Watch streams): grpc-js 1.14.7's wire constants, its reading of a call's headers
  * (content-type, encoding, `grpc-timeout`), its length-prefixed message decoder, its
  * percent-encoding of `grpc-message`, its serverErrorToStatus, the request metadata and the
  * connection facts handlers read, and the hook that offers every new HTTP/2 stream of grpc-js's

@@ -1,32 +1,40 @@
 /**
- * The lean stream path: etcd's LeaseKeepAlive bidirectional stream served straight on the HTTP/2
- * streams of the gRPC server's own sessions, beside lean-unary.ts and with the wire pieces of
- * lean-path.ts, without grpc-js's per-call machinery (intercepting call, read queue, a Duplex
- * with its Readable and Writable state per stream). etcd's clients open one such stream per
- * `KeepAliveOnce` (one request, one response, then a cancel), which makes its cost per stream
- * the cost of a keep-alive.
+ * The lean stream path: etcd's LeaseKeepAlive and Watch bidirectional streams served straight on
+ * the HTTP/2 streams of the gRPC server's own sessions, beside lean-unary.ts and with the wire
+ * pieces of lean-path.ts, without grpc-js's per-call machinery (intercepting call, read queue, a
+ * Duplex with its Readable and Writable state per stream, a serializer's extra copy per message).
+ * etcd's clients open one keep-alive stream per `KeepAliveOnce` (one request, one response, then
+ * a cancel), which makes its cost per stream the cost of a keep-alive; a watch stream carries
+ * every event of its watchers, which makes the cost per message the cost of a watch event.
  *
  * Contract: to a client the lean stream path is indistinguishable from grpc-js 1.14.7 serving the
  * same registry. Per stream it:
  * - takes a stream only when grpc-js would serve it plainly (lean-path.ts `plainCallTimeout`);
  * - calls the registry's own handler for the method (metrics, learner gate, tracing wrapper and
- *   the service's keep-alive logic included) with a call object that behaves, for what those
+ *   the services' own logic included) with a call object that behaves, for what those
  *   use, as grpc-js's ServerDuplexStream over its BaseServerInterceptingCall, ticks and
  *   microtasks included (the handlers' own promise chains race them): a chunk's messages are
  *   decoded each in a microtask of its own and handed over as 'data' one per tick, the first
  *   when a read is pending; 'end' at the client's half-close, after the messages before it;
- *   `pause`/`resume`; `write` (one message in flight at a time, as the Writable's; the response
- *   headers go with the first); `end` (its status follows the writes before it); an 'error'
- *   event (its status, by grpc-js's serverErrorToStatus, ends the call); 'finish' on the tick
- *   after the status; `cancelled` and 'cancelled' on the tick after the call is over (status
- *   sent, client reset, deadline); a write after `end` as the Writable's (an 'error', and no
- *   status at all when writes were still pending); `getPeer`, `getAuthContext`,
- *   `getDeadline`, `metadata`;
+ *   `pause`/`resume`; `write` as the objectMode Writable's: one message in flight at a time
+ *   (the response headers go with the first), the rest buffered, false returned once 16 are
+ *   unsent (the one in flight included) and writes still taken, 'drain' when none is unsent
+ *   again (not while ending or destroyed), the next buffered message sent before the finished
+ *   write's callback; a message is done when the HTTP/2 stream took it, so HTTP/2 flow control
+ *   from a client that stops reading holds the writes back exactly as grpc-js's; `end` (its
+ *   status follows the writes before it); an 'error' event (its status, by grpc-js's
+ *   serverErrorToStatus, ends the call); 'finish' on the tick after the status; `cancelled`
+ *   and 'cancelled' on the tick after the call is over (status sent, client reset, deadline);
+ *   'close' on the tick after the call is destroyed (after 'cancelled', or, as the Duplex's
+ *   autoDestroy, once both 'finish' and 'end' went); a write after `end` as the Writable's (an
+ *   'error', and no status at all when writes were still pending), one after destruction only
+ *   errs its callback; `getPeer`, `getAuthContext`, `getDeadline`, `metadata`;
  * - reads messages by grpc-js's decoder rules (lean-path.ts `MessageReader`): a message over the
  *   receive limit answers RESOURCE_EXHAUSTED as soon as its prefix arrives (none of its chunk's
  *   messages is delivered); one that does not decode answers INTERNAL "Error deserializing
  *   request" and nothing after it is handed over;
- * - answers with grpc-js's headers, a DATA frame per message, and trailers `grpc-status`,
+ * - answers with grpc-js's headers, a DATA frame per message (over the send limit: RESOURCE_EXHAUSTED
+ *   instead, and the write never completes, as grpc-js's), and trailers `grpc-status`,
  *   `grpc-message` (percent-encoded); a status before any message is a trailers-only response;
  *   a passed `grpc-timeout` answers DEADLINE_EXCEEDED "Deadline exceeded".
  *
