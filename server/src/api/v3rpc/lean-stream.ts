@@ -42,6 +42,16 @@
  * every message until its handler reads on (this path reads on until 16 messages wait
  * undelivered, as a paused Readable buffers), so HTTP/2 window updates may differ; a paused call
  * here hands its queue over one per tick after `resume`, where a Readable flushes its buffer at once.
+ *
+ * Pipelined streams (Watch): grpc-js hands the HTTP/2 stream one message at a time, the next when
+ * the previous went out on the socket (a loop turn or more later), so of the five events one put
+ * makes for five watchers of a stream the fifth waits four socket writes. Here a pipelined
+ * stream's messages go to the HTTP/2 stream as they are written (HTTP/2 flow control still
+ * holds them there), and the Writable's accounting stays as it was: a message counts as unsent
+ * until the HTTP/2 stream took it, `write` returns false at 16 unsent, 'drain', callbacks and the
+ * final status wait for the same events. The one visible difference: a status that cuts a stream
+ * short while messages are unsent (a deadline, a bad request, a message over the send limit)
+ * comes after the messages written before it, where grpc-js drops those still in its Writable.
  */
 import type http2 from "node:http2";
 import { EventEmitter } from "node:events";
@@ -55,14 +65,17 @@ import {
   statusTrailers, trailersOnlyHeaders, type LeanStatus, type LeanTaker,
 } from "./lean-path.js";
 
-/** The bidirectional streams served on the lean stream path, with their response encoders. */
-const LEAN_STREAM_ENCODERS: Record<string, MessageEncoder<any>> = {
-  "/etcdserverpb.Lease/LeaseKeepAlive": LeaseKeepAliveResponse,
-  "/etcdserverpb.Watch/Watch": WatchResponse,
+/**
+ * The bidirectional streams served on the lean stream path: their response encoders, and whether
+ * their messages are pipelined (see the file comment).
+ */
+const LEAN_STREAMS: Record<string, { encoder: MessageEncoder<any>; pipelined: boolean }> = {
+  "/etcdserverpb.Lease/LeaseKeepAlive": { encoder: LeaseKeepAliveResponse, pipelined: false },
+  "/etcdserverpb.Watch/Watch": { encoder: WatchResponse, pipelined: true },
 };
 
 /** The paths the lean stream path serves. */
-export const LEAN_STREAM_PATHS: readonly string[] = Object.keys(LEAN_STREAM_ENCODERS);
+export const LEAN_STREAM_PATHS: readonly string[] = Object.keys(LEAN_STREAMS);
 
 /** A Readable's default object high-water mark: messages a paused call queues before it stops reading. */
 const READ_QUEUE_MAX = 16;
@@ -78,6 +91,8 @@ interface LeanStreamMethod {
   readonly path: string;
   readonly decode: (message: Buffer) => unknown;
   readonly encoder: MessageEncoder<unknown>;
+  /** Messages go to the HTTP/2 stream as they are written, not one at a time. */
+  readonly pipelined: boolean;
   readonly handler: StreamHandler;
 }
 
@@ -103,14 +118,15 @@ export class LeanStreamServer implements LeanTaker {
     for (const service of deps.services) {
       const definition = service.definition as ServiceDefinition;
       for (const [name, method] of Object.entries(definition)) {
-        const encoder = LEAN_STREAM_ENCODERS[method.path];
-        if (encoder === undefined || !method.requestStream || !method.responseStream) continue;
+        const lean = LEAN_STREAMS[method.path];
+        if (lean === undefined || !method.requestStream || !method.responseStream) continue;
         const handler = service.implementation[name] as unknown as StreamHandler | undefined;
         if (typeof handler !== "function") continue;
         this.methods.set(method.path, {
           path: method.path,
           decode: method.requestDeserialize as (m: Buffer) => unknown,
-          encoder,
+          encoder: lean.encoder,
+          pipelined: lean.pipelined,
           handler,
         });
       }
@@ -210,8 +226,14 @@ class LeanDuplexCall extends EventEmitter {
   private ending = false;
   /** The status went, or will never go (a write after `end` destroyed the call). */
   private finalCalled = false;
-  /** A message is on its way to the HTTP/2 stream; the next wait here. */
-  private writing = false;
+  /** Messages handed to the HTTP/2 stream whose callbacks have not come. */
+  private inFlight = 0;
+  /**
+   * A message did not go (the call was over, or it answered a status): nothing more is sent, and
+   * what is written waits for ever (the Writable stays writing, as grpc-js's).
+   */
+  private stalled = false;
+  /** Messages waiting for the one in flight (not pipelined) or for ever (stalled). */
   private writeQueue: Array<{ message: unknown; cb: ((err?: Error | null) => void) | undefined }> | undefined;
   /** Messages written and not yet taken by the HTTP/2 stream (the Writable's length). */
   private unsent = 0;
@@ -422,7 +444,7 @@ class LeanDuplexCall extends EventEmitter {
     }
     const more = ++this.unsent < WRITE_BUFFER_MAX;
     if (!more) this.needDrain = true;
-    if (this.writing) (this.writeQueue ??= []).push({ message, cb: callback });
+    if (this.stalled || (this.inFlight > 0 && !this.method.pipelined)) (this.writeQueue ??= []).push({ message, cb: callback });
     else this.sendMessage(message, callback);
     return more;
   }
@@ -431,7 +453,7 @@ class LeanDuplexCall extends EventEmitter {
     if (metadata) this.trailingMetadata = metadata;
     if (this.ending) return this;
     this.ending = true;
-    if (!this.writing && !this.destroyed) this.callFinal();
+    if (this.unsent === 0 && !this.destroyed) this.callFinal();
     return this;
   }
 
@@ -468,22 +490,27 @@ class LeanDuplexCall extends EventEmitter {
   /**
    * grpc-js's sendMessage under the Writable's _write: the HTTP/2 stream's callback (it took the
    * message, which HTTP/2 flow control may hold back) ends the write; none comes when the call is
-   * over or the message does not go (its status is sent instead), and the Writable stays writing.
+   * over or the message does not go (its status is sent instead), and the call stalls.
    */
   private sendMessage(message: unknown, cb: ((err?: Error | null) => void) | undefined): void {
-    this.writing = true;
-    if (this.checkOver()) return;
+    if (this.checkOver()) {
+      this.stalled = true;
+      return;
+    }
     const frame = frameMessage(this.method.encoder, message, this.options.maxSendMessageBytes);
     if ("details" in frame) {
+      this.stalled = true;
       this.sendStatus(frame);
       return;
     }
+    this.inFlight++;
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS, RESPONSE_OPTIONS);
     }
     this.stream.write(frame, (err?: Error | null) => {
       if (err) {
+        this.stalled = true;
         this.sendStatus({ code: INTERNAL, details: "Internal server error" });
         return;
       }
@@ -493,13 +520,14 @@ class LeanDuplexCall extends EventEmitter {
 
   /**
    * The Writable's onwrite and afterWrite for a write that completed asynchronously: the next
-   * buffered message goes, then 'drain' (when a write returned false and nothing is unsent, unless
-   * ending or destroyed), then the write's callback, then the final step once ending.
+   * buffered message goes (not pipelined), then 'drain' (when a write returned false and nothing
+   * is unsent, unless ending or destroyed), then the write's callback, then the final step once
+   * ending.
    */
   private onWritten(cb: ((err?: Error | null) => void) | undefined): void {
-    this.writing = false;
+    this.inFlight--;
     this.unsent--;
-    if (!this.destroyed) {
+    if (!this.destroyed && !this.stalled) {
       const next = this.writeQueue?.shift();
       if (next !== undefined) this.sendMessage(next.message, next.cb);
     }
@@ -508,7 +536,7 @@ class LeanDuplexCall extends EventEmitter {
       super.emit("drain");
     }
     cb?.();
-    if (this.ending && !this.writing && this.unsent === 0 && !this.destroyed) this.callFinal();
+    if (this.ending && this.unsent === 0 && !this.destroyed) this.callFinal();
   }
 
   // ---- the transport ----
