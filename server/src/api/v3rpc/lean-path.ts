@@ -101,20 +101,19 @@ export function frameResponse(encode: (value: unknown) => Uint8Array, value: unk
 
 /**
  * `frameResponse` for a generated message encoder, in one copy: the message is encoded right
- * behind room for the prefix, which is then filled in (the frame is a view of that one buffer).
+ * behind room for the prefix, which is then filled in.
  */
 export function frameMessage<T>(encoder: MessageEncoder<T>, value: T, maxSendBytes: number): Buffer | LeanStatus {
-  let framed: Uint8Array;
+  let frame: Buffer;
   try {
-    framed = encodeMessageAfter(encoder, value, 5);
+    frame = encodeMessageAfter(encoder, value, 5);
   } catch {
     return { code: INTERNAL, details: "Error serializing response" };
   }
-  const bodyBytes = framed.length - 5;
+  const bodyBytes = frame.length - 5;
   if (maxSendBytes !== -1 && bodyBytes > maxSendBytes) {
-    return { code: RESOURCE_EXHAUSTED, details: `Sent message larger than max (${framed.length} vs. ${maxSendBytes})` };
+    return { code: RESOURCE_EXHAUSTED, details: `Sent message larger than max (${frame.length} vs. ${maxSendBytes})` };
   }
-  const frame = Buffer.from(framed.buffer, framed.byteOffset, framed.length);
   frame.writeUInt32BE(bodyBytes, 1);
   return frame;
 }
