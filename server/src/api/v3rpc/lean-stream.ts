@@ -50,8 +50,10 @@
  * holds them there), and the Writable's accounting stays as it was: a message counts as unsent
  * until the HTTP/2 stream took it, `write` returns false at 16 unsent, 'drain', callbacks and the
  * final status wait for the same events. The one visible difference: a status that cuts a stream
- * short while messages are unsent (a deadline, a bad request, a message over the send limit)
- * comes after the messages written before it, where grpc-js drops those still in its Writable.
+ * short while messages are unsent (a deadline, a bad request) comes after every message written
+ * before it; grpc-js sends only those its HTTP/2 stream held, and its next buffered message, written
+ * after the stream's end, fails, which leaves the stream with no status at all until the client
+ * goes (lean-watch.test.ts shows both).
  */
 import type http2 from "node:http2";
 import { EventEmitter } from "node:events";

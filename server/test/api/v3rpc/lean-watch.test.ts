@@ -147,6 +147,54 @@ async function txnPuts(h: Harness, key: string, n: number, value: string): Promi
   await h.commit(txn);
 }
 
+/**
+ * Watches `key` (a prefix) from a raw stream that stops reading after the created answer, until
+ * `resume`; records the events and the trailers.
+ */
+function slowReader(side: Side, key: string, headers: Record<string, string> = {}) {
+  const session = http2.connect(`http://127.0.0.1:${side.port}`);
+  const stream = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers", ...headers });
+  const chunks: Buffer[] = [];
+  let created = false;
+  let trailers: Record<string, unknown> | undefined;
+  stream.on("data", (d: Buffer) => {
+    chunks.push(d);
+    if (!created) {
+      created = true;
+      stream.pause();
+    }
+  });
+  stream.on("trailers", (t) => (trailers = { ...t }));
+  stream.on("error", () => {});
+  let closed: number | undefined;
+  stream.on("close", () => (closed = stream.rstCode ?? 0));
+  stream.write(create(key, prefix(key)));
+  return {
+    created: () => created,
+    trailers: () => trailers,
+    /** The stream's reset code once it closed (0: it ended). */
+    closed: () => closed,
+    resume: () => stream.resume(),
+    /** The events received so far, as key@revision. */
+    events: () => {
+      const out: string[] = [];
+      const all = Buffer.concat(chunks);
+      for (let at = 0; at + 5 <= all.length;) {
+        const length = all.readUInt32BE(at + 1);
+        if (at + 5 + length > all.length) break;
+        const r = WatchResponse.decode(all.subarray(at + 5, at + 5 + length));
+        for (const e of r.events) out.push(`${e.kv!.key.toString()}@${e.kv!.modRevision}`);
+        at += 5 + length;
+      }
+      return out;
+    },
+    close: () => {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      session.close();
+    },
+  };
+}
+
 const oversized = Buffer.concat([Buffer.from([0, 0, 0, 4, 1]), Buffer.alloc(MAX_RECEIVE + 1)]);
 const garbage = frame(Buffer.from([0xff, 0xff, 0xff]));
 const after0 = (fn: (h: Harness) => Promise<void>) => async (h: Harness, i: number) => {
@@ -257,46 +305,9 @@ describe("lean Watch stream", { timeout: 20_000 }, () => {
   it("holds a client that stops reading to a Writable's buffer, and catches it up when it reads again", async () => {
     const EVENTS = 400;
     const value = "w".repeat(2000);
-    /** Watches s/ from a raw stream that stops reading after the created answer, until `resume`. */
-    const slowReader = (side: Side) => {
-      const session = http2.connect(`http://127.0.0.1:${side.port}`);
-      const stream = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers" });
-      const chunks: Buffer[] = [];
-      let created = false;
-      stream.on("data", (d: Buffer) => {
-        chunks.push(d);
-        if (!created) {
-          created = true;
-          stream.pause();
-        }
-      });
-      stream.on("error", () => {});
-      stream.write(create("s/", prefix("s/")));
-      return {
-        created: () => created,
-        resume: () => stream.resume(),
-        /** The events received so far, as key@revision. */
-        events: () => {
-          const out: string[] = [];
-          const all = Buffer.concat(chunks);
-          for (let at = 0; at + 5 <= all.length;) {
-            const length = all.readUInt32BE(at + 1);
-            if (at + 5 + length > all.length) break;
-            const r = WatchResponse.decode(all.subarray(at + 5, at + 5 + length));
-            for (const e of r.events) out.push(`${e.kv!.key.toString()}@${e.kv!.modRevision}`);
-            at += 5 + length;
-          }
-          return out;
-        },
-        close: () => {
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-          session.close();
-        },
-      };
-    };
     const sides = [plain, lean];
     for (const side of sides) side.maxUnsent = 0;
-    const readers = sides.map(slowReader);
+    const readers = sides.map((side) => slowReader(side, "s/"));
     try {
       await until(() => readers.every((r) => r.created()), "the watches");
       const sentBefore = sides.map((s) => cells(s)[2]!);
@@ -319,6 +330,33 @@ describe("lean Watch stream", { timeout: 20_000 }, () => {
       for (const r of readers) r.close();
     }
     await until(() => lean.store.store.watcherCounts().synced + lean.store.store.watcherCounts().unsynced === 0, "the watchers cancelled");
+  });
+
+  it("a status that cuts a backlog short follows the messages written before it (grpc-js's stream hangs)", async () => {
+    // The one documented difference of a pipelined stream: a deadline passes while a client that
+    // stopped reading holds events back. Once it reads again, the lean stream sends every event
+    // written before the deadline, then DEADLINE_EXCEEDED; grpc-js sends what its HTTP/2 stream
+    // held, then its next buffered write fails (written after the stream's end) and the stream
+    // is left with no status at all until the client goes.
+    const sides = [plain, lean];
+    const readers = sides.map((side) => slowReader(side, "u/", { "grpc-timeout": "1S" }));
+    try {
+      await until(() => readers.every((r) => r.created()), "the watches");
+      await Promise.all(sides.map((s) => puts(s.store, "u/", 200, "u".repeat(2000))));
+      await sleep(1200);
+      for (const r of readers) r.resume();
+      await until(() => readers[1]!.trailers() !== undefined, "the lean stream's status");
+      await sleep(300);
+      const [want, got] = readers.map((r) => r.events());
+      expect(readers[1]!.trailers()).toMatchObject({ "grpc-status": "4", "grpc-message": "Deadline%20exceeded" });
+      expect(got!.slice(0, want!.length)).toEqual(want);
+      expect(got!.length).toBeGreaterThan(want!.length);
+      expect(got!.length).toBeLessThanOrEqual(want!.length + 16);
+      expect(readers[0]!.trailers()).toBeUndefined();
+      expect(readers[0]!.closed()).toBeUndefined();
+    } finally {
+      for (const r of readers) r.close();
+    }
   });
 
   it("answers a grpc-js client alike, and the metrics count alike", async () => {
