@@ -299,7 +299,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  // The hot unary methods (lean-unary.ts) and the LeaseKeepAlive stream (lean-stream.ts) skip
+  // The hot unary methods (lean-unary.ts) and the LeaseKeepAlive and Watch streams (lean-stream.ts) skip
   // grpc-js's per-call machinery. ETCD_TS_LEAN_UNARY=off leaves every call to grpc-js,
   // ETCD_TS_LEAN_STREAM=off only the streams (measurements, bisecting).
   if (process.env.ETCD_TS_LEAN_UNARY !== "off") {

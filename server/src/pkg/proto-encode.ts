@@ -27,23 +27,43 @@ export function encodeMessage<T>(encoder: MessageEncoder<T>, message: T): Uint8A
   }
 }
 
-/** The five zero bytes a gRPC message frame starts with, before its length is known. */
-const GRPC_PREFIX_PLACEHOLDER = new Uint8Array(5);
+/** Zero prefixes of 0 to 8 bytes, made once. */
+const ZEROS = Array.from({ length: 9 }, (_, n) => new Uint8Array(n));
+
+/** The writer's own state (private in @bufbuild/protobuf 2.x; checked below before it is used). */
+interface WriterState {
+  buffer: Uint8Array;
+  pos: number;
+  stackPos: number[];
+}
+
+/** Whether the writer keeps its bytes as `encodeMessageAfter` reads them (else it uses finish()). */
+const writerStateReadable = ((): boolean => {
+  const probe = new BinaryWriter().uint32(300) as unknown as Partial<WriterState>;
+  return probe.buffer instanceof Uint8Array && probe.pos === 2 && Array.isArray(probe.stackPos) && probe.buffer[0] === 0xac && probe.buffer[1] === 0x02;
+})();
 
 /**
- * `encoder.encode(message)` framed as gRPC sends a message (a zero compressed-flag byte, the
- * length as a big-endian uint32, the message), encoded straight into its frame: one buffer and no
- * copy of the message behind a prefix.
+ * `encodeMessage` with `prefixBytes` zero bytes before the message, as a Buffer, in one copy: for
+ * a frame header the caller fills in (gRPC's 5-byte length prefix) without a second copy of the
+ * message into the frame. The copy is taken from Node's buffer pool (finish() allocates an
+ * ArrayBuffer of its own per message, which costs more than the encoding of a small one).
  */
-export function encodeGrpcFrame<T>(encoder: MessageEncoder<T>, message: T): Buffer {
-  let frame: Uint8Array;
+export function encodeMessageAfter<T>(encoder: MessageEncoder<T>, message: T, prefixBytes: number): Buffer {
   try {
-    frame = encoder.encode(message, shared.raw(GRPC_PREFIX_PLACEHOLDER)).finish();
+    encoder.encode(message, shared.raw(ZEROS[prefixBytes] ?? new Uint8Array(prefixBytes)));
   } catch (e) {
     shared.finish();
     throw e;
   }
-  const out = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
-  out.writeUInt32BE(frame.length - 5, 1);
+  if (!writerStateReadable) {
+    const bytes = shared.finish();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
+  const state = shared as unknown as WriterState;
+  const out = Buffer.allocUnsafe(state.pos);
+  out.set(state.buffer.subarray(0, state.pos));
+  state.pos = 0;
+  state.stackPos = [];
   return out;
 }

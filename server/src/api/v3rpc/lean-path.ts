@@ -1,6 +1,6 @@
 /**
  * What the lean paths share (lean-unary.ts for the hot unary methods, lean-stream.ts for the
- * LeaseKeepAlive stream): grpc-js 1.14.7's wire constants, its reading of a call's headers
+ * LeaseKeepAlive and Watch streams): grpc-js 1.14.7's wire constants, its reading of a call's headers
  * (content-type, encoding, `grpc-timeout`), its length-prefixed message decoder, its
  * percent-encoding of `grpc-message`, its serverErrorToStatus, the request metadata and the
  * connection facts handlers read, and the hook that offers every new HTTP/2 stream of grpc-js's
@@ -13,6 +13,7 @@ import http2 from "node:http2";
 import { TLSSocket } from "node:tls";
 import type { EventEmitter } from "node:events";
 import { Metadata, type MetadataValue } from "@grpc/grpc-js";
+import { encodeMessageAfter, type MessageEncoder } from "../../pkg/proto-encode.js";
 
 /** gRPC status codes the lean paths produce themselves. */
 export const OK = 0;
@@ -98,18 +99,22 @@ export function frameResponse(encode: (value: unknown) => Uint8Array, value: unk
   return frame;
 }
 
-/** frameResponse for an encoder that frames itself (pkg/proto-encode.ts `encodeGrpcFrame`): the same answers, one buffer less. */
-export function frameEncodedResponse(encodeFramed: (value: unknown) => Buffer, value: unknown, maxSendBytes: number): Buffer | LeanStatus {
+/**
+ * `frameResponse` for a generated message encoder, in one copy: the message is encoded right
+ * behind room for the prefix, which is then filled in.
+ */
+export function frameMessage<T>(encoder: MessageEncoder<T>, value: T, maxSendBytes: number): Buffer | LeanStatus {
   let frame: Buffer;
   try {
-    frame = encodeFramed(value);
+    frame = encodeMessageAfter(encoder, value, 5);
   } catch {
     return { code: INTERNAL, details: "Error serializing response" };
   }
-  const bodyLength = frame.length - 5;
-  if (maxSendBytes !== -1 && bodyLength > maxSendBytes) {
+  const bodyBytes = frame.length - 5;
+  if (maxSendBytes !== -1 && bodyBytes > maxSendBytes) {
     return { code: RESOURCE_EXHAUSTED, details: `Sent message larger than max (${frame.length} vs. ${maxSendBytes})` };
   }
+  frame.writeUInt32BE(bodyBytes, 1);
   return frame;
 }
 

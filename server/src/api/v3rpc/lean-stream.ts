@@ -1,32 +1,40 @@
 /**
- * The lean stream path: etcd's LeaseKeepAlive bidirectional stream served straight on the HTTP/2
- * streams of the gRPC server's own sessions, beside lean-unary.ts and with the wire pieces of
- * lean-path.ts, without grpc-js's per-call machinery (intercepting call, read queue, a Duplex
- * with its Readable and Writable state per stream). etcd's clients open one such stream per
- * `KeepAliveOnce` (one request, one response, then a cancel), which makes its cost per stream
- * the cost of a keep-alive.
+ * The lean stream path: etcd's LeaseKeepAlive and Watch bidirectional streams served straight on
+ * the HTTP/2 streams of the gRPC server's own sessions, beside lean-unary.ts and with the wire
+ * pieces of lean-path.ts, without grpc-js's per-call machinery (intercepting call, read queue, a
+ * Duplex with its Readable and Writable state per stream, a serializer's extra copy per message).
+ * etcd's clients open one keep-alive stream per `KeepAliveOnce` (one request, one response, then
+ * a cancel), which makes its cost per stream the cost of a keep-alive; a watch stream carries
+ * every event of its watchers, which makes the cost per message the cost of a watch event.
  *
  * Contract: to a client the lean stream path is indistinguishable from grpc-js 1.14.7 serving the
  * same registry. Per stream it:
  * - takes a stream only when grpc-js would serve it plainly (lean-path.ts `plainCallTimeout`);
  * - calls the registry's own handler for the method (metrics, learner gate, tracing wrapper and
- *   the service's keep-alive logic included) with a call object that behaves, for what those
+ *   the services' own logic included) with a call object that behaves, for what those
  *   use, as grpc-js's ServerDuplexStream over its BaseServerInterceptingCall, ticks and
  *   microtasks included (the handlers' own promise chains race them): a chunk's messages are
  *   decoded each in a microtask of its own and handed over as 'data' one per tick, the first
  *   when a read is pending; 'end' at the client's half-close, after the messages before it;
- *   `pause`/`resume`; `write` (one message in flight at a time, as the Writable's; the response
- *   headers go with the first); `end` (its status follows the writes before it); an 'error'
- *   event (its status, by grpc-js's serverErrorToStatus, ends the call); 'finish' on the tick
- *   after the status; `cancelled` and 'cancelled' on the tick after the call is over (status
- *   sent, client reset, deadline); a write after `end` as the Writable's (an 'error', and no
- *   status at all when writes were still pending); `getPeer`, `getAuthContext`,
- *   `getDeadline`, `metadata`;
+ *   `pause`/`resume`; `write` as the objectMode Writable's: one message in flight at a time
+ *   (the response headers go with the first), the rest buffered, false returned once 16 are
+ *   unsent (the one in flight included) and writes still taken, 'drain' when none is unsent
+ *   again (not while ending or destroyed), the next buffered message sent before the finished
+ *   write's callback; a message is done when the HTTP/2 stream took it, so HTTP/2 flow control
+ *   from a client that stops reading holds the writes back exactly as grpc-js's; `end` (its
+ *   status follows the writes before it); an 'error' event (its status, by grpc-js's
+ *   serverErrorToStatus, ends the call); 'finish' on the tick after the status; `cancelled`
+ *   and 'cancelled' on the tick after the call is over (status sent, client reset, deadline);
+ *   'close' on the tick after the call is destroyed (after 'cancelled', or, as the Duplex's
+ *   autoDestroy, once both 'finish' and 'end' went); a write after `end` as the Writable's (an
+ *   'error', and no status at all when writes were still pending), one after destruction only
+ *   errs its callback; `getPeer`, `getAuthContext`, `getDeadline`, `metadata`;
  * - reads messages by grpc-js's decoder rules (lean-path.ts `MessageReader`): a message over the
  *   receive limit answers RESOURCE_EXHAUSTED as soon as its prefix arrives (none of its chunk's
  *   messages is delivered); one that does not decode answers INTERNAL "Error deserializing
  *   request" and nothing after it is handed over;
- * - answers with grpc-js's headers, a DATA frame per message, and trailers `grpc-status`,
+ * - answers with grpc-js's headers, a DATA frame per message (over the send limit: RESOURCE_EXHAUSTED
+ *   instead, and the write never completes, as grpc-js's), and trailers `grpc-status`,
  *   `grpc-message` (percent-encoded); a status before any message is a trailers-only response;
  *   a passed `grpc-timeout` answers DEADLINE_EXCEEDED "Deadline exceeded".
  *
@@ -34,36 +42,59 @@
  * every message until its handler reads on (this path reads on until 16 messages wait
  * undelivered, as a paused Readable buffers), so HTTP/2 window updates may differ; a paused call
  * here hands its queue over one per tick after `resume`, where a Readable flushes its buffer at once.
+ *
+ * Pipelined streams (Watch): grpc-js hands the HTTP/2 stream one message at a time, the next when
+ * the previous went out on the socket (a loop turn or more later), so of the five events one put
+ * makes for five watchers of a stream the fifth waits four socket writes. Here a pipelined
+ * stream's messages go to the HTTP/2 stream as they are written (HTTP/2 flow control still
+ * holds them there), and the Writable's accounting stays as it was: a message counts as unsent
+ * until the HTTP/2 stream took it, `write` returns false at 16 unsent, 'drain', callbacks and the
+ * final status wait for the same events. The one visible difference: a status that cuts a stream
+ * short while messages are unsent (a deadline, a bad request) comes after every message written
+ * before it; grpc-js sends only those its HTTP/2 stream held, and its next buffered message, written
+ * after the stream's end, fails, which leaves the stream with no status at all until the client
+ * goes (lean-watch.test.ts shows both).
  */
 import type http2 from "node:http2";
 import { EventEmitter } from "node:events";
 import type { Metadata, ServiceDefinition } from "@grpc/grpc-js";
-import { LeaseKeepAliveResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
+import { LeaseKeepAliveResponse, WatchResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ServiceRegistry } from "./service-registry.js";
-import { encodeMessage, type MessageEncoder } from "../../pkg/proto-encode.js";
+import type { MessageEncoder } from "../../pkg/proto-encode.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
-  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNKNOWN, authContextOf, frameResponse, peerOf, plainCallTimeout, serverErrorToStatus,
+  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNKNOWN, authContextOf, frameMessage, peerOf, plainCallTimeout, serverErrorToStatus,
   statusTrailers, trailersOnlyHeaders, type LeanStatus, type LeanTaker,
 } from "./lean-path.js";
 
-/** The bidirectional streams served on the lean stream path, with their response encoders. */
-const LEAN_STREAM_ENCODERS: Record<string, MessageEncoder<any>> = {
-  "/etcdserverpb.Lease/LeaseKeepAlive": LeaseKeepAliveResponse,
+/**
+ * The bidirectional streams served on the lean stream path: their response encoders, and whether
+ * their messages are pipelined (see the file comment).
+ */
+const LEAN_STREAMS: Record<string, { encoder: MessageEncoder<any>; pipelined: boolean }> = {
+  "/etcdserverpb.Lease/LeaseKeepAlive": { encoder: LeaseKeepAliveResponse, pipelined: false },
+  "/etcdserverpb.Watch/Watch": { encoder: WatchResponse, pipelined: true },
 };
 
 /** The paths the lean stream path serves. */
-export const LEAN_STREAM_PATHS: readonly string[] = Object.keys(LEAN_STREAM_ENCODERS);
+export const LEAN_STREAM_PATHS: readonly string[] = Object.keys(LEAN_STREAMS);
 
 /** A Readable's default object high-water mark: messages a paused call queues before it stops reading. */
 const READ_QUEUE_MAX = 16;
+/**
+ * A Writable's default object high-water mark: `write` returns false once this many messages are
+ * unsent (the one on its way to the HTTP/2 stream included), and 'drain' follows when none is.
+ */
+const WRITE_BUFFER_MAX = 16;
 
 type StreamHandler = (call: LeanDuplexCall) => void;
 
 interface LeanStreamMethod {
   readonly path: string;
   readonly decode: (message: Buffer) => unknown;
-  readonly encode: (value: unknown) => Uint8Array;
+  readonly encoder: MessageEncoder<unknown>;
+  /** Messages go to the HTTP/2 stream as they are written, not one at a time. */
+  readonly pipelined: boolean;
   readonly handler: StreamHandler;
 }
 
@@ -89,14 +120,15 @@ export class LeanStreamServer implements LeanTaker {
     for (const service of deps.services) {
       const definition = service.definition as ServiceDefinition;
       for (const [name, method] of Object.entries(definition)) {
-        const encoder = LEAN_STREAM_ENCODERS[method.path];
-        if (encoder === undefined || !method.requestStream || !method.responseStream) continue;
+        const lean = LEAN_STREAMS[method.path];
+        if (lean === undefined || !method.requestStream || !method.responseStream) continue;
         const handler = service.implementation[name] as unknown as StreamHandler | undefined;
         if (typeof handler !== "function") continue;
         this.methods.set(method.path, {
           path: method.path,
           decode: method.requestDeserialize as (m: Buffer) => unknown,
-          encode: (value) => encodeMessage(encoder, value),
+          encoder: lean.encoder,
+          pipelined: lean.pipelined,
           handler,
         });
       }
@@ -155,6 +187,18 @@ function writeAfterEnd(): Error & { code: string } {
   return Object.assign(new Error("write after end"), { code: "ERR_STREAM_WRITE_AFTER_END" });
 }
 
+function writeAfterDestroy(): Error & { code: string } {
+  return Object.assign(new Error("Cannot call write after a stream was destroyed"), { code: "ERR_STREAM_DESTROYED" });
+}
+
+function emitClose(call: LeanDuplexCall): void {
+  call.emitOwn("close");
+}
+
+function emitFinish(call: LeanDuplexCall): void {
+  call.onFinish();
+}
+
 /**
  * One stream on the lean path; also the call object its handler chain sees (the subset of
  * grpc-js's ServerDuplexStream the registry's wrappers and the services use).
@@ -176,15 +220,29 @@ class LeanDuplexCall extends EventEmitter {
   private streamPaused = false;
   private paused = false;
   private readEnded = false;
+  /** 'end' was emitted (the Readable's endEmitted). */
+  private endEmitted = false;
 
   // ---- the Writable side ----
   /** `end` was called. */
   private ending = false;
   /** The status went, or will never go (a write after `end` destroyed the call). */
   private finalCalled = false;
-  /** A message is on its way to the HTTP/2 stream; the next wait here. */
-  private writing = false;
+  /** Messages handed to the HTTP/2 stream whose callbacks have not come. */
+  private inFlight = 0;
+  /**
+   * A message did not go (the call was over, or it answered a status): nothing more is sent, and
+   * what is written waits for ever (the Writable stays writing, as grpc-js's).
+   */
+  private stalled = false;
+  /** Messages waiting for the one in flight (not pipelined) or for ever (stalled). */
   private writeQueue: Array<{ message: unknown; cb: ((err?: Error | null) => void) | undefined }> | undefined;
+  /** Messages written and not yet taken by the HTTP/2 stream (the Writable's length). */
+  private unsent = 0;
+  /** A `write` returned false: 'drain' is due when nothing is unsent (the Writable's needDrain). */
+  private needDrain = false;
+  /** 'finish' was emitted (the Writable's finished). */
+  private finished = false;
   private destroyed = false;
 
   // ---- the transport (grpc-js's BaseServerInterceptingCall) ----
@@ -326,7 +384,11 @@ class LeanDuplexCall extends EventEmitter {
     if (this.readEnded) return;
     this.readEnded = true;
     process.nextTick(() => {
-      if (!this.destroyed) this.emit("end");
+      if (this.destroyed) return;
+      this.endEmitted = true;
+      super.emit("end");
+      // The Duplex's autoDestroy: both sides are done.
+      if (this.finished) this.destroy();
     });
   }
 
@@ -371,28 +433,29 @@ class LeanDuplexCall extends EventEmitter {
 
   write(message: unknown, encodingOrCb?: unknown, cb?: (err?: Error | null) => void): boolean {
     const callback = typeof encodingOrCb === "function" ? (encodingOrCb as (err?: Error | null) => void) : cb;
-    if (this.ending) {
-      // As a Writable: the error, then the call destroyed (a status not yet sent never is).
-      const err = writeAfterEnd();
+    if (this.ending || this.destroyed) {
+      // As a Writable: the callback hears the error; after `end` the error is emitted and the
+      // call destroyed (a status not yet sent never is); a destroyed call stays silent.
+      const err = this.ending ? writeAfterEnd() : writeAfterDestroy();
       if (callback !== undefined) process.nextTick(callback, err);
-      process.nextTick(() => this.emit("error", err));
-      this.destroy();
+      if (!this.destroyed) {
+        process.nextTick(() => this.emit("error", err));
+        this.destroy();
+      }
       return false;
     }
-    if (this.destroyed) return false;
-    if (this.writing) {
-      (this.writeQueue ??= []).push({ message, cb: callback });
-      return this.writeQueue.length < READ_QUEUE_MAX;
-    }
-    this.sendMessage(message, callback);
-    return true;
+    const more = ++this.unsent < WRITE_BUFFER_MAX;
+    if (!more) this.needDrain = true;
+    if (this.stalled || (this.inFlight > 0 && !this.method.pipelined)) (this.writeQueue ??= []).push({ message, cb: callback });
+    else this.sendMessage(message, callback);
+    return more;
   }
 
   end(metadata?: Metadata): this {
     if (metadata) this.trailingMetadata = metadata;
     if (this.ending) return this;
     this.ending = true;
-    if (!this.writing && !this.destroyed) this.callFinal();
+    if (this.unsent === 0 && !this.destroyed) this.callFinal();
     return this;
   }
 
@@ -401,43 +464,81 @@ class LeanDuplexCall extends EventEmitter {
     this.destroyed = true;
     this.writeQueue = undefined;
     this.readQueue = undefined;
-    process.nextTick(() => super.emit("close"));
+    process.nextTick(emitClose, this);
     return this;
+  }
+
+  /** @internal Emits `event` past the 'error' handling of `emit`. */
+  emitOwn(event: string): void {
+    super.emit(event);
   }
 
   /** The Writable's _final: 'finish' on the next tick, the status now. */
   private callFinal(): void {
     if (this.finalCalled) return;
     this.finalCalled = true;
-    process.nextTick(() => super.emit("finish"));
+    process.nextTick(emitFinish, this);
     const status = this.pendingStatus;
     this.sendStatus({ code: status.code, details: status.details, metadata: status.metadata ?? this.trailingMetadata });
   }
 
-  /** grpc-js's sendMessage: the Writable's callback comes when the HTTP/2 stream took the message. */
+  /** @internal The Writable's finish: 'finish', then the Duplex's autoDestroy once 'end' went too. */
+  onFinish(): void {
+    this.finished = true;
+    super.emit("finish");
+    if (this.endEmitted) this.destroy();
+  }
+
+  /**
+   * grpc-js's sendMessage under the Writable's _write: the HTTP/2 stream's callback (it took the
+   * message, which HTTP/2 flow control may hold back) ends the write; none comes when the call is
+   * over or the message does not go (its status is sent instead), and the call stalls.
+   */
   private sendMessage(message: unknown, cb: ((err?: Error | null) => void) | undefined): void {
-    this.writing = true;
-    if (this.checkOver()) return;
-    const frame = frameResponse(this.method.encode, message, this.options.maxSendMessageBytes);
+    if (this.checkOver()) {
+      this.stalled = true;
+      return;
+    }
+    const frame = frameMessage(this.method.encoder, message, this.options.maxSendMessageBytes);
     if ("details" in frame) {
+      this.stalled = true;
       this.sendStatus(frame);
       return;
     }
+    this.inFlight++;
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS, RESPONSE_OPTIONS);
     }
     this.stream.write(frame, (err?: Error | null) => {
       if (err) {
+        this.stalled = true;
         this.sendStatus({ code: INTERNAL, details: "Internal server error" });
         return;
       }
-      this.writing = false;
-      cb?.();
+      this.onWritten(cb);
+    });
+  }
+
+  /**
+   * The Writable's onwrite and afterWrite for a write that completed asynchronously: the next
+   * buffered message goes (not pipelined), then 'drain' (when a write returned false and nothing
+   * is unsent, unless ending or destroyed), then the write's callback, then the final step once
+   * ending.
+   */
+  private onWritten(cb: ((err?: Error | null) => void) | undefined): void {
+    this.inFlight--;
+    this.unsent--;
+    if (!this.destroyed && !this.stalled) {
       const next = this.writeQueue?.shift();
       if (next !== undefined) this.sendMessage(next.message, next.cb);
-      else if (this.ending && !this.destroyed) this.callFinal();
-    });
+    }
+    if (this.needDrain && this.unsent === 0 && !this.ending && !this.destroyed) {
+      this.needDrain = false;
+      super.emit("drain");
+    }
+    cb?.();
+    if (this.ending && this.unsent === 0 && !this.destroyed) this.callFinal();
   }
 
   // ---- the transport ----

@@ -42,10 +42,10 @@ import {
   LeaseTimeToLiveResponse, PutResponse, RangeResponse, TxnResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { ServiceRegistry } from "./service-registry.js";
-import { encodeGrpcFrame, type MessageEncoder } from "../../pkg/proto-encode.js";
+import type { MessageEncoder } from "../../pkg/proto-encode.js";
 import {
   DEADLINE_EXCEEDED, INTERNAL, LeanMetadata, MessageReader, NOT_PLAIN, OK_TRAILERS, RESOURCE_EXHAUSTED, RESPONSE_HEADERS,
-  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNIMPLEMENTED, UNKNOWN, authContextOf, frameEncodedResponse, installLeanPath, peerOf, plainCallTimeout,
+  RESPONSE_OPTIONS, TRAILERS_ONLY_OPTIONS, UNIMPLEMENTED, UNKNOWN, authContextOf, frameMessage, installLeanPath, peerOf, plainCallTimeout,
   serverErrorToStatus, trailersOnlyHeaders, type LeanTaker,
 } from "./lean-path.js";
 
@@ -74,8 +74,8 @@ type UnaryHandler = (call: LeanCall, callback: UnaryCallback) => void;
 interface LeanMethod {
   readonly path: string;
   readonly decode: (message: Buffer) => unknown;
-  /** The response's gRPC frame (prefix and message). */
-  readonly encodeFramed: (value: unknown) => Buffer;
+  /** The response's encoder. */
+  readonly encoder: MessageEncoder<unknown>;
   readonly handler: UnaryHandler;
   readonly secondMessage: string;
   readonly noMessage: string;
@@ -112,7 +112,7 @@ export class LeanUnaryServer implements LeanTaker {
         this.methods.set(method.path, {
           path: method.path,
           decode: method.requestDeserialize as (m: Buffer) => unknown,
-          encodeFramed: (value) => encodeGrpcFrame(encoder, value),
+          encoder,
           handler,
           secondMessage: `Received a second request message for server streaming method ${method.path}`,
           noMessage: `Received no request message for server streaming method ${method.path}`,
@@ -319,7 +319,7 @@ class LeanCall {
       this.sendStatus(status.code, status.details, status.metadata);
       return;
     }
-    const frame = frameEncodedResponse(this.method.encodeFramed, value, this.options.maxSendMessageBytes);
+    const frame = frameMessage(this.method.encoder, value, this.options.maxSendMessageBytes);
     if ("details" in frame) {
       this.sendStatus(frame.code, frame.details, undefined);
       return;

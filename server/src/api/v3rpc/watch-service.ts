@@ -288,10 +288,8 @@ export function watchService(server: EtcdServer, options: WatchServiceOptions, l
           logger.warn("watch request failed", { error: String(err) });
         }
       };
-      stream.on("end", () => {
-        close();
-        stream.end();
-      });
+      // The client's half-close ends nothing: as etcd, the stream and its watchers stay until the
+      // client goes (cancel, reset, deadline) or the call fails.
       stream.on("cancelled", close);
       stream.on("error", close);
       stream.on("close", close);

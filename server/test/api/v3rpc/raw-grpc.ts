@@ -29,6 +29,8 @@ export interface RawRequest {
   cancelAfterMs?: number;
   /** Reset the stream (CANCEL) as the first answer arrives (etcd's KeepAliveOnce). */
   cancelAtData?: boolean;
+  /** Runs after write `i` and its gap, before the next write (e.g. changes that make the server answer). */
+  between?: (i: number) => Promise<void>;
 }
 
 export interface RawAnswer {
@@ -80,10 +82,11 @@ export async function sendRaw(port: number, request: RawRequest, session?: http2
         resolve({ headers, data: Buffer.concat(data).toString("hex"), trailers, rstCode: stream.rstCode ?? 0, ...(stuck ? { stuck: true as const } : {}) });
       });
       void (async () => {
-        for (const w of request.writes) {
+        for (let i = 0; i < request.writes.length; i++) {
           if (stream.closed) return;
-          stream.write(w);
+          stream.write(request.writes[i]!);
           await sleep(request.gapMs ?? 2);
+          await request.between?.(i);
         }
         if (request.end !== false && !stream.closed) stream.end();
         if (request.cancelAfterMs !== undefined) {
@@ -100,14 +103,15 @@ export async function sendRaw(port: number, request: RawRequest, session?: http2
 /**
  * Serves `registry` with a grpc-js server (receive limit `maxReceiveBytes`) on a free loopback
  * port, through a connection injector as etcd-ts does; `beforeListen` runs once the injector
- * exists (where etcd-ts installs the lean paths).
+ * exists (where etcd-ts installs the lean paths); `options` adds grpc-js server options.
  */
 export async function serveOnLoopback(
   registry: ReadonlyArray<{ definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }>,
   maxReceiveBytes: number,
   beforeListen: (server: grpc.Server) => void,
+  options: grpc.ServerOptions = {},
 ): Promise<{ port: number; close(): Promise<void> }> {
-  const server = new grpc.Server({ "grpc.max_receive_message_length": maxReceiveBytes, "grpc.enable_channelz": 0 });
+  const server = new grpc.Server({ "grpc.max_receive_message_length": maxReceiveBytes, "grpc.enable_channelz": 0, ...options });
   for (const s of registry) server.addService(s.definition, s.implementation);
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   beforeListen(server);
