@@ -16,7 +16,7 @@
  * Every piece of I/O and time comes in through BootstrapDeps: production passes the WAL and
  * snapshot directories on disk and the system clock; the simulation passes in-memory ones.
  */
-import { MvccStore } from "../mvcc/kv-store.js";
+import { MvccStore, valueCacheBytesForQuota } from "../mvcc/kv-store.js";
 import type { WatchHubOptions } from "../mvcc/watch-hub.js";
 import type { Backend } from "../mvcc/backend/backend.js";
 import { Lessor } from "../lease/lessor.js";
@@ -37,6 +37,7 @@ import { LeaseRecords, recoverLeases } from "./lease-records.js";
 import { AuthStore, BCRYPT_COST_DEFAULT } from "./auth/auth-store.js";
 import { tokenProvider } from "./auth/token-provider.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
+import { DEFAULT_QUOTA_BYTES } from "./quota.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
 import type { PeerActivity } from "./cluster/member-admin.js";
 import type { LeaderClient } from "./leader-forward.js";
@@ -170,7 +171,12 @@ interface RecoveredLog {
 /** @throws Error when the member has no WAL and no initial cluster, or its disk is unreadable. */
 export async function bootstrapMember(options: BootstrapOptions, deps: BootstrapDeps): Promise<Member> {
   const { backend, clock, logger } = deps;
-  const mvcc = await MvccStore.open(backend, { watch: { unsafeTestingKnobs: options.unsafeTestingKnobs?.watch } }, { clock });
+  const quotaBytes = options.quotaBackendBytes > 0 ? options.quotaBackendBytes : DEFAULT_QUOTA_BYTES;
+  const mvcc = await MvccStore.open(
+    backend,
+    { valueCacheBytes: valueCacheBytesForQuota(quotaBytes), watch: { unsafeTestingKnobs: options.unsafeTestingKnobs?.watch } },
+    { clock },
+  );
   const store = new MvccStorePort(backend, mvcc);
   const log = deps.wal.exists()
     ? await restartLog(deps, backend, options.forceNewCluster === true)

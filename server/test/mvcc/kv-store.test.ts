@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrCompacted, ErrFutureRev } from "../../src/mvcc/errors.js";
 import { Bucket } from "../../src/mvcc/backend/backend.js";
-import { META_FINISHED_COMPACT, META_SCHEDULED_COMPACT } from "../../src/mvcc/kv-store.js";
+import { DEFAULT_VALUE_CACHE_BYTES, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, valueCacheBytesForQuota } from "../../src/mvcc/kv-store.js";
 import { encodeRevisionValue } from "../../src/mvcc/revision.js";
 import { b, Harness, ManualClock, s, tempDir } from "./helpers.js";
 
@@ -30,6 +30,16 @@ async function keyBucketEntries(): Promise<number> {
 function brief(kv: { key: Buffer; value: Buffer; createRevision: number; modRevision: number; version: number }) {
   return [s(kv.key), s(kv.value), kv.createRevision, kv.modRevision, kv.version];
 }
+
+describe("value cache budget", () => {
+  it("is a sixteenth of the backend quota, between 1 MiB and the default", () => {
+    const MiB = 1024 * 1024;
+    expect(valueCacheBytesForQuota(64 * MiB)).toBe(4 * MiB);
+    expect(valueCacheBytesForQuota(2 * 1024 * MiB)).toBe(DEFAULT_VALUE_CACHE_BYTES);
+    expect(valueCacheBytesForQuota(8 * 1024 * MiB)).toBe(DEFAULT_VALUE_CACHE_BYTES);
+    expect(valueCacheBytesForQuota(1)).toBe(MiB);
+  });
+});
 
 describe("revisions, versions, generations", () => {
   it("starts empty at revision 1", async () => {

@@ -65,7 +65,7 @@ export class BackendFailedError extends Error {
 export interface BackendOptions {
   /** LevelDB block cache. Default 64 MiB. */
   cacheSizeBytes?: number;
-  /** LevelDB memtable size. Default 32 MiB. */
+  /** LevelDB memtable size. Default 8 MiB (see ClassicLevelEngineOptions). */
   writeBufferSizeBytes?: number;
   /** Most batches merged into one LevelDB write while another write is in flight. Default 256. */
   groupCommitBatchesMax?: number;

@@ -16,7 +16,11 @@ export interface ClassicLevelEngineOptions {
   dir: string;
   /** LevelDB block cache. Default 64 MiB. */
   cacheSizeBytes?: number;
-  /** LevelDB memtable size. Default 32 MiB. */
+  /**
+   * LevelDB memtable size. Default 8 MiB: LevelDB holds up to two memtables (one being flushed),
+   * in malloc'd memory that stays with the process. Against 32 MiB, 200k puts of 256 B (100
+   * clients) peaked about 25 MiB lower in RSS at the same CPU per put.
+   */
   writeBufferSizeBytes?: number;
 }
 
@@ -39,7 +43,7 @@ export class ClassicLevelEngine implements StorageEngine {
       keyEncoding: "buffer",
       valueEncoding: "buffer",
       cacheSize: options.cacheSizeBytes ?? 64 * 1024 * 1024,
-      writeBufferSize: options.writeBufferSizeBytes ?? 32 * 1024 * 1024,
+      writeBufferSize: options.writeBufferSizeBytes ?? 8 * 1024 * 1024,
     });
     await db.open();
     return new ClassicLevelEngine(db, options.dir);
