@@ -1,0 +1,140 @@
+/**
+ * The client port's gRPC connections on pkg/h2 (`ETCD_TS_H2=own`) instead of node:http2: each
+ * connection is an `H2Connection`; each of its streams is offered to the lean takers (lean-unary,
+ * lean-stream, ...) through `LeanH2Stream`; a stream they all refuse (every other method, unknown
+ * paths, calls they do not serve plainly) is forwarded to grpc-js through an `H2Bridge` (one
+ * in-process session per connection, opened at its first such stream), so every method works.
+ *
+ * Contract:
+ * - the connection advertises and enforces `maxConcurrentStreams` (--max-concurrent-streams);
+ *   message size limits are the takers' (and grpc-js's for bridged streams);
+ * - keepalive as grpc-js's server does it: a PING every `keepaliveTimeMs`, the connection
+ *   destroyed when its ACK has not come within `keepaliveTimeoutMs` (0 turns pings off). Not done:
+ *   a policy on the client's own pings (etcd's --grpc-keepalive-min-time; grpc-js has none either);
+ * - `close()` is graceful: every connection sends GOAWAY, its open streams finish, its socket ends
+ *   after the last; connections served later are closed at once; `destroy()` cuts them all;
+ * - what bridged streams lose: grpc-js sees no peer address and no TLS socket, so a listener with
+ *   client-certificate authentication must not use this server (start-member keeps it off there).
+ */
+import type http2 from "node:http2";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { H2Connection } from "../../pkg/h2/h2-connection.js";
+import { H2Bridge } from "../../pkg/h2/h2-bridge.js";
+import type { Logger } from "../../pkg/logger.js";
+import type { LeanTaker } from "./lean-path.js";
+import { LeanH2Session, LeanH2Stream } from "./lean-h2-stream.js";
+
+export interface OwnH2ServerOptions {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
+  maxConcurrentStreams: number;
+  /** Interval of the server's keepalive PINGs (0: none). */
+  keepaliveTimeMs: number;
+  /** How long a keepalive PING may wait for its ACK before the connection is destroyed. */
+  keepaliveTimeoutMs: number;
+}
+
+export interface OwnH2ServerDeps {
+  /** Offered each stream in turn; the first that takes it serves it. */
+  takers: readonly LeanTaker[];
+  /** Hands grpc-js the server end of a bridge's in-memory connection (its connection injector). */
+  connectGrpc(serverEnd: Duplex): void;
+  logger: Logger;
+}
+
+/** Serves gRPC connections on pkg/h2 (see the file comment). */
+export class OwnH2Server {
+  private readonly connections = new Set<H2Connection>();
+  private closing = false;
+  private readonly take: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+  /** Streams the takers served, and streams bridged to grpc-js (debugging, tests). */
+  readonly counts = { taken: 0, bridged: 0, connections: 0 };
+
+  constructor(
+    private readonly options: OwnH2ServerOptions,
+    private readonly deps: OwnH2ServerDeps,
+  ) {
+    const [first, second, ...rest] = deps.takers;
+    this.take =
+      first === undefined ? () => false
+      : second === undefined ? (s, h) => first.take(s, h)
+      : rest.length === 0 ? (s, h) => first.take(s, h) || second.take(s, h)
+      : (s, h) => deps.takers.some((t) => t.take(s, h));
+  }
+
+  /** Open connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * Serves an HTTP/2 connection on `socket` (plain, or TLS after ALPN "h2"), whose unread bytes
+   * start with the client preface. The socket should be paused, its bytes unshifted: the
+   * connection takes its 'data' events, the caller resumes it.
+   */
+  serve(socket: Socket): void {
+    const session = new LeanH2Session(socket);
+    const { logger, connectGrpc } = this.deps;
+    let bridge: H2Bridge | undefined;
+    let keepalive: NodeJS.Timeout | undefined;
+    let ackTimer: NodeJS.Timeout | undefined;
+    const conn: H2Connection = new H2Connection(
+      { maxConcurrentStreams: this.options.maxConcurrentStreams },
+      {
+        socket,
+        handlers: {
+          onStream: (stream) => {
+            const adapter = new LeanH2Stream(stream, session);
+            if (this.take(adapter as unknown as http2.ServerHttp2Stream, adapter.headers)) {
+              this.counts.taken++;
+              return;
+            }
+            this.counts.bridged++;
+            (bridge ??= new H2Bridge({}, { connect: connectGrpc })).forward(stream);
+          },
+          onClose: () => {
+            this.connections.delete(conn);
+            clearInterval(keepalive);
+            clearTimeout(ackTimer);
+            bridge?.close();
+          },
+          onError: (err) => logger.debug("http2 connection error", { error: err.message }),
+          onPing: (ack) => {
+            if (ack && ackTimer !== undefined) {
+              clearTimeout(ackTimer);
+              ackTimer = undefined;
+            }
+          },
+        },
+      },
+    );
+    this.connections.add(conn);
+    this.counts.connections++;
+    const { keepaliveTimeMs, keepaliveTimeoutMs } = this.options;
+    if (keepaliveTimeMs > 0) {
+      keepalive = setInterval(() => {
+        if (ackTimer !== undefined) return;
+        conn.ping();
+        ackTimer = setTimeout(() => {
+          logger.debug("http2 connection keepalive timeout", {});
+          conn.destroy();
+        }, keepaliveTimeoutMs);
+        ackTimer.unref();
+      }, keepaliveTimeMs);
+      keepalive.unref();
+    }
+    if (this.closing) conn.close();
+  }
+
+  /** Graceful close of every connection (GOAWAY; open streams finish). */
+  close(): void {
+    this.closing = true;
+    for (const conn of this.connections) conn.close();
+  }
+
+  /** Closes every connection at once. */
+  destroy(): void {
+    this.closing = true;
+    for (const conn of [...this.connections]) conn.destroy();
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Forwards streams of our own HTTP/2 connections to a node:http2 server in the same process: one
+ * in-process client session per bridge, opened at the first stream, whose socket is one end of an
+ * in-memory duplex pair; the other end is handed to the server (`deps.connect`, e.g. grpc-js's
+ * connection injector). Each forwarded stream becomes one request of that session.
+ *
+ * Contract, per forwarded stream:
+ * - request: the client's fields (pseudo-fields included; pkg/h2 refused connection-specific
+ *   ones) open the request, its DATA follows as the request body, its END_STREAM ends it;
+ * - response: the server's headers, DATA and trailers go back as they come (a headers-only
+ *   response with END_STREAM, gRPC's trailers-only answer, stays one);
+ * - flow control both ways: a request body the session does not take pauses the client's stream
+ *   (its window then closes the client's sending); a response the client's window does not take
+ *   pauses the server's request (node's window then closes the server's sending);
+ * - cancellation both ways: a reset from the client closes the request with its code; a reset
+ *   from the server resets the client's stream with its code (CANCEL when the request closed
+ *   before its response ended without one); when the session is gone, new streams are refused
+ *   (REFUSED_STREAM) until the next stream opens a fresh session.
+ *
+ * What the server sees differs from a direct connection: the peer address is that of the
+ * in-memory socket (none), and there is no TLS socket (no client certificate): keep the bridge
+ * off where the server reads either (client-certificate authentication).
+ */
+import http2 from "node:http2";
+import { duplexPair, type Duplex } from "node:stream";
+import type { H2Stream } from "./h2-connection.js";
+import { H2_CANCEL, H2_NO_ERROR, H2_REFUSED_STREAM } from "./frame-codec.js";
+import { encodeHeaderBlock } from "./hpack.js";
+
+export interface H2BridgeOptions {
+  /** The session's per-stream receive window (response data buffered per stream). Default 1 MiB. */
+  initialWindowSize?: number;
+  /** The session's connection receive window. Default 4 MiB. */
+  connectionWindowSize?: number;
+}
+
+export interface H2BridgeDeps {
+  /** Takes the server's end of a fresh in-memory connection (the server reads a client preface from it). */
+  connect(serverEnd: Duplex): void;
+}
+
+const { NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+function noop(): void {}
+
+/** Fields of node's incoming headers as a flat list, pseudo-fields first. */
+function fieldsOf(headers: http2.IncomingHttpHeaders): string[] {
+  const pseudo: string[] = [];
+  const regular: string[] = [];
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    const out = name.charCodeAt(0) === 58 /* ':' */ ? pseudo : regular;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, String(value));
+  }
+  return pseudo.concat(regular);
+}
+
+/** A request's headers for node's session.request: repeated fields become arrays. */
+function requestHeaders(fields: readonly string[]): http2.OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = [prev, value];
+  }
+  return out;
+}
+
+/** Forwards H2Streams to an in-process node:http2 server (see the file comment). */
+export class H2Bridge {
+  private session: http2.ClientHttp2Session | undefined;
+  private closed = false;
+  private readonly initialWindowSize: number;
+  private readonly connectionWindowSize: number;
+
+  constructor(
+    options: H2BridgeOptions,
+    private readonly deps: H2BridgeDeps,
+  ) {
+    this.initialWindowSize = options.initialWindowSize ?? 1 << 20;
+    this.connectionWindowSize = options.connectionWindowSize ?? 4 << 20;
+  }
+
+  /** Whether a session is open (tests). */
+  get connected(): boolean {
+    return this.session !== undefined;
+  }
+
+  private sessionFor(): http2.ClientHttp2Session {
+    if (this.session !== undefined && !this.session.closed && !this.session.destroyed) return this.session;
+    const [clientEnd, serverEnd] = duplexPair();
+    this.deps.connect(serverEnd);
+    const session = http2.connect("http://localhost", {
+      createConnection: () => clientEnd,
+      settings: { initialWindowSize: this.initialWindowSize, enablePush: false },
+      // gRPC streams are many and small; node's default per-session memory bound is 10 MiB
+      maxSessionMemory: 64,
+      peerMaxConcurrentStreams: 2 ** 31 - 1,
+    });
+    session.on("error", noop);
+    session.once("connect", () => {
+      if (!session.destroyed) session.setLocalWindowSize(this.connectionWindowSize);
+    });
+    session.once("close", () => {
+      if (this.session === session) this.session = undefined;
+    });
+    this.session = session;
+    return session;
+  }
+
+  /**
+   * Forwards `stream` (called in the connection's onStream, before its data): sets its callbacks,
+   * opens its request.
+   */
+  forward(stream: H2Stream): void {
+    if (this.closed) {
+      stream.reset(H2_REFUSED_STREAM);
+      return;
+    }
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = this.sessionFor().request(requestHeaders(stream.headers), { endStream: false });
+    } catch {
+      stream.reset(H2_REFUSED_STREAM);
+      return;
+    }
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    let responseEnded = false;
+    req.on("error", noop);
+    req.on("response", (headers, flags) => {
+      if (stream.closed) return;
+      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      if (endStream) responseEnded = true;
+      stream.respond(encodeHeaderBlock(fieldsOf(headers)), endStream);
+    });
+    req.on("data", (chunk: Buffer) => {
+      if (stream.closed || !stream.headersSent || stream.ended) return;
+      if (!stream.write(chunk)) req.pause();
+    });
+    req.on("trailers", (headers) => {
+      trailers = headers;
+    });
+    req.on("end", () => {
+      if (responseEnded || stream.closed) return;
+      responseEnded = true;
+      if (!stream.headersSent) {
+        stream.reset(H2_CANCEL);
+        return;
+      }
+      stream.end(trailers === undefined ? undefined : encodeHeaderBlock(fieldsOf(trailers)));
+    });
+    req.on("close", () => {
+      if (stream.closed || stream.ended) return;
+      const code = req.rstCode;
+      stream.reset(code !== undefined && code !== H2_NO_ERROR ? code : H2_CANCEL);
+    });
+    req.on("drain", () => stream.resume());
+    stream.onData = (chunk) => {
+      if (!req.write(chunk)) stream.pause();
+    };
+    stream.onEnd = () => {
+      req.end();
+    };
+    stream.onDrain = () => req.resume();
+    stream.onClose = (code) => {
+      // a stream that closed normally before the server's answer ended (the client reset it with
+      // NO_ERROR) is a cancellation to the server
+      if (!req.closed && !req.destroyed) req.close(code !== H2_NO_ERROR ? code : responseEnded ? H2_NO_ERROR : H2_CANCEL);
+    };
+  }
+
+  /** Closes the session (gracefully: open requests finish); later streams are refused. */
+  close(): void {
+    this.closed = true;
+    this.session?.close();
+  }
+
+  /** Closes the session at once. */
+  destroy(): void {
+    this.closed = true;
+    this.session?.destroy();
+  }
+}
