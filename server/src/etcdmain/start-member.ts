@@ -27,7 +27,7 @@ import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
 import { LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
 import { LeanStreamServer } from "../api/v3rpc/lean-stream.js";
 import { installLeanPath, type LeanTaker } from "../api/v3rpc/lean-path.js";
-import { OwnH2Server } from "../api/v3rpc/own-h2-server.js";
+import { carryBridgedPeers, OwnH2Server } from "../api/v3rpc/own-h2-server.js";
 import { WalCells } from "../api/http/metrics.js";
 import { v2Handler } from "../api/v2http/v2-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
@@ -323,6 +323,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
           { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), logger: apiLogger },
         )
       : undefined;
+  if (ownH2 !== undefined && !carryBridgedPeers(grpcServer)) apiLogger.warn("bridged gRPC calls will not see client addresses", {});
   const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
   const http1 = http.createServer(httpHandler(server, metrics, services, v2));
 

@@ -10,7 +10,7 @@
  *   the stream; `close(code)` resets it; `pause()` / `resume()`;
  * - events 'data' (a chunk), 'end' (the client's half-close), 'aborted' (closed by a reset before
  *   the client's half-close) and 'close', with `this` the stream; 'data' and 'end' come
- *   synchronously from the connection's socket handler, 'close' in a microtask batched per
+ *   synchronously from the connection's socket handler, 'close' in a setImmediate batched per
  *   connection (never in a nextTick per stream), after `closed` / `destroyed` became true;
  * - a write callback is called in that batch when the frame was queued under the high-water mark,
  *   else when the queue drained (or, with an error, when the stream closed first);
@@ -66,12 +66,16 @@ export class LeanH2Session {
   /** `socket` is the connection's (for the peer address and the TLS socket). */
   constructor(readonly socket: Socket) {}
 
-  /** @internal Calls `fn` in this connection's next microtask batch. */
+  /**
+   * @internal Calls `fn` in this connection's next batch: a setImmediate, which runs after the
+   * connection's own (scheduled earlier) wrote the turn's frames to the socket, as node calls
+   * write callbacks and emits 'close' once nghttp2 has sent the frames.
+   */
   defer(fn: () => void): void {
     this.deferred.push(fn);
     if (!this.scheduled) {
       this.scheduled = true;
-      queueMicrotask(this.run);
+      setImmediate(this.run);
     }
   }
 }

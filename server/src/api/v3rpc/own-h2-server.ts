@@ -13,12 +13,14 @@
  *   a policy on the client's own pings (etcd's --grpc-keepalive-min-time; grpc-js has none either);
  * - `close()` is graceful: every connection sends GOAWAY, its open streams finish, its socket ends
  *   after the last; connections served later are closed at once; `destroy()` cuts them all;
- * - what bridged streams lose: grpc-js sees no peer address and no TLS socket, so a listener with
- *   client-certificate authentication must not use this server (start-member keeps it off there).
+ * - bridged streams keep the client's peer address when grpc-js's server was given to
+ *   `carryBridgedPeers`, but lose the TLS socket, so a listener with client-certificate authentication must not
+ *   use this server (start-member keeps it off there).
  */
 import type http2 from "node:http2";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { EventEmitter } from "node:events";
 import { H2Connection } from "../../pkg/h2/h2-connection.js";
 import { H2Bridge } from "../../pkg/h2/h2-bridge.js";
 import type { Logger } from "../../pkg/logger.js";
@@ -40,6 +42,45 @@ export interface OwnH2ServerDeps {
   /** Hands grpc-js the server end of a bridge's in-memory connection (its connection injector). */
   connectGrpc(serverEnd: Duplex): void;
   logger: Logger;
+}
+
+const BRIDGE_PEER = Symbol("etcd-ts.bridge-peer");
+
+interface PeerName {
+  address: string | undefined;
+  port: number | undefined;
+  family: string | undefined;
+}
+
+/** `end`, marked with `socket`'s peer address for `carryBridgedPeers`. */
+function withPeerOf(end: Duplex, socket: Socket): Duplex {
+  (end as Duplex & { [BRIDGE_PEER]?: PeerName })[BRIDGE_PEER] = { address: socket.remoteAddress, port: socket.remotePort, family: socket.remoteFamily };
+  return end;
+}
+
+const carrying = new WeakSet<object>();
+
+/**
+ * Makes grpc-js's calls on bridged streams see the client's peer address (call.getPeer()): node
+ * wraps the bridge's in-memory end in a socket of its own whose address is none; each new session
+ * of `grpcServer`'s HTTP/2 servers (its private `http2Servers`, as lean-path.ts's hook reads it)
+ * on such an end gets the client's address as that socket's peer name (net.Socket's
+ * `_peername`, which its remoteAddress / remotePort read when the handle has no address). Returns
+ * false, changing nothing, when grpc-js's internals are not as expected.
+ */
+export function carryBridgedPeers(grpcServer: object): boolean {
+  const servers = (grpcServer as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map)) return false;
+  for (const server of servers.keys() as IterableIterator<EventEmitter>) {
+    if (carrying.has(server)) continue;
+    carrying.add(server);
+    server.prependListener("session", (session: http2.ServerHttp2Session) => {
+      const socket = session.socket as (Socket & { stream?: unknown; _peername?: unknown }) | undefined;
+      const peer = (socket?.stream as { [BRIDGE_PEER]?: PeerName } | undefined)?.[BRIDGE_PEER];
+      if (peer !== undefined && peer.address !== undefined) socket!._peername = peer;
+    });
+  }
+  return true;
 }
 
 /** Serves gRPC connections on pkg/h2 (see the file comment). */
@@ -90,7 +131,7 @@ export class OwnH2Server {
               return;
             }
             this.counts.bridged++;
-            (bridge ??= new H2Bridge({}, { connect: connectGrpc })).forward(stream);
+            (bridge ??= new H2Bridge({}, { connect: (end) => connectGrpc(withPeerOf(end, socket)) })).forward(stream);
           },
           onClose: () => {
             this.connections.delete(conn);
