@@ -5,8 +5,8 @@
  * connection injector). Each forwarded stream becomes one request of that session.
  *
  * Contract, per forwarded stream:
- * - request: the client's fields (pseudo-fields included; pkg/h2 refused connection-specific
- *   ones) open the request, its DATA follows as the request body, its END_STREAM ends it;
+ * - request: the client's fields (pseudo-fields included, a URL-shaped `:authority` cut to its
+ *   host, see plainAuthority; pkg/h2 refused connection-specific ones) open the request, its DATA follows as the request body, its END_STREAM ends it;
  * - response: the server's headers, DATA and trailers go back as they come (a headers-only
  *   response with END_STREAM, gRPC's trailers-only answer, stays one);
  * - flow control both ways: a request body the session does not take pauses the client's stream
@@ -57,12 +57,25 @@ function fieldsOf(headers: http2.IncomingHttpHeaders): string[] {
   return pseudo.concat(regular);
 }
 
+/**
+ * An `:authority` node's server accepts: Go's gRPC clients send the dial target verbatim
+ * (`http://host:2379`), which nghttp2 refuses with PROTOCOL_ERROR; such a value becomes its host
+ * part (`host:2379`), or "localhost" when it has none.
+ */
+export function plainAuthority(authority: string): string {
+  if (!authority.includes("/")) return authority;
+  const scheme = authority.indexOf("://");
+  const rest = scheme >= 0 ? authority.slice(scheme + 3) : authority;
+  const host = rest.slice(0, rest.indexOf("/") >= 0 ? rest.indexOf("/") : rest.length);
+  return host === "" ? "localhost" : host;
+}
+
 /** A request's headers for node's session.request: repeated fields become arrays. */
 function requestHeaders(fields: readonly string[]): http2.OutgoingHttpHeaders {
   const out: Record<string, string | string[]> = {};
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!;
-    const value = fields[i + 1]!;
+    const value = name === ":authority" ? plainAuthority(fields[i + 1]!) : fields[i + 1]!;
     const prev = out[name];
     if (prev === undefined) out[name] = value;
     else if (Array.isArray(prev)) prev.push(value);
