@@ -42,6 +42,7 @@ export function encodeOutgoingHeaders(headers: http2.OutgoingHttpHeaders): Buffe
   return encodeHeaderBlock(pseudo.length === 0 ? regular : pseudo.concat(regular));
 }
 
+const DEFAULT_RESPONSE: http2.OutgoingHttpHeaders = { ":status": 200 };
 const RESPONSE_BLOCK = encodeOutgoingHeaders(RESPONSE_HEADERS);
 const OK_TRAILERS_BLOCK = encodeOutgoingHeaders(OK_TRAILERS);
 
@@ -56,11 +57,14 @@ export class LeanH2Session {
   private readonly deferred: Array<() => void> = [];
   private scheduled = false;
   private readonly run = (): void => {
-    this.scheduled = false;
     const list = this.deferred;
     // calls deferred by these calls join this batch
-    for (let i = 0; i < list.length; i++) list[i]!();
-    list.length = 0;
+    try {
+      for (let i = 0; i < list.length; i++) list[i]!();
+    } finally {
+      list.length = 0;
+      this.scheduled = false;
+    }
   };
 
   /** `socket` is the connection's (for the peer address and the TLS socket). */
@@ -165,7 +169,7 @@ export class LeanH2Stream extends EventEmitter {
       if (callback !== undefined) this.session.defer(() => callback(streamClosedError()));
       return false;
     }
-    if (!this.responded) this.respond(); // as node: a write before respond sends default headers
+    if (!this.responded) this.respond(DEFAULT_RESPONSE); // as node: a write before respond sends default headers
     const ok = h2.write(data);
     if (callback !== undefined) {
       if (ok) this.session.defer(callback);
@@ -186,7 +190,7 @@ export class LeanH2Stream extends EventEmitter {
     if (cb !== undefined) this.session.defer(cb);
     const h2 = this.h2;
     if (h2.closed) return this;
-    if (!this.responded) this.respond();
+    if (!this.responded) this.respond(DEFAULT_RESPONSE);
     if (this.waitForTrailers) this.emit("wantTrailers");
     else if (!h2.ended) h2.end();
     return this;
