@@ -14,8 +14,9 @@
  *   pauses the server's request (node's window then closes the server's sending);
  * - cancellation both ways: a reset from the client closes the request with its code; a reset
  *   from the server resets the client's stream with its code (CANCEL when the request closed
- *   before its response ended without one); when the session is gone, new streams are refused
- *   (REFUSED_STREAM) until the next stream opens a fresh session.
+ *   before its response ended without one); a session the server closed or sent GOAWAY is
+ *   replaced by a fresh one at the next stream; a request the session refuses to open resets the
+ *   stream with REFUSED_STREAM; after close(), every new stream is refused.
  *
  * What the server sees differs from a direct connection: the peer address is that of the
  * in-memory socket (none), and there is no TLS socket (no client certificate): keep the bridge
@@ -119,9 +120,12 @@ export class H2Bridge {
     session.once("connect", () => {
       if (!session.destroyed) session.setLocalWindowSize(this.connectionWindowSize);
     });
-    session.once("close", () => {
+    // a session the server sent GOAWAY takes no new requests: the next stream opens a fresh one
+    const forget = (): void => {
       if (this.session === session) this.session = undefined;
-    });
+    };
+    session.once("goaway", forget);
+    session.once("close", forget);
     this.session = session;
     return session;
   }
