@@ -148,29 +148,45 @@ export class H2Bridge {
     }
     let trailers: http2.IncomingHttpHeaders | undefined;
     let responseEnded = false;
+    let responded = false;
+    // node emits 'response' in a nextTick, after which 'data' (and 'end') of the same read may
+    // already have come: they wait here until the response headers went
+    let early: Buffer[] | undefined;
+    let earlyEnd = false;
+    const onData = (chunk: Buffer): void => {
+      if (stream.closed || stream.ended) return;
+      if (!responded) {
+        (early ??= []).push(chunk);
+        return;
+      }
+      if (!stream.write(chunk)) req.pause();
+    };
+    const onEnd = (): void => {
+      if (responseEnded || stream.closed) return;
+      if (!responded) {
+        earlyEnd = true;
+        return;
+      }
+      responseEnded = true;
+      stream.end(trailers === undefined ? undefined : encodeHeaderBlock(fieldsOf(trailers)));
+    };
     req.on("error", noop);
     req.on("response", (headers, flags) => {
-      if (stream.closed) return;
+      if (stream.closed || responded) return;
+      responded = true;
       const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
       if (endStream) responseEnded = true;
       stream.respond(encodeHeaderBlock(fieldsOf(headers)), endStream);
+      const chunks = early;
+      early = undefined;
+      if (chunks !== undefined) for (const c of chunks) onData(c);
+      if (earlyEnd) onEnd();
     });
-    req.on("data", (chunk: Buffer) => {
-      if (stream.closed || !stream.headersSent || stream.ended) return;
-      if (!stream.write(chunk)) req.pause();
-    });
+    req.on("data", onData);
     req.on("trailers", (headers) => {
       trailers = headers;
     });
-    req.on("end", () => {
-      if (responseEnded || stream.closed) return;
-      responseEnded = true;
-      if (!stream.headersSent) {
-        stream.reset(H2_CANCEL);
-        return;
-      }
-      stream.end(trailers === undefined ? undefined : encodeHeaderBlock(fieldsOf(trailers)));
-    });
+    req.on("end", onEnd);
     req.on("close", () => {
       if (stream.closed || stream.ended) return;
       const code = req.rstCode;
