@@ -2,7 +2,7 @@
  * ETCD_TS_H2=own: the real binary serves its client port's HTTP/2 connections on pkg/h2 (lean
  * methods on our own streams, every other method bridged to grpc-js). The real etcdctl (put, get,
  * watch, lease keep-alive, endpoint status, member list, snapshot save) and etcd's Go benchmark
- * tool work over plain text and TLS; with --client-cert-auth the listener keeps node:http2 (the
+ * tool (when built, at .tools/etcd-benchmark) work over plain text and TLS; with --client-cert-auth the listener keeps node:http2 (the
  * bridge would lose the client certificate) and certificate authentication still works.
  *
  * Which server answered is told by a lean method's trailers-only answer: node:http2 adds a `date`
@@ -120,6 +120,8 @@ async function exercise(s: Started): Promise<void> {
     expect(put.requestsPerSec).toBeGreaterThan(0);
     const range = await runBenchmark({ binaryPath: benchmarkBinary, endpoint: s.endpoint, clients: 4, conns: 1, command: [...tlsFlags, "range", "k1", "--total=100"], timeoutMs: 60_000 });
     expect(range.errors).toEqual({});
+  } else {
+    console.log(`own-h2: ${benchmarkBinary} missing (see test/bench/lib-etcd-benchmark.ts ensureBenchmarkBinary): Go benchmark client skipped`);
   }
 }
 
