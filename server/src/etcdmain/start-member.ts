@@ -323,7 +323,12 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
           { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), logger: apiLogger },
         )
       : undefined;
-  if (ownH2 !== undefined && !carryBridgedPeers(grpcServer)) apiLogger.warn("bridged gRPC calls will not see client addresses", {});
+  // the bridges' socket lives in the member directory (0700) when its path fits a Unix socket's
+  // (a stale one is replaced at start), else in a temporary directory of its own
+  const bridgeSocket = path.join(memberDir, "h2-bridge.sock");
+  if (ownH2 !== undefined && !(await ownH2.start(Buffer.byteLength(bridgeSocket) < 100 ? bridgeSocket : undefined)) && !carryBridgedPeers(grpcServer)) {
+    apiLogger.warn("bridged gRPC calls will not see client addresses", {});
+  }
   const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
   const http1 = http.createServer(httpHandler(server, metrics, services, v2));
 

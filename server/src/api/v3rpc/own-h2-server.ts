@@ -13,8 +13,9 @@
  *   a policy on the client's own pings (etcd's --grpc-keepalive-min-time; grpc-js has none either);
  * - `close()` is graceful: every connection sends GOAWAY, its open streams finish, its socket ends
  *   after the last; connections served later are closed at once; `destroy()` cuts them all;
- * - bridged streams keep the client's peer address when grpc-js's server was given to
- *   `carryBridgedPeers`, but lose the TLS socket, so a listener with client-certificate authentication must not
+ * - bridges reach grpc-js through a private Unix socket once `start()` opened it (else through
+ *   in-memory pairs); bridged calls keep the client's peer address (the socket's preamble, or
+ *   `carryBridgedPeers` for the pairs) but lose the TLS socket, so a listener with client-certificate authentication must not
  *   use this server (start-member keeps it off there).
  */
 import type http2 from "node:http2";
@@ -22,7 +23,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EventEmitter } from "node:events";
 import { H2Connection } from "../../pkg/h2/h2-connection.js";
-import { H2Bridge } from "../../pkg/h2/h2-bridge.js";
+import { H2Bridge, LocalBridgeListener } from "../../pkg/h2/h2-bridge.js";
 import type { Logger } from "../../pkg/logger.js";
 import type { LeanTaker } from "./lean-path.js";
 import { LeanH2Session, LeanH2Stream } from "./lean-h2-stream.js";
@@ -87,6 +88,8 @@ export function carryBridgedPeers(grpcServer: object): boolean {
 export class OwnH2Server {
   private readonly connections = new Set<H2Connection>();
   private closing = false;
+  /** The bridges' native way to grpc-js, once start() made it (else in-memory pairs). */
+  private local: LocalBridgeListener | undefined;
   private readonly take: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
   /** Streams the takers served, and streams bridged to grpc-js (debugging, tests). */
   readonly counts = { taken: 0, bridged: 0, connections: 0 };
@@ -101,6 +104,25 @@ export class OwnH2Server {
       : second === undefined ? (s, h) => first.take(s, h)
       : rest.length === 0 ? (s, h) => first.take(s, h) || second.take(s, h)
       : (s, h) => deps.takers.some((t) => t.take(s, h));
+  }
+
+  /**
+   * Opens the bridges' private Unix socket to grpc-js (LocalBridgeListener: native sockets both
+   * ways, the client's address carried in its preamble). Without it (not called, or it failed)
+   * bridges use in-memory pairs, whose calls see the client's address only through
+   * `carryBridgedPeers`. `socketPath` as LocalBridgeListenerOptions' (default: a fresh temporary
+   * directory). Returns whether it listens.
+   */
+  async start(socketPath?: string): Promise<boolean> {
+    const local = new LocalBridgeListener({ socketPath }, { connect: (s) => this.deps.connectGrpc(s) });
+    try {
+      await local.listen();
+    } catch (err) {
+      this.deps.logger.warn("bridge socket unavailable; bridged calls use in-memory connections", { error: String(err) });
+      return false;
+    }
+    this.local = local;
+    return true;
   }
 
   /** Open connections. */
@@ -131,7 +153,14 @@ export class OwnH2Server {
               return;
             }
             this.counts.bridged++;
-            (bridge ??= new H2Bridge({}, { connect: (end) => connectGrpc(withPeerOf(end, socket)) })).forward(stream);
+            const local = this.local;
+            bridge ??= new H2Bridge(
+              {},
+              local === undefined
+                ? { connect: (end) => connectGrpc(withPeerOf(end, socket)) }
+                : { connect: connectGrpc, dial: () => local.dial({ address: socket.remoteAddress, port: socket.remotePort, family: socket.remoteFamily }) },
+            );
+            bridge.forward(stream);
           },
           onClose: () => {
             this.connections.delete(conn);
@@ -173,9 +202,11 @@ export class OwnH2Server {
     for (const conn of this.connections) conn.close();
   }
 
-  /** Closes every connection at once. */
+  /** Closes every connection at once, and the bridges' socket. */
   destroy(): void {
     this.closing = true;
     for (const conn of [...this.connections]) conn.destroy();
+    this.local?.close();
+    this.local = undefined;
   }
 }

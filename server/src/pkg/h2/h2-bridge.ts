@@ -23,6 +23,10 @@
  * off where the server reads either (client-certificate authentication).
  */
 import http2 from "node:http2";
+import net from "node:net";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { duplexPair, type Duplex } from "node:stream";
 import type { H2Stream } from "./h2-connection.js";
 import { H2_CANCEL, H2_NO_ERROR, H2_REFUSED_STREAM } from "./frame-codec.js";
@@ -38,6 +42,133 @@ export interface H2BridgeOptions {
 export interface H2BridgeDeps {
   /** Takes the server's end of a fresh in-memory connection (the server reads a client preface from it). */
   connect(serverEnd: Duplex): void;
+  /**
+   * When set, opens the session's connection instead (e.g. LocalBridgeListener.dial: a native
+   * socket on both sides, much cheaper per frame than the in-memory pair's JS streams); `connect`
+   * is then unused.
+   */
+  dial?(): Duplex;
+}
+
+/** A client's address, as a bridged server should see it. */
+export interface BridgePeer {
+  address: string | undefined;
+  port: number | undefined;
+  family: string | undefined;
+}
+
+/** Bound on the preamble line a bridge connection starts with. */
+const PREAMBLE_BYTES_MAX = 512;
+
+export interface LocalBridgeListenerOptions {
+  /**
+   * Where to listen (a file in a directory only this user may enter; a stale socket there is
+   * replaced). Default: a fresh directory under the system's temporary directory, removed by close().
+   */
+  socketPath?: string;
+}
+
+export interface LocalBridgeListenerDeps {
+  /** Takes the server's end of a bridge connection (its preface follows), its peer name set. */
+  connect(serverEnd: net.Socket): void;
+}
+
+/**
+ * A private Unix socket, in a directory only this user may enter, through which
+ * bridges reach the in-process server on native sockets (node's HTTP/2 then reads and writes the
+ * handles itself on both sides, where an in-memory pair costs two JS stream sockets per frame).
+ * Each connection starts with a preamble, one JSON line with the client's address, which the
+ * server end gets as its peer name (`remoteAddress` / `remotePort` of a Unix socket are otherwise
+ * empty); the HTTP/2 preface follows.
+ */
+export class LocalBridgeListener {
+  private server: net.Server | undefined;
+  private dir: string | undefined;
+  private socketPath: string | undefined;
+
+  constructor(
+    private readonly options: LocalBridgeListenerOptions,
+    private readonly deps: LocalBridgeListenerDeps,
+  ) {}
+
+  /** Whether listen() succeeded and close() was not called. */
+  get listening(): boolean {
+    return this.server !== undefined;
+  }
+
+  /** Creates the directory and listens. */
+  async listen(): Promise<void> {
+    let dir: string | undefined;
+    let socketPath = this.options.socketPath;
+    if (socketPath === undefined) {
+      dir = mkdtempSync(path.join(tmpdir(), "etcd-ts-h2-"));
+      chmodSync(dir, 0o700);
+      socketPath = path.join(dir, "bridge.sock");
+    } else {
+      rmSync(socketPath, { force: true }); // left by a process that did not stop cleanly
+    }
+    const server = net.createServer((socket) => this.accept(socket));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(socketPath, () => {
+          server.removeListener("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+    server.on("error", noop);
+    this.server = server;
+    this.dir = dir;
+    this.socketPath = socketPath;
+  }
+
+  /** A connection to the server, announcing `peer`. */
+  dial(peer: BridgePeer): net.Socket {
+    if (this.socketPath === undefined) throw new Error("bridge listener not listening");
+    const socket = net.connect(this.socketPath);
+    socket.write(`${JSON.stringify(peer)}\n`);
+    return socket;
+  }
+
+  private accept(socket: net.Socket): void {
+    let buffered: Buffer = Buffer.alloc(0);
+    socket.on("error", noop);
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const nl = buffered.indexOf(10);
+      if (nl < 0) {
+        if (buffered.length > PREAMBLE_BYTES_MAX) socket.destroy();
+        return;
+      }
+      socket.removeListener("data", onData);
+      socket.pause();
+      let peer: BridgePeer;
+      try {
+        peer = JSON.parse(buffered.subarray(0, nl).toString("utf8")) as BridgePeer;
+      } catch {
+        socket.destroy();
+        return;
+      }
+      // net.Socket reads its peer name from here when its handle (a pipe) has none
+      if (typeof peer.address === "string") (socket as net.Socket & { _peername?: BridgePeer })._peername = peer;
+      if (buffered.length > nl + 1) socket.unshift(buffered.subarray(nl + 1));
+      this.deps.connect(socket);
+    };
+    socket.on("data", onData);
+  }
+
+  /** Stops listening and removes the directory. */
+  close(): void {
+    this.server?.close(); // removes the socket file
+    this.server = undefined;
+    if (this.dir !== undefined) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = undefined;
+    this.socketPath = undefined;
+  }
 }
 
 const { NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -107,8 +238,14 @@ export class H2Bridge {
 
   private sessionFor(): http2.ClientHttp2Session {
     if (this.session !== undefined && !this.session.closed && !this.session.destroyed) return this.session;
-    const [clientEnd, serverEnd] = duplexPair();
-    this.deps.connect(serverEnd);
+    let clientEnd: Duplex;
+    if (this.deps.dial !== undefined) {
+      clientEnd = this.deps.dial();
+    } else {
+      const [c, serverEnd] = duplexPair();
+      clientEnd = c;
+      this.deps.connect(serverEnd);
+    }
     const session = http2.connect("http://localhost", {
       createConnection: () => clientEnd,
       settings: { initialWindowSize: this.initialWindowSize, enablePush: false },

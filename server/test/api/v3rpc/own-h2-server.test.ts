@@ -3,7 +3,8 @@
  * served on pkg/h2's streams, every other method bridged to grpc-js with the client's peer
  * address, large answers and requests through the bridge's flow control both ways, a client's
  * cancellation reaching the grpc-js handler, graceful close (GOAWAY, the open call finishes),
- * keepalive PINGs that cut a client that never answers them.
+ * keepalive PINGs that cut a client that never answers them; bridges over in-memory pairs and
+ * over the private Unix socket (start()).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import net from "node:net";
@@ -42,7 +43,7 @@ async function until(predicate: () => boolean, timeoutMs = 5000): Promise<boolea
   return predicate();
 }
 
-describe("OwnH2Server", () => {
+describe.each([["in-memory pairs", false], ["the private Unix socket", true]])("OwnH2Server, bridged through %s", (_name, native) => {
   let grpcServer: grpc.Server;
   let own: OwnH2Server;
   let listener: net.Server;
@@ -89,7 +90,8 @@ describe("OwnH2Server", () => {
       { maxConcurrentStreams: 100, keepaliveTimeMs: 200, keepaliveTimeoutMs: 300 },
       { takers: [lean], connectGrpc: (c) => injector.injectConnection(c), logger: createLogger({ level: "error" }) },
     );
-    expect(carryBridgedPeers(grpcServer)).toBe(true);
+    if (native) expect(await own.start()).toBe(true);
+    else expect(carryBridgedPeers(grpcServer)).toBe(true);
     listener = net.createServer((socket) => own.serve(socket));
     await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
     port = (listener.address() as net.AddressInfo).port;
