@@ -26,7 +26,8 @@ import { httpHandler, metricsHandler } from "../api/http/http-handler.js";
 import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
 import { LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
 import { LeanStreamServer } from "../api/v3rpc/lean-stream.js";
-import { installLeanPath } from "../api/v3rpc/lean-path.js";
+import { installLeanPath, type LeanTaker } from "../api/v3rpc/lean-path.js";
+import { carryBridgedPeers, OwnH2Server } from "../api/v3rpc/own-h2-server.js";
 import { WalCells } from "../api/http/metrics.js";
 import { v2Handler } from "../api/v2http/v2-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
@@ -302,13 +303,31 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // The hot unary methods (lean-unary.ts) and the LeaseKeepAlive and Watch streams (lean-stream.ts) skip
   // grpc-js's per-call machinery. ETCD_TS_LEAN_UNARY=off leaves every call to grpc-js,
   // ETCD_TS_LEAN_STREAM=off only the streams (measurements, bisecting).
+  const leanTakers: LeanTaker[] = [];
   if (process.env.ETCD_TS_LEAN_UNARY !== "off") {
     const limits = { maxReceiveMessageBytes: cfg.maxRequestBytes + GRPC_OVERHEAD_BYTES, maxSendMessageBytes: 2 ** 31 - 1 };
     const lean = new LeanUnaryServer(limits, { services });
     const leanStreams = process.env.ETCD_TS_LEAN_STREAM === "off" ? undefined : new LeanStreamServer(limits, { services });
-    const installed = installLeanPath(grpcServer, leanStreams === undefined ? [lean] : [lean, leanStreams]);
+    const takers = leanStreams === undefined ? [lean] : [lean, leanStreams];
+    const installed = installLeanPath(grpcServer, takers);
+    if (installed.installed) leanTakers.push(...takers);
     if (installed.installed) apiLogger.debug("lean unary path on", { methods: lean.paths.length, streams: leanStreams?.paths.length ?? 0 });
     else apiLogger.warn("lean unary path off", { reason: installed.reason });
+  }
+  // ETCD_TS_H2=own: client connections on pkg/h2 (own-h2-server.ts), the lean takers first,
+  // every other stream bridged to grpc-js.
+  const ownH2 =
+    process.env.ETCD_TS_H2 === "own"
+      ? new OwnH2Server(
+          { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1), keepaliveTimeMs: cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000, keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs || 20_000 },
+          { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), logger: apiLogger },
+        )
+      : undefined;
+  // the bridges' socket lives in the member directory (0700) when its path fits a Unix socket's
+  // (a stale one is replaced at start), else in a temporary directory of its own
+  const bridgeSocket = path.join(memberDir, "h2-bridge.sock");
+  if (ownH2 !== undefined && !(await ownH2.start(Buffer.byteLength(bridgeSocket) < 100 ? bridgeSocket : undefined)) && !carryBridgedPeers(grpcServer)) {
+    apiLogger.warn("bridged gRPC calls will not see client addresses", {});
   }
   const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
   const http1 = http.createServer(httpHandler(server, metrics, services, v2));
@@ -362,7 +381,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c, socket) => {
       grpcMetrics.trackConnection(socket);
       injector.injectConnection(c);
-    }, http1, logger: apiLogger }));
+    }, http1, logger: apiLogger, serveH2: ownH2 === undefined || (secure && cfg.clientCertAuth) ? undefined : (socket) => {
+      // client-certificate authentication needs the TLS socket, which bridged streams lose
+      grpcMetrics.trackConnection(socket);
+      ownH2.serve(socket as net.Socket);
+    } }));
     if (secure) logger.info("serving client traffic securely", { address: url.host });
     else logger.info("serving client traffic insecurely; this is strongly discouraged!", { address: url.host || url.pathname });
   }
@@ -400,6 +423,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
           (l as http.Server).closeAllConnections();
         }
         injector.drain(1000);
+        ownH2?.close();
         // A leader hands over first (the peer port stays up for it), as etcd's Stop does.
         corruption.stop();
         await server.transferLeadershipForStop();
@@ -410,6 +434,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
         await transport.stop();
         await member.stop();
         grpcServer.forceShutdown();
+        ownH2?.destroy();
         await tracing?.shutdown();
       })();
       return stopping;

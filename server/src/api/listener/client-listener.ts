@@ -4,7 +4,8 @@
  * other first bytes to the HTTP/1.1 handler (/health, /version, /metrics, the JSON gateway).
  * TLS, when configured, wraps the socket before the sniffing.
  *
- * An HTTP/2 connection is handed over in one of two ways (see h2-opening.ts): natively (the
+ * With `serveH2` (pkg/h2's own server) an HTTP/2 connection goes there as soon as its preface is
+ * seen. Otherwise it is handed over in one of two ways (see h2-opening.ts): natively (the
  * session takes the socket's handle), or through `AuthorityRewriter` for the few clients whose
  * requests carry a URL-shaped `:authority`. To tell them apart the listener answers the preface
  * with a SETTINGS frame of its own and reads on until the client's first request, a frame that
@@ -46,6 +47,12 @@ export interface ClientListenerDeps {
   injectGrpc: (conn: Duplex, socket: Duplex) => void;
   http1: http.Server;
   logger: Logger;
+  /**
+   * When set, takes every HTTP/2 connection instead of `injectGrpc` (no opening is read, no
+   * SETTINGS sent): the socket comes paused, its bytes so far (the preface first) unshifted; the
+   * listener resumes it after the call.
+   */
+  serveH2?: (socket: Duplex) => void;
 }
 
 export interface ClientH2Options {
@@ -92,6 +99,13 @@ export function sniffConnection(socket: Duplex, deps: ClientListenerDeps, h2: Cl
     clearTimeout(timer);
     socket.removeListener("data", onData);
     socket.removeListener("error", onError);
+    if (isH2Prefix && deps.serveH2 !== undefined) {
+      socket.pause();
+      socket.unshift(buffered);
+      deps.serveH2(socket);
+      socket.resume();
+      return;
+    }
     if (isH2Prefix) {
       routeH2(socket, buffered, deps, h2);
       return;

@@ -316,6 +316,13 @@ interface Http2ServersHolder {
 const IDLE_UNLIMITED = ~(1 << 31);
 
 const hooked = new WeakSet<object>();
+/** The takers installed on each grpc-js server (own-h2-server.ts offers streams to the same). */
+const installedTakers = new WeakMap<object, readonly LeanTaker[]>();
+
+/** The takers `installLeanPath` installed on `grpcServer` (empty when it installed none). */
+export function installedLeanTakers(grpcServer: object): readonly LeanTaker[] {
+  return installedTakers.get(grpcServer) ?? [];
+}
 
 export type LeanInstallResult = { installed: true; servers: number } | { installed: false; reason: string };
 
@@ -358,5 +365,6 @@ export function installLeanPath(grpcServer: object, takers: LeanTaker | readonly
     });
     hooked.add(server);
   }
+  installedTakers.set(grpcServer, [...(installedTakers.get(grpcServer) ?? []), ...list]);
   return { installed: true, servers: targets.length };
 }

@@ -7,6 +7,9 @@
 import http2 from "node:http2";
 import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { carryBridgedPeers, OwnH2Server } from "../../../src/api/v3rpc/own-h2-server.js";
+import { installedLeanTakers } from "../../../src/api/v3rpc/lean-path.js";
+import { createLogger } from "../../../src/pkg/logger.js";
 
 /** A gRPC message frame: the compressed flag, the 4-byte length, the message. */
 export function frame(message: Uint8Array, flag = 0): Buffer {
@@ -115,11 +118,21 @@ export async function serveOnLoopback(
   for (const s of registry) server.addService(s.definition, s.implementation);
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   beforeListen(server);
-  const listener = net.createServer((socket) => injector.injectConnection(socket));
+  // ETCD_TS_H2=own: connections on pkg/h2, the installed lean takers first, the rest bridged
+  const own =
+    process.env.ETCD_TS_H2 === "own"
+      ? new OwnH2Server(
+          { maxConcurrentStreams: 1000, keepaliveTimeMs: 0, keepaliveTimeoutMs: 0 },
+          { takers: installedLeanTakers(server), connectGrpc: (c) => injector.injectConnection(c), logger: createLogger({ level: "error" }) },
+        )
+      : undefined;
+  if (own !== undefined) carryBridgedPeers(server);
+  const listener = net.createServer((socket) => (own !== undefined ? own.serve(socket) : injector.injectConnection(socket)));
   await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
   return {
     port: (listener.address() as net.AddressInfo).port,
     close: async () => {
+      own?.destroy();
       injector.destroy();
       server.forceShutdown();
       await new Promise<void>((resolve) => listener.close(() => resolve()));
