@@ -1,7 +1,7 @@
 /**
  * ETCD_TS_H2=own: the real binary serves its client port's HTTP/2 connections on pkg/h2 (lean
  * methods on our own streams, every other method bridged to grpc-js). The real etcdctl (put, get,
- * watch, lease keep-alive, endpoint status, member list, snapshot save) and etcd's Go benchmark
+ * watch, lease keep-alive, a range answer of 24 MB, endpoint status, member list, snapshot save) and etcd's Go benchmark
  * tool (when built, at .tools/etcd-benchmark) work over plain text and TLS; with --client-cert-auth the listener keeps node:http2 (the
  * bridge would lose the client certificate) and certificate authentication still works.
  *
@@ -99,6 +99,13 @@ async function exercise(s: Started): Promise<void> {
   expect(id, grant.stdout + grant.stderr).toBeDefined();
   expect((await ctl("lease", "keep-alive", "--once", id!)).stdout).toContain(`lease ${id} keepalived with TTL(60)`);
   expect((await ctl("lease", "timetolive", id!)).stdout).toContain(`lease ${id} granted with TTL(60s)`);
+
+  // One answer far larger than a stream's write queue would hold: 24 values of 1 MB in one range.
+  const big = "v".repeat(1_000_000);
+  for (let i = 0; i < 24; i++) expect((await runEtcdctl(s.endpoint, [...s.tlsArgs, "put", `big/${i}`], { stdin: big })).stdout).toBe("OK\n");
+  const range = await runEtcdctl(s.endpoint, [...s.tlsArgs, "get", "--prefix", "big/", "--print-value-only"], { timeoutMs: 30_000 });
+  expect(range.code, range.stderr).toBe(0);
+  expect(range.stdout.length).toBe(24 * (big.length + 1));
 
   const status = await ctl("endpoint", "status", "-w", "json");
   expect(status.code, status.stderr).toBe(0);

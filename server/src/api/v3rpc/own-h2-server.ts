@@ -142,7 +142,13 @@ export class OwnH2Server {
     let keepalive: NodeJS.Timeout | undefined;
     let ackTimer: NodeJS.Timeout | undefined;
     const conn: H2Connection = new H2Connection(
-      { maxConcurrentStreams: this.options.maxConcurrentStreams },
+      {
+        maxConcurrentStreams: this.options.maxConcurrentStreams,
+        // No byte bound on a stream's queue: one answer may be as large as the send limit (a range
+        // of many megabytes), and the lean paths bound their streams by messages, as grpc-js over
+        // node:http2 (which has no byte bound either) does.
+        streamWriteQueueBytesMax: Number.MAX_SAFE_INTEGER,
+      },
       {
         socket,
         handlers: {
