@@ -202,7 +202,11 @@ function makeContext(state: SideState, lines: string[]): CaseContext {
           bg.waitFor((out) => out.split("\n").filter((l) => pattern.test(l)).length >= count, timeoutMs),
         waitForMatches: (pattern, count, timeoutMs = 5_000) =>
           bg.waitFor((out) => (out.match(pattern) ?? []).length >= count, timeoutMs),
-        stop: async () => record(await bg.stop("SIGTERM")),
+        stop: async () => {
+          // the rest of an event whose first line was waited for may still be on its way
+          await bg.settle();
+          return record(await bg.stop("SIGTERM"));
+        },
         wait: async (timeoutMs = 10_000) => record(await bg.wait(timeoutMs)),
       };
     },

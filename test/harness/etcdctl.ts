@@ -141,6 +141,25 @@ export class BackgroundEtcdctl {
     return predicate(this.stdout);
   }
 
+  /**
+   * Waits until nothing more has come on stdout for `quietMs` (at most `timeoutMs`): etcdctl
+   * prints an event's lines as separate writes, which may arrive in separate chunks.
+   */
+  async settle(quietMs = 100, timeoutMs = 1_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = this.out.length;
+    let quietSince = Date.now();
+    while (Date.now() < deadline && isRunning(this.child)) {
+      await sleep(20);
+      if (this.out.length !== seen) {
+        seen = this.out.length;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince >= quietMs) {
+        return;
+      }
+    }
+  }
+
   /** Resolves when the process exits by itself (bounded: SIGKILL after `timeoutMs`). */
   async wait(timeoutMs = 15_000): Promise<EtcdctlResult> {
     const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);

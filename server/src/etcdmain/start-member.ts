@@ -314,10 +314,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     if (installed.installed) apiLogger.debug("lean unary path on", { methods: lean.paths.length, streams: leanStreams?.paths.length ?? 0 });
     else apiLogger.warn("lean unary path off", { reason: installed.reason });
   }
-  // ETCD_TS_H2=own: client connections on pkg/h2 (own-h2-server.ts), the lean takers first,
-  // every other stream bridged to grpc-js.
+  // The client port's HTTP/2 connections run on pkg/h2 (own-h2-server.ts): the lean takers
+  // first, every other stream bridged to grpc-js. ETCD_TS_H2=node leaves every connection to
+  // node:http2 (measurements, bisecting), as do the lean paths being off.
   const ownH2 =
-    process.env.ETCD_TS_H2 === "own"
+    process.env.ETCD_TS_H2 !== "node" && leanTakers.length > 0
       ? new OwnH2Server(
           { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1), keepaliveTimeMs: cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000, keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs || 20_000 },
           { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), logger: apiLogger },

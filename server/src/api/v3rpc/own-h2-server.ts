@@ -1,5 +1,5 @@
 /**
- * The client port's gRPC connections on pkg/h2 (`ETCD_TS_H2=own`) instead of node:http2: each
+ * The client port's gRPC connections on pkg/h2 (by default; `ETCD_TS_H2=node` keeps node:http2): each
  * connection is an `H2Connection`; each of its streams is offered to the lean takers (lean-unary,
  * lean-stream, ...) through `LeanH2Stream`; a stream they all refuse (every other method, unknown
  * paths, calls they do not serve plainly) is forwarded to grpc-js through an `H2Bridge` (one
