@@ -8,6 +8,7 @@
  *  (d) an HTTP/2 client that idles 200 ms after the handshake before its first request;
  *  (e) HTTP/1.1 `GET /health` on the same port;
  *  (f) hand-framed clients: ACK of our SETTINGS late or early, URL or host authority.
+ * These are the routes to node:http2 (`ETCD_TS_H2=node`); test/own-h2 covers the default.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,6 +33,7 @@ interface Handover {
 }
 
 let member: RunningMember;
+let savedH2Mode: string | undefined;
 let dataDir: string;
 let port: number;
 const handovers: Handover[] = [];
@@ -69,10 +71,15 @@ beforeAll(async () => {
       handovers.push(authority === undefined ? { path: p, reason } : { path: p, reason, authority });
     },
   });
+  // These routes are node:http2's (pkg/h2 serves the client port by default and needs none).
+  savedH2Mode = process.env.ETCD_TS_H2;
+  process.env.ETCD_TS_H2 = "node";
   member = await startMember(invocation.config, logger);
 });
 
 afterAll(async () => {
+  if (savedH2Mode === undefined) delete process.env.ETCD_TS_H2;
+  else process.env.ETCD_TS_H2 = savedH2Mode;
   await member?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
