@@ -14,7 +14,7 @@ import { credentials, Metadata, type ServiceError, type StatusObject } from "@gr
 import { LeaseClient, type LeaseKeepAliveResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { DIFF_IDENTITY } from "../etcdctl/diff-suite.js";
 import { etcdTsBinary, referenceEtcdPath, serverBinaryFromSpec, startMember, type Member } from "../harness/member.js";
-import { killAllChildren } from "../harness/processes.js";
+import { closeSides, compareTranscripts } from "./sides.js";
 
 const reference = referenceEtcdPath();
 
@@ -86,18 +86,9 @@ describe.skipIf(reference === undefined)("LeaseKeepAlive streams against etcd 3.
     sides = [new Side("etcd", ref), new Side("etcd-ts", cand)];
   });
 
-  afterAll(async () => {
-    for (const s of sides) s.close();
-    await Promise.all(sides.map((s) => s.member.destroy()));
-    await killAllChildren();
-  });
+  afterAll(() => closeSides(sides));
 
-  async function compare(script: (s: Side) => Promise<void>): Promise<void> {
-    for (const s of sides) s.log.length = 0;
-    await Promise.all(sides.map((s) => script(s)));
-    if (process.env.SHOW_TRANSCRIPTS === "1") console.log(sides[0]!.log.join("\n"));
-    expect(sides[1]!.log.join("\n")).toBe(sides[0]!.log.join("\n"));
-  }
+  const compare = (script: (s: Side) => Promise<void>): Promise<void> => compareTranscripts(sides, script);
 
   it("KeepAliveOnce of a granted, an unknown and a revoked lease; many in a row", async () => {
     await compare(async (s) => {

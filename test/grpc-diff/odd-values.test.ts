@@ -14,7 +14,8 @@ import { credentials, type ClientDuplexStream, type ServiceError } from "@grpc/g
 import { ClusterClient, KVClient, LeaseClient, MaintenanceClient, WatchClient, type WatchRequest, type WatchResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { DIFF_IDENTITY } from "../etcdctl/diff-suite.js";
 import { etcdTsBinary, referenceEtcdPath, serverBinaryFromSpec, startMember, type Member } from "../harness/member.js";
-import { killAllChildren, sleep } from "../harness/processes.js";
+import { sleep } from "../harness/processes.js";
+import { closeSides, compareTranscripts } from "./sides.js";
 
 const reference = referenceEtcdPath();
 const B = (s: string): Buffer => Buffer.from(s, "utf8");
@@ -97,19 +98,9 @@ describe.skipIf(reference === undefined)("odd field values on the v3 RPCs agains
     sides = [new Side("etcd", ref), new Side("etcd-ts", cand)];
   });
 
-  afterAll(async () => {
-    for (const s of sides) s.close();
-    await Promise.all(sides.map((s) => s.member.destroy()));
-    await killAllChildren();
-  });
+  afterAll(() => closeSides(sides));
 
-  /** Runs `script` on both sides side by side and compares the transcripts. */
-  async function compare(script: (s: Side) => Promise<void>): Promise<void> {
-    for (const s of sides) s.log.length = 0;
-    await Promise.all(sides.map((s) => script(s)));
-    if (process.env.SHOW_TRANSCRIPTS === "1") console.log(sides[0]!.log.join("\n"));
-    expect(sides[1]!.log.join("\n")).toBe(sides[0]!.log.join("\n"));
-  }
+  const compare = (script: (s: Side) => Promise<void>): Promise<void> => compareTranscripts(sides, script);
 
   it("Range, Put, DeleteRange: revisions, limits, sort options, keys and range ends", async () => {
     await compare(async (s) => {

@@ -17,7 +17,7 @@ import { credentials, type ClientDuplexStream, type ServiceError } from "@grpc/g
 import { KVClient, type WatchRequest, type WatchResponse, WatchClient, type PutResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { DIFF_IDENTITY } from "../etcdctl/diff-suite.js";
 import { etcdTsBinary, referenceEtcdPath, serverBinaryFromSpec, startMember, type Member } from "../harness/member.js";
-import { killAllChildren } from "../harness/processes.js";
+import { closeSides, compareTranscripts } from "./sides.js";
 
 const reference = referenceEtcdPath();
 /** --max-request-bytes of both servers: fragments start at this plus 512 KiB. */
@@ -129,18 +129,9 @@ describe.skipIf(reference === undefined)("Watch streams against etcd 3.4", { tim
     sides = [new Side("etcd", ref), new Side("etcd-ts", cand)];
   });
 
-  afterAll(async () => {
-    for (const s of sides) s.close();
-    await Promise.all(sides.map((s) => s.member.destroy()));
-    await killAllChildren();
-  });
+  afterAll(() => closeSides(sides));
 
-  async function compare(script: (s: Side) => Promise<void>): Promise<void> {
-    for (const s of sides) s.log.length = 0;
-    await Promise.all(sides.map((s) => script(s)));
-    if (process.env.SHOW_TRANSCRIPTS === "1") console.log(sides[0]!.log.join("\n"));
-    expect(sides[1]!.log.join("\n")).toBe(sides[0]!.log.join("\n"));
-  }
+  const compare = (script: (s: Side) => Promise<void>): Promise<void> => compareTranscripts(sides, script);
 
   it("create, events, a txn's events, cancel; progress requests", async () => {
     await compare(async (s) => {
