@@ -237,18 +237,9 @@ export class KeyIndex {
     if (this.past === undefined) {
       // Fast path (one generation, nothing allocated): keep the newest revision <= atRev.
       if (this.ver === 0) return;
+      const kept = this.keepNewest(atRev, available);
       const revs = this.revs;
-      if (revs === null) {
-        if (this.modMain <= atRev) available.add(this.modMain, this.modSub);
-        return;
-      }
-      for (let i = revs.length - 2; i >= 0; i -= 2) {
-        if (revs[i]! <= atRev) {
-          available.add(revs[i]!, revs[i + 1]!);
-          if (i > 0) this.revs = i === revs.length - 2 ? null : revs.slice(i);
-          return;
-        }
-      }
+      if (revs !== null && kept !== undefined && kept > 0) this.revs = kept === revs.length - 2 ? null : revs.slice(kept);
       return;
     }
     const gens = this.generations();
@@ -269,7 +260,7 @@ export class KeyIndex {
   keep(atRev: number, available: RevisionSet): void {
     if (this.isEmpty()) return;
     if (this.past === undefined) {
-      this.compactNewestView(atRev, available);
+      this.keepNewest(atRev, available);
       return;
     }
     const gens = this.generations();
@@ -280,19 +271,23 @@ export class KeyIndex {
     }
   }
 
-  /** keep() for a key of one (live) generation: adds its newest revision <= atRev. */
-  private compactNewestView(atRev: number, available: RevisionSet): void {
+  /**
+   * For a key of one (live) generation: adds its newest revision <= atRev to `available`.
+   * @returns that revision's offset in `revs` (undefined when there is none, or no `revs`)
+   */
+  private keepNewest(atRev: number, available: RevisionSet): number | undefined {
     const revs = this.revs;
     if (revs === null) {
       if (this.modMain <= atRev) available.add(this.modMain, this.modSub);
-      return;
+      return undefined;
     }
     for (let i = revs.length - 2; i >= 0; i -= 2) {
       if (revs[i]! <= atRev) {
         available.add(revs[i]!, revs[i + 1]!);
-        return;
+        return i;
       }
     }
+    return undefined;
   }
 }
 
