@@ -27,6 +27,7 @@ import {
 import type { H2ConnectionOptions, H2Stream } from "../../../src/pkg/h2/h2-connection.js";
 import { encodeHeaderBlock } from "../../../src/pkg/h2/hpack.js";
 import { RawClient, type TestServer, clientBytes, rawExchange, startServer } from "./peer.js";
+import { seededUniform } from "../../../../test/harness/seeded-random.js";
 
 const RESPONSE = encodeHeaderBlock([":status", "200", "content-type", "application/octet-stream"]);
 const TRAILERS = encodeHeaderBlock(["x-done", "yes"]);
@@ -77,18 +78,6 @@ function request(client: http2.ClientHttp2Session, path: string, body: Buffer, o
   });
 }
 
-/** A seeded PRNG (mulberry32); SEED= replays a run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Polls `done` every 5 ms for up to 10 s (a loaded machine may be slow; the test never depends on a fixed delay). */
 async function until(done: () => boolean): Promise<void> {
   for (let i = 0; i < 2000 && !done(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -113,7 +102,7 @@ async function setup(onStream: (s: H2Stream) => void, options: H2ConnectionOptio
 describe("H2Connection against node:http2's client", () => {
   it("serves many concurrent streams", async () => {
     const seed = Number(process.env.SEED ?? Date.now() % 100000);
-    const rand = rng(seed);
+    const rand = seededUniform(seed);
     const c = await setup(echo);
     const bodies = Array.from({ length: 300 }, () => Buffer.alloc(Math.floor(rand() * 3000), Math.floor(rand() * 256)));
     try {
@@ -145,7 +134,7 @@ describe("H2Connection against node:http2's client", () => {
 
   it("moves random bodies with small windows on both sides and a client that pauses at random", async () => {
     const seed = Number(process.env.SEED ?? Date.now() % 100000);
-    const rand = rng(seed);
+    const rand = seededUniform(seed);
     const c = await setup(echo, { initialWindowSize: 16384, connectionWindowSize: 65535, streamWriteHighWaterBytes: 8192 }, { initialWindowSize: 20000 });
     const bodies = Array.from({ length: 40 }, () => {
       const b = Buffer.alloc(Math.floor(rand() * 300_000));

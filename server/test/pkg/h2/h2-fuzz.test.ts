@@ -3,25 +3,15 @@ import { describe, expect, it } from "vitest";
 import { FrameParser, type FrameSink, FrameWriter, H2ConnectionError } from "../../../src/pkg/h2/frame-codec.js";
 import { HpackDecoder, HpackError, encodeHeaderBlock } from "../../../src/pkg/h2/hpack.js";
 import { RawClient, startServer } from "./peer.js";
+import { seededUniform } from "../../../../test/harness/seeded-random.js";
 
-/** mulberry32; SEED= replays, RUNS= scales. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SEED = Number(process.env.SEED ?? Date.now() % 1_000_000);
 const RUNS = Number(process.env.RUNS ?? 1);
 
 function withSeed(body: (rand: () => number) => void | Promise<void>): () => Promise<void> {
   return async () => {
     try {
-      await body(rng(SEED));
+      await body(seededUniform(SEED));
     } catch (err) {
       console.log(`seed=${SEED}`);
       throw err;
