@@ -8,24 +8,21 @@
  * Which server answered is told by a lean method's trailers-only answer: node:http2 adds a `date`
  * header to every response, pkg/h2 does not.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../harness/member.js";
 import { freePorts, killAllChildren, killChild, sleep, trackChild } from "../harness/processes.js";
+import { writeTestCertificates } from "../harness/test-certs.js";
 import { runEtcdctl, spawnEtcdctl } from "../harness/etcdctl.js";
 import { runBenchmark } from "../bench/lib-etcd-benchmark.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "etcd-ts-own-h2-"));
 const f = (name: string): string => path.join(dir, name);
 const benchmarkBinary = path.join(repoRoot, ".tools", "etcd-benchmark");
-
-function openssl(...args: string[]): void {
-  execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-}
 
 interface Started {
   child: ReturnType<typeof spawn>;
@@ -134,12 +131,7 @@ async function exercise(s: Started): Promise<void> {
 
 describe("ETCD_TS_H2=own", () => {
   beforeAll(() => {
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=etcd-ts-test-ca");
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
-    writeFileSync(f("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext");
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=client");
-    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.crt", "-days", "1");
+    writeTestCertificates(dir, ["client"]);
   });
 
   afterAll(async () => {

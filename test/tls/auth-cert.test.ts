@@ -4,26 +4,18 @@
  * 3.4 and etcd-ts, both serving https with a CA made here by openssl; the transcripts (stdout,
  * stderr, exit status, with endpoints and log timestamps normalised) must be identical.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { referenceEtcdPath, repoRoot } from "../harness/member.js";
 import { freePorts, killAllChildren, killChild, sleep, trackChild } from "../harness/processes.js";
+import { writeTestCertificates } from "../harness/test-certs.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "etcd-ts-auth-cert-"));
 const f = (name: string): string => path.join(dir, name);
-
-function openssl(...args: string[]): void {
-  execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-}
-
-function clientCert(cn: string): void {
-  openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${cn}.key`, "-out", `${cn}.csr`, "-subj", `/CN=${cn}`);
-  openssl("x509", "-req", "-in", `${cn}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${cn}.crt`, "-days", "1");
-}
 
 const as = (cn: string): string[] => ["--cacert", f("ca.crt"), "--cert", f(`${cn}.crt`), "--key", f(`${cn}.key`)];
 
@@ -100,11 +92,7 @@ describe.skipIf(reference === undefined)("client certificate common names as use
   const sides: Side[] = [];
 
   beforeAll(() => {
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=etcd-ts-test-ca");
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
-    writeFileSync(f("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext");
-    for (const cn of ["root", "alice", "mallory"]) clientCert(cn);
+    writeTestCertificates(dir, ["root", "alice", "mallory"]);
   });
 
   afterAll(async () => {

@@ -3,21 +3,18 @@
  * otherwise); with --client-cert-auth and --trusted-ca-file, the real etcdctl gets in only with a
  * client certificate signed by that CA. Certificates are made fresh with openssl for each run.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../harness/member.js";
 import { freePorts, killAllChildren, killChild, sleep, trackChild } from "../harness/processes.js";
+import { writeTestCertificates } from "../harness/test-certs.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "etcd-ts-tls-"));
 const f = (name: string): string => path.join(dir, name);
-
-function openssl(...args: string[]): void {
-  execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-}
 
 function startServer(args: string[]): { child: ReturnType<typeof spawn>; output: () => string } {
   const child = spawn(process.execPath, [path.join(repoRoot, "server/bin/etcd-ts.js"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
@@ -30,12 +27,7 @@ function startServer(args: string[]): { child: ReturnType<typeof spawn>; output:
 
 describe("client TLS", () => {
   beforeAll(() => {
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=etcd-ts-test-ca");
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
-    writeFileSync(f("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext");
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=client");
-    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.crt", "-days", "1");
+    writeTestCertificates(dir, ["client"]);
   });
 
   afterAll(async () => {
