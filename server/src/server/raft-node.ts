@@ -29,7 +29,8 @@ import type { MergedSnapshot } from "./transport-port.js";
 
 /** Durable log the loop writes to (the WAL). */
 export interface LogPersistence {
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void>;
+  /** `deferred`: not synced, and may wait in memory for the log's next write (see wal.ts). */
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void>;
   saveSnapshot(snap: { index: number; term: number }): Promise<void>;
   releaseTo(index: number): Promise<void>;
 }
@@ -340,7 +341,12 @@ export class RaftNode {
           await wal.saveSnapshot({ index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term });
         }
         if (rd.hardState || rd.entries.length > 0) {
-          const saved = wal.save(rd.hardState, rd.entries, { sync: rd.mustSync && !this.options.unsafeNoFsync });
+          // A Ready that need not be synced only advances the commit index: the WAL may hold it
+          // in memory until its next write (deferred), as etcd's write buffer does.
+          const saved = wal.save(rd.hardState, rd.entries, {
+            sync: rd.mustSync && !this.options.unsafeNoFsync,
+            deferred: !rd.mustSync,
+          });
           // Only what must be synced is waited for. A HardState that merely advances the commit
           // index may reach the disk later (the WAL keeps the order); a lost one is recomputed
           // after a restart, as in etcd.

@@ -9,8 +9,10 @@
  *
  * Durability follows the disk: a record saved without sync is in the page cache, a synced save,
  * a snapshot marker, a segment cut, open and close make everything saved so far durable, and so
- * does a background writeback (`flush()`). Two ways to lose the process:
- *  - `kill()`: the process died, the OS did not: nothing saved is lost;
+ * does a background writeback (`flush()`). Deferred saves stay "in the process" (as the real log
+ * holds them) until a save that is not deferred, a cut, or close, or until they pass
+ * DEFERRED_BYTES_MAX. Two ways to lose the process:
+ *  - `kill()`: the process died, the OS did not: only deferred records still held are lost;
  *  - `crash(rng)`: power loss: unsynced records are lost, except that a random prefix of them may
  *    survive, and the last survivor may be torn (half written): the reader drops it, and the next
  *    open cuts it with a warning, as the real reader cuts a torn tail.
@@ -40,7 +42,7 @@ import {
   SYNC_MARK_FRAME_BYTES,
   type WalSnapshot,
 } from "./record-codec.js";
-import { SEGMENT_SIZE_BYTES_DEFAULT, segmentName, type WalLogger } from "./wal.js";
+import { DEFERRED_BYTES_MAX, SEGMENT_SIZE_BYTES_DEFAULT, segmentName, type WalLogger } from "./wal.js";
 import type { OpenedWal, WalDir, WalLog } from "./wal-dir.js";
 import { validSnapshots, WalReplay } from "./wal-replay.js";
 
@@ -62,6 +64,9 @@ interface MemLog {
   syncedRecords: number;
   /** The newest segment's last record is torn: readers drop it, open cuts it. */
   tornTail: boolean;
+  /** How many of the newest segment's last records are deferred and still held, and their bytes. */
+  heldRecords: number;
+  heldBytes: number;
 }
 
 /** What `MemoryWalDir.crash` did. */
@@ -138,6 +143,8 @@ export class MemoryWalDir implements WalDir {
       segments: [{ seq: 0, firstIndex: 0, records: [{ kind: "snapshot", snapshot: SNAPSHOT_ZERO }] }],
       syncedRecords: 1,
       tornTail: false,
+      heldRecords: 0,
+      heldBytes: 0,
     };
     this.logger.info("wal: created", { dir: this.name, segmentSizeBytes: this.segmentSizeBytes });
     return (await this.open(SNAPSHOT_ZERO)).wal;
@@ -188,7 +195,7 @@ export class MemoryWalDir implements WalDir {
 
   /** Background writeback: every record saved so far becomes durable. */
   flush(): void {
-    if (this.log !== undefined) this.log.syncedRecords = this.newest(this.log).records.length;
+    if (this.log !== undefined) this.log.syncedRecords = this.newest(this.log).records.length - this.log.heldRecords;
   }
 
   /**
@@ -201,6 +208,7 @@ export class MemoryWalDir implements WalDir {
     const log = this.log;
     if (log === undefined) return { keptRecords: 0, lostRecords: 0, torn: false };
     const newest = this.newest(log);
+    this.dropHeld(log);
     const unsynced = newest.records.length - log.syncedRecords;
     const kept = rng === undefined || unsynced === 0 ? 0 : drawInt(rng, unsynced + 1);
     const torn = kept > 0 && rng !== undefined && drawInt(rng, 2) === 1;
@@ -210,9 +218,16 @@ export class MemoryWalDir implements WalDir {
     return { keptRecords: kept, lostRecords: unsynced - kept, torn };
   }
 
-  /** The process died: nothing saved is lost (it reached the OS). Cuts off the open log. */
+  /** The process died: what reached the OS is kept, deferred records still held are lost. Cuts off the open log. */
   kill(): void {
     this.cutOffHolder();
+    if (this.log !== undefined) this.dropHeld(this.log);
+  }
+
+  private dropHeld(log: MemLog): void {
+    this.newest(log).records.length -= log.heldRecords;
+    log.heldRecords = 0;
+    log.heldBytes = 0;
   }
 
   /** Segment names (as on disk), oldest first. */
@@ -226,11 +241,18 @@ export class MemoryWalDir implements WalDir {
   }
 
   /** @internal Appends records of the open `wal` to the newest segment. */
-  append(wal: MemoryWal, records: MemRecord[], sync: boolean): void {
+  append(wal: MemoryWal, records: MemRecord[], sync: boolean, deferredBytes?: number): void {
     const log = this.owned(wal);
     const newest = this.newest(log);
     for (const r of records) newest.records.push(r);
     if (sync) log.syncedRecords = newest.records.length;
+    if (deferredBytes !== undefined && !sync && log.heldBytes + deferredBytes <= DEFERRED_BYTES_MAX) {
+      log.heldRecords += records.length;
+      log.heldBytes += deferredBytes;
+    } else {
+      log.heldRecords = 0;
+      log.heldBytes = 0;
+    }
   }
 
   /**
@@ -244,6 +266,8 @@ export class MemoryWalDir implements WalDir {
     const segment: MemSegment = { seq: this.newest(log).seq + 1, firstIndex, records };
     log.segments.push(segment);
     log.syncedRecords = records.length;
+    log.heldRecords = 0;
+    log.heldBytes = 0;
     this.logger.info("wal: cut to new segment", { file: this.fileOf(segment) });
     return this.headerBytes(log) + records.reduce((n, r) => n + recordBytes(r), 0);
   }
@@ -262,6 +286,8 @@ export class MemoryWalDir implements WalDir {
   closed(wal: MemoryWal): void {
     const log = this.owned(wal);
     log.syncedRecords = this.newest(log).records.length;
+    log.heldRecords = 0;
+    log.heldBytes = 0;
     this.holder = undefined;
   }
 
@@ -323,7 +349,7 @@ export class MemoryWal implements WalLog {
     this.segmentBytes = state.segmentBytes;
   }
 
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void> {
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void> {
     if (this.cut) return NEVER;
     if (this.closing) return Promise.reject(new ErrWalClosed());
     const writeHardState = hardState !== undefined && !isEmptyHardState(hardState);
@@ -343,7 +369,7 @@ export class MemoryWal implements WalLog {
     if (writeHardState) records.push({ kind: "hardState", hardState: { ...hardState } });
     if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
     if (writeHardState) this.hardState = { ...hardState };
-    this.dir.append(this, records, options.sync);
+    this.dir.append(this, records, options.sync, options.deferred === true ? bytes : undefined);
     this.afterWrite(bytes);
     return Promise.resolve();
   }

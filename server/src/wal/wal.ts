@@ -41,6 +41,11 @@
  *    synced before its own write. When more than `rewriteBytesMax` went unsynced, the batch is
  *    written through the ordinary handle and followed by fdatasync (which covers the whole file);
  *  - a batch followed by a cut is written without sync: the cut fsyncs the whole segment.
+ * A deferred save (unsynced, for a HardState that only advances the commit index) is not written
+ * on its own: its bytes wait in memory, up to DEFERRED_BYTES_MAX, and lead the next batch that is
+ * written (or the cut's, or close's). A process crash loses them as a power loss loses an unsynced
+ * write; etcd's WAL keeps such records in its write buffer likewise. It saves a thread-pool round
+ * trip per commit-only Ready, which each member takes for every round of replication.
  * Callers arriving while a synced write is in flight share the next one (group commit). The queue
  * is not bounded here: the driver awaits each save. Any I/O failure poisons the Wal
  * (ErrWalFailed): what reached the disk is unknown and the member must stop and reopen the log.
@@ -286,8 +291,11 @@ async function readSegments(
   return { metadata, last };
 }
 
+/** Bytes of deferred saves held in memory at most; past this they are written (unsynced). */
+export const DEFERRED_BYTES_MAX = 64 * 1024;
+
 type QueueItem =
-  | { kind: "write"; serial: number; bytes: Buffer }
+  | { kind: "write"; serial: number; bytes: Buffer; deferred: boolean }
   | { kind: "cut"; serial: number; seq: number; firstIndex: number; header: Buffer };
 
 interface Waiter {
@@ -328,6 +336,9 @@ export class Wal {
    */
   private unsynced: Buffer[] | undefined = [];
   private unsyncedBytes = 0;
+  /** Deferred saves' bytes not yet written, in order (see DEFERRED_BYTES_MAX). */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
   private writtenSerial = 0;
   private syncedSerial = 0;
   private readonly queue: QueueItem[] = [];
@@ -538,11 +549,12 @@ export class Wal {
   /**
    * Appends `hardState` (if given and not empty) and `entries`, entries first. With `sync`,
    * resolves once they (and everything saved before) are durable; otherwise after the write
-   * reached the OS. Concurrent calls are group-committed. Overwriting an existing index is
+   * reached the OS, or, with `deferred` (and no sync), at once: the bytes may wait in memory for
+   * the next write (see the header). Concurrent calls are group-committed. Overwriting an existing index is
    * legal: on read, the later record wins and drops everything after it.
    * Rejects with ErrWalClosed, ErrWalFailed, or RangeError (bad numbers; nothing written then).
    */
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean }): Promise<void> {
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void> {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
     const writeHardState = hardState !== undefined && !isEmptyHardState(hardState);
@@ -560,7 +572,7 @@ export class Wal {
     this.encodeChain = b.chain;
     if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
     if (writeHardState) this.hardState = { ...hardState };
-    return this.enqueue(bytes, options.sync);
+    return this.enqueue(bytes, options.sync, !options.sync && options.deferred === true);
   }
 
   /** Appends a snapshot marker and fsyncs. Entries after it continue from `snap.index + 1`. */
@@ -617,7 +629,10 @@ export class Wal {
     }
   }
 
-  /** Where the next frame goes (for diagnostics and tests); exact once all saves have resolved. */
+  /**
+   * Where the next frame goes (for diagnostics and tests); exact once all saves have resolved and
+   * none of them was deferred (held bytes are not written yet).
+   */
   tailPosition(): { path: string; offsetBytes: number } {
     return { path: this.tail.path, offsetBytes: this.offsetBytes };
   }
@@ -652,9 +667,9 @@ export class Wal {
     return undefined;
   }
 
-  private enqueue(bytes: Buffer, sync: boolean): Promise<void> {
+  private enqueue(bytes: Buffer, sync: boolean, deferred = false): Promise<void> {
     const serial = ++this.serial;
-    this.queue.push({ kind: "write", serial, bytes });
+    this.queue.push({ kind: "write", serial, bytes, deferred });
     // Count a sync mark per non-empty save: an upper bound, as several saves may share one write.
     if (bytes.length > 0) this.encodedOffsetBytes += bytes.length + SYNC_MARK_FRAME_BYTES;
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ serial, sync, resolve, reject }));
@@ -690,12 +705,26 @@ export class Wal {
   private async writeLoop(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        const bufs: Buffer[] = [];
+        const bufs = this.held;
+        let bytes = this.heldBytes;
+        this.held = [];
+        this.heldBytes = 0;
         let serial = this.writtenSerial;
+        let allDeferred = true;
         while (this.queue.length > 0 && this.queue[0]!.kind === "write") {
           const item = this.queue.shift() as Extract<QueueItem, { kind: "write" }>;
           if (item.bytes.length > 0) bufs.push(item.bytes);
+          bytes += item.bytes.length;
+          if (!item.deferred) allDeferred = false;
           serial = item.serial;
+        }
+        if (allDeferred && this.queue.length === 0 && bytes <= DEFERRED_BYTES_MAX) {
+          // Only deferred saves, no cut behind them: hold their bytes for the next write.
+          this.held = bufs;
+          this.heldBytes = bytes;
+          this.writtenSerial = serial;
+          this.settleWaiters();
+          continue;
         }
         if (bufs.length > 0) {
           // Every write starts with a sync mark saying how far this segment is already durable.

@@ -24,6 +24,7 @@ export interface WalSave {
   hardState?: HardState;
   entries: Entry[];
   sync: boolean;
+  deferred?: boolean;
 }
 
 /** A WAL directory for one test. */
@@ -243,6 +244,20 @@ export function describeWalDir(name: string, newDir: (options: WalTestDirOptions
       expect(r.entries.map((e) => Buffer.from(e.data).toString())).toEqual(saves.map((_, k) => `kill-${k + 1}`));
       expect(r.hardState).toEqual(hs(1, 29));
       await r.wal.save(hs(1, 30), [entry(31, 1)], { sync: true });
+    });
+
+    it("a killed process loses the deferred saves it still held, and nothing a later write carried", async () => {
+      await t.writeAndKill(META, [
+        { hardState: hs(1, 0), entries: [entry(1, 1)], sync: true },
+        { hardState: hs(1, 1), entries: [], sync: false, deferred: true },
+        // An ordinary unsynced save writes the held one before it.
+        { entries: [entry(2, 1)], sync: false },
+        { hardState: hs(1, 2), entries: [], sync: false, deferred: true },
+      ]);
+      const r = await reopen(t);
+      expect(r.entries.map((e) => e.index)).toEqual([1, 2]);
+      expect(r.hardState).toEqual(hs(1, 1));
+      await r.wal.close();
     });
 
     it("agrees with a model under random saves, overwrites, markers, releases and reopens (SEED=)", async () => {

@@ -31,7 +31,7 @@ function writeAndKillFs(dir: string, segmentSizeBytes: number | undefined, metad
     for (const s of saves) {
       const hardState = s.hardState === null ? undefined : { term: s.hardState.term, vote: BigInt(s.hardState.vote), commit: s.hardState.commit };
       const entries = s.entries.map((e) => ({ term: e.term, index: e.index, type: e.type, data: Buffer.from(e.data, "hex") }));
-      await wal.save(hardState, entries, { sync: s.sync });
+      await wal.save(hardState, entries, { sync: s.sync, deferred: s.deferred });
     }
     process.kill(process.pid, "SIGKILL");
   `;
@@ -43,6 +43,7 @@ function writeAndKillFs(dir: string, segmentSizeBytes: number | undefined, metad
       hardState: s.hardState === undefined ? null : { ...s.hardState, vote: s.hardState.vote.toString() },
       entries: s.entries.map((e) => ({ ...e, data: Buffer.from(e.data).toString("hex") })),
       sync: s.sync,
+      deferred: s.deferred === true,
     })),
   });
   return new Promise((resolve, reject) => {
@@ -70,7 +71,7 @@ describeWalDir("MemoryWalDir", ({ smallSegments }) => {
     dir,
     writeAndKill: async (metadata, saves) => {
       const wal = dir.exists() ? (await dir.open({ index: 0, term: 0 })).wal : await dir.create(metadata);
-      for (const s of saves) await wal.save(s.hardState, s.entries, { sync: s.sync });
+      for (const s of saves) await wal.save(s.hardState, s.entries, { sync: s.sync, deferred: s.deferred });
       dir.kill();
     },
     destroy: () => undefined,

@@ -51,6 +51,19 @@ function recording(): { open: NonNullable<WalOptions["openSyncedAppend"]>; write
   return { open, writes, closed };
 }
 
+/** Drops a Wal as a killed process would: its files closed and lock released, nothing flushed. */
+async function abandon(wal: Wal): Promise<void> {
+  const w = wal as unknown as {
+    tail: { fh: { close(): Promise<void> }; synced?: { close(): Promise<void> } };
+    pipeline: { stop(): Promise<void> };
+    lock: { release(): Promise<void> };
+  };
+  await w.pipeline.stop();
+  await w.tail.synced?.close();
+  await w.tail.fh.close();
+  await w.lock.release();
+}
+
 /** The synced offset a sync mark frame at `offset` of `buf` carries. */
 function syncMarkAt(buf: Buffer, offset: number): number {
   expect(buf[offset + 4]).toBe(RecordType.SyncMark);
@@ -104,6 +117,45 @@ describe("Wal synced appends (O_DSYNC)", () => {
     const r = await Wal.open(walDir, { index: 0, term: 0 });
     expect(r.entries.map((x) => x.index)).toEqual([1, 2, 3]);
     expect(r.hardState).toEqual(hs(1, 3));
+    await r.wal.close();
+  });
+
+  it("deferred saves wait in memory and lead the next write; close writes them; a crash loses only them", async () => {
+    const rec = recording();
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20, preallocation: "sparse", openSyncedAppend: rec.open });
+    await wal.save(hs(1, 0), [entry(1, 1)], { sync: true });
+    const s1 = wal.tailPosition().offsetBytes;
+    const writes = wal.stats().writes;
+    // Commit-only HardStates: resolved at once, nothing written.
+    await wal.save(hs(1, 1), [], { sync: false, deferred: true });
+    await wal.save(hs(1, 1), [], { sync: false, deferred: true });
+    expect(wal.stats().writes).toBe(writes);
+    expect(wal.tailPosition().offsetBytes).toBe(s1);
+    // The next synced save carries them, in order, in its one write.
+    await wal.save(hs(1, 1), [entry(2, 1)], { sync: true });
+    expect(wal.stats().writes).toBe(writes + 1);
+    expect(rec.writes.length).toBe(2);
+    expect(rec.writes[1]!.position).toBe(s1);
+    const afterSync = wal.tailPosition().offsetBytes;
+    // Held again, then close writes and syncs them.
+    await wal.save(hs(1, 2), [], { sync: false, deferred: true });
+    expect(wal.tailPosition().offsetBytes).toBe(afterSync);
+    await wal.close();
+    let r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(r.entries.map((x) => x.index)).toEqual([1, 2]);
+    expect(r.hardState).toEqual(hs(1, 2));
+    // Without close (a process crash: the Wal is dropped), a held HardState is lost, nothing else.
+    await r.wal.save(hs(1, 2), [entry(3, 1)], { sync: true });
+    await r.wal.save(hs(1, 3), [], { sync: false, deferred: true });
+    await abandon(r.wal);
+    r = await Wal.open(walDir, { index: 0, term: 0 });
+    expect(r.entries.map((x) => x.index)).toEqual([1, 2, 3]);
+    expect(r.hardState).toEqual(hs(1, 2));
+    // Deferred saves past the bound are written (unsynced) rather than held.
+    const before = r.wal.stats().writes;
+    for (let i = 0; i < 2000; i++) await r.wal.save(hs(1, 3), [], { sync: false, deferred: true });
+    expect(r.wal.stats().writes).toBeGreaterThan(before);
+    expect(r.wal.stats().fsyncs).toBe(0);
     await r.wal.close();
   });
 
