@@ -586,10 +586,14 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     return resp;
   }
 
-  async put(req: PutRequest, ctx?: RequestContext): Promise<PutResponse> {
-    this.quota.check(putCostBytes(req.key, req.value));
-    const r = await this.proposeAs(ctx, raftRequest({ put: req }));
-    return r.value as PutResponse;
+  put(req: PutRequest, ctx?: RequestContext): Promise<PutResponse> {
+    // Not async (no frame of its own per put): a quota refusal is a rejection all the same.
+    try {
+      this.quota.check(putCostBytes(req.key, req.value));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.proposeAs(ctx, raftRequest({ put: req })).then(resultValue) as Promise<PutResponse>;
   }
 
   async deleteRange(req: DeleteRangeRequest, ctx?: RequestContext): Promise<DeleteRangeResponse> {
@@ -929,6 +933,11 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 }
 
 /** A writer over the store for read-only txns: writes are impossible by construction. */
+/** An apply result's value (the proposer already turned an error into a rejection). */
+function resultValue(r: ApplyResult): unknown {
+  return r.value;
+}
+
 function readOnlyWriter(store: StorePort): KvWriter {
   return {
     range: (k, e, o) => store.range(k, e, o),

@@ -112,16 +112,23 @@ export class Proposer {
    * entry's bytes.
    * @throws ServerError RequestTooLarge, NoLeader, Timeout, Stopped; or the apply error.
    */
-  async propose(req: InternalRaftRequest, trace?: RequestTrace): Promise<ApplyResult> {
+  propose(req: InternalRaftRequest, trace?: RequestTrace): Promise<ApplyResult> {
+    // Not an async function: this is every write's path, and an async frame (with the one that
+    // awaited the result) is garbage per put that outlives a scavenge under load.
     if (this.stoppedWith) {
       this.failed++;
-      throw this.stoppedWith;
+      return Promise.reject(this.stoppedWith);
     }
     const id = this.ids.next();
     req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
     req.ID = id;
-    const encoded = encodeMessage(InternalRaftRequest, req);
-    if (encoded.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
+    let encoded: Uint8Array;
+    try {
+      encoded = encodeMessage(InternalRaftRequest, req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (encoded.length > this.options.maxRequestBytes) return Promise.reject(serverError("RequestTooLarge"));
     // The bytes travel through raft until the entry is applied (the Raft log packs its own
     // copy): packed into arena chunks they cost no ArrayBuffer of their own per entry.
     const data = this.entryArena.copy(encoded);
@@ -129,7 +136,11 @@ export class Proposer {
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
     this.proposed.set(data, req);
     if (trace !== undefined) trace.proposing(data);
-    this.submit(id, () => this.deps.raft.propose(data), "NoLeader");
+    try {
+      this.deps.raft.propose(data);
+    } catch (err) {
+      this.dropped(id, err, "NoLeader");
+    }
     return this.settled(done);
   }
 
@@ -185,15 +196,24 @@ export class Proposer {
     try {
       send();
     } catch (err) {
-      this.failed++;
-      this.wait.fail(id, err instanceof ErrProposalDropped ? serverError(droppedAs) : (err as Error));
+      this.dropped(id, err, droppedAs);
     }
   }
 
-  /** Waits for a registered proposal's result; the sweep fails it with Timeout at its deadline. */
-  private async settled(done: Promise<ApplyResult>): Promise<ApplyResult> {
-    const result = await done;
-    if (result.error) throw result.error;
-    return result;
+  /** Fails proposal `id`, which raft refused: ErrProposalDropped becomes `droppedAs`. */
+  private dropped(id: bigint, err: unknown, droppedAs: ServerErrorCode): void {
+    this.failed++;
+    this.wait.fail(id, err instanceof ErrProposalDropped ? serverError(droppedAs) : (err as Error));
   }
+
+  /** Waits for a registered proposal's result; the sweep fails it with Timeout at its deadline. */
+  private settled(done: Promise<ApplyResult>): Promise<ApplyResult> {
+    return done.then(throwApplyError);
+  }
+}
+
+/** An apply result, or its error thrown (a rejection, inside `then`). */
+function throwApplyError(result: ApplyResult): ApplyResult {
+  if (result.error) throw result.error;
+  return result;
 }

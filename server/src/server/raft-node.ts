@@ -199,7 +199,12 @@ export class RaftNode {
 
   /** @throws ErrProposalDropped when the core refuses it (no leader, transfer in progress). */
   propose(data: Uint8Array): void {
-    this.withCore((n) => n.propose(data));
+    // withCore's work without its closure: once per write.
+    try {
+      this.deps.rawNode.propose(data);
+    } finally {
+      this.kick();
+    }
   }
 
   /** @throws ErrProposalDropped when the core refuses it. */
@@ -222,7 +227,12 @@ export class RaftNode {
 
   /** Delivers a message from a peer (the transport's receiving side). */
   step(m: Message): void {
-    this.withCore((n) => n.step(m));
+    // withCore's work without its closure: once per peer message.
+    try {
+      this.deps.rawNode.step(m);
+    } finally {
+      this.kick();
+    }
   }
 
   reportUnreachable(id: NodeId): void {

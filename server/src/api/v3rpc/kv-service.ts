@@ -6,14 +6,16 @@ import { unary } from "./grpc-util.js";
 import { checkDelete, checkPut, checkRange, checkTxn, checkWriteOverlaps } from "./validate.js";
 
 export function kvService(server: EtcdServer, options: { maxTxnOps: number }, logger: Logger): KVServer {
+  const fillHeader = <R extends Parameters<EtcdServer["fillHeader"]>[0]>(resp: R): R => server.fillHeader(resp);
   return {
     range: unary(async (req, ctx) => {
       checkRange(req);
       return server.range(req, ctx);
     }, logger),
-    put: unary(async (req, ctx) => {
+    // Not async: `unary` turns a thrown check into a rejection, and a put is every write's path.
+    put: unary((req, ctx) => {
       checkPut(req);
-      return server.fillHeader(await server.put(req, ctx));
+      return server.put(req, ctx).then(fillHeader);
     }, logger),
     deleteRange: unary(async (req, ctx) => {
       checkDelete(req);
