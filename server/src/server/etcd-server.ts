@@ -932,12 +932,12 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   }
 }
 
-/** A writer over the store for read-only txns: writes are impossible by construction. */
 /** An apply result's value (the proposer already turned an error into a rejection). */
 function resultValue(r: ApplyResult): unknown {
   return r.value;
 }
 
+/** A writer over the store for read-only txns: writes are impossible by construction. */
 function readOnlyWriter(store: StorePort): KvWriter {
   return {
     range: (k, e, o) => store.range(k, e, o),
