@@ -21,9 +21,9 @@ export interface WalLog {
    * they and everything saved before are durable; without, once they would survive the process
    * (not a power loss). With `deferred` (and no sync), at once: the records may wait in the
    * process for the log's next write (at most DEFERRED_BYTES_MAX of them), so a process crash can
-   * lose them as a power loss loses unsynced ones. Saves are ordered by call. Rejects with ErrWalClosed after close,
-   * ErrWalFailed after an I/O failure (the log must be reopened), RangeError for numbers the
-   * format cannot hold (nothing saved then).
+   * lose them as a power loss loses unsynced ones. Saves are ordered by call. Rejects with
+   * ErrWalClosed after close, ErrWalFailed after an I/O failure (the log must be reopened),
+   * RangeError for numbers the format cannot hold (nothing saved then).
    */
   save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void>;
   /** Appends a snapshot marker, durably. Later entries continue from `snap.index + 1`. */

@@ -550,8 +550,8 @@ export class Wal {
    * Appends `hardState` (if given and not empty) and `entries`, entries first. With `sync`,
    * resolves once they (and everything saved before) are durable; otherwise after the write
    * reached the OS, or, with `deferred` (and no sync), at once: the bytes may wait in memory for
-   * the next write (see the header). Concurrent calls are group-committed. Overwriting an existing index is
-   * legal: on read, the later record wins and drops everything after it.
+   * the next write (see the header). Concurrent calls are group-committed. Overwriting an
+   * existing index is legal: on read, the later record wins and drops everything after it.
    * Rejects with ErrWalClosed, ErrWalFailed, or RangeError (bad numbers; nothing written then).
    */
   save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void> {
