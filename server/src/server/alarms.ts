@@ -28,7 +28,9 @@ export class AlarmStore {
 
   /** Whether any member has raised `alarm`. */
   isRaised(alarm: AlarmType): boolean {
-    return this.raised.some((a) => a.alarm === alarm);
+    // A loop, not some(): asked twice for every applied entry, and a closure each time is garbage.
+    for (const a of this.raised) if (a.alarm === alarm) return true;
+    return false;
   }
 
   /** Restores persisted alarms (start-up, or after installing a snapshot). */

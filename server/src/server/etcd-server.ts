@@ -34,7 +34,7 @@ import { serverError } from "./errors.js";
 import { AlarmStore, type RaisedAlarm } from "./alarms.js";
 import { ApplyLoop } from "./apply/apply-loop.js";
 import { applierForAlarms } from "./apply/alarm-appliers.js";
-import type { Applier } from "./apply/applier.js";
+import { isAuthRequest, type Applier } from "./apply/applier.js";
 import { BackendApplier, txnChecks } from "./apply/backend-applier.js";
 import { applyRange, applyTxn, isTxnReadOnly, type KvWriter } from "./apply/kv-ops.js";
 import { MemberAdmin, type PeerActivity } from "./cluster/member-admin.js";
@@ -157,6 +157,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private readonly applyLoop: ApplyLoop;
   private readonly admin: MemberAdmin;
   private readonly baseApplier: Applier;
+  private readonly isAlarmRaised: (alarm: AlarmType) => boolean;
   /** Users, roles, permissions, and the token provider. */
   readonly auth: AuthStore;
   private readonly receivedSnapshots = new ReceivedSnapshots();
@@ -201,7 +202,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       {
         store,
         proposer: this.proposer,
-        applier: (req, index) => applierForAlarms(new AuthApplier(this.baseApplier, { auth: this.auth, lessor }, authInfoOf(req), index), (a) => alarms.isRaised(a)),
+        applier: (req, index) => this.applierFor(req, index),
         raft,
         membership,
         alarms,
@@ -217,6 +218,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
       resumeFrom.confState,
     );
     this.baseApplier = new BackendApplier({ store, lessor, membership, alarms });
+    this.isAlarmRaised = (a) => alarms.isRaised(a);
     this.reads = new LinearizableReads(options, { raft, waitApplied: (i) => this.applyLoop.waitApplied(i), nextRequestId: () => this.proposer.nextRequestId(), clock });
     this.quota = new BackendQuota(options, {
       sizeBytes: () => store.sizeBytes(),
@@ -280,6 +282,19 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
 
   get leader(): NodeId {
     return this.raft.leader;
+  }
+
+  /**
+   * The applier chain for one entry (see applier.ts). With auth off, the auth layer checks nothing
+   * for the key-space requests: they go straight to the alarm layers, and a member with no alarm
+   * raised builds nothing per entry. Auth requests always get the auth layer (Authenticate uses
+   * the entry's index; enable and disable need it either way).
+   */
+  private applierFor(req: InternalRaftRequest, index: number): Applier {
+    const base = !this.auth.enabled && !isAuthRequest(req)
+      ? this.baseApplier
+      : new AuthApplier(this.baseApplier, { auth: this.auth, lessor: this.deps.lessor }, authInfoOf(req), index);
+    return applierForAlarms(base, this.isAlarmRaised);
   }
 
   get isLeader(): boolean {

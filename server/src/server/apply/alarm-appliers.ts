@@ -11,11 +11,11 @@ import type { ApplyResult } from "../proposer.js";
 import { txnCostBytes } from "../quota.js";
 import { serverError } from "../errors.js";
 import type { WriteSession } from "../store-port.js";
-import { PassThroughApplier, type Applier } from "./applier.js";
+import { PassThroughApplier, type Applier, type MaybeAsync } from "./applier.js";
 
 export class CappedApplier extends PassThroughApplier {
-  override put(_w: WriteSession, _req: PutRequest): Promise<PutResponse> {
-    return Promise.reject(serverError("NoSpace"));
+  override put(_w: WriteSession, _req: PutRequest): MaybeAsync<PutResponse> {
+    throw serverError("NoSpace");
   }
   override txn(w: WriteSession, req: TxnRequest): Promise<TxnResponse> {
     if (txnCostBytes(req) > 0) return Promise.reject(serverError("NoSpace"));
@@ -27,8 +27,8 @@ export class CappedApplier extends PassThroughApplier {
 }
 
 export class CorruptApplier extends PassThroughApplier {
-  override put(_w: WriteSession, _req: PutRequest): Promise<PutResponse> {
-    return Promise.reject(serverError("Corrupt"));
+  override put(_w: WriteSession, _req: PutRequest): MaybeAsync<PutResponse> {
+    throw serverError("Corrupt");
   }
   override deleteRange(_w: WriteSession, _req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
     return Promise.reject(serverError("Corrupt"));

@@ -6,7 +6,9 @@
  *   alarm layer (capped / corrupt)  →  auth layer (permission checks; users and roles)  →  backend applier
  *
  * Every method runs inside the apply step of one entry, with that entry's write session; an
- * error it throws is the proposer's answer (the entry still counts as applied).
+ * error it throws is the proposer's answer (the entry still counts as applied). A method that
+ * needs no backend read answers synchronously (`MaybeAsync`): a plain put is applied and answered
+ * without a turn of the event loop or a promise.
  */
 import type {
   ClusterMemberAttrSetRequest, ClusterVersionSetRequest, InternalRaftRequest,
@@ -18,8 +20,12 @@ import type {
 import type { WriteSession } from "../store-port.js";
 import type { ApplyResult } from "../proposer.js";
 
+/** A result now, or once a read from the backend is done. */
+export type MaybeAsync<T> = T | Promise<T>;
+
 export interface Applier {
-  put(w: WriteSession, req: PutRequest): Promise<PutResponse>;
+  /** Synchronous unless the put reads the key first (prev_kv, ignore_value, ignore_lease). */
+  put(w: WriteSession, req: PutRequest): MaybeAsync<PutResponse>;
   deleteRange(w: WriteSession, req: DeleteRangeRequest): Promise<DeleteRangeResponse>;
   txn(w: WriteSession, req: TxnRequest): Promise<TxnResponse>;
   /** The logical compaction is part of `w`; the result's `physical` settles when files shrank. */
@@ -51,7 +57,7 @@ export function isAuthRequest(req: InternalRaftRequest): boolean {
 /** Passes every request to the next applier: the base of the layers that change only some. */
 export class PassThroughApplier implements Applier {
   constructor(protected readonly next: Applier) {}
-  put(w: WriteSession, req: PutRequest): Promise<PutResponse> {
+  put(w: WriteSession, req: PutRequest): MaybeAsync<PutResponse> {
     return this.next.put(w, req);
   }
   deleteRange(w: WriteSession, req: DeleteRangeRequest): Promise<DeleteRangeResponse> {
@@ -88,12 +94,13 @@ export class PassThroughApplier implements Applier {
 
 /**
  * Applies one decoded log request through `applier` (etcd's applyV3 dispatch). A request with no
- * field set is a no-op entry (the /health probe).
+ * field set is a no-op entry (the /health probe). Synchronous when the applier's method is; a
+ * synchronous throw is the caller's to catch.
  */
-export async function applyRequest(applier: Applier, req: InternalRaftRequest, w: WriteSession): Promise<ApplyResult> {
-  if (req.put) return { value: await applier.put(w, req.put) };
-  if (req.deleteRange) return { value: await applier.deleteRange(w, req.deleteRange) };
-  if (req.txn) return { value: await applier.txn(w, req.txn) };
+export function applyRequest(applier: Applier, req: InternalRaftRequest, w: WriteSession): MaybeAsync<ApplyResult> {
+  if (req.put) return valueOf(applier.put(w, req.put));
+  if (req.deleteRange) return applier.deleteRange(w, req.deleteRange).then(asValue);
+  if (req.txn) return applier.txn(w, req.txn).then(asValue);
   if (req.compaction) return applier.compaction(w, req.compaction);
   if (req.leaseGrant) return { value: applier.leaseGrant(w, req.leaseGrant) };
   if (req.leaseRevoke) return { value: applier.leaseRevoke(w, req.leaseRevoke) };
@@ -101,6 +108,14 @@ export async function applyRequest(applier: Applier, req: InternalRaftRequest, w
   if (req.alarm) return { value: applier.alarm(w, req.alarm) };
   if (req.clusterMemberAttrSet) return { value: applier.clusterMemberAttrSet(w, req.clusterMemberAttrSet) };
   if (req.clusterVersionSet) return { value: applier.clusterVersionSet(w, req.clusterVersionSet) };
-  if (isAuthRequest(req)) return { value: await applier.auth(w, req) };
+  if (isAuthRequest(req)) return applier.auth(w, req).then(asValue);
   return { value: undefined };
+}
+
+function asValue(value: unknown): ApplyResult {
+  return { value };
+}
+
+function valueOf(r: MaybeAsync<unknown>): MaybeAsync<ApplyResult> {
+  return r instanceof Promise ? r.then(asValue) : { value: r };
 }

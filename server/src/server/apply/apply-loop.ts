@@ -148,7 +148,10 @@ export class ApplyLoop {
         await this.applyConfChange(entry);
       } else {
         const started = performance.now();
-        written.push((await this.applyNormal(entry)).written);
+        const applied = this.applyNormal(entry);
+        const w = applied instanceof PendingApply ? (await applied.done).written : applied;
+        // Consecutive entries' batches usually join one backend write and share its promise.
+        if (w !== written[written.length - 1]) written.push(w);
         // etcd's warnApplyDuration: an entry whose apply took longer is a slow apply.
         if (performance.now() - started > SLOW_APPLY_MS) this.slowApplies++;
       }
@@ -242,16 +245,17 @@ export class ApplyLoop {
 
   /**
    * Applies one entry into its own write session, starts writing it, and answers its proposer.
-   * @returns `written`, which settles once the entry's batch is in the backend (wrapped: an async
-   *   function cannot return a promise unresolved).
+   * @returns the promise that settles once the entry's batch is in the backend; or, when the
+   *   request must first read from the backend (a txn, a put with prev_kv), a PendingApply whose
+   *   `done` carries that promise once the entry is applied. A plain put takes no turn of the loop.
    */
-  private async applyNormal(entry: Entry): Promise<{ written: Promise<void> }> {
+  private applyNormal(entry: Entry): Promise<void> | PendingApply {
     const w = this.deps.store.beginWrite();
     if (entry.data.length === 0) {
       // The empty entry a new leader appends: nothing to apply but the index.
       const written = w.commit(entry.index);
       this.deps.observeApplied?.(entry, revisionAfter(w));
-      return { written };
+      return written;
     }
     let req = this.deps.proposer.decodedProposal(entry.data);
     if (req === undefined) {
@@ -267,30 +271,51 @@ export class ApplyLoop {
     }
     if (req.v2 !== undefined) return this.applyV2(entry, req.v2, w);
     const id = req.header?.ID ?? req.ID;
-    let result: ApplyResult;
-    this.deps.leaseRecords.bind(w);
+    const { leaseRecords } = this.deps;
+    leaseRecords.bind(w);
+    let result: ApplyResult | Promise<ApplyResult>;
     try {
-      result = await applyRequest(this.deps.applier(req, entry.index), req, w);
+      result = applyRequest(this.deps.applier(req, entry.index), req, w);
     } catch (err) {
-      // A txn's lease check reports in the lessor's terms, as etcd does.
-      result = { error: err instanceof LeaseNotFoundForPut ? new ErrLeaseNotFound() : (err as Error) };
-    } finally {
-      this.deps.leaseRecords.unbind();
+      result = failedApply(err);
     }
+    if (result instanceof Promise) {
+      const done = result.then(undefined, failedApply).then((r) => {
+        leaseRecords.unbind();
+        return { written: this.finishApply(entry, w, id, r) };
+      });
+      return new PendingApply(done);
+    }
+    leaseRecords.unbind();
+    return this.finishApply(entry, w, id, result);
+  }
+
+  /** Ends an applied entry's session: starts its write, tells observers, answers its proposer. */
+  private finishApply(entry: Entry, w: WriteSession, id: bigint, result: ApplyResult): Promise<void> {
     const written = w.commit(entry.index);
     this.deps.observeApplied?.(entry, revisionAfter(w));
     this.deps.proposer.trigger(id, result);
-    return { written };
+    return written;
   }
 
   /** A v2 store request (etcd 3.4's applyV2Request); its proposer waits under the request's ID. */
-  private applyV2(entry: Entry, r: Request, w: WriteSession): { written: Promise<void> } {
+  private applyV2(entry: Entry, r: Request, w: WriteSession): Promise<void> {
     const result = applyV2Request(this.deps.membership, r, w);
     const written = w.commit(entry.index);
     this.deps.observeApplied?.(entry, revisionAfter(w));
     this.deps.proposer.trigger(r.ID ?? 0n, result);
-    return { written };
+    return written;
   }
+}
+
+/** An entry whose apply waits for a read from the backend (see applyNormal). */
+class PendingApply {
+  constructor(readonly done: Promise<{ written: Promise<void> }>) {}
+}
+
+/** The proposer's answer for an apply that threw: a txn's lease check reports in the lessor's terms, as etcd does. */
+function failedApply(err: unknown): ApplyResult {
+  return { error: err instanceof LeaseNotFoundForPut ? new ErrLeaseNotFound() : (err as Error) };
 }
 
 /** The store revision after a write session's changes (unchanged when it wrote no key). */

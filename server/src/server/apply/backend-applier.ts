@@ -14,7 +14,7 @@ import type { AlarmStore } from "../alarms.js";
 import type { Membership } from "../cluster/membership.js";
 import type { ApplyResult } from "../proposer.js";
 import type { StorePort, WriteSession } from "../store-port.js";
-import type { Applier } from "./applier.js";
+import type { Applier, MaybeAsync } from "./applier.js";
 import { applyDeleteRange, applyPlainPut, applyPut, applyTxn, putReads, type KvWriter, type TxnChecks } from "./kv-ops.js";
 
 export interface BackendApplierDeps {
@@ -27,15 +27,15 @@ export interface BackendApplierDeps {
 export class BackendApplier implements Applier {
   constructor(private readonly deps: BackendApplierDeps) {}
 
-  put(w: WriteSession, req: PutRequest): Promise<PutResponse> {
+  put(w: WriteSession, req: PutRequest): MaybeAsync<PutResponse> {
     const { lessor } = this.deps;
-    if (req.lease !== 0n && lessor.lookup(req.lease) === undefined) return Promise.reject(new ErrLeaseNotFound());
-    // Most puts read nothing: no wrapper and no async step for them.
+    if (req.lease !== 0n && lessor.lookup(req.lease) === undefined) throw new ErrLeaseNotFound();
+    // Most puts read nothing: applied and answered synchronously, without a wrapper.
     if (!putReads(req)) {
       const prev = lessor.leaseOfKey(req.key);
       const resp = applyPlainPut(w, req);
       trackLease(lessor, req.key, req.lease, prev);
-      return Promise.resolve(resp);
+      return resp;
     }
     return applyPut(leaseTrackingWriter(w, lessor), req).then((r) => r.resp);
   }

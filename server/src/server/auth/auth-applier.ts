@@ -19,7 +19,7 @@ import type {
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import type { Lessor } from "../../lease/lessor.js";
 import type { WriteSession } from "../store-port.js";
-import { PassThroughApplier, type Applier } from "../apply/applier.js";
+import { PassThroughApplier, type Applier, type MaybeAsync } from "../apply/applier.js";
 import type { AuthInfo, AuthStore } from "./auth-store.js";
 
 export interface AuthApplierDeps {
@@ -36,7 +36,7 @@ export class AuthApplier extends PassThroughApplier {
     super(next);
   }
 
-  override put(w: WriteSession, req: PutRequest): Promise<PutResponse> {
+  override put(w: WriteSession, req: PutRequest): MaybeAsync<PutResponse> {
     const { auth } = this.deps;
     auth.checkWrite(this.ai, req.key);
     this.checkLeasePuts(req.lease);
