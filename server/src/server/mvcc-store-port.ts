@@ -38,7 +38,8 @@ class MvccWriteSession implements WriteSession {
   }
 
   put(key: Buffer, value: Buffer, lease: bigint): void {
-    this.txn.put(Buffer.from(key), Buffer.from(value), lease);
+    // No copies here: the store keeps its own (MvccStore.keepBytes).
+    this.txn.put(key, value, lease);
   }
 
   deleteRange(key: Buffer, end: Buffer | undefined): Buffer[] {

@@ -20,6 +20,7 @@
  * - `write()` calls are applied in call order. While one LevelDB write is in flight, later batches
  *   queue up and are written together as one LevelDB batch (group commit); each batch's
  *   `onWritten` hooks run, in order, after its data is in LevelDB and before its promise resolves.
+ *   The batches of one group get the same promise (one per group, not one per batch).
  * - A failed LevelDB write is fatal: the backend refuses all further writes (state above it has
  *   already moved on); the owner must stop and restart from the WAL.
  *
@@ -231,10 +232,22 @@ export interface IterateRange {
   keysOnly?: boolean;
 }
 
-interface PendingWrite {
-  batch: BackendBatch;
-  resolve: () => void;
-  reject: (e: unknown) => void;
+/**
+ * Batches queued while a write is in flight, to be written together as one LevelDB write. They
+ * share one promise: a group is written (and its batches' hooks run) or fails as a whole.
+ */
+class PendingGroup {
+  readonly batches: BackendBatch[] = [];
+  readonly written: Promise<void>;
+  resolve!: () => void;
+  reject!: (e: unknown) => void;
+
+  constructor() {
+    this.written = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -267,7 +280,7 @@ export class Backend {
   private closed = false;
   private failure: unknown = undefined;
   private writing = false;
-  private readonly queue: PendingWrite[] = [];
+  private readonly queue: PendingGroup[] = [];
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
   private consistentIndexValue = 0;
@@ -326,10 +339,14 @@ export class Backend {
       this.queuedConsistentIndex = ci;
     }
     batch.submitted = true;
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ batch, resolve, reject });
-      if (!this.writing) this.scheduleDrain();
-    });
+    let group = this.queue[this.queue.length - 1];
+    if (group === undefined || group.batches.length >= this.groupCommitBatchesMax) {
+      group = new PendingGroup();
+      this.queue.push(group);
+    }
+    group.batches.push(batch);
+    if (!this.writing) this.scheduleDrain();
+    return group.written;
   }
 
   /**
@@ -385,10 +402,11 @@ export class Backend {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        const group = this.queue.splice(0, this.groupCommitBatchesMax);
-        const ops = groupOps(group.map((p) => p.batch));
+        const group = this.queue.shift()!;
+        const batches = group.batches;
+        const ops = groupOps(batches);
         try {
-          const sync = group.some((p) => p.batch.sync);
+          const sync = batches.some((b) => b.sync);
           if (ops.length > 0) {
             const started = performance.now();
             await this.writeOps(ops, sync);
@@ -396,18 +414,18 @@ export class Backend {
           }
         } catch (e) {
           this.failure = e;
-          for (const p of group) p.reject(new BackendFailedError(e));
-          for (const p of this.queue.splice(0)) p.reject(new BackendFailedError(e));
+          group.reject(new BackendFailedError(e));
+          for (const g of this.queue.splice(0)) g.reject(new BackendFailedError(e));
           return;
         }
-        for (const p of group) {
-          const ci = p.batch.consistentIndex;
+        for (const b of batches) {
+          const ci = b.consistentIndex;
           if (ci !== undefined) this.consistentIndexValue = ci;
-          const term = p.batch.term;
+          const term = b.term;
           if (term !== undefined) this.termValue = term;
-          for (const hook of p.batch.hooks) hook();
-          p.resolve();
+          for (const hook of b.hooks) hook();
         }
+        group.resolve();
       }
     } finally {
       this.writing = false;
