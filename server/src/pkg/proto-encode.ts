@@ -9,6 +9,7 @@
  * message that fails to encode (an out-of-range value) leaves the writer reset.
  */
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import type { ByteArena } from "./byte-arena.js";
 
 /** What ts-proto generates for each message. */
 export interface MessageEncoder<T> {
@@ -63,6 +64,25 @@ export function encodeMessageAfter<T>(encoder: MessageEncoder<T>, message: T, pr
   const state = shared as unknown as WriterState;
   const out = Buffer.allocUnsafe(state.pos);
   out.set(state.buffer.subarray(0, state.pos));
+  state.pos = 0;
+  state.stackPos = [];
+  return out;
+}
+
+/**
+ * `encodeMessage`, the bytes copied straight into `arena` (see byte-arena.ts): one copy, and no
+ * ArrayBuffer of their own (finish() makes one per message).
+ */
+export function encodeMessageToArena<T>(encoder: MessageEncoder<T>, message: T, arena: ByteArena): Buffer {
+  try {
+    encoder.encode(message, shared);
+  } catch (e) {
+    shared.finish();
+    throw e;
+  }
+  if (!writerStateReadable) return arena.copy(shared.finish());
+  const state = shared as unknown as WriterState;
+  const out = arena.copy(state.buffer.subarray(0, state.pos));
   state.pos = 0;
   state.stackPos = [];
   return out;

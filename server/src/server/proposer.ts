@@ -4,7 +4,7 @@
  * result, or until its deadline passes ("request timed out"). One timer sweeps every deadline.
  */
 import { ByteArena } from "../pkg/byte-arena.js";
-import { encodeMessage } from "../pkg/proto-encode.js";
+import { encodeMessageToArena } from "../pkg/proto-encode.js";
 import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { encodeV2Request } from "./apply/entry-codec.js";
@@ -122,16 +122,15 @@ export class Proposer {
     const id = this.ids.next();
     req.header = { ID: id, username: req.header?.username ?? "", authRevision: req.header?.authRevision ?? 0n };
     req.ID = id;
-    let encoded: Uint8Array;
+    // The bytes travel through raft until the entry is applied (the Raft log packs its own
+    // copy): packed into arena chunks they cost no ArrayBuffer of their own per entry.
+    let data: Buffer;
     try {
-      encoded = encodeMessage(InternalRaftRequest, req);
+      data = encodeMessageToArena(InternalRaftRequest, req, this.entryArena);
     } catch (err) {
       return Promise.reject(err);
     }
-    if (encoded.length > this.options.maxRequestBytes) return Promise.reject(serverError("RequestTooLarge"));
-    // The bytes travel through raft until the entry is applied (the Raft log packs its own
-    // copy): packed into arena chunks they cost no ArrayBuffer of their own per entry.
-    const data = this.entryArena.copy(encoded);
+    if (data.length > this.options.maxRequestBytes) return Promise.reject(serverError("RequestTooLarge"));
     const done = this.register(id);
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
     this.proposed.set(data, req);
@@ -141,7 +140,7 @@ export class Proposer {
     } catch (err) {
       this.dropped(id, err, "NoLeader");
     }
-    return this.settled(done);
+    return done;
   }
 
   /**
@@ -156,7 +155,7 @@ export class Proposer {
     if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
     const done = this.register(id);
     this.submit(id, () => this.deps.raft.propose(data), "NoLeader");
-    return this.settled(done);
+    return done;
   }
 
   /**
@@ -169,7 +168,7 @@ export class Proposer {
     cc.id = id;
     const done = this.register(id);
     this.submit(id, () => this.deps.raft.proposeConfChange(cc), "Timeout");
-    return this.settled(done);
+    return done;
   }
 
   /**
@@ -183,9 +182,13 @@ export class Proposer {
     return req;
   }
 
-  /** Answers the proposer of request `id`, if it waits here. */
+  /**
+   * Answers the proposer of request `id`, if it waits here: with the result, or rejected with the
+   * apply's error.
+   */
   trigger(id: bigint, result: ApplyResult): void {
-    this.wait.trigger(id, result);
+    if (result.error) this.wait.fail(id, result.error);
+    else this.wait.trigger(id, result);
   }
 
   private register(id: bigint): Promise<ApplyResult> {
@@ -206,14 +209,4 @@ export class Proposer {
     this.wait.fail(id, err instanceof ErrProposalDropped ? serverError(droppedAs) : (err as Error));
   }
 
-  /** Waits for a registered proposal's result; the sweep fails it with Timeout at its deadline. */
-  private settled(done: Promise<ApplyResult>): Promise<ApplyResult> {
-    return done.then(throwApplyError);
-  }
-}
-
-/** An apply result, or its error thrown (a rejection, inside `then`). */
-function throwApplyError(result: ApplyResult): ApplyResult {
-  if (result.error) throw result.error;
-  return result;
 }

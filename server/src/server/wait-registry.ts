@@ -2,40 +2,33 @@
  * Proposals waiting for their entry to be applied, keyed by request ID. The apply loop triggers
  * each ID once with the apply result (or an error); the proposer awaits the promise.
  * Bounded by the number of in-flight proposals, which the proposer limits.
+ *
+ * Deadlines: every waiter gets the same timeout, so registration order is deadline order, and a
+ * Map iterates in insertion order: the waiters still waiting, oldest first, are the deadline
+ * queue. Nothing is kept for a waiter once it is answered (a separate queue of deadlines would
+ * hold one record per request for the whole timeout, long after most were answered).
  */
 export class WaitRegistry<T> {
-  private readonly waiting = new Map<bigint, { resolve: (v: T) => void; reject: (e: Error) => void }>();
-  /**
-   * Deadlines in registration order. Every waiter gets the same timeout, so they are also in
-   * deadline order; entries of waiters already settled are skipped when they come up.
-   */
-  private readonly deadlines: { atMs: number; id: bigint }[] = [];
-  private deadlinesHead = 0;
+  private readonly waiting = new Map<bigint, Waiter<T>>();
 
   /**
-   * @param deadlineMs when set, expire() fails the waiter after this time (same timeout for all).
+   * @param deadlineMs expire() fails the waiter after this time. Callers pass now plus one fixed
+   *   timeout, so deadlines do not decrease in registration order.
    * @throws Error if `id` is already registered (a broken invariant: IDs are unique).
    */
-  register(id: bigint, deadlineMs?: number): Promise<T> {
+  register(id: bigint, deadlineMs: number): Promise<T> {
     if (this.waiting.has(id)) throw new Error(`duplicate wait id ${id.toString(16)}`);
-    if (deadlineMs !== undefined) this.deadlines.push({ atMs: deadlineMs, id });
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-    });
+    const w = new Waiter<T>(deadlineMs);
+    this.waiting.set(id, w);
+    return w.promise;
   }
 
   /** Fails every waiter whose deadline is before `nowMs` with `makeError()`. */
   expire(nowMs: number, makeError: () => Error): void {
-    const d = this.deadlines;
-    while (this.deadlinesHead < d.length && d[this.deadlinesHead]!.atMs <= nowMs) {
-      const id = d[this.deadlinesHead]!.id;
-      // Most deadlines come up after their waiter was answered: no error (and no stack) for those.
-      if (this.waiting.has(id)) this.fail(id, makeError());
-      this.deadlinesHead++;
-    }
-    if (this.deadlinesHead > 1024 && this.deadlinesHead * 2 > d.length) {
-      d.splice(0, this.deadlinesHead);
-      this.deadlinesHead = 0;
+    for (const [id, w] of this.waiting) {
+      if (w.atMs > nowMs) break;
+      this.waiting.delete(id);
+      w.reject(makeError());
     }
   }
 
@@ -66,5 +59,19 @@ export class WaitRegistry<T> {
 
   get size(): number {
     return this.waiting.size;
+  }
+}
+
+/** One waiting request: its promise's settle functions and its deadline, in one object. */
+class Waiter<T> {
+  resolve!: (v: T) => void;
+  reject!: (e: Error) => void;
+  readonly promise: Promise<T>;
+
+  constructor(readonly atMs: number) {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
   }
 }
