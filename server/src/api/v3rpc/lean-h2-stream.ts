@@ -21,7 +21,6 @@
  */
 import type http2 from "node:http2";
 import type { Socket } from "node:net";
-import { EventEmitter } from "node:events";
 import { encodeHeaderBlock } from "../../pkg/h2/hpack.js";
 import { H2_NO_ERROR } from "../../pkg/h2/frame-codec.js";
 import type { H2Stream } from "../../pkg/h2/h2-connection.js";
@@ -111,9 +110,62 @@ function streamClosedError(): Error & { code: string } {
 }
 
 type WriteCallback = (err?: Error | null) => void;
+type Listener = (this: LeanH2Stream, arg?: unknown) => void;
+
+/** One registered listener. */
+interface ListenerEntry {
+  readonly event: string;
+  readonly fn: Listener;
+  readonly once: boolean;
+}
+
+/**
+ * The part of EventEmitter the lean paths use (on, once, off, emit with at most one argument),
+ * with EventEmitter's order and its snapshot at emit (a listener removed during an emit is still
+ * called by it, one added is not). A stream has a handful of listeners; an EventEmitter costs,
+ * per stream, its events object and, per once(), a bound wrapper and its state.
+ */
+class StreamEvents {
+  private readonly entries: ListenerEntry[] = [];
+
+  on(event: string, fn: Listener, once = false): void {
+    this.entries.push({ event, fn, once });
+  }
+
+  off(event: string, fn: Listener): void {
+    const es = this.entries;
+    // As EventEmitter: the most recently added matching listener goes.
+    for (let i = es.length - 1; i >= 0; i--) {
+      if (es[i]!.event === event && es[i]!.fn === fn) {
+        es.splice(i, 1);
+        return;
+      }
+    }
+  }
+
+  emit(target: LeanH2Stream, event: string, arg?: unknown): boolean {
+    const es = this.entries;
+    let first: ListenerEntry | undefined;
+    let more: ListenerEntry[] | undefined;
+    for (const e of es) {
+      if (e.event !== event) continue;
+      if (first === undefined) first = e;
+      else (more ??= [first]).push(e);
+    }
+    if (first === undefined) return false;
+    if (more === undefined) {
+      if (first.once) es.splice(es.indexOf(first), 1);
+      first.fn.call(target, arg);
+      return true;
+    }
+    for (const e of more) if (e.once) es.splice(es.indexOf(e), 1);
+    for (const e of more) e.fn.call(target, arg);
+    return true;
+  }
+}
 
 /** Node's ServerHttp2Stream, the lean paths' subset of it, over an H2Stream (see the file comment). */
-export class LeanH2Stream extends EventEmitter {
+export class LeanH2Stream {
   /** The request's headers as node gives them (repeated names joined with ", "). */
   readonly headers: http2.IncomingHttpHeaders;
   private waitForTrailers = false;
@@ -121,12 +173,12 @@ export class LeanH2Stream extends EventEmitter {
   private ending = false;
   /** Write callbacks waiting for the stream's queue to drain. */
   private drainCallbacks: WriteCallback[] | undefined;
+  private readonly events = new StreamEvents();
 
   constructor(
     readonly h2: H2Stream,
     readonly session: LeanH2Session,
   ) {
-    super();
     this.headers = h2.headersObject();
     (h2 as TaggedStream)[ADAPTER] = this;
     h2.onData = onH2Data;
@@ -137,6 +189,30 @@ export class LeanH2Stream extends EventEmitter {
 
   get id(): number {
     return this.h2.id;
+  }
+
+  on(event: string, listener: Listener): this {
+    this.events.on(event, listener);
+    return this;
+  }
+
+  once(event: string, listener: Listener): this {
+    this.events.on(event, listener, true);
+    return this;
+  }
+
+  off(event: string, listener: Listener): this {
+    this.events.off(event, listener);
+    return this;
+  }
+
+  removeListener(event: string, listener: Listener): this {
+    return this.off(event, listener);
+  }
+
+  /** Calls the listeners of `event` with `arg` (the events here carry at most one). */
+  emit(event: string, arg?: unknown): boolean {
+    return this.events.emit(this, event, arg);
   }
 
   get closed(): boolean {
