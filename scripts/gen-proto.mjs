@@ -2,7 +2,8 @@
 // Regenerates proto/gen (the @etcd-ts/proto package's source) from proto/ with buf (compiler,
 // fetched from the npm registry at a pinned version on first use) and ts-proto (static TypeScript
 // encoders/decoders and @grpc/grpc-js service definitions), makes the raftpb encoders write what
-// etcd writes (scripts/raftpb-postprocess.mjs), compiles it to proto/dist, then
+// etcd writes (scripts/raftpb-postprocess.mjs), shares the decoders' empty bytes defaults
+// (scripts/proto-empty-bytes.mjs), compiles it to proto/dist, then
 // writes the JSON gateway's message table (server/src/api/gateway/schema.ts) with
 // scripts/gateway-schema-gen.ts. The output is committed; run this after editing any .proto
 // file: `npm run proto`.
@@ -19,5 +20,6 @@ execFileSync("npx", ["--yes", `@bufbuild/buf@${BUF_VERSION}`, "generate", "proto
   stdio: "inherit",
 });
 execFileSync(process.execPath, [path.join(root, "scripts/raftpb-postprocess.mjs")], { cwd: root, stdio: "inherit" });
+execFileSync(process.execPath, [path.join(root, "scripts/proto-empty-bytes.mjs")], { cwd: root, stdio: "inherit" });
 execFileSync(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-b", "proto"], { cwd: root, stdio: "inherit" });
 execFileSync(process.execPath, ["--import", "tsx", "scripts/gateway-schema-gen.ts"], { cwd: root, stdio: "inherit" });

@@ -7,6 +7,9 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 
+/** The default of every bytes field of a decoded message (shared: it has no bytes to change). */
+const EMPTY_BYTES = Buffer.alloc(0);
+
 export const protobufPackage = "authpb";
 
 export const protobufFileName = "authpb/auth.proto";
@@ -98,7 +101,7 @@ export const UserAddOptions: MessageFns<UserAddOptions> = {
 };
 
 function createBaseUser(): User {
-  return { name: Buffer.alloc(0), password: Buffer.alloc(0), roles: [], options: undefined };
+  return { name: EMPTY_BYTES, password: EMPTY_BYTES, roles: [], options: undefined };
 }
 
 export const User: MessageFns<User> = {
@@ -191,7 +194,7 @@ export const User: MessageFns<User> = {
 };
 
 function createBasePermission(): Permission {
-  return { permType: 0, key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0) };
+  return { permType: 0, key: EMPTY_BYTES, rangeEnd: EMPTY_BYTES };
 }
 
 export const Permission: MessageFns<Permission> = {
@@ -270,7 +273,7 @@ export const Permission: MessageFns<Permission> = {
 };
 
 function createBaseRole(): Role {
-  return { name: Buffer.alloc(0), keyPermission: [] };
+  return { name: EMPTY_BYTES, keyPermission: [] };
 }
 
 export const Role: MessageFns<Role> = {

@@ -6,6 +6,9 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+
+/** The default of every bytes field of a decoded message (shared: it has no bytes to change). */
+const EMPTY_BYTES = Buffer.alloc(0);
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -745,8 +748,8 @@ export const ResponseHeader: MessageFns<ResponseHeader> = {
 
 function createBaseRangeRequest(): RangeRequest {
   return {
-    key: Buffer.alloc(0),
-    rangeEnd: Buffer.alloc(0),
+    key: EMPTY_BYTES,
+    rangeEnd: EMPTY_BYTES,
     limit: 0n,
     revision: 0n,
     sortOrder: 0,
@@ -1080,8 +1083,8 @@ export const RangeResponse: MessageFns<RangeResponse> = {
 
 function createBasePutRequest(): PutRequest {
   return {
-    key: Buffer.alloc(0),
-    value: Buffer.alloc(0),
+    key: EMPTY_BYTES,
+    value: EMPTY_BYTES,
     lease: 0n,
     prevKv: false,
     ignoreValue: false,
@@ -1275,7 +1278,7 @@ export const PutResponse: MessageFns<PutResponse> = {
 };
 
 function createBaseDeleteRangeRequest(): DeleteRangeRequest {
-  return { key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0), prevKv: false };
+  return { key: EMPTY_BYTES, rangeEnd: EMPTY_BYTES, prevKv: false };
 }
 
 export const DeleteRangeRequest: MessageFns<DeleteRangeRequest> = {
@@ -1636,7 +1639,7 @@ export const ResponseOp: MessageFns<ResponseOp> = {
 };
 
 function createBaseCompare(): Compare {
-  return { result: 0, target: 0, key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0) };
+  return { result: 0, target: 0, key: EMPTY_BYTES, rangeEnd: EMPTY_BYTES };
 }
 
 export const Compare: MessageFns<Compare> = {
@@ -2406,7 +2409,7 @@ export const SnapshotRequest: MessageFns<SnapshotRequest> = {
 };
 
 function createBaseSnapshotResponse(): SnapshotResponse {
-  return { header: undefined, remainingBytes: 0n, blob: Buffer.alloc(0), version: "" };
+  return { header: undefined, remainingBytes: 0n, blob: EMPTY_BYTES, version: "" };
 }
 
 export const SnapshotResponse: MessageFns<SnapshotResponse> = {
@@ -2590,8 +2593,8 @@ export const WatchRequest: MessageFns<WatchRequest> = {
 
 function createBaseWatchCreateRequest(): WatchCreateRequest {
   return {
-    key: Buffer.alloc(0),
-    rangeEnd: Buffer.alloc(0),
+    key: EMPTY_BYTES,
+    rangeEnd: EMPTY_BYTES,
     startRevision: 0n,
     progressNotify: false,
     filters: [],
@@ -6628,7 +6631,7 @@ export const AuthRoleGrantPermissionRequest: MessageFns<AuthRoleGrantPermissionR
 };
 
 function createBaseAuthRoleRevokePermissionRequest(): AuthRoleRevokePermissionRequest {
-  return { role: "", key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0) };
+  return { role: "", key: EMPTY_BYTES, rangeEnd: EMPTY_BYTES };
 }
 
 export const AuthRoleRevokePermissionRequest: MessageFns<AuthRoleRevokePermissionRequest> = {

@@ -7,6 +7,9 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 
+/** The default of every bytes field of a decoded message (shared: it has no bytes to change). */
+const EMPTY_BYTES = Buffer.alloc(0);
+
 export const protobufPackage = "mvccpb";
 
 export const protobufFileName = "mvccpb/kv.proto";
@@ -43,7 +46,7 @@ export enum Event_EventType {
 }
 
 function createBaseKeyValue(): KeyValue {
-  return { key: Buffer.alloc(0), createRevision: 0n, modRevision: 0n, version: 0n, value: Buffer.alloc(0), lease: 0n };
+  return { key: EMPTY_BYTES, createRevision: 0n, modRevision: 0n, version: 0n, value: EMPTY_BYTES, lease: 0n };
 }
 
 export const KeyValue: MessageFns<KeyValue> = {

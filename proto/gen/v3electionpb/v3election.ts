@@ -6,6 +6,9 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+
+/** The default of every bytes field of a decoded message (shared: it has no bytes to change). */
+const EMPTY_BYTES = Buffer.alloc(0);
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -76,7 +79,7 @@ export interface ProclaimResponse {
 }
 
 function createBaseCampaignRequest(): CampaignRequest {
-  return { name: Buffer.alloc(0), lease: 0n, value: Buffer.alloc(0) };
+  return { name: EMPTY_BYTES, lease: 0n, value: EMPTY_BYTES };
 }
 
 export const CampaignRequest: MessageFns<CampaignRequest> = {
@@ -229,7 +232,7 @@ export const CampaignResponse: MessageFns<CampaignResponse> = {
 };
 
 function createBaseLeaderKey(): LeaderKey {
-  return { name: Buffer.alloc(0), key: Buffer.alloc(0), rev: 0n, lease: 0n };
+  return { name: EMPTY_BYTES, key: EMPTY_BYTES, rev: 0n, lease: 0n };
 }
 
 export const LeaderKey: MessageFns<LeaderKey> = {
@@ -326,7 +329,7 @@ export const LeaderKey: MessageFns<LeaderKey> = {
 };
 
 function createBaseLeaderRequest(): LeaderRequest {
-  return { name: Buffer.alloc(0) };
+  return { name: EMPTY_BYTES };
 }
 
 export const LeaderRequest: MessageFns<LeaderRequest> = {
@@ -564,7 +567,7 @@ export const ResignResponse: MessageFns<ResignResponse> = {
 };
 
 function createBaseProclaimRequest(): ProclaimRequest {
-  return { leader: undefined, value: Buffer.alloc(0) };
+  return { leader: undefined, value: EMPTY_BYTES };
 }
 
 export const ProclaimRequest: MessageFns<ProclaimRequest> = {

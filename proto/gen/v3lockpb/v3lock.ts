@@ -6,6 +6,9 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+
+/** The default of every bytes field of a decoded message (shared: it has no bytes to change). */
+const EMPTY_BYTES = Buffer.alloc(0);
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -50,7 +53,7 @@ export interface UnlockResponse {
 }
 
 function createBaseLockRequest(): LockRequest {
-  return { name: Buffer.alloc(0), lease: 0n };
+  return { name: EMPTY_BYTES, lease: 0n };
 }
 
 export const LockRequest: MessageFns<LockRequest> = {
@@ -120,7 +123,7 @@ export const LockRequest: MessageFns<LockRequest> = {
 };
 
 function createBaseLockResponse(): LockResponse {
-  return { header: undefined, key: Buffer.alloc(0) };
+  return { header: undefined, key: EMPTY_BYTES };
 }
 
 export const LockResponse: MessageFns<LockResponse> = {
@@ -189,7 +192,7 @@ export const LockResponse: MessageFns<LockResponse> = {
 };
 
 function createBaseUnlockRequest(): UnlockRequest {
-  return { key: Buffer.alloc(0) };
+  return { key: EMPTY_BYTES };
 }
 
 export const UnlockRequest: MessageFns<UnlockRequest> = {
