@@ -98,19 +98,19 @@ export const META_SCHEDULED_COMPACT = Buffer.from("scheduledCompactRev");
 export const META_FINISHED_COMPACT = Buffer.from("finishedCompactRev");
 
 /**
- * The value cache's default budget. Measured with etcd's benchmark (200k puts of 256 B): at 64 MiB
- * the cache was about 100 MiB of the member's RSS (676 MiB against 571 MiB at 16 MiB); the V8 heap
- * grows in proportion to what it holds, so each cached MiB costs more than one of RSS. 16 MiB
- * (about 30k versions of 256 B) with an 8 MiB LevelDB memtable took 180k puts from 412 to 334 MiB
- * peak RSS at the same CPU per put; reads that miss fall back to LevelDB's block cache.
+ * The value cache's default budget. Every cached version outlives a few scavenges and is promoted,
+ * and V8 lets the old space grow by a factor that rises with the rate of promotion: each cached
+ * MiB costs several of RSS. Measured with etcd's benchmark (176k puts of 256 B, 1000 clients over
+ * 100 connections, 2 rounds): peak RSS 322 MiB at 16 MiB (about 30k versions), 276 MiB at 4 MiB,
+ * 266 MiB with no cache, at the same CPU per put. Head reads hit it either way (a version read is
+ * cached again); older versions come from LevelDB's block cache.
  */
-export const DEFAULT_VALUE_CACHE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_VALUE_CACHE_BYTES = 4 * 1024 * 1024;
 
 /**
  * The value cache's budget for a backend quota of `quotaBytes`: a sixteenth of it, between 1 MiB
  * and DEFAULT_VALUE_CACHE_BYTES (a small store needs no large cache; LevelDB's block cache holds
- * much of it). Measured with 8 KiB puts up to a 64 MiB quota: 4 MiB instead of 16 took peak RSS
- * from 314 to 280 MiB.
+ * much of it).
  */
 export function valueCacheBytesForQuota(quotaBytes: number): number {
   return Math.min(DEFAULT_VALUE_CACHE_BYTES, Math.max(1024 * 1024, Math.floor(quotaBytes / 16)));
