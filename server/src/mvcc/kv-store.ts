@@ -63,6 +63,7 @@
  * - `restore(image)` replaces the whole contents (a leader's snapshot): reads, hashes and watch
  *   catch-up that start meanwhile wait for it; watchers resume from the new contents.
  */
+import { OrderedSlots } from "../pkg/ordered-slots.js";
 import { Backend, BackendBatch, Bucket, type BackendImage } from "./backend/backend.js";
 import { ErrClosed, ErrCompacted, ErrFutureRev } from "./errors.js";
 import { indexKey, KeyIndex, TreeIndex } from "./key-index.js";
@@ -248,8 +249,11 @@ export class MvccStore {
   readonly counters = new MvccCounters();
   private readonly index = new TreeIndex();
   private readonly cache: ValueCache;
-  /** Values of revisions staged but not yet in LevelDB, by main revision, indexed by sub. */
-  private readonly pending = new Map<number, (KeyValue | undefined)[]>();
+  /**
+   * Values of revisions staged but not yet in LevelDB, by main revision, indexed by sub (a Map
+   * here would reallocate its table as it fills and empties with every group commit).
+   */
+  private readonly pending = new OrderedSlots<number, (KeyValue | undefined)[]>();
   private currentRev = 1;
   private stagedRev = 1;
   /** Highest revision whose batch is in LevelDB (<= currentRev). */
@@ -571,9 +575,13 @@ export class MvccStore {
 
   /** @internal */
   stagePending(main: number, sub: number, kv: KeyValue | undefined): void {
-    let list = this.pending.get(main);
-    if (!list) this.pending.set(main, (list = []));
-    list[sub] = kv;
+    const list = this.pending.get(main);
+    if (list === undefined) {
+      if (sub !== 0) throw new Error(`mvcc: revision ${main} staged from sub ${sub}`);
+      this.pending.add(main, [kv]);
+    } else {
+      list[sub] = kv;
+    }
   }
 
   /** @internal Keys visible at `rev` in the range, for deleteRange. */
@@ -613,7 +621,7 @@ export class MvccStore {
     if (rev <= this.writtenRev) {
       throw new Error(`mvcc: revision ${rev} written after ${this.writtenRev}: batches written out of order`);
     }
-    this.pending.delete(rev);
+    this.pending.take(rev);
     this.writtenRev = rev;
     if (this.writtenWaiters.length === 0) return;
     let keep = 0;

@@ -3,58 +3,55 @@
  * each ID once with the apply result (or an error); the proposer awaits the promise.
  * Bounded by the number of in-flight proposals, which the proposer limits.
  *
- * Deadlines: every waiter gets the same timeout, so registration order is deadline order, and a
- * Map iterates in insertion order: the waiters still waiting, oldest first, are the deadline
- * queue. Nothing is kept for a waiter once it is answered (a separate queue of deadlines would
- * hold one record per request for the whole timeout, long after most were answered).
+ * The IDs come from the proposer's generator, so they grow in registration order, and every
+ * waiter gets the same timeout: registration order is deadline order. The waiters are kept in an
+ * OrderedSlots (pkg/ordered-slots.ts), oldest first, which is both the lookup by ID and the
+ * deadline queue; nothing is kept for a waiter once it is answered, and nothing is allocated per
+ * waiter but the waiter and its promise.
  */
+import { OrderedSlots } from "../pkg/ordered-slots.js";
+
 export class WaitRegistry<T> {
-  private readonly waiting = new Map<bigint, Waiter<T>>();
+  private readonly waiting = new OrderedSlots<bigint, Waiter<T>>();
 
   /**
+   * @param id above every ID registered before (IDs come from one generator).
    * @param deadlineMs expire() fails the waiter after this time. Callers pass now plus one fixed
    *   timeout, so deadlines do not decrease in registration order.
-   * @throws Error if `id` is already registered (a broken invariant: IDs are unique).
+   * @throws Error if `id` is not above the last one (a broken invariant: IDs are unique and grow).
    */
   register(id: bigint, deadlineMs: number): Promise<T> {
-    if (this.waiting.has(id)) throw new Error(`duplicate wait id ${id.toString(16)}`);
     const w = new Waiter<T>(deadlineMs);
-    this.waiting.set(id, w);
+    this.waiting.add(id, w);
     return w.promise;
   }
 
   /** Fails every waiter whose deadline is before `nowMs` with `makeError()`. */
   expire(nowMs: number, makeError: () => Error): void {
-    for (const [id, w] of this.waiting) {
-      if (w.atMs > nowMs) break;
-      this.waiting.delete(id);
+    for (;;) {
+      const w = this.waiting.first();
+      if (w === undefined || w.atMs > nowMs) break;
+      this.waiting.takeFirst();
       w.reject(makeError());
     }
   }
 
-  isRegistered(id: bigint): boolean {
-    return this.waiting.has(id);
-  }
-
   /** Resolves the waiter for `id`, if any (entries proposed by other members have none). */
   trigger(id: bigint, value: T): void {
-    const w = this.waiting.get(id);
-    if (w === undefined) return;
-    this.waiting.delete(id);
-    w.resolve(value);
+    const w = this.waiting.take(id);
+    if (w !== undefined) w.resolve(value);
   }
 
   fail(id: bigint, err: Error): void {
-    const w = this.waiting.get(id);
-    if (w === undefined) return;
-    this.waiting.delete(id);
-    w.reject(err);
+    const w = this.waiting.take(id);
+    if (w !== undefined) w.reject(err);
   }
 
   /** Rejects every waiter (shutdown). */
   failAll(err: Error): void {
-    for (const w of this.waiting.values()) w.reject(err);
+    const all = this.waiting.valuesInOrder();
     this.waiting.clear();
+    for (const w of all) w.reject(err);
   }
 
   get size(): number {

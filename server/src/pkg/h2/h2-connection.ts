@@ -71,6 +71,7 @@ import {
   SETTINGS_MAX_HEADER_LIST_SIZE,
 } from "./frame-codec.js";
 import { HpackDecoder, HpackError } from "./hpack.js";
+import { OrderedSlots } from "../ordered-slots.js";
 
 /** The protocol's default window (§6.9.2), before any SETTINGS or WINDOW_UPDATE. */
 const DEFAULT_WINDOW = 65535;
@@ -334,7 +335,7 @@ export class H2Connection implements FrameSink {
   private readonly parser: FrameParser;
   private readonly writer = new FrameWriter();
   private readonly decoder = new HpackDecoder();
-  private readonly streams = new Map<number, H2Stream>();
+  private readonly streams = new OrderedSlots<number, H2Stream>();
   /** Streams with queued DATA waiting for the connection window or the socket. */
   private readonly blocked = new Set<H2Stream>();
 
@@ -606,7 +607,7 @@ export class H2Connection implements FrameSink {
     if (malformed !== undefined) throw new H2StreamError(streamId, H2_PROTOCOL_ERROR, malformed);
     const recvWindow = this.settingsAcked ? this.initialWindowSize : Math.max(this.initialWindowSize, DEFAULT_WINDOW);
     const stream = new H2Stream(this, streamId, fields, this.peerInitialWindow, recvWindow);
-    this.streams.set(streamId, stream);
+    this.streams.add(streamId, stream);
     this.handlers.onStream(stream);
     if (endStream && !stream.closed) this.remoteEnd(stream);
   }
@@ -679,11 +680,12 @@ export class H2Connection implements FrameSink {
     this.writer.settingsAck();
     if (windowDelta !== 0) {
       // §6.9.2: every stream's window moves by the change, and may go negative
-      for (const stream of this.streams.values()) {
+      const open = this.streams.valuesInOrder();
+      for (const stream of open) {
         stream.sendWindow += windowDelta;
         if (stream.sendWindow > MAX_WINDOW) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, "stream window above 2^31-1");
       }
-      if (windowDelta > 0) for (const stream of this.streams.values()) if (stream.queuedBytes > 0 || stream.pendingEnd) this.blocked.add(stream);
+      if (windowDelta > 0) for (const stream of open) if (stream.queuedBytes > 0 || stream.pendingEnd) this.blocked.add(stream);
     }
     this.scheduleFlush();
   }
@@ -861,7 +863,7 @@ export class H2Connection implements FrameSink {
     if (stream.closed) return;
     stream.closed = true;
     stream.rstCode = code;
-    this.streams.delete(stream.id);
+    this.streams.take(stream.id);
     this.blocked.delete(stream);
     stream.queue.length = 0; // in place: a new array per closed stream would be garbage
     stream.queueHead = 0;
@@ -875,7 +877,7 @@ export class H2Connection implements FrameSink {
   }
 
   private closeAllStreams(code: number): void {
-    for (const stream of [...this.streams.values()]) this.closeStream(stream, code);
+    for (const stream of this.streams.valuesInOrder()) this.closeStream(stream, code);
   }
 
   private maybeFinish(): void {
