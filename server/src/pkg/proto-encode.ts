@@ -38,11 +38,31 @@ interface WriterState {
   stackPos: number[];
 }
 
-/** Whether the writer keeps its bytes as `encodeMessageAfter` reads them (else it uses finish()). */
+/** Whether the writer keeps its bytes as `encodeShared` reads them (else it uses finish()). */
 const writerStateReadable = ((): boolean => {
   const probe = new BinaryWriter().uint32(300) as unknown as Partial<WriterState>;
   return probe.buffer instanceof Uint8Array && probe.pos === 2 && Array.isArray(probe.stackPos) && probe.buffer[0] === 0xac && probe.buffer[1] === 0x02;
 })();
+
+/**
+ * Encodes `message` into the shared writer, after `prefix` when given, and returns its bytes with
+ * the writer reset: a view into the writer's buffer, valid until the next encode (the caller
+ * copies it at once), or finish()'s own array when the writer's state is not readable.
+ */
+function encodeShared<T>(encoder: MessageEncoder<T>, message: T, prefix?: Uint8Array): Uint8Array {
+  try {
+    encoder.encode(message, prefix === undefined ? shared : shared.raw(prefix));
+  } catch (e) {
+    shared.finish();
+    throw e;
+  }
+  if (!writerStateReadable) return shared.finish();
+  const state = shared as unknown as WriterState;
+  const bytes = state.buffer.subarray(0, state.pos);
+  state.pos = 0;
+  state.stackPos = [];
+  return bytes;
+}
 
 /**
  * `encodeMessage` with `prefixBytes` zero bytes before the message, as a Buffer, in one copy: for
@@ -51,21 +71,9 @@ const writerStateReadable = ((): boolean => {
  * ArrayBuffer of its own per message, which costs more than the encoding of a small one).
  */
 export function encodeMessageAfter<T>(encoder: MessageEncoder<T>, message: T, prefixBytes: number): Buffer {
-  try {
-    encoder.encode(message, shared.raw(ZEROS[prefixBytes] ?? new Uint8Array(prefixBytes)));
-  } catch (e) {
-    shared.finish();
-    throw e;
-  }
-  if (!writerStateReadable) {
-    const bytes = shared.finish();
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  }
-  const state = shared as unknown as WriterState;
-  const out = Buffer.allocUnsafe(state.pos);
-  out.set(state.buffer.subarray(0, state.pos));
-  state.pos = 0;
-  state.stackPos = [];
+  const bytes = encodeShared(encoder, message, ZEROS[prefixBytes] ?? new Uint8Array(prefixBytes));
+  const out = Buffer.allocUnsafe(bytes.length);
+  out.set(bytes);
   return out;
 }
 
@@ -74,16 +82,5 @@ export function encodeMessageAfter<T>(encoder: MessageEncoder<T>, message: T, pr
  * ArrayBuffer of their own (finish() makes one per message).
  */
 export function encodeMessageToArena<T>(encoder: MessageEncoder<T>, message: T, arena: ByteArena): Buffer {
-  try {
-    encoder.encode(message, shared);
-  } catch (e) {
-    shared.finish();
-    throw e;
-  }
-  if (!writerStateReadable) return arena.copy(shared.finish());
-  const state = shared as unknown as WriterState;
-  const out = arena.copy(state.buffer.subarray(0, state.pos));
-  state.pos = 0;
-  state.stackPos = [];
-  return out;
+  return arena.copy(encodeShared(encoder, message));
 }
