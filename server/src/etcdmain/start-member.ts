@@ -73,6 +73,19 @@ const LEASE_CHECKPOINT_INTERVAL_MS = positiveIntEnv("ETCD_TS_LEASE_CHECKPOINT_IN
  */
 const WAL_PREALLOCATION = (process.env["ETCD_TS_WAL_PREALLOCATION"] === "zeros" ? "zeros" : "sparse") as "zeros" | "sparse";
 
+/**
+ * ETCD_TS_WAL_INLINE_MAX_ENTRIES: a Ready with at most this many entries has its synced WAL write
+ * made on the event loop's thread (see RaftNodeOptions.inlineSyncMaxEntries); default 1, -1 off.
+ */
+const WAL_INLINE_MAX_ENTRIES = intEnv("ETCD_TS_WAL_INLINE_MAX_ENTRIES");
+
+function intEnv(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const v = Number(raw);
+  return Number.isInteger(v) ? v : undefined;
+}
+
 function positiveIntEnv(name: string): number | undefined {
   const v = Number(process.env[name]);
   return Number.isInteger(v) && v > 0 ? v : undefined;
@@ -221,6 +234,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       persistLeaseCheckpoints: cfg.enableLeaseCheckpointPersist,
       leaseCheckpointIntervalMs: LEASE_CHECKPOINT_INTERVAL_MS,
       unsafeNoFsync: cfg.unsafeNoFsync,
+      inlineSyncMaxEntries: WAL_INLINE_MAX_ENTRIES,
       autoCompactionMode: cfg.autoCompactionMode,
       autoCompactionRetention: cfg.autoCompactionRetention,
       strictReconfigCheck: cfg.strictReconfigCheck,

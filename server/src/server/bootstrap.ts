@@ -91,6 +91,8 @@ export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "
   leaseCheckpointIntervalMs?: number;
   /** Skip fsync (--unsafe-no-fsync). */
   unsafeNoFsync: boolean;
+  /** See RaftNodeOptions.inlineSyncMaxEntries. */
+  inlineSyncMaxEntries?: number;
   autoCompactionMode: "periodic" | "revision";
   /** --auth-token: "simple" (default), "jwt,..." or "" (see auth/token-provider.ts). */
   authToken?: string;
@@ -238,6 +240,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
     {
       tickMs: options.heartbeatMs,
       unsafeNoFsync: options.unsafeNoFsync,
+      inlineSyncMaxEntries: options.inlineSyncMaxEntries,
       unsafeTestingKnobs: { applyBeforeFsync: options.unsafeTestingKnobs?.applyBeforeFsync },
     },
     {

@@ -29,8 +29,12 @@ import type { MergedSnapshot } from "./transport-port.js";
 
 /** Durable log the loop writes to (the WAL). */
 export interface LogPersistence {
-  /** `deferred`: not synced, and may wait in memory for the log's next write (see wal.ts). */
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void>;
+  /**
+   * `deferred`: not synced, and may wait in memory for the log's next write. `inline`: a synced
+   * write the caller would rather have made on its own thread, blocking, than handed to another
+   * (see wal.ts).
+   */
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean; inline?: boolean }): Promise<void>;
   saveSnapshot(snap: { index: number; term: number }): Promise<void>;
   releaseTo(index: number): Promise<void>;
 }
@@ -112,6 +116,13 @@ export interface RaftNodeOptions {
   tickMs: number;
   /** Skip fsync (--unsafe-no-fsync). */
   unsafeNoFsync: boolean;
+  /**
+   * A Ready holding at most this many entries asks the WAL for an inline synced write (on the
+   * event loop's thread, blocking it): at low load the loop has nothing to do during the write,
+   * and the thread pool's hand-offs cost as much as the write. Larger Readies (load) keep the
+   * event loop free while the disk works. Default 1; -1 turns inline writes off.
+   */
+  inlineSyncMaxEntries?: number;
   /** Deliberately broken order, ONLY for proving that the simulation's checks can fail. */
   unsafeTestingKnobs?: {
     /**
@@ -145,7 +156,11 @@ export class RaftNode {
   private lead: NodeId = 0n;
   private term = 0;
 
-  constructor(private readonly options: RaftNodeOptions, private readonly deps: RaftNodeDeps) {}
+  private readonly inlineSyncMaxEntries: number;
+
+  constructor(private readonly options: RaftNodeOptions, private readonly deps: RaftNodeDeps) {
+    this.inlineSyncMaxEntries = options.inlineSyncMaxEntries ?? 1;
+  }
 
   get isLeader(): boolean {
     return this.role === StateRole.Leader;
@@ -356,6 +371,7 @@ export class RaftNode {
           const saved = wal.save(rd.hardState, rd.entries, {
             sync: rd.mustSync && !this.options.unsafeNoFsync,
             deferred: !rd.mustSync,
+            inline: rd.entries.length <= this.inlineSyncMaxEntries,
           });
           // Only what must be synced is waited for. A HardState that merely advances the commit
           // index may reach the disk later (the WAL keeps the order); a lost one is recomputed

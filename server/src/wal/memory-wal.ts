@@ -349,7 +349,7 @@ export class MemoryWal implements WalLog {
     this.segmentBytes = state.segmentBytes;
   }
 
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void> {
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean; inline?: boolean }): Promise<void> {
     if (this.cut) return NEVER;
     if (this.closing) return Promise.reject(new ErrWalClosed());
     const writeHardState = hardState !== undefined && !isEmptyHardState(hardState);

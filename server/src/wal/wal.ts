@@ -46,6 +46,12 @@
  * written (or the cut's, or close's). A process crash loses them as a power loss loses an unsynced
  * write; etcd's WAL keeps such records in its write buffer likewise. It saves a thread-pool round
  * trip per commit-only Ready, which each member takes for every round of replication.
+ * An inline save (`inline`, with sync) asks for its synced write to be made on the calling
+ * thread, synchronously within `save`, instead of through libuv's thread pool: the caller has
+ * nothing to do meanwhile (a lone entry at low load), and the pool's two thread hand-offs (the
+ * submit and the completion's wake-up of the event loop) cost about as much as the O_DSYNC write
+ * itself on a small machine. Only a batch made of inline (or deferred) saves alone, up to
+ * INLINE_BYTES_MAX, is written so; anything else goes through the pool.
  * Callers arriving while a synced write is in flight share the next one (group commit). The queue
  * is not bounded here: the driver awaits each save. Any I/O failure poisons the Wal
  * (ErrWalFailed): what reached the disk is unknown and the member must stop and reopen the log.
@@ -64,7 +70,7 @@ import {
   ErrWalNotFound,
 } from "./errors.js";
 import { FilePipeline } from "./file-pipeline.js";
-import { isErrno, preallocate, writevAll, type PositionedWriter, type Preallocation } from "./fs-durable.js";
+import { isErrno, preallocate, writevAll, writevAllSync, type PositionedWriter, type Preallocation } from "./fs-durable.js";
 import { fsyncDir } from "../pkg/fsync-dir.js";
 import {
   decodeEntry,
@@ -108,6 +114,11 @@ export interface WalObserver {
  * are durable (O_DSYNC). Only those bytes: see "Writes" at the top of this file.
  */
 export interface SyncedAppendFile extends PositionedWriter {
+  /**
+   * The file descriptor, when the file can also be written on the calling thread (an inline
+   * save, see "Writes" at the top); absent, every write goes through `writev`.
+   */
+  readonly fd?: number;
   close(): Promise<void>;
 }
 
@@ -293,9 +304,11 @@ async function readSegments(
 
 /** Bytes of deferred saves held in memory at most; past this they are written (unsynced). */
 export const DEFERRED_BYTES_MAX = 64 * 1024;
+/** The largest synced write made inline (on the calling thread) when every save in it asked so. */
+export const INLINE_BYTES_MAX = 64 * 1024;
 
 type QueueItem =
-  | { kind: "write"; serial: number; bytes: Buffer; deferred: boolean }
+  | { kind: "write"; serial: number; bytes: Buffer; deferred: boolean; inline: boolean }
   | { kind: "cut"; serial: number; seq: number; firstIndex: number; header: Buffer };
 
 interface Waiter {
@@ -552,9 +565,10 @@ export class Wal {
    * reached the OS, or, with `deferred` (and no sync), at once: the bytes may wait in memory for
    * the next write (see the header). Concurrent calls are group-committed. Overwriting an
    * existing index is legal: on read, the later record wins and drops everything after it.
+   * With `inline` (and sync), the write may be made before `save` returns (see the header).
    * Rejects with ErrWalClosed, ErrWalFailed, or RangeError (bad numbers; nothing written then).
    */
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void> {
+  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean; inline?: boolean }): Promise<void> {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
     const writeHardState = hardState !== undefined && !isEmptyHardState(hardState);
@@ -572,7 +586,7 @@ export class Wal {
     this.encodeChain = b.chain;
     if (entries.length > 0) this.lastIndex = entries[entries.length - 1]!.index;
     if (writeHardState) this.hardState = { ...hardState };
-    return this.enqueue(bytes, options.sync, !options.sync && options.deferred === true);
+    return this.enqueue(bytes, options.sync, !options.sync && options.deferred === true, options.sync && options.inline === true);
   }
 
   /** Appends a snapshot marker and fsyncs. Entries after it continue from `snap.index + 1`. */
@@ -667,9 +681,9 @@ export class Wal {
     return undefined;
   }
 
-  private enqueue(bytes: Buffer, sync: boolean, deferred = false): Promise<void> {
+  private enqueue(bytes: Buffer, sync: boolean, deferred = false, inline = false): Promise<void> {
     const serial = ++this.serial;
-    this.queue.push({ kind: "write", serial, bytes, deferred });
+    this.queue.push({ kind: "write", serial, bytes, deferred, inline });
     // Count a sync mark per non-empty save: an upper bound, as several saves may share one write.
     if (bytes.length > 0) this.encodedOffsetBytes += bytes.length + SYNC_MARK_FRAME_BYTES;
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ serial, sync, resolve, reject }));
@@ -711,11 +725,13 @@ export class Wal {
         this.heldBytes = 0;
         let serial = this.writtenSerial;
         let allDeferred = true;
+        let allInline = true;
         while (this.queue.length > 0 && this.queue[0]!.kind === "write") {
           const item = this.queue.shift() as Extract<QueueItem, { kind: "write" }>;
           if (item.bytes.length > 0) bufs.push(item.bytes);
           bytes += item.bytes.length;
           if (!item.deferred) allDeferred = false;
+          if (!item.inline && !item.deferred) allInline = false;
           serial = item.serial;
         }
         if (allDeferred && this.queue.length === 0 && bytes <= DEFERRED_BYTES_MAX) {
@@ -737,7 +753,7 @@ export class Wal {
         const cutNext = head !== undefined && head.kind === "cut";
         // Decided before writing: a batch a cut follows is made durable by the cut's fsync.
         const sync = !cutNext && this.syncWantedThrough(serial);
-        if (sync) await this.writeSynced(bufs);
+        if (sync) await this.writeSynced(bufs, allInline && bytes <= INLINE_BYTES_MAX);
         else if (bufs.length > 0) await this.writeUnsynced(bufs);
         this.writtenSerial = serial;
         if (sync) this.syncedSerial = serial;
@@ -774,7 +790,7 @@ export class Wal {
    * from syncedOffsetBytes carrying the kept unsynced bytes again, or writev + fdatasync when they
    * were not all kept.
    */
-  private async writeSynced(bufs: Buffer[]): Promise<void> {
+  private async writeSynced(bufs: Buffer[], inline: boolean): Promise<void> {
     let newBytes = 0;
     for (const b of bufs) newBytes += b.length;
     if (newBytes === 0 && this.syncedOffsetBytes === this.offsetBytes) return;
@@ -788,7 +804,9 @@ export class Wal {
       this.tail.synced ??= await this.opts.openSyncedAppend(this.tail.path);
       const all = this.unsyncedBytes > 0 ? [Buffer.concat(this.unsynced, this.unsyncedBytes), ...bufs] : bufs;
       const t0 = performance.now();
-      await writevAll(this.tail.synced, all, this.syncedOffsetBytes);
+      const fd = this.tail.synced.fd;
+      if (inline && fd !== undefined) writevAllSync(fd, all, this.syncedOffsetBytes);
+      else await writevAll(this.tail.synced, all, this.syncedOffsetBytes);
       ms = performance.now() - t0;
       this.counters.rewrittenBytes += this.unsyncedBytes;
       if (newBytes > 0) this.appended(newBytes);

@@ -10,6 +10,7 @@ import { constants, existsSync, readFileSync, writeFileSync, promises as fsp } f
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrWalCorrupt, Wal, type SyncedAppendFile, type WalOptions } from "../../src/wal/index.js";
+import { INLINE_BYTES_MAX } from "../../src/wal/wal.js";
 import { RecordType } from "../../src/wal/record-codec.js";
 import { readU64LE } from "../../src/pkg/u64-le.js";
 import { entry, hs, tempDir } from "./wal-helpers.js";
@@ -308,4 +309,94 @@ describe("Wal synced appends (O_DSYNC)", () => {
     expect(err).toBeInstanceOf(ErrWalCorrupt);
     expect((err as Error).message).toMatch(/had been fsynced/);
   });
+});
+
+describe("Wal inline synced writes", () => {
+  /** An O_DSYNC opener that offers its descriptor for inline writes and counts the pool's writes. */
+  function inlineCapable(): { open: NonNullable<WalOptions["openSyncedAppend"]>; poolWrites: () => number } {
+    let pool = 0;
+    const open = async (file: string): Promise<SyncedAppendFile> => {
+      const fh = await fsp.open(file, constants.O_WRONLY | constants.O_DSYNC);
+      return {
+        fd: fh.fd,
+        writev: (buffers, position) => {
+          pool++;
+          return fh.writev(buffers, position);
+        },
+        close: () => fh.close(),
+      };
+    };
+    return { open, poolWrites: () => pool };
+  }
+
+  it("an inline save is durable on disk before save returns, with the same bytes a pooled write would put there", async () => {
+    const opener = inlineCapable();
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20, preallocation: "sparse", openSyncedAppend: opener.open });
+    await wal.save(hs(1, 0), [entry(1, 1)], { sync: true }); // opens the synced handle
+    expect(opener.poolWrites()).toBe(1);
+    const before = wal.tailPosition().offsetBytes;
+    await wal.save(hs(1, 1), [], { sync: false, deferred: true }); // held: leads the next write
+
+    const p = wal.save(hs(1, 1), [entry(2, 1, new Uint8Array(700).fill(7))], { sync: true, inline: true });
+    // Written before save returned: nothing was awaited yet.
+    const after = wal.tailPosition().offsetBytes;
+    expect(after).toBeGreaterThan(before + 700);
+    expect(wal.stats().fsyncs).toBe(2);
+    expect(opener.poolWrites()).toBe(1);
+    const file = readFileSync(wal.tailPosition().path);
+    expect(syncMarkAt(file, before)).toBe(before);
+    await p;
+
+    const r0 = await reopenEntries(wal);
+    expect(r0).toEqual([1, 2]);
+  });
+
+  it("a batch holding a save that did not ask, or too many bytes, goes through the pool", async () => {
+    const opener = inlineCapable();
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 4 << 20, preallocation: "sparse", openSyncedAppend: opener.open });
+    await wal.save(hs(1, 0), [entry(1, 1)], { sync: true });
+    expect(opener.poolWrites()).toBe(1);
+
+    // A pooled write in flight; an inline and a plain save queue behind it and share the next write.
+    const p1 = wal.save(undefined, [entry(2, 1)], { sync: true });
+    const p2 = wal.save(undefined, [entry(3, 1)], { sync: true, inline: true });
+    const p3 = wal.save(undefined, [entry(4, 1)], { sync: true });
+    await Promise.all([p1, p2, p3]);
+    expect(opener.poolWrites()).toBe(3);
+
+    // Alone behind a pooled write, an inline save is written inline once its turn comes.
+    const q1 = wal.save(undefined, [entry(5, 1)], { sync: true });
+    const q2 = wal.save(undefined, [entry(6, 1)], { sync: true, inline: true });
+    await Promise.all([q1, q2]);
+    expect(opener.poolWrites()).toBe(4);
+
+    // Larger than INLINE_BYTES_MAX: pooled even though it asked.
+    await wal.save(undefined, [entry(7, 1, new Uint8Array(INLINE_BYTES_MAX + 1))], { sync: true, inline: true });
+    expect(opener.poolWrites()).toBe(5);
+    // Inline without sync means nothing: an unsynced write.
+    await wal.save(undefined, [entry(8, 1)], { sync: false, inline: true });
+    expect(opener.poolWrites()).toBe(5);
+    expect(wal.stats().fsyncs).toBe(6); // q2 was one of them, inline
+
+    expect(await reopenEntries(wal)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it("an opener without a descriptor keeps every synced write in the pool", async () => {
+    const rec = recording();
+    const wal = await Wal.create(walDir, META, { segmentSizeBytes: 1 << 20, preallocation: "sparse", openSyncedAppend: rec.open });
+    await wal.save(hs(1, 0), [entry(1, 1)], { sync: true, inline: true });
+    const p = wal.save(undefined, [entry(2, 1)], { sync: true, inline: true });
+    expect(rec.writes.length).toBe(1);
+    await p;
+    expect(rec.writes.length).toBe(2);
+    expect(await reopenEntries(wal)).toEqual([1, 2]);
+  });
+
+  /** Closes `wal` and returns the indexes a fresh open reads back. */
+  async function reopenEntries(wal: Wal): Promise<number[]> {
+    await wal.close();
+    const r = await Wal.open(walDir, { index: 0, term: 0 });
+    await r.wal.close();
+    return r.entries.map((e) => e.index);
+  }
 });
