@@ -9,8 +9,9 @@
  *     killed member restarts on its data dir between runs.
  *
  * Method: each workload gets two fresh 3-member clusters (fresh ports and data dirs), one per
- * target, kept for its rounds. A warm-up per cluster sizes the timed runs (the slower cluster
- * takes about BENCH_SECONDS, both get the same --total); then BENCH_ROUNDS rounds, alternating
+ * target, kept for its rounds. A warm-up per cluster (untimed; long enough for etcd-ts's JIT to
+ * compile its hot path) sizes the timed runs (the slower cluster takes about BENCH_SECONDS, both
+ * get the same --total); then BENCH_ROUNDS rounds, alternating
  * which cluster goes first. Reported values are medians over rounds; ratio is B/A. Elections use
  * the default timing (100 ms heartbeat, 1 s election timeout), what users get.
  *
@@ -20,6 +21,7 @@
  *   BENCH_ROUNDS=3               rounds per load workload
  *   BENCH_SECONDS=4              target seconds per timed run for the slower cluster
  *   BENCH_FAILOVER_RUNS=5        leader kills per target for the failover workload
+ *   BENCH_WARMUP_SCALE=1         multiplies every warm-up's request count (see run.ts)
  *   BENCH_ETCD_BIN=/usr/bin/etcd reference binary
  *   BENCH_NO_BUILD=1             skip the TypeScript build before starting etcd-ts
  *   BENCH_OUT=.tools/bench-cluster-results.json
@@ -51,6 +53,7 @@ if (targets.length !== 2 || !targets.every((t) => t === "etcd" || t === "etcd-ts
 const rounds = Math.round(envNumber("BENCH_ROUNDS", 3, 1, 50));
 const targetSeconds = envNumber("BENCH_SECONDS", 4, 0.2, 600);
 const failoverRuns = Math.round(envNumber("BENCH_FAILOVER_RUNS", 5, 1, 100));
+const warmupScale = envNumber("BENCH_WARMUP_SCALE", 1, 0.01, 100);
 const etcdPath = process.env.BENCH_ETCD_BIN ?? "/usr/bin/etcd";
 const outPath = path.resolve(process.env.BENCH_OUT ?? path.join(repoRoot, ".tools", "bench-cluster-results.json"));
 const labels = targets[0] === targets[1] ? [`${targets[0]}#1`, `${targets[1]}#2`] : [...targets];
@@ -81,15 +84,15 @@ interface FailoverWorkload {
 type Workload = LoadWorkload | FailoverWorkload;
 
 const allWorkloads: Workload[] = [
-  { kind: "load", name: "cluster-put-1x1", clients: 1, conns: 1, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 300, totalMin: 300, totalMax: 30_000 },
-  { kind: "load", name: "cluster-put-100x10", clients: 100, conns: 10, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 3_000, totalMin: 3_000, totalMax: 200_000 },
+  { kind: "load", name: "cluster-put-1x1", clients: 1, conns: 1, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 4_000, totalMin: 300, totalMax: 30_000 },
+  { kind: "load", name: "cluster-put-100x10", clients: 100, conns: 10, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 10_000, totalMin: 3_000, totalMax: 200_000 },
   {
     kind: "load",
     name: "cluster-range-l-100x10",
     clients: 100,
     conns: 10,
     command: (n) => ["range", seedKey, "--consistency=l", `--total=${n}`],
-    warmupTotal: 3_000,
+    warmupTotal: 10_000,
     totalMin: 3_000,
     totalMax: 200_000,
   },
@@ -132,7 +135,8 @@ async function runLoad(binaryPath: string, w: LoadWorkload): Promise<Record<stri
     const run = async (c: Cluster, total: number): Promise<BenchmarkReport> =>
       runBenchmark({ binaryPath, endpoint: c.clientUrls.join(","), clients: w.clients, conns: w.conns, command: w.command(total), timeoutMs: 10 * 60_000 });
     const warm = [] as number[];
-    for (const c of clusters) warm.push((await run(c, w.warmupTotal)).requestsPerSec);
+    const warmupTotal = Math.max(100, Math.round(w.warmupTotal * warmupScale));
+    for (const c of clusters) warm.push((await run(c, warmupTotal)).requestsPerSec);
     const total = sizeTotal(w, warm);
     console.log(`${w.name}: warm-up ${labels[0]} ${warm[0]!.toFixed(0)} req/s, ${labels[1]} ${warm[1]!.toFixed(0)} req/s; ${rounds} rounds of --total=${total}`);
     const sides: SideResult[] = labels.map((label) => ({ label, requestsPerSec: [], p50Ms: [], p99Ms: [], errors: 0 }));

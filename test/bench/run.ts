@@ -8,7 +8,10 @@
  *   started one after the other and kept for all rounds of that workload; the peak RSS (VmHWM)
  *   reported for a workload is therefore that workload's own, over its warm-up and all rounds.
  *   State does grow over the rounds (puts add revisions), equally on both sides.
- * - Warm-up: one short run per server (also warms etcd-ts's JIT); the two warm-up rates size the
+ * - Warm-up: one untimed run per server (5,000 requests for the put and range loads). It also
+ *   warms etcd-ts's JIT: V8 compiles the hot path over the first few thousand requests, during
+ *   which a 1-client put costs about twice its settled CPU (see the README's cold-start figures,
+ *   and `BENCH_WARMUP_SCALE`). The two warm-up rates size the
  *   timed runs so that the slower server takes about BENCH_SECONDS per run and the faster one at
  *   least a quarter of that (see sizeTotal; watch-latency's --total is fixed). Both servers always
  *   get the same --total.
@@ -50,6 +53,8 @@
  *   BENCH_NO_BUILD=1             do not run the TypeScript build before starting etcd-ts
  *   BENCH_KEEP=1                 keep servers' data directories and logs (under the OS tmp dir)
  *   BENCH_TIMEOUT_S=1800         hard limit for the whole run; servers are stopped on expiry
+ *   BENCH_WARMUP_SCALE=1         multiplies every warm-up's request count (0.1 measures the cold
+ *                                start: put-1x1's timed rounds then begin after 500 requests)
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
@@ -76,6 +81,8 @@ interface Config {
   build: boolean;
   keepFiles: boolean;
   timeoutSec: number;
+  /** BENCH_WARMUP_SCALE: factor on every workload's warm-up request count. */
+  warmupScale: number;
 }
 
 function envNumber(name: string, fallback: number, min: number, max: number): number {
@@ -103,6 +110,7 @@ function readConfig(): Config {
     build: process.env.BENCH_NO_BUILD !== "1",
     keepFiles: process.env.BENCH_KEEP === "1",
     timeoutSec: envNumber("BENCH_TIMEOUT_S", 1_800, 10, 86_400),
+    warmupScale: envNumber("BENCH_WARMUP_SCALE", 1, 0.01, 100),
   };
 }
 
@@ -173,7 +181,7 @@ const allWorkloads: Workload[] = [
     clients: 1,
     conns: 1,
     command: (total) => ["put", ...putFlags, `--total=${total}`],
-    warmupTotal: 500,
+    warmupTotal: 5_000,
     totalMin: 500,
     totalMax: 50_000,
   },
@@ -469,7 +477,8 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
 
     const warmupRates: number[] = [];
     for (const server of servers) {
-      const { rate } = await runOnce(binaryPath, server, workload, workload.warmupTotal, 10 * 60_000);
+      const warmupTotal = Math.max(100, Math.round(workload.warmupTotal * config.warmupScale));
+      const { rate } = await runOnce(binaryPath, server, workload, warmupTotal, 10 * 60_000);
       warmupRates.push(rate);
     }
     const total = sizeTotal(workload, warmupRates, config.targetSeconds);
