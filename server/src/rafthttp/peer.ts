@@ -111,6 +111,12 @@ export class Peer {
     }
   }
 
+  /** Writes out now what this turn sent on the streams (see Transport.flush). */
+  flush(): void {
+    this.writers.msgapp.push();
+    this.writers.message.push();
+  }
+
   sendSnapshot(merged: MergedSnapshot): void {
     const { handler, snapshotSender, logger } = this.deps;
     if (snapshotSender === undefined || this.stopped) {

@@ -100,6 +100,15 @@ export class StreamWriter {
     return true;
   }
 
+  /**
+   * Writes out now what this turn wrote to the stream: node:http corks a response's socket on its
+   * first write in a turn and uncorks it only at process.nextTick.
+   */
+  push(): void {
+    const socket = this.conn?.res.socket;
+    if (socket != null && socket.writableCorked > 0) socket.uncork();
+  }
+
   /** Closes the stream, keeping queued messages for the next one. */
   detach(reason: string): void {
     const conn = this.conn;

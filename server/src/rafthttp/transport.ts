@@ -53,8 +53,8 @@ export interface StreamRegistry {
 }
 
 /**
- * Satisfies the member's PeerTransport (server/raft-node.ts) structurally: send, sendSnapshot,
- * addPeer, updatePeer, removePeer, activeSince.
+ * Satisfies the member's PeerTransport (server/raft-node.ts) structurally: send, flush,
+ * sendSnapshot, addPeer, updatePeer, removePeer, activeSince.
  */
 export class Transport implements StreamRegistry {
   private readonly peers = new Map<NodeId, Peer>();
@@ -92,6 +92,14 @@ export class Transport implements StreamRegistry {
       if (remote !== undefined) remote.send(m);
       else this.deps.logger.debug("ignored message send request; unknown remote peer target", { "unknown-target-peer-id": idHex(m.to) });
     }
+  }
+
+  /**
+   * Writes out now what send() wrote in this turn to the peers' streams. Without it they go out at
+   * process.nextTick (node:http's corking), after the rest of the turn and its promise jobs.
+   */
+  flush(): void {
+    for (const peer of this.peers.values()) peer.flush();
   }
 
   sendSnapshot(merged: MergedSnapshot): void {

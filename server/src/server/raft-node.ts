@@ -51,6 +51,11 @@ export interface PeerTransport {
   /** Sends messages of any type but MsgSnap, best effort; must not block. */
   send(messages: Message[]): void;
   /**
+   * Puts what send() handed over in this turn on the wire now rather than at the end of the turn
+   * (a transport may gather a turn's messages into fewer writes). Optional.
+   */
+  flush?(): void;
+  /**
    * Sends a merged snapshot (a MsgSnap with the backend image it stands for); must not block.
    * The transport reports the outcome through the sender's PeerHandler.reportSnapshot, once.
    */
@@ -357,7 +362,14 @@ export class RaftNode {
       }
       if (rd.hardState) this.term = rd.hardState.term;
       const leader = this.role === StateRole.Leader;
-      if (leader && rd.messages.length > 0) this.send(rd.messages, handler);
+      // At low load the WAL write below is made inline, blocking the thread: what is sent goes out
+      // first, so that followers write while the leader does. Under load the transport may gather
+      // the turn's messages into fewer writes.
+      const lowLoad = rd.entries.length <= this.inlineSyncMaxEntries;
+      if (leader && rd.messages.length > 0) {
+        this.send(rd.messages, handler);
+        if (lowLoad) this.deps.transport.flush?.();
+      }
 
       const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
       try {
@@ -371,7 +383,7 @@ export class RaftNode {
           const saved = wal.save(rd.hardState, rd.entries, {
             sync: rd.mustSync && !this.options.unsafeNoFsync,
             deferred: !rd.mustSync,
-            inline: rd.entries.length <= this.inlineSyncMaxEntries,
+            inline: lowLoad,
           });
           // Only what must be synced is waited for. A HardState that merely advances the commit
           // index may reach the disk later (the WAL keeps the order); a lost one is recomputed
@@ -390,7 +402,11 @@ export class RaftNode {
       // Raft has read these as committed: the log need not keep their objects any more.
       if (rd.committedEntries.length > 0) storage.releaseEntries(rd.committedEntries[rd.committedEntries.length - 1]!.index);
       this.deps.observer?.persisted?.(rd, storage);
-      if (!leader && rd.messages.length > 0) this.send(rd.messages, handler);
+      if (!leader && rd.messages.length > 0) {
+        this.send(rd.messages, handler);
+        // A follower's acks go out before the apply work that follows in this turn.
+        if (lowLoad) this.deps.transport.flush?.();
+      }
       if (rd.readStates.length > 0) handler.onReadStates(rd.readStates);
 
       if (hasSnapshot || rd.committedEntries.length > 0) {
