@@ -87,8 +87,8 @@ function intEnv(name: string): number | undefined {
 }
 
 function positiveIntEnv(name: string): number | undefined {
-  const v = Number(process.env[name]);
-  return Number.isInteger(v) && v > 0 ? v : undefined;
+  const v = intEnv(name);
+  return v !== undefined && v > 0 ? v : undefined;
 }
 
 /** etcd's gRPC receive limit is the request limit plus this much framing. */

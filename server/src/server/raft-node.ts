@@ -125,7 +125,8 @@ export interface RaftNodeOptions {
    * A Ready holding at most this many entries asks the WAL for an inline synced write (on the
    * event loop's thread, blocking it): at low load the loop has nothing to do during the write,
    * and the thread pool's hand-offs cost as much as the write. Larger Readies (load) keep the
-   * event loop free while the disk works. Default 1; -1 turns inline writes off.
+   * event loop free while the disk works; the messages such a Ready sends are flushed to the
+   * sockets before the write. Default 1; -1 turns both off.
    */
   inlineSyncMaxEntries?: number;
   /** Deliberately broken order, ONLY for proving that the simulation's checks can fail. */
