@@ -135,6 +135,7 @@ describe("CRDs", () => {
       "status.members.[].lastDefragTime",
       "status.authEnabled",
       "status.defrag.lastScheduleTime",
+      "status.defrag.nospaceSince",
       "status.tls.caNotAfter",
       "status.tls.caRotationPhase",
     ];

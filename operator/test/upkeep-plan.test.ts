@@ -176,17 +176,46 @@ describe("defragmentation by rule", () => {
     expect(plan(world({ spec, notReady: ["e-0"] }), opts)).toEqual({ kind: "steady" });
   });
 
-  it("NOSPACE: a member over the quota with free space is defragmented; the alarm is disarmed once all are below", () => {
+  it("NOSPACE: every member is defragmented once for the alarm (followers first), then it is disarmed once all are below the quota", () => {
     const spec = { options: { "quota-backend-bytes": String(4 * MiB) } };
     const alarms: EtcdAlarm[] = [{ memberId: "a1", alarm: "NOSPACE" }];
-    expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, MiB] } }), opts)).toEqual({ kind: "defragment", member: "e-1", id: "a1", reason: "nospace" });
-    expect(plan(world({ spec, alarms, db: { "e-1": [2 * MiB, MiB] } }), opts)).toEqual({ kind: "disarm-alarm", memberId: "a1", alarm: "NOSPACE" });
-    // Free space reported: at once, even right after a defragmentation.
-    const recent = { members: [{ name: "e-1", lastDefragTime: new Date(NOW - 30_000).toISOString() }] };
-    expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, MiB] }, previous: recent }), opts)).toMatchObject({ kind: "defragment", member: "e-1", reason: "nospace" });
-    // None reported: once per cool-down (there may be nothing to get back).
-    expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, 5 * MiB] } }), opts)).toMatchObject({ kind: "defragment", member: "e-1", reason: "nospace" });
-    expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, 5 * MiB] }, previous: recent }), opts)).toEqual({ kind: "steady" });
+    // Every file below the quota (etcd refuses a write when size plus cost exceeds it): still
+    // defragmented first, since disarming with nothing given back lets the next write raise it.
+    const db: Record<string, [number, number]> = { "e-0": [3.9 * MiB, MiB], "e-1": [3.9 * MiB, MiB], "e-2": [3.9 * MiB, MiB] };
+    const previous: EtcdClusterStatus = { members: [] };
+    const steps: string[] = [];
+    for (let pass = 0; pass < 6; pass++) {
+      const obs = world({ spec, alarms, db, leader: "e-1", previous });
+      const step = plan(obs, opts);
+      const st = buildStatus(obs, step, new Date(NOW).toISOString());
+      expect(st.defrag?.nospaceSince).toBe(new Date(NOW).toISOString());
+      previous.defrag = st.defrag;
+      if (step.kind === "defragment") {
+        expect(step.reason).toBe("nospace");
+        steps.push(step.member);
+        db[step.member] = [MiB, MiB];
+        previous.members = [...previous.members!.filter((m) => m.name !== step.member), { name: step.member, lastDefragTime: new Date(NOW).toISOString() }];
+        continue;
+      }
+      steps.push(step.kind);
+      break;
+    }
+    expect(steps).toEqual(["e-2", "e-0", "e-1", "disarm-alarm"]);
+    expect(previous.defrag?.nospaceSince).toBe(new Date(NOW).toISOString());
+    // Once the alarm is gone, so is its first sighting; while the alarms are unknown, it is kept.
+    expect(buildStatus(world({ spec, db, previous, alarms: [] }), { kind: "steady" }, new Date(NOW).toISOString()).defrag).toBeUndefined();
+    expect(buildStatus(world({ spec, db, previous }), { kind: "steady" }, new Date(NOW).toISOString()).defrag?.nospaceSince).toBe(new Date(NOW).toISOString());
+
+    // Defragmented before the alarm was first seen: due again for it.
+    const before = { defrag: { nospaceSince: new Date(NOW - 10_000).toISOString() }, members: ["e-0", "e-1", "e-2"].map((name) => ({ name, lastDefragTime: new Date(NOW - 30_000).toISOString() })) };
+    expect(plan(world({ spec, alarms, previous: before }), opts)).toMatchObject({ kind: "defragment", member: "e-2", reason: "nospace" });
+    // Done for this alarm but still at the quota: again once per cool-down, and the alarm stays.
+    const after = { defrag: { nospaceSince: new Date(NOW - 60_000).toISOString() }, members: ["e-0", "e-1", "e-2"].map((name) => ({ name, lastDefragTime: new Date(NOW - 30_000).toISOString() })) };
+    expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, 5 * MiB] }, previous: after }), opts)).toEqual({ kind: "steady" });
+    const later = { defrag: { nospaceSince: new Date(NOW - 600_000).toISOString() }, members: ["e-0", "e-1", "e-2"].map((name) => ({ name, lastDefragTime: new Date(NOW - 120_000).toISOString() })) };
+    expect(plan(world({ spec, alarms, db: { "e-1": [5 * MiB, 5 * MiB] }, previous: later }), opts)).toMatchObject({ kind: "defragment", member: "e-1", reason: "nospace" });
+    // Done for this alarm and below the quota: disarmed.
+    expect(plan(world({ spec, alarms, db: { "e-1": [2 * MiB, MiB] }, previous: after }), opts)).toEqual({ kind: "disarm-alarm", memberId: "a1", alarm: "NOSPACE" });
     // A CORRUPT alarm is never the upkeep's to disarm: the member it names is repaired (plan.test.ts).
     expect(plan(world({ spec, alarms: [{ memberId: "a1", alarm: "CORRUPT" }] }), opts)).toMatchObject({ kind: "remove-member", member: "e-1", reason: "corrupt" });
   });

@@ -105,8 +105,9 @@ export interface EtcdClusterSpec {
    * Defragmentation by rule (see operator/src/cluster/defrag-plan.ts): a member is defragmented
    * when its database is larger than `dbSizeThreshold` (a quantity, e.g. "100Mi") or more than
    * `fragmentationPercent` of it is free, or on the cron `schedule` (every member once per slot);
-   * followers first, the leader last, one at a time, only while the cluster is healthy. A NOSPACE
-   * alarm is disarmed once every member's database is below the quota.
+   * followers first, the leader last, one at a time, only while the cluster is healthy. A raised
+   * NOSPACE alarm has every member defragmented once, then is disarmed once every member's
+   * database is below the quota.
    */
   defrag?: { schedule?: string; dbSizeThreshold?: string; fragmentationPercent?: number };
   /** What the operator may do on its own when the cluster cannot heal by the ordinary steps. */
@@ -191,8 +192,11 @@ export interface EtcdClusterStatus {
   };
   /** Whether etcd authentication is on (as last observed by the operator). */
   authEnabled?: boolean;
-  /** Defragmentation: the latest schedule slot whose run finished on every member (RFC 3339). */
-  defrag?: { lastScheduleTime?: string };
+  /**
+   * Defragmentation: the latest schedule slot whose run finished on every member, and when the
+   * raised NOSPACE alarm was first seen (gone with the alarm), both RFC 3339.
+   */
+  defrag?: { lastScheduleTime?: string; nospaceSince?: string };
   /**
    * The operator-issued CA: its expiry and where its rotation stands (Stable, TrustBoth: members
    * trust the old and the new CA; Reissued: certificates come from the new CA, the old is still

@@ -10,10 +10,15 @@
  * - only while the cluster is healthy: every member answers, every pod is ready, a leader is
  *   known and every member is caught up (the rolling gate);
  * - one member per pass, followers first (highest ordinal first), the leader last;
- * - a raised NOSPACE alarm is disarmed once every member's database is below the quota
- *   (spec.options quota-backend-bytes, etcd's 2 GiB default); while one is above it, that member
- *   is due for defragmentation whatever the rules say: at once if it reports free space, else
- *   once per cool-down.
+ * - a raised NOSPACE alarm gets etcd's remedy (compaction is the user's): every member is
+ *   defragmented once for it, whatever the rules say, and the alarm is disarmed once that is done
+ *   and every member's database is below the quota (spec.options quota-backend-bytes, etcd's
+ *   2 GiB default). "Below the quota" alone is not enough: etcd refuses a write when the file's
+ *   size plus the write's cost exceeds the quota, and bbolt grows its file only as far as it
+ *   needs, so the alarm is often raised while every file is still below the quota; disarming
+ *   then, with nothing given back, lets the next write raise it again. The alarm's first
+ *   sighting is kept in status.defrag.nospaceSince; a member defragmented since then is done for
+ *   this alarm, and one still at the quota after that is defragmented again once per cool-down.
  */
 import { memberOrdinal } from "./naming.js";
 import type { EtcdMemberEntry, EtcdMemberStatus, ObservedCluster } from "./observed.js";
@@ -25,7 +30,7 @@ export type DefragStep =
   | { kind: "disarm-alarm"; memberId: string; alarm: "NOSPACE" };
 
 export interface DefragPlanOptions {
-  /** A member is not defragmented by a size or fragmentation rule again within this long. */
+  /** A member is not defragmented by a size or fragmentation rule (or again for one NOSPACE alarm) within this long. */
   cooldownMs: number;
 }
 
@@ -71,14 +76,24 @@ export function lastDefragOf(obs: ObservedCluster, member: string): number | und
   return Number.isFinite(ms) ? ms : undefined;
 }
 
+/**
+ * When the raised NOSPACE alarm was first seen (ms): status.defrag.nospaceSince, or now on the
+ * pass that first sees it. Undefined while no NOSPACE alarm is raised.
+ */
+export function nospaceSince(obs: ObservedCluster): number | undefined {
+  if (!nospaceRaised(obs)) return undefined;
+  const t = Date.parse(obs.previousStatus.defrag?.nospaceSince ?? "");
+  return Number.isFinite(t) ? t : obs.now;
+}
+
 /** Why a member is due for defragmentation, or undefined. */
 export function defragReason(obs: ObservedCluster, member: string, st: EtcdMemberStatus, opts: DefragPlanOptions): DefragReason | undefined {
   const last = lastDefragOf(obs, member);
   const free = st.dbSize - st.dbSizeInUse;
   const cooled = last === undefined || obs.now - last >= opts.cooldownMs;
-  // Over the quota: at once when there is free space to get back, else (dbSizeInUse is an
-  // estimate; etcd-ts reports it equal to dbSize) once per cool-down.
-  if (nospaceRaised(obs) && st.dbSize >= quotaBytes(obs) && (free > 0 || cooled)) return "nospace";
+  // Under NOSPACE: once for the alarm; again once per cool-down while still at the quota.
+  const since = nospaceSince(obs);
+  if (since !== undefined && (last === undefined || last < since || (st.dbSize >= quotaBytes(obs) && cooled))) return "nospace";
   const rules = obs.spec.defrag;
   if (rules === undefined) return undefined;
   if (rules.schedule && obs.defragSlot !== undefined && (last ?? 0) < obs.defragSlot) return "schedule";
@@ -101,14 +116,14 @@ function nospaceRaised(obs: ObservedCluster): boolean {
  */
 export function planDefrag(obs: ObservedCluster, members: { m: EtcdMemberEntry; name: string }[], leaderId: string, opts: DefragPlanOptions): DefragStep | undefined {
   const quota = quotaBytes(obs);
-  const nospace = (obs.etcd.alarms ?? []).filter((a) => a.alarm === "NOSPACE");
-  if (nospace.length > 0) {
-    const allBelow = members.every((x) => (obs.etcd.statuses.get(x.name)?.dbSize ?? Infinity) < quota);
-    if (allBelow) return { kind: "disarm-alarm", memberId: nospace[0]!.memberId, alarm: "NOSPACE" };
-  }
   const due = members
     .map((x) => ({ ...x, reason: defragReason(obs, x.name, obs.etcd.statuses.get(x.name)!, opts) }))
     .filter((x): x is typeof x & { reason: DefragReason } => x.reason !== undefined);
+  const nospace = (obs.etcd.alarms ?? []).filter((a) => a.alarm === "NOSPACE");
+  if (nospace.length > 0 && !due.some((x) => x.reason === "nospace")) {
+    const allBelow = members.every((x) => (obs.etcd.statuses.get(x.name)?.dbSize ?? Infinity) < quota);
+    if (allBelow) return { kind: "disarm-alarm", memberId: nospace[0]!.memberId, alarm: "NOSPACE" };
+  }
   if (due.length === 0) return undefined;
   const ord = (n: string) => memberOrdinal(obs.name, n) ?? Number.MAX_SAFE_INTEGER;
   const followers = due.filter((x) => x.m.id !== leaderId).sort((a, b) => ord(b.name) - ord(a.name));

@@ -4,7 +4,7 @@
  */
 import type { ClusterPhase, Condition, EtcdClusterStatus, MemberStatus, QuorumLossStatus } from "../api/v1alpha1.js";
 import type { ObservedCluster } from "./observed.js";
-import { lastDefragOf, scheduleDone } from "./defrag-plan.js";
+import { lastDefragOf, nospaceSince, scheduleDone } from "./defrag-plan.js";
 import { nameOf, podHashOf, quorum, quorumLossOf, type Step } from "./plan.js";
 
 export function describeStep(step: Step): string {
@@ -191,6 +191,11 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     members.map((m) => lastDefragOf(obs, m.name)),
   );
   const defragDone = slotDone !== undefined ? new Date(slotDone).toISOString() : obs.previousStatus.defrag?.lastScheduleTime;
+  // Kept while the alarms are unknown (no member answered), so a pass that cannot see them does
+  // not restart the alarm's defragmentations.
+  const sinceMs = nospaceSince(obs);
+  const since = obs.etcd.alarms === undefined ? obs.previousStatus.defrag?.nospaceSince : sinceMs !== undefined ? new Date(sinceMs).toISOString() : undefined;
+  const defrag = { ...(defragDone !== undefined ? { lastScheduleTime: defragDone } : {}), ...(since !== undefined ? { nospaceSince: since } : {}) };
   return {
     phase: phaseOf(step, available, list !== undefined, rolling),
     observedGeneration: obs.generation,
@@ -205,7 +210,7 @@ export function buildStatus(obs: ObservedCluster, step: Step, now: string): Etcd
     members,
     ...(quorumLoss !== undefined ? { quorumLoss } : {}),
     ...(authEnabled !== undefined ? { authEnabled } : {}),
-    ...(defragDone !== undefined ? { defrag: { lastScheduleTime: defragDone } } : {}),
+    ...(Object.keys(defrag).length > 0 ? { defrag } : {}),
     ...(obs.ca !== undefined ? { tls: { caNotAfter: new Date(obs.ca.notAfter).toISOString(), caRotationPhase: obs.ca.phase } } : {}),
   };
 }
