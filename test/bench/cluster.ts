@@ -34,19 +34,11 @@ import { Cluster } from "../harness/cluster.js";
 import { GrpcLiteClient } from "../harness/grpc-lite.js";
 import { etcdTsBinary, serverBinaryFromSpec, type ServerBinary } from "../harness/member.js";
 import { killAllChildren, sleep } from "../harness/processes.js";
-import { ensureBenchmarkBinary, runBenchmark, runBounded, type BenchmarkReport } from "./lib-etcd-benchmark.js";
+import { ensureBenchmarkBinary, envNumber, runBenchmark, runBounded, scaledWarmup, type BenchmarkReport } from "./lib-etcd-benchmark.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 type Target = "etcd" | "etcd-ts";
-
-function envNumber(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name}=${raw}: want a number in [${min}, ${max}]`);
-  return v;
-}
 
 const targets = (process.env.BENCH_TARGETS ?? "etcd,etcd-ts").split(",").map((t) => t.trim()) as Target[];
 if (targets.length !== 2 || !targets.every((t) => t === "etcd" || t === "etcd-ts")) throw new Error(`BENCH_TARGETS: want two of etcd, etcd-ts`);
@@ -135,7 +127,7 @@ async function runLoad(binaryPath: string, w: LoadWorkload): Promise<Record<stri
     const run = async (c: Cluster, total: number): Promise<BenchmarkReport> =>
       runBenchmark({ binaryPath, endpoint: c.clientUrls.join(","), clients: w.clients, conns: w.conns, command: w.command(total), timeoutMs: 10 * 60_000 });
     const warm = [] as number[];
-    const warmupTotal = Math.max(100, Math.round(w.warmupTotal * warmupScale));
+    const warmupTotal = scaledWarmup(w.warmupTotal, warmupScale);
     for (const c of clusters) warm.push((await run(c, warmupTotal)).requestsPerSec);
     const total = sizeTotal(w, warm);
     console.log(`${w.name}: warm-up ${labels[0]} ${warm[0]!.toFixed(0)} req/s, ${labels[1]} ${warm[1]!.toFixed(0)} req/s; ${rounds} rounds of --total=${total}`);

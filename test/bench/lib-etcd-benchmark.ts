@@ -196,3 +196,17 @@ export async function ensureBenchmarkBinary(repoRoot: string): Promise<string> {
   }
   return binaryPath;
 }
+
+/** A number from the environment within [min, max], or `fallback` when unset or empty; throws otherwise. */
+export function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name}=${raw}: want a number in [${min}, ${max}]`);
+  return value;
+}
+
+/** A workload's warm-up request count scaled by BENCH_WARMUP_SCALE, at least 100. */
+export function scaledWarmup(total: number, scale: number): number {
+  return Math.max(100, Math.round(total * scale));
+}

@@ -62,7 +62,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatSelfTimeSummary, summarizeCpuProfiles, type SelfTimeSummary } from "./lib-cpuprofile.js";
-import { ensureBenchmarkBinary, runBenchmark, runBounded, type BenchmarkReport } from "./lib-etcd-benchmark.js";
+import { ensureBenchmarkBinary, envNumber, runBenchmark, runBounded, scaledWarmup, type BenchmarkReport } from "./lib-etcd-benchmark.js";
 import { ServerStartError, startServer, type BenchServer, type ServerKind } from "./lib-servers.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -83,14 +83,6 @@ interface Config {
   timeoutSec: number;
   /** BENCH_WARMUP_SCALE: factor on every workload's warm-up request count. */
   warmupScale: number;
-}
-
-function envNumber(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name}=${raw}: want a number in [${min}, ${max}]`);
-  return value;
 }
 
 function readConfig(): Config {
@@ -477,7 +469,7 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
 
     const warmupRates: number[] = [];
     for (const server of servers) {
-      const warmupTotal = Math.max(100, Math.round(workload.warmupTotal * config.warmupScale));
+      const warmupTotal = scaledWarmup(workload.warmupTotal, config.warmupScale);
       const { rate } = await runOnce(binaryPath, server, workload, warmupTotal, 10 * 60_000);
       warmupRates.push(rate);
     }

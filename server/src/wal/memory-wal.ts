@@ -42,7 +42,7 @@ import {
   SYNC_MARK_FRAME_BYTES,
   type WalSnapshot,
 } from "./record-codec.js";
-import { DEFERRED_BYTES_MAX, SEGMENT_SIZE_BYTES_DEFAULT, segmentName, type WalLogger } from "./wal.js";
+import { DEFERRED_BYTES_MAX, SEGMENT_SIZE_BYTES_DEFAULT, segmentName, type WalLogger, type WalSaveOptions } from "./wal.js";
 import type { OpenedWal, WalDir, WalLog } from "./wal-dir.js";
 import { validSnapshots, WalReplay } from "./wal-replay.js";
 
@@ -349,7 +349,7 @@ export class MemoryWal implements WalLog {
     this.segmentBytes = state.segmentBytes;
   }
 
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean; inline?: boolean }): Promise<void> {
+  save(hardState: HardState | undefined, entries: Entry[], options: WalSaveOptions): Promise<void> {
     if (this.cut) return NEVER;
     if (this.closing) return Promise.reject(new ErrWalClosed());
     const writeHardState = hardState !== undefined && !isEmptyHardState(hardState);

@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import type { ConfState, Entry, HardState } from "../raft/types.js";
 import { ErrWalNotFound } from "./errors.js";
 import type { WalSnapshot } from "./record-codec.js";
-import { Wal, type WalOptions } from "./wal.js";
+import { Wal, type WalOptions, type WalSaveOptions } from "./wal.js";
 
 /** An open write-ahead log. Only one is open per WalDir at a time. */
 export interface WalLog {
@@ -21,11 +21,12 @@ export interface WalLog {
    * they and everything saved before are durable; without, once they would survive the process
    * (not a power loss). With `deferred` (and no sync), at once: the records may wait in the
    * process for the log's next write (at most DEFERRED_BYTES_MAX of them), so a process crash can
-   * lose them as a power loss loses unsynced ones. Saves are ordered by call. Rejects with
+   * lose them as a power loss loses unsynced ones. With `inline` (and sync), the synced write may
+   * be made on the calling thread before `save` returns. Saves are ordered by call. Rejects with
    * ErrWalClosed after close, ErrWalFailed after an I/O failure (the log must be reopened),
    * RangeError for numbers the format cannot hold (nothing saved then).
    */
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean }): Promise<void>;
+  save(hardState: HardState | undefined, entries: Entry[], options: WalSaveOptions): Promise<void>;
   /** Appends a snapshot marker, durably. Later entries continue from `snap.index + 1`. */
   saveSnapshot(snap: { index: number; term: number; confState?: ConfState }): Promise<void>;
   /**

@@ -304,6 +304,17 @@ async function readSegments(
 
 /** Bytes of deferred saves held in memory at most; past this they are written (unsynced). */
 export const DEFERRED_BYTES_MAX = 64 * 1024;
+/**
+ * How a save is written (see WalLog.save and the header). `sync`: durable before the save
+ * resolves. `deferred` (without sync): may wait in the process for the log's next write.
+ * `inline` (with sync): the synced write may be made on the calling thread.
+ */
+export interface WalSaveOptions {
+  sync: boolean;
+  deferred?: boolean;
+  inline?: boolean;
+}
+
 /** The largest synced write made inline (on the calling thread) when every save in it asked so. */
 export const INLINE_BYTES_MAX = 64 * 1024;
 
@@ -568,7 +579,7 @@ export class Wal {
    * With `inline` (and sync), the write may be made before `save` returns (see the header).
    * Rejects with ErrWalClosed, ErrWalFailed, or RangeError (bad numbers; nothing written then).
    */
-  save(hardState: HardState | undefined, entries: Entry[], options: { sync: boolean; deferred?: boolean; inline?: boolean }): Promise<void> {
+  save(hardState: HardState | undefined, entries: Entry[], options: WalSaveOptions): Promise<void> {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
     const writeHardState = hardState !== undefined && !isEmptyHardState(hardState);
