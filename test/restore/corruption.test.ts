@@ -44,7 +44,11 @@ describe("damaged data is refused at start-up", () => {
     for (let i = 0; i < 50; i++) await m.grpc().put(`d/k${i}`, `value-${i}`);
     // A restart turns LevelDB's log into a table; the writes after it stay in the new log.
     await m.restart();
-    for (let i = 50; i < 80; i++) await m.grpc().put(`d/k${i}`, `value-${i}`);
+    // In three groups a batch interval (100 ms) apart: the log gets a record for each group.
+    for (let i = 50; i < 80; i++) {
+      await m.grpc().put(`d/k${i}`, `value-${i}`);
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 250));
+    }
     await m.stop();
   }, 60_000);
 

@@ -262,7 +262,7 @@ export class RealCluster {
       {
         wal: o.walSyncDelayMaxMs > 0 ? withSyncLatency(m.wal, clock, this.rng.fork(`fsync-${m.name}-${incarnation}`), o.walSyncDelayMaxMs) : m.wal,
         snapshotter: new MemorySnapshotter({ dir: m.snapshots }),
-        backend: await Backend.openOn(engine),
+        backend: await Backend.openOn(engine, { clock }),
         transport: {
           send: (messages) => this.send(m, incarnation, messages),
           sendSnapshot: (merged) => void this.sendSnapshot(m, incarnation, merged),

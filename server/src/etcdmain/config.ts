@@ -44,6 +44,10 @@ export interface ServerConfig {
   maxWals: number;
   /** 0 means etcd's default quota (2 GiB). */
   quotaBackendBytes: number;
+  /** --backend-batch-interval: longest applied entries wait for their backend write; 0: etcd's 100 ms. */
+  backendBatchIntervalMs: number;
+  /** --backend-batch-limit: waiting operations that start a backend write at once; 0: etcd's 10000. */
+  backendBatchLimit: number;
   maxTxnOps: number;
   /** --enable-v2: serve etcd's v2 HTTP API (/v2/keys, /v2/members, /v2/stats, /v2/machines). */
   enableV2: boolean;
@@ -557,6 +561,8 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     maxSnapshots: num("max-snapshots"),
     maxWals: num("max-wals"),
     quotaBackendBytes: num("quota-backend-bytes"),
+    backendBatchIntervalMs: durMs("backend-batch-interval"),
+    backendBatchLimit: num("backend-batch-limit"),
     maxTxnOps: num("max-txn-ops"),
     enableV2: bool("enable-v2"),
     maxRequestBytes: num("max-request-bytes"),

@@ -15,7 +15,7 @@ import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { FsWalDir } from "../wal/wal-dir.js";
 import { Snapshotter } from "../snap/snapshotter.js";
-import { Backend } from "../mvcc/backend/backend.js";
+import { Backend, type BackendOptions } from "../mvcc/backend/backend.js";
 import { systemClock } from "../pkg/clock.js";
 import type { Logger } from "../pkg/logger.js";
 import type { EtcdServer } from "../server/etcd-server.js";
@@ -148,17 +148,17 @@ function readPeerTls(cfg: ServerConfig): TlsInfo {
  * ETCD_TS_BACKEND_VERIFY=off skips it (for very large backends whose start-up time matters more).
  * @throws BackendCorruptError (a checksum fails, or LevelDB reports corruption when it opens)
  */
-async function openVerifiedBackend(dir: string, logger: Logger): Promise<Backend> {
+async function openVerifiedBackend(dir: string, logger: Logger, options: BackendOptions): Promise<Backend> {
   if (process.env["ETCD_TS_BACKEND_VERIFY"] === "off") {
     logger.warn("backend checksum verification is off (ETCD_TS_BACKEND_VERIFY=off)", { "db-dir": dir });
-    return Backend.open(dir);
+    return Backend.open(dir, options);
   }
   const startedMs = Date.now();
   const report = verifyLevelDbFiles(dir);
   logger.info("verified the backend's checksums", { "db-dir": dir, tables: report.tables, blocks: report.blocks, "log-records": report.logRecords, "took-ms": Date.now() - startedMs });
   for (const t of report.tornTails) logger.warn("backend log has a torn tail (an unsynced write cut short); the WAL replays it", t);
   try {
-    return await Backend.open(dir);
+    return await Backend.open(dir, options);
   } catch (e) {
     const message = e instanceof Error ? `${e.message} ${String((e as { cause?: unknown }).cause ?? "")}` : String(e);
     if (/corrupt/i.test(message)) throw new BackendCorruptError(dir, 0, `LevelDB refused to open it: ${message.trim()}`);
@@ -247,7 +247,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     {
       wal: new FsWalDir({ dir: walDir, wal: { logger: logger.named("wal"), preallocation: WAL_PREALLOCATION, observer: walCells } }),
       snapshotter,
-      backend: await openVerifiedBackend(path.join(snapDir, "db"), logger),
+      backend: await openVerifiedBackend(path.join(snapDir, "db"), logger, {
+        // etcd's defaults stand for 0 (an unset flag).
+        ...(cfg.backendBatchIntervalMs > 0 ? { batchIntervalMs: cfg.backendBatchIntervalMs } : {}),
+        ...(cfg.backendBatchLimit > 0 ? { batchLimit: cfg.backendBatchLimit } : {}),
+      }),
       transport,
       peerVersions: new HttpPeerVersions({ timeoutMs: 5000 }),
       peerActivity: { activeSince: (id) => transport.activeSince(id) || undefined },

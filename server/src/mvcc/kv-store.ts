@@ -635,6 +635,8 @@ export class MvccStore {
   /** Resolves once every revision up to `rev` is in LevelDB (scans read LevelDB directly). */
   private writtenThrough(rev: number): Promise<void> {
     if (rev <= this.writtenRev) return Promise.resolve();
+    // Its batch may be waiting for the backend's batch interval: not for this reader.
+    this.backend.expedite();
     return new Promise((resolve) => this.writtenWaiters.push({ rev, resolve }));
   }
 
@@ -686,6 +688,8 @@ export class MvccStore {
     if (revision <= this.currentRev) this.compactRev = revision;
     const own = batch === undefined;
     const b = batch ?? this.backend.batch();
+    // The physical pass (which `etcdctl compact --physical` waits for) starts once this is in.
+    b.expedite();
     b.put("meta", META_SCHEDULED_COMPACT, encodeRevisionValue(revision));
     const done = new Promise<void>((resolve, reject) => {
       b.onWritten(() => {
@@ -937,16 +941,17 @@ export class MvccStore {
    * next revision (etcd's watchableStore.Restore), so it receives the image's events from there,
    * or the compacted signal with the image's compact revision when it is compacted past it.
    * Reads, hashes and watch catch-up that start meanwhile wait until it is done.
-   * Throws when a write is in progress (an open txn, or a published revision not yet in LevelDB):
-   * the apply loop restores between batches, once the earlier ones are written. Rejects with the backend's errors; the store is then
+   * Throws when a txn is open: the apply loop restores between entries. Published revisions not
+   * yet in LevelDB are written first. Rejects with the backend's errors; the store is then
    * unusable (stop, restart from the WAL).
    */
   async restore(image: BackendImage): Promise<void> {
     this.assertOpen();
-    if (this.openTxn !== undefined || this.writtenRev !== this.currentRev) throw new Error("mvcc: restore while a write is in progress");
+    if (this.openTxn !== undefined) throw new Error("mvcc: restore while a write is in progress");
     let restored!: () => void;
     this.restoring = new Promise((resolve) => (restored = resolve));
     try {
+      await this.writtenThrough(this.currentRev);
       this.compactionEpoch++;
       await this.compactionChain;
       await this.readsBelowDrained(Infinity);

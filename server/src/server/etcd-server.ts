@@ -211,6 +211,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
         snapshotImages: this.receivedSnapshots,
         auth: this.auth,
         onConfChange: (cc) => this.onConfChange(cc),
+        onWriteFailed: (err) => raft.fail("apply failed: a backend write failed", { error: String(err) }),
         logger,
         observeApplied: deps.observeApplied,
       },

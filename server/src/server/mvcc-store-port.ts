@@ -61,7 +61,8 @@ class MvccWriteSession implements WriteSession {
       else this.batch.put(BUCKETS[bucket], key, value);
     }
     this.batch.setConsistentIndex(consistentIndex);
-    return this.backend.write(this.batch);
+    // The batch may wait for the batch interval: the store serves its revision from memory.
+    return this.backend.writeLater(this.batch);
   }
 }
 
@@ -77,7 +78,7 @@ export class MvccStorePort implements StorePort {
   }
 
   consistentIndex(): number {
-    return this.backend.consistentIndex();
+    return this.backend.submittedConsistentIndex();
   }
 
   range(key: Buffer, end: Buffer | undefined, options: StoreRangeOptions): Promise<StoreRangeResult> {
@@ -97,6 +98,8 @@ export class MvccStorePort implements StorePort {
   }
 
   async loadRecords(bucket: RecordBucket): Promise<[Buffer, Buffer][]> {
+    // Records committed but still waiting for the batch interval are read too.
+    await this.backend.flushed();
     const out: [Buffer, Buffer][] = [];
     for await (const kv of this.backend.iterate(BUCKETS[bucket])) out.push(kv);
     return out;
@@ -107,7 +110,11 @@ export class MvccStorePort implements StorePort {
   }
 
   image(): BackendImage {
-    return this.backend.iterateAll();
+    const backend = this.backend;
+    return (async function* () {
+      await backend.flushed();
+      yield* backend.iterateAll();
+    })();
   }
 
   restore(image: BackendImage): Promise<void> {
@@ -140,7 +147,7 @@ export class MvccStorePort implements StorePort {
   async sync(): Promise<void> {
     const batch = this.backend.batch();
     // Called when the member snapshots: etcd 3.4 saves its consistent index then too.
-    batch.putMetaLatest(META_MVCC_CONSISTENT_INDEX, encodeUint64(this.backend.consistentIndex()));
+    batch.putMetaLatest(META_MVCC_CONSISTENT_INDEX, encodeUint64(this.backend.submittedConsistentIndex()));
     await this.backend.writeSynced(batch);
   }
 

@@ -315,6 +315,14 @@ export class RaftNode {
     return this.applyChain;
   }
 
+  /**
+   * Stops the loop for good from outside it (a failure the member found off the loop: a backend
+   * write of applied entries), and reports why.
+   */
+  fail(message: string, fields: Record<string, unknown>): void {
+    if (!this.stopped) this.die(message, fields);
+  }
+
   /** Stops the loop for good and reports why; nothing after this is acknowledged. */
   private die(message: string, fields: Record<string, unknown>): void {
     this.stopped = true;

@@ -7,7 +7,8 @@
  *   ...w.put / w.deleteRange / w.stage(bucket, key, value)...
  *   const written = w.commit(entryIndex);
  *     // at once: the store shows the changes (revision, watchers); then ONE backend batch of the
- *     // changes + records + consistent index, which `written` waits for
+ *     // changes + records + consistent index, which `written` waits for (it may wait for the
+ *     // backend's batch interval; the store serves the changes from memory meanwhile)
  * Only one write session is open at a time (the apply loop is serial).
  */
 import type { BackendCounters, BackendImage } from "../mvcc/backend/backend.js";
@@ -46,7 +47,10 @@ export interface WriteSession extends KvWriter {
 export interface StorePort extends KvReader {
   readonly currentRevision: number;
   readonly compactRevision: number;
-  /** Raft index of the last entry whose effects are in the backend. */
+  /**
+   * Raft index of the last entry whose effects are in the store (handed to the backend; its
+   * LevelDB write may still wait for the batch interval).
+   */
   consistentIndex(): number;
   beginWrite(): WriteSession;
   /**
@@ -64,9 +68,9 @@ export interface StorePort extends KvReader {
    */
   forEachLeasedKey(visit: (key: Buffer, lease: bigint) => void): void;
   /**
-   * The backend as an image (what a leader's merged snapshot carries), read lazily: from one
-   * LevelDB snapshot taken when it is first iterated, so its consistent index is at least the
-   * one of every raft snapshot taken before that.
+   * The backend as an image (what a leader's merged snapshot carries), read lazily: when first
+   * iterated, the writes waiting for the batch interval are written, then it reads from one
+   * LevelDB snapshot, so its consistent index is at least the applied index of that moment.
    */
   image(): BackendImage;
   /**
@@ -83,7 +87,10 @@ export interface StorePort extends KvReader {
    * Reads and writes go on meanwhile. Absent on stores without files.
    */
   defragment?(): Promise<void>;
-  /** Makes everything written so far durable (before the WAL behind it is released). */
+  /**
+   * Makes everything committed so far durable, batches still waiting for the backend's batch
+   * interval included (before the WAL behind it is released).
+   */
   sync(): Promise<void>;
   /** Registers a watcher on the store's watch hub (see mvcc/watch-hub.ts for delivery rules). */
   watch(options: WatchOptions, sink: WatchSink): Watcher;

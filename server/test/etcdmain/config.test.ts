@@ -62,6 +62,7 @@ describe("resolveConfig: defaults", () => {
     expect(c.snapshotCount).toBe(100000);
     expect([c.maxSnapshots, c.maxWals]).toEqual([5, 5]);
     expect(c.quotaBackendBytes).toBe(0);
+    expect([c.backendBatchIntervalMs, c.backendBatchLimit]).toEqual([0, 0]); // etcd's 100 ms and 10000
     expect(c.maxTxnOps).toBe(128);
     expect(c.maxRequestBytes).toBe(1572864);
     expect(c.maxConcurrentStreams).toBe(4294967295);
@@ -143,7 +144,8 @@ describe("resolveConfig: flags (Go's flag package)", () => {
   });
 
   it("reads integers and durations as Go does", () => {
-    const { config: c } = run(["--max-txn-ops=0x20", "--snapshot-count=010", "--grpc-keepalive-interval=1h30m", "--grpc-keepalive-timeout=.5s", "--quota-backend-bytes=-1"]);
+    const { config: c } = run(["--max-txn-ops=0x20", "--snapshot-count=010", "--grpc-keepalive-interval=1h30m", "--grpc-keepalive-timeout=.5s", "--quota-backend-bytes=-1", "--backend-batch-interval=20ms", "--backend-batch-limit=500"]);
+    expect([c.backendBatchIntervalMs, c.backendBatchLimit]).toEqual([20, 500]);
     expect(c.maxTxnOps).toBe(32);
     expect(c.snapshotCount).toBe(8); // a leading 0 is octal
     expect(c.grpcKeepaliveIntervalMs).toBe(90 * 60 * 1000);

@@ -1,6 +1,8 @@
 /** Backend behaviour specific to LevelDB on disk; the contract both engines share is in backend-compliance.ts. */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Backend, BackendFailedError } from "../../src/mvcc/backend/backend.js";
+import { Backend, BackendFailedError, type BackendOptions } from "../../src/mvcc/backend/backend.js";
+import { ClassicLevelEngine } from "../../src/mvcc/backend/classic-level-engine.js";
+import { ManualClock } from "../../src/pkg/clock.js";
 import { decodeKeyValue, encodeKeyValue, encodeTombstone, type KeyValue } from "../../src/mvcc/key-value.js";
 import { KeyValue as PbKeyValue } from "@etcd-ts/proto/mvccpb/kv";
 import { b, rng, seedFromEnv, tempDir } from "./helpers.js";
@@ -176,6 +178,122 @@ describe("Backend", () => {
     expect(await backend.sizeBytes()).toBeGreaterThan(0);
     await backend.defragment();
     expect(await backend.sizeInUseBytes()).toBeGreaterThan(0);
+  });
+});
+
+describe("Backend batch interval (writeLater)", () => {
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const turns = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) await turn();
+  };
+  /** A backend on `dir` with a manual clock, counting its LevelDB writes. */
+  async function timed(options: BackendOptions = {}): Promise<{ backend: Backend; clock: ManualClock; writes: number[] }> {
+    await backend.close();
+    const clock = new ManualClock();
+    const engine = await ClassicLevelEngine.open({ dir });
+    const writes: number[] = [];
+    const writeBatch = engine.writeBatch.bind(engine);
+    engine.writeBatch = (ops, o) => {
+      writes.push(ops.length);
+      return writeBatch(ops, o);
+    };
+    backend = await Backend.openOn(engine, { batchIntervalMs: 100, clock, ...options });
+    return { backend, clock, writes };
+  }
+  const entry = (be: Backend, index: number, value = "v"): ReturnType<Backend["batch"]> => {
+    const batch = be.batch();
+    batch.put("lease", b(`k${index}`), b(value));
+    batch.setConsistentIndex(index);
+    return batch;
+  };
+
+  it("waits for the interval, then writes every waiting batch as one, hooks in order", async () => {
+    const { backend: be, clock, writes } = await timed();
+    const order: number[] = [];
+    const done: Promise<void>[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const batch = entry(be, i);
+      batch.onWritten(() => order.push(i));
+      done.push(be.writeLater(batch));
+    }
+    await turns(5);
+    expect(writes).toEqual([]);
+    expect(be.consistentIndex()).toBe(0);
+    expect(be.submittedConsistentIndex()).toBe(5);
+    clock.advance(99);
+    await turns(5);
+    expect(writes).toEqual([]);
+    clock.advance(1);
+    await Promise.all(done);
+    expect(writes).toEqual([6]); // five puts and the consistent index once
+    expect(order).toEqual([1, 2, 3, 4, 5]);
+    expect(be.consistentIndex()).toBe(5);
+    expect(clock.pendingTimers()).toBe(0);
+    expect((await be.get("lease", b("k3")))?.toString()).toBe("v");
+  });
+
+  it("write, flushed and expedite take the waiting batches along at once", async () => {
+    const { backend: be, clock, writes } = await timed();
+    const later = be.writeLater(entry(be, 1));
+    await turns(3);
+    expect(writes).toEqual([]);
+    await be.write(entry(be, 2));
+    await later;
+    expect(writes).toEqual([3]);
+    const again = be.writeLater(entry(be, 3));
+    await be.flushed();
+    await again;
+    expect(writes.length).toBe(2);
+    const third = be.writeLater(entry(be, 4));
+    be.expedite();
+    await third;
+    expect(writes.length).toBe(3);
+    expect(clock.pendingTimers()).toBe(0);
+    expect(be.consistentIndex()).toBe(4);
+  });
+
+  it("starts at once when the waiting operations or bytes reach the limit, or a batch asks for haste", async () => {
+    const { backend: be, writes } = await timed({ batchLimit: 3, batchBytesMax: 1000 });
+    const two = [be.writeLater(entry(be, 1)), be.writeLater(entry(be, 2))];
+    await turns(3);
+    expect(writes).toEqual([]);
+    await Promise.all([...two, be.writeLater(entry(be, 3))]);
+    expect(writes).toEqual([4]);
+    await be.writeLater(entry(be, 4, "x".repeat(1000)));
+    expect(writes).toEqual([4, 2]);
+    const urgent = entry(be, 5);
+    urgent.expedite();
+    await be.writeLater(urgent);
+    expect(writes).toEqual([4, 2, 2]);
+  });
+
+  it("interval 0 writes on the next turn, as write does", async () => {
+    const { backend: be, writes } = await timed({ batchIntervalMs: 0 });
+    await be.writeLater(entry(be, 1));
+    expect(writes).toEqual([2]);
+  });
+
+  it("close writes what waits; a reopened backend has it", async () => {
+    const { backend: be, clock } = await timed();
+    void be.writeLater(entry(be, 7, "kept"));
+    await be.close();
+    expect(clock.pendingTimers()).toBe(0);
+    backend = await Backend.open(dir);
+    expect(backend.consistentIndex()).toBe(7);
+    expect((await backend.get("lease", b("k7")))?.toString()).toBe("kept");
+  });
+
+  it("a failed write rejects the waiting batches too, and stops the timer", async () => {
+    const { backend: be, clock } = await timed();
+    const first = be.writeLater(entry(be, 1));
+    const bad = be.batch();
+    (bad as unknown as { ops: unknown[] }).ops.push({ type: "put", key: "not a buffer", value: b("x") });
+    const failed = be.writeLater(bad);
+    clock.advance(100);
+    await expect(first).rejects.toBeInstanceOf(BackendFailedError);
+    await expect(failed).rejects.toBeInstanceOf(BackendFailedError);
+    await expect(be.writeLater(entry(be, 2))).rejects.toBeInstanceOf(BackendFailedError);
+    expect(clock.pendingTimers()).toBe(0);
   });
 });
 

@@ -67,6 +67,9 @@ class ApplySide {
         store, proposer, raft, membership, alarms, lessor, leaseRecords, snapshotImages: images,
         applier: () => applierForAlarms(applier, (a) => alarms.isRaised(a)),
         onConfChange: () => undefined,
+        onWriteFailed: (err) => {
+          throw err;
+        },
         logger: nullLogger,
       },
       0,

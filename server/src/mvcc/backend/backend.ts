@@ -17,10 +17,17 @@
  *   all of an entry's effects and its consistent index are on disk, or none are.
  * - Writes are not fsynced: the WAL is the durable log, and a restart replays entries above the
  *   stored consistent index.
- * - `write()` calls are applied in call order. While one LevelDB write is in flight, later batches
+ * - Batches are applied in submission order. While one LevelDB write is in flight, later batches
  *   queue up and are written together as one LevelDB batch (group commit); each batch's
  *   `onWritten` hooks run, in order, after its data is in LevelDB and before its promise resolves.
  *   The batches of one group get the same promise (one per group, not one per batch).
+ * - When a write starts (etcd's batch transaction and its commit interval): `write()` starts one on
+ *   the next turn of the event loop. `writeLater()` (the apply path's entries) lets the batch wait
+ *   up to `batchIntervalMs` (--backend-batch-interval, 100 ms) so that many entries share one
+ *   LevelDB write, unless `batchLimit` operations (--backend-batch-limit, 10000) or
+ *   `batchBytesMax` bytes are waiting, or the batch asks for haste (`expedite`). Anything that
+ *   starts a write takes every batch queued before it; `expedite()`, `flushed()`, `replace()` and
+ *   `close()` start one for whatever waits. The owner serves what waits from its own copies.
  * - A failed LevelDB write is fatal: the backend refuses all further writes (state above it has
  *   already moved on); the owner must stop and restart from the WAL.
  *
@@ -29,6 +36,7 @@
  *   when the iteration starts, so a long scan is consistent even while writes continue.
  */
 import { ClassicLevelEngine } from "./classic-level-engine.js";
+import { systemClock, type Clock, type TimerHandle } from "../../pkg/clock.js";
 import { exponentialBuckets, HistogramCell } from "../../pkg/metric-cells.js";
 import { BackendClosedError, type EngineIterator, type EngineOp, type EngineRange, type StorageEngine } from "./engine.js";
 
@@ -68,9 +76,25 @@ export interface BackendOptions {
   cacheSizeBytes?: number;
   /** LevelDB memtable size. Default 8 MiB (see ClassicLevelEngineOptions). */
   writeBufferSizeBytes?: number;
-  /** Most batches merged into one LevelDB write while another write is in flight. Default 256. */
+  /** Most batches merged into one LevelDB write. Default 256. */
   groupCommitBatchesMax?: number;
+  /**
+   * Longest a batch given to `writeLater` waits before its LevelDB write starts (etcd's
+   * --backend-batch-interval). Default 100 ms; 0 starts it on the next turn, as `write` does.
+   */
+  batchIntervalMs?: number;
+  /** Operations waiting in `writeLater` batches that start a write at once (etcd's --backend-batch-limit). Default 10000. */
+  batchLimit?: number;
+  /** Bytes of keys and values waiting in `writeLater` batches that start a write at once. Default 8 MiB. */
+  batchBytesMax?: number;
+  /** Times the batch interval. Default: the system clock. */
+  clock?: Clock;
 }
+
+/** etcd's defaults for --backend-batch-interval and --backend-batch-limit. */
+export const BATCH_INTERVAL_MS_DEFAULT = 100;
+export const BATCH_LIMIT_DEFAULT = 10_000;
+export const BATCH_BYTES_MAX_DEFAULT = 8 * 1024 * 1024;
 
 /** Encodes a uint64 (a safe JS integer) as 8 big-endian bytes. */
 export function encodeUint64(n: number): Buffer {
@@ -103,6 +127,8 @@ export class BackendBatch {
   /** @internal */ submitted = false;
   /** @internal Write with fsync (see Backend.writeSynced). */
   sync = false;
+  /** @internal Start a write for it at once even when given to writeLater (see expedite). */
+  urgent = false;
   private consistentIndexValue: number | undefined;
   private termValue: number | undefined;
   /** @internal Meta records where only the last value counts (see putMetaLatest). */
@@ -168,6 +194,21 @@ export class BackendBatch {
   /** The term this batch will store, if set. */
   get term(): number | undefined {
     return this.termValue;
+  }
+
+  /**
+   * Asks that this batch not wait out the batch interval when given to `writeLater`: something
+   * waits for it to be in LevelDB (a scheduled compaction's physical pass).
+   */
+  expedite(): void {
+    this.urgent = true;
+  }
+
+  /** Bytes of the keys and values staged (put/del operations only). */
+  get bytes(): number {
+    let n = 0;
+    for (const op of this.ops) n += op.key.length + (op.type === "put" ? (op.value?.length ?? 0) : 0);
+    return n;
   }
 
   /** Number of put/del operations staged (not counting the consistent index and putMetaLatest records). */
@@ -241,8 +282,12 @@ class PendingGroup {
   readonly written: Promise<void>;
   resolve!: () => void;
   reject!: (e: unknown) => void;
+  /** Operations and bytes of its writeLater batches (counted in Backend's waiting totals). */
+  laterOps = 0;
+  laterBytes = 0;
 
-  constructor() {
+  /** `seq`: groups are numbered in queue order. */
+  constructor(readonly seq: number) {
     this.written = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -279,8 +324,17 @@ export class Backend {
   readonly counters = new BackendCounters();
   private closed = false;
   private failure: unknown = undefined;
+  /** A write is running, or starts on the next turn. */
   private writing = false;
   private readonly queue: PendingGroup[] = [];
+  private nextGroupSeq = 1;
+  /** Groups numbered up to this are written as soon as the writer reaches them. */
+  private dueSeq = 0;
+  /** The batch interval's timer, pending while writeLater batches wait. */
+  private intervalTimer: TimerHandle | undefined;
+  /** Operations and bytes of writeLater batches not yet written. */
+  private laterOps = 0;
+  private laterBytes = 0;
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
   private consistentIndexValue = 0;
@@ -288,10 +342,22 @@ export class Backend {
   private queuedConsistentIndex = 0;
   private termValue = 0;
 
+  private readonly groupCommitBatchesMax: number;
+  private readonly batchIntervalMs: number;
+  private readonly batchLimit: number;
+  private readonly batchBytesMax: number;
+  private readonly clock: Clock;
+
   private constructor(
     private readonly engine: StorageEngine,
-    private readonly groupCommitBatchesMax: number,
-  ) {}
+    options: BackendOptions,
+  ) {
+    this.groupCommitBatchesMax = options.groupCommitBatchesMax ?? 256;
+    this.batchIntervalMs = options.batchIntervalMs ?? BATCH_INTERVAL_MS_DEFAULT;
+    this.batchLimit = options.batchLimit ?? BATCH_LIMIT_DEFAULT;
+    this.batchBytesMax = options.batchBytesMax ?? BATCH_BYTES_MAX_DEFAULT;
+    this.clock = options.clock ?? systemClock;
+  }
 
   /** Opens (creating if missing) the LevelDB database in `dir` and loads the consistent index. */
   static async open(dir: string, options: BackendOptions = {}): Promise<Backend> {
@@ -309,7 +375,7 @@ export class Backend {
    * memtable sizes) are the engine's business and ignored here.
    */
   static async openOn(engine: StorageEngine, options: BackendOptions = {}): Promise<Backend> {
-    const backend = new Backend(engine, options.groupCommitBatchesMax ?? 256);
+    const backend = new Backend(engine, options);
     const ci = await engine.get(bucketKey("meta", META_CONSISTENT_INDEX));
     if (ci) backend.consistentIndexValue = backend.queuedConsistentIndex = decodeUint64(ci);
     const term = await engine.get(bucketKey("meta", META_TERM));
@@ -323,11 +389,59 @@ export class Backend {
   }
 
   /**
-   * Applies `batch` atomically (no fsync). Batches are applied in call order; hooks run before the
-   * promise resolves. Rejects with BackendFailedError (and stays failed) if LevelDB fails, and
-   * (writing nothing) if the batch's consistent index is below one already submitted.
+   * Applies `batch` atomically (no fsync), starting a write on the next turn of the event loop.
+   * Batches are applied in submission order; hooks run before the promise resolves. Rejects with
+   * BackendFailedError (and stays failed) if LevelDB fails, and (writing nothing) if the batch's
+   * consistent index is below one already submitted.
    */
   write(batch: BackendBatch): Promise<void> {
+    const group = this.enqueue(batch);
+    if (group instanceof Promise) return group;
+    this.dueSeq = group.seq;
+    this.startWriter();
+    return group.written;
+  }
+
+  /**
+   * Like `write`, but the write may wait for the batch interval (see the header), so that the
+   * batches of many entries share it. The owner must serve the batch's contents from its own
+   * copies meanwhile, and call `expedite()` when something waits for them to be in LevelDB.
+   */
+  writeLater(batch: BackendBatch): Promise<void> {
+    if (batch.urgent || this.batchIntervalMs <= 0) return this.write(batch);
+    const group = this.enqueue(batch);
+    if (group instanceof Promise) return group;
+    const ops = batch.size;
+    const bytes = batch.bytes;
+    group.laterOps += ops;
+    group.laterBytes += bytes;
+    this.laterOps += ops;
+    this.laterBytes += bytes;
+    if (this.laterOps >= this.batchLimit || this.laterBytes >= this.batchBytesMax) this.expedite();
+    else if (this.intervalTimer === undefined) {
+      this.intervalTimer = this.clock.setTimeout(() => {
+        this.intervalTimer = undefined;
+        this.expedite();
+      }, this.batchIntervalMs);
+    }
+    return group.written;
+  }
+
+  /** Starts a write, on the next turn, of every batch waiting (none: nothing happens). */
+  expedite(): void {
+    const last = this.queue[this.queue.length - 1];
+    if (last === undefined) return;
+    this.dueSeq = last.seq;
+    this.startWriter();
+  }
+
+  /** Highest consistent index submitted: written, or waiting to be. */
+  submittedConsistentIndex(): number {
+    return this.queuedConsistentIndex;
+  }
+
+  /** Queues `batch` in the last group (a new one when full); a rejected promise when refused. */
+  private enqueue(batch: BackendBatch): PendingGroup | Promise<never> {
     if (this.closed) return Promise.reject(new BackendClosedError());
     if (this.failure !== undefined) return Promise.reject(new BackendFailedError(this.failure));
     if (batch.submitted) return Promise.reject(new Error("backend: batch already submitted"));
@@ -341,12 +455,11 @@ export class Backend {
     batch.submitted = true;
     let group = this.queue[this.queue.length - 1];
     if (group === undefined || group.batches.length >= this.groupCommitBatchesMax) {
-      group = new PendingGroup();
+      group = new PendingGroup(this.nextGroupSeq++);
       this.queue.push(group);
     }
     group.batches.push(batch);
-    if (!this.writing) this.scheduleDrain();
-    return group.written;
+    return group;
   }
 
   /**
@@ -388,12 +501,14 @@ export class Backend {
   }
 
   /**
-   * Starts the writer on the next turn of the event loop rather than now. `write` is called while
-   * an entry is applied, just before its proposer is answered: handing LevelDB the batch (the
-   * conversion of its operations runs on this thread) would delay the answer, and the batches
-   * queued until the next turn join one group.
+   * Starts the writer on the next turn of the event loop rather than now (unless it runs: it
+   * takes every due group before it stops). A batch is written while an entry is applied, just
+   * before its proposer is answered: handing LevelDB the batch (the conversion of its operations
+   * runs on this thread) would delay the answer, and the batches queued until the next turn join
+   * one group.
    */
-  private scheduleDrain(): void {
+  private startWriter(): void {
+    if (this.writing) return;
     this.writing = true;
     this.idle = new Promise((r) => (this.idleResolve = r));
     setImmediate(() => void this.drain());
@@ -401,8 +516,10 @@ export class Backend {
 
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 && this.queue[0]!.seq <= this.dueSeq) {
         const group = this.queue.shift()!;
+        this.laterOps -= group.laterOps;
+        this.laterBytes -= group.laterBytes;
         const batches = group.batches;
         const ops = groupOps(batches);
         try {
@@ -416,6 +533,7 @@ export class Backend {
           this.failure = e;
           group.reject(new BackendFailedError(e));
           for (const g of this.queue.splice(0)) g.reject(new BackendFailedError(e));
+          this.stopIntervalTimer();
           return;
         }
         for (const b of batches) {
@@ -429,8 +547,15 @@ export class Backend {
       }
     } finally {
       this.writing = false;
+      if (this.queue.length === 0) this.stopIntervalTimer();
       this.idleResolve?.();
     }
+  }
+
+  private stopIntervalTimer(): void {
+    if (this.intervalTimer === undefined) return;
+    this.clock.clearTimeout(this.intervalTimer);
+    this.intervalTimer = undefined;
   }
 
   /** Reads one key of a bucket; undefined when absent. */
@@ -519,7 +644,8 @@ export class Backend {
    */
   async replace(image: BackendImage): Promise<void> {
     this.assertOpen();
-    while (this.writing) await this.idle;
+    // Every batch queued so far is in first, so the deletions below see its keys.
+    await this.flushed();
     const old = this.rawIterator({ values: false });
     try {
       for (;;) {
@@ -608,10 +734,12 @@ export class Backend {
     }
   }
 
-  /** Waits for queued writes, then closes the database. Idempotent. */
+  /** Writes what is queued (the batch interval is not waited out), then closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.failure === undefined) this.expedite();
     while (this.writing) await this.idle;
+    this.stopIntervalTimer();
     this.closed = true;
     await this.engine.close();
   }

@@ -4,15 +4,17 @@
  * - An entry at or below the backend's consistent index is already applied (a replay after a
  *   restart): only a conf change among them still reaches raft, whose configuration is rebuilt.
  * - A normal entry is decoded (or taken as proposed here), applied through the applier chain into
- *   its own write session, and its batch is written with the entry's index as the consistent
- *   index. Its proposer is answered as soon as the session is committed: the store serves the
- *   entry's revision from memory until the batch is in LevelDB (kv-store.ts), and the entry is
- *   in the fsynced WAL, so a restart before the batch is in replays it. The applied index (for
- *   ReadIndex waits, snapshots and the snapshot sent to a follower) still moves only once the
- *   batch is in: whatever reads the backend directly sees every applied entry there.
- * - Entries are applied one after another, but their batches are not awaited one by one: the
- *   backend group-commits what is queued, so a Ready's entries usually share one LevelDB write.
- *   A conf change waits for the batches before it, and is applied alone.
+ *   its own write session, and its batch is handed to the backend with the entry's index as the
+ *   consistent index. Its proposer is answered as soon as the session is committed: the store
+ *   serves the entry's revision from memory until the batch is in LevelDB (kv-store.ts), and the
+ *   entry is in the fsynced WAL, so a restart before the batch is in replays it.
+ * - The applied index (ReadIndex waits, snapshots) moves once a batch's entries are applied, not
+ *   once their backend writes are in: the backend writes them in groups, at its batch interval
+ *   (etcd's batch transaction; backend.ts), so that a put costs no LevelDB write of its own.
+ *   Whatever reads LevelDB directly waits for the writes first: the snapshot (store.sync), the
+ *   image sent to a follower, HashKV and watch catch-up (kv-store.ts). A failed backend write
+ *   is fatal (`onWriteFailed`, and the next apply rejects).
+ * - Entries are applied one after another; a conf change is applied alone.
  * - Every `snapshotCount` applied entries, a raft snapshot is taken at the applied index.
  * - A snapshot from the leader (its index above the consistent index) is installed before the
  *   entries after it (etcd's applySnapshot): the backend becomes the image received with it, and
@@ -80,6 +82,8 @@ export interface ApplyLoopDeps {
   auth?: { loadFrom(store: StorePort): Promise<void> };
   /** A conf change reached raft (the member may campaign once the driver has advanced, or stop if removed). */
   onConfChange(cc: ConfChange): void;
+  /** A backend write of applied entries failed: the member must stop (their state is ahead of it). */
+  onWriteFailed(err: Error): void;
   logger: Logger;
   /**
    * Sees each entry once its effects are in the store, with the revision the entry left the
@@ -98,6 +102,9 @@ export class ApplyLoop {
   private snapshotIndex: number;
   private confState: ConfState;
   private readonly applyWaiters: { index: number; resolve: () => void }[] = [];
+  /** The last write promise watched for failure (consecutive entries usually share one). */
+  private watchedWrite: Promise<void> | undefined;
+  private writeFailure: Error | undefined;
 
   /** Starts at `appliedIndex` with raft's configuration as of it. */
   constructor(private readonly options: ApplyLoopOptions, private readonly deps: ApplyLoopDeps, appliedIndex: number, confState: ConfState) {
@@ -129,12 +136,12 @@ export class ApplyLoop {
    * without its image, an image behind its snapshot): the member must stop.
    */
   async apply(batch: ApplyBatch): Promise<void> {
+    if (this.writeFailure !== undefined) throw this.writeFailure;
     if (batch.snapshot) {
       if (batch.snapshot.metadata.index > this.deps.store.consistentIndex()) await this.installSnapshot(batch.snapshot);
       this.appliedIndex = Math.max(this.appliedIndex, batch.snapshot.metadata.index);
       this.confState = batch.snapshot.metadata.confState;
     }
-    const written: Promise<void>[] = [];
     const consistentIndex = this.deps.store.consistentIndex();
     let last = this.appliedIndex;
     for (const entry of batch.entries) {
@@ -144,22 +151,29 @@ export class ApplyLoop {
         continue;
       }
       if (entry.type === EntryType.ConfChange) {
-        await Promise.all(written.splice(0));
-        await this.applyConfChange(entry);
+        this.watchWrite(this.applyConfChange(entry));
       } else {
         const started = performance.now();
         const applied = this.applyNormal(entry);
-        const w = applied instanceof PendingApply ? (await applied.done).written : applied;
-        // Consecutive entries' batches usually join one backend write and share its promise.
-        if (w !== written[written.length - 1]) written.push(w);
+        this.watchWrite(applied instanceof PendingApply ? (await applied.done).written : applied);
         // etcd's warnApplyDuration: an entry whose apply took longer is a slow apply.
         if (performance.now() - started > SLOW_APPLY_MS) this.slowApplies++;
       }
     }
-    await Promise.all(written);
     this.appliedIndex = Math.max(this.appliedIndex, last);
     this.notifyApplied();
     if (this.appliedIndex - this.snapshotIndex > this.options.snapshotCount) await this.takeSnapshot();
+  }
+
+  /** Makes a failure of `written` (a backend write of applied entries) fatal. */
+  private watchWrite(written: Promise<void>): void {
+    if (written === this.watchedWrite) return;
+    this.watchedWrite = written;
+    written.catch((err: unknown) => {
+      if (this.writeFailure !== undefined) return;
+      this.writeFailure = err instanceof Error ? err : new Error(String(err));
+      this.deps.onWriteFailed(this.writeFailure);
+    });
   }
 
   private notifyApplied(): void {
@@ -173,8 +187,8 @@ export class ApplyLoop {
   }
 
   /**
-   * Snapshots at the applied index. The backend already holds all state up to it (with the
-   * consistent index); the raft snapshot carries the v2 store's JSON, as etcd 3.4's does.
+   * Snapshots at the applied index, once the backend holds (durably) all state up to it, with the
+   * consistent index; the raft snapshot carries the v2 store's JSON, as etcd 3.4's does.
    */
   private async takeSnapshot(): Promise<void> {
     const index = this.appliedIndex;
@@ -209,7 +223,7 @@ export class ApplyLoop {
       // the snapshot's v2 store, and is written to the backend.
       const w = store.beginWrite();
       membership.recoverFromV2Store(snapshot.data, w);
-      await w.commit(consistentIndex);
+      this.watchWrite(w.commit(consistentIndex));
     } else {
       // Our image carries the v2 store as of its own consistent index (which may be past the
       // snapshot's): the records and that image agree.
@@ -227,7 +241,8 @@ export class ApplyLoop {
     this.deps.onConfChange(cc);
   }
 
-  private async applyConfChange(entry: Entry): Promise<void> {
+  /** Applies a conf change entry; returns its backend write (see applyNormal). */
+  private applyConfChange(entry: Entry): Promise<void> {
     const cc = decodeConfChange(entry.data);
     const m = memberOfConfChange(cc);
     const rejected = validateConfChange(this.deps.membership, cc, m);
@@ -236,11 +251,12 @@ export class ApplyLoop {
       this.reconfigureRaft(cc);
       applyConfChangeToMembership(this.deps.membership, cc, m, this.confState, w);
     }
-    await w.commit(entry.index);
+    const written = w.commit(entry.index);
     this.deps.observeApplied?.(entry, revisionAfter(w));
     if (cc.id !== undefined && cc.id !== 0n) {
       this.deps.proposer.trigger(cc.id, rejected ? { error: rejected } : { value: this.deps.membership.list() });
     }
+    return written;
   }
 
   /**
