@@ -267,6 +267,15 @@ describe("Backend batch interval (writeLater)", () => {
     expect(writes).toEqual([4, 2, 2]);
   });
 
+  it("a full group starts a write at once", async () => {
+    const { backend: be, writes } = await timed({ groupCommitBatchesMax: 3 });
+    const two = [be.writeLater(entry(be, 1)), be.writeLater(entry(be, 2))];
+    await turns(3);
+    expect(writes).toEqual([]);
+    await Promise.all([...two, be.writeLater(entry(be, 3))]);
+    expect(writes).toEqual([4]);
+  });
+
   it("interval 0 writes on the next turn, as write does", async () => {
     const { backend: be, writes } = await timed({ batchIntervalMs: 0 });
     await be.writeLater(entry(be, 1));

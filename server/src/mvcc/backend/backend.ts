@@ -24,8 +24,9 @@
  * - When a write starts (etcd's batch transaction and its commit interval): `write()` starts one on
  *   the next turn of the event loop. `writeLater()` (the apply path's entries) lets the batch wait
  *   up to `batchIntervalMs` (--backend-batch-interval, 100 ms) so that many entries share one
- *   LevelDB write, unless `batchLimit` operations (--backend-batch-limit, 10000) or
- *   `batchBytesMax` bytes are waiting, or the batch asks for haste (`expedite`). Anything that
+ *   LevelDB write, unless `batchLimit` operations (--backend-batch-limit, 10000), `batchBytesMax`
+ *   bytes or a full group (`groupCommitBatchesMax` batches) are waiting, or the batch asks for
+ *   haste (`expedite`). Anything that
  *   starts a write takes every batch queued before it; `expedite()`, `flushed()`, `replace()` and
  *   `close()` start one for whatever waits. The owner serves what waits from its own copies.
  * - A failed LevelDB write is fatal: the backend refuses all further writes (state above it has
@@ -417,7 +418,9 @@ export class Backend {
     group.laterBytes += bytes;
     this.laterOps += ops;
     this.laterBytes += bytes;
-    if (this.laterOps >= this.batchLimit || this.laterBytes >= this.batchBytesMax) this.expedite();
+    // A full group goes at once too: under load the interval would only keep the staged copies
+    // alive long enough for V8 to promote them, and the group is as large as a write gets.
+    if (this.laterOps >= this.batchLimit || this.laterBytes >= this.batchBytesMax || group.batches.length >= this.groupCommitBatchesMax) this.expedite();
     else if (this.intervalTimer === undefined) {
       this.intervalTimer = this.clock.setTimeout(() => {
         this.intervalTimer = undefined;
