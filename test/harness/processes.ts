@@ -4,6 +4,7 @@
  * is still registered if the test runner itself goes away.
  */
 import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 
 const live = new Set<ChildProcess>();
@@ -57,26 +58,45 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Returns a TCP port on `host` that was free a moment ago (the kernel picks it; we close the
- * listener right away). Another process could grab it before we use it; callers that start a
- * server on it should be prepared to retry with a fresh port.
+ * The lowest port the kernel hands out as an ephemeral (outgoing) port. Ports below it are only
+ * ever taken by listeners: a port picked there cannot be grabbed meanwhile as the source port of
+ * some connection of a parallel test, which is how a port the kernel picked for us (bound to
+ * port 0) got lost to EADDRINUSE before the server under test could bind it.
  */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 11_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+const PORT_LOW = 10_000;
+let portHigh: number | undefined;
+
+function canListen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.once("error", reject);
-    server.listen({ host, port: 0, exclusive: true }, () => {
-      const addr = server.address();
-      if (addr === null || typeof addr === "string") {
-        server.close();
-        reject(new Error("freePort: no address"));
-        return;
-      }
-      const port = addr.port;
-      server.close(() => resolve(port));
-    });
+    server.once("error", () => resolve(false));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * Returns a TCP port on `host` that was free a moment ago: a random one between 10000 and the
+ * kernel's ephemeral range (see ephemeralLow), checked by binding it. Another listener could
+ * still take it before we use it; callers that start a server on it should be prepared to retry
+ * with a fresh port.
+ */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  portHigh ??= ephemeralLow();
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (portHigh - PORT_LOW));
+    if (await canListen(host, port)) return port;
+  }
+  throw new Error(`freePort: no free port on ${host} in [${PORT_LOW}, ${portHigh})`);
 }
 
 /** `count` distinct free ports. */
