@@ -86,7 +86,7 @@ export interface BackendOptions {
   batchIntervalMs?: number;
   /** Operations waiting in `writeLater` batches that start a write at once (etcd's --backend-batch-limit). Default 10000. */
   batchLimit?: number;
-  /** Bytes of keys and values waiting in `writeLater` batches that start a write at once. Default 8 MiB. */
+  /** Bytes of keys and values waiting in `writeLater` batches that start a write at once. Default 1 MiB. */
   batchBytesMax?: number;
   /** Times the batch interval. Default: the system clock. */
   clock?: Clock;
@@ -95,7 +95,7 @@ export interface BackendOptions {
 /** etcd's defaults for --backend-batch-interval and --backend-batch-limit. */
 export const BATCH_INTERVAL_MS_DEFAULT = 100;
 export const BATCH_LIMIT_DEFAULT = 10_000;
-export const BATCH_BYTES_MAX_DEFAULT = 8 * 1024 * 1024;
+export const BATCH_BYTES_MAX_DEFAULT = 1024 * 1024;
 
 /** Encodes a uint64 (a safe JS integer) as 8 big-endian bytes. */
 export function encodeUint64(n: number): Buffer {
