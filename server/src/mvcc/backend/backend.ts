@@ -26,9 +26,10 @@
  *   up to `batchIntervalMs` (--backend-batch-interval, 100 ms) so that many entries share one
  *   LevelDB write, unless `batchLimit` operations (--backend-batch-limit, 10000), `batchBytesMax`
  *   bytes or a full group (`groupCommitBatchesMax` batches) are waiting, or the batch asks for
- *   haste (`expedite`). Anything that
- *   starts a write takes every batch queued before it; `expedite()`, `flushed()`, `replace()` and
- *   `close()` start one for whatever waits. The owner serves what waits from its own copies.
+ *   haste (`expedite`). Anything that starts a write takes every batch queued before it;
+ *   `expedite()`, `flushed()`, `replace()` and `close()` start one for whatever waits. The owner
+ *   serves what waits from its own copies. Non-due batches always have the interval's timer
+ *   pending (set by the first of them, cleared once the queue is empty).
  * - A failed LevelDB write is fatal: the backend refuses all further writes (state above it has
  *   already moved on); the owner must stop and restart from the WAL.
  *
