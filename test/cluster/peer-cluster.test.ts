@@ -4,10 +4,13 @@
  * SIGKILL of the leader the other two elect a new one and keep taking writes; the killed member
  * restarts from its data dir and catches up by the log. With a small --snapshot-count the
  * leader compacts its log behind a snapshot while a member is down, so the member catches up by
- * the snapshot path (POST /raft/snapshot).
+ * the snapshot path (POST /raft/snapshot), and the database it received is not kept once the
+ * snapshot is installed.
  *
  * Knobs: `ETCD_BIN` (default etcd-ts; `/usr/bin/etcd` runs the same test against real etcd).
  */
+import { readdirSync } from "node:fs";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Cluster } from "../harness/cluster.js";
 import { runEtcdctl } from "../harness/etcdctl.js";
@@ -97,5 +100,9 @@ describe("a cluster of three members over the peer protocol", () => {
     expect(caughtUpMs).toBeGreaterThanOrEqual(0);
     // It came by the snapshot path: the leader logged the send.
     expect(compactedLeader.logTail(1_000_000)).toContain("sent database snapshot");
+    // The received database was kept until the install was in, and not after it.
+    const snapDir = path.join(cluster.members[follower]!.dataDir, "member", "snap");
+    const kept = (): string[] => readdirSync(snapDir).filter((n) => n.endsWith(".snap.db"));
+    expect(await until(async () => kept().length === 0, 10_000), `kept databases: ${kept().join(", ")}`).toBeGreaterThanOrEqual(0);
   }, 180_000);
 });

@@ -20,6 +20,7 @@ import { Backend } from "../../server/src/mvcc/backend/backend.js";
 import { MemoryEngine, MemoryLevelStore } from "../../server/src/mvcc/backend/memory-engine.js";
 import { MemoryWalDir } from "../../server/src/wal/memory-wal.js";
 import { MemorySnapDir, MemorySnapshotter } from "../../server/src/snap/memory-snapshotter.js";
+import { MemorySnapshotDatabases } from "../../server/src/server/snapshot-databases.js";
 import { ManualClock, sleep, type Clock, type TimerHandle } from "../../server/src/pkg/clock.js";
 import { nullLogger, type Logger } from "../../server/src/pkg/logger.js";
 import { computeMemberId } from "../../server/src/server/cluster/member-id.js";
@@ -262,6 +263,7 @@ export class RealCluster {
       {
         wal: o.walSyncDelayMaxMs > 0 ? withSyncLatency(m.wal, clock, this.rng.fork(`fsync-${m.name}-${incarnation}`), o.walSyncDelayMaxMs) : m.wal,
         snapshotter: new MemorySnapshotter({ dir: m.snapshots }),
+        snapshotDatabases: new MemorySnapshotDatabases(m.snapshots),
         backend: await Backend.openOn(engine, { clock }),
         transport: {
           send: (messages) => this.send(m, incarnation, messages),
@@ -400,7 +402,11 @@ export class RealCluster {
     if (ok) {
       this.messagesDelivered++;
       try {
-        if (e.image !== undefined) m.member!.server.receiveSnapshot({ message: e.msg, image: replay(e.image) });
+        if (e.image !== undefined) {
+          // As the peer handler does, the database is on disk (durably) before the member sees it.
+          MemorySnapshotDatabases.keep(m.snapshots, e.msg.snapshot!.metadata.index, e.image);
+          m.member!.server.receiveSnapshot({ message: e.msg, image: replay(e.image) });
+        }
         else m.member!.server.process(e.msg);
       } catch (err) {
         if (!(err instanceof PeerMessageRefusedError)) throw err;

@@ -48,6 +48,7 @@ import { peerServices } from "./peer-services.js";
 import { PeerLeaderClient } from "./leader-client.js";
 import { HttpPeerHashClient } from "./peer-hash-client.js";
 import { answerPeerHashKV, CorruptionChecker } from "../server/corrupt-check.js";
+import { SnapshotDatabaseFiles } from "../server/snapshot-databases.js";
 import { AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb/rpc";
 
 /** The largest v2 request body read (Go's form limit, 10 MB). */
@@ -256,6 +257,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       peerVersions: new HttpPeerVersions({ timeoutMs: 5000 }),
       peerActivity: { activeSince: (id) => transport.activeSince(id) || undefined },
       leaderClient,
+      snapshotDatabases: await SnapshotDatabaseFiles.open(snapDir),
       clock: systemClock,
       fatal: (message, fields) => {
         logger.error(`${message}; exiting`, fields);

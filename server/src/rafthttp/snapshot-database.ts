@@ -15,7 +15,7 @@ export interface SnapshotDatabaseFormat {
   writeEtcdDatabase(image: BackendImage, writer: BboltWriter): Promise<BboltFileInfo>;
   /**
    * The backend image the etcd database in `filePath` stands for, as of `snapshot`. The file is
-   * opened only when the image is iterated; `onEnd` runs once an iteration has ended or stopped.
+   * opened only when the image is iterated, and closed when the iteration ends or stops.
    */
-  imageOfEtcdDatabase(filePath: string, snapshot: SnapshotMetadata, onEnd?: () => void): BackendImage;
+  imageOfEtcdDatabase(filePath: string, snapshot: SnapshotMetadata): BackendImage;
 }

@@ -22,12 +22,13 @@
  *   taken                              204
  * The database is written to `<snap-dir>/<index as 16 hex digits>.snap.db` (through a temporary
  * file, fsynced, renamed; one already there is kept, as etcd keeps it), which the image handed to
- * the member reads when the apply path installs it, and which is removed once it has been read.
+ * the member reads when the apply path installs it. The member removes it once its backend holds
+ * the snapshot durably (server/snapshot-databases.ts); a refused snapshot's is removed here.
  * Memory: the message is held (bounded by messageLimitBytes); the database streams to disk.
  */
 import { exponentialBuckets, HistogramCell } from "../pkg/metric-cells.js";
 import { randomBytes } from "node:crypto";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
@@ -39,6 +40,7 @@ import { decodeMessage } from "./message-codec.js";
 import { MESSAGE_READ_LIMIT } from "./message-stream.js";
 import { checkPeerRequest, idString, remoteOfRequest, type PeerIdentity } from "./peer-headers.js";
 import type { SnapshotDatabaseFormat } from "./snapshot-database.js";
+import { snapshotDatabaseFileName } from "../snap/snapshotter.js";
 
 export interface SnapshotHandlerOptions extends PeerIdentity {
   /** Where received databases are written (the member's snap directory). */
@@ -89,10 +91,6 @@ export class SnapshotDbCounters {
   }
 }
 
-/** The 16-hex-digit file name etcd gives a snapshot's database. */
-export function snapshotDatabaseFileName(index: number): string {
-  return `${index.toString(16).padStart(16, "0")}.snap.db`;
-}
 
 class BodyError extends Error {}
 
@@ -262,9 +260,9 @@ export function createSnapshotHandler(
     logger.info("received and saved database snapshot", { "incoming-snapshot-index": index, "incoming-snapshot-size-bytes": bytes });
 
     // a MsgSnap without a snapshot gets an empty metadata here; the member refuses it (SnapshotMisrouted)
-    const image = deps.database.imageOfEtcdDatabase(file, snapshot?.metadata ?? { index: 0, term: 0, confState: { voters: [], learners: [] } }, () => {
-      rmSync(file, { force: true }); // once installed, nothing reads it again
-    });
+    // The file stays until the member releases it: a restart that finds its backend behind the
+    // snapshot installs it from there (server/snapshot-databases.ts).
+    const image = deps.database.imageOfEtcdDatabase(file, snapshot?.metadata ?? { index: 0, term: 0, confState: { voters: [], learners: [] } });
     try {
       deps.member.receiveSnapshot({ message, image });
     } catch (err) {

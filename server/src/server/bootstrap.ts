@@ -6,8 +6,9 @@
  *   1. the newest snapshot the WAL has a marker for; the WAL is replayed on top of it;
  *   2. the backend is applied up to its consistent index, with raft's configuration as of then
  *      (stored next to the data): raft resumes from there instead of re-applying what the
- *      backend already holds; a backend behind the snapshot is refused (the entries it lacks
- *      are no longer in the WAL);
+ *      backend already holds; a backend behind the snapshot (a leader's snapshot whose install
+ *      a crash cut short) gets the database kept for that snapshot installed, and is refused
+ *      without one (the entries it lacks are no longer in the WAL);
  *   3. membership, leases (with their key sets, from the keys that name them) and alarms are
  *      loaded from the backend.
  * New member: member and cluster IDs from the initial cluster (as etcd computes them), a WAL
@@ -37,6 +38,7 @@ import { LeaseRecords, recoverLeases } from "./lease-records.js";
 import { AuthStore, BCRYPT_COST_DEFAULT } from "./auth/auth-store.js";
 import { tokenProvider } from "./auth/token-provider.js";
 import { MvccStorePort } from "./mvcc-store-port.js";
+import type { SnapshotDatabases } from "./snapshot-databases.js";
 import { DEFAULT_QUOTA_BYTES } from "./quota.js";
 import { RaftNode, type FatalHook, type LogPersistence, type PeerTransport, type ReadyObserver, type SnapshotPersistence } from "./raft-node.js";
 import type { PeerActivity } from "./cluster/member-admin.js";
@@ -135,6 +137,11 @@ export interface BootstrapDeps {
   peerActivity?: PeerActivity;
   /** Forwards leader-only requests (lease keep-alive and time-to-live, promote) from a follower. */
   leaderClient?: LeaderClient;
+  /**
+   * The databases received with leaders' snapshots, kept until installed durably; a restart
+   * whose backend is behind its raft snapshot installs the one kept for it (absent: none are).
+   */
+  snapshotDatabases?: SnapshotDatabases;
 }
 
 /** What the simulation watches of a member; every hook must change nothing. */
@@ -181,7 +188,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   );
   const store = new MvccStorePort(backend, mvcc);
   const log = deps.wal.exists()
-    ? await restartLog(deps, backend, options.forceNewCluster === true)
+    ? await restartLog(deps, store, options.forceNewCluster === true)
     : options.joinExisting
       ? await joinLog(options.joinExisting, deps)
       : await newLog(options, deps);
@@ -272,6 +279,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       peerActivity: deps.peerActivity,
       leaderClient: deps.leaderClient,
       auth,
+      snapshotDatabases: deps.snapshotDatabases,
     },
     { index: log.applied, confState: log.confState },
   );
@@ -306,7 +314,36 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   };
 }
 
-async function restartLog(deps: BootstrapDeps, backend: Backend, forceNewCluster: boolean): Promise<RecoveredLog> {
+/**
+ * A backend behind the raft snapshot the WAL resumes from: snapshots are taken of a synced
+ * backend, so this one is a leader's whose install a crash cut short (raft persists a received
+ * snapshot before the apply path installs its database). As etcd's recoverSnapshotBackend does,
+ * the database kept for it is installed now; without one, the entries the backend lacks are
+ * no longer in the WAL and the member cannot restart.
+ */
+async function recoverSnapshotBackend(deps: BootstrapDeps, store: MvccStorePort, snapshot: Snapshot): Promise<void> {
+  const { index } = snapshot.metadata;
+  const behind = deps.backend.consistentIndex();
+  const image = deps.snapshotDatabases?.open(snapshot.metadata);
+  if (image !== undefined) {
+    deps.logger.warn("the backend is behind the raft snapshot; installing the database received with it", {
+      "consistent-index": behind,
+      "snapshot-index": index,
+    });
+    await store.restore(image);
+    if (deps.backend.consistentIndex() >= index) {
+      await deps.snapshotDatabases!.release(index);
+      return;
+    }
+  }
+  throw new Error(
+    `the backend's consistent index ${deps.backend.consistentIndex()} is behind the raft snapshot at ${index} ` +
+      "(a snapshot from the leader was not installed completely); remove this member's data and add it back",
+  );
+}
+
+async function restartLog(deps: BootstrapDeps, store: MvccStorePort, forceNewCluster: boolean): Promise<RecoveredLog> {
+  const { backend } = deps;
   const markers = await deps.wal.validSnapshotEntries();
   const snapshot = markers.some((m) => m.index > 0) ? await deps.snapshotter.loadNewestAvailable(markers) : undefined;
   const from = snapshot ? { index: snapshot.metadata.index, term: snapshot.metadata.term } : { index: 0, term: 0 };
@@ -324,15 +361,8 @@ async function restartLog(deps: BootstrapDeps, backend: Backend, forceNewCluster
   }
   storage.setHardState(opened.hardState);
   let entries = opened.entries;
+  if (snapshot && backend.consistentIndex() < snapshot.metadata.index) await recoverSnapshotBackend(deps, store, snapshot);
   const consistentIndex = backend.consistentIndex();
-  if (snapshot && consistentIndex < snapshot.metadata.index) {
-    // Snapshots are taken of a synced backend, and a leader's is installed before anything after
-    // it is applied: a backend behind one lost what the WAL no longer replays.
-    throw new Error(
-      `the backend's consistent index ${consistentIndex} is behind the raft snapshot at ${snapshot.metadata.index} ` +
-        "(a snapshot from the leader was not installed completely); remove this member's data and add it back",
-    );
-  }
   const confRecord = await backend.get("meta", CONF_STATE_KEY);
   const atIndex = entries.find((e) => e.index === consistentIndex);
   if (confRecord !== undefined && consistentIndex > applied && atIndex !== undefined) {

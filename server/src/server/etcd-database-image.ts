@@ -42,12 +42,10 @@ const COMPACTION_KEYS = new Set(["scheduledCompactRev", "finishedCompactRev"]);
 
 /**
  * The backend image of the etcd database in `filePath`, received with `snapshot`.
- * @param onEnd called once when an iteration has ended or stopped (e.g. to remove the file),
- *   after the file is closed.
  */
-export function etcdDatabaseImage(filePath: string, snapshot: SnapshotMetadata, onEnd?: () => void): BackendImage {
+export function etcdDatabaseImage(filePath: string, snapshot: SnapshotMetadata): BackendImage {
   return {
-    [Symbol.asyncIterator]: () => iterate(filePath, snapshot, onEnd)[Symbol.asyncIterator](),
+    [Symbol.asyncIterator]: () => iterate(filePath, snapshot)[Symbol.asyncIterator](),
   };
 }
 
@@ -60,12 +58,12 @@ export const etcdSnapshotDatabase = {
   writeEtcdDatabase(image: BackendImage, writer: BboltWriter): Promise<BboltFileInfo> {
     return writeEtcdDatabase(image, writer);
   },
-  imageOfEtcdDatabase(filePath: string, snapshot: SnapshotMetadata, onEnd?: () => void): BackendImage {
-    return etcdDatabaseImage(filePath, snapshot, onEnd);
+  imageOfEtcdDatabase(filePath: string, snapshot: SnapshotMetadata): BackendImage {
+    return etcdDatabaseImage(filePath, snapshot);
   },
 };
 
-async function* iterate(filePath: string, snapshot: SnapshotMetadata, onEnd?: () => void): AsyncGenerator<[Buffer, Buffer]> {
+async function* iterate(filePath: string, snapshot: SnapshotMetadata): AsyncGenerator<[Buffer, Buffer]> {
   let reader: BboltReader | undefined;
   try {
     reader = BboltReader.open(filePath);
@@ -111,7 +109,6 @@ async function* iterate(filePath: string, snapshot: SnapshotMetadata, onEnd?: ()
     }
   } finally {
     reader?.close();
-    onEnd?.();
   }
 }
 

@@ -49,6 +49,7 @@ import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { BackendQuota, LEASE_COST_BYTES, putCostBytes, txnCostBytes } from "./quota.js";
 import type { ApplyBatch, PeerTransport, RaftNode, ReadyHandler } from "./raft-node.js";
 import { LinearizableReads } from "./read-index.js";
+import type { SnapshotDatabases } from "./snapshot-databases.js";
 import { ReceivedSnapshots } from "./received-snapshots.js";
 import type { RequestTrace } from "./request-trace.js";
 import type { RequestContext } from "./request-context.js";
@@ -119,6 +120,8 @@ export interface EtcdServerDeps {
   leaderClient?: LeaderClient;
   /** Users, roles and tokens, loaded from the backend (absent: an empty store without tokens). */
   auth?: AuthStore;
+  /** The databases received with leaders' snapshots, kept on disk (absent: none are kept). */
+  snapshotDatabases?: SnapshotDatabases;
 }
 
 /** Counters the member keeps for etcd's etcd_server_* metrics (all only grow). */
@@ -160,7 +163,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private readonly isAlarmRaised: (alarm: AlarmType) => boolean;
   /** Users, roles, permissions, and the token provider. */
   readonly auth: AuthStore;
-  private readonly receivedSnapshots = new ReceivedSnapshots();
+  private readonly receivedSnapshots: ReceivedSnapshots;
   private stopped = false;
   private published = false;
   private versionUpdating = false;
@@ -193,6 +196,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.raft = raft;
     this.auth = deps.auth ?? new AuthStore({ bcryptCost: BCRYPT_COST_DEFAULT }, { tokens: noTokenProvider(), logger: logger.named("auth") });
     this.proposer = new Proposer(options, { raft, clock });
+    this.receivedSnapshots = new ReceivedSnapshots(deps.snapshotDatabases);
     this.applyLoop = new ApplyLoop(
       {
         snapshotCount: options.snapshotCount,

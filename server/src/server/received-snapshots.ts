@@ -9,8 +9,12 @@
  * snapshots above its commit index, which is at least the applied one), so each arrival drops
  * those; installing the snapshot at index i drops every image up to i. At most
  * RECEIVED_SNAPSHOT_IMAGES_MAX images wait at once.
+ *
+ * The databases behind the images stay on disk past their install until `release` (see
+ * snapshot-databases.ts): a restart may need the one whose install a crash cut short.
  */
 import type { BackendImage } from "../mvcc/backend/backend.js";
+import type { SnapshotDatabases } from "./snapshot-databases.js";
 import { PeerMessageRefusedError } from "./transport-port.js";
 
 /** Received images that may wait for their snapshot at once. */
@@ -18,6 +22,9 @@ export const RECEIVED_SNAPSHOT_IMAGES_MAX = 4;
 
 export class ReceivedSnapshots {
   private readonly images = new Map<number, BackendImage>();
+
+  /** @param kept where the received databases are kept on disk (absent: nothing is kept). */
+  constructor(private readonly kept?: SnapshotDatabases) {}
 
   /** Images waiting. */
   get size(): number {
@@ -49,6 +56,15 @@ export class ReceivedSnapshots {
     if (image === undefined) throw new Error(`no backend image was received with the snapshot at index ${index}`);
     this.dropThrough(index);
     return image;
+  }
+
+  /**
+   * The backend holds (durably) the state as of `index`: the databases kept for snapshots at or
+   * below it are no longer needed, nor are their images.
+   */
+  release(index: number): Promise<void> {
+    this.dropThrough(index);
+    return this.kept?.release(index) ?? Promise.resolve();
   }
 
   private dropThrough(index: number): void {

@@ -5,6 +5,8 @@
 export {
   Snapshotter,
   snapshotFileName,
+  snapshotDatabaseFileName,
+  parseSnapshotDatabaseFileName,
   parseSnapshotFileName,
   encodeSnapshotFile,
   decodeSnapshotFile,

@@ -50,6 +50,17 @@ export function snapshotFileName(term: number, index: number): string {
   return `${hex16(term)}-${hex16(index)}.snap`;
 }
 
+/** The name of the database received with the snapshot at `index` (etcd's `%016x.snap.db`). */
+export function snapshotDatabaseFileName(index: number): string {
+  return `${hex16(index)}.snap.db`;
+}
+
+/** The snapshot index a received database's name stands for, or undefined for any other name. */
+export function parseSnapshotDatabaseFileName(name: string): number | undefined {
+  const m = /^([0-9a-f]{16})\.snap\.db$/.exec(name);
+  return m === null ? undefined : parseInt(m[1]!, 16);
+}
+
 export function parseSnapshotFileName(name: string): { term: number; index: number } | undefined {
   const m = SNAP_NAME.exec(name);
   if (m === null) return undefined;
@@ -216,11 +227,6 @@ export class Snapshotter implements SnapshotStore {
     await fsyncDir(this.dir);
     this.logger.info("snap: purged", { removed: doomed });
     return doomed;
-  }
-
-  /** Where the streamed state-machine snapshot for `index` lives (etcd: `%016x.snap.db`). */
-  dbFilePath(index: number): string {
-    return path.join(this.dir, `${hex16(index)}.snap.db`);
   }
 
   private async loadMatching(accept: (term: number, index: number) => boolean): Promise<Snapshot | undefined> {

@@ -1,6 +1,7 @@
 /**
- * Bootstrap refuses a backend behind the raft snapshot the WAL resumes from: the entries it lacks
- * are no longer replayed (a leader's snapshot whose install was cut short leaves this behind).
+ * A backend behind the raft snapshot the WAL resumes from (a leader's snapshot whose install a
+ * crash cut short leaves this behind) gets the database kept for that snapshot installed; without
+ * one, bootstrap refuses it: the entries it lacks are no longer replayed.
  * A restart takes its membership from the v2 store (etcd 3.4's snapshot data), or from the
  * records of a data dir written before the v2 store was kept. A member told by a peer that it
  * was removed resolves `removed` (the process then stops).
@@ -15,6 +16,10 @@ import { nullLogger } from "../../src/pkg/logger.js";
 import type { Snapshot } from "../../src/raft/types.js";
 import { bootstrapMember, type BootstrapOptions, type MemberWal } from "../../src/server/bootstrap.js";
 import type { EtcdServer } from "../../src/server/etcd-server.js";
+import { MvccStore } from "../../src/mvcc/kv-store.js";
+import { MvccStorePort } from "../../src/server/mvcc-store-port.js";
+import { MemorySnapshotDatabases, type SnapshotDatabases } from "../../src/server/snapshot-databases.js";
+import { MemorySnapDir } from "../../src/snap/memory-snapshotter.js";
 import { tempDir } from "../mvcc/helpers.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -37,6 +42,7 @@ async function restartMember(
   consistentIndex: number,
   snapshotData: Uint8Array = new Uint8Array(0),
   records: Array<["members" | "membersRemoved" | "cluster", string, string]> = [],
+  snapshotDatabases?: SnapshotDatabases,
 ): Promise<EtcdServer> {
   const t = await tempDir();
   cleanups.push(t.cleanup);
@@ -57,7 +63,7 @@ async function restartMember(
     },
     snapshotter: { save: async () => undefined, purge: async () => undefined, loadNewestAvailable: async () => snapshot },
     backend, transport: { send: () => undefined, sendSnapshot: () => undefined }, clock: systemClock,
-    fatal: () => undefined, randomSeed: 1, logger: nullLogger,
+    fatal: () => undefined, randomSeed: 1, logger: nullLogger, snapshotDatabases,
   });
   cleanups.push(() => member.server.stop());
   return member.server;
@@ -65,6 +71,38 @@ async function restartMember(
 
 it("refuses a backend whose consistent index is behind the snapshot", async () => {
   await expect(restart(7)).rejects.toThrow(/consistent index 7 is behind the raft snapshot at 10/);
+});
+
+/** A snap directory keeping, for the snapshot at 10, the image of a store that put `k` at index 10. */
+async function keptImage(imageIndex: number): Promise<MemorySnapDir> {
+  const t = await tempDir();
+  cleanups.push(t.cleanup);
+  const backend = await Backend.open(t.dir);
+  cleanups.push(() => backend.close());
+  const store = new MvccStorePort(backend, await MvccStore.open(backend, {}, { clock: systemClock }));
+  const w = store.beginWrite();
+  w.put(Buffer.from("k"), Buffer.from("from the leader"), 0n);
+  await w.commit(imageIndex);
+  const image: [Buffer, Buffer][] = [];
+  for await (const kv of store.image()) image.push(kv);
+  const dir = new MemorySnapDir();
+  MemorySnapshotDatabases.keep(dir, 10, image);
+  MemorySnapshotDatabases.keep(dir, 4, image);
+  return dir;
+}
+
+it("installs the database kept for the snapshot when the backend is behind it (a crash cut its install short)", async () => {
+  const dir = await keptImage(10);
+  const server = await restartMember(7, new Uint8Array(0), [], new MemorySnapshotDatabases(dir));
+  expect(server.applied).toBe(10);
+  const got = await server.store.range(Buffer.from("k"), undefined, {});
+  expect(got.kvs.map((kv) => kv.value.toString())).toEqual(["from the leader"]);
+  expect(dir.fileNames(), "the kept databases up to the snapshot are released").toEqual([]);
+});
+
+it("refuses a backend behind the snapshot when the kept database is behind it too", async () => {
+  const dir = await keptImage(8);
+  await expect(restartMember(7, new Uint8Array(0), [], new MemorySnapshotDatabases(dir))).rejects.toThrow(/consistent index 8 is behind the raft snapshot at 10/);
 });
 
 it("resumes from a backend at or past the snapshot", async () => {

@@ -3,7 +3,8 @@
  * member's rooms: two apply sides (store, membership, alarms, lessor, apply loop), each on a real
  * backend; the source's image goes through ReceivedSnapshots into the target's apply loop, which
  * must come out as the source: same HashKV, revisions, ranges, leases with their keys, members,
- * alarms and configuration, and watchers that resume from the new contents.
+ * alarms and configuration, and watchers that resume from the new contents. The databases kept
+ * for snapshots up to the installed one are released once it is in.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
@@ -24,7 +25,10 @@ import { LeaseRecords } from "../../src/server/lease-records.js";
 import { MvccStorePort } from "../../src/server/mvcc-store-port.js";
 import { Proposer, raftRequest } from "../../src/server/proposer.js";
 import { RECEIVED_SNAPSHOT_IMAGES_MAX, ReceivedSnapshots } from "../../src/server/received-snapshots.js";
+import { MemorySnapshotDatabases } from "../../src/server/snapshot-databases.js";
 import { PeerMessageRefusedError } from "../../src/server/transport-port.js";
+import { MemorySnapDir } from "../../src/snap/memory-snapshotter.js";
+import { snapshotDatabaseFileName } from "../../src/snap/snapshotter.js";
 import { ManualClock, tempDir } from "../mvcc/helpers.js";
 
 const CLUSTER_ID = 0x1000n;
@@ -43,6 +47,8 @@ class ApplySide {
     readonly lessor: Lessor,
     readonly images: ReceivedSnapshots,
     readonly loop: ApplyLoop,
+    /** Where the received databases are kept (the member's snap directory). */
+    readonly snapDir: MemorySnapDir,
   ) {}
 
   static async open(dir: string, clock: ManualClock): Promise<ApplySide> {
@@ -54,7 +60,8 @@ class ApplySide {
     const lessor = new Lessor({ minTtlSeconds: 1 }, { persistence: leaseRecords, clock });
     const proposer = new Proposer({ memberId: 1n, maxRequestBytes: 1 << 20, requestTimeoutMs: 5000 }, { raft: { propose() {}, proposeConfChange() {} }, clock });
     const applier = new BackendApplier({ store, lessor, membership, alarms });
-    const images = new ReceivedSnapshots();
+    const snapDir = new MemorySnapDir();
+    const images = new ReceivedSnapshots(new MemorySnapshotDatabases(snapDir));
     let side: ApplySide | undefined;
     const raft: ApplyRaft = {
       applyConfChange: (cc) => side!.reconfigure(cc),
@@ -75,7 +82,7 @@ class ApplySide {
       0,
       { voters: [], learners: [] },
     );
-    side = new ApplySide(store, membership, alarms, lessor, images, loop);
+    side = new ApplySide(store, membership, alarms, lessor, images, loop, snapDir);
     return side;
   }
 
@@ -185,8 +192,14 @@ describe("installing a leader's snapshot", () => {
     const index = source.store.consistentIndex();
     expect(index).toBeGreaterThan(target.store.consistentIndex());
 
-    target.images.keep(index, source.store.image(), target.loop.applied);
+    const image: [Buffer, Buffer][] = [];
+    for await (const kv of source.store.image()) image.push(kv);
+    MemorySnapshotDatabases.keep(target.snapDir, index - 1, image); // an older one, never installed
+    MemorySnapshotDatabases.keep(target.snapDir, index, image);
+    MemorySnapshotDatabases.keep(target.snapDir, index + 1, image); // a newer one, on its way
+    target.images.keep(index, new MemorySnapshotDatabases(target.snapDir).open(snapshotAt(index).metadata)!, target.loop.applied);
     await target.loop.apply({ snapshot: snapshotAt(index), entries: [] });
+    expect(target.snapDir.fileNames(), "the install released the kept databases up to its index").toEqual([snapshotDatabaseFileName(index + 1)]);
 
     expect(await target.store.hashKV(0)).toEqual(await source.store.hashKV(0));
     expect(target.store.currentRevision).toBe(source.store.currentRevision);

@@ -19,7 +19,9 @@
  * - A snapshot from the leader (its index above the consistent index) is installed before the
  *   entries after it (etcd's applySnapshot): the backend becomes the image received with it, and
  *   every view kept beside the backend is reloaded from there (see installSnapshot). A snapshot
- *   at or below the consistent index carries nothing the backend lacks.
+ *   at or below the consistent index carries nothing the backend lacks. The database received
+ *   with it stays on disk until the install is durable (a restart installs it otherwise; see
+ *   snapshot-databases.ts); each snapshot taken here releases those up to its index too.
  */
 import type { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
@@ -61,6 +63,8 @@ export interface ApplyRaft {
 export interface SnapshotImages {
   /** The image of the snapshot at `index`. @throws Error when none was received (a broken invariant). */
   take(index: number): BackendImage;
+  /** The backend holds the state as of `index` durably: what was kept for snapshots up to it may go. */
+  release(index: number): Promise<void>;
 }
 
 export interface ApplyLoopDeps {
@@ -197,6 +201,7 @@ export class ApplyLoop {
     const snap = await this.deps.raft.snapshot(index, this.confState, data, this.options.snapshotCatchUpEntries);
     this.snapshotIndex = index;
     if (snap === undefined) return;
+    await this.releaseImages(index);
     this.deps.logger.info("saved snapshot", { "snapshot-index": index });
     if (this.options.maxSnapshots > 0) await this.deps.raft.purgeSnapshots(this.options.maxSnapshots);
   }
@@ -217,6 +222,9 @@ export class ApplyLoop {
     await store.restore(this.deps.snapshotImages.take(index));
     const consistentIndex = store.consistentIndex();
     if (consistentIndex < index) throw new Error(`the image of the snapshot at ${index} is as of index ${consistentIndex}`);
+    // The backend is the image now, durably (restore ends with a synced write): a restart no
+    // longer needs the database kept for it.
+    await this.releaseImages(index);
     const records = await loadMembershipRecords(store);
     if (records.v2Store === undefined && isV2StoreJson(snapshot.data)) {
       // An image without our v2 store (etcd 3.4's): as etcd 3.4 does, the membership comes from
@@ -234,6 +242,15 @@ export class ApplyLoop {
     await this.deps.auth?.loadFrom(store);
     this.snapshotIndex = index;
     logger.info("applied snapshot", { "snapshot-index": index, "consistent-index": consistentIndex, revision: store.currentRevision });
+  }
+
+  /** Releases what was kept for snapshots up to `index`; a failure to remove a file is logged. */
+  private async releaseImages(index: number): Promise<void> {
+    try {
+      await this.deps.snapshotImages.release(index);
+    } catch (err) {
+      this.deps.logger.warn("failed to remove the databases received with older snapshots", { index, error: String(err) });
+    }
   }
 
   private reconfigureRaft(cc: ConfChange): void {
