@@ -157,6 +157,9 @@ export interface Ready {
 export function emptyMessage(type: MessageType, to: NodeId, from: NodeId): Message {
   return {
     type, to, from, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
-    reject: false, rejectHint: 0, context: new Uint8Array(0),
+    reject: false, rejectHint: 0, context: NO_CONTEXT,
   };
 }
+
+/** The context of a message without one (no bytes: shared, nothing can write into it). */
+const NO_CONTEXT = new Uint8Array(0);

@@ -51,15 +51,33 @@ function sizeOfNumber(v: number): number {
 }
 
 /** Bytes of a varint holding a uint64 ID. */
-function sizeOfId(v: bigint): number {
-  if (v < 0x80n) return 1;
-  if (v <= 0x1fffffffffffffn) return sizeOfNumber(Number(v));
-  let n = 1;
-  while (v >= 0x80n) {
-    v >>= 7n;
-    n++;
+/**
+ * The varint encodings of the node IDs encoded lately. A member's messages name a handful of IDs,
+ * mostly above 2^53, whose encoding would otherwise take a few bigint operations (allocations)
+ * per message; bounded, cleared when full.
+ */
+const idEncodings = new Map<bigint, Uint8Array>();
+const ID_ENCODINGS_MAX = 64;
+
+function idEncoding(v: bigint): Uint8Array {
+  let enc = idEncodings.get(v);
+  if (enc === undefined) {
+    const bytes: number[] = [];
+    let x = v;
+    while (x >= 0x80n) {
+      bytes.push(Number(x & 0x7fn) | 0x80);
+      x >>= 7n;
+    }
+    bytes.push(Number(x));
+    enc = Uint8Array.from(bytes);
+    if (idEncodings.size >= ID_ENCODINGS_MAX) idEncodings.clear();
+    idEncodings.set(v, enc);
   }
-  return n;
+  return enc;
+}
+
+function sizeOfId(v: bigint): number {
+  return v < 0x80n ? 1 : idEncoding(v).length;
 }
 
 function checkIndex(v: number, what: string): void {
@@ -148,20 +166,13 @@ function writeNumber(out: Uint8Array, pos: number, v: number): number {
 }
 
 function writeId(out: Uint8Array, pos: number, v: bigint): number {
-  if (v <= 0x1fffffffffffffn) return writeNumber(out, pos, Number(v));
-  let lo = Number(v & 0xffffffffn);
-  let hi = Number(v >> 32n);
-  while (hi !== 0) {
-    out[pos++] = (lo & 0x7f) | 0x80;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
+  if (v < 0x80n) {
+    out[pos] = Number(v);
+    return pos + 1;
   }
-  while (lo > 0x7f) {
-    out[pos++] = (lo & 0x7f) | 0x80;
-    lo >>>= 7;
-  }
-  out[pos++] = lo;
-  return pos;
+  const enc = idEncoding(v);
+  out.set(enc, pos);
+  return pos + enc.length;
 }
 
 /** Writes an entry's fields (no key, no length prefix) at `pos`; returns the end. */
@@ -278,6 +289,26 @@ export function encodeMessage(m: Message): Uint8Array {
 // ---- reading -----------------------------------------------------------------------------------
 
 /** A cursor over one message's bytes; positions are absolute in `buf`. */
+/** Node IDs decoded lately, by their low and high 32 bits: reused rather than allocated per message. */
+const ID_CACHE_SIZE = 16;
+const idCacheLo = new Uint32Array(ID_CACHE_SIZE);
+const idCacheHi = new Uint32Array(ID_CACHE_SIZE);
+const idCacheValue: bigint[] = [];
+let idCacheNext = 0;
+
+function cachedId(lo: number, hi: number): bigint {
+  for (let i = 0; i < idCacheValue.length; i++) {
+    if (idCacheLo[i] === lo && idCacheHi[i] === hi) return idCacheValue[i]!;
+  }
+  const v = hi === 0 ? BigInt(lo) : hi < 0x200000 ? BigInt(hi * TWO_32 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
+  const slot = idCacheNext;
+  idCacheNext = (idCacheNext + 1) % ID_CACHE_SIZE;
+  idCacheLo[slot] = lo;
+  idCacheHi[slot] = hi;
+  idCacheValue[slot] = v;
+  return v;
+}
+
 class Reader {
   pos: number;
   /** The varint just read by varint64: low and high 32 bits. */
@@ -346,9 +377,7 @@ class Reader {
 
   id(): bigint {
     this.varint64();
-    if (this.hi === 0) return BigInt(this.lo);
-    if (this.hi < 0x200000) return BigInt(this.hi * TWO_32 + this.lo);
-    return (BigInt(this.hi) << 32n) | BigInt(this.lo);
+    return cachedId(this.lo, this.hi);
   }
 
   bool(): boolean {
@@ -551,6 +580,23 @@ function emptySnapshot(): Snapshot {
   return { metadata: { index: 0, term: 0, confState: { voters: [], learners: [] } }, data: EMPTY };
 }
 
+let scratchSnapshot = emptySnapshot();
+
+/** The scratch snapshot, emptied (readSnapshot fills it field by field). */
+function resetScratchSnapshot(): Snapshot {
+  const s = scratchSnapshot;
+  s.data = EMPTY;
+  s.metadata.index = 0;
+  s.metadata.term = 0;
+  const cs = s.metadata.confState;
+  if (cs.voters.length > 0) cs.voters = [];
+  if (cs.learners.length > 0) cs.learners = [];
+  delete cs.votersOutgoing;
+  delete cs.learnersNext;
+  delete cs.autoLeave;
+  return s;
+}
+
 /** Whether a decoded snapshot is etcd's empty Snapshot (what non-MsgSnap messages carry). */
 function isEmptySnapshot(s: Snapshot): boolean {
   const cs = s.metadata.confState;
@@ -622,7 +668,9 @@ function readMessage(r: Reader, end: number): Message {
         break;
       case 9:
         if (wire !== 2) throw wrongWire(wire, "Snapshot");
-        readSnapshot(r, r.lengthEnd(), (snapshot ??= emptySnapshot()));
+        // Every message carries a snapshot, nearly always etcd's empty one: it is read into a
+        // scratch snapshot, which only a message with a real one keeps.
+        readSnapshot(r, r.lengthEnd(), (snapshot ??= resetScratchSnapshot()));
         break;
       case 10:
         if (wire !== 0) throw wrongWire(wire, "Reject");
@@ -643,7 +691,10 @@ function readMessage(r: Reader, end: number): Message {
         r.skip(wire);
     }
   }
-  if (snapshot !== undefined && !isEmptySnapshot(snapshot)) m.snapshot = snapshot;
+  if (snapshot !== undefined && !isEmptySnapshot(snapshot)) {
+    m.snapshot = snapshot;
+    scratchSnapshot = emptySnapshot();
+  }
   return m;
 }
 

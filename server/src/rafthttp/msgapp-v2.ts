@@ -33,6 +33,8 @@ import { ErrExceedSizeLimit, ErrUnexpectedEOF, MESSAGE_READ_LIMIT, writeUint64BE
 const FRAME_LINK_HEARTBEAT = 0;
 const FRAME_APP_ENTRIES = 1;
 const FRAME_APP = 2;
+/** The context of the messages built here (none: shared, nothing can write into it). */
+const NO_CONTEXT = new Uint8Array(0);
 
 /** A msgappv2 frame of a type etcd does not know (etcd's text). */
 export class MsgAppV2FrameError extends Error {
@@ -48,7 +50,7 @@ export function isLinkHeartbeat(m: Message): boolean {
 export function linkHeartbeatMessage(): Message {
   return {
     type: MessageType.Heartbeat, to: 0n, from: 0n, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
-    reject: false, rejectHint: 0, context: new Uint8Array(0),
+    reject: false, rejectHint: 0, context: NO_CONTEXT,
   };
 }
 
@@ -207,7 +209,7 @@ export class MsgAppV2Decoder {
         if (typeof count === "bigint" || count * 8 > this.limit) throw new ErrExceedSizeLimit(count, this.limit);
         const m: Message = {
           type: MessageType.App, from: this.remote, to: this.local, term: this.term, logTerm: this.term,
-          index: this.index, entries: [], commit: 0, reject: false, rejectHint: 0, context: new Uint8Array(0),
+          index: this.index, entries: [], commit: 0, reject: false, rejectHint: 0, context: NO_CONTEXT,
         };
         this.phase = count === 0 ? { kind: "commit", m } : { kind: "entry-size", m, left: count, bytes: 17 };
         return undefined;

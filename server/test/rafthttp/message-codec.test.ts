@@ -70,6 +70,25 @@ describe("message codec: edges", () => {
     expect(() => encodeMessage({ ...m, to: 1n << 64n })).toThrow(RangeError);
   });
 
+  it("a decoded snapshot stays the message's own while later messages decode (the empty one is a reused scratch)", () => {
+    const snap = emptyMessage(MessageType.Snap, 0x8e9e05c52164694dn, 0xfd422379fda50e48n);
+    snap.snapshot = { metadata: { index: 40, term: 3, confState: { voters: [0x8e9e05c52164694dn, 1n], learners: [0xfd422379fda50e48n] } }, data: new Uint8Array([1, 2, 3]) };
+    const first = decodeMessage(encodeMessage(snap));
+    const heartbeat = emptyMessage(MessageType.Heartbeat, 0xfd422379fda50e48n, 0x8e9e05c52164694dn);
+    for (let i = 0; i < 3; i++) expect(decodeMessage(encodeMessage(heartbeat)).snapshot).toBeUndefined();
+    // a garbled snapshot left half-read in the scratch must not leak into the next message
+    const garbled = encodeMessage(snap).slice(0, -3);
+    expect(() => decodeMessage(garbled)).toThrow(RaftWireDecodeError);
+    expect(decodeMessage(encodeMessage(heartbeat)).snapshot).toBeUndefined();
+    const second = decodeMessage(encodeMessage(snap));
+    for (const m of [first, second]) {
+      expect(m.snapshot?.metadata).toEqual(snap.snapshot.metadata);
+      expect([...m.snapshot!.data]).toEqual([1, 2, 3]);
+    }
+    expect(second.snapshot).not.toBe(first.snapshot);
+    expect([first.to, first.from, second.to, second.from]).toEqual([snap.to, snap.from, snap.to, snap.from]);
+  });
+
   it("refuses terms and indexes above 2^53 - 1 (etcd would take them; our model cannot hold them)", () => {
     // term = 2^53
     expect(() => decodeMessage(hex("2080808080808080100a"))).toThrow(RaftWireDecodeError);

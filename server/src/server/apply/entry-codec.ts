@@ -38,55 +38,69 @@ function requestWireType(field: number): number | undefined {
   return REQUEST_STRINGS.has(field) ? WT_LEN : WT_VARINT;
 }
 
-/** Reads a varint at `pos`; undefined when truncated or longer than 10 bytes. */
-function readVarint(b: Uint8Array, pos: number): { value: bigint; next: number } | undefined {
-  let v = 0n;
-  for (let i = 0; i < 10; i++) {
-    if (pos + i >= b.length) return undefined;
-    const c = b[pos + i]!;
-    v |= BigInt(c & 0x7f) << BigInt(7 * i);
-    if (c < 0x80) return { value: v, next: pos + i + 1 };
-  }
-  return undefined;
-}
+/** Where the last varint read by readVarint ended (no object per varint: this runs per entry). */
+let varintEnd = 0;
 
 /**
- * Whether `b` unmarshals without error under a schema `known` (field → wire type); `nested`
- * checks the contents of a length-delimited field (undefined: anything goes).
+ * Reads a varint at `pos` (before `end`) as a number (exact below 2^53; a larger one is only skipped or compared
+ * with a length, where the rounding cannot change the outcome); its end goes to `varintEnd`.
+ * Returns -1 when it is truncated or longer than 10 bytes.
  */
-function validMessage(b: Uint8Array, known: (field: number) => number | undefined, nested?: (field: number, body: Uint8Array) => boolean): boolean {
-  let pos = 0;
-  while (pos < b.length) {
-    const tag = readVarint(b, pos);
-    if (tag === undefined) return false;
-    pos = tag.next;
-    const field = Number(tag.value >> 3n);
-    const wt = Number(tag.value & 7n);
+function readVarint(b: Uint8Array, pos: number, end: number): number {
+  let v = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (pos + i >= end) return -1;
+    const c = b[pos + i]!;
+    v += (c & 0x7f) * scale;
+    scale *= 128;
+    if (c < 0x80) {
+      varintEnd = pos + i + 1;
+      return v;
+    }
+  }
+  return -1;
+}
+
+type FieldCheck = (field: number, b: Uint8Array, start: number, end: number) => boolean;
+
+/**
+ * Whether `b[start, end)` unmarshals without error under a schema `known` (field → wire type);
+ * `nested` checks the contents of a length-delimited field (undefined: anything goes).
+ */
+function validMessage(b: Uint8Array, start: number, end: number, known: (field: number) => number | undefined, nested?: FieldCheck): boolean {
+  let pos = start;
+  while (pos < end) {
+    // The wire type is the low 3 bits of the tag's first byte, exactly, whatever the tag's size.
+    const wt = b[pos]! & 7;
+    const tag = readVarint(b, pos, end);
+    if (tag < 0) return false;
+    pos = varintEnd;
+    const field = Math.floor(tag / 8);
     if (wt === 4 || field <= 0) return false;
     const expected = known(field);
     if (expected !== undefined && expected !== wt) return false;
     switch (wt) {
       case WT_VARINT: {
-        const v = readVarint(b, pos);
-        if (v === undefined) return false;
-        pos = v.next;
+        if (readVarint(b, pos, end) < 0) return false;
+        pos = varintEnd;
         break;
       }
       case WT_I64:
         pos += 8;
-        if (pos > b.length) return false;
+        if (pos > end) return false;
         break;
       case WT_I32:
         pos += 4;
-        if (pos > b.length) return false;
+        if (pos > end) return false;
         break;
       case WT_LEN: {
-        const len = readVarint(b, pos);
-        if (len === undefined) return false;
-        const end = len.next + Number(len.value);
-        if (len.value > BigInt(b.length) || end > b.length) return false;
-        if (expected !== undefined && nested !== undefined && !nested(field, b.subarray(len.next, end))) return false;
-        pos = end;
+        const len = readVarint(b, pos, end);
+        if (len < 0 || len > end - varintEnd) return false;
+        const fieldStart = varintEnd;
+        const fieldEnd = fieldStart + len;
+        if (expected !== undefined && nested !== undefined && !nested(field, b, fieldStart, fieldEnd)) return false;
+        pos = fieldEnd;
         break;
       }
       default:
@@ -96,12 +110,16 @@ function validMessage(b: Uint8Array, known: (field: number) => number | undefine
   return true;
 }
 
-function validRequest(b: Uint8Array): boolean {
-  return validMessage(b, requestWireType);
+const anyField = (): undefined => undefined;
+const internalField = (f: number): number | undefined => INTERNAL_FIELDS.get(f);
+const internalNested: FieldCheck = (field, b, start, end) => (field === 2 ? validRequest(b, start, end) : validMessage(b, start, end, anyField));
+
+function validRequest(b: Uint8Array, start = 0, end = b.length): boolean {
+  return validMessage(b, start, end, requestWireType);
 }
 
 function validInternalRaftRequest(b: Uint8Array): boolean {
-  return validMessage(b, (f) => INTERNAL_FIELDS.get(f), (field, body) => (field === 2 ? validRequest(body) : validMessage(body, () => undefined)));
+  return validMessage(b, 0, b.length, internalField, internalNested);
 }
 
 /**
