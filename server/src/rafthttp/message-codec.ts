@@ -314,6 +314,8 @@ class Reader {
   /** The varint just read by varint64: low and high 32 bits. */
   lo = 0;
   hi = 0;
+  /** Whether bytes() copies (else it returns views of buf). */
+  copyBytes = false;
   constructor(
     readonly buf: Uint8Array,
     start: number,
@@ -378,6 +380,11 @@ class Reader {
   id(): bigint {
     this.varint64();
     return cachedId(this.lo, this.hi);
+  }
+
+  /** buf[start, end) as a view, or a copy of its own with copyBytes. */
+  bytes(start: number, end: number): Uint8Array {
+    return this.copyBytes ? this.buf.slice(start, end) : this.buf.subarray(start, end);
   }
 
   bool(): boolean {
@@ -474,7 +481,7 @@ function readEntry(r: Reader, end: number): Entry {
       case 4: {
         if (wire !== 2) throw wrongWire(wire, "Data");
         const fe = r.lengthEnd();
-        e.data = r.buf.subarray(r.pos, fe);
+        e.data = r.bytes(r.pos, fe);
         r.pos = fe;
         break;
       }
@@ -561,7 +568,7 @@ function readSnapshot(r: Reader, end: number, s: Snapshot): void {
       case 1: {
         if (wire !== 2) throw wrongWire(wire, "Data");
         const fe = r.lengthEnd();
-        s.data = r.buf.subarray(r.pos, fe);
+        s.data = r.bytes(r.pos, fe);
         r.pos = fe;
         break;
       }
@@ -613,8 +620,14 @@ function isEmptySnapshot(s: Snapshot): boolean {
  * is etcd's empty one (every message but MsgSnap carries it) is left out of the result.
  * @throws RaftWireDecodeError on bytes etcd would refuse, or values our model cannot hold.
  */
-export function decodeMessage(bytes: Uint8Array): Message {
+/**
+ * Decodes one marshalled Message. Its entries' data, context and snapshot data are views of
+ * `bytes`, or with `copyBytes` copies of their own (for bytes the caller reuses or that would
+ * keep a larger buffer alive: a view of a stream's chunk).
+ */
+export function decodeMessage(bytes: Uint8Array, copyBytes = false): Message {
   const r = new Reader(bytes, 0, bytes.byteLength);
+  r.copyBytes = copyBytes;
   const m = readMessage(r, bytes.byteLength);
   if (r.tooWide !== undefined) throw new RaftWireDecodeError(`raftpb: ${r.tooWide} does not fit 53 bits`);
   return m;
@@ -683,7 +696,7 @@ function readMessage(r: Reader, end: number): Message {
       case 12: {
         if (wire !== 2) throw wrongWire(wire, "Context");
         const fe = r.lengthEnd();
-        m.context = r.buf.subarray(r.pos, fe);
+        m.context = r.bytes(r.pos, fe);
         r.pos = fe;
         break;
       }

@@ -97,9 +97,11 @@ export class MessageStreamDecoder {
       this.frameLength = n;
     }
     if (this.queue.length < this.frameLength) return undefined;
-    const frame = this.queue.take(this.frameLength);
+    // The frame is read in place (most messages, append and heartbeat responses, keep none of
+    // its bytes); what a message keeps (entries, context) is copied out of the chunk.
+    const frame = this.queue.take(this.frameLength, false);
     this.frameLength = -1;
-    return decodeMessage(frame);
+    return decodeMessage(frame, true);
   }
 
   /** Bytes received that belong to no whole message yet. */

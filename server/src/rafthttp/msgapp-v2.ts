@@ -196,7 +196,7 @@ export class MsgAppV2Decoder {
       }
       case "message": {
         if (q.length < p.size) return null;
-        const m = decodeMessage(q.take(p.size));
+        const m = decodeMessage(q.take(p.size, false), true);
         this.phase = { kind: "type" };
         this.term = m.term;
         this.index = m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index;
