@@ -649,6 +649,15 @@ export class MvccStore {
     if (rev !== this.currentRev + 1) {
       throw new Error(`mvcc: published revision ${rev} does not follow ${this.currentRev}`);
     }
+    if (!this.hub.watching) {
+      // Nobody to tell: no events are built.
+      for (let sub = 0; sub < changes.length; sub++) {
+        const ch = changes[sub]!;
+        if (!ch.tombstone && revisionIdOk(rev, sub)) this.cache.set(revisionId(rev, sub), ch.kv);
+      }
+      this.currentRev = rev;
+      return;
+    }
     const committed: CommittedChange[] = new Array(changes.length);
     for (let sub = 0; sub < changes.length; sub++) {
       const ch = changes[sub]!;

@@ -339,6 +339,11 @@ export class WatchHub {
    * Feeds synced watchers one committed revision. Called by the store right after the revision
    * is in LevelDB and `currentRevision` has advanced to `rev`. Never blocks, never throws.
    */
+  /** Whether a synced watcher exists: without one, notify does nothing (callers may skip building its changes). */
+  get watching(): boolean {
+    return this.syncedCount > 0;
+  }
+
   notify(rev: number, changes: CommittedChange[]): void {
     if (this.syncedCount === 0) return;
     let perWatcher: Map<HubWatcher, CommittedChange[]> | undefined;

@@ -156,10 +156,16 @@ export interface Ready {
 
 export function emptyMessage(type: MessageType, to: NodeId, from: NodeId): Message {
   return {
-    type, to, from, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
+    type, to, from, term: 0, logTerm: 0, index: 0, entries: NO_ENTRIES, commit: 0,
     reject: false, rejectHint: 0, context: NO_CONTEXT,
   };
 }
+
+/**
+ * The entries of a message without any: one frozen array, shared (most messages carry none).
+ * A message's entries are replaced, never appended to in place.
+ */
+export const NO_ENTRIES: Entry[] = Object.freeze([]) as unknown as Entry[];
 
 /** The context of a message without one (no bytes: shared, nothing can write into it). */
 const NO_CONTEXT = new Uint8Array(0);

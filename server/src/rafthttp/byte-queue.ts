@@ -33,10 +33,14 @@ export class ByteQueue {
     return this.chunks[i]![off]!;
   }
 
-  /** The first chunk and the offset of its first unconsumed byte (for parsing in place); undefined when empty. */
-  front(): { buf: Uint8Array; pos: number } | undefined {
-    const c = this.chunks[0];
-    return c === undefined ? undefined : { buf: c, pos: this.head };
+  /** The first chunk (for parsing in place, from `frontOffset`); undefined when empty. */
+  frontChunk(): Uint8Array | undefined {
+    return this.chunks[0];
+  }
+
+  /** The offset of the first unconsumed byte in frontChunk(). */
+  get frontOffset(): number {
+    return this.head;
   }
 
   /** Consumes one byte (length > 0). */

@@ -23,7 +23,7 @@
  * tags, varints over 10 bytes) and, beyond etcd, terms and indexes above 2^53 - 1, which our model
  * cannot hold. It allocates only in proportion to its input.
  */
-import { EntryType, MessageType, type ConfState, type Entry, type Message, type NodeId, type Snapshot } from "../raft/types.js";
+import { EntryType, MessageType, NO_ENTRIES, type ConfState, type Entry, type Message, type NodeId, type Snapshot } from "../raft/types.js";
 
 /** The bytes are not a raftpb message etcd would accept (or carry a value our model cannot hold). */
 export class RaftWireDecodeError extends Error {
@@ -317,11 +317,23 @@ class Reader {
   /** Whether bytes() copies (else it returns views of buf). */
   copyBytes = false;
   constructor(
-    readonly buf: Uint8Array,
+    public buf: Uint8Array,
     start: number,
     public end: number,
   ) {
     this.pos = start;
+  }
+
+  /** Starts over on `buf[start, end)` (the decoders reuse one reader: no object per message). */
+  reset(buf: Uint8Array, start: number, end: number, copyBytes: boolean): this {
+    this.buf = buf;
+    this.pos = start;
+    this.end = end;
+    this.lo = 0;
+    this.hi = 0;
+    this.copyBytes = copyBytes;
+    this.tooWide = undefined;
+    return this;
   }
 
   /** Reads a varint of up to 10 bytes into lo/hi (bits above 64 dropped, as etcd drops them). */
@@ -583,6 +595,9 @@ function readSnapshot(r: Reader, end: number, s: Snapshot): void {
   r.end = outer;
 }
 
+/** The reader the decoders reuse (decoding is synchronous and never re-entered). */
+const sharedReader = new Reader(EMPTY, 0, 0);
+
 function emptySnapshot(): Snapshot {
   return { metadata: { index: 0, term: 0, confState: { voters: [], learners: [] } }, data: EMPTY };
 }
@@ -626,16 +641,24 @@ function isEmptySnapshot(s: Snapshot): boolean {
  * keep a larger buffer alive: a view of a stream's chunk).
  */
 export function decodeMessage(bytes: Uint8Array, copyBytes = false): Message {
-  const r = new Reader(bytes, 0, bytes.byteLength);
-  r.copyBytes = copyBytes;
-  const m = readMessage(r, bytes.byteLength);
-  if (r.tooWide !== undefined) throw new RaftWireDecodeError(`raftpb: ${r.tooWide} does not fit 53 bits`);
-  return m;
+  return decodeMessageAt(bytes, 0, bytes.byteLength, copyBytes);
+}
+
+/** decodeMessage of the Message marshalled at bytes[start, end). */
+export function decodeMessageAt(bytes: Uint8Array, start: number, end: number, copyBytes: boolean): Message {
+  const r = sharedReader.reset(bytes, start, end, copyBytes);
+  try {
+    const m = readMessage(r, end);
+    if (r.tooWide !== undefined) throw new RaftWireDecodeError(`raftpb: ${r.tooWide} does not fit 53 bits`);
+    return m;
+  } finally {
+    r.buf = EMPTY; // holds no caller's bytes between calls
+  }
 }
 
 function readMessage(r: Reader, end: number): Message {
   const m: Message = {
-    type: MessageType.Hup, to: 0n, from: 0n, term: 0, logTerm: 0, index: 0, entries: [], commit: 0,
+    type: MessageType.Hup, to: 0n, from: 0n, term: 0, logTerm: 0, index: 0, entries: NO_ENTRIES, commit: 0,
     reject: false, rejectHint: 0, context: EMPTY,
   };
   let snapshot: Snapshot | undefined;
@@ -672,6 +695,7 @@ function readMessage(r: Reader, end: number): Message {
         if (wire !== 2) throw wrongWire(wire, "Entries");
         {
           const fe = r.lengthEnd();
+          if (m.entries === NO_ENTRIES) m.entries = [];
           m.entries.push(readEntry(r, fe));
         }
         break;
@@ -713,8 +737,12 @@ function readMessage(r: Reader, end: number): Message {
 
 /** Decodes one marshalled Entry at bytes[start, end) (msgappv2's compact frames carry them bare). */
 export function decodeEntry(bytes: Uint8Array, start = 0, end = bytes.byteLength): Entry {
-  const r = new Reader(bytes, start, end);
-  const e = readEntry(r, end);
-  if (r.tooWide !== undefined) throw new RaftWireDecodeError(`raftpb: ${r.tooWide} does not fit 53 bits`);
-  return e;
+  const r = sharedReader.reset(bytes, start, end, false);
+  try {
+    const e = readEntry(r, end);
+    if (r.tooWide !== undefined) throw new RaftWireDecodeError(`raftpb: ${r.tooWide} does not fit 53 bits`);
+    return e;
+  } finally {
+    r.buf = EMPTY;
+  }
 }

@@ -10,7 +10,7 @@
  */
 import type { Message } from "../raft/types.js";
 import { ByteQueue } from "./byte-queue.js";
-import { decodeMessage, messageSize, writeMessage } from "./message-codec.js";
+import { decodeMessage, decodeMessageAt, messageSize, writeMessage } from "./message-codec.js";
 
 /** etcd's bound on one framed message (readBytesLimit). */
 export const MESSAGE_READ_LIMIT = 512 * 1024 * 1024;
@@ -96,12 +96,17 @@ export class MessageStreamDecoder {
       if (typeof n === "bigint" || n > this.limit) throw new ErrExceedSizeLimit(n, this.limit);
       this.frameLength = n;
     }
-    if (this.queue.length < this.frameLength) return undefined;
-    // The frame is read in place (most messages, append and heartbeat responses, keep none of
-    // its bytes); what a message keeps (entries, context) is copied out of the chunk.
-    const frame = this.queue.take(this.frameLength, false);
+    const n = this.frameLength;
+    if (this.queue.length < n) return undefined;
     this.frameLength = -1;
-    return decodeMessage(frame, true);
+    // The frame is read in place where it lies in one chunk (most messages, append and heartbeat
+    // responses, keep none of its bytes); what a message keeps (entries, context) is copied out.
+    const chunk = this.queue.frontChunk();
+    const at = this.queue.frontOffset;
+    if (chunk === undefined || chunk.byteLength - at < n) return decodeMessage(this.queue.take(n), false);
+    const m = decodeMessageAt(chunk, at, at + n, true);
+    this.queue.skip(n);
+    return m;
   }
 
   /** Bytes received that belong to no whole message yet. */

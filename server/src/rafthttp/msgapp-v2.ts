@@ -216,9 +216,9 @@ export class MsgAppV2Decoder {
       }
       case "entry-size": {
         // fast path: entries lying whole in the first chunk are parsed in place, in one go
-        const f = q.front();
-        if (f !== undefined) {
-          const { buf, pos } = f;
+        const buf = q.frontChunk();
+        if (buf !== undefined) {
+          const pos = q.frontOffset;
           let at = pos;
           let left = p.left;
           let bytes = p.bytes;

@@ -12,7 +12,7 @@
  * for 5 s, keeps it. A reader that lost its stream (or never got one) dials again 100 ms later,
  * on the next URL after a failure; one answered 410 Gone (this member was removed from the
  * cluster) reports it to the member (PeerHandler.reportRemoved) and stops dialling. A writer holds at most 4096 messages; the peer's send drops
- * messages beyond that.
+ * messages beyond that. The frames a writer encodes in one turn go to the response in one write.
  */
 import type http from "node:http";
 import { MessageType, type Message, type NodeId } from "../raft/types.js";
@@ -41,6 +41,11 @@ interface Conn {
   encode: (m: Message) => Uint8Array;
   blocked: boolean;
   heartbeat: TimerHandle;
+  /** Frames encoded this turn, written to the response together (see writePending). */
+  pending: Uint8Array[];
+  pendingBytes: number;
+  /** A writePending is due at the next tick. */
+  scheduled: boolean;
 }
 
 export interface StreamWriterDeps {
@@ -78,6 +83,9 @@ export class StreamWriter {
       encode: encoder ? (m) => encoder.encode(m) : encodeMessageFrame,
       blocked: false,
       heartbeat: this.deps.clock.setInterval(() => this.write(conn, linkHeartbeatMessage()), HEARTBEAT_INTERVAL_MS, { unref: true }),
+      pending: [],
+      pendingBytes: 0,
+      scheduled: false,
     };
     this.conn = conn;
     res.on("close", () => {
@@ -105,7 +113,10 @@ export class StreamWriter {
    * first write in a turn and uncorks it only at process.nextTick.
    */
   push(): void {
-    const socket = this.conn?.res.socket;
+    const conn = this.conn;
+    if (conn === undefined) return;
+    this.writePending(conn);
+    const socket = conn.res.socket;
     if (socket != null && socket.writableCorked > 0) socket.uncork();
   }
 
@@ -140,10 +151,31 @@ export class StreamWriter {
     try {
       const frame = conn.encode(m);
       this.deps.status.counters.sentBytes += frame.length;
-      if (!conn.res.write(frame)) conn.blocked = true;
+      conn.pending.push(frame);
+      conn.pendingBytes += frame.length;
+      if (!conn.scheduled) {
+        conn.scheduled = true;
+        process.nextTick(() => this.writePending(conn));
+      }
     } catch (err) {
       this.detach(`encoding failed: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * Writes the frames encoded so far in one piece: a response write costs node:http a chunk
+   * header and a few objects whatever its size, and a leader sends a message per proposal it
+   * steps (etcd's bcastAppend), so a turn's frames go together (at the end of a Ready, `push`,
+   * or at the next tick).
+   */
+  private writePending(conn: Conn): void {
+    conn.scheduled = false;
+    if (conn.pending.length === 0) return;
+    const data = conn.pending.length === 1 ? conn.pending[0]! : Buffer.concat(conn.pending, conn.pendingBytes);
+    conn.pending = [];
+    conn.pendingBytes = 0;
+    if (this.conn !== conn || conn.res.destroyed) return;
+    if (!conn.res.write(data)) conn.blocked = true;
   }
 }
 
