@@ -55,6 +55,8 @@ export interface ServerConfig {
   maxConcurrentStreams: number;
   grpcKeepaliveIntervalMs: number;
   grpcKeepaliveTimeoutMs: number;
+  /** --grpc-keepalive-min-time: the least interval between a client's PINGs (0: no policy). */
+  grpcKeepaliveMinTimeMs: number;
   strictReconfigCheck: boolean;
   preVote: boolean;
   autoCompactionMode: "periodic" | "revision";
@@ -569,6 +571,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     maxConcurrentStreams: num("max-concurrent-streams"),
     grpcKeepaliveIntervalMs: durMs("grpc-keepalive-interval"),
     grpcKeepaliveTimeoutMs: durMs("grpc-keepalive-timeout"),
+    grpcKeepaliveMinTimeMs: durMs("grpc-keepalive-min-time"),
     strictReconfigCheck: bool("strict-reconfig-check"),
     preVote: bool("pre-vote"),
     autoCompactionMode: autoCompactionMode === "revision" ? "revision" : "periodic",

@@ -54,6 +54,9 @@ import { AlarmRequest_AlarmAction, AlarmType } from "@etcd-ts/proto/etcdserverpb
 /** The largest v2 request body read (Go's form limit, 10 MB). */
 const V2_BODY_BYTES_MAX = 10 << 20;
 
+/** grpc-go's policy on clients' pings when etcd sets none (--grpc-keepalive-min-time 0). */
+const GRPC_PING_MIN_TIME_DEFAULT_MS = 5 * 60_000;
+
 /**
  * ETCD_TS_UNSAFE_FOLLOWER_READS=1 breaks the member ON PURPOSE, for tests only: a follower serves
  * linearizable reads from its own state without ReadIndex (stale reads), so that the cluster
@@ -340,7 +343,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   const ownH2 =
     process.env.ETCD_TS_H2 !== "node" && leanTakers.length > 0
       ? new OwnH2Server(
-          { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1), keepaliveTimeMs: cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000, keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs || 20_000 },
+          { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1), keepaliveTimeMs: cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000, keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs || 20_000, pingMinTimeMs: cfg.grpcKeepaliveMinTimeMs > 0 ? cfg.grpcKeepaliveMinTimeMs : GRPC_PING_MIN_TIME_DEFAULT_MS },
           { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), logger: apiLogger },
         )
       : undefined;

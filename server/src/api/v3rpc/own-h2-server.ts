@@ -9,8 +9,9 @@
  * - the connection advertises and enforces `maxConcurrentStreams` (--max-concurrent-streams);
  *   message size limits are the takers' (and grpc-js's for bridged streams);
  * - keepalive as grpc-js's server does it: a PING every `keepaliveTimeMs`, the connection
- *   destroyed when its ACK has not come within `keepaliveTimeoutMs` (0 turns pings off). Not done:
- *   a policy on the client's own pings (etcd's --grpc-keepalive-min-time; grpc-js has none either);
+ *   destroyed when its ACK has not come within `keepaliveTimeoutMs` (0 turns pings off); and
+ *   etcd's policy on the client's own pings (--grpc-keepalive-min-time, grpc-go's enforcement:
+ *   see H2ConnectionOptions.pingPolicy), when `pingMinTimeMs` is above 0;
  * - `close()` is graceful: every connection sends GOAWAY, its open streams finish, its socket ends
  *   after the last; connections served later are closed at once; `destroy()` cuts them all;
  * - bridges reach grpc-js through a private Unix socket once `start()` opened it (else through
@@ -35,6 +36,11 @@ export interface OwnH2ServerOptions {
   keepaliveTimeMs: number;
   /** How long a keepalive PING may wait for its ACK before the connection is destroyed. */
   keepaliveTimeoutMs: number;
+  /**
+   * The least interval between a client's PINGs (etcd's --grpc-keepalive-min-time; pings without
+   * an open stream are held to two hours, as etcd sets PermitWithoutStream false); 0: no policy.
+   */
+  pingMinTimeMs?: number;
 }
 
 export interface OwnH2ServerDeps {
@@ -148,6 +154,7 @@ export class OwnH2Server {
         // of many megabytes), and the lean paths bound their streams by messages, as grpc-js over
         // node:http2 (which has no byte bound either) does.
         streamWriteQueueBytesMax: Number.MAX_SAFE_INTEGER,
+        ...((this.options.pingMinTimeMs ?? 0) > 0 ? { pingPolicy: { minTimeMs: this.options.pingMinTimeMs!, permitWithoutStream: false } } : {}),
       },
       {
         socket,

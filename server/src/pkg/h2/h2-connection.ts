@@ -27,8 +27,10 @@
  * - errors: a connection error sends GOAWAY with its code and closes the socket (the listening
  *   server is not affected); a stream error sends RST_STREAM; a peer that keeps sending while our
  *   output to it piles up (16 MiB), or that resets more unanswered streams a second than
- *   peerResetsPerSecondMax (rapid reset), is cut off with ENHANCE_YOUR_CALM; close() is a graceful GOAWAY:
- *   open streams finish, new ones are ignored, the socket ends when the last one closes.
+ *   peerResetsPerSecondMax (rapid reset), or that pings more often than its pingPolicy allows
+ *   (GOAWAY debug data "too_many_pings", as grpc-go), is cut off with ENHANCE_YOUR_CALM; close()
+ *   is a graceful GOAWAY: open streams finish, new ones are ignored, the socket ends when the last
+ *   one closes.
  *
  * For code written against node's ServerHttp2Stream (the lean paths): respond(headers,
  * { waitForTrailers }) + end(frame) + 'wantTrailers' → sendTrailers(t) becomes respond(block),
@@ -109,7 +111,19 @@ export interface H2ConnectionOptions {
   settingsAckTimeoutMs?: number;
   /** How long a connection that failed waits for the peer to close before destroying. Default 1000. */
   closeLingerMs?: number;
+  /**
+   * A policy on the peer's PINGs, as gRPC servers enforce one (grpc-go's keepalive
+   * EnforcementPolicy): a PING that follows the previous one sooner than `minTimeMs` (or, with no
+   * stream open and `permitWithoutStream` false, sooner than two hours) is a strike, unless we
+   * sent headers or data since; past two strikes the connection is cut off with GOAWAY
+   * ENHANCE_YOUR_CALM "too_many_pings". Absent: PINGs are only answered.
+   */
+  pingPolicy?: { minTimeMs: number; permitWithoutStream: boolean };
 }
+
+/** grpc-go's maxPingStrikes and defaultPingTimeout. */
+const PING_STRIKES_MAX = 2;
+const PING_WITHOUT_STREAMS_MIN_MS = 2 * 3600 * 1000;
 
 /** The application's side of a connection. */
 export interface H2ConnectionHandlers {
@@ -356,6 +370,11 @@ export class H2Connection implements FrameSink {
   private goawaySent = false;
   private failed = false;
   private socketClosed = false;
+  private readonly pingPolicy: { minTimeMs: number; permitWithoutStream: boolean } | undefined;
+  private lastPingAt = -Infinity;
+  private pingStrikes = 0;
+  /** We sent headers or data since the peer's last PING: its next one is no strike. */
+  private sentSincePing = false;
 
   /** The socket the connection runs on. */
   readonly socket: Socket;
@@ -373,6 +392,7 @@ export class H2Connection implements FrameSink {
     this.queueBytesMax = options.streamWriteQueueBytesMax ?? 16 << 20;
     this.closeLingerMs = options.closeLingerMs ?? 1000;
     this.peerResetsPerSecondMax = options.peerResetsPerSecondMax ?? 1000;
+    this.pingPolicy = options.pingPolicy;
     if (this.initialWindowSize > MAX_WINDOW || this.connectionWindowSize > MAX_WINDOW) throw new RangeError("h2: window above 2^31-1");
     this.parser = new FrameParser(this);
 
@@ -695,8 +715,24 @@ export class H2Connection implements FrameSink {
     if (!ack) {
       this.writer.ping(true, opaque);
       this.scheduleFlush();
+      if (this.pingPolicy !== undefined) this.policePing(this.pingPolicy);
     }
     this.handlers.onPing?.(ack);
+  }
+
+  /** Counts a peer's PING against the ping policy (grpc-go's handlePing), cutting off a third strike. */
+  private policePing(policy: { minTimeMs: number; permitWithoutStream: boolean }): void {
+    const now = performance.now();
+    const last = this.lastPingAt;
+    this.lastPingAt = now;
+    if (this.sentSincePing) {
+      this.sentSincePing = false;
+      this.pingStrikes = 0;
+      return;
+    }
+    const minMs = this.streams.size < 1 && !policy.permitWithoutStream ? PING_WITHOUT_STREAMS_MIN_MS : policy.minTimeMs;
+    if (now - last < minMs) this.pingStrikes++;
+    if (this.pingStrikes > PING_STRIKES_MAX) this.fail(new H2ConnectionError(H2_ENHANCE_YOUR_CALM, "too_many_pings"));
   }
 
   onGoaway(lastStreamId: number, code: number, _debug: Buffer): void {
@@ -746,6 +782,7 @@ export class H2Connection implements FrameSink {
 
   /** @internal */
   sendHeaders(stream: H2Stream, block: Uint8Array, endStream: boolean): void {
+    this.sentSincePing = true;
     this.writer.headers(stream.id, block, endStream, this.peerMaxFrameSize);
     this.scheduleFlush();
     if (endStream) {
@@ -788,6 +825,7 @@ export class H2Connection implements FrameSink {
       const n = Math.min(data.length - offset, stream.sendWindow, this.connSendWindow, this.peerMaxFrameSize);
       if (n <= 0) break;
       this.writer.data(stream.id, offset === 0 && n === data.length ? data : data.subarray(offset, offset + n), false);
+      this.sentSincePing = true;
       stream.sendWindow -= n;
       this.connSendWindow -= n;
       offset += n;
@@ -835,6 +873,7 @@ export class H2Connection implements FrameSink {
   }
 
   private emitEnd(stream: H2Stream, trailers: Uint8Array | undefined): void {
+    this.sentSincePing = true;
     if (trailers !== undefined) this.writer.headers(stream.id, trailers, true, this.peerMaxFrameSize);
     else this.writer.data(stream.id, EMPTY, true);
     this.scheduleFlush();
