@@ -35,12 +35,11 @@ import path from "node:path";
 import { BboltReader } from "../mvcc/backend/bbolt-reader.js";
 import type { Logger } from "../pkg/logger.js";
 import { MessageType, type Message, type NodeId } from "../raft/types.js";
-import { PeerMessageRefusedError, type PeerHandler } from "../server/transport-port.js";
+import { PeerMessageRefusedError, snapshotDatabaseFileName, type PeerHandler } from "../server/transport-port.js";
 import { decodeMessage } from "./message-codec.js";
 import { MESSAGE_READ_LIMIT } from "./message-stream.js";
 import { checkPeerRequest, idString, remoteOfRequest, type PeerIdentity } from "./peer-headers.js";
 import type { SnapshotDatabaseFormat } from "./snapshot-database.js";
-import { snapshotDatabaseFileName } from "../snap/snapshotter.js";
 
 export interface SnapshotHandlerOptions extends PeerIdentity {
   /** Where received databases are written (the member's snap directory). */

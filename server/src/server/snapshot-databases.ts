@@ -21,7 +21,7 @@ import type { BackendImage } from "../mvcc/backend/backend.js";
 import { fsyncDir } from "../pkg/fsync-dir.js";
 import type { SnapshotMetadata } from "../raft/types.js";
 import type { MemorySnapDir } from "../snap/memory-snapshotter.js";
-import { parseSnapshotDatabaseFileName, snapshotDatabaseFileName } from "../snap/snapshotter.js";
+import { parseSnapshotDatabaseFileName, snapshotDatabaseFileName } from "./transport-port.js";
 import { etcdDatabaseImage } from "./etcd-database-image.js";
 
 export interface SnapshotDatabases {

@@ -72,3 +72,17 @@ export interface PeerHandler {
    */
   reportSnapshot(id: NodeId, ok: boolean): void;
 }
+
+/**
+ * The name under which a merged snapshot's database is kept in the member's snap directory, by
+ * the peer handler that receives it and the member that installs it (etcd's `%016x.snap.db`).
+ */
+export function snapshotDatabaseFileName(index: number): string {
+  return `${index.toString(16).padStart(16, "0")}.snap.db`;
+}
+
+/** The snapshot index a kept database's name stands for, or undefined for any other name. */
+export function parseSnapshotDatabaseFileName(name: string): number | undefined {
+  const m = /^([0-9a-f]{16})\.snap\.db$/.exec(name);
+  return m === null ? undefined : parseInt(m[1]!, 16);
+}

@@ -5,8 +5,6 @@
 export {
   Snapshotter,
   snapshotFileName,
-  snapshotDatabaseFileName,
-  parseSnapshotDatabaseFileName,
   parseSnapshotFileName,
   encodeSnapshotFile,
   decodeSnapshotFile,

@@ -50,17 +50,6 @@ export function snapshotFileName(term: number, index: number): string {
   return `${hex16(term)}-${hex16(index)}.snap`;
 }
 
-/** The name of the database received with the snapshot at `index` (etcd's `%016x.snap.db`). */
-export function snapshotDatabaseFileName(index: number): string {
-  return `${hex16(index)}.snap.db`;
-}
-
-/** The snapshot index a received database's name stands for, or undefined for any other name. */
-export function parseSnapshotDatabaseFileName(name: string): number | undefined {
-  const m = /^([0-9a-f]{16})\.snap\.db$/.exec(name);
-  return m === null ? undefined : parseInt(m[1]!, 16);
-}
-
 export function parseSnapshotFileName(name: string): { term: number; index: number } | undefined {
   const m = SNAP_NAME.exec(name);
   if (m === null) return undefined;

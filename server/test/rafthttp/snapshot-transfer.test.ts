@@ -19,7 +19,7 @@ import { nullLogger } from "../../src/pkg/logger.js";
 import { MessageType, emptyMessage, type Message } from "../../src/raft/types.js";
 import { encodeMessageFrame } from "../../src/rafthttp/message-stream.js";
 import { createSnapshotHandler } from "../../src/rafthttp/snapshot-handler.js";
-import { snapshotDatabaseFileName } from "../../src/snap/snapshotter.js";
+import { snapshotDatabaseFileName } from "../../src/server/transport-port.js";
 import { sendSnapshot } from "../../src/rafthttp/snapshot-sender.js";
 import { encodeConfState } from "../../src/server/cluster/conf-change.js";
 import { etcdSnapshotDatabase } from "../../src/server/etcd-database-image.js";

@@ -28,7 +28,7 @@ import { RECEIVED_SNAPSHOT_IMAGES_MAX, ReceivedSnapshots } from "../../src/serve
 import { MemorySnapshotDatabases } from "../../src/server/snapshot-databases.js";
 import { PeerMessageRefusedError } from "../../src/server/transport-port.js";
 import { MemorySnapDir } from "../../src/snap/memory-snapshotter.js";
-import { snapshotDatabaseFileName } from "../../src/snap/snapshotter.js";
+import { snapshotDatabaseFileName } from "../../src/server/transport-port.js";
 import { ManualClock, tempDir } from "../mvcc/helpers.js";
 
 const CLUSTER_ID = 0x1000n;
