@@ -31,7 +31,6 @@ export interface SnapshotDatabases {
   release(index: number): Promise<void>;
 }
 
-
 /** Kept databases as etcd 3.4 bbolt files in the member's snap directory. */
 export class SnapshotDatabaseFiles implements SnapshotDatabases {
   private constructor(readonly dir: string) {}
