@@ -3,8 +3,10 @@
  * by, so that they agree. Feed the records in log order (from the segment that can hold the
  * snapshot marker opened from), then check `matched`.
  *  - An entry above the snapshot index replaces the entry at its index and drops everything after
- *    it; one that would leave a gap is corruption. Entries at or below the snapshot index are
- *    skipped.
+ *    it; one that would leave a gap is corruption. An entry at or below the snapshot index is not
+ *    kept, but still drops every entry read before it (all of them come after it). (etcd 3.4's
+ *    ReadAll skips such entries without dropping: a follower whose log a new leader truncated,
+ *    then snapshotted, would get the overwritten entries back after the snapshot.)
  *  - The last HardState read wins (all zero if none).
  *  - The marker at the snapshot index must carry the snapshot's term.
  */
@@ -33,6 +35,11 @@ export class WalReplay {
       }
       this.entries.length = up;
       this.entries.push(e);
+    } else {
+      // Every entry read so far is above the snapshot index, so after this one: a record
+      // supersedes all earlier ones at or after its index (a follower's log truncated by a new
+      // leader, whose entries reached the snapshot marker before the replay started).
+      this.entries.length = 0;
     }
     this.lastIndex = e.index;
   }
