@@ -118,7 +118,13 @@ export interface H2ConnectionOptions {
    * sent headers or data since; past two strikes the connection is cut off with GOAWAY
    * ENHANCE_YOUR_CALM "too_many_pings". Absent: PINGs are only answered.
    */
-  pingPolicy?: { minTimeMs: number; permitWithoutStream: boolean };
+  pingPolicy?: H2PingPolicy;
+}
+
+/** A policy on the peer's PINGs (see H2ConnectionOptions.pingPolicy). */
+export interface H2PingPolicy {
+  minTimeMs: number;
+  permitWithoutStream: boolean;
 }
 
 /** grpc-go's maxPingStrikes and defaultPingTimeout. */
@@ -370,7 +376,7 @@ export class H2Connection implements FrameSink {
   private goawaySent = false;
   private failed = false;
   private socketClosed = false;
-  private readonly pingPolicy: { minTimeMs: number; permitWithoutStream: boolean } | undefined;
+  private readonly pingPolicy: H2PingPolicy | undefined;
   private lastPingAt = -Infinity;
   private pingStrikes = 0;
   /** We sent headers or data since the peer's last PING: its next one is no strike. */
@@ -721,7 +727,7 @@ export class H2Connection implements FrameSink {
   }
 
   /** Counts a peer's PING against the ping policy (grpc-go's handlePing), cutting off a third strike. */
-  private policePing(policy: { minTimeMs: number; permitWithoutStream: boolean }): void {
+  private policePing(policy: H2PingPolicy): void {
     const now = performance.now();
     const last = this.lastPingAt;
     this.lastPingAt = now;
