@@ -332,13 +332,20 @@ export function clusterDiffSuite(suite: string): ClusterDiffSuite {
       },
       async waitCaughtUp(i) {
         const deadline = Date.now() + 30_000;
+        // Not recorded, so a transient error here (a loaded machine's election answers a
+        // linearizable read with "leader changed", on etcd as on etcd-ts) is waited out.
+        let lastError: unknown;
         for (;;) {
-          const head = Number((await cluster.grpc(0).range("\u0000", { limit: 1n })).header.revision);
-          const status = await cluster.grpc(i).status();
-          const leaderStatus = await cluster.grpc(0).status();
-          const mine = Number((await cluster.grpc(i).range("\u0000", { serializable: true, limit: 1n })).header.revision);
-          if (mine >= head && status.raftAppliedIndex >= leaderStatus.raftIndex) return;
-          if (Date.now() > deadline) throw new Error(`member ${i} did not catch up`);
+          try {
+            const head = Number((await cluster.grpc(0).range("\u0000", { limit: 1n })).header.revision);
+            const status = await cluster.grpc(i).status();
+            const leaderStatus = await cluster.grpc(0).status();
+            const mine = Number((await cluster.grpc(i).range("\u0000", { serializable: true, limit: 1n })).header.revision);
+            if (mine >= head && status.raftAppliedIndex >= leaderStatus.raftIndex) return;
+          } catch (err) {
+            lastError = err;
+          }
+          if (Date.now() > deadline) throw new Error(`member ${i} did not catch up${lastError ? `: ${(lastError as Error).message}` : ""}`);
           await sleep(100);
         }
       },
