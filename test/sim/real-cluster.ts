@@ -113,6 +113,18 @@ class IncarnationClock implements Clock {
   }
 }
 
+/**
+ * `observer`, deaf once `live()` is false: what a crashed incarnation still does (the rest of a
+ * synchronous step its disk cut off) is not the member's, as a dead process does nothing.
+ */
+function whileLive(observer: MemberObserver, live: () => boolean): MemberObserver {
+  const out: Record<string, unknown> = {};
+  for (const [name, hook] of Object.entries(observer) as Array<[string, unknown]>) {
+    out[name] = typeof hook === "function" ? (...args: unknown[]) => (live() ? (hook as (...a: unknown[]) => unknown).apply(observer, args) : undefined) : hook;
+  }
+  return out as MemberObserver;
+}
+
 /** Thrown through a crashed incarnation's fatal hook. */
 export class MemberHalted extends Error {
   constructor(readonly why: string) {
@@ -271,12 +283,16 @@ export class RealCluster {
         },
         clock,
         fatal: (message, fields) => {
-          m.fatal = `${message} ${JSON.stringify(fields, (_k, v: unknown) => (typeof v === "bigint" ? v.toString(16) : v))}`;
+          // A crashed incarnation can still be inside a synchronous read that the cut-off disk
+          // refuses; a dead process reports nothing.
+          if (m.incarnation === incarnation) {
+            m.fatal = `${message} ${JSON.stringify(fields, (_k, v: unknown) => (typeof v === "bigint" ? v.toString(16) : v))}`;
+          }
           throw new MemberHalted(message);
         },
         randomSeed: this.rng.nextU32(),
         logger: this.logger.named(m.name),
-        observer: this.observerFor(m),
+        observer: whileLive(this.observerFor(m), () => m.incarnation === incarnation),
       },
     );
     if (m.incarnation !== incarnation) return;

@@ -35,3 +35,17 @@ export class ErrClosed extends MvccError {
     super("CLOSED", "mvcc: closed");
   }
 }
+
+/**
+ * Reading the backend failed, or it lacks a revision the index holds: the store can no longer be
+ * trusted. Not an MvccError, so nothing answers it to a client as a request's outcome: an apply
+ * that meets it stops the member (etcd panics on an unexpected error inside a txn), since
+ * answering it, or taking a compare that could not read as false, would let this member's state
+ * machine part from the others'.
+ */
+export class ErrStoreRead extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`mvcc: ${message}`, options);
+    this.name = "ErrStoreRead";
+  }
+}

@@ -65,7 +65,7 @@
  */
 import { OrderedSlots } from "../pkg/ordered-slots.js";
 import { Backend, BackendBatch, Bucket, type BackendImage } from "./backend/backend.js";
-import { ErrClosed, ErrCompacted, ErrFutureRev } from "./errors.js";
+import { ErrClosed, ErrCompacted, ErrFutureRev, ErrStoreRead } from "./errors.js";
 import { indexKey, KeyIndex, TreeIndex } from "./key-index.js";
 import {
   decodeKeyValue,
@@ -476,7 +476,7 @@ export class MvccStore {
       const sub = revs[2 * i + 1]!;
       if (main > this.writtenRev) {
         const kv = this.pending.get(main)?.[sub];
-        if (!kv) throw new Error(`mvcc: staged revision ${main}/${sub} has no value`);
+        if (!kv) throw new ErrStoreRead(`staged revision ${main}/${sub} has no value`);
         out[i] = kv;
         continue;
       }
@@ -492,21 +492,25 @@ export class MvccStore {
     }
     if (missIdx && missKeys) {
       let values: (Buffer | undefined)[];
-      if (missKeys.length <= this.syncReadMissesMax) {
-        // Synchronous: no compaction can run in between, no registration needed.
-        values = missKeys.map((k) => this.backend.getPrefixedSync(k));
-      } else {
-        this.beginRead(rev);
-        try {
-          values = await this.backend.getManyPrefixed(missKeys);
-        } finally {
-          this.endRead(rev);
+      try {
+        if (missKeys.length <= this.syncReadMissesMax) {
+          // Synchronous: no compaction can run in between, no registration needed.
+          values = missKeys.map((k) => this.backend.getPrefixedSync(k));
+        } else {
+          this.beginRead(rev);
+          try {
+            values = await this.backend.getManyPrefixed(missKeys);
+          } finally {
+            this.endRead(rev);
+          }
         }
+      } catch (err) {
+        throw new ErrStoreRead(`reading the key bucket failed: ${String(err)}`, { cause: err });
       }
       for (let j = 0; j < missIdx.length; j++) {
         const v = values[j];
         const i = missIdx[j]!;
-        if (!v) throw new Error(`mvcc: revision ${revs[2 * i]}/${revs[2 * i + 1]} missing from the key bucket`);
+        if (!v) throw new ErrStoreRead(`revision ${revs[2 * i]}/${revs[2 * i + 1]} missing from the key bucket`);
         const kv = decodeKeyValue(v);
         out[i] = kv;
         const main = revs[2 * i]!;

@@ -27,7 +27,9 @@ import type { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_inter
 import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { ErrLeaseNotFound } from "../../lease/errors.js";
 import type { Lessor } from "../../lease/lessor.js";
-import type { BackendImage } from "../../mvcc/backend/backend.js";
+import { BackendFailedError, type BackendImage } from "../../mvcc/backend/backend.js";
+import { BackendClosedError } from "../../mvcc/backend/engine.js";
+import { ErrClosed, ErrStoreRead } from "../../mvcc/errors.js";
 import { decodeConfChange } from "../../raft/conf-change-codec.js";
 import { EntryType, type ConfChange, type ConfState, type Entry, type Snapshot } from "../../raft/types.js";
 import type { Logger } from "../../pkg/logger.js";
@@ -346,8 +348,13 @@ class PendingApply {
   constructor(readonly done: Promise<{ written: Promise<void> }>) {}
 }
 
-/** The proposer's answer for an apply that threw: a txn's lease check reports in the lessor's terms, as etcd does. */
+/**
+ * The proposer's answer for an apply that threw: a txn's lease check reports in the lessor's
+ * terms, as etcd does. A store that could not be read (or written) is no answer: it is rethrown,
+ * which fails the apply and stops the member before the entry counts as applied.
+ */
 function failedApply(err: unknown): ApplyResult {
+  if (err instanceof ErrStoreRead || err instanceof ErrClosed || err instanceof BackendFailedError || err instanceof BackendClosedError) throw err;
   return { error: err instanceof LeaseNotFoundForPut ? new ErrLeaseNotFound() : (err as Error) };
 }
 

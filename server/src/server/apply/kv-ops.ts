@@ -10,6 +10,7 @@ import {
   RequestOp, ResponseOp, TxnRequest, TxnResponse,
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { KeyValue as PbKeyValue } from "@etcd-ts/proto/mvccpb/kv";
+import { ErrCompacted, ErrFutureRev } from "../../mvcc/errors.js";
 import { serverError } from "../errors.js";
 
 /** A key-value record as the store returns it. Buffers are not to be mutated by callers. */
@@ -249,8 +250,12 @@ async function applyCompare(reader: KvReader, c: Compare): Promise<boolean> {
   let rr: StoreRangeResult;
   try {
     rr = await reader.range(c.key, c.rangeEnd.length > 0 ? c.rangeEnd : undefined, {});
-  } catch {
-    return false;
+  } catch (err) {
+    // etcd: a compare whose range fails is false. At the current revision that is only the
+    // store's compacted / future-revision refusal; a failed backend read is no answer, and goes on
+    // up to stop the member (see ErrStoreRead).
+    if (err instanceof ErrCompacted || err instanceof ErrFutureRev) return false;
+    throw err;
   }
   if (rr.kvs.length === 0) {
     // A value compare on a missing key always fails; other targets compare against zero.
