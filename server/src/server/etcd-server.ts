@@ -64,6 +64,11 @@ export const ETCD_API_VERSION = "3.4.23";
 export const CLUSTER_VERSION = "3.4.0";
 /** How often the leader re-decides the cluster version (etcd: the peer write timeout less 1 s). */
 const MONITOR_VERSION_INTERVAL_MS = 4000;
+/**
+ * Election timeouts in a row without a leader after which the streams that require one are ended
+ * (etcd's maxNoLeaderCnt): reconnecting a stream costs more than refusing a new call.
+ */
+const MAX_NO_LEADER_CHECKS = 3;
 
 export interface EtcdServerOptions {
   memberId: bigint;
@@ -168,6 +173,10 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   private published = false;
   private versionUpdating = false;
   private versionTimer: TimerHandle | undefined;
+  private leaderCheckTimer: TimerHandle | undefined;
+  /** Consecutive election-timeout checks that found no leader (etcd's monitorLeader). */
+  private noLeaderChecks = 0;
+  private readonly leaderLostListeners = new Set<() => void>();
   /** The peers handed to the transport, with their peer URLs joined. */
   private transportPeers = new Map<bigint, string>();
   private campaignAfterAdvance = false;
@@ -290,6 +299,27 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
   }
 
   /**
+   * Calls `listener` once, when this member has known no leader for MAX_NO_LEADER_CHECKS election
+   * timeouts in a row (etcd's monitorLeader, which then cancels the client streams that asked for a
+   * leader). Returns the unsubscribe.
+   */
+  onLeaderLongLost(listener: () => void): () => void {
+    this.leaderLostListeners.add(listener);
+    return () => this.leaderLostListeners.delete(listener);
+  }
+
+  private checkLeader(): void {
+    if (this.raft.leader !== 0n) {
+      this.noLeaderChecks = 0;
+      return;
+    }
+    if (++this.noLeaderChecks < MAX_NO_LEADER_CHECKS || this.leaderLostListeners.size === 0) return;
+    const listeners = [...this.leaderLostListeners];
+    this.leaderLostListeners.clear();
+    for (const l of listeners) l();
+  }
+
+  /**
    * The applier chain for one entry (see applier.ts). With auth off, the auth layer checks nothing
    * for the key-space requests: they go straight to the alarm layers, and a member with no alarm
    * raised builds nothing per entry. Auth requests always get the auth layer (Authenticate uses
@@ -345,6 +375,7 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     this.leaseClock.start();
     this.v2Sync.start();
     this.versionTimer = this.deps.clock.setInterval(() => void this.updateClusterVersion(), MONITOR_VERSION_INTERVAL_MS);
+    this.leaderCheckTimer = this.deps.clock.setInterval(() => this.checkLeader(), this.options.electionMs);
     // With entries still to apply, conf changes among them campaign after their advance().
     const status = this.raft.status();
     if (status.applied >= status.hardState.commit) this.campaignIfAlone();
@@ -354,6 +385,8 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     if (this.stopped) return;
     this.stopped = true;
     if (this.versionTimer !== undefined) this.deps.clock.clearTimeout(this.versionTimer);
+    if (this.leaderCheckTimer !== undefined) this.deps.clock.clearInterval(this.leaderCheckTimer);
+    this.leaderLostListeners.clear();
     this.leaseClock.stop();
     this.v2Sync.stop();
     this.quota.stop();

@@ -18,7 +18,7 @@ import { watchService } from "./watch-service.js";
 import { LocalClient } from "./local-client.js";
 import { lockService } from "./lock-service.js";
 import { electionService } from "./election-service.js";
-import { gateLearner, type LearnerState } from "./learner-gate.js";
+import { gateMember, type MemberGateState } from "./member-gate.js";
 import type { GrpcMetrics } from "./grpc-metrics.js";
 
 export { GrpcMetrics, GRPC_CODE_NAMES, GRPC_HANDLING_BUCKETS, type MethodCells } from "./grpc-metrics.js";
@@ -51,12 +51,13 @@ export type ServiceWrapper = (definition: ServiceDefinition, implementation: Unt
 
 /**
  * Pairs a definition with its implementation (the compiler checks that they name the same
- * methods), refused while the member is a learner as etcd refuses it (learner-gate.ts).
+ * methods), refused as etcd's interceptors refuse calls to a learner or, when they ask for one, to a
+ * member without a leader (member-gate.ts).
  */
-function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, learner: LearnerState, options: ServiceRegistryOptions): ServiceEntry {
-  // Innermost first: counting (grpc_server_*), the learner gate, then the optional wrapper (tracing).
+function entry<I extends UntypedServiceImplementation>(definition: ServiceDefinition<I>, implementation: I, member: MemberGateState, options: ServiceRegistryOptions): ServiceEntry {
+  // Innermost first: counting (grpc_server_*), the member gate, then the optional wrapper (tracing).
   const counted = options.metrics === undefined ? implementation : options.metrics.instrument(definition, implementation);
-  const gated = gateLearner(definition, counted, learner);
+  const gated = gateMember(definition, counted, member);
   return { definition, implementation: options.wrapService === undefined ? gated : options.wrapService(definition, gated) };
 }
 
@@ -67,7 +68,7 @@ export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOpti
   // the answer is kept until the membership changes.
   let seenChanges = -1;
   let isLearner = false;
-  const learner: LearnerState = {
+  const learner: MemberGateState = {
     get isLearner() {
       const membership = server.membership;
       if (membership.changes !== seenChanges) {
@@ -76,6 +77,10 @@ export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOpti
       }
       return isLearner;
     },
+    get hasLeader() {
+      return server.leader !== 0n;
+    },
+    onLeaderLongLost: (listener) => server.onLeaderLongLost(listener),
   };
   return [
     entry(KVService, kvService(server, { maxTxnOps: options.maxTxnOps }, logger), learner, options),

@@ -14,7 +14,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { LeaseKeepAliveRequest, LeaseService, type LeaseKeepAliveResponse } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { GrpcMetrics } from "../../../src/api/v3rpc/grpc-metrics.js";
-import { gateLearner } from "../../../src/api/v3rpc/learner-gate.js";
+import { gateMember } from "../../../src/api/v3rpc/member-gate.js";
 import { leaseService } from "../../../src/api/v3rpc/lease-service.js";
 import { LeanUnaryServer } from "../../../src/api/v3rpc/lean-unary.js";
 import { LEAN_STREAM_PATHS, LeanStreamServer } from "../../../src/api/v3rpc/lean-stream.js";
@@ -59,10 +59,10 @@ interface Side {
 
 async function startSide(lean: boolean): Promise<Side> {
   const metrics = new GrpcMetrics({ extensive: false });
-  const learner = { isLearner: false };
+  const learner = { isLearner: false, hasLeader: true, onLeaderLongLost: () => () => false };
   const definition = LeaseService as ServiceDefinition;
   const implementation = leaseService(member, nullLogger) as unknown as UntypedServiceImplementation;
-  const registry: ServiceEntry[] = [{ definition, implementation: gateLearner(definition, metrics.instrument(definition, implementation), learner) }];
+  const registry: ServiceEntry[] = [{ definition, implementation: gateMember(definition, metrics.instrument(definition, implementation), learner) }];
   const limits = { maxReceiveMessageBytes: MAX_RECEIVE, maxSendMessageBytes: 2 ** 31 - 1 };
   const leanStreams = lean ? new LeanStreamServer(limits, { services: registry }) : undefined;
   const served = await serveOnLoopback(registry, MAX_RECEIVE, (server) => {

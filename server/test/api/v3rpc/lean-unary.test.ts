@@ -16,7 +16,7 @@ import {
 } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { unary } from "../../../src/api/v3rpc/grpc-util.js";
 import { GrpcMetrics } from "../../../src/api/v3rpc/grpc-metrics.js";
-import { gateLearner } from "../../../src/api/v3rpc/learner-gate.js";
+import { gateMember } from "../../../src/api/v3rpc/member-gate.js";
 import { installLeanUnary, LeanUnaryServer, LEAN_UNARY_PATHS } from "../../../src/api/v3rpc/lean-unary.js";
 import type { ServiceEntry } from "../../../src/api/v3rpc/service-registry.js";
 import { ServerError } from "../../../src/server/errors.js";
@@ -59,10 +59,10 @@ function services(metrics: GrpcMetrics): ServiceEntry[] {
       call.on("end", () => call.end());
     },
   };
-  const learner = { isLearner: false };
+  const learner = { isLearner: false, hasLeader: true, onLeaderLongLost: () => () => false };
   const entry = (definition: ServiceDefinition, implementation: UntypedServiceImplementation): ServiceEntry => ({
     definition,
-    implementation: gateLearner(definition, metrics.instrument(definition, implementation), learner),
+    implementation: gateMember(definition, metrics.instrument(definition, implementation), learner),
   });
   return [
     entry(KVService as ServiceDefinition, kv as unknown as UntypedServiceImplementation),

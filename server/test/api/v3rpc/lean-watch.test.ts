@@ -15,7 +15,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { WatchRequest, WatchResponse, WatchService } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { GrpcMetrics } from "../../../src/api/v3rpc/grpc-metrics.js";
-import { gateLearner } from "../../../src/api/v3rpc/learner-gate.js";
+import { gateMember } from "../../../src/api/v3rpc/member-gate.js";
 import { watchService } from "../../../src/api/v3rpc/watch-service.js";
 import { LeanUnaryServer } from "../../../src/api/v3rpc/lean-unary.js";
 import { LEAN_STREAM_PATHS, LeanStreamServer } from "../../../src/api/v3rpc/lean-stream.js";
@@ -49,11 +49,38 @@ interface Side {
   port: number;
   lean?: LeanStreamServer;
   metrics: GrpcMetrics;
-  learner: { isLearner: boolean };
+  learner: GateState;
   store: Harness;
   /** Most messages written and not yet taken by the HTTP/2 stream at once, on any stream. */
   maxUnsent: number;
   close(): Promise<void>;
+}
+
+/** A member gate's state the test steers: learner or not, and its leader. */
+interface GateState {
+  isLearner: boolean;
+  hasLeader: boolean;
+  onLeaderLongLost(listener: () => void): () => void;
+  /** The member has long known no leader: the streams that need one are told. */
+  loseLeaderLong(): void;
+}
+
+function gateState(): GateState {
+  const listeners = new Set<() => void>();
+  return {
+    isLearner: false,
+    hasLeader: true,
+    onLeaderLongLost: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    loseLeaderLong() {
+      this.hasLeader = false;
+      const told = [...listeners];
+      listeners.clear();
+      for (const l of told) l();
+    },
+  };
 }
 
 /** Counts each stream's unsent messages through the write callbacks (the Writable's length). */
@@ -85,11 +112,11 @@ async function startSide(lean: boolean): Promise<Side> {
     checkWatch: async () => undefined,
   } as unknown as EtcdServer;
   const metrics = new GrpcMetrics({ extensive: false });
-  const learner = { isLearner: false };
+  const learner = gateState();
   const side = { maxUnsent: 0 };
   const definition = WatchService as ServiceDefinition;
   const service = watchService(member, { progressNotifyIntervalMs: 0, fragmentBytesMax: FRAGMENT_BYTES }, nullLogger) as unknown as UntypedServiceImplementation;
-  const implementation = gateLearner(definition, metrics.instrument(definition, trackUnsent(side, service)), learner);
+  const implementation = gateMember(definition, metrics.instrument(definition, trackUnsent(side, service)), learner);
   const registry: ServiceEntry[] = [{ definition, implementation }];
   const limits = { maxReceiveMessageBytes: MAX_RECEIVE, maxSendMessageBytes: MAX_SEND };
   const leanStreams = lean ? new LeanStreamServer(limits, { services: registry }) : undefined;
@@ -299,6 +326,35 @@ describe("lean Watch stream", { timeout: 20_000 }, () => {
       expect(got.headers["grpc-status"]).toBe("14");
     } finally {
       plain.learner.isLearner = lean.learner.isLearner = false;
+    }
+  });
+
+  it("answers as grpc-js: a stream that requires a leader is refused without one, and ended once the leader is long lost", async () => {
+    const requireLeader = { headers: { hasleader: "true" } };
+    try {
+      // Refused at once while there is no leader.
+      plain.learner.hasLeader = lean.learner.hasLeader = false;
+      const [want, got] = await Promise.all([send(plain, { ...requireLeader, writes: [create("q")] }), send(lean, { ...requireLeader, writes: [create("q")] })]);
+      expect(got).toEqual(want);
+      expect(got.headers["grpc-status"]).toBe("14");
+      expect(got.headers["grpc-message"]).toBe("etcdserver:%20no%20leader");
+      // Without the metadata the same stream is served.
+      const [servedPlain, servedLean] = await Promise.all([send(plain, { writes: [create("q")], cancelAfterMs: 50 }), send(lean, { writes: [create("q")], cancelAfterMs: 50 })]);
+      expect(servedLean).toEqual(servedPlain);
+      expect(servedLean.data.length).toBeGreaterThan(0);
+      // Open with a leader, never half-closed (as a watching client): ended with "no leader" when it is long lost.
+      plain.learner.hasLeader = lean.learner.hasLeader = true;
+      const open = (side: Side) =>
+        send(side, { ...requireLeader, writes: [create("q")], end: false, cancelAfterMs: 1000, between: async () => {
+          side.learner.loseLeaderLong();
+        } });
+      const [wantEnded, gotEnded] = await Promise.all([open(plain), open(lean)]);
+      expect(gotEnded).toEqual(wantEnded);
+      expect(gotEnded.stuck).toBeUndefined();
+      expect(gotEnded.trailers?.["grpc-status"]).toBe("14");
+      expect(gotEnded.trailers?.["grpc-message"]).toBe("etcdserver:%20no%20leader");
+    } finally {
+      plain.learner.hasLeader = lean.learner.hasLeader = true;
     }
   });
 
