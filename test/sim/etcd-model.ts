@@ -265,27 +265,24 @@ export function ackedWrites(op: EtcdOperation): { key: string; value: string | n
  * or compare-and-set whose (unique) value shows up took effect at that revision. When the history
  * is complete (every revision up to `lastRevision` was seen), one whose value never shows up
  * never took effect, and leaves the history (a compare-and-set that did not write changes
- * nothing either); and when every deletion of a key in it belongs to an acknowledged delete, the
- * key's unknown deletes found nothing to delete, if they ran at all, and leave it too. Other
- * deletes stay open.
+ * nothing either); and a key's unknown deletes explain the deletions of it that no acknowledged
+ * delete made (matchUnknownDeletes): those matched took effect there, the others deleted nothing
+ * if they ran at all, and leave the history. Deletes that cannot be matched stay open.
  */
 export function resolveUnknownWrites(history: EtcdOperation[], revisions: RevisionHistory, lastRevision: number): EtcdOperation[] {
   const written = new Map<string, number>();
   for (const [rev, events] of revisions) for (const e of events) if (e.type === "PUT") written.set(`${e.key}\u0000${e.value}`, rev);
   let complete = true;
   for (let rev = 2; rev <= lastRevision && complete; rev++) complete = revisions.has(rev);
-  const ackedDeletes = new Set<string>();
-  for (const op of history) {
-    if (op.output?.kind === "delete" && op.output.deleted > 0) ackedDeletes.add(`${op.input.key}@${op.output.revision}`);
-  }
-  const otherDeletions = new Set<string>();
-  for (const [rev, events] of revisions) {
-    for (const e of events) if (e.type === "DELETE" && !ackedDeletes.has(`${e.key}@${rev}`)) otherDeletions.add(e.key);
-  }
+  const deletes = complete ? matchUnknownDeletes(history, revisions) : new Map<EtcdOperation, number | null>();
   const kept: EtcdOperation[] = [];
   for (const op of history) {
     const inp = op.input;
-    if (op.output === undefined && inp.kind === "delete" && complete && !otherDeletions.has(inp.key)) continue;
+    if (op.output === undefined && inp.kind === "delete") {
+      const rev = deletes.get(op);
+      if (rev === null) continue;
+      if (rev !== undefined) op.output = { kind: "delete", deleted: 1, revision: rev };
+    }
     if (op.output === undefined && (inp.kind === "put" || inp.kind === "cas")) {
       const rev = written.get(`${inp.key}\u0000${inp.value}`);
       if (rev !== undefined) {
@@ -297,4 +294,72 @@ export function resolveUnknownWrites(history: EtcdOperation[], revisions: Revisi
     kept.push(op);
   }
   return kept;
+}
+
+/**
+ * For a complete watched history: which unknown deletes made the deletions that no acknowledged
+ * delete made. Each such deletion (of key K at revision r) needs its own unknown delete of K that
+ * could have run at r: one called after every operation that had returned at a revision of r or
+ * more (a delete called later cannot have happened before what was already answered). Deletions
+ * are taken in revision order and each given any unknown delete eligible by then (eligibility only
+ * grows with r, so any choice leaves the later ones as well off). Returns, for the deletes of each
+ * key where that succeeds, the revision each took effect at, or null for those left over (they
+ * found nothing to delete, if they ran at all); keys where it fails are left out (their deletes
+ * stay open).
+ */
+function matchUnknownDeletes(history: EtcdOperation[], revisions: RevisionHistory): Map<EtcdOperation, number | null> {
+  const acked = new Set<string>();
+  for (const op of history) {
+    if (op.output?.kind === "delete" && op.output.deleted > 0) acked.add(`${op.input.key}@${op.output.revision}`);
+  }
+  const unmatched = new Map<string, number[]>();
+  for (const [rev, events] of revisions) {
+    for (const e of events) {
+      if (e.type !== "DELETE" || acked.has(`${e.key}@${rev}`)) continue;
+      let list = unmatched.get(e.key);
+      if (!list) unmatched.set(e.key, (list = []));
+      list.push(rev);
+    }
+  }
+  // Highest revision answered by every time: answered operations sorted by when they returned.
+  const answered = history
+    .map((op) => ({ ret: op.ret, rev: writeRevision(op) ?? readOf(op)?.revision }))
+    .filter((a): a is { ret: number; rev: number } => a.rev !== undefined && Number.isFinite(a.ret))
+    .sort((a, b) => a.ret - b.ret);
+  const floor = (call: number): number => {
+    let high = 0;
+    for (const a of answered) {
+      if (a.ret >= call) break;
+      high = Math.max(high, a.rev);
+    }
+    return high;
+  };
+  const unknown = new Map<string, { op: EtcdOperation; floor: number }[]>();
+  for (const op of history) {
+    if (op.output !== undefined || op.input.kind !== "delete") continue;
+    let list = unknown.get(op.input.key);
+    if (!list) unknown.set(op.input.key, (list = []));
+    list.push({ op, floor: floor(op.call) });
+  }
+  const out = new Map<EtcdOperation, number | null>();
+  for (const [key, ops] of unknown) {
+    const revs = (unmatched.get(key) ?? []).sort((a, b) => a - b);
+    ops.sort((a, b) => a.floor - b.floor);
+    const assigned = new Map<EtcdOperation, number | null>();
+    let next = 0;
+    let ok = true;
+    for (const rev of revs) {
+      const d = ops[next];
+      if (d === undefined || d.floor >= rev) {
+        ok = false;
+        break;
+      }
+      assigned.set(d.op, rev);
+      next++;
+    }
+    if (!ok) continue;
+    for (; next < ops.length; next++) assigned.set(ops[next]!.op, null);
+    for (const [op, rev] of assigned) out.set(op, rev);
+  }
+  return out;
 }

@@ -15,6 +15,7 @@
  *     serializable read (watch-check.ts).
  * Everything derives from the seed: the same seed replays the same run.
  */
+import { ServerError } from "../../server/src/server/errors.js";
 import { PutRequest, RangeRequest, DeleteRangeRequest, TxnRequest, Compare_CompareResult, Compare_CompareTarget } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { checkLinearizable } from "./linearizability.js";
 import { ackedWrites, checkRevisionLinearization, checkRevisionOrder, etcdModel, resolveUnknownWrites, type EtcdInput, type EtcdOperation, type EtcdOutput } from "./etcd-model.js";
@@ -231,6 +232,8 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
   let seq = 0;
   const tick = (): number => ++seq;
   const history: EtcdOperation[] = [];
+  /** Operations that failed before reaching any log: left out of the history checks. */
+  const notApplied = new Set<EtcdOperation>();
   const serializableReads: { key: string; value: string | null; modRevision: number; revision: number; what: string }[] = [];
   const pending = new Set<PendingOp>();
   const watches: WatchRecord[] = [];
@@ -393,7 +396,12 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
         op.output = output;
         op.ret = tick();
       },
-      () => pending.delete(p),
+      (err: unknown) => {
+        if (!pending.delete(p)) return;
+        // Held for a leader until its deadline, or refused by raft at once: it never reached a
+        // log, so it did not happen (any other error leaves its outcome unknown).
+        if (err instanceof ServerError && (err.code === "ContextDeadline" || err.code === "ProposalDropped")) notApplied.add(op);
+      },
     );
   };
 
@@ -677,7 +685,8 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
   const revisions: RevisionHistory = "history" in watched ? watched.history : new Map();
   let finalRevision = 0;
   for (const m of cluster.members) finalRevision = Math.max(finalRevision, m.member?.server.store.currentRevision ?? 0);
-  const checked = failure === undefined ? resolveUnknownWrites(history, revisions, finalRevision) : history;
+  const happened = notApplied.size === 0 ? history : history.filter((op) => !notApplied.has(op));
+  const checked = failure === undefined ? resolveUnknownWrites(happened, revisions, finalRevision) : happened;
   if (failure === undefined) {
     const acked = checked.flatMap((op) => ackedWrites(op));
     const why = checkAcknowledgedWrites(revisions, acked);

@@ -14,6 +14,8 @@ export type ServerErrorCode =
   | "TooManyRequests"
   | "NoSpace"
   | "NoLeader"
+  | "ProposalDropped"
+  | "ContextDeadline"
   | "NotLeader"
   | "LeaderChanged"
   | "Stopped"

@@ -450,6 +450,8 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     } else if (this.deps.lessor.isPrimary()) {
       this.deps.lessor.demote();
     }
+    // Proposals held while no leader was known go now (proposer.ts).
+    if (state.lead !== 0n) this.proposer.leaderFound();
     // Once any leader is known, the member publishes itself through the log.
     if (state.lead !== 0n && !this.published) void this.publish();
   }

@@ -2,6 +2,12 @@
  * Proposals and their waiters: a request gets a unique ID, goes into the log as an
  * InternalRaftRequest, and its proposer waits until the apply path triggers that ID with the
  * result, or until its deadline passes ("request timed out"). One timer sweeps every deadline.
+ *
+ * While the member knows no leader, proposals are held, as etcd's raft node holds them (its
+ * propose channel is closed until a leader is known): a write made during an election goes
+ * through once the election is over. A held proposal still waiting at its deadline was never in
+ * any log and fails with Go's "context deadline exceeded", as etcd's does. One raft refuses while
+ * a leader is known (a leadership transfer under way) fails at once with "raft proposal dropped".
  */
 import { ByteArena } from "../pkg/byte-arena.js";
 import { encodeMessageToArena } from "../pkg/proto-encode.js";
@@ -12,7 +18,7 @@ import type { ConfChange } from "../raft/types.js";
 import { ErrProposalDropped } from "../raft/raw-node.js";
 import { IdGenerator } from "../lease/lease-id.js";
 import type { Clock, TimerHandle } from "../pkg/clock.js";
-import { serverError, type ServerErrorCode } from "./errors.js";
+import { serverError } from "./errors.js";
 import { WaitRegistry } from "./wait-registry.js";
 import type { RequestTrace } from "./request-trace.js";
 
@@ -30,6 +36,15 @@ export interface ProposalSink {
   propose(data: Uint8Array): void;
   /** @throws ErrProposalDropped */
   proposeConfChange(cc: ConfChange): void;
+  /** Whether the raft core knows a leader now (its own view, ahead of the last Ready's). */
+  knowsLeader(): boolean;
+}
+
+/** A proposal waiting for a leader: what sends it, and its waiter's deadline. */
+interface HeldProposal {
+  id: bigint;
+  send: () => void;
+  atMs: number;
 }
 
 export interface ProposerOptions {
@@ -66,6 +81,8 @@ export class Proposer {
   private readonly entryArena = new ByteArena(64 * 1024);
   private sweepTimer: TimerHandle | undefined;
   private stoppedWith: Error | undefined;
+  /** Proposals waiting for a leader, oldest first (so their deadlines do not decrease). */
+  private held: HeldProposal[] = [];
   /** Proposals that failed before an answer came from apply (dropped, timed out, stopped): etcd_server_proposals_failed_total. */
   failed = 0;
 
@@ -75,19 +92,55 @@ export class Proposer {
 
   start(): void {
     const { clock } = this.deps;
-    this.sweepTimer = clock.setInterval(
-      () =>
-        this.wait.expire(clock.nowMs(), () => {
-          this.failed++;
-          return serverError("Timeout");
-        }),
-      SWEEP_INTERVAL_MS,
-    );
+    this.sweepTimer = clock.setInterval(() => {
+      const now = clock.nowMs();
+      this.expireHeld(now);
+      this.wait.expire(now, () => {
+        this.failed++;
+        return serverError("Timeout");
+      });
+    }, SWEEP_INTERVAL_MS);
+  }
+
+  /**
+   * The member learned of a leader: the held proposals go to raft, oldest first. Call on every
+   * change of leader (a cheap no-op when nothing is held).
+   */
+  leaderFound(): void {
+    if (this.held.length === 0 || this.stoppedWith) return;
+    const held = this.held;
+    this.held = [];
+    for (let i = 0; i < held.length; i++) {
+      if (!this.deps.raft.knowsLeader()) {
+        // Lost again meanwhile: the rest waits for the next one.
+        this.held = held.slice(i);
+        return;
+      }
+      const h = held[i]!;
+      this.submit(h.id, h.send, h.atMs);
+      if (this.held.length > 0) {
+        // Raft lost the leader as this one went: it is held again, and the rest behind it.
+        for (let j = i + 1; j < held.length; j++) this.held.push(held[j]!);
+        return;
+      }
+    }
+  }
+
+  /** Held proposals whose deadline passed: never proposed, they fail as etcd's ctx.Err(). */
+  private expireHeld(nowMs: number): void {
+    let n = 0;
+    while (n < this.held.length && this.held[n]!.atMs <= nowMs) n++;
+    if (n === 0) return;
+    for (const h of this.held.splice(0, n)) {
+      this.failed++;
+      this.wait.fail(h.id, serverError("ContextDeadline"));
+    }
   }
 
   /** Fails every waiting proposal with `err`; later proposals fail with it at once. */
   stop(err: Error): void {
     this.stoppedWith = err;
+    this.held = [];
     if (this.sweepTimer) this.deps.clock.clearInterval(this.sweepTimer);
     this.wait.failAll(err);
   }
@@ -131,14 +184,17 @@ export class Proposer {
       return Promise.reject(err);
     }
     if (data.length > this.options.maxRequestBytes) return Promise.reject(serverError("RequestTooLarge"));
-    const done = this.register(id);
+    const atMs = this.deps.clock.nowMs() + this.options.requestTimeoutMs;
+    const done = this.wait.register(id, atMs);
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
     this.proposed.set(data, req);
     if (trace !== undefined) trace.proposing(data);
+    const { raft } = this.deps;
     try {
-      this.deps.raft.propose(data);
+      raft.propose(data);
     } catch (err) {
-      this.dropped(id, err, "NoLeader");
+      if (err instanceof ErrProposalDropped && !raft.knowsLeader()) this.held.push({ id, send: () => raft.propose(data), atMs });
+      else this.dropped(id, err);
     }
     return done;
   }
@@ -153,8 +209,9 @@ export class Proposer {
     const id = this.ids.next();
     const data = encodeV2Request({ ...req, ID: id });
     if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
-    const done = this.register(id);
-    this.submit(id, () => this.deps.raft.propose(data), "NoLeader");
+    const atMs = this.deps.clock.nowMs() + this.options.requestTimeoutMs;
+    const done = this.wait.register(id, atMs);
+    this.submit(id, () => this.deps.raft.propose(data), atMs);
     return done;
   }
 
@@ -166,8 +223,9 @@ export class Proposer {
     if (this.stoppedWith) throw this.stoppedWith;
     const id = this.ids.next();
     cc.id = id;
-    const done = this.register(id);
-    this.submit(id, () => this.deps.raft.proposeConfChange(cc), "Timeout");
+    const atMs = this.deps.clock.nowMs() + this.options.requestTimeoutMs;
+    const done = this.wait.register(id, atMs);
+    this.submit(id, () => this.deps.raft.proposeConfChange(cc), atMs);
     return done;
   }
 
@@ -191,22 +249,24 @@ export class Proposer {
     else this.wait.trigger(id, result);
   }
 
-  private register(id: bigint): Promise<ApplyResult> {
-    return this.wait.register(id, this.deps.clock.nowMs() + this.options.requestTimeoutMs);
-  }
-
-  private submit(id: bigint, send: () => void, droppedAs: ServerErrorCode): void {
+  /** Sends a proposal, or holds it while no leader is known (see the top of this file). */
+  private submit(id: bigint, send: () => void, atMs: number): void {
+    if (!this.deps.raft.knowsLeader()) {
+      this.held.push({ id, send, atMs });
+      return;
+    }
     try {
       send();
     } catch (err) {
-      this.dropped(id, err, droppedAs);
+      if (err instanceof ErrProposalDropped && !this.deps.raft.knowsLeader()) this.held.push({ id, send, atMs });
+      else this.dropped(id, err);
     }
   }
 
-  /** Fails proposal `id`, which raft refused: ErrProposalDropped becomes `droppedAs`. */
-  private dropped(id: bigint, err: unknown, droppedAs: ServerErrorCode): void {
+  /** Fails proposal `id`, which raft refused with a leader known ("raft proposal dropped"). */
+  private dropped(id: bigint, err: unknown): void {
     this.failed++;
-    this.wait.fail(id, err instanceof ErrProposalDropped ? serverError(droppedAs) : (err as Error));
+    this.wait.fail(id, err instanceof ErrProposalDropped ? serverError("ProposalDropped") : (err as Error));
   }
 
 }

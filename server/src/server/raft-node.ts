@@ -228,6 +228,11 @@ export class RaftNode {
     }
   }
 
+  /** Whether the core knows a leader now (ahead of the last Ready's view, `leader`). */
+  knowsLeader(): boolean {
+    return this.deps.rawNode.raft.lead !== 0n;
+  }
+
   /** @throws ErrProposalDropped when the core refuses it. */
   proposeConfChange(cc: ConfChange): void {
     this.withCore((n) => n.proposeConfChange(cc));

@@ -58,7 +58,7 @@ class ApplySide {
     const alarms = new AlarmStore();
     const leaseRecords = new LeaseRecords(store);
     const lessor = new Lessor({ minTtlSeconds: 1 }, { persistence: leaseRecords, clock });
-    const proposer = new Proposer({ memberId: 1n, maxRequestBytes: 1 << 20, requestTimeoutMs: 5000 }, { raft: { propose() {}, proposeConfChange() {} }, clock });
+    const proposer = new Proposer({ memberId: 1n, maxRequestBytes: 1 << 20, requestTimeoutMs: 5000 }, { raft: { propose() {}, proposeConfChange() {}, knowsLeader: () => true }, clock });
     const applier = new BackendApplier({ store, lessor, membership, alarms });
     const snapDir = new MemorySnapDir();
     const images = new ReceivedSnapshots(new MemorySnapshotDatabases(snapDir));

@@ -32,6 +32,8 @@ const WATCH_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
 const SERVER_ERROR_TEXTS: Record<string, string> = {
   Timeout: "etcdserver: request timed out",
   NoLeader: "etcdserver: request timed out",
+  ContextDeadline: "etcdserver: request timed out",
+  ProposalDropped: "etcdserver: request timed out",
   TimeoutDueToLeaderFail: "etcdserver: request timed out, possibly due to previous leader failure",
   Stopped: "etcdserver: server stopped",
   RequestTooLarge: "etcdserver: request is too large",

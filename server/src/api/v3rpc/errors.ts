@@ -21,6 +21,9 @@ const SERVER_ERRORS: Record<ServerErrorCode, Row> = {
   TooManyRequests: [Status.RESOURCE_EXHAUSTED, "etcdserver: too many requests"],
   NoSpace: [Status.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded"],
   NoLeader: [Status.UNAVAILABLE, "etcdserver: no leader"],
+  // raft's own error and Go's context error, which etcd 3.4 hands to grpc-go as they are.
+  ProposalDropped: [Status.UNKNOWN, "raft proposal dropped"],
+  ContextDeadline: [Status.UNKNOWN, "context deadline exceeded"],
   NotLeader: [Status.FAILED_PRECONDITION, "etcdserver: not leader"],
   LeaderChanged: [Status.UNAVAILABLE, "etcdserver: leader changed"],
   Stopped: [Status.UNAVAILABLE, "etcdserver: server stopped"],
