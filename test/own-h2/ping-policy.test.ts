@@ -9,6 +9,9 @@
  *   between its calls is never cut off;
  * - with a stream open (a watch), PINGs further apart than the minimum time are no strikes, and
  *   closer ones are.
+ *
+ * etcd-ts runs twice: on pkg/h2 (its client port's own HTTP/2), and with its connections on
+ * node:http2 (as under --client-cert-auth).
  */
 import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -77,7 +80,9 @@ function openWatch(s: http2.ClientHttp2Session): http2.ClientHttp2Stream {
   return req;
 }
 
-describe.each(["etcd-ts", "etcd"])("ping policy on %s", (kind) => {
+// "etcd-ts node:http2": the connections node:http2 serves for grpc-js (node-h2-pings.ts), as under
+// --client-cert-auth; ETCD_TS_H2=node hands every connection there.
+describe.each(["etcd-ts", "etcd-ts node:http2", "etcd"])("ping policy on %s", (kind) => {
   let member: Member;
   const skip = kind === "etcd" && etcdPath === undefined;
 
@@ -85,7 +90,8 @@ describe.each(["etcd-ts", "etcd"])("ping policy on %s", (kind) => {
     if (skip) return;
     member = await startMember({
       binary: kind === "etcd" ? serverBinaryFromSpec(etcdPath) : etcdTsBinary(),
-      name: `ping-${kind}`,
+      name: `ping-${kind.replace(/[^a-z0-9-]/g, "-")}`,
+      ...(kind === "etcd-ts node:http2" ? { env: { ETCD_TS_H2: "node" } } : {}),
       extraArgs: [`--grpc-keepalive-min-time=${MIN_TIME_MS / 1000}s`],
     });
   }, 60_000);

@@ -28,6 +28,7 @@ import { LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
 import { LeanStreamServer } from "../api/v3rpc/lean-stream.js";
 import { installLeanPath, type LeanTaker } from "../api/v3rpc/lean-path.js";
 import { carryBridgedPeers, OwnH2Server } from "../api/v3rpc/own-h2-server.js";
+import { NodeH2PingPolice } from "../api/v3rpc/node-h2-pings.js";
 import { WalCells } from "../api/http/metrics.js";
 import { v2Handler } from "../api/v2http/v2-handler.js";
 import { listenClient } from "../api/listener/client-listener.js";
@@ -340,10 +341,12 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // The client port's HTTP/2 connections run on pkg/h2 (own-h2-server.ts): the lean takers
   // first, every other stream bridged to grpc-js. ETCD_TS_H2=node leaves every connection to
   // node:http2 (measurements, bisecting), as do the lean paths being off.
+  // --grpc-keepalive-min-time (0: grpc-go's default, as etcd passes it on).
+  const pingMinTimeMs = cfg.grpcKeepaliveMinTimeMs > 0 ? cfg.grpcKeepaliveMinTimeMs : GRPC_PING_MIN_TIME_DEFAULT_MS;
   const ownH2 =
     process.env.ETCD_TS_H2 !== "node" && leanTakers.length > 0
       ? new OwnH2Server(
-          { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1), keepaliveTimeMs: cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000, keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs || 20_000, pingMinTimeMs: cfg.grpcKeepaliveMinTimeMs > 0 ? cfg.grpcKeepaliveMinTimeMs : GRPC_PING_MIN_TIME_DEFAULT_MS },
+          { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1), keepaliveTimeMs: cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000, keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs || 20_000, pingMinTimeMs },
           { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), logger: apiLogger },
         )
       : undefined;
@@ -396,6 +399,9 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   await server.ready;
   const clientListeners: net.Server[] = [];
   const clientTls = clientTlsOptions(cfg);
+  // Connections node:http2 serves for grpc-js get pkg/h2's ping policy too (node-h2-pings.ts).
+  const pingPolice = NodeH2PingPolice.install(grpcServer, { minTimeMs: pingMinTimeMs, permitWithoutStream: false });
+  if (pingPolice === undefined) apiLogger.warn("client pings are not policed on node:http2 connections", {});
   for (const u of cfg.listenClientUrls) {
     const url = new URL(u);
     const secure = url.protocol === "https:" || url.protocol === "unixs:";
@@ -404,7 +410,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     }
     clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c, socket) => {
       grpcMetrics.trackConnection(socket);
-      injector.injectConnection(c);
+      if (pingPolice !== undefined) pingPolice.inject(() => injector.injectConnection(c));
+      else injector.injectConnection(c);
     }, http1, logger: apiLogger, serveH2: ownH2 === undefined || (secure && cfg.clientCertAuth) ? undefined : (socket) => {
       // client-certificate authentication needs the TLS socket, which bridged streams lose
       grpcMetrics.trackConnection(socket);

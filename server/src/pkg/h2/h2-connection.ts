@@ -128,8 +128,8 @@ export interface H2PingPolicy {
 }
 
 /** grpc-go's maxPingStrikes and defaultPingTimeout. */
-const PING_STRIKES_MAX = 2;
-const PING_WITHOUT_STREAMS_MIN_MS = 2 * 3600 * 1000;
+export const PING_STRIKES_MAX = 2;
+export const PING_WITHOUT_STREAMS_MIN_MS = 2 * 3600 * 1000;
 
 /** The application's side of a connection. */
 export interface H2ConnectionHandlers {
