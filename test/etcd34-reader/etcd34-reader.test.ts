@@ -37,7 +37,10 @@ describe.skipIf(!goAvailable())("etcd 3.4's own code reads etcd-ts's cluster sta
     execFileSync("go", ["build", "-o", path.join(scratch, "reader"), "./src/reader"], { cwd: scratch, env, stdio: "pipe", timeout: 240_000 });
 
     const staged = new Map<string, Buffer | undefined>();
-    const w = { stage: (b: RecordBucket, k: Buffer, v: Buffer | undefined) => staged.set(`${b}/${k.toString()}`, v) } as unknown as WriteSession;
+    const w = {
+      stage: (b: RecordBucket, k: Buffer, v: Buffer | undefined) => staged.set(`${b}/${k.toString()}`, v),
+      stageLatest: (k: Buffer, v: Buffer) => staged.set(`meta/${k.toString()}`, v),
+    } as unknown as WriteSession;
     const m = new Membership(1n);
     const big = 0xfedcba9876543210n;
     const learner = 0x15ffa49f0fb8a805n;

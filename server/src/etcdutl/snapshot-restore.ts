@@ -145,6 +145,9 @@ function collectingSession(into: Array<[Buffer, Buffer]>): WriteSession {
     stage(bucket: BucketName, key: Buffer, value: Buffer | undefined) {
       if (value !== undefined) into.push([bucketKey(bucket, key), value]);
     },
+    stageLatest(key: Buffer, value: Buffer) {
+      into.push([bucketKey("meta", key), value]);
+    },
   } as unknown as WriteSession;
 }
 

@@ -50,6 +50,10 @@ class MvccWriteSession implements WriteSession {
     this.records.push([bucket, key, value]);
   }
 
+  stageLatest(key: Buffer, value: Buffer): void {
+    this.batch.putMetaLatest(key, value);
+  }
+
   commit(consistentIndex: number): Promise<void> {
     if (this.ended) return Promise.reject(new Error("write session committed twice"));
     this.ended = true;

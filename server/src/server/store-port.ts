@@ -37,6 +37,11 @@ export interface WriteSession extends KvWriter {
   /** Stages a record put (value) or delete (undefined) into this session's batch. */
   stage(bucket: RecordBucket, key: Buffer, value: Buffer | undefined): void;
   /**
+   * Stages a meta record of which only the newest value matters (Backend's putMetaLatest): of the
+   * batches written together, only the last one's value is written (the v2 store, saved whole).
+   */
+  stageLatest(key: Buffer, value: Buffer): void;
+  /**
    * Ends the session: before returning, the store shows its changes (the revision moves, watchers
    * are notified) and its batch, with the consistent index, is queued for the backend. Resolves
    * once the batch is in the backend; rejects when the backend refused it (the member must stop).

@@ -205,6 +205,14 @@ function parseGoTimeMs(s: string): number {
   return Date.parse(s);
 }
 
+/** The constant pieces of a saved store (see `save`). */
+const SAVE_ROOT_OPEN = Buffer.from(`{"Root":`);
+const SAVE_EVENTS_OPEN = Buffer.from(`,"WatcherHub":{"EventHistory":{"Queue":{"Events":[`);
+const SAVE_COMMA = Buffer.from(",");
+const SAVE_NULL = Buffer.from("null");
+/** History slots per kept block of saved bytes. */
+const SAVE_BLOCK_SLOTS = 32;
+
 export class V2Store {
   private root: V2Node;
   private currentIndex = 0;
@@ -217,7 +225,11 @@ export class V2Store {
   private readonly watchers = new Map<string, Set<V2Watcher>>();
   private watcherCount = 0;
   /** The JSON of each history slot, filled by `save` (events never change once recorded). */
-  private eventJson: (string | undefined)[] = [];
+  private eventJson: (Buffer | undefined)[] = [];
+  /** Saved bytes of blocks of history slots (see saveEventBlock), dropped when a slot changes. */
+  private eventBlocks: (Buffer | undefined)[] = [];
+  /** The root's JSON and its bytes as `save` last encoded them. */
+  private rootSaved: { json: string; bytes: Buffer } | undefined;
   /** Nodes given a TTL (a superset: removed or made permanent ones are pruned when met). */
   private ttlNodes = new Set<V2Node>();
 
@@ -427,15 +439,40 @@ export class V2Store {
 
   /** The store as etcd 3.4's `Save()` writes it (format above). */
   save(): Buffer {
-    // Written piece by piece: the nodes and events keep their JSON until they change, so a save
-    // after one change costs the changed path and the joins, not the whole store.
+    // Assembled from bytes kept between saves: each history slot's JSON (events never change once
+    // recorded) and the root's (its nodes keep theirs until they change), so a save after one
+    // change encodes that change and copies the rest, where building one string of the whole
+    // store and encoding it cost a v2 write about 2 ms with a full history.
     const h = this.history;
-    const events = h.events.map((e, i) => (e === null ? "null" : (this.eventJson[i] ??= goJsonStringify(e))));
-    const json =
-      `{"Root":${this.saveNode(this.root)},"WatcherHub":{"EventHistory":{"Queue":{"Events":[${events.join(",")}],` +
-      `"Size":${h.size},"Front":${h.front},"Back":${h.back},"Capacity":${h.capacity}},"StartIndex":${h.startIndex},"LastIndex":${h.lastIndex}}},` +
-      `"CurrentIndex":${this.currentIndex},"Stats":${goJsonStringify({ ...this.stats })},"CurrentVersion":${this.currentVersion}}`;
-    return Buffer.from(json);
+    const parts: Buffer[] = [SAVE_ROOT_OPEN, this.savedRoot(), SAVE_EVENTS_OPEN];
+    for (let b = 0; b * SAVE_BLOCK_SLOTS < h.events.length; b++) parts.push((this.eventBlocks[b] ??= this.saveEventBlock(b)));
+    parts.push(
+      Buffer.from(
+        `],"Size":${h.size},"Front":${h.front},"Back":${h.back},"Capacity":${h.capacity}},"StartIndex":${h.startIndex},"LastIndex":${h.lastIndex}}},` +
+          `"CurrentIndex":${this.currentIndex},"Stats":${goJsonStringify({ ...this.stats })},"CurrentVersion":${this.currentVersion}}`,
+      ),
+    );
+    return Buffer.concat(parts);
+  }
+
+  /** History slots [b·SAVE_BLOCK_SLOTS, …) as saved, each preceded by a comma but the first of all. */
+  private saveEventBlock(b: number): Buffer {
+    const h = this.history;
+    const parts: Buffer[] = [];
+    const end = Math.min(h.events.length, (b + 1) * SAVE_BLOCK_SLOTS);
+    for (let i = b * SAVE_BLOCK_SLOTS; i < end; i++) {
+      if (i > 0) parts.push(SAVE_COMMA);
+      const e = h.events[i];
+      parts.push(e === null || e === undefined ? SAVE_NULL : (this.eventJson[i] ??= Buffer.from(goJsonStringify(e))));
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** The root's saved JSON as bytes, encoded again only when it changed. */
+  private savedRoot(): Buffer {
+    const json = this.saveNode(this.root);
+    if (this.rootSaved === undefined || this.rootSaved.json !== json) this.rootSaved = { json, bytes: Buffer.from(json) };
+    return this.rootSaved.bytes;
   }
 
   /**
@@ -471,6 +508,7 @@ export class V2Store {
     }
     this.root = root;
     this.eventJson = [];
+    this.eventBlocks = [];
     this.ttlNodes = new Set();
     const visit = (n: V2Node): void => {
       if (!n.isPermanent) this.ttlNodes.add(n);
@@ -563,6 +601,7 @@ export class V2Store {
     const json: GoJsonValue = { action: e.action, node: externJson(e.node), prevNode: e.prevNode === undefined ? undefined : externJson(e.prevNode), refresh: e.refresh || undefined };
     h.events[h.back] = json;
     this.eventJson[h.back] = undefined;
+    this.eventBlocks[Math.floor(h.back / SAVE_BLOCK_SLOTS)] = undefined;
     h.back = (h.back + 1) % h.capacity;
     if (h.size === h.capacity) h.front = (h.front + 1) % h.capacity;
     else h.size++;

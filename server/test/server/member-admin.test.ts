@@ -14,7 +14,7 @@ import type { Proposer } from "../../src/server/proposer.js";
 import type { WriteSession } from "../../src/server/store-port.js";
 
 const SELF = 1n;
-const session = { stage: () => undefined } as unknown as WriteSession;
+const session = { stage: () => undefined, stageLatest: () => undefined } as unknown as WriteSession;
 
 function member(id: bigint, started = true, isLearner = false): MemberRecord {
   return { id, name: started ? `m${id}` : "", peerUrls: [`http://127.0.0.1:${2380 + Number(id)}`], clientUrls: [], isLearner };

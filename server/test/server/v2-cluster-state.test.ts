@@ -39,6 +39,9 @@ function fakeSession(): WriteSession & { staged: Map<string, Buffer | undefined>
     stage(bucket: RecordBucket, key: Buffer, value: Buffer | undefined) {
       staged.set(`${bucket}/${key.toString()}`, value);
     },
+    stageLatest(key: Buffer, value: Buffer) {
+      staged.set(`meta/${key.toString()}`, value);
+    },
   } as unknown as WriteSession & { staged: Map<string, Buffer | undefined> };
 }
 

@@ -295,7 +295,9 @@ export class Membership {
 
   /** Stages the v2 store's image (after a v2 request changed it outside the membership). */
   stageV2Store(w: WriteSession): void {
-    w.stage("meta", V2_STORE_META_KEY, this.v2Store.save());
+    // Saved whole (its nodes and its event history): of a group of batches written together,
+    // LevelDB gets only the last one's.
+    w.stageLatest(V2_STORE_META_KEY, this.v2Store.save());
   }
 
   private updateRaftAttributes(m: MemberRecord, w: WriteSession): void {
