@@ -16,6 +16,7 @@ import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc
 import { WatchRequest, WatchResponse, WatchService } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { GrpcMetrics } from "../../../src/api/v3rpc/grpc-metrics.js";
 import { gateMember } from "../../../src/api/v3rpc/member-gate.js";
+import { gateState, type GateState } from "./gate-state.js";
 import { watchService } from "../../../src/api/v3rpc/watch-service.js";
 import { LeanUnaryServer } from "../../../src/api/v3rpc/lean-unary.js";
 import { LEAN_STREAM_PATHS, LeanStreamServer } from "../../../src/api/v3rpc/lean-stream.js";
@@ -54,33 +55,6 @@ interface Side {
   /** Most messages written and not yet taken by the HTTP/2 stream at once, on any stream. */
   maxUnsent: number;
   close(): Promise<void>;
-}
-
-/** A member gate's state the test steers: learner or not, and its leader. */
-interface GateState {
-  isLearner: boolean;
-  hasLeader: boolean;
-  onLeaderLongLost(listener: () => void): () => void;
-  /** The member has long known no leader: the streams that need one are told. */
-  loseLeaderLong(): void;
-}
-
-function gateState(): GateState {
-  const listeners = new Set<() => void>();
-  return {
-    isLearner: false,
-    hasLeader: true,
-    onLeaderLongLost: (listener) => {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    loseLeaderLong() {
-      this.hasLeader = false;
-      const told = [...listeners];
-      listeners.clear();
-      for (const l of told) l();
-    },
-  };
 }
 
 /** Counts each stream's unsent messages through the write callbacks (the Writable's length). */

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { KVService, MaintenanceService, WatchService } from "@etcd-ts/proto/etcdserverpb/rpc";
 import { gateMember } from "../../../src/api/v3rpc/member-gate.js";
+import { gateState } from "./gate-state.js";
 
 /** Calls one gated method; resolves with what reached the caller. */
 function callUnary(impl: Record<string, unknown>, name: string, request: unknown): { err?: { code?: number; details?: string }; value?: unknown } {
@@ -10,26 +11,6 @@ function callUnary(impl: Record<string, unknown>, name: string, request: unknown
     out = err ? { err: err as { code?: number; details?: string } } : { value };
   });
   return out;
-}
-
-/** A gate state the test steers; `loseLeaderLong` tells the streams waiting on the leader. */
-function gateState(isLearner: boolean) {
-  const listeners = new Set<() => void>();
-  return {
-    isLearner,
-    hasLeader: true,
-    listening: () => listeners.size,
-    onLeaderLongLost: (listener: () => void) => {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    loseLeaderLong() {
-      this.hasLeader = false;
-      const told = [...listeners];
-      listeners.clear();
-      for (const l of told) l();
-    },
-  };
 }
 
 /** What a gated streaming call reaches: its error events, and its listeners (to end it). */
