@@ -158,6 +158,11 @@ export function realProfile(seed: number, o: RealSimOverrides = {}): RealSimProf
     walSyncDelayMaxMs: rng.pick([0, 3, 15]),
     knobs: o.knobs,
   };
+  // Elections are randomized: without pre-vote a member with a stale log campaigns again and again
+  // (it loses, and its higher term resets the others' timers), until one of the up-to-date
+  // members draws the shorter timeout, each round with a chance of about 2/3; seed 510003307 took
+  // 8 rounds of a 200 ms election timeout. The bound is counted in election timeouts.
+  profile.livenessBoundMs = Math.max(3000, 40 * profile.electionMs);
   // With one entry per message, a follower that fell behind catches up one entry per heartbeat
   // (raft's probe state), so the bound scales with the backlog a fault phase can leave.
   if (profile.raftTuning) profile.livenessBoundMs = 15_000;
