@@ -14,7 +14,7 @@
  */
 import http2 from "node:http2";
 import type { EventEmitter } from "node:events";
-import { PING_STRIKES_MAX, PING_WITHOUT_STREAMS_MIN_MS, type H2PingPolicy } from "../../pkg/h2/h2-connection.js";
+import { PingStrikes, type H2PingPolicy } from "../../pkg/h2/h2-connection.js";
 
 export class NodeH2PingPolice {
   /** Set while a client connection is handed to grpc-js (node makes its session synchronously). */
@@ -49,8 +49,7 @@ export class NodeH2PingPolice {
 }
 
 function policeSession(session: http2.ServerHttp2Session, policy: H2PingPolicy): void {
-  let lastPingAt = -Infinity;
-  let strikes = 0;
+  const strikes = new PingStrikes(policy);
   let answeredSincePing = false;
   let open = 0;
   let lastStreamId = 0;
@@ -64,17 +63,9 @@ function policeSession(session: http2.ServerHttp2Session, policy: H2PingPolicy):
     });
   });
   session.on("ping", () => {
-    const now = performance.now();
-    const last = lastPingAt;
-    lastPingAt = now;
-    if (answeredSincePing) {
-      answeredSincePing = false;
-      strikes = 0;
-      return;
-    }
-    const minMs = open < 1 && !policy.permitWithoutStream ? PING_WITHOUT_STREAMS_MIN_MS : policy.minTimeMs;
-    if (now - last < minMs) strikes++;
-    if (strikes <= PING_STRIKES_MAX || session.closed || session.destroyed) return;
+    const answered = answeredSincePing;
+    answeredSincePing = false;
+    if (!strikes.ping(performance.now(), open, answered) || session.closed || session.destroyed) return;
     session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, lastStreamId, Buffer.from("too_many_pings"));
     // The GOAWAY goes out with the socket's next write; then the connection ends.
     setImmediate(() => session.destroy());

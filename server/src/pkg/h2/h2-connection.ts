@@ -128,8 +128,39 @@ export interface H2PingPolicy {
 }
 
 /** grpc-go's maxPingStrikes and defaultPingTimeout. */
-export const PING_STRIKES_MAX = 2;
-export const PING_WITHOUT_STREAMS_MIN_MS = 2 * 3600 * 1000;
+const PING_STRIKES_MAX = 2;
+const PING_WITHOUT_STREAMS_MIN_MS = 2 * 3600 * 1000;
+
+/**
+ * A peer's PINGs counted against a ping policy, as grpc-go's handlePing counts them: a PING sooner
+ * than the minimum time after the previous one (two hours with no stream open, unless the policy
+ * permits pings without streams) is a strike, none is when the server sent headers or data since
+ * the previous PING, and the third strike is one too many. Shared by pkg/h2's connections and the
+ * node:http2 ones (api/v3rpc/node-h2-pings.ts).
+ */
+export class PingStrikes {
+  private lastPingAt = -Infinity;
+  private strikes = 0;
+
+  constructor(private readonly policy: H2PingPolicy) {}
+
+  /**
+   * Counts a PING arriving at `nowMs` with `openStreams` open; `answeredSince`: headers or data
+   * went out since the previous one. True when the connection is to be cut off (GOAWAY
+   * ENHANCE_YOUR_CALM "too_many_pings").
+   */
+  ping(nowMs: number, openStreams: number, answeredSince: boolean): boolean {
+    const last = this.lastPingAt;
+    this.lastPingAt = nowMs;
+    if (answeredSince) {
+      this.strikes = 0;
+      return false;
+    }
+    const minMs = openStreams < 1 && !this.policy.permitWithoutStream ? PING_WITHOUT_STREAMS_MIN_MS : this.policy.minTimeMs;
+    if (nowMs - last < minMs) this.strikes++;
+    return this.strikes > PING_STRIKES_MAX;
+  }
+}
 
 /** The application's side of a connection. */
 export interface H2ConnectionHandlers {
@@ -376,9 +407,7 @@ export class H2Connection implements FrameSink {
   private goawaySent = false;
   private failed = false;
   private socketClosed = false;
-  private readonly pingPolicy: H2PingPolicy | undefined;
-  private lastPingAt = -Infinity;
-  private pingStrikes = 0;
+  private readonly pingStrikes: PingStrikes | undefined;
   /** We sent headers or data since the peer's last PING: its next one is no strike. */
   private sentSincePing = false;
 
@@ -398,7 +427,7 @@ export class H2Connection implements FrameSink {
     this.queueBytesMax = options.streamWriteQueueBytesMax ?? 16 << 20;
     this.closeLingerMs = options.closeLingerMs ?? 1000;
     this.peerResetsPerSecondMax = options.peerResetsPerSecondMax ?? 1000;
-    this.pingPolicy = options.pingPolicy;
+    this.pingStrikes = options.pingPolicy === undefined ? undefined : new PingStrikes(options.pingPolicy);
     if (this.initialWindowSize > MAX_WINDOW || this.connectionWindowSize > MAX_WINDOW) throw new RangeError("h2: window above 2^31-1");
     this.parser = new FrameParser(this);
 
@@ -721,24 +750,13 @@ export class H2Connection implements FrameSink {
     if (!ack) {
       this.writer.ping(true, opaque);
       this.scheduleFlush();
-      if (this.pingPolicy !== undefined) this.policePing(this.pingPolicy);
+      if (this.pingStrikes !== undefined) {
+        const answered = this.sentSincePing;
+        this.sentSincePing = false;
+        if (this.pingStrikes.ping(performance.now(), this.streams.size, answered)) this.fail(new H2ConnectionError(H2_ENHANCE_YOUR_CALM, "too_many_pings"));
+      }
     }
     this.handlers.onPing?.(ack);
-  }
-
-  /** Counts a peer's PING against the ping policy (grpc-go's handlePing), cutting off a third strike. */
-  private policePing(policy: H2PingPolicy): void {
-    const now = performance.now();
-    const last = this.lastPingAt;
-    this.lastPingAt = now;
-    if (this.sentSincePing) {
-      this.sentSincePing = false;
-      this.pingStrikes = 0;
-      return;
-    }
-    const minMs = this.streams.size < 1 && !policy.permitWithoutStream ? PING_WITHOUT_STREAMS_MIN_MS : policy.minTimeMs;
-    if (now - last < minMs) this.pingStrikes++;
-    if (this.pingStrikes > PING_STRIKES_MAX) this.fail(new H2ConnectionError(H2_ENHANCE_YOUR_CALM, "too_many_pings"));
   }
 
   onGoaway(lastStreamId: number, code: number, _debug: Buffer): void {
