@@ -52,23 +52,25 @@ export function gateMember<I extends UntypedServiceImplementation>(definition: S
     const allowed = LEARNER_UNARY[method.path];
     const streaming = method.requestStream || method.responseStream;
     gated[name] = ((call: any, callback?: (err: unknown, value?: unknown) => void) => {
-      const refuse = (code: "NotSupportedForLearner" | "NoLeader"): void => {
-        const err = toServiceError(new ServerError(code));
-        if (callback !== undefined) callback(err);
-        else call.emit("error", err);
-      };
       if (member.isLearner) {
         const servable = !streaming && allowed !== undefined && (!allowed.serializableOnly || call.request?.serializable === true);
-        if (!servable) return refuse("NotSupportedForLearner");
+        if (!servable) return refuse(call, callback, "NotSupportedForLearner");
       }
       if (requiresLeader(call)) {
-        if (!member.hasLeader) return refuse("NoLeader");
+        if (!member.hasLeader) return refuse(call, callback, "NoLeader");
         if (streaming) watchLeader(call, member);
       }
       handler(call, callback);
     }) as never;
   }
   return gated as I;
+}
+
+/** Answers `call` with the refusal `code`: through its callback (unary) or as its error (streams). */
+function refuse(call: any, callback: ((err: unknown, value?: unknown) => void) | undefined, code: "NotSupportedForLearner" | "NoLeader"): void {
+  const err = toServiceError(new ServerError(code));
+  if (callback !== undefined) callback(err);
+  else call.emit("error", err);
 }
 
 /** Ends stream `call` with "etcdserver: no leader" if the member long loses its leader while it is open. */
