@@ -184,7 +184,7 @@ export class Proposer {
       return Promise.reject(err);
     }
     if (data.length > this.options.maxRequestBytes) return Promise.reject(serverError("RequestTooLarge"));
-    const atMs = this.deps.clock.nowMs() + this.options.requestTimeoutMs;
+    const atMs = this.deadline();
     const done = this.wait.register(id, atMs);
     // The entry's bytes travel through raft by reference: apply can reuse this decoded form.
     this.proposed.set(data, req);
@@ -209,7 +209,7 @@ export class Proposer {
     const id = this.ids.next();
     const data = encodeV2Request({ ...req, ID: id });
     if (data.length > this.options.maxRequestBytes) throw serverError("RequestTooLarge");
-    const atMs = this.deps.clock.nowMs() + this.options.requestTimeoutMs;
+    const atMs = this.deadline();
     const done = this.wait.register(id, atMs);
     this.submit(id, () => this.deps.raft.propose(data), atMs);
     return done;
@@ -223,7 +223,7 @@ export class Proposer {
     if (this.stoppedWith) throw this.stoppedWith;
     const id = this.ids.next();
     cc.id = id;
-    const atMs = this.deps.clock.nowMs() + this.options.requestTimeoutMs;
+    const atMs = this.deadline();
     const done = this.wait.register(id, atMs);
     this.submit(id, () => this.deps.raft.proposeConfChange(cc), atMs);
     return done;
@@ -247,6 +247,11 @@ export class Proposer {
   trigger(id: bigint, result: ApplyResult): void {
     if (result.error) this.wait.fail(id, result.error);
     else this.wait.trigger(id, result);
+  }
+
+  /** A proposal made now: when its waiter gives up ("request timed out", or held: see the top). */
+  private deadline(): number {
+    return this.deps.clock.nowMs() + this.options.requestTimeoutMs;
   }
 
   /** Sends a proposal, or holds it while no leader is known (see the top of this file). */
