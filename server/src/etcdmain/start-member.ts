@@ -26,6 +26,7 @@ import { httpHandler, metricsHandler } from "../api/http/http-handler.js";
 import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
 import { LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
 import { LeanStreamServer } from "../api/v3rpc/lean-stream.js";
+import { guardGrpcStreams } from "../api/v3rpc/grpc-stream-guard.js";
 import { installLeanPath, type LeanTaker } from "../api/v3rpc/lean-path.js";
 import { carryBridgedPeers, OwnH2Server } from "../api/v3rpc/own-h2-server.js";
 import { NodeH2PingPolice } from "../api/v3rpc/node-h2-pings.js";
@@ -324,6 +325,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  // A stream reset before grpc-js sees it must not end the process (grpc-stream-guard.ts).
+  if (!guardGrpcStreams(grpcServer, { handlerThrew: (err) => apiLogger.warn("gRPC stream handler failed", { error: String(err) }) })) {
+    apiLogger.warn("gRPC stream guard off: grpc-js's internals are not as expected", {});
+  }
   // The hot unary methods (lean-unary.ts) and the LeaseKeepAlive and Watch streams (lean-stream.ts) skip
   // grpc-js's per-call machinery. ETCD_TS_LEAN_UNARY=off leaves every call to grpc-js,
   // ETCD_TS_LEAN_STREAM=off only the streams (measurements, bisecting).

@@ -361,6 +361,8 @@ export function installLeanPath(grpcServer: object, takers: LeanTaker | readonly
   for (const { server, grpcOnStream } of targets) {
     server.removeListener("stream", grpcOnStream);
     server.on("stream", function (this: unknown, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) {
+      // reset before this tick (grpc-stream-guard.ts): nothing to answer
+      if (stream.destroyed || stream.closed) return;
       if (!take(stream, headers)) grpcOnStream.call(this, stream, headers, ...rest);
     });
     hooked.add(server);
