@@ -1,8 +1,11 @@
 /**
  * One client port, two protocols, as etcd serves them: each accepted connection is sniffed; an
- * HTTP/2 connection preface goes to the gRPC server (through grpc-js's connection injector), any
- * other first bytes to the HTTP/1.1 handler (/health, /version, /metrics, the JSON gateway).
- * TLS, when configured, wraps the socket before the sniffing.
+ * HTTP/2 connection preface goes to the gRPC server (through grpc-js's connection injector), an
+ * HTTP/1 request line to the HTTP/1.1 handler (/health, /version, /metrics, the JSON gateway).
+ * Anything else is closed without a byte in answer, as etcd's connection multiplexer (cmux,
+ * which tries its HTTP/2 and HTTP/1 matchers and closes what neither takes) does; node's HTTP
+ * server would have answered "400 Bad Request". TLS, when configured, wraps the socket before
+ * the sniffing.
  *
  * With `serveH2` (pkg/h2's own server) an HTTP/2 connection goes there as soon as its preface is
  * seen. Otherwise it is handed over in one of two ways (see h2-opening.ts): natively (the
@@ -19,6 +22,23 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "../../pkg/logger.js";
 import { AuthorityRewriter } from "./h2-authority.js";
 import { H2_PREFACE, H2Opening, serverSettingsFrame, type H2Path } from "./h2-opening.js";
+
+/** cmux's bound on an HTTP/1 request line (its maxHTTPRead; a longer first line is not HTTP/1). */
+const REQUEST_LINE_BYTES_MAX = 4096;
+
+/**
+ * cmux's HTTP1 matcher on a connection's first line (without its line end): "METHOD SP URI SP
+ * PROTO" split at the first two spaces, PROTO an HTTP/1.x version as Go's ParseHTTPVersion
+ * reads it ("HTTP/1.0", "HTTP/1.1", or "HTTP/1.D" with D one digit).
+ */
+export function isHttp1RequestLine(line: string): boolean {
+  const s1 = line.indexOf(" ");
+  if (s1 < 0) return false;
+  const s2 = line.indexOf(" ", s1 + 1);
+  if (s2 < 0) return false;
+  const proto = line.slice(s2 + 1);
+  return proto.length === 8 && proto.startsWith("HTTP/1.") && proto.charCodeAt(7) >= 0x30 && proto.charCodeAt(7) <= 0x39;
+}
 
 /** Bytes a client may trickle before we must decide; the preface is 24 bytes. */
 const SNIFF_TIMEOUT_MS = 10_000;
@@ -96,6 +116,14 @@ export function sniffConnection(socket: Duplex, deps: ClientListenerDeps, h2: Cl
     const n = Math.min(buffered.length, H2_PREFACE.length);
     const isH2Prefix = buffered.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
     if (isH2Prefix && buffered.length < H2_PREFACE.length) return; // need more bytes
+    let http1 = false;
+    if (!isH2Prefix) {
+      const lineEnd = buffered.indexOf(0x0a);
+      if (lineEnd < 0 && buffered.length < REQUEST_LINE_BYTES_MAX) return; // need the whole first line
+      // bufio's ReadLine as cmux reads it: the line without "\n" (or "\r\n"), within the bound
+      const end = lineEnd >= 0 && lineEnd < REQUEST_LINE_BYTES_MAX ? lineEnd : -1;
+      http1 = end >= 0 && isHttp1RequestLine(buffered.toString("latin1", 0, end > 0 && buffered[end - 1] === 0x0d ? end - 1 : end));
+    }
     clearTimeout(timer);
     socket.removeListener("data", onData);
     socket.removeListener("error", onError);
@@ -108,6 +136,10 @@ export function sniffConnection(socket: Duplex, deps: ClientListenerDeps, h2: Cl
     }
     if (isH2Prefix) {
       routeH2(socket, buffered, deps, h2);
+      return;
+    }
+    if (!http1) {
+      socket.destroy();
       return;
     }
     socket.pause();

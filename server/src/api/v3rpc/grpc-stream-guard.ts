@@ -40,10 +40,23 @@ export function guardGrpcStreams(grpcServer: object, report?: GuardReport): bool
   return true;
 }
 
+const ignore = (): void => {};
+
+/**
+ * True for a stream destroyed or closed before its 'stream' event: the caller drops it. Its
+ * 'error' event (node emits one for a stream closed with an error code, a tick later) gets a
+ * listener, since no handler will attach one and an unheard 'error' would end the process.
+ */
+export function droppedIfGone(stream: http2.ServerHttp2Stream): boolean {
+  if (!stream.destroyed && !stream.closed) return false;
+  stream.on("error", ignore);
+  return true;
+}
+
 /** `listener`, skipping streams gone before it runs and containing what it throws. */
 export function guardListener(listener: StreamListener, report?: GuardReport): StreamListener {
   return function (this: unknown, stream, headers, ...rest) {
-    if (stream.destroyed || stream.closed) return;
+    if (droppedIfGone(stream)) return;
     try {
       listener.call(this, stream, headers, ...rest);
     } catch (err) {
