@@ -651,7 +651,9 @@ export class H2Connection implements FrameSink {
       else this.remoteEnd(existing);
       return;
     }
-    if (streamId <= this.lastStreamId) return; // a stream we closed: ignored
+    // §5.1.1: a new stream's id must exceed every id the client used (a closed stream's too);
+    // grpc-go and Go's x/net end the connection likewise
+    if (streamId <= this.lastStreamId) throw protocolError(`HEADERS on stream ${streamId}, not above the last stream ${this.lastStreamId}`);
     if ((streamId & 1) === 0) throw protocolError(`client stream id ${streamId} is even`);
     this.lastStreamId = streamId;
     if (this.goawaySent) return; // §6.8: streams past our GOAWAY are ignored

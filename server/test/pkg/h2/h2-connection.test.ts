@@ -301,6 +301,16 @@ describe("H2Connection on malformed input", () => {
     const evenStream = await rawExchange(port, clientBytes((w) => w.headers(2, encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]), true, 16384)));
     expect(goawayOf(evenStream.frames)).toBe(H2_PROTOCOL_ERROR);
 
+    // §5.1.1: HEADERS on 5, then on 3 (an id below the last one used): PROTOCOL_ERROR (h2spec http2/5.1.1/2)
+    const lowerId = await rawExchange(
+      port,
+      clientBytes((w) => {
+        w.headers(5, encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]), true, 16384);
+        w.headers(3, encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]), true, 16384);
+      }),
+    );
+    expect(goawayOf(lowerId.frames)).toBe(H2_PROTOCOL_ERROR);
+
     const dataAfterEnd = await rawExchange(
       port,
       clientBytes((w) => {
