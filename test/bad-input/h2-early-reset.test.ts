@@ -26,14 +26,20 @@ const PATHS = [
   "/no.Such/Method",
 ];
 
-/** Opens every path × {gRPC POST, plain GET} × {with, without END_STREAM} and resets each stream in the same tick. */
-async function openAndReset(url: string): Promise<void> {
+/** An HTTP/2 session to `url`, once connected; its later errors are ignored (the server may reset it). */
+async function connected(url: string): Promise<http2.ClientHttp2Session> {
   const session = http2.connect(url);
   session.on("error", () => {});
   await new Promise<void>((resolve, reject) => {
     session.once("connect", () => resolve());
     session.once("error", reject);
   });
+  return session;
+}
+
+/** Opens every path × {gRPC POST, plain GET} × {with, without END_STREAM} and resets each stream in the same tick. */
+async function openAndReset(url: string): Promise<void> {
+  const session = await connected(url);
   const closed: Array<Promise<void>> = [];
   for (const path of PATHS) {
     for (const grpc of [true, false]) {
@@ -77,12 +83,7 @@ const CALLS: Array<[string, Buffer]> = [
 async function callAndResetLater(url: string, rounds: number, seed: number): Promise<void> {
   let x = seed >>> 0 || 1;
   const next = (): number => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
-  const session = http2.connect(url);
-  session.on("error", () => {});
-  await new Promise<void>((resolve, reject) => {
-    session.once("connect", () => resolve());
-    session.once("error", reject);
-  });
+  const session = await connected(url);
   const closed: Array<Promise<void>> = [];
   for (let r = 0; r < rounds; r++) {
     for (const [path, body] of CALLS) {
