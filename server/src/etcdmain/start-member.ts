@@ -325,10 +325,6 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  // A stream reset before grpc-js sees it must not end the process (grpc-stream-guard.ts).
-  if (!guardGrpcStreams(grpcServer, { handlerThrew: (err) => apiLogger.warn("gRPC stream handler failed", { error: String(err) }) })) {
-    apiLogger.warn("gRPC stream guard off: grpc-js's internals are not as expected", {});
-  }
   // The hot unary methods (lean-unary.ts) and the LeaseKeepAlive and Watch streams (lean-stream.ts) skip
   // grpc-js's per-call machinery. ETCD_TS_LEAN_UNARY=off leaves every call to grpc-js,
   // ETCD_TS_LEAN_STREAM=off only the streams (measurements, bisecting).
@@ -342,6 +338,11 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     if (installed.installed) leanTakers.push(...takers);
     if (installed.installed) apiLogger.debug("lean unary path on", { methods: lean.paths.length, streams: leanStreams?.paths.length ?? 0 });
     else apiLogger.warn("lean unary path off", { reason: installed.reason });
+  }
+  // A stream reset before grpc-js sees it must not end the process (grpc-stream-guard.ts); the guard
+  // wraps the lean hook too, so it covers the lean takers on node:http2 as well.
+  if (!guardGrpcStreams(grpcServer, { handlerThrew: (err) => apiLogger.warn("gRPC stream handler failed", { error: String(err) }) })) {
+    apiLogger.warn("gRPC stream guard off: grpc-js's internals are not as expected", {});
   }
   // The client port's HTTP/2 connections run on pkg/h2 (own-h2-server.ts): the lean takers
   // first, every other stream bridged to grpc-js. ETCD_TS_H2=node leaves every connection to

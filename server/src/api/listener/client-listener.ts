@@ -31,7 +31,7 @@ const REQUEST_LINE_BYTES_MAX = 4096;
  * PROTO" split at the first two spaces, PROTO an HTTP/1.x version as Go's ParseHTTPVersion
  * reads it ("HTTP/1.0", "HTTP/1.1", or "HTTP/1.D" with D one digit).
  */
-export function isHttp1RequestLine(line: string): boolean {
+function isHttp1RequestLine(line: string): boolean {
   const s1 = line.indexOf(" ");
   if (s1 < 0) return false;
   const s2 = line.indexOf(" ", s1 + 1);

@@ -10,7 +10,7 @@
  * The guard replaces the 'stream' listener of each of grpc-js's HTTP/2 servers (its private
  * `http2Servers`, as lean-path.ts reads it) by one that drops a stream already destroyed or
  * closed, and resets a stream whose handler threw, instead of letting the throw escape. Call it
- * before installLeanPath, which then wraps the guarded listener.
+ * after installLeanPath, so that it wraps the lean hook too (the takers meet only live streams).
  */
 import type { EventEmitter } from "node:events";
 import http2 from "node:http2";
@@ -47,14 +47,14 @@ const ignore = (): void => {};
  * 'error' event (node emits one for a stream closed with an error code, a tick later) gets a
  * listener, since no handler will attach one and an unheard 'error' would end the process.
  */
-export function droppedIfGone(stream: http2.ServerHttp2Stream): boolean {
+function droppedIfGone(stream: http2.ServerHttp2Stream): boolean {
   if (!stream.destroyed && !stream.closed) return false;
   stream.on("error", ignore);
   return true;
 }
 
 /** `listener`, skipping streams gone before it runs and containing what it throws. */
-export function guardListener(listener: StreamListener, report?: GuardReport): StreamListener {
+function guardListener(listener: StreamListener, report?: GuardReport): StreamListener {
   return function (this: unknown, stream, headers, ...rest) {
     if (droppedIfGone(stream)) return;
     try {

@@ -13,7 +13,6 @@ import http2 from "node:http2";
 import { TLSSocket } from "node:tls";
 import type { EventEmitter } from "node:events";
 import { Metadata, type MetadataValue } from "@grpc/grpc-js";
-import { droppedIfGone } from "./grpc-stream-guard.js";
 import { encodeMessageAfter, type MessageEncoder } from "../../pkg/proto-encode.js";
 
 /** gRPC status codes the lean paths produce themselves. */
@@ -362,8 +361,6 @@ export function installLeanPath(grpcServer: object, takers: LeanTaker | readonly
   for (const { server, grpcOnStream } of targets) {
     server.removeListener("stream", grpcOnStream);
     server.on("stream", function (this: unknown, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) {
-      // reset before this tick (grpc-stream-guard.ts): nothing to answer
-      if (droppedIfGone(stream)) return;
       if (!take(stream, headers)) grpcOnStream.call(this, stream, headers, ...rest);
     });
     hooked.add(server);
