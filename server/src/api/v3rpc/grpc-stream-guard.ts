@@ -7,13 +7,13 @@
  * request that is not gRPC), node throws ERR_HTTP2_INVALID_STREAM from inside an event emit,
  * and the uncaught exception ends the process. etcd answers nothing and goes on.
  *
- * The guard replaces the 'stream' listener of each of grpc-js's HTTP/2 servers (its private
- * `http2Servers`, as lean-path.ts reads it) by one that drops a stream already destroyed or
- * closed, and resets a stream whose handler threw, instead of letting the throw escape. Call it
- * after installLeanPath, so that it wraps the lean hook too (the takers meet only live streams).
+ * The guard replaces the 'stream' listener of each of grpc-js's HTTP/2 servers (lean-path.ts's
+ * grpcHttp2Servers) by one that drops a stream already destroyed or closed, and resets a stream
+ * whose handler threw, instead of letting the throw escape. Call it after installLeanPath, so
+ * that it wraps the lean hook too (the takers meet only live streams).
  */
-import type { EventEmitter } from "node:events";
 import http2 from "node:http2";
+import { grpcHttp2Servers } from "./lean-path.js";
 
 const guarded = new WeakSet<object>();
 
@@ -26,9 +26,9 @@ export interface GuardReport {
 
 /** Guards every HTTP/2 server `grpcServer` has made so far; false (nothing changed) when grpc-js's internals are not as expected. */
 export function guardGrpcStreams(grpcServer: object, report?: GuardReport): boolean {
-  const servers = (grpcServer as { http2Servers?: unknown }).http2Servers;
-  if (!(servers instanceof Map)) return false;
-  for (const server of servers.keys() as IterableIterator<EventEmitter>) {
+  const servers = grpcHttp2Servers(grpcServer);
+  if (servers === undefined) return false;
+  for (const server of servers) {
     if (guarded.has(server)) continue;
     const listeners = server.listeners("stream") as StreamListener[];
     for (const listener of listeners) {

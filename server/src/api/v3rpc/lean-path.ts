@@ -303,9 +303,19 @@ export interface LeanTaker {
   take(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
 }
 
-/** What the hook needs of grpc-js's Server: the HTTP/2 servers its injectors made (private in 1.14.7). */
+/**
+ * The HTTP/2 servers grpc-js's Server has made for its injectors and listeners (its private
+ * `http2Servers` map, in 1.14.7), or undefined when grpc-js keeps no such map. Every hook on
+ * grpc-js's servers (the lean path, the stream guard, the ping police, bridged peers) reads them
+ * here.
+ */
+export function grpcHttp2Servers(grpcServer: object): EventEmitter[] | undefined {
+  const servers = (grpcServer as { http2Servers?: unknown }).http2Servers;
+  return servers instanceof Map ? [...(servers.keys() as IterableIterator<EventEmitter>)] : undefined;
+}
+
+/** What the hook needs of grpc-js's Server beyond its HTTP/2 servers (private in 1.14.7). */
 interface Http2ServersHolder {
-  http2Servers?: unknown;
   /** `grpc.max_connection_idle_ms`, its "unlimited" being ~(1 << 31). */
   sessionIdleTimeout?: unknown;
   /** The server's `interceptors` option. */
@@ -340,13 +350,13 @@ export function installLeanPath(grpcServer: object, takers: LeanTaker | readonly
   const list: readonly LeanTaker[] = Array.isArray(takers) ? takers : [takers as LeanTaker];
   if (list.length === 0) return { installed: false, reason: "no lean path to install" };
   const holder = grpcServer as Http2ServersHolder;
-  const servers = holder.http2Servers;
-  if (!(servers instanceof Map)) return { installed: false, reason: "grpc-js keeps no http2Servers map" };
+  const servers = grpcHttp2Servers(grpcServer);
+  if (servers === undefined) return { installed: false, reason: "grpc-js keeps no http2Servers map" };
   // What the lean paths do not do: count streams for idle connections, run server interceptors.
   if (holder.sessionIdleTimeout !== IDLE_UNLIMITED) return { installed: false, reason: "grpc.max_connection_idle_ms is set" };
   if (!Array.isArray(holder.interceptors) || holder.interceptors.length > 0) return { installed: false, reason: "the server has interceptors" };
   const targets: Array<{ server: EventEmitter; grpcOnStream: (...args: unknown[]) => void }> = [];
-  for (const server of servers.keys() as IterableIterator<EventEmitter>) {
+  for (const server of servers) {
     if (hooked.has(server)) continue;
     const listeners = server.listeners("stream");
     if (listeners.length !== 1) return { installed: false, reason: `an http2 server has ${listeners.length} stream listeners` };

@@ -13,23 +13,22 @@
  * also take pkg/h2's bridged streams, whose connections are the member's own.
  */
 import http2 from "node:http2";
-import type { EventEmitter } from "node:events";
 import { PingStrikes, type H2PingPolicy } from "../../pkg/h2/h2-connection.js";
+import { grpcHttp2Servers } from "./lean-path.js";
 
 export class NodeH2PingPolice {
   /** Set while a client connection is handed to grpc-js (node makes its session synchronously). */
   private injecting = false;
 
   /**
-   * Hooks the sessions of `grpcServer`'s HTTP/2 servers (grpc-js's private `http2Servers`, as
-   * lean-path.ts reads it). Returns undefined, changing nothing, when grpc-js's internals are not
-   * as expected.
+   * Hooks the sessions of `grpcServer`'s HTTP/2 servers (lean-path.ts's grpcHttp2Servers).
+   * Returns undefined, changing nothing, when grpc-js's internals are not as expected.
    */
   static install(grpcServer: object, policy: H2PingPolicy): NodeH2PingPolice | undefined {
-    const servers = (grpcServer as { http2Servers?: unknown }).http2Servers;
-    if (!(servers instanceof Map) || servers.size === 0) return undefined;
+    const servers = grpcHttp2Servers(grpcServer);
+    if (servers === undefined || servers.length === 0) return undefined;
     const police = new NodeH2PingPolice();
-    for (const server of servers.keys() as IterableIterator<EventEmitter>) {
+    for (const server of servers) {
       server.on("session", (session: http2.ServerHttp2Session) => {
         if (police.injecting) policeSession(session, policy);
       });

@@ -22,11 +22,10 @@
 import type http2 from "node:http2";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { EventEmitter } from "node:events";
 import { H2Connection } from "../../pkg/h2/h2-connection.js";
 import { H2Bridge, LocalBridgeListener } from "../../pkg/h2/h2-bridge.js";
 import type { Logger } from "../../pkg/logger.js";
-import type { LeanTaker } from "./lean-path.js";
+import { grpcHttp2Servers, type LeanTaker } from "./lean-path.js";
 import { LeanH2Session, LeanH2Stream } from "./lean-h2-stream.js";
 
 export interface OwnH2ServerOptions {
@@ -70,15 +69,15 @@ const carrying = new WeakSet<object>();
 /**
  * Makes grpc-js's calls on bridged streams see the client's peer address (call.getPeer()): node
  * wraps the bridge's in-memory end in a socket of its own whose address is none; each new session
- * of `grpcServer`'s HTTP/2 servers (its private `http2Servers`, as lean-path.ts's hook reads it)
+ * of `grpcServer`'s HTTP/2 servers (its private `http2Servers`, through grpcHttp2Servers)
  * on such an end gets the client's address as that socket's peer name (net.Socket's
  * `_peername`, which its remoteAddress / remotePort read when the handle has no address). Returns
  * false, changing nothing, when grpc-js's internals are not as expected.
  */
 export function carryBridgedPeers(grpcServer: object): boolean {
-  const servers = (grpcServer as { http2Servers?: unknown }).http2Servers;
-  if (!(servers instanceof Map)) return false;
-  for (const server of servers.keys() as IterableIterator<EventEmitter>) {
+  const servers = grpcHttp2Servers(grpcServer);
+  if (servers === undefined) return false;
+  for (const server of servers) {
     if (carrying.has(server)) continue;
     carrying.add(server);
     server.prependListener("session", (session: http2.ServerHttp2Session) => {
