@@ -40,6 +40,19 @@ function isHttp1RequestLine(line: string): boolean {
   return proto.length === 8 && proto.startsWith("HTTP/1.") && proto.charCodeAt(7) >= 0x30 && proto.charCodeAt(7) <= 0x39;
 }
 
+/**
+ * Whether `bytes` open with an HTTP/1 request line, read as cmux reads it (bufio's ReadLine: the
+ * line without "\n" or "\r\n", within REQUEST_LINE_BYTES_MAX); undefined while the line is
+ * still incomplete and under the bound.
+ */
+function startsWithHttp1RequestLine(bytes: Buffer): boolean | undefined {
+  const lineEnd = bytes.indexOf(0x0a);
+  if (lineEnd < 0) return bytes.length < REQUEST_LINE_BYTES_MAX ? undefined : false;
+  if (lineEnd >= REQUEST_LINE_BYTES_MAX) return false;
+  const end = lineEnd > 0 && bytes[lineEnd - 1] === 0x0d ? lineEnd - 1 : lineEnd;
+  return isHttp1RequestLine(bytes.toString("latin1", 0, end));
+}
+
 /** Bytes a client may trickle before we must decide; the preface is 24 bytes. */
 const SNIFF_TIMEOUT_MS = 10_000;
 /**
@@ -116,14 +129,8 @@ export function sniffConnection(socket: Duplex, deps: ClientListenerDeps, h2: Cl
     const n = Math.min(buffered.length, H2_PREFACE.length);
     const isH2Prefix = buffered.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
     if (isH2Prefix && buffered.length < H2_PREFACE.length) return; // need more bytes
-    let http1 = false;
-    if (!isH2Prefix) {
-      const lineEnd = buffered.indexOf(0x0a);
-      if (lineEnd < 0 && buffered.length < REQUEST_LINE_BYTES_MAX) return; // need the whole first line
-      // bufio's ReadLine as cmux reads it: the line without "\n" (or "\r\n"), within the bound
-      const end = lineEnd >= 0 && lineEnd < REQUEST_LINE_BYTES_MAX ? lineEnd : -1;
-      http1 = end >= 0 && isHttp1RequestLine(buffered.toString("latin1", 0, end > 0 && buffered[end - 1] === 0x0d ? end - 1 : end));
-    }
+    const http1 = isH2Prefix ? false : startsWithHttp1RequestLine(buffered);
+    if (http1 === undefined) return; // need the whole first line
     clearTimeout(timer);
     socket.removeListener("data", onData);
     socket.removeListener("error", onError);
