@@ -33,7 +33,7 @@ import { computeClusterId, computeMemberId } from "./cluster/member-id.js";
 import { Membership, encodeMember, loadMembershipRecords } from "./cluster/membership.js";
 import type { PeerVersions } from "./cluster/cluster-version.js";
 import { Compactor } from "./compactor.js";
-import { EtcdServer, type EtcdServerOptions } from "./etcd-server.js";
+import { EtcdServer, electionTicksFor, type EtcdServerOptions } from "./etcd-server.js";
 import { LeaseRecords, recoverLeases } from "./lease-records.js";
 import { AuthStore, BCRYPT_COST_DEFAULT } from "./auth/auth-store.js";
 import { tokenProvider } from "./auth/token-provider.js";
@@ -193,7 +193,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
       ? await joinLog(options.joinExisting, deps)
       : await newLog(options, deps);
 
-  const electionTicks = Math.max(2, Math.round(options.electionMs / options.heartbeatMs));
+  const electionTicks = electionTicksFor(options.electionMs, options.heartbeatMs);
   const rawNode = new RawNode(
     {
       id: log.memberId,

@@ -251,6 +251,13 @@ export class RaftNode {
     this.withCore((n) => n.campaign());
   }
 
+  /** Ticks the core `ticks` times at once (etcd's advanceTicks: fast-forwards the election clock). */
+  advanceTicks(ticks: number): void {
+    this.withCore((n) => {
+      for (let i = 0; i < ticks; i++) n.tick();
+    });
+  }
+
   /** Delivers a message from a peer (the transport's receiving side). */
   step(m: Message): void {
     // withCore's work without its closure: once per peer message.
