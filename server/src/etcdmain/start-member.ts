@@ -17,6 +17,7 @@ import { FsWalDir } from "../wal/wal-dir.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Backend, type BackendOptions } from "../mvcc/backend/backend.js";
 import { systemClock } from "../pkg/clock.js";
+import { HeldListener } from "../pkg/held-listener.js";
 import type { Logger } from "../pkg/logger.js";
 import type { EtcdServer } from "../server/etcd-server.js";
 import { HttpPeerVersions } from "../server/cluster/cluster-version.js";
@@ -32,7 +33,7 @@ import { carryBridgedPeers, OwnH2Server } from "../api/v3rpc/own-h2-server.js";
 import { NodeH2PingPolice } from "../api/v3rpc/node-h2-pings.js";
 import { WalCells } from "../api/http/metrics.js";
 import { v2Handler } from "../api/v2http/v2-handler.js";
-import { listenClient } from "../api/listener/client-listener.js";
+import { clientConnectionServer } from "../api/listener/client-listener.js";
 import { Metrics } from "../api/http/metrics.js";
 import type { ServerConfig } from "./config.js";
 import { applyAutoTls } from "./auto-tls.js";
@@ -172,19 +173,79 @@ async function openVerifiedBackend(dir: string, logger: Logger, options: Backend
   }
 }
 
+/** The peer and client listeners, bound before the member boots (etcd's configurePeerListeners and configureClientListeners). */
+interface BoundListeners {
+  peer: Array<{ url: URL; held: HeldListener }>;
+  client: Array<{ url: URL; secure: boolean; held: HeldListener }>;
+  close(): void;
+}
+
+function hostPort(url: URL, defaultPort: number): { host: string; port: number } {
+  return { host: url.hostname, port: Number(url.port || defaultPort) };
+}
+
+/**
+ * Binds every peer and client URL, as etcd does before it touches the data dir: a busy or
+ * forbidden port fails the start first, and connections that come while the member boots wait
+ * (HeldListener) instead of being refused.
+ */
+async function bindListeners(cfg: ServerConfig, peerTls: TlsInfo, clientTls: tls.TlsOptions | undefined, logger: Logger): Promise<BoundListeners> {
+  const bound: BoundListeners = {
+    peer: [],
+    client: [],
+    close() {
+      for (const l of [...this.peer, ...this.client]) l.held.server.close();
+    },
+  };
+  try {
+    for (const u of cfg.listenPeerUrls) {
+      const url = new URL(u);
+      if (url.protocol === "https:" && (peerTls.cert === undefined || peerTls.key === undefined)) {
+        throw new Error(`cannot listen on TLS for ${url.host}: KeyFile and CertFile are not presented`);
+      }
+      const { host, port } = hostPort(url, 2380);
+      bound.peer.push({ url, held: await HeldListener.bind(host, port, (err) => logger.error("peer listener error", { error: String(err) })) });
+    }
+    for (const u of cfg.listenClientUrls) {
+      const url = new URL(u);
+      const secure = url.protocol === "https:" || url.protocol === "unixs:";
+      if (secure && clientTls === undefined) {
+        throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${u} with HTTPS scheme`);
+      }
+      const { host, port } = hostPort(url, url.protocol === "https:" ? 443 : 80);
+      bound.client.push({ url, secure, held: await HeldListener.bind(host, port, (err) => logger.error("client listener error", { error: String(err) })) });
+    }
+  } catch (err) {
+    bound.close();
+    throw err;
+  }
+  return bound;
+}
+
 export async function startMember(cfg: ServerConfig, logger: Logger): Promise<RunningMember> {
+  // Self-signed pairs for --auto-tls/--peer-auto-tls fill the cert/key paths.
+  cfg = applyAutoTls(cfg, logger).cfg;
+  const peerTls = readPeerTls(cfg);
+  const clientTls = clientTlsOptions(cfg);
+  const listeners = await bindListeners(cfg, peerTls, clientTls, logger);
+  try {
+    return await startBoundMember(cfg, logger, listeners, peerTls, clientTls);
+  } catch (err) {
+    listeners.close();
+    throw err;
+  }
+}
+
+async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: BoundListeners, peerTls: TlsInfo, clientTls: tls.TlsOptions | undefined): Promise<RunningMember> {
   const memberDir = path.join(cfg.dataDir, "member");
   const walDir = cfg.walDir !== "" ? cfg.walDir : path.join(memberDir, "wal");
   const snapDir = path.join(memberDir, "snap");
-  // Self-signed pairs for --auto-tls/--peer-auto-tls fill the cert/key paths; then how the member
-  // finds its cluster: restart from its WAL, start a new cluster, or join a running one.
-  cfg = applyAutoTls(cfg, logger).cfg;
+  // How the member finds its cluster: restart from its WAL, start a new cluster, or join a running one.
   const startPlan = await planStart(cfg, walDir, { logger });
   mkdirSync(snapDir, { recursive: true, mode: 0o700 });
 
   // The peer transport: built before the member (its PeerTransport), started once the member
   // exists, stopped before the member's storage closes.
-  const peerTls = readPeerTls(cfg);
   const peerClient = new PeerHttpClient({ tls: peerTls });
   const peerTlsRequestOptions = peerTlsClientOptions(peerTls);
   const rafthttpLogger = logger.named("rafthttp");
@@ -227,6 +288,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
       maxTxnOps: cfg.maxTxnOps,
       electionMs: cfg.electionMs,
       heartbeatMs: cfg.heartbeatMs,
+      initialElectionTickAdvance: cfg.initialElectionTickAdvance,
       quotaBackendBytes: cfg.quotaBackendBytes,
       requestTimeoutMs: 5000 + 2 * cfg.electionMs,
       snapshotCount: cfg.snapshotCount,
@@ -378,14 +440,10 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
   // serves: a peer's stream request then finds this member knowing it, instead of a 404 that
   // costs the peer a redial (a joining member's streams are up as soon as it is ready).
   member.start();
-  const peerListeners: net.Server[] = [];
-  for (const u of cfg.listenPeerUrls) {
-    const url = new URL(u);
+  const peerServers: http.Server[] = [];
+  for (const { url, held } of listeners.peer) {
     let peer: http.Server;
     if (url.protocol === "https:") {
-      if (peerTls.cert === undefined || peerTls.key === undefined) {
-        throw new Error(`cannot listen on TLS for ${url.host}: KeyFile and CertFile are not presented`);
-      }
       peer = https.createServer(serverTlsOptions(peerTls), peerHandler);
       peer.on("secureConnection", (socket: tls.TLSSocket) => void refuseDisallowed(peerTls, socket));
     } else {
@@ -393,28 +451,19 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     }
     peer.requestTimeout = 0;
     peer.keepAliveTimeout = 0;
-    await new Promise<void>((resolve, reject) => {
-      peer.once("error", reject);
-      peer.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 2380) }, () => resolve());
-    });
-    peerListeners.push(peer);
+    held.serve(peer);
+    peerServers.push(peer);
   }
   corruption.start();
   // As etcd, serve clients once the member has published itself (it has a leader and the log
-  // commits).
+  // commits); until then their connections wait in the held listeners.
   await server.ready;
-  const clientListeners: net.Server[] = [];
-  const clientTls = clientTlsOptions(cfg);
   // Connections node:http2 serves for grpc-js get pkg/h2's ping policy too (node-h2-pings.ts).
   const pingPolice = NodeH2PingPolice.install(grpcServer, { minTimeMs: pingMinTimeMs, permitWithoutStream: false });
   if (pingPolice === undefined) apiLogger.warn("client pings are not policed on node:http2 connections", {});
-  for (const u of cfg.listenClientUrls) {
-    const url = new URL(u);
-    const secure = url.protocol === "https:" || url.protocol === "unixs:";
-    if (secure && clientTls === undefined) {
-      throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for client url ${u} with HTTPS scheme`);
-    }
-    clientListeners.push(await listenClient({ url, tls: secure ? clientTls : undefined, h2: { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } } }, { injectGrpc: (c, socket) => {
+  for (const { url, secure, held } of listeners.client) {
+    const h2 = { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } };
+    held.serve(clientConnectionServer({ tls: secure ? clientTls : undefined, h2 }, { injectGrpc: (c, socket) => {
       grpcMetrics.trackConnection(socket);
       if (pingPolice !== undefined) pingPolice.inject(() => injector.injectConnection(c));
       else injector.injectConnection(c);
@@ -426,6 +475,7 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
     if (secure) logger.info("serving client traffic securely", { address: url.host });
     else logger.info("serving client traffic insecurely; this is strongly discouraged!", { address: url.host || url.pathname });
   }
+  const clientListeners = listeners.client.map((l) => l.held.server);
   // --listen-metrics-urls: /metrics and /health on listeners of their own (https with the
   // client TLS files), as etcd serves them.
   const metricsListeners: net.Server[] = [];
@@ -464,10 +514,8 @@ export async function startMember(cfg: ServerConfig, logger: Logger): Promise<Ru
         // A leader hands over first (the peer port stays up for it), as etcd's Stop does.
         corruption.stop();
         await server.transferLeadershipForStop();
-        for (const l of peerListeners) {
-          l.close();
-          (l as http.Server).closeAllConnections();
-        }
+        for (const { held } of listeners.peer) held.server.close();
+        for (const peer of peerServers) peer.closeAllConnections();
         await transport.stop();
         await member.stop();
         grpcServer.forceShutdown();

@@ -99,12 +99,6 @@ export interface ClientH2Options {
   firstRequestWaitMs?: number;
 }
 
-export interface ClientListenerOptions {
-  url: URL;
-  tls?: tls.TlsOptions;
-  h2?: ClientH2Options;
-}
-
 /** HTTP/2 connections handed to the gRPC server since start, by path (process-wide). */
 const h2Handovers: Record<H2Path, number> = { native: 0, rewrite: 0 };
 
@@ -249,22 +243,16 @@ function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: Cl
   step();
 }
 
-/** Listens on one client URL; resolves once bound. */
-export function listenClient(options: ClientListenerOptions, deps: ClientListenerDeps): Promise<net.Server> {
-  const server = options.tls
+/**
+ * The server for one client URL's connections (TLS with ALPN h2 and http/1.1 when `tls` is set):
+ * each connection is sniffed and routed. It does not listen itself; a HeldListener bound before
+ * the member booted hands it the connections (pkg/held-listener.ts).
+ */
+export function clientConnectionServer(options: { tls?: tls.TlsOptions; h2?: ClientH2Options }, deps: ClientListenerDeps): net.Server {
+  return options.tls
     ? tls.createServer({ ...options.tls, ALPNProtocols: ["h2", "http/1.1"] }, (s) => sniffConnection(s, deps, options.h2))
     : net.createServer((s) => {
         s.setNoDelay(true);
         sniffConnection(s, deps, options.h2);
       });
-  server.on("error", (err) => deps.logger.error("client listener error", { error: String(err) }));
-  const host = options.url.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(options.url.port || (options.url.protocol === "https:" ? 443 : 80));
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: host === "localhost" ? "127.0.0.1" : host, port }, () => {
-      server.removeListener("error", reject);
-      resolve(server);
-    });
-  });
 }
