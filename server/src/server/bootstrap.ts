@@ -67,7 +67,7 @@ export interface SnapshotDirectory extends SnapshotPersistence {
   loadNewestAvailable(markers: { index: number; term: number }[]): Promise<Snapshot>;
 }
 
-export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "clusterId"> {
+export interface BootstrapOptions extends Omit<EtcdServerOptions, "memberId" | "clusterId" | "initialPeers"> {
   /**
    * The checked initial cluster (name → peer URLs): a member without a WAL starts from it; a
    * member with one ignores it, as etcd does.
@@ -173,6 +173,8 @@ interface RecoveredLog {
   applied: number;
   confState: ConfState;
   bootstrapPeers?: { id: bigint; context: Uint8Array }[];
+  /** A new cluster's other members (--initial-cluster), for the transport until the membership is applied. */
+  initialPeers?: { id: bigint; peerUrls: string[] }[];
   /** The data of the raft snapshot the member restarted from (etcd's v2 store JSON, or older etcd-ts `{"clusterVersion":..}`). */
   snapshotData?: Uint8Array;
 }
@@ -263,7 +265,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
     },
   );
   const server = new EtcdServer(
-    { ...options, memberId: log.memberId, clusterId: log.clusterId },
+    { ...options, memberId: log.memberId, clusterId: log.clusterId, initialPeers: log.initialPeers },
     {
       raft,
       transport: deps.transport,
@@ -430,5 +432,6 @@ async function newLog(options: BootstrapOptions, deps: BootstrapDeps): Promise<R
       id: p.id,
       context: encodeMember({ id: p.id, name: p.name, peerUrls: [...p.urls].sort(), clientUrls: [], isLearner: false }),
     })),
+    initialPeers: peers.filter((p) => p.id !== self.id).map((p) => ({ id: p.id, peerUrls: [...p.urls].sort() })),
   };
 }

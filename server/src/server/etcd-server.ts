@@ -87,6 +87,11 @@ export interface EtcdServerOptions {
   maxTxnOps: number;
   electionMs: number;
   heartbeatMs: number;
+  /**
+   * A new cluster's other members from --initial-cluster: the transport's peers until the
+   * membership (in the log's first entries) is applied, as etcd's NewServer adds them.
+   */
+  initialPeers?: readonly { id: bigint; peerUrls: readonly string[] }[];
   /** --initial-election-tick-advance: fast-forward the first election once the peers are connected (default true). */
   initialElectionTickAdvance?: boolean;
   /** Backend size at which writes stop with NOSPACE (0 = etcd's default, 2 GiB). */
@@ -473,7 +478,10 @@ export class EtcdServer implements ReadyHandler, PeerHandler {
     const t = this.deps.transport;
     if (t.addPeer === undefined) return;
     const current = new Map<bigint, string>();
-    for (const m of this.deps.membership.list()) {
+    const members = this.deps.membership.list();
+    // Before a new cluster's first entries are applied its membership is empty: peers that dial
+    // this member then would be refused ("failed to find remote peer in cluster").
+    for (const m of members.length > 0 ? members : (this.options.initialPeers ?? [])) {
       if (m.id === this.options.memberId || m.peerUrls.length === 0) continue;
       const urls = m.peerUrls.join(",");
       current.set(m.id, urls);
