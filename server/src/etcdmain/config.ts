@@ -86,6 +86,10 @@ export interface ServerConfig {
   authTokenTtlSeconds: number;
   metrics: "basic" | "extensive";
   listenMetricsUrls: string[];
+  /** --cors: origins the client port's HTTP answers allow (["*"]: any). */
+  cors: string[];
+  /** --host-whitelist: Host names plain-HTTP requests to the client port may carry (["*"]: any). */
+  hostWhitelist: string[];
   logger: string;
   logOutputs: string[];
   logLevel: string;
@@ -146,6 +150,15 @@ function verifyError(message: string): ConfigError {
 }
 
 const DEFAULT_INITIAL_CLUSTER = "default=http://localhost:2380";
+
+/**
+ * --cors as etcd keeps it (UniqueURLs with the exception "*"): "*", or each origin URL trimmed,
+ * its scheme lower-cased (how Go's url.URL prints it).
+ */
+function corsOrigins(value: string): string[] {
+  if (value === "*") return ["*"];
+  return value.split(",").map((s) => s.trim().replace(/^[a-zA-Z][a-zA-Z0-9+.-]*:/, (scheme) => scheme.toLowerCase()));
+}
 
 function splitList(value: string): string[] {
   return value.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
@@ -596,6 +609,9 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     // etcd takes any other text as "basic".
     metrics: get("metrics") === "extensive" ? "extensive" : "basic",
     listenMetricsUrls,
+    cors: corsOrigins(get("cors")),
+    // etcd's UniqueStringsValue: the comma-separated entries as they are.
+    hostWhitelist: get("host-whitelist").split(","),
     logger,
     logOutputs,
     logLevel: bool("debug") ? "debug" : get("log-level"),

@@ -93,7 +93,7 @@ const ROWS: Row[] = [
   ["peer-auto-tls", "bool", "false", "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided."],
   ["peer-crl-file", "string", "", "Path to the peer certificate revocation list file."],
   ["cipher-suites", "string", "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go)."],
-  ["cors", "string", "*", "Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, (empty or * means allow all)."],
+  ["cors", "string", "*", "Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).", (v) => { if (v !== "*") checkUrlList(v); }],
   ["host-whitelist", "string", "*", "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."],
   ["auth-token", "string", "simple", "Specify a v3 authentication token type and its options ('simple' or 'jwt')."],
   ["bcrypt-cost", "uint", "10", "Specify the cost/strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."],
@@ -145,7 +145,7 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "experimental-enable-v2v3", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
   "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "enable-pprof",
   "experimental-backend-bbolt-freelist-type", "log-package-levels", "cipher-suites",
-  "host-whitelist", "cors", "client-cert-allowed-hostname",
+  "client-cert-allowed-hostname",
   "experimental-peer-skip-client-san-verification",
 ]);
 

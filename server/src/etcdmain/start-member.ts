@@ -425,7 +425,7 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
     apiLogger.warn("bridged gRPC calls will not see client addresses", {});
   }
   const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
-  const http1 = http.createServer(httpHandler(server, metrics, services, v2));
+  const http1 = http.createServer(httpHandler(server, metrics, services, { cors: cfg.cors, hostWhitelist: cfg.hostWhitelist }, apiLogger, v2));
 
   // The peer port: etcd's peer protocol (raft messages, streams, snapshots, members, leases).
   const receiveSnapshot = createSnapshotHandler(
@@ -454,6 +454,27 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
     held.serve(peer);
     peerServers.push(peer);
   }
+  // --listen-metrics-urls: /metrics and /health on listeners of their own (https with the
+  // client TLS files). As etcd, they serve from here on, before the member is ready (/health
+  // answers false until there is a leader): a liveness probe sees a booting member answer.
+  const metricsListeners: net.Server[] = [];
+  for (const u of cfg.listenMetricsUrls) {
+    const url = new URL(u);
+    const handler = metricsHandler(server, metrics);
+    let ml: http.Server;
+    if (url.protocol === "https:") {
+      if (clientTls === undefined) throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for metrics url ${u} with HTTPS scheme`);
+      ml = https.createServer(clientTls, handler);
+    } else {
+      ml = http.createServer(handler);
+    }
+    await new Promise<void>((resolve, reject) => {
+      ml.once("error", reject);
+      ml.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 80) }, () => resolve());
+    });
+    metricsListeners.push(ml);
+    logger.info("serving metrics", { address: u });
+  }
   corruption.start();
   // As etcd, serve clients once the member has published itself (it has a leader and the log
   // commits); until then their connections wait in the held listeners.
@@ -476,26 +497,6 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
     else logger.info("serving client traffic insecurely; this is strongly discouraged!", { address: url.host || url.pathname });
   }
   const clientListeners = listeners.client.map((l) => l.held.server);
-  // --listen-metrics-urls: /metrics and /health on listeners of their own (https with the
-  // client TLS files), as etcd serves them.
-  const metricsListeners: net.Server[] = [];
-  for (const u of cfg.listenMetricsUrls) {
-    const url = new URL(u);
-    const handler = metricsHandler(server, metrics);
-    let ml: http.Server;
-    if (url.protocol === "https:") {
-      if (clientTls === undefined) throw new Error(`TLS key/cert (--cert-file, --key-file) must be provided for metrics url ${u} with HTTPS scheme`);
-      ml = https.createServer(clientTls, handler);
-    } else {
-      ml = http.createServer(handler);
-    }
-    await new Promise<void>((resolve, reject) => {
-      ml.once("error", reject);
-      ml.listen({ host: url.hostname === "localhost" ? "127.0.0.1" : url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || 80) }, () => resolve());
-    });
-    metricsListeners.push(ml);
-    logger.info("serving metrics", { address: u });
-  }
   logger.info("ready to serve client requests", { name: cfg.name });
 
   let stopping: Promise<void> | undefined;

@@ -138,13 +138,7 @@ export class Gateway {
 
   /** Serves one HTTP request whose path the gateway owns. Never throws. */
   handle(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): void {
-    res.setHeader("Access-Control-Allow-Origin", "*");
-    res.setHeader("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE");
-    res.setHeader("Access-Control-Allow-Headers", "accept, content-type, authorization");
-    if (req.method === "OPTIONS") {
-      res.end();
-      return;
-    }
+    // CORS and OPTIONS are the client port's access controller's (http/http-handler.ts).
     if (pathname === "/v3") return redirectToSubtree(req, res, "/v3/");
     const prefix = PREFIXES.find((p) => pathname.startsWith(p))!;
     const route = this.routes.get(pathname.slice(prefix.length));
