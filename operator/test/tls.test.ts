@@ -222,6 +222,12 @@ describe("TLS layout", () => {
       "--peer-trusted-ca-file=/etc/etcd-ts/tls/member/ca.crt",
       "--peer-client-cert-auth=true",
     ]);
+    // Without clientCertAuth the client port gets no trusted CA: etcd would require certificates.
+    expect(tlsArgs({ client: { kind: "secret", secretName: "s", clientCertAuth: false } })).toEqual([
+      "--cert-file=/etc/etcd-ts/tls/client/tls.crt",
+      "--key-file=/etc/etcd-ts/tls/client/tls.key",
+      "--listen-metrics-urls=http://0.0.0.0:2381",
+    ]);
     const o = { clusterDomain: "cluster.local", defaultImage: "img", serverCommand: ["etcd-ts"] };
     const pod: any = memberPod(c, { member: "e-1", initialCluster: `e-1=${peerURL(ref, "e-1", "cluster.local", true)}`, state: "new" }, o);
     const ct = pod.spec.containers[0];

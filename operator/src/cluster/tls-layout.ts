@@ -65,8 +65,10 @@ export function tlsArgs(s: TlsSettings): string[] {
   const args: string[] = [];
   if (s.client) {
     const d = tlsDir(s.client, "client");
-    args.push(`--cert-file=${d}/tls.crt`, `--key-file=${d}/tls.key`, `--trusted-ca-file=${d}/ca.crt`);
-    if (s.client.clientCertAuth) args.push("--client-cert-auth=true");
+    args.push(`--cert-file=${d}/tls.crt`, `--key-file=${d}/tls.key`);
+    // etcd requires client certificates whenever the client port has a trusted CA, so without
+    // clientCertAuth the CA stays out (clients then need none).
+    if (s.client.clientCertAuth) args.push(`--trusted-ca-file=${d}/ca.crt`, "--client-cert-auth=true");
     args.push(`--listen-metrics-urls=http://0.0.0.0:${METRICS_PORT}`);
   }
   if (s.peer) {

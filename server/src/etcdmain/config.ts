@@ -86,6 +86,8 @@ export interface ServerConfig {
   authTokenTtlSeconds: number;
   metrics: "basic" | "extensive";
   listenMetricsUrls: string[];
+  /** --cipher-suites: Go's names of the TLS 1.2 suites client and peer TLS allow (empty: the defaults). */
+  cipherSuites: string[];
   /** --cors: origins the client port's HTTP answers allow (["*"]: any). */
   cors: string[];
   /** --host-whitelist: Host names plain-HTTP requests to the client port may carry (["*"]: any). */
@@ -609,6 +611,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     // etcd takes any other text as "basic".
     metrics: get("metrics") === "extensive" ? "extensive" : "basic",
     listenMetricsUrls,
+    cipherSuites: get("cipher-suites") === "" ? [] : get("cipher-suites").split(","),
     cors: corsOrigins(get("cors")),
     // etcd's UniqueStringsValue: the comma-separated entries as they are.
     hostWhitelist: get("host-whitelist").split(","),

@@ -144,7 +144,7 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "discovery", "discovery-fallback", "discovery-proxy",
   "experimental-enable-v2v3", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
   "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "enable-pprof",
-  "experimental-backend-bbolt-freelist-type", "log-package-levels", "cipher-suites",
+  "experimental-backend-bbolt-freelist-type", "log-package-levels",
   "client-cert-allowed-hostname",
   "experimental-peer-skip-client-san-verification",
 ]);

@@ -18,6 +18,7 @@ import { Snapshotter } from "../snap/snapshotter.js";
 import { Backend, type BackendOptions } from "../mvcc/backend/backend.js";
 import { systemClock } from "../pkg/clock.js";
 import { HeldListener } from "../pkg/held-listener.js";
+import { cipherOptions } from "../pkg/cipher-suites.js";
 import type { Logger } from "../pkg/logger.js";
 import type { EtcdServer } from "../server/etcd-server.js";
 import { HttpPeerVersions } from "../server/cluster/cluster-version.js";
@@ -118,10 +119,12 @@ interface WalMetadata {
  */
 function clientTlsOptions(cfg: ServerConfig): tls.TlsOptions | undefined {
   if (cfg.certFile === "" || cfg.keyFile === "") return undefined;
-  const options: tls.TlsOptions = { cert: readFileSync(cfg.certFile), key: readFileSync(cfg.keyFile), minVersion: "TLSv1.2" };
+  const options: tls.TlsOptions = { cert: readFileSync(cfg.certFile), key: readFileSync(cfg.keyFile), minVersion: "TLSv1.2", ...cipherOptions(cfg.cipherSuites) };
   if (cfg.trustedCaFile !== "") options.ca = readFileSync(cfg.trustedCaFile);
   if (cfg.clientCrlFile !== "") options.crl = readFileSync(cfg.clientCrlFile);
-  if (cfg.clientCertAuth) {
+  // As etcd's TLSInfo.ServerConfig: a trusted CA alone already requires a client certificate
+  // it signed (--client-cert-auth adds the certificate's CN as the user).
+  if (cfg.clientCertAuth || cfg.trustedCaFile !== "") {
     options.requestCert = true;
     options.rejectUnauthorized = true;
   }
@@ -144,6 +147,7 @@ function readPeerTls(cfg: ServerConfig): TlsInfo {
     clientCertAuth: cfg.peerClientCertAuth,
     allowedCn: cfg.peerCertAllowedCn,
     allowedHostname: cfg.peerCertAllowedHostname,
+    cipherOptions: cipherOptions(cfg.cipherSuites),
   };
   validateTlsInfo(info);
   return info;

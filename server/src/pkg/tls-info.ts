@@ -10,6 +10,7 @@
  * them only to client certificates it verified (with client-cert-auth), and a client applies them
  * to the server certificate on top of the usual chain and name checks.
  */
+import type { CipherOptions } from "./cipher-suites.js";
 import type https from "node:https";
 import tls from "node:tls";
 
@@ -20,10 +21,12 @@ export interface TlsInfo {
   ca?: Buffer;
   /** Certificate revocation list (PEM) checked against the other side's certificate. */
   crl?: Buffer;
-  /** The listener requires and verifies client certificates. */
+  /** The listener requires and verifies client certificates (a trusted `ca` alone does too, as in etcd). */
   clientCertAuth?: boolean;
   allowedCn?: string;
   allowedHostname?: string;
+  /** --cipher-suites, in node's terms (pkg/cipher-suites.ts); both sides of the connection use it. */
+  cipherOptions?: CipherOptions;
 }
 
 /** --peer-cert-allowed-cn together with --peer-cert-allowed-hostname. */
@@ -53,9 +56,10 @@ export function certificateAllowed(info: TlsInfo, cert: tls.PeerCertificate | un
 
 /** Options for a TLS listener; pair it with `refuseDisallowed` on its secure connections. */
 export function serverTlsOptions(info: TlsInfo): tls.TlsOptions {
-  const options: tls.TlsOptions = { cert: info.cert, key: info.key, ca: info.ca, minVersion: "TLSv1.2" };
+  const options: tls.TlsOptions = { cert: info.cert, key: info.key, ca: info.ca, minVersion: "TLSv1.2", ...info.cipherOptions };
   if (info.crl !== undefined) options.crl = info.crl;
-  if (info.clientCertAuth) {
+  // As etcd's TLSInfo.ServerConfig: a trusted CA alone already requires a client certificate it signed.
+  if (info.clientCertAuth || info.ca !== undefined) {
     options.requestCert = true;
     options.rejectUnauthorized = true;
   }
@@ -75,7 +79,7 @@ export function refuseDisallowed(info: TlsInfo, socket: tls.TLSSocket): boolean 
 
 /** Options for an https client (agent or request) talking to such a listener. */
 export function clientTlsOptions(info: TlsInfo): https.AgentOptions {
-  const options: https.AgentOptions = { ca: info.ca, cert: info.cert, key: info.key, minVersion: "TLSv1.2" };
+  const options: https.AgentOptions = { ca: info.ca, cert: info.cert, key: info.key, minVersion: "TLSv1.2", ...info.cipherOptions };
   if (info.crl !== undefined) options.crl = info.crl;
   if (nonEmpty(info.allowedCn) || nonEmpty(info.allowedHostname)) {
     options.checkServerIdentity = (host, cert) => {
