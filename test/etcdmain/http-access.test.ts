@@ -66,6 +66,8 @@ function cases(port: number): Case[] {
     out.push({ method: "POST", path: "/health", host });
     out.push({ method: "PUT", path: "/health", host });
     out.push({ method: "GET", path: "/nowhere", host });
+    out.push({ method: "GET", path: "/v3/kv/range", host });
+    out.push({ method: "POST", path: "/v3/kv/nope", host });
   }
   return out;
 }

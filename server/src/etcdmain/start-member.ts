@@ -8,6 +8,7 @@
 import { BackendCorruptError, verifyLevelDbFiles } from "../mvcc/backend/leveldb-verify.js";
 import { mkdirSync, readFileSync } from "node:fs";
 import type tls from "node:tls";
+import http2 from "node:http2";
 import http from "node:http";
 import https from "node:https";
 import type net from "node:net";
@@ -29,6 +30,7 @@ import { GrpcMetrics } from "../api/v3rpc/grpc-metrics.js";
 import { LeanUnaryServer } from "../api/v3rpc/lean-unary.js";
 import { LeanStreamServer } from "../api/v3rpc/lean-stream.js";
 import { guardGrpcStreams } from "../api/v3rpc/grpc-stream-guard.js";
+import { routeNonGrpcStreams } from "../api/v3rpc/non-grpc-streams.js";
 import { installLeanPath, type LeanTaker } from "../api/v3rpc/lean-path.js";
 import { carryBridgedPeers, OwnH2Server } from "../api/v3rpc/own-h2-server.js";
 import { NodeH2PingPolice } from "../api/v3rpc/node-h2-pings.js";
@@ -391,6 +393,17 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
   );
   for (const s of services) grpcServer.addService(s.definition, s.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  // The HTTP side of the client port: HTTP/1 connections, and HTTP/2 requests that are not gRPC
+  // (non-grpc-streams.ts), on a server of their own per kind of connection (a request bridged
+  // from a TLS connection no longer sees its TLS socket; the access controller must know).
+  const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
+  const access = { cors: cfg.cors, hostWhitelist: cfg.hostWhitelist };
+  const http1 = http.createServer(httpHandler(server, metrics, services, access, apiLogger, v2));
+  const httpOverH2 = {
+    plain: http2.createServer(httpHandler(server, metrics, services, access, apiLogger, v2) as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void),
+    tls: http2.createServer(httpHandler(server, metrics, services, { ...access, tls: true }, apiLogger, v2) as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void),
+  };
+  for (const h of [httpOverH2.plain, httpOverH2.tls]) h.on("sessionError", () => undefined);
   // The hot unary methods (lean-unary.ts) and the LeaseKeepAlive and Watch streams (lean-stream.ts) skip
   // grpc-js's per-call machinery. ETCD_TS_LEAN_UNARY=off leaves every call to grpc-js,
   // ETCD_TS_LEAN_STREAM=off only the streams (measurements, bisecting).
@@ -404,6 +417,12 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
     if (installed.installed) leanTakers.push(...takers);
     if (installed.installed) apiLogger.debug("lean unary path on", { methods: lean.paths.length, streams: leanStreams?.paths.length ?? 0 });
     else apiLogger.warn("lean unary path off", { reason: installed.reason });
+  }
+  if (!routeNonGrpcStreams(grpcServer, (stream, headers, flags, rawHeaders) => {
+    const secure = (stream.session?.socket as tls.TLSSocket | undefined)?.encrypted === true;
+    (secure ? httpOverH2.tls : httpOverH2.plain).emit("stream", stream, headers, flags, rawHeaders);
+  })) {
+    apiLogger.warn("HTTP/2 requests that are not gRPC go to grpc-js: its internals are not as expected", {});
   }
   // A stream reset before grpc-js sees it must not end the process (grpc-stream-guard.ts); the guard
   // wraps the lean hook too, so it covers the lean takers on node:http2 as well.
@@ -419,7 +438,7 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
     process.env.ETCD_TS_H2 !== "node" && leanTakers.length > 0
       ? new OwnH2Server(
           { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1), keepaliveTimeMs: cfg.grpcKeepaliveIntervalMs || 2 * 3600 * 1000, keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs || 20_000, pingMinTimeMs },
-          { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), logger: apiLogger },
+          { takers: leanTakers, connectGrpc: (c) => injector.injectConnection(c), connectHttp: (c, secure) => (secure ? httpOverH2.tls : httpOverH2.plain).emit("connection", c), logger: apiLogger },
         )
       : undefined;
   // the bridges' socket lives in the member directory (0700) when its path fits a Unix socket's
@@ -428,8 +447,6 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
   if (ownH2 !== undefined && !(await ownH2.start(Buffer.byteLength(bridgeSocket) < 100 ? bridgeSocket : undefined)) && !carryBridgedPeers(grpcServer)) {
     apiLogger.warn("bridged gRPC calls will not see client addresses", {});
   }
-  const v2 = cfg.enableV2 ? v2Handler(server, { name: cfg.name, bodyBytesMax: V2_BODY_BYTES_MAX }) : undefined;
-  const http1 = http.createServer(httpHandler(server, metrics, services, { cors: cfg.cors, hostWhitelist: cfg.hostWhitelist }, apiLogger, v2));
 
   // The peer port: etcd's peer protocol (raft messages, streams, snapshots, members, leases).
   const receiveSnapshot = createSnapshotHandler(

@@ -437,11 +437,12 @@ function redirectToSubtree(req: http.IncomingMessage, res: http.ServerResponse, 
   res.end();
 }
 
+/** Go's http.Error, as grpc-gateway answers a path or method it does not route: the text and a newline. */
 function plain(res: http.ServerResponse, status: number, text: string): void {
   res.statusCode = status;
   res.setHeader("Content-Type", "text/plain; charset=utf-8");
   res.setHeader("X-Content-Type-Options", "nosniff");
-  res.end(text);
+  res.end(`${text}\n`);
 }
 
 function jsonError(res: http.ServerResponse, code: number, message: string): void {

@@ -99,6 +99,8 @@ export type V2PathHandler = (req: http.IncomingMessage, res: http.ServerResponse
 export interface HttpAccess {
   cors: readonly string[];
   hostWhitelist: readonly string[];
+  /** The requests came over TLS whatever their socket says (HTTP/2 bridged from a TLS connection). */
+  tls?: boolean;
 }
 
 /** etcd's AccessController: an empty list or one holding "*" allows everything. */
@@ -138,8 +140,9 @@ export function httpHandler(server: EtcdServer, metrics: Metrics, services: Serv
   const cors = new Set(access.cors);
   const hosts = new Set(access.hostWhitelist);
   return (req, res) => {
-    if ((req.socket as tls.TLSSocket).encrypted !== true) {
-      const host = hostnameOf(req.headers.host ?? "");
+    if (access.tls !== true && (req.socket as tls.TLSSocket).encrypted !== true) {
+      // HTTP/2 carries the host as :authority (Go's Request.Host either way).
+      const host = hostnameOf(req.headers.host ?? (req.headers[":authority"] as string | undefined) ?? "");
       if (!allows(hosts, host)) {
         logger.warn("rejecting HTTP request to prevent DNS rebinding attacks", { host });
         return goHttpError(res, 421, dnsRebindingText(host));

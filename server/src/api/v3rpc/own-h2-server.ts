@@ -27,6 +27,7 @@ import { H2Bridge, LocalBridgeListener } from "../../pkg/h2/h2-bridge.js";
 import type { Logger } from "../../pkg/logger.js";
 import { grpcHttp2Servers, type LeanTaker } from "./lean-path.js";
 import { LeanH2Session, LeanH2Stream } from "./lean-h2-stream.js";
+import { isGrpcRequest } from "./non-grpc-streams.js";
 
 export interface OwnH2ServerOptions {
   /** SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
@@ -47,6 +48,11 @@ export interface OwnH2ServerDeps {
   takers: readonly LeanTaker[];
   /** Hands grpc-js the server end of a bridge's in-memory connection (its connection injector). */
   connectGrpc(serverEnd: Duplex): void;
+  /**
+   * Takes the server end of a bridge for requests that are not gRPC (non-grpc-streams.ts), with
+   * whether the client's connection is TLS; absent, they go to grpc-js like any other.
+   */
+  connectHttp?(serverEnd: Duplex, secure: boolean): void;
   logger: Logger;
 }
 
@@ -96,8 +102,8 @@ export class OwnH2Server {
   /** The bridges' native way to grpc-js, once start() made it (else in-memory pairs). */
   private local: LocalBridgeListener | undefined;
   private readonly take: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
-  /** Streams the takers served, and streams bridged to grpc-js (debugging, tests). */
-  readonly counts = { taken: 0, bridged: 0, connections: 0 };
+  /** Streams the takers served, streams bridged to grpc-js, requests bridged to the HTTP handler (debugging, tests). */
+  readonly counts = { taken: 0, bridged: 0, http: 0, connections: 0 };
 
   constructor(
     private readonly options: OwnH2ServerOptions,
@@ -144,6 +150,8 @@ export class OwnH2Server {
     const session = new LeanH2Session(socket);
     const { logger, connectGrpc } = this.deps;
     let bridge: H2Bridge | undefined;
+    let httpBridge: H2Bridge | undefined;
+    const secure = (socket as Socket & { encrypted?: boolean }).encrypted === true;
     let keepalive: NodeJS.Timeout | undefined;
     let ackTimer: NodeJS.Timeout | undefined;
     const conn: H2Connection = new H2Connection(
@@ -159,6 +167,13 @@ export class OwnH2Server {
         socket,
         handlers: {
           onStream: (stream) => {
+            const connectHttp = this.deps.connectHttp;
+            if (connectHttp !== undefined && !isGrpcRequest(stream.headers)) {
+              this.counts.http++;
+              httpBridge ??= new H2Bridge({}, { connect: (end) => connectHttp(withPeerOf(end, socket), secure) });
+              httpBridge.forward(stream);
+              return;
+            }
             const adapter = new LeanH2Stream(stream, session);
             if (this.take(adapter as unknown as http2.ServerHttp2Stream, adapter.headers)) {
               this.counts.taken++;
@@ -179,6 +194,7 @@ export class OwnH2Server {
             clearInterval(keepalive);
             clearTimeout(ackTimer);
             bridge?.close();
+            httpBridge?.close();
           },
           onError: (err) => logger.debug("http2 connection error", { error: err.message }),
           onPing: (ack) => {

@@ -200,9 +200,9 @@ describe("gateway routing", () => {
   });
 
   it("unknown method 404 Not Found, wrong HTTP method 405, /v3 301, OPTIONS 200 with CORS headers", async () => {
-    expect(await post("/v3beta/nope", {})).toMatchObject({ status: 404, text: "Not Found" });
-    expect(await post("/v3/maintenance/hashkv", {})).toMatchObject({ status: 404, text: "Not Found" });
-    expect(await request("GET", "/v3/kv/range")).toMatchObject({ status: 405, text: "Method Not Allowed" });
+    expect(await post("/v3beta/nope", {})).toMatchObject({ status: 404, text: "Not Found\n" });
+    expect(await post("/v3/maintenance/hashkv", {})).toMatchObject({ status: 404, text: "Not Found\n" });
+    expect(await request("GET", "/v3/kv/range")).toMatchObject({ status: 405, text: "Method Not Allowed\n" });
     const redirect = await request("GET", "/v3?a=1&b=2");
     expect([redirect.status, redirect.headers.location, redirect.text]).toEqual([301, "/v3/?a=1&b=2", '<a href="/v3/?a=1&amp;b=2">Moved Permanently</a>.\n\n']);
     const options = await request("OPTIONS", "/v3/kv/range");
@@ -215,7 +215,7 @@ describe("gateway routing", () => {
     expect(answer.status).toBe(200);
     expect(JSON.parse(answer.text)).toMatchObject({ header: {} });
     expect((await post("/v3/lock/lock", "{x")).status).toBe(400);
-    expect((await post("/v3/auth/status", {})).text).toBe("Not Found");
+    expect((await post("/v3/auth/status", {})).text).toBe("Not Found\n");
   });
 
   it("FailedPrecondition maps to 412 (grpc-gateway v1)", async () => {
