@@ -20,8 +20,13 @@ export function writeTestCertificates(dir: string, clients: readonly string[] = 
   for (const cn of clients) writeClientCertificate(dir, cn);
 }
 
-/** A client certificate with common name `cn`, signed by the CA `writeTestCertificates` made. */
-export function writeClientCertificate(dir: string, cn: string): void {
+/**
+ * A client certificate with common name `cn`, signed by the CA `writeTestCertificates` made;
+ * `subjectAltName` (openssl's syntax, e.g. "IP:127.0.0.1,DNS:localhost") when given.
+ */
+export function writeClientCertificate(dir: string, cn: string, subjectAltName?: string): void {
   openssl(dir, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${cn}.key`, "-out", `${cn}.csr`, "-subj", `/CN=${cn}`);
-  openssl(dir, "x509", "-req", "-in", `${cn}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${cn}.crt`, "-days", "1");
+  const ext = subjectAltName === undefined ? [] : ["-extfile", `${cn}.ext`];
+  if (subjectAltName !== undefined) writeFileSync(path.join(dir, `${cn}.ext`), `subjectAltName=${subjectAltName}\n`);
+  openssl(dir, "x509", "-req", "-in", `${cn}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${cn}.crt`, "-days", "1", ...ext);
 }

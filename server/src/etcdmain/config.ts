@@ -78,6 +78,8 @@ export interface ServerConfig {
   peerCertAllowedCn: string;
   /** --peer-cert-allowed-hostname: the host name or IP peers' certificates must be valid for. */
   peerCertAllowedHostname: string;
+  /** --experimental-peer-skip-client-san-verification. */
+  peerSkipClientSanVerification: boolean;
   /** --peer-crl-file / --client-crl-file: revocation lists checked against the other side. */
   peerCrlFile: string;
   clientCrlFile: string;
@@ -603,6 +605,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     peerTrustedCaFile: get("peer-trusted-ca-file"),
     peerCertAllowedCn: get("peer-cert-allowed-cn"),
     peerCertAllowedHostname: get("peer-cert-allowed-hostname"),
+    peerSkipClientSanVerification: bool("experimental-peer-skip-client-san-verification"),
     peerCrlFile: get("peer-crl-file"),
     clientCrlFile: get("client-crl-file"),
     authToken: get("auth-token"),

@@ -146,7 +146,6 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "enable-pprof",
   "experimental-backend-bbolt-freelist-type", "log-package-levels",
   "client-cert-allowed-hostname",
-  "experimental-peer-skip-client-san-verification",
 ]);
 
 export function usageText(): string {

@@ -7,7 +7,7 @@
  */
 import { BackendCorruptError, verifyLevelDbFiles } from "../mvcc/backend/leveldb-verify.js";
 import { mkdirSync, readFileSync } from "node:fs";
-import type tls from "node:tls";
+import tls from "node:tls";
 import http2 from "node:http2";
 import http from "node:http";
 import https from "node:https";
@@ -42,7 +42,7 @@ import type { ServerConfig } from "./config.js";
 import { applyAutoTls } from "./auto-tls.js";
 import { planStart } from "./cluster-bootstrap.js";
 import { PeerHttpClient } from "../rafthttp/peer-http-client.js";
-import { clientTlsOptions as peerTlsClientOptions, refuseDisallowed, serverTlsOptions, validateTlsInfo, type TlsInfo } from "../pkg/tls-info.js";
+import { checkClientSan, clientTlsOptions as peerTlsClientOptions, refuseDisallowed, serverTlsOptions, validateTlsInfo, type TlsInfo } from "../pkg/tls-info.js";
 import { PeerClient } from "../rafthttp/peer-client.js";
 import { sendSnapshot } from "../rafthttp/snapshot-sender.js";
 import { createSnapshotHandler, SnapshotDbCounters } from "../rafthttp/snapshot-handler.js";
@@ -150,6 +150,7 @@ function readPeerTls(cfg: ServerConfig): TlsInfo {
     allowedCn: cfg.peerCertAllowedCn,
     allowedHostname: cfg.peerCertAllowedHostname,
     cipherOptions: cipherOptions(cfg.cipherSuites),
+    skipClientSanVerify: cfg.peerSkipClientSanVerification,
   };
   validateTlsInfo(info);
   return info;
@@ -177,6 +178,38 @@ async function openVerifiedBackend(dir: string, logger: Logger, options: Backend
     if (/corrupt/i.test(message)) throw new BackendCorruptError(dir, 0, `LevelDB refused to open it: ${message.trim()}`);
     throw e;
   }
+}
+
+/** etcd's "rejected connection" line for a TLS connection it refused. */
+function logRejected(logger: Logger, socket: tls.TLSSocket, err: Error): void {
+  const cert = socket.getPeerCertificate?.();
+  const fields: Record<string, unknown> = { "remote-addr": `${socket.remoteAddress}:${socket.remotePort}`, "server-name": (socket as tls.TLSSocket & { servername?: string | false }).servername || "" };
+  if (cert !== undefined && cert !== null && Object.keys(cert).length > 0) {
+    const sans = (cert.subjectaltname ?? "").split(/,\s*/);
+    fields["ip-addresses"] = sans.filter((e) => e.startsWith("IP Address:")).map((e) => e.slice(11));
+    fields["dns-names"] = sans.filter((e) => e.startsWith("DNS:")).map((e) => e.slice(4));
+  }
+  fields.error = err.message;
+  logger.warn("rejected connection", fields);
+}
+
+/**
+ * A peer's TLS connection passes etcd's checks on its client certificate: the CN or host-name rule
+ * (--peer-cert-allowed-cn/-hostname) and, unless --experimental-peer-skip-client-san-verification,
+ * checkSAN. A refused connection is logged and destroyed.
+ */
+async function admitPeer(socket: tls.TLSSocket, info: TlsInfo, logger: Logger): Promise<boolean> {
+  // Nothing is read until the checks are done.
+  socket.pause();
+  if (!refuseDisallowed(info, socket)) return false;
+  if (info.skipClientSanVerify) return true;
+  const cert = socket.getPeerCertificate();
+  if (cert === null || Object.keys(cert).length === 0 || socket.remoteAddress === undefined) return true;
+  const refusal = await checkClientSan(cert, socket.remoteAddress);
+  if (refusal === undefined) return !socket.destroyed;
+  logRejected(logger, socket, refusal);
+  socket.destroy();
+  return false;
 }
 
 /** The peer and client listeners, bound before the member boots (etcd's configurePeerListeners and configureClientListeners). */
@@ -463,16 +496,26 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
   member.start();
   const peerServers: http.Server[] = [];
   for (const { url, held } of listeners.peer) {
-    let peer: http.Server;
-    if (url.protocol === "https:") {
-      peer = https.createServer(serverTlsOptions(peerTls), peerHandler);
-      peer.on("secureConnection", (socket: tls.TLSSocket) => void refuseDisallowed(peerTls, socket));
-    } else {
-      peer = http.createServer(peerHandler);
-    }
+    const peer = http.createServer(peerHandler);
     peer.requestTimeout = 0;
     peer.keepAliveTimeout = 0;
-    held.serve(peer);
+    if (url.protocol === "https:") {
+      // TLS first, then etcd's checks on the client certificate (the CN or host-name rule, and
+      // checkSAN, which resolves names), and only then HTTP: a refused connection never reaches
+      // the peer handler.
+      const secure = tls.createServer({ ...serverTlsOptions(peerTls), ALPNProtocols: ["http/1.1"] });
+      secure.on("secureConnection", (socket: tls.TLSSocket) => {
+        void admitPeer(socket, peerTls, rafthttpLogger).then((ok) => {
+          if (!ok) return;
+          peer.emit("connection", socket);
+          socket.resume();
+        });
+      });
+      secure.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => logRejected(rafthttpLogger, socket, err));
+      held.serve(secure);
+    } else {
+      held.serve(peer);
+    }
     peerServers.push(peer);
   }
   // --listen-metrics-urls: /metrics and /health on listeners of their own (https with the
