@@ -4,7 +4,8 @@
  *     before the data dir is made; with a list, the client and peer ports complete TLS 1.2
  *     handshakes only for listed suites, and TLS 1.3 stays on (Go does not restrict it);
  *   - a trusted CA file alone (--trusted-ca-file, --peer-trusted-ca-file, without the
- *     *-client-cert-auth flags) already requires a client certificate that CA signed.
+ *     *-client-cert-auth flags) already requires a client certificate that CA signed;
+ *   - --client-cert-allowed-hostname lets in only client certificates valid for that name.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,13 +13,17 @@ import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnServer, untilEtcdctl } from "../bootstrap/spawn-server.js";
+import { runEtcdctl } from "../harness/etcdctl.js";
 import { freePorts, killAllChildren, killChild } from "../harness/processes.js";
-import { writeTestCertificates } from "../harness/test-certs.js";
+import { writeClientCertificate, writeTestCertificates } from "../harness/test-certs.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "etcd-ts-ciphers-"));
 const f = (name: string): string => path.join(dir, name);
 
-beforeAll(() => writeTestCertificates(dir, ["client"]));
+beforeAll(() => {
+  writeTestCertificates(dir, ["client"]);
+  writeClientCertificate(dir, "named", "DNS:client.example.com");
+});
 afterAll(async () => {
   await killAllChildren();
   rmSync(dir, { recursive: true, force: true });
@@ -95,6 +100,26 @@ describe.each(["etcd-ts", "etcd"] as const)("%s --cipher-suites", (which) => {
         expect(await handshake(port, { maxVersion: "TLSv1.2" }, false), `port ${port} without a certificate`).toBe("refused");
         expect(await handshake(port, { maxVersion: "TLSv1.2" }), `port ${port} with one`).toMatch(/^TLSv1\.2 /);
       }
+    } finally {
+      await killChild(server.child, "SIGTERM");
+    }
+  }, 60_000);
+
+  it.skipIf(skip)("--client-cert-allowed-hostname lets in only certificates valid for the name", async () => {
+    const [client, peer] = await freePorts(2);
+    const clientUrl = `https://127.0.0.1:${client}`;
+    const server = spawnServer(which, [
+      "--name", "n", "--data-dir", f(`${which}-allowed-host`),
+      "--listen-client-urls", clientUrl, "--advertise-client-urls", clientUrl,
+      "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`, "--initial-cluster", `n=http://127.0.0.1:${peer}`,
+      "--cert-file", f("server.crt"), "--key-file", f("server.key"), "--trusted-ca-file", f("ca.crt"), "--client-cert-auth",
+      "--client-cert-allowed-hostname", "client.example.com",
+    ]);
+    try {
+      const as = (cert: string): string[] => ["--cacert", f("ca.crt"), "--cert", f(`${cert}.crt`), "--key", f(`${cert}.key`)];
+      await untilEtcdctl(server, clientUrl, [...as("named"), "put", "k", "v"]);
+      const refused = await runEtcdctl(clientUrl, [...as("client"), "--command-timeout=2s", "get", "k"]);
+      expect(refused.code, refused.stdout).not.toBe(0);
     } finally {
       await killChild(server.child, "SIGTERM");
     }

@@ -78,6 +78,8 @@ export interface ServerConfig {
   peerCertAllowedCn: string;
   /** --peer-cert-allowed-hostname: the host name or IP peers' certificates must be valid for. */
   peerCertAllowedHostname: string;
+  /** --client-cert-allowed-hostname: a verified client certificate must be valid for this name. */
+  clientCertAllowedHostname: string;
   /** --experimental-peer-skip-client-san-verification. */
   peerSkipClientSanVerification: boolean;
   /** --peer-crl-file / --client-crl-file: revocation lists checked against the other side. */
@@ -606,6 +608,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     peerCertAllowedCn: get("peer-cert-allowed-cn"),
     peerCertAllowedHostname: get("peer-cert-allowed-hostname"),
     peerSkipClientSanVerification: bool("experimental-peer-skip-client-san-verification"),
+    clientCertAllowedHostname: get("client-cert-allowed-hostname"),
     peerCrlFile: get("peer-crl-file"),
     clientCrlFile: get("client-crl-file"),
     authToken: get("auth-token"),

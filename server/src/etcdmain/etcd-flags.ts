@@ -145,7 +145,6 @@ export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
   "experimental-enable-v2v3", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
   "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "enable-pprof",
   "experimental-backend-bbolt-freelist-type", "log-package-levels",
-  "client-cert-allowed-hostname",
 ]);
 
 export function usageText(): string {

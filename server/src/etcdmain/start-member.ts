@@ -548,7 +548,10 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
   if (pingPolice === undefined) apiLogger.warn("client pings are not policed on node:http2 connections", {});
   for (const { url, secure, held } of listeners.client) {
     const h2 = { settings: { maxConcurrentStreams: Math.min(cfg.maxConcurrentStreams, 2 ** 31 - 1) } };
-    held.serve(clientConnectionServer({ tls: secure ? clientTls : undefined, h2 }, { injectGrpc: (c, socket) => {
+    // --client-cert-allowed-hostname: a verified client certificate must be valid for that name.
+    const allowedHostname = cfg.clientCertAllowedHostname;
+    const admit = allowedHostname === "" ? undefined : (socket: tls.TLSSocket) => refuseDisallowed({ clientCertAuth: cfg.clientCertAuth || cfg.trustedCaFile !== "", allowedHostname }, socket);
+    held.serve(clientConnectionServer({ tls: secure ? clientTls : undefined, h2, admit }, { injectGrpc: (c, socket) => {
       grpcMetrics.trackConnection(socket);
       if (pingPolice !== undefined) pingPolice.inject(() => injector.injectConnection(c));
       else injector.injectConnection(c);

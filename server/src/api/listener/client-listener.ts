@@ -248,9 +248,12 @@ function routeH2(socket: Duplex, first: Buffer, deps: ClientListenerDeps, h2: Cl
  * each connection is sniffed and routed. It does not listen itself; a HeldListener bound before
  * the member booted hands it the connections (pkg/held-listener.ts).
  */
-export function clientConnectionServer(options: { tls?: tls.TlsOptions; h2?: ClientH2Options }, deps: ClientListenerDeps): net.Server {
+export function clientConnectionServer(options: { tls?: tls.TlsOptions; h2?: ClientH2Options; admit?: (socket: tls.TLSSocket) => boolean }, deps: ClientListenerDeps): net.Server {
   return options.tls
-    ? tls.createServer({ ...options.tls, ALPNProtocols: ["h2", "http/1.1"] }, (s) => sniffConnection(s, deps, options.h2))
+    ? tls.createServer({ ...options.tls, ALPNProtocols: ["h2", "http/1.1"] }, (s) => {
+        // `admit` refuses (and destroys) a connection whose certificate breaks a rule of etcd's.
+        if (options.admit === undefined || options.admit(s)) sniffConnection(s, deps, options.h2);
+      })
     : net.createServer((s) => {
         s.setNoDelay(true);
         sniffConnection(s, deps, options.h2);
