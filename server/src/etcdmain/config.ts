@@ -10,7 +10,8 @@
  */
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import YAML from "yaml";
+import { createRequire } from "node:module";
+import type YamlModule from "yaml";
 import { ETCD_FLAGS, checkUrlList } from "./etcd-flags.js";
 import { flagValueProblem, parseFlags, parseGoBool, parseGoDurationMs, parseGoInt } from "../pkg/flag-set.js";
 
@@ -295,6 +296,8 @@ const URL_LIST_KEYS = new Set(["listen-peer-urls", "listen-client-urls", "initia
 function valuesFromConfigFile(path: string): Map<string, string> {
   let doc: unknown;
   try {
+    // Loaded here, not at start: only --config-file needs a YAML reader.
+    const YAML = createRequire(import.meta.url)("yaml") as typeof YamlModule;
     doc = YAML.parse(readFileSync(path, "utf8"));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

@@ -13,7 +13,7 @@
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
-import { SignJWT, jwtVerify } from "jose";
+import type * as Jose from "jose";
 import type { Clock, TimerHandle } from "../../pkg/clock.js";
 import type { Logger } from "../../pkg/logger.js";
 import type { AuthInfo } from "./auth-store.js";
@@ -127,6 +127,12 @@ class SimpleTokens implements TokenProvider {
 
 type JwtKey = crypto.KeyObject | Uint8Array;
 
+/** jose, loaded at the first JWT signed or checked: a member with simple tokens never pays for it. */
+let jose: Promise<typeof Jose> | undefined;
+function loadJose(): Promise<typeof Jose> {
+  return (jose ??= import("jose"));
+}
+
 class JwtTokens implements TokenProvider {
   constructor(
     private readonly alg: string,
@@ -147,10 +153,12 @@ class JwtTokens implements TokenProvider {
   async assign(username: string, revision: number): Promise<string> {
     if (this.signKey === undefined) throw new TokenOptionsError("auth: token signing attempted with verify-only key");
     const exp = Math.floor((this.deps.clock.nowMs() + this.ttlMs) / 1000);
+    const { SignJWT } = await loadJose();
     return new SignJWT({ revision, username }).setProtectedHeader({ alg: this.alg, typ: "JWT" }).setExpirationTime(exp).sign(this.signKey);
   }
 
   async info(token: string): Promise<AuthInfo | undefined> {
+    const { jwtVerify } = await loadJose();
     try {
       const { payload } = await jwtVerify(token, this.verifyKey, { algorithms: [this.alg], currentDate: new Date(this.deps.clock.nowMs()) });
       if (typeof payload.username !== "string" || typeof payload.revision !== "number") return undefined;
