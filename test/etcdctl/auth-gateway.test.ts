@@ -1,6 +1,7 @@
 /**
  * Auth over etcd's JSON gateway, against real etcd 3.4 and etcd-ts side by side (both with JWT
- * tokens, RS256 keys made here): authenticate, a token in the Authorization header, requests
+ * tokens, RS256 keys made here): authenticate, a token in the Authorization header (or a
+ * Grpc-Metadata-Token header, which grpc-gateway passes on as the `token` metadata), requests
  * without one or with a bad one, and a token issued before an auth change (its revision is old).
  * Status and body of every answer must be equal; the tokens themselves are never compared.
  */
@@ -24,8 +25,8 @@ const b64 = (s: string): string => Buffer.from(s).toString("base64");
 
 async function script(m: Member): Promise<string> {
   const out: string[] = [];
-  const call = async (route: string, body: unknown, token?: string): Promise<Record<string, unknown>> => {
-    const res = await fetch(m.clientUrl + route, { method: "POST", body: JSON.stringify(body), headers: token === undefined ? {} : { Authorization: token } });
+  const call = async (route: string, body: unknown, token?: string, header = "Authorization"): Promise<Record<string, unknown>> => {
+    const res = await fetch(m.clientUrl + route, { method: "POST", body: JSON.stringify(body), headers: token === undefined ? {} : { [header]: token } });
     const text = await res.text();
     let json: Record<string, unknown> = {};
     try {
@@ -34,7 +35,7 @@ async function script(m: Member): Promise<string> {
       // not JSON: recorded as text
     }
     const shown = typeof json.token === "string" ? { ...json, token: "<token>" } : json;
-    out.push(`POST ${route} ${JSON.stringify(body)}${token === undefined ? "" : " (with token)"}`, `[${res.status}] ${Object.keys(json).length > 0 ? JSON.stringify(shown) : text}`);
+    out.push(`POST ${route} ${JSON.stringify(body)}${token === undefined ? "" : ` (with token in ${header})`}`, `[${res.status}] ${Object.keys(json).length > 0 ? JSON.stringify(shown) : text}`);
     return json;
   };
   for (const args of [["put", "gw/k", "v"], ["put", "gw/other", "o"], ["user", "add", "root:rootpw"], ["user", "add", "u:upw"], ["role", "add", "r"],
@@ -63,6 +64,10 @@ async function script(m: Member): Promise<string> {
   await call("/v3/auth/user/list", {}, root);
   const fresh = (await call("/v3/auth/authenticate", { name: "u", password: "upw" })).token as string;
   await call("/v3/kv/range", { key: b64("gw/k") }, fresh);
+  // grpc-gateway passes Grpc-Metadata-<Key> headers on as metadata: the token as `token`.
+  await call("/v3/kv/range", { key: b64("gw/k") }, fresh, "Grpc-Metadata-Token");
+  await call("/v3/kv/range", { key: b64("gw/other") }, fresh, "Grpc-Metadata-Token");
+  await call("/v3/kv/range", { key: b64("gw/k") }, "not-a-token", "Grpc-Metadata-Token");
   const rootFresh = (await call("/v3/auth/authenticate", { name: "root", password: "rootpw" })).token as string;
   await call("/v3/auth/disable", {}, rootFresh);
   await call("/v3/kv/range", { key: b64("gw/k") });

@@ -378,9 +378,19 @@ class GatewayCall extends EventEmitter {
 
   constructor(readonly request: unknown, private readonly req: http.IncomingMessage) {
     super();
-    // etcd's gateway passes the Authorization header on as the `token` metadata.
+    // grpc-gateway's metadata: the Authorization header as `authorization`, and every
+    // Grpc-Metadata-<Key> header as <key> (a -bin key's value base64-decoded), e.g.
+    // Grpc-Metadata-Token or Grpc-Metadata-Hasleader.
     const auth = req.headers.authorization;
-    if (auth !== undefined) this.metadata.set("token", auth);
+    if (auth !== undefined) this.metadata.set("authorization", auth);
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (!name.startsWith("grpc-metadata-") || value === undefined || name.length === "grpc-metadata-".length) continue;
+      const key = name.slice("grpc-metadata-".length);
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (key.endsWith("-bin")) this.metadata.add(key, Buffer.from(v, "base64"));
+        else this.metadata.add(key, v);
+      }
+    }
     // The W3C trace context of the HTTP request, for the tracer (rpc-tracing.ts) when it is on.
     const traceparent = req.headers.traceparent;
     if (typeof traceparent === "string") this.metadata.set("traceparent", traceparent);

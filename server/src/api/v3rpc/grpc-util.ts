@@ -19,12 +19,13 @@ export interface TraceableCall {
 
 /**
  * Who is asking, from a call (gRPC, or the gateway's stand-in): the peer address, the auth token
- * from the `token` metadata (as etcd's clients send it; the gateway passes Authorization on as
- * it), the common name of the client's verified TLS certificate (gRPC calls only: as etcd, a
+ * from the `token` metadata (as etcd's clients send it) or else `authorization` (the gateway
+ * passes the Authorization header on as it), the common name of the client's verified TLS certificate (gRPC calls only: as etcd, a
  * gateway request's certificate names no user), and the call's trace, if a wrapper traces it.
  */
 export function requestContext(call: { getPeer(): string; metadata: Metadata; getAuthContext?(): { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } }): RequestContext {
-  const token = call.metadata.get("token")[0];
+  // etcd's AuthInfoFromCtx: the `token` metadata, else `authorization` (the gateway's, or any client's).
+  const token = call.metadata.get("token")[0] ?? call.metadata.get("authorization")[0];
   const ctx: { -readonly [K in keyof RequestContext]: RequestContext[K] } = { remoteAddress: call.getPeer() };
   if (token !== undefined) ctx.token = String(token);
   const cn = call.getAuthContext?.().sslPeerCertificate?.subject?.CN;
