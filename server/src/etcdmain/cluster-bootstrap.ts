@@ -23,6 +23,7 @@ import { nullLogger, type Logger } from "../pkg/logger.js";
 import { computeMemberId } from "../server/cluster/member-id.js";
 import { ConfigError, parseInitialCluster, verifyBootstrap, type ServerConfig } from "./config.js";
 import { defaultDiscoveryResolver, initialClusterFromSrv, type DiscoveryResolver } from "./discovery-srv.js";
+import { DISCOVERY_ERRORS, DiscoveryError, joinDiscoveryCluster, type DiscoveryDeps } from "./discovery-v2.js";
 
 /** etcd's per-request bound for the member list (GetClusterFromRemotePeers). */
 export const MEMBERS_TIMEOUT_MS = 10_000;
@@ -358,6 +359,8 @@ export interface StartPlan {
    * without --peer-trusted-ca-file: the discovery domain); undefined: each peer URL's host.
    */
   peerServerName?: string;
+  /** The cluster token when it is not --initial-cluster-token's (v2 discovery: the discovery URL). */
+  initialClusterToken?: string;
 }
 
 /**
@@ -388,7 +391,7 @@ const INITIAL_FLAGS = ["initial-cluster", "initial-cluster-state", "initial-clus
 export async function planStart(
   cfg: ServerConfig,
   walDir: string,
-  deps: { logger: Logger; get?: PeerGet; resolver?: DiscoveryResolver; lookup?: HostLookup },
+  deps: { logger: Logger; get?: PeerGet; resolver?: DiscoveryResolver; lookup?: HostLookup; discovery?: Omit<DiscoveryDeps, "logger"> },
 ): Promise<StartPlan> {
   if (Wal.exists(walDir)) {
     const ignored = INITIAL_FLAGS.filter((f) => cfg.explicit.has(f));
@@ -397,6 +400,21 @@ export async function planStart(
   }
   let resolved = cfg;
   let lookup = deps.lookup ?? defaultLookup;
+  if (cfg.discovery !== "" && cfg.initialClusterState === "new") {
+    // etcd: the discovery URL is the cluster token; this member registers its advertised peer URLs.
+    const token = cfg.discovery;
+    const self = cfg.initialAdvertisePeerUrls.map((u) => `${cfg.name}=${u}`).sort().join(",");
+    try {
+      const initialCluster = await joinDiscoveryCluster(cfg.discovery, computeMemberId(cfg.initialAdvertisePeerUrls, token), self, { logger: deps.logger, ...deps.discovery });
+      resolved = { ...cfg, initialCluster, initialClusterToken: token };
+    } catch (err) {
+      if (!(err instanceof DiscoveryError)) throw err;
+      if (err.message === DISCOVERY_ERRORS.fullCluster && cfg.discoveryFallback === "proxy") {
+        throw new ConfigError(`failed to join discovery cluster (${err.message}); etcd would fall back to a v2 proxy (--discovery-fallback=proxy), which etcd-ts does not run`);
+      }
+      throw new ConfigError(`failed to join discovery cluster (${err.message})`);
+    }
+  }
   if (cfg.discoverySrv !== "") {
     const resolver = deps.resolver ?? defaultDiscoveryResolver();
     if (deps.lookup === undefined) lookup = (host) => resolver.lookupHost(host);
@@ -425,9 +443,9 @@ export async function planStart(
   const get = deps.get ?? peerGet({ ...peerClientTls(cfg), ...(peerServerName !== undefined ? { servername: peerServerName } : {}) });
   if (cfg.initialClusterState === "new") {
     if (await alreadyBootstrapped(cfg, initialCluster, get)) {
-      throw new ConfigError(`member ${computeMemberId(initialCluster.get(cfg.name)!, cfg.initialClusterToken).toString(16)} has already been bootstrapped`);
+      throw new ConfigError(`member ${computeMemberId(initialCluster.get(cfg.name)!, resolved.initialClusterToken).toString(16)} has already been bootstrapped`);
     }
-    return { initialCluster, peerServerName };
+    return { initialCluster, peerServerName, ...(resolved.initialClusterToken !== cfg.initialClusterToken ? { initialClusterToken: resolved.initialClusterToken } : {}) };
   }
   const plan = await joinRunningCluster(cfg, initialCluster, {
     get,

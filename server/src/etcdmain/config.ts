@@ -35,8 +35,10 @@ export interface ServerConfig {
   initialCluster: string;
   initialClusterState: "new" | "existing";
   initialClusterToken: string;
-  /** --discovery: the v2 discovery service URL (refused at start-up: etcd-ts does not serve it). */
+  /** --discovery: the v2 discovery service URL (discovery-v2.ts). */
   discovery: string;
+  /** --discovery-fallback: "exit" or "proxy" when the discovered cluster is full (etcd-ts has no proxy: both exit). */
+  discoveryFallback: string;
   /** --discovery-srv: the DNS domain whose SRV records list the initial cluster. */
   discoverySrv: string;
   /** --discovery-srv-name: suffix of the SRV service names (`_etcd-server-ssl-<name>._tcp`). */
@@ -524,11 +526,6 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
   if (discoveries + (values.has("initial-cluster") ? 1 : 0) > 1) {
     throw verifyError(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery" or "discovery-srv"`);
   }
-  // The v2 discovery service (--discovery) is not served: refused rather than bootstrapping a
-  // cluster of one where discovery was meant. DNS SRV discovery is (discovery-srv.ts).
-  if (get("discovery") !== "") {
-    throw verifyError("--discovery (the v2 discovery service) is not supported by etcd-ts; bootstrap with --initial-cluster or --discovery-srv");
-  }
   if (heartbeatMs <= 0) throw verifyError(`--heartbeat-interval must be >0 (set to ${heartbeatMs}ms)`);
   if (electionMs <= 0) throw verifyError(`--election-timeout must be >0 (set to ${electionMs}ms)`);
   if (5 * heartbeatMs > electionMs) {
@@ -580,6 +577,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     initialClusterState,
     initialClusterToken: get("initial-cluster-token"),
     discovery: get("discovery"),
+    discoveryFallback: get("discovery-fallback"),
     discoverySrv: get("discovery-srv"),
     discoverySrvName: get("discovery-srv-name"),
     maxSnapshots: num("max-snapshots"),

@@ -335,7 +335,7 @@ async function startBoundMember(cfg: ServerConfig, logger: Logger, listeners: Bo
       initialCluster: startPlan.initialCluster,
       joinExisting: startPlan.joinExisting,
       forceNewCluster: cfg.forceNewCluster,
-      initialClusterToken: cfg.initialClusterToken,
+      initialClusterToken: startPlan.initialClusterToken ?? cfg.initialClusterToken,
       preVote: cfg.preVote,
       enableLeaseCheckpoint: cfg.enableLeaseCheckpoint,
       persistLeaseCheckpoints: cfg.enableLeaseCheckpointPersist,

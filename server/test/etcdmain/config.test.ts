@@ -164,9 +164,12 @@ describe("resolveConfig: flags (Go's flag package)", () => {
     expect(thrown(() => resolveConfig(["extra"], {}))).toBeInstanceOf(ConfigError);
     expect(thrown(() => resolveConfig(["--heartbeat-interval=300"], {}))).toBeInstanceOf(ConfigError);
     expect(resolveConfig(["--version"], {}).kind).toBe("version");
-    // etcd-ts does not serve v2 discovery; it says so instead of bootstrapping a cluster of one.
-    expect(thrown(() => resolveConfig(["--discovery=http://127.0.0.1:1/d"], {})).message).toBe(
-      "error verifying flags, --discovery (the v2 discovery service) is not supported by etcd-ts; bootstrap with --initial-cluster or --discovery-srv. See 'etcd --help'.",
+    // --discovery drops the default initial cluster (discovery-v2.ts finds the real one at start);
+    // together with --initial-cluster it is refused as etcd refuses it.
+    const discovered = resolveConfig(["--discovery=http://127.0.0.1:1/d"], {});
+    expect(discovered.kind === "run" && discovered.config.initialCluster).toBe("");
+    expect(thrown(() => resolveConfig(["--discovery=http://127.0.0.1:1/d", "--initial-cluster=a=http://127.0.0.1:2380"], {})).message).toBe(
+      `error verifying flags, multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery" or "discovery-srv". See 'etcd --help'.`,
     );
     expect(thrown(() => resolveConfig(["-h"], {})).message).toBe("help requested");
   });
