@@ -405,7 +405,7 @@ export async function planStart(
     const token = cfg.discovery;
     const self = cfg.initialAdvertisePeerUrls.map((u) => `${cfg.name}=${u}`).sort().join(",");
     try {
-      const initialCluster = await joinDiscoveryCluster(cfg.discovery, computeMemberId(cfg.initialAdvertisePeerUrls, token), self, { logger: deps.logger, ...deps.discovery });
+      const initialCluster = await joinDiscoveryCluster(cfg.discovery, computeMemberId(cfg.initialAdvertisePeerUrls, token), self, { logger: deps.logger, ...(cfg.discoveryProxy !== "" ? { proxy: cfg.discoveryProxy } : {}), ...deps.discovery });
       resolved = { ...cfg, initialCluster, initialClusterToken: token };
     } catch (err) {
       if (!(err instanceof DiscoveryError)) throw err;

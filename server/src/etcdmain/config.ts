@@ -39,6 +39,8 @@ export interface ServerConfig {
   discovery: string;
   /** --discovery-fallback: "exit" or "proxy" when the discovered cluster is full (etcd-ts has no proxy: both exit). */
   discoveryFallback: string;
+  /** --discovery-proxy: an HTTP proxy to the discovery service. */
+  discoveryProxy: string;
   /** --discovery-srv: the DNS domain whose SRV records list the initial cluster. */
   discoverySrv: string;
   /** --discovery-srv-name: suffix of the SRV service names (`_etcd-server-ssl-<name>._tcp`). */
@@ -578,6 +580,7 @@ export function resolveConfig(argv: readonly string[], env: NodeJS.ProcessEnv): 
     initialClusterToken: get("initial-cluster-token"),
     discovery: get("discovery"),
     discoveryFallback: get("discovery-fallback"),
+    discoveryProxy: get("discovery-proxy"),
     discoverySrv: get("discovery-srv"),
     discoverySrvName: get("discovery-srv-name"),
     maxSnapshots: num("max-snapshots"),

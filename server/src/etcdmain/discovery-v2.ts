@@ -12,6 +12,7 @@
  */
 import http from "node:http";
 import https from "node:https";
+import tls from "node:tls";
 import type { Logger } from "../pkg/logger.js";
 
 /** etcd's discovery errors (their texts are etcd's). */
@@ -40,6 +41,8 @@ export interface V2Answer {
 export interface DiscoveryDeps {
   /** An HTTP request to the discovery service; rejects when it cannot be reached. */
   request?(method: "GET" | "PUT", url: string, form?: string): Promise<V2Answer>;
+  /** --discovery-proxy: the HTTP proxy the service is reached through. */
+  proxy?: string;
   /** Waits between retries (tests pass a fast one). */
   sleep?(ms: number): Promise<void>;
   logger: Logger;
@@ -56,11 +59,37 @@ interface V2Node {
 /** Thrown when the service could not be reached: the step is retried after a backoff. */
 class Unreachable extends Error {}
 
-function httpRequest(method: "GET" | "PUT", url: string, form?: string): Promise<V2Answer> {
+/**
+ * --discovery-proxy as Go's http.ProxyURL: an http URL is asked of the proxy by its absolute URI,
+ * an https one through a CONNECT tunnel. A proxy without a scheme is http.
+ */
+export function proxiedRequestOptions(url: URL, proxy: string | undefined): Promise<http.RequestOptions> {
+  if (proxy === undefined || proxy === "") return Promise.resolve({});
+  const p = new URL(/^https?:\/\//.test(proxy) ? proxy : `http://${proxy}`);
+  const proxyPort = Number(p.port || (p.protocol === "https:" ? 443 : 80));
+  if (url.protocol === "http:") return Promise.resolve({ host: p.hostname, port: proxyPort, path: url.href, headers: { host: url.host } });
   return new Promise((resolve, reject) => {
-    const u = new URL(url);
+    const connect = http.request({ host: p.hostname, port: proxyPort, method: "CONNECT", path: `${url.hostname}:${url.port || 443}` });
+    connect.on("connect", (res, socket) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        reject(new Unreachable(`proxy answered ${res.statusCode} to CONNECT`));
+        return;
+      }
+      resolve({ createConnection: () => tls.connect({ socket, servername: url.hostname }) } as http.RequestOptions);
+    });
+    connect.on("error", (err) => reject(new Unreachable(err.message)));
+    connect.end();
+  });
+}
+
+async function httpRequest(method: "GET" | "PUT", url: string, form?: string, proxy?: string): Promise<V2Answer> {
+  const u = new URL(url);
+  const via = await proxiedRequestOptions(u, proxy);
+  return new Promise((resolve, reject) => {
     const lib = u.protocol === "https:" ? https : http;
-    const req = lib.request(u, { method, headers: form === undefined ? {} : { "content-type": "application/x-www-form-urlencoded" } }, (res) => {
+    const headers = { ...((via.headers as Record<string, string> | undefined) ?? {}), ...(form === undefined ? {} : { "content-type": "application/x-www-form-urlencoded" }) };
+    const req = lib.request(u, { method, ...via, headers }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d: string) => (body += d));
@@ -80,7 +109,7 @@ function httpRequest(method: "GET" | "PUT", url: string, form?: string): Promise
  * @throws DiscoveryError with etcd's text
  */
 export async function joinDiscoveryCluster(durl: string, memberId: bigint, self: string, deps: DiscoveryDeps): Promise<string> {
-  const request = deps.request ?? httpRequest;
+  const request = deps.request ?? ((method: "GET" | "PUT", url: string, form?: string) => httpRequest(method, url, form, deps.proxy));
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const u = new URL(durl);
   const token = u.pathname.replace(/\/+$/, "");

@@ -141,7 +141,6 @@ export const ETCD_FLAGS: ReadonlyMap<string, FlagSpec> = new Map(
 
 /** Accepted for compatibility; setting one logs a warning that etcd-ts does not act on it yet. */
 export const FLAGS_NOT_ACTED_ON: ReadonlySet<string> = new Set([
-  "discovery-proxy",
   "experimental-enable-v2v3", "proxy", "proxy-failure-wait", "proxy-refresh-interval",
   "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "enable-pprof",
   "experimental-backend-bbolt-freelist-type", "log-package-levels",
