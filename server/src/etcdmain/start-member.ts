@@ -42,7 +42,7 @@ import type { ServerConfig } from "./config.js";
 import { applyAutoTls } from "./auto-tls.js";
 import { planStart } from "./cluster-bootstrap.js";
 import { PeerHttpClient } from "../rafthttp/peer-http-client.js";
-import { checkClientSan, clientTlsOptions as peerTlsClientOptions, refuseDisallowed, serverTlsOptions, validateTlsInfo, type TlsInfo } from "../pkg/tls-info.js";
+import { checkClientSan, clientTlsOptions as peerTlsClientOptions, refuseDisallowed, serverTlsOptions, subjectAltNames, validateTlsInfo, type TlsInfo } from "../pkg/tls-info.js";
 import { PeerClient } from "../rafthttp/peer-client.js";
 import { sendSnapshot } from "../rafthttp/snapshot-sender.js";
 import { createSnapshotHandler, SnapshotDbCounters } from "../rafthttp/snapshot-handler.js";
@@ -185,9 +185,9 @@ function logRejected(logger: Logger, socket: tls.TLSSocket, err: Error): void {
   const cert = socket.getPeerCertificate?.();
   const fields: Record<string, unknown> = { "remote-addr": `${socket.remoteAddress}:${socket.remotePort}`, "server-name": (socket as tls.TLSSocket & { servername?: string | false }).servername || "" };
   if (cert !== undefined && cert !== null && Object.keys(cert).length > 0) {
-    const sans = (cert.subjectaltname ?? "").split(/,\s*/);
-    fields["ip-addresses"] = sans.filter((e) => e.startsWith("IP Address:")).map((e) => e.slice(11));
-    fields["dns-names"] = sans.filter((e) => e.startsWith("DNS:")).map((e) => e.slice(4));
+    const { ips, dns } = subjectAltNames(cert);
+    fields["ip-addresses"] = ips;
+    fields["dns-names"] = dns;
   }
   fields.error = err.message;
   logger.warn("rejected connection", fields);

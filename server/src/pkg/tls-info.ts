@@ -63,7 +63,7 @@ function canonicalIp(address: string): string {
 }
 
 /** The IP addresses and DNS names of a certificate's subjectAltName, as node prints it. */
-function subjectAltNames(cert: tls.PeerCertificate): { ips: string[]; dns: string[] } {
+export function subjectAltNames(cert: tls.PeerCertificate): { ips: string[]; dns: string[] } {
   const ips: string[] = [];
   const names: string[] = [];
   for (const entry of (cert.subjectaltname ?? "").split(/,\s*/)) {
