@@ -13,7 +13,7 @@
  * that it wraps the lean hook too (the takers meet only live streams).
  */
 import http2 from "node:http2";
-import { grpcHttp2Servers } from "./lean-path.js";
+import { wrapGrpcStreamListeners } from "./lean-path.js";
 
 const guarded = new WeakSet<object>();
 
@@ -26,18 +26,7 @@ export interface GuardReport {
 
 /** Guards every HTTP/2 server `grpcServer` has made so far; false (nothing changed) when grpc-js's internals are not as expected. */
 export function guardGrpcStreams(grpcServer: object, report?: GuardReport): boolean {
-  const servers = grpcHttp2Servers(grpcServer);
-  if (servers === undefined) return false;
-  for (const server of servers) {
-    if (guarded.has(server)) continue;
-    const listeners = server.listeners("stream") as StreamListener[];
-    for (const listener of listeners) {
-      server.removeListener("stream", listener);
-      server.on("stream", guardListener(listener, report));
-    }
-    guarded.add(server);
-  }
-  return true;
+  return wrapGrpcStreamListeners<StreamListener>(grpcServer, guarded, (listener) => guardListener(listener, report));
 }
 
 const ignore = (): void => {};

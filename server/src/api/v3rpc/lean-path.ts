@@ -306,12 +306,31 @@ export interface LeanTaker {
 /**
  * The HTTP/2 servers grpc-js's Server has made for its injectors and listeners (its private
  * `http2Servers` map, in 1.14.7), or undefined when grpc-js keeps no such map. Every hook on
- * grpc-js's servers (the lean path, the stream guard, the ping police, bridged peers) reads them
- * here.
+ * grpc-js's servers (the lean path, the stream guard, the non-gRPC router, the ping police,
+ * bridged peers) reads them here.
  */
 export function grpcHttp2Servers(grpcServer: object): EventEmitter[] | undefined {
   const servers = (grpcServer as { http2Servers?: unknown }).http2Servers;
   return servers instanceof Map ? [...(servers.keys() as IterableIterator<EventEmitter>)] : undefined;
+}
+
+/**
+ * Replaces every 'stream' listener of each of grpc-js's HTTP/2 servers not yet in `done` by
+ * `wrap(listener)`, and adds the server to `done` (the stream guard and the non-gRPC router each
+ * wrap once). False (nothing changed) when grpc-js's internals are not as expected.
+ */
+export function wrapGrpcStreamListeners<L extends (...args: any[]) => void>(grpcServer: object, done: WeakSet<object>, wrap: (listener: L) => L): boolean {
+  const servers = grpcHttp2Servers(grpcServer);
+  if (servers === undefined) return false;
+  for (const server of servers) {
+    if (done.has(server)) continue;
+    for (const listener of server.listeners("stream") as L[]) {
+      server.removeListener("stream", listener);
+      server.on("stream", wrap(listener));
+    }
+    done.add(server);
+  }
+  return true;
 }
 
 /** What the hook needs of grpc-js's Server beyond its HTTP/2 servers (private in 1.14.7). */

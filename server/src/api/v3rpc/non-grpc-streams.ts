@@ -12,7 +12,7 @@
  *   bridges such a stream to that server instead of grpc-js.
  */
 import type http2 from "node:http2";
-import { grpcHttp2Servers } from "./lean-path.js";
+import { wrapGrpcStreamListeners } from "./lean-path.js";
 
 /** Whether a request's content-type names gRPC (etcd's test: it contains "application/grpc"). */
 export function isGrpcContentType(contentType: string | undefined): boolean {
@@ -34,19 +34,11 @@ const routed = new WeakSet<object>();
  * goes to `other` instead. False (nothing changed) when grpc-js's internals are not as expected.
  */
 export function routeNonGrpcStreams(grpcServer: object, other: StreamListener): boolean {
-  const servers = grpcHttp2Servers(grpcServer);
-  if (servers === undefined) return false;
-  for (const server of servers) {
-    if (routed.has(server)) continue;
-    for (const listener of server.listeners("stream") as StreamListener[]) {
-      server.removeListener("stream", listener);
-      server.on("stream", function (this: unknown, stream, headers, flags, rawHeaders) {
-        const contentType = headers["content-type"];
-        if (isGrpcContentType(typeof contentType === "string" ? contentType : undefined)) listener.call(this, stream, headers, flags, rawHeaders);
-        else other(stream, headers, flags, rawHeaders);
-      } as StreamListener);
-    }
-    routed.add(server);
-  }
-  return true;
+  return wrapGrpcStreamListeners<StreamListener>(grpcServer, routed, (listener) =>
+    function (this: unknown, stream, headers, flags, rawHeaders) {
+      const contentType = headers["content-type"];
+      if (isGrpcContentType(typeof contentType === "string" ? contentType : undefined)) listener.call(this, stream, headers, flags, rawHeaders);
+      else other(stream, headers, flags, rawHeaders);
+    } as StreamListener,
+  );
 }
