@@ -22,7 +22,10 @@
  *   data that cannot go is queued per stream; write() returns false past the stream's high-water
  *   mark and onDrain is called when the queue falls below it again; a queue past its hard bound
  *   resets the stream (INTERNAL_ERROR);
- * - batching: frames produced in one event-loop turn go out in one socket write (setImmediate);
+ * - batching: frames produced in one event-loop turn go out in one socket write (setImmediate),
+ *   except that a turn which completes the connection's last open stream writes at its end
+ *   (process.nextTick): nothing could join it, and the answer need not wait out the loop's next
+ *   pass over I/O (at one request at a time, about 40 us of each round trip);
  *   while the socket is congested (write returned false until 'drain'), DATA waits in the queues;
  * - errors: a connection error sends GOAWAY with its code and closes the socket (the listening
  *   server is not affected); a stream error sends RST_STREAM; a peer that keeps sending while our
@@ -403,6 +406,7 @@ export class H2Connection implements FrameSink {
   private connRecvUnacked = 0;
   private continuation: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined = undefined;
   private flushScheduled = false;
+  private flushThisTurnScheduled = false;
   private socketBlocked = false;
   private goawaySent = false;
   private failed = false;
@@ -914,6 +918,9 @@ export class H2Connection implements FrameSink {
       this.writer.rstStream(stream.id, H2_NO_ERROR);
       this.closeStream(stream, H2_NO_ERROR);
     }
+    // The last open stream's answer is complete: nothing else on this connection would join its
+    // write, so it goes out at the end of this turn rather than after the loop's next I/O pass.
+    if (this.streams.size === 0) this.scheduleFlushThisTurn();
   }
 
   /** @internal */
@@ -979,6 +986,21 @@ export class H2Connection implements FrameSink {
 
   private readonly flushCallback = (): void => {
     this.flushScheduled = false;
+    this.flush();
+  };
+
+  /**
+   * Flushes once the current turn's callbacks and promise jobs are done (process.nextTick), ahead
+   * of the setImmediate flush, which then finds nothing to write.
+   */
+  private scheduleFlushThisTurn(): void {
+    if (this.flushThisTurnScheduled) return;
+    this.flushThisTurnScheduled = true;
+    process.nextTick(this.flushThisTurnCallback);
+  }
+
+  private readonly flushThisTurnCallback = (): void => {
+    this.flushThisTurnScheduled = false;
     this.flush();
   };
 

@@ -616,3 +616,54 @@ describe("H2Connection SETTINGS acknowledgement", () => {
     expect(closed).toBe(true);
   });
 });
+
+describe("H2Connection write batching", () => {
+  /**
+   * The first answer ends in its stream's onEnd (an I/O callback), which then queues a
+   * process.nextTick: the events say whether the socket write carrying the answer's trailers was
+   * made in that turn, ahead of the tick, or left for the loop's next pass (setImmediate).
+   */
+  async function answerOrder(concurrent: number): Promise<string[]> {
+    const events: string[] = [];
+    const held: H2Stream[] = [];
+    server = await startServer(
+      (stream) => {
+        stream.onData = () => {};
+        stream.onEnd = () => {
+          held.push(stream);
+          if (held.length < concurrent) return;
+          // the first stream ends while the others are still open (alone when concurrent is 1)
+          const first = held.shift()!;
+          first.respond(RESPONSE);
+          first.end(TRAILERS);
+          process.nextTick(() => events.push("tick"));
+          for (const s of held) {
+            s.respond(RESPONSE);
+            setImmediate(() => s.end(TRAILERS));
+          }
+        };
+      },
+      {},
+      (socket) => {
+        const write = socket.write.bind(socket) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+        socket.write = ((chunk: Buffer, ...rest: unknown[]) => {
+          if (Buffer.from(chunk).includes(Buffer.from(TRAILERS))) events.push("trailers written");
+          return write(chunk, ...rest);
+        }) as typeof socket.write;
+      },
+    );
+    client = http2.connect(`http://127.0.0.1:${server.port}`);
+    client.on("error", () => {});
+    const c = client;
+    await Promise.all(Array.from({ length: concurrent }, () => request(c, "/", Buffer.from("x"))));
+    return events;
+  }
+
+  it("writes the last open stream's answer in the turn that ends it", async () => {
+    expect(await answerOrder(1)).toEqual(["trailers written", "tick"]);
+  });
+
+  it("leaves an answer for the loop's next pass while other streams are open, to share their write", async () => {
+    expect((await answerOrder(2)).slice(0, 2)).toEqual(["tick", "trailers written"]);
+  });
+});

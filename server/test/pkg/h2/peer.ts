@@ -10,13 +10,15 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(onStream: (stream: H2Stream) => void, options: H2ConnectionOptions = {}): Promise<TestServer> {
+/** `onSocket` sees each accepted socket before its connection is made (tests that watch its writes). */
+export async function startServer(onStream: (stream: H2Stream) => void, options: H2ConnectionOptions = {}, onSocket?: (socket: net.Socket) => void): Promise<TestServer> {
   const connections: H2Connection[] = [];
   const errors: Error[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
+    onSocket?.(socket);
     connections.push(new H2Connection(options, { socket, handlers: { onStream, onError: (err) => errors.push(err) } }));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
