@@ -3,7 +3,8 @@
  * etcd-ts (or any two of them), interleaved like `npm run bench` (run.ts):
  *   - load workloads from etcd's own benchmark tool, its connections spread over all three
  *     members' client URLs (so most requests reach a follower and are forwarded, as for real
- *     clients): put with 1 client, put with 100 clients, linearizable range with 100 clients;
+ *     clients; the leader's URL last, so that a single connection takes a follower's path in
+ *     both clusters): put with 1 client, put with 100 clients, linearizable range with 100 clients;
  *   - leader failover: SIGKILL the leader and time until the first write acknowledged through a
  *     surviving member (puts with short deadlines, resent at once), the median of several; the
  *     killed member restarts on its data dir between runs.
@@ -127,12 +128,20 @@ async function runLoad(binaryPath: string, w: LoadWorkload): Promise<Record<stri
   const clusters: Cluster[] = [];
   try {
     for (const [k, t] of targets.entries()) clusters.push(await startCluster(t, k));
+    // etcd's benchmark dials its connections round-robin over the endpoints, from the first. The
+    // leader's URL goes last in both clusters: with one connection both measure a follower's path
+    // (client → follower → leader and back), the path two clients in three take, and with ten the
+    // leader holds three in both, rather than whichever member the election happened to pick.
+    const leaders = await Promise.all(clusters.map((c) => c.waitLeader()));
+    const endpoints = clusters.map((c, k) => [...c.clientUrls.filter((_, i) => i !== leaders[k]), c.clientUrls[leaders[k]!]!].join(","));
     const run = async (c: Cluster, total: number): Promise<BenchmarkReport> =>
-      runBenchmark({ binaryPath, endpoint: c.clientUrls.join(","), clients: w.clients, conns: w.conns, command: w.command(total), timeoutMs: 10 * 60_000 });
+      runBenchmark({ binaryPath, endpoint: endpoints[clusters.indexOf(c)]!, clients: w.clients, conns: w.conns, command: w.command(total), timeoutMs: 10 * 60_000 });
     const warm = [] as number[];
     const warmupTotal = scaledWarmup(w.warmupTotal, warmupScale);
     for (const c of clusters) warm.push((await run(c, warmupTotal)).requestsPerSec);
     const total = sizeTotal(w, warm);
+    const after = await Promise.all(clusters.map((c) => c.waitLeader()));
+    if (after.some((l, k) => l !== leaders[k])) console.log(`${w.name}: a leader changed during the warm-up; the endpoint order no longer puts it last`);
     console.log(`${w.name}: warm-up ${labels[0]} ${warm[0]!.toFixed(0)} req/s, ${labels[1]} ${warm[1]!.toFixed(0)} req/s; ${rounds} rounds of --total=${total}`);
     const sides: SideResult[] = labels.map((label) => ({ label, requestsPerSec: [], p50Ms: [], p99Ms: [], errors: 0 }));
     for (let r = 0; r < rounds; r++) {
