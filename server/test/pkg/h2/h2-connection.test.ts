@@ -9,7 +9,9 @@ import {
   FRAME_DATA,
   FRAME_GOAWAY,
   FRAME_HEADERS,
+  FRAME_PING,
   FRAME_RST_STREAM,
+  FRAME_SETTINGS,
   H2_CANCEL,
   H2_COMPRESSION_ERROR,
   H2_ENHANCE_YOUR_CALM,
@@ -661,6 +663,47 @@ describe("H2Connection write batching", () => {
 
   it("writes the last open stream's answer in the turn that ends it", async () => {
     expect(await answerOrder(1)).toEqual(["trailers written", "tick"]);
+  });
+
+  it("holds a PING's ack for one loop pass, so the request read with it is served first", async () => {
+    const GET = encodeHeaderBlock([":method", "GET", ":scheme", "http", ":path", "/"]);
+    const events: string[] = [];
+    const opaque = Buffer.from("bdp-ping");
+    const ackFrame = Buffer.concat([Buffer.from([0, 0, 8, FRAME_PING, 1, 0, 0, 0, 0]), opaque]);
+    server = await startServer(
+      (stream) => {
+        // the request's work is scheduled as a member schedules its Ready (setImmediate)
+        stream.onEnd = () =>
+          setImmediate(() => {
+            events.push("request served");
+            stream.respond(RESPONSE, true);
+          });
+      },
+      {},
+      (socket) => {
+        const write = socket.write.bind(socket) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+        socket.write = ((chunk: Buffer, ...rest: unknown[]) => {
+          if (Buffer.from(chunk).includes(ackFrame)) events.push("ping acked");
+          return write(chunk, ...rest);
+        }) as typeof socket.write;
+      },
+    );
+    const c = await RawClient.connect(server.port);
+    try {
+      c.socket.write(clientBytes());
+      await c.waitFor(() => c.frames.some((f) => f.type === FRAME_SETTINGS && (f.flags & 1) === 1));
+      await new Promise((r) => setTimeout(r, 20));
+      // grpc-go's order: a BDP ping as it read our last answer, then its next request, in one write
+      c.send((w) => {
+        w.ping(false, opaque);
+        w.headers(1, GET, true, 16384);
+      });
+      await c.waitFor(() => events.length === 2);
+      expect(events).toEqual(["request served", "ping acked"]);
+      expect(c.frames.some((f) => f.type === FRAME_PING && (f.flags & 1) === 1)).toBe(true);
+    } finally {
+      c.close();
+    }
   });
 
   it("leaves an answer for the loop's next pass while other streams are open, to share their write", async () => {
