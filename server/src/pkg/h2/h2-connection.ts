@@ -22,11 +22,14 @@
  *   data that cannot go is queued per stream; write() returns false past the stream's high-water
  *   mark and onDrain is called when the queue falls below it again; a queue past its hard bound
  *   resets the stream (INTERNAL_ERROR);
- * - batching: frames produced in one event-loop turn go out in one socket write (setImmediate),
- *   except that a turn which completes the connection's last open stream writes at its end
- *   (process.nextTick): nothing could join it, and the answer need not wait out the loop's next
- *   pass over I/O (at one request at a time, about 40 us of each round trip); a PING's ack waits
- *   one pass (grpc-go's BDP pings come just ahead of its next request, served first);
+ * - batching: frames produced in one event-loop turn go out in one socket write per connection,
+ *   at the loop's next pass (setImmediate, one for all connections), except that a turn which
+ *   completes a connection's last open stream writes at its end (process.nextTick): nothing
+ *   could join that answer, and it need not wait out the loop's next pass over I/O (at one
+ *   request at a time, about 40 us of each round trip). Every connection's output of that turn
+ *   goes then, in the order it was produced (a watch event before the answer to the put behind
+ *   it). A PING's ack waits one pass (grpc-go's BDP pings come just ahead of its next request,
+ *   served first);
  *   while the socket is congested (write returned false until 'drain'), DATA waits in the queues;
  * - errors: a connection error sends GOAWAY with its code and closes the socket (the listening
  *   server is not affected); a stream error sends RST_STREAM; a peer that keeps sending while our
@@ -371,6 +374,32 @@ function malformedRequest(fields: readonly string[]): string | undefined {
 }
 
 /**
+ * Connections with output waiting, in the order they first produced it since their last write.
+ * Written together at the loop's next pass (one setImmediate for all), or at the end of a turn
+ * that completes a connection's last open stream: then every connection's output of that turn
+ * goes, in order, so that a watch event notified before a put's answer is not written after it.
+ */
+let outputWaiting: H2Connection[] = [];
+let passFlushScheduled = false;
+let turnFlushScheduled = false;
+
+function flushWaitingOutput(): void {
+  const batch = outputWaiting;
+  outputWaiting = [];
+  for (const c of batch) c.flushWaiting();
+}
+
+function flushAtPass(): void {
+  passFlushScheduled = false;
+  flushWaitingOutput();
+}
+
+function flushAtTurnEnd(): void {
+  turnFlushScheduled = false;
+  flushWaitingOutput();
+}
+
+/**
  * One HTTP/2 server connection on `deps.socket` (plain TCP or TLS after ALPN "h2"). It takes the
  * socket's 'data', 'drain', 'close' and 'error' events from construction on.
  */
@@ -407,7 +436,6 @@ export class H2Connection implements FrameSink {
   private connRecvUnacked = 0;
   private continuation: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined = undefined;
   private flushScheduled = false;
-  private flushThisTurnScheduled = false;
   private socketBlocked = false;
   private goawaySent = false;
   private failed = false;
@@ -986,13 +1014,18 @@ export class H2Connection implements FrameSink {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(this.flushCallback);
+    outputWaiting.push(this);
+    if (!passFlushScheduled) {
+      passFlushScheduled = true;
+      setImmediate(flushAtPass);
+    }
   }
 
-  private readonly flushCallback = (): void => {
+  /** @internal (flushWaiting) */
+  flushWaiting(): void {
     this.flushScheduled = false;
     this.flush();
-  };
+  }
 
   /** Schedules the flush from the loop's next pass (unless one is already scheduled). */
   private scheduleFlushNextPass(): void {
@@ -1003,19 +1036,14 @@ export class H2Connection implements FrameSink {
   private readonly scheduleFlushCallback = (): void => this.scheduleFlush();
 
   /**
-   * Flushes once the current turn's callbacks and promise jobs are done (process.nextTick), ahead
-   * of the setImmediate flush, which then finds nothing to write.
+   * Flushes every connection's waiting output once the current turn's callbacks and promise jobs
+   * are done (process.nextTick), ahead of the pass's flush, which then finds less or nothing.
    */
   private scheduleFlushThisTurn(): void {
-    if (this.flushThisTurnScheduled) return;
-    this.flushThisTurnScheduled = true;
-    process.nextTick(this.flushThisTurnCallback);
+    if (turnFlushScheduled) return;
+    turnFlushScheduled = true;
+    process.nextTick(flushAtTurnEnd);
   }
-
-  private readonly flushThisTurnCallback = (): void => {
-    this.flushThisTurnScheduled = false;
-    this.flush();
-  };
 
   /** Pumps blocked streams, then writes everything gathered in one socket write. */
   private flush(): void {

@@ -706,6 +706,55 @@ describe("H2Connection write batching", () => {
     }
   });
 
+  it("writes the other connections' output of that turn first, in the order it was produced", async () => {
+    const events: string[] = [];
+    const marker = Buffer.from("watch-event-marker");
+    let watch: H2Stream | undefined;
+    server = await startServer(
+      (stream) => {
+        const path = stream.headers[stream.headers.indexOf(":path") + 1];
+        stream.onData = () => {};
+        if (path === "/watch") {
+          watch = stream;
+          stream.respond(RESPONSE);
+          return;
+        }
+        // as a member's Ready after the request was read: the put is applied, its watcher
+        // notified, then the put answered, in one turn
+        stream.onEnd = () =>
+          setImmediate(() => {
+            watch!.write(marker);
+            stream.respond(RESPONSE);
+            stream.end(TRAILERS);
+          });
+      },
+      {},
+      (socket) => {
+        const write = socket.write.bind(socket) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+        socket.write = ((chunk: Buffer, ...rest: unknown[]) => {
+          const b = Buffer.from(chunk);
+          if (b.includes(marker)) events.push("watch event written");
+          if (b.includes(Buffer.from(TRAILERS))) events.push("put answered");
+          return write(chunk, ...rest);
+        }) as typeof socket.write;
+      },
+    );
+    const watcher = http2.connect(`http://127.0.0.1:${server.port}`);
+    watcher.on("error", () => {});
+    try {
+      const w = watcher.request({ ":method": "POST", ":path": "/watch" });
+      w.on("error", () => {});
+      await until(() => watch !== undefined);
+      client = http2.connect(`http://127.0.0.1:${server.port}`);
+      client.on("error", () => {});
+      await request(client, "/put", Buffer.from("x"));
+      await until(() => events.length === 2);
+      expect(events).toEqual(["watch event written", "put answered"]);
+    } finally {
+      watcher.destroy();
+    }
+  });
+
   it("leaves an answer for the loop's next pass while other streams are open, to share their write", async () => {
     expect((await answerOrder(2)).slice(0, 2)).toEqual(["tick", "trailers written"]);
   });
