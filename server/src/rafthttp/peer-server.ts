@@ -22,6 +22,7 @@ import type { Message } from "../raft/types.js";
 import type { Logger } from "../pkg/logger.js";
 import { PeerMessageRefusedError, type PeerHandler } from "../server/transport-port.js";
 import { decodeMessage } from "./message-codec.js";
+import { goHttpError } from "../pkg/go-http-error.js";
 import { checkCompatibility, headerValue, idHex, parseIdHex, SERVER_VERSION } from "./peer-protocol.js";
 import type { StreamType } from "./stream.js";
 import type { StreamRegistry } from "./transport.js";
@@ -284,16 +285,9 @@ export function peerRequestHandler(options: PeerServerOptions, deps: PeerServerD
   };
 }
 
-/** Go's http.Error. */
+/** Go's http.Error; a response already under way is cut off instead. */
 function httpError(res: http.ServerResponse, status: number, text: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.statusCode = status;
-  res.setHeader("Content-Type", "text/plain; charset=utf-8");
-  res.setHeader("X-Content-Type-Options", "nosniff");
-  res.end(text + "\n");
+  if (!goHttpError(res, status, text)) res.destroy();
 }
 
 /** etcd's HTTPError.WriteTo: {"message": …} as JSON. */

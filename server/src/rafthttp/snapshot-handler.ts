@@ -33,6 +33,7 @@ import { open, rename, rm } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { BboltReader } from "../mvcc/backend/bbolt-reader.js";
+import { goHttpError } from "../pkg/go-http-error.js";
 import type { Logger } from "../pkg/logger.js";
 import { MessageType, type Message, type NodeId } from "../raft/types.js";
 import { PeerMessageRefusedError, snapshotDatabaseFileName, type PeerHandler } from "../server/transport-port.js";
@@ -154,14 +155,6 @@ class BodyReader {
   }
 }
 
-/** Answers as Go's http.Error does. */
-function httpError(res: ServerResponse, status: number, text: string): void {
-  if (res.headersSent || res.destroyed) return;
-  res.setHeader("Content-Type", "text/plain; charset=utf-8");
-  res.setHeader("X-Content-Type-Options", "nosniff");
-  res.statusCode = status;
-  res.end(text + "\n");
-}
 
 /**
  * The handler for `POST /raft/snapshot` (route it there; it reads the whole request). It never
@@ -180,7 +173,7 @@ export function createSnapshotHandler(
       await handle(req, res);
     } catch (err) {
       logger.error("snapshot request failed unexpectedly", { error: String(err) });
-      httpError(res, 500, `failed to process raft message (${err instanceof Error ? err.message : String(err)})`);
+      goHttpError(res, 500, `failed to process raft message (${err instanceof Error ? err.message : String(err)})`);
     }
     // what is left of a refused request's body is drained (the client then reads the answer),
     // up to a bound past which the connection goes
@@ -198,14 +191,14 @@ export function createSnapshotHandler(
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== "POST") {
       res.setHeader("Allow", "POST");
-      httpError(res, 405, "Method Not Allowed");
+      goHttpError(res, 405, "Method Not Allowed");
       return;
     }
     res.setHeader("X-Etcd-Cluster-ID", idString(options.clusterId));
     const refused = checkPeerRequest(req.headers, options);
     if (refused !== undefined) {
       logger.warn("refused a snapshot request", { reason: refused, "remote-peer-cluster-id": req.headers["x-etcd-cluster-id"] });
-      httpError(res, 412, refused);
+      goHttpError(res, 412, refused);
       return;
     }
     const remote = remoteOfRequest(req.headers);
@@ -221,13 +214,13 @@ export function createSnapshotHandler(
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       logger.warn("failed to decode a snapshot message", { error: why });
-      httpError(res, 400, `failed to decode raft message (${why})`);
+      goHttpError(res, 400, `failed to decode raft message (${why})`);
       return;
     }
     const snapshot = message.snapshot;
     if (message.type !== MessageType.Snap) {
       logger.warn("unexpected raft message type on the snapshot path", { "message-type": message.type });
-      httpError(res, 400, "wrong raft message type");
+      goHttpError(res, 400, "wrong raft message type");
       return;
     }
     const index = snapshot?.metadata.index ?? 0;
@@ -253,7 +246,7 @@ export function createSnapshotHandler(
       const why = err instanceof Error ? err.message : String(err);
       settle(false);
       logger.warn("failed to save incoming database snapshot", { "incoming-snapshot-index": index, error: why });
-      httpError(res, 500, `failed to save KV snapshot (${why})`);
+      goHttpError(res, 500, `failed to save KV snapshot (${why})`);
       return;
     }
     logger.info("received and saved database snapshot", { "incoming-snapshot-index": index, "incoming-snapshot-size-bytes": bytes });
@@ -276,7 +269,7 @@ export function createSnapshotHandler(
       }
       const why = err instanceof Error ? err.message : String(err);
       logger.warn("failed to process a snapshot message", { error: why });
-      httpError(res, 500, `failed to process raft message (${why})`);
+      goHttpError(res, 500, `failed to process raft message (${why})`);
       return;
     }
     settle(true);

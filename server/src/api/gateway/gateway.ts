@@ -34,6 +34,7 @@ import { StringDecoder } from "node:string_decoder";
 import type http from "node:http";
 import { Metadata, status as Status } from "@grpc/grpc-js";
 import { statusOf } from "../v3rpc/errors.js";
+import { goHttpError } from "../../pkg/go-http-error.js";
 import type { ServiceRegistry } from "../v3rpc/service-registry.js";
 import { GATEWAY_SCHEMA } from "./schema.js";
 import { GatewayCodec, GatewayInputError, JsonReader, type JsonValue } from "./json-mapping.js";
@@ -143,8 +144,14 @@ export class Gateway {
     const prefix = PREFIXES.find((p) => pathname.startsWith(p))!;
     const route = this.routes.get(pathname.slice(prefix.length));
     const unserved = this.unserved.get(pathname.slice(prefix.length));
-    if (route === undefined && unserved === undefined) return plain(res, 404, "Not Found");
-    if (req.method !== "POST") return plain(res, 405, "Method Not Allowed");
+    if (route === undefined && unserved === undefined) {
+      goHttpError(res, 404, "Not Found");
+      return;
+    }
+    if (req.method !== "POST") {
+      goHttpError(res, 405, "Method Not Allowed");
+      return;
+    }
     if (route === undefined) return this.unimplemented(unserved!, req, res);
     if (route.kind === "bidi") return this.bidi(route, req, res);
     readBody(req, this.options.bodyBytesMax).then(
@@ -447,13 +454,6 @@ function redirectToSubtree(req: http.IncomingMessage, res: http.ServerResponse, 
   res.end();
 }
 
-/** Go's http.Error, as grpc-gateway answers a path or method it does not route: the text and a newline. */
-function plain(res: http.ServerResponse, status: number, text: string): void {
-  res.statusCode = status;
-  res.setHeader("Content-Type", "text/plain; charset=utf-8");
-  res.setHeader("X-Content-Type-Options", "nosniff");
-  res.end(`${text}\n`);
-}
 
 function jsonError(res: http.ServerResponse, code: number, message: string): void {
   if (res.writableEnded || res.destroyed) return;

@@ -10,6 +10,7 @@ import type { EtcdServer } from "../../server/etcd-server.js";
 import { CLUSTER_VERSION, ETCD_API_VERSION } from "../../server/etcd-server.js";
 import type { ServiceRegistry } from "../v3rpc/service-registry.js";
 import { Gateway, gatewayBodyBytesMax, gatewayMessageBytesMax } from "../gateway/gateway.js";
+import { goHttpError } from "../../pkg/go-http-error.js";
 import type { Metrics } from "./metrics.js";
 
 /** etcd's health check gives a proposal this long to commit. */
@@ -32,14 +33,6 @@ async function healthy(server: EtcdServer, excludedAlarms: ReadonlySet<string>):
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Go's http.Error: the text and a newline, as plain text the client must not sniff. */
-function goHttpError(res: http.ServerResponse, status: number, text: string): void {
-  res.statusCode = status;
-  res.setHeader("Content-Type", "text/plain; charset=utf-8");
-  res.setHeader("X-Content-Type-Options", "nosniff");
-  res.end(`${text}\n`);
 }
 
 /**

@@ -12,6 +12,7 @@ import type http from "node:http";
 import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
 import { goJsonStringify, type GoJsonValue } from "../../pkg/go-json.js";
 import { V2Error, V2ErrorCode } from "../../v2store/errors.js";
+import { goMethodNotAllowed } from "../../pkg/go-http-error.js";
 import { externJson, type NodeExtern, type V2Event, type V2Store, type V2Watcher } from "../../v2store/v2-store.js";
 
 /** What the keys API needs of the member (EtcdServer implements it). */
@@ -239,11 +240,7 @@ export interface KeysHandlerOptions {
 export async function serveKeys(member: V2KeysMember, options: KeysHandlerOptions, req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
   const method = req.method ?? "GET";
   if (!["HEAD", "GET", "PUT", "POST", "DELETE"].includes(method)) {
-    res.setHeader("Allow", "HEAD,GET,PUT,POST,DELETE");
-    res.setHeader("Content-Type", "text/plain; charset=utf-8");
-    res.setHeader("X-Content-Type-Options", "nosniff");
-    res.statusCode = 405;
-    res.end("Method Not Allowed\n");
+    goMethodNotAllowed(res, "HEAD,GET,PUT,POST,DELETE");
     return;
   }
   res.setHeader("X-Etcd-Cluster-ID", member.clusterId.toString(16));

@@ -6,6 +6,7 @@
  */
 import type http from "node:http";
 import type { MemberRecord } from "../../server/cluster/membership.js";
+import { goHttpError, goMethodNotAllowed } from "../../pkg/go-http-error.js";
 import { KEYS_PREFIX, serveKeys, type V2KeysMember } from "./keys.js";
 
 /** What the v2 API needs of the member (EtcdServer implements it). */
@@ -114,10 +115,7 @@ export function v2Handler(member: V2Member, options: V2HandlerOptions): (req: ht
         return;
       }
       default:
-        res.statusCode = 404;
-        res.setHeader("Content-Type", "text/plain; charset=utf-8");
-        res.setHeader("X-Content-Type-Options", "nosniff");
-        res.end("404 page not found\n");
+        goHttpError(res, 404, "404 page not found");
     }
   };
 }
@@ -160,11 +158,7 @@ function clientUrls(member: V2Member): string[] {
 /** Go's allowMethod: 405 with Allow listing the methods. */
 function allowMethod(req: http.IncomingMessage, res: http.ServerResponse, ...methods: string[]): boolean {
   if (methods.includes(req.method ?? "")) return true;
-  res.setHeader("Allow", methods.join(","));
-  res.setHeader("Content-Type", "text/plain; charset=utf-8");
-  res.setHeader("X-Content-Type-Options", "nosniff");
-  res.statusCode = 405;
-  res.end("Method Not Allowed\n");
+  goMethodNotAllowed(res, methods.join(","));
   return false;
 }
 
@@ -251,10 +245,7 @@ function checkPeerUrls(urls: unknown): string | undefined {
 function memberIdFrom(res: http.ServerResponse, p: string): bigint | undefined {
   const idStr = p.slice(MEMBERS_PREFIX.length).replace(/^\//, "");
   if (idStr === "") {
-    res.statusCode = 405;
-    res.setHeader("Content-Type", "text/plain; charset=utf-8");
-    res.setHeader("X-Content-Type-Options", "nosniff");
-    res.end("Method Not Allowed\n");
+    goHttpError(res, 405, "Method Not Allowed");
     return undefined;
   }
   if (!/^[0-9a-fA-F]{1,16}$/.test(idStr)) {
