@@ -1021,7 +1021,7 @@ export class H2Connection implements FrameSink {
     }
   }
 
-  /** @internal (flushWaiting) */
+  /** @internal (flushWaitingOutput) */
   flushWaiting(): void {
     this.flushScheduled = false;
     this.flush();
