@@ -443,6 +443,16 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
   let phase: "faults" | "liveness" = "faults";
   /** One membership change at a time (etcd's strict reconfiguration). */
   let membershipBusy = false;
+  // Joins scheduled but not run yet: a new member's start, and the later look for an add whose
+  // proposer gave up.
+  let joinsPending = 0;
+  const scheduleJoin = (at: number, fn: () => void | Promise<void>): void => {
+    joinsPending++;
+    cluster.schedule(at, () => {
+      joinsPending--;
+      return fn();
+    });
+  };
   let peerUrlSeq = 0;
   const downMs = (): number => faultRng.between(profile.heartbeatMs, 8 * profile.electionMs);
   const healLater = (): void => cluster.schedule(cluster.now + faultRng.between(profile.electionMs / 2, 10 * profile.electionMs), () => cluster.network.heal(false));
@@ -547,7 +557,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
         const join = (id: bigint): void => {
           if (cluster.member(id)) return;
           const joined = cluster.addMember(id, url, clusterId);
-          cluster.schedule(cluster.now + faultRng.between(1, 5 * profile.heartbeatMs), () => startMember(joined));
+          scheduleJoin(cluster.now + faultRng.between(1, 5 * profile.heartbeatMs), () => startMember(joined));
         };
         void leader.server.memberAdd([url], true).then(
           ({ member }) => {
@@ -557,7 +567,7 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
           () => {
             // The change may still commit after its proposer gave up: look for it later, so that
             // no member of the configuration goes without its process.
-            cluster.schedule(cluster.now + 20 * profile.electionMs, () => {
+            scheduleJoin(cluster.now + 20 * profile.electionMs, () => {
               const added = cluster.leader()?.server.membership.list().find((r) => r.peerUrls.includes(url));
               if (added) join(added.id);
             });
@@ -674,6 +684,26 @@ export async function runRealSimulation(profile: RealSimProfile, trace?: (line: 
           return `${m.name} (revision ${st.store.currentRevision}, applied ${st.applied}, committed ${st.committed}, term ${st.term}, leader ${st.leader.toString(16)})`;
         };
         if (behind.length > 0) fail(`liveness: ${behind.map(describeMember).join(", ")} did not reach revision ${marker.revision}`);
+        // A member whose add committed at the end of the fault phase starts after the
+        // configuration above was taken: its start comes next, and every member, the new one
+        // included, catches up before the stores are compared.
+        if (failure === undefined && (joinsPending > 0 || cluster.current().length !== inConfiguration.length)) {
+          const settleDeadline = cluster.now + profile.livenessBoundMs;
+          const settled = (): boolean => {
+            if (joinsPending > 0) return false;
+            const members = cluster.current();
+            if (!members.every((m) => m.alive && (m.member?.server.store.currentRevision ?? 0) >= marker!.revision)) return false;
+            const applied = new Set(members.map((m) => m.server.applied));
+            return applied.size === 1 && cluster.leader()?.server.committed === [...applied][0];
+          };
+          while (cluster.now < settleDeadline && !settled()) {
+            await cluster.runUntil(cluster.now + 5 * profile.heartbeatMs, () => checks.violation !== undefined);
+          }
+          failure ??= haltedMember(cluster);
+          if (failure === undefined && !settled()) {
+            fail(`liveness: members did not catch up with the ones that joined late (${cluster.current().map(describeMember).join(", ")})`);
+          }
+        }
       }
       if (failure === undefined && checks.violation) fail(`${checks.violation.invariant}: ${checks.violation.detail}`);
       if (failure === undefined) failure = haltedMember(cluster);
