@@ -22,7 +22,7 @@ import type { Message } from "../raft/types.js";
 import type { Logger } from "../pkg/logger.js";
 import { PeerMessageRefusedError, type PeerHandler } from "../server/transport-port.js";
 import { decodeMessage } from "./message-codec.js";
-import { goHttpError } from "../pkg/go-http-error.js";
+import { goHttpError, goMethodNotAllowed } from "../pkg/go-http-error.js";
 import { checkCompatibility, headerValue, idHex, parseIdHex, SERVER_VERSION } from "./peer-protocol.js";
 import type { StreamType } from "./stream.js";
 import type { StreamRegistry } from "./transport.js";
@@ -300,8 +300,7 @@ function jsonError(res: http.ServerResponse, status: number, message: string): v
 function allowMethod(req: http.IncomingMessage, res: http.ServerResponse, method: string): boolean {
   if (req.method === method) return true;
   req.resume();
-  res.setHeader("Allow", method);
-  httpError(res, 405, "Method Not Allowed");
+  if (!goMethodNotAllowed(res, method)) res.destroy();
   return false;
 }
 

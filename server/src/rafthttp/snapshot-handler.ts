@@ -33,7 +33,7 @@ import { open, rename, rm } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { BboltReader } from "../mvcc/backend/bbolt-reader.js";
-import { goHttpError } from "../pkg/go-http-error.js";
+import { goHttpError, goMethodNotAllowed } from "../pkg/go-http-error.js";
 import type { Logger } from "../pkg/logger.js";
 import { MessageType, type Message, type NodeId } from "../raft/types.js";
 import { PeerMessageRefusedError, snapshotDatabaseFileName, type PeerHandler } from "../server/transport-port.js";
@@ -155,7 +155,6 @@ class BodyReader {
   }
 }
 
-
 /**
  * The handler for `POST /raft/snapshot` (route it there; it reads the whole request). It never
  * rejects: every failure is answered as etcd answers it, and logged.
@@ -190,8 +189,7 @@ export function createSnapshotHandler(
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== "POST") {
-      res.setHeader("Allow", "POST");
-      goHttpError(res, 405, "Method Not Allowed");
+      goMethodNotAllowed(res, "POST");
       return;
     }
     res.setHeader("X-Etcd-Cluster-ID", idString(options.clusterId));

@@ -10,7 +10,7 @@ import type { EtcdServer } from "../../server/etcd-server.js";
 import { CLUSTER_VERSION, ETCD_API_VERSION } from "../../server/etcd-server.js";
 import type { ServiceRegistry } from "../v3rpc/service-registry.js";
 import { Gateway, gatewayBodyBytesMax, gatewayMessageBytesMax } from "../gateway/gateway.js";
-import { goHttpError } from "../../pkg/go-http-error.js";
+import { goHttpError, goMethodNotAllowed } from "../../pkg/go-http-error.js";
 import type { Metrics } from "./metrics.js";
 
 /** etcd's health check gives a proposal this long to commit. */
@@ -42,8 +42,7 @@ async function healthy(server: EtcdServer, excludedAlarms: ReadonlySet<string>):
  */
 function serveHealth(server: EtcdServer, metrics: Metrics, req: http.IncomingMessage, url: URL, res: http.ServerResponse): void {
   if (req.method !== "GET") {
-    res.setHeader("Allow", "GET");
-    goHttpError(res, 405, "Method Not Allowed");
+    goMethodNotAllowed(res, "GET");
     return;
   }
   const excluded = new Set(url.searchParams.getAll("exclude"));
