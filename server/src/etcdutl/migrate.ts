@@ -117,7 +117,7 @@ export async function migrateEtcdDataDir(options: MigrateOptions, logger: Logger
         if (k[0] === Bucket.members) records.members.push([k.subarray(1), v]);
         yield [k, v];
       }
-      membership.load(records);
+      membership.load(records, undefined, consistentIndex);
       yield [bucketKey("meta", V2_STORE_META_KEY), membership.v2.save()];
       yield [bucketKey("meta", CONF_STATE_KEY), encodeConfState(confState)];
       yield [bucketKey("meta", META_CONSISTENT_INDEX), encodeUint64(consistentIndex)];

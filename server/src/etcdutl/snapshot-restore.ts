@@ -196,6 +196,7 @@ export async function restoreSnapshot(options: RestoreOptions, logger: Logger): 
 
   // The new membership: member records and the v2 store image, as the member's own add writes them.
   const membership = new Membership(clusterId);
+  membership.v2Index = commit; // the image below is the v2 store as of the last conf change
   const membershipRecords: Array<[Buffer, Buffer]> = [];
   const session = collectingSession(membershipRecords);
   for (const m of members) membership.add(m, session);

@@ -31,6 +31,7 @@ import { AlarmStore } from "./alarms.js";
 import { CONF_STATE_KEY, decodeConfState } from "./cluster/conf-change.js";
 import { computeClusterId, computeMemberId } from "./cluster/member-id.js";
 import { Membership, encodeMember, loadMembershipRecords } from "./cluster/membership.js";
+import { catchUpV2Store } from "./apply/v2-applier.js";
 import type { PeerVersions } from "./cluster/cluster-version.js";
 import { Compactor } from "./compactor.js";
 import { EtcdServer, electionTicksFor, type EtcdServerOptions } from "./etcd-server.js";
@@ -175,8 +176,10 @@ interface RecoveredLog {
   bootstrapPeers?: { id: bigint; context: Uint8Array }[];
   /** A new cluster's other members (--initial-cluster), for the transport until the membership is applied. */
   initialPeers?: { id: bigint; peerUrls: string[] }[];
-  /** The data of the raft snapshot the member restarted from (etcd's v2 store JSON, or older etcd-ts `{"clusterVersion":..}`). */
-  snapshotData?: Uint8Array;
+  /** The raft snapshot the member restarted from: its index and data (etcd's v2 store JSON, or older etcd-ts `{"clusterVersion":..}`). */
+  snapshot?: { index: number; data: Uint8Array };
+  /** The WAL's entries after that snapshot that the backend holds already (up to its consistent index). */
+  appliedEntries?: Entry[];
 }
 
 /** @throws Error when the member has no WAL and no initial cluster, or its disk is unreadable. */
@@ -214,7 +217,10 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
   if (log.bootstrapPeers) rawNode.bootstrap(log.bootstrapPeers);
 
   const membership = new Membership(log.clusterId);
-  membership.load(await loadMembershipRecords(store), log.snapshotData);
+  membership.load(await loadMembershipRecords(store), log.snapshot, store.consistentIndex());
+  // The v2 store is saved only at membership changes and in raft snapshots: the v2 requests
+  // applied since the newer of the two are in the WAL.
+  for (const e of log.appliedEntries ?? []) catchUpV2Store(membership, e);
   const alarms = new AlarmStore();
   alarms.load(await store.loadRecords("alarm"));
   const leaseRecords = new LeaseRecords(store);
@@ -363,6 +369,7 @@ async function restartLog(deps: BootstrapDeps, store: MvccStorePort, forceNewClu
   }
   storage.setHardState(opened.hardState);
   let entries = opened.entries;
+  let appliedEntries: Entry[] | undefined;
   if (snapshot && backend.consistentIndex() < snapshot.metadata.index) await recoverSnapshotBackend(deps, store, snapshot);
   const consistentIndex = backend.consistentIndex();
   const confRecord = await backend.get("meta", CONF_STATE_KEY);
@@ -374,6 +381,7 @@ async function restartLog(deps: BootstrapDeps, store: MvccStorePort, forceNewClu
     // disk (it is written without fsync) may lag the backend, never the other way round.
     if (opened.hardState.commit < consistentIndex) storage.setHardState({ ...opened.hardState, commit: consistentIndex });
     applied = consistentIndex;
+    appliedEntries = entries.filter((e) => e.index <= consistentIndex);
     entries = entries.filter((e) => e.index > consistentIndex);
   }
   if (forceNewCluster) {
@@ -393,11 +401,15 @@ async function restartLog(deps: BootstrapDeps, store: MvccStorePort, forceNewClu
     storage.setHardState(hardState);
     storage.append(entries);
     deps.logger.info("forcing restart member", { "cluster-id": clusterId, "local-member-id": memberId, "commit-index": hardState.commit });
-    return { memberId, clusterId, wal: opened.wal, storage, applied, confState, snapshotData: snapshot?.data };
+    return { memberId, clusterId, wal: opened.wal, storage, applied, confState, snapshot: snapshotOf(snapshot), appliedEntries };
   }
   storage.append(entries);
   deps.logger.info("restarting local member", { "cluster-id": clusterId, "local-member-id": memberId, "commit-index": opened.hardState.commit });
-  return { memberId, clusterId, wal: opened.wal, storage, applied, confState, snapshotData: snapshot?.data };
+  return { memberId, clusterId, wal: opened.wal, storage, applied, confState, snapshot: snapshotOf(snapshot), appliedEntries };
+}
+
+function snapshotOf(snapshot: Snapshot | undefined): RecoveredLog["snapshot"] {
+  return snapshot === undefined ? undefined : { index: snapshot.metadata.index, data: snapshot.data };
 }
 
 /** A member joining a running cluster: an empty log under the IDs the cluster gave it. */

@@ -39,6 +39,8 @@ const b = (x: string): Buffer => Buffer.from(x);
 class ApplySide {
   private confState: ConfState = { voters: [], learners: [] };
   nextIndex = 1;
+  /** Every entry applied through `apply` and `addMember`, in order. */
+  readonly entries: Entry[] = [];
 
   private constructor(
     readonly store: MvccStorePort,
@@ -98,12 +100,15 @@ class ApplySide {
     const entries: Entry[] = requests.map((r) => ({
       term: 1, index: this.nextIndex++, type: EntryType.Normal, data: InternalRaftRequest.encode(raftRequest(r)).finish(),
     }));
+    this.entries.push(...entries);
     await this.loop.apply({ entries });
   }
 
   async addMember(id: bigint, name: string): Promise<void> {
     const cc: ConfChange = { type: ConfChangeType.AddNode, nodeId: id, context: encodeMember({ id, name, peerUrls: [`http://${name}:2380`], clientUrls: [], isLearner: false }) };
-    await this.loop.apply({ entries: [{ term: 1, index: this.nextIndex++, type: EntryType.ConfChange, data: encodeConfChange(cc) }] });
+    const entry: Entry = { term: 1, index: this.nextIndex++, type: EntryType.ConfChange, data: encodeConfChange(cc) };
+    this.entries.push(entry);
+    await this.loop.apply({ entries: [entry] });
   }
 
   async everything(): Promise<string[]> {
@@ -253,7 +258,7 @@ describe("installing a leader's snapshot", () => {
     expect(upToStats(target.membership.v2.save())).toBe(upToStats(source.membership.v2.save()));
     // And the records were written: a restart of the target loads the same membership.
     const again = new Membership(CLUSTER_ID);
-    again.load(await loadMembershipRecords(target.store));
+    again.load(await loadMembershipRecords(target.store), undefined, target.store.consistentIndex());
     expect(again.list()).toEqual(unpublished);
     expect(upToStats(again.v2.save())).toBe(upToStats(target.membership.v2.save()));
   });
@@ -284,6 +289,40 @@ describe("installing a leader's snapshot", () => {
     await target.apply(...later);
     expect(await target.store.hashKV(0)).toEqual(await source.store.hashKV(0));
     expect(target.store.currentRevision).toBe(source.store.currentRevision);
+  });
+
+  it("brings the v2 store from the newer of the snapshot's and the image's up to the image with the entries after it", async () => {
+    const v2put = (id: bigint, key: string, value: string): Partial<InternalRaftRequest> => ({ v2: { ID: id, Method: "PUT", Path: `/1/${key}`, Val: value } });
+    const upToStats = (j: Buffer): string => j.toString().slice(0, j.indexOf(',"Stats"'));
+    for (const membershipChangeAfterSnapshot of [false, true]) {
+      const source = await side();
+      const target = await side();
+      await source.addMember(1n, "one");
+      for (let i = 0; i < 5; i++) await source.apply(v2put(BigInt(20 + i), `a${i}`, `${i}`), put(`k${i}`, `${i}`));
+      const snapshotIndex = source.store.consistentIndex();
+      const snapshotData = source.membership.v2.save();
+      // After the snapshot: v2 writes (not saved in the image), and maybe a membership change
+      // (which saves the image, as of its own index) followed by more v2 writes.
+      await source.apply(v2put(30n, "a0", "again"), { v2: { ID: 31n, Method: "POST", Path: "/1/queue", Val: "q" } });
+      if (membershipChangeAfterSnapshot) await source.addMember(2n, "two");
+      await source.apply(v2put(32n, "a9", "nine"), { v2: { ID: 33n, Method: "DELETE", Path: "/1/a1" } }, put("k9", "x"));
+      const later: Entry[] = [];
+      for (let i = snapshotIndex + 1; i <= source.store.consistentIndex(); i++) later.push(source.entries[i - 1]!);
+      await targetHistory(target);
+
+      target.images.keep(snapshotIndex, source.store.image(), target.loop.applied);
+      await target.loop.apply({ snapshot: { ...snapshotAt(snapshotIndex), data: snapshotData }, entries: [] });
+      expect(target.store.consistentIndex()).toBe(source.store.consistentIndex());
+      // The image is ahead of the snapshot: its entries arrive from the log, already in the
+      // backend; the v2 requests among them still reach the v2 store, once.
+      await target.loop.apply({ entries: later });
+      expect(upToStats(target.membership.v2.save()), `membership change after the snapshot: ${membershipChangeAfterSnapshot}`).toBe(upToStats(source.membership.v2.save()));
+      expect(target.membership.v2Index).toBe(source.store.consistentIndex());
+      await target.loop.apply({ entries: later });
+      expect(upToStats(target.membership.v2.save())).toBe(upToStats(source.membership.v2.save()));
+      expect(await target.store.hashKV(0)).toEqual(await source.store.hashKV(0));
+      expect(target.membership.list().map((m) => m.id)).toEqual(source.membership.list().map((m) => m.id));
+    }
   });
 
   it("sends the target's watchers to catch up from the image, or cancels them as compacted", async () => {

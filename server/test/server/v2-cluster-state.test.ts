@@ -13,7 +13,7 @@ import { InternalRaftRequest } from "@etcd-ts/proto/etcdserverpb/raft_internal";
 import { decodeEntry, encodeV2Request } from "../../src/server/apply/entry-codec.js";
 import { applyV2Request } from "../../src/server/apply/v2-applier.js";
 import { applyConfChangeToMembership, memberOfConfChange, validateConfChange } from "../../src/server/cluster/conf-change.js";
-import { decodeMember, encodeMember, Membership, V2_STORE_META_KEY } from "../../src/server/cluster/membership.js";
+import { decodeMember, encodeMember, Membership, V2_STORE_INDEX_META_KEY, V2_STORE_META_KEY } from "../../src/server/cluster/membership.js";
 import { decideClusterVersion, type PeerVersions } from "../../src/server/cluster/cluster-version.js";
 import type { RecordBucket, WriteSession } from "../../src/server/store-port.js";
 import { decodeConfChange } from "../../src/raft/conf-change-codec.js";
@@ -115,11 +115,13 @@ describe("etcd 3.4's log applied as etcd 3.4 applies it", () => {
   it("recovers members and the cluster version from 3.4's snapshot data, as 3.4 does", () => {
     const membership = new Membership(1n);
     const w = fakeSession();
-    membership.recoverFromV2Store(Buffer.from(storeJson), w);
+    membership.recoverFromV2Store(Buffer.from(storeJson), 7, w);
     expect(membership.list()).toEqual([{ id: 0x15ffa49f0fb8a805n, name: "n1", peerUrls: ["http://127.0.0.1:42261"], clientUrls: ["http://127.0.0.1:40189"], isLearner: false }]);
     expect(membership.isRemoved(0x27d724e97d334fa5n)).toBe(true);
     expect(membership.clusterVersion).toBe("3.4.0");
-    expect([...w.staged.keys()]).toEqual([`meta/${V2_STORE_META_KEY.toString()}`]);
+    expect([...w.staged.keys()]).toEqual([`meta/${V2_STORE_META_KEY.toString()}`, `meta/${V2_STORE_INDEX_META_KEY.toString()}`]);
+    expect(w.staged.get(`meta/${V2_STORE_INDEX_META_KEY.toString()}`)?.readBigUInt64BE()).toBe(7n);
+    expect(membership.v2Index).toBe(7);
     // Byte for byte up to the stats (which count this member's own reads).
     const saved = membership.v2.save().toString();
     expect(saved.slice(0, saved.indexOf(',"Stats"'))).toBe(storeJson.slice(0, storeJson.indexOf(',"Stats"')));
@@ -210,14 +212,16 @@ describe("data dirs written before etcd 3.4's layout", () => {
         membersRemoved: [],
         cluster: [],
       },
-      Buffer.from('{"clusterVersion":"3.4.0"}'),
+      { index: 3, data: Buffer.from('{"clusterVersion":"3.4.0"}') },
+      5,
     );
+    expect(membership.v2Index).toBe(5);
     expect(membership.list()).toEqual([{ id: 0xan, name: "a", peerUrls: ["http://pa"], clientUrls: ["http://ca"], isLearner: false }]);
     expect(membership.isRemoved(0xbn)).toBe(true);
     expect(membership.clusterVersion).toBe("3.4.0");
     const copy = new Membership(1n);
     const w = fakeSession();
-    copy.recoverFromV2Store(membership.v2.save(), w);
+    copy.recoverFromV2Store(membership.v2.save(), 5, w);
     expect(copy.list()).toEqual(membership.list());
     expect(copy.isRemoved(0xbn)).toBe(true);
     expect(copy.clusterVersion).toBe("3.4.0");

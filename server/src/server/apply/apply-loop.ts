@@ -2,7 +2,9 @@
  * The apply path: committed entries, in log order, into the state machine (etcd's applyAll).
  *
  * - An entry at or below the backend's consistent index is already applied (a replay after a
- *   restart): only a conf change among them still reaches raft, whose configuration is rebuilt.
+ *   restart, or entries behind a leader's snapshot image that is ahead of the snapshot): only a
+ *   conf change among them still reaches raft, whose configuration is rebuilt, and a v2 request
+ *   the v2 store lacks reaches the v2 store (which is not saved per write; v2-applier.ts).
  * - A normal entry is decoded (or taken as proposed here), applied through the applier chain into
  *   its own write session, and its batch is handed to the backend with the entry's index as the
  *   consistent index. Its proposer is answered as soon as the session is committed: the store
@@ -43,7 +45,7 @@ import type { StorePort, WriteSession } from "../store-port.js";
 import { applyRequest, type Applier } from "./applier.js";
 import { LeaseNotFoundForPut } from "./kv-ops.js";
 import { decodeEntry, type DecodedEntry } from "./entry-codec.js";
-import { applyV2Request } from "./v2-applier.js";
+import { applyV2Request, catchUpV2Store } from "./v2-applier.js";
 
 export interface ApplyLoopOptions {
   /** Applied entries between snapshots (--snapshot-count). */
@@ -154,8 +156,10 @@ export class ApplyLoop {
       last = entry.index;
       if (entry.index <= consistentIndex) {
         if (entry.type === EntryType.ConfChange) this.reconfigureRaft(decodeConfChange(entry.data));
+        else this.catchUpV2(entry);
         continue;
       }
+      this.deps.membership.v2Index = entry.index;
       if (entry.type === EntryType.ConfChange) {
         this.watchWrite(this.applyConfChange(entry));
       } else {
@@ -169,6 +173,15 @@ export class ApplyLoop {
     this.appliedIndex = Math.max(this.appliedIndex, last);
     this.notifyApplied();
     if (this.appliedIndex - this.snapshotIndex > this.options.snapshotCount) await this.takeSnapshot();
+  }
+
+  /**
+   * An entry the backend holds already (behind a leader's snapshot image that is ahead of the
+   * snapshot) may be a v2 request the v2 store lacks: it is applied to the v2 store alone.
+   */
+  private catchUpV2(entry: Entry): void {
+    const caught = catchUpV2Store(this.deps.membership, entry);
+    if (caught !== undefined) this.deps.proposer.trigger(caught.id, caught.result);
   }
 
   /** Makes a failure of `written` (a backend write of applied entries) fatal. */
@@ -232,12 +245,14 @@ export class ApplyLoop {
       // An image without our v2 store (etcd 3.4's): as etcd 3.4 does, the membership comes from
       // the snapshot's v2 store, and is written to the backend.
       const w = store.beginWrite();
-      membership.recoverFromV2Store(snapshot.data, w);
+      membership.recoverFromV2Store(snapshot.data, index, w);
       this.watchWrite(w.commit(consistentIndex));
     } else {
-      // Our image carries the v2 store as of its own consistent index (which may be past the
-      // snapshot's): the records and that image agree.
-      membership.load(records, snapshot.data);
+      // Our image carries the v2 store as of the last membership change before its consistent
+      // index (which may be past the snapshot's); the snapshot's data is the v2 store as of its
+      // index. The newer one is taken, and the v2 requests after it come with the entries
+      // the leader sends next (catchUpV2).
+      membership.load(records, { index, data: snapshot.data }, consistentIndex);
     }
     alarms.load(await store.loadRecords("alarm"));
     await recoverLeases(lessor, store);

@@ -4,12 +4,17 @@
  * (both through the membership, so the backend records follow); every other request goes to the
  * v2 store: POST creates in order, PUT sets / creates / updates / compares-and-swaps by its
  * preconditions, DELETE deletes or compares-and-deletes, QGET reads, SYNC expires the keys whose
- * TTL ran out by its time. A changed v2 store is staged into the entry's write session.
+ * TTL ran out by its time. The member and version paths stage the membership's records (and the
+ * v2 store's image) into the entry's write session; other writes stay in memory: the store is
+ * rebuilt at restart from a raft snapshot or that image, then the v2 requests after it in the WAL
+ * (catchUpV2Store), as etcd 3.4 rebuilds it.
  *
  * Results: `{ value: V2Event }` (or undefined for the member and version paths, as etcd answers
  * them with an empty response); a V2Error or an unknown method is the proposer's error.
  */
 import type { Request } from "@etcd-ts/proto/etcdserverpb/etcdserver";
+import { EntryType, type Entry } from "../../raft/types.js";
+import { decodeEntry } from "./entry-codec.js";
 import type { Membership } from "../cluster/membership.js";
 import type { ApplyResult } from "../proposer.js";
 import type { WriteSession } from "../store-port.js";
@@ -29,7 +34,6 @@ export class UnknownV2MethodError extends Error {
 
 export function applyV2Request(membership: Membership, r: Request, w: WriteSession): ApplyResult {
   const store = membership.v2;
-  const before = store.index;
   const path = r.Path ?? "";
   const val = r.Val ?? "";
   const prevValue = r.PrevValue ?? "";
@@ -62,8 +66,34 @@ export function applyV2Request(membership: Membership, r: Request, w: WriteSessi
   } catch (err) {
     result = { error: err as Error };
   }
-  if (store.index !== before) membership.stageV2Store(w);
   return result;
+}
+
+/** A write session that keeps nothing: what a catch-up's membership paths stage is already in the backend. */
+const DISCARDING_SESSION = { stage() {}, stageLatest() {} } as unknown as WriteSession;
+
+/**
+ * Brings the v2 store up to `entry`, an entry already applied to the backend: a v2 request above
+ * the store's index (`membership.v2Index`) is applied to the v2 store alone, as etcd 3.4 applies
+ * every v2 request whatever its consistent index. Entries come in log order: after a restart, the
+ * WAL's from the raft snapshot up to the consistent index; after a leader's snapshot whose image
+ * is ahead of it, those the leader sends next.
+ * @returns the request's result, for its proposer (undefined when the entry is not a v2 request
+ *   the store lacks).
+ */
+export function catchUpV2Store(membership: Membership, entry: Entry): { id: bigint; result: ApplyResult } | undefined {
+  if (entry.index <= membership.v2Index) return undefined;
+  membership.v2Index = entry.index;
+  if (entry.type !== EntryType.Normal || entry.data.length === 0) return undefined;
+  let req: Request | undefined;
+  try {
+    const decoded = decodeEntry(entry.data);
+    req = decoded.kind === "v2" ? decoded.req : decoded.req.v2;
+  } catch (err) {
+    throw new Error(`raft entry ${entry.index} does not decode: ${String(err)}`);
+  }
+  if (req === undefined) return undefined;
+  return { id: req.ID ?? 0n, result: applyV2Request(membership, req, DISCARDING_SESSION) };
 }
 
 function put(membership: Membership, r: Request, w: WriteSession, path: string, val: string, prevValue: string, prevIndex: number, ttl: TtlOptions): ApplyResult {

@@ -5,9 +5,13 @@
  *
  *  - the v2 store (`v2`): "/0/members/<hex id>/raftAttributes" = {"peerURLs":[..],"isLearner":..},
  *    "/0/members/<hex id>/attributes" = {"name":..,"clientURLs":[..]},
- *    "/0/removed_members/<hex id>" = "", "/0/version" = "3.4.0". Its JSON is the data of raft
- *    snapshots, and its whole image is kept in the backend's meta bucket (`V2_STORE_META_KEY`),
- *    since entries already in the backend are not replayed at restart;
+ *    "/0/removed_members/<hex id>" = "", "/0/version" = "3.4.0", beside the keys of v2 clients.
+ *    Its JSON is the data of raft snapshots. A change of the membership also keeps the whole image
+ *    in the backend's meta bucket (`V2_STORE_META_KEY`), with the raft index it is as of
+ *    (`V2_STORE_INDEX_META_KEY`), since conf changes already in the backend are not applied again
+ *    at restart. A v2 client's write is not saved there (that would cost the whole store per
+ *    write): as etcd 3.4 does, the store is rebuilt from the newer of that image and the raft
+ *    snapshot, plus the v2 requests after it in the WAL (`v2Index`; v2-applier.ts);
  *  - the backend buckets etcd 3.4 has: "members" <hex id> = the member's JSON (Go's field order,
  *    the id a decimal uint64), "members_removed" <hex id> = "removed", "cluster"
  *    "clusterVersion" = the version.
@@ -19,6 +23,7 @@
 import { goJsonString } from "../../pkg/go-json.js";
 import { V2Error, V2ErrorCode } from "../../v2store/errors.js";
 import { V2Store } from "../../v2store/v2-store.js";
+import { decodeUint64, encodeUint64 } from "../../mvcc/backend/backend.js";
 import type { StorePort, WriteSession } from "../store-port.js";
 
 export interface MemberRecord {
@@ -31,6 +36,11 @@ export interface MemberRecord {
 
 /** The meta key the v2 store's JSON image is kept under (not part of etcd's bbolt image). */
 export const V2_STORE_META_KEY = Buffer.from("v2store");
+/**
+ * The meta key of the raft index the v2 store image is as of (8 bytes, big-endian). An image
+ * without it (data dirs written before) is as of the backend's consistent index.
+ */
+export const V2_STORE_INDEX_META_KEY = Buffer.from("v2storeIndex");
 const MEMBERS_PREFIX = "/0/members";
 const REMOVED_PREFIX = "/0/removed_members";
 const VERSION_KEY = "/0/version";
@@ -108,6 +118,8 @@ export interface MembershipRecords {
   cluster: [Buffer, Buffer][];
   /** The meta bucket's v2 store image, if any. */
   v2Store?: Buffer;
+  /** The raft index that image is as of, when recorded. */
+  v2StoreIndex?: number;
 }
 
 export class Membership {
@@ -116,6 +128,12 @@ export class Membership {
   private readonly removed = new Set<bigint>();
   private v2Store = new V2Store();
   clusterVersion = "";
+  /**
+   * The raft index the v2 store is as of: every entry up to it that changes the store has been
+   * applied to it. The apply loop moves it to each entry before applying the entry, so that an
+   * image staged during the apply is stamped with the entry's index.
+   */
+  v2Index = 0;
 
   constructor(readonly clusterId: bigint) {}
 
@@ -125,20 +143,28 @@ export class Membership {
   }
 
   /**
-   * Replaces the membership with what is persisted (start-up, or after a snapshot is installed).
-   * As etcd 3.4 does, the members, the removed IDs and the version come from the v2 store: its
-   * image in the backend when there is one, else `snapshotData` when that is a v2 store JSON.
+   * Replaces the membership with what is persisted (start-up, or after a snapshot is installed),
+   * as of the backend's `consistentIndex`. As etcd 3.4 does, the members, the removed IDs and the
+   * version come from the v2 store: the newer of its image in the backend and `snapshot` (the raft
+   * snapshot, when its data is a v2 store JSON). `v2Index` is then the index that one is as of;
+   * the caller applies the v2 requests after it, up to `consistentIndex`, to the v2 store
+   * (catchUpV2Store). No membership change lies between the two: each one saves the image.
    * Without either (data dirs from before the v2 store was kept) they come from the records, and
    * the v2 store is rebuilt from them.
    */
-  load(records: MembershipRecords, snapshotData?: Uint8Array): void {
-    const image = records.v2Store ?? (snapshotData !== undefined && isV2StoreJson(snapshotData) ? snapshotData : undefined);
+  load(records: MembershipRecords, snapshot: { index: number; data: Uint8Array } | undefined, consistentIndex: number): void {
+    const fromSnapshot = snapshot !== undefined && isV2StoreJson(snapshot.data) ? snapshot : undefined;
+    let image: { index: number; data: Uint8Array } | undefined =
+      records.v2Store === undefined ? undefined : { index: records.v2StoreIndex ?? consistentIndex, data: records.v2Store };
+    if (fromSnapshot !== undefined && (image === undefined || fromSnapshot.index > image.index)) image = fromSnapshot;
     if (image !== undefined) {
       const store = new V2Store();
-      store.recover(image);
+      store.recover(image.data);
       this.adopt(store);
+      this.v2Index = image.index;
       return;
     }
+    this.v2Index = consistentIndex;
     this.changeCount++;
     this.members.clear();
     this.removed.clear();
@@ -160,15 +186,16 @@ export class Membership {
   }
 
   /**
-   * Takes the membership from a v2 store JSON (a leader's snapshot whose image lacks ours), as
-   * etcd 3.4's applySnapshot does, and keeps that store's image in `w`. The backend's member
+   * Takes the membership from a v2 store JSON as of raft index `index` (a leader's snapshot whose
+   * image lacks ours), as etcd 3.4's applySnapshot does, and keeps that store's image in `w`. The backend's member
    * records stay what the leader's image holds, as in etcd.
    * @throws Error when the JSON is not a v2 store or its members do not parse.
    */
-  recoverFromV2Store(json: Uint8Array, w: WriteSession): void {
+  recoverFromV2Store(json: Uint8Array, index: number, w: WriteSession): void {
     const store = new V2Store();
     store.recover(json);
     this.adopt(store);
+    this.v2Index = index;
     this.stageV2Store(w);
   }
 
@@ -293,11 +320,12 @@ export class Membership {
     this.stageV2Store(w);
   }
 
-  /** Stages the v2 store's image (after a v2 request changed it outside the membership). */
-  stageV2Store(w: WriteSession): void {
+  /** Stages the v2 store's image, as of `v2Index` (after a change of the membership). */
+  private stageV2Store(w: WriteSession): void {
     // Saved whole (its nodes and its event history): of a group of batches written together,
     // LevelDB gets only the last one's.
     w.stageLatest(V2_STORE_META_KEY, this.v2Store.save());
+    w.stageLatest(V2_STORE_INDEX_META_KEY, encodeUint64(this.v2Index));
   }
 
   private updateRaftAttributes(m: MemberRecord, w: WriteSession): void {
@@ -335,10 +363,12 @@ function childrenOf(store: V2Store, dir: string): { key?: string; value?: string
 /** Reads the records `Membership.load` takes from the backend. */
 export async function loadMembershipRecords(store: Pick<StorePort, "loadRecords">): Promise<MembershipRecords> {
   const meta = await store.loadRecords("meta");
+  const index = meta.find(([k]) => k.equals(V2_STORE_INDEX_META_KEY))?.[1];
   return {
     members: await store.loadRecords("members"),
     membersRemoved: await store.loadRecords("membersRemoved"),
     cluster: await store.loadRecords("cluster"),
     v2Store: meta.find(([k]) => k.equals(V2_STORE_META_KEY))?.[1],
+    v2StoreIndex: index === undefined ? undefined : decodeUint64(index),
   };
 }
