@@ -273,12 +273,7 @@ export class V2Store {
   /** Creates or replaces a node (a directory is not replaced). @throws V2Error NotFile, NotDir, RootReadOnly. */
   set(nodePath: string, dir: boolean, value: string, ttl: TtlOptions = {}): V2Event {
     return this.counted("sets", () => {
-      let prev: V2Node | undefined;
-      try {
-        prev = this.internalGet(nodePath);
-      } catch (e) {
-        if (!(e instanceof V2Error) || e.errorCode !== V2ErrorCode.KeyNotFound) throw e;
-      }
+      const prev = this.lookup(nodePath);
       if (ttl.refresh) {
         if (prev === undefined) this.internalGet(nodePath); // throws KeyNotFound
         value = prev!.value;
@@ -662,14 +657,34 @@ export class V2Store {
     return { action, node, prevNode, etcdIndex: next };
   }
 
+  /** @throws V2Error KeyNotFound, NotDir. */
   private internalGet(nodePath: string): V2Node {
+    const n = this.lookup(nodePath);
+    if (n !== undefined) return n;
+    // Not found: walked again to name the first missing component (the rare path).
     nodePath = cleanPath(nodePath);
     return this.walk(nodePath, (parent, name) => {
-      if (!parent.isDir) throw new V2Error(V2ErrorCode.NotDir, parent.path, this.currentIndex);
       const child = parent.children!.get(name);
       if (child !== undefined) return child;
       throw new V2Error(V2ErrorCode.KeyNotFound, cleanPath(parent.path + "/" + name), this.currentIndex);
     });
+  }
+
+  /**
+   * The node at `nodePath`, or undefined when a component is missing (no error object: a set of a
+   * new key looks first). @throws V2Error NotDir when a component is a file.
+   */
+  private lookup(nodePath: string): V2Node | undefined {
+    const components = cleanPath(nodePath).split("/");
+    let curr = this.root;
+    for (let i = 1; i < components.length; i++) {
+      if (components[i] === "") return curr;
+      if (!curr.isDir) throw new V2Error(V2ErrorCode.NotDir, curr.path, this.currentIndex);
+      const child = curr.children!.get(components[i]!);
+      if (child === undefined) return undefined;
+      curr = child;
+    }
+    return curr;
   }
 
   /** Walks the components of `p` from the root; stops at the first empty component (as etcd). */
