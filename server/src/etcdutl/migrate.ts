@@ -15,7 +15,8 @@
  *   3. write etcd-ts's member dir: the backend from etcd's database (the mapping of
  *      server/etcd-database-image.ts), with the consistent index etcd stored (at least the
  *      snapshot's), raft's ConfState as of that index (the snapshot's plus the conf changes the
- *      log holds up to it) and the membership's v2 store rebuilt from etcd's member buckets; the
+ *      log holds up to it) and the v2 store's image as of that index (etcd's snapshot's v2 store,
+ *      then the conf changes and v2 requests after it, members and v2 clients' keys alike); the
  *      snapshot in our snap format; the WAL in ours: metadata naming the same IDs, the snapshot
  *      marker, every entry after the snapshot, the last HardState.
  * A failure in step 3 leaves the backup in place; moving it back restores the etcd 3.4 member.
@@ -25,10 +26,12 @@ import { existsSync, mkdirSync, renameSync, statSync } from "node:fs";
 import path from "node:path";
 import { Backend, Bucket, bucketKey, encodeUint64, META_CONSISTENT_INDEX, META_TERM, type BackendImage } from "../mvcc/backend/backend.js";
 import { BboltReader } from "../mvcc/backend/bbolt-reader.js";
-import { ConfChangeType, EntryType, type ConfState, type Entry } from "../raft/types.js";
+import { ConfChangeType, EntryType, type ConfState, type Entry, type Snapshot } from "../raft/types.js";
 import { decodeConfChange } from "../raft/conf-change-codec.js";
-import { CONF_STATE_KEY, encodeConfState } from "../server/cluster/conf-change.js";
-import { Membership, V2_STORE_META_KEY } from "../server/cluster/membership.js";
+import { applyConfChangeToMembership, CONF_STATE_KEY, encodeConfState, memberOfConfChange, validateConfChange } from "../server/cluster/conf-change.js";
+import { isV2StoreJson, Membership, V2_STORE_INDEX_META_KEY, V2_STORE_META_KEY } from "../server/cluster/membership.js";
+import { catchUpV2Store } from "../server/apply/v2-applier.js";
+import type { WriteSession } from "../server/store-port.js";
 import { etcdDatabaseImage } from "../server/etcd-database-image.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Wal } from "../wal/wal.js";
@@ -102,23 +105,21 @@ export async function migrateEtcdDataDir(options: MigrateOptions, logger: Logger
   // 3. The etcd-ts member dir.
   const snapDir = path.join(memberDir, "snap");
   mkdirSync(snapDir, { recursive: true, mode: 0o700 });
-  const membership = new Membership(wal.clusterId);
-  const records = { members: [] as [Buffer, Buffer][], membersRemoved: [] as [Buffer, Buffer][], cluster: [] as [Buffer, Buffer][] };
+  const membership = v2StoreAt(wal.clusterId, snapshot, after, consistentIndex);
   const backend = await Backend.open(path.join(snapDir, "db"));
   let revision = 0;
   try {
     const image = etcdDatabaseImage(backupDb, { index: snapIndex, term: snapshot?.metadata.term ?? 0, confState });
-    // The membership records pass through; the v2 store image is rebuilt from them afterwards.
+    // The membership records pass through; the v2 store's image is etcd's as of the consistent index.
     async function* migrated(source: BackendImage): AsyncGenerator<[Buffer, Buffer]> {
       const overridden = [META_CONSISTENT_INDEX, META_TERM, CONF_STATE_KEY].map((k) => bucketKey("meta", k));
       for await (const [k, v] of source) {
         if (overridden.some((o) => o.equals(k))) continue;
         if (k[0] === Bucket.key && k.length >= 9) revision = Math.max(revision, Number(k.readBigUInt64BE(1)));
-        if (k[0] === Bucket.members) records.members.push([k.subarray(1), v]);
         yield [k, v];
       }
-      membership.load(records, undefined, consistentIndex);
       yield [bucketKey("meta", V2_STORE_META_KEY), membership.v2.save()];
+      yield [bucketKey("meta", V2_STORE_INDEX_META_KEY), encodeUint64(membership.v2Index)];
       yield [bucketKey("meta", CONF_STATE_KEY), encodeConfState(confState)];
       yield [bucketKey("meta", META_CONSISTENT_INDEX), encodeUint64(consistentIndex)];
       yield [bucketKey("meta", META_TERM), encodeUint64(atCi?.term ?? snapshot?.metadata.term ?? 0)];
@@ -163,6 +164,38 @@ function lockedFile(files: string[]): string | undefined {
     if (r.status !== 0) return f;
   }
   return undefined;
+}
+
+/** A write session that keeps nothing: the backend's records come from etcd's database. */
+const DISCARDING_SESSION = { stage() {}, stageLatest() {} } as unknown as WriteSession;
+
+/**
+ * etcd's v2 store (the membership's and its v2 clients' keys) as of `index`, as etcd 3.4 would
+ * hold it after a restart: its snapshot's (or an empty one without a snapshot), then the entries
+ * after it up to `index`, conf changes and v2 requests, applied to the v2 store alone.
+ * @throws MigrateError when the snapshot's data is not a v2 store.
+ */
+function v2StoreAt(clusterId: bigint, snapshot: Snapshot | undefined, after: Entry[], index: number): Membership {
+  const membership = new Membership(clusterId);
+  if (snapshot !== undefined) {
+    if (!isV2StoreJson(snapshot.data)) throw new MigrateError(`the snapshot at ${snapshot.metadata.index} does not hold a v2 store`);
+    membership.recoverFromV2Store(snapshot.data, snapshot.metadata.index, DISCARDING_SESSION);
+  }
+  let confState: ConfState = snapshot?.metadata.confState ?? { voters: [], learners: [] };
+  for (const e of after) {
+    if (e.index > index) break;
+    if (e.type === EntryType.ConfChange) {
+      const cc = decodeConfChange(e.data);
+      const m = memberOfConfChange(cc);
+      membership.v2Index = e.index;
+      confState = confStateAt(confState, [e], e.index);
+      if (validateConfChange(membership, cc, m) === undefined) applyConfChangeToMembership(membership, cc, m, confState, DISCARDING_SESSION);
+    } else {
+      catchUpV2Store(membership, e);
+    }
+  }
+  membership.v2Index = index;
+  return membership;
 }
 
 /** Raft's ConfState after the conf changes among `entries` up to `index`, from `base`. */
