@@ -168,8 +168,13 @@ class V2Node {
   }
 }
 
+const CLEAN_PATH = /^(?:\/[^/]+)+$/;
+const DOT_COMPONENT = /\/\.\.?(?:\/|$)/;
+
 /** path.Clean(path.Join("/", p)) in Go: absolute, no empty, "." or ".." components. */
 export function cleanPath(p: string): string {
+  // Already clean (the common case): absolute, and no empty, "." or ".." component.
+  if (CLEAN_PATH.test(p) && !DOT_COMPONENT.test(p)) return p;
   const out: string[] = [];
   for (const c of p.split("/")) {
     if (c === "" || c === ".") continue;

@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { V2Error, V2ErrorCode } from "../../src/v2store/errors.js";
-import { V2Store, formatGoTime } from "../../src/v2store/v2-store.js";
+import { V2Store, cleanPath, formatGoTime } from "../../src/v2store/v2-store.js";
 
 /**
  * The fixture is the data of a raft snapshot real etcd 3.4.23 wrote (member/snap/*.snap, with
@@ -245,5 +245,29 @@ describe("v2 store save cache", () => {
         expect(s.save().toString(), `seed=${process.env.SEED ?? 7} step=${step}`).toBe(never.save().toString());
       }
     }
+  });
+});
+
+describe("cleanPath", () => {
+  it("is Go's path.Clean(path.Join(\"/\", p)) for every path of up to 5 pieces, clean ones returned as they are", () => {
+    const goClean = (p: string): string => {
+      const out: string[] = [];
+      for (const c of p.split("/")) {
+        if (c === "" || c === ".") continue;
+        if (c === "..") out.pop();
+        else out.push(c);
+      }
+      return "/" + out.join("/");
+    };
+    const pieces = ["/", "a", ".", "..", "b", "x.", ".y", "..z", "%"];
+    const all = (n: number): string[] => (n === 0 ? [""] : all(n - 1).flatMap((p) => pieces.map((c) => p + c)));
+    let checked = 0;
+    for (let n = 0; n <= 5; n++) {
+      for (const p of all(n)) {
+        expect(cleanPath(p), JSON.stringify(p)).toBe(goClean(p));
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(60_000);
   });
 });

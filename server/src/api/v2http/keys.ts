@@ -72,6 +72,7 @@ type Form = Map<string, string[]>;
 
 /** Go's url.QueryUnescape; throws the text of Go's error for a bad escape. */
 function queryUnescape(s: string): string {
+  if (!s.includes("%") && !s.includes("+")) return s;
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {
     const ch = s[i]!;
