@@ -14,6 +14,7 @@ import { decodeEntry, encodeV2Request } from "../../src/server/apply/entry-codec
 import { applyV2Request } from "../../src/server/apply/v2-applier.js";
 import { applyConfChangeToMembership, memberOfConfChange, validateConfChange } from "../../src/server/cluster/conf-change.js";
 import { decodeMember, encodeMember, Membership, V2_STORE_INDEX_META_KEY, V2_STORE_META_KEY } from "../../src/server/cluster/membership.js";
+import { V2Error } from "../../src/v2store/errors.js";
 import { decideClusterVersion, type PeerVersions } from "../../src/server/cluster/cluster-version.js";
 import type { RecordBucket, WriteSession } from "../../src/server/store-port.js";
 import { decodeConfChange } from "../../src/raft/conf-change-codec.js";
@@ -225,5 +226,44 @@ describe("data dirs written before etcd 3.4's layout", () => {
     expect(copy.list()).toEqual(membership.list());
     expect(copy.isRemoved(0xbn)).toBe(true);
     expect(copy.clusterVersion).toBe("3.4.0");
+  });
+});
+
+describe("the v2 store image's index", () => {
+  const image = (): Buffer => {
+    const m = new Membership(1n);
+    m.v2Index = 4;
+    m.add({ id: 0xan, name: "a", peerUrls: ["http://pa"], clientUrls: [], isLearner: false }, fakeSession());
+    m.v2.set("/1/user", false, "v");
+    return m.v2.save();
+  };
+  const records = (v2Store?: Buffer, v2StoreIndex?: number) => ({ members: [], membersRemoved: [], cluster: [], v2Store, v2StoreIndex });
+
+  it("an image without one (saved on every v2 write before) is as of the consistent index, and that index is staged once", () => {
+    const m = new Membership(1n);
+    m.load(records(image()), undefined, 9);
+    expect(m.v2Index).toBe(9);
+    expect(m.v2.get("/1/user").node.value).toBe("v");
+    expect(m.loadedImageNeedsIndex).toBe(true);
+    const w = fakeSession();
+    m.stageLoadedImageIndex(w);
+    expect(w.staged.get(`meta/${V2_STORE_INDEX_META_KEY.toString()}`)?.readBigUInt64BE()).toBe(9n);
+    expect(m.loadedImageNeedsIndex).toBe(false);
+  });
+
+  it("the newer of the image and the snapshot is taken", () => {
+    const older = new Membership(1n);
+    older.add({ id: 0xan, name: "a", peerUrls: ["http://pa"], clientUrls: [], isLearner: false }, fakeSession());
+    const snapshot = { index: 6, data: older.v2.save() };
+    const fromImage = new Membership(1n);
+    fromImage.load(records(image(), 7), snapshot, 9);
+    expect(fromImage.v2Index).toBe(7);
+    expect(fromImage.v2.get("/1/user").node.value).toBe("v");
+    expect(fromImage.loadedImageNeedsIndex).toBe(false);
+    const fromSnapshot = new Membership(1n);
+    fromSnapshot.load(records(image(), 5), snapshot, 9);
+    expect(fromSnapshot.v2Index).toBe(6);
+    expect(() => fromSnapshot.v2.get("/1/user")).toThrow(V2Error);
+    expect(fromSnapshot.list().map((x) => x.id)).toEqual([0xan]);
   });
 });

@@ -253,6 +253,11 @@ export class ApplyLoop {
       // index. The newer one is taken, and the v2 requests after it come with the entries
       // the leader sends next (catchUpV2).
       membership.load(records, { index, data: snapshot.data }, consistentIndex);
+      if (membership.loadedImageNeedsIndex) {
+        const w = store.beginWrite();
+        membership.stageLoadedImageIndex(w);
+        this.watchWrite(w.commit(consistentIndex));
+      }
     }
     alarms.load(await store.loadRecords("alarm"));
     await recoverLeases(lessor, store);

@@ -134,6 +134,13 @@ export class Membership {
    * image staged during the apply is stamped with the entry's index.
    */
   v2Index = 0;
+  /** The image `load` took had no index (written before it was kept): see stageLoadedImageIndex. */
+  private loadedImageUnstamped = false;
+
+  /** Whether stageLoadedImageIndex has an index to stage. */
+  get loadedImageNeedsIndex(): boolean {
+    return this.loadedImageUnstamped;
+  }
 
   constructor(readonly clusterId: bigint) {}
 
@@ -157,6 +164,7 @@ export class Membership {
     let image: { index: number; data: Uint8Array } | undefined =
       records.v2Store === undefined ? undefined : { index: records.v2StoreIndex ?? consistentIndex, data: records.v2Store };
     if (fromSnapshot !== undefined && (image === undefined || fromSnapshot.index > image.index)) image = fromSnapshot;
+    this.loadedImageUnstamped = image !== undefined && image.data === records.v2Store && records.v2StoreIndex === undefined;
     if (image !== undefined) {
       const store = new V2Store();
       store.recover(image.data);
@@ -320,12 +328,25 @@ export class Membership {
     this.stageV2Store(w);
   }
 
+  /**
+   * An image without its index (saved on every v2 write before the index was kept) is as of the
+   * consistent index it was loaded at, and stays so only until the next v2 write, which no longer
+   * saves it: that index is staged into `w`, to be committed at once (loadedImageNeedsIndex
+   * tells whether there is one).
+   */
+  stageLoadedImageIndex(w: WriteSession): void {
+    if (!this.loadedImageUnstamped) return;
+    this.loadedImageUnstamped = false;
+    w.stageLatest(V2_STORE_INDEX_META_KEY, encodeUint64(this.v2Index));
+  }
+
   /** Stages the v2 store's image, as of `v2Index` (after a change of the membership). */
   private stageV2Store(w: WriteSession): void {
     // Saved whole (its nodes and its event history): of a group of batches written together,
     // LevelDB gets only the last one's.
     w.stageLatest(V2_STORE_META_KEY, this.v2Store.save());
     w.stageLatest(V2_STORE_INDEX_META_KEY, encodeUint64(this.v2Index));
+    this.loadedImageUnstamped = false;
   }
 
   private updateRaftAttributes(m: MemberRecord, w: WriteSession): void {
