@@ -283,6 +283,86 @@ export class ClientWriter {
   }
 }
 
+/**
+ * Samples how many member pods are Ready (and not being deleted) while something disrupts a
+ * cluster. `sample()` reads the pods once: a read that fails counts as a failed sample, never as
+ * zero pods. It keeps the lowest count with the sample it came from, and every member container
+ * that restarted inside its pod, with its last exit. A rolled pod is deleted and recreated (a new
+ * UID, restart count 0), and the member pods have no liveness probe, so a restart in place is
+ * not the operator's or the kubelet's doing: the member crashed, or something else on the host
+ * stopped it (exit 0 Completed: a SIGTERM it handled; exit 137 Error: a SIGKILL, from the OOM
+ * killer or another process, e.g. a `pkill -f etcd-ts.js`, which sees the pods' processes too).
+ */
+export class ReadySampler {
+  minReady = Number.POSITIVE_INFINITY;
+  samples = 0;
+  failed = 0;
+  private worst = "";
+  private lastError = "";
+  private readonly restarts = new Map<string, string>();
+
+  constructor(private readonly list: () => Promise<any[]>) {}
+
+  async sample(): Promise<void> {
+    const at = new Date().toISOString();
+    let pods: any[];
+    try {
+      pods = await this.list();
+    } catch (err) {
+      this.failed++;
+      this.lastError = String((err as Error)?.message ?? err).slice(0, 200);
+      return;
+    }
+    this.samples++;
+    const ready = pods.filter((p) => !p.metadata.deletionTimestamp && readyCondition(p)?.status === "True").length;
+    if (ready < this.minReady) {
+      this.minReady = ready;
+      this.worst = `${ready} Ready at ${at}: ${pods.map(describeMemberPod).join("; ") || "no pods"}`;
+    }
+    for (const p of pods) {
+      const cs = p.status?.containerStatuses?.find((c: any) => c.name === "etcd");
+      const t = cs?.lastState?.terminated;
+      if (!cs || cs.restartCount === 0 || !t) continue;
+      this.restarts.set(`${p.metadata.uid}#${cs.restartCount}`, `${p.metadata.name} restarted in place (restart ${cs.restartCount}): exit ${t.exitCode} (${t.reason}) at ${t.finishedAt}`);
+    }
+  }
+
+  summary(): string {
+    return `${this.samples} samples, ${this.failed} failed reads, at least ${this.minReady} Ready, ${this.restarts.size} member restarts in place`;
+  }
+
+  /** The worst sample and the restarts: what an assertion on minReady should say when it fails. */
+  explain(): string {
+    const restarts = [...this.restarts.values()];
+    return [
+      `worst sample: ${this.worst || "none"}`,
+      restarts.length > 0
+        ? `member containers restarted in place, which a roll never does (it recreates pods): the member crashed or was signalled from outside Kubernetes: ${restarts.join("; ")}`
+        : "no member container restarted in place",
+      `${this.samples} samples, ${this.failed} failed reads${this.lastError ? ` (last: ${this.lastError})` : ""}`,
+    ].join("\n");
+  }
+}
+
+function readyCondition(p: any): any {
+  return p.status?.conditions?.find((c: any) => c.type === "Ready");
+}
+
+function describeMemberPod(p: any): string {
+  const r = readyCondition(p);
+  const cs = p.status?.containerStatuses?.find((c: any) => c.name === "etcd");
+  const last = cs?.lastState?.terminated;
+  return [
+    `${p.metadata.name} (${String(p.metadata.uid).slice(0, 8)})`,
+    p.status?.phase ?? "?",
+    p.metadata.deletionTimestamp ? "deleting" : undefined,
+    `Ready=${r?.status ?? "?"} since ${r?.lastTransitionTime ?? "?"}`,
+    cs ? `restarts ${cs.restartCount}${last ? ` (last exit ${last.exitCode} ${last.reason} at ${last.finishedAt})` : ""}` : undefined,
+  ]
+    .filter((x) => x !== undefined)
+    .join(" ");
+}
+
 /** Each key's value, create and mod revisions, and the header revision, as etcdctl reads them at `ip`. */
 export async function readKeys(ip: string, keys: string[]): Promise<{ kvs: Record<string, [string, number, number]>; header: number }> {
   const out: Record<string, [string, number, number]> = {};

@@ -19,7 +19,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { kubectl, kubectlJson, waitFor } from "./kube.js";
-import { ClientWriter, NodeEnv, nodeSkipReason } from "./kube-node-env.js";
+import { ClientWriter, NodeEnv, ReadySampler, nodeSkipReason } from "./kube-node-env.js";
 
 const run = promisify(execFile);
 const skip = nodeSkipReason("kube-node-upgrade.test.ts", "the rolling-upgrade and TLS scenarios");
@@ -62,19 +62,19 @@ describe.skipIf(skip !== undefined)("operator rolling upgrades and TLS on a real
     // The writer: sequential puts to whichever pod IPs exist now (they change as pods are recreated).
     const writer = await new ClientWriter(env, "u").start();
 
-    // Ready pods, sampled through the roll: never fewer than a quorum.
-    let minReady = 3;
-    const sampler = setInterval(() => {
-      void podsOf("u")
-        .then((ps) => {
-          const ready = ps.filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c: any) => c.type === "Ready" && c.status === "True")).length;
-          minReady = Math.min(minReady, ready);
-        })
-        .catch(() => {});
-    }, 500);
+    // Ready pods, sampled through the roll: never fewer than a quorum. A list that fails is
+    // counted as a failed sample, never as zero pods. The sampler keeps the worst sample whole,
+    // and every member container that restarted in place (a roll deletes and recreates pods, so
+    // such a member crashed or was stopped from outside Kubernetes, e.g. by the OOM killer or a
+    // process on the host), so a failure says what happened.
+    const sampling = new ReadySampler(() => podsOf("u"));
+    const sampler = setInterval(() => void sampling.sample(), 500);
     await new Promise((r) => setTimeout(r, 3000));
     const leaderBefore = (await getCluster("u")).status.leader;
 
+    // A step takes up to a minute or so here: the member stops within a second of SIGTERM, but
+    // kubelet 1.20.2 deletes a pod only once its sandbox is removed, which its container GC does
+    // once a minute (kubernetes/kubernetes#97288); the operator recreates the pod after that.
     await kubectl(kc, ["-n", NS, "patch", "etcdcluster", "u", "--type=merge", "-p", JSON.stringify({ spec: { image: V2 } })]);
     let s2: any;
     try {
@@ -90,7 +90,11 @@ describe.skipIf(skip !== undefined)("operator rolling upgrades and TLS on a real
     expect(pods.map((p) => p.spec.containers[0].image)).toEqual([V2, V2, V2]);
     expect(Object.fromEntries(s2.members.map((m: any) => [m.name, m.id]))).toEqual(ids);
     expect(s2.members.every((m: any) => m.specHash === s2.specHash)).toBe(true);
-    expect(minReady).toBeGreaterThanOrEqual(2);
+    // Soft: when availability dipped, the checks below still say whether the roll kept its order
+    // and every acknowledged write.
+    console.log(`ready sampler: ${sampling.summary()}`);
+    expect.soft(sampling.samples, sampling.explain()).toBeGreaterThan(10);
+    expect.soft(sampling.minReady, sampling.explain()).toBeGreaterThanOrEqual(2);
 
     // One at a time, the leader last (leadership moved away first).
     const events = (await kubectlJson(kc, ["-n", NS, "get", "events", "--field-selector", "involvedObject.name=u"])).items
