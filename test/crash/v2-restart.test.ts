@@ -73,6 +73,18 @@ async function tree(member: Member): Promise<{ index: number; body: string }> {
   return { index: a.index, body: a.body };
 }
 
+/** SIGKILL and restart: the user tree comes back as it was, the store index one further. */
+async function killAndRestart(member: Member, what: string): Promise<{ index: number; body: string }> {
+  const before = await tree(member);
+  await member.kill("SIGKILL");
+  await member.start();
+  const after = await tree(member);
+  expect(after.body, `${what}: the user tree`).toBe(before.body);
+  // A restart publishes the member's attributes again: one v2 write of etcd's own.
+  expect(after.index, `${what}: the store index`).toBe(before.index + 1);
+  return after;
+}
+
 interface Run {
   statuses: number[];
   trees: { index: number; body: string }[];
@@ -85,26 +97,14 @@ async function script(binary: ServerBinary, name: string): Promise<Run> {
   try {
     // Past a snapshot (40 entries), then 17 more writes the WAL alone holds.
     run.statuses.push(...(await writes(member, 0, 57)));
-    const beforeFirst = await tree(member);
-    await member.kill("SIGKILL");
-    await member.start();
-    // A restart publishes the member's attributes again: one v2 write of etcd's own.
-    const afterFirst = await tree(member);
-    expect(afterFirst.body, `${binary.kind}: the user tree after the first restart`).toBe(beforeFirst.body);
-    expect(afterFirst.index, `${binary.kind}: the store index after the first restart`).toBe(beforeFirst.index + 1);
-    run.trees.push(afterFirst);
+    run.trees.push(await killAndRestart(member, `${binary.kind}, the first restart`));
 
     // A membership change (a learner that never starts) saves etcd-ts's image past the snapshot;
     // the writes after it are in the WAL only.
     const added = await runEtcdctl(member.clientUrl, ["member", "add", "--learner", "absent", "--peer-urls", "http://127.0.0.1:1"]);
     expect(added.code, added.stderr).toBe(0);
     run.statuses.push(...(await writes(member, 57, 21)));
-    const beforeSecond = await tree(member);
-    await member.kill("SIGKILL");
-    await member.start();
-    const afterSecond = await tree(member);
-    expect(afterSecond.body, `${binary.kind}: the user tree after the second restart`).toBe(beforeSecond.body);
-    expect(afterSecond.index, `${binary.kind}: the store index after the second restart`).toBe(beforeSecond.index + 1);
+    const afterSecond = await killAndRestart(member, `${binary.kind}, the second restart`);
     run.trees.push(afterSecond);
     // And it goes on: a write after the restarts lands at the next index.
     const next = await call(member, "PUT", "/v2r/after", "value=x");
