@@ -30,8 +30,7 @@ import { ConfChangeType, EntryType, type ConfState, type Entry, type Snapshot } 
 import { decodeConfChange } from "../raft/conf-change-codec.js";
 import { applyConfChangeToMembership, CONF_STATE_KEY, encodeConfState, memberOfConfChange, validateConfChange } from "../server/cluster/conf-change.js";
 import { isV2StoreJson, Membership, V2_STORE_INDEX_META_KEY, V2_STORE_META_KEY } from "../server/cluster/membership.js";
-import { catchUpV2Store } from "../server/apply/v2-applier.js";
-import type { WriteSession } from "../server/store-port.js";
+import { catchUpV2Store, DISCARDING_SESSION } from "../server/apply/v2-applier.js";
 import { etcdDatabaseImage } from "../server/etcd-database-image.js";
 import { Snapshotter } from "../snap/snapshotter.js";
 import { Wal } from "../wal/wal.js";
@@ -165,9 +164,6 @@ function lockedFile(files: string[]): string | undefined {
   }
   return undefined;
 }
-
-/** A write session that keeps nothing: the backend's records come from etcd's database. */
-const DISCARDING_SESSION = { stage() {}, stageLatest() {} } as unknown as WriteSession;
 
 /**
  * etcd's v2 store (the membership's and its v2 clients' keys) as of `index`, as etcd 3.4 would

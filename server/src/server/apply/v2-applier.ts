@@ -69,8 +69,11 @@ export function applyV2Request(membership: Membership, r: Request, w: WriteSessi
   return result;
 }
 
-/** A write session that keeps nothing: what a catch-up's membership paths stage is already in the backend. */
-const DISCARDING_SESSION = { stage() {}, stageLatest() {} } as unknown as WriteSession;
+/**
+ * A write session that keeps nothing, for the membership's paths when what they would stage is
+ * already in the backend (a catch-up) or comes from elsewhere (migrate's etcd records).
+ */
+export const DISCARDING_SESSION = { stage() {}, stageLatest() {} } as unknown as WriteSession;
 
 /**
  * Brings the v2 store up to `entry`, an entry already applied to the backend: a v2 request above
