@@ -325,6 +325,28 @@ describe("installing a leader's snapshot", () => {
     }
   });
 
+  it("takes the v2 store from a later snapshot at or below the consistent index, whose entries raft skips", async () => {
+    const upToStats = (j: Buffer): string => j.toString().slice(0, j.indexOf(',"Stats"'));
+    const source = await side();
+    const target = await side();
+    await source.addMember(1n, "one");
+    await source.apply({ v2: { ID: 20n, Method: "PUT", Path: "/1/a", Val: "1" } });
+    const first = { index: source.store.consistentIndex(), data: source.membership.v2.save() };
+    await source.apply({ v2: { ID: 21n, Method: "PUT", Path: "/1/b", Val: "2" } }, { v2: { ID: 22n, Method: "POST", Path: "/1/q", Val: "3" } }, put("k", "v"));
+    const second = { index: source.store.consistentIndex(), data: source.membership.v2.save() };
+
+    // The first snapshot comes with an image as of the second's index; then the second snapshot
+    // itself (at the consistent index): the entries in between never reach the apply loop.
+    target.images.keep(first.index, source.store.image(), target.loop.applied);
+    await target.loop.apply({ snapshot: { ...snapshotAt(first.index), data: first.data }, entries: [] });
+    expect(target.store.consistentIndex()).toBe(second.index);
+    expect(target.membership.v2Index).toBe(first.index);
+    await target.loop.apply({ snapshot: { ...snapshotAt(second.index), data: second.data }, entries: [] });
+    expect(target.membership.v2Index).toBe(second.index);
+    expect(upToStats(target.membership.v2.save())).toBe(upToStats(source.membership.v2.save()));
+    expect(target.loop.applied).toBe(second.index);
+  });
+
   it("sends the target's watchers to catch up from the image, or cancels them as compacted", async () => {
     const source = await side();
     const target = await side();

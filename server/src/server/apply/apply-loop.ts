@@ -37,7 +37,7 @@ import { EntryType, type ConfChange, type ConfState, type Entry, type Snapshot }
 import type { Logger } from "../../pkg/logger.js";
 import { applyConfChangeToMembership, memberOfConfChange, validateConfChange } from "../cluster/conf-change.js";
 import type { AlarmStore } from "../alarms.js";
-import { isV2StoreJson, loadMembershipRecords, type Membership } from "../cluster/membership.js";
+import { isV2StoreJson, loadMembershipRecords, type Membership, type MembershipRecords } from "../cluster/membership.js";
 import { recoverLeases } from "../lease-records.js";
 import type { ApplyBatch } from "../raft-node.js";
 import type { ApplyResult, Proposer } from "../proposer.js";
@@ -147,6 +147,10 @@ export class ApplyLoop {
     if (this.writeFailure !== undefined) throw this.writeFailure;
     if (batch.snapshot) {
       if (batch.snapshot.metadata.index > this.deps.store.consistentIndex()) await this.installSnapshot(batch.snapshot);
+      // At or below it (an earlier image brought the backend past it), the snapshot installs
+      // nothing in the backend, but raft skips the entries up to it: the v2 store, which may lack
+      // their v2 requests, is taken from the newer of the snapshot's data and our image.
+      else if (batch.snapshot.metadata.index > this.deps.membership.v2Index) this.loadMembership(await loadMembershipRecords(this.deps.store), batch.snapshot);
       this.appliedIndex = Math.max(this.appliedIndex, batch.snapshot.metadata.index);
       this.confState = batch.snapshot.metadata.confState;
     }
@@ -252,18 +256,28 @@ export class ApplyLoop {
       // index (which may be past the snapshot's); the snapshot's data is the v2 store as of its
       // index. The newer one is taken, and the v2 requests after it come with the entries
       // the leader sends next (catchUpV2).
-      membership.load(records, { index, data: snapshot.data }, consistentIndex);
-      if (membership.loadedImageNeedsIndex) {
-        const w = store.beginWrite();
-        membership.stageLoadedImageIndex(w);
-        this.watchWrite(w.commit(consistentIndex));
-      }
+      this.loadMembership(records, snapshot);
     }
     alarms.load(await store.loadRecords("alarm"));
     await recoverLeases(lessor, store);
     await this.deps.auth?.loadFrom(store);
     this.snapshotIndex = index;
     logger.info("applied snapshot", { "snapshot-index": index, "consistent-index": consistentIndex, revision: store.currentRevision });
+  }
+
+  /**
+   * Loads the membership from the backend's records and `snapshot` (the newer of our image and the
+   * snapshot's v2 store); an image saved before its index was kept gets its index written.
+   */
+  private loadMembership(records: MembershipRecords, snapshot: Snapshot): void {
+    const { store, membership } = this.deps;
+    const consistentIndex = store.consistentIndex();
+    membership.load(records, { index: snapshot.metadata.index, data: snapshot.data }, consistentIndex);
+    if (membership.loadedImageNeedsIndex) {
+      const w = store.beginWrite();
+      membership.stageLoadedImageIndex(w);
+      this.watchWrite(w.commit(consistentIndex));
+    }
   }
 
   /** Releases what was kept for snapshots up to `index`; a failure to remove a file is logged. */
