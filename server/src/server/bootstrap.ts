@@ -218,11 +218,7 @@ export async function bootstrapMember(options: BootstrapOptions, deps: Bootstrap
 
   const membership = new Membership(log.clusterId);
   membership.load(await loadMembershipRecords(store), log.snapshot, store.consistentIndex());
-  if (membership.loadedImageNeedsIndex) {
-    const w = store.beginWrite();
-    membership.stageLoadedImageIndex(w);
-    await w.commit(store.consistentIndex());
-  }
+  await membership.writeLoadedImageIndex(store);
   // The v2 store is saved only at membership changes and in raft snapshots: the v2 requests
   // applied since the newer of the two are in the WAL.
   for (const e of log.appliedEntries ?? []) catchUpV2Store(membership, e);

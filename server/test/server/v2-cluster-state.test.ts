@@ -244,11 +244,13 @@ describe("the v2 store image's index", () => {
     m.load(records(image()), undefined, 9);
     expect(m.v2Index).toBe(9);
     expect(m.v2.get("/1/user").node.value).toBe("v");
-    expect(m.loadedImageNeedsIndex).toBe(true);
     const w = fakeSession();
-    m.stageLoadedImageIndex(w);
+    const commits: number[] = [];
+    const store = { beginWrite: () => Object.assign(w, { commit: async (i: number) => void commits.push(i) }), consistentIndex: () => 9 };
+    expect(m.writeLoadedImageIndex(store)).toBeDefined();
     expect(w.staged.get(`meta/${V2_STORE_INDEX_META_KEY.toString()}`)?.readBigUInt64BE()).toBe(9n);
-    expect(m.loadedImageNeedsIndex).toBe(false);
+    expect(commits).toEqual([9]);
+    expect(m.writeLoadedImageIndex(store)).toBeUndefined();
   });
 
   it("the newer of the image and the snapshot is taken", () => {
@@ -259,7 +261,7 @@ describe("the v2 store image's index", () => {
     fromImage.load(records(image(), 7), snapshot, 9);
     expect(fromImage.v2Index).toBe(7);
     expect(fromImage.v2.get("/1/user").node.value).toBe("v");
-    expect(fromImage.loadedImageNeedsIndex).toBe(false);
+    expect(fromImage.writeLoadedImageIndex({ beginWrite: () => fakeSession(), consistentIndex: () => 9 })).toBeUndefined();
     const fromSnapshot = new Membership(1n);
     fromSnapshot.load(records(image(), 5), snapshot, 9);
     expect(fromSnapshot.v2Index).toBe(6);

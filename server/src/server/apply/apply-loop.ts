@@ -271,13 +271,9 @@ export class ApplyLoop {
    */
   private loadMembership(records: MembershipRecords, snapshot: Snapshot): void {
     const { store, membership } = this.deps;
-    const consistentIndex = store.consistentIndex();
-    membership.load(records, { index: snapshot.metadata.index, data: snapshot.data }, consistentIndex);
-    if (membership.loadedImageNeedsIndex) {
-      const w = store.beginWrite();
-      membership.stageLoadedImageIndex(w);
-      this.watchWrite(w.commit(consistentIndex));
-    }
+    membership.load(records, { index: snapshot.metadata.index, data: snapshot.data }, store.consistentIndex());
+    const written = membership.writeLoadedImageIndex(store);
+    if (written !== undefined) this.watchWrite(written);
   }
 
   /** Releases what was kept for snapshots up to `index`; a failure to remove a file is logged. */

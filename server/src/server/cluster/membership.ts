@@ -134,13 +134,8 @@ export class Membership {
    * image staged during the apply is stamped with the entry's index.
    */
   v2Index = 0;
-  /** The image `load` took had no index (written before it was kept): see stageLoadedImageIndex. */
+  /** The image `load` took had no index (written before it was kept): see writeLoadedImageIndex. */
   private loadedImageUnstamped = false;
-
-  /** Whether stageLoadedImageIndex has an index to stage. */
-  get loadedImageNeedsIndex(): boolean {
-    return this.loadedImageUnstamped;
-  }
 
   constructor(readonly clusterId: bigint) {}
 
@@ -331,13 +326,16 @@ export class Membership {
   /**
    * An image without its index (saved on every v2 write before the index was kept) is as of the
    * consistent index it was loaded at, and stays so only until the next v2 write, which no longer
-   * saves it: that index is staged into `w`, to be committed at once (loadedImageNeedsIndex
-   * tells whether there is one).
+   * saves it: that index is written at once, in a batch of its own.
+   * @returns the batch's write (its failure is the backend's: the member must stop), or undefined
+   *   when the image `load` took had its index.
    */
-  stageLoadedImageIndex(w: WriteSession): void {
-    if (!this.loadedImageUnstamped) return;
+  writeLoadedImageIndex(store: Pick<StorePort, "beginWrite" | "consistentIndex">): Promise<void> | undefined {
+    if (!this.loadedImageUnstamped) return undefined;
     this.loadedImageUnstamped = false;
+    const w = store.beginWrite();
     w.stageLatest(V2_STORE_INDEX_META_KEY, encodeUint64(this.v2Index));
+    return w.commit(store.consistentIndex());
   }
 
   /** Stages the v2 store's image, as of `v2Index` (after a change of the membership). */
