@@ -664,12 +664,8 @@ export class V2Store {
 
   /** @throws V2Error KeyNotFound, NotDir. */
   private internalGet(nodePath: string): V2Node {
-    const n = this.lookup(nodePath);
-    if (n !== undefined) return n;
-    // Not found: walked again to name the first missing component (the rare path).
-    nodePath = cleanPath(nodePath);
-    return this.walk(nodePath, (parent, name) => {
-      const child = parent.children!.get(name);
+    return this.walk(cleanPath(nodePath), (parent, name) => {
+      const child = this.childOf(parent, name);
       if (child !== undefined) return child;
       throw new V2Error(V2ErrorCode.KeyNotFound, cleanPath(parent.path + "/" + name), this.currentIndex);
     });
@@ -680,25 +676,27 @@ export class V2Store {
    * new key looks first). @throws V2Error NotDir when a component is a file.
    */
   private lookup(nodePath: string): V2Node | undefined {
-    const components = cleanPath(nodePath).split("/");
-    let curr = this.root;
-    for (let i = 1; i < components.length; i++) {
-      if (components[i] === "") return curr;
-      if (!curr.isDir) throw new V2Error(V2ErrorCode.NotDir, curr.path, this.currentIndex);
-      const child = curr.children!.get(components[i]!);
-      if (child === undefined) return undefined;
-      curr = child;
-    }
-    return curr;
+    return this.walk(cleanPath(nodePath), (parent, name) => this.childOf(parent, name));
   }
 
-  /** Walks the components of `p` from the root; stops at the first empty component (as etcd). */
-  private walk(p: string, step: (parent: V2Node, component: string) => V2Node): V2Node {
+  /** `parent`'s child `name`, if any. @throws V2Error NotDir when `parent` is a file. */
+  private childOf(parent: V2Node, name: string): V2Node | undefined {
+    if (!parent.isDir) throw new V2Error(V2ErrorCode.NotDir, parent.path, this.currentIndex);
+    return parent.children!.get(name);
+  }
+
+  /**
+   * Walks the components of `p` from the root; stops at the first empty component (as etcd), or
+   * with undefined where `step` finds no node.
+   */
+  private walk<R extends V2Node | undefined>(p: string, step: (parent: V2Node, component: string) => R): V2Node | R {
     const components = p.split("/");
     let curr = this.root;
     for (let i = 1; i < components.length; i++) {
       if (components[i] === "") return curr;
-      curr = step(curr, components[i]!);
+      const next = step(curr, components[i]!);
+      if (next === undefined) return next;
+      curr = next;
     }
     return curr;
   }
