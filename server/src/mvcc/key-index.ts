@@ -296,9 +296,15 @@ export function indexKey(key: Buffer): string {
   return key.toString("latin1");
 }
 
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** All keys, ordered. */
 export class TreeIndex {
-  private readonly tree = new BTree<string, KeyIndex>(undefined, undefined, 64);
+  // Keys are strings only: plain `<` (sorted-btree's default comparator first tests for numbers,
+  // then compares types, on every step of every search).
+  private readonly tree = new BTree<string, KeyIndex>(undefined, compareStrings, 64);
 
   get size(): number {
     return this.tree.size;
