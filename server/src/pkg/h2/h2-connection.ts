@@ -334,7 +334,27 @@ function protocolError(message: string): H2ConnectionError {
 }
 
 const CONNECTION_SPECIFIC = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
-const REQUEST_PSEUDO = new Set([":method", ":scheme", ":path", ":authority"]);
+/** The request pseudo-fields (§8.3.1), each with a bit of its own for the repeat check. */
+const REQUEST_PSEUDO = new Map([[":method", 1], [":scheme", 2], [":path", 4], [":authority", 8]]);
+
+/**
+ * Field names found free of upper case, so that a name seen before is not scanned again: a
+ * client sends the same dozen names on every request (as the same strings, when they come from
+ * HPACK's tables). Bounded; emptied when full.
+ */
+const lowerCaseNames = new Set<string>();
+const LOWER_CASE_NAMES_MAX = 512;
+
+function hasUpperCase(name: string): boolean {
+  if (lowerCaseNames.has(name)) return false;
+  for (let c = 0; c < name.length; c++) {
+    const ch = name.charCodeAt(c);
+    if (ch >= 0x41 && ch <= 0x5a) return true;
+  }
+  if (lowerCaseNames.size >= LOWER_CASE_NAMES_MAX) lowerCaseNames.clear();
+  lowerCaseNames.add(name);
+  return false;
+}
 
 /** §8.2, §8.3: a request's fields are well-formed; returns why not, or undefined. */
 function malformedRequest(fields: readonly string[]): string | undefined {
@@ -342,19 +362,17 @@ function malformedRequest(fields: readonly string[]): string | undefined {
   let method: string | undefined;
   let scheme = false;
   let path = false;
-  const seen = new Set<string>();
+  let seen = 0;
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!;
     if (name.length === 0) return "empty field name";
-    for (let c = 0; c < name.length; c++) {
-      const ch = name.charCodeAt(c);
-      if (ch >= 0x41 && ch <= 0x5a) return `upper-case field name ${name}`;
-    }
+    if (hasUpperCase(name)) return `upper-case field name ${name}`;
     if (name.charCodeAt(0) === 0x3a) {
       if (regular) return `pseudo-field ${name} after a regular field`;
-      if (!REQUEST_PSEUDO.has(name)) return `unknown pseudo-field ${name}`;
-      if (seen.has(name)) return `repeated pseudo-field ${name}`;
-      seen.add(name);
+      const bit = REQUEST_PSEUDO.get(name);
+      if (bit === undefined) return `unknown pseudo-field ${name}`;
+      if ((seen & bit) !== 0) return `repeated pseudo-field ${name}`;
+      seen |= bit;
       const value = fields[i + 1]!;
       if (name === ":method") method = value;
       else if (name === ":scheme") scheme = true;
