@@ -253,6 +253,30 @@ export function authContextOf(stream: http2.ServerHttp2Stream): { transportSecur
   return { transportSecurityType: "ssl", sslPeerCertificate: peerCertificate.raw ? peerCertificate : undefined };
 }
 
+const BINARY_KEY = 1;
+const NO_TEXT_KEY = 0;
+/** textMetadataName's answers, by the key as given: callers ask for a few constant keys per request. */
+const textMetadataNames = new Map<string, string | typeof BINARY_KEY | typeof NO_TEXT_KEY>();
+const TEXT_METADATA_NAMES_MAX = 64;
+
+/**
+ * The header a text metadata key is read from (its lower-case form), BINARY_KEY for a `-bin` key,
+ * or NO_TEXT_KEY for a key that names no metadata (a pseudo-header, a transport header, an
+ * illegal key), checked as grpc-js checks keys.
+ */
+function textMetadataName(key: string): string | typeof BINARY_KEY | typeof NO_TEXT_KEY {
+  let name = textMetadataNames.get(key);
+  if (name === undefined) {
+    const lower = key.toLowerCase();
+    if (lower.endsWith("-bin")) name = BINARY_KEY;
+    else if (lower.charCodeAt(0) === 58 /* ':' */ || NOT_METADATA.has(lower) || !LEGAL_KEY.test(lower)) name = NO_TEXT_KEY;
+    else name = lower;
+    if (textMetadataNames.size >= TEXT_METADATA_NAMES_MAX) textMetadataNames.clear();
+    textMetadataNames.set(key, name);
+  }
+  return name;
+}
+
 /**
  * The request's metadata as grpc-js gives it to handlers, read from the HTTP/2 headers on demand:
  * pseudo-headers and the transport's own headers left out, keys and values checked as grpc-js
@@ -265,10 +289,10 @@ export class LeanMetadata {
   constructor(private readonly headers: http2.IncomingHttpHeaders) {}
 
   get(key: string): MetadataValue[] {
-    key = key.toLowerCase();
-    if (key.endsWith("-bin")) return this.metadata().get(key);
-    if (key.charCodeAt(0) === 58 /* ':' */ || NOT_METADATA.has(key) || !LEGAL_KEY.test(key)) return [];
-    const value = this.headers[key];
+    const name = textMetadataName(key);
+    if (name === BINARY_KEY) return this.metadata().get(key.toLowerCase());
+    if (name === NO_TEXT_KEY) return [];
+    const value = this.headers[name];
     if (value === undefined) return [];
     if (typeof value === "string") return LEGAL_VALUE.test(value) ? [value] : [];
     const out: string[] = [];
