@@ -63,3 +63,9 @@ export function crc32cUpdate(crc: number, data: Uint8Array, start = 0, end = dat
 export function crc32c(data: Uint8Array, start = 0, end = data.length): number {
   return crc32cUpdate(0, data, start, end);
 }
+
+/** `crc32cUpdate(crc, b)` for the 4 bytes `b` of `value` (an unsigned 32-bit number) in little-endian order. */
+export function crc32cUpdateUint32LE(crc: number, value: number): number {
+  const c = (~crc ^ value) >>> 0;
+  return ~(t3[c & 0xff]! ^ t2[(c >>> 8) & 0xff]! ^ t1[(c >>> 16) & 0xff]! ^ t0[c >>> 24]!) >>> 0;
+}

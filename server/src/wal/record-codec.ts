@@ -38,7 +38,7 @@
  *   syncMark   u64 syncedEndBytes: offset in this segment up to which data was fsynced
  */
 import type { ConfState, Entry, EntryType, HardState } from "../raft/types.js";
-import { crc32c, crc32cUpdate } from "../pkg/crc32c.js";
+import { crc32c, crc32cUpdate, crc32cUpdateUint32LE } from "../pkg/crc32c.js";
 import { readU64LE, writeU64LE } from "../pkg/u64-le.js";
 
 export enum RecordType {
@@ -86,11 +86,8 @@ export function isEmptyHardState(hs: HardState): boolean {
 }
 
 
-
-const chainScratch = Buffer.alloc(4);
 function chainNext(chain: number, contentCrc: number): number {
-  chainScratch.writeUInt32LE(contentCrc, 0);
-  return crc32cUpdate(chain, chainScratch);
+  return crc32cUpdateUint32LE(chain, contentCrc);
 }
 
 /**
@@ -134,7 +131,8 @@ export class FrameBuilder {
   private end(o: number, payloadBytes: number): void {
     const size = frameSizeBytes(payloadBytes);
     const payloadEnd = o + FRAME_HEADER_BYTES + payloadBytes;
-    this.buf.fill(0, payloadEnd, o + size);
+    // At most 7 bytes of padding: a loop costs less than Buffer#fill's checks and native call.
+    for (let i = payloadEnd; i < o + size; i++) this.buf[i] = 0;
     const contentCrc = crc32cUpdate(crc32c(this.buf, o, o + 8), this.buf, o + FRAME_HEADER_BYTES, payloadEnd);
     this.chain = chainNext(this.chain, contentCrc);
     this.buf.writeUInt32LE(this.chain, o + 8);

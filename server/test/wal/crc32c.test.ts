@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { crc32c, crc32cUpdate } from "../../src/pkg/crc32c.js";
+import { crc32c, crc32cUpdate, crc32cUpdateUint32LE } from "../../src/pkg/crc32c.js";
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -34,6 +34,16 @@ describe("crc32c", () => {
     }
     for (let cut = 0; cut <= data.length; cut += 37) {
       expect(crc32cUpdate(crc32c(data.subarray(0, cut)), data.subarray(cut))).toBe(crc32c(data));
+    }
+  });
+
+  it("continues over a 32-bit number's little-endian bytes as over those bytes", () => {
+    const bytes = Buffer.alloc(4);
+    for (const crc of [0, 1, 0xe3069283, 0xffffffff, 0x80000000]) {
+      for (const value of [0, 1, 0xff, 0x100, 0x12345678, 0x80000000, 0xffffffff, 0xdeadbeef]) {
+        bytes.writeUInt32LE(value, 0);
+        expect(crc32cUpdateUint32LE(crc, value)).toBe(crc32cUpdate(crc, bytes));
+      }
     }
   });
 });
