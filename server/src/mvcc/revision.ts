@@ -6,6 +6,7 @@
  * `main` (8 bytes big-endian) ++ `_` ++ `sub` (8 bytes big-endian); a tombstone (a deletion)
  * appends one `t` byte. Byte order therefore equals revision order.
  */
+import { writeU32BE } from "../pkg/u64-le.js";
 import { Bucket } from "./backend/backend.js";
 
 export const REV_BYTES = 17;
@@ -19,8 +20,8 @@ export interface Revision {
 }
 
 function writeUint64(b: Buffer, n: number, offset: number): void {
-  b.writeUInt32BE(Math.floor(n / 0x1_0000_0000), offset);
-  b.writeUInt32BE(n >>> 0, offset + 4);
+  writeU32BE(b, offset, Math.floor(n / 0x1_0000_0000));
+  writeU32BE(b, offset + 4, n >>> 0);
 }
 
 /** The key-bucket key of a revision, INCLUDING the leading bucket byte (18 or 19 bytes). */

@@ -1,5 +1,6 @@
 /**
- * Little-endian unsigned 64-bit fields holding JS numbers, for the WAL and snapshot file formats.
+ * Little-endian unsigned 64-bit fields holding JS numbers, for the WAL and snapshot file formats
+ * (and the 32-bit stores they are made of, little- and big-endian, for other hot paths).
  * Only safe integers (below 2^53) are written; a stored value above that reads back as -1, which
  * readers treat as damage.
  */
@@ -8,8 +9,27 @@ const TWO_POW_32 = 4294967296;
 /** @throws RangeError when `n` is not a non-negative safe integer (`what` names the caller). */
 export function writeU64LE(buf: Buffer, off: number, n: number, what: string): void {
   if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`${what}: ${n} is not a non-negative safe integer`);
-  buf.writeUInt32LE(n >>> 0, off);
-  buf.writeUInt32LE(Math.floor(n / TWO_POW_32), off + 4);
+  writeU32LE(buf, off, n >>> 0);
+  writeU32LE(buf, off + 4, Math.floor(n / TWO_POW_32));
+}
+
+/**
+ * Writes the unsigned 32-bit `v` little-endian at `off` (which must leave room for it) by element
+ * stores: optimized code inlines them, where a Buffer method is looked up and called each time.
+ */
+export function writeU32LE(buf: Uint8Array, off: number, v: number): void {
+  buf[off] = v;
+  buf[off + 1] = v >>> 8;
+  buf[off + 2] = v >>> 16;
+  buf[off + 3] = v >>> 24;
+}
+
+/** Writes the unsigned 32-bit `v` big-endian at `off`, as writeU32LE. */
+export function writeU32BE(buf: Uint8Array, off: number, v: number): void {
+  buf[off] = v >>> 24;
+  buf[off + 1] = v >>> 16;
+  buf[off + 2] = v >>> 8;
+  buf[off + 3] = v;
 }
 
 /** Reads a u64 as a number; -1 when it is not a safe integer. */

@@ -39,7 +39,7 @@
  */
 import type { ConfState, Entry, EntryType, HardState } from "../raft/types.js";
 import { crc32c, crc32cUpdate, crc32cUpdateUint32LE } from "../pkg/crc32c.js";
-import { readU64LE, writeU64LE } from "../pkg/u64-le.js";
+import { readU64LE, writeU32LE, writeU64LE } from "../pkg/u64-le.js";
 
 export enum RecordType {
   Metadata = 1,
@@ -120,7 +120,7 @@ export class FrameBuilder {
     const size = frameSizeBytes(payloadBytes);
     if (this.used + size > this.buf.length) throw new Error("wal: FrameBuilder used beyond its reservation");
     const o = this.used;
-    this.buf.writeUInt32LE(payloadBytes, o);
+    writeU32LE(this.buf, o, payloadBytes);
     this.buf[o + 4] = type;
     this.buf[o + 5] = size - FRAME_HEADER_BYTES - payloadBytes;
     this.buf[o + 6] = 0;
@@ -135,8 +135,8 @@ export class FrameBuilder {
     for (let i = payloadEnd; i < o + size; i++) this.buf[i] = 0;
     const contentCrc = crc32cUpdate(crc32c(this.buf, o, o + 8), this.buf, o + FRAME_HEADER_BYTES, payloadEnd);
     this.chain = chainNext(this.chain, contentCrc);
-    this.buf.writeUInt32LE(this.chain, o + 8);
-    this.buf.writeUInt32LE(crc32cUpdate(contentCrc, this.buf, o + 8, o + 12), o + 12);
+    writeU32LE(this.buf, o + 8, this.chain);
+    writeU32LE(this.buf, o + 12, crc32cUpdateUint32LE(contentCrc, this.chain));
     this.used = o + size;
   }
 
