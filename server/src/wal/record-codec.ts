@@ -85,10 +85,12 @@ export function isEmptyHardState(hs: HardState): boolean {
   return hs.term === 0 && hs.vote === 0n && hs.commit === 0;
 }
 
-
 function chainNext(chain: number, contentCrc: number): number {
   return crc32cUpdateUint32LE(chain, contentCrc);
 }
+
+/** A builder's buffer until its first frame (one shared empty buffer, never written). */
+const NO_FRAMES = Buffer.alloc(0);
 
 /**
  * Builds frames into one buffer. Usage: `reserve` the exact payload sizes first (so one buffer is
@@ -97,7 +99,7 @@ function chainNext(chain: number, contentCrc: number): number {
  * read `chain` after `finish()`.
  */
 export class FrameBuilder {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = NO_FRAMES;
   private used = 0;
   private reservedBytes = 0;
 
