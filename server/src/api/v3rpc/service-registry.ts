@@ -20,6 +20,7 @@ import { lockService } from "./lock-service.js";
 import { electionService } from "./election-service.js";
 import { gateMember, type MemberGateState } from "./member-gate.js";
 import type { GrpcMetrics } from "./grpc-metrics.js";
+import { installResponseHeaderEncoder } from "./response-header-encode.js";
 
 export { GrpcMetrics, GRPC_CODE_NAMES, GRPC_HANDLING_BUCKETS, type MethodCells } from "./grpc-metrics.js";
 
@@ -62,6 +63,8 @@ function entry<I extends UntypedServiceImplementation>(definition: ServiceDefini
 }
 
 export function serviceRegistry(server: EtcdServer, options: ServiceRegistryOptions, logger: Logger): ServiceRegistry {
+  // Every response's header, through the generated encoders of the responses (idempotent).
+  installResponseHeaderEncoder();
   // Lock and Election run their recipes through the member as its own client.
   const local = new LocalClient({ maxTxnOps: options.maxTxnOps }, server, logger);
   // As etcd: a learner is this member listed in the membership as one. Asked on every call, so
