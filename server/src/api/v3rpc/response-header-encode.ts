@@ -11,7 +11,7 @@
  * the generated encoder, with its checks and errors.
  *
  * `installResponseHeaderEncoder` puts it in place of the generated `ResponseHeader.encode`, which
- * every generated response encoder calls: once, when the client API's modules load.
+ * every generated response encoder calls; the service registry does so when it is built.
  */
 import type { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { ResponseHeader } from "@etcd-ts/proto/etcdserverpb/rpc";
