@@ -413,6 +413,51 @@ describe("H2Connection flow control and field blocks, frame by frame", () => {
     }
   });
 
+  it("resets malformed requests with PROTOCOL_ERROR (RFC 9113 §8.2, §8.3) and serves the well-formed ones between them", async () => {
+    server = await startServer(echo);
+    const base = [":method", "POST", ":scheme", "http", ":path", "/"];
+    // Each malformed list comes after a well-formed one with the same names, so a name found
+    // well-formed once is still checked in its upper-case spelling.
+    const malformed: string[][] = [
+      [...base, "X-Trace", "1"],
+      [":METHOD", "POST", ":scheme", "http", ":path", "/"],
+      [...base, ":status", "200"],
+      [":method", "POST", ":method", "GET", ":scheme", "http", ":path", "/"],
+      [":method", "POST", ":scheme", "http", ":path", "/", ":path", "/again"],
+      [":method", "POST", "x-trace", "1", ":scheme", "http", ":path", "/"],
+      [...base, "connection", "keep-alive"],
+      [...base, "te", "gzip"],
+      [":method", "POST", ":scheme", "http"],
+      [":method", "POST", ":scheme", "http", ":path", ""],
+      [":scheme", "http", ":path", "/"],
+      [...base, "", "empty"],
+    ];
+    const c = await RawClient.connect(server.port);
+    try {
+      c.socket.write(CLIENT_PREFACE);
+      let id = 1;
+      const good: number[] = [];
+      const bad: number[] = [];
+      c.send((w) => {
+        w.settings([]);
+        for (const fields of malformed) {
+          w.headers(id, encodeHeaderBlock([...base, "x-trace", "1", "te", "trailers"]), true, 16384);
+          good.push(id);
+          id += 2;
+          w.headers(id, encodeHeaderBlock(fields), true, 16384);
+          bad.push(id);
+          id += 2;
+        }
+      });
+      await c.waitFor(() => good.every((g) => c.frames.some((f) => f.type === FRAME_HEADERS && f.streamId === g)));
+      for (const b of bad) expect(c.frames.find((f) => f.streamId === b)).toMatchObject({ type: FRAME_RST_STREAM, code: H2_PROTOCOL_ERROR });
+      for (const g of good) expect(c.frames.find((f) => f.type === FRAME_RST_STREAM && f.streamId === g)).toBeUndefined();
+      expect(c.frames.find((f) => f.type === FRAME_GOAWAY)).toBeUndefined();
+    } finally {
+      c.close();
+    }
+  });
+
   it("resets a stream with FLOW_CONTROL_ERROR when the client sends past its window", async () => {
     server = await startServer((s) => s.pause(), { initialWindowSize: 65535, connectionWindowSize: 1 << 20 }); // paused: no stream credit
     const { frames } = await rawExchange(
