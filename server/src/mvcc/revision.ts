@@ -6,7 +6,7 @@
  * `main` (8 bytes big-endian) ++ `_` ++ `sub` (8 bytes big-endian); a tombstone (a deletion)
  * appends one `t` byte. Byte order therefore equals revision order.
  */
-import { writeU32BE } from "../pkg/u64-le.js";
+import { writeU64BE } from "../pkg/u64-le.js";
 import { Bucket } from "./backend/backend.js";
 
 export const REV_BYTES = 17;
@@ -19,18 +19,13 @@ export interface Revision {
   sub: number;
 }
 
-function writeUint64(b: Buffer, n: number, offset: number): void {
-  writeU32BE(b, offset, Math.floor(n / 0x1_0000_0000));
-  writeU32BE(b, offset + 4, n >>> 0);
-}
-
 /** The key-bucket key of a revision, INCLUDING the leading bucket byte (18 or 19 bytes). */
 export function revisionKey(main: number, sub: number, tombstone: boolean): Buffer {
   const b = Buffer.allocUnsafe(1 + (tombstone ? MARKED_REV_BYTES : REV_BYTES));
   b[0] = Bucket.key;
-  writeUint64(b, main, 1);
+  writeU64BE(b, 1, main);
   b[9] = SEPARATOR;
-  writeUint64(b, sub, 10);
+  writeU64BE(b, 10, sub);
   if (tombstone) b[18] = TOMBSTONE_MARK;
   return b;
 }

@@ -24,6 +24,12 @@ export function writeU32LE(buf: Uint8Array, off: number, v: number): void {
   buf[off + 3] = v >>> 24;
 }
 
+/** Writes `n` (a non-negative integer below 2^53, unchecked) as 8 big-endian bytes at `off`. */
+export function writeU64BE(buf: Uint8Array, off: number, n: number): void {
+  writeU32BE(buf, off, Math.floor(n / TWO_POW_32));
+  writeU32BE(buf, off + 4, n >>> 0);
+}
+
 /** Writes the unsigned 32-bit `v` big-endian at `off`, as writeU32LE. */
 export function writeU32BE(buf: Uint8Array, off: number, v: number): void {
   buf[off] = v >>> 24;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { readU64LE, writeU32BE, writeU32LE, writeU64LE } from "../../src/pkg/u64-le.js";
+import { readU64LE, writeU32BE, writeU32LE, writeU64BE, writeU64LE } from "../../src/pkg/u64-le.js";
 
 describe("u64-le", () => {
   it("writeU32LE and writeU32BE store what Buffer's writeUInt32LE/BE store, and nothing else", () => {
@@ -23,6 +23,8 @@ describe("u64-le", () => {
       writeU64LE(b, 0, n, "test");
       expect(readU64LE(b, 0)).toBe(n);
       expect(b.readBigUInt64LE(0)).toBe(BigInt(n));
+      writeU64BE(b, 0, n);
+      expect(b.readBigUInt64BE(0)).toBe(BigInt(n));
     }
     expect(() => writeU64LE(b, 0, -1, "test")).toThrow(RangeError);
     expect(() => writeU64LE(b, 0, 2 ** 53, "test")).toThrow(RangeError);

@@ -41,7 +41,7 @@ import { ClassicLevelEngine } from "./classic-level-engine.js";
 import { systemClock, type Clock, type TimerHandle } from "../../pkg/clock.js";
 import { exponentialBuckets, HistogramCell } from "../../pkg/metric-cells.js";
 import { BackendClosedError, type EngineIterator, type EngineOp, type EngineRange, type StorageEngine } from "./engine.js";
-import { writeU32BE } from "../../pkg/u64-le.js";
+import { writeU64BE } from "../../pkg/u64-le.js";
 
 export { BackendClosedError } from "./engine.js";
 
@@ -102,8 +102,7 @@ export const BATCH_BYTES_MAX_DEFAULT = 1024 * 1024;
 /** Encodes a uint64 (a safe JS integer) as 8 big-endian bytes. */
 export function encodeUint64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
-  writeU32BE(b, 0, Math.floor(n / 0x1_0000_0000));
-  writeU32BE(b, 4, n >>> 0);
+  writeU64BE(b, 0, n);
   return b;
 }
 
