@@ -100,13 +100,11 @@ export class Peer {
   send(m: Message): void {
     const app = this.writers.msgapp;
     const msg = this.writers.message;
-    const [ok, path] =
-      m.type === MessageType.App && app.working ? [app.send(m), "msgapp stream"]
-      : msg.working ? [msg.send(m), "message stream"]
-      : [this.pipeline.send(m), "pipeline"];
-    if (!ok && !this.stopped) {
+    const path = m.type === MessageType.App && app.working ? app : msg.working ? msg : this.pipeline;
+    if (!path.send(m) && !this.stopped) {
       this.status.counters.sentFailures++;
-      this.deps.logger.warn("dropped internal raft message since sending buffer is full", { "message-type": MessageType[m.type], "remote-peer-id": this.hex, path });
+      const name = path === app ? "msgapp stream" : path === msg ? "message stream" : "pipeline";
+      this.deps.logger.warn("dropped internal raft message since sending buffer is full", { "message-type": MessageType[m.type], "remote-peer-id": this.hex, path: name });
       this.deps.handler.reportUnreachable(m.to);
     }
   }

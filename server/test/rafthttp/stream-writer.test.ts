@@ -1,7 +1,8 @@
 /**
- * A stream writer on a real node:http answer: the writer holds a turn's frames and writes them
- * together at the next tick (and node:http corks the socket until then); push() puts them on the
- * wire at once, which the Ready loop relies on before it blocks in an inline WAL write.
+ * A stream writer on a real node:http answer: the writer holds a turn's frames and writes them to
+ * the answer's socket together, as one HTTP/1.1 chunk, at the next tick; push() puts them on the
+ * wire at once, which the Ready loop relies on before it blocks in an inline WAL write. The
+ * client reading them is node:http's, which checks the chunked coding.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -10,7 +11,7 @@ import { systemClock } from "../../src/pkg/clock.js";
 import { nullLogger } from "../../src/pkg/logger.js";
 import { MessageStreamDecoder } from "../../src/rafthttp/message-stream.js";
 import { PeerStatus } from "../../src/rafthttp/peer-status.js";
-import { StreamWriter } from "../../src/rafthttp/stream.js";
+import { httpChunk, StreamWriter } from "../../src/rafthttp/stream.js";
 import { MessageType, type Message } from "../../src/raft/types.js";
 
 const closers: (() => void)[] = [];
@@ -58,7 +59,7 @@ async function attached(): Promise<{ writer: StreamWriter; res: http.ServerRespo
 }
 
 describe("StreamWriter.push", () => {
-  it("hands the turn's writes to the kernel at once; without it node:http holds them until nextTick", async () => {
+  it("hands the turn's writes to the kernel at once; without it the writer holds them until nextTick", async () => {
     const { writer, res, received, arrived } = await attached();
     const socket = res.socket!;
 
@@ -80,5 +81,16 @@ describe("StreamWriter.push", () => {
     // Nothing held: push is a no-op.
     writer.push();
     expect(socket.writableCorked).toBe(0);
+  });
+});
+
+describe("httpChunk", () => {
+  it("frames the frames as one chunk of HTTP/1.1's chunked coding", () => {
+    for (const size of [1, 9, 10, 15, 16, 17, 255, 256, 4095, 4096, 65536, 1_000_001]) {
+      const a = Buffer.alloc(Math.floor(size / 3), 0x61);
+      const b = Buffer.alloc(size - a.length, 0x62);
+      const out = httpChunk([a, new Uint8Array(0), b], size);
+      expect(out.toString("latin1")).toBe(`${size.toString(16)}\r\n${a.toString("latin1")}${b.toString("latin1")}\r\n`);
+    }
   });
 });
