@@ -1,13 +1,14 @@
 /**
- * HTTP(S) requests to peers: one pooled agent for short requests (pipeline posts, snapshots,
- * lease forwarding) and one without pooling for the long-lived streams, each stream on its own
- * connection. With peer TLS the client presents --peer-cert-file/--peer-key-file, trusts
+ * HTTP(S) requests to peers: a pooled agent for short requests (pipeline posts, snapshots,
+ * lease forwarding); the long-lived streams each on a connection of their own, read without
+ * node:http (stream-dial.ts). With peer TLS the client presents --peer-cert-file/--peer-key-file, trusts
  * --peer-trusted-ca-file (the system's roots without one) and, with --peer-cert-allowed-cn,
  * accepts only a server certificate of that common name, as etcd's peer round trippers do.
  */
 import http from "node:http";
 import https from "node:https";
 import { clientTlsOptions, type TlsInfo } from "../pkg/tls-info.js";
+import { dialStream, type StreamAnswer } from "./stream-dial.js";
 
 /** The client side of peer TLS (see pkg/tls-info.ts for the CN and host-name rules). */
 export type PeerClientTls = TlsInfo;
@@ -34,14 +35,14 @@ const MAX_SHORT_ANSWER_BYTES = 4 * 1024 * 1024;
 
 export class PeerHttpClient {
   private readonly pooled: { http: http.Agent; https: https.Agent };
-  private readonly unpooled: { http: http.Agent; https: https.Agent };
   private readonly dialTimeoutMs: number;
+  private readonly tlsOptions: https.AgentOptions;
 
   constructor(options: PeerHttpClientOptions = {}) {
     this.dialTimeoutMs = options.dialTimeoutMs ?? 1000;
     const tlsOptions = clientTlsOptions(options.tls ?? {});
+    this.tlsOptions = tlsOptions;
     this.pooled = { http: new http.Agent({ keepAlive: true, maxSockets: 8 }), https: new https.Agent({ ...tlsOptions, keepAlive: true, maxSockets: 8 }) };
-    this.unpooled = { http: new http.Agent({ keepAlive: false }), https: new https.Agent({ ...tlsOptions, keepAlive: false }) };
   }
 
   /**
@@ -50,7 +51,7 @@ export class PeerHttpClient {
    */
   request(url: string, method: string, headers: Record<string, string>, body: Uint8Array | undefined, timeoutMs: number): Promise<PeerResponse> {
     return new Promise((resolve, reject) => {
-      const req = this.open(url, method, headers, true);
+      const req = this.open(url, method, headers);
       let done = false;
       const fail = (err: Error): void => {
         if (done) return;
@@ -81,49 +82,23 @@ export class PeerHttpClient {
   }
 
   /**
-   * Opens a long-lived GET: resolves with the answer's head (its body is the stream); the caller
-   * owns the returned request and destroys it to close the stream.
-   * @throws PeerRequestError when no answer head arrives within the dial timeout plus `headMs`.
+   * Opens a long-lived GET on a connection of its own (stream-dial.ts): resolves with the
+   * answer's head; its body is the stream, and destroying the answer closes it.
+   * @throws StreamDialError when no answer head arrives within the dial timeout plus `headMs`.
    */
-  openStream(url: string, headers: Record<string, string>, headMs: number): Promise<{ req: http.ClientRequest; res: http.IncomingMessage }> {
-    return new Promise((resolve, reject) => {
-      const req = this.open(url, "GET", headers, false);
-      let settled = false;
-      const timer = setTimeout(() => {
-        if (settled) return;
-        settled = true;
-        req.destroy();
-        reject(new PeerRequestError(`GET ${url}: timed out`));
-      }, this.dialTimeoutMs + headMs);
-      req.on("error", (err) => {
-        clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        reject(new PeerRequestError(`GET ${url}: ${err.message}`));
-      });
-      req.on("response", (res) => {
-        clearTimeout(timer);
-        if (settled) {
-          res.destroy();
-          return;
-        }
-        settled = true;
-        resolve({ req, res });
-      });
-      req.end();
-    });
+  openStream(url: string, headers: Record<string, string>, headMs: number): Promise<StreamAnswer> {
+    return dialStream(url, headers, { tls: this.tlsOptions, timeoutMs: this.dialTimeoutMs + headMs });
   }
 
   /** Closes idle pooled connections. */
   close(): void {
-    for (const a of [this.pooled.http, this.pooled.https, this.unpooled.http, this.unpooled.https]) a.destroy();
+    for (const a of [this.pooled.http, this.pooled.https]) a.destroy();
   }
 
-  private open(url: string, method: string, headers: Record<string, string>, pooled: boolean): http.ClientRequest {
+  private open(url: string, method: string, headers: Record<string, string>): http.ClientRequest {
     const u = new URL(url);
     const secure = u.protocol === "https:";
-    const agents = pooled ? this.pooled : this.unpooled;
-    const options: http.RequestOptions = { method, headers, agent: secure ? agents.https : agents.http };
+    const options: http.RequestOptions = { method, headers, agent: secure ? this.pooled.https : this.pooled.http };
     const req = secure ? https.request(u, options) : http.request(u, options);
     req.setNoDelay(true);
     return req;

@@ -28,6 +28,7 @@ import { PeerMessageRefusedError, type PeerHandler } from "../server/transport-p
 import { encodeMessageFrame, MessageStreamDecoder } from "./message-stream.js";
 import { isLinkHeartbeat, linkHeartbeatMessage, MsgAppV2Decoder, MsgAppV2Encoder } from "./msgapp-v2.js";
 import type { PeerHttpClient } from "./peer-http-client.js";
+import type { StreamAnswer } from "./stream-dial.js";
 import { ERR_CLUSTER_ID_MISMATCH, ERR_INCOMPATIBLE_VERSION, idHex, RemovedFromClusterError } from "./peer-protocol.js";
 import type { PeerStatus } from "./peer-status.js";
 import type { UrlPicker } from "./url-picker.js";
@@ -229,7 +230,7 @@ export interface StreamReaderDeps {
 /** The reading end of one stream from a peer: the GET this member keeps open to it. */
 export class StreamReader {
   private stopped = false;
-  private current: http.ClientRequest | undefined;
+  private current: StreamAnswer | undefined;
   private wake: (() => void) | undefined;
   private redial: TimerHandle | undefined;
   private running: Promise<void> | undefined;
@@ -280,44 +281,42 @@ export class StreamReader {
   private async readOnce(url: string): Promise<void> {
     const { client, headers, localId } = this.deps;
     const target = `${url.replace(/\/+$/, "")}/raft/stream/${this.type}/${idHex(localId)}`;
-    const { req, res } = await client.openStream(target, { ...headers, "X-Raft-To": idHex(this.peerId) }, STREAM_READ_TIMEOUT_MS);
-    this.current = req;
+    const answer = await client.openStream(target, { ...headers, "X-Raft-To": idHex(this.peerId) }, STREAM_READ_TIMEOUT_MS);
+    this.current = answer;
     if (this.stopped) {
-      req.destroy();
+      answer.destroy();
       return;
     }
-    if (res.statusCode !== 200) {
-      const body = await readSome(res);
-      req.destroy();
-      if (res.statusCode === 410) throw new RemovedFromClusterError();
-      throw new Error(streamRefusal(res.statusCode ?? 0, body));
+    if (answer.status !== 200) {
+      const body = await answer.text(4096);
+      answer.destroy();
+      if (answer.status === 410) throw new RemovedFromClusterError();
+      throw new Error(streamRefusal(answer.status, body));
     }
     this.deps.status.activate();
     this.deps.logger.info("established stream reader", { "stream-type": this.type, "peer-id": idHex(this.peerId) });
     const decoder = this.type === "msgapp" ? new MsgAppV2Decoder({ local: localId, remote: this.peerId }) : new MessageStreamDecoder();
-    await new Promise<void>((resolve, reject) => {
-      req.setTimeout(STREAM_READ_TIMEOUT_MS, () => req.destroy(new Error("stream read timed out")));
-      res.on("data", (chunk: Buffer) => {
-        this.deps.status.counters.receivedBytes += chunk.length;
+    const counters = this.deps.status.counters;
+    answer.setReadTimeout(STREAM_READ_TIMEOUT_MS, () => new Error("stream read timed out"));
+    try {
+      await answer.read((chunk) => {
+        counters.receivedBytes += chunk.length;
         let messages: Message[];
         try {
           messages = decoder.push(chunk);
         } catch (err) {
-          this.deps.status.counters.receivedFailures++;
-          req.destroy(err as Error);
+          counters.receivedFailures++;
+          answer.destroy(err as Error);
           return;
         }
         for (const m of messages) if (!isLinkHeartbeat(m)) this.deliver(m);
       });
-      res.on("end", () => reject(new Error("the peer closed the stream")));
-      res.on("error", reject);
-      req.on("error", reject);
-      req.on("close", () => reject(new Error("stream closed")));
-    }).finally(() => {
+      throw new Error("the peer closed the stream");
+    } finally {
       this.current = undefined;
-      req.destroy();
+      answer.destroy();
       this.deps.logger.info("lost stream reader", { "stream-type": this.type, "peer-id": idHex(this.peerId) });
-    });
+    }
   }
 
   private deliver(m: Message): void {
@@ -344,19 +343,4 @@ function streamRefusal(status: number, body: string): string {
     default:
       return `unhandled http status ${status}`;
   }
-}
-
-/** Up to 4 KiB of an answer's body. */
-function readSome(res: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on("data", (c: Buffer) => {
-      if (size < 4096) chunks.push(c);
-      size += c.length;
-    });
-    res.on("end", () => resolve(Buffer.concat(chunks).toString().slice(0, 4096)));
-    res.on("error", () => resolve(Buffer.concat(chunks).toString()));
-    res.on("close", () => resolve(Buffer.concat(chunks).toString()));
-  });
 }
