@@ -50,29 +50,34 @@ function sizeOfNumber(v: number): number {
   return n + 1;
 }
 
-/** Bytes of a varint holding a uint64 ID. */
 /**
  * The varint encodings of the node IDs encoded lately. A member's messages name a handful of IDs,
  * mostly above 2^53, whose encoding would otherwise take a few bigint operations (allocations)
- * per message; bounded, cleared when full.
+ * per message. Looked up by comparison, not in a Map: a Map hashes a bigint key in C++ on every
+ * lookup, and a message's size and bytes look up its two IDs twice each. Bounded, slots reused
+ * round robin.
  */
-const idEncodings = new Map<bigint, Uint8Array>();
-const ID_ENCODINGS_MAX = 64;
+const ID_ENCODINGS_MAX = 8;
+const idEncodingKeys: bigint[] = [];
+const idEncodingValues: Uint8Array[] = [];
+let idEncodingNext = 0;
 
 function idEncoding(v: bigint): Uint8Array {
-  let enc = idEncodings.get(v);
-  if (enc === undefined) {
-    const bytes: number[] = [];
-    let x = v;
-    while (x >= 0x80n) {
-      bytes.push(Number(x & 0x7fn) | 0x80);
-      x >>= 7n;
-    }
-    bytes.push(Number(x));
-    enc = Uint8Array.from(bytes);
-    if (idEncodings.size >= ID_ENCODINGS_MAX) idEncodings.clear();
-    idEncodings.set(v, enc);
+  for (let i = 0; i < idEncodingKeys.length; i++) {
+    if (idEncodingKeys[i] === v) return idEncodingValues[i]!;
   }
+  const bytes: number[] = [];
+  let x = v;
+  while (x >= 0x80n) {
+    bytes.push(Number(x & 0x7fn) | 0x80);
+    x >>= 7n;
+  }
+  bytes.push(Number(x));
+  const enc = Uint8Array.from(bytes);
+  const slot = idEncodingNext;
+  idEncodingNext = (idEncodingNext + 1) % ID_ENCODINGS_MAX;
+  idEncodingKeys[slot] = v;
+  idEncodingValues[slot] = enc;
   return enc;
 }
 

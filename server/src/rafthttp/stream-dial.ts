@@ -93,8 +93,8 @@ export class StreamAnswer {
   private state = ChunkState.Size;
   private line = "";
   /** Body bytes that arrived before `read` (with the head, or while the caller looked at it). */
-  private early: Buffer[] = [];
-  private onBody: ((data: Buffer) => void) | undefined;
+  private early: Uint8Array[] = [];
+  private onBody: ((data: Uint8Array) => void) | undefined;
   private finish: ((err: Error | undefined) => void) | undefined;
   private ended: Error | undefined | null = null;
 
@@ -123,10 +123,10 @@ export class StreamAnswer {
   }
 
   /**
-   * Hands the body to `onBody` as it arrives (each buffer the caller's to keep); resolves when the
-   * body ends, rejects when the connection breaks first. Once per answer.
+   * Hands the body to `onBody` as it arrives (plain Uint8Array views, the caller's to keep);
+   * resolves when the body ends, rejects when the connection breaks first. Once per answer.
    */
-  read(onBody: (data: Buffer) => void): Promise<void> {
+  read(onBody: (data: Uint8Array) => void): Promise<void> {
     return new Promise((resolve, reject) => {
       this.finish = (err) => (err === undefined ? resolve() : reject(err));
       this.onBody = onBody;
@@ -139,7 +139,7 @@ export class StreamAnswer {
 
   /** Up to `max` bytes of the body as text, once it ends (or the connection does). */
   async text(max: number): Promise<string> {
-    const parts: Buffer[] = [];
+    const parts: Uint8Array[] = [];
     let size = 0;
     await this.read((data) => {
       if (size < max) parts.push(data);
@@ -158,15 +158,18 @@ export class StreamAnswer {
     this.end(err ?? new Error("stream closed"));
   }
 
-  private onData(data: Buffer): void {
+  private onData(chunk: Buffer): void {
     if (this.ended !== null) return;
     try {
       if (this.head_ !== undefined) {
-        const rest = this.readHead(data);
+        const rest = this.readHead(chunk);
         if (rest === undefined) return;
         this.finish?.(undefined);
-        data = rest;
+        chunk = rest;
       }
+      // A plain view: a Buffer's subarray goes through its species constructor, slowly, and the
+      // frame decoders would make the same view of each chunk they queue.
+      const data = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       if (this.framing === Framing.Chunked) this.readChunks(data);
       else if (this.framing === Framing.Length) {
         const n = Math.min(this.remaining, data.length);
@@ -219,7 +222,7 @@ export class StreamAnswer {
   }
 
   /** Takes the chunk framing off `data`, handing the chunks' data on. */
-  private readChunks(data: Buffer): void {
+  private readChunks(data: Uint8Array): void {
     let i = 0;
     const n = data.length;
     while (i < n) {
@@ -276,9 +279,9 @@ export class StreamAnswer {
   }
 
   /** Adds `data[i, …)` up to a LF to the line being read; a whole line is taken. @returns where reading goes on */
-  private readLine(data: Buffer, i: number): number {
+  private readLine(data: Uint8Array, i: number): number {
     const lf = data.indexOf(LF, i);
-    this.line += data.toString("latin1", i, lf < 0 ? data.length : lf);
+    this.line += Buffer.from(data.buffer, data.byteOffset + i, (lf < 0 ? data.length : lf) - i).toString("latin1");
     if (this.line.length > MAX_CHUNK_LINE_BYTES) throw new Error("a chunk line is too long");
     if (lf < 0) return data.length;
     const line = this.line.endsWith("\r") ? this.line.slice(0, -1) : this.line;
@@ -304,7 +307,7 @@ export class StreamAnswer {
     this.state = this.remaining === 0 ? ChunkState.Trailer : ChunkState.Data;
   }
 
-  private deliver(data: Buffer): void {
+  private deliver(data: Uint8Array): void {
     if (this.onBody !== undefined) this.onBody(data);
     else this.early.push(data);
   }

@@ -57,6 +57,8 @@ interface Conn {
   pendingBytes: number;
   /** A writePending is due at the next tick. */
   scheduled: boolean;
+  /** writePending of this stream, for process.nextTick (one closure per stream, not per write). */
+  writeTick: () => void;
 }
 
 export interface StreamWriterDeps {
@@ -101,6 +103,7 @@ export class StreamWriter {
       pending: [],
       pendingBytes: 0,
       scheduled: false,
+      writeTick: () => this.writePending(conn),
     };
     this.conn = conn;
     res.on("close", () => {
@@ -166,7 +169,7 @@ export class StreamWriter {
       conn.pendingBytes += frame.length;
       if (!conn.scheduled) {
         conn.scheduled = true;
-        process.nextTick(() => this.writePending(conn));
+        process.nextTick(conn.writeTick);
       }
     } catch (err) {
       this.detach(`encoding failed: ${(err as Error).message}`);

@@ -80,7 +80,7 @@ describe("dialStream", () => {
     expect(answer.headers["x-a"]).toBe("1, 2");
     await new Promise((r) => setTimeout(r, 20)); // the body's bytes arrive before anyone reads them
     const parts: string[] = [];
-    await answer.read((d) => parts.push(d.toString()));
+    await answer.read((d) => parts.push(Buffer.from(d).toString()));
     expect(parts.join("")).toBe("abc");
   });
 
@@ -145,7 +145,7 @@ describe("dialStream", () => {
     const parts: string[] = [];
     let notify: () => void = () => undefined;
     const done = a.read((d) => {
-      parts.push(d.toString());
+      parts.push(Buffer.from(d).toString());
       notify();
     });
     for (const text of ["one", "two", "x".repeat(70000)]) {
