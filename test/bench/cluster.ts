@@ -10,7 +10,8 @@
  *     killed member restarts on its data dir between runs.
  *
  * Method: each workload gets two fresh 3-member clusters (fresh ports and data dirs), one per
- * target, kept for its rounds. A warm-up per cluster (untimed; long enough for etcd-ts's JIT to
+ * target, kept for its rounds. A warm-up per cluster (untimed, in two or three runs of the
+ * benchmark, each on connections of its own as every round is; long enough for etcd-ts's JIT to
  * compile its hot path) sizes the timed runs (the slower cluster takes about BENCH_SECONDS, both
  * get the same --total); then BENCH_ROUNDS rounds, alternating
  * which cluster goes first. Reported values are medians over rounds; ratio is B/A. Elections use
@@ -64,7 +65,9 @@ interface LoadWorkload {
   clients: number;
   conns: number;
   command(total: number): string[];
+  /** Untimed requests before the rounds, in `warmupRuns` runs of the benchmark (each on connections of its own). */
   warmupTotal: number;
+  warmupRuns: number;
   totalMin: number;
   totalMax: number;
 }
@@ -77,11 +80,15 @@ interface FailoverWorkload {
 type Workload = LoadWorkload | FailoverWorkload;
 
 const allWorkloads: Workload[] = [
-  { kind: "load", name: "cluster-put-1x1", clients: 1, conns: 1, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 4_000, totalMin: 300, totalMax: 30_000 },
-  // V8 keeps compiling etcd-ts's hot paths for longer under this load: after 4,000 puts its
-  // compiler threads still took a third of a follower's CPU (1.0 of 2.8 s over 30,000 puts), after
-  // 60,000 an eighth as much; the first 10,000 run at about half the steady rate.
-  { kind: "load", name: "cluster-put-100x10", clients: 100, conns: 10, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 30_000, totalMin: 3_000, totalMax: 200_000 },
+  { kind: "load", name: "cluster-put-1x1", clients: 1, conns: 1, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 4_000, warmupRuns: 2, totalMin: 300, totalMax: 30_000 },
+  // V8 keeps compiling etcd-ts's hot paths for longer under this load. Runs of 10,000 puts on a
+  // fresh cluster read 3253, 5784, 6568, 7388, 6428, 7655, 8085, 7948 req/s (etcd 3.4: 5872, 6550,
+  // 6435, 7095, 6830, 6782, 6878, 6879); each member optimised about 250 functions in the first
+  // run, 60 in the second, 30 and 12 in the next two (--trace-opt). The benchmark's connections
+  // closing at the end of a run send a few optimized functions back (--trace-deopt: node's socket
+  // and stream paths, "wrong map"): a single warm-up run left that to the first timed round,
+  // which read 4389 req/s against 6317 for the third. So the warm-up is three runs.
+  { kind: "load", name: "cluster-put-100x10", clients: 100, conns: 10, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 45_000, warmupRuns: 3, totalMin: 3_000, totalMax: 200_000 },
   {
     kind: "load",
     name: "cluster-range-l-100x10",
@@ -89,6 +96,7 @@ const allWorkloads: Workload[] = [
     conns: 10,
     command: (n) => ["range", seedKey, "--consistency=l", `--total=${n}`],
     warmupTotal: 10_000,
+    warmupRuns: 2,
     totalMin: 3_000,
     totalMax: 200_000,
   },
@@ -136,13 +144,20 @@ async function runLoad(binaryPath: string, w: LoadWorkload): Promise<Record<stri
     const endpoints = clusters.map((c, k) => [...c.clientUrls.filter((_, i) => i !== leaders[k]), c.clientUrls[leaders[k]!]!].join(","));
     const run = async (c: Cluster, total: number): Promise<BenchmarkReport> =>
       runBenchmark({ binaryPath, endpoint: endpoints[clusters.indexOf(c)]!, clients: w.clients, conns: w.conns, command: w.command(total), timeoutMs: 10 * 60_000 });
+    // The last warm-up run's rates size the rounds; every run's are printed.
     const warm = [] as number[];
-    const warmupTotal = scaledWarmup(w.warmupTotal, warmupScale);
-    for (const c of clusters) warm.push((await run(c, warmupTotal)).requestsPerSec);
+    const warmRates: string[] = [];
+    const warmupTotal = scaledWarmup(w.warmupTotal / w.warmupRuns, warmupScale);
+    for (const c of clusters) {
+      const rates: number[] = [];
+      for (let i = 0; i < w.warmupRuns; i++) rates.push((await run(c, warmupTotal)).requestsPerSec);
+      warm.push(rates[rates.length - 1]!);
+      warmRates.push(rates.map((r) => r.toFixed(0)).join(", "));
+    }
     const total = sizeTotal(w, warm);
     const after = await Promise.all(clusters.map((c) => c.waitLeader()));
     if (after.some((l, k) => l !== leaders[k])) console.log(`${w.name}: a leader changed during the warm-up; the endpoint order no longer puts it last`);
-    console.log(`${w.name}: warm-up ${labels[0]} ${warm[0]!.toFixed(0)} req/s, ${labels[1]} ${warm[1]!.toFixed(0)} req/s; ${rounds} rounds of --total=${total}`);
+    console.log(`${w.name}: warm-up (${w.warmupRuns} runs of ${warmupTotal}) ${labels[0]} ${warmRates[0]} req/s, ${labels[1]} ${warmRates[1]} req/s; ${rounds} rounds of --total=${total}`);
     const sides: SideResult[] = labels.map((label) => ({ label, requestsPerSec: [], p50Ms: [], p99Ms: [], errors: 0 }));
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? [0, 1] : [1, 0];
