@@ -80,7 +80,9 @@ interface FailoverWorkload {
 type Workload = LoadWorkload | FailoverWorkload;
 
 const allWorkloads: Workload[] = [
-  { kind: "load", name: "cluster-put-1x1", clients: 1, conns: 1, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 4_000, warmupRuns: 2, totalMin: 300, totalMax: 30_000 },
+  // Runs of 2,000 puts with 1 client on fresh etcd-ts clusters read 310, 525, 629, 578, 582, 632 and
+  // 304, 411, 499, 690, 749, 738 req/s (etcd 3.4: 402, 470, 479, 525, 473, 462): settled after 6,000-8,000.
+  { kind: "load", name: "cluster-put-1x1", clients: 1, conns: 1, command: (n) => ["put", ...putFlags, `--total=${n}`], warmupTotal: 9_000, warmupRuns: 3, totalMin: 300, totalMax: 30_000 },
   // V8 keeps compiling etcd-ts's hot paths for longer under this load. Runs of 10,000 puts on a
   // fresh cluster read 3253, 5784, 6568, 7388, 6428, 7655, 8085, 7948 req/s (etcd 3.4: 5872, 6550,
   // 6435, 7095, 6830, 6782, 6878, 6879); each member optimised about 250 functions in the first
