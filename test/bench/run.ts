@@ -8,10 +8,13 @@
  *   started one after the other and kept for all rounds of that workload; the peak RSS (VmHWM)
  *   reported for a workload is therefore that workload's own, over its warm-up and all rounds.
  *   State does grow over the rounds (puts add revisions), equally on both sides.
- * - Warm-up: one untimed run per server (5,000 requests for the put and range loads). It also
- *   warms etcd-ts's JIT: V8 compiles the hot path over the first few thousand requests, during
- *   which a 1-client put costs about twice its settled CPU (see the README's cold-start figures,
- *   and `BENCH_WARMUP_SCALE`). The two warm-up rates size the
+ * - Warm-up: untimed runs per server (5,000 requests for the range loads; 9,000 to 30,000 for the
+ *   puts, in three runs, and 10,000 for txn-put in two, each run on connections of its own as every
+ *   round is). It also warms etcd-ts's JIT: V8 compiles the hot path over the first few thousand
+ *   requests, during which a 1-client put costs about twice its settled CPU (see the README's
+ *   cold-start figures, and `BENCH_WARMUP_SCALE`), and the first connections to close send a few
+ *   optimized functions back to be compiled again (node's socket and stream paths): after one
+ *   5,000-put warm-up, put-1x1's rounds read 1508, 1510 and 2210 req/s. The last warm-up rates size the
  *   timed runs so that the slower server takes about BENCH_SECONDS per run and the faster one at
  *   least a quarter of that (see sizeTotal; watch-latency's --total is fixed). Both servers always
  *   get the same --total.
@@ -54,7 +57,7 @@
  *   BENCH_KEEP=1                 keep servers' data directories and logs (under the OS tmp dir)
  *   BENCH_TIMEOUT_S=1800         hard limit for the whole run; servers are stopped on expiry
  *   BENCH_WARMUP_SCALE=1         multiplies every warm-up's request count (0.1 measures the cold
- *                                start: put-1x1's timed rounds then begin after 500 requests)
+ *                                start: put-1x1's timed rounds then begin after 900 requests)
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
@@ -136,7 +139,9 @@ interface Workload {
    * put), so its Requests/sec divided by `clients` is the rate in units of --total (puts/s).
    */
   resultPerClient?: boolean;
+  /** Untimed requests before the rounds, in `warmupRuns` runs of the tool (default 1), each on connections of its own. */
   warmupTotal: number;
+  warmupRuns?: number;
   totalMin: number;
   totalMax: number;
 }
@@ -173,7 +178,8 @@ const allWorkloads: Workload[] = [
     clients: 1,
     conns: 1,
     command: (total) => ["put", ...putFlags, `--total=${total}`],
-    warmupTotal: 5_000,
+    warmupTotal: 9_000,
+    warmupRuns: 3,
     totalMin: 500,
     totalMax: 50_000,
   },
@@ -182,7 +188,8 @@ const allWorkloads: Workload[] = [
     clients: 100,
     conns: 10,
     command: (total) => ["put", ...putFlags, `--total=${total}`],
-    warmupTotal: 5_000,
+    warmupTotal: 30_000,
+    warmupRuns: 3,
     totalMin: 5_000,
     totalMax: 300_000,
   },
@@ -209,7 +216,8 @@ const allWorkloads: Workload[] = [
     clients: 1_000,
     conns: 100,
     command: (total) => ["put", ...putFlags, `--total=${total}`],
-    warmupTotal: 10_000,
+    warmupTotal: 30_000,
+    warmupRuns: 3,
     totalMin: 10_000,
     totalMax: 300_000,
   },
@@ -245,7 +253,8 @@ const allWorkloads: Workload[] = [
       `--val-size=${valueBytes}`,
       `--total=${total}`,
     ],
-    warmupTotal: 5_000,
+    warmupTotal: 10_000,
+    warmupRuns: 2,
     totalMin: 5_000,
     totalMax: 300_000,
   },
@@ -467,10 +476,13 @@ async function runWorkload(config: Config, binaryPath: string, workload: Workloa
       servers.push(server);
     }
 
+    // The last warm-up run's rates size the rounds.
     const warmupRates: number[] = [];
+    const warmupRuns = workload.warmupRuns ?? 1;
+    const warmupTotal = scaledWarmup(workload.warmupTotal / warmupRuns, config.warmupScale);
     for (const server of servers) {
-      const warmupTotal = scaledWarmup(workload.warmupTotal, config.warmupScale);
-      const { rate } = await runOnce(binaryPath, server, workload, warmupTotal, 10 * 60_000);
+      let rate = 0;
+      for (let i = 0; i < warmupRuns; i++) rate = (await runOnce(binaryPath, server, workload, warmupTotal, 10 * 60_000)).rate;
       warmupRates.push(rate);
     }
     const total = sizeTotal(workload, warmupRates, config.targetSeconds);
