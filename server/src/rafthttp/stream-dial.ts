@@ -87,7 +87,8 @@ export class StreamAnswer {
   status = 0;
   /** The head's fields, names in lower case (repeated fields joined with ", "). */
   headers: Record<string, string> = {};
-  private head_: Buffer | undefined = Buffer.alloc(0);
+  /** The head as received so far; undefined once it is parsed. */
+  private headBytes: Buffer | undefined = Buffer.alloc(0);
   private framing = Framing.Close;
   private remaining = 0;
   private state = ChunkState.Size;
@@ -100,7 +101,7 @@ export class StreamAnswer {
 
   constructor(private readonly socket: net.Socket) {
     socket.on("data", (data: Buffer) => this.onData(data));
-    socket.on("end", () => this.end(this.framing === Framing.Close && this.head_ === undefined ? undefined : new Error("the peer closed the stream")));
+    socket.on("end", () => this.end(this.framing === Framing.Close && this.headBytes === undefined ? undefined : new Error("the peer closed the stream")));
     socket.on("error", (err) => this.end(err));
     socket.on("close", () => this.end(new Error("stream closed")));
   }
@@ -161,7 +162,7 @@ export class StreamAnswer {
   private onData(chunk: Buffer): void {
     if (this.ended !== null) return;
     try {
-      if (this.head_ !== undefined) {
+      if (this.headBytes !== undefined) {
         const rest = this.readHead(chunk);
         if (rest === undefined) return;
         this.finish?.(undefined);
@@ -185,12 +186,12 @@ export class StreamAnswer {
 
   /** Adds `data` to the head; once it is whole, parses it and returns the bytes after it. */
   private readHead(data: Buffer): Buffer | undefined {
-    let buf = this.head_!.length === 0 ? data : Buffer.concat([this.head_!, data]);
+    let buf = this.headBytes!.length === 0 ? data : Buffer.concat([this.headBytes!, data]);
     for (;;) {
       const at = buf.indexOf("\r\n\r\n", 0, "latin1");
       if (at < 0) {
         if (buf.length > MAX_HEAD_BYTES) throw new Error("the answer's head is too long");
-        this.head_ = buf;
+        this.headBytes = buf;
         return undefined;
       }
       const lines = buf.toString("latin1", 0, at).split("\r\n");
@@ -207,7 +208,7 @@ export class StreamAnswer {
         const value = lines[i]!.slice(colon + 1).trim();
         this.headers[name] = name in this.headers ? `${this.headers[name]}, ${value}` : value;
       }
-      this.head_ = undefined;
+      this.headBytes = undefined;
       const te = this.headers["transfer-encoding"];
       const length = this.headers["content-length"];
       if (te !== undefined && /(?:^|,)\s*chunked\s*$/i.test(te)) this.framing = Framing.Chunked;
@@ -316,7 +317,7 @@ export class StreamAnswer {
   private end(err: Error | undefined): void {
     if (this.ended !== null) return;
     this.ended = err;
-    if (this.head_ !== undefined) {
+    if (this.headBytes !== undefined) {
       this.finish?.(err ?? new Error("the connection closed before the answer's head"));
       return;
     }
