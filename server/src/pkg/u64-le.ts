@@ -1,6 +1,7 @@
 /**
  * Little-endian unsigned 64-bit fields holding JS numbers, for the WAL and snapshot file formats
- * (and the 32-bit stores they are made of, little- and big-endian, for other hot paths).
+ * (and the 32-bit stores they are made of, little- and big-endian, and an 8-byte big-endian
+ * writer, for other hot paths: revision keys, backend values, the peer streams' length fields).
  * Only safe integers (below 2^53) are written; a stored value above that reads back as -1, which
  * readers treat as damage.
  */

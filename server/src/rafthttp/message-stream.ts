@@ -9,6 +9,7 @@
  * the bytes received, never the length announced.
  */
 import type { Message } from "../raft/types.js";
+import { writeU64BE } from "../pkg/u64-le.js";
 import { ByteQueue } from "./byte-queue.js";
 import { decodeMessage, decodeMessageAt, messageSize, writeMessage } from "./message-codec.js";
 
@@ -35,24 +36,10 @@ export class ErrUnexpectedEOF extends Error {
 export function encodeMessageFrame(m: Message): Uint8Array {
   const size = messageSize(m);
   const out = Buffer.allocUnsafe(8 + size);
-  writeUint64BE(out, 0, size);
+  writeU64BE(out, 0, size);
   const end = writeMessage(out, 8, m);
   if (end !== 8 + size) throw new Error(`raft message encoder wrote ${end - 8} bytes, sized ${size}`);
   return out;
-}
-
-/** Writes a non-negative safe integer as a big-endian uint64. */
-export function writeUint64BE(out: Uint8Array, pos: number, v: number): void {
-  const hi = Math.floor(v / 4294967296);
-  const lo = v >>> 0;
-  out[pos] = hi >>> 24;
-  out[pos + 1] = (hi >>> 16) & 0xff;
-  out[pos + 2] = (hi >>> 8) & 0xff;
-  out[pos + 3] = hi & 0xff;
-  out[pos + 4] = lo >>> 24;
-  out[pos + 5] = (lo >>> 16) & 0xff;
-  out[pos + 6] = (lo >>> 8) & 0xff;
-  out[pos + 7] = lo & 0xff;
 }
 
 export interface MessageStreamDecoderOptions {

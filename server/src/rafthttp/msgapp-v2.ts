@@ -28,7 +28,8 @@
 import { MessageType, type Entry, type Message, type NodeId } from "../raft/types.js";
 import { ByteQueue } from "./byte-queue.js";
 import { RaftWireDecodeError, decodeEntry, decodeMessage, entrySize, messageSize, writeEntry, writeMessage } from "./message-codec.js";
-import { ErrExceedSizeLimit, ErrUnexpectedEOF, MESSAGE_READ_LIMIT, writeUint64BE } from "./message-stream.js";
+import { writeU64BE } from "../pkg/u64-le.js";
+import { ErrExceedSizeLimit, ErrUnexpectedEOF, MESSAGE_READ_LIMIT } from "./message-stream.js";
 
 const FRAME_LINK_HEARTBEAT = 0;
 const FRAME_APP_ENTRIES = 1;
@@ -88,23 +89,23 @@ export class MsgAppV2Encoder {
       // sizes checked by messageSize in the full path; here only what a compact frame carries
       const out = Buffer.allocUnsafe(size);
       out[0] = FRAME_APP_ENTRIES;
-      writeUint64BE(out, 1, m.entries.length);
+      writeU64BE(out, 1, m.entries.length);
       let pos = 9;
       for (const e of m.entries) {
         if (!Number.isSafeInteger(e.term) || e.term < 0 || !Number.isSafeInteger(e.index) || e.index < 0) {
           throw new RangeError(`entry term/index ${e.term}/${e.index} is not a uint64 we can encode`);
         }
-        writeUint64BE(out, pos, entrySize(e));
+        writeU64BE(out, pos, entrySize(e));
         pos = writeEntry(out, pos + 8, e);
       }
-      writeUint64BE(out, pos, m.commit);
+      writeU64BE(out, pos, m.commit);
       this.index += m.entries.length;
       return out;
     }
     const size = messageSize(m);
     const out = Buffer.allocUnsafe(1 + 8 + size);
     out[0] = FRAME_APP;
-    writeUint64BE(out, 1, size);
+    writeU64BE(out, 1, size);
     writeMessage(out, 9, m);
     this.term = m.term;
     this.index = m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index;
